@@ -1,0 +1,73 @@
+/*
+ * sched.h — which queued job runs next, and where. Pure logic: no I/O, no
+ * clock, no processes; the daemon feeds it and acts on its answers, and the
+ * unit test drives it with fake devices.
+ *
+ * Admission is by a per-device reservation ledger: a job starts on a device
+ * only if reserved + estimate + headroom <= capacity and the device has a
+ * free slot; several small jobs may share a GPU.
+ *
+ * Order: fairness between owners first (the owner with the fewest running
+ * jobs goes first; ties go to the owner who started a job least recently),
+ * then within an owner by priority (higher first), then FIFO (seq).  A job
+ * that fits no device *now* does not block others (no head-of-line
+ * blocking); a job that can never fit any device is reported by
+ * sched_fits_ever() at submit time.
+ */
+#ifndef SCHED_H
+#define SCHED_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum sched_dev_kind { SCHED_CPU = 0, SCHED_CUDA = 1 };
+
+struct sched_device {
+	char name[32];        /* "cpu", "cuda:0" */
+	enum sched_dev_kind kind;
+	int index;            /* cuda ordinal; 0 for cpu */
+	uint64_t capacity;    /* bytes the ledger may hand out */
+	uint64_t reserved;    /* bytes granted to running jobs */
+	int slots;            /* max concurrent jobs */
+	int running;
+};
+
+struct sched_job {
+	int64_t id;
+	uint32_t owner;
+	int priority;
+	uint64_t seq;          /* submit order */
+	uint64_t host_bytes;   /* estimate on cpu */
+	uint64_t device_bytes; /* estimate on a GPU */
+	char device_req[32];   /* "auto", "cpu", "cuda", "cuda:N" */
+};
+
+struct sched;
+
+struct sched *sched_new(uint64_t headroom_bytes);
+void sched_free(struct sched *s);
+/* Devices are added once at start-up. Returns its index or -1. */
+int sched_add_device(struct sched *s, const struct sched_device *d);
+size_t sched_device_count(const struct sched *s);
+const struct sched_device *sched_device_at(const struct sched *s, size_t i);
+
+/* Queue a job (copied). 0 or NQ_ENOMEM. */
+int sched_enqueue(struct sched *s, const struct sched_job *j);
+/* Remove a queued job (cancel). 0 or NQ_ENOJOB. */
+int sched_dequeue(struct sched *s, int64_t id);
+size_t sched_queued(const struct sched *s);
+
+/* 0 if the job could run on some device when that device is idle, else
+ * NQ_ETOOLARGE (too big everywhere) or NQ_EBADDEVICE (no such device). */
+int sched_fits_ever(const struct sched *s, const struct sched_job *j);
+
+/* Pick the next job to start: removes it from the queue, reserves its bytes
+ * on the chosen device, bumps the owner's running count, fills *job, *dev
+ * (device index) and *grant (bytes reserved). Returns 1 when a job was
+ * picked, 0 when nothing can start now. */
+int sched_next(struct sched *s, struct sched_job *job, size_t *dev,
+               uint64_t *grant);
+/* A started job ended (any way): release its reservation. */
+void sched_release(struct sched *s, int64_t id);
+
+#endif

@@ -1,0 +1,85 @@
+/*
+ * store.h — the durable job table (SQLite, WAL, every write in BEGIN
+ * IMMEDIATE). Rows hold metadata; arrays live as .npy files in the job's
+ * spool directory (<state_dir>/jobs/<id>/).  Only the loop thread calls this.
+ */
+#ifndef STORE_H
+#define STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+enum job_state {
+	JOB_QUEUED = 0,
+	JOB_RUNNING = 1,
+	JOB_DONE = 2,
+	JOB_FAILED = 3,
+	JOB_CANCELED = 4
+};
+
+const char *job_state_name(enum job_state s);     /* "QUEUED" … */
+int job_state_parse(const char *s, enum job_state *out); /* 0 or -1 (case-insensitive) */
+int job_state_final(enum job_state s);             /* DONE|FAILED|CANCELED */
+
+struct job_row {
+	int64_t id;
+	char type[32];
+	enum job_state state;
+	uint32_t owner;         /* uid */
+	int priority;           /* higher runs first within an owner */
+	char device_req[32];    /* "auto", "cpu", "cuda", "cuda:N" */
+	char device[32];        /* where it runs/ran; "" before */
+	int attempts;           /* times it was started */
+	double progress;        /* 0..1 */
+	char stage[64];
+	int64_t submitted_us, started_us, finished_us; /* unix µs; 0 = not yet */
+	uint64_t est_host_bytes, est_device_bytes;
+	double est_flops;
+	int error_code;         /* nq_err; 0 */
+	char error[512];
+	char idem[128];         /* idempotency key, "" = none */
+	int cancel_requested;
+};
+
+struct store;
+
+/* Open or create the database (creates tables, sets WAL). 0 or NQ_EIO with
+ * msg. */
+int store_open(struct store **s, const char *path, char *msg, size_t msglen);
+void store_close(struct store *s);
+
+/* Insert a QUEUED row (fills row->id, submitted_us). If row->idem is set and
+ * (owner, idem) exists already, nothing is inserted: *existing = 1 and
+ * row->id is the existing job's id. */
+int store_put_job(struct store *s, struct job_row *row, int *existing);
+int store_get_job(struct store *s, int64_t id, struct job_row *row); /* 0, NQ_ENOJOB */
+/* QUEUED → RUNNING: sets device, started_us, attempts += 1. */
+int store_mark_running(struct store *s, int64_t id, const char *device);
+/* → DONE / FAILED / CANCELED with error code/text (0/"" for DONE). */
+int store_mark_final(struct store *s, int64_t id, enum job_state st,
+                     int error_code, const char *error);
+/* RUNNING → QUEUED (worker died, drain). Keeps attempts. */
+int store_requeue(struct store *s, int64_t id, const char *why);
+int store_set_progress(struct store *s, int64_t id, double progress,
+                       const char *stage);
+int store_set_cancel(struct store *s, int64_t id);
+
+/* Iterate jobs matching a filter, newest first (limit 0 = all). The
+ * callback returns nonzero to stop. */
+struct store_filter {
+	int state;         /* -1 = any, else enum job_state */
+	int any_owner;     /* 0: only owner */
+	uint32_t owner;
+	int64_t limit;
+	int oldest_first;  /* 1: ORDER BY id ASC */
+};
+int store_list(struct store *s, const struct store_filter *f,
+               int (*cb)(void *arg, const struct job_row *row), void *arg);
+
+/* Start-up recovery: every RUNNING row goes back to QUEUED, or to FAILED
+ * ("worker died N times") once attempts >= max_attempts. Counts out. */
+int store_recover(struct store *s, int max_attempts, int *requeued,
+                  int *failed);
+
+#endif

@@ -1,0 +1,145 @@
+/*
+ * kern.h — the compute backend interface: { ops, ctx } (ggml's shape).
+ *
+ * Algorithms (gsn, spikesort) are written once against these ops; the cpu
+ * backend (OpenBLAS + LAPACKE) is the reference, the cuda backend (cuBLAS +
+ * cuSOLVER + own kernels) must agree with it op by op (kernels/kern_test.c).
+ *
+ * Conventions, for every op:
+ *  - Pointers named A, B, X ... are *device* pointers obtained from alloc()
+ *    (on the cpu backend device memory is host memory). Host pointers are
+ *    named h_*. Scalars coming back to the host are written to double *out.
+ *  - Matrices are column-major with a leading dimension (BLAS/LAPACK).
+ *  - dt selects float64 or float32 for every buffer of the call; reductions
+ *    that return a double accumulate in float64 whatever dt is.
+ *  - Ops return 0 or an nq_err code (NQ_ENOMEM, NQ_EDEVICE, NQ_EBADPARAM);
+ *    they never abort. A failed factorization is not an error: it is
+ *    reported through *info.
+ *  - Ops are ordered on the backend's stream; download() and the ops that
+ *    return host scalars synchronize.
+ */
+#ifndef KERN_H
+#define KERN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum kern_dtype { KERN_F64 = 0, KERN_F32 = 1 };
+enum kern_trans { KERN_N = 0, KERN_T = 1 };
+
+static inline size_t
+kern_dtype_size(enum kern_dtype dt)
+{
+	return dt == KERN_F64 ? 8 : 4;
+}
+
+struct kern_ops {
+	const char *name; /* "cpu", "cuda" */
+
+	/* ---- memory */
+	int (*alloc)(void *ctx, size_t bytes, void **ptr); /* zero-filled */
+	void (*free)(void *ctx, void *ptr);
+	int (*upload)(void *ctx, void *dst, const void *h_src, size_t bytes);
+	int (*download)(void *ctx, void *h_dst, const void *src, size_t bytes);
+	int (*copy)(void *ctx, void *dst, const void *src, size_t bytes);
+	/* Bytes free / total of the device (cpu: MemAvailable / MemTotal). */
+	int (*mem_info)(void *ctx, size_t *free_bytes, size_t *total_bytes);
+	int (*sync)(void *ctx);
+
+	/* ---- dense linear algebra (column-major) */
+	/* C = alpha op(A) op(B) + beta C;  op(A) m×k, op(B) k×n, C m×n */
+	int (*gemm)(void *ctx, enum kern_dtype dt, enum kern_trans ta,
+	            enum kern_trans tb, int64_t m, int64_t n, int64_t k,
+	            double alpha, const void *A, int64_t lda, const void *B,
+	            int64_t ldb, double beta, void *C, int64_t ldc);
+	/* C = alpha A Aᵀ + beta C (trans=N, A n×k) or alpha AᵀA + beta C
+	 * (trans=T, A k×n). C is n×n and BOTH triangles are written. */
+	int (*syrk)(void *ctx, enum kern_dtype dt, enum kern_trans trans,
+	            int64_t n, int64_t k, double alpha, const void *A,
+	            int64_t lda, double beta, void *C, int64_t ldc);
+	/* In-place lower Cholesky A = L Lᵀ (the strict upper triangle is left
+	 * as it was). *info = 0 on success, > 0 (LAPACK's meaning) when A is
+	 * not positive definite. */
+	int (*potrf)(void *ctx, enum kern_dtype dt, int64_t n, void *A,
+	             int64_t lda, int *info);
+	/* B = L⁻¹ B, L n×n lower triangular (non-unit), B n×m. */
+	int (*trsm_lower)(void *ctx, enum kern_dtype dt, int64_t n, int64_t m,
+	                  const void *L, int64_t ldl, void *B, int64_t ldb);
+	/* Symmetric eigendecomposition of A (n×n, lower triangle read):
+	 * eigenvalues ascending into W (device, n), eigenvectors into A's
+	 * columns. *info as LAPACK's syevd. */
+	int (*syevd)(void *ctx, enum kern_dtype dt, int64_t n, void *A,
+	             int64_t lda, void *W, int *info);
+
+	/* ---- elementwise and reductions (n×n matrices are dense, ld = n) */
+	/* Y = a X + b Y over count elements. */
+	int (*axpby)(void *ctx, enum kern_dtype dt, int64_t count, double a,
+	             const void *X, double b, void *Y);
+	/* Out = alpha C + (1 - alpha) diag(C) when keep_diag, else alpha C.
+	 * C and Out n×n; Out may equal C. */
+	int (*shrink)(void *ctx, enum kern_dtype dt, int64_t n, const void *C,
+	              void *Out, double alpha, int keep_diag);
+	/* A = (A + Aᵀ) / 2, n×n. */
+	int (*symmetrize)(void *ctx, enum kern_dtype dt, int64_t n, void *A);
+	/* A[i,i] += v. */
+	int (*add_diag)(void *ctx, enum kern_dtype dt, int64_t n, void *A,
+	                double v);
+	/* d[i] = A[i,i] (d device, n). */
+	int (*get_diag)(void *ctx, enum kern_dtype dt, int64_t n, const void *A,
+	                void *d);
+	/* A[i,j] *= r[i] * c[j] for an m×n matrix with leading dim lda;
+	 * r or c may be NULL (treated as ones). r, c device vectors. */
+	int (*scale_rc)(void *ctx, enum kern_dtype dt, int64_t m, int64_t n,
+	                void *A, int64_t lda, const void *r, const void *c);
+	/* out[i] = sum_j A[i,j]^2 for an m×n matrix (row sums of squares),
+	 * out device vector of m, accumulated in double then stored in dt. */
+	int (*row_sumsq)(void *ctx, enum kern_dtype dt, int64_t m, int64_t n,
+	                 const void *A, int64_t lda, void *out);
+	/* *out = sum of squares of count elements (double accumulation). */
+	int (*sumsq)(void *ctx, enum kern_dtype dt, int64_t count, const void *X,
+	             double *out);
+	/* *out = sum_i log(A[i,i]) (double accumulation). */
+	int (*sum_log_diag)(void *ctx, enum kern_dtype dt, int64_t n,
+	                    const void *A, double *out);
+	/* *out = Pearson correlation of two vectors of count elements, float64
+	 * accumulation (two-pass: means first). NaN when either is constant. */
+	int (*pearson)(void *ctx, enum kern_dtype dt, int64_t count,
+	               const void *X, const void *Y, double *out);
+	/* Per-unit missing data, one condition's contribution (n×n each):
+	 * with m = Sm[i,j] (shared trial count), when m >= 2:
+	 *   acc[i,j] += (Sxx[i,j] - Sx[i,j] * Sx[j,i] / m) / (m - 1);
+	 *   cnt[i,j] += 1
+	 * (Sxx = X Xᵀ, Sx = X Mᵀ, Sm = M Mᵀ with X zero-filled, M the mask). */
+	int (*pair_cov_acc)(void *ctx, enum kern_dtype dt, int64_t n,
+	                    const void *Sxx, const void *Sx, const void *Sm,
+	                    void *acc, void *cnt);
+	/* X[i] = X[i] / Y[i] where Y[i] > 0, else 0 (count elements). */
+	int (*div_pos)(void *ctx, enum kern_dtype dt, int64_t count, void *X,
+	               const void *Y);
+	/* Convert count elements between precisions (dst dt_dst, src dt_src). */
+	int (*convert)(void *ctx, enum kern_dtype dt_dst, void *dst,
+	               enum kern_dtype dt_src, const void *src, int64_t count);
+};
+
+struct kern_backend {
+	const struct kern_ops *ops;
+	void *ctx;
+	char name[32]; /* "cpu", "cuda:0" */
+};
+
+/* The cpu backend is always there. 0 or NQ_ENOMEM. */
+int kern_cpu_open(struct kern_backend *kb);
+/* Number of CUDA devices usable now; 0 when the cuda backend is not built
+ * or no driver/device is present (never fails, never aborts). */
+int kern_cuda_device_count(void);
+/* Open cuda:device. NQ_ENODEV when not built, no device, or bad index;
+ * NQ_EDEVICE when the driver fails. */
+int kern_cuda_open(struct kern_backend *kb, int device);
+/* "cpu", "cuda" or "cuda:N" → backend. NQ_EBADDEVICE on a bad name. */
+int kern_open_by_name(struct kern_backend *kb, const char *name);
+void kern_close(struct kern_backend *kb);
+
+/* Convenience wrappers used by algorithms (inline dispatch). */
+#define KOP(kb, op, ...) ((kb)->ops->op((kb)->ctx, __VA_ARGS__))
+
+#endif
