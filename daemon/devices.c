@@ -1,1 +1,272 @@
-/* placeholder: being written */
+/* devices.c — see devices.h. */
+#include "devices.h"
+
+#include "log.h"
+#include "nq_error.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define DEVICES_PROBE_TIMEOUT_MS 60000 /* CUDA start-up can be slow */
+
+int
+devices_parse_line(const char *line, struct device_info *d)
+{
+	char name[32], kind[16];
+	uint64_t tot, fre;
+	int idx = 0;
+
+	memset(d, 0, sizeof(*d));
+	if (sscanf(line, "%31s %15s %" SCNu64 " %" SCNu64, name, kind, &tot,
+	           &fre) != 4)
+		return -1;
+	if (strcmp(kind, "cpu") == 0) {
+		if (strcmp(name, "cpu") != 0)
+			return -1;
+		d->kind = SCHED_CPU;
+	} else if (strcmp(kind, "cuda") == 0) {
+		char extra;
+		if (sscanf(name, "cuda:%d%c", &idx, &extra) != 1 || idx < 0)
+			return -1;
+		d->kind = SCHED_CUDA;
+	} else {
+		return -1;
+	}
+	snprintf(d->name, sizeof(d->name), "%s", name);
+	d->index = idx;
+	d->mem_total = tot;
+	d->mem_free = fre;
+	return 0;
+}
+
+static int64_t
+devices_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Runs `worker probe`; its stdout (at most len-1 bytes) goes to buf. */
+static int
+devices_run_probe(const char *worker, char *buf, size_t len, char *msg,
+                  size_t msglen)
+{
+	int pfd[2];
+	pid_t pid;
+	size_t got = 0;
+	int status = 0, rc = 0;
+	int64_t deadline = devices_ms() + DEVICES_PROBE_TIMEOUT_MS;
+
+	if (pipe2(pfd, O_CLOEXEC) != 0) {
+		snprintf(msg, msglen, "pipe: %s", strerror(errno));
+		return NQ_EIO;
+	}
+	pid = fork();
+	if (pid < 0) {
+		snprintf(msg, msglen, "fork: %s", strerror(errno));
+		close(pfd[0]);
+		close(pfd[1]);
+		return NQ_EIO;
+	}
+	if (pid == 0) {
+		dup2(pfd[1], 1);
+		execl(worker, worker, "probe", (char *) NULL);
+		_exit(127);
+	}
+	close(pfd[1]);
+	for (;;) {
+		struct pollfd p = {.fd = pfd[0], .events = POLLIN};
+		int64_t left = deadline - devices_ms();
+		if (left <= 0) {
+			snprintf(msg, msglen, "%.200s probe: no answer in %d s",
+			         worker, DEVICES_PROBE_TIMEOUT_MS / 1000);
+			kill(pid, SIGKILL);
+			rc = NQ_EIO;
+			break;
+		}
+		int pr = poll(&p, 1, (int) left);
+		if (pr < 0 && errno == EINTR)
+			continue;
+		if (pr <= 0)
+			continue;
+		ssize_t r = read(pfd[0], buf + got, len - 1 - got);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		got += (size_t) r;
+		if (got == len - 1)
+			break;
+	}
+	close(pfd[0]);
+	buf[got] = '\0';
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	if (rc == 0 && !(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
+		snprintf(msg, msglen, "%.200s probe exited with %s %d", worker,
+		         WIFEXITED(status) ? "status" : "signal",
+		         WIFEXITED(status) ? WEXITSTATUS(status)
+		                           : WTERMSIG(status));
+		rc = NQ_EIO;
+	}
+	return rc;
+}
+
+static uint64_t
+devices_meminfo(const char *key)
+{
+	FILE *f = fopen("/proc/meminfo", "r");
+	char line[256];
+	uint64_t kb = 0;
+	size_t kl = strlen(key);
+
+	if (f == NULL)
+		return 0;
+	while (fgets(line, sizeof(line), f) != NULL) {
+		if (strncmp(line, key, kl) == 0 && line[kl] == ':') {
+			sscanf(line + kl + 1, "%" SCNu64, &kb);
+			break;
+		}
+	}
+	fclose(f);
+	return kb * 1024;
+}
+
+/* Is name selected by the comma list (empty = all; "cuda" = all cuda)? */
+static int
+devices_wanted(const char *list, const struct device_info *d)
+{
+	char buf[256];
+	char *save = NULL;
+
+	if (list[0] == '\0')
+		return 1;
+	snprintf(buf, sizeof(buf), "%s", list);
+	for (char *t = strtok_r(buf, ", \t", &save); t != NULL;
+	     t = strtok_r(NULL, ", \t", &save)) {
+		if (strcmp(t, d->name) == 0)
+			return 1;
+		if (strcmp(t, "cuda") == 0 && d->kind == SCHED_CUDA)
+			return 1;
+	}
+	return 0;
+}
+
+static int
+devices_check_list(const char *list, const struct device_info *all, size_t n,
+                   char *msg, size_t msglen)
+{
+	char buf[256];
+	char *save = NULL;
+
+	snprintf(buf, sizeof(buf), "%s", list);
+	for (char *t = strtok_r(buf, ", \t", &save); t != NULL;
+	     t = strtok_r(NULL, ", \t", &save)) {
+		int found = 0;
+		for (size_t i = 0; i < n; i++) {
+			if (strcmp(t, all[i].name) == 0 ||
+			    (strcmp(t, "cuda") == 0 &&
+			     all[i].kind == SCHED_CUDA))
+				found = 1;
+		}
+		if (!found) {
+			snprintf(
+			        msg, msglen,
+			        "devices: '%s' was not found (the probe found:",
+			        t);
+			for (size_t i = 0; i < n; i++)
+				snprintf(msg + strlen(msg),
+				         msglen - strlen(msg), " %s",
+				         all[i].name);
+			snprintf(msg + strlen(msg), msglen - strlen(msg), ")");
+			return NQ_EBADDEVICE;
+		}
+	}
+	return 0;
+}
+
+int
+devices_discover(const struct config *cfg, struct sched *s,
+                 struct device_info *out, size_t *n, char *msg, size_t msglen)
+{
+	struct device_info all[DEVICES_MAX];
+	size_t nall = 0;
+	char buf[8192], emsg[512];
+	int have_cpu = 0;
+	int rc;
+
+	rc = devices_run_probe(cfg->worker_path, buf, sizeof(buf), emsg,
+	                       sizeof(emsg));
+	if (rc != 0)
+		log_warn("device probe failed error=\"%s\" action=cpu-only",
+		         emsg);
+	char *save = NULL;
+	for (char *line = strtok_r(buf, "\n", &save); rc == 0 && line != NULL;
+	     line = strtok_r(NULL, "\n", &save)) {
+		if (nall == DEVICES_MAX)
+			break;
+		if (devices_parse_line(line, &all[nall]) != 0) {
+			log_warn("device probe line ignored line=\"%s\"", line);
+			continue;
+		}
+		if (all[nall].kind == SCHED_CPU)
+			have_cpu = 1;
+		nall++;
+	}
+	if (!have_cpu && nall < DEVICES_MAX) {
+		struct device_info *c = &all[nall++];
+		memset(c, 0, sizeof(*c));
+		snprintf(c->name, sizeof(c->name), "cpu");
+		c->kind = SCHED_CPU;
+		c->mem_total = devices_meminfo("MemTotal");
+		c->mem_free = devices_meminfo("MemAvailable");
+	}
+	rc = devices_check_list(cfg->devices, all, nall, msg, msglen);
+	if (rc != 0)
+		return rc;
+	*n = 0;
+	for (size_t i = 0; i < nall; i++) {
+		struct sched_device sd;
+		if (!devices_wanted(cfg->devices, &all[i]))
+			continue;
+		memset(&sd, 0, sizeof(sd));
+		memcpy(sd.name, all[i].name, sizeof(sd.name));
+		sd.kind = all[i].kind;
+		sd.index = all[i].index;
+		if (sd.kind == SCHED_CPU) {
+			sd.capacity = cfg->cpu_memory_bytes;
+			sd.slots = cfg->cpu_slots;
+		} else {
+			/* the ledger hands out what the card has; what
+			 * others use already is the headroom's business */
+			sd.capacity = all[i].mem_total;
+			sd.slots = cfg->gpu_slots;
+		}
+		if (sched_add_device(s, &sd) < 0) {
+			snprintf(msg, msglen, "cannot add device %s", sd.name);
+			return NQ_EINTERNAL;
+		}
+		out[(*n)++] = all[i];
+		log_info("device id=%s kind=%s mem_total=%" PRIu64
+		         " mem_free=%" PRIu64 " capacity=%" PRIu64 " slots=%d",
+		         sd.name, sd.kind == SCHED_CPU ? "cpu" : "cuda",
+		         all[i].mem_total, all[i].mem_free, sd.capacity,
+		         sd.slots);
+	}
+	if (*n == 0) {
+		snprintf(msg, msglen, "no devices selected");
+		return NQ_EBADDEVICE;
+	}
+	return 0;
+}

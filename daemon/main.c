@@ -1,1 +1,404 @@
-/* placeholder: being written */
+/* main.c — neuroqd: arguments, config, state dir, start-up recovery, the
+ * loop, signals (SIGTERM/SIGINT drain, SIGHUP noted). */
+#include "config.h"
+#include "devices.h"
+#include "job_type.h"
+#include "log.h"
+#include "net.h"
+#include "nq_error.h"
+#include "sched.h"
+#include "server.h"
+#include "spool.h"
+#include "store.h"
+#include "worker.h"
+
+#include <getopt.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char usage[] =
+        "usage: neuroqd [--listen URL]... [--events URL] [--state-dir DIR]\n"
+        "               [--config FILE] [--devices cpu,cuda:0,...] "
+        "[--foreground]\n"
+        "       neuroqd --print-config [same options]\n"
+        "       neuroqd --version\n"
+        "\n"
+        "The command line wins over the config file; --print-config shows the\n"
+        "effective settings in the config file's format.\n";
+
+static uv_signal_t sig_term, sig_int, sig_hup;
+static int exit_code;
+
+static void
+on_drained(struct daemon *d)
+{
+	log_notice("drained; stopping");
+	uv_stop(d->loop);
+}
+
+static void
+on_signal(uv_signal_t *h, int signum)
+{
+	struct daemon *d = h->data;
+
+	if (signum == SIGHUP) {
+		/* logs go to stderr (journald): nothing to reopen */
+		log_notice("SIGHUP received (nothing to reload)");
+		return;
+	}
+	if (d->draining) {
+		log_notice(
+		        "signal=%d while draining; workers get SIGKILL after "
+		        "the grace period",
+		        signum);
+		return;
+	}
+	log_notice("shutting down signal=%d running=%zu", signum,
+	           worker_count(d));
+	d->draining = 1;
+	worker_drain(d, on_drained);
+}
+
+struct queued {
+	struct job_row *rows;
+	size_t n, cap;
+};
+
+static int
+queued_cb(void *arg, const struct job_row *row)
+{
+	struct queued *q = arg;
+
+	if (q->n == q->cap) {
+		size_t cap = q->cap ? q->cap * 2 : 64;
+		struct job_row *r = realloc(q->rows, cap * sizeof(*r));
+		if (r == NULL)
+			return 1;
+		q->rows = r;
+		q->cap = cap;
+	}
+	q->rows[q->n++] = *row;
+	return 0;
+}
+
+/* Every QUEUED row goes back into the scheduler, oldest first. */
+static int
+load_queue(struct daemon *d)
+{
+	struct store_filter f = {
+	        .state = JOB_QUEUED, .any_owner = 1, .oldest_first = 1};
+	struct queued q = {0};
+	size_t loaded = 0;
+	int rc;
+
+	rc = store_list(d->store, &f, queued_cb, &q);
+	if (rc != 0) {
+		free(q.rows);
+		return rc;
+	}
+	for (size_t i = 0; i < q.n; i++) {
+		const struct job_row *row = &q.rows[i];
+		struct sched_job sj;
+		memset(&sj, 0, sizeof(sj));
+		sj.id = row->id;
+		sj.owner = row->owner;
+		sj.priority = row->priority;
+		sj.seq = (uint64_t) row->id;
+		sj.host_bytes = row->est_host_bytes;
+		sj.device_bytes = row->est_device_bytes;
+		snprintf(sj.device_req, sizeof(sj.device_req), "%s",
+		         row->device_req);
+		rc = sched_fits_ever(d->sched, &sj);
+		if (rc != 0) {
+			/* the devices changed since the submit */
+			char why[256];
+			snprintf(why, sizeof(why),
+			         "no device of this server can run it any more "
+			         "(device %s)",
+			         row->device_req);
+			store_mark_final(d->store, row->id, JOB_FAILED, rc,
+			                 why);
+			log_warn("queued job failed id=%" PRId64 " error=%s",
+			         row->id, nq_errname(rc));
+			rc = 0;
+			continue;
+		}
+		rc = sched_enqueue(d->sched, &sj);
+		if (rc != 0)
+			break;
+		loaded++;
+	}
+	log_info("queue loaded jobs=%zu", loaded);
+	free(q.rows);
+	return rc;
+}
+
+static int
+socket_dir_mode(const struct config *c)
+{
+	int mode = c->system ? 0755 : 0700;
+
+	if (c->socket_mode & 0060)
+		mode |= 0050;
+	if (c->socket_mode & 0006)
+		mode |= 0005;
+	return mode;
+}
+
+enum {
+	OPT_LISTEN = 256,
+	OPT_EVENTS,
+	OPT_STATE,
+	OPT_CONFIG,
+	OPT_DEVICES,
+	OPT_FG,
+	OPT_VERSION,
+	OPT_PRINT,
+	OPT_HELP
+};
+
+static const struct option long_opts[] = {
+        {"listen", required_argument, NULL, OPT_LISTEN},
+        {"events", required_argument, NULL, OPT_EVENTS},
+        {"state-dir", required_argument, NULL, OPT_STATE},
+        {"config", required_argument, NULL, OPT_CONFIG},
+        {"devices", required_argument, NULL, OPT_DEVICES},
+        {"foreground", no_argument, NULL, OPT_FG},
+        {"version", no_argument, NULL, OPT_VERSION},
+        {"print-config", no_argument, NULL, OPT_PRINT},
+        {"help", no_argument, NULL, OPT_HELP},
+        {NULL, 0, NULL, 0},
+};
+
+struct cmdline {
+	const char *listen[CONFIG_MAX_LISTEN];
+	int nlisten;
+	const char *events, *state_dir, *config, *devices;
+	int print_config;
+};
+
+static int
+parse_args(int argc, char **argv, struct cmdline *cl)
+{
+	int o;
+
+	memset(cl, 0, sizeof(*cl));
+	while ((o = getopt_long(argc, argv, "", long_opts, NULL)) != -1) {
+		switch (o) {
+		case OPT_LISTEN:
+			if (cl->nlisten == CONFIG_MAX_LISTEN) {
+				fprintf(stderr,
+				        "neuroqd: at most %d --listen\n",
+				        CONFIG_MAX_LISTEN);
+				return 2;
+			}
+			cl->listen[cl->nlisten++] = optarg;
+			break;
+		case OPT_EVENTS:
+			cl->events = optarg;
+			break;
+		case OPT_STATE:
+			cl->state_dir = optarg;
+			break;
+		case OPT_CONFIG:
+			cl->config = optarg;
+			break;
+		case OPT_DEVICES:
+			cl->devices = optarg;
+			break;
+		case OPT_FG:
+			break; /* neuroqd never forks: always foreground */
+		case OPT_VERSION:
+			printf("neuroqd %s (protocol %d)\n", NEUROQ_VERSION,
+			       NQ_PROTOCOL_VERSION);
+			exit(0);
+		case OPT_PRINT:
+			cl->print_config = 1;
+			break;
+		case OPT_HELP:
+			fputs(usage, stdout);
+			exit(0);
+		default:
+			fputs(usage, stderr);
+			return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "neuroqd: unexpected argument '%s'\n%s",
+		        argv[optind], usage);
+		return 2;
+	}
+	return 0;
+}
+
+static int
+build_config(const struct cmdline *cl, struct config *c)
+{
+	char msg[1024];
+	int rc;
+
+	if ((rc = config_defaults(c, msg, sizeof(msg))) != 0)
+		goto fail;
+	if (cl->config != NULL &&
+	    (rc = config_load(c, cl->config, msg, sizeof(msg))) != 0)
+		goto fail;
+	if (cl->nlisten > 0) {
+		c->nlisten = 0;
+		for (int i = 0; i < cl->nlisten; i++) {
+			rc = config_set(c, "listen", cl->listen[i], msg,
+			                sizeof(msg));
+			if (rc != 0)
+				goto fail;
+			/* the first set may have dropped the default */
+		}
+	}
+	if ((cl->events != NULL &&
+	     (rc = config_set(c, "events", cl->events, msg, sizeof(msg)))) ||
+	    (cl->state_dir != NULL &&
+	     (rc = config_set(c, "state_dir", cl->state_dir, msg,
+	                      sizeof(msg)))) ||
+	    (cl->devices != NULL &&
+	     (rc = config_set(c, "devices", cl->devices, msg, sizeof(msg)))))
+		goto fail;
+	if ((rc = config_finish(c, msg, sizeof(msg))) != 0)
+		goto fail;
+	return 0;
+fail:
+	fprintf(stderr, "neuroqd: %s\n", msg);
+	return rc;
+}
+
+int
+main(int argc, char **argv)
+{
+	static struct config cfg;
+	struct cmdline cl;
+	struct daemon d;
+	char msg[1024], path[4096];
+	enum log_level lv = LOG_INFO;
+	int rc, requeued = 0, failed = 0;
+	struct timespec ts;
+
+	if ((rc = parse_args(argc, argv, &cl)) != 0)
+		return rc;
+	if (build_config(&cl, &cfg) != 0)
+		return 1;
+	if (cl.print_config) {
+		config_print(&cfg, stdout);
+		return 0;
+	}
+	log_level_parse(cfg.log_level, &lv);
+	log_init(lv);
+	signal(SIGPIPE, SIG_IGN);
+
+	memset(&d, 0, sizeof(d));
+	d.cfg = &cfg;
+	d.loop = uv_default_loop();
+	clock_gettime(CLOCK_REALTIME, &ts);
+	d.started = (double) ts.tv_sec;
+
+	snprintf(path, sizeof(path), "%s/jobs", cfg.state_dir);
+	if ((rc = spool_mkdir_p(cfg.state_dir, 0700)) != 0 ||
+	    (rc = spool_mkdir_p(path, 0700)) != 0) {
+		log_err("cannot create state dir path=%s error=\"%s\"", path,
+		        strerror(rc));
+		return 1;
+	}
+	spool_clean_staging(cfg.state_dir);
+	snprintf(path, sizeof(path), "%s/neuroq.db", cfg.state_dir);
+	if (store_open(&d.store, path, msg, sizeof(msg)) != 0) {
+		log_err("cannot open the job store path=%s error=\"%s\"", path,
+		        msg);
+		return 1;
+	}
+	if (store_recover(d.store, cfg.max_attempts, &requeued, &failed) != 0) {
+		log_err("start-up recovery failed error=\"%s\"",
+		        store_errmsg(d.store));
+		exit_code = 1;
+		goto out_store;
+	}
+	if (requeued || failed)
+		log_notice("recovered interrupted jobs requeued=%d failed=%d",
+		           requeued, failed);
+	d.sched = sched_new(cfg.headroom_bytes);
+	if (d.sched == NULL) {
+		log_err("out of memory");
+		exit_code = 1;
+		goto out_store;
+	}
+	if (devices_discover(&cfg, d.sched, d.devs, &d.ndevs, msg,
+	                     sizeof(msg)) != 0) {
+		log_err("device discovery failed error=\"%s\"", msg);
+		exit_code = 1;
+		goto out_sched;
+	}
+	if (load_queue(&d) != 0) {
+		log_err("cannot load the queue error=\"%s\"",
+		        store_errmsg(d.store));
+		exit_code = 1;
+		goto out_sched;
+	}
+
+	struct net_config nc = {
+	        .contexts = cfg.contexts,
+	        .max_message_bytes = (size_t) cfg.max_message_bytes,
+	        .socket_mode = cfg.socket_mode,
+	        .tcp_owner_uid = cfg.tcp_owner_uid,
+	};
+	if (net_open(&d.net, d.loop, &nc, server_handle, &d, msg,
+	             sizeof(msg)) != 0) {
+		log_err("cannot open sockets error=\"%s\"", msg);
+		exit_code = 1;
+		goto out_sched;
+	}
+	for (int i = 0; i < cfg.nlisten; i++) {
+		if (net_listen(d.net, cfg.listen[i], socket_dir_mode(&cfg), msg,
+		               sizeof(msg)) != 0) {
+			log_err("listen failed error=\"%s\"", msg);
+			exit_code = 1;
+			goto out_net;
+		}
+		log_info("listening url=%s", cfg.listen[i]);
+	}
+	if (net_listen_events(d.net, cfg.events, socket_dir_mode(&cfg), msg,
+	                      sizeof(msg)) != 0) {
+		log_err("events listen failed error=\"%s\"", msg);
+		exit_code = 1;
+		goto out_net;
+	}
+	log_info("events url=%s", cfg.events);
+	net_start(d.net, msg, sizeof(msg));
+
+	uv_signal_init(d.loop, &sig_term);
+	uv_signal_init(d.loop, &sig_int);
+	uv_signal_init(d.loop, &sig_hup);
+	sig_term.data = sig_int.data = sig_hup.data = &d;
+	uv_signal_start(&sig_term, on_signal, SIGTERM);
+	uv_signal_start(&sig_int, on_signal, SIGINT);
+	uv_signal_start(&sig_hup, on_signal, SIGHUP);
+
+	log_notice("neuroqd started version=%s state_dir=%s pid=%d",
+	           NEUROQ_VERSION, cfg.state_dir, (int) getpid());
+	worker_start_more(&d);
+	uv_run(d.loop, UV_RUN_DEFAULT);
+
+	uv_close((uv_handle_t *) &sig_term, NULL);
+	uv_close((uv_handle_t *) &sig_int, NULL);
+	uv_close((uv_handle_t *) &sig_hup, NULL);
+out_net:
+	net_close(d.net);
+	uv_run(d.loop, UV_RUN_DEFAULT); /* let closed handles finish */
+out_sched:
+	sched_free(d.sched);
+out_store:
+	store_close(d.store);
+	uv_loop_close(d.loop);
+	if (exit_code == 0)
+		log_notice("neuroqd stopped");
+	return exit_code;
+}

@@ -48,6 +48,9 @@ struct store;
  * msg. */
 int store_open(struct store **s, const char *path, char *msg, size_t msglen);
 void store_close(struct store *s);
+/* Human text of the last failure of any store_* call (sqlite's message for
+ * NQ_EIO); "" when none yet. Valid until the next call. */
+const char *store_errmsg(const struct store *s);
 
 /* Insert a QUEUED row (fills row->id, submitted_us). If row->idem is set and
  * (owner, idem) exists already, nothing is inserted: *existing = 1 and

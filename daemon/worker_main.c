@@ -1,1 +1,408 @@
-/* placeholder: being written */
+/*
+ * worker_main.c — neuroq-worker: runs one job type on one device (the
+ * contract is in README.md). The daemon starts one per running job; it
+ * works the same by hand:
+ *
+ *   neuroq-worker run --type gsn --dir JOBDIR --device cpu
+ *   neuroq-worker probe
+ */
+#include "job_type.h"
+#include "kern.h"
+#include "log.h"
+#include "nq_error.h"
+#include "nq_value.h"
+#include "spool.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <time.h>
+#include <unistd.h>
+
+enum { EXIT_OK = 0, EXIT_FAILED = 1, EXIT_USAGE = 2, EXIT_CANCELED = 3 };
+
+#define PROGRESS_MIN_S 0.1 /* at most ~10 progress lines a second */
+
+static const char usage[] =
+        "usage: neuroq-worker run --type TYPE --dir JOBDIR --device "
+        "cpu|cuda|cuda:N\n"
+        "                         [--grant BYTES] [--attempt K]\n"
+        "       neuroq-worker probe\n"
+        "       neuroq-worker --version\n"
+        "\n"
+        "run: reads JOBDIR/params.mp and JOBDIR/in/*.npy, writes JOBDIR/out/ "
+        "and\n"
+        "exits 0; on failure writes JOBDIR/error and exits 1 (2: bad usage, "
+        "3:\n"
+        "canceled by SIGTERM). Progress goes to stdout: 'progress <frac> "
+        "<stage>'.\n"
+        "probe: one line per device: 'name kind mem_total mem_free'.\n";
+
+static volatile sig_atomic_t worker_stop;
+
+static void
+on_term(int sig)
+{
+	(void) sig;
+	worker_stop = 1;
+}
+
+static double
+mono_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double) ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+struct wpriv {
+	const char *dir;
+	FILE *log;
+	double last_progress;
+	char last_stage[64];
+	int attempt;
+};
+
+static void
+ctx_progress(struct job_ctx *ctx, double frac, const char *stage)
+{
+	struct wpriv *p = ctx->priv;
+	double now = mono_s();
+	char st[64];
+	size_t i;
+
+	if (stage == NULL)
+		stage = "";
+	for (i = 0; stage[i] != '\0' && i + 1 < sizeof(st); i++)
+		st[i] = (stage[i] == '\n' || stage[i] == '\r') ? ' ' : stage[i];
+	st[i] = '\0';
+	if (!(frac >= 0))
+		frac = 0;
+	if (frac > 1)
+		frac = 1;
+	if (now - p->last_progress < PROGRESS_MIN_S &&
+	    strcmp(st, p->last_stage) == 0 && frac < 1)
+		return;
+	p->last_progress = now;
+	snprintf(p->last_stage, sizeof(p->last_stage), "%s", st);
+	printf("progress %.4f %s\n", frac, st);
+	fflush(stdout);
+}
+
+static int
+ctx_canceled(struct job_ctx *ctx)
+{
+	(void) ctx;
+	return worker_stop != 0;
+}
+
+static void
+vlog_line(struct wpriv *p, const char *fmt, va_list ap)
+{
+	char ts[32];
+	time_t t = time(NULL);
+	struct tm tm;
+
+	if (p->log == NULL)
+		return;
+	gmtime_r(&t, &tm);
+	strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	fprintf(p->log, "%s attempt=%d ", ts, p->attempt);
+	vfprintf(p->log, fmt, ap);
+	fputc('\n', p->log);
+	fflush(p->log);
+}
+
+static void wlog(struct wpriv *p, const char *fmt, ...)
+        __attribute__((format(printf, 2, 3)));
+
+static void
+wlog(struct wpriv *p, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vlog_line(p, fmt, ap);
+	va_end(ap);
+}
+
+static void
+ctx_log(struct job_ctx *ctx, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vlog_line(ctx->priv, fmt, ap);
+	va_end(ap);
+}
+
+/* Record the failure for the daemon (error file) and for people (log). */
+static int
+fail(struct wpriv *p, int code, const char *message)
+{
+	if (code == 0)
+		code = NQ_EFAILED;
+	if (message == NULL || message[0] == '\0')
+		message = nq_strerror(code);
+	wlog(p, "%s error=%s message=\"%s\"",
+	     code == NQ_ECANCELED ? "canceled" : "failed", nq_errname(code),
+	     message);
+	if (spool_write_error(p->dir, code, message) != 0)
+		log_err("cannot write error file dir=%s", p->dir);
+	return code == NQ_ECANCELED ? EXIT_CANCELED : EXIT_FAILED;
+}
+
+static int
+cmd_run(int argc, char **argv)
+{
+	static const struct option opts[] = {
+	        {"type", required_argument, NULL, 't'},
+	        {"dir", required_argument, NULL, 'd'},
+	        {"device", required_argument, NULL, 'v'},
+	        {"grant", required_argument, NULL, 'g'},
+	        {"attempt", required_argument, NULL, 'a'},
+	        {NULL, 0, NULL, 0},
+	};
+	const char *type = NULL, *dir = NULL, *device = NULL;
+	unsigned long long grant = 0;
+	long attempt = 1;
+	struct wpriv p;
+	struct job_ctx ctx;
+	struct kern_backend kb;
+	struct nq_value params = {.kind = NQ_NIL};
+	struct nq_map *inputs = NULL, *out = NULL;
+	const struct job_type *jt;
+	char msg[2048] = "", path[4096], ckpt[4096];
+	int o, rc, ex, kb_open = 0;
+	char *end;
+
+	optind = 1;
+	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (o) {
+		case 't':
+			type = optarg;
+			break;
+		case 'd':
+			dir = optarg;
+			break;
+		case 'v':
+			device = optarg;
+			break;
+		case 'g':
+			errno = 0;
+			grant = strtoull(optarg, &end, 10);
+			if (errno != 0 || *end != '\0' || optarg[0] == '-') {
+				fprintf(stderr, "neuroq-worker: bad --grant\n");
+				return EXIT_USAGE;
+			}
+			break;
+		case 'a':
+			attempt = strtol(optarg, &end, 10);
+			if (*end != '\0' || attempt < 1 || attempt > 1000000) {
+				fprintf(stderr,
+				        "neuroq-worker: bad --attempt\n");
+				return EXIT_USAGE;
+			}
+			break;
+		default:
+			fputs(usage, stderr);
+			return EXIT_USAGE;
+		}
+	}
+	if (type == NULL || dir == NULL || device == NULL || optind < argc) {
+		fputs(usage, stderr);
+		return EXIT_USAGE;
+	}
+
+	/* die with the daemon: an orphaned worker would hold a GPU that the
+	 * restarted daemon hands to someone else */
+	pid_t parent = getppid();
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	if (getppid() != parent)
+		return EXIT_FAILED; /* the parent died before prctl */
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_term;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+
+	memset(&p, 0, sizeof(p));
+	p.dir = dir;
+	p.attempt = (int) attempt;
+	p.last_progress = -1;
+	snprintf(path, sizeof(path), "%s/log", dir);
+	p.log = fopen(path, "a");
+	snprintf(path, sizeof(path), "%s/error", dir);
+	unlink(path);
+	snprintf(ckpt, sizeof(ckpt), "%s/ckpt", dir);
+	spool_mkdir_p(ckpt, 0755);
+	wlog(&p, "start type=%s device=%s grant=%llu pid=%d", type, device,
+	     grant, (int) getpid());
+
+	jt = job_type_find(type);
+	if (jt == NULL) {
+		snprintf(msg, sizeof(msg), "unknown job type '%s'", type);
+		ex = fail(&p, NQ_EBADTYPE, msg);
+		goto out;
+	}
+	rc = spool_read_params(dir, &params, msg, sizeof(msg));
+	if (rc != 0) {
+		ex = fail(&p, rc, msg);
+		goto out;
+	}
+	inputs = nq_map_new();
+	out = nq_map_new();
+	if (inputs == NULL || out == NULL) {
+		ex = fail(&p, NQ_ENOMEM, "out of memory");
+		goto out;
+	}
+	rc = spool_read_inputs(dir, inputs, msg, sizeof(msg));
+	if (rc != 0) {
+		ex = fail(&p, rc, msg);
+		goto out;
+	}
+	rc = jt->validate(params.u.map, inputs, msg, sizeof(msg));
+	if (rc != 0) {
+		ex = fail(&p, rc, msg);
+		goto out;
+	}
+	rc = kern_open_by_name(&kb, device);
+	if (rc != 0) {
+		snprintf(msg, sizeof(msg), "cannot open device %s: %s", device,
+		         nq_strerror(rc));
+		ex = fail(&p, rc, msg);
+		goto out;
+	}
+	kb_open = 1;
+
+	memset(&ctx, 0, sizeof(ctx));
+	ctx.kb = &kb;
+	ctx.job_dir = dir;
+	ctx.ckpt_dir = ckpt;
+	ctx.grant_bytes = grant;
+	ctx.attempt = (int) attempt;
+	ctx.progress = ctx_progress;
+	ctx.canceled = ctx_canceled;
+	ctx.log = ctx_log;
+	ctx.priv = &p;
+	if (worker_stop) {
+		ex = fail(&p, NQ_ECANCELED, "canceled before it started");
+		goto out;
+	}
+	ctx_progress(&ctx, 0, "start");
+	double t0 = mono_s();
+	msg[0] = '\0';
+	rc = jt->run(&ctx, params.u.map, inputs, out, msg, sizeof(msg));
+	double dt = mono_s() - t0;
+	if (rc != 0) {
+		/* a job that finished despite a late SIGTERM keeps its
+		 * result */
+		if (worker_stop)
+			rc = NQ_ECANCELED;
+		ex = fail(&p, rc, rc == NQ_ECANCELED ? "canceled" : msg);
+		goto out;
+	}
+	if (nq_map_get(out, "time_s") == NULL)
+		nq_map_set_float(out, "time_s", dt);
+	if (nq_map_get(out, "device") == NULL)
+		nq_map_set_str(out, "device", kb.name[0] ? kb.name : device);
+	rc = spool_write_outputs(dir, out, msg, sizeof(msg));
+	if (rc != 0) {
+		ex = fail(&p, rc, msg);
+		goto out;
+	}
+	ctx_progress(&ctx, 1, "done");
+	wlog(&p, "done time_s=%.3f outputs=%zu", dt, out->n);
+	ex = EXIT_OK;
+out:
+	if (kb_open)
+		kern_close(&kb);
+	nq_map_free(inputs);
+	nq_map_free(out);
+	nq_value_free(&params);
+	if (p.log != NULL)
+		fclose(p.log);
+	return ex;
+}
+
+static uint64_t
+meminfo(const char *key)
+{
+	FILE *f = fopen("/proc/meminfo", "r");
+	char line[256];
+	uint64_t kb = 0;
+	size_t kl = strlen(key);
+
+	if (f == NULL)
+		return 0;
+	while (fgets(line, sizeof(line), f) != NULL) {
+		if (strncmp(line, key, kl) == 0 && line[kl] == ':') {
+			sscanf(line + kl + 1, "%" SCNu64, &kb);
+			break;
+		}
+	}
+	fclose(f);
+	return kb * 1024;
+}
+
+static int
+cmd_probe(void)
+{
+	int n;
+
+	printf("cpu cpu %" PRIu64 " %" PRIu64 "\n", meminfo("MemTotal"),
+	       meminfo("MemAvailable"));
+	n = kern_cuda_device_count();
+	for (int i = 0; i < n; i++) {
+		struct kern_backend kb;
+		size_t fre = 0, tot = 0;
+		int rc = kern_cuda_open(&kb, i);
+		if (rc != 0) {
+			log_warn("cuda device unusable index=%d error=%s", i,
+			         nq_errname(rc));
+			continue;
+		}
+		rc = kb.ops->mem_info(kb.ctx, &fre, &tot);
+		kern_close(&kb);
+		if (rc != 0) {
+			log_warn("cuda mem_info failed index=%d error=%s", i,
+			         nq_errname(rc));
+			continue;
+		}
+		printf("cuda:%d cuda %zu %zu\n", i, tot, fre);
+	}
+	fflush(stdout);
+	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	log_init(LOG_INFO);
+	if (argc < 2) {
+		fputs(usage, stderr);
+		return EXIT_USAGE;
+	}
+	if (strcmp(argv[1], "run") == 0)
+		return cmd_run(argc - 1, argv + 1);
+	if (strcmp(argv[1], "probe") == 0 && argc == 2)
+		return cmd_probe();
+	if (strcmp(argv[1], "--version") == 0) {
+		printf("neuroq-worker %s\n", NEUROQ_VERSION);
+		return 0;
+	}
+	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+		fputs(usage, stdout);
+		return 0;
+	}
+	fputs(usage, stderr);
+	return EXIT_USAGE;
+}

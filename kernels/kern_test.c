@@ -1,1 +1,1476 @@
-/* placeholder: being written */
+/*
+ * kern_test.c — conformance of a kernels backend, op by op, f64 and f32.
+ *
+ * Built twice (kernels/CMakeLists.txt):
+ *  - kern_cpu_test: the cpu backend against small naive implementations
+ *    written here (the oracle of the oracle);
+ *  - kern_cuda_test (-DKERN_TEST_CUDA=1): the cuda backend against the cpu
+ *    backend on the same random inputs; exits 77 without a device.
+ *
+ * Every op runs through run_<op>(backend, dt, host buffers...) and the
+ * expected value comes from WANT(<op>, ...), which is naive_<op> or
+ * run_<op> on the cpu backend. Tolerances are relative to max|expected|.
+ * f32 inputs are rounded to float on the host first, so both sides see
+ * the same numbers.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h> /* needs the four above first */
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kern.h"
+#include "nq_error.h"
+
+static struct kern_backend g_dev; /* the backend under test */
+#ifdef KERN_TEST_CUDA
+static struct kern_backend g_ref; /* cpu, the oracle */
+#define WANT(op, ...) run_##op(&g_ref, __VA_ARGS__)
+#else
+#define WANT(op, ...) naive_##op(__VA_ARGS__)
+#endif
+
+static const enum kern_dtype dts[] = {KERN_F64, KERN_F32};
+#define FOR_DT(dt)                                          \
+	for (enum kern_dtype dt = KERN_F64; dt <= KERN_F32; \
+	     dt = (enum kern_dtype)(dt + 1))
+
+/* Tolerance classes, relative to max|expected|. */
+enum tol_class { TOL_ELEM, TOL_BLAS, TOL_EIG };
+
+static double
+tol(enum kern_dtype dt, enum tol_class c)
+{
+	static const double t64[] = {1e-12, 1e-10, 1e-10};
+	static const double t32[] = {2e-6, 1e-4, 1e-5};
+	return dt == KERN_F64 ? t64[c] : t32[c];
+}
+
+/* ---- host helpers */
+
+static uint64_t rng = 0x9e3779b97f4a7c15ULL;
+
+static double
+urand(void) /* [-1, 1) */
+{
+	rng ^= rng << 13;
+	rng ^= rng >> 7;
+	rng ^= rng << 17;
+	return (double) (rng >> 11) / 4503599627370496.0 - 1.0;
+}
+
+static double
+round_dt(enum kern_dtype dt, double v)
+{
+	return dt == KERN_F32 ? (double) (float) v : v;
+}
+
+static double *
+hvec(int64_t count)
+{
+	double *h = calloc(count > 0 ? (size_t) count : 1, sizeof(*h));
+	assert_non_null(h);
+	return h;
+}
+
+static double *
+hrand(enum kern_dtype dt, int64_t count)
+{
+	double *h = hvec(count);
+	for (int64_t i = 0; i < count; i++)
+		h[i] = round_dt(dt, urand());
+	return h;
+}
+
+static double *
+hdup(const double *h, int64_t count)
+{
+	double *d = hvec(count);
+	if (count > 0)
+		memcpy(d, h, (size_t) count * sizeof(*h));
+	return d;
+}
+
+/* Device buffer of count elements of dt holding h (or zeros). */
+static void *
+put(struct kern_backend *kb, enum kern_dtype dt, const double *h, int64_t count)
+{
+	size_t es = kern_dtype_size(dt);
+	size_t n = count > 0 ? (size_t) count : 1;
+	void *d = NULL, *tmp;
+
+	assert_int_equal(KOP(kb, alloc, n * es, &d), 0);
+	assert_non_null(d);
+	if (h == NULL || count == 0)
+		return d;
+	tmp = malloc(n * es);
+	assert_non_null(tmp);
+	for (int64_t i = 0; i < count; i++) {
+		if (dt == KERN_F64)
+			((double *) tmp)[i] = h[i];
+		else
+			((float *) tmp)[i] = (float) h[i];
+	}
+	assert_int_equal(KOP(kb, upload, d, tmp, n * es), 0);
+	free(tmp);
+	return d;
+}
+
+static void
+get(struct kern_backend *kb, enum kern_dtype dt, const void *d, int64_t count,
+    double *h)
+{
+	size_t es = kern_dtype_size(dt);
+	void *tmp;
+
+	if (count == 0)
+		return;
+	tmp = malloc((size_t) count * es);
+	assert_non_null(tmp);
+	assert_int_equal(KOP(kb, download, tmp, d, (size_t) count * es), 0);
+	for (int64_t i = 0; i < count; i++)
+		h[i] = dt == KERN_F64 ? ((double *) tmp)[i]
+		                      : (double) ((float *) tmp)[i];
+	free(tmp);
+}
+
+static void
+dfree(struct kern_backend *kb, void *d)
+{
+	KOP(kb, free, d);
+}
+
+static double
+max_abs(const double *v, int64_t count)
+{
+	double m = 0;
+	for (int64_t i = 0; i < count; i++)
+		if (fabs(v[i]) > m)
+			m = fabs(v[i]);
+	return m;
+}
+
+/* |got - want| <= rtol * max|want| everywhere; NaN must match NaN. */
+static void
+check_close(const char *what, enum kern_dtype dt, const double *got,
+            const double *want, int64_t count, double rtol)
+{
+	double scale = max_abs(want, count);
+	if (scale == 0 || isnan(scale))
+		scale = 1;
+	for (int64_t i = 0; i < count; i++) {
+		if (isnan(want[i]) || isnan(got[i])) {
+			if (isnan(want[i]) && isnan(got[i]))
+				continue;
+		} else if (fabs(got[i] - want[i]) <= rtol * scale) {
+			continue;
+		}
+		fail_msg("%s %s: element %lld: got %.17g want %.17g (tol %g)",
+		         what, dt == KERN_F64 ? "f64" : "f32", (long long) i,
+		         got[i], want[i], rtol * scale);
+	}
+}
+
+static void
+check_scalar(const char *what, enum kern_dtype dt, double got, double want,
+             double rtol)
+{
+	check_close(what, dt, &got, &want, 1, rtol);
+}
+
+/* ---- run_<op>: host in, backend op, host out */
+
+static void
+run_gemm(struct kern_backend *kb, enum kern_dtype dt, enum kern_trans ta,
+         enum kern_trans tb, int64_t m, int64_t n, int64_t k, double alpha,
+         const double *A, int64_t lda, const double *B, int64_t ldb,
+         double beta, double *C, int64_t ldc)
+{
+	int64_t na = lda * (ta == KERN_N ? k : m);
+	int64_t nb = ldb * (tb == KERN_N ? n : k);
+	void *dA = put(kb, dt, A, na), *dB = put(kb, dt, B, nb);
+	void *dC = put(kb, dt, C, ldc * n);
+
+	assert_int_equal(KOP(kb, gemm, dt, ta, tb, m, n, k, alpha, dA, lda, dB,
+	                     ldb, beta, dC, ldc),
+	                 0);
+	get(kb, dt, dC, ldc * n, C);
+	dfree(kb, dA);
+	dfree(kb, dB);
+	dfree(kb, dC);
+}
+
+static void
+run_syrk(struct kern_backend *kb, enum kern_dtype dt, enum kern_trans tr,
+         int64_t n, int64_t k, double alpha, const double *A, int64_t lda,
+         double beta, double *C, int64_t ldc)
+{
+	void *dA = put(kb, dt, A, lda * (tr == KERN_N ? k : n));
+	void *dC = put(kb, dt, C, ldc * n);
+
+	assert_int_equal(
+	        KOP(kb, syrk, dt, tr, n, k, alpha, dA, lda, beta, dC, ldc), 0);
+	get(kb, dt, dC, ldc * n, C);
+	dfree(kb, dA);
+	dfree(kb, dC);
+}
+
+static void
+run_potrf(struct kern_backend *kb, enum kern_dtype dt, int64_t n, double *A,
+          int64_t lda, int *info)
+{
+	void *dA = put(kb, dt, A, lda * n);
+
+	*info = -1;
+	assert_int_equal(KOP(kb, potrf, dt, n, dA, lda, info), 0);
+	get(kb, dt, dA, lda * n, A);
+	dfree(kb, dA);
+}
+
+static void
+run_trsm(struct kern_backend *kb, enum kern_dtype dt, int64_t n, int64_t m,
+         const double *L, int64_t ldl, double *B, int64_t ldb)
+{
+	void *dL = put(kb, dt, L, ldl * n), *dB = put(kb, dt, B, ldb * m);
+
+	assert_int_equal(KOP(kb, trsm_lower, dt, n, m, dL, ldl, dB, ldb), 0);
+	get(kb, dt, dB, ldb * m, B);
+	dfree(kb, dL);
+	dfree(kb, dB);
+}
+
+static void
+run_syevd(struct kern_backend *kb, enum kern_dtype dt, int64_t n, double *A,
+          int64_t lda, double *W, int *info)
+{
+	void *dA = put(kb, dt, A, lda * n), *dW = put(kb, dt, NULL, n);
+
+	*info = -1;
+	assert_int_equal(KOP(kb, syevd, dt, n, dA, lda, dW, info), 0);
+	get(kb, dt, dA, lda * n, A);
+	get(kb, dt, dW, n, W);
+	dfree(kb, dA);
+	dfree(kb, dW);
+}
+
+static void
+run_axpby(struct kern_backend *kb, enum kern_dtype dt, int64_t count, double a,
+          const double *X, double b, double *Y)
+{
+	void *dX = put(kb, dt, X, count), *dY = put(kb, dt, Y, count);
+
+	assert_int_equal(KOP(kb, axpby, dt, count, a, dX, b, dY), 0);
+	get(kb, dt, dY, count, Y);
+	dfree(kb, dX);
+	dfree(kb, dY);
+}
+
+static void
+run_shrink(struct kern_backend *kb, enum kern_dtype dt, int64_t n,
+           const double *C, double *Out, double alpha, int keep_diag)
+{
+	void *dC = put(kb, dt, C, n * n), *dO = put(kb, dt, Out, n * n);
+
+	assert_int_equal(KOP(kb, shrink, dt, n, dC, dO, alpha, keep_diag), 0);
+	get(kb, dt, dO, n * n, Out);
+	dfree(kb, dC);
+	dfree(kb, dO);
+}
+
+static void
+run_symmetrize(struct kern_backend *kb, enum kern_dtype dt, int64_t n,
+               double *A)
+{
+	void *dA = put(kb, dt, A, n * n);
+
+	assert_int_equal(KOP(kb, symmetrize, dt, n, dA), 0);
+	get(kb, dt, dA, n * n, A);
+	dfree(kb, dA);
+}
+
+static void
+run_add_diag(struct kern_backend *kb, enum kern_dtype dt, int64_t n, double *A,
+             double v)
+{
+	void *dA = put(kb, dt, A, n * n);
+
+	assert_int_equal(KOP(kb, add_diag, dt, n, dA, v), 0);
+	get(kb, dt, dA, n * n, A);
+	dfree(kb, dA);
+}
+
+static void
+run_get_diag(struct kern_backend *kb, enum kern_dtype dt, int64_t n,
+             const double *A, double *d)
+{
+	void *dA = put(kb, dt, A, n * n), *dd = put(kb, dt, NULL, n);
+
+	assert_int_equal(KOP(kb, get_diag, dt, n, dA, dd), 0);
+	get(kb, dt, dd, n, d);
+	dfree(kb, dA);
+	dfree(kb, dd);
+}
+
+static void
+run_scale_rc(struct kern_backend *kb, enum kern_dtype dt, int64_t m, int64_t n,
+             double *A, int64_t lda, const double *r, const double *c)
+{
+	void *dA = put(kb, dt, A, lda * n);
+	void *dr = r ? put(kb, dt, r, m) : NULL;
+	void *dc = c ? put(kb, dt, c, n) : NULL;
+
+	assert_int_equal(KOP(kb, scale_rc, dt, m, n, dA, lda, dr, dc), 0);
+	get(kb, dt, dA, lda * n, A);
+	dfree(kb, dA);
+	dfree(kb, dr);
+	dfree(kb, dc);
+}
+
+static void
+run_row_sumsq(struct kern_backend *kb, enum kern_dtype dt, int64_t m, int64_t n,
+              const double *A, int64_t lda, double *out)
+{
+	void *dA = put(kb, dt, A, lda * n), *dO = put(kb, dt, NULL, m);
+
+	assert_int_equal(KOP(kb, row_sumsq, dt, m, n, dA, lda, dO), 0);
+	get(kb, dt, dO, m, out);
+	dfree(kb, dA);
+	dfree(kb, dO);
+}
+
+static void
+run_sumsq(struct kern_backend *kb, enum kern_dtype dt, int64_t count,
+          const double *X, double *out)
+{
+	void *dX = put(kb, dt, X, count);
+
+	*out = -1;
+	assert_int_equal(KOP(kb, sumsq, dt, count, dX, out), 0);
+	dfree(kb, dX);
+}
+
+static void
+run_sum_log_diag(struct kern_backend *kb, enum kern_dtype dt, int64_t n,
+                 const double *A, double *out)
+{
+	void *dA = put(kb, dt, A, n * n);
+
+	*out = -1;
+	assert_int_equal(KOP(kb, sum_log_diag, dt, n, dA, out), 0);
+	dfree(kb, dA);
+}
+
+static void
+run_pearson(struct kern_backend *kb, enum kern_dtype dt, int64_t count,
+            const double *X, const double *Y, double *out)
+{
+	void *dX = put(kb, dt, X, count), *dY = put(kb, dt, Y, count);
+
+	*out = -2;
+	assert_int_equal(KOP(kb, pearson, dt, count, dX, dY, out), 0);
+	dfree(kb, dX);
+	dfree(kb, dY);
+}
+
+static void
+run_pair_cov_acc(struct kern_backend *kb, enum kern_dtype dt, int64_t n,
+                 const double *Sxx, const double *Sx, const double *Sm,
+                 double *acc, double *cnt)
+{
+	void *d1 = put(kb, dt, Sxx, n * n), *d2 = put(kb, dt, Sx, n * n);
+	void *d3 = put(kb, dt, Sm, n * n), *d4 = put(kb, dt, acc, n * n);
+	void *d5 = put(kb, dt, cnt, n * n);
+
+	assert_int_equal(KOP(kb, pair_cov_acc, dt, n, d1, d2, d3, d4, d5), 0);
+	get(kb, dt, d4, n * n, acc);
+	get(kb, dt, d5, n * n, cnt);
+	dfree(kb, d1);
+	dfree(kb, d2);
+	dfree(kb, d3);
+	dfree(kb, d4);
+	dfree(kb, d5);
+}
+
+static void
+run_div_pos(struct kern_backend *kb, enum kern_dtype dt, int64_t count,
+            double *X, const double *Y)
+{
+	void *dX = put(kb, dt, X, count), *dY = put(kb, dt, Y, count);
+
+	assert_int_equal(KOP(kb, div_pos, dt, count, dX, dY), 0);
+	get(kb, dt, dX, count, X);
+	dfree(kb, dX);
+	dfree(kb, dY);
+}
+
+static void
+run_convert(struct kern_backend *kb, enum kern_dtype dt_dst,
+            enum kern_dtype dt_src, const double *src, int64_t count,
+            double *dst)
+{
+	void *dS = put(kb, dt_src, src, count),
+	     *dD = put(kb, dt_dst, NULL, count);
+
+	assert_int_equal(KOP(kb, convert, dt_dst, dD, dt_src, dS, count), 0);
+	get(kb, dt_dst, dD, count, dst);
+	dfree(kb, dS);
+	dfree(kb, dD);
+}
+
+/* ---- naive_<op>: the textbook definitions, in double */
+#ifndef KERN_TEST_CUDA
+
+static void
+naive_gemm(enum kern_dtype dt, enum kern_trans ta, enum kern_trans tb,
+           int64_t m, int64_t n, int64_t k, double alpha, const double *A,
+           int64_t lda, const double *B, int64_t ldb, double beta, double *C,
+           int64_t ldc)
+{
+	for (int64_t j = 0; j < n; j++)
+		for (int64_t i = 0; i < m; i++) {
+			double s = 0;
+			for (int64_t l = 0; l < k; l++) {
+				double a = ta == KERN_N ? A[i + l * lda]
+				                        : A[l + i * lda];
+				double b = tb == KERN_N ? B[l + j * ldb]
+				                        : B[j + l * ldb];
+				s += a * b;
+			}
+			double *c = &C[i + j * ldc];
+			*c = beta == 0 ? alpha * s : alpha * s + beta * *c;
+		}
+}
+
+static void
+naive_syrk(enum kern_dtype dt, enum kern_trans tr, int64_t n, int64_t k,
+           double alpha, const double *A, int64_t lda, double beta, double *C,
+           int64_t ldc)
+{
+	for (int64_t j = 0; j < n; j++)
+		for (int64_t i = j; i < n; i++) {
+			double s = 0;
+			for (int64_t l = 0; l < k; l++) {
+				double a = tr == KERN_N ? A[i + l * lda]
+				                        : A[l + i * lda];
+				double b = tr == KERN_N ? A[j + l * lda]
+				                        : A[l + j * lda];
+				s += a * b;
+			}
+			double *c = &C[i + j * ldc];
+			*c = beta == 0 ? alpha * s : alpha * s + beta * *c;
+			C[j + i * ldc] = *c;
+		}
+}
+
+static void
+naive_potrf(enum kern_dtype dt, int64_t n, double *A, int64_t lda, int *info)
+{
+	*info = 0;
+	for (int64_t j = 0; j < n; j++) {
+		double d = A[j + j * lda];
+		for (int64_t l = 0; l < j; l++)
+			d -= A[j + l * lda] * A[j + l * lda];
+		if (!(d > 0)) {
+			*info = (int) j + 1;
+			return;
+		}
+		d = sqrt(d);
+		A[j + j * lda] = d;
+		for (int64_t i = j + 1; i < n; i++) {
+			double s = A[i + j * lda];
+			for (int64_t l = 0; l < j; l++)
+				s -= A[i + l * lda] * A[j + l * lda];
+			A[i + j * lda] = s / d;
+		}
+	}
+}
+
+static void
+naive_trsm(enum kern_dtype dt, int64_t n, int64_t m, const double *L,
+           int64_t ldl, double *B, int64_t ldb)
+{
+	for (int64_t c = 0; c < m; c++)
+		for (int64_t i = 0; i < n; i++) {
+			double s = B[i + c * ldb];
+			for (int64_t l = 0; l < i; l++)
+				s -= L[i + l * ldl] * B[l + c * ldb];
+			B[i + c * ldb] = s / L[i + i * ldl];
+		}
+}
+
+static void
+naive_axpby(enum kern_dtype dt, int64_t count, double a, const double *X,
+            double b, double *Y)
+{
+	for (int64_t i = 0; i < count; i++)
+		Y[i] = b == 0 ? a * X[i] : a * X[i] + b * Y[i];
+}
+
+static void
+naive_shrink(enum kern_dtype dt, int64_t n, const double *C, double *Out,
+             double alpha, int keep_diag)
+{
+	for (int64_t j = 0; j < n; j++)
+		for (int64_t i = 0; i < n; i++) {
+			double c = C[i + j * n];
+			double d = (keep_diag && i == j) ? c : 0;
+			Out[i + j * n] =
+			        alpha * c + (keep_diag ? (1 - alpha) * d : 0);
+		}
+}
+
+static void
+naive_symmetrize(enum kern_dtype dt, int64_t n, double *A)
+{
+	for (int64_t j = 0; j < n; j++)
+		for (int64_t i = j + 1; i < n; i++) {
+			double v = (A[i + j * n] + A[j + i * n]) / 2;
+			A[i + j * n] = A[j + i * n] = v;
+		}
+}
+
+static void
+naive_add_diag(enum kern_dtype dt, int64_t n, double *A, double v)
+{
+	for (int64_t i = 0; i < n; i++)
+		A[i + i * n] += v;
+}
+
+static void
+naive_get_diag(enum kern_dtype dt, int64_t n, const double *A, double *d)
+{
+	for (int64_t i = 0; i < n; i++)
+		d[i] = A[i + i * n];
+}
+
+static void
+naive_scale_rc(enum kern_dtype dt, int64_t m, int64_t n, double *A, int64_t lda,
+               const double *r, const double *c)
+{
+	for (int64_t j = 0; j < n; j++)
+		for (int64_t i = 0; i < m; i++)
+			A[i + j * lda] *= (r ? r[i] : 1) * (c ? c[j] : 1);
+}
+
+static void
+naive_row_sumsq(enum kern_dtype dt, int64_t m, int64_t n, const double *A,
+                int64_t lda, double *out)
+{
+	for (int64_t i = 0; i < m; i++) {
+		out[i] = 0;
+		for (int64_t j = 0; j < n; j++)
+			out[i] += A[i + j * lda] * A[i + j * lda];
+	}
+}
+
+static void
+naive_sumsq(enum kern_dtype dt, int64_t count, const double *X, double *out)
+{
+	*out = 0;
+	for (int64_t i = 0; i < count; i++)
+		*out += X[i] * X[i];
+}
+
+static void
+naive_sum_log_diag(enum kern_dtype dt, int64_t n, const double *A, double *out)
+{
+	*out = 0;
+	for (int64_t i = 0; i < n; i++)
+		*out += log(A[i + i * n]);
+}
+
+static void
+naive_pearson(enum kern_dtype dt, int64_t count, const double *X,
+              const double *Y, double *out)
+{
+	double mx = 0, my = 0, sxy = 0, sxx = 0, syy = 0;
+
+	for (int64_t i = 0; i < count; i++) {
+		mx += X[i];
+		my += Y[i];
+	}
+	mx /= (double) count;
+	my /= (double) count;
+	for (int64_t i = 0; i < count; i++) {
+		sxy += (X[i] - mx) * (Y[i] - my);
+		sxx += (X[i] - mx) * (X[i] - mx);
+		syy += (Y[i] - my) * (Y[i] - my);
+	}
+	*out = sxy / sqrt(sxx * syy);
+}
+
+static void
+naive_pair_cov_acc(enum kern_dtype dt, int64_t n, const double *Sxx,
+                   const double *Sx, const double *Sm, double *acc, double *cnt)
+{
+	for (int64_t j = 0; j < n; j++)
+		for (int64_t i = 0; i < n; i++) {
+			double m = Sm[i + j * n];
+			if (m < 2)
+				continue;
+			acc[i + j * n] += (Sxx[i + j * n] -
+			                   Sx[i + j * n] * Sx[j + i * n] / m) /
+			                  (m - 1);
+			cnt[i + j * n] += 1;
+		}
+}
+
+static void
+naive_div_pos(enum kern_dtype dt, int64_t count, double *X, const double *Y)
+{
+	for (int64_t i = 0; i < count; i++)
+		X[i] = Y[i] > 0 ? X[i] / Y[i] : 0;
+}
+
+static void
+naive_convert(enum kern_dtype dt_dst, enum kern_dtype dt_src, const double *src,
+              int64_t count, double *dst)
+{
+	for (int64_t i = 0; i < count; i++)
+		dst[i] = round_dt(dt_dst, src[i]);
+}
+
+#endif /* !KERN_TEST_CUDA */
+
+/* ---- tests: memory and names */
+
+static void
+test_alloc_zero_and_copy(void **state)
+{
+	struct kern_backend *kb = &g_dev;
+	unsigned char h[1000], back[1000];
+	void *a = NULL, *b = NULL;
+
+	assert_int_equal(KOP(kb, alloc, sizeof(h), &a), 0);
+	assert_int_equal(KOP(kb, alloc, sizeof(h), &b), 0);
+	memset(back, 0xff, sizeof(back));
+	assert_int_equal(KOP(kb, download, back, a, sizeof(back)), 0);
+	for (size_t i = 0; i < sizeof(back); i++)
+		assert_int_equal(back[i], 0);
+	for (size_t i = 0; i < sizeof(h); i++)
+		h[i] = (unsigned char) (i * 7 + 3);
+	assert_int_equal(KOP(kb, upload, a, h, sizeof(h)), 0);
+	assert_int_equal(KOP(kb, copy, b, a, sizeof(h)), 0);
+	assert_int_equal(kb->ops->sync(kb->ctx), 0); /* KOP needs an argument */
+	assert_int_equal(KOP(kb, download, back, b, sizeof(back)), 0);
+	assert_memory_equal(back, h, sizeof(h));
+	/* zero-byte transfers are no-ops */
+	assert_int_equal(KOP(kb, upload, a, h, 0), 0);
+	assert_int_equal(KOP(kb, download, back, a, 0), 0);
+	KOP(kb, free, a);
+	KOP(kb, free, b);
+	KOP(kb, free, NULL);
+}
+
+static void
+test_alloc_too_big(void **state)
+{
+	void *p = (void *) 1;
+
+	assert_int_equal(KOP(&g_dev, alloc, SIZE_MAX, &p), NQ_ENOMEM);
+	assert_null(p);
+}
+
+static void
+test_mem_info(void **state)
+{
+	size_t fr = 0, tot = 0;
+
+	assert_int_equal(KOP(&g_dev, mem_info, &fr, &tot), 0);
+	assert_true(tot > (size_t) 64 << 20);
+	assert_true(fr > 0);
+	assert_true(fr <= tot);
+}
+
+static void
+test_names(void **state)
+{
+	static const char *bad[] = {"gpu",
+	                            "cuda:x",
+	                            "cuda:-1",
+	                            "cuda:",
+	                            "",
+	                            "cpu ",
+	                            "CPU",
+	                            "cuda:1x",
+	                            "cuda:+1",
+	                            "cuda: 1",
+	                            "cuda:99999999999"};
+	struct kern_backend kb;
+	int ndev = kern_cuda_device_count();
+
+	assert_true(ndev >= 0);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		int rc = kern_open_by_name(&kb, bad[i]);
+		if (rc != NQ_EBADDEVICE)
+			fail_msg("name '%s': rc %d", bad[i], rc);
+	}
+	assert_int_equal(kern_open_by_name(&kb, NULL), NQ_EBADDEVICE);
+
+	assert_int_equal(kern_open_by_name(&kb, "cpu"), 0);
+	assert_string_equal(kb.name, "cpu");
+	assert_string_equal(kb.ops->name, "cpu");
+	kern_close(&kb);
+	assert_null(kb.ops);
+	kern_close(&kb); /* closing twice is harmless */
+
+	if (ndev == 0) {
+		assert_int_equal(kern_open_by_name(&kb, "cuda"), NQ_ENODEV);
+		assert_int_equal(kern_open_by_name(&kb, "cuda:0"), NQ_ENODEV);
+	} else {
+		char name[32];
+		assert_int_equal(kern_open_by_name(&kb, "cuda"), 0);
+		assert_string_equal(kb.name, "cuda:0");
+		assert_string_equal(kb.ops->name, "cuda");
+		kern_close(&kb);
+		snprintf(name, sizeof(name), "cuda:%d", ndev - 1);
+		assert_int_equal(kern_open_by_name(&kb, name), 0);
+		assert_string_equal(kb.name, name);
+		kern_close(&kb);
+		snprintf(name, sizeof(name), "cuda:%d", ndev);
+		assert_int_equal(kern_open_by_name(&kb, name), NQ_ENODEV);
+	}
+	assert_int_equal(kern_cuda_open(&kb, -1), NQ_ENODEV);
+}
+
+static void
+test_bad_params(void **state)
+{
+	struct kern_backend *kb = &g_dev;
+	void *A = put(kb, KERN_F64, NULL, 64);
+	void *B = put(kb, KERN_F64, NULL, 64);
+	void *C = put(kb, KERN_F64, NULL, 64);
+	int info = 0;
+	double out = 0;
+
+	assert_int_equal(KOP(kb, gemm, KERN_F64, KERN_N, KERN_N, -1, 2, 2, 1, A,
+	                     2, B, 2, 0, C, 2),
+	                 NQ_EBADPARAM);
+	assert_int_equal(KOP(kb, gemm, KERN_F64, KERN_N, KERN_N, 4, 2, 2, 1, A,
+	                     2, B, 2, 0, C, 4),
+	                 NQ_EBADPARAM); /* lda < m */
+	assert_int_equal(KOP(kb, gemm, (enum kern_dtype) 7, KERN_N, KERN_N, 2,
+	                     2, 2, 1, A, 2, B, 2, 0, C, 2),
+	                 NQ_EBADPARAM);
+	assert_int_equal(
+	        KOP(kb, syrk, KERN_F64, KERN_N, 4, 2, 1, A, 4, 0, C, 3),
+	        NQ_EBADPARAM); /* ldc < n */
+	assert_int_equal(KOP(kb, potrf, KERN_F64, 4, A, 3, &info),
+	                 NQ_EBADPARAM);
+	assert_int_equal(KOP(kb, syevd, KERN_F32, -2, A, 1, B, &info),
+	                 NQ_EBADPARAM);
+	assert_int_equal(KOP(kb, axpby, KERN_F64, -1, 1, A, 1, B),
+	                 NQ_EBADPARAM);
+	assert_int_equal(KOP(kb, sumsq, KERN_F64, 4, NULL, &out), NQ_EBADPARAM);
+	assert_int_equal(KOP(kb, scale_rc, KERN_F64, 4, 2, A, 3, NULL, NULL),
+	                 NQ_EBADPARAM);
+	dfree(kb, A);
+	dfree(kb, B);
+	dfree(kb, C);
+}
+
+/* ---- tests: dense linear algebra */
+
+static void
+test_gemm(void **state)
+{
+	static const int64_t sz[][3] = {{1, 1, 1},      {7, 5, 3}, {33, 17, 65},
+	                                {130, 70, 129}, {0, 5, 3}, {5, 0, 3},
+	                                {4, 6, 0}};
+	FOR_DT(dt)
+	for (size_t s = 0; s < sizeof(sz) / sizeof(sz[0]); s++)
+		for (int t = 0; t < 4; t++)
+			for (int bz = 0; bz < 2; bz++) {
+				enum kern_trans ta = t & 1 ? KERN_T : KERN_N;
+				enum kern_trans tb = t & 2 ? KERN_T : KERN_N;
+				int64_t m = sz[s][0], n = sz[s][1],
+				        k = sz[s][2];
+				int64_t lda = (ta == KERN_N ? m : k) + 2;
+				int64_t ldb = (tb == KERN_N ? k : n) + 1;
+				int64_t ldc = m + 3;
+				double beta = bz ? 0.0 : -0.7;
+				double *A =
+				        hrand(dt, lda * (ta == KERN_N ? k : m));
+				double *B =
+				        hrand(dt, ldb * (tb == KERN_N ? n : k));
+				double *C = hrand(dt, ldc * n);
+				double *W = hdup(C, ldc * n);
+
+				run_gemm(&g_dev, dt, ta, tb, m, n, k, 1.3, A,
+				         lda, B, ldb, beta, C, ldc);
+				WANT(gemm, dt, ta, tb, m, n, k, 1.3, A, lda, B,
+				     ldb, beta, W, ldc);
+				check_close("gemm", dt, C, W, ldc * n,
+				            tol(dt, TOL_BLAS));
+				free(A);
+				free(B);
+				free(C);
+				free(W);
+			}
+}
+
+static void
+test_syrk(void **state)
+{
+	static const int64_t sz[][2] = {{1, 1},    {5, 3}, {33, 70},
+	                                {130, 17}, {0, 3}, {4, 0}};
+	FOR_DT(dt)
+	for (size_t s = 0; s < sizeof(sz) / sizeof(sz[0]); s++)
+		for (int t = 0; t < 2; t++)
+			for (int bz = 0; bz < 2; bz++) {
+				enum kern_trans tr = t ? KERN_T : KERN_N;
+				int64_t n = sz[s][0], k = sz[s][1];
+				int64_t lda = (tr == KERN_N ? n : k) + 1;
+				int64_t ldc = n + 2;
+				double beta = bz ? 0.0 : 0.5;
+				double *A =
+				        hrand(dt, lda * (tr == KERN_N ? k : n));
+				double *C = hrand(dt, ldc * n);
+				double *W;
+
+				for (int64_t j = 0; j < n; j++)
+					for (int64_t i = 0; i < j; i++)
+						C[i + j * ldc] = C[j + i * ldc];
+				W = hdup(C, ldc * n);
+				run_syrk(&g_dev, dt, tr, n, k, -0.9, A, lda,
+				         beta, C, ldc);
+				WANT(syrk, dt, tr, n, k, -0.9, A, lda, beta, W,
+				     ldc);
+				check_close("syrk", dt, C, W, ldc * n,
+				            tol(dt, TOL_BLAS));
+				/* both triangles written: exactly symmetric */
+				for (int64_t j = 0; j < n; j++)
+					for (int64_t i = 0; i < j; i++)
+						assert_true(C[i + j * ldc] ==
+						            C[j + i * ldc]);
+				free(A);
+				free(C);
+				free(W);
+			}
+}
+
+/* Well-conditioned SPD (eigenvalues in [1, ~5]) in the lower triangle of an
+ * lda×n buffer; strict upper and padding hold `junk`. */
+static double *
+spd(enum kern_dtype dt, int64_t n, int64_t lda, double junk)
+{
+	double *B = hrand(dt, n * n), *A = hvec(lda * n);
+
+	for (int64_t j = 0; j < n; j++)
+		for (int64_t i = 0; i < lda; i++) {
+			double s = 0;
+			if (i < j || i >= n) {
+				A[i + j * lda] = junk;
+				continue;
+			}
+			for (int64_t l = 0; l < n; l++)
+				s += B[i + l * n] * B[j + l * n];
+			A[i + j * lda] = round_dt(dt, s / n + (i == j));
+		}
+	free(B);
+	return A;
+}
+
+static void
+test_potrf(void **state)
+{
+	static const int64_t sz[] = {0, 1, 2, 17, 64, 129};
+	FOR_DT(dt)
+	for (size_t s = 0; s < sizeof(sz) / sizeof(sz[0]); s++) {
+		int64_t n = sz[s], lda = n + 3;
+		double *A = spd(dt, n, lda, 7777.0), *W = hdup(A, lda * n);
+		int info = -1, winfo = -1;
+
+		run_potrf(&g_dev, dt, n, A, lda, &info);
+		WANT(potrf, dt, n, W, lda, &winfo);
+		assert_int_equal(winfo, 0);
+		assert_int_equal(info, 0);
+		check_close("potrf", dt, A, W, lda * n, tol(dt, TOL_BLAS));
+		/* strict upper and padding untouched, bit for bit */
+		for (int64_t j = 0; j < n; j++)
+			for (int64_t i = 0; i < lda; i++)
+				if (i < j || i >= n)
+					assert_true(A[i + j * lda] == 7777.0);
+		free(A);
+		free(W);
+	}
+}
+
+static void
+test_potrf_not_pd(void **state)
+{
+	/* singular: second pivot is exactly 0; indefinite: second is -1 */
+	static const double sing[9] = {1, 1, 0, 1, 1, 0, 0, 0, 1};
+	static const double indef[9] = {1, 0, 0, 0, -1, 0, 0, 0, 1};
+	double A[9];
+	int info;
+
+	FOR_DT(dt)
+	{
+		memcpy(A, sing, sizeof(A));
+		run_potrf(&g_dev, dt, 3, A, 3, &info);
+		assert_int_equal(info, 2);
+		memcpy(A, indef, sizeof(A));
+		run_potrf(&g_dev, dt, 3, A, 3, &info);
+		assert_int_equal(info, 2);
+		A[0] = -4;
+		run_potrf(&g_dev, dt, 1, A, 1, &info);
+		assert_int_equal(info, 1);
+	}
+}
+
+static void
+test_trsm(void **state)
+{
+	static const int64_t sz[][2] = {{1, 1},   {5, 3}, {64, 17},
+	                                {130, 1}, {0, 3}, {3, 0}};
+	FOR_DT(dt)
+	for (size_t s = 0; s < sizeof(sz) / sizeof(sz[0]); s++) {
+		int64_t n = sz[s][0], m = sz[s][1];
+		int64_t ldl = n + 1, ldb = n + 2;
+		double *L = hvec(ldl * n), *B = hrand(dt, ldb * m), *W;
+
+		for (int64_t j = 0; j < n; j++)
+			for (int64_t i = 0; i < ldl; i++) {
+				double v;
+				if (i < j)
+					v = 1234.5; /* must not be used */
+				else if (i == j)
+					v = 2 + fabs(urand());
+				else if (i < n)
+					v = urand() / (double) n;
+				else
+					v = 0;
+				L[i + j * ldl] = round_dt(dt, v);
+			}
+		W = hdup(B, ldb * m);
+		run_trsm(&g_dev, dt, n, m, L, ldl, B, ldb);
+		WANT(trsm, dt, n, m, L, ldl, W, ldb);
+		check_close("trsm", dt, B, W, ldb * m, tol(dt, TOL_BLAS));
+		free(L);
+		free(B);
+		free(W);
+	}
+}
+
+/* A = Q diag(lam) Qᵀ with Q a product of three Householder reflectors and
+ * lam = 1..n shuffled: a spectrum with unit gaps and known eigenvectors. */
+static void
+known_spectrum(enum kern_dtype dt, int64_t n, int64_t lda, double *A, double *Q,
+               double *lam)
+{
+	double *u = hvec(n);
+
+	for (int64_t j = 0; j < n; j++)
+		for (int64_t i = 0; i < n; i++)
+			Q[i + j * n] = i == j;
+	for (int r = 0; r < 3; r++) {
+		double uu = 0;
+		for (int64_t i = 0; i < n; i++) {
+			u[i] = urand();
+			uu += u[i] * u[i];
+		}
+		/* Q = Q (I - 2 u uᵀ / uᵀu) */
+		for (int64_t i = 0; i < n; i++) {
+			double qu = 0;
+			for (int64_t l = 0; l < n; l++)
+				qu += Q[i + l * n] * u[l];
+			for (int64_t l = 0; l < n; l++)
+				Q[i + l * n] -= 2 * qu * u[l] / uu;
+		}
+	}
+	for (int64_t i = 0; i < n; i++)
+		lam[i] = (double) ((i * 7) % n + 1) - (double) n / 3;
+	for (int64_t j = 0; j < n; j++)
+		for (int64_t i = 0; i < lda; i++) {
+			double s = 0;
+			if (i < j || i >= n) { /* not to be read */
+				A[i + j * lda] = 999.0;
+				continue;
+			}
+			for (int64_t l = 0; l < n; l++)
+				s += Q[i + l * n] * lam[l] * Q[j + l * n];
+			A[i + j * lda] = round_dt(dt, s);
+		}
+	free(u);
+}
+
+static double
+col_dot(const double *a, int64_t lda, int64_t ja, const double *b, int64_t ldb,
+        int64_t jb, int64_t n)
+{
+	double s = 0;
+	for (int64_t i = 0; i < n; i++)
+		s += a[i + ja * lda] * b[i + jb * ldb];
+	return s;
+}
+
+static void
+test_syevd(void **state)
+{
+	static const int64_t sz[] = {0, 1, 2, 17, 64, 101};
+	FOR_DT(dt)
+	for (size_t s = 0; s < sizeof(sz) / sizeof(sz[0]); s++) {
+		int64_t n = sz[s], lda = n + 1;
+		double *A = hvec(lda * n), *Q = hvec(n * n), *lam = hvec(n);
+		double *W = hvec(n), *sorted = hvec(n);
+		double etol = tol(dt, TOL_EIG);
+		double vtol = dt == KERN_F64 ? 1e-9 : 1e-4;
+		double *A0;
+		int info = -1;
+
+		known_spectrum(dt, n, lda, A, Q, lam);
+		A0 = hdup(A, lda * n);
+		run_syevd(&g_dev, dt, n, A, lda, W, &info);
+		assert_int_equal(info, 0);
+		for (int64_t i = 0; i < n; i++)
+			sorted[i] = (double) (i + 1) - (double) n / 3;
+		for (int64_t i = 1; i < n; i++)
+			assert_true(W[i] > W[i - 1]);
+		check_close("syevd values", dt, W, sorted, n, etol);
+		/* column i is ±(the column of Q whose lam is sorted[i]) */
+		for (int64_t i = 0; i < n; i++) {
+			int64_t q = 0;
+			while (q < n && lam[q] != sorted[i])
+				q++;
+			assert_true(q < n);
+			check_scalar("syevd vector", dt,
+			             fabs(col_dot(A, lda, i, Q, n, q, n)), 1.0,
+			             vtol);
+		}
+#ifdef KERN_TEST_CUDA
+		{ /* and against the cpu backend on the same input */
+			double *RW = hvec(n);
+			int rinfo = -1;
+			run_syevd(&g_ref, dt, n, A0, lda, RW, &rinfo);
+			assert_int_equal(rinfo, 0);
+			check_close("syevd values vs cpu", dt, W, RW, n, etol);
+			for (int64_t i = 0; i < n; i++)
+				check_scalar(
+				        "syevd vector vs cpu", dt,
+				        fabs(col_dot(A, lda, i, A0, lda, i, n)),
+				        1.0, vtol);
+			free(RW);
+		}
+#endif
+		free(A);
+		free(A0);
+		free(Q);
+		free(lam);
+		free(W);
+		free(sorted);
+	}
+}
+
+/* ---- tests: elementwise and reductions */
+
+static const int64_t counts[] = {0, 1, 1000, 4099, 70001};
+
+static void
+test_axpby(void **state)
+{
+	FOR_DT(dt)
+	for (size_t s = 0; s < sizeof(counts) / sizeof(counts[0]); s++)
+		for (int bz = 0; bz < 2; bz++) {
+			int64_t c = counts[s];
+			double *X = hrand(dt, c), *Y = hrand(dt, c);
+			double *W = hdup(Y, c);
+			double b = bz ? 0.0 : -0.25;
+
+			run_axpby(&g_dev, dt, c, 1.5, X, b, Y);
+			WANT(axpby, dt, c, 1.5, X, b, W);
+			check_close("axpby", dt, Y, W, c, tol(dt, TOL_ELEM));
+			free(X);
+			free(Y);
+			free(W);
+		}
+}
+
+static const int64_t sq_sizes[] = {0, 1, 2, 5, 33, 130};
+
+static void
+test_shrink(void **state)
+{
+	FOR_DT(dt)
+	for (size_t s = 0; s < sizeof(sq_sizes) / sizeof(sq_sizes[0]); s++)
+		for (int kd = 0; kd < 2; kd++) {
+			int64_t n = sq_sizes[s];
+			double *C = hrand(dt, n * n), *O = hrand(dt, n * n);
+			double *W = hdup(O, n * n);
+
+			run_shrink(&g_dev, dt, n, C, O, 0.3, kd);
+			WANT(shrink, dt, n, C, W, 0.3, kd);
+			check_close("shrink", dt, O, W, n * n,
+			            tol(dt, TOL_ELEM));
+			for (int64_t i = 0; kd && i < n; i++)
+				assert_true(O[i + i * n] == C[i + i * n]);
+			free(C);
+			free(O);
+			free(W);
+		}
+}
+
+static void
+test_shrink_in_place(void **state)
+{
+	FOR_DT(dt)
+	{
+		int64_t n = 9;
+		double *C = hrand(dt, n * n), *O = hvec(n * n),
+		       *W = hvec(n * n);
+		void *d = put(&g_dev, dt, C, n * n);
+
+		assert_int_equal(KOP(&g_dev, shrink, dt, n, d, d, 0.6, 1), 0);
+		get(&g_dev, dt, d, n * n, O);
+		WANT(shrink, dt, n, C, W, 0.6, 1);
+		check_close("shrink in place", dt, O, W, n * n,
+		            tol(dt, TOL_ELEM));
+		dfree(&g_dev, d);
+		free(C);
+		free(O);
+		free(W);
+	}
+}
+
+static void
+test_symmetrize(void **state)
+{
+	FOR_DT(dt)
+	for (size_t s = 0; s < sizeof(sq_sizes) / sizeof(sq_sizes[0]); s++) {
+		int64_t n = sq_sizes[s];
+		double *A = hrand(dt, n * n), *W = hdup(A, n * n);
+
+		run_symmetrize(&g_dev, dt, n, A);
+		WANT(symmetrize, dt, n, W);
+		check_close("symmetrize", dt, A, W, n * n, tol(dt, TOL_ELEM));
+		for (int64_t j = 0; j < n; j++)
+			for (int64_t i = 0; i < j; i++)
+				assert_true(A[i + j * n] == A[j + i * n]);
+		free(A);
+		free(W);
+	}
+}
+
+static void
+test_diag_ops(void **state)
+{
+	FOR_DT(dt)
+	for (size_t s = 0; s < sizeof(sq_sizes) / sizeof(sq_sizes[0]); s++) {
+		int64_t n = sq_sizes[s];
+		double *A = hrand(dt, n * n), *W = hdup(A, n * n);
+		double *d = hvec(n), *wd = hvec(n), got, want;
+
+		run_add_diag(&g_dev, dt, n, A, 2.5);
+		WANT(add_diag, dt, n, W, 2.5);
+		check_close("add_diag", dt, A, W, n * n, tol(dt, TOL_ELEM));
+
+		run_get_diag(&g_dev, dt, n, A, d);
+		WANT(get_diag, dt, n, A, wd);
+		check_close("get_diag", dt, d, wd, n, tol(dt, TOL_ELEM));
+
+		/* diagonal now in [1.5, 3.5]: log is defined */
+		run_sum_log_diag(&g_dev, dt, n, A, &got);
+		WANT(sum_log_diag, dt, n, A, &want);
+		check_scalar("sum_log_diag", dt, got, want, tol(dt, TOL_ELEM));
+		if (n == 0)
+			assert_true(got == 0);
+		free(A);
+		free(W);
+		free(d);
+		free(wd);
+	}
+}
+
+static void
+test_scale_rc(void **state)
+{
+	static const int64_t sz[][2] = {{1, 1}, {7, 5}, {65, 33}, {0, 4}};
+	FOR_DT(dt)
+	for (size_t s = 0; s < sizeof(sz) / sizeof(sz[0]); s++)
+		for (int which = 0; which < 4; which++) {
+			int64_t m = sz[s][0], n = sz[s][1], lda = m + 1;
+			double *A = hrand(dt, lda * n), *W = hdup(A, lda * n);
+			double *r = (which & 1) ? hrand(dt, m) : NULL;
+			double *c = (which & 2) ? hrand(dt, n) : NULL;
+
+			run_scale_rc(&g_dev, dt, m, n, A, lda, r, c);
+			WANT(scale_rc, dt, m, n, W, lda, r, c);
+			check_close("scale_rc", dt, A, W, lda * n,
+			            tol(dt, TOL_ELEM));
+			free(A);
+			free(W);
+			free(r);
+			free(c);
+		}
+}
+
+static void
+test_row_sumsq(void **state)
+{
+	static const int64_t sz[][2] = {
+	        {1, 1}, {7, 0}, {65, 33}, {130, 257}, {3, 5000}};
+	FOR_DT(dt)
+	for (size_t s = 0; s < sizeof(sz) / sizeof(sz[0]); s++) {
+		int64_t m = sz[s][0], n = sz[s][1], lda = m + 2;
+		double *A = hrand(dt, lda * n), *o = hvec(m), *w = hvec(m);
+
+		run_row_sumsq(&g_dev, dt, m, n, A, lda, o);
+		WANT(row_sumsq, dt, m, n, A, lda, w);
+		/* stored in dt: one rounding of the double sum */
+		check_close("row_sumsq", dt, o, w, m, tol(dt, TOL_ELEM));
+		free(A);
+		free(o);
+		free(w);
+	}
+}
+
+static void
+test_sumsq(void **state)
+{
+	FOR_DT(dt)
+	for (size_t s = 0; s < sizeof(counts) / sizeof(counts[0]); s++) {
+		int64_t c = counts[s];
+		double *X = hrand(dt, c), got, want;
+
+		run_sumsq(&g_dev, dt, c, X, &got);
+		WANT(sumsq, dt, c, X, &want);
+		/* double accumulation whatever dt: tight in both */
+		check_scalar("sumsq", dt, got, want, 1e-12);
+		free(X);
+	}
+}
+
+static void
+test_pearson(void **state)
+{
+	static const int64_t pc[] = {2, 3, 1000, 70001};
+	FOR_DT(dt)
+	{
+		for (size_t s = 0; s < sizeof(pc) / sizeof(pc[0]); s++) {
+			int64_t c = pc[s];
+			double *X = hrand(dt, c), *Y = hvec(c), got, want;
+
+			for (int64_t i = 0; i < c; i++) /* r ≈ 0.8 */
+				Y[i] = round_dt(dt, 100 + X[i] + 0.7 * urand());
+			run_pearson(&g_dev, dt, c, X, Y, &got);
+			WANT(pearson, dt, c, X, Y, &want);
+			check_scalar("pearson", dt, got, want, 1e-10);
+			assert_true(got >= -1 && got <= 1);
+			free(X);
+			free(Y);
+		}
+		{
+			double X[5] = {0.1, 0.1, 0.1, 0.1, 0.1};
+			double Y[5] = {1, 2, 3, 4, 6}, got;
+			for (int i = 0; i < 5; i++)
+				X[i] = round_dt(dt, X[i]);
+			run_pearson(&g_dev, dt, 5, X, Y, &got);
+			assert_true(isnan(got)); /* constant X */
+			run_pearson(&g_dev, dt, 5, Y, X, &got);
+			assert_true(isnan(got));
+			run_pearson(&g_dev, dt, 1, X, Y, &got);
+			assert_true(isnan(got));
+			run_pearson(&g_dev, dt, 5, Y, Y, &got);
+			check_scalar("pearson self", dt, got, 1.0, 1e-12);
+		}
+	}
+}
+
+static void
+test_pair_cov_acc(void **state)
+{
+	static const int64_t sz[] = {0, 1, 5, 33};
+	FOR_DT(dt)
+	for (size_t s = 0; s < sizeof(sz) / sizeof(sz[0]); s++) {
+		int64_t n = sz[s], nn = n * n;
+		double *Sxx = hvec(nn), *Sx = hrand(dt, nn), *Sm = hvec(nn);
+		double *acc = hrand(dt, nn), *cnt = hvec(nn);
+		double *wacc, *wcnt;
+
+		for (int64_t i = 0; i < nn; i++) {
+			Sm[i] = (double) (int) (3 + 3 * urand()); /* 0..5 */
+			Sxx[i] = round_dt(dt, 5 + 2 * urand());
+			cnt[i] = (double) (int) (4 + 3 * urand());
+		}
+		wacc = hdup(acc, nn);
+		wcnt = hdup(cnt, nn);
+		run_pair_cov_acc(&g_dev, dt, n, Sxx, Sx, Sm, acc, cnt);
+		WANT(pair_cov_acc, dt, n, Sxx, Sx, Sm, wacc, wcnt);
+		check_close("pair_cov_acc acc", dt, acc, wacc, nn,
+		            tol(dt, TOL_ELEM));
+		check_close("pair_cov_acc cnt", dt, cnt, wcnt, nn, 0);
+		free(Sxx);
+		free(Sx);
+		free(Sm);
+		free(acc);
+		free(cnt);
+		free(wacc);
+		free(wcnt);
+	}
+}
+
+static void
+test_div_pos(void **state)
+{
+	FOR_DT(dt)
+	for (size_t s = 0; s < sizeof(counts) / sizeof(counts[0]); s++) {
+		int64_t c = counts[s];
+		double *X = hrand(dt, c), *Y = hrand(dt, c), *W = hdup(X, c);
+
+		for (int64_t i = 0; i < c; i += 7)
+			Y[i] = 0;
+		run_div_pos(&g_dev, dt, c, X, Y);
+		WANT(div_pos, dt, c, W, Y);
+		check_close("div_pos", dt, X, W, c, tol(dt, TOL_ELEM));
+		for (int64_t i = 0; i < c; i++)
+			if (!(Y[i] > 0))
+				assert_true(X[i] == 0);
+		free(X);
+		free(Y);
+		free(W);
+	}
+}
+
+static void
+test_convert(void **state)
+{
+	for (int d = 0; d < 2; d++)
+		for (int sidx = 0; sidx < 2; sidx++)
+			for (size_t s = 0; s < 4; s++) {
+				enum kern_dtype dd = dts[d], ds = dts[sidx];
+				int64_t c = counts[s];
+				double *S = hrand(ds, c), *o = hvec(c);
+				double *w = hvec(c);
+
+				for (int64_t i = 0; i < c;
+				     i++) /* not exact in f32 */
+					S[i] = round_dt(ds, S[i] / 3);
+				run_convert(&g_dev, dd, ds, S, c, o);
+				WANT(convert, dd, ds, S, c, w);
+				check_close("convert", dd, o, w, c, 0);
+				free(S);
+				free(o);
+				free(w);
+			}
+}
+
+#ifdef KERN_TEST_CUDA
+/* n*n beyond 2^31 (f32, 8.6 GB): the 64-bit index paths of the own
+ * kernels. Skipped when the device has not that much free memory. */
+static void
+test_large_index(void **state)
+{
+	struct kern_backend *kb = &g_dev;
+	const int64_t n = 46341;
+	size_t fr = 0, tot = 0, bytes = (size_t) (n * n) * sizeof(float);
+	float one = 3.0f, back = 0;
+	double got = 0, *d = hvec(n);
+	void *A = NULL, *dd = NULL;
+
+	assert_int_equal(KOP(kb, mem_info, &fr, &tot), 0);
+	if (fr < bytes + ((size_t) 1 << 30)) {
+		print_message("large index: %zu bytes free, skipped\n", fr);
+		free(d);
+		return;
+	}
+	assert_int_equal(KOP(kb, alloc, bytes, &A), 0);
+	dd = put(kb, KERN_F32, NULL, n);
+	assert_int_equal(KOP(kb, add_diag, KERN_F32, n, A, 1.0), 0);
+	/* A[n-1, 0] = 3, then symmetrize: A[0, n-1] (index > 2^31) = 1.5 */
+	assert_int_equal(
+	        KOP(kb, upload, (float *) A + (n - 1), &one, sizeof(one)), 0);
+	assert_int_equal(KOP(kb, symmetrize, KERN_F32, n, A), 0);
+	assert_int_equal(KOP(kb, download, &back, (float *) A + (n - 1) * n,
+	                     sizeof(back)),
+	                 0);
+	assert_true(back == 1.5f);
+	assert_int_equal(KOP(kb, get_diag, KERN_F32, n, A, dd), 0);
+	get(kb, KERN_F32, dd, n, d);
+	for (int64_t i = 0; i < n; i++)
+		assert_true(d[i] == 1.0);
+	assert_int_equal(KOP(kb, sumsq, KERN_F32, n * n, A, &got), 0);
+	assert_true(got == (double) n + 2 * 1.5 * 1.5);
+	assert_int_equal(KOP(kb, shrink, KERN_F32, n, A, A, 0.5, 1), 0);
+	assert_int_equal(KOP(kb, sum_log_diag, KERN_F32, n, A, &got), 0);
+	assert_true(got == 0);
+	assert_int_equal(KOP(kb, download, &back, (float *) A + (n - 1) * n,
+	                     sizeof(back)),
+	                 0);
+	assert_true(back == 0.75f);
+	dfree(kb, A);
+	dfree(kb, dd);
+	free(d);
+}
+#endif
+
+static int
+setup(void **state)
+{
+#ifdef KERN_TEST_CUDA
+	if (kern_cuda_open(&g_dev, 0) != 0)
+		return -1;
+	if (kern_cpu_open(&g_ref) != 0)
+		return -1;
+#else
+	if (kern_cpu_open(&g_dev) != 0)
+		return -1;
+#endif
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	kern_close(&g_dev);
+#ifdef KERN_TEST_CUDA
+	kern_close(&g_ref);
+#endif
+	return 0;
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	        cmocka_unit_test(test_alloc_zero_and_copy),
+	        cmocka_unit_test(test_alloc_too_big),
+	        cmocka_unit_test(test_mem_info),
+	        cmocka_unit_test(test_names),
+	        cmocka_unit_test(test_bad_params),
+	        cmocka_unit_test(test_gemm),
+	        cmocka_unit_test(test_syrk),
+	        cmocka_unit_test(test_potrf),
+	        cmocka_unit_test(test_potrf_not_pd),
+	        cmocka_unit_test(test_trsm),
+	        cmocka_unit_test(test_syevd),
+	        cmocka_unit_test(test_axpby),
+	        cmocka_unit_test(test_shrink),
+	        cmocka_unit_test(test_shrink_in_place),
+	        cmocka_unit_test(test_symmetrize),
+	        cmocka_unit_test(test_diag_ops),
+	        cmocka_unit_test(test_scale_rc),
+	        cmocka_unit_test(test_row_sumsq),
+	        cmocka_unit_test(test_sumsq),
+	        cmocka_unit_test(test_pearson),
+	        cmocka_unit_test(test_pair_cov_acc),
+	        cmocka_unit_test(test_div_pos),
+	        cmocka_unit_test(test_convert),
+#ifdef KERN_TEST_CUDA
+	        cmocka_unit_test(test_large_index),
+#endif
+	};
+
+#ifdef KERN_TEST_CUDA
+	if (kern_cuda_device_count() == 0) {
+		printf("kern_cuda_test: no cuda device, skipped\n");
+		return 77;
+	}
+#endif
+	return cmocka_run_group_tests(tests, setup, teardown);
+}

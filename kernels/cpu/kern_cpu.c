@@ -1,1 +1,714 @@
-/* placeholder: being written */
+/*
+ * kern_cpu.c — the reference backend: OpenBLAS (cblas) + LAPACKE, and plain
+ * C loops for the elementwise ops. "Device" memory is host memory.
+ *
+ * BLAS/LAPACK take 32-bit ints here, so every dimension and leading
+ * dimension is checked to fit before the call; element counts of the
+ * elementwise ops are int64_t and loops index with int64_t.
+ */
+#include "kern.h"
+
+#include <cblas.h>
+#include <lapacke.h>
+#include <limits.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kern_impl.h"
+#include "nq_error.h"
+
+/* Runs the statements with T bound to the element type of dt. */
+#define DT_DISPATCH(dt, T, ...)           \
+	do {                              \
+		if ((dt) == KERN_F64) {   \
+			typedef double T; \
+			__VA_ARGS__       \
+		} else {                  \
+			typedef float T;  \
+			__VA_ARGS__       \
+		}                         \
+	} while (0)
+
+struct kern_cpu_ctx {
+	int unused; /* nothing to keep; a distinct pointer for the backend */
+};
+
+/* ---- memory */
+
+static int
+cpu_alloc(void *ctx, size_t bytes, void **ptr)
+{
+	void *p;
+
+	if (ptr == NULL)
+		return NQ_EBADPARAM;
+	*ptr = NULL;
+	if (bytes > (size_t) PTRDIFF_MAX)
+		return NQ_ENOMEM;
+	p = calloc(1, bytes ? bytes : 1);
+	if (p == NULL)
+		return NQ_ENOMEM;
+	*ptr = p;
+	return 0;
+}
+
+static void
+cpu_free(void *ctx, void *ptr)
+{
+	free(ptr);
+}
+
+static int
+cpu_copy(void *ctx, void *dst, const void *src, size_t bytes)
+{
+	if (bytes == 0)
+		return 0;
+	if (dst == NULL || src == NULL)
+		return NQ_EBADPARAM;
+	memmove(dst, src, bytes);
+	return 0;
+}
+
+static int
+cpu_upload(void *ctx, void *dst, const void *h_src, size_t bytes)
+{
+	return cpu_copy(ctx, dst, h_src, bytes);
+}
+
+static int
+cpu_download(void *ctx, void *h_dst, const void *src, size_t bytes)
+{
+	return cpu_copy(ctx, h_dst, src, bytes);
+}
+
+static int
+cpu_mem_info(void *ctx, size_t *free_bytes, size_t *total_bytes)
+{
+	char line[256];
+	unsigned long long total = 0, avail = 0, memfree = 0, v;
+	int have_avail = 0;
+	FILE *f;
+
+	if (free_bytes == NULL || total_bytes == NULL)
+		return NQ_EBADPARAM;
+	f = fopen("/proc/meminfo", "r");
+	if (f == NULL)
+		return NQ_EDEVICE;
+	while (fgets(line, sizeof(line), f) != NULL) {
+		if (sscanf(line, "MemTotal: %llu kB", &v) == 1)
+			total = v;
+		else if (sscanf(line, "MemAvailable: %llu kB", &v) == 1) {
+			avail = v;
+			have_avail = 1;
+		} else if (sscanf(line, "MemFree: %llu kB", &v) == 1)
+			memfree = v;
+	}
+	fclose(f);
+	if (total == 0)
+		return NQ_EDEVICE;
+	if (!have_avail) /* kernels before 3.14 */
+		avail = memfree;
+	*total_bytes = (size_t) (total * 1024ULL);
+	*free_bytes = (size_t) (avail * 1024ULL);
+	return 0;
+}
+
+static int
+cpu_sync(void *ctx)
+{
+	return 0;
+}
+
+/* ---- dense linear algebra */
+
+static CBLAS_TRANSPOSE
+cblas_trans(enum kern_trans t)
+{
+	return t == KERN_T ? CblasTrans : CblasNoTrans;
+}
+
+static int
+cpu_gemm(void *ctx, enum kern_dtype dt, enum kern_trans ta, enum kern_trans tb,
+         int64_t m, int64_t n, int64_t k, double alpha, const void *A,
+         int64_t lda, const void *B, int64_t ldb, double beta, void *C,
+         int64_t ldc)
+{
+	if (!kern_dt_ok(dt) || !kern_dim_ok(m) || !kern_dim_ok(n) ||
+	    !kern_dim_ok(k))
+		return NQ_EBADPARAM;
+	if (!kern_ld_ok(lda, ta == KERN_N ? m : k) ||
+	    !kern_ld_ok(ldb, tb == KERN_N ? k : n) || !kern_ld_ok(ldc, m))
+		return NQ_EBADPARAM;
+	if (m == 0 || n == 0)
+		return 0;
+	if (C == NULL || (k > 0 && (A == NULL || B == NULL)))
+		return NQ_EBADPARAM;
+	if (dt == KERN_F64)
+		cblas_dgemm(CblasColMajor, cblas_trans(ta), cblas_trans(tb),
+		            (int) m, (int) n, (int) k, alpha, A, (int) lda, B,
+		            (int) ldb, beta, C, (int) ldc);
+	else
+		cblas_sgemm(CblasColMajor, cblas_trans(ta), cblas_trans(tb),
+		            (int) m, (int) n, (int) k, (float) alpha, A,
+		            (int) lda, B, (int) ldb, (float) beta, C,
+		            (int) ldc);
+	return 0;
+}
+
+/* Copies the strict lower triangle onto the strict upper, in tiles so
+ * both sides stay in cache. */
+#define MIRROR_TILE 64
+static void
+mirror_lower(enum kern_dtype dt, int64_t n, void *C, int64_t ldc)
+{
+	DT_DISPATCH(dt, T, {
+		T *c = C;
+		for (int64_t jb = 0; jb < n; jb += MIRROR_TILE) {
+			int64_t je =
+			        jb + MIRROR_TILE < n ? jb + MIRROR_TILE : n;
+			for (int64_t ib = 0; ib <= jb; ib += MIRROR_TILE) {
+				for (int64_t j = jb; j < je; j++) {
+					int64_t ie = ib + MIRROR_TILE < j
+					                     ? ib + MIRROR_TILE
+					                     : j;
+					for (int64_t i = ib; i < ie; i++)
+						c[i + j * ldc] = c[j + i * ldc];
+				}
+			}
+		}
+	});
+}
+
+static int
+cpu_syrk(void *ctx, enum kern_dtype dt, enum kern_trans trans, int64_t n,
+         int64_t k, double alpha, const void *A, int64_t lda, double beta,
+         void *C, int64_t ldc)
+{
+	if (!kern_dt_ok(dt) || !kern_dim_ok(n) || !kern_dim_ok(k))
+		return NQ_EBADPARAM;
+	if (!kern_ld_ok(lda, trans == KERN_N ? n : k) || !kern_ld_ok(ldc, n))
+		return NQ_EBADPARAM;
+	if (n == 0)
+		return 0;
+	if (C == NULL || (k > 0 && A == NULL))
+		return NQ_EBADPARAM;
+	if (dt == KERN_F64)
+		cblas_dsyrk(CblasColMajor, CblasLower, cblas_trans(trans),
+		            (int) n, (int) k, alpha, A, (int) lda, beta, C,
+		            (int) ldc);
+	else
+		cblas_ssyrk(CblasColMajor, CblasLower, cblas_trans(trans),
+		            (int) n, (int) k, (float) alpha, A, (int) lda,
+		            (float) beta, C, (int) ldc);
+	mirror_lower(dt, n, C, ldc);
+	return 0;
+}
+
+static int
+cpu_potrf(void *ctx, enum kern_dtype dt, int64_t n, void *A, int64_t lda,
+          int *info)
+{
+	lapack_int r;
+
+	if (info == NULL)
+		return NQ_EBADPARAM;
+	*info = 0;
+	if (!kern_dt_ok(dt) || !kern_dim_ok(n) || !kern_ld_ok(lda, n))
+		return NQ_EBADPARAM;
+	if (n == 0)
+		return 0;
+	if (A == NULL)
+		return NQ_EBADPARAM;
+	/* _work: no NaN pre-scan; a NaN pivot is reported through info */
+	if (dt == KERN_F64)
+		r = LAPACKE_dpotrf_work(LAPACK_COL_MAJOR, 'L', (lapack_int) n,
+		                        A, (lapack_int) lda);
+	else
+		r = LAPACKE_spotrf_work(LAPACK_COL_MAJOR, 'L', (lapack_int) n,
+		                        A, (lapack_int) lda);
+	if (r < 0)
+		return NQ_EBADPARAM;
+	*info = (int) r;
+	return 0;
+}
+
+static int
+cpu_trsm_lower(void *ctx, enum kern_dtype dt, int64_t n, int64_t m,
+               const void *L, int64_t ldl, void *B, int64_t ldb)
+{
+	if (!kern_dt_ok(dt) || !kern_dim_ok(n) || !kern_dim_ok(m) ||
+	    !kern_ld_ok(ldl, n) || !kern_ld_ok(ldb, n))
+		return NQ_EBADPARAM;
+	if (n == 0 || m == 0)
+		return 0;
+	if (L == NULL || B == NULL)
+		return NQ_EBADPARAM;
+	if (dt == KERN_F64)
+		cblas_dtrsm(CblasColMajor, CblasLeft, CblasLower, CblasNoTrans,
+		            CblasNonUnit, (int) n, (int) m, 1.0, L, (int) ldl,
+		            B, (int) ldb);
+	else
+		cblas_strsm(CblasColMajor, CblasLeft, CblasLower, CblasNoTrans,
+		            CblasNonUnit, (int) n, (int) m, 1.0f, L, (int) ldl,
+		            B, (int) ldb);
+	return 0;
+}
+
+/* Divide and conquer (syevd) needs 1 + 6n + 2n² workspace elements, which
+ * stops fitting a 32-bit lapack_int past n ≈ 32767 (and may not fit in
+ * memory well before); syevr (MRRR) needs an n×n output plus O(n). */
+static int
+syevd_dc(enum kern_dtype dt, lapack_int n, void *A, lapack_int lda, void *W,
+         int *info)
+{
+	int64_t lwork = 1 + 6 * (int64_t) n + 2 * (int64_t) n * n;
+	int64_t liwork = 3 + 5 * (int64_t) n;
+	lapack_int qi = 0, r;
+	void *work = NULL;
+	lapack_int *iwork = NULL;
+	int rc;
+
+	if (dt == KERN_F64) {
+		double qw = 0;
+		r = LAPACKE_dsyevd_work(LAPACK_COL_MAJOR, 'V', 'L', n, A, lda,
+		                        W, &qw, -1, &qi, -1);
+		if (r == 0 && qw > (double) lwork)
+			lwork = (int64_t) ceil(qw);
+	} else {
+		float qw = 0;
+		r = LAPACKE_ssyevd_work(LAPACK_COL_MAJOR, 'V', 'L', n, A, lda,
+		                        W, &qw, -1, &qi, -1);
+		if (r == 0 && (double) qw > (double) lwork)
+			lwork = (int64_t) ceil((double) qw);
+	}
+	if (r != 0)
+		return NQ_EBADPARAM;
+	if (qi > liwork)
+		liwork = qi;
+	if (lwork > INT_MAX || liwork > INT_MAX)
+		return NQ_ENOMEM;
+	work = malloc((size_t) lwork * kern_dtype_size(dt));
+	iwork = malloc((size_t) liwork * sizeof(*iwork));
+	if (work == NULL || iwork == NULL) {
+		rc = NQ_ENOMEM;
+		goto out;
+	}
+	if (dt == KERN_F64)
+		r = LAPACKE_dsyevd_work(LAPACK_COL_MAJOR, 'V', 'L', n, A, lda,
+		                        W, work, (lapack_int) lwork, iwork,
+		                        (lapack_int) liwork);
+	else
+		r = LAPACKE_ssyevd_work(LAPACK_COL_MAJOR, 'V', 'L', n, A, lda,
+		                        W, work, (lapack_int) lwork, iwork,
+		                        (lapack_int) liwork);
+	rc = r < 0 ? NQ_EBADPARAM : 0;
+	*info = r > 0 ? (int) r : 0;
+out:
+	free(work);
+	free(iwork);
+	return rc;
+}
+
+static int
+syevd_mrrr(enum kern_dtype dt, lapack_int n, void *A, lapack_int lda, void *W,
+           int *info)
+{
+	size_t es = kern_dtype_size(dt);
+	int64_t lwork = 26 * (int64_t) n, liwork = 10 * (int64_t) n;
+	lapack_int found = 0, r;
+	void *Z = NULL, *work = NULL;
+	lapack_int *iwork = NULL, *isuppz = NULL;
+	int rc = NQ_ENOMEM;
+
+	Z = malloc((size_t) n * (size_t) n * es);
+	isuppz = malloc(2 * (size_t) n * sizeof(*isuppz));
+	work = malloc((size_t) lwork * es);
+	iwork = malloc((size_t) liwork * sizeof(*iwork));
+	if (Z == NULL || isuppz == NULL || work == NULL || iwork == NULL)
+		goto out;
+	if (dt == KERN_F64)
+		r = LAPACKE_dsyevr_work(LAPACK_COL_MAJOR, 'V', 'A', 'L', n, A,
+		                        lda, 0, 0, 0, 0, 0, &found, W, Z, n,
+		                        isuppz, work, (lapack_int) lwork, iwork,
+		                        (lapack_int) liwork);
+	else
+		r = LAPACKE_ssyevr_work(LAPACK_COL_MAJOR, 'V', 'A', 'L', n, A,
+		                        lda, 0, 0, 0, 0, 0, &found, W, Z, n,
+		                        isuppz, work, (lapack_int) lwork, iwork,
+		                        (lapack_int) liwork);
+	if (r < 0) {
+		rc = NQ_EBADPARAM;
+		goto out;
+	}
+	*info = r > 0 ? (int) r : 0;
+	if (r == 0)
+		for (int64_t j = 0; j < n; j++)
+			memcpy((char *) A + (size_t) (j * lda) * es,
+			       (char *) Z + (size_t) (j * n) * es,
+			       (size_t) n * es);
+	rc = 0;
+out:
+	free(Z);
+	free(isuppz);
+	free(work);
+	free(iwork);
+	return rc;
+}
+
+static int
+cpu_syevd(void *ctx, enum kern_dtype dt, int64_t n, void *A, int64_t lda,
+          void *W, int *info)
+{
+	int rc;
+
+	if (info == NULL)
+		return NQ_EBADPARAM;
+	*info = 0;
+	if (!kern_dt_ok(dt) || !kern_dim_ok(n) || !kern_ld_ok(lda, n))
+		return NQ_EBADPARAM;
+	if (n == 0)
+		return 0;
+	if (A == NULL || W == NULL)
+		return NQ_EBADPARAM;
+	rc = syevd_dc(dt, (lapack_int) n, A, (lapack_int) lda, W, info);
+	if (rc == NQ_ENOMEM)
+		rc = syevd_mrrr(dt, (lapack_int) n, A, (lapack_int) lda, W,
+		                info);
+	return rc;
+}
+
+/* ---- elementwise and reductions */
+
+static int
+cpu_axpby(void *ctx, enum kern_dtype dt, int64_t count, double a, const void *X,
+          double b, void *Y)
+{
+	if (!kern_vec_ok(dt, count, X, Y))
+		return NQ_EBADPARAM;
+	DT_DISPATCH(dt, T, {
+		const T *x = X;
+		T *y = Y;
+		T ta = (T) a, tb = (T) b;
+		/* b == 0 overwrites Y (BLAS convention: NaN in Y ignored) */
+		if (b == 0)
+			for (int64_t i = 0; i < count; i++)
+				y[i] = ta * x[i];
+		else
+			for (int64_t i = 0; i < count; i++)
+				y[i] = ta * x[i] + tb * y[i];
+	});
+	return 0;
+}
+
+static int
+cpu_shrink(void *ctx, enum kern_dtype dt, int64_t n, const void *C, void *Out,
+           double alpha, int keep_diag)
+{
+	if (!kern_sq_ok(dt, n, C, Out))
+		return NQ_EBADPARAM;
+	DT_DISPATCH(dt, T, {
+		const T *c = C;
+		T *o = Out;
+		T ta = (T) alpha;
+		for (int64_t j = 0; j < n; j++)
+			for (int64_t i = 0; i < n; i++) {
+				int64_t p = i + j * n;
+				/* alpha c + (1 - alpha) c is c: keep it exact
+				 */
+				o[p] = (keep_diag && i == j) ? c[p] : ta * c[p];
+			}
+	});
+	return 0;
+}
+
+static int
+cpu_symmetrize(void *ctx, enum kern_dtype dt, int64_t n, void *A)
+{
+	if (!kern_sq_ok(dt, n, A, A))
+		return NQ_EBADPARAM;
+	DT_DISPATCH(dt, T, {
+		T *a = A;
+		for (int64_t j = 0; j < n; j++)
+			for (int64_t i = j + 1; i < n; i++) {
+				T v = (a[i + j * n] + a[j + i * n]) * (T) 0.5;
+				a[i + j * n] = v;
+				a[j + i * n] = v;
+			}
+	});
+	return 0;
+}
+
+static int
+cpu_add_diag(void *ctx, enum kern_dtype dt, int64_t n, void *A, double v)
+{
+	if (!kern_sq_ok(dt, n, A, A))
+		return NQ_EBADPARAM;
+	DT_DISPATCH(dt, T, {
+		T *a = A;
+		for (int64_t i = 0; i < n; i++)
+			a[i + i * n] += (T) v;
+	});
+	return 0;
+}
+
+static int
+cpu_get_diag(void *ctx, enum kern_dtype dt, int64_t n, const void *A, void *d)
+{
+	if (!kern_sq_ok(dt, n, A, d))
+		return NQ_EBADPARAM;
+	DT_DISPATCH(dt, T, {
+		const T *a = A;
+		T *o = d;
+		for (int64_t i = 0; i < n; i++)
+			o[i] = a[i + i * n];
+	});
+	return 0;
+}
+
+static int
+cpu_scale_rc(void *ctx, enum kern_dtype dt, int64_t m, int64_t n, void *A,
+             int64_t lda, const void *r, const void *c)
+{
+	if (!kern_mat_ok(dt, m, n, lda))
+		return NQ_EBADPARAM;
+	if (m == 0 || n == 0)
+		return 0;
+	if (A == NULL)
+		return NQ_EBADPARAM;
+	DT_DISPATCH(dt, T, {
+		T *a = A;
+		const T *rv = r, *cv = c;
+		for (int64_t j = 0; j < n; j++) {
+			T cj = cv ? cv[j] : (T) 1;
+			for (int64_t i = 0; i < m; i++) {
+				T s = rv ? rv[i] * cj : cj;
+				a[i + j * lda] *= s;
+			}
+		}
+	});
+	return 0;
+}
+
+static int
+cpu_row_sumsq(void *ctx, enum kern_dtype dt, int64_t m, int64_t n,
+              const void *A, int64_t lda, void *out)
+{
+	double *acc;
+
+	if (!kern_mat_ok(dt, m, n, lda))
+		return NQ_EBADPARAM;
+	if (m == 0)
+		return 0;
+	if (out == NULL || (n > 0 && A == NULL))
+		return NQ_EBADPARAM;
+	acc = calloc((size_t) m, sizeof(*acc));
+	if (acc == NULL)
+		return NQ_ENOMEM;
+	DT_DISPATCH(dt, T, {
+		const T *a = A;
+		T *o = out;
+		for (int64_t j = 0; j < n; j++)
+			for (int64_t i = 0; i < m; i++) {
+				double v = (double) a[i + j * lda];
+				acc[i] += v * v;
+			}
+		for (int64_t i = 0; i < m; i++)
+			o[i] = (T) acc[i];
+	});
+	free(acc);
+	return 0;
+}
+
+static int
+cpu_sumsq(void *ctx, enum kern_dtype dt, int64_t count, const void *X,
+          double *out)
+{
+	double s = 0;
+
+	if (out == NULL || !kern_vec_ok(dt, count, X, X))
+		return NQ_EBADPARAM;
+	DT_DISPATCH(dt, T, {
+		const T *x = X;
+		for (int64_t i = 0; i < count; i++)
+			s += (double) x[i] * (double) x[i];
+	});
+	*out = s;
+	return 0;
+}
+
+static int
+cpu_sum_log_diag(void *ctx, enum kern_dtype dt, int64_t n, const void *A,
+                 double *out)
+{
+	double s = 0;
+
+	if (out == NULL || !kern_sq_ok(dt, n, A, A))
+		return NQ_EBADPARAM;
+	DT_DISPATCH(dt, T, {
+		const T *a = A;
+		for (int64_t i = 0; i < n; i++)
+			s += log((double) a[i + i * n]);
+	});
+	*out = s;
+	return 0;
+}
+
+/* Values are shifted by the first element before the two passes so that a
+ * constant vector gives exactly zero deviations (hence NaN), and so that
+ * a large common offset does not eat the precision. */
+static int
+cpu_pearson(void *ctx, enum kern_dtype dt, int64_t count, const void *X,
+            const void *Y, double *out)
+{
+	double mx = 0, my = 0, sxy = 0, sxx = 0, syy = 0;
+
+	if (out == NULL || !kern_vec_ok(dt, count, X, Y))
+		return NQ_EBADPARAM;
+	*out = NAN;
+	if (count == 0)
+		return 0;
+	DT_DISPATCH(dt, T, {
+		const T *x = X, *y = Y;
+		double x0 = (double) x[0], y0 = (double) y[0];
+		for (int64_t i = 0; i < count; i++) {
+			mx += (double) x[i] - x0;
+			my += (double) y[i] - y0;
+		}
+		mx /= (double) count;
+		my /= (double) count;
+		for (int64_t i = 0; i < count; i++) {
+			double dx = ((double) x[i] - x0) - mx;
+			double dy = ((double) y[i] - y0) - my;
+			sxy += dx * dy;
+			sxx += dx * dx;
+			syy += dy * dy;
+		}
+	});
+	if (sxx == 0 || syy == 0)
+		return 0;
+	*out = sxy / sqrt(sxx * syy);
+	return 0;
+}
+
+static int
+cpu_pair_cov_acc(void *ctx, enum kern_dtype dt, int64_t n, const void *Sxx,
+                 const void *Sx, const void *Sm, void *acc, void *cnt)
+{
+	if (!kern_sq_ok(dt, n, Sxx, Sx) || !kern_sq_ok(dt, n, Sm, acc) ||
+	    !kern_sq_ok(dt, n, cnt, cnt))
+		return NQ_EBADPARAM;
+	DT_DISPATCH(dt, T, {
+		const T *sxx = Sxx, *sx = Sx, *sm = Sm;
+		T *ac = acc, *cn = cnt;
+		for (int64_t j = 0; j < n; j++)
+			for (int64_t i = 0; i < n; i++) {
+				int64_t p = i + j * n;
+				double m = (double) sm[p];
+				if (!(m >= 2))
+					continue;
+				/* double: Sxx - Sx Sx/m cancels */
+				double v =
+				        ((double) sxx[p] -
+				         (double) sx[p] *
+				                 (double) sx[j + i * n] / m) /
+				        (m - 1);
+				ac[p] = (T) ((double) ac[p] + v);
+				cn[p] += (T) 1;
+			}
+	});
+	return 0;
+}
+
+static int
+cpu_div_pos(void *ctx, enum kern_dtype dt, int64_t count, void *X,
+            const void *Y)
+{
+	if (!kern_vec_ok(dt, count, X, Y))
+		return NQ_EBADPARAM;
+	DT_DISPATCH(dt, T, {
+		T *x = X;
+		const T *y = Y;
+		for (int64_t i = 0; i < count; i++)
+			x[i] = y[i] > 0 ? x[i] / y[i] : (T) 0;
+	});
+	return 0;
+}
+
+static int
+cpu_convert(void *ctx, enum kern_dtype dt_dst, void *dst,
+            enum kern_dtype dt_src, const void *src, int64_t count)
+{
+	if (!kern_dt_ok(dt_dst) || !kern_vec_ok(dt_src, count, dst, src))
+		return NQ_EBADPARAM;
+	if (count == 0)
+		return 0;
+	if (dt_dst == dt_src) {
+		memmove(dst, src, (size_t) count * kern_dtype_size(dt_src));
+	} else if (dt_dst == KERN_F32) {
+		float *d = dst;
+		const double *s = src;
+		for (int64_t i = 0; i < count; i++)
+			d[i] = (float) s[i];
+	} else {
+		double *d = dst;
+		const float *s = src;
+		for (int64_t i = 0; i < count; i++)
+			d[i] = (double) s[i];
+	}
+	return 0;
+}
+
+static const struct kern_ops kern_cpu_ops = {
+        .name = "cpu",
+        .alloc = cpu_alloc,
+        .free = cpu_free,
+        .upload = cpu_upload,
+        .download = cpu_download,
+        .copy = cpu_copy,
+        .mem_info = cpu_mem_info,
+        .sync = cpu_sync,
+        .gemm = cpu_gemm,
+        .syrk = cpu_syrk,
+        .potrf = cpu_potrf,
+        .trsm_lower = cpu_trsm_lower,
+        .syevd = cpu_syevd,
+        .axpby = cpu_axpby,
+        .shrink = cpu_shrink,
+        .symmetrize = cpu_symmetrize,
+        .add_diag = cpu_add_diag,
+        .get_diag = cpu_get_diag,
+        .scale_rc = cpu_scale_rc,
+        .row_sumsq = cpu_row_sumsq,
+        .sumsq = cpu_sumsq,
+        .sum_log_diag = cpu_sum_log_diag,
+        .pearson = cpu_pearson,
+        .pair_cov_acc = cpu_pair_cov_acc,
+        .div_pos = cpu_div_pos,
+        .convert = cpu_convert,
+};
+
+int
+kern_cpu_open(struct kern_backend *kb)
+{
+	struct kern_cpu_ctx *c;
+
+	if (kb == NULL)
+		return NQ_EBADPARAM;
+	memset(kb, 0, sizeof(*kb));
+	c = calloc(1, sizeof(*c));
+	if (c == NULL)
+		return NQ_ENOMEM;
+	kb->ops = &kern_cpu_ops;
+	kb->ctx = c;
+	snprintf(kb->name, sizeof(kb->name), "cpu");
+	return 0;
+}
+
+void
+kern_cpu_close(void *ctx)
+{
+	free(ctx);
+}

@@ -1,1 +1,876 @@
-/* placeholder: being written */
+/*
+ * kern_cuda.c — the cuda backend, host side: one context per opened device
+ * holding a stream, a cuBLAS handle and a cuSOLVER handle bound to it.
+ *
+ * Every op checks its arguments exactly as the cpu backend does
+ * (kern_impl.h), selects the context's device (the calling thread may have
+ * another one current), queues its work on the stream and maps every
+ * CUDA/cuBLAS/cuSOLVER status to NQ_ENOMEM or NQ_EDEVICE, with one line on
+ * stderr naming the call. Ops that return host values synchronize.
+ */
+#include "kern.h"
+
+#include <cublas_v2.h>
+#include <cuda_runtime_api.h>
+#include <cusolverDn.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kern_cuda_kernels.h"
+#include "kern_impl.h"
+#include "nq_error.h"
+
+/* Solver workspaces up to this size stay allocated between calls; larger
+ * ones (syevd at large n: gigabytes) are freed right after the call so the
+ * memory goes back to the algorithm. */
+#define WS_CACHE_MAX ((size_t) 64 << 20)
+#define RES_DOUBLES  8
+
+struct kern_cuda_ctx {
+	int device;
+	cudaStream_t stream;
+	cublasHandle_t blas;
+	cusolverDnHandle_t solver;
+	cusolverDnParams_t params;
+	int *d_info;    /* factorization info */
+	double *d_part; /* reduction partials: RED_BLOCKS * RED_VALS */
+	double *d_res;  /* reduction results: RES_DOUBLES */
+	void *ws;       /* cached solver workspace */
+	size_t ws_bytes;
+};
+
+/* ---- status mapping */
+
+static int
+cu_check(const char *what, cudaError_t e)
+{
+	if (e == cudaSuccess)
+		return 0;
+	(void) cudaGetLastError(); /* clear a non-sticky error */
+	if (e == cudaErrorMemoryAllocation)
+		return NQ_ENOMEM;
+	fprintf(stderr, "kern cuda error call=%s err=%s msg=\"%s\"\n", what,
+	        cudaGetErrorName(e), cudaGetErrorString(e));
+	return NQ_EDEVICE;
+}
+
+static int
+blas_check(const char *what, cublasStatus_t s)
+{
+	if (s == CUBLAS_STATUS_SUCCESS)
+		return 0;
+	if (s == CUBLAS_STATUS_ALLOC_FAILED)
+		return NQ_ENOMEM;
+	fprintf(stderr, "kern cuda error call=%s err=%s\n", what,
+	        cublasGetStatusName(s));
+	return NQ_EDEVICE;
+}
+
+static int
+solver_check(const char *what, cusolverStatus_t s)
+{
+	if (s == CUSOLVER_STATUS_SUCCESS)
+		return 0;
+	if (s == CUSOLVER_STATUS_ALLOC_FAILED)
+		return NQ_ENOMEM;
+	fprintf(stderr, "kern cuda error call=%s err=cusolver_status_%d\n",
+	        what, (int) s);
+	return NQ_EDEVICE;
+}
+
+static int
+use(struct kern_cuda_ctx *c)
+{
+	return cu_check("cudaSetDevice", cudaSetDevice(c->device));
+}
+
+/* Copies n doubles of device results to the host and waits for them. */
+static int
+fetch_res(struct kern_cuda_ctx *c, double *h, int n)
+{
+	int rc = cu_check("cudaMemcpyAsync",
+	                  cudaMemcpyAsync(h, c->d_res, (size_t) n * sizeof(*h),
+	                                  cudaMemcpyDeviceToHost, c->stream));
+	if (rc == 0)
+		rc = cu_check("cudaStreamSynchronize",
+		              cudaStreamSynchronize(c->stream));
+	return rc;
+}
+
+/* ---- device count, open, close */
+
+int
+kern_cuda_device_count(void)
+{
+	int n = 0;
+	cudaError_t e = cudaGetDeviceCount(&n);
+
+	if (e != cudaSuccess) { /* no driver, no device, driver too old */
+		(void) cudaGetLastError();
+		return 0;
+	}
+	return n > 0 ? n : 0;
+}
+
+static void
+ctx_destroy(struct kern_cuda_ctx *c)
+{
+	if (c == NULL)
+		return;
+	(void) cudaSetDevice(c->device);
+	if (c->stream != NULL)
+		(void) cudaStreamSynchronize(c->stream);
+	if (c->params != NULL)
+		(void) cusolverDnDestroyParams(c->params);
+	if (c->solver != NULL)
+		(void) cusolverDnDestroy(c->solver);
+	if (c->blas != NULL)
+		(void) cublasDestroy(c->blas);
+	(void) cudaFree(c->ws);
+	(void) cudaFree(c->d_info);
+	(void) cudaFree(c->d_part);
+	(void) cudaFree(c->d_res);
+	if (c->stream != NULL)
+		(void) cudaStreamDestroy(c->stream);
+	(void) cudaGetLastError();
+	free(c);
+}
+
+void
+kern_cuda_close(void *ctx)
+{
+	ctx_destroy(ctx);
+}
+
+static const struct kern_ops kern_cuda_ops;
+
+int
+kern_cuda_open(struct kern_backend *kb, int device)
+{
+	struct kern_cuda_ctx *c;
+	int rc;
+
+	if (kb == NULL)
+		return NQ_EBADPARAM;
+	memset(kb, 0, sizeof(*kb));
+	if (device < 0 || device >= kern_cuda_device_count())
+		return NQ_ENODEV;
+	c = calloc(1, sizeof(*c));
+	if (c == NULL)
+		return NQ_ENOMEM;
+	c->device = device;
+	rc = use(c);
+	if (rc == 0)
+		rc = cu_check("cudaStreamCreate",
+		              cudaStreamCreateWithFlags(&c->stream,
+		                                        cudaStreamNonBlocking));
+	if (rc == 0)
+		rc = blas_check("cublasCreate", cublasCreate(&c->blas));
+	if (rc == 0)
+		rc = blas_check("cublasSetStream",
+		                cublasSetStream(c->blas, c->stream));
+	if (rc == 0)
+		rc = solver_check("cusolverDnCreate",
+		                  cusolverDnCreate(&c->solver));
+	if (rc == 0)
+		rc = solver_check("cusolverDnSetStream",
+		                  cusolverDnSetStream(c->solver, c->stream));
+	if (rc == 0)
+		rc = solver_check("cusolverDnCreateParams",
+		                  cusolverDnCreateParams(&c->params));
+	if (rc == 0)
+		rc = cu_check("cudaMalloc", cudaMalloc((void **) &c->d_info,
+		                                       sizeof(*c->d_info)));
+	if (rc == 0)
+		rc = cu_check(
+		        "cudaMalloc",
+		        cudaMalloc((void **) &c->d_part,
+		                   KERN_CUDA_RED_BLOCKS * KERN_CUDA_RED_VALS *
+		                           sizeof(double)));
+	if (rc == 0)
+		rc = cu_check("cudaMalloc",
+		              cudaMalloc((void **) &c->d_res,
+		                         RES_DOUBLES * sizeof(double)));
+	if (rc != 0)
+		goto fail;
+	kb->ops = &kern_cuda_ops;
+	kb->ctx = c;
+	snprintf(kb->name, sizeof(kb->name), "cuda:%d", device);
+	return 0;
+fail:
+	ctx_destroy(c);
+	return rc;
+}
+
+/* ---- solver workspace */
+
+/* Device workspace of `bytes`: the cached buffer when it fits (growing it
+ * up to WS_CACHE_MAX), else a buffer of its own (*own = 1) that
+ * ws_release() frees. The stream is in order, so reusing the cached buffer
+ * for the next op is safe without a sync. */
+static int
+ws_acquire(struct kern_cuda_ctx *c, size_t bytes, void **p, int *own)
+{
+	int rc;
+
+	*p = NULL;
+	*own = 0;
+	if (bytes == 0)
+		return 0;
+	if (bytes <= c->ws_bytes) {
+		*p = c->ws;
+		return 0;
+	}
+	if (bytes <= WS_CACHE_MAX) {
+		/* cudaFree waits for the work that still uses the old one */
+		(void) cudaFree(c->ws);
+		c->ws = NULL;
+		c->ws_bytes = 0;
+		rc = cu_check("cudaMalloc", cudaMalloc(&c->ws, bytes));
+		if (rc != 0) {
+			c->ws = NULL;
+			return rc;
+		}
+		c->ws_bytes = bytes;
+		*p = c->ws;
+		return 0;
+	}
+	*own = 1;
+	return cu_check("cudaMalloc", cudaMalloc(p, bytes));
+}
+
+static void
+ws_release(void *p, int own)
+{
+	if (own)
+		(void) cudaFree(p);
+}
+
+/* Host workspace of cuSOLVER's X API (often 0 bytes). */
+static int
+host_ws(size_t bytes, void **p)
+{
+	*p = NULL;
+	if (bytes == 0)
+		return 0;
+	*p = malloc(bytes);
+	return *p == NULL ? NQ_ENOMEM : 0;
+}
+
+/* ---- memory */
+
+static int
+cuda_alloc(void *ctx, size_t bytes, void **ptr)
+{
+	struct kern_cuda_ctx *c = ctx;
+	void *p = NULL;
+	int rc;
+
+	if (ptr == NULL)
+		return NQ_EBADPARAM;
+	*ptr = NULL;
+	rc = use(c);
+	if (rc != 0)
+		return rc;
+	if (bytes > (size_t) PTRDIFF_MAX)
+		return NQ_ENOMEM;
+	rc = cu_check("cudaMalloc", cudaMalloc(&p, bytes ? bytes : 1));
+	if (rc != 0)
+		return rc;
+	rc = cu_check("cudaMemsetAsync",
+	              cudaMemsetAsync(p, 0, bytes, c->stream));
+	if (rc != 0) {
+		(void) cudaFree(p);
+		return rc;
+	}
+	*ptr = p;
+	return 0;
+}
+
+static void
+cuda_free(void *ctx, void *ptr)
+{
+	struct kern_cuda_ctx *c = ctx;
+
+	if (ptr == NULL || use(c) != 0)
+		return;
+	(void) cu_check("cudaFree", cudaFree(ptr));
+}
+
+/* Every transfer waits: the host buffer may be reused as soon as we
+ * return. */
+static int
+transfer(struct kern_cuda_ctx *c, void *dst, const void *src, size_t bytes,
+         enum cudaMemcpyKind kind, int wait)
+{
+	int rc;
+
+	if (bytes == 0)
+		return 0;
+	if (dst == NULL || src == NULL)
+		return NQ_EBADPARAM;
+	rc = use(c);
+	if (rc == 0)
+		rc = cu_check(
+		        "cudaMemcpyAsync",
+		        cudaMemcpyAsync(dst, src, bytes, kind, c->stream));
+	if (rc == 0 && wait)
+		rc = cu_check("cudaStreamSynchronize",
+		              cudaStreamSynchronize(c->stream));
+	return rc;
+}
+
+static int
+cuda_upload(void *ctx, void *dst, const void *h_src, size_t bytes)
+{
+	return transfer(ctx, dst, h_src, bytes, cudaMemcpyHostToDevice, 1);
+}
+
+static int
+cuda_download(void *ctx, void *h_dst, const void *src, size_t bytes)
+{
+	return transfer(ctx, h_dst, src, bytes, cudaMemcpyDeviceToHost, 1);
+}
+
+static int
+cuda_copy(void *ctx, void *dst, const void *src, size_t bytes)
+{
+	return transfer(ctx, dst, src, bytes, cudaMemcpyDeviceToDevice, 0);
+}
+
+static int
+cuda_mem_info(void *ctx, size_t *free_bytes, size_t *total_bytes)
+{
+	int rc;
+
+	if (free_bytes == NULL || total_bytes == NULL)
+		return NQ_EBADPARAM;
+	rc = use(ctx);
+	if (rc == 0)
+		rc = cu_check("cudaMemGetInfo",
+		              cudaMemGetInfo(free_bytes, total_bytes));
+	return rc;
+}
+
+static int
+cuda_sync(void *ctx)
+{
+	struct kern_cuda_ctx *c = ctx;
+	int rc = use(c);
+
+	if (rc == 0)
+		rc = cu_check("cudaStreamSynchronize",
+		              cudaStreamSynchronize(c->stream));
+	return rc;
+}
+
+/* ---- dense linear algebra */
+
+static cublasOperation_t
+blas_op(enum kern_trans t)
+{
+	return t == KERN_T ? CUBLAS_OP_T : CUBLAS_OP_N;
+}
+
+static cudaDataType
+cuda_type(enum kern_dtype dt)
+{
+	return dt == KERN_F64 ? CUDA_R_64F : CUDA_R_32F;
+}
+
+static int
+cuda_gemm(void *ctx, enum kern_dtype dt, enum kern_trans ta, enum kern_trans tb,
+          int64_t m, int64_t n, int64_t k, double alpha, const void *A,
+          int64_t lda, const void *B, int64_t ldb, double beta, void *C,
+          int64_t ldc)
+{
+	struct kern_cuda_ctx *c = ctx;
+	cublasStatus_t st;
+	int rc;
+
+	if (!kern_dt_ok(dt) || !kern_dim_ok(m) || !kern_dim_ok(n) ||
+	    !kern_dim_ok(k))
+		return NQ_EBADPARAM;
+	if (!kern_ld_ok(lda, ta == KERN_N ? m : k) ||
+	    !kern_ld_ok(ldb, tb == KERN_N ? k : n) || !kern_ld_ok(ldc, m))
+		return NQ_EBADPARAM;
+	if (m == 0 || n == 0)
+		return 0;
+	if (C == NULL || (k > 0 && (A == NULL || B == NULL)))
+		return NQ_EBADPARAM;
+	rc = use(c);
+	if (rc != 0)
+		return rc;
+	if (dt == KERN_F64) {
+		st = cublasDgemm(c->blas, blas_op(ta), blas_op(tb), (int) m,
+		                 (int) n, (int) k, &alpha, A, (int) lda, B,
+		                 (int) ldb, &beta, C, (int) ldc);
+	} else {
+		float fa = (float) alpha, fb = (float) beta;
+		st = cublasSgemm(c->blas, blas_op(ta), blas_op(tb), (int) m,
+		                 (int) n, (int) k, &fa, A, (int) lda, B,
+		                 (int) ldb, &fb, C, (int) ldc);
+	}
+	return blas_check("cublasXgemm", st);
+}
+
+static int
+cuda_syrk(void *ctx, enum kern_dtype dt, enum kern_trans trans, int64_t n,
+          int64_t k, double alpha, const void *A, int64_t lda, double beta,
+          void *C, int64_t ldc)
+{
+	struct kern_cuda_ctx *c = ctx;
+	cublasStatus_t st;
+	int rc;
+
+	if (!kern_dt_ok(dt) || !kern_dim_ok(n) || !kern_dim_ok(k))
+		return NQ_EBADPARAM;
+	if (!kern_ld_ok(lda, trans == KERN_N ? n : k) || !kern_ld_ok(ldc, n))
+		return NQ_EBADPARAM;
+	if (n == 0)
+		return 0;
+	if (C == NULL || (k > 0 && A == NULL))
+		return NQ_EBADPARAM;
+	rc = use(c);
+	if (rc != 0)
+		return rc;
+	if (dt == KERN_F64) {
+		st = cublasDsyrk(c->blas, CUBLAS_FILL_MODE_LOWER,
+		                 blas_op(trans), (int) n, (int) k, &alpha, A,
+		                 (int) lda, &beta, C, (int) ldc);
+	} else {
+		float fa = (float) alpha, fb = (float) beta;
+		st = cublasSsyrk(c->blas, CUBLAS_FILL_MODE_LOWER,
+		                 blas_op(trans), (int) n, (int) k, &fa, A,
+		                 (int) lda, &fb, C, (int) ldc);
+	}
+	rc = blas_check("cublasXsyrk", st);
+	if (rc == 0)
+		rc = cu_check("kern_cuda_mirror_lower",
+		              kern_cuda_mirror_lower(dt, n, C, ldc, c->stream));
+	return rc;
+}
+
+static int
+fetch_info(struct kern_cuda_ctx *c, int *info)
+{
+	int rc = cu_check("cudaMemcpyAsync",
+	                  cudaMemcpyAsync(info, c->d_info, sizeof(*info),
+	                                  cudaMemcpyDeviceToHost, c->stream));
+	if (rc == 0)
+		rc = cu_check("cudaStreamSynchronize",
+		              cudaStreamSynchronize(c->stream));
+	return rc;
+}
+
+static int
+cuda_potrf(void *ctx, enum kern_dtype dt, int64_t n, void *A, int64_t lda,
+           int *info)
+{
+	struct kern_cuda_ctx *c = ctx;
+	size_t dbytes = 0, hbytes = 0;
+	void *dws = NULL, *hws = NULL;
+	int own = 0, rc, h_info = 0;
+
+	if (info == NULL)
+		return NQ_EBADPARAM;
+	*info = 0;
+	if (!kern_dt_ok(dt) || !kern_dim_ok(n) || !kern_ld_ok(lda, n))
+		return NQ_EBADPARAM;
+	if (n == 0)
+		return 0;
+	if (A == NULL)
+		return NQ_EBADPARAM;
+	rc = use(c);
+	if (rc != 0)
+		return rc;
+	rc = solver_check("cusolverDnXpotrf_bufferSize",
+	                  cusolverDnXpotrf_bufferSize(
+	                          c->solver, c->params, CUBLAS_FILL_MODE_LOWER,
+	                          n, cuda_type(dt), A, lda, cuda_type(dt),
+	                          &dbytes, &hbytes));
+	if (rc != 0)
+		return rc;
+	rc = ws_acquire(c, dbytes, &dws, &own);
+	if (rc != 0)
+		return rc;
+	rc = host_ws(hbytes, &hws);
+	if (rc != 0)
+		goto out;
+	rc = solver_check(
+	        "cusolverDnXpotrf",
+	        cusolverDnXpotrf(c->solver, c->params, CUBLAS_FILL_MODE_LOWER,
+	                         n, cuda_type(dt), A, lda, cuda_type(dt), dws,
+	                         dbytes, hws, hbytes, c->d_info));
+	if (rc == 0)
+		rc = fetch_info(c, &h_info);
+	if (rc == 0 && h_info < 0) {
+		fprintf(stderr,
+		        "kern cuda error call=cusolverDnXpotrf "
+		        "info=%d\n",
+		        h_info);
+		rc = NQ_EDEVICE;
+	}
+	if (rc == 0)
+		*info = h_info;
+out:
+	if (rc != 0)
+		(void) cudaStreamSynchronize(c->stream);
+	ws_release(dws, own);
+	free(hws);
+	return rc;
+}
+
+static int
+cuda_trsm_lower(void *ctx, enum kern_dtype dt, int64_t n, int64_t m,
+                const void *L, int64_t ldl, void *B, int64_t ldb)
+{
+	struct kern_cuda_ctx *c = ctx;
+	cublasStatus_t st;
+	int rc;
+
+	if (!kern_dt_ok(dt) || !kern_dim_ok(n) || !kern_dim_ok(m) ||
+	    !kern_ld_ok(ldl, n) || !kern_ld_ok(ldb, n))
+		return NQ_EBADPARAM;
+	if (n == 0 || m == 0)
+		return 0;
+	if (L == NULL || B == NULL)
+		return NQ_EBADPARAM;
+	rc = use(c);
+	if (rc != 0)
+		return rc;
+	if (dt == KERN_F64) {
+		const double one = 1.0;
+		st = cublasDtrsm(c->blas, CUBLAS_SIDE_LEFT,
+		                 CUBLAS_FILL_MODE_LOWER, CUBLAS_OP_N,
+		                 CUBLAS_DIAG_NON_UNIT, (int) n, (int) m, &one,
+		                 L, (int) ldl, B, (int) ldb);
+	} else {
+		const float one = 1.0f;
+		st = cublasStrsm(c->blas, CUBLAS_SIDE_LEFT,
+		                 CUBLAS_FILL_MODE_LOWER, CUBLAS_OP_N,
+		                 CUBLAS_DIAG_NON_UNIT, (int) n, (int) m, &one,
+		                 L, (int) ldl, B, (int) ldb);
+	}
+	return blas_check("cublasXtrsm", st);
+}
+
+static int
+cuda_syevd(void *ctx, enum kern_dtype dt, int64_t n, void *A, int64_t lda,
+           void *W, int *info)
+{
+	struct kern_cuda_ctx *c = ctx;
+	size_t dbytes = 0, hbytes = 0;
+	void *dws = NULL, *hws = NULL;
+	int own = 0, rc, h_info = 0;
+	cudaDataType t = cuda_type(dt);
+
+	if (info == NULL)
+		return NQ_EBADPARAM;
+	*info = 0;
+	if (!kern_dt_ok(dt) || !kern_dim_ok(n) || !kern_ld_ok(lda, n))
+		return NQ_EBADPARAM;
+	if (n == 0)
+		return 0;
+	if (A == NULL || W == NULL)
+		return NQ_EBADPARAM;
+	rc = use(c);
+	if (rc != 0)
+		return rc;
+	rc = solver_check("cusolverDnXsyevd_bufferSize",
+	                  cusolverDnXsyevd_bufferSize(c->solver, c->params,
+	                                              CUSOLVER_EIG_MODE_VECTOR,
+	                                              CUBLAS_FILL_MODE_LOWER, n,
+	                                              t, A, lda, t, W, t,
+	                                              &dbytes, &hbytes));
+	if (rc != 0)
+		return rc;
+	rc = ws_acquire(c, dbytes, &dws, &own);
+	if (rc != 0)
+		return rc;
+	rc = host_ws(hbytes, &hws);
+	if (rc != 0)
+		goto out;
+	rc = solver_check(
+	        "cusolverDnXsyevd",
+	        cusolverDnXsyevd(c->solver, c->params, CUSOLVER_EIG_MODE_VECTOR,
+	                         CUBLAS_FILL_MODE_LOWER, n, t, A, lda, t, W, t,
+	                         dws, dbytes, hws, hbytes, c->d_info));
+	if (rc == 0)
+		rc = fetch_info(c, &h_info);
+	if (rc == 0 && h_info < 0) {
+		fprintf(stderr,
+		        "kern cuda error call=cusolverDnXsyevd "
+		        "info=%d\n",
+		        h_info);
+		rc = NQ_EDEVICE;
+	}
+	if (rc == 0)
+		*info = h_info;
+out:
+	if (rc != 0)
+		(void) cudaStreamSynchronize(c->stream);
+	ws_release(dws, own);
+	free(hws);
+	return rc;
+}
+
+/* ---- elementwise and reductions */
+
+/* Selects the device, then maps the launch status. */
+#define LAUNCH(c, name, call)                \
+	do {                                 \
+		int rc_ = use(c);            \
+		if (rc_ != 0)                \
+			return rc_;          \
+		return cu_check(name, call); \
+	} while (0)
+
+static int
+cuda_axpby(void *ctx, enum kern_dtype dt, int64_t count, double a,
+           const void *X, double b, void *Y)
+{
+	struct kern_cuda_ctx *c = ctx;
+
+	if (!kern_vec_ok(dt, count, X, Y))
+		return NQ_EBADPARAM;
+	if (count == 0)
+		return 0;
+	LAUNCH(c, "kern_cuda_axpby",
+	       kern_cuda_axpby(dt, count, a, X, b, Y, c->stream));
+}
+
+static int
+cuda_shrink(void *ctx, enum kern_dtype dt, int64_t n, const void *C, void *Out,
+            double alpha, int keep_diag)
+{
+	struct kern_cuda_ctx *c = ctx;
+
+	if (!kern_sq_ok(dt, n, C, Out))
+		return NQ_EBADPARAM;
+	if (n == 0)
+		return 0;
+	LAUNCH(c, "kern_cuda_shrink",
+	       kern_cuda_shrink(dt, n, C, Out, alpha, keep_diag, c->stream));
+}
+
+static int
+cuda_symmetrize(void *ctx, enum kern_dtype dt, int64_t n, void *A)
+{
+	struct kern_cuda_ctx *c = ctx;
+
+	if (!kern_sq_ok(dt, n, A, A))
+		return NQ_EBADPARAM;
+	if (n == 0)
+		return 0;
+	LAUNCH(c, "kern_cuda_symmetrize",
+	       kern_cuda_symmetrize(dt, n, A, c->stream));
+}
+
+static int
+cuda_add_diag(void *ctx, enum kern_dtype dt, int64_t n, void *A, double v)
+{
+	struct kern_cuda_ctx *c = ctx;
+
+	if (!kern_sq_ok(dt, n, A, A))
+		return NQ_EBADPARAM;
+	if (n == 0)
+		return 0;
+	LAUNCH(c, "kern_cuda_add_diag",
+	       kern_cuda_add_diag(dt, n, A, v, c->stream));
+}
+
+static int
+cuda_get_diag(void *ctx, enum kern_dtype dt, int64_t n, const void *A, void *d)
+{
+	struct kern_cuda_ctx *c = ctx;
+
+	if (!kern_sq_ok(dt, n, A, d))
+		return NQ_EBADPARAM;
+	if (n == 0)
+		return 0;
+	LAUNCH(c, "kern_cuda_get_diag",
+	       kern_cuda_get_diag(dt, n, A, d, c->stream));
+}
+
+static int
+cuda_scale_rc(void *ctx, enum kern_dtype dt, int64_t m, int64_t n, void *A,
+              int64_t lda, const void *r, const void *cv)
+{
+	struct kern_cuda_ctx *c = ctx;
+
+	if (!kern_mat_ok(dt, m, n, lda))
+		return NQ_EBADPARAM;
+	if (m == 0 || n == 0)
+		return 0;
+	if (A == NULL)
+		return NQ_EBADPARAM;
+	LAUNCH(c, "kern_cuda_scale_rc",
+	       kern_cuda_scale_rc(dt, m, n, A, lda, r, cv, c->stream));
+}
+
+static int
+cuda_row_sumsq(void *ctx, enum kern_dtype dt, int64_t m, int64_t n,
+               const void *A, int64_t lda, void *out)
+{
+	struct kern_cuda_ctx *c = ctx;
+
+	if (!kern_mat_ok(dt, m, n, lda))
+		return NQ_EBADPARAM;
+	if (m == 0)
+		return 0;
+	if (out == NULL || (n > 0 && A == NULL))
+		return NQ_EBADPARAM;
+	LAUNCH(c, "kern_cuda_row_sumsq",
+	       kern_cuda_row_sumsq(dt, m, n, A, lda, out, c->stream));
+}
+
+static int
+cuda_sumsq(void *ctx, enum kern_dtype dt, int64_t count, const void *X,
+           double *out)
+{
+	struct kern_cuda_ctx *c = ctx;
+	int rc;
+
+	if (out == NULL || !kern_vec_ok(dt, count, X, X))
+		return NQ_EBADPARAM;
+	*out = 0;
+	if (count == 0)
+		return 0;
+	rc = use(c);
+	if (rc == 0)
+		rc = cu_check("kern_cuda_sumsq",
+		              kern_cuda_sumsq(dt, count, X, c->d_part, c->d_res,
+		                              c->stream));
+	if (rc == 0)
+		rc = fetch_res(c, out, 1);
+	return rc;
+}
+
+static int
+cuda_sum_log_diag(void *ctx, enum kern_dtype dt, int64_t n, const void *A,
+                  double *out)
+{
+	struct kern_cuda_ctx *c = ctx;
+	int rc;
+
+	if (out == NULL || !kern_sq_ok(dt, n, A, A))
+		return NQ_EBADPARAM;
+	*out = 0;
+	if (n == 0)
+		return 0;
+	rc = use(c);
+	if (rc == 0)
+		rc = cu_check("kern_cuda_sum_log_diag",
+		              kern_cuda_sum_log_diag(dt, n, A, c->d_part,
+		                                     c->d_res, c->stream));
+	if (rc == 0)
+		rc = fetch_res(c, out, 1);
+	return rc;
+}
+
+static int
+cuda_pearson(void *ctx, enum kern_dtype dt, int64_t count, const void *X,
+             const void *Y, double *out)
+{
+	struct kern_cuda_ctx *c = ctx;
+	double s[3];
+	int rc;
+
+	if (out == NULL || !kern_vec_ok(dt, count, X, Y))
+		return NQ_EBADPARAM;
+	*out = NAN;
+	if (count == 0)
+		return 0;
+	rc = use(c);
+	if (rc == 0)
+		rc = cu_check("kern_cuda_pearson",
+		              kern_cuda_pearson(dt, count, X, Y, c->d_part,
+		                                c->d_res, c->stream));
+	if (rc == 0)
+		rc = fetch_res(c, s, 3);
+	if (rc != 0)
+		return rc;
+	/* as the cpu backend: exactly zero spread means a constant vector */
+	if (s[1] == 0 || s[2] == 0)
+		return 0;
+	*out = s[0] / sqrt(s[1] * s[2]);
+	return 0;
+}
+
+static int
+cuda_pair_cov_acc(void *ctx, enum kern_dtype dt, int64_t n, const void *Sxx,
+                  const void *Sx, const void *Sm, void *acc, void *cnt)
+{
+	struct kern_cuda_ctx *c = ctx;
+
+	if (!kern_sq_ok(dt, n, Sxx, Sx) || !kern_sq_ok(dt, n, Sm, acc) ||
+	    !kern_sq_ok(dt, n, cnt, cnt))
+		return NQ_EBADPARAM;
+	if (n == 0)
+		return 0;
+	LAUNCH(c, "kern_cuda_pair_cov_acc",
+	       kern_cuda_pair_cov_acc(dt, n, Sxx, Sx, Sm, acc, cnt, c->stream));
+}
+
+static int
+cuda_div_pos(void *ctx, enum kern_dtype dt, int64_t count, void *X,
+             const void *Y)
+{
+	struct kern_cuda_ctx *c = ctx;
+
+	if (!kern_vec_ok(dt, count, X, Y))
+		return NQ_EBADPARAM;
+	if (count == 0)
+		return 0;
+	LAUNCH(c, "kern_cuda_div_pos",
+	       kern_cuda_div_pos(dt, count, X, Y, c->stream));
+}
+
+static int
+cuda_convert(void *ctx, enum kern_dtype dt_dst, void *dst,
+             enum kern_dtype dt_src, const void *src, int64_t count)
+{
+	struct kern_cuda_ctx *c = ctx;
+
+	if (!kern_dt_ok(dt_dst) || !kern_vec_ok(dt_src, count, dst, src))
+		return NQ_EBADPARAM;
+	if (count == 0)
+		return 0;
+	if (dt_dst == dt_src)
+		return cuda_copy(ctx, dst, src,
+		                 (size_t) count * kern_dtype_size(dt_src));
+	LAUNCH(c, "kern_cuda_convert",
+	       kern_cuda_convert(dt_dst, dst, dt_src, src, count, c->stream));
+}
+
+static const struct kern_ops kern_cuda_ops = {
+        .name = "cuda",
+        .alloc = cuda_alloc,
+        .free = cuda_free,
+        .upload = cuda_upload,
+        .download = cuda_download,
+        .copy = cuda_copy,
+        .mem_info = cuda_mem_info,
+        .sync = cuda_sync,
+        .gemm = cuda_gemm,
+        .syrk = cuda_syrk,
+        .potrf = cuda_potrf,
+        .trsm_lower = cuda_trsm_lower,
+        .syevd = cuda_syevd,
+        .axpby = cuda_axpby,
+        .shrink = cuda_shrink,
+        .symmetrize = cuda_symmetrize,
+        .add_diag = cuda_add_diag,
+        .get_diag = cuda_get_diag,
+        .scale_rc = cuda_scale_rc,
+        .row_sumsq = cuda_row_sumsq,
+        .sumsq = cuda_sumsq,
+        .sum_log_diag = cuda_sum_log_diag,
+        .pearson = cuda_pearson,
+        .pair_cov_acc = cuda_pair_cov_acc,
+        .div_pos = cuda_div_pos,
+        .convert = cuda_convert,
+};

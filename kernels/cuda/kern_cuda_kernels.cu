@@ -1,1 +1,520 @@
-/* placeholder: being written */
+/*
+ * kern_cuda_kernels.cu — the cuda backend's own kernels (everything that is
+ * not cuBLAS/cuSOLVER), each a template over the element type, launched by
+ * the extern "C" functions of kern_cuda_kernels.h.
+ *
+ * Kernels use grid-stride loops with 64-bit indices, so any grid size is
+ * correct and n*n beyond 2^31 is fine. Arithmetic follows the cpu backend
+ * operation for operation (kern_cpu.c) so results agree to rounding.
+ */
+#include "kern_cuda_kernels.h"
+
+#define TPB        256     /* threads per block of the 1-D kernels */
+#define MAX_BLOCKS 1048576 /* grid cap; loops stride over the rest */
+#define RB         KERN_CUDA_RED_BLOCKS
+#define TILE       32
+
+#define GRID_LOOP(i, count)                                               \
+	for (int64_t i = (int64_t) blockIdx.x * blockDim.x + threadIdx.x; \
+	     i < (count); i += (int64_t) blockDim.x * gridDim.x)
+
+static unsigned int
+blocks_for(int64_t count)
+{
+	int64_t b = (count + TPB - 1) / TPB;
+	if (b < 1)
+		b = 1;
+	if (b > MAX_BLOCKS)
+		b = MAX_BLOCKS;
+	return (unsigned int) b;
+}
+
+/* Runs `launch(T{})` with T the element type of dt. */
+template <typename F>
+static cudaError_t
+dispatch(enum kern_dtype dt, F launch)
+{
+	if (dt == KERN_F64)
+		launch(double());
+	else
+		launch(float());
+	return cudaGetLastError();
+}
+
+/* ---- block reductions (double, fixed order: deterministic) */
+
+static __device__ double
+warp_sum(double v)
+{
+	for (int o = 16; o > 0; o >>= 1)
+		v += __shfl_down_sync(0xffffffffu, v, o);
+	return v;
+}
+
+/* Sum over the block, valid in thread 0. blockDim.x is a multiple of 32;
+ * sh has 32 doubles and may be reused by the next call. */
+static __device__ double
+block_sum(double v, double *sh)
+{
+	int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+
+	v = warp_sum(v);
+	__syncthreads(); /* the previous call has read sh */
+	if (lane == 0)
+		sh[w] = v;
+	__syncthreads();
+	v = threadIdx.x < (blockDim.x >> 5) ? sh[lane] : 0.0;
+	if (w == 0)
+		v = warp_sum(v);
+	return v;
+}
+
+/* res[v] = (sum of part[v*RB .. v*RB+RB-1]) / div, for v < nvals. */
+static __global__ void
+k_final(const double *part, int nvals, double *res, double div)
+{
+	__shared__ double sh[32];
+
+	for (int v = 0; v < nvals; v++) {
+		double acc = 0;
+		for (int b = threadIdx.x; b < RB; b += blockDim.x)
+			acc += part[v * RB + b];
+		acc = block_sum(acc, sh);
+		if (threadIdx.x == 0)
+			res[v] = acc / div;
+	}
+}
+
+template <typename T>
+static __global__ void
+k_part_sumsq(int64_t count, const T *x, double *part)
+{
+	__shared__ double sh[32];
+	double acc = 0;
+
+	GRID_LOOP(i, count)
+	{
+		double v = (double) x[i];
+		acc += v * v;
+	}
+	acc = block_sum(acc, sh);
+	if (threadIdx.x == 0)
+		part[blockIdx.x] = acc;
+}
+
+template <typename T>
+static __global__ void
+k_part_logdiag(int64_t n, const T *a, double *part)
+{
+	__shared__ double sh[32];
+	double acc = 0;
+
+	GRID_LOOP(i, n)
+	{
+		acc += log((double) a[i + i * n]);
+	}
+	acc = block_sum(acc, sh);
+	if (threadIdx.x == 0)
+		part[blockIdx.x] = acc;
+}
+
+/* Pearson pass 1: sums of the values shifted by the first element. */
+template <typename T>
+static __global__ void
+k_part_shifted(int64_t count, const T *x, const T *y, double *part)
+{
+	__shared__ double sh[32];
+	double x0 = (double) x[0], y0 = (double) y[0];
+	double sx = 0, sy = 0;
+
+	GRID_LOOP(i, count)
+	{
+		sx += (double) x[i] - x0;
+		sy += (double) y[i] - y0;
+	}
+	sx = block_sum(sx, sh);
+	sy = block_sum(sy, sh);
+	if (threadIdx.x == 0) {
+		part[blockIdx.x] = sx;
+		part[RB + blockIdx.x] = sy;
+	}
+}
+
+/* Pearson pass 2: centred cross and square sums; mean[0..1] from pass 1. */
+template <typename T>
+static __global__ void
+k_part_centred(int64_t count, const T *x, const T *y, const double *mean,
+               double *part)
+{
+	__shared__ double sh[32];
+	double x0 = (double) x[0], y0 = (double) y[0];
+	double mx = mean[0], my = mean[1];
+	double sxy = 0, sxx = 0, syy = 0;
+
+	GRID_LOOP(i, count)
+	{
+		double dx = ((double) x[i] - x0) - mx;
+		double dy = ((double) y[i] - y0) - my;
+		sxy += dx * dy;
+		sxx += dx * dx;
+		syy += dy * dy;
+	}
+	sxy = block_sum(sxy, sh);
+	sxx = block_sum(sxx, sh);
+	syy = block_sum(syy, sh);
+	if (threadIdx.x == 0) {
+		part[blockIdx.x] = sxy;
+		part[RB + blockIdx.x] = sxx;
+		part[2 * RB + blockIdx.x] = syy;
+	}
+}
+
+/* ---- elementwise */
+
+/* Strict upper from strict lower through a shared tile, so that both the
+ * reads (of the lower tile) and the writes (of the upper) are coalesced.
+ * Block (bi, bj) with bi <= bj writes upper tile rows bi, columns bj. */
+template <typename T>
+static __global__ void
+k_mirror_lower(int64_t n, T *c, int64_t ldc)
+{
+	__shared__ T tile[TILE][TILE + 1];
+	int64_t bi = blockIdx.x, bj = blockIdx.y;
+
+	if (bi > bj)
+		return;
+	for (int k = threadIdx.y; k < TILE; k += blockDim.y) {
+		int64_t r = bj * TILE + threadIdx.x, col = bi * TILE + k;
+		if (r < n && col < n)
+			tile[k][threadIdx.x] = c[r + col * ldc];
+	}
+	__syncthreads();
+	for (int k = threadIdx.y; k < TILE; k += blockDim.y) {
+		int64_t r = bi * TILE + threadIdx.x, col = bj * TILE + k;
+		if (r < n && col < n && r < col)
+			c[r + col * ldc] = tile[threadIdx.x][k];
+	}
+}
+
+template <typename T>
+static __global__ void
+k_axpby(int64_t count, T a, const T *x, T b, T *y, int bzero)
+{
+	GRID_LOOP(i, count)
+	{
+		y[i] = bzero ? a * x[i] : a * x[i] + b * y[i];
+	}
+}
+
+/* Out may alias C: each element is read then written by one thread. */
+template <typename T>
+static __global__ void
+k_shrink(int64_t n, const T *c, T *o, T alpha, int keep_diag)
+{
+	GRID_LOOP(p, n * n)
+	{
+		int64_t i = p % n, j = p / n;
+		o[p] = (keep_diag && i == j) ? c[p] : alpha * c[p];
+	}
+}
+
+/* The thread of (i, j) with i < j owns the pair. */
+template <typename T>
+static __global__ void
+k_symmetrize(int64_t n, T *a)
+{
+	GRID_LOOP(p, n * n)
+	{
+		int64_t i = p % n, j = p / n;
+		if (i < j) {
+			T v = (a[i + j * n] + a[j + i * n]) * (T) 0.5;
+			a[i + j * n] = v;
+			a[j + i * n] = v;
+		}
+	}
+}
+
+template <typename T>
+static __global__ void
+k_add_diag(int64_t n, T *a, T v)
+{
+	GRID_LOOP(i, n)
+	{
+		a[i + i * n] += v;
+	}
+}
+
+template <typename T>
+static __global__ void
+k_get_diag(int64_t n, const T *a, T *d)
+{
+	GRID_LOOP(i, n)
+	{
+		d[i] = a[i + i * n];
+	}
+}
+
+template <typename T>
+static __global__ void
+k_scale_rc(int64_t m, int64_t n, T *a, int64_t lda, const T *r, const T *c)
+{
+	GRID_LOOP(p, m * n)
+	{
+		int64_t i = p % m, j = p / m;
+		T cj = c ? c[j] : (T) 1;
+		T s = r ? r[i] * cj : cj;
+		a[i + j * lda] *= s;
+	}
+}
+
+/* Block (32, 8): the 32 x-threads take 32 consecutive rows (coalesced),
+ * the 8 y-threads split the columns; partial sums meet in shared memory. */
+template <typename T>
+static __global__ void
+k_row_sumsq(int64_t m, int64_t n, const T *a, int64_t lda, T *out)
+{
+	__shared__ double sh[8][32];
+	int tx = threadIdx.x, ty = threadIdx.y;
+
+	for (int64_t rb = blockIdx.x; rb * 32 < m; rb += gridDim.x) {
+		int64_t i = rb * 32 + tx;
+		double acc = 0;
+		if (i < m)
+			for (int64_t j = ty; j < n; j += 8) {
+				double v = (double) a[i + j * lda];
+				acc += v * v;
+			}
+		sh[ty][tx] = acc;
+		__syncthreads();
+		if (ty == 0 && i < m) {
+			double s = 0;
+			for (int k = 0; k < 8; k++)
+				s += sh[k][tx];
+			out[i] = (T) s;
+		}
+		__syncthreads();
+	}
+}
+
+template <typename T>
+static __global__ void
+k_pair_cov_acc(int64_t n, const T *sxx, const T *sx, const T *sm, T *acc,
+               T *cnt)
+{
+	GRID_LOOP(p, n * n)
+	{
+		int64_t i = p % n, j = p / n;
+		double m = (double) sm[p];
+		if (!(m >= 2))
+			continue;
+		double v = ((double) sxx[p] -
+		            (double) sx[p] * (double) sx[j + i * n] / m) /
+		           (m - 1);
+		acc[p] = (T) ((double) acc[p] + v);
+		cnt[p] += (T) 1;
+	}
+}
+
+template <typename T>
+static __global__ void
+k_div_pos(int64_t count, T *x, const T *y)
+{
+	GRID_LOOP(i, count)
+	{
+		x[i] = y[i] > 0 ? x[i] / y[i] : (T) 0;
+	}
+}
+
+template <typename D, typename S>
+static __global__ void
+k_convert(int64_t count, D *d, const S *s)
+{
+	GRID_LOOP(i, count)
+	{
+		d[i] = (D) s[i];
+	}
+}
+
+/* ---- launchers */
+
+extern "C" cudaError_t
+kern_cuda_mirror_lower(enum kern_dtype dt, int64_t n, void *C, int64_t ldc,
+                       cudaStream_t s)
+{
+	int64_t nt = (n + TILE - 1) / TILE;
+
+	if (nt > 65535)
+		return cudaErrorInvalidValue;
+	dim3 grid((unsigned) nt, (unsigned) nt), block(TILE, 8);
+	return dispatch(dt, [&](auto t) {
+		using T = decltype(t);
+		k_mirror_lower<T><<<grid, block, 0, s>>>(n, (T *) C, ldc);
+	});
+}
+
+extern "C" cudaError_t
+kern_cuda_axpby(enum kern_dtype dt, int64_t count, double a, const void *X,
+                double b, void *Y, cudaStream_t s)
+{
+	return dispatch(dt, [&](auto t) {
+		using T = decltype(t);
+		k_axpby<T><<<blocks_for(count), TPB, 0, s>>>(
+		        count, (T) a, (const T *) X, (T) b, (T *) Y, b == 0);
+	});
+}
+
+extern "C" cudaError_t
+kern_cuda_shrink(enum kern_dtype dt, int64_t n, const void *C, void *Out,
+                 double alpha, int keep_diag, cudaStream_t s)
+{
+	return dispatch(dt, [&](auto t) {
+		using T = decltype(t);
+		k_shrink<T><<<blocks_for(n * n), TPB, 0, s>>>(
+		        n, (const T *) C, (T *) Out, (T) alpha, keep_diag);
+	});
+}
+
+extern "C" cudaError_t
+kern_cuda_symmetrize(enum kern_dtype dt, int64_t n, void *A, cudaStream_t s)
+{
+	return dispatch(dt, [&](auto t) {
+		using T = decltype(t);
+		k_symmetrize<T><<<blocks_for(n * n), TPB, 0, s>>>(n, (T *) A);
+	});
+}
+
+extern "C" cudaError_t
+kern_cuda_add_diag(enum kern_dtype dt, int64_t n, void *A, double v,
+                   cudaStream_t s)
+{
+	return dispatch(dt, [&](auto t) {
+		using T = decltype(t);
+		k_add_diag<T><<<blocks_for(n), TPB, 0, s>>>(n, (T *) A, (T) v);
+	});
+}
+
+extern "C" cudaError_t
+kern_cuda_get_diag(enum kern_dtype dt, int64_t n, const void *A, void *d,
+                   cudaStream_t s)
+{
+	return dispatch(dt, [&](auto t) {
+		using T = decltype(t);
+		k_get_diag<T><<<blocks_for(n), TPB, 0, s>>>(n, (const T *) A,
+		                                            (T *) d);
+	});
+}
+
+extern "C" cudaError_t
+kern_cuda_scale_rc(enum kern_dtype dt, int64_t m, int64_t n, void *A,
+                   int64_t lda, const void *r, const void *c, cudaStream_t s)
+{
+	return dispatch(dt, [&](auto t) {
+		using T = decltype(t);
+		k_scale_rc<T><<<blocks_for(m * n), TPB, 0, s>>>(
+		        m, n, (T *) A, lda, (const T *) r, (const T *) c);
+	});
+}
+
+extern "C" cudaError_t
+kern_cuda_row_sumsq(enum kern_dtype dt, int64_t m, int64_t n, const void *A,
+                    int64_t lda, void *out, cudaStream_t s)
+{
+	int64_t nb = (m + 31) / 32;
+	dim3 grid((unsigned) (nb > MAX_BLOCKS ? MAX_BLOCKS : nb)), block(32, 8);
+
+	return dispatch(dt, [&](auto t) {
+		using T = decltype(t);
+		k_row_sumsq<T><<<grid, block, 0, s>>>(m, n, (const T *) A, lda,
+		                                      (T *) out);
+	});
+}
+
+extern "C" cudaError_t
+kern_cuda_sumsq(enum kern_dtype dt, int64_t count, const void *X, double *part,
+                double *res, cudaStream_t s)
+{
+	cudaError_t e = dispatch(dt, [&](auto t) {
+		using T = decltype(t);
+		k_part_sumsq<T><<<RB, TPB, 0, s>>>(count, (const T *) X, part);
+	});
+	if (e != cudaSuccess)
+		return e;
+	k_final<<<1, TPB, 0, s>>>(part, 1, res, 1.0);
+	return cudaGetLastError();
+}
+
+extern "C" cudaError_t
+kern_cuda_sum_log_diag(enum kern_dtype dt, int64_t n, const void *A,
+                       double *part, double *res, cudaStream_t s)
+{
+	cudaError_t e = dispatch(dt, [&](auto t) {
+		using T = decltype(t);
+		k_part_logdiag<T><<<RB, TPB, 0, s>>>(n, (const T *) A, part);
+	});
+	if (e != cudaSuccess)
+		return e;
+	k_final<<<1, TPB, 0, s>>>(part, 1, res, 1.0);
+	return cudaGetLastError();
+}
+
+extern "C" cudaError_t
+kern_cuda_pearson(enum kern_dtype dt, int64_t count, const void *X,
+                  const void *Y, double *part, double *res, cudaStream_t s)
+{
+	cudaError_t e = dispatch(dt, [&](auto t) {
+		using T = decltype(t);
+		k_part_shifted<T><<<RB, TPB, 0, s>>>(count, (const T *) X,
+		                                     (const T *) Y, part);
+	});
+	if (e != cudaSuccess)
+		return e;
+	k_final<<<1, TPB, 0, s>>>(part, 2, res + 3, (double) count);
+	e = dispatch(dt, [&](auto t) {
+		using T = decltype(t);
+		k_part_centred<T><<<RB, TPB, 0, s>>>(
+		        count, (const T *) X, (const T *) Y, res + 3, part);
+	});
+	if (e != cudaSuccess)
+		return e;
+	k_final<<<1, TPB, 0, s>>>(part, 3, res, 1.0);
+	return cudaGetLastError();
+}
+
+extern "C" cudaError_t
+kern_cuda_pair_cov_acc(enum kern_dtype dt, int64_t n, const void *Sxx,
+                       const void *Sx, const void *Sm, void *acc, void *cnt,
+                       cudaStream_t s)
+{
+	return dispatch(dt, [&](auto t) {
+		using T = decltype(t);
+		k_pair_cov_acc<T><<<blocks_for(n * n), TPB, 0, s>>>(
+		        n, (const T *) Sxx, (const T *) Sx, (const T *) Sm,
+		        (T *) acc, (T *) cnt);
+	});
+}
+
+extern "C" cudaError_t
+kern_cuda_div_pos(enum kern_dtype dt, int64_t count, void *X, const void *Y,
+                  cudaStream_t s)
+{
+	return dispatch(dt, [&](auto t) {
+		using T = decltype(t);
+		k_div_pos<T><<<blocks_for(count), TPB, 0, s>>>(count, (T *) X,
+		                                               (const T *) Y);
+	});
+}
+
+extern "C" cudaError_t
+kern_cuda_convert(enum kern_dtype dt_dst, void *dst, enum kern_dtype dt_src,
+                  const void *src, int64_t count, cudaStream_t s)
+{
+	if (dt_dst == KERN_F32 && dt_src == KERN_F64)
+		k_convert<float, double><<<blocks_for(count), TPB, 0, s>>>(
+		        count, (float *) dst, (const double *) src);
+	else if (dt_dst == KERN_F64 && dt_src == KERN_F32)
+		k_convert<double, float><<<blocks_for(count), TPB, 0, s>>>(
+		        count, (double *) dst, (const float *) src);
+	else
+		return cudaErrorInvalidValue;
+	return cudaGetLastError();
+}

@@ -1,1 +1,24 @@
-/* placeholder: being written */
+/*
+ * kern_cuda_stub.c — the cuda entry points of a build without CUDA: no
+ * devices, opening one fails with NQ_ENODEV.
+ */
+#include "kern.h"
+#include "kern_impl.h"
+#include "nq_error.h"
+
+int
+kern_cuda_device_count(void)
+{
+	return 0;
+}
+
+int
+kern_cuda_open(struct kern_backend *kb, int device)
+{
+	return NQ_ENODEV;
+}
+
+void
+kern_cuda_close(void *ctx)
+{
+}

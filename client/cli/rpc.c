@@ -1,0 +1,171 @@
+/*
+ * rpc.c — one REQ socket to the daemon's control socket.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/req.h>
+
+#include "cli.h"
+#include "nq_error.h"
+
+/* Transport trouble; `wait` retries quietly across daemon restarts. */
+static void
+reach_err(const struct cli *c, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void
+reach_err(const struct cli *c, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (c->quiet)
+		return;
+	fputs("neuroq: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+const char *
+cli_default_url(char *buf, size_t len)
+{
+	const char *env = getenv("NEUROQ_URL");
+	const char *xdg = getenv("XDG_RUNTIME_DIR");
+
+	if (env && *env)
+		return env;
+	if (xdg && *xdg) {
+		snprintf(buf, len, "ipc://%s/neuroq/neuroq.sock", xdg);
+		return buf;
+	}
+	return "ipc:///run/neuroq/neuroq.sock";
+}
+
+static int
+cli_connect(struct cli *c)
+{
+	nng_socket s;
+	int rv;
+
+	if (c->have_conn)
+		return 0;
+	if ((rv = nng_req0_open(&s)) != 0) {
+		reach_err(c, "cannot open a socket: %s", nng_strerror(rv));
+		return CLI_EREACH;
+	}
+	/* Results can be hundreds of MB (N×N covariances); the daemon is the
+	 * party we trust here, so no receive cap. */
+	nng_socket_set_size(s, NNG_OPT_RECVMAXSZ, 0);
+	nng_socket_set_ms(s, NNG_OPT_RECVTIMEO,
+	                  (nng_duration) (c->timeout_s * 1000.0));
+	nng_socket_set_ms(s, NNG_OPT_SENDTIMEO,
+	                  (nng_duration) (c->timeout_s * 1000.0));
+	/* A synchronous dial fails at once when no daemon listens, which is
+	 * what a user wants to hear; later reconnects (daemon restarts during
+	 * `wait`) are handled by the dialer in the background. */
+	if ((rv = nng_dial(s, c->url, NULL, 0)) != 0) {
+		reach_err(c, "cannot reach the daemon at %s: %s", c->url,
+		          nng_strerror(rv));
+		nng_close(s);
+		return CLI_EREACH;
+	}
+	c->sock = nng_socket_id(s);
+	c->have_conn = 1;
+	return 0;
+}
+
+void
+cli_close(struct cli *c)
+{
+	if (c->have_conn) {
+		nng_socket s = NNG_SOCKET_INITIALIZER;
+		s.id = c->sock;
+		nng_close(s);
+		c->have_conn = 0;
+	}
+}
+
+void
+cli_print_error_reply(const struct nq_map *reply)
+{
+	const char *name = cli_map_str(reply, "error", NULL);
+	const char *msg = cli_map_str(reply, "message", "");
+	double code = cli_map_num(reply, "code", 0);
+
+	if (!name)
+		name = nq_errname((int) code);
+	fprintf(stderr, "neuroq: %s: %s\n", name, msg);
+}
+
+int
+cli_call(struct cli *c, const char *op, struct nq_map *req,
+         struct nq_value *reply)
+{
+	nng_socket s = NNG_SOCKET_INITIALIZER;
+	struct nq_value v = {0};
+	void *buf = NULL, *rbuf = NULL;
+	size_t len = 0, rlen = 0;
+	char err[256];
+	const struct nq_value *ok;
+	int rv, ret = CLI_EREACH;
+
+	memset(reply, 0, sizeof(*reply));
+	if (!req && !(req = nq_map_new()))
+		goto nomem;
+	if (nq_map_set_int(req, "v", NQ_PROTOCOL_VERSION) ||
+	    nq_map_set_str(req, "op", op)) {
+		nq_map_free(req);
+		goto nomem;
+	}
+	v = nq_val_map(req);
+	if (nq_encode(&v, &buf, &len) != 0) {
+		nq_value_free(&v);
+		goto nomem;
+	}
+	nq_value_free(&v);
+	if ((ret = cli_connect(c)) != 0)
+		goto out;
+	s.id = c->sock;
+	ret = CLI_EREACH;
+	if ((rv = nng_send(s, buf, len, 0)) != 0) {
+		reach_err(c, "sending to %s: %s", c->url, nng_strerror(rv));
+		goto out;
+	}
+	if ((rv = nng_recv(s, &rbuf, &rlen, NNG_FLAG_ALLOC)) != 0) {
+		if (rv == NNG_ETIMEDOUT)
+			reach_err(c,
+			          "no reply from the daemon at %s within %g s "
+			          "(--timeout)",
+			          c->url, c->timeout_s);
+		else
+			reach_err(c, "receiving from %s: %s", c->url,
+			          nng_strerror(rv));
+		goto out;
+	}
+	rv = nq_decode(rbuf, rlen, reply, err, sizeof(err));
+	nng_free(rbuf, rlen);
+	if (rv != 0 || reply->kind != NQ_MAP) {
+		fprintf(stderr, "neuroq: malformed reply from the daemon: %s\n",
+		        rv ? err : "not a map");
+		nq_value_free(reply);
+		goto out;
+	}
+	ok = nq_map_get(reply->u.map, "ok");
+	if (ok && ok->kind == NQ_BOOL && ok->u.b) {
+		ret = CLI_OK;
+	} else {
+		cli_print_error_reply(reply->u.map);
+		ret = CLI_EREPLY;
+	}
+out:
+	free(buf);
+	return ret;
+nomem:
+	fprintf(stderr, "neuroq: out of memory\n");
+	return CLI_EREACH;
+}

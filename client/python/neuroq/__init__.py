@@ -1,0 +1,22 @@
+"""neuroq: client of the neuroq GPU compute service (neuroqd).
+
+    import neuroq
+    c = neuroq.Client()                      # NEUROQ_URL or the default socket
+    job = c.submit("gsn", inputs={"data": x}, params={"wantshrinkage": True})
+    job.wait()                               # progress bar; raises on failure
+    res = job.result()                       # arrays as numpy, scalars as Python
+
+    res = neuroq.perform_gsn(x, {"wantshrinkage": 1})   # like gsn.perform_gsn
+"""
+
+from . import errors
+from .client import Client, Job, decode_value, default_url, encode_array
+from .errors import (DaemonError, JobError, NeuroqError, RequestError,
+                     ResourceError, Unreachable)
+from .gsn import perform_gsn
+
+__version__ = "0.1.0"
+
+__all__ = ["Client", "Job", "perform_gsn", "errors", "NeuroqError", "RequestError",
+           "JobError", "ResourceError", "DaemonError", "Unreachable", "default_url",
+           "encode_array", "decode_value", "__version__"]

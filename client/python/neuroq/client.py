@@ -1,0 +1,354 @@
+"""Client of neuroqd: one REQ socket for requests, a SUB socket for progress.
+
+Wire format (proto/PROTOCOL.md): every message is one msgpack map; arrays
+travel as ``{"dtype": "<f8", "shape": [...], "data": <bin>}``, little-endian,
+C order.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import uuid
+
+import msgpack
+import numpy as np
+import pynng
+
+from . import errors
+
+PROTOCOL_VERSION = 1
+TERMINAL = ("DONE", "FAILED", "CANCELED")
+_DTYPES = {"<f8", "<f4", "<i2", "<i4", "<i8", "|u1", "|b1"}
+
+
+def default_url():
+    """NEUROQ_URL, else ipc://$XDG_RUNTIME_DIR/neuroq/neuroq.sock, else
+    ipc:///run/neuroq/neuroq.sock (the same rule as the CLI)."""
+    env = os.environ.get("NEUROQ_URL")
+    if env:
+        return env
+    xdg = os.environ.get("XDG_RUNTIME_DIR")
+    if xdg:
+        return f"ipc://{xdg}/neuroq/neuroq.sock"
+    return "ipc:///run/neuroq/neuroq.sock"
+
+
+# ---- arrays <-> wire
+
+def encode_array(arr):
+    """A numpy array as the wire's array map (little-endian, C order)."""
+    a = np.asarray(arr)
+    if a.dtype.byteorder == ">" or (a.dtype.byteorder == "=" and not np.little_endian):
+        a = a.astype(a.dtype.newbyteorder("<"))
+    a = np.ascontiguousarray(a)
+    dt = a.dtype.str
+    if dt not in _DTYPES:
+        raise errors.BadArray(7, "EBADARRAY",
+                              f"dtype {a.dtype} is not supported "
+                              f"(use one of {sorted(_DTYPES)})")
+    return {"dtype": dt, "shape": list(a.shape), "data": memoryview(a).cast("B")}
+
+
+def _is_wire_array(v):
+    return (isinstance(v, dict) and len(v) == 3 and "dtype" in v and "shape" in v
+            and isinstance(v.get("data"), (bytes, bytearray)))
+
+
+def decode_value(v):
+    """Wire value -> Python: array maps become numpy arrays (writable)."""
+    if _is_wire_array(v):
+        dt = np.dtype(v["dtype"])
+        a = np.frombuffer(v["data"], dtype=dt).reshape(v["shape"])
+        return a.astype(dt.newbyteorder("="), copy=True)  # native, writable
+    if isinstance(v, dict):
+        return {k: decode_value(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [decode_value(x) for x in v]
+    return v
+
+
+def _encode_param(v):
+    if isinstance(v, np.ndarray):
+        return encode_array(v)
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, (list, tuple)):
+        return [_encode_param(x) for x in v]
+    if isinstance(v, dict):
+        return {str(k): _encode_param(x) for k, x in v.items()}
+    return v
+
+
+class Client:
+    """A connection to neuroqd.
+
+    ``url`` defaults to :func:`default_url`; ``timeout`` (seconds) bounds each
+    request.  ``events_url`` is the daemon's PUB socket for progress events; by
+    default the one the daemon announces in ``hello`` (if any) is used, and
+    ``Job.wait`` falls back to polling ``status`` without it.
+    """
+
+    def __init__(self, url=None, timeout=30.0, events_url=None):
+        self.url = url or default_url()
+        self.timeout = float(timeout)
+        self._events_url = events_url
+        self._hello = None
+        self._lock = threading.Lock()
+        ms = int(self.timeout * 1000)
+        self._sock = pynng.Req0(recv_timeout=ms, send_timeout=ms)
+        # results are N x N covariances: no receive cap from our side
+        self._sock.recv_max_size = 0
+        try:
+            self._sock.dial(self.url, block=True)
+        except pynng.NNGException as e:
+            self._sock.close()
+            raise errors.Unreachable(None, "EUNREACHABLE",
+                                     f"cannot reach the daemon at {self.url}: {e}") from None
+
+    # -- plumbing
+
+    def close(self):
+        self._sock.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def call(self, op, **fields):
+        """Send one request; return the reply map or raise its error."""
+        req = {"v": PROTOCOL_VERSION, "op": op}
+        req.update(fields)
+        body = msgpack.packb(req, use_bin_type=True)
+        with self._lock:
+            try:
+                self._sock.send(body)
+                raw = self._sock.recv()
+            except pynng.Timeout:
+                raise errors.TimedOut(62, "ETIMEDOUT",
+                                      f"no reply from the daemon at {self.url} "
+                                      f"within {self.timeout:g} s") from None
+            except pynng.NNGException as e:
+                raise errors.Unreachable(None, "EUNREACHABLE",
+                                         f"{self.url}: {e}") from None
+        try:
+            reply = msgpack.unpackb(raw, raw=False, strict_map_key=False)
+        except Exception as e:  # noqa: BLE001 -- any decode failure is EPROTO
+            raise errors.Proto(1, "EPROTO", f"malformed reply: {e}") from None
+        if not isinstance(reply, dict):
+            raise errors.Proto(1, "EPROTO", "reply is not a map")
+        if reply.get("ok") is not True:
+            raise errors.from_reply(reply)
+        return reply
+
+    # -- ops
+
+    def hello(self):
+        """{version, daemon, uid, job_types, ...}"""
+        self._hello = self.call("hello")
+        return self._hello
+
+    def devices(self):
+        """List of device maps (name, kind, mem_total, mem_free, ...)."""
+        return self.call("devices")["devices"]
+
+    def jobs(self, state=None, all_users=False, limit=None):
+        """Job maps, newest first as the daemon orders them."""
+        f = {"all_users": bool(all_users)}
+        if state is not None:
+            f["state"] = state
+        if limit is not None:
+            f["limit"] = int(limit)
+        return self.call("list", **f)["jobs"]
+
+    def job(self, job_id):
+        """A handle on an existing job."""
+        return Job(self, int(job_id))
+
+    def submit(self, type, inputs=None, params=None, device="auto", priority=0,
+               idem=None):
+        """Submit a job; returns a :class:`Job`.
+
+        ``inputs`` maps names to numpy arrays, ``params`` to plain values
+        (numbers, bools, strings, lists, maps).  ``idem`` is an idempotency
+        key; a fresh one is made when None, so a request resent by the
+        transport never makes a second job.
+        """
+        ins = {str(k): encode_array(v) for k, v in (inputs or {}).items()}
+        ps = {str(k): _encode_param(v) for k, v in (params or {}).items()}
+        rep = self.call("submit", type=type, params=ps, inputs=ins,
+                        device=device, priority=int(priority),
+                        idem=idem if idem is not None else "py-" + uuid.uuid4().hex)
+        job = Job(self, int(rep["id"]))
+        job.existing = bool(rep.get("existing", False))
+        return job
+
+    def status(self, job_id):
+        return self.call("status", id=int(job_id))["job"]
+
+    def cancel(self, job_id):
+        return self.call("cancel", id=int(job_id))["state"]
+
+    def result(self, job_id, names=None):
+        f = {"id": int(job_id)}
+        if names is not None:
+            f["names"] = list(names)
+        return decode_value(self.call("result", **f)["outputs"])
+
+    def logs(self, job_id):
+        return self.call("logs", id=int(job_id))["text"]
+
+    def events_url(self):
+        """The PUB URL to subscribe to, or None."""
+        if self._events_url is not None:
+            return self._events_url
+        try:
+            h = self._hello or self.hello()
+        except errors.NeuroqError:
+            return None
+        ev = h.get("events")
+        return ev if isinstance(ev, str) and ev else None
+
+
+class Job:
+    """A job of a :class:`Client`."""
+
+    def __init__(self, client, job_id):
+        self.client = client
+        self.id = job_id
+        self.existing = False
+        self.events_seen = 0  # progress events received by the last wait()
+
+    def __repr__(self):
+        return f"<neuroq.Job {self.id}>"
+
+    def status(self):
+        """The job map: id, type, state, progress, stage, times, error …"""
+        return self.client.status(self.id)
+
+    def cancel(self):
+        """Cancel; returns the state after the request."""
+        return self.client.cancel(self.id)
+
+    def logs(self):
+        return self.client.logs(self.id)
+
+    def result(self, names=None):
+        """Outputs as a dict: arrays as numpy, scalars as Python values."""
+        return self.client.result(self.id, names)
+
+    def wait(self, progress=True, timeout=None, poll=0.25,
+             cancel_on_interrupt=False, raise_on_error=True):
+        """Block until the job ends; returns its final job map.
+
+        ``progress``: a tqdm bar (stage, percent) fed by the daemon's PUB
+        events, with ``status`` polls as the truth (and as the only source when
+        no event socket is known).  ``timeout`` (s) raises
+        :class:`neuroq.errors.TimedOut`.  Ctrl-C stops waiting (the job keeps
+        running) unless ``cancel_on_interrupt``.  A FAILED job raises the
+        exception of its error code, a CANCELED one ``Canceled``, unless
+        ``raise_on_error`` is False.
+        """
+        t0 = time.monotonic()
+        bar = None
+        sub = None
+        self.events_seen = 0
+        ev_url = self.client.events_url()
+        if ev_url:
+            try:
+                sub = pynng.Sub0(recv_timeout=int(poll * 1000))
+                sub.subscribe(f"job.{self.id}.".encode())
+                sub.dial(ev_url, block=False)
+            except pynng.NNGException:
+                if sub is not None:
+                    sub.close()
+                sub = None
+        if progress:
+            from tqdm.auto import tqdm
+            bar = tqdm(total=100, desc=f"job {self.id}", unit="%",
+                       bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}{postfix}")
+        last_poll = -1e9
+        job = None
+        try:
+            while True:
+                now = time.monotonic()
+                # events are hints: poll status every second anyway, and
+                # every `poll` seconds when there is no event stream
+                if job is None or now - last_poll >= (1.0 if sub else poll):
+                    try:
+                        job = self.status()
+                    except (errors.TimedOut, errors.Unreachable):
+                        # a restarting daemon requeues the job: wait it out
+                        if job is None and timeout is None:
+                            raise
+                        job = job or {"state": "?"}
+                    last_poll = now
+                    self._draw(bar, job.get("progress", 0.0), job.get("stage", ""),
+                               job.get("state", ""))
+                    if job.get("state") in TERMINAL:
+                        break
+                if timeout is not None and now - t0 >= timeout:
+                    raise errors.TimedOut(62, "ETIMEDOUT",
+                                          f"job {self.id} still {job.get('state')} "
+                                          f"after {timeout:g} s")
+                if sub is not None:
+                    ev = self._next_event(sub)
+                    if ev is not None:
+                        self.events_seen += 1
+                        self._draw(bar, ev.get("progress", 0.0), ev.get("stage", ""),
+                                   ev.get("state", ""))
+                        if ev.get("state") in TERMINAL:
+                            last_poll = -1e9  # confirm with status now
+                else:
+                    time.sleep(poll)
+        except KeyboardInterrupt:
+            if cancel_on_interrupt:
+                try:
+                    self.cancel()
+                except errors.NeuroqError:
+                    pass
+            raise
+        finally:
+            if bar is not None:
+                bar.close()
+            if sub is not None:
+                sub.close()
+        if raise_on_error and job["state"] == "FAILED":
+            code = job.get("error_code") or 24
+            raise errors.error_for(int(code), job.get("error", "") or "job failed")
+        if raise_on_error and job["state"] == "CANCELED":
+            raise errors.Canceled(23, "ECANCELED", f"job {self.id} was canceled")
+        return job
+
+    def _next_event(self, sub):
+        try:
+            raw = sub.recv()
+        except pynng.Timeout:
+            return None
+        except pynng.NNGException:
+            return None
+        topic = f"job.{self.id}.".encode()
+        if not raw.startswith(topic):
+            return None
+        try:
+            ev = msgpack.unpackb(raw[len(topic):], raw=False)
+        except Exception:  # noqa: BLE001 -- a bad hint is just dropped
+            return None
+        return ev if isinstance(ev, dict) else None
+
+    @staticmethod
+    def _draw(bar, frac, stage, state):
+        if bar is None:
+            return
+        try:
+            pct = max(0.0, min(100.0, 100.0 * float(frac)))
+        except (TypeError, ValueError):
+            pct = 0.0
+        if state == "DONE":
+            pct = 100.0
+        bar.n = round(pct, 1)
+        bar.set_postfix_str(f"{state} {stage}".strip(), refresh=False)
+        bar.refresh()

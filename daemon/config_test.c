@@ -1,0 +1,285 @@
+/* config_test.c — the daemon's config file, device probe lines and spool
+ * files (what users and the worker contract depend on). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "config.h"
+#include "devices.h"
+#include "nq_error.h"
+#include "nq_npy.h"
+#include "spool.h"
+
+static char tmpdir[256];
+
+static int
+setup(void **state)
+{
+	snprintf(tmpdir, sizeof(tmpdir), "/tmp/nq-config-test-XXXXXX");
+	return mkdtemp(tmpdir) == NULL ? -1 : 0;
+}
+
+static int
+teardown(void **state)
+{
+	spool_rm_rf(tmpdir);
+	return 0;
+}
+
+static void
+write_text(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+}
+
+static void
+test_bytes(void **state)
+{
+	uint64_t b;
+
+	assert_int_equal(config_parse_bytes("1G", &b), 0);
+	assert_true(b == (1ull << 30));
+	assert_int_equal(config_parse_bytes("512M", &b), 0);
+	assert_true(b == (512ull << 20));
+	assert_int_equal(config_parse_bytes("4KiB", &b), 0);
+	assert_true(b == 4096);
+	assert_int_equal(config_parse_bytes("1073741824", &b), 0);
+	assert_true(b == 1073741824ull);
+	assert_int_equal(config_parse_bytes("1.5G", &b), -1);
+	assert_int_equal(config_parse_bytes("", &b), -1);
+	assert_int_equal(config_parse_bytes("-1", &b), -1);
+	assert_int_equal(config_parse_bytes("12X", &b), -1);
+	assert_int_equal(config_parse_bytes("99999999999999T", &b), -1);
+}
+
+static void
+test_file(void **state)
+{
+	struct config c;
+	char msg[512], path[512];
+
+	assert_int_equal(config_defaults(&c, msg, sizeof(msg)), 0);
+	assert_int_equal(c.cpu_slots, 1);
+	assert_int_equal(c.gpu_slots, 4);
+	assert_int_equal(c.max_attempts, 3);
+	assert_true(c.max_message_bytes == (1ull << 30));
+	assert_true(c.tcp_owner_uid == 65534);
+	assert_non_null(strstr(c.worker_path, "/neuroq-worker"));
+
+	snprintf(path, sizeof(path), "%s/ok.conf", tmpdir);
+	write_text(path, "# comment\n\n"
+	                 "listen = ipc:///tmp/x/a.sock   # trailing\n"
+	                 "listen = tcp://127.0.0.1:7000\n"
+	                 "cpu_slots = 2\n"
+	                 "max_message_bytes = 4M\n"
+	                 "socket_mode = 0666\n"
+	                 "state_dir = \"/tmp/x/state\"\n");
+	assert_int_equal(config_load(&c, path, msg, sizeof(msg)), 0);
+	assert_int_equal(config_finish(&c, msg, sizeof(msg)), 0);
+	/* the file's first listen replaces the default, the second adds */
+	assert_int_equal(c.nlisten, 2);
+	assert_string_equal(c.listen[0], "ipc:///tmp/x/a.sock");
+	assert_string_equal(c.listen[1], "tcp://127.0.0.1:7000");
+	assert_string_equal(c.events, "ipc:///tmp/x/events.sock");
+	assert_string_equal(c.state_dir, "/tmp/x/state");
+	assert_int_equal(c.cpu_slots, 2);
+	assert_true(c.max_message_bytes == (4ull << 20));
+	assert_int_equal(c.socket_mode, 0666);
+
+	/* --print-config output loads back to the same settings */
+	snprintf(path, sizeof(path), "%s/printed.conf", tmpdir);
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	config_print(&c, f);
+	fclose(f);
+	struct config c2;
+	assert_int_equal(config_defaults(&c2, msg, sizeof(msg)), 0);
+	assert_int_equal(config_load(&c2, path, msg, sizeof(msg)), 0);
+	assert_int_equal(config_finish(&c2, msg, sizeof(msg)), 0);
+	assert_int_equal(c2.nlisten, 2);
+	assert_string_equal(c2.events, c.events);
+	assert_true(c2.cpu_memory_bytes == c.cpu_memory_bytes);
+	assert_int_equal(c2.socket_mode, 0666);
+}
+
+static void
+test_file_errors(void **state)
+{
+	struct config c;
+	char msg[512], path[512];
+
+	snprintf(path, sizeof(path), "%s/bad.conf", tmpdir);
+	write_text(path, "cpu_slots = 2\n\nbogus_key = 1\n");
+	assert_int_equal(config_defaults(&c, msg, sizeof(msg)), 0);
+	assert_int_equal(config_load(&c, path, msg, sizeof(msg)), NQ_EBADPARAM);
+	assert_non_null(strstr(msg, ":3:"));
+	assert_non_null(strstr(msg, "bogus_key"));
+
+	write_text(path, "gpu_slots = many\n");
+	assert_int_equal(config_load(&c, path, msg, sizeof(msg)), NQ_EBADPARAM);
+	assert_non_null(strstr(msg, "gpu_slots"));
+	write_text(path, "just words\n");
+	assert_int_equal(config_load(&c, path, msg, sizeof(msg)), NQ_EBADPARAM);
+	write_text(path, "socket_mode = 0999\n");
+	assert_int_equal(config_load(&c, path, msg, sizeof(msg)), NQ_EBADPARAM);
+	write_text(path, "log_level = chatty\n");
+	assert_int_equal(config_load(&c, path, msg, sizeof(msg)), NQ_EBADPARAM);
+	assert_int_equal(
+	        config_load(&c, "/nonexistent/x.conf", msg, sizeof(msg)),
+	        NQ_EIO);
+	/* no ipc listen: the events socket must be named */
+	assert_int_equal(config_defaults(&c, msg, sizeof(msg)), 0);
+	assert_int_equal(
+	        config_set(&c, "listen", "tcp://0.0.0.0:1", msg, sizeof(msg)),
+	        0);
+	assert_int_equal(config_finish(&c, msg, sizeof(msg)), NQ_EBADPARAM);
+}
+
+static void
+test_probe_lines(void **state)
+{
+	struct device_info d;
+
+	assert_int_equal(devices_parse_line("cpu cpu 1000 900", &d), 0);
+	assert_int_equal(d.kind, SCHED_CPU);
+	assert_true(d.mem_total == 1000 && d.mem_free == 900);
+	assert_int_equal(
+	        devices_parse_line("cuda:1 cuda 85899345920 84000000000", &d),
+	        0);
+	assert_int_equal(d.kind, SCHED_CUDA);
+	assert_int_equal(d.index, 1);
+	assert_string_equal(d.name, "cuda:1");
+	assert_true(d.mem_total == 85899345920ull);
+	assert_int_equal(devices_parse_line("cuda:x cuda 1 2", &d), -1);
+	assert_int_equal(devices_parse_line("cuda:1x cuda 1 2", &d), -1);
+	assert_int_equal(devices_parse_line("tpu0 tpu 1 2", &d), -1);
+	assert_int_equal(devices_parse_line("cpu cpu 1", &d), -1);
+	assert_int_equal(devices_parse_line("", &d), -1);
+}
+
+static void
+test_spool_names_and_error(void **state)
+{
+	char msg[256];
+	int code;
+
+	assert_true(spool_name_ok("data"));
+	assert_true(spool_name_ok("cN_b-2.x"));
+	assert_false(spool_name_ok(""));
+	assert_false(spool_name_ok(".hidden"));
+	assert_false(spool_name_ok("../etc"));
+	assert_false(spool_name_ok("a/b"));
+	assert_false(spool_name_ok("x y"));
+
+	assert_int_equal(spool_read_error(tmpdir, &code, msg, sizeof(msg)),
+	                 NQ_EIO);
+	assert_int_equal(spool_write_error(tmpdir, NQ_EBADDATA,
+	                                   "data has NaN\nin two lines"),
+	                 0);
+	assert_int_equal(spool_read_error(tmpdir, &code, msg, sizeof(msg)), 0);
+	assert_int_equal(code, NQ_EBADDATA);
+	assert_string_equal(msg, "data has NaN\nin two lines");
+	char path[512];
+	snprintf(path, sizeof(path), "%s/error", tmpdir);
+	FILE *f = fopen(path, "r");
+	char line[64];
+	assert_non_null(fgets(line, sizeof(line), f));
+	fclose(f);
+	assert_string_equal(line, "8 EBADDATA\n");
+}
+
+static void
+test_spool_outputs(void **state)
+{
+	struct nq_map *out = nq_map_new(), *back = nq_map_new();
+	struct nq_array a;
+	int64_t shape[2] = {2, 3};
+	char msg[256], path[512];
+	const struct nq_value *v;
+
+	assert_int_equal(nq_array_init(&a, NQ_DT_F64, 2, shape), 0);
+	for (int i = 0; i < 6; i++)
+		((double *) a.data)[i] = i * 0.5;
+	assert_int_equal(nq_map_set_array(out, "cN", &a), 0);
+	assert_int_equal(nq_map_set_float(out, "shrinklevelN", 0.02), 0);
+	assert_int_equal(nq_map_set_int(out, "numiters", 7), 0);
+	assert_int_equal(nq_map_set_str(out, "note", "a \"quoted\" word"), 0);
+	assert_int_equal(spool_write_outputs(tmpdir, out, msg, sizeof(msg)), 0);
+	snprintf(path, sizeof(path), "%s/out.tmp", tmpdir);
+	assert_int_equal(access(path, F_OK), -1);
+
+	/* result.json: what scripts without msgpack read */
+	snprintf(path, sizeof(path), "%s/out/result.json", tmpdir);
+	FILE *f = fopen(path, "r");
+	assert_non_null(f);
+	char js[512] = "";
+	size_t n = fread(js, 1, sizeof(js) - 1, f);
+	fclose(f);
+	js[n] = '\0';
+	assert_non_null(strstr(js, "\"shrinklevelN\": 0.02"));
+	assert_non_null(strstr(js, "\"numiters\": 7"));
+	assert_non_null(strstr(js, "\"note\": \"a \\\"quoted\\\" word\""));
+	assert_null(strstr(js, "cN"));
+
+	assert_int_equal(
+	        spool_read_outputs(tmpdir, NULL, back, msg, sizeof(msg)), 0);
+	assert_int_equal(back->n, 4);
+	v = nq_map_get(back, "cN");
+	assert_non_null(v);
+	assert_int_equal(v->kind, NQ_ARRAY);
+	assert_int_equal(v->u.arr.ndim, 2);
+	assert_true(v->u.arr.shape[0] == 2 && v->u.arr.shape[1] == 3);
+	assert_true(((double *) v->u.arr.data)[5] == 2.5);
+	v = nq_map_get(back, "numiters");
+	assert_true(v != NULL && v->kind == NQ_INT && v->u.i == 7);
+
+	/* names: only those; an unknown one is the caller's error */
+	struct nq_value names = {.kind = NQ_LIST};
+	struct nq_value items[2];
+	items[0].kind = NQ_STR;
+	items[0].u.str.s = "shrinklevelN";
+	items[0].u.str.len = 12;
+	items[1].kind = NQ_STR;
+	items[1].u.str.s = "cN";
+	items[1].u.str.len = 2;
+	names.u.list.items = items;
+	names.u.list.n = 2;
+	struct nq_map *sub = nq_map_new();
+	assert_int_equal(
+	        spool_read_outputs(tmpdir, &names, sub, msg, sizeof(msg)), 0);
+	assert_int_equal(sub->n, 2);
+	nq_map_free(sub);
+	items[1].u.str.s = "cX";
+	sub = nq_map_new();
+	assert_int_equal(
+	        spool_read_outputs(tmpdir, &names, sub, msg, sizeof(msg)),
+	        NQ_EBADPARAM);
+	assert_non_null(strstr(msg, "cX"));
+	nq_map_free(sub);
+	nq_map_free(back);
+	nq_map_free(out);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	        cmocka_unit_test(test_bytes),
+	        cmocka_unit_test(test_file),
+	        cmocka_unit_test(test_file_errors),
+	        cmocka_unit_test(test_probe_lines),
+	        cmocka_unit_test(test_spool_names_and_error),
+	        cmocka_unit_test(test_spool_outputs),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}

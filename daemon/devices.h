@@ -1,0 +1,34 @@
+/*
+ * devices.h — device discovery. The daemon runs `neuroq-worker probe` and
+ * parses its lines, so it never opens a CUDA context itself (a driver fault
+ * would take the queue down with it).
+ */
+#ifndef DEVICES_H
+#define DEVICES_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "sched.h"
+
+#define DEVICES_MAX 32
+
+struct device_info {
+	char name[32]; /* "cpu", "cuda:0" */
+	enum sched_dev_kind kind;
+	int index;
+	uint64_t mem_total, mem_free; /* as probed at start-up */
+};
+
+/* Parse one probe line "name kind mem_total mem_free". 0 or -1. */
+int devices_parse_line(const char *line, struct device_info *d);
+/* Probe (with a timeout), keep the devices named in cfg->devices (all when
+ * empty; "cuda" = every cuda device), add them to the scheduler with their
+ * capacities and slots. cpu is always found (the daemon reads /proc/meminfo
+ * itself when the probe fails). 0 or NQ_EBADDEVICE / NQ_EIO with msg. */
+int devices_discover(const struct config *cfg, struct sched *s,
+                     struct device_info *out, size_t *n, char *msg,
+                     size_t msglen);
+
+#endif

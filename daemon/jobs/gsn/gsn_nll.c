@@ -1,0 +1,321 @@
+/*
+ * gsn_nll.c — held-out Gaussian NLL over the shrink levels and the choice
+ * of a level (spec §2.3, §3.3, §4.5).
+ *
+ * Two ways to the same curve:
+ *  - spectral (default): one eigh of the correlation matrix R of c, then
+ *    every level costs O(N) on the host. Runs in float64 whatever the
+ *    precision (§4.6 allows the upcast; a float32 eigh cannot resolve the
+ *    1e-12 singularity threshold).
+ *  - cholesky (oracle): per level shrink, potrf, trsm of the held-out
+ *    samples, sum of squares, log-determinant — the reference's loop.
+ * Both apply the same alpha = 1 rule: NaN when the rank bound says the
+ * training covariance is singular, or when the factorization fails
+ * (spectral: min eigenvalue of the shrunk R <= 1e-12 * max).
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "gsn_internal.h"
+#include "nq_error.h"
+
+#ifndef M_PI
+#define M_PI 3.14159265358979323846
+#endif
+
+static int
+op_fail(int rc, const char *what, char *msg, size_t msglen)
+{
+	snprintf(msg, msglen, "backend op %s failed during shrinkage selection",
+	         what);
+	return rc == NQ_ENOMEM ? NQ_ENOMEM : (rc ? rc : NQ_EDEVICE);
+}
+
+static void
+pick_best(const double *levels, int nlevels, struct gsn_sel *sel)
+{
+	int best = -1;
+
+	for (int i = 0; i < nlevels; i++)
+		if (!isnan(sel->nll[i]) &&
+		    (best < 0 || sel->nll[i] < sel->nll[best]))
+			best = i;
+	sel->all_singular = best < 0;
+	sel->best = best < 0 ? 0 : best;
+	(void) levels;
+}
+
+static void
+all_nan(struct gsn_sel *sel, int nlevels)
+{
+	for (int i = 0; i < nlevels; i++)
+		sel->nll[i] = NAN;
+}
+
+static int
+has_level_one(const double *levels, int nlevels)
+{
+	for (int i = 0; i < nlevels; i++)
+		if (levels[i] == 1.0)
+			return 1;
+	return 0;
+}
+
+/* The rule reported for alpha = 1 when no factorization was attempted. */
+static enum gsn_singular_rule
+rule_without_factor(int rank_def, const double *levels, int nlevels)
+{
+	return rank_def && has_level_one(levels, nlevels) ? GSN_SING_RANK
+	                                                  : GSN_SING_NONE;
+}
+
+static int
+select_spectral(struct gsn_dev *g, int64_t n, const void *c, void *H, int64_t m,
+                const double *levels, int nlevels, int rank_def,
+                const struct gsn_stage *st, struct gsn_sel *sel, char *msg,
+                size_t msglen)
+{
+	struct gsn_dev g64 = {g->kb, KERN_F64, 8};
+	void *R = NULL, *H64 = NULL, *P = NULL, *W = NULL, *s = NULL;
+	double *d = NULL, *lam = NULL, *q = NULL, *sh = NULL;
+	double sum_log_d = 0;
+	int rc, info = 0, zero_var = 0;
+
+	d = malloc((size_t) n * sizeof(double));
+	lam = malloc((size_t) n * sizeof(double));
+	q = malloc((size_t) n * sizeof(double));
+	sh = malloc((size_t) n * sizeof(double));
+	if (d == NULL || lam == NULL || q == NULL || sh == NULL) {
+		rc = NQ_ENOMEM;
+		snprintf(msg, msglen, "out of host memory (NLL, N = %lld)",
+		         (long long) n);
+		goto out;
+	}
+	/* R = c in float64 */
+	rc = gsn_dalloc(&g64, n * n, &R);
+	if (rc == 0)
+		rc = gsn_dalloc(&g64, n, &W);
+	if (rc == 0)
+		rc = gsn_dalloc(&g64, n, &s);
+	if (rc != 0) {
+		rc = op_fail(rc, "alloc", msg, msglen);
+		goto out;
+	}
+	if (g->dt == KERN_F64)
+		rc = KOP(g->kb, copy, R, c, (size_t) (n * n) * 8);
+	else
+		rc = KOP(g->kb, convert, KERN_F64, R, KERN_F32, c, n * n);
+	if (rc == 0)
+		rc = KOP(g->kb, get_diag, KERN_F64, n, R, W);
+	if (rc == 0)
+		rc = gsn_down(&g64, d, W, n);
+	if (rc != 0) {
+		rc = op_fail(rc, "copy/get_diag", msg, msglen);
+		goto out;
+	}
+	for (int64_t i = 0; i < n; i++) {
+		if (!(d[i] > 0) || !isfinite(d[i])) {
+			zero_var = 1;
+			break;
+		}
+		sh[i] = 1.0 / sqrt(d[i]);
+		sum_log_d += log(d[i]);
+	}
+	if (zero_var || m == 0) {
+		/* a zero-variance unit makes every shrunk matrix singular;
+		 * no held-out sample makes every mean undefined */
+		all_nan(sel, nlevels);
+		sel->rule = rule_without_factor(rank_def, levels, nlevels);
+		if (zero_var && m > 0 && sel->rule == GSN_SING_NONE &&
+		    has_level_one(levels, nlevels))
+			sel->rule = GSN_SING_FACTOR;
+		rc = 0;
+		goto out;
+	}
+	rc = gsn_up(&g64, s, sh, n);
+	if (rc == 0)
+		rc = KOP(g->kb, scale_rc, KERN_F64, n, n, R, n, s, s);
+	if (rc == 0)
+		rc = KOP(g->kb, syevd, KERN_F64, n, R, n, W, &info);
+	if (rc != 0) {
+		rc = op_fail(rc, "syevd", msg, msglen);
+		goto out;
+	}
+	if (info != 0) {
+		snprintf(msg, msglen,
+		         "eigendecomposition of the correlation matrix did not "
+		         "converge (info %d); try nll='cholesky'",
+		         info);
+		rc = NQ_EDEVICE;
+		goto out;
+	}
+	if (gsn_stage_canceled(st)) {
+		rc = NQ_ECANCELED;
+		snprintf(msg, msglen, "canceled");
+		goto out;
+	}
+	/* projections p_m = Uᵀ D^-½ r_m; q_i = mean_m p_mi² */
+	if (g->dt == KERN_F64) {
+		H64 = H;
+	} else {
+		rc = gsn_dalloc(&g64, n * m, &H64);
+		if (rc == 0)
+			rc = KOP(g->kb, convert, KERN_F64, H64, KERN_F32, H,
+			         n * m);
+		if (rc != 0) {
+			rc = op_fail(rc, "convert", msg, msglen);
+			goto out;
+		}
+	}
+	rc = gsn_dalloc(&g64, n * m, &P);
+	if (rc == 0)
+		rc = KOP(g->kb, scale_rc, KERN_F64, n, m, H64, n, s, NULL);
+	if (rc == 0)
+		rc = KOP(g->kb, gemm, KERN_F64, KERN_T, KERN_N, n, m, n, 1.0, R,
+		         n, H64, n, 0.0, P, n);
+	if (rc == 0)
+		rc = KOP(g->kb, row_sumsq, KERN_F64, n, m, P, n, s);
+	if (rc == 0)
+		rc = gsn_down(&g64, q, s, n);
+	if (rc == 0)
+		rc = gsn_down(&g64, lam, W, n);
+	if (rc != 0) {
+		rc = op_fail(rc, "gemm/row_sumsq", msg, msglen);
+		goto out;
+	}
+	sel->rule = GSN_SING_NONE;
+	for (int k = 0; k < nlevels; k++) {
+		double a = levels[k], mx = -INFINITY, mn = INFINITY;
+		double quad = 0, logmu = 0;
+
+		if (a == 1.0 && rank_def) {
+			sel->nll[k] = NAN;
+			sel->rule = GSN_SING_RANK;
+			continue;
+		}
+		for (int64_t i = 0; i < n; i++) {
+			double mu = a * lam[i] + 1.0 - a;
+
+			mx = mu > mx ? mu : mx;
+			mn = mu < mn ? mu : mn;
+		}
+		if (!(mn > GSN_SPECTRAL_TOL * mx)) {
+			sel->nll[k] = NAN;
+			if (a == 1.0)
+				sel->rule = GSN_SING_FACTOR;
+			continue;
+		}
+		for (int64_t i = 0; i < n; i++) {
+			double mu = a * lam[i] + 1.0 - a;
+
+			quad += q[i] / mu;
+			logmu += log(mu);
+		}
+		sel->nll[k] = 0.5 * quad / (double) m + 0.5 * sum_log_d +
+		              0.5 * logmu + 0.5 * (double) n * log(2 * M_PI);
+	}
+	rc = 0;
+out:
+	if (H64 != H)
+		gsn_dfree(&g64, &H64);
+	gsn_dfree(&g64, &P);
+	gsn_dfree(&g64, &R);
+	gsn_dfree(&g64, &W);
+	gsn_dfree(&g64, &s);
+	free(d);
+	free(lam);
+	free(q);
+	free(sh);
+	return rc;
+}
+
+static int
+select_cholesky(struct gsn_dev *g, int64_t n, const void *c, void *H, int64_t m,
+                const double *levels, int nlevels, int rank_def,
+                const struct gsn_stage *st, struct gsn_sel *sel, char *msg,
+                size_t msglen)
+{
+	void *L = NULL, *Y = NULL;
+	int rc;
+
+	sel->rule = rule_without_factor(rank_def, levels, nlevels);
+	if (m == 0) {
+		all_nan(sel, nlevels);
+		return 0;
+	}
+	rc = gsn_dalloc(g, n * n, &L);
+	if (rc == 0)
+		rc = gsn_dalloc(g, n * m, &Y);
+	if (rc != 0) {
+		rc = op_fail(rc, "alloc", msg, msglen);
+		goto out;
+	}
+	for (int k = 0; k < nlevels; k++) {
+		double a = levels[k], ss = 0, ld = 0;
+		int info = 0;
+
+		gsn_stage_report(st, (double) k / nlevels);
+		if (gsn_stage_canceled(st)) {
+			rc = NQ_ECANCELED;
+			snprintf(msg, msglen, "canceled");
+			goto out;
+		}
+		sel->nll[k] = NAN;
+		if (a == 1.0 && rank_def)
+			continue; /* rule already RANK */
+		/* keep_diag also for N = 1 (spec Decisions) */
+		rc = KOP(g->kb, shrink, g->dt, n, c, L, a, 1);
+		if (rc == 0)
+			rc = KOP(g->kb, potrf, g->dt, n, L, n, &info);
+		if (rc != 0) {
+			rc = op_fail(rc, "shrink/potrf", msg, msglen);
+			goto out;
+		}
+		if (info != 0) {
+			if (a == 1.0)
+				sel->rule = GSN_SING_FACTOR;
+			continue;
+		}
+		rc = gsn_dcopy(g, Y, H, n * m);
+		if (rc == 0)
+			rc = KOP(g->kb, trsm_lower, g->dt, n, m, L, n, Y, n);
+		if (rc == 0)
+			rc = KOP(g->kb, sumsq, g->dt, n * m, Y, &ss);
+		if (rc == 0)
+			rc = KOP(g->kb, sum_log_diag, g->dt, n, L, &ld);
+		if (rc != 0) {
+			rc = op_fail(rc, "trsm/sumsq", msg, msglen);
+			goto out;
+		}
+		sel->nll[k] = 0.5 * ss / (double) m + ld +
+		              0.5 * (double) n * log(2 * M_PI);
+	}
+	rc = 0;
+out:
+	gsn_dfree(g, &L);
+	gsn_dfree(g, &Y);
+	return rc;
+}
+
+int
+gsn_select(struct gsn_dev *g, int64_t n, const void *c, void *H, int64_t m,
+           const double *levels, int nlevels, int rank_def, enum gsn_nll mode,
+           const struct gsn_stage *st, struct gsn_sel *sel, char *msg,
+           size_t msglen)
+{
+	int rc;
+
+	sel->rule = GSN_SING_NONE;
+	if (mode == GSN_NLL_CHOLESKY)
+		rc = select_cholesky(g, n, c, H, m, levels, nlevels, rank_def,
+		                     st, sel, msg, msglen);
+	else
+		rc = select_spectral(g, n, c, H, m, levels, nlevels, rank_def,
+		                     st, sel, msg, msglen);
+	if (rc != 0)
+		return rc;
+	pick_best(levels, nlevels, sel);
+	gsn_stage_report(st, 1.0);
+	return 0;
+}

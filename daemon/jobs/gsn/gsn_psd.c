@@ -1,0 +1,306 @@
+/*
+ * gsn_psd.c — nearest-PSD projection (spec §2.7), the biconvex refinement
+ * of cSb/cNb (§2.8) and the eigen returns (§2.9).
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "gsn_internal.h"
+#include "nq_error.h"
+
+static int
+fail(int rc, const char *what, char *msg, size_t msglen)
+{
+	snprintf(msg, msglen, "backend op %s failed", what);
+	return rc == NQ_ENOMEM ? NQ_ENOMEM : (rc ? rc : NQ_EDEVICE);
+}
+
+int
+gsn_work_init(struct gsn_dev *g, int64_t n, struct gsn_work *wk)
+{
+	int rc;
+
+	wk->tmp = wk->w = NULL;
+	wk->hw = malloc((size_t) n * sizeof(double));
+	if (wk->hw == NULL)
+		return NQ_ENOMEM;
+	rc = gsn_dalloc(g, n * n, &wk->tmp);
+	if (rc == 0)
+		rc = gsn_dalloc(g, n, &wk->w);
+	if (rc != 0)
+		gsn_work_fini(g, wk);
+	return rc;
+}
+
+void
+gsn_work_fini(struct gsn_dev *g, struct gsn_work *wk)
+{
+	gsn_dfree(g, &wk->tmp);
+	gsn_dfree(g, &wk->w);
+	free(wk->hw);
+	wk->hw = NULL;
+}
+
+/* 0 when a copy of M factors (M strictly positive definite), 1 when not. */
+static int
+not_pd(struct gsn_dev *g, int64_t n, const void *M, struct gsn_work *wk,
+       int *np)
+{
+	int info = 0, rc = gsn_dcopy(g, wk->tmp, M, n * n);
+
+	if (rc == 0)
+		rc = KOP(g->kb, potrf, g->dt, n, wk->tmp, n, &info);
+	*np = info != 0;
+	return rc;
+}
+
+int
+gsn_psd(struct gsn_dev *g, int64_t n, void *M, struct gsn_work *wk, char *msg,
+        size_t msglen)
+{
+	int rc, np = 0, info = 0;
+
+	rc = KOP(g->kb, symmetrize, g->dt, n, M);
+	if (rc == 0)
+		rc = not_pd(g, n, M, wk, &np);
+	if (rc != 0)
+		return fail(rc, "symmetrize/potrf", msg, msglen);
+	if (!np)
+		return 0;
+	rc = gsn_dcopy(g, wk->tmp, M, n * n);
+	if (rc == 0)
+		rc = KOP(g->kb, syevd, g->dt, n, wk->tmp, n, wk->w, &info);
+	if (rc != 0)
+		return fail(rc, "syevd", msg, msglen);
+	if (info != 0) {
+		snprintf(msg, msglen,
+		         "eigendecomposition in the PSD projection did not "
+		         "converge (info %d)",
+		         info);
+		return NQ_EDEVICE;
+	}
+	/* V diag(max(d,0)) Vᵀ as (V·sqrt(d₊))(V·sqrt(d₊))ᵀ: one syrk, exactly
+	 * symmetric */
+	rc = gsn_down(g, wk->hw, wk->w, n);
+	if (rc != 0)
+		return fail(rc, "download", msg, msglen);
+	for (int64_t i = 0; i < n; i++)
+		wk->hw[i] = wk->hw[i] > 0 ? sqrt(wk->hw[i]) : 0.0;
+	rc = gsn_up(g, wk->w, wk->hw, n);
+	if (rc == 0)
+		rc = KOP(g->kb, scale_rc, g->dt, n, n, wk->tmp, n, NULL, wk->w);
+	if (rc == 0)
+		rc = KOP(g->kb, syrk, g->dt, KERN_N, n, n, 1.0, wk->tmp, n, 0.0,
+		         M, n);
+	if (rc == 0)
+		rc = KOP(g->kb, symmetrize, g->dt, n, M);
+	if (rc == 0)
+		rc = not_pd(g, n, M, wk, &np);
+	if (rc == 0 && np)
+		rc = KOP(g->kb, add_diag, g->dt, n, M, GSN_PSD_RIDGE);
+	if (rc != 0)
+		return fail(rc, "rebuild", msg, msglen);
+	return 0;
+}
+
+/* dst = cD − cNb/n_sig (or cD − cNb∘alpha). */
+static int
+signal_arg(struct gsn_dev *g, int64_t n, const struct gsn_bicon *b,
+           const void *cNb, void *dst, struct gsn_work *wk)
+{
+	int rc = gsn_dcopy(g, dst, b->cD, n * n);
+
+	if (rc != 0)
+		return rc;
+	if (b->inv_alpha == NULL)
+		return KOP(g->kb, axpby, g->dt, n * n, -1.0 / b->n_sig, cNb,
+		           1.0, dst);
+	/* cNb∘alpha as cNb / (1/alpha): kern.h has no elementwise product */
+	rc = gsn_dcopy(g, wk->tmp, cNb, n * n);
+	if (rc == 0)
+		rc = KOP(g->kb, div_pos, g->dt, n * n, wk->tmp, b->inv_alpha);
+	if (rc == 0)
+		rc = KOP(g->kb, axpby, g->dt, n * n, -1.0, wk->tmp, 1.0, dst);
+	return rc;
+}
+
+/* dst = w_N·cN + w_D·n·(cD − cSb) */
+static int
+noise_arg(struct gsn_dev *g, int64_t n, const struct gsn_bicon *b,
+          const void *cSb, void *dst)
+{
+	double e = b->n_bc, C = (double) b->ncond;
+	double den = C * e * e * (e - 1) + C - 1;
+	double wN = C * (e - 1) * e * e / den, wD = (C - 1) / den;
+	int rc = gsn_dcopy(g, dst, b->cD, n * n);
+
+	if (rc == 0)
+		rc = KOP(g->kb, axpby, g->dt, n * n, -1.0, cSb, 1.0, dst);
+	if (rc == 0)
+		rc = KOP(g->kb, axpby, g->dt, n * n, wN, b->cN, wD * e, dst);
+	return rc;
+}
+
+/* Convergence test of one pass (§2.8): Pearson r > 0.999 for N > 1, an
+ * absolute 1e-5 for N = 1. */
+static int
+converged(struct gsn_dev *g, int64_t n, const void *S_old, const void *cSb,
+          const void *N_old, const void *cNb, int *conv)
+{
+	double a[2], b[2], rS = NAN, rN = NAN;
+	int rc;
+
+	if (n == 1) {
+		rc = gsn_down(g, &a[0], S_old, 1);
+		if (rc == 0)
+			rc = gsn_down(g, &a[1], cSb, 1);
+		if (rc == 0)
+			rc = gsn_down(g, &b[0], N_old, 1);
+		if (rc == 0)
+			rc = gsn_down(g, &b[1], cNb, 1);
+		*conv = rc == 0 && fabs(a[0] - a[1]) < GSN_CONVERGE_ABS &&
+		        fabs(b[0] - b[1]) < GSN_CONVERGE_ABS;
+		return rc;
+	}
+	rc = KOP(g->kb, pearson, g->dt, n * n, S_old, cSb, &rS);
+	if (rc == 0)
+		rc = KOP(g->kb, pearson, g->dt, n * n, N_old, cNb, &rN);
+	/* NaN (a constant matrix) never converges */
+	*conv = rc == 0 && rS > GSN_CONVERGE_R && rN > GSN_CONVERGE_R;
+	return rc;
+}
+
+int
+gsn_biconvex(struct gsn_dev *g, int64_t n, const struct gsn_bicon *b,
+             enum gsn_biconvex mode, void *S_old, void *cSb, void *cNb,
+             struct gsn_work *wk, const struct gsn_stage *st, int *numiters,
+             char *msg, size_t msglen)
+{
+	void *N_old = NULL;
+	int rc, conv = 0;
+
+	*numiters = 0;
+	rc = gsn_dalloc(g, n * n, &N_old);
+	if (rc == 0)
+		rc = gsn_dcopy(g, N_old, b->cN, n * n);
+	if (rc == 0)
+		rc = gsn_dcopy(g, cNb, b->cN, n * n);
+	if (rc != 0) {
+		rc = fail(rc, "alloc/copy (biconvex)", msg, msglen);
+		goto out;
+	}
+	for (int it = 0; it < GSN_MAX_ITERS; it++) {
+		gsn_stage_report(st, (double) it / 4.0);
+		if (gsn_stage_canceled(st)) {
+			snprintf(msg, msglen, "canceled");
+			rc = NQ_ECANCELED;
+			goto out;
+		}
+		rc = signal_arg(g, n, b, cNb, cSb, wk);
+		if (rc != 0) {
+			rc = fail(rc, "signal step", msg, msglen);
+			goto out;
+		}
+		rc = gsn_psd(g, n, cSb, wk, msg, msglen);
+		if (rc != 0)
+			goto out;
+		rc = noise_arg(g, n, b, cSb, cNb);
+		if (rc != 0) {
+			rc = fail(rc, "noise step", msg, msglen);
+			goto out;
+		}
+		rc = gsn_psd(g, n, cNb, wk, msg, msglen);
+		if (rc == 0)
+			rc = converged(g, n, S_old, cSb, N_old, cNb, &conv);
+		if (rc != 0)
+			goto out;
+		if (conv)
+			break;
+		(*numiters)++;
+		if (mode == GSN_BICONVEX_CLOSED)
+			break; /* pass 2 is a fixed point (§2.8 closed form) */
+		rc = gsn_dcopy(g, S_old, cSb, n * n);
+		if (rc == 0)
+			rc = gsn_dcopy(g, N_old, cNb, n * n);
+		if (rc != 0) {
+			rc = fail(rc, "copy (biconvex)", msg, msglen);
+			goto out;
+		}
+	}
+	gsn_stage_report(st, 1.0);
+out:
+	gsn_dfree(g, &N_old);
+	return rc;
+}
+
+int
+gsn_eigh_desc(struct gsn_dev *g, int64_t n, const void *M, double *vals,
+              double *vecs, char *msg, size_t msglen)
+{
+	struct gsn_dev g64 = {g->kb, KERN_F64, 8};
+	void *A = NULL, *W = NULL;
+	double *V = NULL;
+	int rc, info = 0;
+
+	/* float64 whatever the precision (§2.9 / §4.6: upcast for eigh) */
+	rc = gsn_dalloc(&g64, n * n, &A);
+	if (rc == 0)
+		rc = gsn_dalloc(&g64, n, &W);
+	if (rc == 0)
+		rc = g->dt == KERN_F64
+		             ? KOP(g->kb, copy, A, M, (size_t) (n * n) * 8)
+		             : KOP(g->kb, convert, KERN_F64, A, KERN_F32, M,
+		                   n * n);
+	if (rc == 0)
+		rc = KOP(g->kb, syevd, KERN_F64, n, A, n, W, &info);
+	if (rc != 0) {
+		rc = fail(rc, "syevd (eigen returns)", msg, msglen);
+		goto out;
+	}
+	if (info != 0) {
+		snprintf(msg, msglen,
+		         "eigendecomposition for the eigen returns did not "
+		         "converge (info %d)",
+		         info);
+		rc = NQ_EDEVICE;
+		goto out;
+	}
+	V = malloc((size_t) (n * n) * sizeof(double));
+	if (V == NULL) {
+		snprintf(msg, msglen, "out of host memory (eigenvectors)");
+		rc = NQ_ENOMEM;
+		goto out;
+	}
+	rc = gsn_down(&g64, V, A, n * n);
+	if (rc == 0)
+		rc = gsn_down(&g64, vals, W, n);
+	if (rc != 0) {
+		rc = fail(rc, "download", msg, msglen);
+		goto out;
+	}
+	/* ascending → descending: column j of the output is column n−1−j */
+	for (int64_t i = 0; i < n / 2; i++) {
+		double x = vals[i];
+
+		vals[i] = vals[n - 1 - i];
+		vals[n - 1 - i] = x;
+	}
+	for (int64_t j = 0; j < n; j++) {
+		const double *col = V + (n - 1 - j) * n;
+		int64_t piv = 0;
+		double sgn;
+
+		for (int64_t i = 1; i < n; i++)
+			if (fabs(col[i]) > fabs(col[piv]))
+				piv = i; /* first on ties */
+		sgn = col[piv] < 0 ? -1.0 : 1.0;
+		for (int64_t i = 0; i < n; i++)
+			vecs[i * n + j] = sgn * col[i];
+	}
+out:
+	free(V);
+	gsn_dfree(&g64, &A);
+	gsn_dfree(&g64, &W);
+	return rc;
+}

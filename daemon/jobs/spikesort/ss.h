@@ -1,0 +1,261 @@
+/*
+ * ss.h — private interface of the spikesort job (Kilosort-style sorting).
+ *
+ * Data layout everywhere: a batch is float32, column-major C × T (a sample's
+ * channels contiguous, like the int16 file), so "columns" are samples and a
+ * time range of a batch is one contiguous block.  Templates are C × nt
+ * column-major too (W[c + C*tau]), trough at sample nt0min.
+ */
+#ifndef SS_H
+#define SS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kern.h"
+
+/* ---- probe: the connected channels, in the order the sorter uses */
+struct ss_probe {
+	int n;       /* connected channels */
+	int *row;    /* 0-based row of each channel in the binary */
+	float *x;    /* µm */
+	float *y;
+	int *shank;
+};
+
+void ss_probe_free(struct ss_probe *p);
+/* Linear probe: rows 0..n-1, x = 0, y = pitch * i. */
+int ss_probe_linear(struct ss_probe *p, int n, double pitch);
+/* Kilosort chanMap JSON or probeinterface JSON; n_rows = channels in the
+ * file (every row must be < n_rows). 0 or NQ_EBADPARAM/NQ_EIO with msg. */
+int ss_probe_load(struct ss_probe *p, const char *path, int n_rows, char *msg,
+                  size_t msglen);
+int ss_probe_parse(struct ss_probe *p, const char *text, size_t len,
+                   int n_rows, char *msg, size_t msglen);
+/* idx[0..k) = the k channels nearest channel c (c first), ties by index. */
+void ss_probe_nearest(const struct ss_probe *p, int c, int k, int *idx);
+
+/* ---- SpikeGLX .meta beside a .bin: imSampRate, nSavedChans.
+ * 0 when read (fields left at 0 when absent), 1 when there is no .meta. */
+int ss_meta_read(const char *bin_path, double *fs, int *n_chan);
+
+/* ---- recording source: a file read per batch with pread, or memory */
+struct ss_source {
+	int fd;                /* -1 for memory */
+	const int16_t *mem;    /* samples × n_rows when fd < 0 */
+	int n_rows;            /* channels per sample in the binary */
+	int64_t n_samples;
+	int16_t *tmp;          /* pread scratch */
+	size_t tmp_cap;
+};
+
+int ss_source_open_file(struct ss_source *s, const char *path, int n_rows,
+                        char *msg, size_t msglen);
+void ss_source_open_mem(struct ss_source *s, const int16_t *data,
+                        int64_t n_samples, int n_rows);
+void ss_source_close(struct ss_source *s);
+/* out (C × n, float) = the probe's channels for samples [t0, t0+n); samples
+ * outside the recording are odd reflections about its first/last sample. */
+int ss_source_read(struct ss_source *s, const struct ss_probe *p, int64_t t0,
+                   int64_t n, float *out);
+
+/* ---- filtering (plain C) */
+struct ss_filter {
+	/* 3rd-order Butterworth high-pass as a first-order and a second-order
+	 * section (b, a normalised with a0 = 1). */
+	double b1[2], a1[2];
+	double b2[3], a2[3];
+};
+
+int ss_filter_design(struct ss_filter *f, double fs, double fc);
+/* Zero-phase filtering of n samples of one channel, stride apart. */
+void ss_filter_filtfilt(const struct ss_filter *f, float *x, int64_t n,
+                        int64_t stride, double *work);
+/* The same on every channel of X (C × T) at once. work: 3 C doubles. */
+void ss_filter_filtfilt_batch(const struct ss_filter *f, float *X, int C,
+                              int64_t T, double *work);
+/* Per-channel mean removal, median common reference, high-pass, in place on
+ * X (C × T). work: 3 C doubles; cwork: C floats. */
+void ss_preprocess(const struct ss_filter *f, float *X, int C, int64_t T,
+                   int car, double *work, float *cwork);
+
+/* ---- configuration and results */
+struct ss_config {
+	double fs;
+	int64_t batch;       /* samples per batch (core) */
+	int nt;              /* template length (61) */
+	int nt0min;          /* trough position in a template (20) */
+	int pad;             /* matching pad each side (= nt) */
+	int fpad;            /* extra filter pad each side */
+	double hp_hz;
+	int car;
+	int whiten_nrange;   /* 32 */
+	int whiten_every;    /* use every k-th batch for the covariance (25) */
+	double th_detect;    /* threshold crossing, whitened σ units (6) */
+	double th_match;     /* matching threshold on the projection (8) */
+	double lam;          /* amplitude prior weight (Kilosort 2's lam, 10) */
+	int nc_feat;         /* channels for features (10) */
+	int npc;             /* temporal PCs per channel (3) */
+	int rank;            /* template rank (3) */
+	int max_templates;
+	int learn_batches;   /* batches used to detect and learn */
+	int learn_iters;
+	int max_peels;
+	double merge_corr;   /* 0.9, with a refractory cross-correlogram */
+	double merge_corr_shape; /* 0.97: merged on shape alone */
+	double dup_ms;       /* 0.25 */
+	double refrac_ms;    /* 1.0 */
+	double good_ratio;   /* 0.2 */
+	int min_spikes;      /* a template needs this many spikes in learning */
+	double split_dprime; /* cluster split threshold */
+	uint64_t seed;
+	uint64_t cache_bytes; /* host memory for cached learning batches */
+	const char *ckpt_dir; /* NULL: no checkpoints */
+};
+
+void ss_config_defaults(struct ss_config *c);
+
+struct ss_hooks {
+	void *u;
+	void (*progress)(void *u, double frac, const char *stage);
+	int (*canceled)(void *u);
+	void (*log)(void *u, const char *line);
+};
+
+struct ss_result {
+	int C, nt, K;
+	int64_t n_samples;
+	int64_t n_spikes;
+	int64_t *times;    /* trough sample, ascending */
+	int32_t *templ;
+	int32_t *clust;
+	float *amps;
+	float *templates;  /* K × nt × C (phy order, C fastest) */
+	float *wmat;       /* C × C row-major, phy convention (y_row = x_row W) */
+	float *wmat_inv;
+	float *similar;    /* K × K */
+	int *good;         /* per cluster id 0..K-1 */
+	float *contam;     /* per cluster, percent */
+	float *amp_mean;   /* per cluster */
+	int64_t *counts;   /* per cluster */
+	int n_good, n_units;
+	double t_pre, t_detect, t_match, t_post;
+};
+
+void ss_result_free(struct ss_result *r);
+
+/* The whole pipeline. 0 or an nq_err code with msg. */
+int ss_sort(const struct ss_config *cfg, const struct kern_backend *kb,
+            struct ss_source *src, const struct ss_probe *probe,
+            const struct ss_hooks *hooks, struct ss_result *res, char *msg,
+            size_t msglen);
+
+/* ---- stages (used by ss_sort and the unit tests) */
+/* Local ZCA: M (C × C column-major) such that y = M x. cov is C × C. */
+int ss_whiten_from_cov(const struct kern_backend *kb, const double *cov,
+                       const struct ss_probe *p, int nrange, float *M);
+/* A device buffer that grows on demand (kern alloc). */
+struct ss_kbuf {
+	void *p;
+	size_t cap;
+};
+
+int ss_kbuf_ensure(const struct kern_backend *kb, struct ss_kbuf *b,
+                   size_t bytes);
+void ss_kbuf_free(const struct kern_backend *kb, struct ss_kbuf *b);
+/* X = M X on a C × T host batch through kern gemm (dM: device C × C). */
+int ss_apply_matrix(const struct kern_backend *kb, const void *dM, int C,
+                    float *X, int64_t T, struct ss_kbuf *dx,
+                    struct ss_kbuf *dy);
+/* Inverse of an n × n matrix (Gauss-Jordan, partial pivoting). 0, or
+ * NQ_EBADDATA when singular. */
+int ss_invert(const float *A, int n, float *Ainv);
+
+/* Detected snippets for clustering. */
+struct ss_spikes {
+	int64_t n, cap;
+	int nc, nt;
+	int64_t *t;      /* trough sample (absolute) */
+	int *chan;       /* peak channel */
+	float *wave;     /* n × (nc × nt): channels of ss_probe_nearest(chan) */
+};
+
+void ss_spikes_free(struct ss_spikes *s);
+/* Threshold crossings that are minima over ±nt0min samples and the nc_feat
+ * nearest channels; keeps troughs in [lo, hi) of the batch (batch-relative
+ * sample index + t_abs0 = absolute). per_chan_cap bounds memory. */
+int ss_detect_batch(const struct ss_config *cfg, const struct ss_probe *p,
+                    const float *Y, int64_t T, int64_t lo, int64_t hi,
+                    int64_t t_abs0, int per_chan_cap, int64_t *chan_count,
+                    struct ss_spikes *out);
+/* Cluster the snippets into initial templates: W (K × C × nt, unit norm). */
+int ss_cluster(const struct ss_config *cfg, const struct kern_backend *kb,
+               const struct ss_probe *p, const struct ss_spikes *sp,
+               float **W, int *K);
+
+/* Low-rank templates and matching */
+struct ss_templates {
+	int K, C, nt, rank;
+	float *W;     /* K × (C × nt), unit Frobenius norm */
+	float *U;     /* C × (rank K), column r + rank k: U_k s_r */
+	float *V;     /* K × (nt × rank) */
+	float *mu;    /* K typical amplitudes for the prior (0: none) */
+};
+
+void ss_templates_free(struct ss_templates *t);
+/* Rank-r projection + renormalisation of every W; fills U, V. */
+int ss_templates_lowrank(const struct kern_backend *kb, struct ss_templates *t);
+/* Max normalised cross-correlation over lags |d| ≤ maxlag. */
+double ss_template_corr(const float *A, const float *B, int C, int nt,
+                        int maxlag);
+
+struct ss_match_out {
+	int64_t n, cap;
+	int64_t *t;     /* trough, absolute */
+	int32_t *k;
+	float *a;
+};
+
+void ss_match_out_free(struct ss_match_out *o);
+int ss_match_out_push(struct ss_match_out *o, int64_t t, int k, float a);
+
+struct ss_matcher; /* scratch for one batch size */
+int ss_matcher_new(const struct kern_backend *kb, const struct ss_templates *t,
+                   int64_t Tmax, struct ss_matcher **out);
+void ss_matcher_free(struct ss_matcher *m);
+/* Peel spikes off R (C × T, in place: R becomes the residual). Spikes whose
+ * trough lies in [lo, hi) are appended to out (absolute times t_abs0 + i).
+ * When acc != NULL (K × C × nt) and cnt (K), the clean waveform of each kept
+ * spike (residual + its own template) is added for template learning. */
+int ss_match_batch(struct ss_matcher *m, const struct ss_config *cfg,
+                   float *R, int64_t T, int64_t lo, int64_t hi, int64_t t_abs0,
+                   struct ss_match_out *out, double *acc, int64_t *cnt);
+
+/* Post-processing on the final spikes (sorted by time inside). */
+int ss_post(const struct ss_config *cfg, const struct ss_templates *t,
+            struct ss_match_out *sp, struct ss_result *res);
+
+/* Cross-correlogram rate within ±ref over its 10–50 ms baseline (lags in
+ * samples b0..b1) of two sorted trains; -1 when the baseline is empty. */
+double ss_ccg_ratio(const int64_t *a, int64_t na, const int64_t *b, int64_t nb,
+                    int64_t ref, int64_t b0, int64_t b1);
+
+/* phy folder */
+int ss_phy_write(const char *dir, const struct ss_result *r,
+                 const struct ss_probe *p, const char *dat_path,
+                 int n_rows, double fs, char *msg, size_t msglen);
+/* Minimal .npy v1.0 writer (descr "<i8", "<i4", "<f4"), atomic. */
+int ss_npy_write(const char *path, const char *descr, int ndim,
+                 const int64_t *shape, const void *data, size_t itemsize);
+
+/* checkpoints (raw little-endian blobs with a magic and a config key) */
+int ss_ckpt_save(const char *dir, const char *name, uint64_t key,
+                 const void *data, size_t bytes);
+/* 0 when loaded (bytes must match), 1 when absent or stale. */
+int ss_ckpt_load(const char *dir, const char *name, uint64_t key, void *data,
+                 size_t bytes);
+/* Variable-size blob: *data malloc'd. 0 loaded, 1 absent/stale. */
+int ss_ckpt_load_var(const char *dir, const char *name, uint64_t key,
+                     void **data, size_t *bytes);
+
+#endif

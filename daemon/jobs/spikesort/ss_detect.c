@@ -1,0 +1,453 @@
+/*
+ * ss_detect.c — initial templates: threshold crossings on whitened data,
+ * temporal-PCA features on the nearest channels, and clustering per peak
+ * channel by recursive 2-means splits that are kept only when the two halves
+ * are well separated along the line between their centres (a unimodal
+ * cluster split in two gives d' ≈ 2.7; distinct units give far more).
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nq_error.h"
+#include "ss.h"
+
+void
+ss_spikes_free(struct ss_spikes *s)
+{
+	free(s->t);
+	free(s->chan);
+	free(s->wave);
+	memset(s, 0, sizeof(*s));
+}
+
+static int
+spikes_push(struct ss_spikes *s, int64_t t, int c, float **wave)
+{
+	size_t wl = (size_t) s->nc * (size_t) s->nt;
+
+	if (s->n == s->cap) {
+		int64_t nc = s->cap ? s->cap * 2 : 1024;
+		int64_t *tt = realloc(s->t, sizeof(int64_t) * (size_t) nc);
+		if (tt == NULL)
+			return NQ_ENOMEM;
+		s->t = tt;
+		int *cc = realloc(s->chan, sizeof(int) * (size_t) nc);
+		if (cc == NULL)
+			return NQ_ENOMEM;
+		s->chan = cc;
+		float *w = realloc(s->wave, sizeof(float) * wl * (size_t) nc);
+		if (w == NULL)
+			return NQ_ENOMEM;
+		s->wave = w;
+		s->cap = nc;
+	}
+	s->t[s->n] = t;
+	s->chan[s->n] = c;
+	*wave = s->wave + wl * (size_t) s->n;
+	s->n++;
+	return 0;
+}
+
+int
+ss_detect_batch(const struct ss_config *cfg, const struct ss_probe *p,
+                const float *Y, int64_t T, int64_t lo, int64_t hi,
+                int64_t t_abs0, int per_chan_cap, int64_t *chan_count,
+                struct ss_spikes *out)
+{
+	int C = p->n, nc = cfg->nc_feat < C ? cfg->nc_feat : C, nt = cfg->nt;
+	int w = cfg->nt0min, rc = 0;
+	int *nbr = malloc(sizeof(int) * (size_t) C * (size_t) nc);
+	float th = (float) -cfg->th_detect;
+
+	if (nbr == NULL)
+		return NQ_ENOMEM;
+	out->nc = nc;
+	out->nt = nt;
+	for (int c = 0; c < C; c++)
+		ss_probe_nearest(p, c, nc, nbr + (size_t) c * nc);
+	if (lo < w)
+		lo = w;
+	if (hi > T - (nt - cfg->nt0min))
+		hi = T - (nt - cfg->nt0min);
+	for (int64_t t = lo; t < hi; t++) {
+		const float *col = Y + t * C;
+		for (int c = 0; c < C; c++) {
+			float v = col[c];
+			int ismin = 1;
+			if (v >= th)
+				continue;
+			const int *nb = nbr + (size_t) c * nc;
+			/* strict minimum over the space-time neighbourhood,
+			 * ties to the earlier sample then the lower channel */
+			for (int64_t u = t - w; u <= t + w && ismin; u++) {
+				if (u < 0 || u >= T)
+					continue;
+				const float *cu = Y + u * C;
+				for (int j = 0; j < nc; j++) {
+					int cj = nb[j];
+					float x = cu[cj];
+					if (x < v || (x == v && (u < t ||
+					                         (u == t && cj < c)))) {
+						ismin = 0;
+						break;
+					}
+				}
+			}
+			if (!ismin || chan_count[c] >= per_chan_cap)
+				continue;
+			float *wave;
+			rc = spikes_push(out, t_abs0 + t, c, &wave);
+			if (rc != 0)
+				goto out;
+			chan_count[c]++;
+			for (int j = 0; j < nc; j++)
+				for (int k = 0; k < nt; k++)
+					wave[j * nt + k] =
+						Y[(t - cfg->nt0min + k) * C +
+						  nb[j]];
+		}
+	}
+out:
+	free(nbr);
+	return rc;
+}
+
+/* splitmix64: deterministic per seed */
+static uint64_t
+rng_next(uint64_t *s)
+{
+	uint64_t z = (*s += 0x9E3779B97F4A7C15ULL);
+	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+	z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+	return z ^ (z >> 31);
+}
+
+static double
+rng_unif(uint64_t *s)
+{
+	return (double) (rng_next(s) >> 11) / 9007199254740992.0;
+}
+
+/* Top npc eigenvectors of the peak-channel waveform covariance. */
+static int
+temporal_pcs(const struct kern_backend *kb, const struct ss_spikes *sp,
+             int npc, double *pcs)
+{
+	int nt = sp->nt, info = 0, rc;
+	double *cov = calloc((size_t) nt * nt, sizeof(double));
+	double *ev = calloc((size_t) nt, sizeof(double));
+	struct ss_kbuf dA = {0}, dW = {0};
+	int64_t step = sp->n > 20000 ? sp->n / 20000 : 1;
+
+	rc = NQ_ENOMEM;
+	if (cov == NULL || ev == NULL)
+		goto out;
+	for (int64_t i = 0; i < sp->n; i += step) {
+		const float *w = sp->wave + (size_t) i * sp->nc * nt;
+		for (int a = 0; a < nt; a++)
+			for (int b = 0; b <= a; b++)
+				cov[a + nt * b] += (double) w[a] * w[b];
+	}
+	if ((rc = ss_kbuf_ensure(kb, &dA, sizeof(double) * nt * nt)) ||
+	    (rc = ss_kbuf_ensure(kb, &dW, sizeof(double) * nt)) ||
+	    (rc = KOP(kb, upload, dA.p, cov, sizeof(double) * nt * nt)) ||
+	    (rc = KOP(kb, syevd, KERN_F64, nt, dA.p, nt, dW.p, &info)) ||
+	    (rc = KOP(kb, download, cov, dA.p, sizeof(double) * nt * nt)))
+		goto out;
+	if (info != 0) {
+		rc = NQ_EBADDATA;
+		goto out;
+	}
+	for (int q = 0; q < npc; q++) {
+		const double *v = cov + (size_t) nt * (nt - 1 - q);
+		/* sign: the trough sample positive, so runs agree */
+		double sg = v[nt / 3] < 0 ? -1 : 1;
+		for (int a = 0; a < nt; a++)
+			pcs[q * nt + a] = sg * v[a];
+	}
+	rc = 0;
+out:
+	ss_kbuf_free(kb, &dA);
+	ss_kbuf_free(kb, &dW);
+	free(cov);
+	free(ev);
+	return rc;
+}
+
+struct clus {
+	int *idx;
+	int n;
+};
+
+/* Split members into two by 2-means; 1 when the split is kept. */
+static int
+try_split(const float *F, int D, const int *idx, int n, int min_size,
+          double dthr, uint64_t *rng, int *side, double *work)
+{
+	double *mean = work, *ax = work + D, *tmp = work + 2 * D;
+	double *c0 = work + 3 * D, *c1 = work + 4 * D;
+	int n0 = 0, n1 = 0;
+
+	if (n < 2 * min_size)
+		return 0;
+	memset(mean, 0, sizeof(double) * D);
+	for (int i = 0; i < n; i++)
+		for (int d = 0; d < D; d++)
+			mean[d] += F[(size_t) idx[i] * D + d];
+	for (int d = 0; d < D; d++) {
+		mean[d] /= n;
+		ax[d] = 1 + 0.1 * rng_unif(rng);
+	}
+	/* principal axis by power iteration on the centred features */
+	for (int it = 0; it < 30; it++) {
+		double nrm = 0;
+		memset(tmp, 0, sizeof(double) * D);
+		for (int i = 0; i < n; i++) {
+			const float *f = F + (size_t) idx[i] * D;
+			double pr = 0;
+			for (int d = 0; d < D; d++)
+				pr += (f[d] - mean[d]) * ax[d];
+			for (int d = 0; d < D; d++)
+				tmp[d] += pr * (f[d] - mean[d]);
+		}
+		for (int d = 0; d < D; d++)
+			nrm += tmp[d] * tmp[d];
+		nrm = sqrt(nrm);
+		if (nrm == 0)
+			return 0;
+		for (int d = 0; d < D; d++)
+			ax[d] = tmp[d] / nrm;
+	}
+	for (int i = 0; i < n; i++) {
+		const float *f = F + (size_t) idx[i] * D;
+		double pr = 0;
+		for (int d = 0; d < D; d++)
+			pr += (f[d] - mean[d]) * ax[d];
+		side[i] = pr > 0;
+	}
+	/* k-means (k = 2) refinement */
+	for (int it = 0; it < 20; it++) {
+		int changed = 0;
+		memset(c0, 0, sizeof(double) * D);
+		memset(c1, 0, sizeof(double) * D);
+		n0 = n1 = 0;
+		for (int i = 0; i < n; i++) {
+			const float *f = F + (size_t) idx[i] * D;
+			double *c = side[i] ? c1 : c0;
+			for (int d = 0; d < D; d++)
+				c[d] += f[d];
+			if (side[i])
+				n1++;
+			else
+				n0++;
+		}
+		if (n0 == 0 || n1 == 0)
+			return 0;
+		for (int d = 0; d < D; d++) {
+			c0[d] /= n0;
+			c1[d] /= n1;
+		}
+		for (int i = 0; i < n; i++) {
+			const float *f = F + (size_t) idx[i] * D;
+			double d0 = 0, d1 = 0;
+			for (int d = 0; d < D; d++) {
+				d0 += (f[d] - c0[d]) * (f[d] - c0[d]);
+				d1 += (f[d] - c1[d]) * (f[d] - c1[d]);
+			}
+			int s = d1 < d0;
+			changed += s != side[i];
+			side[i] = s;
+		}
+		if (!changed)
+			break;
+	}
+	if (n0 < min_size || n1 < min_size)
+		return 0;
+	/* separation along the centre line */
+	double nrm = 0, m[2] = {0, 0}, v[2] = {0, 0};
+	for (int d = 0; d < D; d++) {
+		ax[d] = c1[d] - c0[d];
+		nrm += ax[d] * ax[d];
+	}
+	nrm = sqrt(nrm);
+	if (nrm == 0)
+		return 0;
+	for (int i = 0; i < n; i++) {
+		const float *f = F + (size_t) idx[i] * D;
+		double pr = 0;
+		for (int d = 0; d < D; d++)
+			pr += f[d] * ax[d] / nrm;
+		m[side[i]] += pr;
+		v[side[i]] += pr * pr;
+	}
+	m[0] /= n0;
+	m[1] /= n1;
+	v[0] = v[0] / n0 - m[0] * m[0];
+	v[1] = v[1] / n1 - m[1] * m[1];
+	double dp = fabs(m[1] - m[0]) / sqrt((v[0] + v[1]) / 2 + 1e-12);
+	return dp > dthr;
+}
+
+struct leaf {
+	int chan, n;
+	int *idx;
+};
+
+static int
+leaf_cmp(const void *a, const void *b)
+{
+	const struct leaf *x = a, *y = b;
+	if (x->n != y->n)
+		return x->n < y->n ? 1 : -1;
+	if (x->chan != y->chan)
+		return x->chan < y->chan ? -1 : 1;
+	return x->idx[0] < y->idx[0] ? -1 : 1;
+}
+
+int
+ss_cluster(const struct ss_config *cfg, const struct kern_backend *kb,
+           const struct ss_probe *p, const struct ss_spikes *sp, float **Wout,
+           int *Kout)
+{
+	int C = p->n, nc = sp->nc, nt = sp->nt, npc = cfg->npc;
+	int D = nc * npc, rc = NQ_ENOMEM, nleaf = 0, capleaf = 0;
+	int min_size = cfg->min_spikes > 5 ? cfg->min_spikes : 5;
+	double *pcs = malloc(sizeof(double) * (size_t) npc * nt);
+	float *F = NULL, *W = NULL;
+	int *order = NULL, *side = NULL, *stack = NULL, *nbr = NULL;
+	double *work = malloc(sizeof(double) * 5 * (size_t) D);
+	struct leaf *leaves = NULL;
+	uint64_t rng = cfg->seed ^ 0x5EEDULL;
+
+	*Wout = NULL;
+	*Kout = 0;
+	if (pcs == NULL || work == NULL)
+		goto out;
+	if (sp->n == 0) {
+		rc = 0;
+		goto out;
+	}
+	if ((rc = temporal_pcs(kb, sp, npc, pcs)) != 0)
+		goto out;
+	rc = NQ_ENOMEM;
+	F = malloc(sizeof(float) * (size_t) sp->n * D);
+	order = malloc(sizeof(int) * (size_t) sp->n);
+	side = malloc(sizeof(int) * (size_t) sp->n);
+	stack = malloc(sizeof(int) * (size_t) sp->n);
+	nbr = malloc(sizeof(int) * (size_t) nc);
+	if (!F || !order || !side || !stack || !nbr)
+		goto out;
+	for (int64_t i = 0; i < sp->n; i++) {
+		const float *w = sp->wave + (size_t) i * nc * nt;
+		for (int j = 0; j < nc; j++)
+			for (int q = 0; q < npc; q++) {
+				double s = 0;
+				for (int k = 0; k < nt; k++)
+					s += w[j * nt + k] * pcs[q * nt + k];
+				F[(size_t) i * D + j * npc + q] = (float) s;
+			}
+	}
+	/* members grouped by peak channel (counting sort keeps time order) */
+	{
+		int64_t pos = 0;
+		for (int c = 0; c < C; c++)
+			for (int64_t i = 0; i < sp->n; i++)
+				if (sp->chan[i] == c)
+					order[pos++] = (int) i;
+	}
+	for (int64_t s0 = 0; s0 < sp->n;) {
+		int c = sp->chan[order[s0]];
+		int64_t e0 = s0;
+		while (e0 < sp->n && sp->chan[order[e0]] == c)
+			e0++;
+		/* work list of [start, len) ranges inside order[] */
+		int top = 0;
+		stack[top++] = (int) s0;
+		stack[top++] = (int) (e0 - s0);
+		while (top > 0) {
+			int len = stack[--top], st = stack[--top];
+			int *idx = order + st;
+			if (len >= 2 * min_size &&
+			    try_split(F, D, idx, len, min_size,
+			              cfg->split_dprime, &rng, side, work)) {
+				/* partition idx by side, stable */
+				int a = 0;
+				int *tmp = malloc(sizeof(int) * (size_t) len);
+				if (tmp == NULL)
+					goto out;
+				for (int i = 0; i < len; i++)
+					if (!side[i])
+						tmp[a++] = idx[i];
+				int b = a;
+				for (int i = 0; i < len; i++)
+					if (side[i])
+						tmp[b++] = idx[i];
+				memcpy(idx, tmp, sizeof(int) * (size_t) len);
+				free(tmp);
+				stack[top++] = st;
+				stack[top++] = a;
+				stack[top++] = st + a;
+				stack[top++] = len - a;
+				continue;
+			}
+			if (len < min_size)
+				continue;
+			if (nleaf == capleaf) {
+				capleaf = capleaf ? capleaf * 2 : 64;
+				struct leaf *nl = realloc(
+					leaves, sizeof(*nl) * (size_t) capleaf);
+				if (nl == NULL)
+					goto out;
+				leaves = nl;
+			}
+			leaves[nleaf].chan = c;
+			leaves[nleaf].n = len;
+			leaves[nleaf].idx = idx;
+			nleaf++;
+		}
+		s0 = e0;
+	}
+	if (nleaf == 0) {
+		rc = 0;
+		goto out;
+	}
+	qsort(leaves, (size_t) nleaf, sizeof(*leaves), leaf_cmp);
+	if (nleaf > cfg->max_templates)
+		nleaf = cfg->max_templates;
+	W = calloc((size_t) nleaf * C * nt, sizeof(float));
+	if (W == NULL)
+		goto out;
+	for (int l = 0; l < nleaf; l++) {
+		float *Wk = W + (size_t) l * C * nt;
+		double nrm = 0;
+		ss_probe_nearest(p, leaves[l].chan, nc, nbr);
+		for (int i = 0; i < leaves[l].n; i++) {
+			const float *w =
+				sp->wave + (size_t) leaves[l].idx[i] * nc * nt;
+			for (int j = 0; j < nc; j++)
+				for (int k = 0; k < nt; k++)
+					Wk[nbr[j] + C * k] += w[j * nt + k];
+		}
+		for (size_t i = 0; i < (size_t) C * nt; i++)
+			nrm += (double) Wk[i] * Wk[i];
+		nrm = sqrt(nrm);
+		for (size_t i = 0; i < (size_t) C * nt; i++)
+			Wk[i] = nrm > 0 ? (float) (Wk[i] / nrm) : 0;
+	}
+	*Wout = W;
+	*Kout = nleaf;
+	W = NULL;
+	rc = 0;
+out:
+	free(pcs);
+	free(work);
+	free(F);
+	free(order);
+	free(side);
+	free(stack);
+	free(nbr);
+	free(leaves);
+	free(W);
+	return rc;
+}

@@ -1,0 +1,489 @@
+/*
+ * ss_job.c — the "spikesort" job type: params → struct ss_config, a
+ * recording (a raw int16 file the worker can read, or the inline input
+ * "data"), ss_sort(), the phy folder, and the result scalars.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "job_type.h"
+#include "nq_error.h"
+#include "ss.h"
+#include "ss_job.h"
+
+/* Every accepted key; anything else is a typo the user should hear of. */
+static const char *const known_keys[] = {
+	"recording", "n_channels", "sample_rate", "probe", "output_dir",
+	"probe_pitch_um", "batch", "th_detect", "th_match", "max_templates",
+	"seed", "car", "hp_hz", "whiten_nrange", "learn_batches",
+	"learn_iters", "min_spikes", "merge_corr", "dup_ms", "refrac_ms",
+	"good_ratio", "split_dprime", "max_peels", NULL};
+
+struct ss_jparams {
+	struct ss_config cfg;
+	const char *recording;
+	const char *probe;
+	const char *output_dir;
+	const struct nq_array *data;
+	int n_rows;
+	double pitch;
+};
+
+static int
+get_float_in(const struct nq_map *p, const char *key, double *dst, double lo,
+             double hi, char *msg, size_t msglen)
+{
+	double v;
+	int rc = nq_get_float(p, key, &v, msg, msglen);
+
+	if (rc == 1)
+		return 0;
+	if (rc != 0)
+		return rc;
+	if (!(v >= lo && v <= hi)) {
+		snprintf(msg, msglen, "parameter '%s' = %g is out of range "
+		                      "[%g, %g]",
+		         key, v, lo, hi);
+		return NQ_EBADPARAM;
+	}
+	*dst = v;
+	return 0;
+}
+
+static int
+get_int_in(const struct nq_map *p, const char *key, int64_t *dst, int64_t lo,
+           int64_t hi, char *msg, size_t msglen)
+{
+	int64_t v;
+	int rc = nq_get_int(p, key, &v, msg, msglen);
+
+	if (rc == 1)
+		return 0;
+	if (rc != 0)
+		return rc;
+	if (v < lo || v > hi) {
+		snprintf(msg, msglen, "parameter '%s' = %lld is out of range "
+		                      "[%lld, %lld]",
+		         key, (long long) v, (long long) lo, (long long) hi);
+		return NQ_EBADPARAM;
+	}
+	*dst = v;
+	return 0;
+}
+
+/* Params and inputs → jp, with every check that needs no device. */
+static int
+parse(const struct nq_map *params, const struct nq_map *inputs,
+      struct ss_jparams *jp, char *msg, size_t msglen)
+{
+	struct ss_config *c = &jp->cfg;
+	int64_t n_ch = 0, iv;
+	double fs = 0, meta_fs = 0;
+	int meta_ch = 0, rc, car = 1;
+
+	memset(jp, 0, sizeof(*jp));
+	ss_config_defaults(c);
+	jp->pitch = 20;
+	for (size_t i = 0; params != NULL && i < params->n; i++) {
+		int ok = 0;
+		for (int k = 0; known_keys[k] != NULL && !ok; k++)
+			ok = strcmp(params->keys[i], known_keys[k]) == 0;
+		if (!ok) {
+			snprintf(msg, msglen,
+			         "unknown parameter '%s' (spikesort accepts "
+			         "recording, n_channels, sample_rate, probe, "
+			         "output_dir, batch, th_detect, th_match, "
+			         "max_templates, seed, …)",
+			         params->keys[i]);
+			return NQ_EBADPARAM;
+		}
+	}
+	for (size_t i = 0; inputs != NULL && i < inputs->n; i++)
+		if (strcmp(inputs->keys[i], "data") != 0) {
+			snprintf(msg, msglen,
+			         "unknown input '%s' (spikesort takes only "
+			         "'data', samples × channels int16)",
+			         inputs->keys[i]);
+			return NQ_EBADPARAM;
+		}
+	if ((rc = nq_get_str(params, "recording", &jp->recording, msg,
+	                     msglen)) < 0 ||
+	    rc > 1)
+		return rc;
+	if ((rc = nq_get_str(params, "probe", &jp->probe, msg, msglen)) > 1)
+		return rc;
+	if ((rc = nq_get_str(params, "output_dir", &jp->output_dir, msg,
+	                     msglen)) > 1)
+		return rc;
+	if (inputs != NULL && nq_map_get(inputs, "data") != NULL &&
+	    (rc = nq_get_array(inputs, "data", &jp->data, msg, msglen)) != 0)
+		return rc;
+	if ((jp->recording == NULL) == (jp->data == NULL)) {
+		snprintf(msg, msglen,
+		         "give exactly one of the parameter 'recording' (path "
+		         "of a raw int16 file) or the input 'data' (samples × "
+		         "channels int16)");
+		return NQ_EBADPARAM;
+	}
+	if ((rc = get_int_in(params, "n_channels", &n_ch, 1, 4096, msg,
+	                     msglen)) != 0 ||
+	    (rc = get_float_in(params, "sample_rate", &fs, 1000, 1e6, msg,
+	                       msglen)) != 0)
+		return rc;
+	if (jp->data != NULL) {
+		const struct nq_array *a = jp->data;
+		if (a->dtype != NQ_DT_I16 || a->ndim != 2 || a->shape[0] < 1 ||
+		    a->shape[1] < 1 || a->shape[1] > 4096) {
+			snprintf(msg, msglen,
+			         "input 'data' must be int16 (samples × "
+			         "channels), 1..4096 channels");
+			return NQ_EBADARRAY;
+		}
+		if (n_ch != 0 && n_ch != a->shape[1]) {
+			snprintf(msg, msglen,
+			         "n_channels = %lld but 'data' has %lld "
+			         "channels",
+			         (long long) n_ch, (long long) a->shape[1]);
+			return NQ_EBADPARAM;
+		}
+		n_ch = a->shape[1];
+	} else {
+		if (ss_meta_read(jp->recording, &meta_fs, &meta_ch) == 0) {
+			if (n_ch == 0)
+				n_ch = meta_ch;
+			if (fs == 0)
+				fs = meta_fs;
+		}
+		if (n_ch <= 0) {
+			snprintf(msg, msglen,
+			         "n_channels is required (no SpikeGLX .meta "
+			         "beside %s)",
+			         jp->recording);
+			return NQ_EBADPARAM;
+		}
+	}
+	if (fs <= 0) {
+		snprintf(msg, msglen, "sample_rate is required (Hz)");
+		return NQ_EBADPARAM;
+	}
+	jp->n_rows = (int) n_ch;
+	c->fs = fs;
+	if ((rc = get_float_in(params, "probe_pitch_um", &jp->pitch, 0.1, 1e4,
+	                       msg, msglen)) ||
+	    (rc = get_float_in(params, "th_detect", &c->th_detect, 1, 100,
+	                       msg, msglen)) ||
+	    (rc = get_float_in(params, "th_match", &c->th_match, 1, 100, msg,
+	                       msglen)) ||
+	    (rc = get_float_in(params, "hp_hz", &c->hp_hz, 10, fs / 2.5, msg,
+	                       msglen)) ||
+	    (rc = get_float_in(params, "merge_corr", &c->merge_corr, 0.5, 1,
+	                       msg, msglen)) ||
+	    (rc = get_float_in(params, "dup_ms", &c->dup_ms, 0, 5, msg,
+	                       msglen)) ||
+	    (rc = get_float_in(params, "refrac_ms", &c->refrac_ms, 0.1, 10,
+	                       msg, msglen)) ||
+	    (rc = get_float_in(params, "good_ratio", &c->good_ratio, 0, 1,
+	                       msg, msglen)) ||
+	    (rc = get_float_in(params, "split_dprime", &c->split_dprime, 1,
+	                       100, msg, msglen)))
+		return rc;
+	iv = c->batch;
+	if ((rc = get_int_in(params, "batch", &iv, 4 * c->nt, 10000000, msg,
+	                     msglen)))
+		return rc;
+	c->batch = iv;
+#define INT_PARAM(key, field, lo, hi)                                         \
+	do {                                                                  \
+		iv = c->field;                                                \
+		if ((rc = get_int_in(params, key, &iv, lo, hi, msg, msglen))) \
+			return rc;                                            \
+		c->field = (int) iv;                                          \
+	} while (0)
+	INT_PARAM("max_templates", max_templates, 1, 10000);
+	INT_PARAM("whiten_nrange", whiten_nrange, 1, 4096);
+	INT_PARAM("learn_batches", learn_batches, 1, 10000);
+	INT_PARAM("learn_iters", learn_iters, 0, 20);
+	INT_PARAM("min_spikes", min_spikes, 1, 1000000);
+	INT_PARAM("max_peels", max_peels, 1, 1000);
+#undef INT_PARAM
+	iv = (int64_t) c->seed;
+	if ((rc = get_int_in(params, "seed", &iv, 0, INT64_MAX, msg, msglen)))
+		return rc;
+	c->seed = (uint64_t) iv;
+	if ((rc = nq_get_bool(params, "car", &car, msg, msglen)) > 1)
+		return rc;
+	c->car = car;
+	return 0;
+}
+
+static int
+open_inputs(const struct ss_jparams *jp, struct ss_source *src,
+            struct ss_probe *p, char *msg, size_t msglen)
+{
+	int rc;
+
+	if (jp->data != NULL)
+		ss_source_open_mem(src, jp->data->data, jp->data->shape[0],
+		                   jp->n_rows);
+	else if ((rc = ss_source_open_file(src, jp->recording, jp->n_rows, msg,
+	                                   msglen)) != 0)
+		return rc;
+	if (jp->probe != NULL)
+		rc = ss_probe_load(p, jp->probe, jp->n_rows, msg, msglen);
+	else
+		rc = ss_probe_linear(p, jp->n_rows, jp->pitch);
+	if (rc != 0) {
+		ss_source_close(src);
+		return rc;
+	}
+	return 0;
+}
+
+static int
+ss_validate(const struct nq_map *params, const struct nq_map *inputs,
+            char *msg, size_t msglen)
+{
+	struct ss_jparams jp;
+	struct ss_source src;
+	struct ss_probe p;
+	int rc = parse(params, inputs, &jp, msg, msglen);
+
+	if (rc != 0)
+		return rc;
+	/* the file and probe are checked now, not an hour into the queue */
+	if ((rc = open_inputs(&jp, &src, &p, msg, msglen)) != 0)
+		return rc;
+	if (p.n < 1) {
+		snprintf(msg, msglen, "probe has no channel");
+		rc = NQ_EBADPARAM;
+	} else if (src.n_samples < 4 * jp.cfg.nt) {
+		snprintf(msg, msglen, "recording has only %lld samples",
+		         (long long) src.n_samples);
+		rc = NQ_EBADDATA;
+	}
+	ss_probe_free(&p);
+	ss_source_close(&src);
+	return rc;
+}
+
+/* Bytes of one batch's working set (host and device alike). */
+static uint64_t
+batch_bytes(int C, int64_t batch, const struct ss_config *c, int K)
+{
+	uint64_t T = (uint64_t) (batch + 2 * c->pad + 2 * c->fpad);
+	uint64_t RK = (uint64_t) c->rank * (uint64_t) K;
+	/* X, dx, dy, dR (C × T) + PT, Ps, dP (RK × T) + S (K × T) */
+	return 4 * T * (uint64_t) C * 4 + 4 * T * RK * 3 + 4 * T * (uint64_t) K;
+}
+
+static int
+guess_templates(int C, const struct ss_config *c)
+{
+	int k = 2 * C < c->max_templates ? 2 * C : c->max_templates;
+	return k < 16 ? 16 : k;
+}
+
+static int
+ss_estimate(const struct nq_map *params, const struct nq_map *inputs,
+            struct job_estimate *est)
+{
+	struct ss_jparams jp;
+	char msg[256];
+	struct ss_probe p;
+	int rc = parse(params, inputs, &jp, msg, sizeof(msg)), C, K;
+	int64_t N = 0;
+
+	memset(est, 0, sizeof(*est));
+	if (rc != 0)
+		return rc;
+	C = jp.n_rows;
+	if (jp.probe != NULL &&
+	    ss_probe_load(&p, jp.probe, jp.n_rows, msg, sizeof(msg)) == 0) {
+		C = p.n;
+		ss_probe_free(&p);
+	}
+	if (jp.data != NULL) {
+		N = jp.data->shape[0];
+	} else {
+		struct stat st;
+		if (stat(jp.recording, &st) == 0)
+			N = st.st_size / (2 * (int64_t) jp.n_rows);
+	}
+	K = guess_templates(C, &jp.cfg);
+	int64_t batch = jp.cfg.batch < N ? jp.cfg.batch : N;
+	uint64_t bb = batch_bytes(C, batch, &jp.cfg, K);
+	uint64_t cache = (uint64_t) C * (uint64_t) (batch + 2 * jp.cfg.pad) *
+	                 4 * (uint64_t) jp.cfg.learn_batches;
+	if (cache > jp.cfg.cache_bytes)
+		cache = jp.cfg.cache_bytes;
+	/* detection snippets: ≤ 200k spikes × nc × nt floats */
+	uint64_t snip = 200000ULL * (uint64_t) jp.cfg.nc_feat * jp.cfg.nt * 4;
+	est->host_bytes = bb + cache + snip + (uint64_t) N / 10 * 16 +
+	                  (64ULL << 20);
+	est->device_bytes = bb / 2 + (16ULL << 20);
+	/* whitening gemm + score convolution per sample, a few passes */
+	est->flops = (double) N * (2.0 * C * C + 2.0 * K * jp.cfg.rank *
+	                                                 (C + jp.cfg.nt)) *
+	             (2 + jp.cfg.learn_iters);
+	return 0;
+}
+
+static void
+h_progress(void *u, double f, const char *stage)
+{
+	struct job_ctx *ctx = u;
+	if (ctx->progress)
+		ctx->progress(ctx, f, stage);
+}
+
+static int
+h_canceled(void *u)
+{
+	struct job_ctx *ctx = u;
+	return ctx->canceled ? ctx->canceled(ctx) : 0;
+}
+
+static void
+h_log(void *u, const char *line)
+{
+	struct job_ctx *ctx = u;
+	if (ctx->log)
+		ctx->log(ctx, "%s", line);
+}
+
+/* Inline data has no file for phy to show: write it beside the results. */
+static int
+write_raw(const char *dir, const struct nq_array *a, char *path, size_t plen)
+{
+	FILE *f;
+
+	snprintf(path, plen, "%s/recording.dat", dir);
+	f = fopen(path, "wb");
+	if (f == NULL)
+		return NQ_EIO;
+	if (fwrite(a->data, 1, a->nbytes, f) != a->nbytes) {
+		fclose(f);
+		return NQ_EIO;
+	}
+	return fclose(f) == 0 ? 0 : NQ_EIO;
+}
+
+static int
+set_outputs(struct nq_map *out, const struct ss_result *r, double fs,
+            const char *dir)
+{
+	struct nq_array cnt, good, amp;
+	int64_t shape[1] = {r->K};
+	int rc;
+
+	if ((rc = nq_map_set_int(out, "n_units", r->n_units)) ||
+	    (rc = nq_map_set_int(out, "n_spikes", r->n_spikes)) ||
+	    (rc = nq_map_set_int(out, "n_good", r->n_good)) ||
+	    (rc = nq_map_set_int(out, "n_templates", r->K)) ||
+	    (rc = nq_map_set_float(out, "duration_s",
+	                           (double) r->n_samples / fs)) ||
+	    (rc = nq_map_set_float(out, "time_preprocess_s", r->t_pre)) ||
+	    (rc = nq_map_set_float(out, "time_detect_s", r->t_detect)) ||
+	    (rc = nq_map_set_float(out, "time_match_s", r->t_match)) ||
+	    (rc = nq_map_set_float(out, "time_post_s", r->t_post)) ||
+	    (rc = nq_map_set_str(out, "output_dir", dir)))
+		return rc;
+	if ((rc = nq_array_init(&cnt, NQ_DT_I64, 1, shape)) != 0)
+		return rc;
+	memcpy(cnt.data, r->counts, sizeof(int64_t) * (size_t) r->K);
+	if ((rc = nq_map_set_array(out, "unit_spike_counts", &cnt)) != 0) {
+		nq_array_fini(&cnt);
+		return rc;
+	}
+	if ((rc = nq_array_init(&good, NQ_DT_BOOL, 1, shape)) != 0)
+		return rc;
+	for (int k = 0; k < r->K; k++)
+		((uint8_t *) good.data)[k] = (uint8_t) (r->good[k] != 0);
+	if ((rc = nq_map_set_array(out, "unit_good", &good)) != 0) {
+		nq_array_fini(&good);
+		return rc;
+	}
+	if ((rc = nq_array_init(&amp, NQ_DT_F32, 1, shape)) != 0)
+		return rc;
+	memcpy(amp.data, r->amp_mean, sizeof(float) * (size_t) r->K);
+	if ((rc = nq_map_set_array(out, "unit_amplitude", &amp)) != 0) {
+		nq_array_fini(&amp);
+		return rc;
+	}
+	return 0;
+}
+
+static int
+ss_run_job(struct job_ctx *ctx, const struct nq_map *params,
+           const struct nq_map *inputs, struct nq_map *out, char *msg,
+           size_t msglen)
+{
+	struct ss_jparams jp;
+	struct ss_source src;
+	struct ss_probe p;
+	struct ss_result res;
+	struct ss_hooks hooks = {ctx, h_progress, h_canceled, h_log};
+	char dir[4096], raw[4200];
+	const char *dat;
+	int rc = parse(params, inputs, &jp, msg, msglen);
+
+	if (rc != 0)
+		return rc;
+	if ((rc = open_inputs(&jp, &src, &p, msg, msglen)) != 0)
+		return rc;
+	jp.cfg.ckpt_dir = ctx->ckpt_dir;
+	/* a small grant gets smaller batches (Kilosort's memory knob) */
+	if (ctx->grant_bytes > 0) {
+		int K = guess_templates(p.n, &jp.cfg);
+		while (jp.cfg.batch > 8192 &&
+		       batch_bytes(p.n, jp.cfg.batch, &jp.cfg, K) / 2 >
+		               ctx->grant_bytes)
+			jp.cfg.batch /= 2;
+	}
+	if (jp.output_dir != NULL)
+		snprintf(dir, sizeof(dir), "%s", jp.output_dir);
+	else
+		snprintf(dir, sizeof(dir), "%s/out/phy", ctx->job_dir);
+	if (ctx->log)
+		ctx->log(ctx, "spikesort channels=%d rows=%d batch=%lld out=%s",
+		         p.n, jp.n_rows, (long long) jp.cfg.batch, dir);
+	rc = ss_sort(&jp.cfg, ctx->kb, &src, &p, &hooks, &res, msg, msglen);
+	if (rc != 0)
+		goto out;
+	dat = jp.recording;
+	if (jp.data != NULL) {
+		rc = ss_phy_write(dir, &res, &p, "recording.dat", jp.n_rows,
+		                  jp.cfg.fs, msg, msglen);
+		if (rc == 0 && (rc = write_raw(dir, jp.data, raw,
+		                               sizeof(raw))) != 0)
+			snprintf(msg, msglen, "cannot write %s", raw);
+	} else {
+		/* phy resolves a relative dat_path against the folder */
+		char *abs = realpath(jp.recording, NULL);
+		rc = ss_phy_write(dir, &res, &p, abs ? abs : dat, jp.n_rows,
+		                  jp.cfg.fs, msg, msglen);
+		free(abs);
+	}
+	if (rc == 0 && (rc = set_outputs(out, &res, jp.cfg.fs, dir)) != 0)
+		snprintf(msg, msglen, "out of memory");
+	if (rc == 0 && ctx->progress)
+		ctx->progress(ctx, 1.0, "done");
+	ss_result_free(&res);
+out:
+	ss_probe_free(&p);
+	ss_source_close(&src);
+	return rc;
+}
+
+const struct job_type ss_job_type = {
+	.name = "spikesort",
+	.validate = ss_validate,
+	.estimate = ss_estimate,
+	.run = ss_run_job,
+};

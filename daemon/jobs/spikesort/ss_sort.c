@@ -1,0 +1,796 @@
+/*
+ * ss_sort.c — the pipeline, batch by batch:
+ *   1 whitening   covariance of every k-th preprocessed batch → local ZCA
+ *   2 detect      threshold crossings on the learning batches → clusters
+ *   3 learn       a few matching passes over the learning batches, each
+ *                 followed by template re-estimation, drops and merges
+ *   4 match       every batch, templates fixed; spikes checkpointed per batch
+ *   5 post        duplicates, merges, labels
+ * Stages 1, 3 and every batch of 4 are checkpointed under a key made of the
+ * parameters and the recording's shape, so a requeued job picks up where it
+ * stopped and a changed parameter starts afresh.
+ */
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "nq_error.h"
+#include "ss.h"
+
+void
+ss_config_defaults(struct ss_config *c)
+{
+	memset(c, 0, sizeof(*c));
+	c->fs = 30000;
+	c->batch = 60000;
+	c->nt = 61;
+	c->nt0min = 20;
+	c->pad = 61;
+	c->fpad = 192;
+	c->hp_hz = 300;
+	c->car = 1;
+	c->whiten_nrange = 32;
+	c->whiten_every = 25;
+	c->th_detect = 6;
+	c->th_match = 8;
+	c->lam = 10;
+	c->nc_feat = 10;
+	c->npc = 3;
+	c->rank = 3;
+	c->max_templates = 1024;
+	c->learn_batches = 20;
+	c->learn_iters = 3;
+	c->max_peels = 50;
+	c->merge_corr = 0.9;
+	c->merge_corr_shape = 0.97;
+	c->dup_ms = 0.25;
+	c->refrac_ms = 1.0;
+	c->good_ratio = 0.2;
+	c->min_spikes = 20;
+	c->split_dprime = 4.0;
+	c->seed = 1;
+	c->cache_bytes = (uint64_t) 768 << 20;
+}
+
+static double
+now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double) ts.tv_sec + 1e-9 * (double) ts.tv_nsec;
+}
+
+struct run {
+	const struct ss_config *cfg;
+	const struct kern_backend *kb;
+	struct ss_source *src;
+	const struct ss_probe *p;
+	const struct ss_hooks *h;
+	int C;
+	int64_t N, NT, nb, Tb, Tfull;
+	struct ss_filter filt;
+	float *X;       /* C × Tfull */
+	double *fwork;
+	float *cwork;
+	struct ss_kbuf dM, dx, dy;
+	int have_M;
+	const float *tpw; /* templates being merged (same_unit) */
+	float **cache;  /* whitened learning batches kept in memory */
+	int64_t *cache_core;
+	int ncache;
+	uint64_t key;
+	char *msg;
+	size_t msglen;
+};
+
+static void
+logf_(struct run *r, const char *fmt, ...)
+{
+	char line[512];
+	va_list ap;
+
+	if (r->h == NULL || r->h->log == NULL)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	r->h->log(r->h->u, line);
+}
+
+static void
+progress(struct run *r, double f, const char *stage)
+{
+	if (r->h && r->h->progress)
+		r->h->progress(r->h->u, f, stage);
+}
+
+static int
+canceled(struct run *r)
+{
+	if (r->h && r->h->canceled && r->h->canceled(r->h->u)) {
+		snprintf(r->msg, r->msglen, "canceled");
+		return 1;
+	}
+	return 0;
+}
+
+/* Preprocessed (and, once M exists, whitened) batch b; returns a pointer to
+ * its Tb = NT + 2 pad samples, core at [pad, pad + core). */
+static int
+load_batch(struct run *r, int64_t b, float **Y, int64_t *core)
+{
+	const struct ss_config *c = r->cfg;
+	int64_t t0 = b * r->NT - c->pad - c->fpad;
+	int rc;
+
+	rc = ss_source_read(r->src, r->p, t0, r->Tfull, r->X);
+	if (rc != 0) {
+		snprintf(r->msg, r->msglen, "reading batch %lld failed",
+		         (long long) b);
+		return rc;
+	}
+	ss_preprocess(&r->filt, r->X, r->C, r->Tfull, c->car, r->fwork,
+	              r->cwork);
+	*Y = r->X + (size_t) r->C * c->fpad;
+	*core = r->N - b * r->NT < r->NT ? r->N - b * r->NT : r->NT;
+	if (r->have_M) {
+		rc = ss_apply_matrix(r->kb, r->dM.p, r->C, *Y, r->Tb, &r->dx,
+		                     &r->dy);
+		if (rc != 0)
+			snprintf(r->msg, r->msglen, "whitening failed");
+	}
+	return rc;
+}
+
+/* Learning batch i (of nl) into the work buffer, from the cache when it
+ * is there; batches are cached while they fit in cache_bytes. */
+static int
+learn_load(struct run *r, int i, int nl, float **Y, int64_t *core)
+{
+	size_t bytes = sizeof(float) * (size_t) r->C * (size_t) r->Tb;
+	int64_t b = (int64_t) ((double) i * (double) r->nb / (double) nl);
+	int rc;
+
+	if (i < r->ncache && r->cache[i] != NULL) {
+		*Y = r->X + (size_t) r->C * r->cfg->fpad;
+		memcpy(*Y, r->cache[i], bytes);
+		*core = r->cache_core[i];
+		return 0;
+	}
+	if ((rc = load_batch(r, b, Y, core)) != 0)
+		return rc;
+	if (i < r->ncache && (uint64_t) (i + 1) * bytes <= r->cfg->cache_bytes) {
+		r->cache[i] = malloc(bytes);
+		if (r->cache[i] != NULL) {
+			memcpy(r->cache[i], *Y, bytes);
+			r->cache_core[i] = *core;
+		}
+	}
+	return 0;
+}
+
+static uint64_t
+fnv(uint64_t h, const void *p, size_t n)
+{
+	const unsigned char *c = p;
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ c[i]) * 0x100000001b3ULL;
+	return h;
+}
+
+static uint64_t
+config_key(const struct ss_config *c, const struct ss_probe *p, int64_t N,
+           int n_rows)
+{
+	uint64_t h = 0xcbf29ce484222325ULL;
+	double d[] = {c->fs, (double) c->batch, c->nt, c->nt0min, c->pad,
+	              c->fpad, c->hp_hz, c->car, c->whiten_nrange,
+	              c->whiten_every, c->th_detect, c->th_match, c->lam, c->nc_feat,
+	              c->npc, c->rank, c->max_templates, c->learn_batches,
+	              c->learn_iters, c->max_peels, c->merge_corr, c->merge_corr_shape,
+	              c->min_spikes, c->split_dprime, (double) c->seed,
+	              (double) N, n_rows, p->n, 2 /* format version */};
+	h = fnv(h, d, sizeof(d));
+	h = fnv(h, p->row, sizeof(int) * (size_t) p->n);
+	h = fnv(h, p->x, sizeof(float) * (size_t) p->n);
+	h = fnv(h, p->y, sizeof(float) * (size_t) p->n);
+	return h;
+}
+
+static int
+stage_whiten(struct run *r, float *M)
+{
+	int C = r->C, rc;
+	int64_t step = r->cfg->whiten_every, used = 0;
+	double *cov = calloc((size_t) C * C, sizeof(double));
+	float *cf = malloc(sizeof(float) * (size_t) C * C);
+	struct ss_kbuf dC = {0};
+
+	rc = NQ_ENOMEM;
+	if (!cov || !cf)
+		goto out;
+	if (ss_ckpt_load(r->cfg->ckpt_dir, "whiten.bin", r->key, M,
+	                 sizeof(float) * (size_t) C * C) == 0) {
+		logf_(r, "stage=whiten resumed=1");
+		rc = 0;
+		goto out;
+	}
+	/* every k-th batch (Kilosort: 25th), but at least a few */
+	if (step > r->nb / 4)
+		step = r->nb / 4 > 0 ? r->nb / 4 : 1;
+	if ((rc = ss_kbuf_ensure(r->kb, &dC, sizeof(float) * C * C)) != 0)
+		goto out;
+	for (int64_t b = 0; b < r->nb; b += step) {
+		float *Y;
+		int64_t core;
+		if (canceled(r)) {
+			rc = NQ_ECANCELED;
+			goto out;
+		}
+		if ((rc = load_batch(r, b, &Y, &core)) != 0)
+			goto out;
+		float *Yc = Y + (size_t) C * r->cfg->pad;
+		if ((rc = ss_kbuf_ensure(r->kb, &r->dx,
+		                         sizeof(float) * C * core)) ||
+		    (rc = KOP(r->kb, upload, r->dx.p, Yc,
+		              sizeof(float) * C * core)) ||
+		    (rc = KOP(r->kb, syrk, KERN_F32, KERN_N, C, core, 1.0,
+		              r->dx.p, C, 0.0, dC.p, C)) ||
+		    (rc = KOP(r->kb, download, cf, dC.p,
+		              sizeof(float) * C * C)))
+			goto out;
+		for (size_t i = 0; i < (size_t) C * C; i++)
+			cov[i] += cf[i];
+		used += core;
+		progress(r, 0.05 * (double) (b + 1) / (double) r->nb,
+		         "whiten");
+	}
+	for (size_t i = 0; i < (size_t) C * C; i++)
+		cov[i] /= (double) used;
+	rc = ss_whiten_from_cov(r->kb, cov, r->p, r->cfg->whiten_nrange, M);
+	if (rc != 0) {
+		snprintf(r->msg, r->msglen, "whitening: eigendecomposition "
+		                            "failed");
+		goto out;
+	}
+	rc = ss_ckpt_save(r->cfg->ckpt_dir, "whiten.bin", r->key, M,
+	                  sizeof(float) * (size_t) C * C);
+	if (rc != 0)
+		snprintf(r->msg, r->msglen, "cannot write checkpoint");
+out:
+	ss_kbuf_free(r->kb, &dC);
+	free(cov);
+	free(cf);
+	return rc;
+}
+
+static int64_t
+learn_batch(struct run *r, int i, int nl)
+{
+	return (int64_t) ((double) i * (double) r->nb / (double) nl);
+}
+
+static const struct ss_match_out *ksort_src;
+
+static int
+by_k_t(const void *x, const void *y)
+{
+	int64_t i = *(const int64_t *) x, j = *(const int64_t *) y;
+	const struct ss_match_out *o = ksort_src;
+	if (o->k[i] != o->k[j])
+		return o->k[i] < o->k[j] ? -1 : 1;
+	if (o->t[i] != o->t[j])
+		return o->t[i] < o->t[j] ? -1 : 1;
+	return i < j ? -1 : i > j;
+}
+
+/* Is the pair (a, b) one unit? Near-identical shapes and, when the spikes
+ * say anything, a refractory dip in their cross-correlogram. */
+static int
+same_unit(struct run *r, const struct ss_match_out *mo, const int64_t *st,
+          const int64_t *tk, int a, int b)
+{
+	const struct ss_config *c = r->cfg;
+	double q;
+
+	if (mo == NULL)
+		return 1;
+	if (ss_template_corr(r->tpw + (size_t) a * r->C * c->nt,
+	                     r->tpw + (size_t) b * r->C * c->nt, r->C, c->nt,
+	                     c->nt0min / 2) >= c->merge_corr_shape)
+		return 1;
+	q = ss_ccg_ratio(tk + st[a], st[a + 1] - st[a], tk + st[b],
+	                 st[b + 1] - st[b],
+	                 (int64_t) llround(c->refrac_ms * 1e-3 * c->fs),
+	                 (int64_t) llround(0.010 * c->fs),
+	                 (int64_t) llround(0.050 * c->fs));
+	return q >= 0 && q < c->good_ratio;
+}
+
+/* Re-estimate templates from accumulated clean waveforms; drop rare ones
+ * and the smaller of near-duplicate pairs (mo: the pass's spikes, for the
+ * cross-correlogram test; NULL merges on shape alone). */
+static int
+update_templates(struct run *r, struct ss_templates *tp, const double *acc,
+                 const int64_t *cnt, int min_cnt,
+                 const struct ss_match_out *mo, double thr)
+{
+	int64_t *st = NULL, *tk = NULL, *ord = NULL;
+	if (mo != NULL) {
+		st = calloc((size_t) tp->K + 1, sizeof(int64_t));
+		tk = malloc(sizeof(int64_t) * (size_t) (mo->n + 1));
+		ord = malloc(sizeof(int64_t) * (size_t) (mo->n + 1));
+		if (!st || !tk || !ord) {
+			free(st);
+			free(tk);
+			free(ord);
+			return NQ_ENOMEM;
+		}
+		for (int64_t i = 0; i < mo->n; i++)
+			ord[i] = i;
+		ksort_src = mo;
+		qsort(ord, (size_t) mo->n, sizeof(int64_t), by_k_t);
+		for (int64_t i = 0; i < mo->n; i++) {
+			tk[i] = mo->t[ord[i]];
+			st[mo->k[ord[i]] + 1]++;
+		}
+		for (int k = 0; k < tp->K; k++)
+			st[k + 1] += st[k];
+		free(ord);
+	}
+
+	int C = r->C, nt = r->cfg->nt, K = tp->K, k2 = 0;
+	size_t L = (size_t) C * nt;
+	int *alive = malloc(sizeof(int) * (size_t) (K ? K : 1));
+	float *mu = calloc((size_t) K + 1, sizeof(float));
+
+	if (alive == NULL || mu == NULL) {
+		free(alive);
+		free(mu);
+		free(st);
+		free(tk);
+		return NQ_ENOMEM;
+	}
+	/* the prior's typical amplitude: the mean over this pass's spikes */
+	if (mo != NULL) {
+		for (int64_t i = 0; i < mo->n; i++)
+			mu[mo->k[i]] += mo->a[i];
+		for (int k = 0; k < K; k++)
+			mu[k] = cnt[k] > 0 ? mu[k] / (float) cnt[k] : 0;
+	}
+	for (int k = 0; k < K; k++) {
+		alive[k] = cnt[k] >= min_cnt && cnt[k] > 0;
+		if (!alive[k])
+			continue;
+		double nrm = 0;
+		for (size_t i = 0; i < L; i++)
+			nrm += acc[k * L + i] * acc[k * L + i];
+		nrm = sqrt(nrm);
+		for (size_t i = 0; i < L; i++)
+			tp->W[k * L + i] =
+				nrm > 0 ? (float) (acc[k * L + i] / nrm) : 0;
+	}
+	r->tpw = tp->W;
+	for (int a = 0; a < K; a++) {
+		if (!alive[a])
+			continue;
+		for (int b = a + 1; b < K; b++) {
+			if (!alive[b])
+				continue;
+			double s = ss_template_corr(tp->W + a * L,
+			                            tp->W + b * L, C, nt,
+			                            r->cfg->nt0min / 2);
+			if (s >= thr &&
+			    same_unit(r, mo, st, tk, a, b)) {
+				if (cnt[b] > cnt[a]) {
+					alive[a] = 0;
+					break;
+				}
+				alive[b] = 0;
+			}
+		}
+	}
+	for (int k = 0; k < K; k++)
+		if (alive[k]) {
+			if (k2 != k)
+				memmove(tp->W + k2 * L, tp->W + k * L,
+				        sizeof(float) * L);
+			mu[k2] = mu[k];
+			k2++;
+		}
+	tp->K = k2;
+	free(tp->mu);
+	tp->mu = mu;
+	free(alive);
+	free(st);
+	free(tk);
+	return ss_templates_lowrank(r->kb, tp);
+}
+
+static int
+stage_learn(struct run *r, struct ss_templates *tp, double *t_detect)
+{
+	const struct ss_config *c = r->cfg;
+	int C = r->C, nt = c->nt, rc, K0 = 0, nl;
+	struct ss_spikes sp = {0};
+	int64_t *chan_count = calloc((size_t) C, sizeof(int64_t));
+	double *acc = NULL;
+	int64_t *cnt = NULL;
+	struct ss_matcher *m = NULL;
+	struct ss_match_out mo = {0};
+	float *W0 = NULL;
+	void *blob = NULL;
+	size_t bytes;
+	double t0 = now_s();
+
+	if (chan_count == NULL)
+		return NQ_ENOMEM;
+	memset(tp, 0, sizeof(*tp));
+	tp->C = C;
+	tp->nt = nt;
+	tp->rank = c->rank;
+	if (ss_ckpt_load_var(c->ckpt_dir, "templates.bin", r->key, &blob,
+	                     &bytes) == 0 &&
+	    bytes % (sizeof(float) * (C * nt + 1)) == 0) {
+		/* W (K × C × nt) then mu (K) */
+		tp->K = (int) (bytes / (sizeof(float) * (C * nt + 1)));
+		tp->W = blob;
+		tp->mu = malloc(sizeof(float) * ((size_t) tp->K + 1));
+		if (tp->mu == NULL) {
+			free(chan_count);
+			return NQ_ENOMEM;
+		}
+		memcpy(tp->mu, tp->W + (size_t) tp->K * C * nt,
+		       sizeof(float) * (size_t) tp->K);
+		logf_(r, "stage=learn resumed=1 templates=%d", tp->K);
+		free(chan_count);
+		*t_detect = 0;
+		return ss_templates_lowrank(r->kb, tp);
+	}
+	free(blob);
+	nl = (int) (r->nb < c->learn_batches ? r->nb : c->learn_batches);
+	r->ncache = nl;
+	r->cache = calloc((size_t) nl, sizeof(float *));
+	r->cache_core = calloc((size_t) nl, sizeof(int64_t));
+	if (r->cache == NULL || r->cache_core == NULL) {
+		rc = NQ_ENOMEM;
+		goto out;
+	}
+	int per_chan_cap = (int) (200000 / C);
+	if (per_chan_cap < 300)
+		per_chan_cap = 300;
+	for (int i = 0; i < nl; i++) {
+		float *Y;
+		int64_t core, b = learn_batch(r, i, nl);
+		if (canceled(r)) {
+			rc = NQ_ECANCELED;
+			goto out;
+		}
+		if ((rc = learn_load(r, i, nl, &Y, &core)) != 0)
+			goto out;
+		rc = ss_detect_batch(c, r->p, Y, r->Tb, c->pad, c->pad + core,
+		                     b * r->NT - c->pad, per_chan_cap,
+		                     chan_count, &sp);
+		if (rc != 0)
+			goto out;
+		progress(r, 0.05 + 0.10 * (i + 1) / nl, "detect");
+	}
+	rc = ss_cluster(c, r->kb, r->p, &sp, &W0, &K0);
+	if (rc != 0) {
+		snprintf(r->msg, r->msglen, "clustering failed");
+		goto out;
+	}
+	logf_(r, "stage=detect spikes=%lld clusters=%d", (long long) sp.n,
+	      K0);
+	ss_spikes_free(&sp);
+	*t_detect = now_s() - t0;
+	tp->K = K0;
+	tp->W = W0;
+	W0 = NULL;
+	/* initial duplicates go before the first pass */
+	{
+		int64_t *ones = malloc(sizeof(int64_t) * (size_t) (K0 + 1));
+		double *a0 = malloc(sizeof(double) * ((size_t) K0 * C * nt + 1));
+		if (!ones || !a0) {
+			free(ones);
+			free(a0);
+			rc = NQ_ENOMEM;
+			goto out;
+		}
+		for (int k = 0; k < K0; k++)
+			ones[k] = K0 - k; /* clusters come largest first */
+		for (size_t i = 0; i < (size_t) K0 * C * nt; i++)
+			a0[i] = tp->W[i];
+		/* shape alone is weak evidence: only near copies */
+		rc = update_templates(r, tp, a0, ones, 1, NULL,
+		                      fmax(c->merge_corr, 0.97));
+		free(ones);
+		free(a0);
+		if (rc != 0)
+			goto out;
+	}
+	for (int it = 0; it < c->learn_iters && tp->K > 0; it++) {
+		size_t L = (size_t) C * nt;
+		free(acc);
+		free(cnt);
+		acc = calloc((size_t) tp->K * L, sizeof(double));
+		cnt = calloc((size_t) tp->K, sizeof(int64_t));
+		if (!acc || !cnt) {
+			rc = NQ_ENOMEM;
+			goto out;
+		}
+		ss_matcher_free(m);
+		if ((rc = ss_matcher_new(r->kb, tp, r->Tb, &m)) != 0)
+			goto out;
+		mo.n = 0;
+		for (int i = 0; i < nl; i++) {
+			float *Y;
+			int64_t core, b = learn_batch(r, i, nl);
+			if (canceled(r)) {
+				rc = NQ_ECANCELED;
+				goto out;
+			}
+			if ((rc = learn_load(r, i, nl, &Y, &core)) != 0)
+				goto out;
+			rc = ss_match_batch(m, c, Y, r->Tb, c->pad,
+			                    c->pad + core, b * r->NT - c->pad,
+			                    &mo, acc, cnt);
+			if (rc != 0)
+				goto out;
+			progress(r, 0.15 + 0.25 * (it * nl + i + 1) /
+			                        (c->learn_iters * nl),
+			         "learn");
+		}
+		int K1 = tp->K;
+		int last = it == c->learn_iters - 1;
+		rc = update_templates(r, tp, acc, cnt,
+		                      last ? c->min_spikes : 1, &mo,
+		                      c->merge_corr);
+		if (rc != 0)
+			goto out;
+		logf_(r, "stage=learn iter=%d templates=%d->%d", it + 1, K1,
+		      tp->K);
+	}
+	{
+		size_t L = (size_t) tp->K * C * nt;
+		float *blob2 = malloc(sizeof(float) * (L + (size_t) tp->K + 1));
+		if (blob2 == NULL) {
+			rc = NQ_ENOMEM;
+			goto out;
+		}
+		memcpy(blob2, tp->W, sizeof(float) * L);
+		if (tp->K > 0)
+			memcpy(blob2 + L, tp->mu, sizeof(float) * (size_t) tp->K);
+		rc = ss_ckpt_save(c->ckpt_dir, "templates.bin", r->key, blob2,
+		                  sizeof(float) * (L + (size_t) tp->K));
+		free(blob2);
+	}
+	if (rc != 0)
+		snprintf(r->msg, r->msglen, "cannot write checkpoint");
+out:
+	for (int i = 0; i < r->ncache; i++)
+		free(r->cache[i]);
+	free(r->cache);
+	free(r->cache_core);
+	r->cache = NULL;
+	r->ncache = 0;
+	ss_spikes_free(&sp);
+	ss_match_out_free(&mo);
+	ss_matcher_free(m);
+	free(chan_count);
+	free(acc);
+	free(cnt);
+	free(W0);
+	return rc;
+}
+
+static int
+stage_match(struct run *r, const struct ss_templates *tp,
+            struct ss_match_out *all)
+{
+	const struct ss_config *c = r->cfg;
+	struct ss_matcher *m = NULL;
+	struct ss_match_out mo = {0};
+	int rc, resumed = 0;
+	char name[64];
+
+	if ((rc = ss_matcher_new(r->kb, tp, r->Tb, &m)) != 0)
+		return rc;
+	for (int64_t b = 0; b < r->nb; b++) {
+		float *Y;
+		int64_t core;
+		void *blob;
+		size_t bytes;
+		if (canceled(r)) {
+			rc = NQ_ECANCELED;
+			goto out;
+		}
+		snprintf(name, sizeof(name), "b%07lld.spk", (long long) b);
+		mo.n = 0;
+		if (ss_ckpt_load_var(c->ckpt_dir, name, r->key, &blob,
+		                     &bytes) == 0 &&
+		    bytes % 16 == 0) {
+			/* records: int64 t, int32 k, float a */
+			int64_t n = (int64_t) (bytes / 16);
+			for (int64_t i = 0; i < n; i++) {
+				int64_t t;
+				int32_t k;
+				float a;
+				memcpy(&t, (char *) blob + 16 * i, 8);
+				memcpy(&k, (char *) blob + 16 * i + 8, 4);
+				memcpy(&a, (char *) blob + 16 * i + 12, 4);
+				if (k < 0 || k >= tp->K)
+					continue;
+				if ((rc = ss_match_out_push(all, t, k, a)) !=
+				    0) {
+					free(blob);
+					goto out;
+				}
+			}
+			free(blob);
+			resumed++;
+			continue;
+		}
+		if ((rc = load_batch(r, b, &Y, &core)) != 0)
+			goto out;
+		rc = ss_match_batch(m, c, Y, r->Tb, c->pad, c->pad + core,
+		                    b * r->NT - c->pad, &mo, NULL, NULL);
+		if (rc != 0)
+			goto out;
+		if (c->ckpt_dir != NULL) {
+			char *rec = malloc(16 * (size_t) (mo.n ? mo.n : 1));
+			if (rec == NULL) {
+				rc = NQ_ENOMEM;
+				goto out;
+			}
+			for (int64_t i = 0; i < mo.n; i++) {
+				memcpy(rec + 16 * i, &mo.t[i], 8);
+				memcpy(rec + 16 * i + 8, &mo.k[i], 4);
+				memcpy(rec + 16 * i + 12, &mo.a[i], 4);
+			}
+			rc = ss_ckpt_save(c->ckpt_dir, name, r->key, rec,
+			                  16 * (size_t) mo.n);
+			free(rec);
+			if (rc != 0) {
+				snprintf(r->msg, r->msglen,
+				         "cannot write checkpoint");
+				goto out;
+			}
+		}
+		for (int64_t i = 0; i < mo.n; i++)
+			if ((rc = ss_match_out_push(all, mo.t[i], mo.k[i],
+			                            mo.a[i])) != 0)
+				goto out;
+		progress(r, 0.40 + 0.55 * (double) (b + 1) / (double) r->nb,
+		         "match");
+	}
+	if (resumed)
+		logf_(r, "stage=match resumed_batches=%d", resumed);
+	rc = 0;
+out:
+	ss_match_out_free(&mo);
+	ss_matcher_free(m);
+	return rc;
+}
+
+int
+ss_sort(const struct ss_config *cfg, const struct kern_backend *kb,
+        struct ss_source *src, const struct ss_probe *probe,
+        const struct ss_hooks *hooks, struct ss_result *res, char *msg,
+        size_t msglen)
+{
+	struct run r = {0};
+	struct ss_templates tp = {0};
+	struct ss_match_out all = {0};
+	int C = probe->n, rc;
+	float *M = NULL;
+	double t0, t1;
+
+	memset(res, 0, sizeof(*res));
+	r.cfg = cfg;
+	r.kb = kb;
+	r.src = src;
+	r.p = probe;
+	r.h = hooks;
+	r.C = C;
+	r.N = src->n_samples;
+	r.NT = cfg->batch < r.N ? cfg->batch : r.N;
+	r.nb = (r.N + r.NT - 1) / r.NT;
+	r.Tb = r.NT + 2 * cfg->pad;
+	r.Tfull = r.Tb + 2 * cfg->fpad;
+	r.msg = msg;
+	r.msglen = msglen;
+	r.key = config_key(cfg, probe, r.N, src->n_rows);
+	snprintf(msg, msglen, "out of memory");
+	rc = ss_filter_design(&r.filt, cfg->fs, cfg->hp_hz);
+	if (rc != 0) {
+		snprintf(msg, msglen,
+		         "high-pass %g Hz needs a sample_rate above %g Hz",
+		         cfg->hp_hz, 2 * cfg->hp_hz);
+		return NQ_EBADPARAM;
+	}
+	rc = NQ_ENOMEM;
+	r.X = malloc(sizeof(float) * (size_t) C * (size_t) r.Tfull);
+	r.fwork = malloc(sizeof(double) * 3 * (size_t) C);
+	r.cwork = malloc(sizeof(float) * (size_t) C);
+	M = malloc(sizeof(float) * (size_t) C * C);
+	res->wmat = malloc(sizeof(float) * (size_t) C * C);
+	res->wmat_inv = malloc(sizeof(float) * (size_t) C * C);
+	if (!r.X || !r.fwork || !r.cwork || !M || !res->wmat ||
+	    !res->wmat_inv)
+		goto out;
+	res->n_samples = r.N;
+	logf_(&r, "stage=start samples=%lld channels=%d batches=%lld "
+	          "batch=%lld",
+	      (long long) r.N, C, (long long) r.nb, (long long) r.NT);
+
+	t0 = now_s();
+	if ((rc = stage_whiten(&r, M)) != 0)
+		goto out;
+	if ((rc = ss_kbuf_ensure(kb, &r.dM, sizeof(float) * C * C)) ||
+	    (rc = KOP(kb, upload, r.dM.p, M, sizeof(float) * C * C)))
+		goto out;
+	r.have_M = 1;
+	/* phy: y_row = x_row · whitening_mat, i.e. whitening_mat = Mᵀ */
+	for (int i = 0; i < C; i++)
+		for (int j = 0; j < C; j++)
+			res->wmat[i * C + j] = M[j + (size_t) C * i];
+	{
+		float *inv = malloc(sizeof(float) * (size_t) C * C);
+		if (inv == NULL)
+			goto out;
+		/* res->wmat row-major = column-major M; invert that matrix
+		 * (column-major), then its row-major is (M⁻¹)ᵀ = (Mᵀ)⁻¹ */
+		rc = ss_invert(M, C, inv);
+		if (rc != 0) {
+			free(inv);
+			snprintf(msg, msglen, "whitening matrix is singular "
+			                      "(a dead channel set?)");
+			goto out;
+		}
+		for (int i = 0; i < C; i++)
+			for (int j = 0; j < C; j++)
+				res->wmat_inv[i * C + j] =
+					inv[j + (size_t) C * i];
+		free(inv);
+	}
+	t1 = now_s();
+	res->t_pre = t1 - t0;
+
+	rc = stage_learn(&r, &tp, &res->t_detect);
+	if (rc != 0)
+		goto out;
+	logf_(&r, "stage=learned templates=%d", tp.K);
+	t0 = now_s();
+	rc = stage_match(&r, &tp, &all);
+	if (rc != 0)
+		goto out;
+	res->t_match = now_s() - t0 + (t0 - t1 - res->t_detect);
+	t0 = now_s();
+	progress(&r, 0.96, "post");
+	rc = ss_post(cfg, &tp, &all, res);
+	if (rc != 0)
+		goto out;
+	res->t_post = now_s() - t0;
+	logf_(&r, "stage=done spikes=%lld units=%d good=%d",
+	      (long long) res->n_spikes, res->n_units, res->n_good);
+	rc = 0;
+out:
+	if (rc == NQ_ENOMEM)
+		snprintf(msg, msglen, "out of memory");
+	else if (rc == NQ_ECANCELED)
+		snprintf(msg, msglen, "canceled");
+	ss_match_out_free(&all);
+	ss_templates_free(&tp);
+	ss_kbuf_free(kb, &r.dM);
+	ss_kbuf_free(kb, &r.dx);
+	ss_kbuf_free(kb, &r.dy);
+	free(r.X);
+	free(r.fwork);
+	free(r.cwork);
+	free(M);
+	return rc;
+}

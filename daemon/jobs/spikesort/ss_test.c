@@ -1,0 +1,777 @@
+/*
+ * ss_test.c — units of the spikesort job: filter response, reference,
+ * probe files, whitening, inversion, .npy bytes, matching of overlapping
+ * spikes, post-processing labels, checkpoints, and submit-time validation.
+ */
+#include <complex.h>
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "nq_error.h"
+#include "nq_npy.h"
+#include "nq_value.h"
+#include "ss.h"
+#include "ss_job.h"
+
+static struct kern_backend kb;
+
+static int
+setup(void **state)
+{
+	(void) state;
+	return kern_cpu_open(&kb) == 0 ? 0 : -1;
+}
+
+static int
+teardown(void **state)
+{
+	(void) state;
+	kern_close(&kb);
+	return 0;
+}
+
+static double
+gain(const struct ss_filter *f, double fs, double hz)
+{
+	double complex z = cexp(-I * 2 * M_PI * hz / fs); /* z^-1 */
+	double complex h1 = (f->b1[0] + f->b1[1] * z) / (1 + f->a1[1] * z);
+	double complex h2 = (f->b2[0] + f->b2[1] * z + f->b2[2] * z * z) /
+	                    (1 + f->a2[1] * z + f->a2[2] * z * z);
+	return cabs(h1 * h2);
+}
+
+static void
+test_butterworth(void **state)
+{
+	struct ss_filter f;
+	(void) state;
+	assert_int_equal(ss_filter_design(&f, 30000, 300), 0);
+	/* Butterworth: -3 dB at the cut-off, flat pass band, 18 dB/octave */
+	assert_true(fabs(gain(&f, 30000, 300) - M_SQRT1_2) < 1e-3);
+	assert_true(fabs(gain(&f, 30000, 5000) - 1) < 1e-3);
+	assert_true(gain(&f, 30000, 75) < 0.02);
+	assert_int_equal(ss_filter_design(&f, 30000, 20000), NQ_EBADPARAM);
+}
+
+static void
+test_filtfilt_zero_phase(void **state)
+{
+	struct ss_filter f;
+	int n = 6000, C = 2;
+	float *x = malloc(sizeof(float) * n * C);
+	double work[6];
+	(void) state;
+	ss_filter_design(&f, 30000, 300);
+	for (int t = 0; t < n; t++) {
+		x[t * C] = (float) (sin(2 * M_PI * 3000 * t / 30000.0) + 50);
+		x[t * C + 1] = (float) sin(2 * M_PI * 30 * t / 30000.0);
+	}
+	ss_filter_filtfilt_batch(&f, x, C, n, work);
+	/* 3 kHz passes unchanged in amplitude and phase; DC and 30 Hz go */
+	for (int t = 1000; t < 5000; t++) {
+		assert_true(fabs(x[t * C] - sin(2 * M_PI * 3000 * t / 30000.0)) <
+		            0.01);
+		assert_true(fabs(x[t * C + 1]) < 0.01);
+	}
+	free(x);
+}
+
+static void
+test_preprocess_car(void **state)
+{
+	struct ss_filter f;
+	int C = 8, T = 4000;
+	float *X = malloc(sizeof(float) * C * T), cw[8];
+	double w[24];
+	(void) state;
+	ss_filter_design(&f, 30000, 300);
+	/* a common 2 kHz signal on every channel, plus a spike-like bump on
+	 * channel 3 only: the reference must remove the first, keep the
+	 * second */
+	for (int t = 0; t < T; t++)
+		for (int c = 0; c < C; c++) {
+			double com = 100 * sin(2 * M_PI * 2000 * t / 30000.0);
+			double own = (c == 3 && t >= 2000 && t < 2010) ? -80 : 0;
+			X[t * C + c] = (float) (com + own + 10 * c);
+		}
+	ss_preprocess(&f, X, C, T, 1, w, cw);
+	double common = 0, bump = 0;
+	for (int t = 500; t < 3500; t++)
+		if (t < 1900 || t > 2100)
+			common = fmax(common, fabs(X[t * C + 0]));
+	for (int t = 2000; t < 2010; t++)
+		bump = fmin(bump, X[t * C + 3]);
+	assert_true(common < 1.0);
+	assert_true(bump < -40);
+	free(X);
+}
+
+static void
+test_probe_kilosort(void **state)
+{
+	struct ss_probe p;
+	char msg[256];
+	const char *js = "{\"chanMap\": [3, 2, 1, 0], \"xc\": [0, 16, 0, 16],"
+	                 " \"yc\": [0, 0, 20, 20], \"kcoords\": [1, 1, 1, 1],"
+	                 " \"connected\": [true, false, true, true]}";
+	(void) state;
+	assert_int_equal(ss_probe_parse(&p, js, strlen(js), 5, msg,
+	                                sizeof(msg)),
+	                 0);
+	assert_int_equal(p.n, 3);
+	assert_int_equal(p.row[0], 3);
+	assert_int_equal(p.row[1], 1);
+	assert_int_equal(p.row[2], 0);
+	assert_true(p.y[2] == 20 && p.x[2] == 16);
+	ss_probe_free(&p);
+	/* a row the file does not have */
+	assert_int_equal(ss_probe_parse(&p, js, strlen(js), 3, msg,
+	                                sizeof(msg)),
+	                 NQ_EBADPARAM);
+	assert_non_null(strstr(msg, "rows 0..2"));
+	/* mismatched lengths */
+	const char *bad = "{\"chanMap\": [0, 1], \"xc\": [0], \"yc\": [0, 1]}";
+	assert_int_equal(ss_probe_parse(&p, bad, strlen(bad), 4, msg,
+	                                sizeof(msg)),
+	                 NQ_EBADPARAM);
+	assert_int_equal(ss_probe_parse(&p, "{\"a\": 1}", 8, 4, msg,
+	                                sizeof(msg)),
+	                 NQ_EBADPARAM);
+	assert_int_equal(ss_probe_parse(&p, "{\"chanMap\": [0,", 15, 4, msg,
+	                                sizeof(msg)),
+	                 NQ_EBADPARAM);
+}
+
+static void
+test_probe_probeinterface(void **state)
+{
+	struct ss_probe p;
+	char msg[256];
+	const char *js =
+		"{\"specification\": \"probeinterface\", \"probes\": [{"
+		"\"ndim\": 2, \"contact_positions\": [[0, 0], [0, 20], [32, 40]],"
+		"\"device_channel_indices\": [2, -1, 0],"
+		"\"shank_ids\": [\"0\", \"0\", \"1\"]}]}";
+	int idx[2];
+	(void) state;
+	assert_int_equal(ss_probe_parse(&p, js, strlen(js), 3, msg,
+	                                sizeof(msg)),
+	                 0);
+	assert_int_equal(p.n, 2);
+	assert_int_equal(p.row[0], 2);
+	assert_int_equal(p.row[1], 0);
+	assert_true(p.x[1] == 32 && p.y[1] == 40);
+	assert_int_not_equal(p.shank[0], p.shank[1]);
+	ss_probe_nearest(&p, 1, 2, idx);
+	assert_int_equal(idx[0], 1);
+	assert_int_equal(idx[1], 0);
+	ss_probe_free(&p);
+}
+
+static void
+test_nearest(void **state)
+{
+	struct ss_probe p;
+	int idx[4];
+	(void) state;
+	ss_probe_linear(&p, 10, 20);
+	ss_probe_nearest(&p, 5, 4, idx);
+	/* itself, then 4 and 6 (tie: lower index first), then 3 */
+	assert_int_equal(idx[0], 5);
+	assert_int_equal(idx[1], 4);
+	assert_int_equal(idx[2], 6);
+	assert_int_equal(idx[3], 3);
+	ss_probe_free(&p);
+}
+
+static void
+test_source_reflect(void **state)
+{
+	int16_t d[5 * 3];
+	struct ss_source s;
+	struct ss_probe p;
+	float out[9 * 2];
+	(void) state;
+	for (int t = 0; t < 5; t++)
+		for (int c = 0; c < 3; c++)
+			d[t * 3 + c] = (int16_t) (10 * t + c);
+	ss_source_open_mem(&s, d, 5, 3);
+	ss_probe_linear(&p, 2, 20);
+	p.row[0] = 2; /* channel 0 reads row 2 */
+	p.row[1] = 0;
+	assert_int_equal(ss_source_read(&s, &p, -2, 9, out), 0);
+	/* t = -2 → 2·x0 − x2 (odd reflection), t = 0..4 data, t = 5, 6 */
+	assert_true(out[0] == 2 * 2 - 22);
+	assert_true(out[2 * 2] == 2);
+	assert_true(out[2 * 2 + 1] == 0);
+	assert_true(out[6 * 2] == 42);
+	assert_true(out[7 * 2] == 2 * 42 - 32);
+	ss_probe_free(&p);
+	ss_source_close(&s);
+}
+
+static void
+test_whiten_full(void **state)
+{
+	int C = 6, T = 20000;
+	struct ss_probe p;
+	double *cov = calloc(C * C, sizeof(double));
+	float M[36], *X = malloc(sizeof(float) * C * T);
+	uint64_t s = 7;
+	(void) state;
+	ss_probe_linear(&p, C, 20);
+	/* correlated data: x = A z */
+	for (int t = 0; t < T; t++) {
+		double z[6];
+		for (int c = 0; c < C; c++) {
+			s = s * 6364136223846793005ULL + 1442695040888963407ULL;
+			z[c] = ((double) (s >> 11) / 9007199254740992.0 - 0.5) *
+			       3.4641;
+		}
+		for (int c = 0; c < C; c++)
+			X[t * C + c] = (float) (5 * z[c] + 3 * z[(c + 1) % C] +
+			                        2 * z[0]);
+	}
+	for (int t = 0; t < T; t++)
+		for (int a = 0; a < C; a++)
+			for (int b = 0; b < C; b++)
+				cov[a + C * b] +=
+					(double) X[t * C + a] * X[t * C + b] / T;
+	assert_int_equal(ss_whiten_from_cov(&kb, cov, &p, C, M), 0);
+	struct ss_kbuf dM = {0}, dx = {0}, dy = {0};
+	assert_int_equal(ss_kbuf_ensure(&kb, &dM, sizeof(M)), 0);
+	KOP(&kb, upload, dM.p, M, sizeof(M));
+	assert_int_equal(ss_apply_matrix(&kb, dM.p, C, X, T, &dx, &dy), 0);
+	for (int a = 0; a < C; a++)
+		for (int b = 0; b < C; b++) {
+			double v = 0;
+			for (int t = 0; t < T; t++)
+				v += (double) X[t * C + a] * X[t * C + b] / T;
+			assert_true(fabs(v - (a == b)) < 1e-3);
+		}
+	/* full-range ZCA is symmetric */
+	for (int a = 0; a < C; a++)
+		for (int b = 0; b < C; b++)
+			assert_true(fabs(M[a + C * b] - M[b + C * a]) < 1e-4);
+	float inv[36];
+	assert_int_equal(ss_invert(M, C, inv), 0);
+	for (int a = 0; a < C; a++)
+		for (int b = 0; b < C; b++) {
+			double v = 0;
+			for (int k = 0; k < C; k++)
+				v += M[a + C * k] * inv[k + C * b];
+			assert_true(fabs(v - (a == b)) < 1e-4);
+		}
+	float sing[4] = {1, 2, 2, 4};
+	assert_int_equal(ss_invert(sing, 2, inv), NQ_EBADDATA);
+	ss_kbuf_free(&kb, &dM);
+	ss_kbuf_free(&kb, &dx);
+	ss_kbuf_free(&kb, &dy);
+	ss_probe_free(&p);
+	free(cov);
+	free(X);
+}
+
+static void
+test_npy_bytes(void **state)
+{
+	char dir[] = "/tmp/ss_testXXXXXX", path[256];
+	int64_t shape[2] = {3, 2};
+	float d[6] = {1, 2, 3, 4, 5, 6};
+	unsigned char buf[256];
+	(void) state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/a.npy", dir);
+	assert_int_equal(ss_npy_write(path, "<f4", 2, shape, d, 4), 0);
+	FILE *f = fopen(path, "rb");
+	assert_non_null(f);
+	size_t n = fread(buf, 1, sizeof(buf), f);
+	fclose(f);
+	/* 10 + 60 header characters + '\n' → padded to 128 (numpy's own
+	 * layout for this array) */
+	assert_int_equal(n, 128 + 24);
+	assert_memory_equal(buf, "\x93NUMPY\x01\x00", 8);
+	assert_int_equal(buf[8] + 256 * buf[9] + 10, 128);
+	assert_int_equal(buf[127], '\n');
+	assert_int_equal(buf[126], ' ');
+	assert_non_null(strstr((char *) buf + 10,
+	                       "{'descr': '<f4', 'fortran_order': False, "
+	                       "'shape': (3, 2), }"));
+	assert_memory_equal(buf + 128, d, 24);
+	int64_t s1[1] = {5};
+	assert_int_equal(ss_npy_write(path, "<i8", 1, s1, buf, 8), 0);
+	f = fopen(path, "rb");
+	n = fread(buf, 1, sizeof(buf), f);
+	fclose(f);
+	assert_non_null(strstr((char *) buf + 10, "'shape': (5,), }"));
+	unlink(path);
+	rmdir(dir);
+}
+
+/* Two templates, spikes overlapping by 15 samples: both come out with
+ * their amplitudes, and the residual is (almost) zero. */
+static void
+test_match_overlap(void **state)
+{
+	int C = 8, nt = 61, T = 1000;
+	struct ss_config cfg;
+	struct ss_templates tp = {0};
+	struct ss_matcher *m;
+	struct ss_match_out o = {0};
+	float *R = calloc((size_t) C * T, sizeof(float));
+	(void) state;
+	ss_config_defaults(&cfg);
+	tp.K = 2;
+	tp.C = C;
+	tp.nt = nt;
+	tp.rank = 3;
+	tp.W = calloc((size_t) 2 * C * nt, sizeof(float));
+	for (int k = 0; k < 2; k++) {
+		double nrm = 0;
+		for (int a = 0; a < nt; a++)
+			for (int c = 0; c < C; c++) {
+				double tt = (a - 20) / (k ? 4.0 : 7.0);
+				double v = -exp(-tt * tt) *
+				           exp(-pow(c - (k ? 2 : 5), 2) / 4.0);
+				tp.W[(size_t) k * C * nt + c + C * a] = (float) v;
+				nrm += v * v;
+			}
+		for (int i = 0; i < C * nt; i++)
+			tp.W[(size_t) k * C * nt + i] /= (float) sqrt(nrm);
+	}
+	assert_int_equal(ss_templates_lowrank(&kb, &tp), 0);
+	int64_t st[3] = {200, 215, 600};
+	int sk[3] = {0, 1, 0};
+	float sa[3] = {20, 30, 12};
+	for (int i = 0; i < 3; i++)
+		for (int j = 0; j < C * nt; j++)
+			R[(size_t) C * st[i] + j] +=
+				sa[i] * tp.W[(size_t) sk[i] * C * nt + j];
+	assert_int_equal(ss_matcher_new(&kb, &tp, T, &m), 0);
+	assert_int_equal(ss_match_batch(m, &cfg, R, T, 0, T, 1000, &o, NULL,
+	                                NULL),
+	                 0);
+	assert_int_equal(o.n, 3);
+	int found = 0;
+	for (int64_t i = 0; i < o.n; i++)
+		for (int j = 0; j < 3; j++)
+			if (o.t[i] == 1000 + st[j] + 20 && o.k[i] == sk[j] &&
+			    fabs(o.a[i] - sa[j]) < 0.5)
+				found |= 1 << j;
+	assert_int_equal(found, 7);
+	double res = 0;
+	for (int i = 0; i < C * T; i++)
+		res = fmax(res, fabs(R[i]));
+	assert_true(res < 0.5);
+	ss_matcher_free(m);
+	ss_match_out_free(&o);
+	ss_templates_free(&tp);
+	free(R);
+}
+
+static void
+test_post_labels(void **state)
+{
+	struct ss_config cfg;
+	struct ss_templates tp = {0};
+	struct ss_match_out o = {0};
+	struct ss_result r = {0};
+	int C = 2, nt = 61;
+	(void) state;
+	ss_config_defaults(&cfg);
+	tp.K = 2;
+	tp.C = C;
+	tp.nt = nt;
+	tp.rank = 3;
+	tp.W = calloc((size_t) 2 * C * nt, sizeof(float));
+	tp.W[0 + C * 20] = 1;            /* template 0 on channel 0 */
+	tp.W[C * nt + 1 + C * 40] = 1;   /* template 1 on channel 1 */
+	/* unit 0: regular 9 ms spacing (never < 1 ms); unit 1: pairs 0.5 ms
+	 * apart every 9 ms (refractory violations). One exact duplicate. */
+	for (int i = 0; i < 400; i++) {
+		ss_match_out_push(&o, 1000 + 270 * i, 0, 10);
+		ss_match_out_push(&o, 1100 + 270 * i, 1, 10);
+		ss_match_out_push(&o, 1115 + 270 * i, 1, 10);
+	}
+	ss_match_out_push(&o, 1000 + 270 * 5 + 3, 0, 12);
+	assert_int_equal(ss_post(&cfg, &tp, &o, &r), 0);
+	assert_int_equal(r.n_spikes, 1200);
+	assert_int_equal(r.counts[0], 400);
+	assert_true(r.good[0]);
+	assert_false(r.good[1]);
+	assert_int_equal(r.n_good, 1);
+	for (int64_t i = 1; i < r.n_spikes; i++)
+		assert_true(r.times[i] >= r.times[i - 1]);
+	/* the duplicate kept the larger amplitude at its own time */
+	int seen = 0;
+	for (int64_t i = 0; i < r.n_spikes; i++)
+		if (r.times[i] == 1000 + 270 * 5 + 3 + 0)
+			seen = r.amps[i] == 12;
+	assert_true(seen);
+	assert_true(r.similar[1] < 0.5);
+	ss_result_free(&r);
+	ss_match_out_free(&o);
+	ss_templates_free(&tp);
+}
+
+static void
+test_ckpt(void **state)
+{
+	char dir[] = "/tmp/ss_ckptXXXXXX";
+	double a[3] = {1, 2, 3}, b[3] = {0};
+	(void) state;
+	assert_non_null(mkdtemp(dir));
+	assert_int_equal(ss_ckpt_save(dir, "x.bin", 42, a, sizeof(a)), 0);
+	assert_int_equal(ss_ckpt_load(dir, "x.bin", 42, b, sizeof(b)), 0);
+	assert_memory_equal(a, b, sizeof(a));
+	/* another parameter set: stale */
+	assert_int_equal(ss_ckpt_load(dir, "x.bin", 43, b, sizeof(b)), 1);
+	assert_int_equal(ss_ckpt_load(dir, "y.bin", 42, b, sizeof(b)), 1);
+	char path[128];
+	snprintf(path, sizeof(path), "%s/x.bin", dir);
+	unlink(path);
+	rmdir(dir);
+}
+
+static int
+validate_with(struct nq_map *p, struct nq_map *in, char *msg, size_t n)
+{
+	int rc = ss_job_type.validate(p, in, msg, n);
+	nq_map_free(p);
+	if (in)
+		nq_map_free(in);
+	return rc;
+}
+
+static void
+test_validate(void **state)
+{
+	char msg[512], dir[] = "/tmp/ss_valXXXXXX", path[256], probe[256];
+	struct nq_map *p;
+	(void) state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/r.bin", dir);
+	FILE *f = fopen(path, "wb");
+	int16_t z[4 * 1000] = {0};
+	fwrite(z, 2, 4 * 1000, f);
+	fclose(f);
+
+	p = nq_map_new();
+	nq_map_set_str(p, "recording", path);
+	nq_map_set_int(p, "n_channels", 4);
+	nq_map_set_float(p, "sample_rate", 30000);
+	assert_int_equal(validate_with(p, NULL, msg, sizeof(msg)), 0);
+
+	p = nq_map_new();
+	nq_map_set_str(p, "recording", path);
+	nq_map_set_int(p, "n_channels", 3); /* 8000 bytes / 6 */
+	nq_map_set_float(p, "sample_rate", 30000);
+	assert_int_equal(validate_with(p, NULL, msg, sizeof(msg)),
+	                 NQ_EBADPARAM);
+	assert_non_null(strstr(msg, "multiple"));
+
+	p = nq_map_new();
+	nq_map_set_str(p, "recording", path);
+	nq_map_set_int(p, "n_channels", 4);
+	nq_map_set_float(p, "sample_rate", 30000);
+	nq_map_set_float(p, "th_detect_typo", 5);
+	assert_int_equal(validate_with(p, NULL, msg, sizeof(msg)),
+	                 NQ_EBADPARAM);
+	assert_non_null(strstr(msg, "th_detect_typo"));
+
+	p = nq_map_new();
+	nq_map_set_str(p, "recording", path);
+	nq_map_set_int(p, "n_channels", 4);
+	assert_int_equal(validate_with(p, NULL, msg, sizeof(msg)),
+	                 NQ_EBADPARAM);
+	assert_non_null(strstr(msg, "sample_rate"));
+
+	p = nq_map_new();
+	nq_map_set_str(p, "recording", "/nonexistent/r.bin");
+	nq_map_set_int(p, "n_channels", 4);
+	nq_map_set_float(p, "sample_rate", 30000);
+	assert_int_equal(validate_with(p, NULL, msg, sizeof(msg)),
+	                 NQ_EBADPARAM);
+	assert_non_null(strstr(msg, "/nonexistent/r.bin"));
+
+	p = nq_map_new();
+	nq_map_set_str(p, "recording", path);
+	nq_map_set_int(p, "n_channels", 4);
+	nq_map_set_float(p, "sample_rate", 30000);
+	nq_map_set_float(p, "th_match", -1);
+	assert_int_equal(validate_with(p, NULL, msg, sizeof(msg)),
+	                 NQ_EBADPARAM);
+	assert_non_null(strstr(msg, "th_match"));
+
+	/* probe with more channels than the file has rows */
+	snprintf(probe, sizeof(probe), "%s/p.json", dir);
+	f = fopen(probe, "w");
+	fputs("{\"chanMap\": [0,1,2,3,4], \"xc\": [0,0,0,0,0], "
+	      "\"yc\": [0,20,40,60,80]}",
+	      f);
+	fclose(f);
+	p = nq_map_new();
+	nq_map_set_str(p, "recording", path);
+	nq_map_set_int(p, "n_channels", 4);
+	nq_map_set_float(p, "sample_rate", 30000);
+	nq_map_set_str(p, "probe", probe);
+	assert_int_equal(validate_with(p, NULL, msg, sizeof(msg)),
+	                 NQ_EBADPARAM);
+	assert_non_null(strstr(msg, "rows 0..3"));
+
+	/* inline data: int16 samples × channels */
+	struct nq_map *in = nq_map_new();
+	struct nq_array a;
+	int64_t shape[2] = {1000, 4};
+	nq_array_init(&a, NQ_DT_I16, 2, shape);
+	nq_map_set_array(in, "data", &a);
+	p = nq_map_new();
+	nq_map_set_float(p, "sample_rate", 30000);
+	assert_int_equal(validate_with(p, in, msg, sizeof(msg)), 0);
+
+	in = nq_map_new();
+	nq_array_init(&a, NQ_DT_F32, 2, shape);
+	nq_map_set_array(in, "data", &a);
+	p = nq_map_new();
+	nq_map_set_float(p, "sample_rate", 30000);
+	assert_int_equal(validate_with(p, in, msg, sizeof(msg)), NQ_EBADARRAY);
+
+	/* neither or both */
+	p = nq_map_new();
+	nq_map_set_float(p, "sample_rate", 30000);
+	assert_int_equal(validate_with(p, NULL, msg, sizeof(msg)),
+	                 NQ_EBADPARAM);
+	unlink(probe);
+	unlink(path);
+	rmdir(dir);
+}
+
+/* ---- the job type end to end on inline data, with a fake worker ctx */
+
+struct fake {
+	struct job_ctx ctx;
+	double last;
+	int monotone, cancel_after, calls;
+};
+
+static void
+f_progress(struct job_ctx *ctx, double frac, const char *stage)
+{
+	struct fake *f = (struct fake *) ctx;
+	(void) stage;
+	if (frac < f->last - 1e-12)
+		f->monotone = 0;
+	f->last = frac;
+}
+
+static int
+f_canceled(struct job_ctx *ctx)
+{
+	struct fake *f = (struct fake *) ctx;
+	return f->cancel_after >= 0 && ++f->calls > f->cancel_after;
+}
+
+static void
+f_log(struct job_ctx *ctx, const char *fmt, ...)
+{
+	(void) ctx;
+	(void) fmt;
+}
+
+static uint64_t
+sm64(uint64_t *s)
+{
+	uint64_t z = (*s += 0x9E3779B97F4A7C15ULL);
+	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+	z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+	return z ^ (z >> 31);
+}
+
+static double
+unif(uint64_t *s)
+{
+	return ((double) (sm64(s) >> 11) + 0.5) / 9007199254740992.0;
+}
+
+#define GT_U 3
+#define GT_C 8
+#define GT_N 240000
+
+/* 3 units on an 8-channel linear probe, 10 Hz with 3 ms refractory, noise
+ * σ = 10, troughs of 120-150 at their centre channel. */
+static int16_t *
+make_data(int64_t *gt_t, int *gt_u, int *n_gt)
+{
+	int16_t *d = malloc(sizeof(int16_t) * GT_N * GT_C);
+	float *x = calloc((size_t) GT_N * GT_C, sizeof(float));
+	uint64_t s = 11;
+	double ctr[GT_U] = {1.5, 4, 6.5}, wid[GT_U] = {0.12, 0.25, 0.18};
+	double amp[GT_U] = {150, 130, 120}, rep[GT_U] = {0.2, 0.5, 0.35};
+	int n = 0;
+	for (int64_t i = 0; i < (int64_t) GT_N * GT_C; i++)
+		x[i] = (float) (10 * sqrt(-2 * log(unif(&s))) *
+		                cos(2 * M_PI * unif(&s)));
+	for (int u = 0; u < GT_U; u++) {
+		double t = 0.01;
+		for (;;) {
+			t += 0.003 - log(unif(&s)) / 10.0;
+			int64_t t0 = (int64_t) (t * 30000);
+			if (t0 >= GT_N - 100)
+				break;
+			for (int a = 0; a < 61; a++) {
+				double ms = (a - 20) / 30.0;
+				double w = -exp(-0.5 * pow(ms / wid[u], 2)) +
+				           rep[u] * exp(-0.5 * pow((ms - 3 * wid[u]) /
+				                                   (1.8 * wid[u]), 2));
+				double tap = a < 10 ? 0.5 - 0.5 * cos(M_PI * a / 10)
+				             : a > 44 ? 0.5 + 0.5 * cos(M_PI * (a - 44) /
+				                                        17.0)
+				                      : 1;
+				for (int c = 0; c < GT_C; c++)
+					x[(t0 - 20 + a) * GT_C + c] +=
+						(float) (amp[u] * w * tap *
+						         exp(-0.5 * pow((c - ctr[u]) /
+						                        1.2, 2)));
+			}
+			gt_t[n] = t0;
+			gt_u[n] = u;
+			n++;
+		}
+	}
+	for (int64_t i = 0; i < (int64_t) GT_N * GT_C; i++)
+		d[i] = (int16_t) lrintf(x[i]);
+	free(x);
+	*n_gt = n;
+	return d;
+}
+
+static void
+test_job_run_inline(void **state)
+{
+	char dir[] = "/tmp/ss_jobXXXXXX", ck[128], path[256], msg[512];
+	int64_t *gt_t = malloc(sizeof(int64_t) * 2000), shape[2] = {GT_N, GT_C};
+	int *gt_u = malloc(sizeof(int) * 2000), n_gt = 0;
+	struct nq_map *p = nq_map_new(), *in = nq_map_new(), *out = nq_map_new();
+	struct nq_array a, st, sc;
+	struct fake f = {0};
+	(void) state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(ck, sizeof(ck), "%s/ckpt", dir);
+	assert_int_equal(mkdir(ck, 0755), 0);
+	int16_t *d = make_data(gt_t, gt_u, &n_gt);
+	assert_int_equal(nq_array_init(&a, NQ_DT_I16, 2, shape), 0);
+	memcpy(a.data, d, a.nbytes);
+	free(d);
+	nq_map_set_array(in, "data", &a);
+	nq_map_set_float(p, "sample_rate", 30000);
+	nq_map_set_int(p, "seed", 3);
+	f.ctx.kb = &kb;
+	f.ctx.job_dir = dir;
+	f.ctx.ckpt_dir = ck;
+	f.ctx.attempt = 1;
+	f.ctx.progress = f_progress;
+	f.ctx.canceled = f_canceled;
+	f.ctx.log = f_log;
+	f.monotone = 1;
+	f.cancel_after = -1;
+	assert_int_equal(ss_job_type.validate(p, in, msg, sizeof(msg)), 0);
+	struct job_estimate est;
+	assert_int_equal(ss_job_type.estimate(p, in, &est), 0);
+	assert_true(est.host_bytes > (uint64_t) GT_C * 60000 * 4);
+	int rc = ss_job_type.run(&f.ctx, p, in, out, msg, sizeof(msg));
+	assert_int_equal(rc, 0);
+	assert_true(f.monotone);
+	assert_true(f.last == 1.0);
+	assert_int_equal(nq_map_get(out, "n_units")->u.i, GT_U);
+	assert_true(nq_map_get(out, "duration_s")->u.f == 8.0);
+	assert_int_equal(nq_map_get(out, "unit_spike_counts")->kind, NQ_ARRAY);
+	/* the phy folder, read back with the protocol's .npy reader */
+	snprintf(path, sizeof(path), "%s/out/phy/spike_times.npy", dir);
+	assert_int_equal(nq_npy_read(path, &st, 0, msg, sizeof(msg)), 0);
+	snprintf(path, sizeof(path), "%s/out/phy/spike_clusters.npy", dir);
+	assert_int_equal(nq_npy_read(path, &sc, 0, msg, sizeof(msg)), 0);
+	assert_int_equal(st.dtype, NQ_DT_I64);
+	assert_int_equal(sc.dtype, NQ_DT_I32);
+	const int64_t *t = st.data;
+	const int32_t *cl = sc.data;
+	int64_t ns = st.shape[0];
+	/* each ground-truth unit: its best cluster holds ≥ 95 % of its
+	 * spikes (±0.4 ms) and ≥ 95 % of that cluster's spikes are its */
+	for (int u = 0; u < GT_U; u++) {
+		int64_t hit[64] = {0}, size[64] = {0}, nu = 0;
+		for (int64_t i = 0; i < ns; i++)
+			if (cl[i] < 64)
+				size[cl[i]]++;
+		for (int g = 0; g < n_gt; g++) {
+			if (gt_u[g] != u)
+				continue;
+			nu++;
+			for (int64_t i = 0; i < ns; i++)
+				if (llabs(t[i] - gt_t[g]) <= 12 && cl[i] < 64) {
+					hit[cl[i]]++;
+					break;
+				}
+		}
+		int best = 0;
+		for (int k = 1; k < 64; k++)
+			if (hit[k] > hit[best])
+				best = k;
+		assert_true(hit[best] >= 0.95 * nu);
+		assert_true(hit[best] >= 0.95 * size[best]);
+	}
+	nq_array_fini(&st);
+	nq_array_fini(&sc);
+	snprintf(path, sizeof(path), "%s/out/phy/recording.dat", dir);
+	assert_int_equal(access(path, R_OK), 0);
+	snprintf(path, sizeof(path), "%s/whiten.bin", ck);
+	assert_int_equal(access(path, R_OK), 0);
+
+	/* canceled after a few batches: ECANCELED, no crash */
+	struct nq_map *out2 = nq_map_new();
+	nq_map_set_int(p, "seed", 4); /* not the checkpointed run */
+	f.cancel_after = 3;
+	f.last = 0;
+	assert_int_equal(ss_job_type.run(&f.ctx, p, in, out2, msg, sizeof(msg)),
+	                 NQ_ECANCELED);
+	nq_map_free(out2);
+	nq_map_free(p);
+	nq_map_free(in);
+	nq_map_free(out);
+	free(gt_t);
+	free(gt_u);
+	char cmd[300];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_butterworth),
+		cmocka_unit_test(test_filtfilt_zero_phase),
+		cmocka_unit_test(test_preprocess_car),
+		cmocka_unit_test(test_probe_kilosort),
+		cmocka_unit_test(test_probe_probeinterface),
+		cmocka_unit_test(test_nearest),
+		cmocka_unit_test(test_source_reflect),
+		cmocka_unit_test(test_whiten_full),
+		cmocka_unit_test(test_npy_bytes),
+		cmocka_unit_test(test_match_overlap),
+		cmocka_unit_test(test_post_labels),
+		cmocka_unit_test(test_ckpt),
+		cmocka_unit_test(test_validate),
+		cmocka_unit_test(test_job_run_inline),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}

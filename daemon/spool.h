@@ -1,0 +1,59 @@
+/*
+ * spool.h — the job directory layout (<state_dir>/jobs/<id>/, see
+ * README.md), shared by neuroqd (submit, result, logs) and neuroq-worker
+ * (inputs, outputs, error).
+ */
+#ifndef SPOOL_H
+#define SPOOL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "nq_value.h"
+
+/* Names of inputs and outputs become file names: [A-Za-z0-9_.-], 1..64
+ * chars, not starting with '.'. 1 when fine. */
+int spool_name_ok(const char *name);
+/* <state_dir>/jobs/<id>. 0 or NQ_EINTERNAL (too long). */
+int spool_job_dir(const char *state_dir, int64_t id, char *buf, size_t n);
+int spool_mkdir_p(const char *path, mode_t mode); /* 0 or errno */
+int spool_rm_rf(const char *path);                /* 0 or errno */
+int spool_fsync_dir(const char *path);            /* 0 or errno */
+
+/* Submit, before the row exists: write params.mp and in/<name>.npy into a
+ * fresh staging dir <state_dir>/jobs/.new-XXXXXX (fsynced); its path goes
+ * to tmp. 0, NQ_EBADPARAM (a bad input name) or NQ_EIO with msg. */
+int spool_stage(const char *state_dir, const struct nq_map *params,
+                const struct nq_map *inputs, char *tmp, size_t tmplen,
+                char *msg, size_t msglen);
+/* Rename the staging dir to the job's dir once the row has its id. */
+int spool_commit(const char *tmp, const char *state_dir, int64_t id, char *msg,
+                 size_t msglen);
+/* Removes staging dirs a crash left behind. */
+void spool_clean_staging(const char *state_dir);
+
+/* error file: "<code> <NAME>\n<message>". */
+int spool_write_error(const char *job_dir, int code, const char *message);
+/* 0 with code/message, or NQ_EIO when there is no (valid) error file. */
+int spool_read_error(const char *job_dir, int *code, char *message,
+                     size_t msglen);
+/* The tail (last max bytes) of the job's log; "" when none. *text malloc'd. */
+int spool_read_log(const char *job_dir, size_t max, char **text);
+
+/* Worker side. */
+int spool_read_params(const char *job_dir, struct nq_value *params, char *msg,
+                      size_t msglen);
+/* Every in/<name>.npy into inputs (name → NQ_ARRAY). */
+int spool_read_inputs(const char *job_dir, struct nq_map *inputs, char *msg,
+                      size_t msglen);
+/* Arrays → out/<name>.npy, everything else → out/result.json and
+ * out/result.mp; all into out.tmp/, renamed to out/ at the end. */
+int spool_write_outputs(const char *job_dir, const struct nq_map *out,
+                        char *msg, size_t msglen);
+/* Daemon result: out/<name>.npy and out/result.mp into one map. names: NULL or
+ * a list of strings (only those; a missing one is NQ_EBADPARAM). */
+int spool_read_outputs(const char *job_dir, const struct nq_value *names,
+                       struct nq_map *out, char *msg, size_t msglen);
+
+#endif

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs what building, running and testing neuroq needs on Debian 12:
+# the C libraries (apt) and a Python virtual environment at .venv with the
+# client's and the tests' packages. Idempotent; safe to run again.
+#   deploy/install-deps.sh            # apt (as root, or via sudo) + .venv
+#   NEUROQ_NO_APT=1 deploy/install-deps.sh   # only the .venv
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PKGS=(build-essential cmake pkg-config git
+          libuv1-dev libnng-dev libmsgpack-dev libsqlite3-dev
+          libopenblas-dev liblapacke-dev libcmocka-dev
+          python3 python3-venv python3-pip)
+
+need_apt=()
+for p in "${APT_PKGS[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need_apt+=("$p")
+done
+if [ "${NEUROQ_NO_APT:-0}" != 1 ] && [ ${#need_apt[@]} -gt 0 ]; then
+	SUDO=""
+	[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+	echo "install-deps: apt-get install ${need_apt[*]}"
+	$SUDO apt-get update -q
+	DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${need_apt[@]}"
+fi
+
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+	echo "install-deps: creating .venv"
+	"$PY" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip >/dev/null
+.venv/bin/python -m pip install -q -r deploy/requirements.txt
+.venv/bin/python -m pip install -q -e client/python
+echo "install-deps: ok"

@@ -1,0 +1,75 @@
+/*
+ * kern_cuda_kernels.h — private: launchers of the own kernels
+ * (kern_cuda_kernels.cu), callable from C (kern_cuda.c).
+ *
+ * Each launcher queues its kernels on `s` and returns the launch status
+ * (cudaGetLastError); arguments were validated by the caller. Indices are
+ * 64-bit throughout: n*n passes 2^31 at n = 46341.
+ *
+ * Reductions are deterministic: a fixed grid of KERN_CUDA_RED_BLOCKS blocks
+ * writes per-block partial sums into `part` (KERN_CUDA_RED_BLOCKS * 3
+ * doubles of device scratch) and one block adds them in a fixed order into
+ * the device doubles `res`.
+ */
+#ifndef KERN_CUDA_KERNELS_H
+#define KERN_CUDA_KERNELS_H
+
+#include <cuda_runtime_api.h>
+#include <stdint.h>
+
+#include "kern.h"
+
+#define KERN_CUDA_RED_BLOCKS 256
+#define KERN_CUDA_RED_VALS   3 /* most sums one reduction produces */
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* C[i,j] = C[j,i] for i < j (strict upper from strict lower). */
+cudaError_t kern_cuda_mirror_lower(enum kern_dtype dt, int64_t n, void *C,
+                                   int64_t ldc, cudaStream_t s);
+cudaError_t kern_cuda_axpby(enum kern_dtype dt, int64_t count, double a,
+                            const void *X, double b, void *Y, cudaStream_t s);
+cudaError_t kern_cuda_shrink(enum kern_dtype dt, int64_t n, const void *C,
+                             void *Out, double alpha, int keep_diag,
+                             cudaStream_t s);
+cudaError_t kern_cuda_symmetrize(enum kern_dtype dt, int64_t n, void *A,
+                                 cudaStream_t s);
+cudaError_t kern_cuda_add_diag(enum kern_dtype dt, int64_t n, void *A, double v,
+                               cudaStream_t s);
+cudaError_t kern_cuda_get_diag(enum kern_dtype dt, int64_t n, const void *A,
+                               void *d, cudaStream_t s);
+cudaError_t kern_cuda_scale_rc(enum kern_dtype dt, int64_t m, int64_t n,
+                               void *A, int64_t lda, const void *r,
+                               const void *c, cudaStream_t s);
+cudaError_t kern_cuda_row_sumsq(enum kern_dtype dt, int64_t m, int64_t n,
+                                const void *A, int64_t lda, void *out,
+                                cudaStream_t s);
+/* res[0] = sum of squares. */
+cudaError_t kern_cuda_sumsq(enum kern_dtype dt, int64_t count, const void *X,
+                            double *part, double *res, cudaStream_t s);
+/* res[0] = sum of log(A[i,i]). */
+cudaError_t kern_cuda_sum_log_diag(enum kern_dtype dt, int64_t n, const void *A,
+                                   double *part, double *res, cudaStream_t s);
+/* res[0..2] = sxy, sxx, syy of the centred (two-pass) vectors; count > 0.
+ * res[3..4] hold the means of the shifted values. */
+cudaError_t kern_cuda_pearson(enum kern_dtype dt, int64_t count, const void *X,
+                              const void *Y, double *part, double *res,
+                              cudaStream_t s);
+cudaError_t kern_cuda_pair_cov_acc(enum kern_dtype dt, int64_t n,
+                                   const void *Sxx, const void *Sx,
+                                   const void *Sm, void *acc, void *cnt,
+                                   cudaStream_t s);
+cudaError_t kern_cuda_div_pos(enum kern_dtype dt, int64_t count, void *X,
+                              const void *Y, cudaStream_t s);
+/* dt_dst != dt_src. */
+cudaError_t kern_cuda_convert(enum kern_dtype dt_dst, void *dst,
+                              enum kern_dtype dt_src, const void *src,
+                              int64_t count, cudaStream_t s);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,369 @@
+"""End-to-end fixtures: the real neuroqd on an ipc:// socket in a temp dir.
+
+Binaries come from $NEUROQ_BUILD (default: the repository's build/):
+daemon/neuroqd, daemon/neuroq-worker, client/neuroq.
+When NEUROQ_BUILD is set and a binary is missing the tests fail; without it
+they skip (nothing was built).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import msgpack
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "client" / "python"))
+
+import neuroq  # noqa: E402
+
+BUILD = Path(os.environ.get("NEUROQ_BUILD", REPO / "build"))
+NEUROQD = BUILD / "daemon" / "neuroqd"
+WORKER = BUILD / "daemon" / "neuroq-worker"
+CLI = BUILD / "client" / "neuroq"
+START_TIMEOUT = 20.0
+
+TERMINAL = ("DONE", "FAILED", "CANCELED")
+GSN_ARRAYS = ("mnN", "mnS", "ncsnr", "cN", "cS", "cNb", "cSb")
+GSN_SCALARS = ("shrinklevelN", "shrinklevelD", "numiters")
+
+
+def _need_binaries():
+    missing = [str(p) for p in (NEUROQD, WORKER, CLI) if not os.access(p, os.X_OK)]
+    if missing:
+        msg = f"not built: {', '.join(missing)} (set NEUROQ_BUILD)"
+        if "NEUROQ_BUILD" in os.environ:
+            pytest.fail(msg)
+        pytest.skip(msg)
+
+
+# ---- data
+
+
+def make_data(n, c, t, seed=0, rank=3):
+    """Low-rank signal plus unit noise, units x conditions x trials (f8)."""
+    rng = np.random.default_rng(seed)
+    k = max(1, min(rank, n))
+    u = rng.standard_normal((n, k)) / np.sqrt(k)
+    z = rng.standard_normal((k, c))
+    return np.ascontiguousarray((u @ z)[:, :, None] + rng.standard_normal((n, c, t)))
+
+
+# ---- the daemon
+
+
+class Daemon:
+    """One neuroqd process on a private state dir."""
+
+    def __init__(self, state_dir, cpu_slots=1, conf=None, world=False):
+        self.dir = Path(state_dir)
+        self.url = f"ipc://{self.dir}/s.sock"
+        self.events = f"ipc://{self.dir}/e.sock"
+        self.conf_path = self.dir / "neuroqd.conf"
+        self.log_path = self.dir / "daemon.log"
+        self.conf = {"cpu_slots": cpu_slots}
+        if world:
+            self.conf["socket_mode"] = "0666"
+        self.conf.update(conf or {})
+        self.proc = None
+        self._log = None
+
+    def start(self):
+        self.conf_path.write_text("".join(f"{k} = {v}\n" for k, v in self.conf.items()))
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [str(NEUROQD), "--state-dir", str(self.dir), "--listen", self.url,
+             "--events", self.events, "--devices", "cpu", "--config", str(self.conf_path)],
+            stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + START_TIMEOUT
+        last = None
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"neuroqd exited with {self.proc.returncode}:\n{self.log_tail()}")
+            try:
+                with neuroq.Client(self.url, timeout=2) as c:
+                    c.hello()
+                    return self
+            except neuroq.NeuroqError as e:
+                last = e
+            time.sleep(0.1)
+        self.kill()
+        raise RuntimeError(f"neuroqd did not answer hello in {START_TIMEOUT} s ({last}):\n"
+                           f"{self.log_tail()}")
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self):
+        if self.alive():
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self._close_log()
+
+    def kill(self):
+        """SIGKILL, as a crash: no chance to clean up."""
+        if self.alive():
+            self.proc.kill()
+            self.proc.wait(15)
+        self._close_log()
+
+    def _close_log(self):
+        if self._log:
+            self._log.close()
+            self._log = None
+
+    def log_tail(self, n=40):
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return "(no log)"
+
+    def client(self, timeout=30):
+        return neuroq.Client(self.url, timeout=timeout, events_url=self.events)
+
+    def cli(self, *args, timeout=120, user=None):
+        """Run the CLI against this daemon; returns CompletedProcess (text)."""
+        return subprocess.run([str(CLI), "--url", self.url, *map(str, args)],
+                              capture_output=True, text=True, timeout=timeout,
+                              user=user)
+
+
+def _state_dir(world=False):
+    # ipc paths are limited to ~100 bytes: a short dir under /tmp, not
+    # pytest's long per-test paths
+    d = tempfile.mkdtemp(prefix="nq-e2e-", dir="/tmp")
+    if world:
+        os.chmod(d, 0o755)
+    return d
+
+
+@pytest.fixture
+def daemon_factory(request):
+    """daemon_factory(cpu_slots=1, conf=None, world=False) -> started Daemon
+    (stopped and removed at teardown; its log is shown when the test fails)."""
+    _need_binaries()
+    made = []
+
+    def make(cpu_slots=1, conf=None, world=False, start=True):
+        d = Daemon(_state_dir(world), cpu_slots=cpu_slots, conf=conf, world=world)
+        made.append(d)
+        return d.start() if start else d
+
+    yield make
+    failed = getattr(request.node, "rep_call", None)
+    for d in made:
+        if failed is not None and failed.failed:
+            sys.stderr.write(f"--- neuroqd log {d.log_path}\n{d.log_tail(80)}\n")
+        d.stop()
+        _reap_workers(d)
+        shutil.rmtree(d.dir, ignore_errors=True)
+
+
+def _reap_workers(d):
+    """A worker a failed test left stopped (SIGSTOP) must not outlive it."""
+    for p in worker_pids(d.dir):
+        try:
+            os.kill(p, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+@pytest.fixture
+def daemon(daemon_factory):
+    """A fresh daemon, one cpu slot."""
+    return daemon_factory()
+
+
+@pytest.fixture(scope="module")
+def shared_daemon():
+    """One daemon for a whole module (tests that do not disturb each other)."""
+    _need_binaries()
+    d = Daemon(_state_dir(), cpu_slots=2)
+    d.start()
+    yield d
+    d.stop()
+    _reap_workers(d)
+    shutil.rmtree(d.dir, ignore_errors=True)
+
+
+@pytest.hookimpl(tryfirst=True, hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    setattr(item, "rep_" + rep.when, rep)
+
+
+# ---- the worker, run by hand (the oracle for "the daemon changed nothing")
+
+
+def run_worker(data, params=None, job_type="gsn", timeout=300):
+    """neuroq-worker run on a hand-made job dir; returns its outputs dict."""
+    _need_binaries()
+    with tempfile.TemporaryDirectory(prefix="nq-w-", dir="/tmp") as d:
+        jd = Path(d)
+        (jd / "in").mkdir()
+        (jd / "out").mkdir()
+        (jd / "ckpt").mkdir()
+        (jd / "params.mp").write_bytes(msgpack.packb(params or {}, use_bin_type=True))
+        np.save(jd / "in" / "data.npy", np.ascontiguousarray(data, dtype="<f8"))
+        r = subprocess.run([str(WORKER), "run", "--type", job_type, "--dir", str(jd),
+                            "--device", "cpu"], capture_output=True, text=True,
+                           timeout=timeout)
+        err = (jd / "error").read_text() if (jd / "error").exists() else ""
+        assert r.returncode == 0, f"worker exit {r.returncode}: {err}\n{r.stderr[-2000:]}"
+        return read_out_dir(jd / "out")
+
+
+def read_out_dir(out):
+    """*.npy + result.json of a result folder (worker's out/ or CLI --out)."""
+    out = Path(out)
+    res = {p.stem: np.load(p) for p in sorted(out.glob("*.npy"))}
+    if (out / "result.json").exists():
+        res.update(json.loads((out / "result.json").read_text()))
+    return res
+
+
+# ---- checks
+
+
+def assert_same_result(a, b, names=GSN_ARRAYS + GSN_SCALARS, rtol=1e-12):
+    """Equal up to rounding (the same program on the same data)."""
+    for k in names:
+        assert k in a and k in b, f"{k} missing ({sorted(a)} vs {sorted(b)})"
+        x, y = a[k], b[k]
+        if isinstance(x, np.ndarray) or isinstance(y, np.ndarray):
+            x, y = np.asarray(x), np.asarray(y)
+            assert x.shape == y.shape, f"{k}: shape {x.shape} != {y.shape}"
+            scale = max(1.0, float(np.max(np.abs(y))) if y.size else 1.0)
+            np.testing.assert_allclose(x, y, rtol=rtol, atol=rtol * scale, err_msg=k)
+        else:
+            assert x == y, f"{k}: {x} != {y}"
+
+
+def _shrink(c, a):
+    return a * c + (1 - a) * np.diag(np.diag(c))
+
+
+def assert_gsn_sane(res, data):
+    """Independent checks of a gsn result against numpy (spec §2.4-2.8)."""
+    n, c, t = data.shape
+    for k in ("cN", "cS", "cNb", "cSb"):
+        assert res[k].shape == (n, n), k
+        assert res[k].dtype == np.float64, k
+        np.testing.assert_allclose(res[k], res[k].T, atol=1e-12 * max(1, np.abs(res[k]).max()))
+    assert res["mnN"].shape == (1, n) and res["mnS"].shape == (1, n)
+    assert res["ncsnr"].shape == (n,)
+    aN, aD = float(res["shrinklevelN"]), float(res["shrinklevelD"])
+    assert 0.0 <= aN <= 1.0 and 0.0 <= aD <= 1.0
+    assert int(res["numiters"]) == res["numiters"] and 0 <= res["numiters"] <= 100
+    # levels come from linspace(0, 1, 51) by default
+    assert abs(aN * 50 - round(aN * 50)) < 1e-9 and abs(aD * 50 - round(aD * 50)) < 1e-9
+    # noise: pooled within-condition covariance, shrunk at the chosen level
+    e = data - data.mean(axis=2, keepdims=True)
+    e2 = e.reshape(n, c * t)
+    pooled = e2 @ e2.T / ((t - 1) * c)
+    tol = 1e-9 * max(1.0, np.abs(pooled).max())
+    np.testing.assert_allclose(res["cN"], _shrink(pooled, aN), atol=tol, rtol=0, err_msg="cN")
+    # data: covariance of condition means; signal = data - noise / T
+    means = data.mean(axis=2).T  # C x N
+    cd = _shrink(np.atleast_2d(np.cov(means, rowvar=False)), aD)
+    np.testing.assert_allclose(res["cS"], cd - res["cN"] / t, atol=tol, rtol=0, err_msg="cS")
+    np.testing.assert_allclose(res["mnS"], means.mean(axis=0, keepdims=True), atol=tol, rtol=0)
+    assert np.all(res["mnN"] == 0)
+    dS, dN = np.diag(res["cS"]), np.diag(res["cN"])
+    want = np.where(dN > 0, np.sqrt(np.maximum(dS, 0)) / np.sqrt(np.where(dN > 0, dN, 1)), 0)
+    np.testing.assert_allclose(res["ncsnr"], want, rtol=1e-9, atol=1e-12, err_msg="ncsnr")
+    # final covariances are PSD
+    for k in ("cSb", "cNb"):
+        w = np.linalg.eigvalsh(res[k])
+        assert w.min() >= -1e-9 * max(1.0, abs(w).max()), f"{k} not PSD: {w.min()}"
+    # closed form of the biconvex step (spec §2.8): cSb = P+(cS)
+    w, v = np.linalg.eigh(res["cS"])
+    pplus = (v * np.maximum(w, 0)) @ v.T
+    np.testing.assert_allclose(res["cSb"], pplus, atol=1e-8 * max(1.0, np.abs(pplus).max()),
+                               rtol=0, err_msg="cSb vs P+(cS)")
+
+
+def worker_pids(state_dir, job_id=None):
+    """pids of neuroq-worker processes of this state dir (of one job)."""
+    jobs = str(Path(state_dir) / "jobs").encode() + b"/"
+    want = None if job_id is None else jobs + str(job_id).encode()
+    pids = []
+    for p in Path("/proc").iterdir():
+        if not p.name.isdigit():
+            continue
+        try:
+            args = (p / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if not args or not args[0].endswith(b"neuroq-worker"):
+            continue
+        if any(a.startswith(jobs) and (want is None or a.rstrip(b"/") == want) for a in args):
+            pids.append(int(p.name))
+    return pids
+
+
+class Frozen:
+    """Hold a running job's worker stopped (SIGSTOP), so a queue builds up
+    behind it however fast this machine is; thaw() lets it go on."""
+
+    def __init__(self, daemon, client, job_id):
+        wait_state(client, job_id, ("RUNNING",), timeout=30)
+        deadline = time.monotonic() + 10
+        while not (pids := worker_pids(daemon.dir, job_id)):
+            assert time.monotonic() < deadline, f"no worker process found for job {job_id}"
+            time.sleep(0.02)
+        self.pids = pids
+        for p in pids:
+            os.kill(p, signal.SIGSTOP)
+
+    def thaw(self):
+        for p in self.pids:
+            try:
+                os.kill(p, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+
+
+def wait_state(client, job_id, states, timeout=60, poll=0.05):
+    """Poll status until the job is in one of `states`; returns the job map."""
+    deadline = time.monotonic() + timeout
+    while True:
+        j = client.status(job_id)
+        if j["state"] in states:
+            return j
+        if time.monotonic() > deadline:
+            raise AssertionError(f"job {job_id} still {j['state']} after {timeout} s "
+                                 f"(wanted {states})")
+        time.sleep(poll)
+
+
+def wait_all(client, ids, timeout=300, poll=0.2):
+    """Wait until every job ended; returns {id: job map}."""
+    deadline = time.monotonic() + timeout
+    pending = set(ids)
+    final = {}
+    while pending:
+        for j in client.jobs(all_users=True, limit=0):
+            if j["id"] in pending and j["state"] in TERMINAL:
+                final[j["id"]] = j
+                pending.discard(j["id"])
+        if not pending:
+            break
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{len(pending)} jobs not ended after {timeout} s")
+        time.sleep(poll)
+    return final

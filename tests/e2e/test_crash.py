@@ -1,0 +1,53 @@
+"""SIGKILL the daemon while jobs run and queue; restart on the same state dir;
+every job completes, with the results of an uninterrupted run."""
+
+import os
+import time
+
+from conftest import (GSN_ARRAYS, GSN_SCALARS, assert_gsn_sane, assert_same_result,
+                      Frozen, make_data, run_worker, wait_all, worker_pids)
+
+MEDIUM = (500, 60, 4)  # held stopped while the others queue, killed mid-way
+
+
+def test_sigkill_and_restart(daemon):
+    datasets = [make_data(*MEDIUM, seed=10)] + [make_data(10 + 4 * i, 20, 3, seed=11 + i)
+                                                for i in range(5)]
+    c = daemon.client()
+    jobs = []
+    first = c.submit("gsn", inputs={"data": datasets[0]}, idem="crash-0")
+    jobs.append(first.id)
+    frozen = Frozen(daemon, c, first.id)
+    for i, x in enumerate(datasets[1:], 1):
+        jobs.append(c.submit("gsn", inputs={"data": x}, params={"wantshrinkage": True},
+                             idem=f"crash-{i}").id)
+    assert c.status(first.id)["state"] == "RUNNING"
+    assert all(c.status(j)["state"] == "QUEUED" for j in jobs[1:])
+    c.close()
+
+    frozen.thaw()  # computing again when the daemon dies
+    daemon.kill()
+    # workers die with the daemon (PR_SET_PDEATHSIG), none is left computing
+    deadline = time.monotonic() + 10
+    while worker_pids(daemon.dir) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert worker_pids(daemon.dir) == []
+
+    daemon.start()
+    c = daemon.client()
+    # a resent submit (same idempotency key) finds the job from before the crash
+    again = c.submit("gsn", inputs={"data": datasets[0]}, idem="crash-0")
+    assert again.id == first.id and again.existing
+    final = wait_all(c, jobs, timeout=240)
+    assert [final[j]["state"] for j in jobs] == ["DONE"] * len(jobs)
+    assert final[first.id]["attempts"] >= 2
+    assert len(c.jobs(all_users=True, limit=1000)) == len(jobs)
+
+    for j, x in zip(jobs, datasets):
+        res = c.result(j)
+        params = {} if j == first.id else {"wantshrinkage": True}
+        assert_same_result(res, run_worker(x, params), names=GSN_ARRAYS + GSN_SCALARS)
+        if j != first.id:
+            assert_gsn_sane(res, x)
+    c.close()
+    assert os.path.isdir(daemon.dir / "jobs")

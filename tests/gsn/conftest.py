@@ -1,0 +1,74 @@
+"""pytest setup for tests/gsn: import path and the neuroq-worker runner."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+HERE = pathlib.Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "gpu: needs a CUDA device listed by neuroq-worker probe")
+
+
+def find_worker():
+    """(path, None) or (None, reason). NEUROQ_BUILD names a build dir;
+    default /work/main/build when it exists."""
+    build = os.environ.get("NEUROQ_BUILD")
+    if not build:
+        default = HERE.parents[1] / "build"
+        if not default.is_dir():
+            return None, "no build dir: set NEUROQ_BUILD to a neuroq build directory"
+        build = str(default)
+    for rel in ("daemon/neuroq-worker", "neuroq-worker", "bin/neuroq-worker"):
+        p = pathlib.Path(build) / rel
+        if p.is_file() and os.access(p, os.X_OK):
+            return str(p), None
+    return None, "neuroq-worker not built in %s" % build
+
+
+class Worker:
+    def __init__(self, path):
+        self.path = path
+
+    def probe(self):
+        out = subprocess.run([self.path, "probe"], capture_output=True, text=True, timeout=60)
+        if out.returncode != 0:
+            return []
+        return [ln.split()[0] for ln in out.stdout.splitlines() if ln.strip()]
+
+    def run(self, jobdir, data, params, device="cpu", check=True, timeout=600):
+        """Run one gsn job by hand; returns (arrays, scalars, completed process)."""
+        import msgpack
+
+        jobdir = pathlib.Path(jobdir)
+        (jobdir / "in").mkdir(parents=True, exist_ok=True)
+        (jobdir / "out").mkdir(exist_ok=True)
+        (jobdir / "params.mp").write_bytes(msgpack.packb(params, use_bin_type=True))
+        np.save(jobdir / "in" / "data.npy", np.ascontiguousarray(data))
+        proc = subprocess.run([self.path, "run", "--type", "gsn", "--dir", str(jobdir),
+                               "--device", device], capture_output=True, text=True,
+                              timeout=timeout)
+        if check and proc.returncode != 0:
+            err = jobdir / "error"
+            msg = err.read_text() if err.exists() else ""
+            raise AssertionError("neuroq-worker exit %d: %s\n%s" % (proc.returncode, msg,
+                                                                    proc.stderr[-2000:]))
+        arrays = {p.stem: np.load(p) for p in (jobdir / "out").glob("*.npy")}
+        rj = jobdir / "out" / "result.json"
+        scalars = json.loads(rj.read_text()) if rj.exists() else {}
+        return arrays, scalars, proc
+
+
+@pytest.fixture(scope="session")
+def worker():
+    path, why = find_worker()
+    if path is None:
+        pytest.skip(why)
+    return Worker(path)

@@ -1,0 +1,168 @@
+"""End-to-end tests of the spikesort pipeline through the standalone driver
+`ss-run` (daemon/jobs/spikesort/ss_run.c): accuracy against synthetic ground
+truth, phy folder validity, determinism, resume from checkpoints, and clear
+errors.  SS_RUN names the binary (ctest sets it)."""
+import glob
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+from gen_gt import FS, compare, generate  # noqa: E402
+
+N_CH = 32
+
+
+def ss_run_path():
+    p = os.environ.get("SS_RUN")
+    if p:
+        return p
+    for c in sorted(glob.glob("/work/build-*/**/ss-run", recursive=True)):
+        return c
+    pytest.skip("ss-run not built (set SS_RUN)")
+
+
+def run(rec, out, *extra, n_ch=N_CH, check=True):
+    cmd = [ss_run_path(), "--recording", str(rec), "--n-channels",
+           str(n_ch), "--sample-rate", str(FS), "--out", str(out)]
+    cmd += [str(e) for e in extra]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    if check:
+        assert p.returncode == 0, p.stderr
+        return json.loads(p.stdout), p.stderr
+    return p
+
+
+@pytest.fixture(scope="session")
+def dataset(tmp_path_factory):
+    d = tmp_path_factory.mktemp("ss")
+    rec = d / "rec.bin"
+    times, labels = generate(str(rec), n_channels=N_CH, n_units=10,
+                             duration_s=30.0, seed=0)
+    return d, rec, times, labels
+
+
+@pytest.fixture(scope="session")
+def sorted_run(dataset):
+    d, rec, times, labels = dataset
+    out = d / "phy"
+    res, log = run(rec, out, "--probe", str(rec) + ".probe.json",
+                   "--ckpt", d / "ckpt")
+    return out, res, log
+
+
+def test_accuracy(dataset, sorted_run):
+    d, rec, gt_t, gt_l = dataset
+    out, res, _ = sorted_run
+    t = np.load(out / "spike_times.npy")
+    c = np.load(out / "spike_clusters.npy")
+    acc = compare(gt_t, gt_l, t, c, delta=int(0.0004 * FS))
+    print("accuracy per unit", np.round(acc, 3), "result", res)
+    # SpikeForest's "well detected": accuracy ≥ 0.8
+    assert np.sum(acc >= 0.8) >= 9, acc
+    assert acc.mean() >= 0.9, acc
+    assert res["n_units"] <= 14  # not shattered into pieces
+    assert res["n_good"] >= 8    # refractory units are labelled good
+
+
+def test_phy_folder(dataset, sorted_run):
+    d, rec, _, _ = dataset
+    out, res, _ = sorted_run
+    L = {f: np.load(out / f) for f in os.listdir(out) if f.endswith(".npy")}
+    for f in ["spike_times.npy", "spike_templates.npy", "spike_clusters.npy",
+              "amplitudes.npy", "templates.npy", "channel_map.npy",
+              "channel_positions.npy", "whitening_mat.npy",
+              "whitening_mat_inv.npy", "similar_templates.npy"]:
+        assert f in L, f
+    n = L["spike_times.npy"].shape[0]
+    assert n == res["n_spikes"] > 0
+    assert L["spike_times.npy"].dtype == np.int64
+    assert np.all(np.diff(L["spike_times.npy"]) >= 0)
+    assert L["spike_times.npy"][-1] < 30 * FS
+    for f in ["spike_templates.npy", "spike_clusters.npy"]:
+        assert L[f].dtype == np.int32 and L[f].shape == (n,)
+    assert L["amplitudes.npy"].dtype == np.float32
+    assert L["amplitudes.npy"].shape == (n,)
+    assert np.all(L["amplitudes.npy"] > 0)
+    K, nt, C = L["templates.npy"].shape
+    assert (nt, C) == (61, N_CH) and L["templates.npy"].dtype == np.float32
+    assert L["spike_templates.npy"].max() < K
+    # the trough of each template is at sample 20 (Kilosort's nt0min)
+    tr = np.argmin(L["templates.npy"].min(axis=2), axis=1)
+    assert np.all(np.abs(tr - 20) <= 2), tr
+    assert L["channel_map.npy"].tolist() == list(range(N_CH))
+    assert L["channel_positions.npy"].shape == (N_CH, 2)
+    assert np.allclose(L["channel_positions.npy"][:, 1],
+                       np.arange(N_CH) * 20)
+    W, Wi = L["whitening_mat.npy"], L["whitening_mat_inv.npy"]
+    assert W.shape == Wi.shape == (C, C)
+    assert np.allclose(W @ Wi, np.eye(C), atol=1e-3)
+    S = L["similar_templates.npy"]
+    assert S.shape == (K, K) and np.allclose(np.diag(S), 1, atol=1e-5)
+    # params.py points at the raw file with the right layout
+    ns = {}
+    exec((out / "params.py").read_text(), ns)
+    assert os.path.samefile(ns["dat_path"], rec)
+    assert ns["n_channels_dat"] == N_CH and ns["dtype"] == "int16"
+    assert ns["offset"] == 0 and ns["sample_rate"] == FS
+    assert ns["hp_filtered"] is False
+    used = set(np.unique(L["spike_clusters.npy"]).tolist())
+    for name, col in [("cluster_KSLabel.tsv", "KSLabel"),
+                      ("cluster_group.tsv", "group"),
+                      ("cluster_ContamPct.tsv", "ContamPct"),
+                      ("cluster_Amplitude.tsv", "Amplitude")]:
+        lines = (out / name).read_text().splitlines()
+        assert lines[0] == "cluster_id\t" + col
+        ids = {int(x.split("\t")[0]) for x in lines[1:]}
+        assert ids == used, name
+        if col in ("KSLabel", "group"):
+            assert {x.split("\t")[1] for x in lines[1:]} <= {"good", "mua"}
+
+
+def test_deterministic_and_resume(dataset, sorted_run):
+    d, rec, _, _ = dataset
+    out, res, _ = sorted_run
+    # same parameters, no checkpoint: identical result
+    res2, _ = run(rec, d / "phy2", "--probe", str(rec) + ".probe.json")
+    for f in ["spike_times.npy", "spike_clusters.npy", "amplitudes.npy"]:
+        assert np.array_equal(np.load(out / f), np.load(d / "phy2" / f)), f
+    # a rerun on the first run's checkpoints resumes every stage
+    assert len(glob.glob(str(d / "ckpt" / "b*.spk"))) == 15
+    res3, log = run(rec, d / "phy3", "--probe", str(rec) + ".probe.json",
+                    "--ckpt", d / "ckpt")
+    assert "stage=whiten resumed=1" in log
+    assert "stage=learn resumed=1" in log
+    assert "resumed_batches=15" in log
+    assert np.array_equal(np.load(out / "spike_times.npy"),
+                          np.load(d / "phy3" / "spike_times.npy"))
+    # another seed does not reuse the checkpoints
+    _, log = run(rec, d / "phy4", "--probe", str(rec) + ".probe.json",
+                 "--ckpt", d / "ckpt", "--seed", 7)
+    assert "resumed" not in log
+
+
+def test_small_batches_agree(dataset, sorted_run):
+    """Batch length is a memory knob, not an accuracy one."""
+    d, rec, gt_t, gt_l = dataset
+    res, _ = run(rec, d / "phy_b", "--probe", str(rec) + ".probe.json",
+                 "--batch", 20000)
+    t = np.load(d / "phy_b" / "spike_times.npy")
+    c = np.load(d / "phy_b" / "spike_clusters.npy")
+    acc = compare(gt_t, gt_l, t, c, delta=int(0.0004 * FS))
+    assert np.sum(acc >= 0.8) >= 9, acc
+
+
+def test_errors(dataset):
+    d, rec, _, _ = dataset
+    p = run(rec, d / "bad", n_ch=7, check=False)
+    assert p.returncode == 1
+    assert "not a multiple of 2 × n_channels (7)" in p.stderr
+    bad = d / "bad_probe.json"
+    bad.write_text(json.dumps({"chanMap": list(range(40)),
+                               "xc": [0] * 40, "yc": list(range(40))}))
+    p = run(rec, d / "bad", "--probe", bad, check=False)
+    assert p.returncode == 1 and "rows 0..31" in p.stderr
