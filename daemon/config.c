@@ -3,11 +3,13 @@
 
 #include "log.h"
 #include "nq_error.h"
+#include "sched.h"
 
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -85,6 +87,8 @@ config_defaults(struct config *c, char *msg, size_t msglen)
 	c->max_attempts = 3;
 	c->tcp_owner_uid = 65534;
 	c->contexts = 16;
+	c->auto_cpu_max_flops = SCHED_AUTO_CPU_MAX_FLOPS_DEFAULT;
+	c->retention_days = 30;
 	snprintf(c->log_level, sizeof(c->log_level), "info");
 
 	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
@@ -275,6 +279,33 @@ config_set(struct config *c, const char *key, const char *v, char *msg,
 			c->max_message_bytes = b;
 		return 0;
 	}
+	if (strcmp(key, "auto_cpu_max_flops") == 0) {
+		char *end;
+		double f;
+		errno = 0;
+		f = strtod(v, &end);
+		/* NaN/inf are no threshold; -1 = GPUs only is allowed */
+		if (errno != 0 || end == v || *end != '\0' || !isfinite(f)) {
+			snprintf(msg, msglen,
+			         "auto_cpu_max_flops: expected a number like "
+			         "2e11, got '%s'",
+			         v);
+			return NQ_EBADPARAM;
+		}
+		c->auto_cpu_max_flops = f;
+		return 0;
+	}
+	if (strcmp(key, "retention_days") == 0) {
+		if (config_int(v, 0, 36500, &x) != 0) {
+			snprintf(msg, msglen,
+			         "retention_days: expected days 0..36500 (0 = "
+			         "keep forever), got '%s'",
+			         v);
+			return NQ_EBADPARAM;
+		}
+		c->retention_days = (int) x;
+		return 0;
+	}
 	if (strcmp(key, "tcp_owner_uid") == 0) {
 		if (config_int(v, 0, 4294967294L, &x) != 0) {
 			snprintf(msg, msglen,
@@ -450,4 +481,6 @@ config_print(const struct config *c, FILE *f)
 	fprintf(f, "log_level = %s\n", c->log_level);
 	fprintf(f, "socket_mode = %04o\n", c->socket_mode);
 	fprintf(f, "contexts = %d\n", c->contexts);
+	fprintf(f, "auto_cpu_max_flops = %.17g\n", c->auto_cpu_max_flops);
+	fprintf(f, "retention_days = %d\n", c->retention_days);
 }

@@ -27,9 +27,11 @@ struct config {
 	uint32_t tcp_owner_uid;
 	char worker_path[CONFIG_PATH_MAX];
 	char log_level[16];
-	int socket_mode; /* permissions of ipc socket files */
-	int contexts;    /* concurrent requests in flight */
-	int system;      /* running as root: system paths */
+	int socket_mode;           /* permissions of ipc socket files */
+	int contexts;              /* concurrent requests in flight */
+	int system;                /* running as root: system paths */
+	double auto_cpu_max_flops; /* "auto" jobs above this wait for a GPU */
+	int retention_days;        /* finished jobs' spool dirs; 0 = forever */
 };
 
 /* Defaults from the environment (uid, XDG_RUNTIME_DIR, XDG_STATE_HOME,

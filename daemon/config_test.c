@@ -75,6 +75,8 @@ test_file(void **state)
 	assert_true(c.max_message_bytes == (1ull << 30));
 	assert_true(c.tcp_owner_uid == 65534);
 	assert_non_null(strstr(c.worker_path, "/neuroq-worker"));
+	assert_true(c.auto_cpu_max_flops == 2e11);
+	assert_int_equal(c.retention_days, 30);
 
 	snprintf(path, sizeof(path), "%s/ok.conf", tmpdir);
 	write_text(path, "# comment\n\n"
@@ -83,6 +85,8 @@ test_file(void **state)
 	                 "cpu_slots = 2\n"
 	                 "max_message_bytes = 4M\n"
 	                 "socket_mode = 0666\n"
+	                 "auto_cpu_max_flops = 1.5e12\n"
+	                 "retention_days = 0\n"
 	                 "state_dir = \"/tmp/x/state\"\n");
 	assert_int_equal(config_load(&c, path, msg, sizeof(msg)), 0);
 	assert_int_equal(config_finish(&c, msg, sizeof(msg)), 0);
@@ -95,6 +99,8 @@ test_file(void **state)
 	assert_int_equal(c.cpu_slots, 2);
 	assert_true(c.max_message_bytes == (4ull << 20));
 	assert_int_equal(c.socket_mode, 0666);
+	assert_true(c.auto_cpu_max_flops == 1.5e12);
+	assert_int_equal(c.retention_days, 0);
 
 	/* --print-config output loads back to the same settings */
 	snprintf(path, sizeof(path), "%s/printed.conf", tmpdir);
@@ -110,6 +116,8 @@ test_file(void **state)
 	assert_string_equal(c2.events, c.events);
 	assert_true(c2.cpu_memory_bytes == c.cpu_memory_bytes);
 	assert_int_equal(c2.socket_mode, 0666);
+	assert_true(c2.auto_cpu_max_flops == 1.5e12);
+	assert_int_equal(c2.retention_days, 0);
 }
 
 static void
@@ -131,6 +139,16 @@ test_file_errors(void **state)
 	write_text(path, "just words\n");
 	assert_int_equal(config_load(&c, path, msg, sizeof(msg)), NQ_EBADPARAM);
 	write_text(path, "socket_mode = 0999\n");
+	assert_int_equal(config_load(&c, path, msg, sizeof(msg)), NQ_EBADPARAM);
+	write_text(path, "retention_days = -1\n");
+	assert_int_equal(config_load(&c, path, msg, sizeof(msg)), NQ_EBADPARAM);
+	assert_non_null(strstr(msg, "retention_days"));
+	write_text(path, "retention_days = 2.5\n");
+	assert_int_equal(config_load(&c, path, msg, sizeof(msg)), NQ_EBADPARAM);
+	write_text(path, "auto_cpu_max_flops = lots\n");
+	assert_int_equal(config_load(&c, path, msg, sizeof(msg)), NQ_EBADPARAM);
+	assert_non_null(strstr(msg, "auto_cpu_max_flops"));
+	write_text(path, "auto_cpu_max_flops = nan\n");
 	assert_int_equal(config_load(&c, path, msg, sizeof(msg)), NQ_EBADPARAM);
 	write_text(path, "log_level = chatty\n");
 	assert_int_equal(config_load(&c, path, msg, sizeof(msg)), NQ_EBADPARAM);

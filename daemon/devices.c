@@ -143,6 +143,21 @@ devices_meminfo(const char *key)
 	return kb * 1024;
 }
 
+uint64_t
+devices_mem_available(void)
+{
+	return devices_meminfo("MemAvailable");
+}
+
+static double
+devices_now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (double) ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
 /* Is name selected by the comma list (empty = all; "cuda" = all cuda)? */
 static int
 devices_wanted(const char *list, const struct device_info *d)
@@ -232,6 +247,8 @@ devices_discover(const struct config *cfg, struct sched *s,
 		c->mem_total = devices_meminfo("MemTotal");
 		c->mem_free = devices_meminfo("MemAvailable");
 	}
+	for (size_t i = 0; i < nall; i++)
+		all[i].probed_at = devices_now_s();
 	rc = devices_check_list(cfg->devices, all, nall, msg, msglen);
 	if (rc != 0)
 		return rc;

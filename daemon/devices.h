@@ -18,8 +18,12 @@ struct device_info {
 	char name[32]; /* "cpu", "cuda:0" */
 	enum sched_dev_kind kind;
 	int index;
-	uint64_t mem_total, mem_free; /* as probed at start-up */
+	uint64_t mem_total, mem_free; /* as reported at the last probe */
+	double probed_at;             /* unix seconds of that probe */
 };
+
+/* MemAvailable from /proc/meminfo in bytes; 0 when unknown. */
+uint64_t devices_mem_available(void);
 
 /* Parse one probe line "name kind mem_total mem_free". 0 or -1. */
 int devices_parse_line(const char *line, struct device_info *d);

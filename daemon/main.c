@@ -6,12 +6,14 @@
 #include "log.h"
 #include "net.h"
 #include "nq_error.h"
+#include "probe.h"
 #include "sched.h"
 #include "server.h"
 #include "spool.h"
 #include "store.h"
 #include "worker.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <signal.h>
@@ -32,6 +34,85 @@ static const char usage[] =
         "effective settings in the config file's format.\n";
 
 static uv_signal_t sig_term, sig_int, sig_hup;
+static uv_timer_t retention_timer;
+
+#define RETENTION_PERIOD_MS (3600 * 1000)
+#define RETENTION_BATCH     256
+
+struct expired {
+	int64_t ids[RETENTION_BATCH];
+	size_t n;
+};
+
+static int
+expired_cb(void *arg, const struct job_row *row)
+{
+	struct expired *e = arg;
+
+	if (e->n < RETENTION_BATCH)
+		e->ids[e->n++] = row->id;
+	return e->n == RETENTION_BATCH;
+}
+
+/* Removes the spool dirs of jobs that ended more than retention_days ago;
+ * their rows stay, marked purged (result then says why). The dir goes
+ * first: a crash in between only repeats the removal. */
+static void
+retention_pass(struct daemon *d)
+{
+	struct timespec ts;
+	int64_t before;
+	size_t purged = 0;
+	int full;
+
+	if (d->cfg->retention_days <= 0)
+		return;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	before = (int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000 -
+	         (int64_t) d->cfg->retention_days * 86400 * 1000000;
+	do {
+		struct expired e = {.n = 0};
+		size_t ok = 0;
+		if (store_list_expired(d->store, before, RETENTION_BATCH,
+		                       expired_cb, &e) != 0) {
+			log_err("retention: store error=\"%s\"",
+			        store_errmsg(d->store));
+			break;
+		}
+		for (size_t i = 0; i < e.n; i++) {
+			char jd[4096];
+			int err = spool_job_dir(d->cfg->state_dir, e.ids[i], jd,
+			                        sizeof(jd));
+			if (err == 0) {
+				err = spool_rm_rf(jd);
+				if (err == ENOENT)
+					err = 0;
+			}
+			if (err != 0) {
+				log_warn("retention: cannot remove id=%" PRId64
+				         " dir=%s error=\"%s\"",
+				         e.ids[i], jd, strerror(err));
+				continue;
+			}
+			if (store_mark_purged(d->store, e.ids[i]) == 0)
+				ok++;
+		}
+		purged += ok;
+		/* another batch only when this one went through entirely:
+		 * a dir that cannot be removed must not loop forever */
+		full = e.n == RETENTION_BATCH && ok == e.n;
+	} while (full);
+	if (purged > 0)
+		log_notice("retention: removed finished jobs' files jobs=%zu "
+		           "retention_days=%d",
+		           purged, d->cfg->retention_days);
+}
+
+static void
+on_retention_timer(uv_timer_t *t)
+{
+	retention_pass(t->data);
+}
 static int exit_code;
 
 static void
@@ -111,6 +192,7 @@ load_queue(struct daemon *d)
 		sj.seq = (uint64_t) row->id;
 		sj.host_bytes = row->est_host_bytes;
 		sj.device_bytes = row->est_device_bytes;
+		sj.flops = row->est_flops;
 		snprintf(sj.device_req, sizeof(sj.device_req), "%s",
 		         row->device_req);
 		rc = sched_fits_ever(d->sched, &sj);
@@ -281,7 +363,7 @@ main(int argc, char **argv)
 	struct daemon d;
 	char msg[1024], path[4096];
 	enum log_level lv = LOG_INFO;
-	int rc, requeued = 0, failed = 0;
+	int rc, requeued = 0, failed = 0, canceled = 0;
 	struct timespec ts;
 
 	if ((rc = parse_args(argc, argv, &cl)) != 0)
@@ -316,27 +398,31 @@ main(int argc, char **argv)
 		        msg);
 		return 1;
 	}
-	if (store_recover(d.store, cfg.max_attempts, &requeued, &failed) != 0) {
+	if (store_recover2(d.store, cfg.max_attempts, &requeued, &failed,
+	                   &canceled) != 0) {
 		log_err("start-up recovery failed error=\"%s\"",
 		        store_errmsg(d.store));
 		exit_code = 1;
 		goto out_store;
 	}
-	if (requeued || failed)
-		log_notice("recovered interrupted jobs requeued=%d failed=%d",
-		           requeued, failed);
+	if (requeued || failed || canceled)
+		log_notice("recovered interrupted jobs requeued=%d failed=%d "
+		           "canceled=%d",
+		           requeued, failed, canceled);
 	d.sched = sched_new(cfg.headroom_bytes);
 	if (d.sched == NULL) {
 		log_err("out of memory");
 		exit_code = 1;
 		goto out_store;
 	}
+	sched_set_auto_cpu_max_flops(d.sched, cfg.auto_cpu_max_flops);
 	if (devices_discover(&cfg, d.sched, d.devs, &d.ndevs, msg,
 	                     sizeof(msg)) != 0) {
 		log_err("device discovery failed error=\"%s\"", msg);
 		exit_code = 1;
 		goto out_sched;
 	}
+	d.probe_last_ms = uv_now(d.loop); /* discovery just probed */
 	if (load_queue(&d) != 0) {
 		log_err("cannot load the queue error=\"%s\"",
 		        store_errmsg(d.store));
@@ -381,6 +467,13 @@ main(int argc, char **argv)
 	uv_signal_start(&sig_term, on_signal, SIGTERM);
 	uv_signal_start(&sig_int, on_signal, SIGINT);
 	uv_signal_start(&sig_hup, on_signal, SIGHUP);
+	/* start-up pass, then hourly; unref'd so it never keeps the loop */
+	uv_timer_init(d.loop, &retention_timer);
+	retention_timer.data = &d;
+	uv_unref((uv_handle_t *) &retention_timer);
+	if (cfg.retention_days > 0)
+		uv_timer_start(&retention_timer, on_retention_timer, 0,
+		               RETENTION_PERIOD_MS);
 
 	log_notice("neuroqd started version=%s state_dir=%s pid=%d",
 	           NEUROQ_VERSION, cfg.state_dir, (int) getpid());
@@ -390,6 +483,8 @@ main(int argc, char **argv)
 	uv_close((uv_handle_t *) &sig_term, NULL);
 	uv_close((uv_handle_t *) &sig_int, NULL);
 	uv_close((uv_handle_t *) &sig_hup, NULL);
+	uv_close((uv_handle_t *) &retention_timer, NULL);
+	probe_close(&d);
 out_net:
 	net_close(d.net);
 	uv_run(d.loop, UV_RUN_DEFAULT); /* let closed handles finish */

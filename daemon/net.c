@@ -42,6 +42,15 @@ struct net {
 	void *arg;
 };
 
+/* What the transport buffers at most (see NET_OVERSIZE_SLACK). */
+static size_t
+net_recv_cap(const struct net_config *c)
+{
+	if (c->max_message_bytes > SIZE_MAX - NET_OVERSIZE_SLACK)
+		return SIZE_MAX;
+	return c->max_message_bytes + (size_t) NET_OVERSIZE_SLACK;
+}
+
 static void
 net_fail(char *msg, size_t msglen, const char *what, const char *url, int rv)
 {
@@ -59,8 +68,8 @@ net_cb(void *arg)
 		if (rv == NNG_ECLOSED || rv == NNG_ECANCELED)
 			return;
 		if (rv != 0) {
-			/* e.g. a message over the size cap: NNG drops it
-			 * (and the pipe); keep serving */
+			/* e.g. a message over the transport's cap: NNG
+			 * drops it (and the pipe); keep serving */
 			nng_ctx_recv(s->ctx, s->aio);
 			return;
 		}
@@ -173,7 +182,7 @@ net_open(struct net **np, uv_loop_t *loop, const struct net_config *cfg,
 		goto nngfail;
 	n->rep_open = 1;
 	if ((rv = nng_socket_set_size(n->rep, NNG_OPT_RECVMAXSZ,
-	                              cfg->max_message_bytes)) != 0)
+	                              net_recv_cap(&n->cfg))) != 0)
 		goto nngfail;
 	if ((rv = nng_pub0_open(&n->pub)) != 0)
 		goto nngfail;
@@ -253,7 +262,7 @@ net_add_listener(struct net *n, nng_socket sock, const char *url, int dir_mode,
 		nng_listener_close(l);
 		return NQ_EIO;
 	}
-	nng_listener_set_size(l, NNG_OPT_RECVMAXSZ, n->cfg.max_message_bytes);
+	nng_listener_set_size(l, NNG_OPT_RECVMAXSZ, net_recv_cap(&n->cfg));
 	if ((rv = nng_listener_start(l, 0)) != 0) {
 		net_fail(msg, msglen, "cannot listen on", url, rv);
 		if (rv == NNG_EADDRINUSE)

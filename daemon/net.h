@@ -24,10 +24,16 @@ struct net;
 typedef void (*net_handler)(void *arg, uint32_t uid, const void *body,
                             size_t len, void **reply, size_t *replylen);
 
+/* The transport accepts messages up to max_message_bytes + this, so that a
+ * request a little over the limit still reaches the handler and gets an
+ * ETOOBIG reply; beyond it NNG drops the message and closes the connection
+ * without a reply (it never buffers more than this). */
+#define NET_OVERSIZE_SLACK (64ull << 20)
+
 struct net_config {
 	int contexts;
-	size_t max_message_bytes;
-	int socket_mode; /* ipc socket file permissions */
+	size_t max_message_bytes; /* the handler enforces it (ETOOBIG) */
+	int socket_mode;          /* ipc socket file permissions */
 	uint32_t tcp_owner_uid;
 };
 

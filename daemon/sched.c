@@ -49,6 +49,7 @@ struct slot {
 
 struct sched {
 	uint64_t headroom;
+	double auto_cpu_max_flops;
 	struct sched_device *dev;
 	size_t ndev, capdev;
 	struct owner **own; /* sorted by uid */
@@ -305,10 +306,20 @@ ledger_fits(uint64_t capacity, uint64_t reserved, uint64_t est,
 	return est + headroom <= capacity - reserved;
 }
 
+uint64_t
+sched_job_bytes(const struct sched_job *j, enum sched_dev_kind kind)
+{
+	if (kind == SCHED_CUDA)
+		return j->device_bytes;
+	if (j->host_bytes > UINT64_MAX - j->device_bytes)
+		return UINT64_MAX;
+	return j->host_bytes + j->device_bytes;
+}
+
 static uint64_t
 estimate_on(const struct sched_device *d, const struct sched_job *j)
 {
-	return d->kind == SCHED_CUDA ? j->device_bytes : j->host_bytes;
+	return sched_job_bytes(j, d->kind);
 }
 
 static int
@@ -346,6 +357,18 @@ pick_kind(const struct sched *s, const struct qjob *qj,
 	return best;
 }
 
+static int
+gpu_fits_ever(const struct sched *s, const struct sched_job *j)
+{
+	for (size_t i = 0; i < s->ndev; i++) {
+		const struct sched_device *d = &s->dev[i];
+		if (d->kind == SCHED_CUDA && d->slots > 0 &&
+		    ledger_fits(d->capacity, 0, estimate_on(d, j), s->headroom))
+			return 1;
+	}
+	return 0;
+}
+
 static long
 pick_device(const struct sched *s, const struct qjob *qj)
 {
@@ -359,7 +382,14 @@ pick_device(const struct sched *s, const struct qjob *qj)
 		return pick_kind(s, qj, SCHED_CUDA);
 	case REQ_AUTO:
 		d = pick_kind(s, qj, SCHED_CUDA);
-		return d >= 0 ? d : pick_kind(s, qj, SCHED_CPU);
+		if (d >= 0)
+			return d;
+		/* a big job waits for a GPU rather than taking the cpu for
+		 * hours; one no GPU can ever hold still falls back */
+		if (!(qj->j.flops <= s->auto_cpu_max_flops) &&
+		    gpu_fits_ever(s, &qj->j))
+			return -1;
+		return pick_kind(s, qj, SCHED_CPU);
 	case REQ_BAD:
 		break;
 	}
@@ -373,9 +403,17 @@ sched_new(uint64_t headroom_bytes)
 {
 	struct sched *s = calloc(1, sizeof(*s));
 
-	if (s != NULL)
+	if (s != NULL) {
 		s->headroom = headroom_bytes;
+		s->auto_cpu_max_flops = SCHED_AUTO_CPU_MAX_FLOPS_DEFAULT;
+	}
 	return s;
+}
+
+void
+sched_set_auto_cpu_max_flops(struct sched *s, double max_flops)
+{
+	s->auto_cpu_max_flops = max_flops;
 }
 
 void

@@ -23,12 +23,12 @@
 enum sched_dev_kind { SCHED_CPU = 0, SCHED_CUDA = 1 };
 
 struct sched_device {
-	char name[32];        /* "cpu", "cuda:0" */
+	char name[32]; /* "cpu", "cuda:0" */
 	enum sched_dev_kind kind;
-	int index;            /* cuda ordinal; 0 for cpu */
-	uint64_t capacity;    /* bytes the ledger may hand out */
-	uint64_t reserved;    /* bytes granted to running jobs */
-	int slots;            /* max concurrent jobs */
+	int index;         /* cuda ordinal; 0 for cpu */
+	uint64_t capacity; /* bytes the ledger may hand out */
+	uint64_t reserved; /* bytes granted to running jobs */
+	int slots;         /* max concurrent jobs */
 	int running;
 };
 
@@ -40,12 +40,27 @@ struct sched_job {
 	uint64_t host_bytes;   /* estimate on cpu */
 	uint64_t device_bytes; /* estimate on a GPU */
 	char device_req[32];   /* "auto", "cpu", "cuda", "cuda:N" */
+	double flops;          /* the estimate's work; "auto" policy */
 };
+
+/* "auto" jobs above this many estimated flops wait for a GPU instead of
+ * falling back to the cpu when GPUs exist (config auto_cpu_max_flops; about
+ * a GSN with N ~ 1000 units). */
+#define SCHED_AUTO_CPU_MAX_FLOPS_DEFAULT 2e11
 
 struct sched;
 
 struct sched *sched_new(uint64_t headroom_bytes);
 void sched_free(struct sched *s);
+/* "auto" jobs with flops > max_flops never fall back to the cpu while some
+ * GPU could ever hold them (default SCHED_AUTO_CPU_MAX_FLOPS_DEFAULT; a
+ * negative value keeps every job on GPUs). */
+void sched_set_auto_cpu_max_flops(struct sched *s, double max_flops);
+/* Bytes a job reserves on a device of this kind: device_bytes on a GPU;
+ * host_bytes + device_bytes on the cpu, where the backend's "device"
+ * buffers are host memory too (saturating). The one place this is
+ * computed. */
+uint64_t sched_job_bytes(const struct sched_job *j, enum sched_dev_kind kind);
 /* Devices are added once at start-up. Returns its index or -1. */
 int sched_add_device(struct sched *s, const struct sched_device *d);
 size_t sched_device_count(const struct sched *s);

@@ -262,25 +262,95 @@ test_share_gpu_slots(void **state)
 }
 
 static void
-test_cpu_uses_host_bytes(void **state)
+test_cpu_uses_host_plus_device_bytes(void **state)
 {
 	struct sched *s = fake(4, 4);
 	size_t dev;
 	uint64_t grant;
 
 	(void) state;
-	/* device_bytes is irrelevant on the cpu */
-	enq(s, 1, 1, 0, "cpu", 30 * GiB, 1000 * GiB);
+	/* on the cpu the backend's "device" buffers are host memory too: a
+	 * cpu job reserves host + device bytes */
+	enq(s, 1, 1, 0, "cpu", 20 * GiB, 10 * GiB);
 	enq(s, 2, 1, 0, "cpu", 30 * GiB, 0);
-	enq(s, 3, 1, 0, "cpu", 30 * GiB, 0);
+	enq(s, 3, 1, 0, "cpu", 3 * GiB, 1 * GiB);
 	assert_int_equal(pick(s, &dev, &grant), 1);
 	assert_int_equal(dev, DEV_CPU);
 	assert_true(grant == 30 * GiB);
 	assert_int_equal(pick(s, &dev, &grant), 2);
 	assert_true(D(s, DEV_CPU)->reserved == 60 * GiB);
-	/* 60 + 30 + 0.5 > 64, and "cpu" never goes to a GPU */
+	/* 60 + 3 + 0.5 would fit; 60 + (3 + 1) + 0.5 does not; and "cpu"
+	 * never goes to a GPU */
 	assert_int_equal(pick(s, NULL, NULL), -1);
+	sched_release(s, 2);
+	assert_int_equal(pick(s, &dev, &grant), 3);
+	assert_true(grant == 4 * GiB);
+	assert_true(D(s, DEV_CPU)->reserved == 34 * GiB);
+	/* the helper the server's messages use agrees, and saturates */
+	struct sched_job j = mk(9, 1, 0, "cpu", 5, 7);
+	assert_true(sched_job_bytes(&j, SCHED_CPU) == 12);
+	assert_true(sched_job_bytes(&j, SCHED_CUDA) == 7);
+	j = mk(9, 1, 0, "cpu", UINT64_MAX - 1, 7);
+	assert_true(sched_job_bytes(&j, SCHED_CPU) == UINT64_MAX);
 	sched_free(s);
+}
+
+static void
+enq_flops(struct sched *s, int64_t id, const char *req, uint64_t host,
+          uint64_t dev, double flops)
+{
+	struct sched_job j = mk(id, 1, 0, req, host, dev);
+
+	j.flops = flops;
+	assert_int_equal(sched_enqueue(s, &j), 0);
+}
+
+static void
+test_auto_big_job_waits_for_gpu(void **state)
+{
+	struct sched *s = fake(4, 4);
+	struct sched *c = cpu_only(1);
+	size_t dev;
+
+	(void) state;
+	/* fill both GPUs' ledgers */
+	enq_flops(s, 1, "cuda:0", 0, 7 * GiB, 0);
+	enq_flops(s, 2, "cuda:1", 0, 15 * GiB, 0);
+	assert_int_equal(pick(s, NULL, NULL), 1);
+	assert_int_equal(pick(s, NULL, NULL), 2);
+	/* above the threshold: waits for a GPU although the cpu is idle;
+	 * a small job behind it falls back to the cpu */
+	enq_flops(s, 3, "auto", GiB, 2 * GiB,
+	          SCHED_AUTO_CPU_MAX_FLOPS_DEFAULT * 5);
+	enq_flops(s, 4, "auto", GiB, 2 * GiB, 1e9);
+	assert_int_equal(pick(s, &dev, NULL), 4);
+	assert_int_equal(dev, DEV_CPU);
+	assert_int_equal(pick(s, NULL, NULL), -1);
+	/* exactly at the threshold still may use the cpu */
+	enq_flops(s, 5, "auto", GiB, 2 * GiB, SCHED_AUTO_CPU_MAX_FLOPS_DEFAULT);
+	assert_int_equal(pick(s, &dev, NULL), 5);
+	assert_int_equal(dev, DEV_CPU);
+	sched_release(s, 1);
+	assert_int_equal(pick(s, &dev, NULL), 3);
+	assert_int_equal(dev, DEV_CUDA0);
+	/* a big job no GPU can ever hold still runs on the cpu */
+	enq_flops(s, 6, "auto", GiB, 40 * GiB, 1e15);
+	assert_int_equal(pick(s, &dev, NULL), 6);
+	assert_int_equal(dev, DEV_CPU);
+	/* threshold < 0: every job that fits a GPU waits for one */
+	sched_set_auto_cpu_max_flops(s, -1);
+	enq_flops(s, 7, "auto", 0, 7 * GiB, 0);
+	assert_int_equal(pick(s, NULL, NULL), -1);
+	/* a huge threshold: the old behaviour, fall back at once */
+	sched_set_auto_cpu_max_flops(s, 1e300);
+	assert_int_equal(pick(s, &dev, NULL), 7);
+	assert_int_equal(dev, DEV_CPU);
+	/* without GPUs the threshold does not matter */
+	enq_flops(c, 8, "auto", GiB, GiB, 1e18);
+	assert_int_equal(pick(c, &dev, NULL), 8);
+	assert_int_equal(dev, 0);
+	sched_free(s);
+	sched_free(c);
 }
 
 static void
@@ -308,11 +378,12 @@ test_auto(void **state)
 	enq(s, 4, 1, 0, "auto", 2 * GiB, 4 * GiB);
 	assert_int_equal(pick(s, &dev, NULL), 4);
 	assert_int_equal(dev, DEV_CUDA1);
-	/* no GPU has room: falls back to the cpu with the host estimate */
+	/* no GPU has room: a small job falls back to the cpu, reserving
+	 * host + device bytes there */
 	enq(s, 5, 1, 0, "auto", 3 * GiB, 4 * GiB);
 	assert_int_equal(pick(s, &dev, &grant), 5);
 	assert_int_equal(dev, DEV_CPU);
-	assert_true(grant == 3 * GiB);
+	assert_true(grant == 7 * GiB);
 	/* a job too big for every GPU runs on the cpu even when they idle */
 	sched_release(s, 1);
 	sched_release(s, 2);
@@ -383,8 +454,13 @@ test_fits_ever(void **state)
 	assert_int_equal(sched_fits_ever(s, &j), NQ_ETOOLARGE);
 	j = mk(1, 1, 0, "cpu", 64 * GiB, 0);
 	assert_int_equal(sched_fits_ever(s, &j), NQ_ETOOLARGE);
-	j = mk(1, 1, 0, "cpu", 63 * GiB, UINT64_MAX);
+	/* cpu: host + device bytes against the cpu's capacity */
+	j = mk(1, 1, 0, "cpu", 60 * GiB, 3 * GiB);
 	assert_int_equal(sched_fits_ever(s, &j), 0);
+	j = mk(1, 1, 0, "cpu", 61 * GiB, 3 * GiB);
+	assert_int_equal(sched_fits_ever(s, &j), NQ_ETOOLARGE);
+	j = mk(1, 1, 0, "cpu", 63 * GiB, UINT64_MAX);
+	assert_int_equal(sched_fits_ever(s, &j), NQ_ETOOLARGE);
 	/* auto: the cpu can take what no GPU can */
 	j = mk(1, 1, 0, "auto", GiB, 20 * GiB);
 	assert_int_equal(sched_fits_ever(s, &j), 0);
@@ -406,8 +482,11 @@ test_fits_ever(void **state)
 	assert_int_equal(sched_fits_ever(c, &j), NQ_EBADDEVICE);
 	j = mk(1, 1, 0, "cuda:0", 0, 0);
 	assert_int_equal(sched_fits_ever(c, &j), NQ_EBADDEVICE);
-	j = mk(1, 1, 0, "auto", GiB, 100 * GiB);
+	j = mk(1, 1, 0, "auto", GiB, 60 * GiB);
 	assert_int_equal(sched_fits_ever(c, &j), 0);
+	/* on the cpu the device estimate is host memory as well */
+	j = mk(1, 1, 0, "auto", GiB, 100 * GiB);
+	assert_int_equal(sched_fits_ever(c, &j), NQ_ETOOLARGE);
 	/* busy devices do not matter: "ever" means when idle */
 	enq(s, 50, 1, 0, "cuda:0", 0, 7 * GiB);
 	assert_int_equal(pick(s, NULL, NULL), 50);
@@ -821,8 +900,9 @@ main(void)
 	        cmocka_unit_test(test_boundary_headroom),
 	        cmocka_unit_test(test_share_gpu_memory),
 	        cmocka_unit_test(test_share_gpu_slots),
-	        cmocka_unit_test(test_cpu_uses_host_bytes),
+	        cmocka_unit_test(test_cpu_uses_host_plus_device_bytes),
 	        cmocka_unit_test(test_auto),
+	        cmocka_unit_test(test_auto_big_job_waits_for_gpu),
 	        cmocka_unit_test(test_cuda_any_and_n),
 	        cmocka_unit_test(test_fits_ever),
 	        cmocka_unit_test(test_no_head_of_line_blocking),

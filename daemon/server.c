@@ -4,6 +4,7 @@
 #include "job_type.h"
 #include "log.h"
 #include "nq_error.h"
+#include "probe.h"
 #include "spool.h"
 #include "worker.h"
 
@@ -73,6 +74,7 @@ job_map(const struct job_row *j)
 	rc |= nq_map_set_int(m, "error_code", j->error_code);
 	rc |= nq_map_set_str(m, "error", j->error);
 	rc |= nq_map_set_bool(m, "cancel_requested", j->cancel_requested);
+	rc |= nq_map_set_bool(m, "purged", j->purged_us != 0);
 	if (rc != 0) {
 		nq_map_free(m);
 		return NULL;
@@ -209,6 +211,8 @@ op_hello(struct req *r)
 	rc |= nq_map_set_str(r->out, "daemon", NEUROQ_VERSION);
 	rc |= nq_map_set_int(r->out, "uid", r->uid);
 	rc |= nq_map_set_str(r->out, "events", r->d->cfg->events);
+	rc |= nq_map_set_int(r->out, "max_message_bytes",
+	                     (int64_t) r->d->cfg->max_message_bytes);
 	rc |= nq_map_set(r->out, "job_types", &list);
 	nq_value_free(&list);
 	return rc ? NQ_ENOMEM : 0;
@@ -242,6 +246,8 @@ static int
 too_large(struct req *r, const struct sched_job *sj)
 {
 	uint64_t cpu = 0, gpu = 0;
+	/* what the scheduler admits on the cpu: host + device bytes */
+	uint64_t on_cpu = sched_job_bytes(sj, SCHED_CPU);
 	char a[32], b[32], c[32], e[32], h[32];
 
 	for (size_t i = 0; i < sched_device_count(r->d->sched); i++) {
@@ -250,7 +256,7 @@ too_large(struct req *r, const struct sched_job *sj)
 		if (dv->capacity > *m)
 			*m = dv->capacity;
 	}
-	fmt_bytes(a, sizeof(a), sj->host_bytes);
+	fmt_bytes(a, sizeof(a), on_cpu);
 	fmt_bytes(b, sizeof(b), sj->device_bytes);
 	fmt_bytes(c, sizeof(c), cpu);
 	fmt_bytes(e, sizeof(e), gpu);
@@ -260,8 +266,8 @@ too_large(struct req *r, const struct sched_job *sj)
 	                "%" PRIu64 " bytes (%s) on cpu, %" PRIu64
 	                " bytes (%s) on a GPU; largest device: cpu %s, "
 	                "cuda %s (each less %s headroom)",
-	                sj->device_req, sj->host_bytes, a, sj->device_bytes, b,
-	                c, gpu ? e : "none", h);
+	                sj->device_req, on_cpu, a, sj->device_bytes, b, c,
+	                gpu ? e : "none", h);
 }
 
 static int
@@ -369,6 +375,7 @@ op_submit(struct req *r)
 	sj.priority = (int) prio;
 	sj.host_bytes = est.host_bytes;
 	sj.device_bytes = est.device_bytes;
+	sj.flops = est.flops;
 	snprintf(sj.device_req, sizeof(sj.device_req), "%s", device);
 	rc = sched_fits_ever(d->sched, &sj);
 	if (rc == NQ_ETOOLARGE) {
@@ -572,6 +579,22 @@ op_cancel(struct req *r)
 	return nq_map_set_str(r->out, "state", job_state_name(row.state));
 }
 
+/* The job's files went with retention; the row is what is left. */
+static int
+purged_fail(struct req *r, const struct job_row *row)
+{
+	int days = r->d->cfg->retention_days;
+
+	/* retention since switched off: say how long it was kept */
+	if (days <= 0 && row->purged_us > row->finished_us)
+		days = (int) ((row->purged_us - row->finished_us) /
+		              86400000000);
+	return req_fail(r, NQ_ESTATE,
+	                "job %" PRId64 " %s; its results were removed after "
+	                "%d days (retention_days)",
+	                row->id, job_state_name(row->state), days);
+}
+
 static int
 op_result(struct req *r)
 {
@@ -592,6 +615,8 @@ op_result(struct req *r)
 		                "names: expected a list of output names");
 	if ((rc = load_job(r, id, 1, &row)) != 0)
 		return rc;
+	if (row.purged_us != 0)
+		return purged_fail(r, &row);
 	if (row.state == JOB_FAILED)
 		return req_fail(r, NQ_ESTATE, "job %" PRId64 " FAILED (%s): %s",
 		                id, nq_errname(row.error_code), row.error);
@@ -620,6 +645,9 @@ op_devices(struct req *r)
 	struct nq_value list = {.kind = NQ_LIST};
 	int rc = 0;
 
+	/* figures as of the last probe; a fresh one runs in the background
+	 * for the next request */
+	probe_refresh(d);
 	list.u.list.items = calloc(n + 1, sizeof(struct nq_value));
 	if (list.u.list.items == NULL)
 		return NQ_ENOMEM;
@@ -662,6 +690,12 @@ op_devices(struct req *r)
 		                     (int64_t) (di ? di->mem_free : 0));
 		rc |= nq_map_set_int(m, "capacity", (int64_t) sd->capacity);
 		rc |= nq_map_set_int(m, "mem_reserved", (int64_t) sd->reserved);
+		rc |= nq_map_set_int(
+		        m, "mem_unreserved",
+		        (int64_t) (sd->capacity > sd->reserved
+		                           ? sd->capacity - sd->reserved
+		                           : 0));
+		rc |= nq_map_set_float(m, "probed_at", di ? di->probed_at : 0);
 		rc |= nq_map_set_int(m, "slots", sd->slots);
 		rc |= nq_map_set(m, "running", &ids);
 		nq_value_free(&ids);
@@ -685,6 +719,8 @@ op_logs(struct req *r)
 		return rc;
 	if ((rc = load_job(r, id, 1, &row)) != 0)
 		return rc;
+	if (row.purged_us != 0)
+		return purged_fail(r, &row);
 	if (spool_job_dir(r->d->cfg->state_dir, id, jd, sizeof(jd)) != 0)
 		return NQ_EINTERNAL;
 	rc = spool_read_log(jd, SERVER_LOG_MAX, &text);
@@ -749,6 +785,17 @@ server_handle(void *arg, uint32_t uid, const void *body, size_t len,
 
 	*reply = NULL;
 	*replylen = 0;
+	/* the transport lets a little more through (net.h) so that this
+	 * gets a reply instead of a dropped connection */
+	if (len > d->cfg->max_message_bytes) {
+		rc = req_fail(&r, NQ_ETOOBIG,
+		              "request of %zu bytes exceeds max_message_bytes "
+		              "%" PRIu64
+		              " (send the inputs as several jobs, or "
+		              "ask the admin to raise it)",
+		              len, d->cfg->max_message_bytes);
+		goto fail;
+	}
 	rc = nq_decode(body, len, &req, msg, sizeof(msg));
 	if (rc != 0)
 		goto fail;

@@ -17,6 +17,7 @@
 #include "store.h"
 
 struct worker;
+struct probe;
 
 struct daemon {
 	uv_loop_t *loop;
@@ -29,6 +30,8 @@ struct daemon {
 	struct worker *workers; /* running jobs (worker.c) */
 	int draining;           /* no new submits, no new starts */
 	double started;         /* unix seconds */
+	struct probe *probe;    /* the background device probe (probe.c) */
+	uint64_t probe_last_ms; /* uv_now() when the last one started */
 };
 
 /* net_handler: decode, dispatch, encode. */

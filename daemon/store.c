@@ -52,6 +52,8 @@ static const char *const migrations[] = {
         " WHERE idem != '';"
         "CREATE INDEX jobs_state_id ON jobs(state, id);"
         "CREATE INDEX jobs_owner_state ON jobs(owner, state);",
+        /* 1 -> 2: retention; the row stays (idempotency keys, history) */
+        "ALTER TABLE jobs ADD COLUMN purged_us INTEGER NOT NULL DEFAULT 0;",
 };
 #define STORE_SCHEMA_VERSION \
 	((int) (sizeof(migrations) / sizeof(migrations[0])))
@@ -60,7 +62,7 @@ static const char *const migrations[] = {
 	"id, type, state, owner, priority, device_req, device, attempts,"  \
 	" progress, stage, submitted_us, started_us, finished_us,"         \
 	" est_host_bytes, est_device_bytes, est_flops, error_code, error," \
-	" idem, cancel_requested"
+	" idem, cancel_requested, purged_us"
 
 enum {
 	ST_BEGIN,
@@ -77,6 +79,9 @@ enum {
 	ST_CANCEL,
 	ST_RECOVER_FAIL,
 	ST_RECOVER_REQUEUE,
+	ST_RECOVER_CANCEL,
+	ST_EXPIRED,
+	ST_PURGED,
 	/* store_list: base + (state filter ? 1 : 0) + (owner filter ? 2 : 0)
 	 * + (oldest first ? 4 : 0) */
 	ST_LIST,
@@ -123,6 +128,18 @@ static const char *const fixed_sql[ST_LIST] = {
         [ST_RECOVER_REQUEUE] = "UPDATE jobs SET state = 0,"
                                " stage = 'requeued: daemon restarted'"
                                " WHERE state = 1",
+        /* the user asked for it to stop: never run it again */
+        [ST_RECOVER_CANCEL] = "UPDATE jobs SET state = 4, error_code = ?1,"
+                              " error = 'canceled (the daemon stopped"
+                              " before the job did)', finished_us = ?2"
+                              " WHERE state IN (0, 1)"
+                              " AND cancel_requested != 0",
+        [ST_EXPIRED] = "SELECT " COLS " FROM jobs WHERE state IN (2, 3, 4)"
+                       " AND purged_us = 0 AND finished_us > 0"
+                       " AND finished_us < ?1 ORDER BY finished_us, id"
+                       " LIMIT ?2",
+        [ST_PURGED] = "UPDATE jobs SET purged_us = ?2"
+                      " WHERE id = ?1 AND state IN (2, 3, 4)",
 };
 
 struct store {
@@ -329,6 +346,7 @@ read_row(sqlite3_stmt *q, struct job_row *r)
 	col_str(q, 17, r->error, sizeof(r->error));
 	col_str(q, 18, r->idem, sizeof(r->idem));
 	r->cancel_requested = sqlite3_column_int(q, 19);
+	r->purged_us = sqlite3_column_int64(q, 20);
 }
 
 static int
@@ -746,13 +764,22 @@ store_list(struct store *s, const struct store_filter *f,
 int
 store_recover(struct store *s, int max_attempts, int *requeued, int *failed)
 {
+	return store_recover2(s, max_attempts, requeued, failed, NULL);
+}
+
+int
+store_recover2(struct store *s, int max_attempts, int *requeued, int *failed,
+               int *canceled)
+{
 	sqlite3_stmt *q;
-	int err, nfail, nreq;
+	int err, nfail, nreq, ncan;
 
 	if (requeued != NULL)
 		*requeued = 0;
 	if (failed != NULL)
 		*failed = 0;
+	if (canceled != NULL)
+		*canceled = 0;
 	if (max_attempts < 1) {
 		snprintf(s->msg, sizeof(s->msg),
 		         "recover: max_attempts must be >= 1 (got %d)",
@@ -761,6 +788,16 @@ store_recover(struct store *s, int max_attempts, int *requeued, int *failed)
 	}
 	if ((err = begin(s)))
 		return err;
+	/* cancels first: a canceled job is neither retried nor failed */
+	if ((q = stmt(s, ST_RECOVER_CANCEL)) == NULL) {
+		err = NQ_EIO;
+		goto fail;
+	}
+	sqlite3_bind_int(q, 1, NQ_ECANCELED);
+	sqlite3_bind_int64(q, 2, now_us());
+	if ((err = exec_stmt(s, q, "recover")))
+		goto fail;
+	ncan = sqlite3_changes(s->db);
 	if ((q = stmt(s, ST_RECOVER_FAIL)) == NULL) {
 		err = NQ_EIO;
 		goto fail;
@@ -784,8 +821,45 @@ store_recover(struct store *s, int max_attempts, int *requeued, int *failed)
 		*requeued = nreq;
 	if (failed != NULL)
 		*failed = nfail;
+	if (canceled != NULL)
+		*canceled = ncan;
 	return 0;
 fail:
 	rollback(s);
 	return err;
+}
+
+int
+store_list_expired(struct store *s, int64_t before_us, int64_t limit,
+                   int (*cb)(void *arg, const struct job_row *row), void *arg)
+{
+	struct job_row row;
+	sqlite3_stmt *q = stmt(s, ST_EXPIRED);
+	int rc, err = 0;
+
+	if (q == NULL)
+		return NQ_EIO;
+	sqlite3_bind_int64(q, 1, before_us);
+	sqlite3_bind_int64(q, 2, limit > 0 ? limit : -1);
+	while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+		read_row(q, &row);
+		if (cb(arg, &row) != 0)
+			break;
+	}
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		err = fail_sql(s, rc, "expired");
+	sqlite3_reset(q);
+	return err;
+}
+
+int
+store_mark_purged(struct store *s, int64_t id)
+{
+	sqlite3_stmt *q = stmt(s, ST_PURGED);
+
+	if (q == NULL)
+		return NQ_EIO;
+	sqlite3_bind_int64(q, 1, id);
+	sqlite3_bind_int64(q, 2, now_us());
+	return update_one(s, q, id, "purged");
 }

@@ -18,28 +18,31 @@ enum job_state {
 	JOB_CANCELED = 4
 };
 
-const char *job_state_name(enum job_state s);     /* "QUEUED" … */
-int job_state_parse(const char *s, enum job_state *out); /* 0 or -1 (case-insensitive) */
-int job_state_final(enum job_state s);             /* DONE|FAILED|CANCELED */
+const char *job_state_name(enum job_state s); /* "QUEUED" … */
+int job_state_parse(const char *s,
+                    enum job_state *out); /* 0 or -1 (case-insensitive) */
+int job_state_final(enum job_state s);    /* DONE|FAILED|CANCELED */
 
 struct job_row {
 	int64_t id;
 	char type[32];
 	enum job_state state;
-	uint32_t owner;         /* uid */
-	int priority;           /* higher runs first within an owner */
-	char device_req[32];    /* "auto", "cpu", "cuda", "cuda:N" */
-	char device[32];        /* where it runs/ran; "" before */
-	int attempts;           /* times it was started */
-	double progress;        /* 0..1 */
+	uint32_t owner;      /* uid */
+	int priority;        /* higher runs first within an owner */
+	char device_req[32]; /* "auto", "cpu", "cuda", "cuda:N" */
+	char device[32];     /* where it runs/ran; "" before */
+	int attempts;        /* times it was started */
+	double progress;     /* 0..1 */
 	char stage[64];
-	int64_t submitted_us, started_us, finished_us; /* unix µs; 0 = not yet */
+	int64_t submitted_us, started_us,
+	        finished_us; /* unix µs; 0 = not yet */
 	uint64_t est_host_bytes, est_device_bytes;
 	double est_flops;
-	int error_code;         /* nq_err; 0 */
+	int error_code; /* nq_err; 0 */
 	char error[512];
-	char idem[128];         /* idempotency key, "" = none */
+	char idem[128]; /* idempotency key, "" = none */
 	int cancel_requested;
+	int64_t purged_us; /* retention removed its spool dir; 0 = not */
 };
 
 struct store;
@@ -56,7 +59,8 @@ const char *store_errmsg(const struct store *s);
  * (owner, idem) exists already, nothing is inserted: *existing = 1 and
  * row->id is the existing job's id. */
 int store_put_job(struct store *s, struct job_row *row, int *existing);
-int store_get_job(struct store *s, int64_t id, struct job_row *row); /* 0, NQ_ENOJOB */
+int store_get_job(struct store *s, int64_t id,
+                  struct job_row *row); /* 0, NQ_ENOJOB */
 /* QUEUED → RUNNING: sets device, started_us, attempts += 1. */
 int store_mark_running(struct store *s, int64_t id, const char *device);
 /* → DONE / FAILED / CANCELED with error code/text (0/"" for DONE). */
@@ -71,18 +75,32 @@ int store_set_cancel(struct store *s, int64_t id);
 /* Iterate jobs matching a filter, newest first (limit 0 = all). The
  * callback returns nonzero to stop. */
 struct store_filter {
-	int state;         /* -1 = any, else enum job_state */
-	int any_owner;     /* 0: only owner */
+	int state;     /* -1 = any, else enum job_state */
+	int any_owner; /* 0: only owner */
 	uint32_t owner;
 	int64_t limit;
-	int oldest_first;  /* 1: ORDER BY id ASC */
+	int oldest_first; /* 1: ORDER BY id ASC */
 };
 int store_list(struct store *s, const struct store_filter *f,
                int (*cb)(void *arg, const struct job_row *row), void *arg);
 
-/* Start-up recovery: every RUNNING row goes back to QUEUED, or to FAILED
- * ("worker died N times") once attempts >= max_attempts. Counts out. */
+/* Start-up recovery: a QUEUED or RUNNING row whose cancel was requested
+ * becomes CANCELED (ECANCELED); every other RUNNING row goes back to QUEUED,
+ * or to FAILED ("worker died N times") once attempts >= max_attempts. Counts
+ * out (any may be NULL). */
 int store_recover(struct store *s, int max_attempts, int *requeued,
                   int *failed);
+int store_recover2(struct store *s, int max_attempts, int *requeued,
+                   int *failed, int *canceled);
+
+/* Retention: final (DONE/FAILED/CANCELED) jobs not yet purged that finished
+ * before before_us (unix µs), oldest first, at most limit (0 = all). The
+ * callback must not write to the store (collect, then act). */
+int store_list_expired(struct store *s, int64_t before_us, int64_t limit,
+                       int (*cb)(void *arg, const struct job_row *row),
+                       void *arg);
+/* Records that a final job's spool dir was removed (purged_us = now). 0,
+ * NQ_ENOJOB, or NQ_ESTATE when the job is not final. */
+int store_mark_purged(struct store *s, int64_t id);
 
 #endif

@@ -192,7 +192,7 @@ test_open_sets_wal_and_schema(void **state)
 	        sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &q, NULL),
 	        SQLITE_OK);
 	assert_int_equal(sqlite3_step(q), SQLITE_ROW);
-	assert_int_equal(sqlite3_column_int(q, 0), 1);
+	assert_int_equal(sqlite3_column_int(q, 0), 2);
 	sqlite3_finalize(q);
 	/* the idempotency index is unique and partial */
 	assert_int_equal(sqlite3_prepare_v2(db,
@@ -576,6 +576,187 @@ test_recover(void **state)
 	assert_int_equal(store_mark_running(f->s, r2, "cuda:0"), 0);
 	assert_int_equal(store_get_job(f->s, r2, &r), 0);
 	assert_int_equal(r.attempts, 3);
+}
+
+static void
+test_recover_cancel_requested(void **state)
+{
+	struct fx *f = *state;
+	struct job_row r;
+	int64_t run = put(f->s, 1, 0), other = put(f->s, 1, 0),
+	        often = put(f->s, 1, 0);
+	int requeued = -1, failed = -1, canceled = -1;
+
+	/* cancel asked while RUNNING, then the daemon died */
+	assert_int_equal(store_mark_running(f->s, run, "cpu"), 0);
+	assert_int_equal(store_set_cancel(f->s, run), 0);
+	assert_int_equal(store_mark_running(f->s, other, "cpu"), 0);
+	/* a cancel beats max_attempts: CANCELED, not FAILED */
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(store_mark_running(f->s, often, "cpu"), 0);
+		if (i < 2)
+			assert_int_equal(store_requeue(f->s, often, "x"), 0);
+	}
+	assert_int_equal(store_set_cancel(f->s, often), 0);
+	assert_int_equal(store_recover2(f->s, 3, &requeued, &failed, &canceled),
+	                 0);
+	assert_int_equal(canceled, 2);
+	assert_int_equal(requeued, 1);
+	assert_int_equal(failed, 0);
+	assert_int_equal(store_get_job(f->s, run, &r), 0);
+	assert_int_equal(r.state, JOB_CANCELED);
+	assert_int_equal(r.error_code, NQ_ECANCELED);
+	assert_non_null(strstr(r.error, "canceled"));
+	assert_true(r.finished_us > 0);
+	assert_int_equal(state_of(f->s, often), JOB_CANCELED);
+	assert_int_equal(state_of(f->s, other), JOB_QUEUED);
+	/* a final job cannot be started again */
+	assert_int_equal(store_mark_running(f->s, run, "cpu"), NQ_ESTATE);
+}
+
+/* Sets finished_us behind the store's back: fake clocks for retention. */
+static void
+set_finished(struct fx *f, int64_t id, int64_t us)
+{
+	sqlite3 *db;
+	char sql[128];
+
+	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+	sqlite3_busy_timeout(db, 5000);
+	snprintf(sql, sizeof(sql),
+	         "UPDATE jobs SET finished_us = %lld WHERE id = %lld",
+	         (long long) us, (long long) id);
+	assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+}
+
+static void
+test_retention_selection(void **state)
+{
+	struct fx *f = *state;
+	const int64_t day = 86400ll * 1000000;
+	const int64_t now = wall_us();
+	struct collect c = {0};
+	struct job_row r;
+	int64_t done_old = put(f->s, 1, 0), failed_old = put(f->s, 2, 0),
+	        canc_old = put(f->s, 1, 0), done_new = put(f->s, 1, 0),
+	        queued = put(f->s, 1, 0), running = put(f->s, 1, 0);
+
+	assert_int_equal(store_mark_running(f->s, done_old, "cpu"), 0);
+	assert_int_equal(store_mark_final(f->s, done_old, JOB_DONE, 0, ""), 0);
+	assert_int_equal(store_mark_running(f->s, failed_old, "cpu"), 0);
+	assert_int_equal(
+	        store_mark_final(f->s, failed_old, JOB_FAILED, NQ_EFAILED, "x"),
+	        0);
+	assert_int_equal(store_mark_final(f->s, canc_old, JOB_CANCELED,
+	                                  NQ_ECANCELED, "canceled"),
+	                 0);
+	assert_int_equal(store_mark_running(f->s, done_new, "cpu"), 0);
+	assert_int_equal(store_mark_final(f->s, done_new, JOB_DONE, 0, ""), 0);
+	assert_int_equal(store_mark_running(f->s, running, "cpu"), 0);
+	set_finished(f, done_old, now - 40 * day);
+	set_finished(f, failed_old, now - 31 * day);
+	set_finished(f, canc_old, now - 30 * day - 1);
+	set_finished(f, done_new, now - 29 * day);
+	/* a live job with a stray timestamp is never selected */
+	set_finished(f, running, now - 100 * day);
+	set_finished(f, queued, now - 100 * day);
+
+	/* 30 days: the three older ones, oldest first */
+	assert_int_equal(
+	        store_list_expired(f->s, now - 30 * day, 0, collect_cb, &c), 0);
+	assert_int_equal(c.n, 3);
+	assert_true(c.ids[0] == done_old);
+	assert_true(c.ids[1] == failed_old);
+	assert_true(c.ids[2] == canc_old);
+	/* limit */
+	memset(&c, 0, sizeof(c));
+	assert_int_equal(
+	        store_list_expired(f->s, now - 30 * day, 1, collect_cb, &c), 0);
+	assert_int_equal(c.n, 1);
+	assert_true(c.ids[0] == done_old);
+	/* purged rows stay (history, idem) but are not selected again */
+	assert_int_equal(store_mark_purged(f->s, done_old), 0);
+	assert_int_equal(store_get_job(f->s, done_old, &r), 0);
+	assert_int_equal(r.state, JOB_DONE);
+	assert_true(r.purged_us >= now);
+	memset(&c, 0, sizeof(c));
+	assert_int_equal(
+	        store_list_expired(f->s, now - 30 * day, 0, collect_cb, &c), 0);
+	assert_int_equal(c.n, 2);
+	assert_true(c.ids[0] == failed_old);
+	/* 1 day: everything final but not purged */
+	memset(&c, 0, sizeof(c));
+	assert_int_equal(store_list_expired(f->s, now - day, 0, collect_cb, &c),
+	                 0);
+	assert_int_equal(c.n, 3);
+	assert_true(c.ids[2] == done_new);
+	/* only final jobs can be purged */
+	assert_int_equal(store_mark_purged(f->s, running), NQ_ESTATE);
+	assert_int_equal(store_mark_purged(f->s, queued), NQ_ESTATE);
+	assert_int_equal(store_mark_purged(f->s, 9999), NQ_ENOJOB);
+	assert_int_equal(store_get_job(f->s, running, &r), 0);
+	assert_true(r.purged_us == 0);
+}
+
+/* A database of schema v1 (before retention) opens and gains purged_us. */
+static void
+test_migrate_v1(void **state)
+{
+	struct fx *f = *state;
+	char path[160], msg[256];
+	struct store *st;
+	struct job_row r;
+	sqlite3 *db;
+
+	snprintf(path, sizeof(path), "%s/v1.db", f->dir);
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(
+	        sqlite3_exec(
+	                db,
+	                "PRAGMA journal_mode = WAL;"
+	                "CREATE TABLE jobs ("
+	                " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+	                " type TEXT NOT NULL,"
+	                " state INTEGER NOT NULL CHECK (state BETWEEN 0 AND 4),"
+	                " owner INTEGER NOT NULL,"
+	                " priority INTEGER NOT NULL DEFAULT 0,"
+	                " device_req TEXT NOT NULL DEFAULT 'auto',"
+	                " device TEXT NOT NULL DEFAULT '',"
+	                " attempts INTEGER NOT NULL DEFAULT 0,"
+	                " progress REAL NOT NULL DEFAULT 0,"
+	                " stage TEXT NOT NULL DEFAULT '',"
+	                " submitted_us INTEGER NOT NULL DEFAULT 0,"
+	                " started_us INTEGER NOT NULL DEFAULT 0,"
+	                " finished_us INTEGER NOT NULL DEFAULT 0,"
+	                " est_host_bytes INTEGER NOT NULL DEFAULT 0,"
+	                " est_device_bytes INTEGER NOT NULL DEFAULT 0,"
+	                " est_flops REAL NOT NULL DEFAULT 0,"
+	                " error_code INTEGER NOT NULL DEFAULT 0,"
+	                " error TEXT NOT NULL DEFAULT '',"
+	                " idem TEXT NOT NULL DEFAULT '',"
+	                " cancel_requested INTEGER NOT NULL DEFAULT 0);"
+	                "INSERT INTO jobs (type, state, owner, finished_us)"
+	                " VALUES ('gsn', 2, 7, 123);"
+	                "PRAGMA user_version = 1;",
+	                NULL, NULL, NULL),
+	        SQLITE_OK);
+	sqlite3_close(db);
+	assert_int_equal(store_open(&st, path, msg, sizeof(msg)), 0);
+	assert_int_equal(store_get_job(st, 1, &r), 0);
+	assert_int_equal(r.state, JOB_DONE);
+	assert_int_equal(r.owner, 7);
+	assert_true(r.purged_us == 0);
+	assert_int_equal(store_mark_purged(st, 1), 0);
+	assert_int_equal(store_get_job(st, 1, &r), 0);
+	assert_true(r.purged_us > 0);
+	store_close(st);
+	static const char *const sfx[] = {"", "-wal", "-shm"};
+	for (size_t i = 0; i < 3; i++) {
+		char p[192];
+		snprintf(p, sizeof(p), "%s%s", path, sfx[i]);
+		unlink(p);
+	}
 }
 
 static void
@@ -973,6 +1154,12 @@ main(void)
 	        cmocka_unit_test_setup_teardown(test_long_error_truncated,
 	                                        setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_recover, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_recover_cancel_requested,
+	                                        setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_retention_selection, setup,
+	                                        teardown),
+	        cmocka_unit_test_setup_teardown(test_migrate_v1, setup,
+	                                        teardown),
 	        cmocka_unit_test_setup_teardown(test_list_filters, setup,
 	                                        teardown),
 	        cmocka_unit_test_setup_teardown(test_list_reentrant, setup,

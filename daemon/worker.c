@@ -197,6 +197,7 @@ worker_requeue(struct daemon *d, int64_t id, const char *why)
 	sj.seq = (uint64_t) id;
 	sj.host_bytes = row.est_host_bytes;
 	sj.device_bytes = row.est_device_bytes;
+	sj.flops = row.est_flops;
 	snprintf(sj.device_req, sizeof(sj.device_req), "%s", row.device_req);
 	return sched_enqueue(d->sched, &sj);
 }

@@ -119,6 +119,16 @@ struct kern_ops {
 	/* Convert count elements between precisions (dst dt_dst, src dt_src). */
 	int (*convert)(void *ctx, enum kern_dtype dt_dst, void *dst,
 	               enum kern_dtype dt_src, const void *src, int64_t count);
+
+	/* ---- appended ops (keep new ops at the end) */
+	/* Householder reduction A = Q T Qᵀ of the symmetric n×n A (lower
+	 * triangle read, A overwritten by the reflectors); the diagonal d (n)
+	 * and subdiagonal e (n−1, n ≥ 2) of T go to device vectors; B (n×m)
+	 * ← Qᵀ B (m may be 0, B NULL then). Eigenvalues of T are those of A
+	 * and quadratic forms bᵀ f(A) b = (Qᵀb)ᵀ f(T) (Qᵀb). */
+	int (*tridiag_qt)(void *ctx, enum kern_dtype dt, int64_t n, void *A,
+	                  int64_t lda, void *d, void *e, int64_t m, void *B,
+	                  int64_t ldb);
 };
 
 struct kern_backend {

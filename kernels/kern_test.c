@@ -25,6 +25,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <lapacke.h>
+
 #include "kern.h"
 #include "nq_error.h"
 
@@ -765,6 +767,14 @@ test_bad_params(void **state)
 	                 NQ_EBADPARAM);
 	assert_int_equal(KOP(kb, syevd, KERN_F32, -2, A, 1, B, &info),
 	                 NQ_EBADPARAM);
+	assert_int_equal(KOP(kb, tridiag_qt, KERN_F64, -1, A, 1, B, C, 0,
+	                     NULL, 1),
+	                 NQ_EBADPARAM);
+	assert_int_equal(KOP(kb, tridiag_qt, KERN_F64, 4, A, 2, B, C, 1, A, 4),
+	                 NQ_EBADPARAM); /* lda < n */
+	assert_int_equal(KOP(kb, tridiag_qt, KERN_F64, 4, A, 4, B, C, 2, NULL,
+	                     4),
+	                 NQ_EBADPARAM); /* m > 0 without B */
 	assert_int_equal(KOP(kb, axpby, KERN_F64, -1, 1, A, 1, B),
 	                 NQ_EBADPARAM);
 	assert_int_equal(KOP(kb, sumsq, KERN_F64, 4, NULL, &out), NQ_EBADPARAM);
@@ -1064,6 +1074,137 @@ test_syevd(void **state)
 		free(Q);
 		free(lam);
 		free(W);
+		free(sorted);
+	}
+}
+
+/* ---- tridiag_qt */
+
+static void
+run_tridiag(struct kern_backend *kb, enum kern_dtype dt, int64_t n, double *A,
+            int64_t lda, double *d, double *e, int64_t m, double *B,
+            int64_t ldb)
+{
+	void *dA = put(kb, dt, A, lda * n), *dd = put(kb, dt, NULL, n);
+	void *de = put(kb, dt, NULL, n > 1 ? n - 1 : 1);
+	void *dB = m > 0 ? put(kb, dt, B, ldb * m) : NULL;
+
+	assert_int_equal(KOP(kb, tridiag_qt, dt, n, dA, lda, dd, de, m, dB,
+	                     ldb),
+	                 0);
+	get(kb, dt, dd, n, d);
+	get(kb, dt, de, n > 1 ? n - 1 : 0, e);
+	if (m > 0) {
+		get(kb, dt, dB, ldb * m, B);
+		dfree(kb, dB);
+	}
+	dfree(kb, dA);
+	dfree(kb, dd);
+	dfree(kb, de);
+}
+
+/* Eigenvalues (ascending) of the tridiagonal (d, e), host LAPACK. */
+static void
+tri_eigvals(int64_t n, const double *d, const double *e, double *w)
+{
+	double *e2 = hvec(n);
+
+	memcpy(w, d, (size_t) n * sizeof(*w));
+	if (n > 1)
+		memcpy(e2, e, (size_t) (n - 1) * sizeof(*e2));
+	assert_int_equal(LAPACKE_dsterf((lapack_int) n, w, e2), 0);
+	free(e2);
+}
+
+/* xᵀ (T − σI)⁻¹ x by LDLᵀ of the tridiagonal (positive definite here). */
+static double
+tri_quad(int64_t n, const double *d, const double *e, double sigma,
+         const double *x)
+{
+	double piv = d[0] - sigma, y = x[0], q = y * y / piv;
+
+	for (int64_t i = 1; i < n; i++) {
+		double l = e[i - 1] / piv;
+
+		piv = d[i] - sigma - l * e[i - 1];
+		y = x[i] - l * y;
+		q += y * y / piv;
+	}
+	return q;
+}
+
+static void
+test_tridiag_qt(void **state)
+{
+	static const int64_t sz[] = {1, 2, 17, 64, 101};
+	FOR_DT(dt)
+	for (size_t s = 0; s < sizeof(sz) / sizeof(sz[0]); s++) {
+		int64_t n = sz[s], lda = n + 1, m = s == 2 ? 0 : 3, ldb = n + 2;
+		double *A = hvec(lda * n), *Q = hvec(n * n), *lam = hvec(n);
+		double *d = hvec(n), *e = hvec(n), *w = hvec(n);
+		double *sorted = hvec(n), *B = hrand(dt, ldb * 3), *B0;
+		double *A0, sigma = -(double) n / 3 - (double) n - 1;
+		double etol = tol(dt, TOL_EIG), btol = tol(dt, TOL_BLAS);
+
+		known_spectrum(dt, n, lda, A, Q, lam);
+		A0 = hdup(A, lda * n);
+		B0 = hdup(B, ldb * 3);
+		run_tridiag(&g_dev, dt, n, A, lda, d, e, m, B, ldb);
+		/* T has A's spectrum */
+		tri_eigvals(n, d, e, w);
+		for (int64_t i = 0; i < n; i++)
+			sorted[i] = (double) (i + 1) - (double) n / 3;
+		check_close("tridiag eigenvalues", dt, w, sorted, n, etol);
+		for (int64_t j = 0; j < m; j++) {
+			const double *b = B0 + j * ldb, *qb = B + j * ldb;
+			double nb = 0, nq = 0, want = 0;
+
+			/* Qᵀ is orthogonal: norms kept */
+			for (int64_t i = 0; i < n; i++) {
+				nb += b[i] * b[i];
+				nq += qb[i] * qb[i];
+			}
+			check_scalar("tridiag |Q^T b|", dt, sqrt(nq), sqrt(nb),
+			             btol);
+			/* bᵀ (A − σI)⁻¹ b from the known eigenvectors equals
+			 * (Qᵀb)ᵀ (T − σI)⁻¹ (Qᵀb) */
+			for (int64_t l = 0; l < n; l++) {
+				double p = col_dot(Q, n, l, b, n, 0, n);
+				want += p * p / (lam[l] - sigma);
+			}
+			check_scalar("tridiag quadratic form", dt,
+			             tri_quad(n, d, e, sigma, qb), want, btol);
+		}
+#ifdef KERN_TEST_CUDA
+		{ /* and against the cpu backend on the same input */
+			double *rd = hvec(n), *re = hvec(n), *rw = hvec(n);
+			double *RB = hdup(B0, ldb * 3);
+
+			run_tridiag(&g_ref, dt, n, A0, lda, rd, re, m, RB, ldb);
+			tri_eigvals(n, rd, re, rw);
+			check_close("tridiag eigenvalues vs cpu", dt, w, rw, n,
+			            etol);
+			for (int64_t j = 0; j < m; j++)
+				check_scalar(
+				        "tridiag quadratic form vs cpu", dt,
+				        tri_quad(n, d, e, sigma, B + j * ldb),
+				        tri_quad(n, rd, re, sigma, RB + j * ldb),
+				        btol);
+			free(rd);
+			free(re);
+			free(rw);
+			free(RB);
+		}
+#endif
+		free(A);
+		free(A0);
+		free(B);
+		free(B0);
+		free(Q);
+		free(lam);
+		free(d);
+		free(e);
+		free(w);
 		free(sorted);
 	}
 }
@@ -1449,6 +1590,7 @@ main(void)
 	        cmocka_unit_test(test_potrf_not_pd),
 	        cmocka_unit_test(test_trsm),
 	        cmocka_unit_test(test_syevd),
+	        cmocka_unit_test(test_tridiag_qt),
 	        cmocka_unit_test(test_axpby),
 	        cmocka_unit_test(test_shrink),
 	        cmocka_unit_test(test_shrink_in_place),

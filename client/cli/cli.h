@@ -12,12 +12,12 @@
 #include "nq_value.h"
 
 enum cli_exit {
-	CLI_OK = 0,       /* success; for wait: the job is DONE */
-	CLI_EREPLY = 1,   /* the daemon answered with an error */
-	CLI_EUSAGE = 2,   /* bad command line */
-	CLI_EFAILED = 3,  /* wait: the job FAILED */
-	CLI_ECANCELED = 4,/* wait: the job was CANCELED */
-	CLI_EREACH = 5    /* cannot reach the daemon, or timed out */
+	CLI_OK = 0,        /* success; for wait: the job is DONE */
+	CLI_EREPLY = 1,    /* the daemon answered with an error */
+	CLI_EUSAGE = 2,    /* bad command line */
+	CLI_EFAILED = 3,   /* wait: the job FAILED */
+	CLI_ECANCELED = 4, /* wait: the job was CANCELED */
+	CLI_EREACH = 5     /* cannot reach the daemon, or timed out */
 };
 
 struct cli {
@@ -26,7 +26,7 @@ struct cli {
 	double timeout_s; /* per request */
 	int quiet;        /* no messages for transport errors */
 	int have_conn;
-	unsigned sock;    /* nng_socket id (kept opaque to most files) */
+	unsigned sock; /* nng_socket id (kept opaque to most files) */
 };
 
 /* rpc.c: request/reply with the daemon.
@@ -71,6 +71,6 @@ const char *cli_map_str(const struct nq_map *m, const char *key,
                         const char *dflt);
 double cli_map_num(const struct nq_map *m, const char *key, double dflt);
 void cli_usage_error(const char *fmt, ...)
-	__attribute__((format(printf, 1, 2)));
+        __attribute__((format(printf, 1, 2)));
 
 #endif

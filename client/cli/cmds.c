@@ -231,8 +231,10 @@ cmd_devices(struct cli *c, int argc, char **argv)
 			if (d->kind != NQ_MAP)
 				continue;
 			m = d->u.map;
-			human_bytes(t, sizeof(t), cli_map_num(m, "mem_total", 0));
-			human_bytes(f, sizeof(f), cli_map_num(m, "mem_free", 0));
+			human_bytes(t, sizeof(t),
+			            cli_map_num(m, "mem_total", 0));
+			human_bytes(f, sizeof(f),
+			            cli_map_num(m, "mem_free", 0));
 			human_bytes(r, sizeof(r),
 			            cli_map_num(m, "mem_reserved", 0));
 			printf("%-8s %-5s %12s %12s %12s %5.0f  ",
@@ -261,13 +263,13 @@ add_input(struct nq_map *inputs, const char *spec, size_t max_bytes)
 
 	if (!eq || eq == spec || (size_t) (eq - spec) >= sizeof(name) ||
 	    !eq[1]) {
-		cli_usage_error("--input wants NAME=FILE.npy, got \"%s\"", spec);
+		cli_usage_error("--input wants NAME=FILE.npy, got \"%s\"",
+		                spec);
 		return CLI_EUSAGE;
 	}
 	memcpy(name, spec, (size_t) (eq - spec));
 	name[eq - spec] = 0;
-	if ((rv = nq_npy_read(eq + 1, &a, max_bytes, err, sizeof(err))) !=
-	    0) {
+	if ((rv = nq_npy_read(eq + 1, &a, max_bytes, err, sizeof(err))) != 0) {
 		if (strstr(err, eq + 1))
 			fprintf(stderr, "neuroq: %s\n", err);
 		else
@@ -349,13 +351,16 @@ cmd_submit(struct cli *c, int argc, char **argv)
 			snprintf(spec, sizeof(spec), "data=%s", val);
 			if ((rv = add_input(inputs, spec, 0)) != 0)
 				goto fail;
-		} else if ((m = opt_val(argc, argv, &i, "--input", &val)) != 0) {
+		} else if ((m = opt_val(argc, argv, &i, "--input", &val)) !=
+		           0) {
 			if (m < 0 || (rv = add_input(inputs, val, 0)) != 0)
 				goto fail;
-		} else if ((m = opt_val(argc, argv, &i, "--param", &val)) != 0) {
+		} else if ((m = opt_val(argc, argv, &i, "--param", &val)) !=
+		           0) {
 			if (m < 0 || (rv = add_param(params, val)) != 0)
 				goto fail;
-		} else if ((m = opt_val(argc, argv, &i, "--device", &val)) != 0) {
+		} else if ((m = opt_val(argc, argv, &i, "--device", &val)) !=
+		           0) {
 			if (m < 0)
 				goto fail;
 			device = val;
@@ -511,8 +516,7 @@ mkdir_p(const char *dir)
 static int
 safe_name(const char *s)
 {
-	if (!*s || !strcmp(s, ".") || !strcmp(s, "..") ||
-	    !strcmp(s, "result"))
+	if (!*s || !strcmp(s, ".") || !strcmp(s, "..") || !strcmp(s, "result"))
 		return 0;
 	for (; *s; s++)
 		if (*s == '/' || *s == '\\')
@@ -537,8 +541,9 @@ write_result(struct cli *c, const char *dir, struct nq_map *outs)
 		if (v->kind != NQ_ARRAY)
 			continue;
 		if (!safe_name(outs->keys[i])) {
-			fprintf(stderr, "neuroq: skipping output \"%s\": not "
-			                "a file name\n",
+			fprintf(stderr,
+			        "neuroq: skipping output \"%s\": not "
+			        "a file name\n",
 			        outs->keys[i]);
 			continue;
 		}
@@ -718,8 +723,9 @@ cmd_list(struct cli *c, int argc, char **argv)
 	if (c->json) {
 		print_json_line(jobs ? jobs : &rep);
 	} else if (jobs && jobs->kind == NQ_LIST) {
-		printf("%8s  %-8s  %-10s %6s %5s %5s  %-19s  %s\n", "ID", "STATE",
-		       "TYPE", "OWNER", "PRIO", "PROG", "SUBMITTED", "STAGE");
+		printf("%8s  %-8s  %-10s %6s %5s %5s  %-19s  %s\n", "ID",
+		       "STATE", "TYPE", "OWNER", "PRIO", "PROG", "SUBMITTED",
+		       "STAGE");
 		for (size_t i = 0; i < jobs->u.list.n; i++) {
 			const struct nq_value *j = &jobs->u.list.items[i];
 			char b[64];

@@ -92,7 +92,8 @@ cli_json_print(FILE *f, const struct nq_value *v)
 		for (size_t i = 0; v->u.map && i < v->u.map->n; i++) {
 			if (i)
 				fputs(", ", f);
-			json_str(f, v->u.map->keys[i], strlen(v->u.map->keys[i]));
+			json_str(f, v->u.map->keys[i],
+			         strlen(v->u.map->keys[i]));
 			fputs(": ", f);
 			cli_json_print(f, &v->u.map->vals[i]);
 		}
@@ -185,9 +186,13 @@ parse_string(struct jp *j, struct nq_value *out)
 					free(b);
 					return fail(j, "bad \\u escape");
 				}
-				cp = cp * 16 + (unsigned) (isdigit((unsigned char) h)
-				                  ? h - '0'
-				                  : (tolower((unsigned char) h) - 'a' + 10));
+				cp = cp * 16 +
+				     (unsigned) (isdigit((unsigned char) h)
+				                         ? h - '0'
+				                         : (tolower((
+				                                    unsigned char)
+				                                            h) -
+				                            'a' + 10));
 				j->p++;
 			}
 			if (cp == 0) {

@@ -11,63 +11,81 @@
 
 #include "cli.h"
 
+/* clang-format off: the help text is laid out by hand */
 static const char usage_text[] =
-"usage: neuroq [--url URL] [--json] [--timeout S] COMMAND [ARGS]\n"
-"\n"
-"commands:\n"
-"  devices                       devices of the daemon and what runs on them\n"
-"  submit TYPE [options]         submit a job, print its id\n"
-"      --data FILE.npy           the same as --input data=FILE.npy\n"
-"      --input NAME=FILE.npy     an input array (repeatable)\n"
-"      --param KEY=VALUE         a job parameter (repeatable), VALUE is:\n"
-"                                  [..] {..} \"..\"  JSON\n"
-"                                  true | false    a bool\n"
-"                                  42  -3          an int\n"
-"                                  0.5  1e-3       a float\n"
-"                                  0,0.5,1         a list of floats (every item\n"
-"                                                  a number), cN,cSb a list of\n"
-"                                                  strings\n"
-"                                  anything else   a string\n"
-"      --device auto|cpu|cuda|cuda:N   where to run (default auto)\n"
-"      --priority N              -100..100 (default 0; higher runs first)\n"
-"      --idem KEY                idempotency key: a second submit with the\n"
-"                                same key returns the first job (default: a\n"
-"                                fresh key per invocation)\n"
-"  status ID                     the job's state, progress, times, error\n"
-"  wait ID [--timeout S]         wait until the job ends (progress bar on a\n"
-"                                terminal); prints the final state\n"
-"  result ID --out DIR           write DIR/<name>.npy per output array and\n"
-"                                DIR/result.json with the scalars\n"
-"  cancel ID                     cancel a queued or running job\n"
-"  list [--state S] [--all-users] [--limit N]   your jobs (or everyone's)\n"
-"  logs ID                       the job's log\n"
-"  version                       client and daemon versions\n"
-"\n"
-"options:\n"
-"  --url URL      daemon address (env NEUROQ_URL; default\n"
-"                 ipc://$XDG_RUNTIME_DIR/neuroq/neuroq.sock when XDG_RUNTIME_DIR\n"
-"                 is set, else ipc:///run/neuroq/neuroq.sock)\n"
-"  --json         machine-readable output: the daemon's reply maps as one JSON\n"
-"                 line (arrays described as {dtype, shape, nbytes}; NaN as null)\n"
-"  --timeout S    seconds to wait for each reply (default 30)\n"
-"\n"
-"exit status:\n"
-"  0  success (wait: the job is DONE)\n"
-"  1  the daemon answered with an error (printed as \"neuroq: ENAME: message\")\n"
-"  2  usage error (bad command line, unreadable input file)\n"
-"  3  wait: the job FAILED\n"
-"  4  wait: the job was CANCELED\n"
-"  5  cannot reach the daemon, no reply in time, or wait --timeout expired\n";
+        "usage: neuroq [--url URL] [--json] [--timeout S] COMMAND [ARGS]\n"
+        "\n"
+        "commands:\n"
+        "  devices                       devices of the daemon and what runs "
+        "on them\n"
+        "  submit TYPE [options]         submit a job, print its id\n"
+        "      --data FILE.npy           the same as --input data=FILE.npy\n"
+        "      --input NAME=FILE.npy     an input array (repeatable)\n"
+        "      --param KEY=VALUE         a job parameter (repeatable), VALUE "
+        "is:\n"
+        "                                  [..] {..} \"..\"  JSON\n"
+        "                                  true | false    a bool\n"
+        "                                  42  -3          an int\n"
+        "                                  0.5  1e-3       a float\n"
+        "                                  0,0.5,1         a list of floats "
+        "(every item\n"
+        "                                                  a number), cN,cSb a "
+        "list of\n"
+        "                                                  strings\n"
+        "                                  anything else   a string\n"
+        "      --device auto|cpu|cuda|cuda:N   where to run (default auto)\n"
+        "      --priority N              -100..100 (default 0; higher runs "
+        "first)\n"
+        "      --idem KEY                idempotency key: a second submit with "
+        "the\n"
+        "                                same key returns the first job "
+        "(default: a\n"
+        "                                fresh key per invocation)\n"
+        "  status ID                     the job's state, progress, times, "
+        "error\n"
+        "  wait ID [--timeout S]         wait until the job ends (progress bar "
+        "on a\n"
+        "                                terminal); prints the final state\n"
+        "  result ID --out DIR           write DIR/<name>.npy per output array "
+        "and\n"
+        "                                DIR/result.json with the scalars\n"
+        "  cancel ID                     cancel a queued or running job\n"
+        "  list [--state S] [--all-users] [--limit N]   your jobs (or "
+        "everyone's)\n"
+        "  logs ID                       the job's log\n"
+        "  version                       client and daemon versions\n"
+        "\n"
+        "options:\n"
+        "  --url URL      daemon address (env NEUROQ_URL; default\n"
+        "                 ipc://$XDG_RUNTIME_DIR/neuroq/neuroq.sock when "
+        "XDG_RUNTIME_DIR\n"
+        "                 is set, else ipc:///run/neuroq/neuroq.sock)\n"
+        "  --json         machine-readable output: the daemon's reply maps as "
+        "one JSON\n"
+        "                 line (arrays described as {dtype, shape, nbytes}; "
+        "NaN as null)\n"
+        "  --timeout S    seconds to wait for each reply (default 30)\n"
+        "\n"
+        "exit status:\n"
+        "  0  success (wait: the job is DONE)\n"
+        "  1  the daemon answered with an error (printed as \"neuroq: ENAME: "
+        "message\")\n"
+        "  2  usage error (bad command line, unreadable input file)\n"
+        "  3  wait: the job FAILED\n"
+        "  4  wait: the job was CANCELED\n"
+        "  5  cannot reach the daemon, no reply in time, or wait --timeout "
+        "expired\n";
+/* clang-format on */
 
 static const struct {
 	const char *name;
 	int (*fn)(struct cli *, int, char **);
 } commands[] = {
-	{"devices", cmd_devices}, {"submit", cmd_submit},
-	{"status", cmd_status},   {"wait", cmd_wait},
-	{"result", cmd_result},   {"cancel", cmd_cancel},
-	{"list", cmd_list},       {"logs", cmd_logs},
-	{"version", cmd_version},
+        {"devices", cmd_devices}, {"submit", cmd_submit},
+        {"status", cmd_status},   {"wait", cmd_wait},
+        {"result", cmd_result},   {"cancel", cmd_cancel},
+        {"list", cmd_list},       {"logs", cmd_logs},
+        {"version", cmd_version},
 };
 
 int

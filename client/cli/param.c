@@ -118,8 +118,7 @@ nomem:
 }
 
 int
-cli_param_value(const char *s, struct nq_value *out, char *msg,
-                size_t msglen)
+cli_param_value(const char *s, struct nq_value *out, char *msg, size_t msglen)
 {
 	long long i;
 	double f;

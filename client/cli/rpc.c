@@ -13,9 +13,8 @@
 #include "nq_error.h"
 
 /* Transport trouble; `wait` retries quietly across daemon restarts. */
-static void
-reach_err(const struct cli *c, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+static void reach_err(const struct cli *c, const char *fmt, ...)
+        __attribute__((format(printf, 2, 3)));
 
 static void
 reach_err(const struct cli *c, const char *fmt, ...)

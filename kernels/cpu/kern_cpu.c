@@ -11,6 +11,7 @@
 #include <cblas.h>
 #include <lapacke.h>
 #include <limits.h>
+#include <malloc.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -661,6 +662,113 @@ cpu_convert(void *ctx, enum kern_dtype dt_dst, void *dst,
 	return 0;
 }
 
+/* Workspace of sytrd + ormtr: LAPACK's query, at least n·64. */
+static int
+tridiag_lwork(enum kern_dtype dt, lapack_int n, void *A, lapack_int lda,
+              void *d, void *e, void *tau, lapack_int m, void *B,
+              lapack_int ldb, int64_t *lwork)
+{
+	lapack_int r1, r2 = 0;
+
+	*lwork = 64 * (int64_t) (n > m ? n : m) + 1;
+	DT_DISPATCH(dt, T, {
+		T q1 = 0, q2 = 0;
+		if (dt == KERN_F64) {
+			r1 = LAPACKE_dsytrd_work(LAPACK_COL_MAJOR, 'L', n,
+			                         (double *) A, lda, (double *) d,
+			                         (double *) e, (double *) tau,
+			                         (double *) &q1, -1);
+			if (m > 0)
+				r2 = LAPACKE_dormtr_work(
+				        LAPACK_COL_MAJOR, 'L', 'L', 'T', n, m,
+				        (double *) A, lda, (double *) tau,
+				        (double *) B, ldb, (double *) &q2, -1);
+		} else {
+			r1 = LAPACKE_ssytrd_work(LAPACK_COL_MAJOR, 'L', n,
+			                         (float *) A, lda, (float *) d,
+			                         (float *) e, (float *) tau,
+			                         (float *) &q1, -1);
+			if (m > 0)
+				r2 = LAPACKE_sormtr_work(
+				        LAPACK_COL_MAJOR, 'L', 'L', 'T', n, m,
+				        (float *) A, lda, (float *) tau,
+				        (float *) B, ldb, (float *) &q2, -1);
+		}
+		if (r1 != 0 || r2 != 0)
+			return NQ_EBADPARAM;
+		if ((double) q1 > (double) *lwork)
+			*lwork = (int64_t) ceil((double) q1);
+		if ((double) q2 > (double) *lwork)
+			*lwork = (int64_t) ceil((double) q2);
+	});
+	return *lwork > INT_MAX ? NQ_ENOMEM : 0;
+}
+
+static int
+cpu_tridiag_qt(void *ctx, enum kern_dtype dt, int64_t n, void *A, int64_t lda,
+               void *d, void *e, int64_t m, void *B, int64_t ldb)
+{
+	size_t es = kern_dtype_size(dt);
+	void *tau = NULL, *work = NULL, *e1 = NULL;
+	int64_t lwork = 0;
+	lapack_int r = 0;
+	int rc;
+
+	if (!kern_dt_ok(dt) || !kern_dim_ok(n) || !kern_dim_ok(m) ||
+	    !kern_ld_ok(lda, n) || (m > 0 && !kern_ld_ok(ldb, n)))
+		return NQ_EBADPARAM;
+	if (n == 0)
+		return 0;
+	if (A == NULL || d == NULL || (n > 1 && e == NULL) ||
+	    (m > 0 && B == NULL))
+		return NQ_EBADPARAM;
+	/* n = 1: LAPACK still writes e[0]; give it a scratch element */
+	tau = malloc((size_t) n * es);
+	e1 = n == 1 ? malloc(es) : e;
+	if (tau == NULL || e1 == NULL) {
+		rc = NQ_ENOMEM;
+		goto out;
+	}
+	rc = tridiag_lwork(dt, (lapack_int) n, A, (lapack_int) lda, d, e1, tau,
+	                   (lapack_int) m, B, (lapack_int) (m > 0 ? ldb : n),
+	                   &lwork);
+	if (rc != 0)
+		goto out;
+	work = malloc((size_t) lwork * es);
+	if (work == NULL) {
+		rc = NQ_ENOMEM;
+		goto out;
+	}
+	if (dt == KERN_F64) {
+		r = LAPACKE_dsytrd_work(LAPACK_COL_MAJOR, 'L', (lapack_int) n,
+		                        A, (lapack_int) lda, d, e1, tau, work,
+		                        (lapack_int) lwork);
+		if (r == 0 && m > 0)
+			r = LAPACKE_dormtr_work(LAPACK_COL_MAJOR, 'L', 'L', 'T',
+			                        (lapack_int) n, (lapack_int) m,
+			                        A, (lapack_int) lda, tau, B,
+			                        (lapack_int) ldb, work,
+			                        (lapack_int) lwork);
+	} else {
+		r = LAPACKE_ssytrd_work(LAPACK_COL_MAJOR, 'L', (lapack_int) n,
+		                        A, (lapack_int) lda, d, e1, tau, work,
+		                        (lapack_int) lwork);
+		if (r == 0 && m > 0)
+			r = LAPACKE_sormtr_work(LAPACK_COL_MAJOR, 'L', 'L', 'T',
+			                        (lapack_int) n, (lapack_int) m,
+			                        A, (lapack_int) lda, tau, B,
+			                        (lapack_int) ldb, work,
+			                        (lapack_int) lwork);
+	}
+	rc = r != 0 ? NQ_EBADPARAM : 0;
+out:
+	if (e1 != e)
+		free(e1);
+	free(tau);
+	free(work);
+	return rc;
+}
+
 static const struct kern_ops kern_cpu_ops = {
         .name = "cpu",
         .alloc = cpu_alloc,
@@ -688,6 +796,7 @@ static const struct kern_ops kern_cpu_ops = {
         .pair_cov_acc = cpu_pair_cov_acc,
         .div_pos = cpu_div_pos,
         .convert = cpu_convert,
+        .tridiag_qt = cpu_tridiag_qt,
 };
 
 int
@@ -698,6 +807,13 @@ kern_cpu_open(struct kern_backend *kb)
 	if (kb == NULL)
 		return NQ_EBADPARAM;
 	memset(kb, 0, sizeof(*kb));
+	/* Device buffers are n×n host blocks allocated and freed again and
+	 * again; glibc would mmap each and munmap it on free, so every
+	 * alloc page-faulted its whole size afresh (about a fifth of a gsn
+	 * run at N = 1000). Keep them in the heap instead, up to glibc's
+	 * largest threshold (32 MiB on 64-bit). */
+	mallopt(M_MMAP_THRESHOLD, (int) (4 * 1024 * 1024 * sizeof(long)));
+	mallopt(M_TRIM_THRESHOLD, INT_MAX);
 	c = calloc(1, sizeof(*c));
 	if (c == NULL)
 		return NQ_ENOMEM;

@@ -7,6 +7,11 @@
  * another one current), queues its work on the stream and maps every
  * CUDA/cuBLAS/cuSOLVER status to NQ_ENOMEM or NQ_EDEVICE, with one line on
  * stderr naming the call. Ops that return host values synchronize.
+ *
+ * Built as the module libnq_kern_cuda.so (hidden visibility but for the
+ * three entry points of kern_cuda_mod.h), which kern_cuda_dl.c loads only
+ * when a cuda device is counted or opened: cpu jobs never map cuBLAS and
+ * cuSOLVER.
  */
 #include "kern.h"
 
@@ -19,6 +24,7 @@
 #include <string.h>
 
 #include "kern_cuda_kernels.h"
+#include "kern_cuda_mod.h"
 #include "kern_impl.h"
 #include "nq_error.h"
 
@@ -101,8 +107,8 @@ fetch_res(struct kern_cuda_ctx *c, double *h, int n)
 
 /* ---- device count, open, close */
 
-int
-kern_cuda_device_count(void)
+KERN_CUDAMOD_EXPORT int
+kern_cudamod_device_count(void)
 {
 	int n = 0;
 	cudaError_t e = cudaGetDeviceCount(&n);
@@ -138,16 +144,16 @@ ctx_destroy(struct kern_cuda_ctx *c)
 	free(c);
 }
 
-void
-kern_cuda_close(void *ctx)
+KERN_CUDAMOD_EXPORT void
+kern_cudamod_close(void *ctx)
 {
 	ctx_destroy(ctx);
 }
 
 static const struct kern_ops kern_cuda_ops;
 
-int
-kern_cuda_open(struct kern_backend *kb, int device)
+KERN_CUDAMOD_EXPORT int
+kern_cudamod_open(struct kern_backend *kb, int device)
 {
 	struct kern_cuda_ctx *c;
 	int rc;
@@ -155,7 +161,7 @@ kern_cuda_open(struct kern_backend *kb, int device)
 	if (kb == NULL)
 		return NQ_EBADPARAM;
 	memset(kb, 0, sizeof(*kb));
-	if (device < 0 || device >= kern_cuda_device_count())
+	if (device < 0 || device >= kern_cudamod_device_count())
 		return NQ_ENODEV;
 	c = calloc(1, sizeof(*c));
 	if (c == NULL)
@@ -846,6 +852,134 @@ cuda_convert(void *ctx, enum kern_dtype dt_dst, void *dst,
 	       kern_cuda_convert(dt_dst, dst, dt_src, src, count, c->stream));
 }
 
+/* Workspace elements of sytrd and ormtr (legacy API: counts in elements). */
+static int
+tridiag_lwork(struct kern_cuda_ctx *c, enum kern_dtype dt, int n, void *A,
+              int lda, void *d, void *e, void *tau, int m, void *B, int ldb,
+              int *lwork)
+{
+	int l1 = 0, l2 = 0, rc;
+
+	if (dt == KERN_F64)
+		rc = solver_check("cusolverDnDsytrd_bufferSize",
+		                  cusolverDnDsytrd_bufferSize(
+		                          c->solver, CUBLAS_FILL_MODE_LOWER, n,
+		                          A, lda, d, e, tau, &l1));
+	else
+		rc = solver_check("cusolverDnSsytrd_bufferSize",
+		                  cusolverDnSsytrd_bufferSize(
+		                          c->solver, CUBLAS_FILL_MODE_LOWER, n,
+		                          A, lda, d, e, tau, &l1));
+	if (rc == 0 && m > 0) {
+		if (dt == KERN_F64)
+			rc = solver_check(
+			        "cusolverDnDormtr_bufferSize",
+			        cusolverDnDormtr_bufferSize(
+			                c->solver, CUBLAS_SIDE_LEFT,
+			                CUBLAS_FILL_MODE_LOWER, CUBLAS_OP_T, n,
+			                m, A, lda, tau, B, ldb, &l2));
+		else
+			rc = solver_check(
+			        "cusolverDnSormtr_bufferSize",
+			        cusolverDnSormtr_bufferSize(
+			                c->solver, CUBLAS_SIDE_LEFT,
+			                CUBLAS_FILL_MODE_LOWER, CUBLAS_OP_T, n,
+			                m, A, lda, tau, B, ldb, &l2));
+	}
+	*lwork = (l1 > l2 ? l1 : l2) + 1;
+	return rc;
+}
+
+static int
+cuda_tridiag_qt(void *ctx, enum kern_dtype dt, int64_t n, void *A,
+                int64_t lda, void *d, void *e, int64_t m, void *B,
+                int64_t ldb)
+{
+	struct kern_cuda_ctx *c = ctx;
+	size_t es = kern_dtype_size(dt), bytes;
+	void *dws = NULL, *tau, *work;
+	int own = 0, rc, lwork = 0, h_info = 0, ni = (int) n, mi = (int) m;
+
+	if (!kern_dt_ok(dt) || !kern_dim_ok(n) || !kern_dim_ok(m) ||
+	    !kern_ld_ok(lda, n) || (m > 0 && !kern_ld_ok(ldb, n)))
+		return NQ_EBADPARAM;
+	if (n == 0)
+		return 0;
+	if (A == NULL || d == NULL || (n > 1 && e == NULL) ||
+	    (m > 0 && B == NULL))
+		return NQ_EBADPARAM;
+	rc = use(c);
+	if (rc != 0)
+		return rc;
+	if (n == 1) /* T = A, Q = I */
+		return cu_check("cudaMemcpyAsync",
+		                cudaMemcpyAsync(d, A, es,
+		                                cudaMemcpyDeviceToDevice,
+		                                c->stream));
+	/* tau first, then the solver work, in one workspace; the size
+	 * query only reads the pointers */
+	rc = tridiag_lwork(c, dt, ni, A, (int) lda, d, e, NULL, mi, B,
+	                   (int) (m > 0 ? ldb : n), &lwork);
+	if (rc != 0)
+		return rc;
+	bytes = ((size_t) n + (size_t) lwork) * es;
+	rc = ws_acquire(c, bytes, &dws, &own);
+	if (rc != 0)
+		return rc;
+	tau = dws;
+	work = (char *) dws + (size_t) n * es;
+	if (dt == KERN_F64)
+		rc = solver_check("cusolverDnDsytrd",
+		                  cusolverDnDsytrd(c->solver,
+		                                   CUBLAS_FILL_MODE_LOWER, ni, A,
+		                                   (int) lda, d, e, tau, work,
+		                                   lwork, c->d_info));
+	else
+		rc = solver_check("cusolverDnSsytrd",
+		                  cusolverDnSsytrd(c->solver,
+		                                   CUBLAS_FILL_MODE_LOWER, ni, A,
+		                                   (int) lda, d, e, tau, work,
+		                                   lwork, c->d_info));
+	if (rc == 0)
+		rc = fetch_info(c, &h_info);
+	if (rc == 0 && h_info != 0) {
+		fprintf(stderr, "kern cuda error call=cusolverDnXsytrd info=%d\n",
+		        h_info);
+		rc = NQ_EDEVICE;
+	}
+	if (rc == 0 && m > 0) {
+		if (dt == KERN_F64)
+			rc = solver_check(
+			        "cusolverDnDormtr",
+			        cusolverDnDormtr(c->solver, CUBLAS_SIDE_LEFT,
+			                         CUBLAS_FILL_MODE_LOWER,
+			                         CUBLAS_OP_T, ni, mi, A,
+			                         (int) lda, tau, B, (int) ldb,
+			                         work, lwork, c->d_info));
+		else
+			rc = solver_check(
+			        "cusolverDnSormtr",
+			        cusolverDnSormtr(c->solver, CUBLAS_SIDE_LEFT,
+			                         CUBLAS_FILL_MODE_LOWER,
+			                         CUBLAS_OP_T, ni, mi, A,
+			                         (int) lda, tau, B, (int) ldb,
+			                         work, lwork, c->d_info));
+		if (rc == 0)
+			rc = fetch_info(c, &h_info);
+		if (rc == 0 && h_info != 0) {
+			fprintf(stderr,
+			        "kern cuda error call=cusolverDnXormtr "
+			        "info=%d\n",
+			        h_info);
+			rc = NQ_EDEVICE;
+		}
+	}
+	if (rc != 0)
+		(void) cudaStreamSynchronize(c->stream);
+	ws_release(dws, own);
+	return rc;
+}
+
 static const struct kern_ops kern_cuda_ops = {
         .name = "cuda",
         .alloc = cuda_alloc,
@@ -873,4 +1007,5 @@ static const struct kern_ops kern_cuda_ops = {
         .pair_cov_acc = cuda_pair_cov_acc,
         .div_pos = cuda_div_pos,
         .convert = cuda_convert,
+        .tridiag_qt = cuda_tridiag_qt,
 };

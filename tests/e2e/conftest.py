@@ -65,8 +65,9 @@ def make_data(n, c, t, seed=0, rank=3):
 class Daemon:
     """One neuroqd process on a private state dir."""
 
-    def __init__(self, state_dir, cpu_slots=1, conf=None, world=False):
+    def __init__(self, state_dir, cpu_slots=1, conf=None, world=False, devices="cpu"):
         self.dir = Path(state_dir)
+        self.devices = devices  # None: every device the daemon finds
         self.url = f"ipc://{self.dir}/s.sock"
         self.events = f"ipc://{self.dir}/e.sock"
         self.conf_path = self.dir / "neuroqd.conf"
@@ -81,9 +82,10 @@ class Daemon:
     def start(self):
         self.conf_path.write_text("".join(f"{k} = {v}\n" for k, v in self.conf.items()))
         self._log = open(self.log_path, "ab")
+        dev = ["--devices", self.devices] if self.devices else []
         self.proc = subprocess.Popen(
             [str(NEUROQD), "--state-dir", str(self.dir), "--listen", self.url,
-             "--events", self.events, "--devices", "cpu", "--config", str(self.conf_path)],
+             "--events", self.events, *dev, "--config", str(self.conf_path)],
             stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + START_TIMEOUT
         last = None
@@ -157,8 +159,9 @@ def daemon_factory(request):
     _need_binaries()
     made = []
 
-    def make(cpu_slots=1, conf=None, world=False, start=True):
-        d = Daemon(_state_dir(world), cpu_slots=cpu_slots, conf=conf, world=world)
+    def make(cpu_slots=1, conf=None, world=False, start=True, devices="cpu"):
+        d = Daemon(_state_dir(world), cpu_slots=cpu_slots, conf=conf, world=world,
+                   devices=devices)
         made.append(d)
         return d.start() if start else d
 
@@ -197,6 +200,10 @@ def shared_daemon():
     d.stop()
     _reap_workers(d)
     shutil.rmtree(d.dir, ignore_errors=True)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "gpu: needs a CUDA device (skips without one)")
 
 
 @pytest.hookimpl(tryfirst=True, hookwrapper=True)
@@ -295,6 +302,20 @@ def assert_gsn_sane(res, data):
     pplus = (v * np.maximum(w, 0)) @ v.T
     np.testing.assert_allclose(res["cSb"], pplus, atol=1e-8 * max(1.0, np.abs(pplus).max()),
                                rtol=0, err_msg="cSb vs P+(cS)")
+    # ... and, when the noise argument stays PD, cNb = cN - wD*T*|P-(cS)|
+    # and numiters is 0 or 1 by the convergence test of the first pass
+    wd = (c - 1) / (c * t * t * (t - 1) + c - 1)
+    noise_arg = res["cN"] + wd * t * ((v * np.minimum(w, 0)) @ v.T)
+    if n > 1 and np.linalg.eigvalsh(noise_arg).min() > 1e-8 * max(1.0, np.abs(noise_arg).max()):
+        np.testing.assert_allclose(res["cNb"], noise_arg,
+                                   atol=1e-8 * max(1.0, np.abs(noise_arg).max()), rtol=0,
+                                   err_msg="cNb vs closed form")
+
+        def r(a, b):
+            return np.corrcoef(a.ravel(), b.ravel())[0, 1]
+
+        converged = r(res["cS"], pplus) > 0.999 and r(res["cN"], noise_arg) > 0.999
+        assert res["numiters"] == (0 if converged else 1)
 
 
 def worker_pids(state_dir, job_id=None):

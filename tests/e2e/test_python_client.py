@@ -41,6 +41,11 @@ def test_perform_gsn_equals_worker(shared_daemon):
     w = res["eigvals_signal"]
     assert np.all(np.diff(w) <= 1e-12)  # descending
     np.testing.assert_allclose(np.sort(w), np.linalg.eigvalsh(res["cSb"]), atol=1e-9)
+    v = res["eigvecs_signal"]  # column i is vector i, largest-|.| entry positive
+    np.testing.assert_allclose(res["cSb"] @ v, v * w, atol=1e-9 * max(1, abs(w).max()))
+    np.testing.assert_allclose(v.T @ v, np.eye(12), atol=1e-9)
+    big = v[np.abs(v).argmax(axis=0), np.arange(12)]
+    assert np.all(big > 0)
 
 
 def test_perform_gsn_options(shared_daemon):
@@ -165,3 +170,18 @@ def test_wait_timeout_interrupt_and_cancel(daemon_factory, monkeypatch):
             job.wait(progress=False, timeout=60)
         assert job.status()["state"] == "CANCELED"
         assert job.wait(progress=False, raise_on_error=False)["state"] == "CANCELED"
+
+
+@pytest.mark.gpu
+def test_cuda_matches_cpu(daemon_factory):
+    """On a machine with a GPU: the same job on cuda and on cpu agree."""
+    d = daemon_factory(devices=None)
+    with d.client() as c:
+        if not any(dv["kind"] == "cuda" for dv in c.devices()):
+            pytest.skip("no cuda device")
+        x = make_data(300, 80, 4, seed=27)
+        opt = {"wantverbose": 0}
+        on_gpu = neuroq.perform_gsn(x, opt, client=c, device="cuda")
+        on_cpu = neuroq.perform_gsn(x, opt, client=c, device="cpu")
+    assert_same_result(on_gpu, on_cpu, rtol=1e-9)
+    assert_gsn_sane(on_gpu, x)

@@ -140,6 +140,7 @@ def _cases():
     c["noshrink_uneven"] = (datasets.drop_trials(datasets.random(15, 50, 5, 13), 0.15),
                             {"wantshrinkage": False})
     c["synthetic_200"] = (datasets.synthetic(200), {})
+    c["synthetic_drop_400"] = (datasets.drop_trials(datasets.synthetic(400, 80, 5), 0.2), {})
     return c
 
 

@@ -71,7 +71,9 @@ def generate(path, n_channels=32, n_units=10, duration_s=30.0, seed=0,
             wf = np.stack([waveform(rng, width, repol, 0.002 * d)
                            for d in dist], axis=1)  # 61 × C
             tmpl = amp * wf * foot[None, :]
-            if all(similarity(tmpl, o) < 0.85 for o in templates):
+            if all(similarity(tmpl, o) < 0.85
+                   for o, od in zip(templates, depths[:u])
+                   if abs(od - depths[u]) < 150):
                 break
         templates.append(tmpl)
         rate = rng.uniform(4, 12)

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "gsn_internal.h"
 #include "nq_error.h"
@@ -61,8 +62,10 @@ check_opts(const struct gsn_opts *o, char *msg, size_t msglen)
 		snprintf(msg, msglen, "precision must be float64 or float32");
 		return NQ_EBADPARAM;
 	}
-	if (o->nll != GSN_NLL_SPECTRAL && o->nll != GSN_NLL_CHOLESKY) {
-		snprintf(msg, msglen, "nll must be 'spectral' or 'cholesky'");
+	if (o->nll != GSN_NLL_SPECTRAL && o->nll != GSN_NLL_CHOLESKY &&
+	    o->nll != GSN_NLL_EIGH) {
+		snprintf(msg, msglen,
+		         "nll must be 'spectral', 'cholesky' or 'eigh'");
 		return NQ_EBADPARAM;
 	}
 	if (o->biconvex != GSN_BICONVEX_LOOP &&
@@ -366,6 +369,15 @@ compute_ncsnr(struct gsn_dev *g, int64_t n, const void *cN, const void *cS,
 	return rc;
 }
 
+static double
+now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double) ts.tv_sec + 1e-9 * (double) ts.tv_nsec;
+}
+
 int
 gsn_run_ex(const struct kern_backend *kb, const double *data, int64_t n,
            int64_t c, int64_t t, const struct gsn_opts *o,
@@ -385,6 +397,7 @@ gsn_run_ex(const struct kern_backend *kb, const double *data, int64_t n,
 	double *levels = NULL, *means = NULL, n_diff;
 	void *cN = NULL, *cD = NULL, *S = NULL, *cSb = NULL, *cNb = NULL;
 	int rc, nlevels;
+	double t0 = now_s(), t1;
 
 	memset(r, 0, sizeof(*r));
 	if (o == NULL)
@@ -431,6 +444,9 @@ gsn_run_ex(const struct kern_backend *kb, const double *data, int64_t n,
 		                     &stN, &stD, &mo, msg, msglen);
 		if (rc != 0)
 			goto out;
+		t1 = now_s();
+		r->time_noise_s = t1 - t0; /* both levels: one estimator */
+		t0 = t1;
 		cN = mo.cN;
 		cD = mo.cD;
 		mo.cN = mo.cD = NULL;
@@ -460,6 +476,9 @@ gsn_run_ex(const struct kern_backend *kb, const double *data, int64_t n,
 			snprintf(msg, msglen, "canceled");
 			goto out;
 		}
+		t1 = now_s();
+		r->time_noise_s = t1 - t0;
+		t0 = t1;
 		means = malloc((size_t) (n * c) * sizeof(double));
 		if (means == NULL || gsn_balanced_means(data, n, &v, means))
 			goto nomem;
@@ -482,6 +501,9 @@ gsn_run_ex(const struct kern_backend *kb, const double *data, int64_t n,
 		b.n_bc = fmax(sum_k2 / (double) c, 1.0);
 		n_diff = sum_k / (double) c;
 		r->ntrial_used = b.n_sig;
+		t1 = now_s();
+		r->time_data_s = t1 - t0;
+		t0 = t1;
 	}
 	r->singularN = selN.rule;
 	r->singularD = selD.rule;
@@ -525,6 +547,9 @@ gsn_run_ex(const struct kern_backend *kb, const double *data, int64_t n,
 		rc = fail(rc, "download", msg, msglen);
 		goto out;
 	}
+	t1 = now_s();
+	r->time_biconvex_s = t1 - t0;
+	t0 = t1;
 	gsn_stage_report(&stE, 0.0);
 	if (o->returns & GSN_RET_EIG_SIGNAL) {
 		rc = gsn_eigh_desc(&g, n, cSb, r->eigvals_signal,
@@ -554,6 +579,7 @@ gsn_run_ex(const struct kern_backend *kb, const double *data, int64_t n,
 			goto out;
 	}
 	gsn_stage_report(&stE, 1.0);
+	r->time_eigen_s = now_s() - t0;
 	rc = 0;
 	goto out;
 nomem:

@@ -12,7 +12,9 @@
 #include "kern.h"
 
 enum gsn_uneven { GSN_UNEVEN_FAST = 0, GSN_UNEVEN_MISSING = 1 };
-enum gsn_nll { GSN_NLL_SPECTRAL = 0, GSN_NLL_CHOLESKY = 1 };
+/* spectral: tridiagonal reduction (default); cholesky: per-level oracle;
+ * eigh: the full eigendecomposition path (second oracle). */
+enum gsn_nll { GSN_NLL_SPECTRAL = 0, GSN_NLL_CHOLESKY = 1, GSN_NLL_EIGH = 2 };
 enum gsn_biconvex { GSN_BICONVEX_LOOP = 0, GSN_BICONVEX_CLOSED = 1 };
 
 /* bits of gsn_opts.returns */
@@ -53,6 +55,9 @@ struct gsn_result {
 	double *nllN, *nllD;        /* nlevels each (NaN where singular) */
 	int nlevels;
 	double ntrial_used;          /* T, or n_min for uneven data */
+	/* wall seconds of the stages (noise level, data level, biconvex,
+	 * eigen returns) */
+	double time_noise_s, time_data_s, time_biconvex_s, time_eigen_s;
 };
 
 struct gsn_progress {

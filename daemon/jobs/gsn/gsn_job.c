@@ -207,8 +207,10 @@ parse_params(const struct nq_map *p, enum nq_dtype data_dt,
 	                                     "<f8",     "<f4",     NULL};
 	static const int prec_v[] = {KERN_F64, KERN_F32, KERN_F64,
 	                             KERN_F32, KERN_F64, KERN_F32};
-	static const char *const nll_n[] = {"spectral", "cholesky", NULL};
-	static const int nll_v[] = {GSN_NLL_SPECTRAL, GSN_NLL_CHOLESKY};
+	static const char *const nll_n[] = {"spectral", "cholesky", "eigh",
+	                                    NULL};
+	static const int nll_v[] = {GSN_NLL_SPECTRAL, GSN_NLL_CHOLESKY,
+	                            GSN_NLL_EIGH};
 	static const char *const bic_n[] = {"loop", "closed", NULL};
 	static const int bic_v[] = {GSN_BICONVEX_LOOP, GSN_BICONVEX_CLOSED};
 	const struct nq_value *v;
@@ -268,7 +270,7 @@ parse_params(const struct nq_map *p, enum nq_dtype data_dt,
 		return rc;
 	jo->o.precision = (enum kern_dtype) x;
 	x = GSN_NLL_SPECTRAL;
-	rc = parse_choice(p, "nll", nll_n, nll_v, &x, "'spectral', 'cholesky'",
+	rc = parse_choice(p, "nll", nll_n, nll_v, &x, "'spectral', 'cholesky', 'eigh'",
 	                  msg, msglen);
 	if (rc != 0)
 		return rc;
@@ -473,6 +475,10 @@ fill_output(const struct gsn_result *r, const struct gsn_job_opts *jo,
 	rc |= nq_map_set_bool(out, "all_singularN", r->all_singularN);
 	rc |= nq_map_set_bool(out, "all_singularD", r->all_singularD);
 	rc |= nq_map_set_float(out, "ntrial_used", r->ntrial_used);
+	rc |= nq_map_set_float(out, "time_noise_s", r->time_noise_s);
+	rc |= nq_map_set_float(out, "time_data_s", r->time_data_s);
+	rc |= nq_map_set_float(out, "time_biconvex_s", r->time_biconvex_s);
+	rc |= nq_map_set_float(out, "time_eigen_s", r->time_eigen_s);
 	return rc != 0 ? NQ_ENOMEM : 0;
 }
 

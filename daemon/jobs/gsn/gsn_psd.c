@@ -60,6 +60,7 @@ gsn_psd(struct gsn_dev *g, int64_t n, void *M, struct gsn_work *wk, char *msg,
         size_t msglen)
 {
 	int rc, np = 0, info = 0;
+	int64_t k = 0;
 
 	rc = KOP(g->kb, symmetrize, g->dt, n, M);
 	if (rc == 0)
@@ -80,19 +81,23 @@ gsn_psd(struct gsn_dev *g, int64_t n, void *M, struct gsn_work *wk, char *msg,
 		         info);
 		return NQ_EDEVICE;
 	}
-	/* V diag(max(d,0)) Vᵀ as (V·sqrt(d₊))(V·sqrt(d₊))ᵀ: one syrk, exactly
-	 * symmetric */
+	/* V diag(max(d,0)) Vᵀ as (V₊·sqrt(d₊))(V₊·sqrt(d₊))ᵀ: one syrk over
+	 * the k columns with d > 0 (the last ones: d ascends), exactly
+	 * symmetric; the zero columns would add exact zeros only */
 	rc = gsn_down(g, wk->hw, wk->w, n);
 	if (rc != 0)
 		return fail(rc, "download", msg, msglen);
+	while (k < n && wk->hw[n - 1 - k] > 0)
+		k++;
 	for (int64_t i = 0; i < n; i++)
 		wk->hw[i] = wk->hw[i] > 0 ? sqrt(wk->hw[i]) : 0.0;
 	rc = gsn_up(g, wk->w, wk->hw, n);
 	if (rc == 0)
 		rc = KOP(g->kb, scale_rc, g->dt, n, n, wk->tmp, n, NULL, wk->w);
 	if (rc == 0)
-		rc = KOP(g->kb, syrk, g->dt, KERN_N, n, n, 1.0, wk->tmp, n, 0.0,
-		         M, n);
+		rc = KOP(g->kb, syrk, g->dt, KERN_N, n, k, 1.0,
+		         (char *) wk->tmp + (size_t) ((n - k) * n) * g->es, n,
+		         0.0, M, n);
 	if (rc == 0)
 		rc = KOP(g->kb, symmetrize, g->dt, n, M);
 	if (rc == 0)

@@ -416,6 +416,7 @@ test_upstream_even(void **state)
 	(void) state;
 	check_fixture(0, GSN_NLL_SPECTRAL);
 	check_fixture(0, GSN_NLL_CHOLESKY);
+	check_fixture(0, GSN_NLL_EIGH);
 }
 
 static void
@@ -424,6 +425,7 @@ test_upstream_uneven(void **state)
 	(void) state;
 	check_fixture(1, GSN_NLL_SPECTRAL);
 	check_fixture(1, GSN_NLL_CHOLESKY);
+	check_fixture(1, GSN_NLL_EIGH);
 }
 
 /* ---- spectral vs cholesky */
@@ -457,6 +459,25 @@ spec_vs_chol(const double *d, int64_t n, int64_t c, int64_t t,
 			            1e-9 * (1 + fabs(rc.nllD[k])));
 	}
 	assert_true(maxdiff(rs.cSb, rc.cSb, n * n) < 1e-9);
+	/* the eigenvector path (the tridiagonal one's oracle) agrees too */
+	o.nll = GSN_NLL_EIGH;
+	gsn_result_free(&rc);
+	run_ok(d, n, c, t, &o, &rc);
+	assert_true(rs.shrinklevelN == rc.shrinklevelN);
+	assert_true(rs.shrinklevelD == rc.shrinklevelD);
+	assert_int_equal(rs.numiters, rc.numiters);
+	assert_int_equal(rc.singularN, wantN);
+	assert_int_equal(rc.singularD, wantD);
+	for (int k = 0; k < 51; k++) {
+		assert_int_equal(isnan(rs.nllN[k]), isnan(rc.nllN[k]));
+		assert_int_equal(isnan(rs.nllD[k]), isnan(rc.nllD[k]));
+		if (!isnan(rs.nllN[k]))
+			assert_true(fabs(rs.nllN[k] - rc.nllN[k]) <
+			            1e-9 * (1 + fabs(rc.nllN[k])));
+		if (!isnan(rs.nllD[k]))
+			assert_true(fabs(rs.nllD[k] - rc.nllD[k]) <
+			            1e-9 * (1 + fabs(rc.nllD[k])));
+	}
 	gsn_result_free(&rs);
 	gsn_result_free(&rc);
 }

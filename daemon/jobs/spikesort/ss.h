@@ -16,9 +16,9 @@
 
 /* ---- probe: the connected channels, in the order the sorter uses */
 struct ss_probe {
-	int n;       /* connected channels */
-	int *row;    /* 0-based row of each channel in the binary */
-	float *x;    /* µm */
+	int n;    /* connected channels */
+	int *row; /* 0-based row of each channel in the binary */
+	float *x; /* µm */
 	float *y;
 	int *shank;
 };
@@ -30,8 +30,8 @@ int ss_probe_linear(struct ss_probe *p, int n, double pitch);
  * file (every row must be < n_rows). 0 or NQ_EBADPARAM/NQ_EIO with msg. */
 int ss_probe_load(struct ss_probe *p, const char *path, int n_rows, char *msg,
                   size_t msglen);
-int ss_probe_parse(struct ss_probe *p, const char *text, size_t len,
-                   int n_rows, char *msg, size_t msglen);
+int ss_probe_parse(struct ss_probe *p, const char *text, size_t len, int n_rows,
+                   char *msg, size_t msglen);
 /* idx[0..k) = the k channels nearest channel c (c first), ties by index. */
 void ss_probe_nearest(const struct ss_probe *p, int c, int k, int *idx);
 
@@ -41,11 +41,11 @@ int ss_meta_read(const char *bin_path, double *fs, int *n_chan);
 
 /* ---- recording source: a file read per batch with pread, or memory */
 struct ss_source {
-	int fd;                /* -1 for memory */
-	const int16_t *mem;    /* samples × n_rows when fd < 0 */
-	int n_rows;            /* channels per sample in the binary */
+	int fd;             /* -1 for memory */
+	const int16_t *mem; /* samples × n_rows when fd < 0 */
+	int n_rows;         /* channels per sample in the binary */
 	int64_t n_samples;
-	int16_t *tmp;          /* pread scratch */
+	int16_t *tmp; /* pread scratch */
 	size_t tmp_cap;
 };
 
@@ -68,10 +68,9 @@ struct ss_filter {
 };
 
 int ss_filter_design(struct ss_filter *f, double fs, double fc);
-/* Zero-phase filtering of n samples of one channel, stride apart. */
-void ss_filter_filtfilt(const struct ss_filter *f, float *x, int64_t n,
-                        int64_t stride, double *work);
-/* The same on every channel of X (C × T) at once. work: 3 C doubles. */
+/* Zero-phase (forward-backward) high-pass of every channel of X (C × T);
+ * each pass starts in the steady state of its first sample, so an offset
+ * gives no transient. work: 3 C doubles. */
 void ss_filter_filtfilt_batch(const struct ss_filter *f, float *X, int C,
                               int64_t T, double *work);
 /* Per-channel mean removal, median common reference, high-pass, in place on
@@ -82,30 +81,30 @@ void ss_preprocess(const struct ss_filter *f, float *X, int C, int64_t T,
 /* ---- configuration and results */
 struct ss_config {
 	double fs;
-	int64_t batch;       /* samples per batch (core) */
-	int nt;              /* template length (61) */
-	int nt0min;          /* trough position in a template (20) */
-	int pad;             /* matching pad each side (= nt) */
-	int fpad;            /* extra filter pad each side */
+	int64_t batch; /* samples per batch (core) */
+	int nt;        /* template length (61) */
+	int nt0min;    /* trough position in a template (20) */
+	int pad;       /* matching pad each side (= nt) */
+	int fpad;      /* extra filter pad each side */
 	double hp_hz;
 	int car;
-	int whiten_nrange;   /* 32 */
-	int whiten_every;    /* use every k-th batch for the covariance (25) */
-	double th_detect;    /* threshold crossing, whitened σ units (6) */
-	double th_match;     /* matching threshold on the projection (8) */
-	double lam;          /* amplitude prior weight (Kilosort 2's lam, 10) */
-	int nc_feat;         /* channels for features (10) */
-	int npc;             /* temporal PCs per channel (3) */
-	int rank;            /* template rank (3) */
+	int whiten_nrange; /* 32 */
+	int whiten_every;  /* use every k-th batch for the covariance (25) */
+	double th_detect;  /* threshold crossing, whitened σ units (6) */
+	double th_match;   /* matching threshold on the projection (8) */
+	double lam;        /* amplitude prior weight (Kilosort 2's lam, 10) */
+	int nc_feat;       /* channels for features (10) */
+	int npc;           /* temporal PCs per channel (3) */
+	int rank;          /* template rank (3) */
 	int max_templates;
-	int learn_batches;   /* batches used to detect and learn */
+	int learn_batches; /* batches used to detect and learn */
 	int learn_iters;
 	int max_peels;
-	double merge_corr;   /* 0.9, with a refractory cross-correlogram */
+	double merge_corr;       /* 0.9, with a refractory cross-correlogram */
 	double merge_corr_shape; /* 0.97: merged on shape alone */
-	double dup_ms;       /* 0.25 */
-	double refrac_ms;    /* 1.0 */
-	double good_ratio;   /* 0.2 */
+	double dup_ms;           /* 0.25 */
+	double refrac_ms;        /* 1.0 */
+	double good_ratio;       /* 0.2 */
 	int min_spikes;      /* a template needs this many spikes in learning */
 	double split_dprime; /* cluster split threshold */
 	uint64_t seed;
@@ -126,18 +125,18 @@ struct ss_result {
 	int C, nt, K;
 	int64_t n_samples;
 	int64_t n_spikes;
-	int64_t *times;    /* trough sample, ascending */
+	int64_t *times; /* trough sample, ascending */
 	int32_t *templ;
 	int32_t *clust;
 	float *amps;
-	float *templates;  /* K × nt × C (phy order, C fastest) */
-	float *wmat;       /* C × C row-major, phy convention (y_row = x_row W) */
+	float *templates; /* K × nt × C (phy order, C fastest) */
+	float *wmat; /* C × C row-major, phy convention (y_row = x_row W) */
 	float *wmat_inv;
-	float *similar;    /* K × K */
-	int *good;         /* per cluster id 0..K-1 */
-	float *contam;     /* per cluster, percent */
-	float *amp_mean;   /* per cluster */
-	int64_t *counts;   /* per cluster */
+	float *similar;  /* K × K */
+	int *good;       /* per cluster id 0..K-1 */
+	float *contam;   /* per cluster, percent */
+	float *amp_mean; /* per cluster */
+	int64_t *counts; /* per cluster */
 	int n_good, n_units;
 	double t_pre, t_detect, t_match, t_post;
 };
@@ -175,9 +174,9 @@ int ss_invert(const float *A, int n, float *Ainv);
 struct ss_spikes {
 	int64_t n, cap;
 	int nc, nt;
-	int64_t *t;      /* trough sample (absolute) */
-	int *chan;       /* peak channel */
-	float *wave;     /* n × (nc × nt): channels of ss_probe_nearest(chan) */
+	int64_t *t;  /* trough sample (absolute) */
+	int *chan;   /* peak channel */
+	float *wave; /* n × (nc × nt): channels of ss_probe_nearest(chan) */
 };
 
 void ss_spikes_free(struct ss_spikes *s);
@@ -190,28 +189,36 @@ int ss_detect_batch(const struct ss_config *cfg, const struct ss_probe *p,
                     struct ss_spikes *out);
 /* Cluster the snippets into initial templates: W (K × C × nt, unit norm). */
 int ss_cluster(const struct ss_config *cfg, const struct kern_backend *kb,
-               const struct ss_probe *p, const struct ss_spikes *sp,
-               float **W, int *K);
+               const struct ss_probe *p, const struct ss_spikes *sp, float **W,
+               int *K);
 
 /* Low-rank templates and matching */
 struct ss_templates {
 	int K, C, nt, rank;
-	float *W;     /* K × (C × nt), unit Frobenius norm */
-	float *U;     /* C × (rank K), column r + rank k: U_k s_r */
-	float *V;     /* K × (nt × rank) */
-	float *mu;    /* K typical amplitudes for the prior (0: none) */
+	float *W;  /* K × (C × nt), unit Frobenius norm */
+	float *U;  /* C × (rank K), column r + rank k: U_k s_r */
+	float *V;  /* K × (nt × rank) */
+	float *mu; /* K typical amplitudes for the prior (0: none) */
 };
 
 void ss_templates_free(struct ss_templates *t);
 /* Rank-r projection + renormalisation of every W; fills U, V. */
 int ss_templates_lowrank(const struct kern_backend *kb, struct ss_templates *t);
+/* Per-channel norms of K templates (cn: K × C). */
+void ss_template_chan_norms(const float *W, int K, int C, int nt, float *cn);
+/* ss_template_corr from precomputed channel norms: 0 when the per-channel
+ * Cauchy–Schwarz bound is below floor, else the exact value over the
+ * channels both templates use (error < 1e-4). */
+double ss_template_corr_sparse(const float *A, const float *B, const float *ca,
+                               const float *cb, int C, int nt, int maxlag,
+                               double floor);
 /* Max normalised cross-correlation over lags |d| ≤ maxlag. */
 double ss_template_corr(const float *A, const float *B, int C, int nt,
                         int maxlag);
 
 struct ss_match_out {
 	int64_t n, cap;
-	int64_t *t;     /* trough, absolute */
+	int64_t *t; /* trough, absolute */
 	int32_t *k;
 	float *a;
 };
@@ -227,8 +234,8 @@ void ss_matcher_free(struct ss_matcher *m);
  * trough lies in [lo, hi) are appended to out (absolute times t_abs0 + i).
  * When acc != NULL (K × C × nt) and cnt (K), the clean waveform of each kept
  * spike (residual + its own template) is added for template learning. */
-int ss_match_batch(struct ss_matcher *m, const struct ss_config *cfg,
-                   float *R, int64_t T, int64_t lo, int64_t hi, int64_t t_abs0,
+int ss_match_batch(struct ss_matcher *m, const struct ss_config *cfg, float *R,
+                   int64_t T, int64_t lo, int64_t hi, int64_t t_abs0,
                    struct ss_match_out *out, double *acc, int64_t *cnt);
 
 /* Post-processing on the final spikes (sorted by time inside). */
@@ -242,8 +249,8 @@ double ss_ccg_ratio(const int64_t *a, int64_t na, const int64_t *b, int64_t nb,
 
 /* phy folder */
 int ss_phy_write(const char *dir, const struct ss_result *r,
-                 const struct ss_probe *p, const char *dat_path,
-                 int n_rows, double fs, char *msg, size_t msglen);
+                 const struct ss_probe *p, const char *dat_path, int n_rows,
+                 double fs, char *msg, size_t msglen);
 /* Minimal .npy v1.0 writer (descr "<i8", "<i4", "<f4"), atomic. */
 int ss_npy_write(const char *path, const char *descr, int ndim,
                  const int64_t *shape, const void *data, size_t itemsize);

@@ -87,8 +87,9 @@ ss_detect_batch(const struct ss_config *cfg, const struct ss_probe *p,
 				for (int j = 0; j < nc; j++) {
 					int cj = nb[j];
 					float x = cu[cj];
-					if (x < v || (x == v && (u < t ||
-					                         (u == t && cj < c)))) {
+					if (x < v ||
+					    (x == v &&
+					     (u < t || (u == t && cj < c)))) {
 						ismin = 0;
 						break;
 					}
@@ -104,8 +105,8 @@ ss_detect_batch(const struct ss_config *cfg, const struct ss_probe *p,
 			for (int j = 0; j < nc; j++)
 				for (int k = 0; k < nt; k++)
 					wave[j * nt + k] =
-						Y[(t - cfg->nt0min + k) * C +
-						  nb[j]];
+					        Y[(t - cfg->nt0min + k) * C +
+					          nb[j]];
 		}
 	}
 out:
@@ -131,17 +132,16 @@ rng_unif(uint64_t *s)
 
 /* Top npc eigenvectors of the peak-channel waveform covariance. */
 static int
-temporal_pcs(const struct kern_backend *kb, const struct ss_spikes *sp,
-             int npc, double *pcs)
+temporal_pcs(const struct kern_backend *kb, const struct ss_spikes *sp, int npc,
+             double *pcs)
 {
 	int nt = sp->nt, info = 0, rc;
 	double *cov = calloc((size_t) nt * nt, sizeof(double));
-	double *ev = calloc((size_t) nt, sizeof(double));
 	struct ss_kbuf dA = {0}, dW = {0};
 	int64_t step = sp->n > 20000 ? sp->n / 20000 : 1;
 
 	rc = NQ_ENOMEM;
-	if (cov == NULL || ev == NULL)
+	if (cov == NULL)
 		goto out;
 	for (int64_t i = 0; i < sp->n; i += step) {
 		const float *w = sp->wave + (size_t) i * sp->nc * nt;
@@ -171,7 +171,6 @@ out:
 	ss_kbuf_free(kb, &dA);
 	ss_kbuf_free(kb, &dW);
 	free(cov);
-	free(ev);
 	return rc;
 }
 
@@ -396,7 +395,7 @@ ss_cluster(const struct ss_config *cfg, const struct kern_backend *kb,
 			if (nleaf == capleaf) {
 				capleaf = capleaf ? capleaf * 2 : 64;
 				struct leaf *nl = realloc(
-					leaves, sizeof(*nl) * (size_t) capleaf);
+				        leaves, sizeof(*nl) * (size_t) capleaf);
 				if (nl == NULL)
 					goto out;
 				leaves = nl;
@@ -424,7 +423,7 @@ ss_cluster(const struct ss_config *cfg, const struct kern_backend *kb,
 		ss_probe_nearest(p, leaves[l].chan, nc, nbr);
 		for (int i = 0; i < leaves[l].n; i++) {
 			const float *w =
-				sp->wave + (size_t) leaves[l].idx[i] * nc * nt;
+			        sp->wave + (size_t) leaves[l].idx[i] * nc * nt;
 			for (int j = 0; j < nc; j++)
 				for (int k = 0; k < nt; k++)
 					Wk[nbr[j] + C * k] += w[j * nt + k];

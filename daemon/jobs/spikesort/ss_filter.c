@@ -33,43 +33,6 @@ ss_filter_design(struct ss_filter *f, double fs, double fc)
 	return 0;
 }
 
-/* One direction through both sections, in place on w[0..n) (step +1 or -1
- * starting from w[start]). The first section starts in its steady state
- * for the first input, so a DC offset gives no transient. */
-static void
-run_sections(const struct ss_filter *f, double *w, int64_t n)
-{
-	double z1 = -f->b1[0] * w[0];
-	double s1 = 0, s2 = 0;
-
-	for (int64_t i = 0; i < n; i++) {
-		double x = w[i];
-		double y = f->b1[0] * x + z1;
-		z1 = f->b1[1] * x - f->a1[1] * y;
-		double u = f->b2[0] * y + s1;
-		s1 = f->b2[1] * y - f->a2[1] * u + s2;
-		s2 = f->b2[2] * y - f->a2[2] * u;
-		w[i] = u;
-	}
-}
-
-void
-ss_filter_filtfilt(const struct ss_filter *f, float *x, int64_t n,
-                   int64_t stride, double *work)
-{
-	for (int64_t i = 0; i < n; i++)
-		work[i] = x[i * stride];
-	run_sections(f, work, n);
-	for (int64_t i = 0; i < n / 2; i++) {
-		double t = work[i];
-		work[i] = work[n - 1 - i];
-		work[n - 1 - i] = t;
-	}
-	run_sections(f, work, n);
-	for (int64_t i = 0; i < n; i++)
-		x[i * stride] = (float) work[n - 1 - i];
-}
-
 /* k-th smallest of v[0..n) (v reordered). */
 static float
 select_k(float *v, int n, int k)
@@ -135,8 +98,8 @@ run_sections_batch(const struct ss_filter *f, float *X, int C, int64_t T,
 }
 
 void
-ss_filter_filtfilt_batch(const struct ss_filter *f, float *X, int C,
-                         int64_t T, double *work)
+ss_filter_filtfilt_batch(const struct ss_filter *f, float *X, int C, int64_t T,
+                         double *work)
 {
 	run_sections_batch(f, X, C, T, +1, work);
 	run_sections_batch(f, X, C, T, -1, work);

@@ -86,7 +86,8 @@ parse_kilosort(struct ss_probe *p, const struct ssj *root, int n_rows,
 	else
 		one_based = -1;
 	if (cm == NULL || cm->kind != SSJ_ARR || cm->n == 0) {
-		snprintf(msg, msglen, "probe: chanMap must be a non-empty array");
+		snprintf(msg, msglen,
+		         "probe: chanMap must be a non-empty array");
 		return NQ_EBADPARAM;
 	}
 	n = cm->n;
@@ -163,8 +164,8 @@ parse_probeinterface(struct ss_probe *p, const struct ssj *root, int n_rows,
                      char *msg, size_t msglen)
 {
 	const struct ssj *probes = ssj_get(root, "probes");
-	const struct ssj single = {.kind = SSJ_ARR, .n = 1,
-	                           .items = (struct ssj *) root};
+	const struct ssj single = {
+	        .kind = SSJ_ARR, .n = 1, .items = (struct ssj *) root};
 	size_t total = 0;
 	int rc, k = 0;
 
@@ -176,16 +177,15 @@ parse_probeinterface(struct ss_probe *p, const struct ssj *root, int n_rows,
 	}
 	for (size_t q = 0; q < probes->n; q++) {
 		const struct ssj *pos =
-			ssj_get(&probes->items[q], "contact_positions");
+		        ssj_get(&probes->items[q], "contact_positions");
 		const struct ssj *dci =
-			ssj_get(&probes->items[q], "device_channel_indices");
+		        ssj_get(&probes->items[q], "device_channel_indices");
 		if (pos == NULL || pos->kind != SSJ_ARR) {
 			snprintf(msg, msglen,
 			         "probe %zu: contact_positions missing", q);
 			return NQ_EBADPARAM;
 		}
-		if (dci == NULL || dci->kind != SSJ_ARR ||
-		    dci->n != pos->n) {
+		if (dci == NULL || dci->kind != SSJ_ARR || dci->n != pos->n) {
 			snprintf(msg, msglen,
 			         "probe %zu: device_channel_indices must list "
 			         "one row per contact (%zu)",
@@ -209,7 +209,8 @@ parse_probeinterface(struct ss_probe *p, const struct ssj *root, int n_rows,
 		const struct ssj *dci = ssj_get(pr, "device_channel_indices");
 		const struct ssj *sh = ssj_get(pr, "shank_ids");
 		for (size_t i = 0; i < dci->n; i++) {
-			const struct ssj *d = &dci->items[i], *xy = &pos->items[i];
+			const struct ssj *d = &dci->items[i],
+			                 *xy = &pos->items[i];
 			if (d->kind != SSJ_NUM || d->num < 0)
 				continue;
 			if (d->num >= n_rows || d->num != floor(d->num)) {
@@ -222,10 +223,11 @@ parse_probeinterface(struct ss_probe *p, const struct ssj *root, int n_rows,
 			if (xy->kind != SSJ_ARR || xy->n < 2 ||
 			    xy->items[0].kind != SSJ_NUM ||
 			    xy->items[1].kind != SSJ_NUM) {
-				snprintf(msg, msglen,
-				         "probe: contact_positions[%zu] must be "
-				         "[x, y]",
-				         i);
+				snprintf(
+				        msg, msglen,
+				        "probe: contact_positions[%zu] must be "
+				        "[x, y]",
+				        i);
 				goto bad;
 			}
 			p->row[k] = (int) d->num;
@@ -234,8 +236,8 @@ parse_probeinterface(struct ss_probe *p, const struct ssj *root, int n_rows,
 			p->shank[k] = (int) q;
 			if (sh && sh->kind == SSJ_ARR && sh->n == dci->n &&
 			    sh->items[i].kind == SSJ_STR)
-				p->shank[k] = (int) q * 1000 +
-				              atoi(sh->items[i].str);
+				p->shank[k] =
+				        (int) q * 1000 + atoi(sh->items[i].str);
 			k++;
 		}
 	}
@@ -264,10 +266,11 @@ ss_probe_parse(struct ss_probe *p, const char *text, size_t len, int n_rows,
 	           ssj_get(&root, "contact_positions")) {
 		rc = parse_probeinterface(p, &root, n_rows, msg, msglen);
 	} else {
-		snprintf(msg, msglen,
-		         "probe: expected a Kilosort channel map (chanMap, xc, "
-		         "yc, kcoords, connected) or a probeinterface file "
-		         "(probes[].contact_positions, device_channel_indices)");
+		snprintf(
+		        msg, msglen,
+		        "probe: expected a Kilosort channel map (chanMap, xc, "
+		        "yc, kcoords, connected) or a probeinterface file "
+		        "(probes[].contact_positions, device_channel_indices)");
 		rc = NQ_EBADPARAM;
 	}
 	ssj_free(&root);
@@ -276,9 +279,10 @@ ss_probe_parse(struct ss_probe *p, const char *text, size_t len, int n_rows,
 		for (int i = 0; i < p->n; i++)
 			for (int j = i + 1; j < p->n; j++)
 				if (p->row[i] == p->row[j]) {
-					snprintf(msg, msglen,
-					         "probe: row %d is mapped twice",
-					         p->row[i]);
+					snprintf(
+					        msg, msglen,
+					        "probe: row %d is mapped twice",
+					        p->row[i]);
 					ss_probe_free(p);
 					return NQ_EBADPARAM;
 				}
@@ -304,8 +308,8 @@ ss_probe_load(struct ss_probe *p, const char *path, int n_rows, char *msg,
 	if (fseek(f, 0, SEEK_END) != 0 || (len = ftell(f)) < 0 ||
 	    len > (64L << 20) || fseek(f, 0, SEEK_SET) != 0) {
 		fclose(f);
-		snprintf(msg, msglen, "probe: %s is not a readable file < 64 MB",
-		         path);
+		snprintf(msg, msglen,
+		         "probe: %s is not a readable file < 64 MB", path);
 		return NQ_EBADPARAM;
 	}
 	buf = malloc((size_t) len + 1);
@@ -514,7 +518,8 @@ ss_source_read(struct ss_source *s, const struct ss_probe *p, int64_t t0,
 		float *o = out + (size_t) (t - t0) * (size_t) C;
 		const float *e = out + (size_t) (b - 1 - t0) * (size_t) C;
 		for (int c = 0; c < C; c++)
-			o[c] = m >= a ? 2 * e[c] - out[(size_t) (m - t0) * C + c]
+			o[c] = m >= a ? 2 * e[c] -
+			                        out[(size_t) (m - t0) * C + c]
 			              : e[c];
 	}
 	return 0;

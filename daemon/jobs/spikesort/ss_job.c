@@ -19,11 +19,12 @@
 
 /* Every accepted key; anything else is a typo the user should hear of. */
 static const char *const known_keys[] = {
-	"recording", "n_channels", "sample_rate", "probe", "output_dir",
-	"probe_pitch_um", "batch", "th_detect", "th_match", "max_templates",
-	"seed", "car", "hp_hz", "whiten_nrange", "learn_batches",
-	"learn_iters", "min_spikes", "merge_corr", "dup_ms", "refrac_ms",
-	"good_ratio", "split_dprime", "max_peels", NULL};
+        "recording",  "n_channels",     "sample_rate",   "probe",
+        "output_dir", "probe_pitch_um", "batch",         "th_detect",
+        "th_match",   "max_templates",  "seed",          "car",
+        "hp_hz",      "whiten_nrange",  "learn_batches", "learn_iters",
+        "min_spikes", "merge_corr",     "dup_ms",        "refrac_ms",
+        "good_ratio", "split_dprime",   "max_peels",     NULL};
 
 struct ss_jparams {
 	struct ss_config cfg;
@@ -47,8 +48,9 @@ get_float_in(const struct nq_map *p, const char *key, double *dst, double lo,
 	if (rc != 0)
 		return rc;
 	if (!(v >= lo && v <= hi)) {
-		snprintf(msg, msglen, "parameter '%s' = %g is out of range "
-		                      "[%g, %g]",
+		snprintf(msg, msglen,
+		         "parameter '%s' = %g is out of range "
+		         "[%g, %g]",
 		         key, v, lo, hi);
 		return NQ_EBADPARAM;
 	}
@@ -68,8 +70,9 @@ get_int_in(const struct nq_map *p, const char *key, int64_t *dst, int64_t lo,
 	if (rc != 0)
 		return rc;
 	if (v < lo || v > hi) {
-		snprintf(msg, msglen, "parameter '%s' = %lld is out of range "
-		                      "[%lld, %lld]",
+		snprintf(msg, msglen,
+		         "parameter '%s' = %lld is out of range "
+		         "[%lld, %lld]",
 		         key, (long long) v, (long long) lo, (long long) hi);
 		return NQ_EBADPARAM;
 	}
@@ -176,8 +179,8 @@ parse(const struct nq_map *params, const struct nq_map *inputs,
 	c->fs = fs;
 	if ((rc = get_float_in(params, "probe_pitch_um", &jp->pitch, 0.1, 1e4,
 	                       msg, msglen)) ||
-	    (rc = get_float_in(params, "th_detect", &c->th_detect, 1, 100,
-	                       msg, msglen)) ||
+	    (rc = get_float_in(params, "th_detect", &c->th_detect, 1, 100, msg,
+	                       msglen)) ||
 	    (rc = get_float_in(params, "th_match", &c->th_match, 1, 100, msg,
 	                       msglen)) ||
 	    (rc = get_float_in(params, "hp_hz", &c->hp_hz, 10, fs / 2.5, msg,
@@ -186,12 +189,12 @@ parse(const struct nq_map *params, const struct nq_map *inputs,
 	                       msg, msglen)) ||
 	    (rc = get_float_in(params, "dup_ms", &c->dup_ms, 0, 5, msg,
 	                       msglen)) ||
-	    (rc = get_float_in(params, "refrac_ms", &c->refrac_ms, 0.1, 10,
-	                       msg, msglen)) ||
-	    (rc = get_float_in(params, "good_ratio", &c->good_ratio, 0, 1,
-	                       msg, msglen)) ||
-	    (rc = get_float_in(params, "split_dprime", &c->split_dprime, 1,
-	                       100, msg, msglen)))
+	    (rc = get_float_in(params, "refrac_ms", &c->refrac_ms, 0.1, 10, msg,
+	                       msglen)) ||
+	    (rc = get_float_in(params, "good_ratio", &c->good_ratio, 0, 1, msg,
+	                       msglen)) ||
+	    (rc = get_float_in(params, "split_dprime", &c->split_dprime, 1, 100,
+	                       msg, msglen)))
 		return rc;
 	iv = c->batch;
 	if ((rc = get_int_in(params, "batch", &iv, 4 * c->nt, 10000000, msg,
@@ -246,8 +249,8 @@ open_inputs(const struct ss_jparams *jp, struct ss_source *src,
 }
 
 static int
-ss_validate(const struct nq_map *params, const struct nq_map *inputs,
-            char *msg, size_t msglen)
+ss_validate(const struct nq_map *params, const struct nq_map *inputs, char *msg,
+            size_t msglen)
 {
 	struct ss_jparams jp;
 	struct ss_source src;
@@ -324,12 +327,12 @@ ss_estimate(const struct nq_map *params, const struct nq_map *inputs,
 		cache = jp.cfg.cache_bytes;
 	/* detection snippets: ≤ 200k spikes × nc × nt floats */
 	uint64_t snip = 200000ULL * (uint64_t) jp.cfg.nc_feat * jp.cfg.nt * 4;
-	est->host_bytes = bb + cache + snip + (uint64_t) N / 10 * 16 +
-	                  (64ULL << 20);
+	est->host_bytes =
+	        bb + cache + snip + (uint64_t) N / 10 * 16 + (64ULL << 20);
 	est->device_bytes = bb / 2 + (16ULL << 20);
 	/* whitening gemm + score convolution per sample, a few passes */
-	est->flops = (double) N * (2.0 * C * C + 2.0 * K * jp.cfg.rank *
-	                                                 (C + jp.cfg.nt)) *
+	est->flops = (double) N *
+	             (2.0 * C * C + 2.0 * K * jp.cfg.rank * (C + jp.cfg.nt)) *
 	             (2 + jp.cfg.learn_iters);
 	return 0;
 }
@@ -449,7 +452,9 @@ ss_run_job(struct job_ctx *ctx, const struct nq_map *params,
 	if (jp.output_dir != NULL)
 		snprintf(dir, sizeof(dir), "%s", jp.output_dir);
 	else
-		snprintf(dir, sizeof(dir), "%s/out/phy", ctx->job_dir);
+		/* not under out/: the worker replaces out/ with the result
+		 * files after run() returns */
+		snprintf(dir, sizeof(dir), "%s/phy", ctx->job_dir);
 	if (ctx->log)
 		ctx->log(ctx, "spikesort channels=%d rows=%d batch=%lld out=%s",
 		         p.n, jp.n_rows, (long long) jp.cfg.batch, dir);
@@ -460,8 +465,8 @@ ss_run_job(struct job_ctx *ctx, const struct nq_map *params,
 	if (jp.data != NULL) {
 		rc = ss_phy_write(dir, &res, &p, "recording.dat", jp.n_rows,
 		                  jp.cfg.fs, msg, msglen);
-		if (rc == 0 && (rc = write_raw(dir, jp.data, raw,
-		                               sizeof(raw))) != 0)
+		if (rc == 0 &&
+		    (rc = write_raw(dir, jp.data, raw, sizeof(raw))) != 0)
 			snprintf(msg, msglen, "cannot write %s", raw);
 	} else {
 		/* phy resolves a relative dat_path against the folder */
@@ -482,8 +487,8 @@ out:
 }
 
 const struct job_type ss_job_type = {
-	.name = "spikesort",
-	.validate = ss_validate,
-	.estimate = ss_estimate,
-	.run = ss_run_job,
+        .name = "spikesort",
+        .validate = ss_validate,
+        .estimate = ss_estimate,
+        .run = ss_run_job,
 };

@@ -60,7 +60,8 @@ parse_string(struct pstate *p, char **out)
 			else if (c == 't')
 				c = '\t';
 			else if (c == 'u') {
-				/* keep \uXXXX out of the way: probe keys are ASCII */
+				/* keep \uXXXX out of the way: probe keys are
+				 * ASCII */
 				k += 4 < p->i - k ? 4 : p->i - k - 1;
 				c = '?';
 			}

@@ -13,10 +13,10 @@ enum ssj_kind { SSJ_NULL, SSJ_BOOL, SSJ_NUM, SSJ_STR, SSJ_ARR, SSJ_OBJ };
 struct ssj {
 	enum ssj_kind kind;
 	double num;
-	char *str;          /* SSJ_STR (unescaped, simple escapes only) */
-	size_t n;           /* children of ARR/OBJ */
+	char *str; /* SSJ_STR (unescaped, simple escapes only) */
+	size_t n;  /* children of ARR/OBJ */
 	struct ssj *items;
-	char **keys;        /* OBJ */
+	char **keys; /* OBJ */
 };
 
 /* 0 or -1 with a message naming the byte offset. */

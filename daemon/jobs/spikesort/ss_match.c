@@ -52,14 +52,14 @@ ss_templates_lowrank(const struct kern_backend *kb, struct ss_templates *t)
 			for (int b = 0; b <= a; b++) {
 				double s = 0;
 				for (int c = 0; c < C; c++)
-					s += (double) W[c + C * a] * W[c + C * b];
+					s += (double) W[c + C * a] *
+					     W[c + C * b];
 				G[a + nt * b] = s;
 			}
 		if ((rc = KOP(kb, upload, dA.p, G, sizeof(double) * nt * nt)) ||
 		    (rc = KOP(kb, syevd, KERN_F64, nt, dA.p, nt, dW.p,
 		              &info)) ||
-		    (rc = KOP(kb, download, G, dA.p,
-		              sizeof(double) * nt * nt)))
+		    (rc = KOP(kb, download, G, dA.p, sizeof(double) * nt * nt)))
 			goto out;
 		if (info != 0) {
 			rc = NQ_EBADDATA;
@@ -82,17 +82,18 @@ ss_templates_lowrank(const struct kern_backend *kb, struct ss_templates *t)
 			const double *v = G + (size_t) nt * (nt - 1 - r);
 			for (int c = 0; c < C; c++)
 				t->U[c + (size_t) C * (k * R + r)] =
-					(float) (u[c + C * r] / nrm);
+				        (float) (u[c + C * r] / nrm);
 			for (int a = 0; a < nt; a++)
 				t->V[(size_t) k * nt * R + a * R + r] =
-					(float) v[a];
+				        (float) v[a];
 		}
 		/* W := U Vᵀ so that scores and subtraction agree */
 		for (int a = 0; a < nt; a++)
 			for (int c = 0; c < C; c++) {
 				double s = 0;
 				for (int r = 0; r < R; r++)
-					s += t->U[c + (size_t) C * (k * R + r)] *
+					s += t->U[c +
+					          (size_t) C * (k * R + r)] *
 					     t->V[(size_t) k * nt * R + a * R +
 					          r];
 				W[c + C * a] = (float) s;
@@ -131,6 +132,62 @@ ss_template_corr(const float *A, const float *B, int C, int nt, int maxlag)
 		if (s > best)
 			best = s;
 	}
+	return best;
+}
+
+void
+ss_template_chan_norms(const float *W, int K, int C, int nt, float *cn)
+{
+	for (int k = 0; k < K; k++)
+		for (int c = 0; c < C; c++) {
+			double s = 0;
+			for (int a = 0; a < nt; a++) {
+				double v = W[(size_t) k * C * nt + c + C * a];
+				s += v * v;
+			}
+			cn[(size_t) k * C + c] = (float) sqrt(s);
+		}
+}
+
+double
+ss_template_corr_sparse(const float *A, const float *B, const float *ca,
+                        const float *cb, int C, int nt, int maxlag,
+                        double floor)
+{
+	double na = 0, nb = 0, bound = 0, best = -1;
+	int *ch = malloc(sizeof(int) * (size_t) C), nc = 0;
+
+	if (ch == NULL)
+		return ss_template_corr(A, B, C, nt, maxlag);
+	for (int c = 0; c < C; c++) {
+		na += (double) ca[c] * ca[c];
+		nb += (double) cb[c] * cb[c];
+		bound += (double) ca[c] * cb[c];
+	}
+	/* Cauchy–Schwarz per channel bounds the correlation at every lag */
+	if (na == 0 || nb == 0 || bound < floor * sqrt(na * nb)) {
+		free(ch);
+		return 0;
+	}
+	/* channels whose products cannot add up to 1e-4 are skipped */
+	for (int c = 0; c < C; c++)
+		if ((double) ca[c] * cb[c] > 1e-4 * sqrt(na * nb) / C)
+			ch[nc++] = c;
+	for (int d = -maxlag; d <= maxlag; d++) {
+		double s = 0;
+		for (int a = 0; a < nt; a++) {
+			int b = a + d;
+			if (b < 0 || b >= nt)
+				continue;
+			for (int i = 0; i < nc; i++)
+				s += (double) A[ch[i] + C * a] *
+				     B[ch[i] + C * b];
+		}
+		s /= sqrt(na * nb);
+		if (s > best)
+			best = s;
+	}
+	free(ch);
 	return best;
 }
 
@@ -175,15 +232,15 @@ struct ss_matcher {
 	int K, C, nt, R, RK;
 	int64_t Tmax;
 	struct ss_kbuf dU, dR, dP;
-	float *PT;    /* Tmax × RK column-major: PT[t + Tmax*(k R + r)] */
-	float *Ps;    /* download scratch, n × RK */
-	float *S;     /* K × Tmax scores */
-	float *Sb;    /* best cost per start sample */
-	float *Ab;    /* its amplitude */
+	float *PT; /* Tmax × RK column-major: PT[t + Tmax*(k R + r)] */
+	float *Ps; /* download scratch, n × RK */
+	float *S;  /* K × Tmax scores */
+	float *Sb; /* best cost per start sample */
+	float *Ab; /* its amplitude */
 	int32_t *Kb;
 	double lam;
-	uint8_t *dirty;   /* per sample: P needs recomputing */
-	uint8_t *sdirty;  /* per sample: score needs recomputing */
+	uint8_t *dirty;  /* per sample: P needs recomputing */
+	uint8_t *sdirty; /* per sample: score needs recomputing */
 	int64_t *peaks;
 };
 
@@ -235,8 +292,8 @@ ss_matcher_new(const struct kern_backend *kb, const struct ss_templates *t,
 	m->dirty = malloc((size_t) Tmax);
 	m->sdirty = malloc((size_t) Tmax);
 	m->peaks = malloc(sizeof(int64_t) * (size_t) Tmax);
-	if (!m->PT || !m->Ps || !m->S || !m->Sb || !m->Ab || !m->Kb || !m->dirty ||
-	    !m->sdirty || !m->peaks)
+	if (!m->PT || !m->Ps || !m->S || !m->Sb || !m->Ab || !m->Kb ||
+	    !m->dirty || !m->sdirty || !m->peaks)
 		goto fail;
 	if ((rc = ss_kbuf_ensure(kb, &m->dU,
 	                         sizeof(float) * (size_t) m->C * rk)) ||
@@ -244,9 +301,8 @@ ss_matcher_new(const struct kern_backend *kb, const struct ss_templates *t,
 	                         sizeof(float) * (size_t) m->C * Tmax)) ||
 	    (rc = ss_kbuf_ensure(kb, &m->dP, sizeof(float) * rk * Tmax)))
 		goto fail;
-	if (m->RK > 0 &&
-	    (rc = KOP(kb, upload, m->dU.p, t->U,
-	              sizeof(float) * (size_t) m->C * m->RK)) != 0)
+	if (m->RK > 0 && (rc = KOP(kb, upload, m->dU.p, t->U,
+	                           sizeof(float) * (size_t) m->C * m->RK)) != 0)
 		goto fail;
 	*out = m;
 	return 0;
@@ -269,10 +325,10 @@ project(struct ss_matcher *m, const float *R, int64_t a, int64_t b)
 	if ((rc = KOP(kb, upload, (float *) m->dR.p + C * a, R + C * a,
 	              sizeof(float) * C * n)) != 0 ||
 	    (rc = KOP(kb, gemm, KERN_F32, KERN_T, KERN_N, (int64_t) n, m->RK,
-	              m->C, 1.0, (float *) m->dR.p + C * a, m->C, m->dU.p,
-	              m->C, 0.0, m->dP.p, (int64_t) n)) != 0 ||
-	    (rc = KOP(kb, download, m->Ps, m->dP.p,
-	              sizeof(float) * RK * n)) != 0)
+	              m->C, 1.0, (float *) m->dR.p + C * a, m->C, m->dU.p, m->C,
+	              0.0, m->dP.p, (int64_t) n)) != 0 ||
+	    (rc = KOP(kb, download, m->Ps, m->dP.p, sizeof(float) * RK * n)) !=
+	            0)
 		return rc;
 	for (size_t i = 0; i < RK; i++)
 		memcpy(m->PT + (size_t) m->Tmax * i + a, m->Ps + n * i,
@@ -286,25 +342,41 @@ project(struct ss_matcher *m, const float *R, int64_t a, int64_t b)
  * λ, typical amplitude μ_k) the MAP amplitude is x = (s + λμ)/(1 + λ) and
  * the gain (s + λμ)²/(1 + λ) − λμ², which turns away small fits of a big
  * unit's template to leftovers; without a prior it is s². */
+/* One template's score over [a, b). Built for AVX2 and plain x86-64 alike
+ * (picked at load time), so the binary stays portable. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
+        !defined(__SANITIZE_ADDRESS__)
+__attribute__((target_clones("avx2", "default")))
+#endif
+static void
+score_one(float *restrict S, const float *PT, const float *Vk, int64_t Tmax,
+          int R, int nt, int64_t a, int64_t b)
+{
+	memset(S + a, 0, sizeof(float) * (size_t) (b - a));
+	for (int r = 0; r < R; r++) {
+		const float *P = PT + (size_t) Tmax * r;
+		for (int tau = 0; tau < nt; tau++) {
+			float v = Vk[tau * R + r];
+			const float *restrict p = P + tau;
+			for (int64_t t = a; t < b; t++)
+				S[t] += v * p[t];
+		}
+	}
+}
+
 static void
 score(struct ss_matcher *m, int64_t a, int64_t b)
 {
 	int R = m->R, nt = m->nt;
 	const float *V = m->tp->V;
 
-	for (int k = 0; k < m->K; k++) {
-		float *restrict S = m->S + (size_t) m->Tmax * k;
-		memset(S + a, 0, sizeof(float) * (size_t) (b - a));
-		for (int r = 0; r < R; r++) {
-			const float *P = m->PT + (size_t) m->Tmax * (k * R + r);
-			for (int tau = 0; tau < nt; tau++) {
-				float v = V[(size_t) k * nt * R + tau * R + r];
-				const float *restrict p = P + tau;
-				for (int64_t t = a; t < b; t++)
-					S[t] += v * p[t];
-			}
-		}
-	}
+	/* templates are independent: threads split them, results do not
+	 * depend on the thread count */
+#pragma omp parallel for schedule(static) if (m->K > 1 && b - a > 4096)
+	for (int k = 0; k < m->K; k++)
+		score_one(m->S + (size_t) m->Tmax * k,
+		          m->PT + (size_t) m->Tmax * k * R,
+		          V + (size_t) k * nt * R, m->Tmax, R, nt, a, b);
 	for (int64_t t = a; t < b; t++) {
 		m->Sb[t] = -INFINITY;
 		m->Ab[t] = 0;

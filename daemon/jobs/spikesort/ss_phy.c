@@ -90,8 +90,8 @@ ss_npy_write(const char *path, const char *descr, int ndim,
 }
 
 static int
-npy(const char *dir, const char *name, const char *descr, int ndim,
-    int64_t d0, int64_t d1, int64_t d2, const void *data, size_t isz)
+npy(const char *dir, const char *name, const char *descr, int ndim, int64_t d0,
+    int64_t d1, int64_t d2, const void *data, size_t isz)
 {
 	char path[4200];
 	int64_t shape[3] = {d0, d1, d2};
@@ -133,25 +133,31 @@ static int
 tsv(const char *dir, const char *name, const char *col,
     const struct ss_result *r, int what)
 {
-	size_t cap = 64 + (size_t) r->K * 40, pos;
+	size_t cap = 64 + (size_t) r->K * 64, pos;
 	char *s = malloc(cap);
 	int rc;
 
 	if (s == NULL)
 		return NQ_ENOMEM;
 	pos = (size_t) snprintf(s, cap, "cluster_id\t%s\n", col);
-	for (int k = 0; k < r->K; k++) {
+	for (int k = 0; k < r->K && pos < cap; k++) {
 		if (r->counts[k] == 0)
 			continue;
 		if (what == 0)
 			pos += (size_t) snprintf(s + pos, cap - pos, "%d\t%s\n",
-			                         k, r->good[k] ? "good" : "mua");
+			                         k,
+			                         r->good[k] ? "good" : "mua");
 		else if (what == 1)
-			pos += (size_t) snprintf(s + pos, cap - pos, "%d\t%.1f\n",
-			                         k, r->contam[k]);
+			pos += (size_t) snprintf(s + pos, cap - pos,
+			                         "%d\t%.1f\n", k, r->contam[k]);
 		else
-			pos += (size_t) snprintf(s + pos, cap - pos, "%d\t%.2f\n",
-			                         k, r->amp_mean[k]);
+			pos += (size_t) snprintf(s + pos, cap - pos,
+			                         "%d\t%.2f\n", k,
+			                         r->amp_mean[k]);
+	}
+	if (pos >= cap) {
+		free(s);
+		return NQ_EIO;
 	}
 	rc = text_file(dir, name, s);
 	free(s);
@@ -188,14 +194,13 @@ ss_phy_write(const char *dir, const struct ss_result *r,
 			ind[(size_t) k * C + c] = c;
 	if ((rc = npy(dir, "spike_times.npy", "<i8", 1, ns, 0, 0, r->times,
 	              8)) ||
-	    (rc = npy(dir, "spike_templates.npy", "<i4", 1, ns, 0, 0,
-	              r->templ, 4)) ||
+	    (rc = npy(dir, "spike_templates.npy", "<i4", 1, ns, 0, 0, r->templ,
+	              4)) ||
 	    (rc = npy(dir, "spike_clusters.npy", "<i4", 1, ns, 0, 0, r->clust,
 	              4)) ||
-	    (rc = npy(dir, "amplitudes.npy", "<f4", 1, ns, 0, 0, r->amps,
+	    (rc = npy(dir, "amplitudes.npy", "<f4", 1, ns, 0, 0, r->amps, 4)) ||
+	    (rc = npy(dir, "templates.npy", "<f4", 3, K, r->nt, C, r->templates,
 	              4)) ||
-	    (rc = npy(dir, "templates.npy", "<f4", 3, K, r->nt, C,
-	              r->templates, 4)) ||
 	    (rc = npy(dir, "templates_ind.npy", "<i4", 2, K, C, 0, ind, 4)) ||
 	    (rc = npy(dir, "channel_map.npy", "<i4", 1, C, 0, 0, cm, 4)) ||
 	    (rc = npy(dir, "channel_positions.npy", "<f4", 2, C, 2, 0, pos,
@@ -282,8 +287,7 @@ ss_ckpt_load_var(const char *dir, const char *name, uint64_t key, void **data,
 		return 1;
 	}
 	*data = malloc(head[2] ? head[2] : 1);
-	if (*data == NULL ||
-	    (head[2] && fread(*data, head[2], 1, f) != 1)) {
+	if (*data == NULL || (head[2] && fread(*data, head[2], 1, f) != 1)) {
 		fclose(f);
 		free(*data);
 		*data = NULL;

@@ -52,21 +52,18 @@ ss_ccg_ratio(const int64_t *a, int64_t na, const int64_t *b, int64_t nb,
 				nbase++;
 		}
 	}
-	if ((double) nbase * (double) (2 * ref - 1) /
-	            (double) (2 * (b1 - b0)) <
+	if ((double) nbase * (double) (2 * ref - 1) / (double) (2 * (b1 - b0)) <
 	    8)
 		return -1;
 	return ((double) nc / (double) (2 * ref - 1)) /
 	       ((double) nbase / (double) (2 * (b1 - b0)));
 }
 
-static const struct ss_match_out *sort_src;
-
 static int
-by_time(const void *a, const void *b)
+by_time(const void *a, const void *b, void *arg)
 {
 	int64_t i = *(const int64_t *) a, j = *(const int64_t *) b;
-	const struct ss_match_out *o = sort_src;
+	const struct ss_match_out *o = arg;
 	if (o->t[i] != o->t[j])
 		return o->t[i] < o->t[j] ? -1 : 1;
 	if (o->k[i] != o->k[j])
@@ -112,11 +109,12 @@ ss_post(const struct ss_config *cfg, const struct ss_templates *tp,
 	    !res->counts || !res->templates)
 		goto out;
 	/* W is C × nt column-major = nt × C row-major: phy's layout */
-	memcpy(res->templates, tp->W, sizeof(float) * (size_t) K * C * nt);
+	if (K > 0)
+		memcpy(res->templates, tp->W,
+		       sizeof(float) * (size_t) K * C * nt);
 	for (int64_t i = 0; i < n; i++)
 		ord[i] = i;
-	sort_src = sp;
-	qsort(ord, (size_t) n, sizeof(int64_t), by_time);
+	qsort_r(ord, (size_t) n, sizeof(int64_t), by_time, sp);
 	for (int k = 0; k < K; k++)
 		last[k] = -1;
 	/* a spike within dup of the unit's last kept spike: keep the larger */
@@ -164,32 +162,44 @@ ss_post(const struct ss_config *cfg, const struct ss_templates *tp,
 		for (int64_t j = 0; j < n; j++)
 			if (keep[ord[j]])
 				tt[last[sp->k[ord[j]]]++] = sp->t[ord[j]];
+		float *cn = malloc(sizeof(float) * ((size_t) K * C + 1));
+		if (cn == NULL) {
+			free(tstart);
+			free(tt);
+			goto out;
+		}
+		ss_template_chan_norms(tp->W, K, C, nt, cn);
 		for (int k = 0; k < K; k++)
 			par[k] = k;
 		for (int a = 0; a < K; a++) {
 			res->similar[a * K + a] = 1;
 			for (int b = a + 1; b < K; b++) {
-				double s = ss_template_corr(
-					tp->W + (size_t) a * C * nt,
-					tp->W + (size_t) b * C * nt, C, nt,
-					cfg->nt0min / 2);
+				/* below 0.05 is written as 0 */
+				double s = ss_template_corr_sparse(
+				        tp->W + (size_t) a * C * nt,
+				        tp->W + (size_t) b * C * nt,
+				        cn + (size_t) a * C,
+				        cn + (size_t) b * C, C, nt,
+				        cfg->nt0min / 2, 0.05);
 				res->similar[a * K + b] =
-					res->similar[b * K + a] = (float) s;
+				        res->similar[b * K + a] = (float) s;
 				if (s < cfg->merge_corr)
 					continue;
 				double q = ss_ccg_ratio(
-					tt + tstart[a], tstart[a + 1] - tstart[a],
-					tt + tstart[b], tstart[b + 1] - tstart[b],
-					ref, b0, b1);
+				        tt + tstart[a],
+				        tstart[a + 1] - tstart[a],
+				        tt + tstart[b],
+				        tstart[b + 1] - tstart[b], ref, b0, b1);
 				if (s < cfg->merge_corr_shape &&
 				    !(q >= 0 && q < cfg->good_ratio))
 					continue;
 				int ra = find(par, a), rb = find(par, b);
 				if (ra != rb)
 					par[ra > rb ? ra : rb] =
-						ra < rb ? ra : rb;
+					        ra < rb ? ra : rb;
 			}
 		}
+		free(cn);
 		free(tstart);
 		free(tt);
 	}

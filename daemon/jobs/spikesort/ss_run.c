@@ -7,9 +7,9 @@
  *          [--th-detect X] [--th-match X]
  * Prints one JSON object with the result scalars.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <errno.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>

@@ -72,13 +72,14 @@ struct run {
 	int C;
 	int64_t N, NT, nb, Tb, Tfull;
 	struct ss_filter filt;
-	float *X;       /* C × Tfull */
+	float *X; /* C × Tfull */
 	double *fwork;
 	float *cwork;
 	struct ss_kbuf dM, dx, dy;
 	int have_M;
-	const float *tpw; /* templates being merged (same_unit) */
-	float **cache;  /* whitened learning batches kept in memory */
+	const float *tpw;  /* templates being merged (same_unit) */
+	const float *tpcn; /* and their channel norms */
+	float **cache;     /* whitened learning batches kept in memory */
 	int64_t *cache_core;
 	int ncache;
 	uint64_t key;
@@ -162,7 +163,8 @@ learn_load(struct run *r, int i, int nl, float **Y, int64_t *core)
 	}
 	if ((rc = load_batch(r, b, Y, core)) != 0)
 		return rc;
-	if (i < r->ncache && (uint64_t) (i + 1) * bytes <= r->cfg->cache_bytes) {
+	if (i < r->ncache &&
+	    (uint64_t) (i + 1) * bytes <= r->cfg->cache_bytes) {
 		r->cache[i] = malloc(bytes);
 		if (r->cache[i] != NULL) {
 			memcpy(r->cache[i], *Y, bytes);
@@ -186,13 +188,35 @@ config_key(const struct ss_config *c, const struct ss_probe *p, int64_t N,
            int n_rows)
 {
 	uint64_t h = 0xcbf29ce484222325ULL;
-	double d[] = {c->fs, (double) c->batch, c->nt, c->nt0min, c->pad,
-	              c->fpad, c->hp_hz, c->car, c->whiten_nrange,
-	              c->whiten_every, c->th_detect, c->th_match, c->lam, c->nc_feat,
-	              c->npc, c->rank, c->max_templates, c->learn_batches,
-	              c->learn_iters, c->max_peels, c->merge_corr, c->merge_corr_shape,
-	              c->min_spikes, c->split_dprime, (double) c->seed,
-	              (double) N, n_rows, p->n, 2 /* format version */};
+	double d[] = {c->fs,
+	              (double) c->batch,
+	              c->nt,
+	              c->nt0min,
+	              c->pad,
+	              c->fpad,
+	              c->hp_hz,
+	              c->car,
+	              c->whiten_nrange,
+	              c->whiten_every,
+	              c->th_detect,
+	              c->th_match,
+	              c->lam,
+	              c->nc_feat,
+	              c->npc,
+	              c->rank,
+	              c->max_templates,
+	              c->learn_batches,
+	              c->learn_iters,
+	              c->max_peels,
+	              c->merge_corr,
+	              c->merge_corr_shape,
+	              c->min_spikes,
+	              c->split_dprime,
+	              (double) c->seed,
+	              (double) N,
+	              n_rows,
+	              p->n,
+	              2 /* format version */};
 	h = fnv(h, d, sizeof(d));
 	h = fnv(h, p->row, sizeof(int) * (size_t) p->n);
 	h = fnv(h, p->x, sizeof(float) * (size_t) p->n);
@@ -245,15 +269,15 @@ stage_whiten(struct run *r, float *M)
 		for (size_t i = 0; i < (size_t) C * C; i++)
 			cov[i] += cf[i];
 		used += core;
-		progress(r, 0.05 * (double) (b + 1) / (double) r->nb,
-		         "whiten");
+		progress(r, 0.05 * (double) (b + 1) / (double) r->nb, "whiten");
 	}
 	for (size_t i = 0; i < (size_t) C * C; i++)
 		cov[i] /= (double) used;
 	rc = ss_whiten_from_cov(r->kb, cov, r->p, r->cfg->whiten_nrange, M);
 	if (rc != 0) {
-		snprintf(r->msg, r->msglen, "whitening: eigendecomposition "
-		                            "failed");
+		snprintf(r->msg, r->msglen,
+		         "whitening: eigendecomposition "
+		         "failed");
 		goto out;
 	}
 	rc = ss_ckpt_save(r->cfg->ckpt_dir, "whiten.bin", r->key, M,
@@ -273,13 +297,11 @@ learn_batch(struct run *r, int i, int nl)
 	return (int64_t) ((double) i * (double) r->nb / (double) nl);
 }
 
-static const struct ss_match_out *ksort_src;
-
 static int
-by_k_t(const void *x, const void *y)
+by_k_t(const void *x, const void *y, void *arg)
 {
 	int64_t i = *(const int64_t *) x, j = *(const int64_t *) y;
-	const struct ss_match_out *o = ksort_src;
+	const struct ss_match_out *o = arg;
 	if (o->k[i] != o->k[j])
 		return o->k[i] < o->k[j] ? -1 : 1;
 	if (o->t[i] != o->t[j])
@@ -298,9 +320,12 @@ same_unit(struct run *r, const struct ss_match_out *mo, const int64_t *st,
 
 	if (mo == NULL)
 		return 1;
-	if (ss_template_corr(r->tpw + (size_t) a * r->C * c->nt,
-	                     r->tpw + (size_t) b * r->C * c->nt, r->C, c->nt,
-	                     c->nt0min / 2) >= c->merge_corr_shape)
+	if (ss_template_corr_sparse(r->tpw + (size_t) a * r->C * c->nt,
+	                            r->tpw + (size_t) b * r->C * c->nt,
+	                            r->tpcn + (size_t) a * r->C,
+	                            r->tpcn + (size_t) b * r->C, r->C, c->nt,
+	                            c->nt0min / 2,
+	                            c->merge_corr_shape) >= c->merge_corr_shape)
 		return 1;
 	q = ss_ccg_ratio(tk + st[a], st[a + 1] - st[a], tk + st[b],
 	                 st[b + 1] - st[b],
@@ -315,8 +340,8 @@ same_unit(struct run *r, const struct ss_match_out *mo, const int64_t *st,
  * cross-correlogram test; NULL merges on shape alone). */
 static int
 update_templates(struct run *r, struct ss_templates *tp, const double *acc,
-                 const int64_t *cnt, int min_cnt,
-                 const struct ss_match_out *mo, double thr)
+                 const int64_t *cnt, int min_cnt, const struct ss_match_out *mo,
+                 double thr)
 {
 	int64_t *st = NULL, *tk = NULL, *ord = NULL;
 	if (mo != NULL) {
@@ -331,8 +356,8 @@ update_templates(struct run *r, struct ss_templates *tp, const double *acc,
 		}
 		for (int64_t i = 0; i < mo->n; i++)
 			ord[i] = i;
-		ksort_src = mo;
-		qsort(ord, (size_t) mo->n, sizeof(int64_t), by_k_t);
+		qsort_r(ord, (size_t) mo->n, sizeof(int64_t), by_k_t,
+		        (void *) mo);
 		for (int64_t i = 0; i < mo->n; i++) {
 			tk[i] = mo->t[ord[i]];
 			st[mo->k[ord[i]] + 1]++;
@@ -371,20 +396,30 @@ update_templates(struct run *r, struct ss_templates *tp, const double *acc,
 		nrm = sqrt(nrm);
 		for (size_t i = 0; i < L; i++)
 			tp->W[k * L + i] =
-				nrm > 0 ? (float) (acc[k * L + i] / nrm) : 0;
+			        nrm > 0 ? (float) (acc[k * L + i] / nrm) : 0;
 	}
+	float *cn = malloc(sizeof(float) * ((size_t) K * C + 1));
+	if (cn == NULL) {
+		free(alive);
+		free(mu);
+		free(st);
+		free(tk);
+		return NQ_ENOMEM;
+	}
+	ss_template_chan_norms(tp->W, K, C, nt, cn);
 	r->tpw = tp->W;
+	r->tpcn = cn;
 	for (int a = 0; a < K; a++) {
 		if (!alive[a])
 			continue;
 		for (int b = a + 1; b < K; b++) {
 			if (!alive[b])
 				continue;
-			double s = ss_template_corr(tp->W + a * L,
-			                            tp->W + b * L, C, nt,
-			                            r->cfg->nt0min / 2);
-			if (s >= thr &&
-			    same_unit(r, mo, st, tk, a, b)) {
+			double s = ss_template_corr_sparse(
+			        tp->W + a * L, tp->W + b * L,
+			        cn + (size_t) a * C, cn + (size_t) b * C, C, nt,
+			        r->cfg->nt0min / 2, thr);
+			if (s >= thr && same_unit(r, mo, st, tk, a, b)) {
 				if (cnt[b] > cnt[a]) {
 					alive[a] = 0;
 					break;
@@ -404,6 +439,7 @@ update_templates(struct run *r, struct ss_templates *tp, const double *acc,
 	tp->K = k2;
 	free(tp->mu);
 	tp->mu = mu;
+	free(cn);
 	free(alive);
 	free(st);
 	free(tk);
@@ -483,8 +519,7 @@ stage_learn(struct run *r, struct ss_templates *tp, double *t_detect)
 		snprintf(r->msg, r->msglen, "clustering failed");
 		goto out;
 	}
-	logf_(r, "stage=detect spikes=%lld clusters=%d", (long long) sp.n,
-	      K0);
+	logf_(r, "stage=detect spikes=%lld clusters=%d", (long long) sp.n, K0);
 	ss_spikes_free(&sp);
 	*t_detect = now_s() - t0;
 	tp->K = K0;
@@ -493,7 +528,8 @@ stage_learn(struct run *r, struct ss_templates *tp, double *t_detect)
 	/* initial duplicates go before the first pass */
 	{
 		int64_t *ones = malloc(sizeof(int64_t) * (size_t) (K0 + 1));
-		double *a0 = malloc(sizeof(double) * ((size_t) K0 * C * nt + 1));
+		double *a0 =
+		        malloc(sizeof(double) * ((size_t) K0 * C * nt + 1));
 		if (!ones || !a0) {
 			free(ones);
 			free(a0);
@@ -540,15 +576,15 @@ stage_learn(struct run *r, struct ss_templates *tp, double *t_detect)
 			                    &mo, acc, cnt);
 			if (rc != 0)
 				goto out;
-			progress(r, 0.15 + 0.25 * (it * nl + i + 1) /
-			                        (c->learn_iters * nl),
+			progress(r,
+			         0.15 + 0.25 * (it * nl + i + 1) /
+			                         (c->learn_iters * nl),
 			         "learn");
 		}
 		int K1 = tp->K;
 		int last = it == c->learn_iters - 1;
-		rc = update_templates(r, tp, acc, cnt,
-		                      last ? c->min_spikes : 1, &mo,
-		                      c->merge_corr);
+		rc = update_templates(r, tp, acc, cnt, last ? c->min_spikes : 1,
+		                      &mo, c->merge_corr);
 		if (rc != 0)
 			goto out;
 		logf_(r, "stage=learn iter=%d templates=%d->%d", it + 1, K1,
@@ -561,9 +597,11 @@ stage_learn(struct run *r, struct ss_templates *tp, double *t_detect)
 			rc = NQ_ENOMEM;
 			goto out;
 		}
-		memcpy(blob2, tp->W, sizeof(float) * L);
+		if (L > 0)
+			memcpy(blob2, tp->W, sizeof(float) * L);
 		if (tp->K > 0)
-			memcpy(blob2 + L, tp->mu, sizeof(float) * (size_t) tp->K);
+			memcpy(blob2 + L, tp->mu,
+			       sizeof(float) * (size_t) tp->K);
 		rc = ss_ckpt_save(c->ckpt_dir, "templates.bin", r->key, blob2,
 		                  sizeof(float) * (L + (size_t) tp->K));
 		free(blob2);
@@ -719,12 +757,12 @@ ss_sort(const struct ss_config *cfg, const struct kern_backend *kb,
 	M = malloc(sizeof(float) * (size_t) C * C);
 	res->wmat = malloc(sizeof(float) * (size_t) C * C);
 	res->wmat_inv = malloc(sizeof(float) * (size_t) C * C);
-	if (!r.X || !r.fwork || !r.cwork || !M || !res->wmat ||
-	    !res->wmat_inv)
+	if (!r.X || !r.fwork || !r.cwork || !M || !res->wmat || !res->wmat_inv)
 		goto out;
 	res->n_samples = r.N;
-	logf_(&r, "stage=start samples=%lld channels=%d batches=%lld "
-	          "batch=%lld",
+	logf_(&r,
+	      "stage=start samples=%lld channels=%d batches=%lld "
+	      "batch=%lld",
 	      (long long) r.N, C, (long long) r.nb, (long long) r.NT);
 
 	t0 = now_s();
@@ -747,14 +785,15 @@ ss_sort(const struct ss_config *cfg, const struct kern_backend *kb,
 		rc = ss_invert(M, C, inv);
 		if (rc != 0) {
 			free(inv);
-			snprintf(msg, msglen, "whitening matrix is singular "
-			                      "(a dead channel set?)");
+			snprintf(msg, msglen,
+			         "whitening matrix is singular "
+			         "(a dead channel set?)");
 			goto out;
 		}
 		for (int i = 0; i < C; i++)
 			for (int j = 0; j < C; j++)
 				res->wmat_inv[i * C + j] =
-					inv[j + (size_t) C * i];
+				        inv[j + (size_t) C * i];
 		free(inv);
 	}
 	t1 = now_s();
@@ -783,6 +822,8 @@ out:
 		snprintf(msg, msglen, "out of memory");
 	else if (rc == NQ_ECANCELED)
 		snprintf(msg, msglen, "canceled");
+	if (rc != 0)
+		ss_result_free(res);
 	ss_match_out_free(&all);
 	ss_templates_free(&tp);
 	ss_kbuf_free(kb, &r.dM);

@@ -79,8 +79,8 @@ test_filtfilt_zero_phase(void **state)
 	ss_filter_filtfilt_batch(&f, x, C, n, work);
 	/* 3 kHz passes unchanged in amplitude and phase; DC and 30 Hz go */
 	for (int t = 1000; t < 5000; t++) {
-		assert_true(fabs(x[t * C] - sin(2 * M_PI * 3000 * t / 30000.0)) <
-		            0.01);
+		assert_true(fabs(x[t * C] -
+		                 sin(2 * M_PI * 3000 * t / 30000.0)) < 0.01);
 		assert_true(fabs(x[t * C + 1]) < 0.01);
 	}
 	free(x);
@@ -101,7 +101,8 @@ test_preprocess_car(void **state)
 	for (int t = 0; t < T; t++)
 		for (int c = 0; c < C; c++) {
 			double com = 100 * sin(2 * M_PI * 2000 * t / 30000.0);
-			double own = (c == 3 && t >= 2000 && t < 2010) ? -80 : 0;
+			double own =
+			        (c == 3 && t >= 2000 && t < 2010) ? -80 : 0;
 			X[t * C + c] = (float) (com + own + 10 * c);
 		}
 	ss_preprocess(&f, X, C, T, 1, w, cw);
@@ -125,9 +126,8 @@ test_probe_kilosort(void **state)
 	                 " \"yc\": [0, 0, 20, 20], \"kcoords\": [1, 1, 1, 1],"
 	                 " \"connected\": [true, false, true, true]}";
 	(void) state;
-	assert_int_equal(ss_probe_parse(&p, js, strlen(js), 5, msg,
-	                                sizeof(msg)),
-	                 0);
+	assert_int_equal(
+	        ss_probe_parse(&p, js, strlen(js), 5, msg, sizeof(msg)), 0);
 	assert_int_equal(p.n, 3);
 	assert_int_equal(p.row[0], 3);
 	assert_int_equal(p.row[1], 1);
@@ -135,18 +135,18 @@ test_probe_kilosort(void **state)
 	assert_true(p.y[2] == 20 && p.x[2] == 16);
 	ss_probe_free(&p);
 	/* a row the file does not have */
-	assert_int_equal(ss_probe_parse(&p, js, strlen(js), 3, msg,
-	                                sizeof(msg)),
-	                 NQ_EBADPARAM);
+	assert_int_equal(
+	        ss_probe_parse(&p, js, strlen(js), 3, msg, sizeof(msg)),
+	        NQ_EBADPARAM);
 	assert_non_null(strstr(msg, "rows 0..2"));
 	/* mismatched lengths */
 	const char *bad = "{\"chanMap\": [0, 1], \"xc\": [0], \"yc\": [0, 1]}";
-	assert_int_equal(ss_probe_parse(&p, bad, strlen(bad), 4, msg,
-	                                sizeof(msg)),
-	                 NQ_EBADPARAM);
-	assert_int_equal(ss_probe_parse(&p, "{\"a\": 1}", 8, 4, msg,
-	                                sizeof(msg)),
-	                 NQ_EBADPARAM);
+	assert_int_equal(
+	        ss_probe_parse(&p, bad, strlen(bad), 4, msg, sizeof(msg)),
+	        NQ_EBADPARAM);
+	assert_int_equal(
+	        ss_probe_parse(&p, "{\"a\": 1}", 8, 4, msg, sizeof(msg)),
+	        NQ_EBADPARAM);
 	assert_int_equal(ss_probe_parse(&p, "{\"chanMap\": [0,", 15, 4, msg,
 	                                sizeof(msg)),
 	                 NQ_EBADPARAM);
@@ -158,15 +158,15 @@ test_probe_probeinterface(void **state)
 	struct ss_probe p;
 	char msg[256];
 	const char *js =
-		"{\"specification\": \"probeinterface\", \"probes\": [{"
-		"\"ndim\": 2, \"contact_positions\": [[0, 0], [0, 20], [32, 40]],"
-		"\"device_channel_indices\": [2, -1, 0],"
-		"\"shank_ids\": [\"0\", \"0\", \"1\"]}]}";
+	        "{\"specification\": \"probeinterface\", \"probes\": [{"
+	        "\"ndim\": 2, \"contact_positions\": [[0, 0], [0, 20], [32, "
+	        "40]],"
+	        "\"device_channel_indices\": [2, -1, 0],"
+	        "\"shank_ids\": [\"0\", \"0\", \"1\"]}]}";
 	int idx[2];
 	(void) state;
-	assert_int_equal(ss_probe_parse(&p, js, strlen(js), 3, msg,
-	                                sizeof(msg)),
-	                 0);
+	assert_int_equal(
+	        ss_probe_parse(&p, js, strlen(js), 3, msg, sizeof(msg)), 0);
 	assert_int_equal(p.n, 2);
 	assert_int_equal(p.row[0], 2);
 	assert_int_equal(p.row[1], 0);
@@ -245,8 +245,8 @@ test_whiten_full(void **state)
 	for (int t = 0; t < T; t++)
 		for (int a = 0; a < C; a++)
 			for (int b = 0; b < C; b++)
-				cov[a + C * b] +=
-					(double) X[t * C + a] * X[t * C + b] / T;
+				cov[a + C * b] += (double) X[t * C + a] *
+				                  X[t * C + b] / T;
 	assert_int_equal(ss_whiten_from_cov(&kb, cov, &p, C, M), 0);
 	struct ss_kbuf dM = {0}, dx = {0}, dy = {0};
 	assert_int_equal(ss_kbuf_ensure(&kb, &dM, sizeof(M)), 0);
@@ -343,7 +343,8 @@ test_match_overlap(void **state)
 				double tt = (a - 20) / (k ? 4.0 : 7.0);
 				double v = -exp(-tt * tt) *
 				           exp(-pow(c - (k ? 2 : 5), 2) / 4.0);
-				tp.W[(size_t) k * C * nt + c + C * a] = (float) v;
+				tp.W[(size_t) k * C * nt + c + C * a] =
+				        (float) v;
 				nrm += v * v;
 			}
 		for (int i = 0; i < C * nt; i++)
@@ -356,11 +357,10 @@ test_match_overlap(void **state)
 	for (int i = 0; i < 3; i++)
 		for (int j = 0; j < C * nt; j++)
 			R[(size_t) C * st[i] + j] +=
-				sa[i] * tp.W[(size_t) sk[i] * C * nt + j];
+			        sa[i] * tp.W[(size_t) sk[i] * C * nt + j];
 	assert_int_equal(ss_matcher_new(&kb, &tp, T, &m), 0);
-	assert_int_equal(ss_match_batch(m, &cfg, R, T, 0, T, 1000, &o, NULL,
-	                                NULL),
-	                 0);
+	assert_int_equal(
+	        ss_match_batch(m, &cfg, R, T, 0, T, 1000, &o, NULL, NULL), 0);
 	assert_int_equal(o.n, 3);
 	int found = 0;
 	for (int64_t i = 0; i < o.n; i++)
@@ -394,8 +394,8 @@ test_post_labels(void **state)
 	tp.nt = nt;
 	tp.rank = 3;
 	tp.W = calloc((size_t) 2 * C * nt, sizeof(float));
-	tp.W[0 + C * 20] = 1;            /* template 0 on channel 0 */
-	tp.W[C * nt + 1 + C * 40] = 1;   /* template 1 on channel 1 */
+	tp.W[0 + C * 20] = 1;          /* template 0 on channel 0 */
+	tp.W[C * nt + 1 + C * 40] = 1; /* template 1 on channel 1 */
 	/* unit 0: regular 9 ms spacing (never < 1 ms); unit 1: pairs 0.5 ms
 	 * apart every 9 ms (refractory violations). One exact duplicate. */
 	for (int i = 0; i < 400; i++) {
@@ -630,18 +630,25 @@ make_data(int64_t *gt_t, int *gt_u, int *n_gt)
 				break;
 			for (int a = 0; a < 61; a++) {
 				double ms = (a - 20) / 30.0;
-				double w = -exp(-0.5 * pow(ms / wid[u], 2)) +
-				           rep[u] * exp(-0.5 * pow((ms - 3 * wid[u]) /
-				                                   (1.8 * wid[u]), 2));
-				double tap = a < 10 ? 0.5 - 0.5 * cos(M_PI * a / 10)
-				             : a > 44 ? 0.5 + 0.5 * cos(M_PI * (a - 44) /
-				                                        17.0)
-				                      : 1;
+				double w =
+				        -exp(-0.5 * pow(ms / wid[u], 2)) +
+				        rep[u] * exp(-0.5 *
+				                     pow((ms - 3 * wid[u]) /
+				                                 (1.8 * wid[u]),
+				                         2));
+				double tap =
+				        a < 10 ? 0.5 - 0.5 * cos(M_PI * a / 10)
+				        : a > 44 ? 0.5 + 0.5 * cos(M_PI *
+				                                   (a - 44) /
+				                                   17.0)
+				                 : 1;
 				for (int c = 0; c < GT_C; c++)
 					x[(t0 - 20 + a) * GT_C + c] +=
-						(float) (amp[u] * w * tap *
-						         exp(-0.5 * pow((c - ctr[u]) /
-						                        1.2, 2)));
+					        (float) (amp[u] * w * tap *
+					                 exp(-0.5 *
+					                     pow((c - ctr[u]) /
+					                                 1.2,
+					                         2)));
 			}
 			gt_t[n] = t0;
 			gt_u[n] = u;
@@ -661,7 +668,8 @@ test_job_run_inline(void **state)
 	char dir[] = "/tmp/ss_jobXXXXXX", ck[128], path[256], msg[512];
 	int64_t *gt_t = malloc(sizeof(int64_t) * 2000), shape[2] = {GT_N, GT_C};
 	int *gt_u = malloc(sizeof(int) * 2000), n_gt = 0;
-	struct nq_map *p = nq_map_new(), *in = nq_map_new(), *out = nq_map_new();
+	struct nq_map *p = nq_map_new(), *in = nq_map_new(),
+	              *out = nq_map_new();
 	struct nq_array a, st, sc;
 	struct fake f = {0};
 	(void) state;
@@ -696,9 +704,9 @@ test_job_run_inline(void **state)
 	assert_true(nq_map_get(out, "duration_s")->u.f == 8.0);
 	assert_int_equal(nq_map_get(out, "unit_spike_counts")->kind, NQ_ARRAY);
 	/* the phy folder, read back with the protocol's .npy reader */
-	snprintf(path, sizeof(path), "%s/out/phy/spike_times.npy", dir);
+	snprintf(path, sizeof(path), "%s/phy/spike_times.npy", dir);
 	assert_int_equal(nq_npy_read(path, &st, 0, msg, sizeof(msg)), 0);
-	snprintf(path, sizeof(path), "%s/out/phy/spike_clusters.npy", dir);
+	snprintf(path, sizeof(path), "%s/phy/spike_clusters.npy", dir);
 	assert_int_equal(nq_npy_read(path, &sc, 0, msg, sizeof(msg)), 0);
 	assert_int_equal(st.dtype, NQ_DT_I64);
 	assert_int_equal(sc.dtype, NQ_DT_I32);
@@ -731,10 +739,23 @@ test_job_run_inline(void **state)
 	}
 	nq_array_fini(&st);
 	nq_array_fini(&sc);
-	snprintf(path, sizeof(path), "%s/out/phy/recording.dat", dir);
+	snprintf(path, sizeof(path), "%s/phy/recording.dat", dir);
 	assert_int_equal(access(path, R_OK), 0);
 	snprintf(path, sizeof(path), "%s/whiten.bin", ck);
 	assert_int_equal(access(path, R_OK), 0);
+
+	/* a small device grant: smaller batches, the same units */
+	struct nq_map *out3 = nq_map_new();
+	f.ctx.grant_bytes = 2u << 20;
+	f.last = 0;
+	assert_int_equal(ss_job_type.run(&f.ctx, p, in, out3, msg, sizeof(msg)),
+	                 0);
+	assert_int_equal(nq_map_get(out3, "n_units")->u.i, GT_U);
+	int64_t n1 = nq_map_get(out, "n_spikes")->u.i;
+	int64_t n3 = nq_map_get(out3, "n_spikes")->u.i;
+	assert_true(llabs(n1 - n3) <= n1 / 50);
+	nq_map_free(out3);
+	f.ctx.grant_bytes = 0;
 
 	/* canceled after a few batches: ECANCELED, no crash */
 	struct nq_map *out2 = nq_map_new();
@@ -754,24 +775,56 @@ test_job_run_inline(void **state)
 	assert_int_equal(system(cmd), 0);
 }
 
+static void
+test_meta(void **state)
+{
+	char dir[] = "/tmp/ss_metaXXXXXX", bin[128], meta[128], msg[256];
+	double fs = 0;
+	int nc = 0;
+	(void) state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(bin, sizeof(bin), "%s/x.ap.bin", dir);
+	snprintf(meta, sizeof(meta), "%s/x.ap.meta", dir);
+	assert_int_equal(ss_meta_read(bin, &fs, &nc), 1);
+	FILE *f = fopen(meta, "w");
+	fputs("typeThis=imec\nimSampRate=30000.5\nnSavedChans=385\n", f);
+	fclose(f);
+	f = fopen(bin, "wb");
+	int16_t z[385 * 300] = {0};
+	fwrite(z, 2, 385 * 300, f);
+	fclose(f);
+	assert_int_equal(ss_meta_read(bin, &fs, &nc), 0);
+	assert_true(fs == 30000.5);
+	assert_int_equal(nc, 385);
+	/* the job takes n_channels and sample_rate from the .meta */
+	struct nq_map *p = nq_map_new();
+	nq_map_set_str(p, "recording", bin);
+	assert_int_equal(ss_job_type.validate(p, NULL, msg, sizeof(msg)), 0);
+	nq_map_free(p);
+	unlink(bin);
+	unlink(meta);
+	rmdir(dir);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_butterworth),
-		cmocka_unit_test(test_filtfilt_zero_phase),
-		cmocka_unit_test(test_preprocess_car),
-		cmocka_unit_test(test_probe_kilosort),
-		cmocka_unit_test(test_probe_probeinterface),
-		cmocka_unit_test(test_nearest),
-		cmocka_unit_test(test_source_reflect),
-		cmocka_unit_test(test_whiten_full),
-		cmocka_unit_test(test_npy_bytes),
-		cmocka_unit_test(test_match_overlap),
-		cmocka_unit_test(test_post_labels),
-		cmocka_unit_test(test_ckpt),
-		cmocka_unit_test(test_validate),
-		cmocka_unit_test(test_job_run_inline),
+	        cmocka_unit_test(test_butterworth),
+	        cmocka_unit_test(test_filtfilt_zero_phase),
+	        cmocka_unit_test(test_preprocess_car),
+	        cmocka_unit_test(test_probe_kilosort),
+	        cmocka_unit_test(test_probe_probeinterface),
+	        cmocka_unit_test(test_nearest),
+	        cmocka_unit_test(test_source_reflect),
+	        cmocka_unit_test(test_whiten_full),
+	        cmocka_unit_test(test_npy_bytes),
+	        cmocka_unit_test(test_match_overlap),
+	        cmocka_unit_test(test_post_labels),
+	        cmocka_unit_test(test_ckpt),
+	        cmocka_unit_test(test_validate),
+	        cmocka_unit_test(test_meta),
+	        cmocka_unit_test(test_job_run_inline),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -59,9 +59,11 @@ ss_whiten_from_cov(const struct kern_backend *kb, const double *cov,
 		ss_probe_nearest(p, j, nr, idx);
 		for (int a = 0; a < nr; a++)
 			for (int b = 0; b < nr; b++)
-				A[a + nr * b] = cov[idx[a] + (size_t) C * idx[b]];
+				A[a + nr * b] =
+				        cov[idx[a] + (size_t) C * idx[b]];
 		if ((rc = KOP(kb, upload, dA.p, A, sizeof(double) * nr * nr)) ||
-		    (rc = KOP(kb, syevd, KERN_F64, nr, dA.p, nr, dW.p, &info)) ||
+		    (rc = KOP(kb, syevd, KERN_F64, nr, dA.p, nr, dW.p,
+		              &info)) ||
 		    (rc = KOP(kb, download, E, dA.p,
 		              sizeof(double) * nr * nr)) ||
 		    (rc = KOP(kb, download, d, dW.p, sizeof(double) * nr)))
