@@ -92,6 +92,8 @@ probe_finish(struct probe *p)
 	probe_close_handles(p);
 }
 
+static void probe_timeout_cb(uv_timer_t *t);
+
 static void
 probe_exit_cb(uv_process_t *h, int64_t status, int sig)
 {
@@ -99,7 +101,9 @@ probe_exit_cb(uv_process_t *h, int64_t status, int sig)
 
 	p->exited = 1;
 	p->ok = status == 0 && sig == 0;
-	uv_timer_stop(&p->timer);
+	/* the pipe's EOF normally follows at once; should something else
+	 * hold the pipe open, stop waiting for it after a second */
+	uv_timer_start(&p->timer, probe_timeout_cb, 1000, 0);
 	if (!p->ok)
 		log_warn("device probe failed exit=%lld signal=%d "
 		         "action=keep-old-figures",
@@ -138,11 +142,15 @@ probe_timeout_cb(uv_timer_t *t)
 {
 	struct probe *p = t->data;
 
-	if (!p->exited) {
-		log_warn("device probe killed reason=timeout timeout_s=%d",
-		         PROBE_TIMEOUT_MS / 1000);
-		uv_process_kill(&p->proc, SIGKILL);
+	if (p->exited) {
+		uv_read_stop((uv_stream_t *) &p->out);
+		p->eof = 1;
+		probe_finish(p);
+		return;
 	}
+	log_warn("device probe killed reason=timeout timeout_s=%d",
+	         PROBE_TIMEOUT_MS / 1000);
+	uv_process_kill(&p->proc, SIGKILL);
 }
 
 static void

@@ -30,6 +30,10 @@ if [ ! -x .venv/bin/python ]; then
 	"$PY" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-.venv/bin/python -m pip install -q -r deploy/requirements.txt
-.venv/bin/python -m pip install -q -e client/python
+log=$(mktemp)
+if ! { .venv/bin/python -m pip install -q -r deploy/requirements.txt &&
+       .venv/bin/python -m pip install -q -e client/python; } >"$log" 2>&1; then
+	cat "$log"; rm -f "$log"; echo "install-deps: pip failed" >&2; exit 1
+fi
+rm -f "$log"
 echo "install-deps: ok"

@@ -101,6 +101,44 @@ cli_print_error_reply(const struct nq_map *reply)
 	fprintf(stderr, "neuroq: %s: %s\n", name, msg);
 }
 
+/* Over the daemon's max_message_bytes (plus a margin) NNG just drops the
+ * pipe and the user would see a timeout; ask hello for the limit first when a
+ * request is big, and say what is wrong. */
+#define BIG_REQUEST (1u << 20)
+
+static int
+check_size(struct cli *c, size_t len, struct nq_value *reply)
+{
+	struct nq_value h;
+	struct nq_map *m;
+	char msg[160];
+	double max;
+
+	if (cli_call(c, "hello", NULL, &h) != CLI_OK) {
+		nq_value_free(&h);
+		return 0; /* let the real request report the trouble */
+	}
+	max = cli_map_num(h.u.map, "max_message_bytes", 0);
+	nq_value_free(&h);
+	if (!(max > 0 && (double) len > max))
+		return 0;
+	snprintf(msg, sizeof(msg),
+	         "request of %zu bytes exceeds the daemon's "
+	         "max_message_bytes %.0f",
+	         len, max);
+	/* the same shape as the daemon's error reply, for --json */
+	if ((m = nq_map_new()) != NULL) {
+		nq_map_set_int(m, "v", NQ_PROTOCOL_VERSION);
+		nq_map_set_bool(m, "ok", 0);
+		nq_map_set_int(m, "code", NQ_ETOOBIG);
+		nq_map_set_str(m, "error", nq_errname(NQ_ETOOBIG));
+		nq_map_set_str(m, "message", msg);
+		*reply = nq_val_map(m);
+	}
+	fprintf(stderr, "neuroq: ETOOBIG: %s\n", msg);
+	return CLI_EREPLY;
+}
+
 int
 cli_call(struct cli *c, const char *op, struct nq_map *req,
          struct nq_value *reply)
@@ -128,6 +166,8 @@ cli_call(struct cli *c, const char *op, struct nq_map *req,
 	}
 	nq_value_free(&v);
 	if ((ret = cli_connect(c)) != 0)
+		goto out;
+	if (len > BIG_REQUEST && (ret = check_size(c, len, reply)) != 0)
 		goto out;
 	s.id = c->sock;
 	ret = CLI_EREACH;

@@ -7,9 +7,11 @@
 #include "job_type.h"
 
 extern const struct job_type gsn_job_type;
+extern const struct job_type ss_job_type;
 
 static const struct job_type *const job_types[] = {
         &gsn_job_type,
+        &ss_job_type,
         NULL,
 };
 

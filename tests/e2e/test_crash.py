@@ -2,9 +2,12 @@
 every job completes, with the results of an uninterrupted run."""
 
 import os
+import subprocess
 import time
 
-from conftest import (GSN_ARRAYS, GSN_SCALARS, assert_gsn_sane, assert_same_result,
+import numpy as np
+
+from conftest import (CLI, GSN_ARRAYS, GSN_SCALARS, assert_gsn_sane, assert_same_result,
                       Frozen, make_data, run_worker, wait_all, worker_pids)
 
 MEDIUM = (500, 60, 4)  # held stopped while the others queue, killed mid-way
@@ -38,7 +41,7 @@ def test_sigkill_and_restart(daemon):
     # a resent submit (same idempotency key) finds the job from before the crash
     again = c.submit("gsn", inputs={"data": datasets[0]}, idem="crash-0")
     assert again.id == first.id and again.existing
-    final = wait_all(c, jobs, timeout=240)
+    final = wait_all(c, jobs)
     assert [final[j]["state"] for j in jobs] == ["DONE"] * len(jobs)
     assert final[first.id]["attempts"] >= 2
     assert len(c.jobs(all_users=True, limit=1000)) == len(jobs)
@@ -51,3 +54,24 @@ def test_sigkill_and_restart(daemon):
             assert_gsn_sane(res, x)
     c.close()
     assert os.path.isdir(daemon.dir / "jobs")
+
+
+def test_cli_wait_survives_restart(daemon, tmp_path):
+    """`neuroq wait` rides out a daemon crash and restart: exit 0 once DONE."""
+    np.save(tmp_path / "x.npy", make_data(*MEDIUM, seed=30))
+    c = daemon.client()
+    jid = daemon.cli("submit", "gsn", "--data", tmp_path / "x.npy").stdout.strip()
+    frozen = Frozen(daemon, c, int(jid))
+    c.close()
+    p = subprocess.Popen([str(CLI), "--url", daemon.url, "--timeout", "5", "wait", jid],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(0.5)
+    frozen.thaw()
+    daemon.kill()
+    time.sleep(1.0)
+    daemon.start()
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 0, err
+    assert out.strip() == "DONE"
+    with daemon.client() as c:
+        assert c.status(int(jid))["attempts"] >= 2

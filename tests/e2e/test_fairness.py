@@ -41,7 +41,7 @@ def test_thousand_jobs_priority_then_fifo(daemon):
     assert c.status(blocker.id)["state"] == "RUNNING"
     c.cancel(blocker.id)
     frozen.thaw()
-    final = wait_all(c, ids, timeout=240)
+    final = wait_all(c, ids)
     assert all(final[i]["state"] == "DONE" for i in ids)
     order = _drain_order(final)
     assert order == sorted(ids, key=lambda i: (-prio_of[i], i))
@@ -78,7 +78,7 @@ def test_owners_interleave(daemon_factory, tmp_path):
     assert c.status(blocker.id)["state"] == "RUNNING"
     c.cancel(blocker.id)
     frozen.thaw()
-    final = wait_all(c, ids, timeout=240)
+    final = wait_all(c, ids)
     owner = {i: final[i]["owner"] for i in ids}
     assert sorted(set(owner.values())) == list(uids)
     order = _drain_order(final)

@@ -4,6 +4,7 @@ over the size cap, a dropped connection) and the daemon keeps serving.
 CI also runs this file against the AddressSanitizer build.
 """
 
+import json
 import math
 import random
 import shutil
@@ -225,3 +226,20 @@ def test_python_client_maps_codes(d):
             c.submit("gsn", inputs={"data": make_data(3, 5, 2)}, params={"bogus": 1})
         with pytest.raises(neuroq.errors.BadArray):
             c.submit("gsn", inputs={"data": np.zeros((2, 2, 2), dtype=np.complex128)})
+
+
+def test_clients_refuse_oversized_submits(d, tmp_path):
+    """The CLI and the Python client ask the daemon's limit for a big request
+    and say ETOOBIG instead of timing out on a dropped pipe."""
+    x = np.zeros((200, 200, 20))  # 6.4 MB > 4 MiB
+    with d.client() as c:
+        with pytest.raises(errors.TooBig) as ei:
+            c.submit("gsn", inputs={"data": x})
+        assert ei.value.code == 2 and "max_message_bytes" in ei.value.message
+    np.save(tmp_path / "big.npy", x)
+    r = d.cli("submit", "gsn", "--data", tmp_path / "big.npy")
+    assert r.returncode == 1 and r.stderr.startswith("neuroq: ETOOBIG: "), r.stderr
+    r = d.cli("--json", "submit", "gsn", "--data", tmp_path / "big.npy")
+    assert r.returncode == 1
+    assert json.loads(r.stdout)["error"] == "ETOOBIG"
+    assert_serving(d)

@@ -20,6 +20,7 @@ from . import errors
 
 PROTOCOL_VERSION = 1
 TERMINAL = ("DONE", "FAILED", "CANCELED")
+_BIG_REQUEST = 1 << 20
 _DTYPES = {"<f8", "<f4", "<i2", "<i4", "<i8", "|u1", "|b1"}
 
 
@@ -123,6 +124,14 @@ class Client:
         req = {"v": PROTOCOL_VERSION, "op": op}
         req.update(fields)
         body = msgpack.packb(req, use_bin_type=True)
+        if len(body) > _BIG_REQUEST and op != "hello":
+            # far over the cap NNG drops the pipe and we would only see a
+            # timeout: ask the daemon's limit first and say what is wrong
+            limit = (self._hello or self.hello()).get("max_message_bytes")
+            if isinstance(limit, int) and 0 < limit < len(body):
+                raise errors.TooBig(2, "ETOOBIG",
+                                    f"request of {len(body)} bytes exceeds the daemon's "
+                                    f"max_message_bytes {limit}")
         with self._lock:
             try:
                 self._sock.send(body)

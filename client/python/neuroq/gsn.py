@@ -88,7 +88,9 @@ def perform_gsn(data, opt=None, *, client=None, device="auto", progress=None,
     own = client is None
     cl = Client() if own else client
     try:
-        job = cl.submit("gsn", inputs={"data": np.ascontiguousarray(x, dtype="<f8")},
+        # float32 data is computed in float32, as gsn's numpy path does
+        wire = np.ascontiguousarray(x, dtype="<f4" if out_dtype == np.float32 else "<f8")
+        job = cl.submit("gsn", inputs={"data": wire},
                         params=params, device=dev)
         job.wait(progress=progress, timeout=timeout)
         res = job.result()

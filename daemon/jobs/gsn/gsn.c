@@ -230,13 +230,26 @@ gsn_estimate(int64_t n, int64_t c, int64_t t, const struct gsn_opts *o,
 	else
 		dev_sel = 8 * (nn + 2 * N * V * T) +
 		          (es == 4 ? 8 * N * V * T : 0);
-	/* noise: E + H + c_tr + c_all (+ cN kept) */
+	/* spectral with fewer training samples r than N/2: a float64 copy
+	 * of the samples, the r×r Gram and two r×m products */
+	if (o->nll == GSN_NLL_SPECTRAL) {
+		double r = (C - V) * T, rmax = fmin(r, N / 2);
+
+		if (2 * r <= N)
+			dev_sel += 8 * (N * rmax + rmax * rmax +
+			                2 * rmax * V * T + 2 * rmax);
+	}
+	/* noise: E + H + c_tr + c_all (+ cN kept); E lives on through the
+	 * selection */
 	dev_noise = es * (N * C * T + N * V * T + 3 * nn);
-	dev_noise = fmax(dev_noise, es * (N * V * T + 3 * nn) + dev_sel);
+	dev_noise =
+	        fmax(dev_noise, es * (N * C * T + N * V * T + 3 * nn) + dev_sel);
 	/* data: cN + D + c_tr + c_all */
 	dev_data = es * (nn + N * (2 * C) + 3 * nn) + dev_sel;
 	/* biconvex: cN cD S_old cSb cNb N_old tmp (+ 1/alpha) */
 	dev_bic = es * (8 * nn) + 8 * (nn + N);
+	if ((o->returns & GSN_RET_EIG_SIGNAL) && es == 8)
+		dev_bic += 8 * nn; /* cSb's eigenvectors kept (gsn_psd.c) */
 	if (o->uneven == GSN_UNEVEN_MISSING) {
 		dev_noise = fmax(dev_noise, es * (2 * N * C * T + 8 * nn));
 		dev_bic += es * nn;
@@ -367,6 +380,21 @@ compute_ncsnr(struct gsn_dev *g, int64_t n, const void *cN, const void *cS,
 	}
 	free(dN);
 	return rc;
+}
+
+/* V (column-major, ascending asc) in vecs' buffer → descending, signed
+ * vals/vecs (gsn_eig_desc_host needs V and vecs apart). */
+static int
+eig_from_host(int64_t n, const double *asc, double *vecs, double *vals)
+{
+	double *V = malloc((size_t) (n * n) * sizeof(double));
+
+	if (V == NULL)
+		return NQ_ENOMEM;
+	memcpy(V, vecs, (size_t) (n * n) * sizeof(double));
+	gsn_eig_desc_host(n, asc, V, vals, vecs);
+	free(V);
+	return 0;
 }
 
 static double
@@ -535,6 +563,17 @@ gsn_run_ex(const struct kern_backend *kb, const double *data, int64_t n,
 	}
 	b.cN = cN;
 	b.cD = cD;
+	if ((o->returns & GSN_RET_EIG_SIGNAL) && g.dt == KERN_F64) {
+		/* float64: the eigen returns of cSb come from its projection */
+		wk.eig_vals = malloc((size_t) n * sizeof(double));
+		rc = wk.eig_vals == NULL ? NQ_ENOMEM : 0;
+		if (rc == 0)
+			rc = gsn_dalloc(&g, n * n, &wk.eig_vecs);
+		if (rc != 0) {
+			rc = fail(rc, "alloc", msg, msglen);
+			goto out;
+		}
+	}
 	rc = gsn_biconvex(&g, n, &b, o->biconvex, S, cSb, cNb, &wk, &stB,
 	                  &r->numiters, msg, msglen);
 	if (rc != 0)
@@ -551,7 +590,23 @@ gsn_run_ex(const struct kern_backend *kb, const double *data, int64_t n,
 	r->time_biconvex_s = t1 - t0;
 	t0 = t1;
 	gsn_stage_report(&stE, 0.0);
-	if (o->returns & GSN_RET_EIG_SIGNAL) {
+	if ((o->returns & GSN_RET_EIG_SIGNAL) && wk.eig_valid) {
+		/* cSb = V (D₊ + shift·I) Vᵀ: no second eigh; the vectors
+		 * land in r->eigvecs_signal's buffer first */
+		rc = gsn_down(&g, r->eigvecs_signal, wk.eig_vecs, n * n);
+		if (rc != 0) {
+			rc = fail(rc, "download", msg, msglen);
+			goto out;
+		}
+		gsn_dfree(&g, &wk.eig_vecs);
+		for (int64_t i = 0; i < n; i++)
+			wk.eig_vals[i] += wk.eig_shift;
+		rc = eig_from_host(n, wk.eig_vals, r->eigvecs_signal,
+		                   r->eigvals_signal);
+		if (rc != 0)
+			goto nomem;
+		gsn_stage_report(&stE, 0.5);
+	} else if (o->returns & GSN_RET_EIG_SIGNAL) {
 		rc = gsn_eigh_desc(&g, n, cSb, r->eigvals_signal,
 		                   r->eigvecs_signal, msg, msglen);
 		if (rc != 0)

@@ -105,11 +105,19 @@ gsn_down_matrix(struct gsn_dev *g, double *h, const void *src, int64_t n)
 		return rc;
 	/* column-major → C order; the matrices are symmetric up to rounding
 	 * of the ops, so transpose rather than assume it */
-	for (int64_t i = 0; i < n; i++)
-		for (int64_t j = i + 1; j < n; j++) {
-			double x = h[i + j * n];
-			h[i + j * n] = h[j + i * n];
-			h[j + i * n] = x;
+	/* in 64×64 tiles: a row-by-row swap strides through all of h */
+	for (int64_t ib = 0; ib < n; ib += 64)
+		for (int64_t jb = ib; jb < n; jb += 64) {
+			int64_t ie = ib + 64 < n ? ib + 64 : n;
+			int64_t je = jb + 64 < n ? jb + 64 : n;
+
+			for (int64_t i = ib; i < ie; i++)
+				for (int64_t j = jb > i + 1 ? jb : i + 1; j < je;
+				     j++) {
+					double x = h[i + j * n];
+					h[i + j * n] = h[j + i * n];
+					h[j + i * n] = x;
+				}
 		}
 	return 0;
 }

@@ -112,6 +112,7 @@ gsn_noise_est(struct gsn_dev *g, const double *data, int64_t n,
 	int64_t cols = 0, cols_tr = 0, nk_tr = 0, nk_all = 0, rank_cap = 0;
 	double *E = NULL, *w = NULL, *mean = NULL;
 	void *dE = NULL, *dH = NULL, *dw = NULL, *c_tr = NULL;
+	struct gsn_samples sm;
 	struct gsn_stage sub;
 	int rc, is_even = even(v);
 
@@ -215,11 +216,15 @@ gsn_noise_est(struct gsn_dev *g, const double *data, int64_t n,
 		rc = dev_fail(rc, "syrk", msg, msglen);
 		goto out;
 	}
-	gsn_dfree(g, &dE);
 	gsn_stage_report(st, 0.1);
 	sub = gsn_substage(st, 0.1, 1.0);
-	rc = gsn_select(g, n, c_tr, dH, cols - cols_tr, levels, nlevels,
-	                rank_cap < n, mode, &sub, sel, msg, msglen);
+	sm.S = dE;
+	sm.r = cols_tr;
+	sm.s2 = is_even ? 1.0 / ((double) (v->t - 1) * (double) nk_tr)
+	                : 1.0 / (double) nk_tr;
+	rc = gsn_select_samples(g, n, c_tr, &sm, dH, cols - cols_tr, levels,
+	                        nlevels, rank_cap < n, mode, &sub, sel, msg,
+	                        msglen);
 	goto out;
 nomem:
 	snprintf(msg, msglen, "out of host memory (noise residuals, N = %lld)",
@@ -291,6 +296,7 @@ gsn_data_est(struct gsn_dev *g, const double *means, int64_t n, int64_t ncond,
 	int64_t cols = ntr + nv + (want_full ? ncond : 0);
 	double *D = NULL, *mu_tr = NULL;
 	void *dD = NULL, *c_tr = NULL;
+	struct gsn_samples sm;
 	struct gsn_stage sub;
 	int rc;
 
@@ -360,9 +366,13 @@ gsn_data_est(struct gsn_dev *g, const double *means, int64_t n, int64_t ncond,
 	D = NULL;
 	gsn_stage_report(st, 0.1);
 	sub = gsn_substage(st, 0.1, 1.0);
-	rc = gsn_select(g, n, c_tr, (char *) dD + (size_t) (n * ntr) * g->es,
-	                nv, levels, nlevels, ntr - 1 < n, mode, &sub, sel, msg,
-	                msglen);
+	sm.S = dD;
+	sm.r = ntr;
+	sm.s2 = 1.0 / (double) (ntr - 1);
+	rc = gsn_select_samples(g, n, c_tr, &sm,
+	                        (char *) dD + (size_t) (n * ntr) * g->es, nv,
+	                        levels, nlevels, ntr - 1 < n, mode, &sub, sel,
+	                        msg, msglen);
 out:
 	if (rc != 0 && *c_all != NULL)
 		gsn_dfree(g, c_all);

@@ -86,6 +86,21 @@ int gsn_select(struct gsn_dev *g, int64_t n, const void *c, void *H, int64_t m,
                enum gsn_nll mode, const struct gsn_stage *st,
                struct gsn_sel *sel, char *msg, size_t msglen);
 
+/* The training covariance as c = s2·S Sᵀ (S n×r device, g->dt, ld n):
+ * lets the spectral curve use the r×r Gram when 2r ≤ n. */
+struct gsn_samples {
+	const void *S;
+	int64_t r;
+	double s2;
+};
+
+/* gsn_select with the training samples of c (sm may be NULL). */
+int gsn_select_samples(struct gsn_dev *g, int64_t n, const void *c,
+                       const struct gsn_samples *sm, void *H, int64_t m,
+                       const double *levels, int nlevels, int rank_def,
+                       enum gsn_nll mode, const struct gsn_stage *st,
+                       struct gsn_sel *sel, char *msg, size_t msglen);
+
 /* ---- gsn_est.c: the noise (§2.4/§2.10) and data (§2.5) estimators */
 
 /* Whole-trial validity: valid[c*T + t] (1 = no unit NaN), kc[c]. */
@@ -130,6 +145,15 @@ struct gsn_work {
 	void *tmp;  /* n×n */
 	void *w;    /* n */
 	double *hw; /* n host */
+	/* float64 runs that return eigvecs_signal: the eigendecomposition
+	 * of the last projection of cSb, kept so that the eigen returns need
+	 * no second eigh. eig_vecs (n×n device, allocated by the caller)
+	 * and eig_vals (n host, ascending, clipped at 0, + eig_shift) are
+	 * valid when eig_valid. */
+	void *eig_vecs;
+	double *eig_vals;
+	double eig_shift;
+	int eig_want, eig_valid;
 };
 
 int gsn_work_init(struct gsn_dev *g, int64_t n, struct gsn_work *wk);
@@ -157,6 +181,10 @@ int gsn_biconvex(struct gsn_dev *g, int64_t n, const struct gsn_bicon *b,
  * of §2.9; vals (n) and vecs (n×n C order, column i = vector i) host. */
 int gsn_eigh_desc(struct gsn_dev *g, int64_t n, const void *M, double *vals,
                   double *vecs, char *msg, size_t msglen);
+/* The same output from a host eigendecomposition: V (n×n column-major,
+ * column i for asc[i], ascending), reordered and signed into vals/vecs. */
+void gsn_eig_desc_host(int64_t n, const double *asc, const double *V,
+                       double *vals, double *vecs);
 
 /* ---- gsn_missing.c (§2.11) */
 

@@ -222,14 +222,136 @@ tridiag_quad(const struct tri *t, int64_t n, int64_t m, double a)
 	return sum;
 }
 
+/* The training covariance given as c = s2·S Sᵀ with S n×r, 2r ≤ n (fewer
+ * training samples than units: singular at α = 1 by the rank rule).
+ * With S' = √s2·D^-½ S, R = S'S'ᵀ has the eigenvalues of the r×r Gram
+ * G = S'ᵀS' = W Λ Wᵀ and n − r zeros, and by Woodbury
+ *   hᵀ(αR + βI)⁻¹h = (‖h‖² − α Σ_i u_i² / (β + αλ_i)) / β,  u = WᵀS'ᵀh,
+ * (β = 1 − α) so the curve costs O(N r²) instead of an O(N³) reduction. */
+struct gram {
+	int64_t r;
+	double *lamg, *u2, hh;
+};
+
+static void
+gram_fini(struct gram *gr)
+{
+	free(gr->lamg);
+	free(gr->u2);
+}
+
+static int
+curve_gram(struct gsn_dev *g, struct gsn_dev *g64, int64_t n,
+           const struct gsn_samples *sm, const void *sinv, const void *H64,
+           int64_t m, double *lam, struct gram *gr,
+           const struct gsn_stage *st, char *msg, size_t msglen)
+{
+	int64_t r = sm->r;
+	void *S64 = NULL, *G = NULL, *X = NULL, *U = NULL, *wl = NULL;
+	void *w = NULL;
+	int rc, info = 0;
+
+	gr->r = r;
+	gr->lamg = malloc((size_t) r * sizeof(double));
+	gr->u2 = malloc((size_t) r * sizeof(double));
+	if (gr->lamg == NULL || gr->u2 == NULL) {
+		snprintf(msg, msglen, "out of host memory (NLL)");
+		return NQ_ENOMEM;
+	}
+	rc = gsn_dalloc(g64, n * r, &S64);
+	if (rc == 0)
+		rc = gsn_dalloc(g64, r * r, &G);
+	if (rc == 0)
+		rc = gsn_dalloc(g64, r * m, &X);
+	if (rc == 0)
+		rc = gsn_dalloc(g64, r * m, &U);
+	if (rc == 0)
+		rc = gsn_dalloc(g64, r, &wl);
+	if (rc == 0)
+		rc = gsn_dalloc(g64, r, &w);
+	if (rc == 0)
+		rc = g->dt == KERN_F64
+		             ? KOP(g->kb, copy, S64, sm->S,
+		                   (size_t) (n * r) * 8)
+		             : KOP(g->kb, convert, KERN_F64, S64, KERN_F32,
+		                   sm->S, n * r);
+	if (rc == 0)
+		rc = KOP(g->kb, scale_rc, KERN_F64, n, r, S64, n, sinv, NULL);
+	if (rc == 0)
+		rc = KOP(g->kb, syrk, KERN_F64, KERN_T, r, n, sm->s2, S64, n,
+		         0.0, G, r);
+	if (rc == 0)
+		rc = KOP(g->kb, syevd, KERN_F64, r, G, r, wl, &info);
+	if (rc != 0) {
+		rc = op_fail(rc, "syrk/syevd (gram)", msg, msglen);
+		goto out;
+	}
+	if (info != 0) {
+		snprintf(msg, msglen,
+		         "eigendecomposition of the sample Gram matrix did not "
+		         "converge (info %d); try nll='cholesky'",
+		         info);
+		rc = NQ_EDEVICE;
+		goto out;
+	}
+	rc = canceled(st, msg, msglen);
+	if (rc != 0)
+		goto out;
+	/* u = Wᵀ (√s2 S'ᵀ h) for every held-out column */
+	rc = KOP(g->kb, gemm, KERN_F64, KERN_T, KERN_N, r, m, n, sqrt(sm->s2),
+	         S64, n, H64, n, 0.0, X, r);
+	if (rc == 0)
+		rc = KOP(g->kb, gemm, KERN_F64, KERN_T, KERN_N, r, m, r, 1.0, G,
+		         r, X, r, 0.0, U, r);
+	if (rc == 0)
+		rc = KOP(g->kb, row_sumsq, KERN_F64, r, m, U, r, w);
+	if (rc == 0)
+		rc = gsn_down(g64, gr->u2, w, r);
+	if (rc == 0)
+		rc = gsn_down(g64, gr->lamg, wl, r);
+	if (rc == 0)
+		rc = KOP(g->kb, sumsq, KERN_F64, n * m, H64, &gr->hh);
+	if (rc != 0) {
+		rc = op_fail(rc, "gemm (gram)", msg, msglen);
+		goto out;
+	}
+	/* R's spectrum: the Gram's, then n − r exact zeros */
+	for (int64_t i = 0; i < n; i++)
+		lam[i] = i < r ? gr->lamg[i] : 0.0;
+out:
+	gsn_dfree(g64, &S64);
+	gsn_dfree(g64, &G);
+	gsn_dfree(g64, &X);
+	gsn_dfree(g64, &U);
+	gsn_dfree(g64, &wl);
+	gsn_dfree(g64, &w);
+	return rc;
+}
+
+static double
+gram_quad(const struct gram *gr, double a)
+{
+	double b = 1.0 - a, t = 0;
+
+	for (int64_t i = 0; i < gr->r; i++)
+		t += gr->u2[i] / (b + a * gr->lamg[i]);
+	return (gr->hh - a * t) / b;
+}
+
 static int
 select_spectral(struct gsn_dev *g, int64_t n, const void *c, void *H, int64_t m,
-                const double *levels, int nlevels, int rank_def,
-                enum gsn_nll mode, const struct gsn_stage *st,
-                struct gsn_sel *sel, char *msg, size_t msglen)
+                const struct gsn_samples *sm, const double *levels,
+                int nlevels, int rank_def, enum gsn_nll mode,
+                const struct gsn_stage *st, struct gsn_sel *sel, char *msg,
+                size_t msglen)
 {
 	struct gsn_dev g64 = {g->kb, KERN_F64, 8};
 	struct tri T = {0};
+	struct gram gr = {0};
+	/* the Gram form needs β > 0 at every level it computes: α = 1 must
+	 * be NaN by the rank rule, which 2r ≤ n implies for the callers */
+	int use_gram = mode == GSN_NLL_SPECTRAL && sm != NULL &&
+	               sm->S != NULL && 2 * sm->r <= n && rank_def;
 	void *R = NULL, *H64 = NULL, *W = NULL, *s = NULL;
 	double *d = NULL, *lam = NULL, *q = NULL, *sh = NULL;
 	double sum_log_d = 0;
@@ -311,7 +433,10 @@ select_spectral(struct gsn_dev *g, int64_t n, const void *c, void *H, int64_t m,
 		rc = op_fail(rc, "scale", msg, msglen);
 		goto out;
 	}
-	if (mode == GSN_NLL_EIGH)
+	if (use_gram)
+		rc = curve_gram(g, &g64, n, sm, s, H64, m, lam, &gr, st, msg,
+		                msglen);
+	else if (mode == GSN_NLL_EIGH)
 		rc = curve_eigh(&g64, n, R, H64, m, W, s, lam, q, st, msg,
 		                msglen);
 	else
@@ -343,7 +468,9 @@ select_spectral(struct gsn_dev *g, int64_t n, const void *c, void *H, int64_t m,
 		}
 		for (int64_t i = 0; i < n; i++)
 			logmu += log(a * lam[i] + 1.0 - a);
-		if (mode == GSN_NLL_EIGH)
+		if (use_gram)
+			quad = gram_quad(&gr, a);
+		else if (mode == GSN_NLL_EIGH)
 			for (int64_t i = 0; i < n; i++)
 				quad += q[i] / (a * lam[i] + 1.0 - a);
 		else
@@ -363,6 +490,7 @@ out:
 	free(q);
 	free(sh);
 	tri_fini(&T);
+	gram_fini(&gr);
 	return rc;
 }
 
@@ -440,6 +568,17 @@ gsn_select(struct gsn_dev *g, int64_t n, const void *c, void *H, int64_t m,
            const struct gsn_stage *st, struct gsn_sel *sel, char *msg,
            size_t msglen)
 {
+	return gsn_select_samples(g, n, c, NULL, H, m, levels, nlevels,
+	                          rank_def, mode, st, sel, msg, msglen);
+}
+
+int
+gsn_select_samples(struct gsn_dev *g, int64_t n, const void *c,
+                   const struct gsn_samples *sm, void *H, int64_t m,
+                   const double *levels, int nlevels, int rank_def,
+                   enum gsn_nll mode, const struct gsn_stage *st,
+                   struct gsn_sel *sel, char *msg, size_t msglen)
+{
 	int rc;
 
 	sel->rule = GSN_SING_NONE;
@@ -447,8 +586,8 @@ gsn_select(struct gsn_dev *g, int64_t n, const void *c, void *H, int64_t m,
 		rc = select_cholesky(g, n, c, H, m, levels, nlevels, rank_def,
 		                     st, sel, msg, msglen);
 	else
-		rc = select_spectral(g, n, c, H, m, levels, nlevels, rank_def,
-		                     mode, st, sel, msg, msglen);
+		rc = select_spectral(g, n, c, H, m, sm, levels, nlevels,
+		                     rank_def, mode, st, sel, msg, msglen);
 	if (rc != 0)
 		return rc;
 	pick_best(levels, nlevels, sel);

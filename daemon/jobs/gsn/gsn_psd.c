@@ -21,7 +21,9 @@ gsn_work_init(struct gsn_dev *g, int64_t n, struct gsn_work *wk)
 {
 	int rc;
 
-	wk->tmp = wk->w = NULL;
+	wk->tmp = wk->w = wk->eig_vecs = NULL;
+	wk->eig_vals = NULL;
+	wk->eig_want = wk->eig_valid = 0;
 	wk->hw = malloc((size_t) n * sizeof(double));
 	if (wk->hw == NULL)
 		return NQ_ENOMEM;
@@ -38,8 +40,11 @@ gsn_work_fini(struct gsn_dev *g, struct gsn_work *wk)
 {
 	gsn_dfree(g, &wk->tmp);
 	gsn_dfree(g, &wk->w);
+	gsn_dfree(g, &wk->eig_vecs);
 	free(wk->hw);
+	free(wk->eig_vals);
 	wk->hw = NULL;
+	wk->eig_vals = NULL;
 }
 
 /* 0 when a copy of M factors (M strictly positive definite), 1 when not. */
@@ -69,9 +74,8 @@ gsn_psd(struct gsn_dev *g, int64_t n, void *M, struct gsn_work *wk, char *msg,
 		return fail(rc, "symmetrize/potrf", msg, msglen);
 	if (!np)
 		return 0;
-	rc = gsn_dcopy(g, wk->tmp, M, n * n);
-	if (rc == 0)
-		rc = KOP(g->kb, syevd, g->dt, n, wk->tmp, n, wk->w, &info);
+	/* M is rebuilt from its eigenvectors: they may overwrite it */
+	rc = KOP(g->kb, syevd, g->dt, n, M, n, wk->w, &info);
 	if (rc != 0)
 		return fail(rc, "syevd", msg, msglen);
 	if (info != 0) {
@@ -82,28 +86,41 @@ gsn_psd(struct gsn_dev *g, int64_t n, void *M, struct gsn_work *wk, char *msg,
 		return NQ_EDEVICE;
 	}
 	/* V diag(max(d,0)) Vᵀ as (V₊·sqrt(d₊))(V₊·sqrt(d₊))ᵀ: one syrk over
-	 * the k columns with d > 0 (the last ones: d ascends), exactly
-	 * symmetric; the zero columns would add exact zeros only */
+	 * the k columns with d > 0 (the last ones: d ascends); the others
+	 * would add exact zeros only */
 	rc = gsn_down(g, wk->hw, wk->w, n);
 	if (rc != 0)
 		return fail(rc, "download", msg, msglen);
+	if (wk->eig_want) {
+		rc = gsn_dcopy(g, wk->eig_vecs, M, n * n);
+		if (rc != 0)
+			return fail(rc, "copy (eigenvectors)", msg, msglen);
+		for (int64_t i = 0; i < n; i++)
+			wk->eig_vals[i] = wk->hw[i] > 0 ? wk->hw[i] : 0.0;
+		wk->eig_shift = 0;
+		wk->eig_valid = 1;
+	}
 	while (k < n && wk->hw[n - 1 - k] > 0)
 		k++;
 	for (int64_t i = 0; i < n; i++)
 		wk->hw[i] = wk->hw[i] > 0 ? sqrt(wk->hw[i]) : 0.0;
 	rc = gsn_up(g, wk->w, wk->hw, n);
 	if (rc == 0)
-		rc = KOP(g->kb, scale_rc, g->dt, n, n, wk->tmp, n, NULL, wk->w);
+		rc = KOP(g->kb, scale_rc, g->dt, n, n, M, n, NULL, wk->w);
 	if (rc == 0)
 		rc = KOP(g->kb, syrk, g->dt, KERN_N, n, k, 1.0,
-		         (char *) wk->tmp + (size_t) ((n - k) * n) * g->es, n,
-		         0.0, M, n);
+		         (char *) M + (size_t) ((n - k) * n) * g->es, n, 0.0,
+		         wk->tmp, n);
+	/* syrk writes both triangles from one: exactly symmetric already.
+	 * M takes the result; the positive-definiteness test consumes tmp */
 	if (rc == 0)
-		rc = KOP(g->kb, symmetrize, g->dt, n, M);
+		rc = gsn_dcopy(g, M, wk->tmp, n * n);
 	if (rc == 0)
-		rc = not_pd(g, n, M, wk, &np);
-	if (rc == 0 && np)
+		rc = KOP(g->kb, potrf, g->dt, n, wk->tmp, n, &info);
+	if (rc == 0 && info != 0) {
 		rc = KOP(g->kb, add_diag, g->dt, n, M, GSN_PSD_RIDGE);
+		wk->eig_shift = GSN_PSD_RIDGE; /* V (D₊ + rI) Vᵀ */
+	}
 	if (rc != 0)
 		return fail(rc, "rebuild", msg, msglen);
 	return 0;
@@ -186,28 +203,27 @@ gsn_biconvex(struct gsn_dev *g, int64_t n, const struct gsn_bicon *b,
 	int rc, conv = 0;
 
 	*numiters = 0;
-	rc = gsn_dalloc(g, n * n, &N_old);
-	if (rc == 0)
-		rc = gsn_dcopy(g, N_old, b->cN, n * n);
-	if (rc == 0)
-		rc = gsn_dcopy(g, cNb, b->cN, n * n);
-	if (rc != 0) {
-		rc = fail(rc, "alloc/copy (biconvex)", msg, msglen);
-		goto out;
-	}
+	/* pass 1 reads cN itself as the previous cNb (no copies); N_old is
+	 * made only when a second pass needs it */
 	for (int it = 0; it < GSN_MAX_ITERS; it++) {
+		const void *nprev = it == 0 ? b->cN : N_old;
+
 		gsn_stage_report(st, (double) it / 4.0);
 		if (gsn_stage_canceled(st)) {
 			snprintf(msg, msglen, "canceled");
 			rc = NQ_ECANCELED;
 			goto out;
 		}
-		rc = signal_arg(g, n, b, cNb, cSb, wk);
+		rc = signal_arg(g, n, b, nprev, cSb, wk);
 		if (rc != 0) {
 			rc = fail(rc, "signal step", msg, msglen);
 			goto out;
 		}
+		/* keep the decomposition of cSb's projection (not cNb's) */
+		wk->eig_valid = 0;
+		wk->eig_want = wk->eig_vecs != NULL;
 		rc = gsn_psd(g, n, cSb, wk, msg, msglen);
+		wk->eig_want = 0;
 		if (rc != 0)
 			goto out;
 		rc = noise_arg(g, n, b, cSb, cNb);
@@ -217,7 +233,7 @@ gsn_biconvex(struct gsn_dev *g, int64_t n, const struct gsn_bicon *b,
 		}
 		rc = gsn_psd(g, n, cNb, wk, msg, msglen);
 		if (rc == 0)
-			rc = converged(g, n, S_old, cSb, N_old, cNb, &conv);
+			rc = converged(g, n, S_old, cSb, nprev, cNb, &conv);
 		if (rc != 0)
 			goto out;
 		if (conv)
@@ -225,7 +241,9 @@ gsn_biconvex(struct gsn_dev *g, int64_t n, const struct gsn_bicon *b,
 		(*numiters)++;
 		if (mode == GSN_BICONVEX_CLOSED)
 			break; /* pass 2 is a fixed point (§2.8 closed form) */
-		rc = gsn_dcopy(g, S_old, cSb, n * n);
+		rc = N_old == NULL ? gsn_dalloc(g, n * n, &N_old) : 0;
+		if (rc == 0)
+			rc = gsn_dcopy(g, S_old, cSb, n * n);
 		if (rc == 0)
 			rc = gsn_dcopy(g, N_old, cNb, n * n);
 		if (rc != 0) {
@@ -284,13 +302,28 @@ gsn_eigh_desc(struct gsn_dev *g, int64_t n, const void *M, double *vals,
 		rc = fail(rc, "download", msg, msglen);
 		goto out;
 	}
-	/* ascending → descending: column j of the output is column n−1−j */
-	for (int64_t i = 0; i < n / 2; i++) {
-		double x = vals[i];
+	gsn_eig_desc_host(n, vals, V, vals, vecs);
+out:
+	free(V);
+	gsn_dfree(&g64, &A);
+	gsn_dfree(&g64, &W);
+	return rc;
+}
 
-		vals[i] = vals[n - 1 - i];
+void
+gsn_eig_desc_host(int64_t n, const double *asc, const double *V,
+                  double *vals, double *vecs)
+{
+	/* ascending → descending: column j of the output is column n−1−j
+	 * (asc may be vals) */
+	for (int64_t i = 0; i < n / 2; i++) {
+		double x = asc[i];
+
+		vals[i] = asc[n - 1 - i];
 		vals[n - 1 - i] = x;
 	}
+	if (n % 2)
+		vals[n / 2] = asc[n / 2];
 	for (int64_t j = 0; j < n; j++) {
 		const double *col = V + (n - 1 - j) * n;
 		int64_t piv = 0;
@@ -303,9 +336,4 @@ gsn_eigh_desc(struct gsn_dev *g, int64_t n, const void *M, double *vals,
 		for (int64_t i = 0; i < n; i++)
 			vecs[i * n + j] = sgn * col[i];
 	}
-out:
-	free(V);
-	gsn_dfree(&g64, &A);
-	gsn_dfree(&g64, &W);
-	return rc;
 }

@@ -502,6 +502,15 @@ test_spectral_vs_cholesky(void **state)
 	d = lowrank(30, 40, 4, 3, 5, 0.3, 3);
 	spec_vs_chol(d, 30, 40, 4, GSN_SING_FACTOR, GSN_SING_FACTOR);
 	free(d);
+	/* fewer training samples than N/2 (noise 8·3 = 24, data 8, of 120
+	 * units): the spectral curve takes the Gram (Woodbury) form */
+	d = lowrank(120, 10, 3, 3, 0, 1.0, 4);
+	spec_vs_chol(d, 120, 10, 3, GSN_SING_RANK, GSN_SING_RANK);
+	free(d);
+	/* the same with a low-rank noise population */
+	d = lowrank(150, 12, 4, 2, 4, 0.5, 5);
+	spec_vs_chol(d, 150, 12, 4, GSN_SING_RANK, GSN_SING_RANK);
+	free(d);
 }
 
 /* ---- biconvex loop vs closed form */

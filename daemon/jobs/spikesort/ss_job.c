@@ -275,14 +275,18 @@ ss_validate(const struct nq_map *params, const struct nq_map *inputs, char *msg,
 	return rc;
 }
 
-/* Bytes of one batch's working set (host and device alike). */
+/* Bytes of one batch's working set: host-only buffers (X; PT, Ps: RK × T;
+ * S: K × T) and kern device buffers (dx, dy, dR: C × T; dP: RK × T), kept
+ * apart because the scheduler adds the two on the cpu device. */
 static uint64_t
-batch_bytes(int C, int64_t batch, const struct ss_config *c, int K)
+batch_bytes(int C, int64_t batch, const struct ss_config *c, int K, int device)
 {
 	uint64_t T = (uint64_t) (batch + 2 * c->pad + 2 * c->fpad);
 	uint64_t RK = (uint64_t) c->rank * (uint64_t) K;
-	/* X, dx, dy, dR (C × T) + PT, Ps, dP (RK × T) + S (K × T) */
-	return 4 * T * (uint64_t) C * 4 + 4 * T * RK * 3 + 4 * T * (uint64_t) K;
+
+	if (device)
+		return 4 * T * ((uint64_t) C * 3 + RK);
+	return 4 * T * ((uint64_t) C + RK * 2 + (uint64_t) K);
 }
 
 static int
@@ -320,7 +324,7 @@ ss_estimate(const struct nq_map *params, const struct nq_map *inputs,
 	}
 	K = guess_templates(C, &jp.cfg);
 	int64_t batch = jp.cfg.batch < N ? jp.cfg.batch : N;
-	uint64_t bb = batch_bytes(C, batch, &jp.cfg, K);
+	uint64_t bb = batch_bytes(C, batch, &jp.cfg, K, 0);
 	uint64_t cache = (uint64_t) C * (uint64_t) (batch + 2 * jp.cfg.pad) *
 	                 4 * (uint64_t) jp.cfg.learn_batches;
 	if (cache > jp.cfg.cache_bytes)
@@ -329,7 +333,8 @@ ss_estimate(const struct nq_map *params, const struct nq_map *inputs,
 	uint64_t snip = 200000ULL * (uint64_t) jp.cfg.nc_feat * jp.cfg.nt * 4;
 	est->host_bytes =
 	        bb + cache + snip + (uint64_t) N / 10 * 16 + (64ULL << 20);
-	est->device_bytes = bb / 2 + (16ULL << 20);
+	est->device_bytes =
+	        batch_bytes(C, batch, &jp.cfg, K, 1) + (16ULL << 20);
 	/* whitening gemm + score convolution per sample, a few passes */
 	est->flops = (double) N *
 	             (2.0 * C * C + 2.0 * K * jp.cfg.rank * (C + jp.cfg.nt)) *
@@ -445,7 +450,7 @@ ss_run_job(struct job_ctx *ctx, const struct nq_map *params,
 	if (ctx->grant_bytes > 0) {
 		int K = guess_templates(p.n, &jp.cfg);
 		while (jp.cfg.batch > 8192 &&
-		       batch_bytes(p.n, jp.cfg.batch, &jp.cfg, K) / 2 >
+		       batch_bytes(p.n, jp.cfg.batch, &jp.cfg, K, 1) >
 		               ctx->grant_bytes)
 			jp.cfg.batch /= 2;
 	}
