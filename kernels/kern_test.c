@@ -767,14 +767,14 @@ test_bad_params(void **state)
 	                 NQ_EBADPARAM);
 	assert_int_equal(KOP(kb, syevd, KERN_F32, -2, A, 1, B, &info),
 	                 NQ_EBADPARAM);
-	assert_int_equal(KOP(kb, tridiag_qt, KERN_F64, -1, A, 1, B, C, 0,
-	                     NULL, 1),
-	                 NQ_EBADPARAM);
+	assert_int_equal(
+	        KOP(kb, tridiag_qt, KERN_F64, -1, A, 1, B, C, 0, NULL, 1),
+	        NQ_EBADPARAM);
 	assert_int_equal(KOP(kb, tridiag_qt, KERN_F64, 4, A, 2, B, C, 1, A, 4),
 	                 NQ_EBADPARAM); /* lda < n */
-	assert_int_equal(KOP(kb, tridiag_qt, KERN_F64, 4, A, 4, B, C, 2, NULL,
-	                     4),
-	                 NQ_EBADPARAM); /* m > 0 without B */
+	assert_int_equal(
+	        KOP(kb, tridiag_qt, KERN_F64, 4, A, 4, B, C, 2, NULL, 4),
+	        NQ_EBADPARAM); /* m > 0 without B */
 	assert_int_equal(KOP(kb, axpby, KERN_F64, -1, 1, A, 1, B),
 	                 NQ_EBADPARAM);
 	assert_int_equal(KOP(kb, sumsq, KERN_F64, 4, NULL, &out), NQ_EBADPARAM);
@@ -1089,9 +1089,8 @@ run_tridiag(struct kern_backend *kb, enum kern_dtype dt, int64_t n, double *A,
 	void *de = put(kb, dt, NULL, n > 1 ? n - 1 : 1);
 	void *dB = m > 0 ? put(kb, dt, B, ldb * m) : NULL;
 
-	assert_int_equal(KOP(kb, tridiag_qt, dt, n, dA, lda, dd, de, m, dB,
-	                     ldb),
-	                 0);
+	assert_int_equal(
+	        KOP(kb, tridiag_qt, dt, n, dA, lda, dd, de, m, dB, ldb), 0);
 	get(kb, dt, dd, n, d);
 	get(kb, dt, de, n > 1 ? n - 1 : 0, e);
 	if (m > 0) {
@@ -1188,7 +1187,8 @@ test_tridiag_qt(void **state)
 				check_scalar(
 				        "tridiag quadratic form vs cpu", dt,
 				        tri_quad(n, d, e, sigma, B + j * ldb),
-				        tri_quad(n, rd, re, sigma, RB + j * ldb),
+				        tri_quad(n, rd, re, sigma,
+				                 RB + j * ldb),
 				        btol);
 			free(rd);
 			free(re);

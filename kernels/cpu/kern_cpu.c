@@ -702,10 +702,10 @@ tridiag_lwork(enum kern_dtype dt, lapack_int n, void *A, lapack_int lda,
 	DT_DISPATCH(dt, T, {
 		T q1 = 0, q2 = 0;
 		if (dt == KERN_F64) {
-			r1 = LAPACKE_dsytrd_work(LAPACK_COL_MAJOR, 'L', n,
-			                         (double *) A, lda, (double *) d,
-			                         (double *) e, (double *) tau,
-			                         (double *) &q1, -1);
+			r1 = LAPACKE_dsytrd_work(
+			        LAPACK_COL_MAJOR, 'L', n, (double *) A, lda,
+			        (double *) d, (double *) e, (double *) tau,
+			        (double *) &q1, -1);
 			if (m > 0)
 				r2 = LAPACKE_dormtr_work(
 				        LAPACK_COL_MAJOR, 'L', 'L', 'T', n, m,
@@ -772,21 +772,19 @@ cpu_tridiag_qt(void *ctx, enum kern_dtype dt, int64_t n, void *A, int64_t lda,
 		                        A, (lapack_int) lda, d, e1, tau, work,
 		                        (lapack_int) lwork);
 		if (r == 0 && m > 0)
-			r = LAPACKE_dormtr_work(LAPACK_COL_MAJOR, 'L', 'L', 'T',
-			                        (lapack_int) n, (lapack_int) m,
-			                        A, (lapack_int) lda, tau, B,
-			                        (lapack_int) ldb, work,
-			                        (lapack_int) lwork);
+			r = LAPACKE_dormtr_work(
+			        LAPACK_COL_MAJOR, 'L', 'L', 'T', (lapack_int) n,
+			        (lapack_int) m, A, (lapack_int) lda, tau, B,
+			        (lapack_int) ldb, work, (lapack_int) lwork);
 	} else {
 		r = LAPACKE_ssytrd_work(LAPACK_COL_MAJOR, 'L', (lapack_int) n,
 		                        A, (lapack_int) lda, d, e1, tau, work,
 		                        (lapack_int) lwork);
 		if (r == 0 && m > 0)
-			r = LAPACKE_sormtr_work(LAPACK_COL_MAJOR, 'L', 'L', 'T',
-			                        (lapack_int) n, (lapack_int) m,
-			                        A, (lapack_int) lda, tau, B,
-			                        (lapack_int) ldb, work,
-			                        (lapack_int) lwork);
+			r = LAPACKE_sormtr_work(
+			        LAPACK_COL_MAJOR, 'L', 'L', 'T', (lapack_int) n,
+			        (lapack_int) m, A, (lapack_int) lda, tau, B,
+			        (lapack_int) ldb, work, (lapack_int) lwork);
 	}
 	rc = r != 0 ? NQ_EBADPARAM : 0;
 out:

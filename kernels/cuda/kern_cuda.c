@@ -872,28 +872,27 @@ tridiag_lwork(struct kern_cuda_ctx *c, enum kern_dtype dt, int n, void *A,
 		                          A, lda, d, e, tau, &l1));
 	if (rc == 0 && m > 0) {
 		if (dt == KERN_F64)
-			rc = solver_check(
-			        "cusolverDnDormtr_bufferSize",
-			        cusolverDnDormtr_bufferSize(
-			                c->solver, CUBLAS_SIDE_LEFT,
-			                CUBLAS_FILL_MODE_LOWER, CUBLAS_OP_T, n,
-			                m, A, lda, tau, B, ldb, &l2));
+			rc = solver_check("cusolverDnDormtr_bufferSize",
+			                  cusolverDnDormtr_bufferSize(
+			                          c->solver, CUBLAS_SIDE_LEFT,
+			                          CUBLAS_FILL_MODE_LOWER,
+			                          CUBLAS_OP_T, n, m, A, lda,
+			                          tau, B, ldb, &l2));
 		else
-			rc = solver_check(
-			        "cusolverDnSormtr_bufferSize",
-			        cusolverDnSormtr_bufferSize(
-			                c->solver, CUBLAS_SIDE_LEFT,
-			                CUBLAS_FILL_MODE_LOWER, CUBLAS_OP_T, n,
-			                m, A, lda, tau, B, ldb, &l2));
+			rc = solver_check("cusolverDnSormtr_bufferSize",
+			                  cusolverDnSormtr_bufferSize(
+			                          c->solver, CUBLAS_SIDE_LEFT,
+			                          CUBLAS_FILL_MODE_LOWER,
+			                          CUBLAS_OP_T, n, m, A, lda,
+			                          tau, B, ldb, &l2));
 	}
 	*lwork = (l1 > l2 ? l1 : l2) + 1;
 	return rc;
 }
 
 static int
-cuda_tridiag_qt(void *ctx, enum kern_dtype dt, int64_t n, void *A,
-                int64_t lda, void *d, void *e, int64_t m, void *B,
-                int64_t ldb)
+cuda_tridiag_qt(void *ctx, enum kern_dtype dt, int64_t n, void *A, int64_t lda,
+                void *d, void *e, int64_t m, void *B, int64_t ldb)
 {
 	struct kern_cuda_ctx *c = ctx;
 	size_t es = kern_dtype_size(dt), bytes;
@@ -931,19 +930,20 @@ cuda_tridiag_qt(void *ctx, enum kern_dtype dt, int64_t n, void *A,
 	if (dt == KERN_F64)
 		rc = solver_check("cusolverDnDsytrd",
 		                  cusolverDnDsytrd(c->solver,
-		                                   CUBLAS_FILL_MODE_LOWER, ni, A,
-		                                   (int) lda, d, e, tau, work,
-		                                   lwork, c->d_info));
+		                                   CUBLAS_FILL_MODE_LOWER, ni,
+		                                   A, (int) lda, d, e, tau,
+		                                   work, lwork, c->d_info));
 	else
 		rc = solver_check("cusolverDnSsytrd",
 		                  cusolverDnSsytrd(c->solver,
-		                                   CUBLAS_FILL_MODE_LOWER, ni, A,
-		                                   (int) lda, d, e, tau, work,
-		                                   lwork, c->d_info));
+		                                   CUBLAS_FILL_MODE_LOWER, ni,
+		                                   A, (int) lda, d, e, tau,
+		                                   work, lwork, c->d_info));
 	if (rc == 0)
 		rc = fetch_info(c, &h_info);
 	if (rc == 0 && h_info != 0) {
-		fprintf(stderr, "kern cuda error call=cusolverDnXsytrd info=%d\n",
+		fprintf(stderr,
+		        "kern cuda error call=cusolverDnXsytrd info=%d\n",
 		        h_info);
 		rc = NQ_EDEVICE;
 	}

@@ -242,8 +242,8 @@ gsn_estimate(int64_t n, int64_t c, int64_t t, const struct gsn_opts *o,
 	/* noise: E + H + c_tr + c_all (+ cN kept); E lives on through the
 	 * selection */
 	dev_noise = es * (N * C * T + N * V * T + 3 * nn);
-	dev_noise =
-	        fmax(dev_noise, es * (N * C * T + N * V * T + 3 * nn) + dev_sel);
+	dev_noise = fmax(dev_noise,
+	                 es * (N * C * T + N * V * T + 3 * nn) + dev_sel);
 	/* data: cN + D + c_tr + c_all */
 	dev_data = es * (nn + N * (2 * C) + 3 * nn) + dev_sel;
 	/* biconvex: cN cD S_old cSb cNb N_old tmp (+ 1/alpha) */

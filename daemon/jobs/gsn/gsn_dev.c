@@ -112,8 +112,8 @@ gsn_down_matrix(struct gsn_dev *g, double *h, const void *src, int64_t n)
 			int64_t je = jb + 64 < n ? jb + 64 : n;
 
 			for (int64_t i = ib; i < ie; i++)
-				for (int64_t j = jb > i + 1 ? jb : i + 1; j < je;
-				     j++) {
+				for (int64_t j = jb > i + 1 ? jb : i + 1;
+				     j < je; j++) {
 					double x = h[i + j * n];
 					h[i + j * n] = h[j + i * n];
 					h[j + i * n] = x;

@@ -369,10 +369,9 @@ gsn_data_est(struct gsn_dev *g, const double *means, int64_t n, int64_t ncond,
 	sm.S = dD;
 	sm.r = ntr;
 	sm.s2 = 1.0 / (double) (ntr - 1);
-	rc = gsn_select_samples(g, n, c_tr, &sm,
-	                        (char *) dD + (size_t) (n * ntr) * g->es, nv,
-	                        levels, nlevels, ntr - 1 < n, mode, &sub, sel,
-	                        msg, msglen);
+	rc = gsn_select_samples(
+	        g, n, c_tr, &sm, (char *) dD + (size_t) (n * ntr) * g->es, nv,
+	        levels, nlevels, ntr - 1 < n, mode, &sub, sel, msg, msglen);
 out:
 	if (rc != 0 && *c_all != NULL)
 		gsn_dfree(g, c_all);

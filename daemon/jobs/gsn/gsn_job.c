@@ -270,8 +270,8 @@ parse_params(const struct nq_map *p, enum nq_dtype data_dt,
 		return rc;
 	jo->o.precision = (enum kern_dtype) x;
 	x = GSN_NLL_SPECTRAL;
-	rc = parse_choice(p, "nll", nll_n, nll_v, &x, "'spectral', 'cholesky', 'eigh'",
-	                  msg, msglen);
+	rc = parse_choice(p, "nll", nll_n, nll_v, &x,
+	                  "'spectral', 'cholesky', 'eigh'", msg, msglen);
 	if (rc != 0)
 		return rc;
 	jo->o.nll = (enum gsn_nll) x;

@@ -102,9 +102,9 @@ canceled(const struct gsn_stage *st, char *msg, size_t msglen)
 /* nll = eigh: R = U Λ Uᵀ (syevd); q_i = Σ_m (Uᵀ r_m)_i². W, s: device
  * n-vectors (work). */
 static int
-curve_eigh(struct gsn_dev *g64, int64_t n, void *R, const void *H64,
-           int64_t m, void *W, void *s, double *lam, double *q,
-           const struct gsn_stage *st, char *msg, size_t msglen)
+curve_eigh(struct gsn_dev *g64, int64_t n, void *R, const void *H64, int64_t m,
+           void *W, void *s, double *lam, double *q, const struct gsn_stage *st,
+           char *msg, size_t msglen)
 {
 	void *P = NULL;
 	int rc, info = 0;
@@ -183,10 +183,11 @@ curve_tridiag(struct gsn_dev *g64, int64_t n, void *R, void *H64, int64_t m,
 		free(e2);
 	}
 	if (info != 0) {
-		snprintf(msg, msglen,
-		         "eigenvalues of the tridiagonal correlation matrix did "
-		         "not converge (info %d); try nll='cholesky'",
-		         (int) info);
+		snprintf(
+		        msg, msglen,
+		        "eigenvalues of the tridiagonal correlation matrix did "
+		        "not converge (info %d); try nll='cholesky'",
+		        (int) info);
 		return NQ_EDEVICE;
 	}
 	return 0;
@@ -243,8 +244,8 @@ gram_fini(struct gram *gr)
 static int
 curve_gram(struct gsn_dev *g, struct gsn_dev *g64, int64_t n,
            const struct gsn_samples *sm, const void *sinv, const void *H64,
-           int64_t m, double *lam, struct gram *gr,
-           const struct gsn_stage *st, char *msg, size_t msglen)
+           int64_t m, double *lam, struct gram *gr, const struct gsn_stage *st,
+           char *msg, size_t msglen)
 {
 	int64_t r = sm->r;
 	void *S64 = NULL, *G = NULL, *X = NULL, *U = NULL, *wl = NULL;
@@ -270,11 +271,10 @@ curve_gram(struct gsn_dev *g, struct gsn_dev *g64, int64_t n,
 	if (rc == 0)
 		rc = gsn_dalloc(g64, r, &w);
 	if (rc == 0)
-		rc = g->dt == KERN_F64
-		             ? KOP(g->kb, copy, S64, sm->S,
-		                   (size_t) (n * r) * 8)
-		             : KOP(g->kb, convert, KERN_F64, S64, KERN_F32,
-		                   sm->S, n * r);
+		rc = g->dt == KERN_F64 ? KOP(g->kb, copy, S64, sm->S,
+		                             (size_t) (n * r) * 8)
+		                       : KOP(g->kb, convert, KERN_F64, S64,
+		                             KERN_F32, sm->S, n * r);
 	if (rc == 0)
 		rc = KOP(g->kb, scale_rc, KERN_F64, n, r, S64, n, sinv, NULL);
 	if (rc == 0)
@@ -340,10 +340,9 @@ gram_quad(const struct gram *gr, double a)
 
 static int
 select_spectral(struct gsn_dev *g, int64_t n, const void *c, void *H, int64_t m,
-                const struct gsn_samples *sm, const double *levels,
-                int nlevels, int rank_def, enum gsn_nll mode,
-                const struct gsn_stage *st, struct gsn_sel *sel, char *msg,
-                size_t msglen)
+                const struct gsn_samples *sm, const double *levels, int nlevels,
+                int rank_def, enum gsn_nll mode, const struct gsn_stage *st,
+                struct gsn_sel *sel, char *msg, size_t msglen)
 {
 	struct gsn_dev g64 = {g->kb, KERN_F64, 8};
 	struct tri T = {0};

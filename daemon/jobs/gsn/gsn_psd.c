@@ -311,8 +311,8 @@ out:
 }
 
 void
-gsn_eig_desc_host(int64_t n, const double *asc, const double *V,
-                  double *vals, double *vecs)
+gsn_eig_desc_host(int64_t n, const double *asc, const double *V, double *vals,
+                  double *vecs)
 {
 	/* ascending → descending: column j of the output is column n−1−j
 	 * (asc may be vals) */
