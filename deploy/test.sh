@@ -8,5 +8,6 @@ deploy/install-deps.sh
 BUILD=${NEUROQ_BUILD:-$PWD/build}
 cmake -S . -B "$BUILD" -DNEUROQ_WERROR=ON >/dev/null
 cmake --build "$BUILD" -j"$(nproc)"
-ctest --test-dir "$BUILD" --output-on-failure -j"$(nproc)"
+# the python-labelled ctest entries are the pytest suites run just below
+ctest --test-dir "$BUILD" --output-on-failure -j"$(nproc)" -LE python
 NEUROQ_BUILD="$BUILD" .venv/bin/python -m pytest -q -ra tests

@@ -129,6 +129,16 @@ struct kern_ops {
 	int (*tridiag_qt)(void *ctx, enum kern_dtype dt, int64_t n, void *A,
 	                  int64_t lda, void *d, void *e, int64_t m, void *B,
 	                  int64_t ldb);
+	/* Grouped row correlation (spikesort's template scores): for
+	 * g < ng, t < n:
+	 *   Y[t + ldy g] = Σ_{j<group} Σ_{τ<nt} W[τ + nt (g group + j)]
+	 *                                      · X[t + τ + ldx (g group + j)]
+	 * X: ng·group rows of n + nt − 1 samples (row stride ldx), W: those
+	 * rows' nt weights (contiguous), Y: ng rows (stride ldy ≥ n).
+	 * Accumulates in dt; Y must not overlap X or W. */
+	int (*conv_rows)(void *ctx, enum kern_dtype dt, int64_t ng,
+	                 int64_t group, int64_t n, int64_t nt, const void *X,
+	                 int64_t ldx, const void *W, void *Y, int64_t ldy);
 };
 
 struct kern_backend {

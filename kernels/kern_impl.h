@@ -66,4 +66,22 @@ kern_mat_ok(enum kern_dtype dt, int64_t m, int64_t n, int64_t lda)
 	return n == 0 || lda <= INT64_MAX / n;
 }
 
+/* conv_rows: sizes, strides and pointers (X rows hold n + nt - 1 samples). */
+static inline int
+kern_conv_rows_ok(enum kern_dtype dt, int64_t ng, int64_t group, int64_t n,
+                  int64_t nt, const void *X, int64_t ldx, const void *W,
+                  const void *Y, int64_t ldy)
+{
+	if (!kern_dt_ok(dt) || ng < 0 || group < 1 || n < 0 || nt < 1 ||
+	    nt > INT_MAX || group > INT_MAX || n > INT64_MAX / 4)
+		return 0;
+	if (ng == 0 || n == 0)
+		return 1;
+	if (ng > INT64_MAX / group || ldx < n + nt - 1 || ldy < n)
+		return 0;
+	if (ldx > INT64_MAX / (ng * group) || ldy > INT64_MAX / ng)
+		return 0;
+	return X != NULL && W != NULL && Y != NULL;
+}
+
 #endif

@@ -411,6 +411,26 @@ run_div_pos(struct kern_backend *kb, enum kern_dtype dt, int64_t count,
 	dfree(kb, dY);
 }
 
+/* conv_rows on X (ng·group rows, stride ldx), W (rows × nt) into Y (ng rows,
+ * stride ldy); Y's padding between rows must come back untouched. */
+static void
+run_conv_rows(struct kern_backend *kb, enum kern_dtype dt, int64_t ng,
+              int64_t group, int64_t n, int64_t nt, const double *X,
+              int64_t ldx, const double *W, double *Y, int64_t ldy)
+{
+	int64_t rows = ng * group;
+	void *dX = put(kb, dt, X, rows * ldx), *dW = put(kb, dt, W, rows * nt),
+	     *dY = put(kb, dt, Y, ng * ldy);
+
+	assert_int_equal(KOP(kb, conv_rows, dt, ng, group, n, nt, dX, ldx, dW,
+	                     dY, ldy),
+	                 0);
+	get(kb, dt, dY, ng * ldy, Y);
+	dfree(kb, dX);
+	dfree(kb, dW);
+	dfree(kb, dY);
+}
+
 static void
 run_convert(struct kern_backend *kb, enum kern_dtype dt_dst,
             enum kern_dtype dt_src, const double *src, int64_t count,
@@ -636,6 +656,22 @@ naive_convert(enum kern_dtype dt_dst, enum kern_dtype dt_src, const double *src,
 {
 	for (int64_t i = 0; i < count; i++)
 		dst[i] = round_dt(dt_dst, src[i]);
+}
+
+static void
+naive_conv_rows(enum kern_dtype dt, int64_t ng, int64_t group, int64_t n,
+                int64_t nt, const double *X, int64_t ldx, const double *W,
+                double *Y, int64_t ldy)
+{
+	for (int64_t g = 0; g < ng; g++)
+		for (int64_t t = 0; t < n; t++) {
+			double s = 0;
+			for (int64_t j = 0; j < group; j++)
+				for (int64_t tau = 0; tau < nt; tau++)
+					s += W[tau + nt * (g * group + j)] *
+					     X[t + tau + ldx * (g * group + j)];
+			Y[t + ldy * g] = round_dt(dt, s);
+		}
 }
 
 #endif /* !KERN_TEST_CUDA */
@@ -1457,6 +1493,53 @@ test_pair_cov_acc(void **state)
 }
 
 static void
+test_conv_rows(void **state)
+{
+	/* ng, group, n, nt: a single tap, taps longer than the kernel's
+	 * shared chunk (256), rows longer than a block, ragged sizes */
+	static const int64_t cases[][4] = {{1, 1, 1, 1},   {3, 3, 700, 61},
+	                                   {5, 2, 33, 300}, {2, 1, 257, 1},
+	                                   {0, 3, 10, 5},   {4, 3, 0, 7}};
+	(void) state;
+	FOR_DT(dt)
+	for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+		int64_t ng = cases[c][0], group = cases[c][1], n = cases[c][2],
+		        nt = cases[c][3], ldx = n + nt - 1 + 3, ldy = n + 2;
+		int64_t rows = ng * group;
+		double *X = hrand(dt, rows * ldx), *W = hrand(dt, rows * nt);
+		double *Y = hrand(dt, ng * ldy), *Z = hdup(Y, ng * ldy);
+
+		run_conv_rows(&g_dev, dt, ng, group, n, nt, X, ldx, W, Y, ldy);
+		WANT(conv_rows, dt, ng, group, n, nt, X, ldx, W, Z, ldy);
+		/* sums of group·nt products of values in [-1, 1) */
+		check_close("conv_rows", dt, Y, Z, ng * ldy,
+		            tol(dt, TOL_BLAS));
+		free(X);
+		free(W);
+		free(Y);
+		free(Z);
+	}
+	/* bad arguments are refused, not run */
+	FOR_DT(dt)
+	{
+		void *d = put(&g_dev, dt, NULL, 64);
+		assert_int_equal(KOP(&g_dev, conv_rows, dt, 1, 1, 8, 4, d, 10,
+		                     d, d, 8),
+		                 NQ_EBADPARAM); /* ldx < n + nt - 1 */
+		assert_int_equal(KOP(&g_dev, conv_rows, dt, 2, 1, 8, 4, d, 11,
+		                     d, d, 7),
+		                 NQ_EBADPARAM); /* ldy < n */
+		assert_int_equal(KOP(&g_dev, conv_rows, dt, 1, 0, 8, 4, d, 11,
+		                     d, d, 8),
+		                 NQ_EBADPARAM); /* group 0 */
+		assert_int_equal(KOP(&g_dev, conv_rows, dt, 1, 1, 8, 4, NULL,
+		                     11, d, d, 8),
+		                 NQ_EBADPARAM);
+		dfree(&g_dev, d);
+	}
+}
+
+static void
 test_div_pos(void **state)
 {
 	FOR_DT(dt)
@@ -1603,6 +1686,7 @@ main(void)
 	        cmocka_unit_test(test_pair_cov_acc),
 	        cmocka_unit_test(test_div_pos),
 	        cmocka_unit_test(test_convert),
+	        cmocka_unit_test(test_conv_rows),
 #ifdef KERN_TEST_CUDA
 	        cmocka_unit_test(test_large_index),
 #endif

@@ -980,6 +980,22 @@ cuda_tridiag_qt(void *ctx, enum kern_dtype dt, int64_t n, void *A, int64_t lda,
 	return rc;
 }
 
+static int
+cuda_conv_rows(void *ctx, enum kern_dtype dt, int64_t ng, int64_t group,
+               int64_t n, int64_t nt, const void *X, int64_t ldx,
+               const void *W, void *Y, int64_t ldy)
+{
+	struct kern_cuda_ctx *c = ctx;
+
+	if (!kern_conv_rows_ok(dt, ng, group, n, nt, X, ldx, W, Y, ldy))
+		return NQ_EBADPARAM;
+	if (ng == 0 || n == 0)
+		return 0;
+	LAUNCH(c, "kern_cuda_conv_rows",
+	       kern_cuda_conv_rows(dt, ng, group, n, nt, X, ldx, W, Y, ldy,
+	                           c->stream));
+}
+
 static const struct kern_ops kern_cuda_ops = {
         .name = "cuda",
         .alloc = cuda_alloc,
@@ -1008,4 +1024,5 @@ static const struct kern_ops kern_cuda_ops = {
         .div_pos = cuda_div_pos,
         .convert = cuda_convert,
         .tridiag_qt = cuda_tridiag_qt,
+        .conv_rows = cuda_conv_rows,
 };

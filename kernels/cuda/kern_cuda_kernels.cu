@@ -335,6 +335,45 @@ k_convert(int64_t count, D *d, const S *s)
 	}
 }
 
+/* conv_rows: block (TPB samples) × (grid-strided) output rows; each row j
+ * of the group and each chunk of CONV_CH taps is staged in shared memory,
+ * taps summed in the cpu backend's order (j, then τ). */
+#define CONV_CH 256
+template <typename T>
+static __global__ void
+k_conv_rows(int64_t ng, int64_t group, int64_t n, int64_t nt, const T *X,
+            int64_t ldx, const T *W, T *Y, int64_t ldy)
+{
+	__shared__ T xs[TPB + CONV_CH];
+	__shared__ T ws[CONV_CH];
+	int64_t t0 = (int64_t) blockIdx.x * TPB;
+
+	for (int64_t g = blockIdx.y; g < ng; g += gridDim.y) {
+		T acc = 0;
+		for (int64_t j = 0; j < group; j++) {
+			const T *x = X + ldx * (g * group + j);
+			const T *w = W + nt * (g * group + j);
+			for (int64_t c0 = 0; c0 < nt; c0 += CONV_CH) {
+				int64_t ch = nt - c0 < CONV_CH ? nt - c0 : CONV_CH;
+				__syncthreads();
+				for (int64_t i = threadIdx.x; i < TPB + ch - 1;
+				     i += blockDim.x) {
+					int64_t t = t0 + c0 + i;
+					xs[i] = t < n + nt - 1 ? x[t] : (T) 0;
+				}
+				for (int64_t i = threadIdx.x; i < ch;
+				     i += blockDim.x)
+					ws[i] = w[c0 + i];
+				__syncthreads();
+				for (int64_t tau = 0; tau < ch; tau++)
+					acc += ws[tau] * xs[threadIdx.x + tau];
+			}
+		}
+		if (t0 + threadIdx.x < n)
+			Y[ldy * g + t0 + threadIdx.x] = acc;
+	}
+}
+
 /* ---- launchers */
 
 extern "C" cudaError_t
@@ -517,4 +556,22 @@ kern_cuda_convert(enum kern_dtype dt_dst, void *dst, enum kern_dtype dt_src,
 	else
 		return cudaErrorInvalidValue;
 	return cudaGetLastError();
+}
+
+extern "C" cudaError_t
+kern_cuda_conv_rows(enum kern_dtype dt, int64_t ng, int64_t group, int64_t n,
+                    int64_t nt, const void *X, int64_t ldx, const void *W,
+                    void *Y, int64_t ldy, cudaStream_t s)
+{
+	int64_t bx = (n + TPB - 1) / TPB;
+
+	if (bx > 2147483647LL)
+		return cudaErrorInvalidValue;
+	dim3 grid((unsigned) bx, (unsigned) (ng < 65535 ? ng : 65535));
+	return dispatch(dt, [&](auto t) {
+		using T = decltype(t);
+		k_conv_rows<T><<<grid, TPB, 0, s>>>(ng, group, n, nt,
+		                                    (const T *) X, ldx,
+		                                    (const T *) W, (T *) Y, ldy);
+	});
 }

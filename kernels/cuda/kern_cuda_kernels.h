@@ -67,6 +67,11 @@ cudaError_t kern_cuda_div_pos(enum kern_dtype dt, int64_t count, void *X,
 cudaError_t kern_cuda_convert(enum kern_dtype dt_dst, void *dst,
                               enum kern_dtype dt_src, const void *src,
                               int64_t count, cudaStream_t s);
+/* kern.h conv_rows; ng, n > 0. */
+cudaError_t kern_cuda_conv_rows(enum kern_dtype dt, int64_t ng, int64_t group,
+                                int64_t n, int64_t nt, const void *X,
+                                int64_t ldx, const void *W, void *Y,
+                                int64_t ldy, cudaStream_t s);
 
 #ifdef __cplusplus
 }

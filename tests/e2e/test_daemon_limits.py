@@ -22,6 +22,7 @@ from conftest import (WORKER, Daemon, Frozen, _need_binaries, _state_dir, make_d
                       wait_state, worker_pids)
 
 MiB = 1 << 20
+LONG = (1500, 60, 4)  # ~5 s on one core: still running when Frozen stops it
 FAKE_GPU_TOTAL = 8 << 30
 
 
@@ -124,7 +125,7 @@ def test_oversized_request_gets_etoobig(fresh):
 def test_cancel_requested_before_crash_ends_canceled(fresh):
     d = fresh().start()
     c = d.client()
-    a = c.submit("gsn", inputs={"data": make_data(500, 60, 4, seed=3)}).id
+    a = c.submit("gsn", inputs={"data": make_data(*LONG, seed=3)}).id
     frozen = Frozen(d, c, a)  # the worker cannot act on SIGTERM
     b = c.submit("gsn", inputs={"data": make_data(5, 10, 2, seed=4)}).id
     assert c.cancel(a) == "RUNNING"
@@ -157,7 +158,7 @@ def test_auto_big_job_waits_for_gpu(fresh):
               fake_gpu=True).start()
     c = d.client()
     assert [x["name"] for x in c.devices()] == ["cpu", "cuda:0"]
-    a = c.submit("gsn", inputs={"data": make_data(500, 60, 4, seed=5)}, device="cuda").id
+    a = c.submit("gsn", inputs={"data": make_data(*LONG, seed=5)}, device="cuda").id
     frozen = Frozen(d, c, a)
     assert c.status(a)["device"] == "cuda:0"
     big = c.submit("gsn", inputs={"data": make_data(300, 40, 4, seed=6)}).id  # ~1e9 flops

@@ -7,6 +7,9 @@
     res = job.result()                       # arrays as numpy, scalars as Python
 
     res = neuroq.perform_gsn(x, {"wantshrinkage": 1})   # like gsn.perform_gsn
+    res = neuroq.spikesort("rec.bin", "chanmap.json", output_dir="rec_phy",
+                           n_channels=32, sample_rate=30000)
+    phy, sorting = neuroq.si.run_sorter(si_recording, "rec_phy")  # SpikeInterface
 """
 
 from . import errors
@@ -14,9 +17,11 @@ from .client import Client, Job, decode_value, default_url, encode_array
 from .errors import (DaemonError, JobError, NeuroqError, RequestError,
                      ResourceError, Unreachable)
 from .gsn import perform_gsn
+from .spikesort import spikesort
+from . import si  # spikeinterface itself is imported only on use
 
 __version__ = "0.1.0"
 
 __all__ = ["Client", "Job", "perform_gsn", "errors", "NeuroqError", "RequestError",
            "JobError", "ResourceError", "DaemonError", "Unreachable", "default_url",
-           "encode_array", "decode_value", "__version__"]
+           "spikesort", "si", "encode_array", "decode_value", "__version__"]

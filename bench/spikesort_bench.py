@@ -1,0 +1,343 @@
+#!/usr/bin/env python3
+"""neuroq's spikesort job against SpikeInterface ground truth (and MountainSort 5).
+
+    bench/spikesort_bench.py --build BUILD [--recordings 32ch,384ch] [--duration S]
+                             [--duration-384 S] [--units-384 N] [--with-ms5]
+                             [--ms5-train S] [--ms5-timeout S]
+                             [--workdir DIR] [--keep] [--json]
+    bench/spikesort_bench.py --build BUILD --memory 384ch:60,384ch:300
+
+Needs the packages of bench/requirements-bench.txt (a venv outside the repo).
+
+For each recording: spikeinterface.core.generate_ground_truth_recording
+(seeded), written as int16 samples × channels (0.195 µV per bit, as Intan)
+plus a probeinterface JSON; neuroq runs through the worker contract
+(`neuroq-worker run --type spikesort --device cpu` on a job dir whose
+params.mp names recording / n_channels / sample_rate / probe / output_dir);
+its phy folder is read back with spikeinterface.extractors.read_kilosort
+and scored with compare_sorter_to_ground_truth(delta_time=0.4).
+MountainSort 5 (scheme 2, after bandpass 300–6000 Hz + whitening, as its
+README; training_duration_sec = --ms5-train, default 60 s) sorts the same
+int16 file in a child process and is scored the same way. Wall time and
+peak RSS are per child process (os.wait4, which includes its children).
+
+--memory RECS runs neuroq only (no scoring) on recordings of the given
+lengths (s) built by repeating one generated 60 s block, to show that the
+peak RSS does not grow with the recording length.
+"""
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+FS = 30000.0
+UV_PER_BIT = 0.195
+GT_SEED = {"32ch": 42, "384ch": 7}
+
+
+def np1_probe():
+    """Neuropixels 1.0 bank 0 (the default IMRO: 384 of 960 sites), from
+    probeinterface's bundled ProbeTable specs (no network)."""
+    from probeinterface.neuropixels_tools import build_neuropixels_probe
+    p = build_neuropixels_probe("NP1000").get_slice(np.arange(384))
+    p.set_device_channel_indices(np.arange(384))
+    return p
+
+
+def make_recording(kind, duration, n_units):
+    import spikeinterface.core as si
+    kw = dict(durations=[float(duration)], sampling_frequency=FS,
+              num_units=n_units, seed=GT_SEED[kind])
+    if kind == "32ch":
+        kw["num_channels"] = 32  # SI's default 2-column, 20 µm probe
+    elif kind == "384ch":
+        kw["num_channels"] = 384
+        kw["probe"] = np1_probe()
+    else:
+        raise SystemExit(f"unknown recording {kind!r} (32ch or 384ch)")
+    return si.generate_ground_truth_recording(**kw)
+
+
+def write_int16(rec, path, repeat=1):
+    """float µV → int16 counts, in 1 s chunks; repeat > 1 appends the same
+    samples again (long recordings for the memory figure)."""
+    n = rec.get_num_samples()
+    step = int(FS)
+    with open(path, "wb") as f:
+        for s in range(0, n, step):
+            x = rec.get_traces(start_frame=s, end_frame=min(n, s + step))
+            np.clip(np.round(x / UV_PER_BIT), -32768, 32767).astype(
+                "<i2").tofile(f)
+    if repeat > 1:
+        with open(path, "ab") as f:
+            for _ in range(repeat - 1):
+                with open(path, "rb") as g:
+                    size = n * rec.get_num_channels() * 2
+                    done = 0
+                    while done < size:
+                        b = g.read(min(1 << 26, size - done))
+                        f.write(b)
+                        done += len(b)
+
+
+def prepare(workdir, kind, duration, n_units, repeat=1):
+    """The int16 file, probe JSON and ground truth; reused when present."""
+    import probeinterface as pi
+    import spikeinterface.core as si
+    tag = f"{kind}_{n_units}u_{duration:g}s" + (f"_x{repeat}" if repeat > 1
+                                                else "")
+    d = os.path.join(workdir, tag)
+    rec_path = os.path.join(d, "recording.bin")
+    probe_path = os.path.join(d, "probe.json")
+    gt_path = os.path.join(d, "gt.npz")
+    if not os.path.exists(os.path.join(d, "done")):
+        os.makedirs(d, exist_ok=True)
+        t0 = time.time()
+        rec, gt = make_recording(kind, duration, n_units)
+        write_int16(rec, rec_path, repeat)
+        pi.write_probeinterface(probe_path, rec.get_probe())
+        si.NpzSortingExtractor.write_sorting(gt, gt_path)
+        open(os.path.join(d, "done"), "w").write(
+            f"generated in {time.time() - t0:.1f} s\n")
+    return d, rec_path, probe_path, gt_path
+
+
+def wait_child(cmd, log_path, env=None):
+    """Run cmd; wall seconds, peak RSS (MiB) of that child and its exit."""
+    with open(log_path, "w") as log:
+        t0 = time.time()
+        p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                             env=env)
+        _, status, ru = os.wait4(p.pid, 0)
+        wall = time.time() - t0
+    p.returncode = os.waitstatus_to_exitcode(status)
+    return wall, ru.ru_maxrss / 1024.0, p.returncode
+
+
+def run_neuroq(build, d, rec_path, probe_path, n_ch, tag="neuroq"):
+    import msgpack
+    worker = os.path.join(build, "daemon", "neuroq-worker")
+    job = os.path.join(d, f"job_{tag}")
+    shutil.rmtree(job, ignore_errors=True)
+    os.makedirs(os.path.join(job, "in"))
+    os.makedirs(os.path.join(job, "ckpt"))
+    phy = os.path.join(job, "phy")
+    params = {"recording": rec_path, "n_channels": n_ch,
+              "sample_rate": FS, "probe": probe_path, "output_dir": phy}
+    with open(os.path.join(job, "params.mp"), "wb") as f:
+        f.write(msgpack.packb(params))
+    cmd = [worker, "run", "--type", "spikesort", "--dir", job,
+           "--device", "cpu"]
+    wall, rss, rc = wait_child(cmd, os.path.join(job, "stdout"))
+    res = {}
+    if rc != 0:
+        err = ""
+        if os.path.exists(os.path.join(job, "error")):
+            err = open(os.path.join(job, "error")).read().strip()
+        return {"ok": False, "error": f"exit {rc}: {err}", "wall_s": wall,
+                "rss_mib": rss, "cmd": " ".join(cmd)}
+    res = json.load(open(os.path.join(job, "out", "result.json")))
+    return {"ok": True, "wall_s": wall, "rss_mib": rss, "result": res,
+            "phy": phy, "cmd": " ".join(cmd)}
+
+
+def ms5_child(rec_path, probe_path, n_ch, out_npz, train_s):
+    """Runs in its own process (so its RSS and time are its own)."""
+    import mountainsort5 as ms5
+    import probeinterface as pi
+    import spikeinterface.core as si
+    import spikeinterface.preprocessing as spre
+    from mountainsort5.util import create_cached_recording
+    rec = si.read_binary(rec_path, sampling_frequency=FS, dtype="int16",
+                         num_channels=n_ch, gain_to_uV=UV_PER_BIT,
+                         offset_to_uV=0.0)
+    # set_probegroup returns a new recording in older SI, None in newer
+    r2 = rec.set_probegroup(pi.read_probeinterface(probe_path))
+    rec = rec if r2 is None else r2
+    rec_f = spre.bandpass_filter(rec, freq_min=300, freq_max=6000,
+                                 dtype=np.float32)
+    rec_w = spre.whiten(rec_f, dtype=np.float32)
+    with tempfile.TemporaryDirectory(dir=os.path.dirname(out_npz)) as tmp:
+        cached = create_cached_recording(rec_w, folder=tmp)
+        sorting = ms5.sorting_scheme2(
+            recording=cached,
+            sorting_parameters=ms5.Scheme2SortingParameters(
+                phase1_detect_channel_radius=150, detect_channel_radius=50,
+                training_duration_sec=train_s))
+    si.NpzSortingExtractor.write_sorting(sorting, out_npz)
+
+
+def run_ms5(d, rec_path, probe_path, n_ch, train_s, timeout):
+    out = os.path.join(d, "ms5_sorting.npz")
+    if os.path.exists(out):
+        os.unlink(out)
+    cmd = [sys.executable, os.path.abspath(__file__), "--_ms5", rec_path,
+           probe_path, str(n_ch), out, str(train_s)]
+    if timeout > 0:
+        cmd = ["timeout", str(int(timeout))] + cmd
+    wall, rss, rc = wait_child(cmd, os.path.join(d, "ms5.log"))
+    if rc != 0:
+        tail = open(os.path.join(d, "ms5.log")).read()[-2000:]
+        return {"ok": False, "error": f"exit {rc}: {tail}", "wall_s": wall,
+                "rss_mib": rss}
+    return {"ok": True, "wall_s": wall, "rss_mib": rss, "npz": out}
+
+
+def score(gt_path, sorting):
+    import spikeinterface.comparison as sc
+    import spikeinterface.core as si
+    gt = si.read_npz_sorting(gt_path)
+    cmp = sc.compare_sorter_to_ground_truth(gt, sorting, delta_time=0.4,
+                                            exhaustive_gt=True)
+    perf = cmp.get_performance(method="by_unit")
+    acc = perf["accuracy"].to_numpy(float)
+    return {"n_gt": int(len(acc)),
+            "well": int(np.sum(acc >= 0.8)),
+            "n_sorted": int(len(sorting.unit_ids)),
+            "median_accuracy": float(np.median(acc)),
+            "median_recall": float(np.median(perf["recall"].to_numpy(float))),
+            "median_precision": float(np.median(
+                perf["precision"].to_numpy(float))),
+            "accuracy": [round(float(a), 3) for a in acc],
+            "false_positive": int(cmp.count_false_positive_units()),
+            "redundant": int(cmp.count_redundant_units())}
+
+
+def bench(args):
+    import spikeinterface.core as si
+    import spikeinterface.extractors as se
+    rows = []
+    for kind in args.recordings.split(","):
+        if kind == "384ch":
+            dur, nu, nch = args.duration_384, args.units_384, 384
+        else:
+            dur, nu, nch = args.duration, args.units_32, 32
+        d, rec_path, probe_path, gt_path = prepare(args.workdir, kind, dur,
+                                                   nu)
+        print(f"# {kind}: {nu} units, {dur:g} s in {d}", file=sys.stderr,
+              flush=True)
+        nq = run_neuroq(args.build, d, rec_path, probe_path, nch)
+        row = {"recording": kind, "units": nu, "duration_s": dur,
+               "sorter": "neuroq", **nq}
+        if nq["ok"]:
+            sorting = se.read_kilosort(nq["phy"])
+            row.update(score(gt_path, sorting))
+        rows.append(row)
+        print(json.dumps(row), file=sys.stderr, flush=True)
+        if args.with_ms5:
+            ms = run_ms5(d, rec_path, probe_path, nch, args.ms5_train,
+                         args.ms5_timeout)
+            row = {"recording": kind, "units": nu, "duration_s": dur,
+                   "sorter": "mountainsort5", **ms}
+            if ms["ok"]:
+                row.update(score(gt_path, si.read_npz_sorting(ms["npz"])))
+            rows.append(row)
+            print(json.dumps(row), file=sys.stderr, flush=True)
+        if not args.keep:
+            os.unlink(rec_path)
+            os.unlink(os.path.join(d, "done"))
+    return rows
+
+
+def memory(args):
+    rows = []
+    for spec in args.memory.split(","):
+        kind, secs = spec.split(":")
+        secs = float(secs)
+        block = min(60.0, secs)
+        rep = int(round(secs / block))
+        nu = args.units_384 if kind == "384ch" else args.units_32
+        nch = 384 if kind == "384ch" else 32
+        free = shutil.disk_usage(args.workdir).free
+        need = secs * FS * nch * 2
+        if need > free - 5e9:
+            raise SystemExit(f"{spec}: needs {need / 1e9:.1f} GB, "
+                             f"{free / 1e9:.1f} GB free")
+        d, rec_path, probe_path, _ = prepare(args.workdir, kind, block, nu,
+                                             rep)
+        nq = run_neuroq(args.build, d, rec_path, probe_path, nch,
+                        tag="mem")
+        row = {"recording": kind, "duration_s": block * rep,
+               "sorter": "neuroq", "units": nu, **nq}
+        rows.append(row)
+        print(json.dumps(row), file=sys.stderr, flush=True)
+        if not args.keep:
+            os.unlink(rec_path)
+            os.unlink(os.path.join(d, "done"))
+    return rows
+
+
+def table(rows):
+    h = ("| recording | sorter | units ≥0.8 / GT | median acc / recall / "
+         "precision | sorted units | wall (s) | × real time | peak RSS "
+         "(MiB) | neuroq stages pre / detect / match / post (s) |")
+    out = [h, "|" + "---|" * 9]
+    for r in rows:
+        rt = r["duration_s"] / r["wall_s"] if r.get("wall_s") else 0
+        if not r.get("ok"):
+            out.append(f"| {r['recording']} {r['duration_s']:g} s | "
+                       f"{r['sorter']} | FAILED: "
+                       f"{r.get('error', '')[:200]} | | | "
+                       f"{r.get('wall_s', 0):.1f} | | | |")
+            continue
+        if "well" in r:
+            sc = (f"{r['well']} / {r['n_gt']} | {r['median_accuracy']:.3f} "
+                  f"/ {r['median_recall']:.3f} / "
+                  f"{r['median_precision']:.3f} | {r['n_sorted']}")
+        else:
+            sc = "– | – | –"
+        st = ""
+        if "result" in r:
+            x = r["result"]
+            st = " / ".join(f"{x.get('time_' + k + '_s', 0):.1f}"
+                            for k in ("preprocess", "detect", "match",
+                                      "post"))
+        out.append(f"| {r['recording']} {r['duration_s']:g} s, "
+                   f"{r['units']} u | {r['sorter']} | {sc} | "
+                   f"{r['wall_s']:.1f} | {rt:.2f}× | {r['rss_mib']:.0f} | "
+                   f"{st} |")
+    return "\n".join(out)
+
+
+def main():
+    if len(sys.argv) > 1 and sys.argv[1] == "--_ms5":
+        ms5_child(sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5],
+                  float(sys.argv[6]))
+        return
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--build", required=True)
+    ap.add_argument("--recordings", default="32ch,384ch")
+    ap.add_argument("--duration", type=float, default=300.0,
+                    help="seconds of the 32-channel recording")
+    ap.add_argument("--units-32", type=int, default=20)
+    ap.add_argument("--duration-384", type=float, default=60.0)
+    ap.add_argument("--units-384", type=int, default=60)
+    ap.add_argument("--with-ms5", action="store_true")
+    ap.add_argument("--ms5-train", type=float, default=60.0,
+                    help="MS5 scheme 2 training_duration_sec")
+    ap.add_argument("--ms5-timeout", type=float, default=0,
+                    help="give up on MS5 after this many seconds")
+    ap.add_argument("--memory", default=None,
+                    help="KIND:SECONDS,... neuroq peak RSS only")
+    ap.add_argument("--workdir", default="/tmp/ssbench")
+    ap.add_argument("--keep", action="store_true",
+                    help="keep the int16 recordings for reruns")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    args.build = os.path.abspath(args.build)
+    os.makedirs(args.workdir, exist_ok=True)
+    rows = memory(args) if args.memory else bench(args)
+    if args.json:
+        print(json.dumps(rows))
+    else:
+        print(table(rows))
+
+
+if __name__ == "__main__":
+    main()
