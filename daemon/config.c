@@ -1,4 +1,5 @@
 /* config.c — see config.h. */
+#include "sysmem.h"
 #include "config.h"
 
 #include "log.h"
@@ -26,23 +27,6 @@ config_fmt(char *dst, size_t n, const char *a, const char *b)
 	int w = snprintf(dst, n, "%s%s", a, b);
 
 	return (w < 0 || (size_t) w >= n) ? -1 : 0;
-}
-
-static uint64_t
-config_memtotal(void)
-{
-	FILE *f = fopen("/proc/meminfo", "r");
-	char line[256];
-	uint64_t kb = 0;
-
-	if (f == NULL)
-		return 0;
-	while (fgets(line, sizeof(line), f) != NULL) {
-		if (sscanf(line, "MemTotal: %" SCNu64, &kb) == 1)
-			break;
-	}
-	fclose(f);
-	return kb * 1024;
 }
 
 int
@@ -81,7 +65,7 @@ config_defaults(struct config *c, char *msg, size_t msglen)
 
 	c->cpu_slots = 1;
 	c->gpu_slots = 4;
-	c->cpu_memory_bytes = config_memtotal() / 10 * 8;
+	c->cpu_memory_bytes = sysmem_bytes("MemTotal") / 10 * 8;
 	c->headroom_bytes = 256ull << 20;
 	c->max_message_bytes = 1ull << 30;
 	c->max_attempts = 3;

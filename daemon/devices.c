@@ -1,4 +1,5 @@
 /* devices.c — see devices.h. */
+#include "sysmem.h"
 #include "devices.h"
 
 #include "log.h"
@@ -123,30 +124,10 @@ devices_run_probe(const char *worker, char *buf, size_t len, char *msg,
 	return rc;
 }
 
-static uint64_t
-devices_meminfo(const char *key)
-{
-	FILE *f = fopen("/proc/meminfo", "r");
-	char line[256];
-	uint64_t kb = 0;
-	size_t kl = strlen(key);
-
-	if (f == NULL)
-		return 0;
-	while (fgets(line, sizeof(line), f) != NULL) {
-		if (strncmp(line, key, kl) == 0 && line[kl] == ':') {
-			sscanf(line + kl + 1, "%" SCNu64, &kb);
-			break;
-		}
-	}
-	fclose(f);
-	return kb * 1024;
-}
-
 uint64_t
 devices_mem_available(void)
 {
-	return devices_meminfo("MemAvailable");
+	return sysmem_bytes("MemAvailable");
 }
 
 static double
@@ -244,8 +225,8 @@ devices_discover(const struct config *cfg, struct sched *s,
 		memset(c, 0, sizeof(*c));
 		snprintf(c->name, sizeof(c->name), "cpu");
 		c->kind = SCHED_CPU;
-		c->mem_total = devices_meminfo("MemTotal");
-		c->mem_free = devices_meminfo("MemAvailable");
+		c->mem_total = sysmem_bytes("MemTotal");
+		c->mem_free = sysmem_bytes("MemAvailable");
 	}
 	for (size_t i = 0; i < nall; i++)
 		all[i].probed_at = devices_now_s();

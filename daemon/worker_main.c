@@ -6,6 +6,7 @@
  *   neuroq-worker run --type gsn --dir JOBDIR --device cpu
  *   neuroq-worker probe
  */
+#include "sysmem.h"
 #include "job_type.h"
 #include "kern.h"
 #include "log.h"
@@ -333,33 +334,13 @@ out:
 	return ex;
 }
 
-static uint64_t
-meminfo(const char *key)
-{
-	FILE *f = fopen("/proc/meminfo", "r");
-	char line[256];
-	uint64_t kb = 0;
-	size_t kl = strlen(key);
-
-	if (f == NULL)
-		return 0;
-	while (fgets(line, sizeof(line), f) != NULL) {
-		if (strncmp(line, key, kl) == 0 && line[kl] == ':') {
-			sscanf(line + kl + 1, "%" SCNu64, &kb);
-			break;
-		}
-	}
-	fclose(f);
-	return kb * 1024;
-}
-
 static int
 cmd_probe(void)
 {
 	int n;
 
-	printf("cpu cpu %" PRIu64 " %" PRIu64 "\n", meminfo("MemTotal"),
-	       meminfo("MemAvailable"));
+	printf("cpu cpu %" PRIu64 " %" PRIu64 "\n", sysmem_bytes("MemTotal"),
+	       sysmem_bytes("MemAvailable"));
 	n = kern_cuda_device_count();
 	for (int i = 0; i < n; i++) {
 		struct kern_backend kb;
