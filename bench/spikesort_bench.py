@@ -120,7 +120,8 @@ def wait_child(cmd, log_path, env=None):
     return wall, ru.ru_maxrss / 1024.0, p.returncode
 
 
-def run_neuroq(build, d, rec_path, probe_path, n_ch, tag="neuroq"):
+def run_neuroq(build, d, rec_path, probe_path, n_ch, tag="neuroq",
+               extra=None):
     import msgpack
     worker = os.path.join(build, "daemon", "neuroq-worker")
     job = os.path.join(d, f"job_{tag}")
@@ -130,6 +131,7 @@ def run_neuroq(build, d, rec_path, probe_path, n_ch, tag="neuroq"):
     phy = os.path.join(job, "phy")
     params = {"recording": rec_path, "n_channels": n_ch,
               "sample_rate": FS, "probe": probe_path, "output_dir": phy}
+    params.update(extra or {})
     with open(os.path.join(job, "params.mp"), "wb") as f:
         f.write(msgpack.packb(params))
     cmd = [worker, "run", "--type", "spikesort", "--dir", job,
@@ -222,14 +224,17 @@ def bench(args):
                                                    nu)
         print(f"# {kind}: {nu} units, {dur:g} s in {d}", file=sys.stderr,
               flush=True)
-        nq = run_neuroq(args.build, d, rec_path, probe_path, nch)
-        row = {"recording": kind, "units": nu, "duration_s": dur,
-               "sorter": "neuroq", **nq}
-        if nq["ok"]:
-            sorting = se.read_kilosort(nq["phy"])
-            row.update(score(gt_path, sorting))
-        rows.append(row)
-        print(json.dumps(row), file=sys.stderr, flush=True)
+        tag = "neuroq" + "".join(f"_{k}{v}" for k, v in args.nq.items())
+        if not args.no_neuroq:
+            nq = run_neuroq(args.build, d, rec_path, probe_path, nch, tag,
+                            args.nq)
+            row = {"recording": kind, "units": nu, "duration_s": dur,
+                   "sorter": tag.replace("_", " "), **nq}
+            if nq["ok"]:
+                sorting = se.read_kilosort(nq["phy"])
+                row.update(score(gt_path, sorting))
+            rows.append(row)
+            print(json.dumps(row), file=sys.stderr, flush=True)
         if args.with_ms5:
             ms = run_ms5(d, rec_path, probe_path, nch, args.ms5_train,
                          args.ms5_timeout)
@@ -328,8 +333,23 @@ def main():
     ap.add_argument("--workdir", default="/tmp/ssbench")
     ap.add_argument("--keep", action="store_true",
                     help="keep the int16 recordings for reruns")
+    ap.add_argument("--nq-param", action="append", default=[],
+                    metavar="KEY=VALUE",
+                    help="extra spikesort parameter (numbers as numbers)")
+    ap.add_argument("--no-neuroq", action="store_true")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
+    args.nq = {}
+    for kv in args.nq_param:
+        k, v = kv.split("=", 1)
+        try:
+            v = int(v)
+        except ValueError:
+            try:
+                v = float(v)
+            except ValueError:
+                pass
+        args.nq[k] = v
     args.build = os.path.abspath(args.build)
     os.makedirs(args.workdir, exist_ok=True)
     rows = memory(args) if args.memory else bench(args)

@@ -795,6 +795,8 @@ out:
 	return rc;
 }
 
+#define CONV_CHUNK 1024
+
 /* One output row of conv_rows: contiguous axpys over time, which vectorise
  * (built for AVX2 and plain x86-64 alike, picked at load time). */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
@@ -806,13 +808,17 @@ conv_row_f32(float *restrict y, const float *X, int64_t ldx, const float *W,
              int64_t group, int64_t n, int64_t nt)
 {
 	memset(y, 0, sizeof(float) * (size_t) n);
-	for (int64_t j = 0; j < group; j++)
-		for (int64_t tau = 0; tau < nt; tau++) {
-			float w = W[tau + nt * j];
-			const float *restrict x = X + ldx * j + tau;
-			for (int64_t t = 0; t < n; t++)
-				y[t] += w * x[t];
-		}
+	/* chunks of time keep y and the x window in L1 across the taps */
+	for (int64_t t0 = 0; t0 < n; t0 += CONV_CHUNK) {
+		int64_t t1 = t0 + CONV_CHUNK < n ? t0 + CONV_CHUNK : n;
+		for (int64_t j = 0; j < group; j++)
+			for (int64_t tau = 0; tau < nt; tau++) {
+				float w = W[tau + nt * j];
+				const float *restrict x = X + ldx * j + tau;
+				for (int64_t t = t0; t < t1; t++)
+					y[t] += w * x[t];
+			}
+	}
 }
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
@@ -824,13 +830,17 @@ conv_row_f64(double *restrict y, const double *X, int64_t ldx, const double *W,
              int64_t group, int64_t n, int64_t nt)
 {
 	memset(y, 0, sizeof(double) * (size_t) n);
-	for (int64_t j = 0; j < group; j++)
-		for (int64_t tau = 0; tau < nt; tau++) {
-			double w = W[tau + nt * j];
-			const double *restrict x = X + ldx * j + tau;
-			for (int64_t t = 0; t < n; t++)
-				y[t] += w * x[t];
-		}
+	/* chunks of time keep y and the x window in L1 across the taps */
+	for (int64_t t0 = 0; t0 < n; t0 += CONV_CHUNK) {
+		int64_t t1 = t0 + CONV_CHUNK < n ? t0 + CONV_CHUNK : n;
+		for (int64_t j = 0; j < group; j++)
+			for (int64_t tau = 0; tau < nt; tau++) {
+				double w = W[tau + nt * j];
+				const double *restrict x = X + ldx * j + tau;
+				for (int64_t t = t0; t < t1; t++)
+					y[t] += w * x[t];
+			}
+	}
 }
 
 static int

@@ -916,8 +916,8 @@ cuda_tridiag_qt(void *ctx, enum kern_dtype dt, int64_t n, void *A, int64_t lda,
 		                                cudaMemcpyDeviceToDevice,
 		                                c->stream));
 	/* tau first, then the solver work, in one workspace; the size
-	 * query only reads the pointers */
-	rc = tridiag_lwork(c, dt, ni, A, (int) lda, d, e, NULL, mi, B,
+	 * query does not dereference tau (A stands in for it) */
+	rc = tridiag_lwork(c, dt, ni, A, (int) lda, d, e, A, mi, B,
 	                   (int) (m > 0 ? ldb : n), &lwork);
 	if (rc != 0)
 		return rc;

@@ -4,8 +4,9 @@
  * process that never asks for a cuda device never maps the CUDA libraries
  * (about 0.1 s and 260 MB per worker start otherwise).
  *
- * Search order: the directory of the executable, $NEUROQ_LIB_DIR, the
- * install lib dir, then the build tree (tests and bench run from there).
+ * Search order: the directory of the executable, its ../lib/neuroq,
+ * $NEUROQ_LIB_DIR, the install lib dir, then the build tree (tests and
+ * bench run from there).
  * Not found: 0 devices, and kern_cuda_open() says why on stderr.
  */
 #include <dlfcn.h>
@@ -69,6 +70,12 @@ find_module(void)
 		slash = strrchr(exe, '/');
 		if (slash != NULL)
 			h = try_dir(exe, (size_t) (slash - exe));
+		/* an installed tree moved elsewhere: bin/../lib/neuroq */
+		if (h == NULL && slash != NULL &&
+		    (size_t) (slash - exe) + 16 < sizeof(exe)) {
+			strcpy(slash, "/../lib/neuroq");
+			h = try_dir(exe, strlen(exe));
+		}
 	}
 	for (int i = 0; h == NULL && i < 3; i++)
 		if (dirs[i] != NULL)

@@ -366,8 +366,8 @@ select_spectral(struct gsn_dev *g, int64_t n, const void *c, void *H, int64_t m,
 		         (long long) n);
 		goto out;
 	}
-	/* R = c in float64 */
-	rc = gsn_dalloc(&g64, n * n, &R);
+	/* R = c in float64 (the Gram form needs only c's diagonal) */
+	rc = use_gram ? 0 : gsn_dalloc(&g64, n * n, &R);
 	if (rc == 0)
 		rc = gsn_dalloc(&g64, n, &W);
 	if (rc == 0)
@@ -376,14 +376,16 @@ select_spectral(struct gsn_dev *g, int64_t n, const void *c, void *H, int64_t m,
 		rc = op_fail(rc, "alloc", msg, msglen);
 		goto out;
 	}
-	if (g->dt == KERN_F64)
+	if (use_gram) /* W holds n doubles: room for n of g->dt */
+		rc = KOP(g->kb, get_diag, g->dt, n, c, W);
+	else if (g->dt == KERN_F64)
 		rc = KOP(g->kb, copy, R, c, (size_t) (n * n) * 8);
 	else
 		rc = KOP(g->kb, convert, KERN_F64, R, KERN_F32, c, n * n);
-	if (rc == 0)
+	if (rc == 0 && !use_gram)
 		rc = KOP(g->kb, get_diag, KERN_F64, n, R, W);
 	if (rc == 0)
-		rc = gsn_down(&g64, d, W, n);
+		rc = use_gram ? gsn_down(g, d, W, n) : gsn_down(&g64, d, W, n);
 	if (rc != 0) {
 		rc = op_fail(rc, "copy/get_diag", msg, msglen);
 		goto out;
@@ -408,7 +410,7 @@ select_spectral(struct gsn_dev *g, int64_t n, const void *c, void *H, int64_t m,
 		goto out;
 	}
 	rc = gsn_up(&g64, s, sh, n);
-	if (rc == 0)
+	if (rc == 0 && !use_gram)
 		rc = KOP(g->kb, scale_rc, KERN_F64, n, n, R, n, s, s);
 	if (rc != 0) {
 		rc = op_fail(rc, "scale", msg, msglen);

@@ -166,6 +166,20 @@ void ss_kbuf_free(const struct kern_backend *kb, struct ss_kbuf *b);
 int ss_apply_matrix(const struct kern_backend *kb, const void *dM, int C,
                     float *X, int64_t T, struct ss_kbuf *dx,
                     struct ss_kbuf *dy);
+/* A block of rows [r0, r1) of a sparse C × C matrix whose nonzeros lie in
+ * columns [c0, c1) (local whitening is banded when channels are ordered
+ * by position). */
+struct ss_band {
+	int r0, r1, c0, c1;
+};
+
+/* Blocks of `rows` rows of M (C × C column-major); returns their count
+ * (≤ C / rows + 1 entries of b). */
+int ss_band_blocks(const float *M, int C, int rows, struct ss_band *b);
+/* ss_apply_matrix with one gemm per band (each over its column range). */
+int ss_apply_banded(const struct kern_backend *kb, const void *dM, int C,
+                    const struct ss_band *b, int nb, float *X, int64_t T,
+                    struct ss_kbuf *dx, struct ss_kbuf *dy);
 /* Inverse of an n × n matrix (Gauss-Jordan, partial pivoting). 0, or
  * NQ_EBADDATA when singular. */
 int ss_invert(const float *A, int n, float *Ainv);
@@ -202,7 +216,9 @@ struct ss_templates {
 };
 
 void ss_templates_free(struct ss_templates *t);
-/* Rank-r projection + renormalisation of every W; fills U, V. */
+/* Rank-r projection + renormalisation of every W; fills U, V. Channels
+ * outside the window where U carries ≥ 1 % of the peak channel's energy
+ * are zeroed (W, U alike), so matching works on each template's window. */
 int ss_templates_lowrank(const struct kern_backend *kb, struct ss_templates *t);
 /* Per-channel norms of K templates (cn: K × C). */
 void ss_template_chan_norms(const float *W, int K, int C, int nt, float *cn);

@@ -1,8 +1,10 @@
 /*
  * ss_match.c — template matching by greedy matching pursuit with low-rank
  * templates (the seed lab's fast MAP step, Kilosort's peeling):
- *   P = Uᵀ R           one (rank·K × C) by (C × T) kern gemm per batch
+ *   P = Uᵀ R           kern gemms, each group of templates on its own
+ *                      channel window (templates are local)
  *   s_k(t) = Σ_r Σ_τ V_k[τ,r] P[rk, t+τ]     projection score, unit-norm W_k
+ *                      (kern conv_rows), so the device carries both
  * Every round accepts the peaks of max_k s_k(t) that exceed th_match and are
  * the largest within one template width, subtracts a·W_k from the residual,
  * and recomputes P and the scores only where the residual changed, so
@@ -74,6 +76,37 @@ ss_templates_lowrank(const struct kern_backend *kb, struct ss_templates *t)
 				u[c + C * r] = s;
 				nrm += s * s;
 			}
+		}
+		/* keep the contiguous channel window where the footprint has
+		 * energy (≥ 1e-2 of its peak channel, 10 % in amplitude): far
+		 * channels hold only averaged noise (a learned template's
+		 * window otherwise spans ~100 channels), and a bounded window
+		 * lets matching project each template on its own channels */
+		{
+			double emax = 0;
+			int c0 = C, c1 = 0;
+			for (int c = 0; c < C; c++) {
+				double e = 0;
+				for (int r = 0; r < R; r++)
+					e += u[c + C * r] * u[c + C * r];
+				emax = e > emax ? e : emax;
+			}
+			for (int c = 0; c < C; c++) {
+				double e = 0;
+				for (int r = 0; r < R; r++)
+					e += u[c + C * r] * u[c + C * r];
+				if (emax > 0 && e >= 1e-2 * emax) {
+					c0 = c < c0 ? c : c0;
+					c1 = c + 1;
+				}
+			}
+			nrm = 0;
+			for (int c = 0; c < C; c++)
+				for (int r = 0; r < R; r++) {
+					if (c < c0 || c >= c1)
+						u[c + C * r] = 0;
+					nrm += u[c + C * r] * u[c + C * r];
+				}
 		}
 		nrm = sqrt(nrm);
 		if (nrm == 0)
@@ -226,15 +259,25 @@ ss_match_out_push(struct ss_match_out *o, int64_t t, int k, float a)
 	return 0;
 }
 
+/* A run of templates (ord[i0..i1)) projected together on channels [c0, c1):
+ * one kern gemm per group instead of every template on every channel. */
+struct ss_mgroup {
+	int i0, i1, c0, c1;
+};
+
 struct ss_matcher {
 	const struct kern_backend *kb;
 	const struct ss_templates *tp;
 	int K, C, nt, R, RK;
 	int64_t Tmax;
-	struct ss_kbuf dU, dR, dP;
-	float *PT; /* Tmax × RK column-major: PT[t + Tmax*(k R + r)] */
-	float *Ps; /* download scratch, n × RK */
-	float *S;  /* K × Tmax scores */
+	int *ord;     /* matcher order (by channel window) → template */
+	int *wc0;     /* channel window of each template */
+	int *wc1;
+	struct ss_mgroup *grp;
+	int ngrp;
+	struct ss_kbuf dU, dVt, dR, dP, dS;
+	float *S;  /* K × Tmax scores (template order) */
+	float *Sc; /* download scratch, K × n */
 	float *Sb; /* best cost per start sample */
 	float *Ab; /* its amplitude */
 	int32_t *Kb;
@@ -250,11 +293,16 @@ ss_matcher_free(struct ss_matcher *m)
 	if (m == NULL)
 		return;
 	ss_kbuf_free(m->kb, &m->dU);
+	ss_kbuf_free(m->kb, &m->dVt);
 	ss_kbuf_free(m->kb, &m->dR);
 	ss_kbuf_free(m->kb, &m->dP);
-	free(m->PT);
-	free(m->Ps);
+	ss_kbuf_free(m->kb, &m->dS);
+	free(m->ord);
+	free(m->wc0);
+	free(m->wc1);
+	free(m->grp);
 	free(m->S);
+	free(m->Sc);
 	free(m->Sb);
 	free(m->Ab);
 	free(m->Kb);
@@ -264,11 +312,80 @@ ss_matcher_free(struct ss_matcher *m)
 	free(m);
 }
 
+static int
+by_window(const void *x, const void *y, void *arg)
+{
+	const struct ss_matcher *m = arg;
+	int a = *(const int *) x, b = *(const int *) y;
+	if (m->wc0[a] != m->wc0[b])
+		return m->wc0[a] < m->wc0[b] ? -1 : 1;
+	if (m->wc1[a] != m->wc1[b])
+		return m->wc1[a] < m->wc1[b] ? -1 : 1;
+	return a < b ? -1 : a > b;
+}
+
+/* Channel windows (the nonzero rows of each template's U), the matcher
+ * order and the groups; U columns and V rows in matcher order. */
+static int
+matcher_layout(struct ss_matcher *m, float *U, float *Vt)
+{
+	const struct ss_templates *t = m->tp;
+	int K = m->K, C = m->C, R = m->R, nt = m->nt;
+
+	for (int k = 0; k < K; k++) {
+		int c0 = C, c1 = 0;
+		for (int c = 0; c < C; c++)
+			for (int r = 0; r < R; r++)
+				if (t->U[c + (size_t) C * (k * R + r)] != 0) {
+					c0 = c < c0 ? c : c0;
+					c1 = c + 1;
+				}
+		if (c1 <= c0) {
+			c0 = 0;
+			c1 = 1;
+		}
+		m->wc0[k] = c0;
+		m->wc1[k] = c1;
+		m->ord[k] = k;
+	}
+	qsort_r(m->ord, (size_t) K, sizeof(int), by_window, m);
+	m->ngrp = 0;
+	for (int i = 0; i < K;) {
+		int k = m->ord[i], lo = m->wc0[k], hi = m->wc1[k];
+		int lim = 2 * (hi - lo) > 32 ? 2 * (hi - lo) : 32, i1 = i + 1;
+		/* a wider window costs less than another thin gemm, up to
+		 * twice the first template's width */
+		while (i1 < K) {
+			int k1 = m->ord[i1];
+			int h = m->wc1[k1] > hi ? m->wc1[k1] : hi;
+			if (h - lo > lim)
+				break;
+			hi = h;
+			i1++;
+		}
+		m->grp[m->ngrp++] = (struct ss_mgroup){i, i1, lo, hi};
+		i = i1;
+	}
+	for (int i = 0; i < K; i++) {
+		int k = m->ord[i];
+		for (int r = 0; r < R; r++) {
+			memcpy(U + (size_t) C * (i * R + r),
+			       t->U + (size_t) C * (k * R + r),
+			       sizeof(float) * (size_t) C);
+			for (int a = 0; a < nt; a++)
+				Vt[(size_t) nt * (i * R + r) + a] =
+				        t->V[(size_t) k * nt * R + a * R + r];
+		}
+	}
+	return 0;
+}
+
 int
 ss_matcher_new(const struct kern_backend *kb, const struct ss_templates *t,
                int64_t Tmax, struct ss_matcher **out)
 {
 	struct ss_matcher *m = calloc(1, sizeof(*m));
+	float *U = NULL, *Vt = NULL;
 	int rc = NQ_ENOMEM;
 
 	*out = NULL;
@@ -283,100 +400,103 @@ ss_matcher_new(const struct kern_backend *kb, const struct ss_templates *t,
 	m->RK = t->rank * t->K;
 	m->Tmax = Tmax;
 	size_t rk = m->RK ? (size_t) m->RK : 1, k1 = m->K ? (size_t) m->K : 1;
-	m->PT = malloc(sizeof(float) * rk * (size_t) Tmax);
-	m->Ps = malloc(sizeof(float) * rk * (size_t) Tmax);
+	m->ord = malloc(sizeof(int) * k1);
+	m->wc0 = malloc(sizeof(int) * k1);
+	m->wc1 = malloc(sizeof(int) * k1);
+	m->grp = malloc(sizeof(struct ss_mgroup) * k1);
 	m->S = malloc(sizeof(float) * k1 * (size_t) Tmax);
+	m->Sc = malloc(sizeof(float) * k1 * (size_t) Tmax);
 	m->Sb = malloc(sizeof(float) * (size_t) Tmax);
 	m->Ab = malloc(sizeof(float) * (size_t) Tmax);
 	m->Kb = malloc(sizeof(int32_t) * (size_t) Tmax);
 	m->dirty = malloc((size_t) Tmax);
 	m->sdirty = malloc((size_t) Tmax);
 	m->peaks = malloc(sizeof(int64_t) * (size_t) Tmax);
-	if (!m->PT || !m->Ps || !m->S || !m->Sb || !m->Ab || !m->Kb ||
-	    !m->dirty || !m->sdirty || !m->peaks)
+	U = calloc(rk * (size_t) m->C, sizeof(float));
+	Vt = calloc(rk * (size_t) m->nt, sizeof(float));
+	if (!m->ord || !m->wc0 || !m->wc1 || !m->grp || !m->S || !m->Sc ||
+	    !m->Sb || !m->Ab || !m->Kb || !m->dirty || !m->sdirty ||
+	    !m->peaks || !U || !Vt)
 		goto fail;
+	matcher_layout(m, U, Vt);
 	if ((rc = ss_kbuf_ensure(kb, &m->dU,
 	                         sizeof(float) * (size_t) m->C * rk)) ||
+	    (rc = ss_kbuf_ensure(kb, &m->dVt,
+	                         sizeof(float) * (size_t) m->nt * rk)) ||
 	    (rc = ss_kbuf_ensure(kb, &m->dR,
 	                         sizeof(float) * (size_t) m->C * Tmax)) ||
-	    (rc = ss_kbuf_ensure(kb, &m->dP, sizeof(float) * rk * Tmax)))
+	    (rc = ss_kbuf_ensure(kb, &m->dP, sizeof(float) * rk * Tmax)) ||
+	    (rc = ss_kbuf_ensure(kb, &m->dS, sizeof(float) * k1 * Tmax)))
 		goto fail;
-	if (m->RK > 0 && (rc = KOP(kb, upload, m->dU.p, t->U,
-	                           sizeof(float) * (size_t) m->C * m->RK)) != 0)
+	if (m->RK > 0 &&
+	    ((rc = KOP(kb, upload, m->dU.p, U,
+	               sizeof(float) * (size_t) m->C * m->RK)) != 0 ||
+	     (rc = KOP(kb, upload, m->dVt.p, Vt,
+	               sizeof(float) * (size_t) m->nt * m->RK)) != 0))
 		goto fail;
+	free(U);
+	free(Vt);
 	*out = m;
 	return 0;
 fail:
+	free(U);
+	free(Vt);
 	ss_matcher_free(m);
 	return rc;
 }
 
-/* PT[a:b, :] = R[:, a:b)ᵀ U: one kern gemm into a contiguous (b-a) × RK
- * block, downloaded once and scattered into the time-major rows. */
+/* P[a:b, :] = R[:, a:b)ᵀ U on the device (P is Tmax × RK, matcher order):
+ * one gemm per group over its channel window. */
 static int
 project(struct ss_matcher *m, const float *R, int64_t a, int64_t b)
 {
 	const struct kern_backend *kb = m->kb;
-	size_t C = (size_t) m->C, RK = (size_t) m->RK, n = (size_t) (b - a);
+	size_t C = (size_t) m->C, n = (size_t) (b - a);
 	int rc;
 
 	if (b <= a)
 		return 0;
 	if ((rc = KOP(kb, upload, (float *) m->dR.p + C * a, R + C * a,
-	              sizeof(float) * C * n)) != 0 ||
-	    (rc = KOP(kb, gemm, KERN_F32, KERN_T, KERN_N, (int64_t) n, m->RK,
-	              m->C, 1.0, (float *) m->dR.p + C * a, m->C, m->dU.p, m->C,
-	              0.0, m->dP.p, (int64_t) n)) != 0 ||
-	    (rc = KOP(kb, download, m->Ps, m->dP.p, sizeof(float) * RK * n)) !=
-	            0)
+	              sizeof(float) * C * n)) != 0)
 		return rc;
-	for (size_t i = 0; i < RK; i++)
-		memcpy(m->PT + (size_t) m->Tmax * i + a, m->Ps + n * i,
-		       sizeof(float) * n);
+	for (int g = 0; g < m->ngrp; g++) {
+		const struct ss_mgroup *q = m->grp + g;
+		size_t col = (size_t) m->R * q->i0;
+		if ((rc = KOP(kb, gemm, KERN_F32, KERN_T, KERN_N, (int64_t) n,
+		              (int64_t) m->R * (q->i1 - q->i0), q->c1 - q->c0,
+		              1.0, (float *) m->dR.p + C * a + q->c0, m->C,
+		              (float *) m->dU.p + q->c0 + C * col, m->C, 0.0,
+		              (float *) m->dP.p + a + (size_t) m->Tmax * col,
+		              m->Tmax)) != 0)
+			return rc;
+	}
 	return 0;
 }
 
-/* Scores s_k(t) = Σ_r Σ_τ V_k[τ,r] PT[t+τ, kR+r] for start samples [a, b)
- * (K·R·nt axpys over contiguous time, which vectorise), then the best k by
+/* Scores s_k(t) = Σ_r Σ_τ V_k[τ,r] P[t+τ, kR+r] for start samples [a, b)
+ * (kern conv_rows on the device, downloaded compact), then the best k by
  * the drop in squared residual. With Kilosort 2's amplitude prior (weight
  * λ, typical amplitude μ_k) the MAP amplitude is x = (s + λμ)/(1 + λ) and
  * the gain (s + λμ)²/(1 + λ) − λμ², which turns away small fits of a big
  * unit's template to leftovers; without a prior it is s². */
-/* One template's score over [a, b). Built for AVX2 and plain x86-64 alike
- * (picked at load time), so the binary stays portable. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
-        !defined(__SANITIZE_ADDRESS__)
-__attribute__((target_clones("avx2", "default")))
-#endif
-static void
-score_one(float *restrict S, const float *PT, const float *Vk, int64_t Tmax,
-          int R, int nt, int64_t a, int64_t b)
-{
-	memset(S + a, 0, sizeof(float) * (size_t) (b - a));
-	for (int r = 0; r < R; r++) {
-		const float *P = PT + (size_t) Tmax * r;
-		for (int tau = 0; tau < nt; tau++) {
-			float v = Vk[tau * R + r];
-			const float *restrict p = P + tau;
-			for (int64_t t = a; t < b; t++)
-				S[t] += v * p[t];
-		}
-	}
-}
-
-static void
+static int
 score(struct ss_matcher *m, int64_t a, int64_t b)
 {
-	int R = m->R, nt = m->nt;
-	const float *V = m->tp->V;
+	const struct kern_backend *kb = m->kb;
+	int64_t n = b - a;
+	int rc;
 
-	/* templates are independent: threads split them, results do not
-	 * depend on the thread count */
-#pragma omp parallel for schedule(static) if (m->K > 1 && b - a > 4096)
-	for (int k = 0; k < m->K; k++)
-		score_one(m->S + (size_t) m->Tmax * k,
-		          m->PT + (size_t) m->Tmax * k * R,
-		          V + (size_t) k * nt * R, m->Tmax, R, nt, a, b);
+	if (n <= 0)
+		return 0;
+	if ((rc = KOP(kb, conv_rows, KERN_F32, m->K, m->R, n, m->nt,
+	              (float *) m->dP.p + a, m->Tmax, m->dVt.p, m->dS.p, n)) !=
+	            0 ||
+	    (rc = KOP(kb, download, m->Sc, m->dS.p,
+	              sizeof(float) * (size_t) m->K * (size_t) n)) != 0)
+		return rc;
+	for (int i = 0; i < m->K; i++)
+		memcpy(m->S + (size_t) m->Tmax * m->ord[i] + a,
+		       m->Sc + (size_t) n * i, sizeof(float) * (size_t) n);
 	for (int64_t t = a; t < b; t++) {
 		m->Sb[t] = -INFINITY;
 		m->Ab[t] = 0;
@@ -409,6 +529,28 @@ score(struct ss_matcher *m, int64_t a, int64_t b)
 			}
 		}
 	}
+	return 0;
+}
+
+/* The next run of set flags at or after *a into [*a, *b), runs less than
+ * gap samples apart merged: recomputing a few clean samples costs less
+ * than another round trip to the device. 0 when there is none. */
+static int
+next_run(const uint8_t *f, int64_t n, int64_t gap, int64_t *a, int64_t *b)
+{
+	int64_t i = *a, last;
+
+	while (i < n && !f[i])
+		i++;
+	if (i >= n)
+		return 0;
+	last = i;
+	for (int64_t j = i; j < n && j - last <= gap; j++)
+		if (f[j])
+			last = j;
+	*a = i;
+	*b = last + 1;
+	return 1;
 }
 
 int
@@ -427,7 +569,8 @@ ss_match_batch(struct ss_matcher *m, const struct ss_config *cfg, float *R,
 	m->lam = cfg->lam;
 	if ((rc = project(m, R, 0, T)) != 0)
 		return rc;
-	score(m, 0, Ts);
+	if ((rc = score(m, 0, Ts)) != 0)
+		return rc;
 	memset(m->sdirty, 1, (size_t) Ts);
 	for (int round = 0; round < cfg->max_peels; round++) {
 		int64_t np = 0;
@@ -455,8 +598,9 @@ ss_match_batch(struct ss_matcher *m, const struct ss_config *cfg, float *R,
 			float a = m->Ab[t];
 			const float *W = m->tp->W + (size_t) k * C * nt;
 			float *Rt = R + (size_t) C * t;
-			for (int j = 0; j < C * nt; j++)
-				Rt[j] -= a * W[j];
+			for (int tau = 0; tau < nt; tau++)
+				for (int c = m->wc0[k]; c < m->wc1[k]; c++)
+					Rt[c + C * tau] -= a * W[c + C * tau];
 			memset(m->dirty + t, 1, (size_t) nt);
 			int64_t s0 = t - nt + 1 < 0 ? 0 : t - nt + 1;
 			int64_t s1 = t + nt > Ts ? Ts : t + nt;
@@ -464,25 +608,14 @@ ss_match_batch(struct ss_matcher *m, const struct ss_config *cfg, float *R,
 			if ((rc = ss_match_out_push(out, t, k, a)) != 0)
 				return rc;
 		}
-		for (int64_t a = 0, b; a < T; a = b) {
-			if (!m->dirty[a]) {
-				b = a + 1;
-				continue;
-			}
-			for (b = a; b < T && m->dirty[b]; b++)
-				;
+		for (int64_t a = 0, b; next_run(m->dirty, T, nt, &a, &b);
+		     a = b)
 			if ((rc = project(m, R, a, b)) != 0)
 				return rc;
-		}
-		for (int64_t a = 0, b; a < Ts; a = b) {
-			if (!m->sdirty[a]) {
-				b = a + 1;
-				continue;
-			}
-			for (b = a; b < Ts && m->sdirty[b]; b++)
-				;
-			score(m, a, b);
-		}
+		for (int64_t a = 0, b; next_run(m->sdirty, Ts, nt, &a, &b);
+		     a = b)
+			if ((rc = score(m, a, b)) != 0)
+				return rc;
 	}
 	/* keep the spikes whose trough is in [lo, hi); learn from them */
 	int64_t w = first;

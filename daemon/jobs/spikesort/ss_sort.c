@@ -77,6 +77,8 @@ struct run {
 	float *cwork;
 	struct ss_kbuf dM, dx, dy;
 	int have_M;
+	struct ss_band *band; /* row blocks of M and their columns */
+	int nband;
 	const float *tpw;  /* templates being merged (same_unit) */
 	const float *tpcn; /* and their channel norms */
 	float **cache;     /* whitened learning batches kept in memory */
@@ -138,8 +140,8 @@ load_batch(struct run *r, int64_t b, float **Y, int64_t *core)
 	*Y = r->X + (size_t) r->C * c->fpad;
 	*core = r->N - b * r->NT < r->NT ? r->N - b * r->NT : r->NT;
 	if (r->have_M) {
-		rc = ss_apply_matrix(r->kb, r->dM.p, r->C, *Y, r->Tb, &r->dx,
-		                     &r->dy);
+		rc = ss_apply_banded(r->kb, r->dM.p, r->C, r->band, r->nband,
+		                     *Y, r->Tb, &r->dx, &r->dy);
 		if (rc != 0)
 			snprintf(r->msg, r->msglen, "whitening failed");
 	}
@@ -771,6 +773,12 @@ ss_sort(const struct ss_config *cfg, const struct kern_backend *kb,
 	if ((rc = ss_kbuf_ensure(kb, &r.dM, sizeof(float) * C * C)) ||
 	    (rc = KOP(kb, upload, r.dM.p, M, sizeof(float) * C * C)))
 		goto out;
+	r.band = malloc(sizeof(struct ss_band) * ((size_t) C / 32 + 2));
+	if (r.band == NULL) {
+		rc = NQ_ENOMEM;
+		goto out;
+	}
+	r.nband = ss_band_blocks(M, C, 32, r.band);
 	r.have_M = 1;
 	/* phy: y_row = x_row · whitening_mat, i.e. whitening_mat = Mᵀ */
 	for (int i = 0; i < C; i++)
@@ -827,6 +835,7 @@ out:
 	ss_match_out_free(&all);
 	ss_templates_free(&tp);
 	ss_kbuf_free(kb, &r.dM);
+	free(r.band);
 	ss_kbuf_free(kb, &r.dx);
 	ss_kbuf_free(kb, &r.dy);
 	free(r.X);

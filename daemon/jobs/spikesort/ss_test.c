@@ -806,11 +806,57 @@ test_meta(void **state)
 	rmdir(dir);
 }
 
+/* The banded whitening equals the dense product when M is banded: a
+ * 40-channel matrix with a half-width of 5, blocks of 8 rows. */
+static void
+test_apply_banded(void **state)
+{
+	enum { C = 40, T = 50 };
+	static float M[C * C], X[C * T], Y[C * T], Z[C * T];
+	struct ss_band band[C / 8 + 2];
+	uint64_t s = 7;
+	(void) state;
+
+	for (int i = 0; i < C * C; i++) {
+		int r = i % C, c = i / C;
+		s = s * 6364136223846793005ULL + 1442695040888963407ULL;
+		M[i] = abs(r - c) <= 5 ? (float) (s >> 40) / 16777216.0f : 0;
+	}
+	for (int i = 0; i < C * T; i++) {
+		s = s * 6364136223846793005ULL + 1442695040888963407ULL;
+		X[i] = Y[i] = (float) (s >> 40) / 16777216.0f - 0.5f;
+	}
+	int nb = ss_band_blocks(M, C, 8, band);
+	assert_int_equal(nb, 5);
+	assert_int_equal(band[0].c0, 0);
+	assert_int_equal(band[0].c1, 13);
+	assert_int_equal(band[2].c0, 11);
+	assert_int_equal(band[2].c1, 29);
+	for (int t = 0; t < T; t++)
+		for (int r = 0; r < C; r++) {
+			double v = 0;
+			for (int c = 0; c < C; c++)
+				v += (double) M[r + C * c] * X[c + C * t];
+			Z[r + C * t] = (float) v;
+		}
+	struct ss_kbuf dM = {0}, dx = {0}, dy = {0};
+	assert_int_equal(ss_kbuf_ensure(&kb, &dM, sizeof(M)), 0);
+	KOP(&kb, upload, dM.p, M, sizeof(M));
+	assert_int_equal(
+	        ss_apply_banded(&kb, dM.p, C, band, nb, Y, T, &dx, &dy), 0);
+	for (int i = 0; i < C * T; i++)
+		assert_true(fabsf(Y[i] - Z[i]) < 1e-5f);
+	ss_kbuf_free(&kb, &dM);
+	ss_kbuf_free(&kb, &dx);
+	ss_kbuf_free(&kb, &dy);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 	        cmocka_unit_test(test_butterworth),
+	        cmocka_unit_test(test_apply_banded),
 	        cmocka_unit_test(test_filtfilt_zero_phase),
 	        cmocka_unit_test(test_preprocess_car),
 	        cmocka_unit_test(test_probe_kilosort),

@@ -113,6 +113,52 @@ ss_apply_matrix(const struct kern_backend *kb, const void *dM, int C, float *X,
 }
 
 int
+ss_band_blocks(const float *M, int C, int rows, struct ss_band *b)
+{
+	int n = 0;
+
+	for (int r0 = 0; r0 < C; r0 += rows) {
+		int r1 = r0 + rows < C ? r0 + rows : C, c0 = C, c1 = 0;
+		for (int c = 0; c < C; c++)
+			for (int r = r0; r < r1; r++)
+				if (M[r + (size_t) C * c] != 0) {
+					c0 = c < c0 ? c : c0;
+					c1 = c + 1;
+					break;
+				}
+		if (c1 <= c0) {
+			c0 = 0;
+			c1 = 1;
+		}
+		b[n++] = (struct ss_band){r0, r1, c0, c1};
+	}
+	return n;
+}
+
+int
+ss_apply_banded(const struct kern_backend *kb, const void *dM, int C,
+                const struct ss_band *b, int nb, float *X, int64_t T,
+                struct ss_kbuf *dx, struct ss_kbuf *dy)
+{
+	size_t bytes = sizeof(float) * (size_t) C * (size_t) T;
+	int rc;
+
+	if ((rc = ss_kbuf_ensure(kb, dx, bytes)) != 0 ||
+	    (rc = ss_kbuf_ensure(kb, dy, bytes)) != 0 ||
+	    (rc = KOP(kb, upload, dx->p, X, bytes)) != 0)
+		return rc;
+	for (int i = 0; i < nb; i++)
+		if ((rc = KOP(kb, gemm, KERN_F32, KERN_N, KERN_N,
+		              b[i].r1 - b[i].r0, T, b[i].c1 - b[i].c0, 1.0,
+		              (const float *) dM + b[i].r0 +
+		                      (size_t) C * b[i].c0,
+		              C, (float *) dx->p + b[i].c0, C, 0.0,
+		              (float *) dy->p + b[i].r0, C)) != 0)
+			return rc;
+	return KOP(kb, download, X, dy->p, bytes);
+}
+
+int
 ss_invert(const float *A, int n, float *Ainv)
 {
 	double *a = malloc(sizeof(double) * (size_t) n * (size_t) n * 2);
