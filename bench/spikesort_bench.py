@@ -22,8 +22,8 @@ int16 file in a child process and is scored the same way. Wall time and
 peak RSS are per child process (os.wait4, which includes its children).
 
 --memory RECS runs neuroq only (no scoring) on recordings of the given
-lengths (s) built by repeating one generated 60 s block, to show that the
-peak RSS does not grow with the recording length.
+lengths (s), generated whole or (--block S) by repeating one generated
+block, to show that the peak RSS does not grow with the recording length.
 """
 import argparse
 import json
@@ -255,7 +255,7 @@ def memory(args):
     for spec in args.memory.split(","):
         kind, secs = spec.split(":")
         secs = float(secs)
-        block = min(60.0, secs)
+        block = min(args.block, secs)
         rep = int(round(secs / block))
         nu = args.units_384 if kind == "384ch" else args.units_32
         nch = 384 if kind == "384ch" else 32
@@ -330,6 +330,10 @@ def main():
                     help="give up on MS5 after this many seconds")
     ap.add_argument("--memory", default=None,
                     help="KIND:SECONDS,... neuroq peak RSS only")
+    ap.add_argument("--block", type=float, default=60.0,
+                    help="--memory: generate this many seconds and repeat "
+                    "them (exact repeats give the learning stage duplicate "
+                    "snippets: prefer a block as long as the recording)")
     ap.add_argument("--workdir", default="/tmp/ssbench")
     ap.add_argument("--keep", action="store_true",
                     help="keep the int16 recordings for reruns")

@@ -11,7 +11,7 @@ from conftest import (GSN_ARRAYS, GSN_SCALARS, Frozen, assert_gsn_sane,
 
 # A job that runs for a while (it is canceled while RUNNING); it is held
 # stopped (Frozen) while the test queues jobs behind it.
-BIG = (600, 60, 4)
+BIG = (1500, 60, 4)  # ~1-5 s: still running when Frozen stops it, however loaded the box
 
 
 def _submit(d, *args):

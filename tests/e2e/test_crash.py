@@ -10,7 +10,7 @@ import numpy as np
 from conftest import (CLI, GSN_ARRAYS, GSN_SCALARS, assert_gsn_sane, assert_same_result,
                       Frozen, make_data, run_worker, wait_all, worker_pids)
 
-MEDIUM = (500, 60, 4)  # held stopped while the others queue, killed mid-way
+MEDIUM = (1500, 60, 4)  # held stopped while the others queue, killed mid-way (~1-5 s)
 
 
 def test_sigkill_and_restart(daemon):

@@ -15,7 +15,7 @@ import pytest
 
 from conftest import CLI, Frozen, make_data, wait_all
 
-BLOCKER = (200, 40, 4)
+BLOCKER = (1500, 60, 4)  # still running when Frozen stops it
 TINY = (3, 10, 2)
 
 

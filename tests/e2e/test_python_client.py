@@ -11,7 +11,7 @@ from conftest import (GSN_ARRAYS, Frozen, assert_gsn_sane, assert_same_result,
                       make_data, run_worker)
 from neuroq import errors
 
-BIG = (600, 60, 4)
+BIG = (1500, 60, 4)  # ~1-5 s: still running when Frozen stops it, however loaded the box
 
 
 def test_hello_devices(shared_daemon):
