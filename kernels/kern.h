@@ -139,6 +139,18 @@ struct kern_ops {
 	int (*conv_rows)(void *ctx, enum kern_dtype dt, int64_t ng,
 	                 int64_t group, int64_t n, int64_t nt, const void *X,
 	                 int64_t ldx, const void *W, void *Y, int64_t ldy);
+	/* The eigenpairs of the symmetric n×n A (lower triangle read, A
+	 * destroyed) with eigenvalue < vu, when there are at most max_k of
+	 * them: *k = how many there are; when *k <= max_k their eigenvalues
+	 * (ascending) fill W[0..*k) and their vectors Z's first *k columns
+	 * (Z n×max_k, ldz >= n); when *k > max_k, W and Z hold nothing
+	 * useful (callers fall back to syevd). W is device, n elements (used
+	 * as workspace). *info as syevd's (k is then 0). Cheaper than syevd
+	 * when few eigenpairs are wanted: the vectors of the others are
+	 * never formed. */
+	int (*syevr_below)(void *ctx, enum kern_dtype dt, int64_t n, void *A,
+	                   int64_t lda, double vu, int64_t max_k, void *W,
+	                   void *Z, int64_t ldz, int64_t *k, int *info);
 };
 
 struct kern_backend {

@@ -1114,6 +1114,108 @@ test_syevd(void **state)
 	}
 }
 
+/* ---- syevr_below */
+
+static void
+run_syevr_below(struct kern_backend *kb, enum kern_dtype dt, int64_t n,
+                double *A, int64_t lda, double vu, int64_t max_k, double *W,
+                double *Z, int64_t *k, int *info)
+{
+	int64_t mz = max_k > 0 ? max_k : 1;
+	void *dA = put(kb, dt, A, lda * n), *dW = put(kb, dt, NULL, n);
+	void *dZ = put(kb, dt, NULL, n * mz);
+
+	*info = -1;
+	*k = -1;
+	assert_int_equal(KOP(kb, syevr_below, dt, n, dA, lda, vu, max_k, dW, dZ,
+	                     n, k, info),
+	                 0);
+	get(kb, dt, dW, n, W);
+	get(kb, dt, dZ, n * mz, Z);
+	dfree(kb, dA);
+	dfree(kb, dW);
+	dfree(kb, dZ);
+}
+
+static void
+test_syevr_below(void **state)
+{
+	static const int64_t sz[] = {1, 2, 17, 64, 101};
+	FOR_DT(dt)
+	for (size_t s = 0; s < sizeof(sz) / sizeof(sz[0]); s++) {
+		int64_t n = sz[s], lda = n + 1, m = n / 3, k = -1;
+		double *A = hvec(lda * n), *Q = hvec(n * n), *lam = hvec(n);
+		double *W = hvec(n), *Z = hvec(n * (m + 1));
+		double etol = tol(dt, TOL_EIG);
+		double vtol = dt == KERN_F64 ? 1e-9 : 1e-4;
+		/* eigenvalues (i+1) − n/3: exactly m of them lie below vu */
+		double vu = (double) m + 0.5 - (double) n / 3;
+		double *A0;
+		int info = -1;
+
+		known_spectrum(dt, n, lda, A, Q, lam);
+		A0 = hdup(A, lda * n);
+		run_syevr_below(&g_dev, dt, n, A, lda, vu, m, W, Z, &k, &info);
+		assert_int_equal(info, 0);
+		assert_int_equal(k, m);
+		for (int64_t i = 0; i < m; i++) {
+			double want = (double) (i + 1) - (double) n / 3;
+			int64_t q = 0;
+
+			check_scalar("syevr_below value", dt, W[i], want,
+			             etol * (double) n);
+			while (q < n && lam[q] != want)
+				q++;
+			assert_true(q < n);
+			check_scalar("syevr_below vector", dt,
+			             fabs(col_dot(Z, n, i, Q, n, q, n)), 1.0,
+			             vtol);
+		}
+#ifdef KERN_TEST_CUDA
+		{ /* and against the cpu backend on the same input */
+			double *RW = hvec(n), *RZ = hvec(n * (m + 1));
+			int64_t rk = -1;
+			int rinfo = -1;
+
+			memcpy(A, A0, (size_t) (lda * n) * sizeof(*A));
+			run_syevr_below(&g_ref, dt, n, A, lda, vu, m, RW, RZ,
+			                &rk, &rinfo);
+			assert_int_equal(rinfo, 0);
+			assert_int_equal(rk, k);
+			check_close("syevr_below values vs cpu", dt, W, RW, k,
+			            etol);
+			for (int64_t i = 0; i < k; i++)
+				check_scalar(
+				        "syevr_below vector vs cpu", dt,
+				        fabs(col_dot(Z, n, i, RZ, n, i, n)),
+				        1.0, vtol);
+			free(RW);
+			free(RZ);
+		}
+#endif
+		/* more than max_k below vu: the count only */
+		if (m > 0) {
+			memcpy(A, A0, (size_t) (lda * n) * sizeof(*A));
+			run_syevr_below(&g_dev, dt, n, A, lda, vu, m - 1, W, Z,
+			                &k, &info);
+			assert_int_equal(info, 0);
+			assert_int_equal(k, m);
+		}
+		/* nothing below the smallest eigenvalue */
+		memcpy(A, A0, (size_t) (lda * n) * sizeof(*A));
+		run_syevr_below(&g_dev, dt, n, A, lda, 0.5 - (double) n / 3, m,
+		                W, Z, &k, &info);
+		assert_int_equal(info, 0);
+		assert_int_equal(k, 0);
+		free(A);
+		free(A0);
+		free(Q);
+		free(lam);
+		free(W);
+		free(Z);
+	}
+}
+
 /* ---- tridiag_qt */
 
 static void
@@ -1673,6 +1775,7 @@ main(void)
 	        cmocka_unit_test(test_potrf_not_pd),
 	        cmocka_unit_test(test_trsm),
 	        cmocka_unit_test(test_syevd),
+	        cmocka_unit_test(test_syevr_below),
 	        cmocka_unit_test(test_tridiag_qt),
 	        cmocka_unit_test(test_axpby),
 	        cmocka_unit_test(test_shrink),

@@ -409,6 +409,129 @@ cpu_syevd(void *ctx, enum kern_dtype dt, int64_t n, void *A, int64_t lda,
 	return rc;
 }
 
+/* syevr with RANGE='V' over (vl, vu]: tridiagonalisation, then bisection
+ * and inverse iteration for the selected eigenpairs only, and a
+ * back-transformation of those k vectors (2n²k instead of syevd's ~2n³ for
+ * all of them). The count is only known after the call, so the vectors go
+ * to an n×n scratch whose unused columns are never touched (no page is
+ * faulted in for them); a count above max_k costs the whole call (the
+ * caller then pays syevd too: it picks max_k so that this is rare). vl is
+ * below every eigenvalue: |λ| <= ‖A‖_F. */
+static int
+syevr_range(enum kern_dtype dt, lapack_int n, void *A, lapack_int lda,
+            double vl, double vu, void *W, void *Z, lapack_int *found,
+            int *info)
+{
+	size_t es = kern_dtype_size(dt);
+	int64_t lwork = 26 * (int64_t) n, liwork = 10 * (int64_t) n;
+	lapack_int qi = 0, r;
+	lapack_int *iwork = NULL, *isuppz = NULL;
+	void *work = NULL;
+	int rc = NQ_ENOMEM;
+
+	if (dt == KERN_F64) {
+		double qw = 0;
+		r = LAPACKE_dsyevr_work(LAPACK_COL_MAJOR, 'V', 'V', 'L', n, A,
+		                        lda, vl, vu, 0, 0, 0, found, W, Z, n,
+		                        NULL, &qw, -1, &qi, -1);
+		if (r == 0 && qw > (double) lwork)
+			lwork = (int64_t) ceil(qw);
+	} else {
+		float qw = 0;
+		r = LAPACKE_ssyevr_work(LAPACK_COL_MAJOR, 'V', 'V', 'L', n, A,
+		                        lda, (float) vl, (float) vu, 0, 0, 0,
+		                        found, W, Z, n, NULL, &qw, -1, &qi, -1);
+		if (r == 0 && (double) qw > (double) lwork)
+			lwork = (int64_t) ceil((double) qw);
+	}
+	if (r != 0)
+		return NQ_EBADPARAM;
+	if (qi > liwork)
+		liwork = qi;
+	if (lwork > INT_MAX || liwork > INT_MAX)
+		return NQ_ENOMEM;
+	isuppz = malloc(2 * (size_t) n * sizeof(*isuppz));
+	work = malloc((size_t) lwork * es);
+	iwork = malloc((size_t) liwork * sizeof(*iwork));
+	if (isuppz == NULL || work == NULL || iwork == NULL)
+		goto out;
+	if (dt == KERN_F64)
+		r = LAPACKE_dsyevr_work(LAPACK_COL_MAJOR, 'V', 'V', 'L', n, A,
+		                        lda, vl, vu, 0, 0, 0, found, W, Z, n,
+		                        isuppz, work, (lapack_int) lwork, iwork,
+		                        (lapack_int) liwork);
+	else
+		r = LAPACKE_ssyevr_work(
+		        LAPACK_COL_MAJOR, 'V', 'V', 'L', n, A, lda, (float) vl,
+		        (float) vu, 0, 0, 0, found, W, Z, n, isuppz, work,
+		        (lapack_int) lwork, iwork, (lapack_int) liwork);
+	rc = r < 0 ? NQ_EBADPARAM : 0;
+	*info = r > 0 ? (int) r : 0;
+out:
+	free(isuppz);
+	free(work);
+	free(iwork);
+	return rc;
+}
+
+static int
+cpu_syevr_below(void *ctx, enum kern_dtype dt, int64_t n, void *A, int64_t lda,
+                double vu, int64_t max_k, void *W, void *Z, int64_t ldz,
+                int64_t *k, int *info)
+{
+	size_t es = kern_dtype_size(dt);
+	lapack_int found = 0;
+	void *Zs = NULL;
+	double nrm;
+	int rc;
+
+	if (info == NULL || k == NULL)
+		return NQ_EBADPARAM;
+	*info = 0;
+	*k = 0;
+	if (!kern_dt_ok(dt) || !kern_dim_ok(n) || !kern_ld_ok(lda, n) ||
+	    max_k < 0 || !kern_ld_ok(ldz, n) || isnan(vu))
+		return NQ_EBADPARAM;
+	if (n == 0)
+		return 0;
+	if (A == NULL || W == NULL || (max_k > 0 && Z == NULL))
+		return NQ_EBADPARAM;
+	nrm = dt == KERN_F64
+	              ? LAPACKE_dlansy_work(LAPACK_COL_MAJOR, 'F', 'L',
+	                                    (lapack_int) n, A, (lapack_int) lda,
+	                                    NULL)
+	              : (double) LAPACKE_slansy_work(LAPACK_COL_MAJOR, 'F', 'L',
+	                                             (lapack_int) n, A,
+	                                             (lapack_int) lda, NULL);
+	if (!isfinite(nrm)) {
+		*info = 1; /* as syevd on a NaN/Inf matrix: no convergence */
+		return 0;
+	}
+	if (vu <= -(nrm + 1))
+		return 0; /* no eigenvalue below vu */
+	Zs = malloc((size_t) n * (size_t) n * es);
+	if (Zs == NULL)
+		return NQ_ENOMEM;
+	rc = syevr_range(dt, (lapack_int) n, A, (lapack_int) lda,
+	                 -(2 * nrm + 1), vu, W, Zs, &found, info);
+	if (rc != 0 || *info != 0)
+		goto out;
+	/* syevr's interval is (vl, vu]: drop eigenvalues equal to vu */
+	while (found > 0 &&
+	       (dt == KERN_F64 ? ((double *) W)[found - 1]
+	                       : (double) ((float *) W)[found - 1]) >= vu)
+		found--;
+	*k = found;
+	if (found <= max_k)
+		for (int64_t j = 0; j < found; j++)
+			memcpy((char *) Z + (size_t) (j * ldz) * es,
+			       (char *) Zs + (size_t) (j * n) * es,
+			       (size_t) n * es);
+out:
+	free(Zs);
+	return rc;
+}
+
 /* ---- elementwise and reductions */
 
 static int
@@ -897,6 +1020,7 @@ static const struct kern_ops kern_cpu_ops = {
         .convert = cpu_convert,
         .tridiag_qt = cpu_tridiag_qt,
         .conv_rows = cpu_conv_rows,
+        .syevr_below = cpu_syevr_below,
 };
 
 int

@@ -996,6 +996,136 @@ cuda_conv_rows(void *ctx, enum kern_dtype dt, int64_t ng, int64_t group,
 	                           c->stream));
 }
 
+/* cusolverDnXsyevdx over (vl, vu]: the vectors of the selected eigenpairs
+ * only, into A's first columns, then copied to Z. vl lies below every
+ * eigenvalue: |λ| <= ‖A‖_F <= the norm of the whole n×n block (the upper
+ * triangle is not referenced by the solver but may bound it loosely). */
+static int
+cuda_syevr_below(void *ctx, enum kern_dtype dt, int64_t n, void *A, int64_t lda,
+                 double vu, int64_t max_k, void *W, void *Z, int64_t ldz,
+                 int64_t *k, int *info)
+{
+	struct kern_cuda_ctx *c = ctx;
+	size_t es = kern_dtype_size(dt), dbytes = 0, hbytes = 0;
+	void *dws = NULL, *hws = NULL;
+	int own = 0, rc, h_info = 0;
+	cudaDataType t = cuda_type(dt);
+	double ss = 0, vl, dvl, dvu;
+	float fvl, fvu;
+	int64_t meig = 0;
+
+	if (info == NULL || k == NULL)
+		return NQ_EBADPARAM;
+	*info = 0;
+	*k = 0;
+	if (!kern_dt_ok(dt) || !kern_dim_ok(n) || !kern_ld_ok(lda, n) ||
+	    max_k < 0 || !kern_ld_ok(ldz, n) || isnan(vu))
+		return NQ_EBADPARAM;
+	if (n == 0)
+		return 0;
+	if (A == NULL || W == NULL || (max_k > 0 && Z == NULL))
+		return NQ_EBADPARAM;
+	/* W (n) is scratch for the row sums of squares */
+	rc = cuda_row_sumsq(ctx, dt, n, n, A, lda, W);
+	if (rc == 0)
+		rc = cuda_sumsq(ctx, dt, n, W, &ss);
+	if (rc != 0)
+		return rc;
+	if (!isfinite(ss)) {
+		*info = 1; /* as syevd on a NaN/Inf matrix: no convergence */
+		return 0;
+	}
+	vl = -(2 * sqrt(ss) + 1);
+	if (vu <= vl)
+		return 0;
+	dvl = vl;
+	dvu = vu;
+	fvl = (float) vl;
+	fvu = (float) vu;
+	rc = solver_check(
+	        "cusolverDnXsyevdx_bufferSize",
+	        cusolverDnXsyevdx_bufferSize(
+	                c->solver, c->params, CUSOLVER_EIG_MODE_VECTOR,
+	                CUSOLVER_EIG_RANGE_V, CUBLAS_FILL_MODE_LOWER, n, t, A,
+	                lda, dt == KERN_F64 ? (void *) &dvl : (void *) &fvl,
+	                dt == KERN_F64 ? (void *) &dvu : (void *) &fvu, 0, 0,
+	                &meig, t, W, t, &dbytes, &hbytes));
+	if (rc != 0)
+		return rc;
+	rc = ws_acquire(c, dbytes, &dws, &own);
+	if (rc != 0)
+		return rc;
+	rc = host_ws(hbytes, &hws);
+	if (rc != 0)
+		goto out;
+	meig = 0;
+	rc = solver_check(
+	        "cusolverDnXsyevdx",
+	        cusolverDnXsyevdx(
+	                c->solver, c->params, CUSOLVER_EIG_MODE_VECTOR,
+	                CUSOLVER_EIG_RANGE_V, CUBLAS_FILL_MODE_LOWER, n, t, A,
+	                lda, dt == KERN_F64 ? (void *) &dvl : (void *) &fvl,
+	                dt == KERN_F64 ? (void *) &dvu : (void *) &fvu, 0, 0,
+	                &meig, t, W, t, dws, dbytes, hws, hbytes, c->d_info));
+	if (rc == 0)
+		rc = fetch_info(c, &h_info);
+	if (rc == 0 && h_info < 0) {
+		fprintf(stderr,
+		        "kern cuda error call=cusolverDnXsyevdx "
+		        "info=%d\n",
+		        h_info);
+		rc = NQ_EDEVICE;
+	}
+	if (rc != 0)
+		goto out;
+	*info = h_info;
+	if (h_info != 0)
+		goto out;
+	if (meig < 0 || meig > n) {
+		fprintf(stderr,
+		        "kern cuda error call=cusolverDnXsyevdx meig=%lld\n",
+		        (long long) meig);
+		rc = NQ_EDEVICE;
+		goto out;
+	}
+	/* (vl, vu]: drop eigenvalues equal to vu (ascending: at the end) */
+	while (meig > 0) {
+		double last = 0;
+		float flast = 0;
+
+		rc = dt == KERN_F64
+		             ? cuda_download(ctx, &last,
+		                             (char *) W +
+		                                     (size_t) (meig - 1) * es,
+		                             es)
+		             : cuda_download(ctx, &flast,
+		                             (char *) W +
+		                                     (size_t) (meig - 1) * es,
+		                             es);
+		if (rc != 0)
+			goto out;
+		if (dt == KERN_F32)
+			last = (double) flast;
+		if (last < vu)
+			break;
+		meig--;
+	}
+	*k = meig;
+	if (meig > 0 && meig <= max_k)
+		rc = cu_check("cudaMemcpy2DAsync",
+		              cudaMemcpy2DAsync(Z, (size_t) ldz * es, A,
+		                                (size_t) lda * es,
+		                                (size_t) n * es, (size_t) meig,
+		                                cudaMemcpyDeviceToDevice,
+		                                c->stream));
+out:
+	if (rc != 0)
+		(void) cudaStreamSynchronize(c->stream);
+	ws_release(dws, own);
+	free(hws);
+	return rc;
+}
+
 static const struct kern_ops kern_cuda_ops = {
         .name = "cuda",
         .alloc = cuda_alloc,
@@ -1025,4 +1155,5 @@ static const struct kern_ops kern_cuda_ops = {
         .convert = cuda_convert,
         .tridiag_qt = cuda_tridiag_qt,
         .conv_rows = cuda_conv_rows,
+        .syevr_below = cuda_syevr_below,
 };

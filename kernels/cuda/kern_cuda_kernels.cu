@@ -354,7 +354,8 @@ k_conv_rows(int64_t ng, int64_t group, int64_t n, int64_t nt, const T *X,
 			const T *x = X + ldx * (g * group + j);
 			const T *w = W + nt * (g * group + j);
 			for (int64_t c0 = 0; c0 < nt; c0 += CONV_CH) {
-				int64_t ch = nt - c0 < CONV_CH ? nt - c0 : CONV_CH;
+				int64_t ch =
+				        nt - c0 < CONV_CH ? nt - c0 : CONV_CH;
 				__syncthreads();
 				for (int64_t i = threadIdx.x; i < TPB + ch - 1;
 				     i += blockDim.x) {

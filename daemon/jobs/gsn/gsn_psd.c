@@ -60,11 +60,71 @@ not_pd(struct gsn_dev *g, int64_t n, const void *M, struct gsn_work *wk,
 	return rc;
 }
 
+/* The rebuilt M is PSD up to rounding; when it does not factor, the
+ * 1e-10 ridge makes it PD (§2.7). tmp holds a copy of M on entry: the
+ * test consumes it. */
+static int
+ridge_if_not_pd(struct gsn_dev *g, int64_t n, void *M, struct gsn_work *wk)
+{
+	int info = 0;
+	int rc = KOP(g->kb, potrf, g->dt, n, wk->tmp, n, &info);
+
+	if (rc == 0 && info != 0) {
+		rc = KOP(g->kb, add_diag, g->dt, n, M, GSN_PSD_RIDGE);
+		wk->eig_shift = GSN_PSD_RIDGE; /* V (D₊ + rI) Vᵀ */
+	}
+	return rc;
+}
+
+/* P₊(M) = M − V₋ diag(λ₋) V₋ᵀ = M + W Wᵀ with W = V₋ diag(sqrt(−λ₋)), from
+ * the eigenpairs with λ < 0 only: when they are few (cS has ~8% of them at
+ * N = 1000, C = 80) this skips the vectors of all the others, the bulk of
+ * syevd. *done = 0 (M untouched) when there are more than n/3 of them or
+ * the partial solver did not converge: the caller runs the full syevd. */
+static int
+psd_from_negative(struct gsn_dev *g, int64_t n, void *M, struct gsn_work *wk,
+                  int *done)
+{
+	int64_t max_k = n / 3, k = 0;
+	void *Z = NULL;
+	int rc, info = 0;
+
+	*done = 0;
+	if (g->kb->ops->syevr_below == NULL || max_k < 1)
+		return 0;
+	rc = gsn_dalloc(g, n * max_k, &Z);
+	if (rc == 0)
+		rc = gsn_dcopy(g, wk->tmp, M, n * n);
+	if (rc == 0)
+		rc = KOP(g->kb, syevr_below, g->dt, n, wk->tmp, n, 0.0, max_k,
+		         wk->w, Z, n, &k, &info);
+	if (rc != 0 || info != 0 || k > max_k)
+		goto out;
+	if (k > 0)
+		rc = gsn_down(g, wk->hw, wk->w, k);
+	if (rc == 0 && k > 0) {
+		for (int64_t i = 0; i < k; i++)
+			wk->hw[i] = sqrt(-wk->hw[i]);
+		rc = gsn_up(g, wk->w, wk->hw, k);
+	}
+	if (rc == 0 && k > 0)
+		rc = KOP(g->kb, scale_rc, g->dt, n, k, Z, n, NULL, wk->w);
+	/* syrk writes both triangles from the lower one and M is symmetric:
+	 * the sum stays exactly symmetric */
+	if (rc == 0 && k > 0)
+		rc = KOP(g->kb, syrk, g->dt, KERN_N, n, k, 1.0, Z, n, 1.0, M,
+		         n);
+	*done = rc == 0;
+out:
+	gsn_dfree(g, &Z);
+	return rc;
+}
+
 int
 gsn_psd(struct gsn_dev *g, int64_t n, void *M, struct gsn_work *wk, char *msg,
         size_t msglen)
 {
-	int rc, np = 0, info = 0;
+	int rc, np = 0, info = 0, done = 0;
 	int64_t k = 0;
 
 	rc = KOP(g->kb, symmetrize, g->dt, n, M);
@@ -74,6 +134,24 @@ gsn_psd(struct gsn_dev *g, int64_t n, void *M, struct gsn_work *wk, char *msg,
 		return fail(rc, "symmetrize/potrf", msg, msglen);
 	if (!np)
 		return 0;
+	/* the eigen returns need the full decomposition */
+	if (!wk->eig_want) {
+		rc = psd_from_negative(g, n, M, wk, &done);
+		/* no Cholesky test here: with k >= 1 eigenvalues clipped P
+		 * is singular, and with none P = M, whose test failed
+		 * already. A test of M + W Wᵀ would pass or fail on rounding
+		 * (its null space holds ±ε‖M‖, where the full rebuild is
+		 * exactly rank-deficient) and flip the ridge between passes */
+		if (rc == 0 && done) {
+			rc = KOP(g->kb, add_diag, g->dt, n, M, GSN_PSD_RIDGE);
+			wk->eig_shift = GSN_PSD_RIDGE;
+		}
+		if (rc != 0)
+			return fail(rc, "partial eigendecomposition/rebuild",
+			            msg, msglen);
+		if (done)
+			return 0;
+	}
 	/* M is rebuilt from its eigenvectors: they may overwrite it */
 	rc = KOP(g->kb, syevd, g->dt, n, M, n, wk->w, &info);
 	if (rc != 0)
@@ -116,11 +194,7 @@ gsn_psd(struct gsn_dev *g, int64_t n, void *M, struct gsn_work *wk, char *msg,
 	if (rc == 0)
 		rc = gsn_dcopy(g, M, wk->tmp, n * n);
 	if (rc == 0)
-		rc = KOP(g->kb, potrf, g->dt, n, wk->tmp, n, &info);
-	if (rc == 0 && info != 0) {
-		rc = KOP(g->kb, add_diag, g->dt, n, M, GSN_PSD_RIDGE);
-		wk->eig_shift = GSN_PSD_RIDGE; /* V (D₊ + rI) Vᵀ */
-	}
+		rc = ridge_if_not_pd(g, n, M, wk);
 	if (rc != 0)
 		return fail(rc, "rebuild", msg, msglen);
 	return 0;

@@ -65,6 +65,60 @@ select_k(float *v, int n, int k)
 	return v[k];
 }
 
+/* Median of v[0..n) (n ≥ 3; the mean of the two middle values when n is
+ * even), exact. The median moves little from one sample to the next, so
+ * the values within ±*half of the last one (guess) are gathered without
+ * branches and, when both middle ranks fall among them, only that small
+ * set is searched; otherwise a full quickselect. *half adapts to keep the
+ * set small but hit. buf: n floats. */
+static float
+median_near(const float *v, int n, float *buf, float guess, float *half)
+{
+	int k2 = n / 2, k1 = n % 2 == 0 ? k2 - 1 : k2, below = 0, m = 0;
+	float lo = guess - *half, hi = guess + *half, med, lower;
+
+	if (*half > 0) {
+		for (int i = 0; i < n; i++) {
+			buf[m] = v[i];
+			m += (v[i] >= lo) & (v[i] < hi);
+			below += v[i] < lo;
+		}
+		if (below <= k1 && k2 < below + m) {
+			med = select_k(buf, m, k2 - below);
+			lower = med;
+			if (k1 < k2) {
+				/* the lower middle is the max below it */
+				lower = buf[0];
+				for (int i = 1; i < k2 - below; i++)
+					lower = buf[i] > lower ? buf[i] : lower;
+			}
+			if (4 * m > n)
+				*half *= 0.7f;
+			return k1 < k2 ? (med + lower) / 2 : med;
+		}
+	}
+	memcpy(buf, v, sizeof(float) * (size_t) n);
+	med = select_k(buf, n, k2);
+	lower = med;
+	if (k1 < k2) {
+		lower = buf[0];
+		for (int i = 1; i < k2; i++)
+			lower = buf[i] > lower ? buf[i] : lower;
+	}
+	/* missed (or first sample): widen, from the spread of the values */
+	if (*half > 0)
+		*half *= 2;
+	else {
+		float a = buf[0], b = buf[0];
+		for (int i = 1; i < n; i++) {
+			a = buf[i] < a ? buf[i] : a;
+			b = buf[i] > b ? buf[i] : b;
+		}
+		*half = (b - a) / 8 > 0 ? (b - a) / 8 : 1;
+	}
+	return k1 < k2 ? (med + lower) / 2 : med;
+}
+
 /* Both sections over all channels at once, one sample after the other, so
  * the inner loop runs over contiguous channels. dir = +1 or -1. */
 static void
@@ -119,19 +173,13 @@ ss_preprocess(const struct ss_filter *f, float *X, int C, int64_t T, int car,
 		for (int c = 0; c < C; c++)
 			X[t * C + c] -= cwork[c];
 	if (car && C >= 3) {
+		float guess = 0, half = 0;
 		for (int64_t t = 0; t < T; t++) {
-			float *col = X + t * C, med;
-			memcpy(cwork, col, sizeof(float) * (size_t) C);
-			med = select_k(cwork, C, C / 2);
-			if (C % 2 == 0) {
-				/* the lower middle is the max below C/2 */
-				float lo = cwork[0];
-				for (int i = 1; i < C / 2; i++)
-					lo = cwork[i] > lo ? cwork[i] : lo;
-				med = (med + lo) / 2;
-			}
+			float *col = X + t * C;
+			float med = median_near(col, C, cwork, guess, &half);
 			for (int c = 0; c < C; c++)
 				col[c] -= med;
+			guess = med;
 		}
 	}
 	ss_filter_filtfilt_batch(f, X, C, T, work);

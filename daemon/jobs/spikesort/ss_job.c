@@ -284,9 +284,11 @@ batch_bytes(int C, int64_t batch, const struct ss_config *c, int K, int device)
 	uint64_t T = (uint64_t) (batch + 2 * c->pad + 2 * c->fpad);
 	uint64_t RK = (uint64_t) c->rank * (uint64_t) K;
 
+	/* device: whitening in/out, residual, projections, scores; host: the
+	 * batch and the scores with their download scratch */
 	if (device)
-		return 4 * T * ((uint64_t) C * 3 + RK);
-	return 4 * T * ((uint64_t) C + RK * 2 + (uint64_t) K);
+		return 4 * T * ((uint64_t) C * 3 + RK + (uint64_t) K);
+	return 4 * T * ((uint64_t) C + (uint64_t) K * 2);
 }
 
 static int
@@ -335,9 +337,13 @@ ss_estimate(const struct nq_map *params, const struct nq_map *inputs,
 	        bb + cache + snip + (uint64_t) N / 10 * 16 + (64ULL << 20);
 	est->device_bytes =
 	        batch_bytes(C, batch, &jp.cfg, K, 1) + (16ULL << 20);
-	/* whitening gemm + score convolution per sample, a few passes */
+	/* per sample, a few passes: banded whitening (row blocks of 32 over
+	 * about three whitening ranges), projection on template windows
+	 * (≤ 32 channels typical), score convolution */
+	double wband = fmin(C, 3.0 * jp.cfg.whiten_nrange);
 	est->flops = (double) N *
-	             (2.0 * C * C + 2.0 * K * jp.cfg.rank * (C + jp.cfg.nt)) *
+	             (2.0 * C * wband +
+	              2.0 * K * jp.cfg.rank * (fmin(C, 32) + jp.cfg.nt)) *
 	             (2 + jp.cfg.learn_iters);
 	return 0;
 }

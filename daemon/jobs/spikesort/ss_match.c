@@ -270,8 +270,8 @@ struct ss_matcher {
 	const struct ss_templates *tp;
 	int K, C, nt, R, RK;
 	int64_t Tmax;
-	int *ord;     /* matcher order (by channel window) → template */
-	int *wc0;     /* channel window of each template */
+	int *ord; /* matcher order (by channel window) → template */
+	int *wc0; /* channel window of each template */
 	int *wc1;
 	struct ss_mgroup *grp;
 	int ngrp;
@@ -608,8 +608,7 @@ ss_match_batch(struct ss_matcher *m, const struct ss_config *cfg, float *R,
 			if ((rc = ss_match_out_push(out, t, k, a)) != 0)
 				return rc;
 		}
-		for (int64_t a = 0, b; next_run(m->dirty, T, nt, &a, &b);
-		     a = b)
+		for (int64_t a = 0, b; next_run(m->dirty, T, nt, &a, &b); a = b)
 			if ((rc = project(m, R, a, b)) != 0)
 				return rc;
 		for (int64_t a = 0, b; next_run(m->sdirty, Ts, nt, &a, &b);
