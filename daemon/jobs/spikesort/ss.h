@@ -90,8 +90,8 @@ struct ss_config {
 	int car;
 	int whiten_nrange; /* 32 */
 	int whiten_every;  /* use every k-th batch for the covariance (25) */
-	double th_detect;  /* threshold crossing, whitened σ units (6) */
-	double th_match;   /* matching threshold on the projection (8) */
+	double th_detect;  /* threshold crossing, whitened σ units (4) */
+	double th_match;   /* matching threshold on the projection (6) */
 	double lam;        /* amplitude prior weight (Kilosort 2's lam, 10) */
 	int nc_feat;       /* channels for features (10) */
 	int npc;           /* temporal PCs per channel (3) */
