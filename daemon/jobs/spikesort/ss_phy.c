@@ -1,9 +1,9 @@
 /*
  * ss_phy.c — the phy / Kilosort output folder, and checkpoint blobs.
  *
- * The .npy writer is local (format 1.0 is a dozen lines) so the phy folder
- * does not depend on anything but libc; files are written to a temporary
- * name and renamed, so a crash never leaves a half file phy would load.
+ * Arrays go through proto's .npy writer (nq_npy_write: temporary name, fsync,
+ * rename), so a crash never leaves a half file phy would load; checkpoint
+ * blobs use the same write-then-rename below.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "nq_error.h"
+#include "nq_npy.h"
 #include "ss.h"
 
 static int
@@ -62,31 +63,20 @@ int
 ss_npy_write(const char *path, const char *descr, int ndim,
              const int64_t *shape, const void *data, size_t itemsize)
 {
-	char hdr[512], sh[256] = "";
-	size_t count = 1, len, pos = 0;
-	int n;
+	/* A view of the caller's buffer: nq_npy_write only reads it. */
+	struct nq_array a = {.ndim = ndim, .data = (void *) data};
+	size_t count = 1;
 
+	if (ndim < 0 || ndim > NQ_MAXDIM ||
+	    nq_dtype_parse(descr, &a.dtype) != 0 ||
+	    nq_dtype_size(a.dtype) != itemsize)
+		return NQ_EINTERNAL;
 	for (int i = 0; i < ndim; i++) {
-		pos += (size_t) snprintf(sh + pos, sizeof(sh) - pos, "%lld,%s",
-		                         (long long) shape[i],
-		                         i + 1 < ndim ? " " : "");
+		a.shape[i] = shape[i];
 		count *= (size_t) shape[i];
 	}
-	if (ndim > 1)
-		sh[strlen(sh) - 1] = '\0'; /* (a, b) not (a, b,) */
-	n = snprintf(hdr + 10, sizeof(hdr) - 10,
-	             "{'descr': '%s', 'fortran_order': False, 'shape': (%s), }",
-	             descr, sh);
-	if (n < 0 || n > 400)
-		return NQ_EIO;
-	len = 10 + (size_t) n + 1;
-	size_t total = (len + 63) / 64 * 64;
-	memset(hdr + 10 + n, ' ', total - len);
-	hdr[total - 1] = '\n';
-	memcpy(hdr, "\x93NUMPY\x01\x00", 8);
-	hdr[8] = (char) ((total - 10) & 0xff);
-	hdr[9] = (char) ((total - 10) >> 8);
-	return atomic_write(path, hdr, total, data, count * itemsize);
+	a.nbytes = count * itemsize;
+	return nq_npy_write(path, &a);
 }
 
 static int
