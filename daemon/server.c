@@ -47,6 +47,31 @@ us_to_s(int64_t us)
 	return (double) us / 1e6;
 }
 
+static double
+now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (double) ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* Seconds to finish by linear extrapolation of progress since the start;
+ * -1 when unknown (queued, or under 1 % done), 0 once final. */
+static double
+job_eta_s(const struct job_row *j)
+{
+	if (job_state_final(j->state))
+		return 0;
+	if (j->state == JOB_RUNNING && j->progress >= 0.01 &&
+	    j->started_us > 0) {
+		double el = now_s() - us_to_s(j->started_us);
+		if (el > 0)
+			return el * (1 - j->progress) / j->progress;
+	}
+	return -1;
+}
+
 static struct nq_map *
 job_map(const struct job_row *j)
 {
@@ -65,6 +90,7 @@ job_map(const struct job_row *j)
 	rc |= nq_map_set_int(m, "attempts", j->attempts);
 	rc |= nq_map_set_float(m, "progress", j->progress);
 	rc |= nq_map_set_str(m, "stage", j->stage);
+	rc |= nq_map_set_float(m, "eta_s", job_eta_s(j));
 	rc |= nq_map_set_float(m, "submitted", us_to_s(j->submitted_us));
 	rc |= nq_map_set_float(m, "started", us_to_s(j->started_us));
 	rc |= nq_map_set_float(m, "finished", us_to_s(j->finished_us));
@@ -93,15 +119,6 @@ set_map(struct nq_map *dst, const char *key, struct nq_map *m)
 	return nq_map_set(dst, key, &v);
 }
 
-static double
-now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (double) ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 void
 server_publish(struct daemon *d, const struct job_row *j)
 {
@@ -109,18 +126,10 @@ server_publish(struct daemon *d, const struct job_row *j)
 	struct nq_value v;
 	void *buf = NULL;
 	size_t len;
-	double eta = -1; /* unknown */
+	double eta = job_eta_s(j);
 
 	if (m == NULL)
 		return;
-	if (j->state == JOB_RUNNING && j->progress >= 0.01 &&
-	    j->started_us > 0) {
-		double el = now_s() - us_to_s(j->started_us);
-		if (el > 0)
-			eta = el * (1 - j->progress) / j->progress;
-	} else if (job_state_final(j->state)) {
-		eta = 0;
-	}
 	if (nq_map_set_int(m, "id", j->id) ||
 	    nq_map_set_str(m, "state", job_state_name(j->state)) ||
 	    nq_map_set_float(m, "progress", j->progress) ||

@@ -1,5 +1,7 @@
 /*
- * wait.c — `neuroq wait ID [--timeout S]`: poll status until the job ends.
+ * wait.c — `neuroq wait ID [--timeout S]`: poll status until the job ends,
+ * with a progress bar (stage, elapsed, the daemon's ETA) on a terminal and a
+ * line per state/stage change or 10 % of progress otherwise.
  *
  * Polling (every 0.25 s) rather than the PUB event stream: status is the
  * truth, events are lossy hints, and a poll costs the daemon one SQLite read.
@@ -34,25 +36,93 @@ sleep_s(double s)
 	nanosleep(&ts, NULL);
 }
 
+/* "1h02m", "3m05s", "42s" */
+static void
+fmt_dur(char *buf, size_t n, double s)
+{
+	long t = lround(s);
+
+	if (t >= 3600)
+		snprintf(buf, n, "%ldh%02ldm", t / 3600, t / 60 % 60);
+	else if (t >= 60)
+		snprintf(buf, n, "%ldm%02lds", t / 60, t % 60);
+	else
+		snprintf(buf, n, "%lds", t);
+}
+
+static double
+clamp01(double p)
+{
+	return p >= 0 ? (p > 1 ? 1 : p) : 0;
+}
+
+/* "eta 3m05s" from the daemon's estimate; "eta ?" while it has none */
+static void
+fmt_eta(char *buf, size_t n, const struct nq_map *job)
+{
+	double eta = cli_map_num(job, "eta_s", -1);
+	char d[32];
+
+	if (strcmp(cli_map_str(job, "state", ""), "RUNNING") != 0)
+		buf[0] = 0;
+	else if (!(eta >= 0) || !isfinite(eta))
+		snprintf(buf, n, "eta ?");
+	else {
+		fmt_dur(d, sizeof(d), eta);
+		snprintf(buf, n, "eta %s", d);
+	}
+}
+
 static void
 draw_bar(long long id, const struct nq_map *job, double elapsed)
 {
 	const char *state = cli_map_str(job, "state", "?");
 	const char *stage = cli_map_str(job, "stage", "");
-	double p = cli_map_num(job, "progress", 0);
+	double p = clamp01(cli_map_num(job, "progress", 0));
 	int width = 30, fill;
-	char bar[64];
+	char bar[64], eta[48], el[32];
 
-	if (!(p >= 0))
-		p = 0;
-	if (p > 1)
-		p = 1;
 	fill = (int) lround(p * width);
 	for (int i = 0; i < width; i++)
 		bar[i] = i < fill ? '#' : '.';
 	bar[width] = 0;
-	fprintf(stderr, "\r\033[Kjob %lld %-8s [%s] %3.0f%% %-12.12s %6.1fs",
-	        id, state, bar, 100 * p, stage, elapsed);
+	fmt_eta(eta, sizeof(eta), job);
+	fmt_dur(el, sizeof(el), elapsed);
+	fprintf(stderr, "\r\033[Kjob %lld %-8s [%s] %3.0f%% %-12.12s %6s %s",
+	        id, state, bar, 100 * p, stage, el, eta);
+	fflush(stderr);
+}
+
+/*
+ * Without a terminal (logs, batch scripts): one line when the state or
+ * stage changes or progress passes another 10 %, so a log shows where a
+ * long job is without a carriage-return bar.
+ */
+struct log_state {
+	char state[16], stage[64];
+	int decile;
+};
+
+static void
+log_line(struct log_state *ls, long long id, const struct nq_map *job,
+         double elapsed)
+{
+	const char *state = cli_map_str(job, "state", "?");
+	const char *stage = cli_map_str(job, "stage", "");
+	double p = clamp01(cli_map_num(job, "progress", 0));
+	int dec = (int) (p * 10);
+	char eta[48], el[32];
+
+	if (!strcmp(ls->state, state) && !strcmp(ls->stage, stage) &&
+	    dec <= ls->decile)
+		return;
+	snprintf(ls->state, sizeof(ls->state), "%s", state);
+	snprintf(ls->stage, sizeof(ls->stage), "%s", stage);
+	ls->decile = dec;
+	fmt_eta(eta, sizeof(eta), job);
+	fmt_dur(el, sizeof(el), elapsed);
+	fprintf(stderr, "job %lld %s %.0f%%%s%s elapsed %s%s%s\n", id, state,
+	        100 * p, *stage ? " " : "", stage, el, *eta ? " " : "", eta);
 	fflush(stderr);
 }
 
@@ -70,6 +140,8 @@ cmd_wait(struct cli *c, int argc, char **argv)
 	double deadline_s = -1, t0 = now_s(), poll = 0.25;
 	long long id;
 	int tty = isatty(2) && !c->json, rv = CLI_EREACH, seen = 0;
+	int logl = !isatty(2) && !c->json;
+	struct log_state ls = {"", "", -1};
 	struct nq_value rep = {0};
 
 	for (int i = 0; i < argc; i++) {
@@ -134,6 +206,8 @@ cmd_wait(struct cli *c, int argc, char **argv)
 			}
 			if (tty)
 				draw_bar(id, job->u.map, el);
+			else if (logl)
+				log_line(&ls, id, job->u.map, el);
 			const char *st = cli_map_str(job->u.map, "state", "?");
 			if (ended(st))
 				break;

@@ -1,12 +1,13 @@
 """The neuroq CLI against the real daemon: the whole life of a gsn job."""
 
 import json
+import subprocess
 import time
 
 import numpy as np
 import pytest
 
-from conftest import (GSN_ARRAYS, GSN_SCALARS, Frozen, assert_gsn_sane,
+from conftest import (CLI, GSN_ARRAYS, GSN_SCALARS, Frozen, assert_gsn_sane,
                       assert_same_result, make_data, read_out_dir, run_worker)
 
 # A job that runs for a while (it is canceled while RUNNING); it is held
@@ -201,3 +202,43 @@ def test_idempotent_submit(daemon, tmp_path):
     assert a == b == rep["id"] and rep["existing"] is True
     c = _submit(daemon, "--data", tmp_path / "x.npy")
     assert c != a
+
+
+def test_wait_reports_progress_and_eta(daemon, tmp_path):
+    """status carries the daemon's ETA (extrapolated from progress since the
+    start); `neuroq wait` without a terminal logs a line per state/stage
+    change or 10 % of progress, each with the ETA while RUNNING."""
+    np.save(tmp_path / "big.npy", make_data(*BIG, seed=7))
+    jid = _submit(daemon, "--data", tmp_path / "big.npy")
+    waiter = subprocess.Popen([str(CLI), "--url", daemon.url, "wait", str(jid), "--timeout", "120"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen_eta = False
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        before = time.time()
+        r = daemon.cli("--json", "status", jid)
+        after = time.time()
+        assert r.returncode == 0, r.stderr
+        j = json.loads(r.stdout)
+        if j["state"] == "DONE":
+            break
+        p = j["progress"]
+        if j["state"] == "RUNNING" and p >= 0.01:
+            # the daemon computed it between `before` and `after`
+            lo = (before - j["started"]) * (1 - p) / p
+            hi = (after - j["started"]) * (1 - p) / p
+            assert lo - 1e-3 <= j["eta_s"] <= hi + 1e-3, (j, lo, hi)
+            seen_eta = True
+        else:
+            assert j["eta_s"] == -1, j
+        time.sleep(0.05)
+    out, err = waiter.communicate(timeout=120)
+    assert waiter.returncode == 0, err
+    assert out.strip() == "DONE"
+    lines = err.strip().splitlines()
+    assert lines[-1].startswith(f"job {jid} DONE 100%"), err
+    assert len(lines) == len(set(lines)), err  # a line per change, not per poll
+    j = json.loads(daemon.cli("--json", "status", jid).stdout)
+    assert j["eta_s"] == 0
+    if seen_eta:
+        assert any(ln.startswith(f"job {jid} RUNNING") and " eta " in ln for ln in lines), err
