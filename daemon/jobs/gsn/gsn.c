@@ -406,6 +406,46 @@ now_s(void)
 	return (double) ts.tv_sec + 1e-9 * (double) ts.tv_nsec;
 }
 
+/*
+ * Progress fractions of the four stages from a cost model in flops (level-2
+ * bound steps weighted ×3): the noise and data stages are a Gram of the
+ * residuals plus the level selection (a Gram of the samples when there are
+ * fewer samples than units, otherwise a tridiagonal reduction); the
+ * biconvex refinement is about two PSD projections (reduction + the
+ * negative half of the eigenvectors); eigen only when it needs its own
+ * decomposition. Without this the bar sat at 80 % for 95 % of a large
+ * job's time (N = 2000: noise 0.25 s, data 0.12 s, biconvex 7.4 s, and the
+ * model says 2.6 / 0.9 / 96.5 %), and the ETA with it.
+ */
+static void
+stage_bounds(int64_t n, int64_t c, int64_t t, const struct gsn_opts *o,
+             struct gsn_stage *stN, struct gsn_stage *stD,
+             struct gsn_stage *stB, struct gsn_stage *stE)
+{
+	double N = (double) n, nn = N * N, n3 = nn * N, m = (double) (c * t);
+	double sel = m < N ? 2 * N * m * m : 4 * n3, w[4], sum = 0, f = 0;
+	struct gsn_stage *st[4] = {stN, stD, stB, stE};
+
+	if (o->nll == GSN_NLL_CHOLESKY)
+		sel = (o->levels != NULL ? o->nlevels
+		       : o->wantshrinkage ? 51 : 1) * n3 / 3;
+	w[0] = 2 * nn * m + sel;
+	w[1] = 2 * nn * (double) c + sel;
+	w[2] = 2 * 5 * n3;
+	w[3] = 5 * n3 * (((o->returns & GSN_RET_EIG_DIFFERENCE) != 0) +
+	                 ((o->returns & GSN_RET_EIG_SIGNAL) != 0 &&
+	                  o->precision != KERN_F64));
+	for (int i = 0; i < 4; i++)
+		sum += w[i];
+	for (int i = 0; i < 4; i++) {
+		/* at least 1 % each, so every stage name shows */
+		double d = 0.01 + 0.96 * w[i] / sum;
+		st[i]->f0 = f;
+		f = i == 3 ? 1.0 : f + d;
+		st[i]->f1 = f;
+	}
+}
+
 int
 gsn_run_ex(const struct kern_backend *kb, const double *data, int64_t n,
            int64_t c, int64_t t, const struct gsn_opts *o,
@@ -413,10 +453,10 @@ gsn_run_ex(const struct kern_backend *kb, const double *data, int64_t n,
            struct gsn_result *r, char *msg, size_t msglen)
 {
 	struct gsn_dev g = {kb, KERN_F64, 8};
-	struct gsn_stage stN = {prog, "noise", 0.0, 0.4};
-	struct gsn_stage stD = {prog, "data", 0.4, 0.8};
-	struct gsn_stage stB = {prog, "biconvex", 0.8, 0.95};
-	struct gsn_stage stE = {prog, "eigen", 0.95, 1.0};
+	struct gsn_stage stN = {prog, "noise", 0, 0};
+	struct gsn_stage stD = {prog, "data", 0, 0};
+	struct gsn_stage stB = {prog, "biconvex", 0, 0};
+	struct gsn_stage stE = {prog, "eigen", 0, 0};
 	struct gsn_valid v = {0};
 	struct gsn_work wk = {0};
 	struct gsn_missing_out mo = {0};
@@ -435,6 +475,7 @@ gsn_run_ex(const struct kern_backend *kb, const double *data, int64_t n,
 	rc = gsn_check(data, n, c, t, o, msg, msglen);
 	if (rc != 0)
 		return rc;
+	stage_bounds(n, c, t, o, &stN, &stD, &stB, &stE);
 	g.dt = o->precision;
 	g.es = kern_dtype_size(g.dt);
 	nlevels = o->levels != NULL ? o->nlevels : o->wantshrinkage ? 51 : 1;
