@@ -427,14 +427,17 @@ stage_bounds(int64_t n, int64_t c, int64_t t, const struct gsn_opts *o,
 	struct gsn_stage *st[4] = {stN, stD, stB, stE};
 
 	if (o->nll == GSN_NLL_CHOLESKY)
-		sel = (o->levels != NULL ? o->nlevels
-		       : o->wantshrinkage ? 51 : 1) * n3 / 3;
+		sel = (o->levels != NULL  ? o->nlevels
+		       : o->wantshrinkage ? 51
+		                          : 1) *
+		      n3 / 3;
 	w[0] = 2 * nn * m + sel;
 	w[1] = 2 * nn * (double) c + sel;
 	w[2] = 2 * 5 * n3;
-	w[3] = 5 * n3 * (((o->returns & GSN_RET_EIG_DIFFERENCE) != 0) +
-	                 ((o->returns & GSN_RET_EIG_SIGNAL) != 0 &&
-	                  o->precision != KERN_F64));
+	w[3] = 5 * n3 *
+	       (((o->returns & GSN_RET_EIG_DIFFERENCE) != 0) +
+	        ((o->returns & GSN_RET_EIG_SIGNAL) != 0 &&
+	         o->precision != KERN_F64));
 	for (int i = 0; i < 4; i++)
 		sum += w[i];
 	for (int i = 0; i < 4; i++) {
