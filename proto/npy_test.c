@@ -287,6 +287,77 @@ test_atomic_write(void **state)
 	nq_array_fini(&a);
 }
 
+/* The streamed writer: pieces of any size give the same file as one write;
+ * a short or long stream leaves no file and no temp file behind. */
+static void
+test_stream(void **state)
+{
+	char p1[300], p2[300], cmd[400];
+	int64_t shape[3] = {5, 3, 4};
+	float v[60];
+	struct nq_array a = {0}, b = {0};
+	struct nq_npy_stream s;
+	FILE *f;
+	char buf1[512], buf2[512];
+	size_t n1, n2;
+
+	(void) state;
+	for (int i = 0; i < 60; i++)
+		v[i] = (float) i * 0.5f - 3;
+	path_of(p1, sizeof(p1), "whole.npy");
+	path_of(p2, sizeof(p2), "stream.npy");
+	a.dtype = NQ_DT_F32;
+	a.ndim = 3;
+	memcpy(a.shape, shape, sizeof(shape));
+	a.data = v;
+	a.nbytes = sizeof(v);
+	assert_int_equal(nq_npy_write(p1, &a), 0);
+	assert_int_equal(nq_npy_stream_open(&s, p2, NQ_DT_F32, 3, shape), 0);
+	assert_int_equal(nq_npy_stream_put(&s, v, 7 * 4), 0);
+	assert_int_equal(nq_npy_stream_put(&s, v + 7, 0), 0);
+	assert_int_equal(nq_npy_stream_put(&s, v + 7, 53 * 4), 0);
+	assert_int_equal(access(p2, F_OK), -1); /* not there before commit */
+	assert_int_equal(nq_npy_stream_commit(&s), 0);
+	f = fopen(p1, "rb");
+	n1 = fread(buf1, 1, sizeof(buf1), f);
+	fclose(f);
+	f = fopen(p2, "rb");
+	n2 = fread(buf2, 1, sizeof(buf2), f);
+	fclose(f);
+	assert_int_equal(n1, n2);
+	assert_memory_equal(buf1, buf2, n1);
+	assert_int_equal(nq_npy_read(p2, &b, 0, NULL, 0), 0);
+	assert_int_equal(b.ndim, 3);
+	assert_int_equal(b.shape[2], 4);
+	assert_memory_equal(b.data, v, sizeof(v));
+	nq_array_fini(&b);
+
+	/* too many bytes: refused, aborted */
+	path_of(p2, sizeof(p2), "long.npy");
+	assert_int_equal(nq_npy_stream_open(&s, p2, NQ_DT_F32, 3, shape), 0);
+	assert_int_equal(nq_npy_stream_put(&s, v, 60 * 4), 0);
+	assert_int_equal(nq_npy_stream_put(&s, v, 4), NQ_EIO);
+	assert_int_equal(nq_npy_stream_commit(&s), NQ_EIO);
+	assert_int_equal(access(p2, F_OK), -1);
+	/* too few: commit refuses */
+	path_of(p2, sizeof(p2), "short.npy");
+	assert_int_equal(nq_npy_stream_open(&s, p2, NQ_DT_F32, 3, shape), 0);
+	assert_int_equal(nq_npy_stream_put(&s, v, 59 * 4), 0);
+	assert_int_equal(nq_npy_stream_commit(&s), NQ_EIO);
+	assert_int_equal(access(p2, F_OK), -1);
+	/* aborted: nothing left, not even the temp file */
+	path_of(p2, sizeof(p2), "abort.npy");
+	assert_int_equal(nq_npy_stream_open(&s, p2, NQ_DT_F32, 3, shape), 0);
+	nq_npy_stream_abort(&s);
+	nq_npy_stream_abort(&s); /* twice is harmless */
+	snprintf(cmd, sizeof(cmd), "ls '%s' | grep -c tmp", tmpdir);
+	f = popen(cmd, "r");
+	assert_non_null(f);
+	assert_int_equal(fread(buf1, 1, sizeof(buf1), f), 2); /* "0\n" */
+	assert_int_equal(buf1[0], '0');
+	pclose(f);
+}
+
 int
 main(void)
 {
@@ -296,6 +367,7 @@ main(void)
 	        cmocka_unit_test(test_read_versions),
 	        cmocka_unit_test(test_rejects),
 	        cmocka_unit_test(test_atomic_write),
+	        cmocka_unit_test(test_stream),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

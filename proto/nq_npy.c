@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -148,52 +149,119 @@ nq_fsync_dir(const char *path)
 }
 
 int
-nq_npy_write(const char *path, const struct nq_array *a)
+nq_npy_stream_open(struct nq_npy_stream *s, const char *path,
+                   enum nq_dtype dtype, int ndim, const int64_t *shape)
 {
-	char *hdr = NULL, *tmp = NULL;
-	size_t hlen, plen;
-	int fd = -1;
+	struct nq_array hdr_of = {0};
+	char *hdr = NULL;
+	size_t hlen, plen, n;
 
-	if (path == NULL || a == NULL || nq_dtype_size(a->dtype) == 0 ||
-	    a->ndim < 0 || a->ndim > NQ_MAXDIM ||
-	    (a->nbytes > 0 && a->data == NULL))
+	memset(s, 0, sizeof(*s));
+	s->fd = -1;
+	n = nq_dtype_size(dtype);
+	if (path == NULL || n == 0 || ndim < 0 || ndim > NQ_MAXDIM ||
+	    (ndim > 0 && shape == NULL))
 		return NQ_EIO;
-	hdr = nq_npy_header(a, &hlen);
+	hdr_of.dtype = dtype;
+	hdr_of.ndim = ndim;
+	for (int i = 0; i < ndim; i++) {
+		if (shape[i] < 0 ||
+		    (shape[i] > 0 && n > SIZE_MAX / (size_t) shape[i]))
+			return NQ_EIO;
+		hdr_of.shape[i] = shape[i];
+		n *= (size_t) shape[i];
+	}
+	s->want = n;
 	plen = strlen(path);
-	tmp = malloc(plen + 16);
-	if (hdr == NULL || tmp == NULL)
+	s->path = strdup(path);
+	s->tmp = malloc(plen + 16);
+	hdr = nq_npy_header(&hdr_of, &hlen);
+	if (s->path == NULL || s->tmp == NULL || hdr == NULL)
 		goto fail;
-	memcpy(tmp, path, plen);
-	memcpy(tmp + plen, ".tmp.XXXXXX", 12);
-	fd = mkostemp(tmp, O_CLOEXEC);
-	if (fd < 0) {
-		free(tmp);
-		tmp = NULL;
+	memcpy(s->tmp, path, plen);
+	memcpy(s->tmp + plen, ".tmp.XXXXXX", 12);
+	s->fd = mkostemp(s->tmp, O_CLOEXEC);
+	if (s->fd < 0) {
+		free(s->tmp);
+		s->tmp = NULL;
 		goto fail;
 	}
 	/* Readable by the group so a lab's users can np.load results. */
-	if (fchmod(fd, 0640) != 0 || nq_write_all(fd, hdr, hlen) != 0 ||
-	    nq_write_all(fd, a->data, a->nbytes) != 0 || fsync(fd) != 0)
+	if (fchmod(s->fd, 0640) != 0 || nq_write_all(s->fd, hdr, hlen) != 0)
 		goto fail;
-	if (close(fd) != 0) {
-		fd = -1;
-		goto fail;
-	}
-	fd = -1;
-	if (rename(tmp, path) != 0)
-		goto fail;
-	free(tmp);
 	free(hdr);
-	/* The rename is durable only once the directory is synced. */
-	return nq_fsync_dir(path) == 0 ? 0 : NQ_EIO;
+	return 0;
 fail:
-	if (fd >= 0)
-		close(fd);
-	if (tmp != NULL)
-		unlink(tmp);
-	free(tmp);
 	free(hdr);
+	nq_npy_stream_abort(s);
 	return NQ_EIO;
+}
+
+int
+nq_npy_stream_put(struct nq_npy_stream *s, const void *data, size_t nbytes)
+{
+	if (s->fd < 0 || nbytes > s->want - s->done ||
+	    (nbytes > 0 && data == NULL) ||
+	    nq_write_all(s->fd, data, nbytes) != 0) {
+		nq_npy_stream_abort(s);
+		return NQ_EIO;
+	}
+	s->done += nbytes;
+	return 0;
+}
+
+int
+nq_npy_stream_commit(struct nq_npy_stream *s)
+{
+	int fd = s->fd;
+
+	if (fd < 0 || s->done != s->want || fsync(fd) != 0)
+		goto fail;
+	s->fd = -1;
+	if (close(fd) != 0 || rename(s->tmp, s->path) != 0)
+		goto fail;
+	free(s->tmp);
+	s->tmp = NULL;
+	/* The rename is durable only once the directory is synced. */
+	fd = nq_fsync_dir(s->path);
+	free(s->path);
+	s->path = NULL;
+	return fd == 0 ? 0 : NQ_EIO;
+fail:
+	nq_npy_stream_abort(s);
+	return NQ_EIO;
+}
+
+void
+nq_npy_stream_abort(struct nq_npy_stream *s)
+{
+	if (s->fd >= 0)
+		close(s->fd);
+	if (s->tmp != NULL)
+		unlink(s->tmp);
+	free(s->tmp);
+	free(s->path);
+	memset(s, 0, sizeof(*s));
+	s->fd = -1;
+}
+
+int
+nq_npy_write(const char *path, const struct nq_array *a)
+{
+	struct nq_npy_stream s;
+	int rc;
+
+	if (a == NULL || (a->nbytes > 0 && a->data == NULL))
+		return NQ_EIO;
+	rc = nq_npy_stream_open(&s, path, a->dtype, a->ndim, a->shape);
+	if (rc != 0)
+		return rc;
+	if (s.want != a->nbytes) {
+		nq_npy_stream_abort(&s);
+		return NQ_EIO;
+	}
+	rc = nq_npy_stream_put(&s, a->data, a->nbytes);
+	return rc != 0 ? rc : nq_npy_stream_commit(&s);
 }
 
 /* ---- header dict parser: the Python literal numpy writes */

@@ -9,6 +9,24 @@
 
 /* Write atomically (temp file in the same dir + fsync + rename). 0 or NQ_EIO. */
 int nq_npy_write(const char *path, const struct nq_array *a);
+
+/* The same, streamed, for arrays bigger than memory: open with the final
+ * shape (the header goes first), put the C-order bytes in any pieces, then
+ * commit (only when exactly prod(shape)·itemsize bytes were put: fsync +
+ * rename) or abort (the temp file goes; path is untouched). On an error
+ * put and commit abort by themselves. */
+struct nq_npy_stream {
+	int fd;
+	char *tmp, *path;
+	size_t want, done;
+};
+
+int nq_npy_stream_open(struct nq_npy_stream *s, const char *path,
+                       enum nq_dtype dtype, int ndim, const int64_t *shape);
+int nq_npy_stream_put(struct nq_npy_stream *s, const void *data,
+                      size_t nbytes);
+int nq_npy_stream_commit(struct nq_npy_stream *s);
+void nq_npy_stream_abort(struct nq_npy_stream *s);
 /* Read; rejects big-endian, Fortran order, unknown dtypes, a size that does
  * not match the header, and arrays over max_bytes (0 = no limit).
  * 0, NQ_EIO (cannot open/read), NQ_EBADARRAY (bad file), NQ_ENOMEM. */

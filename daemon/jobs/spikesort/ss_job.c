@@ -10,11 +10,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "job_type.h"
 #include "nq_error.h"
 #include "ss.h"
+#include "ss_feat.h"
 #include "ss_job.h"
 
 /* Every accepted key; anything else is a typo the user should hear of. */
@@ -348,27 +350,46 @@ ss_estimate(const struct nq_map *params, const struct nq_map *inputs,
 	return 0;
 }
 
+static double
+now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double) ts.tv_sec + 1e-9 * (double) ts.tv_nsec;
+}
+
+/* The sort's progress maps to [0, SORT_PART] of the job's, the feature
+ * pass (one more read, filter and whitening of the recording) to the rest. */
+#define SORT_PART 0.92
+
+struct hook_part {
+	struct job_ctx *ctx;
+	double lo, hi;
+};
+
 static void
 h_progress(void *u, double f, const char *stage)
 {
-	struct job_ctx *ctx = u;
-	if (ctx->progress)
-		ctx->progress(ctx, f, stage);
+	struct hook_part *hp = u;
+	if (hp->ctx->progress)
+		hp->ctx->progress(hp->ctx, hp->lo + (hp->hi - hp->lo) * f,
+		                  stage);
 }
 
 static int
 h_canceled(void *u)
 {
-	struct job_ctx *ctx = u;
-	return ctx->canceled ? ctx->canceled(ctx) : 0;
+	struct hook_part *hp = u;
+	return hp->ctx->canceled ? hp->ctx->canceled(hp->ctx) : 0;
 }
 
 static void
 h_log(void *u, const char *line)
 {
-	struct job_ctx *ctx = u;
-	if (ctx->log)
-		ctx->log(ctx, "%s", line);
+	struct hook_part *hp = u;
+	if (hp->ctx->log)
+		hp->ctx->log(hp->ctx, "%s", line);
 }
 
 /* Inline data has no file for phy to show: write it beside the results. */
@@ -442,9 +463,14 @@ ss_run_job(struct job_ctx *ctx, const struct nq_map *params,
 	struct ss_source src;
 	struct ss_probe p;
 	struct ss_result res;
-	struct ss_hooks hooks = {ctx, h_progress, h_canceled, h_log};
+	struct hook_part part_sort = {ctx, 0, SORT_PART};
+	struct hook_part part_feat = {ctx, SORT_PART, 1};
+	struct ss_hooks hooks = {&part_sort, h_progress, h_canceled, h_log};
+	struct ss_hooks hooks_feat = {&part_feat, h_progress, h_canceled,
+	                              h_log};
 	char dir[4096], raw[4200];
 	const char *dat;
+	double t_feat = 0;
 	int rc = parse(params, inputs, &jp, msg, msglen);
 
 	if (rc != 0)
@@ -486,7 +512,15 @@ ss_run_job(struct job_ctx *ctx, const struct nq_map *params,
 		                  jp.cfg.fs, msg, msglen);
 		free(abs);
 	}
-	if (rc == 0 && (rc = set_outputs(out, &res, jp.cfg.fs, dir)) != 0)
+	if (rc == 0) {
+		t_feat = now_s();
+		rc = ss_feat_write(dir, &jp.cfg, ctx->kb, &src, &p, &res,
+		                   &hooks_feat, msg, msglen);
+		t_feat = now_s() - t_feat;
+	}
+	if (rc == 0 &&
+	    ((rc = set_outputs(out, &res, jp.cfg.fs, dir)) != 0 ||
+	     (rc = nq_map_set_float(out, "time_features_s", t_feat)) != 0))
 		snprintf(msg, msglen, "out of memory");
 	if (rc == 0 && ctx->progress)
 		ctx->progress(ctx, 1.0, "done");

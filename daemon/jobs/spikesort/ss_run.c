@@ -16,6 +16,7 @@
 
 #include "nq_error.h"
 #include "ss.h"
+#include "ss_feat.h"
 
 static void
 on_log(void *u, const char *line)
@@ -47,7 +48,7 @@ main(int argc, char **argv)
 	char msg[512] = "";
 	int n_rows = 0, rc;
 	double fs = 0;
-	struct timespec a, b;
+	struct timespec a, b, f;
 
 	ss_config_defaults(&cfg);
 	for (int i = 1; i < argc; i++) {
@@ -112,6 +113,10 @@ main(int argc, char **argv)
 	if (rc == 0)
 		rc = ss_phy_write(out, &res, &p, rec, n_rows, fs, msg,
 		                  sizeof(msg));
+	clock_gettime(CLOCK_MONOTONIC, &f);
+	if (rc == 0)
+		rc = ss_feat_write(out, &cfg, &kb, &src, &p, &res, &hooks, msg,
+		                   sizeof(msg));
 	clock_gettime(CLOCK_MONOTONIC, &b);
 	if (rc == 0) {
 		double wall = (double) (b.tv_sec - a.tv_sec) +
@@ -122,10 +127,13 @@ main(int argc, char **argv)
 		       "\"wall_s\": %.3f, \"x_realtime\": %.2f, "
 		       "\"time_preprocess_s\": %.3f, \"time_detect_s\": %.3f, "
 		       "\"time_match_s\": %.3f, \"time_post_s\": %.3f, "
-		       "\"device\": \"%s\"}\n",
+		       "\"time_features_s\": %.3f, \"device\": \"%s\"}\n",
 		       res.n_units, (long long) res.n_spikes, res.n_good, res.K,
 		       dur, wall, dur / wall, res.t_pre, res.t_detect,
-		       res.t_match, res.t_post, kb.name);
+		       res.t_match, res.t_post,
+		       (double) (b.tv_sec - f.tv_sec) +
+		               1e-9 * (double) (b.tv_nsec - f.tv_nsec),
+		       kb.name);
 	}
 	ss_result_free(&res);
 	kern_close(&kb);

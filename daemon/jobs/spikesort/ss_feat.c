@@ -1,0 +1,318 @@
+/*
+ * ss_feat.c — pc_features.npy / pc_feature_ind.npy for phy's feature view
+ * (and users' scripts that read Kilosort's folder): each spike's filtered,
+ * whitened snippet on the nc channels nearest its template's peak, projected
+ * on npc temporal PCs of the final templates.
+ *
+ * A separate pass after post-processing, because only then are the spikes
+ * final (merges and duplicate removal change them). It reads, filters and
+ * whitens the batches exactly as the sort did and writes the features in
+ * time order through a streamed .npy, so host memory is one batch however
+ * long the recording. Kilosort projects the residual plus the spike's own
+ * template; this projects the data itself, which differs only where spikes
+ * overlap.
+ */
+#include "ss_feat.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nq_error.h"
+#include "nq_npy.h"
+
+int
+ss_feat_temporal_pcs(const struct kern_backend *kb, const float *templates,
+                     int K, int nt, int C, int nt0min, int npc, double *pcs)
+{
+	double *G = calloc((size_t) nt * nt, sizeof(double));
+	struct ss_kbuf dA = {0}, dW = {0};
+	int info = 0, rc = NQ_ENOMEM;
+
+	if (G == NULL)
+		goto out;
+	if (npc > nt) {
+		rc = NQ_EBADPARAM;
+		goto out;
+	}
+	/* G = Σ_k Σ_c w_kc w_kcᵀ over every channel's time course (lower) */
+	for (int k = 0; k < K; k++) {
+		const float *T = templates + (size_t) k * nt * C;
+		for (int c = 0; c < C; c++)
+			for (int a = 0; a < nt; a++) {
+				double x = T[(size_t) a * C + c];
+				if (x == 0)
+					continue;
+				for (int b = 0; b <= a; b++)
+					G[a + (size_t) nt * b] +=
+					        x * T[(size_t) b * C + c];
+			}
+	}
+	if ((rc = ss_kbuf_ensure(kb, &dA, sizeof(double) * nt * nt)) ||
+	    (rc = ss_kbuf_ensure(kb, &dW, sizeof(double) * nt)) ||
+	    (rc = KOP(kb, upload, dA.p, G, sizeof(double) * nt * nt)) ||
+	    (rc = KOP(kb, syevd, KERN_F64, nt, dA.p, nt, dW.p, &info)) ||
+	    (rc = KOP(kb, download, G, dA.p, sizeof(double) * nt * nt)))
+		goto out;
+	if (info != 0) {
+		rc = NQ_EBADDATA;
+		goto out;
+	}
+	for (int q = 0; q < npc; q++) {
+		/* eigenvalues ascend: PC q is column nt-1-q */
+		const double *v = G + (size_t) nt * (nt - 1 - q);
+		double sg = v[nt0min] < 0 ? -1 : 1;
+		for (int a = 0; a < nt; a++)
+			pcs[(size_t) q * nt + a] = sg * v[a];
+	}
+	rc = 0;
+out:
+	ss_kbuf_free(kb, &dA);
+	ss_kbuf_free(kb, &dW);
+	free(G);
+	return rc;
+}
+
+void
+ss_feat_channels(const struct ss_probe *p, const float *templates, int K,
+                 int nt, int nc, int32_t *ind)
+{
+	int C = p->n, *idx = malloc(sizeof(int) * (size_t) (nc > 0 ? nc : 1));
+
+	for (int k = 0; k < K; k++) {
+		const float *T = templates + (size_t) k * nt * C;
+		double best = -1;
+		int peak = 0;
+		for (int c = 0; c < C; c++) {
+			double e = 0;
+			for (int a = 0; a < nt; a++)
+				e += (double) T[(size_t) a * C + c] *
+				     T[(size_t) a * C + c];
+			if (e > best) {
+				best = e;
+				peak = c;
+			}
+		}
+		if (idx != NULL) {
+			ss_probe_nearest(p, peak, nc, idx);
+			for (int j = 0; j < nc; j++)
+				ind[(size_t) k * nc + j] = idx[j];
+		} else {
+			/* no memory for the probe order: channels by index */
+			for (int j = 0; j < nc; j++)
+				ind[(size_t) k * nc + j] = (peak + j) % C;
+		}
+	}
+	free(idx);
+}
+
+struct feat_pass {
+	const struct ss_config *cfg;
+	const struct kern_backend *kb;
+	struct ss_source *src;
+	const struct ss_probe *p;
+	struct ss_filter filt;
+	struct ss_band *band;
+	int nband, C;
+	int64_t NT, Tb, Tfull;
+	float *X;
+	double *fwork;
+	float *cwork;
+	struct ss_kbuf dM, dx, dy;
+};
+
+/* Batch b read, preprocessed and whitened as ss_sort's load_batch does;
+ * *Y points at its Tb = NT + 2 pad samples, whose sample 0 is absolute
+ * b·NT − pad. */
+static int
+feat_batch(struct feat_pass *f, int64_t b, float **Y)
+{
+	const struct ss_config *c = f->cfg;
+	int64_t t0 = b * f->NT - c->pad - c->fpad;
+	int rc = ss_source_read(f->src, f->p, t0, f->Tfull, f->X);
+
+	if (rc != 0)
+		return rc;
+	ss_preprocess(&f->filt, f->X, f->C, f->Tfull, c->car, f->fwork,
+	              f->cwork);
+	*Y = f->X + (size_t) f->C * c->fpad;
+	return ss_apply_banded(f->kb, f->dM.p, f->C, f->band, f->nband, *Y,
+	                       f->Tb, &f->dx, &f->dy);
+}
+
+int
+ss_feat_write(const char *dir, const struct ss_config *cfg,
+              const struct kern_backend *kb, struct ss_source *src,
+              const struct ss_probe *p, const struct ss_result *res,
+              const struct ss_hooks *h, char *msg, size_t msglen)
+{
+	struct feat_pass f = {0};
+	struct nq_npy_stream st = {.fd = -1};
+	struct nq_array ia = {0};
+	int C = p->n, nt = res->nt, npc = cfg->npc, K = res->K, rc;
+	int nc = C < SS_PC_CHANNELS ? C : SS_PC_CHANNELS;
+	int64_t ns = res->n_spikes, nb, s = 0, shape[3], fcap = 0;
+	double *pcs = NULL, *snip = NULL;
+	float *feat = NULL;
+	int32_t *ind = NULL;
+	char path[4200];
+
+	if (C != res->C || nt != cfg->nt || npc < 1 || npc > nt) {
+		snprintf(msg, msglen, "features: inconsistent shapes");
+		return NQ_EINTERNAL;
+	}
+	f.cfg = cfg;
+	f.kb = kb;
+	f.src = src;
+	f.p = p;
+	f.C = C;
+	f.NT = cfg->batch < src->n_samples ? cfg->batch : src->n_samples;
+	f.Tb = f.NT + 2 * cfg->pad;
+	f.Tfull = f.Tb + 2 * cfg->fpad;
+	nb = f.NT > 0 ? (src->n_samples + f.NT - 1) / f.NT : 0;
+	snprintf(msg, msglen, "features: out of memory");
+	rc = NQ_ENOMEM;
+	pcs = malloc(sizeof(double) * (size_t) npc * nt);
+	snip = malloc(sizeof(double) * (size_t) nc * nt);
+	ind = malloc(sizeof(int32_t) * (size_t) (K ? K : 1) * nc);
+	f.band = malloc(sizeof(struct ss_band) * (size_t) (C / 32 + 2));
+	f.X = malloc(sizeof(float) * (size_t) C * (size_t) f.Tfull);
+	f.fwork = malloc(sizeof(double) * 3 * (size_t) C);
+	f.cwork = malloc(sizeof(float) * (size_t) C);
+	if (!pcs || !snip || !ind || !f.band || !f.X || !f.fwork || !f.cwork)
+		goto out;
+	if (ss_filter_design(&f.filt, cfg->fs, cfg->hp_hz) != 0) {
+		snprintf(msg, msglen, "features: bad high-pass");
+		rc = NQ_EBADPARAM;
+		goto out;
+	}
+	/* M (column-major, y = M x) has the bytes of phy's row-major wmat */
+	f.nband = ss_band_blocks(res->wmat, C, 32, f.band);
+	if ((rc = ss_kbuf_ensure(kb, &f.dM, sizeof(float) * (size_t) C * C)) ||
+	    (rc = KOP(kb, upload, f.dM.p, res->wmat,
+	              sizeof(float) * (size_t) C * C))) {
+		snprintf(msg, msglen, "features: device memory");
+		goto out;
+	}
+	if (K > 0 && (rc = ss_feat_temporal_pcs(kb, res->templates, K, nt, C,
+	                                        cfg->nt0min, npc, pcs)) != 0) {
+		snprintf(msg, msglen, "features: temporal PCs failed");
+		goto out;
+	}
+	ss_feat_channels(p, res->templates, K, nt, nc, ind);
+
+	snprintf(path, sizeof(path), "%s/pc_features.npy", dir);
+	shape[0] = ns;
+	shape[1] = npc;
+	shape[2] = nc;
+	if ((rc = nq_npy_stream_open(&st, path, NQ_DT_F32, 3, shape)) != 0) {
+		snprintf(msg, msglen, "cannot write %s", path);
+		goto out;
+	}
+	for (int64_t b = 0; b < nb && s < ns; b++) {
+		int64_t hi = (b + 1) * f.NT, base = b * f.NT - cfg->pad;
+		float *Y;
+		if (h && h->canceled && h->canceled(h->u)) {
+			snprintf(msg, msglen, "canceled");
+			rc = NQ_ECANCELED;
+			goto out;
+		}
+		if (res->times[s] >= hi)
+			continue; /* no spike in this batch: skip its reading */
+		if ((rc = feat_batch(&f, b, &Y)) != 0) {
+			snprintf(msg, msglen, "features: batch %lld failed",
+			         (long long) b);
+			goto out;
+		}
+		int64_t e = s, nbuf;
+		while (e < ns && res->times[e] < hi)
+			e++;
+		nbuf = (e - s) * npc * nc;
+		if (nbuf > fcap) {
+			float *nf =
+			        realloc(feat, sizeof(float) * (size_t) nbuf);
+			if (nf == NULL) {
+				rc = NQ_ENOMEM;
+				goto out;
+			}
+			feat = nf;
+			fcap = nbuf;
+		}
+		for (int64_t s0 = s; s < e; s++) {
+			float *fs = feat + (size_t) (s - s0) * npc * nc;
+			int64_t i0 = res->times[s] - cfg->nt0min - base;
+			int k = res->templ[s];
+			const int32_t *ik = ind + (size_t) k * nc;
+			if (k < 0 || k >= K || i0 < 0 || i0 + nt > f.Tb) {
+				snprintf(msg, msglen,
+				         "features: spike %lld out of range",
+				         (long long) s);
+				rc = NQ_EINTERNAL;
+				goto out;
+			}
+			/* gather sample by sample: a sample's channels are
+			 * contiguous, and a template's are near each other */
+			for (int a = 0; a < nt; a++) {
+				const float *y = Y + (size_t) C * (i0 + a);
+				for (int j = 0; j < nc; j++)
+					snip[(size_t) j * nt + a] = y[ik[j]];
+			}
+			for (int q = 0; q < npc; q++)
+				for (int j = 0; j < nc; j++) {
+					const double *v = pcs + (size_t) q * nt;
+					const double *x =
+					        snip + (size_t) j * nt;
+					double acc = 0;
+					for (int a = 0; a < nt; a++)
+						acc += v[a] * x[a];
+					fs[(size_t) q * nc + j] = (float) acc;
+				}
+		}
+		/* one write per batch, not per spike */
+		if ((rc = nq_npy_stream_put(&st, feat,
+		                            sizeof(float) * (size_t) nbuf))) {
+			snprintf(msg, msglen, "cannot write %s", path);
+			goto out;
+		}
+		if (h && h->progress)
+			h->progress(h->u, (double) (b + 1) / (double) nb,
+			            "features");
+	}
+	if (s != ns) {
+		snprintf(msg, msglen, "features: spikes past the recording");
+		rc = NQ_EINTERNAL;
+		goto out;
+	}
+	if ((rc = nq_npy_stream_commit(&st)) != 0) {
+		snprintf(msg, msglen, "cannot write %s", path);
+		goto out;
+	}
+	snprintf(path, sizeof(path), "%s/pc_feature_ind.npy", dir);
+	ia.dtype = NQ_DT_I32;
+	ia.ndim = 2;
+	ia.shape[0] = K;
+	ia.shape[1] = nc;
+	ia.data = ind;
+	ia.nbytes = sizeof(int32_t) * (size_t) K * nc;
+	if ((rc = nq_npy_write(path, &ia)) != 0) {
+		snprintf(msg, msglen, "cannot write %s", path);
+		goto out;
+	}
+	msg[0] = 0;
+	rc = 0;
+out:
+	nq_npy_stream_abort(&st);
+	ss_kbuf_free(kb, &f.dM);
+	ss_kbuf_free(kb, &f.dx);
+	ss_kbuf_free(kb, &f.dy);
+	free(f.band);
+	free(f.X);
+	free(f.fwork);
+	free(f.cwork);
+	free(pcs);
+	free(snip);
+	free(feat);
+	free(ind);
+	return rc;
+}
