@@ -281,7 +281,7 @@ def memory(args):
 def table(rows):
     h = ("| recording | sorter | units ≥0.8 / GT | median acc / recall / "
          "precision | sorted units | wall (s) | × real time | peak RSS "
-         "(MiB) | neuroq stages pre / detect / match / post (s) |")
+         "(MiB) | neuroq stages pre / detect / match / post / features (s) |")
     out = [h, "|" + "---|" * 9]
     for r in rows:
         rt = r["duration_s"] / r["wall_s"] if r.get("wall_s") else 0
@@ -302,7 +302,7 @@ def table(rows):
             x = r["result"]
             st = " / ".join(f"{x.get('time_' + k + '_s', 0):.1f}"
                             for k in ("preprocess", "detect", "match",
-                                      "post"))
+                                      "post", "features"))
         out.append(f"| {r['recording']} {r['duration_s']:g} s, "
                    f"{r['units']} u | {r['sorter']} | {sc} | "
                    f"{r['wall_s']:.1f} | {rt:.2f}× | {r['rss_mib']:.0f} | "
