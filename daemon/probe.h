@@ -1,7 +1,7 @@
 /*
  * probe.h — keeps the devices' free-memory figures current: `devices`
- * requests start a background `neuroq-worker probe` (uv_spawn, output
- * parsed when it exits) at most every PROBE_MIN_INTERVAL_MS; the loop
+ * requests start a background `neuroq-worker probe` (child.h; figures
+ * applied when it exits cleanly) at most every PROBE_MIN_INTERVAL_MS; the loop
  * thread never waits for it. The cpu's figure comes from /proc/meminfo at
  * once.
  */

@@ -1,6 +1,7 @@
 /* worker.c — see worker.h. */
 #include "worker.h"
 
+#include "child.h"
 #include "log.h"
 #include "nq_error.h"
 #include "server.h"
@@ -22,16 +23,9 @@ struct worker {
 	char type[32];
 	uint64_t grant;
 	int attempt;
-	uv_process_t proc;
-	uv_pipe_t out;
-	uv_timer_t timer;
-	int open_handles;
-	int exited;
+	struct child *child;
 	int cancel;   /* we sent SIGTERM to cancel */
 	int draining; /* we sent SIGTERM to drain */
-	char line[256];
-	size_t linelen;
-	int line_overflow;
 	uint64_t last_event_ms;
 	char stage[64];
 };
@@ -83,27 +77,6 @@ worker_unlink(struct daemon *d, struct worker *w)
 }
 
 static void
-worker_handle_closed(uv_handle_t *h)
-{
-	struct worker *w = h->data;
-
-	if (--w->open_handles == 0)
-		free(w);
-}
-
-static void
-worker_close(struct worker *w)
-{
-	uv_handle_t *hs[] = {(uv_handle_t *) &w->proc, (uv_handle_t *) &w->out,
-	                     (uv_handle_t *) &w->timer};
-
-	for (size_t i = 0; i < 3; i++) {
-		if (hs[i]->data != NULL && !uv_is_closing(hs[i]))
-			uv_close(hs[i], worker_handle_closed);
-	}
-}
-
-static void
 worker_progress_line(struct worker *w, const char *line)
 {
 	struct daemon *d = w->d;
@@ -129,53 +102,25 @@ worker_progress_line(struct worker *w, const char *line)
 	}
 }
 
+/* progress lines: "progress <frac> <stage>"; a longer line than the
+ * protocol's is not one of them */
 static void
-worker_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+worker_line_cb(void *arg, const char *line, size_t len, int cut)
 {
-	static char chunk[4096];
-
-	(void) h;
-	(void) suggested;
-	/* loop thread only, one read at a time */
-	*buf = uv_buf_init(chunk, sizeof(chunk));
+	(void) len;
+	if (!cut)
+		worker_progress_line(arg, line);
 }
 
 static void
-worker_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+worker_kill_cb(void *arg, int sig, enum child_why why)
 {
-	struct worker *w = s->data;
+	struct worker *w = arg;
 
-	if (nread < 0) {
-		uv_read_stop(s);
-		return;
-	}
-	for (ssize_t i = 0; i < nread; i++) {
-		char ch = buf->base[i];
-		if (ch == '\n') {
-			w->line[w->linelen] = '\0';
-			if (!w->line_overflow)
-				worker_progress_line(w, w->line);
-			w->linelen = 0;
-			w->line_overflow = 0;
-		} else if (w->linelen + 1 < sizeof(w->line)) {
-			w->line[w->linelen++] = ch;
-		} else {
-			w->line_overflow = 1;
-		}
-	}
-}
-
-static void
-worker_kill_cb(uv_timer_t *t)
-{
-	struct worker *w = t->data;
-
-	if (!w->exited) {
-		log_warn("worker killed id=%" PRId64
-		         " pid=%d reason=grace-over",
-		         w->id, w->proc.pid);
-		uv_process_kill(&w->proc, SIGKILL);
-	}
+	(void) sig;
+	(void) why; /* only child_kill()'s grace period: no timeout is set */
+	log_warn("worker killed id=%" PRId64 " pid=%d reason=grace-over", w->id,
+	         child_pid(w->child));
 }
 
 static int
@@ -202,17 +147,16 @@ worker_requeue(struct daemon *d, int64_t id, const char *why)
 	return sched_enqueue(d->sched, &sj);
 }
 
+/* The worker exited and its last progress line was read. */
 static void
-worker_exit_cb(uv_process_t *p, int64_t status, int sig)
+worker_exit_cb(void *arg, int64_t status, int sig)
 {
-	struct worker *w = p->data;
+	struct worker *w = arg;
 	struct daemon *d = w->d;
 	char jd[4096], msg[1024] = "";
 	int code = 0;
 	enum job_state st;
 
-	w->exited = 1;
-	uv_timer_stop(&w->timer);
 	spool_job_dir(d->cfg->state_dir, w->id, jd, sizeof(jd));
 	sched_release(d->sched, w->id);
 	worker_unlink(d, w);
@@ -279,7 +223,7 @@ worker_exit_cb(uv_process_t *p, int64_t status, int sig)
 	         nq_errname(code), msg);
 	server_publish_id(d, w->id);
 done:
-	worker_close(w);
+	free(w); /* the child is gone with this callback */
 	if (d->draining) {
 		if (d->workers == NULL && worker_drain_done != NULL) {
 			void (*cb)(struct daemon *) = worker_drain_done;
@@ -294,16 +238,14 @@ done:
 static int
 worker_spawn(struct daemon *d, struct worker *w, char *msg, size_t msglen)
 {
-	char jd[4096], grant[32], attempt[16];
+	char jd[4096], grant[32], attempt[16], err[256];
 	char *args[16];
-	uv_process_options_t opt;
-	uv_stdio_container_t io[3];
-	int rc;
+	struct child_opts o;
+	int a = 0, rc;
 
 	spool_job_dir(d->cfg->state_dir, w->id, jd, sizeof(jd));
 	snprintf(grant, sizeof(grant), "%" PRIu64, w->grant);
 	snprintf(attempt, sizeof(attempt), "%d", w->attempt);
-	int a = 0;
 	args[a++] = (char *) d->cfg->worker_path;
 	args[a++] = "run";
 	args[a++] = "--type";
@@ -318,44 +260,21 @@ worker_spawn(struct daemon *d, struct worker *w, char *msg, size_t msglen)
 	args[a++] = attempt;
 	args[a] = NULL;
 
-	if (uv_pipe_init(d->loop, &w->out, 0) != 0) {
-		snprintf(msg, msglen, "cannot create a pipe");
-		return NQ_EINTERNAL;
-	}
-	w->out.data = w;
-	w->open_handles++;
-	uv_timer_init(d->loop, &w->timer);
-	w->timer.data = w;
-	w->open_handles++;
-
-	memset(&opt, 0, sizeof(opt));
-	memset(io, 0, sizeof(io));
-	io[0].flags = UV_IGNORE;
-	io[1].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
-	io[1].data.stream = (uv_stream_t *) &w->out;
-	io[2].flags = UV_INHERIT_FD;
-	io[2].data.fd = 2;
-	opt.file = d->cfg->worker_path;
-	opt.args = args;
-	opt.exit_cb = worker_exit_cb;
-	opt.stdio = io;
-	opt.stdio_count = 3;
+	memset(&o, 0, sizeof(o));
+	o.argv = args;
 	/* own session: a Ctrl-C meant for a foreground neuroqd must not
 	 * cancel the jobs; the daemon decides (drain requeues them) */
-	opt.flags = UV_PROCESS_DETACHED;
-	rc = uv_spawn(d->loop, &w->proc, &opt);
-	if (rc != 0) {
-		snprintf(msg, msglen, "cannot start %.300s: %s",
-		         d->cfg->worker_path, uv_strerror(rc));
-		/* uv_spawn leaves an initialised handle that must be closed */
-		w->proc.data = w;
-		w->open_handles++;
-		return NQ_EINTERNAL;
-	}
-	w->proc.data = w;
-	w->open_handles++;
-	uv_read_start((uv_stream_t *) &w->out, worker_alloc_cb, worker_read_cb);
-	return 0;
+	o.new_session = 1;
+	o.max_line = 255; /* progress lines are short; longer ones are not */
+	o.on_line = worker_line_cb;
+	o.on_kill = worker_kill_cb;
+	o.on_exit = worker_exit_cb;
+	o.arg = w;
+	rc = child_spawn(d->loop, &o, &w->child, err, sizeof(err));
+	if (rc != 0)
+		snprintf(msg, msglen, "cannot start %.300s: %.150s",
+		         d->cfg->worker_path, err);
+	return rc == 0 ? 0 : NQ_EINTERNAL;
 }
 
 void
@@ -402,7 +321,7 @@ worker_start_more(struct daemon *d)
 			sched_release(d->sched, sj.id);
 			store_mark_final(d->store, sj.id, JOB_FAILED, rc, msg);
 			server_publish_id(d, sj.id);
-			worker_close(w);
+			free(w);
 			continue;
 		}
 		w->next = d->workers;
@@ -410,7 +329,7 @@ worker_start_more(struct daemon *d)
 		log_info("job started id=%" PRId64 " type=%s device=%s "
 		         "grant=%" PRIu64 " attempt=%d pid=%d",
 		         w->id, w->type, w->device, w->grant, w->attempt,
-		         w->proc.pid);
+		         child_pid(w->child));
 		server_publish_id(d, w->id);
 	}
 }
@@ -424,9 +343,7 @@ worker_cancel(struct daemon *d, int64_t id)
 		return NQ_ENOJOB;
 	if (!w->cancel) {
 		w->cancel = 1;
-		uv_process_kill(&w->proc, SIGTERM);
-		uv_timer_start(&w->timer, worker_kill_cb, WORKER_KILL_GRACE_MS,
-		               0);
+		child_kill(w->child, SIGTERM, WORKER_KILL_GRACE_MS);
 	}
 	return 0;
 }
@@ -441,8 +358,6 @@ worker_drain(struct daemon *d, void (*done)(struct daemon *d))
 	worker_drain_done = done;
 	for (struct worker *w = d->workers; w != NULL; w = w->next) {
 		w->draining = 1;
-		uv_process_kill(&w->proc, SIGTERM);
-		uv_timer_start(&w->timer, worker_kill_cb, WORKER_KILL_GRACE_MS,
-		               0);
+		child_kill(w->child, SIGTERM, WORKER_KILL_GRACE_MS);
 	}
 }
