@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """neuroq's spikesort job against SpikeInterface ground truth (and MountainSort 5).
 
-    bench/spikesort_bench.py --build BUILD [--recordings 32ch,384ch] [--duration S]
+    bench/spikesort_bench.py --build BUILD [--recordings 32ch,384ch,drift128] [--duration S]
                              [--duration-384 S] [--units-384 N] [--with-ms5]
                              [--ms5-train S] [--ms5-timeout S]
                              [--workdir DIR] [--keep] [--json]
@@ -38,7 +38,7 @@ import numpy as np
 
 FS = 30000.0
 UV_PER_BIT = 0.195
-GT_SEED = {"32ch": 42, "384ch": 7}
+GT_SEED = {"32ch": 42, "384ch": 7, "drift128": 11}
 
 
 def np1_probe():
@@ -59,9 +59,32 @@ def make_recording(kind, duration, n_units):
     elif kind == "384ch":
         kw["num_channels"] = 384
         kw["probe"] = np1_probe()
+    elif kind == "drift128":
+        return drifting_recording(duration, n_units)
     else:
-        raise SystemExit(f"unknown recording {kind!r} (32ch or 384ch)")
+        raise SystemExit(f"unknown recording {kind!r} (32ch, 384ch or "
+                         "drift128)")
     return si.generate_ground_truth_recording(**kw)
+
+
+def drifting_recording(duration, n_units):
+    """SpikeInterface's drifting benchmark generator on the first 128 sites
+    of a Neuropixels 1.0 probe (1.28 mm, offline geometry): rigid zigzag drift of ±20 µm (40 µm peak to
+    peak, two periods over the recording) from the first second."""
+    from spikeinterface.generation import generate_drifting_recording
+    motion = dict(displacement_sampling_frequency=5.0,
+                  drift_start_um=[0, 20], drift_stop_um=[0, -20],
+                  drift_step_um=1,
+                  motion_list=[dict(drift_mode="zigzag",
+                                    non_rigid_gradient=None,
+                                    t_start_drift=1.0, t_end_drift=None,
+                                    period_s=duration / 2)])
+    _, drifting, sorting = generate_drifting_recording(
+        num_units=n_units, duration=float(duration), sampling_frequency=FS,
+        probe=np1_probe().get_slice(np.arange(128)),
+        generate_displacement_vector_kwargs=motion,
+        seed=GT_SEED["drift128"])
+    return drifting, sorting
 
 
 def write_int16(rec, path, repeat=1):
@@ -218,6 +241,8 @@ def bench(args):
     for kind in args.recordings.split(","):
         if kind == "384ch":
             dur, nu, nch = args.duration_384, args.units_384, 384
+        elif kind == "drift128":
+            dur, nu, nch = args.duration_drift, args.units_drift, 128
         else:
             dur, nu, nch = args.duration, args.units_32, 32
         d, rec_path, probe_path, gt_path = prepare(args.workdir, kind, dur,
@@ -323,6 +348,8 @@ def main():
     ap.add_argument("--units-32", type=int, default=20)
     ap.add_argument("--duration-384", type=float, default=60.0)
     ap.add_argument("--units-384", type=int, default=60)
+    ap.add_argument("--duration-drift", type=float, default=120.0)
+    ap.add_argument("--units-drift", type=int, default=40)
     ap.add_argument("--with-ms5", action="store_true")
     ap.add_argument("--ms5-train", type=float, default=60.0,
                     help="MS5 scheme 2 training_duration_sec")

@@ -161,6 +161,8 @@ struct kern_backend {
 
 /* The cpu backend is always there. 0 or NQ_ENOMEM. */
 int kern_cpu_open(struct kern_backend *kb);
+/* Threads of the cpu backend's BLAS (process-wide; n ≥ 1). */
+void kern_cpu_set_threads(int n);
 /* Number of CUDA devices usable now; 0 when the cuda backend is not built
  * or no driver/device is present (never fails, never aborts). */
 int kern_cuda_device_count(void);

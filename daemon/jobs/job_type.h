@@ -61,6 +61,10 @@ struct job_type {
 	int (*run)(struct job_ctx *ctx, const struct nq_map *params,
 	           const struct nq_map *inputs, struct nq_map *out, char *msg,
 	           size_t msglen);
+	/* BLAS threads for a run on the cpu device; 0: the library's default.
+	 * A job of many small gemms sets 1: between them OpenBLAS's helper
+	 * threads only spin. OPENBLAS_NUM_THREADS / OMP_NUM_THREADS win. */
+	int cpu_blas_threads;
 };
 
 /* The registry (daemon/jobs/registry.c). NULL when unknown. */

@@ -1023,6 +1023,13 @@ static const struct kern_ops kern_cpu_ops = {
         .syevr_below = cpu_syevr_below,
 };
 
+void
+kern_cpu_set_threads(int n)
+{
+	if (n >= 1)
+		openblas_set_num_threads(n);
+}
+
 int
 kern_cpu_open(struct kern_backend *kb)
 {

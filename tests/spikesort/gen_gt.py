@@ -42,7 +42,10 @@ def similarity(a, b, maxlag=10):
 
 
 def generate(path, n_channels=32, n_units=10, duration_s=30.0, seed=0,
-             noise=10.0):
+             noise=10.0, drift_um=0.0):
+    """drift_um: the probe drifts linearly by this much over the recording
+    (every unit's depth moves from d to d + drift_um), Kilosort's rigid
+    drift model; the ground truth then has "drift_um_at" (µm at each second)."""
     rng = np.random.default_rng(seed)
     n = int(duration_s * FS)
     ypos = np.arange(n_channels) * 20.0
@@ -71,11 +74,13 @@ def generate(path, n_channels=32, n_units=10, duration_s=30.0, seed=0,
             wf = np.stack([waveform(rng, width, repol, 0.002 * d)
                            for d in dist], axis=1)  # 61 × C
             tmpl = amp * wf * foot[None, :]
+            shape = (width, repol, amp, sig)
             if all(similarity(tmpl, o) < 0.85
                    for o, od in zip(templates, depths[:u])
                    if abs(od - depths[u]) < 150):
                 break
         templates.append(tmpl)
+        params = shape
         rate = rng.uniform(4, 12)
         isi = rng.exponential(1.0 / rate, size=int(rate * duration_s * 2) + 50)
         st = np.cumsum(isi + 0.002)  # 2 ms refractory
@@ -83,7 +88,15 @@ def generate(path, n_channels=32, n_units=10, duration_s=30.0, seed=0,
         st = st[st > 30]
         for t0 in st:
             a = rng.normal(1.0, 0.1)
-            data[t0 - 20:t0 + 41] += a * tmpl
+            if drift_um:
+                w_, r_, a_, s_ = params
+                dist = np.abs(ypos - depths[u] - drift_um * t0 / n)
+                foot = np.exp(-0.5 * (dist / s_) ** 2)
+                wf = np.stack([waveform(None, w_, r_, 0.002 * d)
+                               for d in dist], axis=1)
+                data[t0 - 20:t0 + 41] += a * a_ * wf * foot[None, :]
+            else:
+                data[t0 - 20:t0 + 41] += a * tmpl
         times.append(st)
         labels.append(np.full(st.size, u))
     times = np.concatenate(times)
@@ -92,7 +105,8 @@ def generate(path, n_channels=32, n_units=10, duration_s=30.0, seed=0,
     np.clip(data, -32768, 32767, out=data)
     data.astype(np.int16).tofile(path)
     np.savez(path + ".gt.npz", times=times[o], labels=labels[o],
-             templates=np.array(templates), fs=FS, n_channels=n_channels)
+             templates=np.array(templates), fs=FS, n_channels=n_channels,
+             drift_um_at=drift_um * np.arange(int(duration_s) + 1) / duration_s)
     probe = {"chanMap": list(range(n_channels)), "xc": [0.0] * n_channels,
              "yc": ypos.tolist(), "kcoords": [1] * n_channels,
              "connected": [True] * n_channels}

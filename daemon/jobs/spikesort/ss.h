@@ -96,6 +96,7 @@ struct ss_config {
 	int nc_feat;       /* channels for features (10) */
 	int npc;           /* temporal PCs per channel (3) */
 	int rank;          /* template rank (3) */
+	double tmpl_radius_um; /* template window radius (150; ≤ 0: all) */
 	int max_templates;
 	int learn_batches; /* batches used to detect and learn */
 	int learn_iters;
@@ -103,13 +104,22 @@ struct ss_config {
 	double merge_corr;       /* 0.9, with a refractory cross-correlogram */
 	double merge_corr_shape; /* 0.97: merged on shape alone */
 	double dup_ms;           /* 0.25 */
-	double refrac_ms;        /* 1.0 */
-	double good_ratio;       /* 0.2 */
+	/* cross-unit duplicates (ss_post): a unit's spikes within xdup_ms
+	 * of a bigger unit's spikes on shared channels are dropped when
+	 * its train is locked to that unit's (0.5; 0: off) */
+	double xdup_ms;
+	double refrac_ms;    /* 1.0 */
+	double good_ratio;   /* 0.2 */
 	int min_spikes;      /* a template needs this many spikes in learning */
 	double split_dprime; /* cluster split threshold */
 	uint64_t seed;
-	uint64_t cache_bytes; /* host memory for cached learning batches */
-	const char *ckpt_dir; /* NULL: no checkpoints */
+	uint64_t cache_bytes;  /* host memory for cached learning batches */
+	int drift;             /* rigid drift correction (ss_drift.h) */
+	double drift_bin_um;   /* depth histogram bin (5) */
+	double drift_max_um;   /* largest shift searched (50) */
+	double drift_sigma_um; /* kriging kernel (20) */
+	double drift_smooth;   /* Gaussian smoothing over batches (1) */
+	const char *ckpt_dir;  /* NULL: no checkpoints */
 };
 
 void ss_config_defaults(struct ss_config *c);
@@ -139,6 +149,9 @@ struct ss_result {
 	int64_t *counts; /* per cluster */
 	int n_good, n_units;
 	double t_pre, t_detect, t_match, t_post;
+	float *drift_um; /* per batch of `drift_batch` samples; NULL: off */
+	int64_t n_drift, drift_batch;
+	double t_drift;
 };
 
 void ss_result_free(struct ss_result *r);
@@ -176,7 +189,9 @@ struct ss_band {
 /* Blocks of `rows` rows of M (C × C column-major); returns their count
  * (≤ C / rows + 1 entries of b). */
 int ss_band_blocks(const float *M, int C, int rows, struct ss_band *b);
-/* ss_apply_matrix with one gemm per band (each over its column range). */
+/* ss_apply_matrix with one gemm per band (each over its column range). On
+ * the cpu backend (dM is host memory) X is whitened in place on the host
+ * instead, in 16-row blocks of M's nonzero columns (b, dx, dy unused). */
 int ss_apply_banded(const struct kern_backend *kb, const void *dM, int C,
                     const struct ss_band *b, int nb, float *X, int64_t T,
                     struct ss_kbuf *dx, struct ss_kbuf *dy);
@@ -213,6 +228,11 @@ struct ss_templates {
 	float *U;  /* C × (rank K), column r + rank k: U_k s_r */
 	float *V;  /* K × (nt × rank) */
 	float *mu; /* K typical amplitudes for the prior (0: none) */
+	/* Channel positions (µm, not owned; NULL: no geometry) and the
+	 * radius around a template's peak channel that its window may
+	 * span (ss_templates_lowrank; ≤ 0: unlimited). */
+	const float *px, *py;
+	double radius;
 };
 
 void ss_templates_free(struct ss_templates *t);

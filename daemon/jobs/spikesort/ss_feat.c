@@ -21,6 +21,7 @@
 
 #include "nq_error.h"
 #include "nq_npy.h"
+#include "ss_drift.h"
 
 int
 ss_feat_temporal_pcs(const struct kern_backend *kb, const float *templates,
@@ -120,6 +121,12 @@ struct feat_pass {
 	double *fwork;
 	float *cwork;
 	struct ss_kbuf dM, dx, dy;
+	/* drift: the sort's per-batch shifts, resampling folded into M */
+	const float *M, *shift;
+	struct ss_krig krig;
+	float *A, *AM;
+	struct ss_band *aband;
+	struct ss_kbuf dAM;
 };
 
 /* Batch b read, preprocessed and whitened as ss_sort's load_batch does;
@@ -137,6 +144,18 @@ feat_batch(struct feat_pass *f, int64_t b, float **Y)
 	ss_preprocess(&f->filt, f->X, f->C, f->Tfull, c->car, f->fwork,
 	              f->cwork);
 	*Y = f->X + (size_t) f->C * c->fpad;
+	if (f->shift != NULL && f->shift[b] != 0) {
+		size_t mb = sizeof(float) * (size_t) f->C * f->C;
+		int nab;
+		if ((rc = ss_drift_batch_matrix(&f->krig, f->p, f->M,
+		                                f->shift[b], f->A, f->AM)) ||
+		    (rc = ss_kbuf_ensure(f->kb, &f->dAM, mb)) ||
+		    (rc = KOP(f->kb, upload, f->dAM.p, f->AM, mb)))
+			return rc;
+		nab = ss_band_blocks(f->AM, f->C, 32, f->aband);
+		return ss_apply_banded(f->kb, f->dAM.p, f->C, f->aband, nab, *Y,
+		                       f->Tb, &f->dx, &f->dy);
+	}
 	return ss_apply_banded(f->kb, f->dM.p, f->C, f->band, f->nband, *Y,
 	                       f->Tb, &f->dx, &f->dy);
 }
@@ -194,6 +213,26 @@ ss_feat_write(const char *dir, const struct ss_config *cfg,
 	              sizeof(float) * (size_t) C * C))) {
 		snprintf(msg, msglen, "features: device memory");
 		goto out;
+	}
+	f.M = res->wmat;
+	if (res->drift_um != NULL) {
+		/* the same batches as the sort, or the shifts do not apply */
+		if (res->drift_batch != f.NT || res->n_drift != nb) {
+			snprintf(msg, msglen, "features: drift batches differ");
+			rc = NQ_EINTERNAL;
+			goto out;
+		}
+		f.shift = res->drift_um;
+		f.A = malloc(sizeof(float) * (size_t) C * C);
+		f.AM = malloc(sizeof(float) * (size_t) C * C);
+		f.aband =
+		        malloc(sizeof(struct ss_band) * (size_t) (C / 32 + 2));
+		rc = NQ_ENOMEM;
+		if (!f.A || !f.AM || !f.aband ||
+		    (rc = ss_krig_init(&f.krig, p, cfg->drift_sigma_um)) != 0) {
+			snprintf(msg, msglen, "features: drift set-up failed");
+			goto out;
+		}
 	}
 	if (K > 0 && (rc = ss_feat_temporal_pcs(kb, res->templates, K, nt, C,
 	                                        cfg->nt0min, npc, pcs)) != 0) {
@@ -306,6 +345,11 @@ out:
 	ss_kbuf_free(kb, &f.dM);
 	ss_kbuf_free(kb, &f.dx);
 	ss_kbuf_free(kb, &f.dy);
+	ss_kbuf_free(kb, &f.dAM);
+	ss_krig_free(&f.krig);
+	free(f.A);
+	free(f.AM);
+	free(f.aband);
 	free(f.band);
 	free(f.X);
 	free(f.fwork);

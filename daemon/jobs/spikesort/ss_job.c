@@ -20,13 +20,34 @@
 #include "ss_job.h"
 
 /* Every accepted key; anything else is a typo the user should hear of. */
-static const char *const known_keys[] = {
-        "recording",  "n_channels",     "sample_rate",   "probe",
-        "output_dir", "probe_pitch_um", "batch",         "th_detect",
-        "th_match",   "max_templates",  "seed",          "car",
-        "hp_hz",      "whiten_nrange",  "learn_batches", "learn_iters",
-        "min_spikes", "merge_corr",     "dup_ms",        "refrac_ms",
-        "good_ratio", "split_dprime",   "max_peels",     NULL};
+static const char *const known_keys[] = {"recording",
+                                         "n_channels",
+                                         "sample_rate",
+                                         "probe",
+                                         "output_dir",
+                                         "probe_pitch_um",
+                                         "batch",
+                                         "th_detect",
+                                         "th_match",
+                                         "max_templates",
+                                         "seed",
+                                         "car",
+                                         "hp_hz",
+                                         "whiten_nrange",
+                                         "learn_batches",
+                                         "learn_iters",
+                                         "min_spikes",
+                                         "merge_corr",
+                                         "dup_ms",
+                                         "refrac_ms",
+                                         "good_ratio",
+                                         "split_dprime",
+                                         "max_peels",
+                                         "drift",
+                                         "drift_max_um",
+                                         "xdup_ms",
+                                         "template_radius_um",
+                                         NULL};
 
 struct ss_jparams {
 	struct ss_config cfg;
@@ -191,6 +212,10 @@ parse(const struct nq_map *params, const struct nq_map *inputs,
 	                       msg, msglen)) ||
 	    (rc = get_float_in(params, "dup_ms", &c->dup_ms, 0, 5, msg,
 	                       msglen)) ||
+	    (rc = get_float_in(params, "xdup_ms", &c->xdup_ms, 0, 5, msg,
+	                       msglen)) ||
+	    (rc = get_float_in(params, "template_radius_um", &c->tmpl_radius_um,
+	                       0, 1e5, msg, msglen)) ||
 	    (rc = get_float_in(params, "refrac_ms", &c->refrac_ms, 0.1, 10, msg,
 	                       msglen)) ||
 	    (rc = get_float_in(params, "good_ratio", &c->good_ratio, 0, 1, msg,
@@ -224,6 +249,13 @@ parse(const struct nq_map *params, const struct nq_map *inputs,
 	if ((rc = nq_get_bool(params, "car", &car, msg, msglen)) > 1)
 		return rc;
 	c->car = car;
+	car = c->drift;
+	if ((rc = nq_get_bool(params, "drift", &car, msg, msglen)) > 1)
+		return rc;
+	c->drift = car;
+	if ((rc = get_float_in(params, "drift_max_um", &c->drift_max_um, 5,
+	                       1000, msg, msglen)))
+		return rc;
 	return 0;
 }
 
@@ -335,8 +367,16 @@ ss_estimate(const struct nq_map *params, const struct nq_map *inputs,
 		cache = jp.cfg.cache_bytes;
 	/* detection snippets: ≤ 200k spikes × nc × nt floats */
 	uint64_t snip = 200000ULL * (uint64_t) jp.cfg.nc_feat * jp.cfg.nt * 4;
-	est->host_bytes =
-	        bb + cache + snip + (uint64_t) N / 10 * 16 + (64ULL << 20);
+	/* drift: per-batch depth histograms (20 µm per channel bounds the
+	 * probe's extent; 5 µm bins × 20 amplitude bins of float) and three
+	 * C × C matrices */
+	uint64_t drift = 0;
+	if (jp.cfg.drift && batch > 0)
+		drift = (uint64_t) ((N + batch - 1) / batch) *
+		                ((uint64_t) C * 20 / 5 + 30) * 20 * 4 +
+		        (uint64_t) C * C * 16;
+	est->host_bytes = bb + cache + snip + drift + (uint64_t) N / 10 * 16 +
+	                  (64ULL << 20);
 	est->device_bytes =
 	        batch_bytes(C, batch, &jp.cfg, K, 1) + (16ULL << 20);
 	/* per sample, a few passes: banded whitening (row blocks of 32 over
@@ -427,8 +467,25 @@ set_outputs(struct nq_map *out, const struct ss_result *r, double fs,
 	    (rc = nq_map_set_float(out, "time_detect_s", r->t_detect)) ||
 	    (rc = nq_map_set_float(out, "time_match_s", r->t_match)) ||
 	    (rc = nq_map_set_float(out, "time_post_s", r->t_post)) ||
+	    (rc = nq_map_set_float(out, "time_drift_s", r->t_drift)) ||
 	    (rc = nq_map_set_str(out, "output_dir", dir)))
 		return rc;
+	if (r->drift_um != NULL) {
+		/* the depth shift per batch, for the user to plot */
+		struct nq_array dr;
+		int64_t dshape[1] = {r->n_drift};
+		if ((rc = nq_array_init(&dr, NQ_DT_F32, 1, dshape)) != 0)
+			return rc;
+		memcpy(dr.data, r->drift_um,
+		       sizeof(float) * (size_t) r->n_drift);
+		if ((rc = nq_map_set_array(out, "drift_um", &dr)) != 0) {
+			nq_array_fini(&dr);
+			return rc;
+		}
+		if ((rc = nq_map_set_float(out, "drift_batch_s",
+		                           (double) r->drift_batch / fs)))
+			return rc;
+	}
 	if ((rc = nq_array_init(&cnt, NQ_DT_I64, 1, shape)) != 0)
 		return rc;
 	memcpy(cnt.data, r->counts, sizeof(int64_t) * (size_t) r->K);
@@ -536,4 +593,5 @@ const struct job_type ss_job_type = {
         .validate = ss_validate,
         .estimate = ss_estimate,
         .run = ss_run_job,
+        .cpu_blas_threads = 1,
 };

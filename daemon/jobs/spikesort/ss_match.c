@@ -5,14 +5,21 @@
  *                      channel window (templates are local)
  *   s_k(t) = Σ_r Σ_τ V_k[τ,r] P[rk, t+τ]     projection score, unit-norm W_k
  *                      (kern conv_rows), so the device carries both
- * Every round accepts the peaks of max_k s_k(t) that exceed th_match and are
- * the largest within one template width, subtracts a·W_k from the residual,
- * and recomputes P and the scores only where the residual changed, so
- * overlapping spikes come out in later rounds.
+ * Every round accepts each candidate (template k at start t) whose gain
+ * exceeds th_match² and is the largest of all candidates it interacts with
+ * (less than one template width apart on templates that share channels),
+ * subtracts s·W_k from the residual, and recomputes P and the scores only
+ * where the residual changed and only for templates on those channels, so
+ * spikes far apart on a long probe come out in the same round and
+ * overlapping ones in later rounds.
  */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #include "nq_error.h"
 #include "ss.h"
@@ -77,27 +84,41 @@ ss_templates_lowrank(const struct kern_backend *kb, struct ss_templates *t)
 				nrm += s * s;
 			}
 		}
-		/* keep the contiguous channel window where the footprint has
-		 * energy (≥ 1e-2 of its peak channel, 10 % in amplitude): far
-		 * channels hold only averaged noise (a learned template's
-		 * window otherwise spans ~100 channels), and a bounded window
-		 * lets matching project each template on its own channels */
+		/* keep the channels where the footprint has energy (≥ 1e-3 of
+		 * its peak channel, 3 % in amplitude) within t->radius of the
+		 * peak channel: far channels hold only averaged noise, whose
+		 * chance excursions made a learned template's window span the
+		 * whole probe, and a bounded window lets matching project and
+		 * peel each template on its own channels. The window is the
+		 * channel range [c0, c1) of what is kept. */
 		{
-			double emax = 0;
-			int c0 = C, c1 = 0;
+			double emax = 0, r2 = t->radius * t->radius;
+			int c0 = C, c1 = 0, cm = 0;
 			for (int c = 0; c < C; c++) {
 				double e = 0;
 				for (int r = 0; r < R; r++)
 					e += u[c + C * r] * u[c + C * r];
-				emax = e > emax ? e : emax;
+				if (e > emax) {
+					emax = e;
+					cm = c;
+				}
 			}
 			for (int c = 0; c < C; c++) {
 				double e = 0;
 				for (int r = 0; r < R; r++)
 					e += u[c + C * r] * u[c + C * r];
-				if (emax > 0 && e >= 1e-2 * emax) {
+				if (t->px != NULL && t->radius > 0) {
+					double dx = t->px[c] - t->px[cm];
+					double dy = t->py[c] - t->py[cm];
+					if (dx * dx + dy * dy > r2)
+						e = 0;
+				}
+				if (emax > 0 && e >= 1e-3 * emax) {
 					c0 = c < c0 ? c : c0;
 					c1 = c + 1;
+				} else {
+					for (int r = 0; r < R; r++)
+						u[c + C * r] = 0;
 				}
 			}
 			nrm = 0;
@@ -260,7 +281,11 @@ ss_match_out_push(struct ss_match_out *o, int64_t t, int k, float a)
 }
 
 /* A run of templates (ord[i0..i1)) projected together on channels [c0, c1):
- * one kern gemm per group instead of every template on every channel. */
+ * one kern gemm per group instead of every template on every channel.
+ * Groups are also the unit of locality in matching: a spike subtracted on
+ * a template's channels changes the projections and scores of only the
+ * groups whose channels overlap them, and two candidate spikes interact
+ * only when their groups share channels (or are the same group). */
 struct ss_mgroup {
 	int i0, i1, c0, c1;
 };
@@ -274,17 +299,21 @@ struct ss_matcher {
 	int *wc0; /* channel window of each template */
 	int *wc1;
 	struct ss_mgroup *grp;
-	int ngrp;
+	int ngrp, gmax;  /* groups, most templates in one group */
+	int nthr;        /* threads over groups (cpu backend only) */
+	int *gerr;       /* per group: status of its refresh */
+	int *gnb0, *gnb; /* groups sharing channels with group g (g first) */
+	int *tg0, *tg;   /* groups sharing channels with template k's window */
 	struct ss_kbuf dU, dVt, dR, dP, dS;
-	float *S;  /* K × Tmax scores (template order) */
-	float *Sc; /* download scratch, K × n */
-	float *Sb; /* best cost per start sample */
-	float *Ab; /* its amplitude */
-	int32_t *Kb;
+	float *Sc;   /* download scratch, gmax × Tmax per thread */
+	float *Gb;   /* ngrp × Tmax: best gain of the group's templates */
+	float *Ab;   /* its least-squares amplitude */
+	int32_t *Kb; /* its template */
 	double lam;
-	uint8_t *dirty;  /* per sample: P needs recomputing */
-	uint8_t *sdirty; /* per sample: score needs recomputing */
-	int64_t *peaks;
+	uint8_t *rdirty; /* per sample: residual changed (upload) */
+	uint8_t *pdirty; /* ngrp × Tmax: projection needs recomputing */
+	uint8_t *sdirty; /* ngrp × Tmax: scores need recomputing */
+	int64_t *peaks;  /* accepted in a round: g Tmax + t */
 };
 
 void
@@ -301,12 +330,17 @@ ss_matcher_free(struct ss_matcher *m)
 	free(m->wc0);
 	free(m->wc1);
 	free(m->grp);
-	free(m->S);
+	free(m->gnb0);
+	free(m->gnb);
+	free(m->tg0);
+	free(m->tg);
 	free(m->Sc);
-	free(m->Sb);
+	free(m->gerr);
+	free(m->Gb);
 	free(m->Ab);
 	free(m->Kb);
-	free(m->dirty);
+	free(m->rdirty);
+	free(m->pdirty);
 	free(m->sdirty);
 	free(m->peaks);
 	free(m);
@@ -326,7 +360,7 @@ by_window(const void *x, const void *y, void *arg)
 
 /* Channel windows (the nonzero rows of each template's U), the matcher
  * order and the groups; U columns and V rows in matcher order. */
-static int
+static void
 matcher_layout(struct ss_matcher *m, float *U, float *Vt)
 {
 	const struct ss_templates *t = m->tp;
@@ -350,6 +384,7 @@ matcher_layout(struct ss_matcher *m, float *U, float *Vt)
 	}
 	qsort_r(m->ord, (size_t) K, sizeof(int), by_window, m);
 	m->ngrp = 0;
+	m->gmax = 1;
 	for (int i = 0; i < K;) {
 		int k = m->ord[i], lo = m->wc0[k], hi = m->wc1[k];
 		int lim = 2 * (hi - lo) > 32 ? 2 * (hi - lo) : 32, i1 = i + 1;
@@ -364,6 +399,7 @@ matcher_layout(struct ss_matcher *m, float *U, float *Vt)
 			i1++;
 		}
 		m->grp[m->ngrp++] = (struct ss_mgroup){i, i1, lo, hi};
+		m->gmax = i1 - i > m->gmax ? i1 - i : m->gmax;
 		i = i1;
 	}
 	for (int i = 0; i < K; i++) {
@@ -377,6 +413,40 @@ matcher_layout(struct ss_matcher *m, float *U, float *Vt)
 				        t->V[(size_t) k * nt * R + a * R + r];
 		}
 	}
+}
+
+/* The two overlap lists (CSR); 0 or NQ_ENOMEM. */
+static int
+matcher_neighbours(struct ss_matcher *m)
+{
+	int G = m->ngrp, K = m->K, n = 0;
+
+	m->gnb0 = malloc(sizeof(int) * (size_t) (G + 1));
+	m->tg0 = malloc(sizeof(int) * (size_t) (K + 1));
+	m->gnb = malloc(sizeof(int) * (size_t) G * G + 1);
+	m->tg = malloc(sizeof(int) * (size_t) K * G + 1);
+	if (!m->gnb0 || !m->tg0 || !m->gnb || !m->tg)
+		return NQ_ENOMEM;
+	for (int g = 0; g < G; g++) {
+		const struct ss_mgroup *a = m->grp + g;
+		m->gnb0[g] = n;
+		m->gnb[n++] = g; /* its own group rejects most candidates */
+		for (int h = 0; h < G; h++) {
+			const struct ss_mgroup *b = m->grp + h;
+			if (h != g && a->c0 < b->c1 && b->c0 < a->c1)
+				m->gnb[n++] = h;
+		}
+	}
+	m->gnb0[G] = n;
+	n = 0;
+	for (int k = 0; k < K; k++) {
+		m->tg0[k] = n;
+		for (int h = 0; h < G; h++)
+			if (m->wc0[k] < m->grp[h].c1 &&
+			    m->grp[h].c0 < m->wc1[k])
+				m->tg[n++] = h;
+	}
+	m->tg0[K] = n;
 	return 0;
 }
 
@@ -404,21 +474,40 @@ ss_matcher_new(const struct kern_backend *kb, const struct ss_templates *t,
 	m->wc0 = malloc(sizeof(int) * k1);
 	m->wc1 = malloc(sizeof(int) * k1);
 	m->grp = malloc(sizeof(struct ss_mgroup) * k1);
-	m->S = malloc(sizeof(float) * k1 * (size_t) Tmax);
-	m->Sc = malloc(sizeof(float) * k1 * (size_t) Tmax);
-	m->Sb = malloc(sizeof(float) * (size_t) Tmax);
-	m->Ab = malloc(sizeof(float) * (size_t) Tmax);
-	m->Kb = malloc(sizeof(int32_t) * (size_t) Tmax);
-	m->dirty = malloc((size_t) Tmax);
-	m->sdirty = malloc((size_t) Tmax);
-	m->peaks = malloc(sizeof(int64_t) * (size_t) Tmax);
 	U = calloc(rk * (size_t) m->C, sizeof(float));
 	Vt = calloc(rk * (size_t) m->nt, sizeof(float));
-	if (!m->ord || !m->wc0 || !m->wc1 || !m->grp || !m->S || !m->Sc ||
-	    !m->Sb || !m->Ab || !m->Kb || !m->dirty || !m->sdirty ||
-	    !m->peaks || !U || !Vt)
+	if (!m->ord || !m->wc0 || !m->wc1 || !m->grp || !U || !Vt)
 		goto fail;
 	matcher_layout(m, U, Vt);
+	if ((rc = matcher_neighbours(m)) != 0)
+		goto fail;
+	rc = NQ_ENOMEM;
+	size_t g1 = m->ngrp ? (size_t) m->ngrp : 1, gm = (size_t) m->gmax;
+	/* groups are independent (own projections, own scores), so the
+	 * host backend refreshes them in parallel; a device backend keeps
+	 * one stream */
+	m->nthr = 1;
+#ifdef _OPENMP
+	if (strcmp(kb->ops->name, "cpu") == 0) {
+		int n = omp_get_max_threads();
+		m->nthr = n < 1 ? 1 : n > 16 ? 16 : n;
+	}
+#endif
+	gm *= (size_t) m->nthr;
+	m->gerr = malloc(sizeof(int) * g1);
+	m->Sc = malloc(sizeof(float) * gm * (size_t) Tmax);
+	m->Gb = malloc(sizeof(float) * g1 * (size_t) Tmax);
+	m->Ab = malloc(sizeof(float) * g1 * (size_t) Tmax);
+	m->Kb = malloc(sizeof(int32_t) * g1 * (size_t) Tmax);
+	m->rdirty = malloc((size_t) Tmax);
+	m->pdirty = malloc(g1 * (size_t) Tmax);
+	m->sdirty = malloc(g1 * (size_t) Tmax);
+	/* a group's accepted spikes are ≥ nt apart */
+	m->peaks = malloc(sizeof(int64_t) * g1 *
+	                  (size_t) (Tmax / (m->nt > 0 ? m->nt : 1) + 2));
+	if (!m->gerr || !m->Sc || !m->Gb || !m->Ab || !m->Kb || !m->rdirty ||
+	    !m->pdirty || !m->sdirty || !m->peaks)
+		goto fail;
 	if ((rc = ss_kbuf_ensure(kb, &m->dU,
 	                         sizeof(float) * (size_t) m->C * rk)) ||
 	    (rc = ss_kbuf_ensure(kb, &m->dVt,
@@ -426,7 +515,7 @@ ss_matcher_new(const struct kern_backend *kb, const struct ss_templates *t,
 	    (rc = ss_kbuf_ensure(kb, &m->dR,
 	                         sizeof(float) * (size_t) m->C * Tmax)) ||
 	    (rc = ss_kbuf_ensure(kb, &m->dP, sizeof(float) * rk * Tmax)) ||
-	    (rc = ss_kbuf_ensure(kb, &m->dS, sizeof(float) * k1 * Tmax)))
+	    (rc = ss_kbuf_ensure(kb, &m->dS, sizeof(float) * gm * Tmax)))
 		goto fail;
 	if (m->RK > 0 &&
 	    ((rc = KOP(kb, upload, m->dU.p, U,
@@ -445,86 +534,95 @@ fail:
 	return rc;
 }
 
-/* P[a:b, :] = R[:, a:b)ᵀ U on the device (P is Tmax × RK, matcher order):
- * one gemm per group over its channel window. */
+/* Residual samples [a, b) to the device. */
 static int
-project(struct ss_matcher *m, const float *R, int64_t a, int64_t b)
+upload(struct ss_matcher *m, const float *R, int64_t a, int64_t b)
 {
-	const struct kern_backend *kb = m->kb;
-	size_t C = (size_t) m->C, n = (size_t) (b - a);
-	int rc;
+	size_t C = (size_t) m->C;
 
 	if (b <= a)
 		return 0;
-	if ((rc = KOP(kb, upload, (float *) m->dR.p + C * a, R + C * a,
-	              sizeof(float) * C * n)) != 0)
-		return rc;
-	for (int g = 0; g < m->ngrp; g++) {
-		const struct ss_mgroup *q = m->grp + g;
-		size_t col = (size_t) m->R * q->i0;
-		if ((rc = KOP(kb, gemm, KERN_F32, KERN_T, KERN_N, (int64_t) n,
-		              (int64_t) m->R * (q->i1 - q->i0), q->c1 - q->c0,
-		              1.0, (float *) m->dR.p + C * a + q->c0, m->C,
-		              (float *) m->dU.p + q->c0 + C * col, m->C, 0.0,
-		              (float *) m->dP.p + a + (size_t) m->Tmax * col,
-		              m->Tmax)) != 0)
-			return rc;
-	}
-	return 0;
+	return KOP(m->kb, upload, (float *) m->dR.p + C * a, R + C * a,
+	           sizeof(float) * C * (size_t) (b - a));
 }
 
-/* Scores s_k(t) = Σ_r Σ_τ V_k[τ,r] P[t+τ, kR+r] for start samples [a, b)
- * (kern conv_rows on the device, downloaded compact), then the best k by
- * the drop in squared residual. With Kilosort 2's amplitude prior (weight
- * λ, typical amplitude μ_k) the MAP amplitude is x = (s + λμ)/(1 + λ) and
- * the gain (s + λμ)²/(1 + λ) − λμ², which turns away small fits of a big
- * unit's template to leftovers; without a prior it is s². */
+/* P[a:b, group g's columns] = R[c0:c1, a:b)ᵀ U (P is Tmax × RK, matcher
+ * order): one gemm over the group's channel window. */
 static int
-score(struct ss_matcher *m, int64_t a, int64_t b)
+project(struct ss_matcher *m, int g, int64_t a, int64_t b)
+{
+	const struct ss_mgroup *q = m->grp + g;
+	size_t C = (size_t) m->C, col = (size_t) m->R * q->i0;
+
+	if (b <= a)
+		return 0;
+	return KOP(m->kb, gemm, KERN_F32, KERN_T, KERN_N, b - a,
+	           (int64_t) m->R * (q->i1 - q->i0), q->c1 - q->c0, 1.0,
+	           (float *) m->dR.p + C * a + q->c0, m->C,
+	           (float *) m->dU.p + q->c0 + C * col, m->C, 0.0,
+	           (float *) m->dP.p + a + (size_t) m->Tmax * col, m->Tmax);
+}
+
+/* Scores s_k(t) = Σ_r Σ_τ V_k[τ,r] P[t+τ, kR+r] of group g's templates for
+ * start samples [a, b) (kern conv_rows on the device, downloaded compact),
+ * then the group's best template per start by the drop in squared
+ * residual. With Kilosort 2's amplitude prior (weight λ, typical amplitude
+ * μ_k) the gain is (s + λμ)²/(1 + λ) − λμ² (the MAP fit), which turns away
+ * small fits of a big unit's template to leftovers; without a prior it is
+ * s². The spike is subtracted with its least-squares amplitude s, so no
+ * part of it along its own template stays in the residual for a
+ * neighbour's template to pick up. */
+static int
+score(struct ss_matcher *m, int g, int64_t a, int64_t b, int tid)
 {
 	const struct kern_backend *kb = m->kb;
-	int64_t n = b - a;
-	int rc;
+	const struct ss_mgroup *q = m->grp + g;
+	int64_t n = b - a, Tm = m->Tmax;
+	int ng = q->i1 - q->i0, rc;
+	float *Gb = m->Gb + Tm * g, *Ab = m->Ab + Tm * g;
+	int32_t *Kb = m->Kb + Tm * g;
+	size_t off = (size_t) tid * (size_t) m->gmax * (size_t) Tm;
+	float *Sc = m->Sc + off;
+	void *dS = (float *) m->dS.p + off;
 
 	if (n <= 0)
 		return 0;
-	if ((rc = KOP(kb, conv_rows, KERN_F32, m->K, m->R, n, m->nt,
-	              (float *) m->dP.p + a, m->Tmax, m->dVt.p, m->dS.p, n)) !=
-	            0 ||
-	    (rc = KOP(kb, download, m->Sc, m->dS.p,
-	              sizeof(float) * (size_t) m->K * (size_t) n)) != 0)
+	if ((rc = KOP(kb, conv_rows, KERN_F32, ng, m->R, n, m->nt,
+	              (float *) m->dP.p + a + (size_t) Tm * m->R * q->i0, Tm,
+	              (float *) m->dVt.p + (size_t) m->nt * m->R * q->i0, dS,
+	              n)) != 0 ||
+	    (rc = KOP(kb, download, Sc, dS,
+	              sizeof(float) * (size_t) ng * (size_t) n)) != 0)
 		return rc;
-	for (int i = 0; i < m->K; i++)
-		memcpy(m->S + (size_t) m->Tmax * m->ord[i] + a,
-		       m->Sc + (size_t) n * i, sizeof(float) * (size_t) n);
 	for (int64_t t = a; t < b; t++) {
-		m->Sb[t] = -INFINITY;
-		m->Ab[t] = 0;
-		m->Kb[t] = -1;
+		Gb[t] = -INFINITY;
+		Ab[t] = 0;
+		Kb[t] = -1;
 	}
-	for (int k = 0; k < m->K; k++) {
-		const float *S = m->S + (size_t) m->Tmax * k;
+	for (int i = 0; i < ng; i++) {
+		int k = m->ord[q->i0 + i];
+		const float *S = Sc + (size_t) n * i - a;
 		float mu = m->tp->mu ? m->tp->mu[k] : 0;
 		if (mu > 0 && m->lam > 0) {
 			float l = (float) m->lam, lm = l * mu, c0 = lm * mu;
 			float inv = 1 / (1 + l);
 			for (int64_t t = a; t < b; t++) {
 				float x = S[t] + lm;
-				float g = x > 0 ? x * x * inv - c0 : -INFINITY;
-				if (g > m->Sb[t]) {
-					m->Sb[t] = g;
-					m->Ab[t] = x * inv;
-					m->Kb[t] = k;
+				float v = x > 0 ? x * x * inv - c0 : -INFINITY;
+				if (v > Gb[t]) {
+					Gb[t] = v;
+					Ab[t] = S[t];
+					Kb[t] = k;
 				}
 			}
 		} else {
 			for (int64_t t = a; t < b; t++) {
 				float x = S[t];
-				float g = x > 0 ? x * x : -INFINITY;
-				if (g > m->Sb[t]) {
-					m->Sb[t] = g;
-					m->Ab[t] = x;
-					m->Kb[t] = k;
+				float v = x > 0 ? x * x : -INFINITY;
+				if (v > Gb[t]) {
+					Gb[t] = v;
+					Ab[t] = x;
+					Kb[t] = k;
 				}
 			}
 		}
@@ -553,13 +651,81 @@ next_run(const uint8_t *f, int64_t n, int64_t gap, int64_t *a, int64_t *b)
 	return 1;
 }
 
+/* Is group g's best at start t (gain v) the largest of every candidate it
+ * interacts with: starts less than nt apart in a group sharing channels?
+ * Ties go to the lower (group, start), so two accepted spikes never
+ * interact and the order of acceptance does not matter. */
+static int
+peak_ok(const struct ss_matcher *m, int g, int64_t t, float v, int64_t Ts)
+{
+	int64_t u0 = t - m->nt + 1 < 0 ? 0 : t - m->nt + 1;
+	int64_t u1 = t + m->nt > Ts ? Ts : t + m->nt;
+
+	for (int j = m->gnb0[g]; j < m->gnb0[g + 1]; j++) {
+		int h = m->gnb[j];
+		const float *G = m->Gb + m->Tmax * h;
+		for (int64_t u = u0; u < u1; u++)
+			if (G[u] > v ||
+			    (G[u] == v && (h < g || (h == g && u < t))))
+				return 0;
+	}
+	return 1;
+}
+
+/* Projections and scores of group g: everywhere (full) or where flagged. */
+static int
+refresh(struct ss_matcher *m, int g, int64_t T, int64_t Ts, int full, int tid)
+{
+	int64_t Tm = m->Tmax, nt = m->nt;
+	int rc;
+
+	if (full)
+		return (rc = project(m, g, 0, T)) != 0
+		               ? rc
+		               : score(m, g, 0, Ts, tid);
+	for (int64_t a = 0, b; next_run(m->pdirty + Tm * g, T, nt, &a, &b);
+	     a = b)
+		if ((rc = project(m, g, a, b)) != 0)
+			return rc;
+	for (int64_t a = 0, b; next_run(m->sdirty + Tm * g, Ts, nt, &a, &b);
+	     a = b)
+		if ((rc = score(m, g, a, b, tid)) != 0)
+			return rc;
+	return 0;
+}
+
+/* Every group refreshed, in parallel on the host; each writes only its
+ * own projections, scores and scratch, so the result does not depend on
+ * the threads. The first failing group's status is returned. */
+static int
+refresh_groups(struct ss_matcher *m, int64_t T, int64_t Ts, int full)
+{
+	int G = m->ngrp;
+
+#ifdef _OPENMP
+#pragma omp parallel for schedule(dynamic, 1) \
+        num_threads(m->nthr) if (m->nthr > 1 && G > 1)
+#endif
+	for (int g = 0; g < G; g++) {
+		int tid = 0;
+#ifdef _OPENMP
+		tid = omp_get_thread_num();
+#endif
+		m->gerr[g] = refresh(m, g, T, Ts, full, tid);
+	}
+	for (int g = 0; g < G; g++)
+		if (m->gerr[g] != 0)
+			return m->gerr[g];
+	return 0;
+}
+
 int
 ss_match_batch(struct ss_matcher *m, const struct ss_config *cfg, float *R,
                int64_t T, int64_t lo, int64_t hi, int64_t t_abs0,
                struct ss_match_out *out, double *acc, int64_t *cnt)
 {
 	int C = m->C, nt = m->nt, rc;
-	int64_t Ts = T - nt + 1, first = out->n;
+	int64_t Ts = T - nt + 1, first = out->n, Tm = m->Tmax;
 	float th = (float) (cfg->th_match * cfg->th_match);
 
 	if (m->K == 0 || Ts <= 0)
@@ -567,54 +733,55 @@ ss_match_batch(struct ss_matcher *m, const struct ss_config *cfg, float *R,
 	if (T > m->Tmax)
 		return NQ_EINTERNAL;
 	m->lam = cfg->lam;
-	if ((rc = project(m, R, 0, T)) != 0)
+	if ((rc = upload(m, R, 0, T)) != 0 ||
+	    (rc = refresh_groups(m, T, Ts, 1)) != 0)
 		return rc;
-	if ((rc = score(m, 0, Ts)) != 0)
-		return rc;
-	memset(m->sdirty, 1, (size_t) Ts);
 	for (int round = 0; round < cfg->max_peels; round++) {
 		int64_t np = 0;
-		/* local maxima above threshold among recomputed scores */
-		for (int64_t t = 0; t < Ts; t++) {
-			if (!m->sdirty[t] || !(m->Sb[t] > th))
-				continue;
-			int ok = 1;
-			int64_t u0 = t - nt + 1 < 0 ? 0 : t - nt + 1;
-			int64_t u1 = t + nt > Ts ? Ts : t + nt;
-			for (int64_t u = u0; u < u1 && ok; u++)
-				if (m->Sb[u] > m->Sb[t] ||
-				    (m->Sb[u] == m->Sb[t] && u < t))
-					ok = 0;
-			if (ok)
-				m->peaks[np++] = t;
+		/* every candidate, also those held back last round by a
+		 * neighbour that was itself held back */
+		for (int g = 0; g < m->ngrp; g++) {
+			const float *G = m->Gb + Tm * g;
+			for (int64_t t = 0; t < Ts; t++) {
+				if (!(G[t] > th) || !peak_ok(m, g, t, G[t], Ts))
+					continue;
+				m->peaks[np++] = Tm * g + t;
+				t += nt - 1; /* the next ones lose to this */
+			}
 		}
 		if (np == 0)
 			break;
-		memset(m->dirty, 0, (size_t) T);
-		memset(m->sdirty, 0, (size_t) Ts);
+		memset(m->rdirty, 0, (size_t) T);
+		memset(m->pdirty, 0, (size_t) (Tm * m->ngrp));
+		memset(m->sdirty, 0, (size_t) (Tm * m->ngrp));
 		for (int64_t i = 0; i < np; i++) {
-			int64_t t = m->peaks[i];
-			int k = m->Kb[t];
-			float a = m->Ab[t];
+			int g = (int) (m->peaks[i] / Tm);
+			int64_t t = m->peaks[i] % Tm;
+			int k = m->Kb[Tm * g + t];
+			float a = m->Ab[Tm * g + t];
 			const float *W = m->tp->W + (size_t) k * C * nt;
 			float *Rt = R + (size_t) C * t;
 			for (int tau = 0; tau < nt; tau++)
 				for (int c = m->wc0[k]; c < m->wc1[k]; c++)
 					Rt[c + C * tau] -= a * W[c + C * tau];
-			memset(m->dirty + t, 1, (size_t) nt);
+			memset(m->rdirty + t, 1, (size_t) nt);
 			int64_t s0 = t - nt + 1 < 0 ? 0 : t - nt + 1;
 			int64_t s1 = t + nt > Ts ? Ts : t + nt;
-			memset(m->sdirty + s0, 1, (size_t) (s1 - s0));
+			for (int j = m->tg0[k]; j < m->tg0[k + 1]; j++) {
+				int h = m->tg[j];
+				memset(m->pdirty + Tm * h + t, 1, (size_t) nt);
+				memset(m->sdirty + Tm * h + s0, 1,
+				       (size_t) (s1 - s0));
+			}
 			if ((rc = ss_match_out_push(out, t, k, a)) != 0)
 				return rc;
 		}
-		for (int64_t a = 0, b; next_run(m->dirty, T, nt, &a, &b); a = b)
-			if ((rc = project(m, R, a, b)) != 0)
-				return rc;
-		for (int64_t a = 0, b; next_run(m->sdirty, Ts, nt, &a, &b);
+		for (int64_t a = 0, b; next_run(m->rdirty, T, nt, &a, &b);
 		     a = b)
-			if ((rc = score(m, a, b)) != 0)
+			if ((rc = upload(m, R, a, b)) != 0)
 				return rc;
+		if ((rc = refresh_groups(m, T, Ts, 0)) != 0)
+			return rc;
 	}
 	/* keep the spikes whose trough is in [lo, hi); learn from them */
 	int64_t w = first;

@@ -4,7 +4,7 @@
  *
  *   ss-run --recording F.bin --n-channels N [--sample-rate HZ] [--probe P]
  *          --out DIR [--ckpt DIR] [--batch N] [--seed S] [--device cpu]
- *          [--th-detect X] [--th-match X]
+ *          [--th-detect X] [--th-match X] [--drift 0|1]
  * Prints one JSON object with the result scalars.
  */
 #include <errno.h>
@@ -31,7 +31,8 @@ usage(void)
 	fprintf(stderr,
 	        "usage: ss-run --recording F --n-channels N [--sample-rate HZ]"
 	        " [--probe P] --out DIR [--ckpt DIR] [--batch N] [--seed S]"
-	        " [--device cpu|cuda:N] [--th-detect X] [--th-match X]\n");
+	        " [--device cpu|cuda:N] [--th-detect X] [--th-match X]"
+	        " [--drift 0|1]\n");
 	return 2;
 }
 
@@ -78,6 +79,8 @@ main(int argc, char **argv)
 			cfg.th_detect = atof(v);
 		else if (strcmp(k, "--th-match") == 0)
 			cfg.th_match = atof(v);
+		else if (strcmp(k, "--drift") == 0)
+			cfg.drift = atoi(v) != 0;
 		else
 			return usage();
 	}
@@ -121,19 +124,25 @@ main(int argc, char **argv)
 	if (rc == 0) {
 		double wall = (double) (b.tv_sec - a.tv_sec) +
 		              1e-9 * (double) (b.tv_nsec - a.tv_nsec);
-		double dur = (double) res.n_samples / fs;
+		double dur = (double) res.n_samples / fs, dmin = 0, dmax = 0;
+		for (int64_t i = 0; i < res.n_drift; i++) {
+			dmin = res.drift_um[i] < dmin ? res.drift_um[i] : dmin;
+			dmax = res.drift_um[i] > dmax ? res.drift_um[i] : dmax;
+		}
 		printf("{\"n_units\": %d, \"n_spikes\": %lld, \"n_good\": %d, "
 		       "\"n_templates\": %d, \"duration_s\": %.3f, "
 		       "\"wall_s\": %.3f, \"x_realtime\": %.2f, "
 		       "\"time_preprocess_s\": %.3f, \"time_detect_s\": %.3f, "
 		       "\"time_match_s\": %.3f, \"time_post_s\": %.3f, "
-		       "\"time_features_s\": %.3f, \"device\": \"%s\"}\n",
+		       "\"time_drift_s\": %.3f, \"time_features_s\": %.3f, "
+		       "\"drift_min_um\": %.2f, \"drift_max_um\": %.2f, "
+		       "\"device\": \"%s\"}\n",
 		       res.n_units, (long long) res.n_spikes, res.n_good, res.K,
 		       dur, wall, dur / wall, res.t_pre, res.t_detect,
-		       res.t_match, res.t_post,
+		       res.t_match, res.t_post, res.t_drift,
 		       (double) (b.tv_sec - f.tv_sec) +
 		               1e-9 * (double) (b.tv_nsec - f.tv_nsec),
-		       kb.name);
+		       dmin, dmax, kb.name);
 	}
 	ss_result_free(&res);
 	kern_close(&kb);

@@ -1,6 +1,8 @@
 /*
  * ss_sort.c — the pipeline, batch by batch:
  *   1 whitening   covariance of every k-th preprocessed batch → local ZCA
+ *   1b drift      every batch: detection → depth histograms → registered
+ *                 shifts; later loads resample each batch (ss_drift.h)
  *   2 detect      threshold crossings on the learning batches → clusters
  *   3 learn       a few matching passes over the learning batches, each
  *                 followed by template re-estimation, drops and merges
@@ -19,6 +21,7 @@
 
 #include "nq_error.h"
 #include "ss.h"
+#include "ss_drift.h"
 
 void
 ss_config_defaults(struct ss_config *c)
@@ -44,6 +47,10 @@ ss_config_defaults(struct ss_config *c)
 	c->nc_feat = 10;
 	c->npc = 3;
 	c->rank = 3;
+	/* a template's matching window: channels within 150 µm of its peak
+	 * channel (spikes fade within ~100 µm; averaged noise on far
+	 * channels made learned windows span the whole probe) */
+	c->tmpl_radius_um = 150;
 	c->max_templates = 1024;
 	c->learn_batches = 20;
 	c->learn_iters = 3;
@@ -51,12 +58,18 @@ ss_config_defaults(struct ss_config *c)
 	c->merge_corr = 0.9;
 	c->merge_corr_shape = 0.97;
 	c->dup_ms = 0.25;
+	c->xdup_ms = 0.5;
 	c->refrac_ms = 1.0;
 	c->good_ratio = 0.2;
 	c->min_spikes = 20;
 	c->split_dprime = 4.0;
 	c->seed = 1;
 	c->cache_bytes = (uint64_t) 768 << 20;
+	c->drift = 1;
+	c->drift_bin_um = 5;
+	c->drift_max_um = 50;
+	c->drift_sigma_um = 20;
+	c->drift_smooth = 1;
 }
 
 static double
@@ -83,6 +96,15 @@ struct run {
 	int have_M;
 	struct ss_band *band; /* row blocks of M and their columns */
 	int nband;
+	/* drift: per-batch shifts (NULL: none) and that batch's A·M */
+	const float *M;
+	float *shift;
+	struct ss_krig krig;
+	float *A, *AM;
+	int64_t am_batch;
+	struct ss_kbuf dAM;
+	struct ss_band *aband;
+	int naband;
 	const float *tpw;  /* templates being merged (same_unit) */
 	const float *tpcn; /* and their channel norms */
 	float **cache;     /* whitened learning batches kept in memory */
@@ -143,7 +165,27 @@ load_batch(struct run *r, int64_t b, float **Y, int64_t *core)
 	              r->cwork);
 	*Y = r->X + (size_t) r->C * c->fpad;
 	*core = r->N - b * r->NT < r->NT ? r->N - b * r->NT : r->NT;
-	if (r->have_M) {
+	if (r->have_M && r->shift != NULL && r->shift[b] != 0) {
+		/* drift: this batch's resampling folded into the whitening */
+		if (r->am_batch != b) {
+			size_t mb = sizeof(float) * (size_t) r->C * r->C;
+			if ((rc = ss_drift_batch_matrix(&r->krig, r->p, r->M,
+			                                r->shift[b], r->A,
+			                                r->AM)) ||
+			    (rc = ss_kbuf_ensure(r->kb, &r->dAM, mb)) ||
+			    (rc = KOP(r->kb, upload, r->dAM.p, r->AM, mb))) {
+				snprintf(r->msg, r->msglen,
+				         "drift correction failed");
+				return rc;
+			}
+			r->naband = ss_band_blocks(r->AM, r->C, 32, r->aband);
+			r->am_batch = b;
+		}
+		rc = ss_apply_banded(r->kb, r->dAM.p, r->C, r->aband, r->naband,
+		                     *Y, r->Tb, &r->dx, &r->dy);
+		if (rc != 0)
+			snprintf(r->msg, r->msglen, "whitening failed");
+	} else if (r->have_M) {
 		rc = ss_apply_banded(r->kb, r->dM.p, r->C, r->band, r->nband,
 		                     *Y, r->Tb, &r->dx, &r->dy);
 		if (rc != 0)
@@ -219,10 +261,16 @@ config_key(const struct ss_config *c, const struct ss_probe *p, int64_t N,
 	              c->min_spikes,
 	              c->split_dprime,
 	              (double) c->seed,
+	              c->drift,
+	              c->drift_bin_um,
+	              c->drift_max_um,
+	              c->drift_sigma_um,
+	              c->drift_smooth,
+	              c->tmpl_radius_um,
 	              (double) N,
 	              n_rows,
 	              p->n,
-	              2 /* format version */};
+	              4 /* format version */};
 	h = fnv(h, d, sizeof(d));
 	h = fnv(h, p->row, sizeof(int) * (size_t) p->n);
 	h = fnv(h, p->x, sizeof(float) * (size_t) p->n);
@@ -275,7 +323,7 @@ stage_whiten(struct run *r, float *M)
 		for (size_t i = 0; i < (size_t) C * C; i++)
 			cov[i] += cf[i];
 		used += core;
-		progress(r, 0.05 * (double) (b + 1) / (double) r->nb, "whiten");
+		progress(r, 0.03 * (double) (b + 1) / (double) r->nb, "whiten");
 	}
 	for (size_t i = 0; i < (size_t) C * C; i++)
 		cov[i] /= (double) used;
@@ -294,6 +342,107 @@ out:
 	ss_kbuf_free(r->kb, &dC);
 	free(cov);
 	free(cf);
+	return rc;
+}
+
+/*
+ * Rigid drift: one pass over every batch (whitened, not yet corrected),
+ * detection, depth × amplitude histograms, registration. Sets r->shift
+ * (checkpointed) or leaves it NULL when correction is off or the recording
+ * is too short to register (under 3 batches).
+ */
+static int
+stage_drift(struct run *r, struct ss_result *res)
+{
+	const struct ss_config *c = r->cfg;
+	struct ss_drift_hist d = {0};
+	struct ss_spikes sp = {0};
+	int64_t *chan_count = NULL;
+	size_t bytes = sizeof(float) * (size_t) r->nb;
+	float *shift = NULL, lo = 0, hi = 0;
+	int rc;
+
+	if (!c->drift || r->nb < 3)
+		return 0;
+	rc = NQ_ENOMEM;
+	shift = malloc(bytes);
+	chan_count = calloc((size_t) r->C, sizeof(int64_t));
+	r->A = malloc(sizeof(float) * (size_t) r->C * r->C);
+	r->AM = malloc(sizeof(float) * (size_t) r->C * r->C);
+	r->aband = malloc(sizeof(struct ss_band) * ((size_t) r->C / 32 + 2));
+	if (!shift || !chan_count || !r->A || !r->AM || !r->aband)
+		goto out;
+	if ((rc = ss_krig_init(&r->krig, r->p, c->drift_sigma_um)) != 0) {
+		snprintf(r->msg, r->msglen,
+		         "drift: the probe's kriging matrix is singular "
+		         "(duplicate channel positions?)");
+		goto out;
+	}
+	if (ss_ckpt_load(c->ckpt_dir, "drift.bin", r->key, shift, bytes) == 0) {
+		logf_(r, "stage=drift resumed=1");
+		goto done;
+	}
+	if ((rc = ss_drift_hist_init(&d, r->p, (int) r->nb, c->drift_bin_um)) !=
+	    0)
+		goto out;
+	for (int64_t b = 0; b < r->nb; b++) {
+		float *Y;
+		int64_t core;
+		if (canceled(r)) {
+			rc = NQ_ECANCELED;
+			goto out;
+		}
+		if ((rc = load_batch(r, b, &Y, &core)) != 0)
+			goto out;
+		memset(chan_count, 0, sizeof(int64_t) * (size_t) r->C);
+		sp.n = 0;
+		/* ≤ 200 spikes per channel and batch: enough for a
+		 * histogram, bounded memory */
+		if ((rc = ss_detect_batch(c, r->p, Y, r->Tb, c->pad,
+		                          c->pad + core, b * r->NT - c->pad,
+		                          200, chan_count, &sp)) != 0)
+			goto out;
+		ss_drift_hist_add(&d, (int) b, r->p, &sp, c->nt0min);
+		progress(r, 0.03 + 0.02 * (double) (b + 1) / (double) r->nb,
+		         "drift");
+	}
+	if ((rc = ss_drift_estimate(&d, c->drift_max_um, c->drift_smooth,
+	                            shift)) != 0)
+		goto out;
+	/* under 1 µm (a twentieth of a channel pitch) a batch is left as it
+	 * is: a recording without drift sorts exactly as with drift off */
+	for (int64_t b = 0; b < r->nb; b++)
+		if (fabsf(shift[b]) < 1.0f)
+			shift[b] = 0;
+	if ((rc = ss_ckpt_save(c->ckpt_dir, "drift.bin", r->key, shift,
+	                       bytes)) != 0) {
+		snprintf(r->msg, r->msglen, "cannot write checkpoint");
+		goto out;
+	}
+done:
+	for (int64_t b = 0; b < r->nb; b++) {
+		lo = fminf(lo, shift[b]);
+		hi = fmaxf(hi, shift[b]);
+	}
+	logf_(r, "stage=drift batches=%lld min_um=%.1f max_um=%.1f",
+	      (long long) r->nb, lo, hi);
+	res->drift_um = malloc(bytes);
+	if (res->drift_um == NULL) {
+		rc = NQ_ENOMEM;
+		goto out;
+	}
+	memcpy(res->drift_um, shift, bytes);
+	res->n_drift = r->nb;
+	res->drift_batch = r->NT;
+	r->shift = shift;
+	shift = NULL;
+	r->am_batch = -1;
+	rc = 0;
+out:
+	ss_drift_hist_free(&d);
+	ss_spikes_free(&sp);
+	free(chan_count);
+	free(shift);
 	return rc;
 }
 
@@ -488,6 +637,9 @@ stage_learn(struct run *r, struct ss_templates *tp, double *t_detect)
 	tp->C = C;
 	tp->nt = nt;
 	tp->rank = c->rank;
+	tp->px = r->p->x;
+	tp->py = r->p->y;
+	tp->radius = c->tmpl_radius_um;
 	if (ss_ckpt_load_var(c->ckpt_dir, "templates.bin", r->key, &blob,
 	                     &bytes) == 0 &&
 	    bytes % (sizeof(float) * (C * nt + 1)) == 0) {
@@ -822,8 +974,14 @@ ss_sort(const struct ss_config *cfg, const struct kern_backend *kb,
 				        inv[j + (size_t) C * i];
 		free(inv);
 	}
+	r.M = M;
 	t1 = now_s();
 	res->t_pre = t1 - t0;
+	if ((rc = stage_drift(&r, res)) != 0)
+		goto out;
+	t0 = now_s();
+	res->t_drift = t0 - t1;
+	t1 = t0;
 
 	rc = stage_learn(&r, &tp, &res->t_detect);
 	if (rc != 0)
@@ -854,6 +1012,12 @@ out:
 	ss_templates_free(&tp);
 	ss_kbuf_free(kb, &r.dM);
 	free(r.band);
+	ss_kbuf_free(kb, &r.dAM);
+	ss_krig_free(&r.krig);
+	free(r.shift);
+	free(r.A);
+	free(r.AM);
+	free(r.aband);
 	ss_kbuf_free(kb, &r.dx);
 	ss_kbuf_free(kb, &r.dy);
 	free(r.X);

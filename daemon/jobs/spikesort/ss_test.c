@@ -16,6 +16,9 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #include "nq_error.h"
 #include "nq_npy.h"
@@ -513,6 +516,32 @@ test_validate(void **state)
 	                 NQ_EBADPARAM);
 	assert_non_null(strstr(msg, "th_match"));
 
+	p = nq_map_new();
+	nq_map_set_str(p, "recording", path);
+	nq_map_set_int(p, "n_channels", 4);
+	nq_map_set_float(p, "sample_rate", 30000);
+	nq_map_set_float(p, "xdup_ms", 0);
+	nq_map_set_float(p, "template_radius_um", 0);
+	assert_int_equal(validate_with(p, NULL, msg, sizeof(msg)), 0);
+
+	p = nq_map_new();
+	nq_map_set_str(p, "recording", path);
+	nq_map_set_int(p, "n_channels", 4);
+	nq_map_set_float(p, "sample_rate", 30000);
+	nq_map_set_float(p, "xdup_ms", 6);
+	assert_int_equal(validate_with(p, NULL, msg, sizeof(msg)),
+	                 NQ_EBADPARAM);
+	assert_non_null(strstr(msg, "xdup_ms"));
+
+	p = nq_map_new();
+	nq_map_set_str(p, "recording", path);
+	nq_map_set_int(p, "n_channels", 4);
+	nq_map_set_float(p, "sample_rate", 30000);
+	nq_map_set_float(p, "template_radius_um", -5);
+	assert_int_equal(validate_with(p, NULL, msg, sizeof(msg)),
+	                 NQ_EBADPARAM);
+	assert_non_null(strstr(msg, "template_radius_um"));
+
 	/* probe with more channels than the file has rows */
 	snprintf(probe, sizeof(probe), "%s/p.json", dir);
 	f = fopen(probe, "w");
@@ -851,12 +880,477 @@ test_apply_banded(void **state)
 	ss_kbuf_free(&kb, &dy);
 }
 
+/* ---- preprocessing against plain reference implementations (ss-pre) */
+
+static int
+cmp_float(const void *a, const void *b)
+{
+	float x = *(const float *) a, y = *(const float *) b;
+	return x < y ? -1 : x > y;
+}
+
+/* Textbook ss_preprocess: float mean removal, sorted median per sample,
+ * each channel filtered forward then backward on its own (double state,
+ * steady-state start), one step after the other. */
+static void
+ref_preprocess(const struct ss_filter *f, float *X, int C, int T, int car)
+{
+	float *col = malloc(sizeof(float) * C), *x = malloc(sizeof(float) * T);
+	for (int c = 0; c < C; c++) {
+		double s = 0;
+		for (int t = 0; t < T; t++)
+			s += X[t * C + c];
+		float m = (float) (s / T);
+		for (int t = 0; t < T; t++)
+			X[t * C + c] -= m;
+	}
+	for (int t = 0; t < T && car && C >= 3; t++) {
+		memcpy(col, X + t * C, sizeof(float) * C);
+		qsort(col, C, sizeof(float), cmp_float);
+		float med =
+		        C % 2 ? col[C / 2] : (col[C / 2 - 1] + col[C / 2]) / 2;
+		for (int c = 0; c < C; c++)
+			X[t * C + c] -= med;
+	}
+	for (int c = 0; c < C; c++) {
+		for (int t = 0; t < T; t++)
+			x[t] = X[t * C + c];
+		for (int pass = 0; pass < 2; pass++) {
+			double z1 = -f->b1[0] * x[pass ? T - 1 : 0], s1 = 0,
+			       s2 = 0;
+			for (int i = 0; i < T; i++) {
+				int t = pass ? T - 1 - i : i;
+				double xi = x[t], y = f->b1[0] * xi + z1;
+				z1 = f->b1[1] * xi - f->a1[1] * y;
+				double u = f->b2[0] * y + s1;
+				s1 = f->b2[1] * y - f->a2[1] * u + s2;
+				s2 = f->b2[2] * y - f->a2[2] * u;
+				x[t] = (float) u;
+			}
+		}
+		for (int t = 0; t < T; t++)
+			X[t * C + c] = x[t];
+	}
+	free(col);
+	free(x);
+}
+
+/* The fused, vectorised ss_preprocess (median by counting, mean/median/
+ * forward pass in one sweep) equals the textbook one on data that
+ * exercises the median's paths: noise around a drifting common signal,
+ * integer data full of ties, all-equal samples, jumps of 1e4 between
+ * samples, 1e30-sized values; odd and even channel counts. A median off
+ * by one rank would differ by the gap between neighbouring values
+ * (>= 1e-3 of the range here), far above the tolerance. */
+static void
+test_preprocess_reference(void **state)
+{
+	static const int Cs[] = {3, 4, 5, 16, 33, 384};
+	struct ss_filter f;
+	uint64_t s = 11;
+	(void) state;
+	ss_filter_design(&f, 30000, 300);
+	for (size_t ci = 0; ci < sizeof(Cs) / sizeof(Cs[0]); ci++)
+		for (int kind = 0; kind < 5; kind++) {
+			int C = Cs[ci], T = 400;
+			float *X = malloc(sizeof(float) * C * T);
+			float *R = malloc(sizeof(float) * C * T);
+			float cw[384];
+			double w[3 * 384], com = 0, big = 0, err = 0;
+			for (int t = 0; t < T; t++) {
+				com += unif(&s) - 0.5;
+				for (int c = 0; c < C; c++) {
+					double v = 3 * (unif(&s) - 0.5) + com;
+					if (kind == 1)
+						v = floor(4 * unif(&s)) + c % 3;
+					else if (kind == 2)
+						v = t % 7 == 0 ? 5 : v;
+					else if (kind == 3)
+						v += (t / 3) % 2 ? 1e4 : -1e4;
+					else if (kind == 4)
+						v *= 1e30;
+					X[t * C + c] = R[t * C + c] = (float) v;
+				}
+			}
+			for (int car = 0; car < 2; car++) {
+				if (car) /* fresh copies for the second run */
+					for (int i = 0; i < C * T; i++)
+						X[i] = R[i];
+				float *Y = malloc(sizeof(float) * C * T);
+				memcpy(Y, X, sizeof(float) * C * T);
+				ss_preprocess(&f, X, C, T, car, w, cw);
+				ref_preprocess(&f, Y, C, T, car);
+				for (int i = 0; i < C * T; i++) {
+					big = fmax(big, fabs(Y[i]));
+					err = fmax(err, fabs(X[i] - Y[i]));
+				}
+				assert_true(err <= 1e-6 * big);
+				free(Y);
+			}
+			free(X);
+			free(R);
+		}
+}
+
+/* The host (cpu backend) banded whitening against a double-precision
+ * dense product, with C not a multiple of the 16-row blocks, bands of
+ * irregular width, T crossing the 64-sample tiles and the 4-sample
+ * steps, and a fully dense matrix. */
+static void
+test_apply_banded_host(void **state)
+{
+	static const int Cs[] = {37, 20, 16, 1};
+	static const int Ts[] = {131, 64, 3, 5};
+	uint64_t s = 5;
+	(void) state;
+	for (int k = 0; k < 4; k++) {
+		int C = Cs[k], T = Ts[k];
+		float *M = malloc(sizeof(float) * C * C);
+		float *X = malloc(sizeof(float) * C * T);
+		float *Y = malloc(sizeof(float) * C * T);
+		struct ss_band *band = malloc(sizeof(*band) * (C / 8 + 2));
+		for (int i = 0; i < C * C; i++) {
+			int r = i % C, c = i / C, hw = 2 + (r * 7) % 5;
+			double v = 2 * unif(&s) - 1;
+			M[i] = k == 1 || abs(r - c) <= hw ? (float) v : 0;
+		}
+		for (int i = 0; i < C * T; i++)
+			X[i] = Y[i] = (float) (8 * unif(&s) - 4);
+		int nb = ss_band_blocks(M, C, 8, band);
+		struct ss_kbuf dM = {0}, dx = {0}, dy = {0};
+		assert_int_equal(
+		        ss_kbuf_ensure(&kb, &dM, sizeof(float) * C * C), 0);
+		KOP(&kb, upload, dM.p, M, sizeof(float) * C * C);
+		assert_int_equal(
+		        ss_apply_banded(&kb, dM.p, C, band, nb, Y, T, &dx, &dy),
+		        0);
+		for (int t = 0; t < T; t++)
+			for (int r = 0; r < C; r++) {
+				double v = 0;
+				for (int c = 0; c < C; c++)
+					v += (double) M[r + C * c] *
+					     X[c + C * t];
+				assert_true(fabs(Y[r + C * t] - v) < 1e-5);
+			}
+		ss_kbuf_free(&kb, &dM);
+		ss_kbuf_free(&kb, &dx);
+		ss_kbuf_free(&kb, &dy);
+		free(M);
+		free(X);
+		free(Y);
+		free(band);
+	}
+}
+
+/* Reads longer than one pread chunk (1024 samples), from a file and from
+ * memory, for a contiguous block of rows (converted without an index)
+ * and a scattered set, equal the raw values; samples past the end are
+ * odd reflections. */
+static void
+test_source_read_chunks(void **state)
+{
+	enum { R = 7, N = 2500 };
+	static int16_t d[N * R];
+	static float out[2600 * 4];
+	static const int rows[2][4] = {{2, 3, 4, 5}, {6, 0, 3, 1}};
+	char path[] = "/tmp/ss_readXXXXXX";
+	struct ss_source s;
+	struct ss_probe p;
+	char msg[256];
+	(void) state;
+	for (int i = 0; i < N * R; i++)
+		d[i] = (int16_t) ((i * 37) % 20011 - 10005);
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, d, sizeof(d)), (ssize_t) sizeof(d));
+	close(fd);
+	for (int src = 0; src < 2; src++)
+		for (int k = 0; k < 2; k++) {
+			if (src == 0)
+				assert_int_equal(
+				        ss_source_open_file(&s, path, R, msg,
+				                            sizeof(msg)),
+				        0);
+			else
+				ss_source_open_mem(&s, d, N, R);
+			ss_probe_linear(&p, 4, 20);
+			memcpy(p.row, rows[k], sizeof(rows[k]));
+			/* samples 100 .. 2599: 2400 in the file, 100 after */
+			assert_int_equal(ss_source_read(&s, &p, 100, 2500, out),
+			                 0);
+			for (int t = 0; t < 2500; t++)
+				for (int c = 0; c < 4; c++) {
+					int64_t u = 100 + t,
+					        m = 2 * (N - 1) - u;
+					float e = u < N ? d[u * R + rows[k][c]]
+					                : 2.0f * d[(N - 1) * R +
+					                           rows[k][c]] -
+					                          d[m * R +
+					                            rows[k][c]];
+					assert_true(out[t * 4 + c] == e);
+				}
+			ss_probe_free(&p);
+			ss_source_close(&s);
+		}
+	unlink(path);
+}
+
+/* Templates far apart on a long probe and overlapping ones: every spike
+ * comes out with its amplitude, each template's window ends at the radius,
+ * and the residual is (almost) zero. */
+static void
+test_match_local_windows(void **state)
+{
+	int C = 64, nt = 61, T = 1200, K = 3;
+	int ctr[3] = {8, 50, 11};
+	double wid[3] = {7.0, 5.0, 4.0};
+	float px[64], py[64];
+	struct ss_config cfg;
+	struct ss_templates tp = {0};
+	struct ss_matcher *m;
+	struct ss_match_out o = {0};
+	float *R = calloc((size_t) C * T, sizeof(float));
+	(void) state;
+	ss_config_defaults(&cfg);
+	for (int c = 0; c < C; c++) {
+		px[c] = 0;
+		py[c] = 20.0f * (float) c;
+	}
+	tp.K = K;
+	tp.C = C;
+	tp.nt = nt;
+	tp.rank = 3;
+	tp.px = px;
+	tp.py = py;
+	tp.radius = 60;
+	tp.W = calloc((size_t) K * C * nt, sizeof(float));
+	for (int k = 0; k < K; k++) {
+		double nrm = 0;
+		for (int a = 0; a < nt; a++)
+			for (int c = 0; c < C; c++) {
+				double tt = (a - 20) / wid[k];
+				double v = -exp(-tt * tt) *
+				           exp(-pow(c - ctr[k], 2) / 8.0);
+				tp.W[(size_t) k * C * nt + c + C * a] =
+				        (float) v;
+				nrm += v * v;
+			}
+		for (int i = 0; i < C * nt; i++)
+			tp.W[(size_t) k * C * nt + i] /= (float) sqrt(nrm);
+	}
+	assert_int_equal(ss_templates_lowrank(&kb, &tp), 0);
+	/* 80 µm from the peak channel: outside the 60 µm window */
+	for (int k = 0; k < K; k++)
+		for (int a = 0; a < nt; a++) {
+			assert_true(tp.W[(size_t) k * C * nt + ctr[k] + 4 +
+			                 C * a] == 0);
+			assert_true(tp.W[(size_t) k * C * nt + ctr[k] - 4 +
+			                 C * a] == 0);
+		}
+	assert_true(tp.W[ctr[0] + C * 20] < 0);
+	int64_t st[5] = {200, 200, 214, 600, 640};
+	int sk[5] = {0, 1, 2, 1, 0};
+	float sa[5] = {20, 25, 15, 12, 9};
+	for (int i = 0; i < 5; i++)
+		for (int j = 0; j < C * nt; j++)
+			R[(size_t) C * st[i] + j] +=
+			        sa[i] * tp.W[(size_t) sk[i] * C * nt + j];
+	assert_int_equal(ss_matcher_new(&kb, &tp, T, &m), 0);
+	assert_int_equal(ss_match_batch(m, &cfg, R, T, 0, T, 0, &o, NULL, NULL),
+	                 0);
+	assert_int_equal(o.n, 5);
+	int found = 0;
+	for (int64_t i = 0; i < o.n; i++)
+		for (int j = 0; j < 5; j++)
+			if (o.t[i] == st[j] + 20 && o.k[i] == sk[j] &&
+			    fabs(o.a[i] - sa[j]) < 0.5)
+				found |= 1 << j;
+	assert_int_equal(found, 31);
+	double res = 0;
+	for (int i = 0; i < C * T; i++)
+		res = fmax(res, fabs(R[i]));
+	assert_true(res < 0.5);
+	ss_matcher_free(m);
+	ss_match_out_free(&o);
+	ss_templates_free(&tp);
+	free(R);
+}
+
+/* Cross-unit duplicates: copies of a big unit's spikes 8 samples later in
+ * a small unit sharing its channels go (the small unit's own spikes
+ * stay); a unit on other channels, a unit with only chance coincidences
+ * and everything with xdup_ms = 0 are left alone; a unit of copies with a
+ * few own spikes is dropped whole. */
+static void
+test_post_echoes(void **state)
+{
+	struct ss_config cfg;
+	struct ss_templates tp = {0};
+	struct ss_match_out o = {0};
+	struct ss_result r = {0};
+	int C = 4, nt = 61, K = 5;
+	/* channels of each unit and its trough sample (distinct shapes) */
+	int c0[5] = {0, 1, 3, 1, 0}, c1[5] = {2, 3, 4, 2, 1};
+	int tr[5] = {20, 30, 40, 50, 10};
+	(void) state;
+	ss_config_defaults(&cfg);
+	tp.K = K;
+	tp.C = C;
+	tp.nt = nt;
+	tp.rank = 3;
+	tp.W = calloc((size_t) K * C * nt, sizeof(float));
+	for (int k = 0; k < K; k++)
+		for (int c = c0[k]; c < c1[k]; c++)
+			tp.W[(size_t) k * C * nt + c + C * tr[k]] = -1;
+	for (int pass = 0; pass < 2; pass++) {
+		o.n = 0;
+		for (int i = 0; i < 400; i++) {
+			int64_t t = 1000 + 2700 * i;
+			ss_match_out_push(&o, t, 0, 50);
+			if (i % 2 == 0)
+				ss_match_out_push(&o, t + 8, 1, 10);
+			ss_match_out_push(&o, t + 1350, 1, 10);
+			ss_match_out_push(&o, t + 8, 2, 5);
+			ss_match_out_push(
+			        &o, t + 700 + (i % 10 == 0 ? -693 : 0), 3, 9);
+			if (i < 100)
+				ss_match_out_push(&o, t - 12, 4, 8);
+			if (i < 5)
+				ss_match_out_push(&o, t + 2000, 4, 8);
+		}
+		cfg.xdup_ms = pass == 0 ? 0.5 : 0;
+		assert_int_equal(ss_post(&cfg, &tp, &o, &r), 0);
+		assert_int_equal(r.counts[0], 400);
+		assert_int_equal(r.counts[1], pass == 0 ? 400 : 600);
+		assert_int_equal(r.counts[2], 400);
+		assert_int_equal(r.counts[3], 400);
+		assert_int_equal(r.counts[4], pass == 0 ? 0 : 105);
+		assert_int_equal(r.n_units, pass == 0 ? 4 : 5);
+		for (int64_t i = 0; i < r.n_spikes && pass == 0; i++)
+			if (r.clust[i] == 1)
+				assert_int_equal((r.times[i] - 1000) % 2700,
+				                 1350);
+		ss_result_free(&r);
+	}
+	ss_match_out_free(&o);
+	ss_templates_free(&tp);
+}
+
+/* The refractory test of a merge decides with an empty centre where ~6
+ * pairs are expected (a 15 Hz unit split in two over a minute), not with
+ * one pair there, and gives the plain ratio when ≥ 8 are expected. */
+static void
+test_ccg_ratio(void **state)
+{
+	int64_t a[400], b[400];
+	(void) state;
+	for (int i = 0; i < 400; i++) {
+		a[i] = 10000 * (int64_t) i;
+		b[i] = a[i] + 600; /* one baseline pair per spike */
+	}
+	/* 244 baseline pairs: 244 · 59 / 2400 = 6.0 expected in ±30 */
+	assert_true(ss_ccg_ratio(a, 244, b, 244, 30, 300, 1500) == 0);
+	/* 150 pairs: 3.7 expected, undecidable even with none */
+	assert_true(ss_ccg_ratio(a, 150, b, 150, 30, 300, 1500) == -1);
+	/* one pair in the centre where 6 are expected: undecidable */
+	b[0] = a[0] + 10;
+	assert_true(ss_ccg_ratio(a, 244, b, 244, 30, 300, 1500) == -1);
+	/* 399 baseline pairs, 9.8 expected: one in the centre gives the
+	 * ratio */
+	double q = ss_ccg_ratio(a, 400, b, 400, 30, 300, 1500);
+	assert_true(fabs(q - (1.0 / 59) / (399.0 / 2400)) < 1e-9);
+}
+
+/* Matching on the host refreshes groups of templates in parallel: the
+ * spikes and residual do not depend on the number of threads. */
+static void
+test_match_threads(void **state)
+{
+	int C = 96, nt = 61, T = 6000, K = 8;
+	float px[96], py[96];
+	struct ss_config cfg;
+	struct ss_templates tp = {0};
+	float *R0 = malloc(sizeof(float) * (size_t) C * T);
+	float *R[2];
+	struct ss_match_out o[2] = {{0}, {0}};
+	uint64_t s = 12345;
+	(void) state;
+	ss_config_defaults(&cfg);
+	for (int c = 0; c < C; c++) {
+		px[c] = 0;
+		py[c] = 20.0f * (float) c;
+	}
+	tp.K = K;
+	tp.C = C;
+	tp.nt = nt;
+	tp.rank = 3;
+	tp.px = px;
+	tp.py = py;
+	tp.radius = 100;
+	tp.W = calloc((size_t) K * C * nt, sizeof(float));
+	for (int k = 0; k < K; k++) {
+		double nrm = 0, w = 3 + k % 3;
+		for (int a = 0; a < nt; a++)
+			for (int c = 0; c < C; c++) {
+				double tt = (a - 20) / w;
+				double v = -exp(-tt * tt) *
+				           exp(-pow(c - 6 - 12 * k, 2) / 8.0);
+				tp.W[(size_t) k * C * nt + c + C * a] =
+				        (float) v;
+				nrm += v * v;
+			}
+		for (int i = 0; i < C * nt; i++)
+			tp.W[(size_t) k * C * nt + i] /= (float) sqrt(nrm);
+	}
+	assert_int_equal(ss_templates_lowrank(&kb, &tp), 0);
+	for (int i = 0; i < C * T; i++) { /* uniform noise, var 1 */
+		s = s * 6364136223846793005ULL + 1442695040888963407ULL;
+		R0[i] = (float) (((s >> 40) / 16777216.0 - 0.5) * 3.4641);
+	}
+	for (int j = 0; j < 300; j++) {
+		s = s * 6364136223846793005ULL + 1442695040888963407ULL;
+		int k = (int) ((s >> 33) % K);
+		int64_t t = (int64_t) ((s >> 8) % (uint64_t) (T - nt));
+		for (int i = 0; i < C * nt; i++)
+			R0[(size_t) C * t + i] += (float) (10 + j % 7) *
+			                          tp.W[(size_t) k * C * nt + i];
+	}
+	for (int v = 0; v < 2; v++) {
+		struct ss_matcher *m;
+#ifdef _OPENMP
+		omp_set_num_threads(v == 0 ? 1 : 3);
+#endif
+		R[v] = malloc(sizeof(float) * (size_t) C * T);
+		memcpy(R[v], R0, sizeof(float) * (size_t) C * T);
+		assert_int_equal(ss_matcher_new(&kb, &tp, T, &m), 0);
+		assert_int_equal(ss_match_batch(m, &cfg, R[v], T, 0, T, 0,
+		                                &o[v], NULL, NULL),
+		                 0);
+		ss_matcher_free(m);
+	}
+	assert_true(o[0].n > 250);
+	assert_int_equal(o[0].n, o[1].n);
+	assert_memory_equal(o[0].t, o[1].t, sizeof(int64_t) * (size_t) o[0].n);
+	assert_memory_equal(o[0].k, o[1].k, sizeof(int32_t) * (size_t) o[0].n);
+	assert_memory_equal(o[0].a, o[1].a, sizeof(float) * (size_t) o[0].n);
+	assert_memory_equal(R[0], R[1], sizeof(float) * (size_t) C * T);
+	for (int v = 0; v < 2; v++) {
+		ss_match_out_free(&o[v]);
+		free(R[v]);
+	}
+	free(R0);
+	ss_templates_free(&tp);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 	        cmocka_unit_test(test_butterworth),
 	        cmocka_unit_test(test_apply_banded),
+	        cmocka_unit_test(test_apply_banded_host),
+	        cmocka_unit_test(test_preprocess_reference),
+	        cmocka_unit_test(test_source_read_chunks),
 	        cmocka_unit_test(test_filtfilt_zero_phase),
 	        cmocka_unit_test(test_preprocess_car),
 	        cmocka_unit_test(test_probe_kilosort),
@@ -867,6 +1361,10 @@ main(void)
 	        cmocka_unit_test(test_npy_bytes),
 	        cmocka_unit_test(test_match_overlap),
 	        cmocka_unit_test(test_post_labels),
+	        cmocka_unit_test(test_match_local_windows),
+	        cmocka_unit_test(test_post_echoes),
+	        cmocka_unit_test(test_ccg_ratio),
+	        cmocka_unit_test(test_match_threads),
 	        cmocka_unit_test(test_ckpt),
 	        cmocka_unit_test(test_validate),
 	        cmocka_unit_test(test_meta),

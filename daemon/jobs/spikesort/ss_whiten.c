@@ -135,6 +135,123 @@ ss_band_blocks(const float *M, int C, int rows, struct ss_band *b)
 	return n;
 }
 
+/* ---- host whitening (cpu backend: "device" memory is host memory)
+ *
+ * One gemm per 32-row band through the kern interface costs, per batch,
+ * an upload and a download of the whole batch, OpenBLAS packing each
+ * band's 64 × T panel, and its threads spinning between the calls. On the
+ * host the batch is instead swept once in tiles of WT samples: for each
+ * block of WR rows, the block's nonzero columns (packed, WR floats per
+ * column) times each sample, into a tile buffer copied back over X. Each
+ * output is one sum over the block's columns in ascending order with
+ * separate multiplies and adds (ISO C: no contraction), so every clone
+ * gives the same bits. */
+#define WR 16 /* rows per block: one AVX-512 vector */
+#define WT 64 /* samples per tile */
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
+        defined(__STRICT_ANSI__)
+#define SS_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define SS_CLONES
+#endif
+
+typedef float vrow __attribute__((vector_size(WR * sizeof(float))));
+
+struct hblock {
+	int r0, r1, c0, c1;
+	const vrow *m; /* (c1 - c0) columns of WR rows */
+};
+
+/* Y (ldy) = the blocks' rows for samples [0, n) of X (C × n, ld C). */
+SS_CLONES static void
+host_band_tile(const struct hblock *bk, int nbk, int C, const float *X, int n,
+               float *Y, int ldy)
+{
+	for (int i = 0; i < nbk; i++) {
+		const struct hblock *b = &bk[i];
+		const vrow *m = b->m - b->c0;
+		int t = 0;
+		for (; t + 4 <= n; t += 4) {
+			const float *x0 = X + (size_t) t * C, *x1 = x0 + C;
+			const float *x2 = x1 + C, *x3 = x2 + C;
+			vrow a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
+			for (int c = b->c0; c < b->c1; c++) {
+				vrow w = m[c];
+				a0 += w * x0[c];
+				a1 += w * x1[c];
+				a2 += w * x2[c];
+				a3 += w * x3[c];
+			}
+			memcpy(Y + (size_t) t * ldy + b->r0, &a0, sizeof(a0));
+			memcpy(Y + (size_t) (t + 1) * ldy + b->r0, &a1,
+			       sizeof(a1));
+			memcpy(Y + (size_t) (t + 2) * ldy + b->r0, &a2,
+			       sizeof(a2));
+			memcpy(Y + (size_t) (t + 3) * ldy + b->r0, &a3,
+			       sizeof(a3));
+		}
+		for (; t < n; t++) {
+			const float *x0 = X + (size_t) t * C;
+			vrow a0 = {0};
+			for (int c = b->c0; c < b->c1; c++)
+				a0 += m[c] * x0[c];
+			memcpy(Y + (size_t) t * ldy + b->r0, &a0, sizeof(a0));
+		}
+	}
+}
+
+/* X = M X in place on the host; M (C × C column-major) is host memory. */
+static int
+host_apply_banded(const float *M, int C, float *X, int64_t T)
+{
+	int nbk = (C + WR - 1) / WR, ldy = nbk * WR, rc = NQ_ENOMEM;
+	struct ss_band *band = malloc(sizeof(*band) * ((size_t) nbk + 1));
+	struct hblock *bk = malloc(sizeof(*bk) * ((size_t) nbk + 1));
+	size_t ncol = 0, off = 0;
+	vrow *pack = NULL;
+	float *Y = NULL;
+
+	if (C <= 0 || T <= 0) {
+		rc = 0;
+		goto out;
+	}
+	if (band == NULL || bk == NULL)
+		goto out;
+	nbk = ss_band_blocks(M, C, WR, band);
+	for (int i = 0; i < nbk; i++)
+		ncol += (size_t) (band[i].c1 - band[i].c0);
+	pack = aligned_alloc(sizeof(vrow), sizeof(vrow) * (ncol + 1));
+	Y = aligned_alloc(sizeof(vrow), sizeof(float) * (size_t) ldy * WT);
+	if (pack == NULL || Y == NULL)
+		goto out;
+	for (int i = 0; i < nbk; i++) {
+		struct ss_band *b = &band[i];
+		bk[i] = (struct hblock){b->r0, b->r1, b->c0, b->c1, pack + off};
+		for (int c = b->c0; c < b->c1; c++, off++) {
+			float col[WR] = {0};
+			for (int r = b->r0; r < b->r1; r++)
+				col[r - b->r0] = M[r + (size_t) C * c];
+			memcpy(&pack[off], col, sizeof(col));
+		}
+	}
+	for (int64_t t0 = 0; t0 < T; t0 += WT) {
+		int n = T - t0 < WT ? (int) (T - t0) : WT;
+		float *Xt = X + (size_t) t0 * C;
+		host_band_tile(bk, nbk, C, Xt, n, Y, ldy);
+		for (int t = 0; t < n; t++)
+			memcpy(Xt + (size_t) t * C, Y + (size_t) t * ldy,
+			       sizeof(float) * (size_t) C);
+	}
+	rc = 0;
+out:
+	free(band);
+	free(bk);
+	free(pack);
+	free(Y);
+	return rc;
+}
+
 int
 ss_apply_banded(const struct kern_backend *kb, const void *dM, int C,
                 const struct ss_band *b, int nb, float *X, int64_t T,
@@ -143,6 +260,8 @@ ss_apply_banded(const struct kern_backend *kb, const void *dM, int C,
 	size_t bytes = sizeof(float) * (size_t) C * (size_t) T;
 	int rc;
 
+	if (strcmp(kb->ops->name, "cpu") == 0)
+		return host_apply_banded(dM, C, X, T);
 	if ((rc = ss_kbuf_ensure(kb, dx, bytes)) != 0 ||
 	    (rc = ss_kbuf_ensure(kb, dy, bytes)) != 0 ||
 	    (rc = KOP(kb, upload, dx->p, X, bytes)) != 0)

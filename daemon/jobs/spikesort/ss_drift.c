@@ -1,0 +1,368 @@
+/*
+ * ss_drift.c — rigid drift: per-batch depth × amplitude histograms of the
+ * detected spikes, registered to their mean (iteratively refined, as
+ * Kilosort 2.5 does), and the kriging matrix that resamples a batch at the
+ * shifted channel positions.
+ */
+#include "ss_drift.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nq_error.h"
+
+#define AMP_LO    4.0   /* whitened σ: the detection threshold's order */
+#define AMP_HI    200.0 /* the top bin takes everything above */
+#define MARGIN_UM 60.0
+/*
+ * Each spike enters its histogram blurred along depth (Gaussian of
+ * SMOOTH_UM), and the lowest amplitude bin (threshold crossings of noise)
+ * is left out: depths are centres of mass over whitened channels, which pile
+ * up at the channel rows, and that comb and the noise do not move with the
+ * tissue; they pinned every batch to shift 0 (SpikeInterface's ±20 µm
+ * zigzag came out as ±1 µm) until blurred and dropped.
+ */
+#define SMOOTH_UM 10.0
+
+int
+ss_drift_hist_init(struct ss_drift_hist *d, const struct ss_probe *p, int nb,
+                   double bin_um)
+{
+	double lo = INFINITY, hi = -INFINITY;
+
+	memset(d, 0, sizeof(*d));
+	for (int c = 0; c < p->n; c++) {
+		lo = fmin(lo, p->y[c]);
+		hi = fmax(hi, p->y[c]);
+	}
+	if (p->n == 0 || nb <= 0 || !(bin_um > 0))
+		return NQ_EBADPARAM;
+	d->nb = nb;
+	d->bin_um = bin_um;
+	d->y0 = lo - MARGIN_UM;
+	d->ndepth = (int) ceil((hi - lo + 2 * MARGIN_UM) / bin_um) + 1;
+	d->h = calloc((size_t) nb * d->ndepth * SS_DRIFT_NAMP, sizeof(float));
+	return d->h ? 0 : NQ_ENOMEM;
+}
+
+void
+ss_drift_hist_free(struct ss_drift_hist *d)
+{
+	free(d->h);
+	memset(d, 0, sizeof(*d));
+}
+
+void
+ss_drift_hist_add(struct ss_drift_hist *d, int b, const struct ss_probe *p,
+                  const struct ss_spikes *sp, int nt0min)
+{
+	int nc = sp->nc, nt = sp->nt, *nbr;
+	float *h = d->h + (size_t) b * d->ndepth * SS_DRIFT_NAMP;
+	double la = log(AMP_LO), lr = log(AMP_HI) - la;
+	double sg = SMOOTH_UM / d->bin_um;
+	int R = (int) ceil(3 * sg);
+
+	if (b < 0 || b >= d->nb || sp->n == 0)
+		return;
+	nbr = malloc(sizeof(int) * (size_t) p->n * nc);
+	if (nbr == NULL)
+		return; /* this batch then counts no spikes: no shift signal */
+	for (int c = 0; c < p->n; c++)
+		ss_probe_nearest(p, c, nc, nbr + (size_t) c * nc);
+	for (int64_t i = 0; i < sp->n; i++) {
+		const float *w = sp->wave + (size_t) i * nc * nt;
+		const int *nb = nbr + (size_t) sp->chan[i] * nc;
+		double sw = 0, sy = 0, amp = -w[nt0min], yb;
+		int ba;
+		for (int j = 0; j < nc; j++) {
+			double a = -w[j * nt + nt0min];
+			if (a <= 0)
+				continue;
+			sw += a * a;
+			sy += a * a * p->y[nb[j]];
+		}
+		if (!(sw > 0) || !(amp > 0))
+			continue;
+		yb = (sy / sw - d->y0) / d->bin_um;
+		ba = (int) floor((log(amp) - la) / lr * SS_DRIFT_NAMP);
+		if (ba < 1 || yb < 0 || yb >= d->ndepth)
+			continue;
+		ba = ba >= SS_DRIFT_NAMP ? SS_DRIFT_NAMP - 1 : ba;
+		for (int e = (int) floor(yb) - R; e <= (int) floor(yb) + R;
+		     e++) {
+			double z = (e + 0.5 - yb) / sg;
+			if (e >= 0 && e < d->ndepth)
+				h[(size_t) e * SS_DRIFT_NAMP + ba] +=
+				        (float) exp(-0.5 * z * z);
+		}
+	}
+	free(nbr);
+}
+
+/* Σ_{d,a} hb(d + s, a) F(d, a) */
+static double
+xcorr(const float *hb, const double *F, int nd, int s)
+{
+	double acc = 0;
+	int d0 = s < 0 ? -s : 0, d1 = s > 0 ? nd - s : nd;
+
+	for (int dd = d0; dd < d1; dd++) {
+		const float *x = hb + (size_t) (dd + s) * SS_DRIFT_NAMP;
+		const double *f = F + (size_t) dd * SS_DRIFT_NAMP;
+		for (int a = 0; a < SS_DRIFT_NAMP; a++)
+			acc += x[a] * f[a];
+	}
+	return acc;
+}
+
+static int
+cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *) a, y = *(const double *) b;
+	return (x > y) - (x < y);
+}
+
+int
+ss_drift_estimate(const struct ss_drift_hist *d, double max_shift_um,
+                  double smooth_batches, float *shift_um)
+{
+	int nb = d->nb, nd = d->ndepth,
+	    S = (int) floor(max_shift_um / d->bin_um);
+	size_t plane = (size_t) nd * SS_DRIFT_NAMP;
+	double *F = malloc(sizeof(double) * plane);
+	double *sh = calloc((size_t) nb, sizeof(double));
+	double *tmp = malloc(sizeof(double) * (size_t) nb);
+	int *si = calloc((size_t) nb, sizeof(int));
+	int rc = NQ_ENOMEM;
+
+	if (!F || !sh || !tmp || !si)
+		goto out;
+	if (S >= nd)
+		S = nd - 1;
+	for (int it = 0; it < 10; it++) {
+		int moved = 0;
+		/* F: the mean of the batches, each aligned by its shift */
+		memset(F, 0, sizeof(double) * plane);
+		for (int b = 0; b < nb; b++) {
+			const float *hb = d->h + (size_t) b * plane;
+			for (int dd = 0; dd < nd; dd++) {
+				int src = dd + si[b];
+				if (src < 0 || src >= nd)
+					continue;
+				for (int a = 0; a < SS_DRIFT_NAMP; a++)
+					F[(size_t) dd * SS_DRIFT_NAMP + a] +=
+					        hb[(size_t) src *
+					                   SS_DRIFT_NAMP +
+					           a];
+			}
+		}
+		for (int b = 0; b < nb; b++) {
+			const float *hb = d->h + (size_t) b * plane;
+			double best = -1, cm, c0, cp;
+			int bs = 0;
+			for (int s = -S; s <= S; s++) {
+				double c = xcorr(hb, F, nd, s);
+				/* ties to the smaller |s| (an empty batch: 0)
+				 */
+				if (c > best + 1e-12 * fabs(best) ||
+				    (c >= best && abs(s) < abs(bs))) {
+					best = c;
+					bs = s;
+				}
+			}
+			moved |= bs != si[b];
+			si[b] = bs;
+			sh[b] = bs;
+			if (bs > -S && bs < S) {
+				/* parabola through the peak: sub-bin shift */
+				cm = xcorr(hb, F, nd, bs - 1);
+				c0 = best;
+				cp = xcorr(hb, F, nd, bs + 1);
+				if (cm - 2 * c0 + cp < 0)
+					sh[b] += 0.5 * (cm - cp) /
+					         (cm - 2 * c0 + cp);
+			}
+		}
+		if (!moved && it > 0)
+			break;
+	}
+	/* smooth over batches (Gaussian), then centre on the median */
+	for (int b = 0; b < nb; b++) {
+		double w = 0, s = 0;
+		if (!(smooth_batches > 0)) {
+			tmp[b] = sh[b];
+			continue;
+		}
+		for (int e = 0; e < nb; e++) {
+			double z = (e - b) / smooth_batches, g;
+			if (fabs(z) > 4)
+				continue;
+			g = exp(-0.5 * z * z);
+			w += g;
+			s += g * sh[e];
+		}
+		tmp[b] = s / w;
+	}
+	memcpy(sh, tmp, sizeof(double) * (size_t) nb);
+	qsort(tmp, (size_t) nb, sizeof(double), cmp_double);
+	{
+		double med = nb % 2 ? tmp[nb / 2]
+		                    : 0.5 * (tmp[nb / 2 - 1] + tmp[nb / 2]);
+		for (int b = 0; b < nb; b++)
+			shift_um[b] = (float) ((sh[b] - med) * d->bin_um);
+	}
+	rc = 0;
+out:
+	free(F);
+	free(sh);
+	free(tmp);
+	free(si);
+	return rc;
+}
+
+static double
+kern(const struct ss_probe *p, int i, double xi, double yi, int j, double s2)
+{
+	double dx = xi - p->x[j], dy = yi - p->y[j];
+
+	if (p->shank[i] != p->shank[j])
+		return 0;
+	return exp(-(dx * dx + dy * dy) / (2 * s2));
+}
+
+/* In-place Cholesky of the lower triangle of the n × n matrix A
+ * (column-major); 0 or -1 when not positive definite. */
+static int
+chol(double *A, int n)
+{
+	for (int j = 0; j < n; j++) {
+		double s = A[j + (size_t) n * j];
+		for (int k = 0; k < j; k++)
+			s -= A[j + (size_t) n * k] * A[j + (size_t) n * k];
+		if (!(s > 0))
+			return -1;
+		s = sqrt(s);
+		A[j + (size_t) n * j] = s;
+		for (int i = j + 1; i < n; i++) {
+			double v = A[i + (size_t) n * j];
+			for (int k = 0; k < j; k++)
+				v -= A[i + (size_t) n * k] *
+				     A[j + (size_t) n * k];
+			A[i + (size_t) n * j] = v / s;
+		}
+	}
+	return 0;
+}
+
+int
+ss_krig_init(struct ss_krig *k, const struct ss_probe *p, double sigma_um)
+{
+	int C = p->n, rc = NQ_ENOMEM;
+	double s2 = sigma_um * sigma_um;
+	double *L = malloc(sizeof(double) * (size_t) C * C);
+
+	memset(k, 0, sizeof(*k));
+	k->Kinv = malloc(sizeof(double) * (size_t) C * C);
+	if (!L || !k->Kinv)
+		goto out;
+	k->C = C;
+	k->sigma_um = sigma_um;
+	for (int j = 0; j < C; j++)
+		for (int i = j; i < C; i++)
+			L[i + (size_t) C * j] =
+			        kern(p, i, p->x[i], p->y[i], j, s2) +
+			        (i == j ? 1e-2 : 0);
+	if (chol(L, C) != 0) {
+		rc = NQ_EBADDATA;
+		goto out;
+	}
+	/* column e of (K + λI)⁻¹: L y = e, Lᵀ x = y */
+	for (int e = 0; e < C; e++) {
+		double *x = k->Kinv + (size_t) C * e;
+		for (int i = 0; i < C; i++) {
+			double v = i == e ? 1 : 0;
+			for (int m = e; m < i; m++)
+				v -= L[i + (size_t) C * m] * x[m];
+			x[i] = i < e ? 0 : v / L[i + (size_t) C * i];
+		}
+		for (int i = C - 1; i >= 0; i--) {
+			double v = x[i];
+			for (int m = i + 1; m < C; m++)
+				v -= L[m + (size_t) C * i] * x[m];
+			x[i] = v / L[i + (size_t) C * i];
+		}
+	}
+	rc = 0;
+out:
+	free(L);
+	if (rc != 0)
+		ss_krig_free(k);
+	return rc;
+}
+
+void
+ss_krig_free(struct ss_krig *k)
+{
+	free(k->Kinv);
+	memset(k, 0, sizeof(*k));
+}
+
+int
+ss_krig_matrix(const struct ss_krig *k, const struct ss_probe *p,
+               double shift_um, float *A)
+{
+	int C = k->C;
+	double s2 = k->sigma_um * k->sigma_um;
+	double *row = malloc(sizeof(double) * (size_t) C);
+
+	if (row == NULL)
+		return NQ_ENOMEM;
+	/* row t of A = k(target t, sources)ᵀ (K + λI)⁻¹; the kernel row is
+	 * sparse (channels within a few sigma), Kinv is symmetric */
+	for (int t = 0; t < C; t++) {
+		double mx = 0;
+		memset(row, 0, sizeof(double) * (size_t) C);
+		for (int j = 0; j < C; j++) {
+			double g =
+			        kern(p, t, p->x[t], p->y[t] + shift_um, j, s2);
+			const double *kj = k->Kinv + (size_t) C * j;
+			if (g < 1e-9)
+				continue;
+			for (int i = 0; i < C; i++)
+				row[i] += g * kj[i];
+		}
+		for (int i = 0; i < C; i++)
+			mx = fmax(mx, fabs(row[i]));
+		for (int i = 0; i < C; i++)
+			A[t + (size_t) C * i] = fabs(row[i]) < 1e-4 * mx
+			                                ? 0.0f
+			                                : (float) row[i];
+	}
+	free(row);
+	return 0;
+}
+
+int
+ss_drift_batch_matrix(const struct ss_krig *k, const struct ss_probe *p,
+                      const float *M, double shift_um, float *A, float *W)
+{
+	int C = k->C, rc = ss_krig_matrix(k, p, shift_um, A);
+
+	if (rc != 0)
+		return rc;
+	memset(W, 0, sizeof(float) * (size_t) C * C);
+	/* W[:, j] = Σ_m A[:, m] M[m, j] over the nonzeros of M's column */
+	for (int j = 0; j < C; j++) {
+		float *w = W + (size_t) C * j;
+		for (int m = 0; m < C; m++) {
+			float mj = M[m + (size_t) C * j];
+			const float *a = A + (size_t) C * m;
+			if (mj == 0)
+				continue;
+			for (int i = 0; i < C; i++)
+				w[i] += a[i] * mj;
+		}
+	}
+	return 0;
+}

@@ -1,0 +1,211 @@
+/* ss_drift_test.c — drift registration and kriging: recovered shifts and
+ * resampled values. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "nq_error.h"
+#include "ss_drift.h"
+
+static uint64_t rng = 0x2545F4914F6CDD1DULL;
+
+static double
+unif(void)
+{
+	rng ^= rng << 13;
+	rng ^= rng >> 7;
+	rng ^= rng << 17;
+	return (double) (rng >> 11) / 9007199254740992.0;
+}
+
+/* A single-column probe: n channels, pitch µm apart along depth. */
+static void
+probe(struct ss_probe *p, int n, double pitch)
+{
+	assert_int_equal(ss_probe_linear(p, n, pitch), 0);
+}
+
+/*
+ * 60 batches whose units sit at depths moved by a known zigzag of ±15 µm:
+ * the estimate recovers it (relative to its median) to ~1 µm with 5 µm bins.
+ */
+static void
+test_register(void **state)
+{
+	struct ss_probe p = {0};
+	struct ss_drift_hist d;
+	enum { NB = 60, NU = 40 };
+	double depth[NU], truth[NB], med;
+	int amp[NU];
+	float est[NB];
+	double sorted[NB], err = 0;
+
+	(void) state;
+	probe(&p, 64, 20);
+	assert_int_equal(ss_drift_hist_init(&d, &p, NB, 5.0), 0);
+	for (int u = 0; u < NU; u++) {
+		depth[u] = 80 + 1100 * unif();
+		amp[u] = (int) (unif() * SS_DRIFT_NAMP);
+	}
+	for (int b = 0; b < NB; b++) {
+		truth[b] = 15 * sin(2 * M_PI * b / 30.0);
+		float *h = d.h + (size_t) b * d.ndepth * SS_DRIFT_NAMP;
+		for (int u = 0; u < NU; u++)
+			for (int k = 0; k < 30; k++) {
+				/* each unit: spikes spread ±4 µm around it */
+				double y = depth[u] + truth[b] +
+				           8 * (unif() - 0.5);
+				int bd = (int) floor((y - d.y0) / d.bin_um);
+				h[(size_t) bd * SS_DRIFT_NAMP + amp[u]] += 1;
+			}
+	}
+	assert_int_equal(ss_drift_estimate(&d, 40, 0, est), 0);
+	memcpy(sorted, truth, sizeof(truth));
+	for (int i = 0; i < NB; i++) /* insertion sort: the median */
+		for (int j = i; j > 0 && sorted[j] < sorted[j - 1]; j--) {
+			double t = sorted[j];
+			sorted[j] = sorted[j - 1];
+			sorted[j - 1] = t;
+		}
+	med = 0.5 * (sorted[NB / 2 - 1] + sorted[NB / 2]);
+	for (int b = 0; b < NB; b++)
+		err = fmax(err, fabs(est[b] - (truth[b] - med)));
+	assert_true(err < 2.0);
+
+	/* no drift: the estimate stays near zero; smoothing keeps it there */
+	memset(d.h, 0, sizeof(float) * (size_t) NB * d.ndepth * SS_DRIFT_NAMP);
+	for (int b = 0; b < NB; b++) {
+		float *h = d.h + (size_t) b * d.ndepth * SS_DRIFT_NAMP;
+		for (int u = 0; u < NU; u++)
+			for (int k = 0; k < 30; k++) {
+				double y = depth[u] + 8 * (unif() - 0.5);
+				int bd = (int) floor((y - d.y0) / d.bin_um);
+				h[(size_t) bd * SS_DRIFT_NAMP + amp[u]] += 1;
+			}
+	}
+	assert_int_equal(ss_drift_estimate(&d, 40, 1.0, est), 0);
+	for (int b = 0; b < NB; b++)
+		assert_true(fabs(est[b]) < 1.0);
+	ss_drift_hist_free(&d);
+	ss_probe_free(&p);
+}
+
+/* A spike whose trough amplitudes fall off around 433 µm lands around the
+ * depth bin of 433 µm (centre of mass of squared amplitudes). */
+static void
+test_hist_depth(void **state)
+{
+	struct ss_probe p = {0};
+	struct ss_drift_hist d;
+	struct ss_spikes sp = {0};
+	int nbr[10], nt = 61;
+	float wave[10 * 61];
+	float *h;
+	int found = -1;
+
+	(void) state;
+	probe(&p, 64, 20);
+	assert_int_equal(ss_drift_hist_init(&d, &p, 1, 5.0), 0);
+	ss_probe_nearest(&p, 22, 10, nbr); /* channel 22 at 440 µm */
+	memset(wave, 0, sizeof(wave));
+	for (int j = 0; j < 10; j++) {
+		/* a² ∝ exp(-(y - 433)² / (2·15²)) */
+		double dy = p.y[nbr[j]] - 433;
+		wave[j * nt + 20] = (float) (-30 * exp(-dy * dy / (4 * 225.0)));
+	}
+	sp.n = 1;
+	sp.nc = 10;
+	sp.nt = nt;
+	sp.t = (int64_t[]){1000};
+	sp.chan = (int[]){22};
+	sp.wave = wave;
+	ss_drift_hist_add(&d, 0, &p, &sp, 20);
+	h = d.h;
+	{
+		/* spread along depth by a 10 µm Gaussian, all of it in one
+		 * amplitude bin, the heaviest depth bin at 433 µm */
+		double best = 0, tot = 0;
+		int ba = -1;
+		for (int i = 0; i < d.ndepth * SS_DRIFT_NAMP; i++) {
+			if (h[i] == 0)
+				continue;
+			if (ba < 0)
+				ba = i % SS_DRIFT_NAMP;
+			assert_int_equal(i % SS_DRIFT_NAMP, ba);
+			tot += h[i];
+			if (h[i] > best) {
+				best = h[i];
+				found = i;
+			}
+		}
+		double y = d.y0 + (found / SS_DRIFT_NAMP + 0.5) * d.bin_um;
+		assert_true(fabs(y - 433) <= 5);
+		assert_true(fabs(tot - sqrt(2 * M_PI) * 2) < 0.05);
+	}
+	/* a spike in the lowest amplitude bin (noise level) is left out */
+	memset(d.h, 0, sizeof(float) * d.ndepth * SS_DRIFT_NAMP);
+	for (int j = 0; j < 10; j++)
+		wave[j * nt + 20] *= 4.5f / 30;
+	ss_drift_hist_add(&d, 0, &p, &sp, 20);
+	for (int i = 0; i < d.ndepth * SS_DRIFT_NAMP; i++)
+		assert_true(d.h[i] == 0);
+	ss_drift_hist_free(&d);
+	ss_probe_free(&p);
+}
+
+/* Kriging resamples a smooth field at shifted positions. */
+static void
+test_kriging(void **state)
+{
+	enum { C = 64 };
+	struct ss_probe p = {0};
+	struct ss_krig k;
+	float *A = malloc(sizeof(float) * C * C);
+	double f[C];
+	int nz = 0;
+
+	(void) state;
+	probe(&p, C, 20);
+	assert_int_equal(ss_krig_init(&k, &p, 20), 0);
+	for (int c = 0; c < C; c++) {
+		double dy = p.y[c] - 600;
+		f[c] = exp(-dy * dy / (2 * 60.0 * 60.0));
+	}
+	for (int si = 0; si < 3; si++) {
+		double shift = (double[]){0, 7, -13}[si], err = 0;
+		assert_int_equal(ss_krig_matrix(&k, &p, shift, A), 0);
+		for (int t = 5; t < C - 5; t++) {
+			double y = 0, dy = p.y[t] + shift - 600;
+			for (int j = 0; j < C; j++)
+				y += A[t + C * j] * f[j];
+			err = fmax(err, fabs(y - exp(-dy * dy / (2 * 3600.0))));
+		}
+		assert_true(err < 0.03);
+	}
+	/* banded: a row reaches only channels within a few sigma */
+	for (int j = 0; j < C; j++)
+		nz += A[30 + C * j] != 0;
+	assert_true(nz > 3 && nz < 40);
+	ss_krig_free(&k);
+	ss_probe_free(&p);
+	free(A);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	        cmocka_unit_test(test_register),
+	        cmocka_unit_test(test_hist_depth),
+	        cmocka_unit_test(test_kriging),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

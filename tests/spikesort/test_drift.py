@@ -1,0 +1,85 @@
+"""Rigid drift correction: a probe that drifts 40 µm (two channel pitches)
+over a minute. Without correction every unit's footprint slides across
+channels and each unit is torn into pieces; with it (the default) the units
+come out whole, and the per-batch shifts the job reports follow the drift."""
+import json
+import os
+import subprocess
+import sys
+
+import msgpack
+import numpy as np
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+from gen_gt import FS, compare, generate  # noqa: E402
+from test_spikesort import ss_run_path, worker_path  # noqa: E402
+
+N_CH, DRIFT, DUR = 32, 40.0, 60.0
+
+
+@pytest.fixture(scope="module")
+def drifting(tmp_path_factory):
+    d = tmp_path_factory.mktemp("drift")
+    rec = d / "rec.bin"
+    t, lab = generate(str(rec), n_channels=N_CH, n_units=10, duration_s=DUR,
+                      seed=5, drift_um=DRIFT)
+    return d, rec, t, lab
+
+
+def sort(d, rec, name, *extra):
+    out = d / name
+    p = subprocess.run([ss_run_path(), "--recording", str(rec), "--n-channels", str(N_CH),
+                        "--sample-rate", str(FS), "--out", str(out),
+                        "--probe", str(rec) + ".probe.json", *map(str, extra)],
+                       capture_output=True, text=True, timeout=900)
+    assert p.returncode == 0, p.stderr
+    return out, json.loads(p.stdout)
+
+
+def accuracy(out, gt_t, gt_l):
+    t = np.load(out / "spike_times.npy")
+    c = np.load(out / "spike_clusters.npy")
+    return compare(gt_t, gt_l, t, c, delta=int(0.0004 * FS))
+
+
+def test_drift_corrected_units_whole(drifting):
+    d, rec, gt_t, gt_l = drifting
+    on, r_on = sort(d, rec, "on")
+    off, r_off = sort(d, rec, "off", "--drift", 0)
+    a_on, a_off = accuracy(on, gt_t, gt_l), accuracy(off, gt_t, gt_l)
+    print("drift on", np.round(a_on, 2), r_on["n_units"], "off", np.round(a_off, 2),
+          r_off["n_units"])
+    assert np.sum(a_on >= 0.8) >= 9, a_on
+    assert r_on["n_units"] <= 13
+    # the uncorrected sort is the broken one this feature exists for
+    assert np.sum(a_off >= 0.8) <= 5 and r_off["n_units"] > 15, (a_off, r_off)
+    # the estimated shifts span the drift (centred on their median)
+    span = r_on["drift_max_um"] - r_on["drift_min_um"]
+    assert abs(span - DRIFT) < 8, r_on
+    assert r_off["drift_min_um"] == r_off["drift_max_um"] == 0
+
+
+def test_job_reports_drift_per_batch(drifting, tmp_path):
+    """Through the worker contract: drift_um (µm per batch) follows the
+    linear drift of the recording, relative to its median."""
+    d, rec, _, _ = drifting
+    job = tmp_path / "job"
+    (job / "in").mkdir(parents=True)
+    (job / "ckpt").mkdir()
+    (job / "params.mp").write_bytes(msgpack.packb({
+        "recording": str(rec), "n_channels": N_CH, "sample_rate": FS,
+        "probe": str(rec) + ".probe.json", "output_dir": str(tmp_path / "phy")}))
+    p = subprocess.run([worker_path(), "run", "--type", "spikesort", "--dir", str(job),
+                        "--device", "cpu"], capture_output=True, text=True, timeout=900)
+    err = (job / "error").read_text() if (job / "error").exists() else ""
+    assert p.returncode == 0, err + p.stderr
+    res = json.loads((job / "out" / "result.json").read_text())
+    est = np.load(job / "out" / "drift_um.npy")
+    assert est.dtype == np.float32 and est.shape == (30,)   # 2 s batches
+    assert res["drift_batch_s"] == 2.0
+    mid = (np.arange(30) + 0.5) * 2.0                       # batch centres (s)
+    truth = DRIFT * mid / DUR
+    truth -= np.median(truth)
+    assert np.max(np.abs(est - truth)) < 6, np.round(est - truth, 1)
+    assert np.corrcoef(est, truth)[0, 1] > 0.98
