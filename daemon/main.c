@@ -116,10 +116,19 @@ on_retention_timer(uv_timer_t *t)
 static int exit_code;
 
 static void
-on_drained(struct daemon *d)
+on_quiet(struct daemon *d)
 {
 	log_notice("drained; stopping");
 	uv_stop(d->loop);
+}
+
+/* Every worker is gone; requests whose work runs in the threadpool (a
+ * submit's staging, a result's reading) are answered before the loop
+ * stops, so that no job is half-submitted and net_close finds none. */
+static void
+on_drained(struct daemon *d)
+{
+	server_quiesce(d, on_quiet);
 }
 
 static void
@@ -355,6 +364,32 @@ fail:
 	return rc;
 }
 
+/* Test-only settings from the environment (tests/e2e): never set them in
+ * production. NEUROQ_TEST_SPOOL_DELAY_MS: a submit's staging sleeps this
+ * long after writing its files (so a test can hold it in progress). */
+static void
+test_knobs(struct daemon *d)
+{
+	const char *s = getenv("NEUROQ_TEST_SPOOL_DELAY_MS");
+	char *end;
+	unsigned long v;
+
+	if (s == NULL || *s == '\0')
+		return;
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (errno != 0 || *end != '\0' || v > 600000) {
+		log_warn(
+		        "ignoring NEUROQ_TEST_SPOOL_DELAY_MS=%.32s (0..600000)",
+		        s);
+		return;
+	}
+	d->test_spool_delay_ms = (unsigned) v;
+	log_warn("test setting NEUROQ_TEST_SPOOL_DELAY_MS=%lu: every submit "
+	         "is delayed",
+	         v);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -383,6 +418,7 @@ main(int argc, char **argv)
 	d.loop = uv_default_loop();
 	clock_gettime(CLOCK_REALTIME, &ts);
 	d.started = (double) ts.tv_sec;
+	test_knobs(&d);
 
 	snprintf(path, sizeof(path), "%s/jobs", cfg.state_dir);
 	if ((rc = spool_mkdir_p(cfg.state_dir, 0700)) != 0 ||

@@ -14,21 +14,25 @@
 #include <nng/protocol/pubsub0/pub.h>
 #include <nng/protocol/reqrep0/rep.h>
 
-enum net_state { NET_RECV, NET_WAIT, NET_SEND };
+/* RECV: a receive is posted (NNG threads own the slot); WAIT: queued for
+ * the loop thread; BUSY: the handler has it, until net_reply; SEND: the
+ * reply is being sent (NNG threads own the slot again). */
+enum net_state { NET_RECV, NET_WAIT, NET_BUSY, NET_SEND };
 
-struct net_slot {
+/* A context's slot; it is also the struct net_req the handler sees. */
+struct net_req {
 	struct net *n;
 	nng_ctx ctx;
 	nng_aio *aio;
 	enum net_state state;
-	nng_msg *msg; /* received, waiting for the loop thread */
+	nng_msg *msg; /* the request, from receive until the reply */
 };
 
 struct net {
 	nng_socket rep, pub;
 	int rep_open, pub_open;
 	struct net_config cfg;
-	struct net_slot *slots;
+	struct net_req *slots;
 	int nslots;
 	/* slots whose message waits for the loop thread; each slot is in at
 	 * most once, so a ring of nslots entries never overflows */
@@ -60,7 +64,7 @@ net_fail(char *msg, size_t msglen, const char *what, const char *url, int rv)
 static void
 net_cb(void *arg)
 {
-	struct net_slot *s = arg;
+	struct net_req *s = arg;
 	struct net *n = s->n;
 	int rv = nng_aio_result(s->aio);
 
@@ -110,31 +114,75 @@ net_peer_uid(struct net *n, nng_msg *m)
 }
 
 static void
-net_serve(struct net *n, struct net_slot *s)
+net_serve(struct net *n, struct net_req *s)
 {
 	nng_msg *in = s->msg;
-	void *reply = NULL;
-	size_t rlen = 0;
-	nng_msg *out = NULL;
 
+	s->state = NET_BUSY;
+	n->handler(n->arg, s, net_peer_uid(n, in), nng_msg_body(in),
+	           nng_msg_len(in));
+}
+
+struct net_msg *
+net_msg_new(void *reply, size_t len)
+{
+	nng_msg *m = NULL;
+
+	if (reply == NULL)
+		return NULL;
+	if (nng_msg_alloc(&m, len) != 0)
+		m = NULL;
+	else if (len > 0)
+		memcpy(nng_msg_body(m), reply, len);
+	free(reply);
+	return (struct net_msg *) m;
+}
+
+void
+net_reply_msg(struct net_req *s, struct net_msg *out)
+{
+	if (s->state != NET_BUSY) {
+		/* a second answer: a bug in the handler, never the client's */
+		log_err("reply dropped reason=not-pending state=%d",
+		        (int) s->state);
+		if (out != NULL)
+			nng_msg_free((nng_msg *) out);
+		return;
+	}
+	if (s->msg != NULL)
+		nng_msg_free(s->msg);
 	s->msg = NULL;
-	n->handler(n->arg, net_peer_uid(n, in), nng_msg_body(in),
-	           nng_msg_len(in), &reply, &rlen);
-	nng_msg_free(in);
-	if (reply != NULL && nng_msg_alloc(&out, 0) == 0 &&
-	    nng_msg_append(out, reply, rlen) == 0) {
-		free(reply);
-		nng_aio_set_msg(s->aio, out);
+	if (out != NULL) {
+		nng_aio_set_msg(s->aio, (nng_msg *) out);
 		s->state = NET_SEND;
 		nng_ctx_send(s->ctx, s->aio);
 		return;
 	}
-	free(reply);
-	if (out != NULL)
-		nng_msg_free(out);
 	log_warn("reply dropped reason=no-memory");
 	s->state = NET_RECV;
 	nng_ctx_recv(s->ctx, s->aio);
+}
+
+void
+net_msg_free(struct net_msg *m)
+{
+	if (m != NULL)
+		nng_msg_free((nng_msg *) m);
+}
+
+void
+net_req_release_body(struct net_req *s)
+{
+	if (s->state == NET_BUSY && s->msg != NULL) {
+		nng_msg_free(s->msg);
+		s->msg = NULL;
+	}
+}
+
+void
+net_reply(struct net_req *s, void *reply, size_t len)
+{
+	net_reply_msg(s, net_msg_new(reply, len));
 }
 
 static void
@@ -188,7 +236,7 @@ net_open(struct net **np, uv_loop_t *loop, const struct net_config *cfg,
 		goto nngfail;
 	n->pub_open = 1;
 	for (int i = 0; i < n->nslots; i++) {
-		struct net_slot *s = &n->slots[i];
+		struct net_req *s = &n->slots[i];
 		s->n = n;
 		if ((rv = nng_aio_alloc(&s->aio, net_cb, s)) != 0)
 			goto nngfail;
@@ -334,13 +382,15 @@ net_close(struct net *n)
 	if (n->pub_open)
 		nng_close(n->pub);
 	for (int i = 0; n->slots != NULL && i < n->nslots; i++) {
-		struct net_slot *s = &n->slots[i];
+		struct net_req *s = &n->slots[i];
 		if (s->aio != NULL) {
 			nng_aio_stop(s->aio);
 			nng_aio_free(s->aio);
 		}
+		/* WAIT or BUSY: a request nobody answered; no reply */
 		if (s->msg != NULL)
 			nng_msg_free(s->msg);
+		s->msg = NULL;
 	}
 	if (n->mtx_ok)
 		uv_mutex_destroy(&n->mtx);

@@ -1,4 +1,5 @@
-/* server.c — see server.h. Every handler runs on the loop thread. */
+/* server.c — see server.h. Every handler runs on the loop thread; the
+ * *_work functions run in the threadpool and touch only their request. */
 #include "server.h"
 
 #include "job_type.h"
@@ -8,6 +9,7 @@
 #include "spool.h"
 #include "worker.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -17,14 +19,43 @@
 
 #define SERVER_LOG_MAX      (1u << 20) /* logs reply: the last MiB */
 #define SERVER_LIST_DEFAULT 100
+/* an op's return value: a work item answers the request later */
+#define SERVER_DEFERRED (-1)
 
+/* One request, from receipt to its reply. The loop thread owns it, except
+ * while its work item runs in the threadpool (then only that thread). */
 struct req {
 	struct daemon *d;
+	struct net_req *nr;
 	uint32_t uid;
-	const struct nq_map *m;
-	struct nq_map *out; /* reply fields */
-	char *msg;          /* error message */
+	const void *body; /* valid until net_req_release_body / the reply */
+	size_t len;
+	struct nq_value val;     /* the decoded request */
+	const struct nq_map *m;  /* its map */
+	const char *op;          /* in val */
+	struct nq_map *out;      /* reply fields */
+	struct net_msg *encoded; /* a reply a work item encoded */
+	char *msg;               /* error message */
 	size_t msglen;
+	char msgbuf[1024];
+	/* the work item */
+	uv_work_t work;
+	int (*work_fn)(struct req *r);          /* threadpool */
+	int (*after_fn)(struct req *r, int rc); /* loop thread */
+	int work_rc;
+	char path[4096]; /* submit: state dir; result: job dir */
+	/* submit, between its checks and its staging's end */
+	const struct nq_map *params, *inputs;
+	struct nq_map *empty, *empty_in;
+	const struct job_type *jt;
+	struct job_estimate est;
+	struct sched_job sj;
+	char idem[128];
+	char tmp[4096];
+	unsigned delay_ms;
+	/* result */
+	int64_t id;
+	const struct nq_value *names;
 };
 
 static int req_fail(struct req *r, int code, const char *fmt, ...)
@@ -190,6 +221,148 @@ load_job(struct req *r, int64_t id, int own, struct job_row *row)
 	return 0;
 }
 
+/* ---- answering, now or after a work item */
+
+static int
+encode_reply(struct nq_map *m, void **reply, size_t *len)
+{
+	struct nq_value v = nq_val_map(m);
+	int rc = nq_encode(&v, reply, len);
+
+	nq_value_free(&v);
+	return rc;
+}
+
+static void
+reply_error(int code, const char *message, void **reply, size_t *len)
+{
+	struct nq_map *m = nq_map_new();
+
+	*reply = NULL;
+	if (m == NULL)
+		return;
+	if (message == NULL || message[0] == '\0')
+		message = nq_strerror(code);
+	if (nq_map_set_int(m, "v", NQ_PROTOCOL_VERSION) ||
+	    nq_map_set_bool(m, "ok", 0) || nq_map_set_int(m, "code", code) ||
+	    nq_map_set_str(m, "error", nq_errname(code)) ||
+	    nq_map_set_str(m, "message", message)) {
+		nq_map_free(m);
+		return;
+	}
+	if (encode_reply(m, reply, len) != 0)
+		*reply = NULL;
+}
+
+static void
+req_free(struct req *r)
+{
+	nq_map_free(r->out);
+	nq_map_free(r->empty);
+	nq_map_free(r->empty_in);
+	net_msg_free(r->encoded);
+	nq_value_free(&r->val);
+	free(r);
+}
+
+/* Answer r (with r->out, r->encoded, or the error rc and r->msg) and free
+ * it. */
+static void
+req_finish(struct req *r, int rc)
+{
+	const char *op = r->op ? r->op : "?";
+	void *reply = NULL;
+	size_t len = 0;
+
+	if (rc == 0 && r->encoded == NULL) {
+		if (nq_map_set_int(r->out, "v", NQ_PROTOCOL_VERSION) ||
+		    nq_map_set_bool(r->out, "ok", 1)) {
+			rc = NQ_ENOMEM;
+		} else {
+			rc = encode_reply(r->out, &reply, &len);
+			r->out = NULL; /* encode_reply freed it */
+			if (rc != 0) {
+				rc = NQ_ENOMEM;
+				reply = NULL;
+				snprintf(r->msg, r->msglen,
+				         "cannot encode the reply");
+			}
+		}
+	}
+	if (rc == 0) {
+		log_debug("request op=%s uid=%" PRIu32 " ok=1", op, r->uid);
+		if (r->encoded != NULL) {
+			net_reply_msg(r->nr, r->encoded);
+			r->encoded = NULL;
+		} else {
+			net_reply(r->nr, reply, len);
+		}
+	} else {
+		log_debug("request op=%s uid=%" PRIu32
+		          " error=%s message=\"%s\"",
+		          op, r->uid, nq_errname(rc), r->msg);
+		reply_error(rc, r->msg, &reply, &len);
+		net_reply(r->nr, reply, len);
+	}
+	req_free(r);
+}
+
+static void
+server_check_quiet(struct daemon *d)
+{
+	if (d->stopping && d->inflight == 0 && d->quiet != NULL) {
+		void (*cb)(struct daemon *) = d->quiet;
+		d->quiet = NULL;
+		cb(d);
+	}
+}
+
+static void
+req_work_cb(uv_work_t *w)
+{
+	struct req *r = w->data;
+
+	r->work_rc = r->work_fn(r);
+}
+
+static void
+req_after_cb(uv_work_t *w, int status)
+{
+	struct req *r = w->data;
+	struct daemon *d = r->d;
+	int rc = r->work_rc;
+
+	if (status != 0) /* UV_ECANCELED: never cancelled, but be safe */
+		rc = req_fail(r, NQ_ESHUTDOWN, "the daemon is shutting down");
+	/* after_fn may queue the next work item of the same request (decode,
+	 * then submit's staging): count it before this one goes */
+	rc = r->after_fn(r, rc);
+	d->inflight--;
+	if (rc != SERVER_DEFERRED)
+		req_finish(r, rc);
+	server_check_quiet(d);
+}
+
+/* Run work(r) in the threadpool, then after(r, its rc) on the loop thread;
+ * SERVER_DEFERRED (after's result answers r). While stopping, or if the
+ * pool refuses, both run here and now. */
+static int
+defer(struct req *r, int (*work)(struct req *r),
+      int (*after)(struct req *r, int rc))
+{
+	struct daemon *d = r->d;
+
+	r->work_fn = work;
+	r->after_fn = after;
+	r->work.data = r;
+	if (!d->stopping &&
+	    uv_queue_work(d->loop, &r->work, req_work_cb, req_after_cb) == 0) {
+		d->inflight++;
+		return SERVER_DEFERRED;
+	}
+	return after(r, work(r));
+}
+
 /* ---- ops */
 
 static int
@@ -279,26 +452,20 @@ too_large(struct req *r, const struct sched_job *sj)
 	                gpu ? e : "none", h);
 }
 
+/* Threadpool: the request's fields, then the job type's validate() and
+ * estimate(), which read every input value (and spikesort's open files):
+ * pure functions of the request (job_type.h), no daemon state. */
 static int
-op_submit(struct req *r)
+submit_check_work(struct req *r)
 {
-	struct daemon *d = r->d;
 	const struct job_type *jt;
 	const char *type = NULL, *device = "auto", *idem = "";
 	const struct nq_map *params = NULL, *inputs = NULL;
-	struct nq_map *empty = NULL, *empty_in = NULL;
 	struct job_estimate est;
-	struct sched_job sj;
-	struct job_row row;
-	char tmp[4096] = "";
+	struct sched_job *sj = &r->sj;
 	int64_t prio = 0;
-	int existing = 0;
 	int rc;
 
-	if (d->draining)
-		return req_fail(r, NQ_ESHUTDOWN,
-		                "the daemon is shutting down; submit again "
-		                "after it restarts");
 	rc = nq_get_str(r->m, "type", &type, r->msg, r->msglen);
 	if (rc == 1)
 		return req_fail(r, NQ_EBADPARAM, "type: missing (a job type)");
@@ -337,106 +504,145 @@ op_submit(struct req *r)
 	if (strlen(idem) > 127)
 		return req_fail(r, NQ_EBADPARAM, "idem: %zu bytes; at most 127",
 		                strlen(idem));
+	/* r frees these (req_free) */
 	if (params == NULL) {
-		params = empty = nq_map_new();
-		if (empty == NULL)
+		params = r->empty = nq_map_new();
+		if (r->empty == NULL)
 			return NQ_ENOMEM;
 	}
 	if (inputs == NULL) {
-		inputs = empty_in = nq_map_new();
-		if (empty_in == NULL) {
-			rc = NQ_ENOMEM;
-			goto out;
-		}
+		inputs = r->empty_in = nq_map_new();
+		if (r->empty_in == NULL)
+			return NQ_ENOMEM;
 	}
 	for (size_t i = 0; i < inputs->n; i++) {
-		if (inputs->vals[i].kind != NQ_ARRAY) {
-			rc = req_fail(r, NQ_EBADARRAY,
-			              "inputs.%.64s: expected an array {dtype, "
-			              "shape, data}",
-			              inputs->keys[i]);
-			goto out;
-		}
-		if (!spool_name_ok(inputs->keys[i])) {
-			rc = req_fail(
+		if (inputs->vals[i].kind != NQ_ARRAY)
+			return req_fail(
+			        r, NQ_EBADARRAY,
+			        "inputs.%.64s: expected an array {dtype, "
+			        "shape, data}",
+			        inputs->keys[i]);
+		if (!spool_name_ok(inputs->keys[i]))
+			return req_fail(
 			        r, NQ_EBADPARAM,
 			        "inputs: name '%.64s' is not allowed (1..64 "
 			        "of A-Z a-z 0-9 _ - ., not starting with .)",
 			        inputs->keys[i]);
-			goto out;
-		}
 	}
 	rc = jt->validate(params, inputs, r->msg, r->msglen);
 	if (rc != 0) {
 		if (r->msg[0] == '\0')
 			snprintf(r->msg, r->msglen, "%s", nq_strerror(rc));
-		goto out;
+		return rc;
 	}
 	memset(&est, 0, sizeof(est));
 	rc = jt->estimate(params, inputs, &est);
-	if (rc != 0) {
-		req_fail(r, rc, "cannot estimate the job's memory: %s",
-		         nq_strerror(rc));
-		goto out;
-	}
-	memset(&sj, 0, sizeof(sj));
-	sj.owner = r->uid;
-	sj.priority = (int) prio;
-	sj.host_bytes = est.host_bytes;
-	sj.device_bytes = est.device_bytes;
-	sj.flops = est.flops;
-	snprintf(sj.device_req, sizeof(sj.device_req), "%s", device);
-	rc = sched_fits_ever(d->sched, &sj);
-	if (rc == NQ_ETOOLARGE) {
-		rc = too_large(r, &sj);
-		goto out;
-	}
-	if (rc != 0) {
-		rc = req_fail(r, rc,
-		              "device: no device '%s' on this server "
-		              "(send devices for the list)",
-		              device);
-		goto out;
-	}
-	/* files first: a row never points at inputs that are not on disk */
-	rc = spool_stage(d->cfg->state_dir, params, inputs, tmp, sizeof(tmp),
-	                 r->msg, r->msglen);
 	if (rc != 0)
-		goto out;
+		return req_fail(r, rc, "cannot estimate the job's memory: %s",
+		                nq_strerror(rc));
+	memset(sj, 0, sizeof(*sj));
+	sj->owner = r->uid;
+	sj->priority = (int) prio;
+	sj->host_bytes = est.host_bytes;
+	sj->device_bytes = est.device_bytes;
+	sj->flops = est.flops;
+	snprintf(sj->device_req, sizeof(sj->device_req), "%s", device);
+	r->jt = jt;
+	r->est = est;
+	snprintf(r->idem, sizeof(r->idem), "%s", idem);
+	r->params = params;
+	r->inputs = inputs;
+	return 0;
+}
+
+/* Threadpool: params.mp and in/ into a fresh staging dir (fsynced). */
+static int
+submit_stage_work(struct req *r)
+{
+	int rc = spool_stage(r->path, r->params, r->inputs, r->tmp,
+	                     sizeof(r->tmp), r->msg, r->msglen);
+
+	/* the request (its inputs) is on disk now: free it here, not on the
+	 * loop thread, and before a worker is forked from the daemon */
+	r->params = r->inputs = NULL;
+	r->m = NULL;
+	r->op = "submit";
+	nq_value_free(&r->val);
+
+	if (rc == 0 && r->delay_ms > 0) {
+		struct timespec ts = {.tv_sec = r->delay_ms / 1000,
+		                      .tv_nsec = (long) (r->delay_ms % 1000) *
+		                                 1000000};
+		while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+			;
+	}
+	return rc;
+}
+
+/* Threadpool: the staged copy of a submit that already had a job. */
+static int
+submit_discard_work(struct req *r)
+{
+	spool_rm_rf(r->tmp);
+	return 0;
+}
+
+static int
+submit_discarded(struct req *r, int rc)
+{
+	rc = nq_map_set_int(r->out, "id", r->id);
+	rc |= nq_map_set_bool(r->out, "existing", 1);
+	return rc ? NQ_ENOMEM : 0;
+}
+
+/* Loop thread, once the files are on disk: the row, the queue. */
+static int
+submit_done(struct req *r, int rc)
+{
+	struct daemon *d = r->d;
+	struct job_row row;
+	int existing = 0;
+
+	if (rc != 0)
+		return rc; /* spool_stage removed what it wrote */
+	/* a SIGTERM since the checks: the job still goes in (QUEUED, it runs
+	 * after the restart) since its files are complete */
 	memset(&row, 0, sizeof(row));
-	snprintf(row.type, sizeof(row.type), "%s", jt->name);
+	snprintf(row.type, sizeof(row.type), "%s", r->jt->name);
 	row.state = JOB_QUEUED;
 	row.owner = r->uid;
-	row.priority = (int) prio;
-	snprintf(row.device_req, sizeof(row.device_req), "%s", device);
-	row.est_host_bytes = est.host_bytes;
-	row.est_device_bytes = est.device_bytes;
-	row.est_flops = est.flops;
-	snprintf(row.idem, sizeof(row.idem), "%s", idem);
+	row.priority = r->sj.priority;
+	snprintf(row.device_req, sizeof(row.device_req), "%s",
+	         r->sj.device_req);
+	row.est_host_bytes = r->est.host_bytes;
+	row.est_device_bytes = r->est.device_bytes;
+	row.est_flops = r->est.flops;
+	snprintf(row.idem, sizeof(row.idem), "%s", r->idem);
 	rc = store_put_job(d->store, &row, &existing);
 	if (rc != 0) {
 		req_fail(r, rc, "store: %s", store_errmsg(d->store));
-		spool_rm_rf(tmp);
-		goto out;
+		spool_rm_rf(r->tmp);
+		return rc;
 	}
 	if (existing) {
-		spool_rm_rf(tmp);
-		goto reply;
+		/* a resent submit: its copy of the inputs goes, off the loop
+		 * too (unlinking 1 GiB takes a while) */
+		r->id = row.id;
+		return defer(r, submit_discard_work, submit_discarded);
 	}
-	rc = spool_commit(tmp, d->cfg->state_dir, row.id, r->msg, r->msglen);
+	rc = spool_commit(r->tmp, d->cfg->state_dir, row.id, r->msg, r->msglen);
 	if (rc != 0) {
-		spool_rm_rf(tmp);
+		spool_rm_rf(r->tmp);
 		store_mark_final(d->store, row.id, JOB_FAILED, rc, r->msg);
-		goto out;
+		return rc;
 	}
-	sj.id = row.id;
-	sj.seq = (uint64_t) row.id;
-	rc = sched_enqueue(d->sched, &sj);
+	r->sj.id = row.id;
+	r->sj.seq = (uint64_t) row.id;
+	rc = sched_enqueue(d->sched, &r->sj);
 	if (rc != 0) {
 		store_mark_final(d->store, row.id, JOB_FAILED, rc,
 		                 "cannot queue: out of memory");
-		req_fail(r, rc, "cannot queue the job: out of memory");
-		goto out;
+		return req_fail(r, rc, "cannot queue the job: out of memory");
 	}
 	log_info("job submitted id=%" PRId64 " type=%s owner=%" PRIu32
 	         " device=%s priority=%d host_bytes=%" PRIu64
@@ -445,14 +651,48 @@ op_submit(struct req *r)
 	         row.est_host_bytes, row.est_device_bytes);
 	server_publish(d, &row);
 	worker_start_more(d);
-reply:
 	rc = nq_map_set_int(r->out, "id", row.id);
-	rc |= nq_map_set_bool(r->out, "existing", existing);
-	rc = rc ? NQ_ENOMEM : 0;
-out:
-	nq_map_free(empty);
-	nq_map_free(empty_in);
-	return rc;
+	rc |= nq_map_set_bool(r->out, "existing", 0);
+	return rc ? NQ_ENOMEM : 0;
+}
+
+/* Loop thread: does it fit a device of this server? Then the files. */
+static int
+submit_checked(struct req *r, int rc)
+{
+	struct daemon *d = r->d;
+
+	if (rc != 0)
+		return rc;
+	rc = sched_fits_ever(d->sched, &r->sj);
+	if (rc == NQ_ETOOLARGE)
+		return too_large(r, &r->sj);
+	if (rc != 0)
+		return req_fail(r, rc,
+		                "device: no device '%s' on this server "
+		                "(send devices for the list)",
+		                r->sj.device_req);
+	/* files first: a row never points at inputs that are not on disk.
+	 * Writing them is the slow part: off the loop thread, with copies of
+	 * what it needs; from here on only submit_stage_work reads (and
+	 * frees) the request, submit_done uses the copies in r */
+	r->delay_ms = d->test_spool_delay_ms;
+	if ((size_t) snprintf(r->path, sizeof(r->path), "%s",
+	                      d->cfg->state_dir) >= sizeof(r->path))
+		return req_fail(r, NQ_EIO, "state dir path too long");
+	return defer(r, submit_stage_work, submit_done);
+}
+
+/* submit: check (threadpool) → fits? (loop) → stage the files (threadpool)
+ * → row, queue, reply (loop). */
+static int
+op_submit(struct req *r)
+{
+	if (r->d->draining)
+		return req_fail(r, NQ_ESHUTDOWN,
+		                "the daemon is shutting down; submit again "
+		                "after it restarts");
+	return defer(r, submit_check_work, submit_checked);
 }
 
 static int
@@ -604,13 +844,56 @@ purged_fail(struct req *r, const struct job_row *row)
 	                row->id, job_state_name(row->state), days);
 }
 
+/* Threadpool: the outputs, read and encoded into the whole reply. */
+static int
+result_read_work(struct req *r)
+{
+	struct nq_map *outs = nq_map_new();
+	void *buf = NULL;
+	size_t len = 0;
+	int rc;
+
+	if (outs == NULL)
+		return NQ_ENOMEM;
+	rc = spool_read_outputs(r->path, r->names, outs, r->msg, r->msglen);
+	if (rc != 0) {
+		nq_map_free(outs);
+		return rc;
+	}
+	if ((rc = set_map(r->out, "outputs", outs)) != 0)
+		return rc;
+	if (nq_map_set_int(r->out, "v", NQ_PROTOCOL_VERSION) ||
+	    nq_map_set_bool(r->out, "ok", 1))
+		return NQ_ENOMEM;
+	if (nq_encode(&(struct nq_value){.kind = NQ_MAP, .u.map = r->out}, &buf,
+	              &len) != 0)
+		return req_fail(r, NQ_ENOMEM, "cannot encode the reply");
+	/* the arrays go here too, not on the loop thread */
+	nq_map_free(r->out);
+	r->out = NULL;
+	r->encoded = net_msg_new(buf, len);
+	return r->encoded == NULL ? NQ_ENOMEM : 0;
+}
+
+/* Loop thread: a read error because retention removed the files meanwhile
+ * says so, as it would have before the read. */
+static int
+result_done(struct req *r, int rc)
+{
+	struct job_row row;
+
+	if (rc == 0 || rc == NQ_EBADPARAM || rc == NQ_ENOMEM)
+		return rc;
+	if (store_get_job(r->d->store, r->id, &row) == 0 && row.purged_us != 0)
+		return purged_fail(r, &row);
+	return rc;
+}
+
 static int
 op_result(struct req *r)
 {
 	struct job_row row;
 	const struct nq_value *names;
-	struct nq_map *outs;
-	char jd[4096];
 	int64_t id;
 	int rc;
 
@@ -633,17 +916,14 @@ op_result(struct req *r)
 		return req_fail(r, NQ_ESTATE,
 		                "job %" PRId64 " is %s, not DONE; no result",
 		                id, job_state_name(row.state));
-	if (spool_job_dir(r->d->cfg->state_dir, id, jd, sizeof(jd)) != 0)
+	if (spool_job_dir(r->d->cfg->state_dir, id, r->path, sizeof(r->path)) !=
+	    0)
 		return NQ_EINTERNAL;
-	outs = nq_map_new();
-	if (outs == NULL)
-		return NQ_ENOMEM;
-	rc = spool_read_outputs(jd, names, outs, r->msg, r->msglen);
-	if (rc != 0) {
-		nq_map_free(outs);
-		return rc;
-	}
-	return set_map(r->out, "outputs", outs);
+	/* a DONE job's out/ no longer changes (only retention removes it):
+	 * read and encode it off the loop thread */
+	r->names = names;
+	r->id = id;
+	return defer(r, result_read_work, result_done);
 }
 
 static int
@@ -749,125 +1029,103 @@ static const struct {
         {"devices", op_devices}, {"logs", op_logs},
 };
 
+/* Threadpool for big requests, else inline. */
 static int
-encode_reply(struct nq_map *m, void **reply, size_t *len)
+decode_work(struct req *r)
 {
-	struct nq_value v = nq_val_map(m);
-	int rc = nq_encode(&v, reply, len);
+	int rc = nq_decode(r->body, r->len, &r->val, r->msg, r->msglen);
 
-	nq_value_free(&v);
+	/* the message's memory goes here too, not on the loop thread */
+	net_req_release_body(r->nr);
+	r->body = NULL;
 	return rc;
 }
 
-static void
-reply_error(int code, const char *message, void **reply, size_t *len)
+/* Loop thread: the decoded request to its op. */
+static int
+dispatch(struct req *r, int rc)
 {
-	struct nq_map *m = nq_map_new();
+	int64_t ver;
 
-	*reply = NULL;
-	if (m == NULL)
-		return;
-	if (message == NULL || message[0] == '\0')
-		message = nq_strerror(code);
-	if (nq_map_set_int(m, "v", NQ_PROTOCOL_VERSION) ||
-	    nq_map_set_bool(m, "ok", 0) || nq_map_set_int(m, "code", code) ||
-	    nq_map_set_str(m, "error", nq_errname(code)) ||
-	    nq_map_set_str(m, "message", message)) {
-		nq_map_free(m);
-		return;
+	if (rc != 0)
+		return rc;
+	if (r->val.kind != NQ_MAP)
+		return req_fail(r, NQ_EPROTO, "a request is a msgpack map");
+	r->m = r->val.u.map;
+	rc = nq_get_int(r->m, "v", &ver, r->msg, r->msglen);
+	if (rc == 1)
+		return req_fail(r, NQ_EVERSION,
+		                "v: missing (the protocol version, %d)",
+		                NQ_PROTOCOL_VERSION);
+	if (rc != 0 || ver != NQ_PROTOCOL_VERSION)
+		return req_fail(r, NQ_EVERSION,
+		                "v: this daemon speaks protocol version %d",
+		                NQ_PROTOCOL_VERSION);
+	rc = nq_get_str(r->m, "op", &r->op, r->msg, r->msglen);
+	if (rc != 0) {
+		r->op = NULL;
+		return req_fail(r, NQ_EBADOP, "op: missing or not a string");
 	}
-	if (encode_reply(m, reply, len) != 0)
-		*reply = NULL;
+	for (size_t i = 0; i < sizeof(server_ops) / sizeof(server_ops[0]);
+	     i++) {
+		if (strcmp(r->op, server_ops[i].name) != 0)
+			continue;
+		r->out = nq_map_new();
+		if (r->out == NULL)
+			return NQ_ENOMEM;
+		return server_ops[i].fn(r);
+	}
+	return req_fail(r, NQ_EBADOP,
+	                "op: unknown request '%.32s' (hello, submit, status, "
+	                "list, cancel, result, devices, logs)",
+	                r->op);
 }
 
 void
-server_handle(void *arg, uint32_t uid, const void *body, size_t len,
-              void **reply, size_t *replylen)
+server_handle(void *arg, struct net_req *nr, uint32_t uid, const void *body,
+              size_t len)
 {
 	struct daemon *d = arg;
-	struct nq_value req = {.kind = NQ_NIL};
-	char msg[1024] = "";
-	const char *op = NULL;
-	int64_t ver;
+	struct req *r = calloc(1, sizeof(*r));
 	int rc;
-	struct req r = {.d = d, .uid = uid, .msg = msg, .msglen = sizeof(msg)};
 
-	*reply = NULL;
-	*replylen = 0;
+	if (r == NULL) {
+		net_reply(nr, NULL, 0);
+		return;
+	}
+	r->d = d;
+	r->nr = nr;
+	r->uid = uid;
+	r->body = body;
+	r->len = len;
+	r->val.kind = NQ_NIL;
+	r->msg = r->msgbuf;
+	r->msglen = sizeof(r->msgbuf);
 	/* the transport lets a little more through (net.h) so that this
 	 * gets a reply instead of a dropped connection */
 	if (len > d->cfg->max_message_bytes) {
-		rc = req_fail(&r, NQ_ETOOBIG,
+		rc = req_fail(r, NQ_ETOOBIG,
 		              "request of %zu bytes exceeds max_message_bytes "
 		              "%" PRIu64
 		              " (send the inputs as several jobs, or "
 		              "ask the admin to raise it)",
 		              len, d->cfg->max_message_bytes);
-		goto fail;
+	} else if (len >= SERVER_ASYNC_BYTES) {
+		rc = defer(r, decode_work, dispatch);
+	} else {
+		rc = dispatch(r, decode_work(r));
 	}
-	rc = nq_decode(body, len, &req, msg, sizeof(msg));
-	if (rc != 0)
-		goto fail;
-	if (req.kind != NQ_MAP) {
-		rc = req_fail(&r, NQ_EPROTO, "a request is a msgpack map");
-		goto fail;
-	}
-	r.m = req.u.map;
-	rc = nq_get_int(r.m, "v", &ver, msg, sizeof(msg));
-	if (rc == 1) {
-		rc = req_fail(&r, NQ_EVERSION,
-		              "v: missing (the protocol version, %d)",
-		              NQ_PROTOCOL_VERSION);
-		goto fail;
-	}
-	if (rc != 0 || ver != NQ_PROTOCOL_VERSION) {
-		rc = req_fail(&r, NQ_EVERSION,
-		              "v: this daemon speaks protocol version %d",
-		              NQ_PROTOCOL_VERSION);
-		goto fail;
-	}
-	rc = nq_get_str(r.m, "op", &op, msg, sizeof(msg));
-	if (rc != 0) {
-		rc = req_fail(&r, NQ_EBADOP, "op: missing or not a string");
-		goto fail;
-	}
-	for (size_t i = 0; i < sizeof(server_ops) / sizeof(server_ops[0]);
-	     i++) {
-		if (strcmp(op, server_ops[i].name) != 0)
-			continue;
-		r.out = nq_map_new();
-		if (r.out == NULL) {
-			rc = NQ_ENOMEM;
-			goto fail;
-		}
-		rc = server_ops[i].fn(&r);
-		if (rc != 0) {
-			nq_map_free(r.out);
-			goto fail;
-		}
-		if (nq_map_set_int(r.out, "v", NQ_PROTOCOL_VERSION) ||
-		    nq_map_set_bool(r.out, "ok", 1)) {
-			nq_map_free(r.out);
-			rc = NQ_ENOMEM;
-			goto fail;
-		}
-		if (encode_reply(r.out, reply, replylen) != 0) {
-			rc = NQ_ENOMEM;
-			*reply = NULL;
-			snprintf(msg, sizeof(msg), "cannot encode the reply");
-			goto fail;
-		}
-		log_debug("request op=%s uid=%" PRIu32 " ok=1", op, uid);
-		nq_value_free(&req);
-		return;
-	}
-	rc = req_fail(&r, NQ_EBADOP,
-	              "op: unknown request '%.32s' (hello, submit, status, "
-	              "list, cancel, result, devices, logs)",
-	              op);
-fail:
-	log_debug("request op=%s uid=%" PRIu32 " error=%s message=\"%s\"",
-	          op ? op : "?", uid, nq_errname(rc), msg);
-	nq_value_free(&req);
-	reply_error(rc, msg, reply, replylen);
+	if (rc != SERVER_DEFERRED)
+		req_finish(r, rc);
+}
+
+void
+server_quiesce(struct daemon *d, void (*done)(struct daemon *d))
+{
+	d->stopping = 1;
+	d->quiet = done;
+	if (d->inflight > 0)
+		log_notice("waiting for requests in progress requests=%d",
+		           d->inflight);
+	server_check_quiet(d);
 }

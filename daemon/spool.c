@@ -184,7 +184,9 @@ fail : {
 static int
 spool_read_file(const char *path, size_t max, char **out, size_t *outlen)
 {
-	FILE *f = fopen(path, "rb");
+	/* "e": close-on-exec, since the daemon reads in its threadpool while
+	 * the loop thread may be forking a worker */
+	FILE *f = fopen(path, "rbe");
 	char *buf = NULL;
 	size_t len = 0, cap = 0;
 
@@ -420,7 +422,7 @@ spool_read_log(const char *job_dir, size_t max, char **text)
 	*text = NULL;
 	if (spool_path(path, sizeof(path), job_dir, "log", NULL) != 0)
 		return NQ_EINTERNAL;
-	f = fopen(path, "rb");
+	f = fopen(path, "rbe");
 	if (f == NULL) {
 		*text = strdup("");
 		return *text == NULL ? NQ_ENOMEM : 0;
