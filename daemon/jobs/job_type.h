@@ -3,7 +3,8 @@
  *
  * Jobs never see NNG, libuv or SQLite.  validate() and estimate() run in the
  * daemon at submit time (cheap, no device) on a threadpool thread, several
- * at once: they must not touch shared mutable state; run() runs in a worker process
+ * at once: they must not touch shared mutable state. run() runs in a worker
+ * process
  * (daemon/worker_main.c) with a kernels backend already opened on the device
  * the scheduler picked.
  *
