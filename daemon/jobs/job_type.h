@@ -4,9 +4,8 @@
  * Jobs never see NNG, libuv or SQLite.  validate() and estimate() run in the
  * daemon at submit time (cheap, no device) on a threadpool thread, several
  * at once: they must not touch shared mutable state. run() runs in a worker
- * process
- * (daemon/worker_main.c) with a kernels backend already opened on the device
- * the scheduler picked.
+ * process (daemon/worker_main.c) with a kernels backend already opened on
+ * the device the scheduler picked.
  *
  * Params are a msgpack map decoded into struct nq_map (proto/nq_value.h);
  * inputs are a map of name → NQ_ARRAY values (the submit's "inputs"); outputs
