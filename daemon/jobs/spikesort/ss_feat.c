@@ -21,7 +21,7 @@
 
 #include "nq_error.h"
 #include "nq_npy.h"
-#include "ss_drift.h"
+#include "ss_batch.h"
 
 int
 ss_feat_temporal_pcs(const struct kern_backend *kb, const float *templates,
@@ -108,65 +108,13 @@ ss_feat_channels(const struct ss_probe *p, const float *templates, int K,
 	free(idx);
 }
 
-struct feat_pass {
-	const struct ss_config *cfg;
-	const struct kern_backend *kb;
-	struct ss_source *src;
-	const struct ss_probe *p;
-	struct ss_filter filt;
-	struct ss_band *band;
-	int nband, C;
-	int64_t NT, Tb, Tfull;
-	float *X;
-	double *fwork;
-	float *cwork;
-	struct ss_kbuf dM, dx, dy;
-	/* drift: the sort's per-batch shifts, resampling folded into M */
-	const float *M, *shift;
-	struct ss_krig krig;
-	float *A, *AM;
-	struct ss_band *aband;
-	struct ss_kbuf dAM;
-};
-
-/* Batch b read, preprocessed and whitened as ss_sort's load_batch does;
- * *Y points at its Tb = NT + 2 pad samples, whose sample 0 is absolute
- * b·NT − pad. */
-static int
-feat_batch(struct feat_pass *f, int64_t b, float **Y)
-{
-	const struct ss_config *c = f->cfg;
-	int64_t t0 = b * f->NT - c->pad - c->fpad;
-	int rc = ss_source_read(f->src, f->p, t0, f->Tfull, f->X);
-
-	if (rc != 0)
-		return rc;
-	ss_preprocess(&f->filt, f->X, f->C, f->Tfull, c->car, f->fwork,
-	              f->cwork);
-	*Y = f->X + (size_t) f->C * c->fpad;
-	if (f->shift != NULL && f->shift[b] != 0) {
-		size_t mb = sizeof(float) * (size_t) f->C * f->C;
-		int nab;
-		if ((rc = ss_drift_batch_matrix(&f->krig, f->p, f->M,
-		                                f->shift[b], f->A, f->AM)) ||
-		    (rc = ss_kbuf_ensure(f->kb, &f->dAM, mb)) ||
-		    (rc = KOP(f->kb, upload, f->dAM.p, f->AM, mb)))
-			return rc;
-		nab = ss_band_blocks(f->AM, f->C, 32, f->aband);
-		return ss_apply_banded(f->kb, f->dAM.p, f->C, f->aband, nab, *Y,
-		                       f->Tb, &f->dx, &f->dy);
-	}
-	return ss_apply_banded(f->kb, f->dM.p, f->C, f->band, f->nband, *Y,
-	                       f->Tb, &f->dx, &f->dy);
-}
-
 int
 ss_feat_write(const char *dir, const struct ss_config *cfg,
               const struct kern_backend *kb, struct ss_source *src,
               const struct ss_probe *p, const struct ss_result *res,
               const struct ss_hooks *h, char *msg, size_t msglen)
 {
-	struct feat_pass f = {0};
+	struct ss_batcher f = {0};
 	struct nq_npy_stream st = {.fd = -1};
 	struct nq_array ia = {0};
 	int C = p->n, nt = res->nt, npc = cfg->npc, K = res->K, rc;
@@ -181,40 +129,22 @@ ss_feat_write(const char *dir, const struct ss_config *cfg,
 		snprintf(msg, msglen, "features: inconsistent shapes");
 		return NQ_EINTERNAL;
 	}
-	f.cfg = cfg;
-	f.kb = kb;
-	f.src = src;
-	f.p = p;
-	f.C = C;
-	f.NT = cfg->batch < src->n_samples ? cfg->batch : src->n_samples;
-	f.Tb = f.NT + 2 * cfg->pad;
-	f.Tfull = f.Tb + 2 * cfg->fpad;
-	nb = f.NT > 0 ? (src->n_samples + f.NT - 1) / f.NT : 0;
+	/* the sort's batches, preprocessing, whitening (M, column-major, has
+	 * the bytes of phy's row-major wmat) and drift shifts */
+	if ((rc = ss_batcher_init(&f, cfg, kb, src, p, msg, msglen)))
+		goto out;
+	nb = f.nb;
 	snprintf(msg, msglen, "features: out of memory");
 	rc = NQ_ENOMEM;
 	pcs = malloc(sizeof(double) * (size_t) npc * nt);
 	snip = malloc(sizeof(double) * (size_t) nc * nt);
 	ind = malloc(sizeof(int32_t) * (size_t) (K ? K : 1) * nc);
-	f.band = malloc(sizeof(struct ss_band) * (size_t) (C / 32 + 2));
-	f.X = malloc(sizeof(float) * (size_t) C * (size_t) f.Tfull);
-	f.fwork = malloc(sizeof(double) * 3 * (size_t) C);
-	f.cwork = malloc(sizeof(float) * (size_t) C);
-	if (!pcs || !snip || !ind || !f.band || !f.X || !f.fwork || !f.cwork)
+	if (!pcs || !snip || !ind)
 		goto out;
-	if (ss_filter_design(&f.filt, cfg->fs, cfg->hp_hz) != 0) {
-		snprintf(msg, msglen, "features: bad high-pass");
-		rc = NQ_EBADPARAM;
-		goto out;
-	}
-	/* M (column-major, y = M x) has the bytes of phy's row-major wmat */
-	f.nband = ss_band_blocks(res->wmat, C, 32, f.band);
-	if ((rc = ss_kbuf_ensure(kb, &f.dM, sizeof(float) * (size_t) C * C)) ||
-	    (rc = KOP(kb, upload, f.dM.p, res->wmat,
-	              sizeof(float) * (size_t) C * C))) {
+	if ((rc = ss_batcher_whiten(&f, res->wmat)) != 0) {
 		snprintf(msg, msglen, "features: device memory");
 		goto out;
 	}
-	f.M = res->wmat;
 	if (res->drift_um != NULL) {
 		/* the same batches as the sort, or the shifts do not apply */
 		if (res->drift_batch != f.NT || res->n_drift != nb) {
@@ -222,14 +152,7 @@ ss_feat_write(const char *dir, const struct ss_config *cfg,
 			rc = NQ_EINTERNAL;
 			goto out;
 		}
-		f.shift = res->drift_um;
-		f.A = malloc(sizeof(float) * (size_t) C * C);
-		f.AM = malloc(sizeof(float) * (size_t) C * C);
-		f.aband =
-		        malloc(sizeof(struct ss_band) * (size_t) (C / 32 + 2));
-		rc = NQ_ENOMEM;
-		if (!f.A || !f.AM || !f.aband ||
-		    (rc = ss_krig_init(&f.krig, p, cfg->drift_sigma_um)) != 0) {
+		if ((rc = ss_batcher_drift(&f, res->drift_um)) != 0) {
 			snprintf(msg, msglen, "features: drift set-up failed");
 			goto out;
 		}
@@ -250,7 +173,7 @@ ss_feat_write(const char *dir, const struct ss_config *cfg,
 		goto out;
 	}
 	for (int64_t b = 0; b < nb && s < ns; b++) {
-		int64_t hi = (b + 1) * f.NT, base = b * f.NT - cfg->pad;
+		int64_t hi = (b + 1) * f.NT, base = b * f.NT - cfg->pad, core;
 		float *Y;
 		if (h && h->canceled && h->canceled(h->u)) {
 			snprintf(msg, msglen, "canceled");
@@ -259,7 +182,7 @@ ss_feat_write(const char *dir, const struct ss_config *cfg,
 		}
 		if (res->times[s] >= hi)
 			continue; /* no spike in this batch: skip its reading */
-		if ((rc = feat_batch(&f, b, &Y)) != 0) {
+		if ((rc = ss_batcher_load(&f, b, &Y, &core, msg, msglen))) {
 			snprintf(msg, msglen, "features: batch %lld failed",
 			         (long long) b);
 			goto out;
@@ -342,18 +265,7 @@ ss_feat_write(const char *dir, const struct ss_config *cfg,
 	rc = 0;
 out:
 	nq_npy_stream_abort(&st);
-	ss_kbuf_free(kb, &f.dM);
-	ss_kbuf_free(kb, &f.dx);
-	ss_kbuf_free(kb, &f.dy);
-	ss_kbuf_free(kb, &f.dAM);
-	ss_krig_free(&f.krig);
-	free(f.A);
-	free(f.AM);
-	free(f.aband);
-	free(f.band);
-	free(f.X);
-	free(f.fwork);
-	free(f.cwork);
+	ss_batcher_free(&f);
 	free(pcs);
 	free(snip);
 	free(feat);

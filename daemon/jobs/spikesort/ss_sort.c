@@ -21,6 +21,7 @@
 
 #include "nq_error.h"
 #include "ss.h"
+#include "ss_batch.h"
 #include "ss_drift.h"
 
 void
@@ -87,24 +88,9 @@ struct run {
 	const struct ss_probe *p;
 	const struct ss_hooks *h;
 	int C;
-	int64_t N, NT, nb, Tb, Tfull;
-	struct ss_filter filt;
-	float *X; /* C × Tfull */
-	double *fwork;
-	float *cwork;
-	struct ss_kbuf dM, dx, dy;
-	int have_M;
-	struct ss_band *band; /* row blocks of M and their columns */
-	int nband;
-	/* drift: per-batch shifts (NULL: none) and that batch's A·M */
-	const float *M;
-	float *shift;
-	struct ss_krig krig;
-	float *A, *AM;
-	int64_t am_batch;
-	struct ss_kbuf dAM;
-	struct ss_band *aband;
-	int naband;
+	int64_t N, NT, nb, Tb; /* bt's, for short */
+	struct ss_batcher bt;
+	float *shift;      /* drift per batch (µm); NULL: no correction */
 	const float *tpw;  /* templates being merged (same_unit) */
 	const float *tpcn; /* and their channel norms */
 	float **cache;     /* whitened learning batches kept in memory */
@@ -146,52 +132,13 @@ canceled(struct run *r)
 	return 0;
 }
 
-/* Preprocessed (and, once M exists, whitened) batch b; returns a pointer to
- * its Tb = NT + 2 pad samples, core at [pad, pad + core). */
+/* Preprocessed (and, once M exists, whitened and drift-resampled) batch b;
+ * returns a pointer to its Tb = NT + 2 pad samples, core at
+ * [pad, pad + core). */
 static int
 load_batch(struct run *r, int64_t b, float **Y, int64_t *core)
 {
-	const struct ss_config *c = r->cfg;
-	int64_t t0 = b * r->NT - c->pad - c->fpad;
-	int rc;
-
-	rc = ss_source_read(r->src, r->p, t0, r->Tfull, r->X);
-	if (rc != 0) {
-		snprintf(r->msg, r->msglen, "reading batch %lld failed",
-		         (long long) b);
-		return rc;
-	}
-	ss_preprocess(&r->filt, r->X, r->C, r->Tfull, c->car, r->fwork,
-	              r->cwork);
-	*Y = r->X + (size_t) r->C * c->fpad;
-	*core = r->N - b * r->NT < r->NT ? r->N - b * r->NT : r->NT;
-	if (r->have_M && r->shift != NULL && r->shift[b] != 0) {
-		/* drift: this batch's resampling folded into the whitening */
-		if (r->am_batch != b) {
-			size_t mb = sizeof(float) * (size_t) r->C * r->C;
-			if ((rc = ss_drift_batch_matrix(&r->krig, r->p, r->M,
-			                                r->shift[b], r->A,
-			                                r->AM)) ||
-			    (rc = ss_kbuf_ensure(r->kb, &r->dAM, mb)) ||
-			    (rc = KOP(r->kb, upload, r->dAM.p, r->AM, mb))) {
-				snprintf(r->msg, r->msglen,
-				         "drift correction failed");
-				return rc;
-			}
-			r->naband = ss_band_blocks(r->AM, r->C, 32, r->aband);
-			r->am_batch = b;
-		}
-		rc = ss_apply_banded(r->kb, r->dAM.p, r->C, r->aband, r->naband,
-		                     *Y, r->Tb, &r->dx, &r->dy);
-		if (rc != 0)
-			snprintf(r->msg, r->msglen, "whitening failed");
-	} else if (r->have_M) {
-		rc = ss_apply_banded(r->kb, r->dM.p, r->C, r->band, r->nband,
-		                     *Y, r->Tb, &r->dx, &r->dy);
-		if (rc != 0)
-			snprintf(r->msg, r->msglen, "whitening failed");
-	}
-	return rc;
+	return ss_batcher_load(&r->bt, b, Y, core, r->msg, r->msglen);
 }
 
 /* Learning batch i (of nl) into the work buffer, from the cache when it
@@ -204,7 +151,7 @@ learn_load(struct run *r, int i, int nl, float **Y, int64_t *core)
 	int rc;
 
 	if (i < r->ncache && r->cache[i] != NULL) {
-		*Y = r->X + (size_t) r->C * r->cfg->fpad;
+		*Y = r->bt.X + (size_t) r->C * r->cfg->fpad;
 		memcpy(*Y, r->cache[i], bytes);
 		*core = r->cache_core[i];
 		return 0;
@@ -311,12 +258,12 @@ stage_whiten(struct run *r, float *M)
 		if ((rc = load_batch(r, b, &Y, &core)) != 0)
 			goto out;
 		float *Yc = Y + (size_t) C * r->cfg->pad;
-		if ((rc = ss_kbuf_ensure(r->kb, &r->dx,
+		if ((rc = ss_kbuf_ensure(r->kb, &r->bt.dx,
 		                         sizeof(float) * C * core)) ||
-		    (rc = KOP(r->kb, upload, r->dx.p, Yc,
+		    (rc = KOP(r->kb, upload, r->bt.dx.p, Yc,
 		              sizeof(float) * C * core)) ||
 		    (rc = KOP(r->kb, syrk, KERN_F32, KERN_N, C, core, 1.0,
-		              r->dx.p, C, 0.0, dC.p, C)) ||
+		              r->bt.dx.p, C, 0.0, dC.p, C)) ||
 		    (rc = KOP(r->kb, download, cf, dC.p,
 		              sizeof(float) * C * C)))
 			goto out;
@@ -367,17 +314,8 @@ stage_drift(struct run *r, struct ss_result *res)
 	rc = NQ_ENOMEM;
 	shift = malloc(bytes);
 	chan_count = calloc((size_t) r->C, sizeof(int64_t));
-	r->A = malloc(sizeof(float) * (size_t) r->C * r->C);
-	r->AM = malloc(sizeof(float) * (size_t) r->C * r->C);
-	r->aband = malloc(sizeof(struct ss_band) * ((size_t) r->C / 32 + 2));
-	if (!shift || !chan_count || !r->A || !r->AM || !r->aband)
+	if (!shift || !chan_count)
 		goto out;
-	if ((rc = ss_krig_init(&r->krig, r->p, c->drift_sigma_um)) != 0) {
-		snprintf(r->msg, r->msglen,
-		         "drift: the probe's kriging matrix is singular "
-		         "(duplicate channel positions?)");
-		goto out;
-	}
 	if (ss_ckpt_load(c->ckpt_dir, "drift.bin", r->key, shift, bytes) == 0) {
 		logf_(r, "stage=drift resumed=1");
 		goto done;
@@ -434,10 +372,16 @@ done:
 	memcpy(res->drift_um, shift, bytes);
 	res->n_drift = r->nb;
 	res->drift_batch = r->NT;
+	if ((rc = ss_batcher_drift(&r->bt, shift)) != 0) {
+		if (rc == NQ_EBADDATA)
+			snprintf(
+			        r->msg, r->msglen,
+			        "drift: the probe's kriging matrix is singular "
+			        "(duplicate channel positions?)");
+		goto out;
+	}
 	r->shift = shift;
 	shift = NULL;
-	r->am_batch = -1;
-	rc = 0;
 out:
 	ss_drift_hist_free(&d);
 	ss_spikes_free(&sp);
@@ -905,31 +849,22 @@ ss_sort(const struct ss_config *cfg, const struct kern_backend *kb,
 	r.src = src;
 	r.p = probe;
 	r.h = hooks;
-	r.C = C;
-	r.N = src->n_samples;
-	r.NT = cfg->batch < r.N ? cfg->batch : r.N;
-	r.nb = (r.N + r.NT - 1) / r.NT;
-	r.Tb = r.NT + 2 * cfg->pad;
-	r.Tfull = r.Tb + 2 * cfg->fpad;
 	r.msg = msg;
 	r.msglen = msglen;
-	r.key = config_key(cfg, probe, r.N, src->n_rows);
 	snprintf(msg, msglen, "out of memory");
-	rc = ss_filter_design(&r.filt, cfg->fs, cfg->hp_hz);
-	if (rc != 0) {
-		snprintf(msg, msglen,
-		         "high-pass %g Hz needs a sample_rate above %g Hz",
-		         cfg->hp_hz, 2 * cfg->hp_hz);
-		return NQ_EBADPARAM;
-	}
+	if ((rc = ss_batcher_init(&r.bt, cfg, kb, src, probe, msg, msglen)))
+		goto out;
+	r.C = C;
+	r.N = r.bt.N;
+	r.NT = r.bt.NT;
+	r.nb = r.bt.nb;
+	r.Tb = r.bt.Tb;
+	r.key = config_key(cfg, probe, r.N, src->n_rows);
 	rc = NQ_ENOMEM;
-	r.X = malloc(sizeof(float) * (size_t) C * (size_t) r.Tfull);
-	r.fwork = malloc(sizeof(double) * 3 * (size_t) C);
-	r.cwork = malloc(sizeof(float) * (size_t) C);
 	M = malloc(sizeof(float) * (size_t) C * C);
 	res->wmat = malloc(sizeof(float) * (size_t) C * C);
 	res->wmat_inv = malloc(sizeof(float) * (size_t) C * C);
-	if (!r.X || !r.fwork || !r.cwork || !M || !res->wmat || !res->wmat_inv)
+	if (!M || !res->wmat || !res->wmat_inv)
 		goto out;
 	res->n_samples = r.N;
 	logf_(&r,
@@ -940,16 +875,8 @@ ss_sort(const struct ss_config *cfg, const struct kern_backend *kb,
 	t0 = now_s();
 	if ((rc = stage_whiten(&r, M)) != 0)
 		goto out;
-	if ((rc = ss_kbuf_ensure(kb, &r.dM, sizeof(float) * C * C)) ||
-	    (rc = KOP(kb, upload, r.dM.p, M, sizeof(float) * C * C)))
+	if ((rc = ss_batcher_whiten(&r.bt, M)) != 0)
 		goto out;
-	r.band = malloc(sizeof(struct ss_band) * ((size_t) C / 32 + 2));
-	if (r.band == NULL) {
-		rc = NQ_ENOMEM;
-		goto out;
-	}
-	r.nband = ss_band_blocks(M, C, 32, r.band);
-	r.have_M = 1;
 	/* phy: y_row = x_row · whitening_mat, i.e. whitening_mat = Mᵀ */
 	for (int i = 0; i < C; i++)
 		for (int j = 0; j < C; j++)
@@ -974,7 +901,6 @@ ss_sort(const struct ss_config *cfg, const struct kern_backend *kb,
 				        inv[j + (size_t) C * i];
 		free(inv);
 	}
-	r.M = M;
 	t1 = now_s();
 	res->t_pre = t1 - t0;
 	if ((rc = stage_drift(&r, res)) != 0)
@@ -1010,19 +936,8 @@ out:
 		ss_result_free(res);
 	ss_match_out_free(&all);
 	ss_templates_free(&tp);
-	ss_kbuf_free(kb, &r.dM);
-	free(r.band);
-	ss_kbuf_free(kb, &r.dAM);
-	ss_krig_free(&r.krig);
+	ss_batcher_free(&r.bt);
 	free(r.shift);
-	free(r.A);
-	free(r.AM);
-	free(r.aband);
-	ss_kbuf_free(kb, &r.dx);
-	ss_kbuf_free(kb, &r.dy);
-	free(r.X);
-	free(r.fwork);
-	free(r.cwork);
 	free(M);
 	return rc;
 }

@@ -1,0 +1,63 @@
+/*
+ * ss_batch.h — reading batch b the one way every stage does: NT samples
+ * with pad + fpad on each side (odd reflections beyond the recording),
+ * mean removal, median reference and high-pass, then — once set — the
+ * whitening, with the batch's drift resampling folded in once shifts are
+ * set. The sort and the feature pass both read through it, so they see the
+ * same bytes.
+ */
+#ifndef SS_BATCH_H
+#define SS_BATCH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ss.h"
+#include "ss_drift.h"
+
+struct ss_batcher {
+	const struct ss_config *cfg;
+	const struct kern_backend *kb;
+	struct ss_source *src;
+	const struct ss_probe *p;
+	int C;
+	int64_t N, NT, nb, Tb, Tfull;
+	struct ss_filter filt;
+	float *X; /* C × Tfull */
+	double *fwork;
+	float *cwork;
+	/* whitening M (C × C column-major, not owned; NULL: none yet) on the
+	 * device, with the row blocks of its nonzeros */
+	const float *M;
+	struct ss_kbuf dM, dx, dy;
+	struct ss_band *band;
+	int nband;
+	/* drift: per-batch shifts (µm, not owned; NULL: none) and the A·M of
+	 * batch am_batch */
+	const float *shift;
+	struct ss_krig krig;
+	float *A, *AM;
+	int64_t am_batch;
+	struct ss_kbuf dAM;
+	struct ss_band *aband;
+	int naband;
+};
+
+/* Geometry from cfg and the recording (NT = min(batch, N)). 0, NQ_ENOMEM,
+ * or NQ_EBADPARAM when the high-pass is not below Nyquist; msg says so. */
+int ss_batcher_init(struct ss_batcher *bt, const struct ss_config *cfg,
+                    const struct kern_backend *kb, struct ss_source *src,
+                    const struct ss_probe *p, char *msg, size_t msglen);
+/* Whiten every later batch with M (kept by pointer). 0 or an nq_err. */
+int ss_batcher_whiten(struct ss_batcher *bt, const float *M);
+/* Resample every later batch b by shift[b] µm (kept by pointer; 0 leaves
+ * a batch as it is). 0, NQ_ENOMEM or NQ_EBADDATA (kriging matrix singular:
+ * duplicate channel positions). */
+int ss_batcher_drift(struct ss_batcher *bt, const float *shift);
+/* Batch b: *Y points at its Tb = NT + 2 pad samples, core samples at
+ * [pad, pad + core). 0 or an nq_err code with msg. */
+int ss_batcher_load(struct ss_batcher *bt, int64_t b, float **Y, int64_t *core,
+                    char *msg, size_t msglen);
+void ss_batcher_free(struct ss_batcher *bt);
+
+#endif
