@@ -50,6 +50,7 @@ void
 ss_drift_hist_free(struct ss_drift_hist *d)
 {
 	free(d->h);
+	free(d->nbr);
 	memset(d, 0, sizeof(*d));
 }
 
@@ -57,7 +58,7 @@ void
 ss_drift_hist_add(struct ss_drift_hist *d, int b, const struct ss_probe *p,
                   const struct ss_spikes *sp, int nt0min)
 {
-	int nc = sp->nc, nt = sp->nt, *nbr;
+	int nc = sp->nc, nt = sp->nt;
 	float *h = d->h + (size_t) b * d->ndepth * SS_DRIFT_NAMP;
 	double la = log(AMP_LO), lr = log(AMP_HI) - la;
 	double sg = SMOOTH_UM / d->bin_um;
@@ -65,14 +66,20 @@ ss_drift_hist_add(struct ss_drift_hist *d, int b, const struct ss_probe *p,
 
 	if (b < 0 || b >= d->nb || sp->n == 0)
 		return;
-	nbr = malloc(sizeof(int) * (size_t) p->n * nc);
-	if (nbr == NULL)
-		return; /* this batch then counts no spikes: no shift signal */
-	for (int c = 0; c < p->n; c++)
-		ss_probe_nearest(p, c, nc, nbr + (size_t) c * nc);
+	if (d->nbr == NULL || d->nbr_nc != nc) {
+		/* once per pass, not per batch: C searches over C channels */
+		free(d->nbr);
+		d->nbr_nc = nc;
+		d->nbr = malloc(sizeof(int) * (size_t) p->n * nc);
+		if (d->nbr == NULL)
+			return; /* this batch counts no spikes: no shift signal
+			         */
+		for (int c = 0; c < p->n; c++)
+			ss_probe_nearest(p, c, nc, d->nbr + (size_t) c * nc);
+	}
 	for (int64_t i = 0; i < sp->n; i++) {
 		const float *w = sp->wave + (size_t) i * nc * nt;
-		const int *nb = nbr + (size_t) sp->chan[i] * nc;
+		const int *nb = d->nbr + (size_t) sp->chan[i] * nc;
 		double sw = 0, sy = 0, amp = -w[nt0min], yb;
 		int ba;
 		for (int j = 0; j < nc; j++) {
@@ -97,7 +104,6 @@ ss_drift_hist_add(struct ss_drift_hist *d, int b, const struct ss_probe *p,
 				        (float) exp(-0.5 * z * z);
 		}
 	}
-	free(nbr);
 }
 
 /* Σ_{d,a} hb(d + s, a) F(d, a) */

@@ -20,6 +20,8 @@ struct ss_drift_hist {
 	int ndepth; /* depth bins of bin_um, from y0 */
 	double y0, bin_um;
 	float *h; /* nb × ndepth × SS_DRIFT_NAMP, batch-major */
+	int *nbr; /* each channel's nbr_nc nearest (the snippets' order) */
+	int nbr_nc;
 };
 
 /* Bins covering the probe's depth extent ± margin. 0 or NQ_ENOMEM. */
