@@ -136,9 +136,22 @@ class Daemon:
     def client(self, timeout=30):
         return neuroq.Client(self.url, timeout=timeout, events_url=self.events)
 
+    def cli_path(self, user=None):
+        """The CLI binary; for another uid a copy in this daemon's (world
+        readable) state dir, since the build tree may sit under a 0700
+        directory (a `mktemp -d` clone) that other users cannot enter."""
+        if user is None:
+            return CLI
+        copy = Path(self.dir) / "neuroq-cli"
+        if not copy.exists():
+            shutil.copy2(CLI, copy)
+            os.chmod(copy, 0o755)
+        return copy
+
     def cli(self, *args, timeout=120, user=None):
         """Run the CLI against this daemon; returns CompletedProcess (text)."""
-        return subprocess.run([str(CLI), "--url", self.url, *map(str, args)],
+        return subprocess.run([str(self.cli_path(user)), "--url", self.url,
+                               *map(str, args)],
                               capture_output=True, text=True, timeout=timeout,
                               user=user)
 

@@ -13,7 +13,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from conftest import CLI, Frozen, make_data, wait_all
+from conftest import Frozen, make_data, wait_all
 
 BLOCKER = (1500, 60, 4)  # still running when Frozen stops it
 TINY = (3, 10, 2)
@@ -67,7 +67,8 @@ def test_owners_interleave(daemon_factory, tmp_path):
     # each owner submits a burst, one owner after the other: FIFO would run
     # 60001's whole burst first
     for uid in uids:
-        script = " ; ".join([f"{CLI} --url {d.url} submit gsn --data {data} || exit 1"]
+        cli = d.cli_path(user=uid)
+        script = " ; ".join([f"{cli} --url {d.url} submit gsn --data {data} || exit 1"]
                             * counts[uid])
         procs.append(subprocess.run(["sh", "-c", script], user=uid, capture_output=True,
                                     text=True, timeout=240))
