@@ -100,12 +100,11 @@ test_numbers(void **state)
 	nq_json_null(&w);
 	nq_json_arr_end(&w);
 	assert_int_equal(nq_json_finish(&w), 0);
-	assert_string_equal(w.buf,
-	                    "[0, -7, -9223372036854775808, "
-	                    "18446744073709551615, 0.10000000000000001, "
-	                    "0.02, 1, -2.5e-300, "
-	                    "1.0000000000000001e+300, null, null, null, "
-	                    "true, false, null]");
+	assert_string_equal(w.buf, "[0, -7, -9223372036854775808, "
+	                           "18446744073709551615, 0.10000000000000001, "
+	                           "0.02, 1, -2.5e-300, "
+	                           "1.0000000000000001e+300, null, null, null, "
+	                           "true, false, null]");
 	/* %.17g round-trips */
 	assert_true(strtod("0.10000000000000001", NULL) == 0.1);
 	nq_json_free(&w);

@@ -39,8 +39,8 @@ enum nq_json_flags {
 };
 
 struct nq_json {
-	FILE *f;    /* the stream, or NULL: the buffer below */
-	char *buf;  /* NUL-terminated; the caller frees it with nq_json_free */
+	FILE *f;   /* the stream, or NULL: the buffer below */
+	char *buf; /* NUL-terminated; the caller frees it with nq_json_free */
 	size_t len, cap;
 	int flags;
 	int err;      /* first error: NQ_ENOMEM or NQ_EIO */

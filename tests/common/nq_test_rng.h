@@ -67,8 +67,7 @@ nq_test_rng_unif_open(struct nq_test_rng *r)
 static inline double
 nq_test_rng_sym(struct nq_test_rng *r)
 {
-	return (double) (nq_test_rng_next(r) >> 11) / 4503599627370496.0 -
-	       1.0;
+	return (double) (nq_test_rng_next(r) >> 11) / 4503599627370496.0 - 1.0;
 }
 
 /* Standard normal (Box-Muller, one draw per pair of uniforms: the first
