@@ -11,6 +11,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -21,11 +22,68 @@
 static int config_listen_is_default;
 static int config_mode_set;
 
-static int
-config_fmt(char *dst, size_t n, const char *a, const char *b)
-{
-	int w = snprintf(dst, n, "%s%s", a, b);
+#define CONFIG_STRINGIFY_(x) #x
+#define CONFIG_STRINGIFY(x)  CONFIG_STRINGIFY_(x)
 
+#define F(field) \
+	offsetof(struct config, field), sizeof(((struct config *) 0)->field)
+#define SLOTS 1, 1024, "an integer 1..1024"
+#define BYTES 0, 0, "a byte count like 1073741824 or 1G"
+
+const struct config_key config_keys[] = {
+        {"listen", CONFIG_LISTEN, F(listen), 0, 0, NULL, NULL},
+        {"events", CONFIG_PATH, F(events), 0, 0, NULL, NULL},
+        {"state_dir", CONFIG_PATH, F(state_dir), 0, 0, NULL, NULL},
+        {"devices", CONFIG_STR, F(devices), 0, 0, NULL, NULL},
+        {"cpu_slots", CONFIG_INT, F(cpu_slots), SLOTS, "1"},
+        {"gpu_slots", CONFIG_INT, F(gpu_slots), SLOTS, "4"},
+        {"cpu_memory_bytes", CONFIG_BYTES, F(cpu_memory_bytes), BYTES, NULL},
+        {"headroom_bytes", CONFIG_BYTES, F(headroom_bytes), BYTES, "256M"},
+        {"max_message_bytes", CONFIG_BYTES, F(max_message_bytes), BYTES, "1G"},
+        {"max_attempts", CONFIG_INT, F(max_attempts), SLOTS, "3"},
+        {"tcp_owner_uid", CONFIG_UID, F(tcp_owner_uid), 0, 4294967294L, "a uid",
+         "65534"},
+        {"worker_path", CONFIG_PATH, F(worker_path), 0, 0, NULL, NULL},
+        {"log_level", CONFIG_LOGLEVEL, F(log_level), 0, 0,
+         "error, warning, notice, info or debug", "info"},
+        {"socket_mode", CONFIG_MODE, F(socket_mode), 0, 0777,
+         "octal permissions like 0660", NULL},
+        {"contexts", CONFIG_INT, F(contexts), SLOTS, "16"},
+        {"auto_cpu_max_flops", CONFIG_NUMBER, F(auto_cpu_max_flops), 0, 0,
+         "a number like 2e11",
+         CONFIG_STRINGIFY(SCHED_AUTO_CPU_MAX_FLOPS_DEFAULT)},
+        {"retention_days", CONFIG_INT, F(retention_days), 0, 36500,
+         "days 0..36500 (0 = keep forever)", "30"},
+};
+const size_t config_nkeys = sizeof(config_keys) / sizeof(config_keys[0]);
+
+#undef F
+#undef SLOTS
+#undef BYTES
+
+const struct config_key *
+config_key_find(const char *name)
+{
+	for (size_t i = 0; i < config_nkeys; i++) {
+		if (strcmp(config_keys[i].name, name) == 0)
+			return &config_keys[i];
+	}
+	return NULL;
+}
+
+int
+config_worker_default(const char *exe, const char *fallback, char *out,
+                      size_t n)
+{
+	const char *slash = strrchr(exe, '/');
+	int dl = slash == NULL ? 0 : (int) (slash - exe + 1);
+	int w = snprintf(out, n, "%.*sneuroq-worker", dl, exe);
+
+	if (w < 0 || (size_t) w >= n)
+		return -1;
+	if (fallback == NULL || access(out, F_OK) == 0)
+		return 0;
+	w = snprintf(out, n, "%s", fallback);
 	return (w < 0 || (size_t) w >= n) ? -1 : 0;
 }
 
@@ -35,11 +93,30 @@ config_defaults(struct config *c, char *msg, size_t msglen)
 	const char *xrt = getenv("XDG_RUNTIME_DIR");
 	const char *xst = getenv("XDG_STATE_HOME");
 	const char *home = getenv("HOME");
+#ifdef NEUROQ_WORKER_DEFAULT
+	const char *worker = NEUROQ_WORKER_DEFAULT;
+#else
+	const char *worker = NULL;
+#endif
 	char rundir[CONFIG_PATH_MAX];
 	char exe[CONFIG_PATH_MAX];
+	char emsg[256];
 	ssize_t n;
+	int rc;
 
 	memset(c, 0, sizeof(*c));
+	for (size_t i = 0; i < config_nkeys; i++) {
+		if (config_keys[i].def == NULL)
+			continue;
+		rc = config_set(c, config_keys[i].name, config_keys[i].def,
+		                emsg, sizeof(emsg));
+		if (rc != 0) {
+			snprintf(msg, msglen, "built-in default: %s", emsg);
+			return rc;
+		}
+	}
+
+	/* the rest depends on the environment */
 	c->system = geteuid() == 0;
 	if (!c->system && xrt != NULL && xrt[0] == '/')
 		snprintf(rundir, sizeof(rundir), "%.900s/neuroq", xrt);
@@ -49,7 +126,7 @@ config_defaults(struct config *c, char *msg, size_t msglen)
 	         rundir);
 	c->nlisten = 1;
 	config_listen_is_default = 1;
-	config_mode_set = 0;
+	config_mode_set = 0; /* socket_mode: config_finish */
 	c->events[0] = '\0'; /* beside the first ipc listen (config_finish) */
 
 	if (c->system)
@@ -63,17 +140,7 @@ config_defaults(struct config *c, char *msg, size_t msglen)
 	else
 		snprintf(c->state_dir, sizeof(c->state_dir), "/var/lib/neuroq");
 
-	c->cpu_slots = 1;
-	c->gpu_slots = 4;
 	c->cpu_memory_bytes = sysmem_bytes("MemTotal") / 10 * 8;
-	c->headroom_bytes = 256ull << 20;
-	c->max_message_bytes = 1ull << 30;
-	c->max_attempts = 3;
-	c->tcp_owner_uid = 65534;
-	c->contexts = 16;
-	c->auto_cpu_max_flops = SCHED_AUTO_CPU_MAX_FLOPS_DEFAULT;
-	c->retention_days = 30;
-	snprintf(c->log_level, sizeof(c->log_level), "info");
 
 	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
 	if (n <= 0) {
@@ -82,11 +149,8 @@ config_defaults(struct config *c, char *msg, size_t msglen)
 		return NQ_EIO;
 	}
 	exe[n] = '\0';
-	char *slash = strrchr(exe, '/');
-	if (slash != NULL)
-		slash[1] = '\0';
-	if (config_fmt(c->worker_path, sizeof(c->worker_path), exe,
-	               "neuroq-worker") != 0) {
+	if (config_worker_default(exe, worker, c->worker_path,
+	                          sizeof(c->worker_path)) != 0) {
 		snprintf(msg, msglen, "executable path too long");
 		return NQ_EIO;
 	}
@@ -203,131 +267,74 @@ int
 config_set(struct config *c, const char *key, const char *v, char *msg,
            size_t msglen)
 {
+	const struct config_key *k = config_key_find(key);
+	char *field;
+	char *end;
 	long x;
 	uint64_t b;
+	double f;
 	enum log_level lv;
 
-	if (strcmp(key, "listen") == 0)
+	if (k == NULL) {
+		snprintf(msg, msglen, "unknown setting '%s'", key);
+		return NQ_EBADPARAM;
+	}
+	field = (char *) c + k->off;
+	switch (k->type) {
+	case CONFIG_LISTEN:
 		return config_add_listen(c, v, msg, msglen);
-	if (strcmp(key, "events") == 0 || strcmp(key, "state_dir") == 0 ||
-	    strcmp(key, "worker_path") == 0) {
-		char *dst = key[0] == 'e'   ? c->events
-		            : key[0] == 's' ? c->state_dir
-		                            : c->worker_path;
-		if (config_str(dst, CONFIG_PATH_MAX, v) != 0 || v[0] == '\0') {
+	case CONFIG_PATH:
+		if (config_str(field, k->size, v) != 0 || v[0] == '\0') {
 			snprintf(msg, msglen, "%s: empty or too long", key);
 			return NQ_EBADPARAM;
 		}
 		return 0;
-	}
-	if (strcmp(key, "devices") == 0) {
-		if (config_str(c->devices, sizeof(c->devices), v) != 0) {
-			snprintf(msg, msglen, "devices: too long");
+	case CONFIG_STR:
+		if (config_str(field, k->size, v) != 0) {
+			snprintf(msg, msglen, "%s: too long", key);
 			return NQ_EBADPARAM;
 		}
 		return 0;
-	}
-	if (strcmp(key, "cpu_slots") == 0 || strcmp(key, "gpu_slots") == 0 ||
-	    strcmp(key, "max_attempts") == 0 || strcmp(key, "contexts") == 0) {
-		if (config_int(v, 1, 1024, &x) != 0) {
-			snprintf(msg, msglen,
-			         "%s: expected an integer 1..1024, got '%s'",
-			         key, v);
-			return NQ_EBADPARAM;
-		}
-		if (key[0] == 'c' && key[1] == 'p')
-			c->cpu_slots = (int) x;
-		else if (key[0] == 'g')
-			c->gpu_slots = (int) x;
-		else if (key[0] == 'm')
-			c->max_attempts = (int) x;
-		else
-			c->contexts = (int) x;
+	case CONFIG_INT:
+		if (config_int(v, k->lo, k->hi, &x) != 0)
+			goto bad;
+		*(int *) field = (int) x;
 		return 0;
-	}
-	if (strcmp(key, "cpu_memory_bytes") == 0 ||
-	    strcmp(key, "headroom_bytes") == 0 ||
-	    strcmp(key, "max_message_bytes") == 0) {
-		if (config_parse_bytes(v, &b) != 0) {
-			snprintf(msg, msglen,
-			         "%s: expected a byte count like 1073741824 or "
-			         "1G, got '%s'",
-			         key, v);
-			return NQ_EBADPARAM;
-		}
-		if (key[0] == 'c')
-			c->cpu_memory_bytes = b;
-		else if (key[0] == 'h')
-			c->headroom_bytes = b;
-		else
-			c->max_message_bytes = b;
+	case CONFIG_UID:
+		if (config_int(v, k->lo, k->hi, &x) != 0)
+			goto bad;
+		*(uint32_t *) field = (uint32_t) x;
 		return 0;
-	}
-	if (strcmp(key, "auto_cpu_max_flops") == 0) {
-		char *end;
-		double f;
+	case CONFIG_BYTES:
+		if (config_parse_bytes(v, &b) != 0)
+			goto bad;
+		*(uint64_t *) field = b;
+		return 0;
+	case CONFIG_NUMBER:
 		errno = 0;
 		f = strtod(v, &end);
 		/* NaN/inf are no threshold; -1 = GPUs only is allowed */
-		if (errno != 0 || end == v || *end != '\0' || !isfinite(f)) {
-			snprintf(msg, msglen,
-			         "auto_cpu_max_flops: expected a number like "
-			         "2e11, got '%s'",
-			         v);
-			return NQ_EBADPARAM;
-		}
-		c->auto_cpu_max_flops = f;
+		if (errno != 0 || end == v || *end != '\0' || !isfinite(f))
+			goto bad;
+		*(double *) field = f;
 		return 0;
-	}
-	if (strcmp(key, "retention_days") == 0) {
-		if (config_int(v, 0, 36500, &x) != 0) {
-			snprintf(msg, msglen,
-			         "retention_days: expected days 0..36500 (0 = "
-			         "keep forever), got '%s'",
-			         v);
-			return NQ_EBADPARAM;
-		}
-		c->retention_days = (int) x;
+	case CONFIG_LOGLEVEL:
+		if (log_level_parse(v, &lv) != 0)
+			goto bad;
+		snprintf(field, k->size, "%s", log_level_name(lv));
 		return 0;
-	}
-	if (strcmp(key, "tcp_owner_uid") == 0) {
-		if (config_int(v, 0, 4294967294L, &x) != 0) {
-			snprintf(msg, msglen,
-			         "tcp_owner_uid: expected a uid, got '%s'", v);
-			return NQ_EBADPARAM;
-		}
-		c->tcp_owner_uid = (uint32_t) x;
-		return 0;
-	}
-	if (strcmp(key, "log_level") == 0) {
-		if (log_level_parse(v, &lv) != 0) {
-			snprintf(msg, msglen,
-			         "log_level: expected error, warning, notice, "
-			         "info or debug, got '%s'",
-			         v);
-			return NQ_EBADPARAM;
-		}
-		snprintf(c->log_level, sizeof(c->log_level), "%s",
-		         log_level_name(lv));
-		return 0;
-	}
-	if (strcmp(key, "socket_mode") == 0) {
-		char *end;
+	case CONFIG_MODE:
 		errno = 0;
 		x = strtol(v, &end, 8);
-		if (errno != 0 || end == v || *end != '\0' || x < 0 ||
-		    x > 0777) {
-			snprintf(msg, msglen,
-			         "socket_mode: expected octal permissions like "
-			         "0660, got '%s'",
-			         v);
-			return NQ_EBADPARAM;
-		}
-		c->socket_mode = (int) x;
+		if (errno != 0 || end == v || *end != '\0' || x < k->lo ||
+		    x > k->hi)
+			goto bad;
+		*(int *) field = (int) x;
 		config_mode_set = 1;
 		return 0;
 	}
-	snprintf(msg, msglen, "unknown setting '%s'", key);
+bad:
+	snprintf(msg, msglen, "%s: expected %s, got '%s'", key, k->expect, v);
 	return NQ_EBADPARAM;
 }
 
@@ -449,22 +456,40 @@ void
 config_print(const struct config *c, FILE *f)
 {
 	fprintf(f, "# neuroqd effective configuration\n");
-	for (int i = 0; i < c->nlisten; i++)
-		fprintf(f, "listen = %s\n", c->listen[i]);
-	fprintf(f, "events = %s\n", c->events);
-	fprintf(f, "state_dir = %s\n", c->state_dir);
-	fprintf(f, "devices = %s\n", c->devices);
-	fprintf(f, "cpu_slots = %d\n", c->cpu_slots);
-	fprintf(f, "gpu_slots = %d\n", c->gpu_slots);
-	fprintf(f, "cpu_memory_bytes = %" PRIu64 "\n", c->cpu_memory_bytes);
-	fprintf(f, "headroom_bytes = %" PRIu64 "\n", c->headroom_bytes);
-	fprintf(f, "max_message_bytes = %" PRIu64 "\n", c->max_message_bytes);
-	fprintf(f, "max_attempts = %d\n", c->max_attempts);
-	fprintf(f, "tcp_owner_uid = %" PRIu32 "\n", c->tcp_owner_uid);
-	fprintf(f, "worker_path = %s\n", c->worker_path);
-	fprintf(f, "log_level = %s\n", c->log_level);
-	fprintf(f, "socket_mode = %04o\n", c->socket_mode);
-	fprintf(f, "contexts = %d\n", c->contexts);
-	fprintf(f, "auto_cpu_max_flops = %.17g\n", c->auto_cpu_max_flops);
-	fprintf(f, "retention_days = %d\n", c->retention_days);
+	for (size_t i = 0; i < config_nkeys; i++) {
+		const struct config_key *k = &config_keys[i];
+		const char *field = (const char *) c + k->off;
+
+		if (k->type == CONFIG_LISTEN) {
+			for (int l = 0; l < c->nlisten; l++)
+				fprintf(f, "%s = %s\n", k->name, c->listen[l]);
+			continue;
+		}
+		fprintf(f, "%s = ", k->name);
+		switch (k->type) {
+		case CONFIG_LISTEN:
+			break;
+		case CONFIG_PATH:
+		case CONFIG_STR:
+		case CONFIG_LOGLEVEL:
+			fprintf(f, "%s", field);
+			break;
+		case CONFIG_INT:
+			fprintf(f, "%d", *(const int *) field);
+			break;
+		case CONFIG_UID:
+			fprintf(f, "%" PRIu32, *(const uint32_t *) field);
+			break;
+		case CONFIG_BYTES:
+			fprintf(f, "%" PRIu64, *(const uint64_t *) field);
+			break;
+		case CONFIG_NUMBER:
+			fprintf(f, "%.17g", *(const double *) field);
+			break;
+		case CONFIG_MODE:
+			fprintf(f, "%04o", *(const int *) field);
+			break;
+		}
+		fputc('\n', f);
+	}
 }

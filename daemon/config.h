@@ -34,8 +34,43 @@ struct config {
 	int retention_days;        /* finished jobs' spool dirs; 0 = forever */
 };
 
+/*
+ * The settings, one row each, in --print-config order: the defaults, the
+ * parser and --print-config all read this table (config.c), and
+ * config_test checks deploy/neuroqd.conf.example against it.
+ */
+enum config_type {
+	CONFIG_LISTEN,   /* URLs; the first setting replaces the default */
+	CONFIG_PATH,     /* a string, not empty */
+	CONFIG_STR,      /* a string, may be empty */
+	CONFIG_INT,      /* int, lo..hi (decimal, 0x hex or 0 octal) */
+	CONFIG_UID,      /* uint32_t, lo..hi */
+	CONFIG_BYTES,    /* uint64_t, config_parse_bytes */
+	CONFIG_NUMBER,   /* double, finite */
+	CONFIG_LOGLEVEL, /* a log level's name */
+	CONFIG_MODE,     /* int, octal permissions 0..0777 */
+};
+
+struct config_key {
+	const char *name;
+	enum config_type type;
+	size_t off, size; /* the field in struct config */
+	long lo, hi;      /* CONFIG_INT, CONFIG_UID */
+	/* What a bad value is told: "<name>: expected <expect>, got '<v>'" */
+	const char *expect;
+	/* The default as the file would spell it; NULL: config_defaults
+	 * computes it from the environment (or config_finish does). */
+	const char *def;
+};
+
+extern const struct config_key config_keys[];
+extern const size_t config_nkeys;
+
+/* The row of a setting, or NULL. */
+const struct config_key *config_key_find(const char *name);
+
 /* Defaults from the environment (uid, XDG_RUNTIME_DIR, XDG_STATE_HOME,
- * /proc/self/exe, /proc/meminfo). 0 or NQ_EIO with msg. */
+ * /proc/self/exe, /proc/meminfo) and the table. 0 or NQ_EIO with msg. */
 int config_defaults(struct config *c, char *msg, size_t msglen);
 /* Apply one setting ("cpu_slots", "2"). from_cmdline only changes how a
  * repeated "listen" is treated. 0 or NQ_EBADPARAM with msg. */
@@ -48,6 +83,13 @@ int config_load(struct config *c, const char *path, char *msg, size_t msglen);
 int config_finish(struct config *c, char *msg, size_t msglen);
 /* The effective settings in the file's format. */
 void config_print(const struct config *c, FILE *f);
+
+/* The default worker_path into out: neuroq-worker in the directory of exe
+ * (the daemon's executable) when that file exists, else fallback (the
+ * installed worker, NEUROQ_WORKER_DEFAULT at build time); without a
+ * fallback, beside exe anyway. 0 or -1 (too long). */
+int config_worker_default(const char *exe, const char *fallback, char *out,
+                          size_t n);
 
 /* "1G", "512M", "1073741824" → bytes (K/M/G/T powers of 1024, optional
  * trailing "B"/"iB"). 0 or -1. */

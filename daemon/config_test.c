@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -164,6 +165,171 @@ test_file_errors(void **state)
 }
 
 static void
+test_worker_default(void **state)
+{
+	char exe[512], worker[512], out[CONFIG_PATH_MAX];
+
+	/* a packaged install: neuroqd in sbin, neuroq-worker in bin */
+	snprintf(exe, sizeof(exe), "%s/sbin/neuroqd", tmpdir);
+	snprintf(worker, sizeof(worker), "%s/sbin/neuroq-worker", tmpdir);
+	assert_int_equal(config_worker_default(exe, "/usr/bin/neuroq-worker",
+	                                       out, sizeof(out)),
+	                 0);
+	assert_string_equal(out, "/usr/bin/neuroq-worker");
+	/* no build-time fallback: beside the daemon, as before */
+	assert_int_equal(config_worker_default(exe, NULL, out, sizeof(out)), 0);
+	assert_string_equal(out, worker);
+
+	/* a build tree (or both in one bin): the one beside the daemon wins */
+	snprintf(out, sizeof(out), "%s/sbin", tmpdir);
+	assert_int_equal(mkdir(out, 0755), 0);
+	write_text(worker, "#!/bin/sh\n");
+	assert_int_equal(config_worker_default(exe, "/usr/bin/neuroq-worker",
+	                                       out, sizeof(out)),
+	                 0);
+	assert_string_equal(out, worker);
+	assert_int_equal(config_worker_default(exe, NULL, out, sizeof(out)), 0);
+	assert_string_equal(out, worker);
+
+	assert_int_equal(config_worker_default(exe, NULL, out, 8), -1);
+	unlink(worker);
+	assert_int_equal(
+	        config_worker_default(exe, "/usr/bin/neuroq-worker", out, 8),
+	        -1);
+}
+
+/* A setting's value in a and b is the same. */
+static int
+same_value(const struct config *a, const struct config *b,
+           const struct config_key *k)
+{
+	const char *fa = (const char *) a + k->off;
+	const char *fb = (const char *) b + k->off;
+
+	switch (k->type) {
+	case CONFIG_PATH:
+	case CONFIG_STR:
+	case CONFIG_LOGLEVEL:
+		return strcmp(fa, fb) == 0;
+	case CONFIG_LISTEN:
+		return 0; /* computed: never a fixed default */
+	default:
+		return memcmp(fa, fb, k->size) == 0;
+	}
+}
+
+/*
+ * deploy/neuroqd.conf.example against the table: each setting has a
+ * "key = value" line (commented out or not) whose value parses; one that
+ * has a fixed default shows it; no such line names a key the table lacks.
+ */
+static void
+test_example_file(void **state)
+{
+	FILE *f = fopen(NEUROQ_CONF_EXAMPLE, "r");
+	struct config def, c;
+	char line[1024], msg[512];
+	int seen[64] = {0}, shows_default[64] = {0};
+	int lineno = 0;
+
+	assert_non_null(f);
+	assert_true(config_nkeys <= 64);
+	assert_int_equal(config_defaults(&def, msg, sizeof(msg)), 0);
+	while (fgets(line, sizeof(line), f) != NULL) {
+		char *p = line, *key, *val, *e;
+		lineno++;
+		if (*p == '#')
+			p++;
+		while (*p == ' ' || *p == '\t')
+			p++;
+		key = p;
+		while ((*p >= 'a' && *p <= 'z') || *p == '_' ||
+		       (*p >= '0' && *p <= '9'))
+			p++;
+		if (p == key)
+			continue;
+		e = p;
+		while (*p == ' ' || *p == '\t')
+			p++;
+		if (*p != '=')
+			continue;
+		*e = '\0';
+		val = p + 1;
+		while (*val == ' ' || *val == '\t')
+			val++;
+		e = val + strlen(val);
+		while (e > val &&
+		       (e[-1] == '\n' || e[-1] == ' ' || e[-1] == '\t'))
+			*--e = '\0';
+
+		const struct config_key *k = config_key_find(key);
+		if (k == NULL)
+			fail_msg("%s:%d: '%s' is not a setting of neuroqd",
+			         NEUROQ_CONF_EXAMPLE, lineno, key);
+		assert_int_equal(config_defaults(&c, msg, sizeof(msg)), 0);
+		if (config_set(&c, key, val, msg, sizeof(msg)) != 0)
+			fail_msg("%s:%d: %s", NEUROQ_CONF_EXAMPLE, lineno, msg);
+		size_t i = (size_t) (k - config_keys);
+		seen[i] = 1;
+		if (k->def != NULL && same_value(&c, &def, k))
+			shows_default[i] = 1;
+	}
+	fclose(f);
+	for (size_t i = 0; i < config_nkeys; i++) {
+		if (!seen[i])
+			fail_msg("%s: no '# %s = ...' line",
+			         NEUROQ_CONF_EXAMPLE, config_keys[i].name);
+		if (config_keys[i].def != NULL && !shows_default[i])
+			fail_msg("%s: no '# %s = %s' line (the default)",
+			         NEUROQ_CONF_EXAMPLE, config_keys[i].name,
+			         config_keys[i].def);
+	}
+}
+
+/* The table drives the defaults and --print-config: every setting is
+ * printed once (listen once per address), in the table's order. */
+static void
+test_table(void **state)
+{
+	struct config c;
+	char msg[512], line[1024], path[512];
+	size_t next = 0;
+
+	assert_int_equal(config_defaults(&c, msg, sizeof(msg)), 0);
+	for (size_t i = 0; i < config_nkeys; i++) {
+		const struct config_key *k = &config_keys[i];
+		assert_ptr_equal(config_key_find(k->name), k);
+		assert_true(k->off + k->size <= sizeof(c));
+		if (k->type != CONFIG_LISTEN && k->type != CONFIG_PATH &&
+		    k->type != CONFIG_STR)
+			assert_non_null(k->expect);
+	}
+	assert_null(config_key_find("bogus_key"));
+	assert_true(c.headroom_bytes == (256ull << 20));
+	assert_int_equal(c.contexts, 16);
+	assert_string_equal(c.log_level, "info");
+
+	snprintf(path, sizeof(path), "%s/table.conf", tmpdir);
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	config_print(&c, f);
+	fclose(f);
+	f = fopen(path, "r");
+	assert_non_null(f);
+	assert_non_null(fgets(line, sizeof(line), f)); /* the title */
+	while (fgets(line, sizeof(line), f) != NULL) {
+		char *eq = strstr(line, " = ");
+		assert_non_null(eq);
+		*eq = '\0';
+		assert_true(next < config_nkeys);
+		assert_string_equal(line, config_keys[next].name);
+		next++;
+	}
+	fclose(f);
+	assert_int_equal(next, config_nkeys); /* one default listen */
+}
+
+static void
 test_probe_lines(void **state)
 {
 	struct device_info d;
@@ -295,6 +461,9 @@ main(void)
 	        cmocka_unit_test(test_bytes),
 	        cmocka_unit_test(test_file),
 	        cmocka_unit_test(test_file_errors),
+	        cmocka_unit_test(test_worker_default),
+	        cmocka_unit_test(test_table),
+	        cmocka_unit_test(test_example_file),
 	        cmocka_unit_test(test_probe_lines),
 	        cmocka_unit_test(test_spool_names_and_error),
 	        cmocka_unit_test(test_spool_outputs),

@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "nq_error.h"
+#include "nq_test_rng.h"
 #include "sched.h"
 
 #define GiB      (1ull << 30)
@@ -668,13 +669,12 @@ test_fifo_equal_priority(void **state)
 
 /* ---- bookkeeping --------------------------------------------------- */
 
-static uint32_t rng_state = 12345;
+static struct nq_test_rng rng_state = NQ_TEST_RNG_INIT(12345);
 
 static uint32_t
 rng(void)
 {
-	rng_state = rng_state * 1103515245u + 12345u;
-	return rng_state >> 8;
+	return nq_test_rng_u32(&rng_state);
 }
 
 static void

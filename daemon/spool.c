@@ -2,13 +2,13 @@
 #include "spool.h"
 
 #include "nq_error.h"
+#include "nq_json.h"
 #include "nq_npy.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -539,125 +539,18 @@ spool_read_inputs(const char *job_dir, struct nq_map *inputs, char *msg,
 	return spool_load_npys(dir, inputs, msg, msglen);
 }
 
-/* ---- result.json: the scalars, for people and scripts without msgpack */
-
-struct spool_buf {
-	char *p;
-	size_t len, cap;
-	int oom;
-};
-
-static void
-spool_put(struct spool_buf *b, const char *s, size_t n)
-{
-	if (b->oom)
-		return;
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = b->cap == 0 ? 256 : b->cap;
-		while (cap < b->len + n + 1)
-			cap *= 2;
-		char *np = realloc(b->p, cap);
-		if (np == NULL) {
-			b->oom = 1;
-			return;
-		}
-		b->p = np;
-		b->cap = cap;
-	}
-	memcpy(b->p + b->len, s, n);
-	b->len += n;
-	b->p[b->len] = '\0';
-}
-
-static void
-spool_puts(struct spool_buf *b, const char *s)
-{
-	spool_put(b, s, strlen(s));
-}
-
-static void
-spool_json_str(struct spool_buf *b, const char *s)
-{
-	char esc[8];
-
-	spool_puts(b, "\"");
-	for (const unsigned char *p = (const unsigned char *) s; *p; p++) {
-		if (*p == '"' || *p == '\\') {
-			esc[0] = '\\';
-			esc[1] = (char) *p;
-			spool_put(b, esc, 2);
-		} else if (*p < 0x20) {
-			snprintf(esc, sizeof(esc), "\\u%04x", *p);
-			spool_puts(b, esc);
-		} else {
-			spool_put(b, (const char *) p, 1);
-		}
-	}
-	spool_puts(b, "\"");
-}
-
-static void
-spool_json_value(struct spool_buf *b, const struct nq_value *v)
-{
-	char num[64];
-
-	switch (v->kind) {
-	case NQ_BOOL:
-		spool_puts(b, v->u.b ? "true" : "false");
-		break;
-	case NQ_INT:
-		snprintf(num, sizeof(num), "%" PRId64, v->u.i);
-		spool_puts(b, num);
-		break;
-	case NQ_FLOAT:
-		/* JSON has no NaN/Infinity: null (result.mp keeps the value) */
-		if (!isfinite(v->u.f)) {
-			spool_puts(b, "null");
-			break;
-		}
-		snprintf(num, sizeof(num), "%.17g", v->u.f);
-		spool_puts(b, num);
-		break;
-	case NQ_STR:
-		spool_json_str(b, v->u.str.s);
-		break;
-	case NQ_LIST:
-		spool_puts(b, "[");
-		for (size_t i = 0; i < v->u.list.n; i++) {
-			if (i > 0)
-				spool_puts(b, ", ");
-			spool_json_value(b, &v->u.list.items[i]);
-		}
-		spool_puts(b, "]");
-		break;
-	case NQ_MAP:
-		spool_puts(b, "{");
-		for (size_t i = 0; i < v->u.map->n; i++) {
-			if (i > 0)
-				spool_puts(b, ", ");
-			spool_json_str(b, v->u.map->keys[i]);
-			spool_puts(b, ": ");
-			spool_json_value(b, &v->u.map->vals[i]);
-		}
-		spool_puts(b, "}");
-		break;
-	default: /* nil, bin, arrays nested in lists */
-		spool_puts(b, "null");
-		break;
-	}
-}
-
 int
 spool_write_outputs(const char *job_dir, const struct nq_map *out, char *msg,
                     size_t msglen)
 {
 	char tmp[4096], fin[4096], path[4096];
 	struct nq_map *scal = NULL;
-	struct spool_buf js = {0};
+	struct nq_json js;
 	void *mp = NULL;
 	size_t mplen = 0;
 	int rc = NQ_EIO, e;
 
+	nq_json_init_buf(&js, NQ_JSON_LINES);
 	spool_path(tmp, sizeof(tmp), job_dir, "out.tmp", NULL);
 	spool_path(fin, sizeof(fin), job_dir, "out", NULL);
 	spool_rm_rf(tmp);
@@ -671,7 +564,8 @@ spool_write_outputs(const char *job_dir, const struct nq_map *out, char *msg,
 		rc = NQ_ENOMEM;
 		goto fail;
 	}
-	spool_puts(&js, "{");
+	/* result.json: the scalars, for people and scripts without msgpack */
+	nq_json_obj_begin(&js);
 	for (size_t i = 0; i < out->n; i++) {
 		const char *name = out->keys[i];
 		const struct nq_value *v = &out->vals[i];
@@ -703,21 +597,18 @@ spool_write_outputs(const char *job_dir, const struct nq_map *out, char *msg,
 			snprintf(msg, msglen, "out of memory");
 			goto fail;
 		}
-		if (scal->n > 1)
-			spool_puts(&js, ",");
-		spool_puts(&js, "\n  ");
-		spool_json_str(&js, name);
-		spool_puts(&js, ": ");
-		spool_json_value(&js, v);
+		nq_json_key(&js, name);
+		nq_json_value(&js, v);
 	}
-	spool_puts(&js, scal->n > 0 ? "\n}\n" : "}\n");
-	if (js.oom) {
+	nq_json_obj_end(&js);
+	nq_json_raw(&js, "\n");
+	if (nq_json_finish(&js) != 0) {
 		rc = NQ_ENOMEM;
 		snprintf(msg, msglen, "out of memory");
 		goto fail;
 	}
 	spool_path(path, sizeof(path), tmp, "result.json", NULL);
-	e = spool_write_file(path, js.p, js.len);
+	e = spool_write_file(path, js.buf, js.len);
 	if (e != 0) {
 		snprintf(msg, msglen, "cannot write %s: %s", path, strerror(e));
 		rc = NQ_EIO;
@@ -749,12 +640,12 @@ spool_write_outputs(const char *job_dir, const struct nq_map *out, char *msg,
 	}
 	spool_fsync_dir(job_dir);
 	free(mp);
-	free(js.p);
+	nq_json_free(&js);
 	nq_map_free(scal);
 	return 0;
 fail:
 	free(mp);
-	free(js.p);
+	nq_json_free(&js);
 	nq_map_free(scal);
 	spool_rm_rf(tmp);
 	return rc;

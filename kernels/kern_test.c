@@ -29,6 +29,7 @@
 
 #include "kern.h"
 #include "nq_error.h"
+#include "nq_test_rng.h"
 
 static struct kern_backend g_dev; /* the backend under test */
 #ifdef KERN_TEST_CUDA
@@ -56,15 +57,12 @@ tol(enum kern_dtype dt, enum tol_class c)
 
 /* ---- host helpers */
 
-static uint64_t rng = 0x9e3779b97f4a7c15ULL;
+static struct nq_test_rng rng = NQ_TEST_RNG_INIT(0x9e3779b97f4a7c15ULL);
 
 static double
 urand(void) /* [-1, 1) */
 {
-	rng ^= rng << 13;
-	rng ^= rng >> 7;
-	rng ^= rng << 17;
-	return (double) (rng >> 11) / 4503599627370496.0 - 1.0;
+	return nq_test_rng_sym(&rng);
 }
 
 static double

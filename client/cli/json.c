@@ -1,105 +1,25 @@
 /*
  * json.c — JSON for --json output and for JSON-valued --param arguments.
  *
- * Output is stable for scripts: maps keep the daemon's key order, floats are
- * printed with 17 significant digits (round-trip), NaN/±Inf become null
- * (JSON has no spelling for them), arrays are described, not dumped:
- * {"dtype": "<f8", "shape": [3, 3], "nbytes": 72}.
+ * Output (proto/nq_json.c writes it) is stable for scripts: maps keep the
+ * daemon's key order, floats are printed with 17 significant digits
+ * (round-trip), NaN/±Inf become null (JSON has no spelling for them), arrays
+ * are described, not dumped: {"dtype": "<f8", "shape": [3, 3], "nbytes": 72}.
  */
 #include <ctype.h>
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
-
-static void
-json_str(FILE *f, const char *s, size_t len)
-{
-	fputc('"', f);
-	for (size_t i = 0; i < len; i++) {
-		unsigned char ch = (unsigned char) s[i];
-		switch (ch) {
-		case '"':
-			fputs("\\\"", f);
-			break;
-		case '\\':
-			fputs("\\\\", f);
-			break;
-		case '\n':
-			fputs("\\n", f);
-			break;
-		case '\r':
-			fputs("\\r", f);
-			break;
-		case '\t':
-			fputs("\\t", f);
-			break;
-		default:
-			if (ch < 0x20)
-				fprintf(f, "\\u%04x", ch);
-			else
-				fputc(ch, f);
-		}
-	}
-	fputc('"', f);
-}
+#include "nq_json.h"
 
 void
 cli_json_print(FILE *f, const struct nq_value *v)
 {
-	switch (v->kind) {
-	case NQ_NIL:
-		fputs("null", f);
-		break;
-	case NQ_BOOL:
-		fputs(v->u.b ? "true" : "false", f);
-		break;
-	case NQ_INT:
-		fprintf(f, "%lld", (long long) v->u.i);
-		break;
-	case NQ_FLOAT:
-		if (isfinite(v->u.f))
-			fprintf(f, "%.17g", v->u.f);
-		else
-			fputs("null", f);
-		break;
-	case NQ_STR:
-		json_str(f, v->u.str.s, v->u.str.len);
-		break;
-	case NQ_BIN:
-		fprintf(f, "{\"bin\": %zu}", v->u.bin.len);
-		break;
-	case NQ_ARRAY:
-		fprintf(f, "{\"dtype\": \"%s\", \"shape\": [",
-		        nq_dtype_str(v->u.arr.dtype));
-		for (int d = 0; d < v->u.arr.ndim; d++)
-			fprintf(f, "%s%lld", d ? ", " : "",
-			        (long long) v->u.arr.shape[d]);
-		fprintf(f, "], \"nbytes\": %zu}", v->u.arr.nbytes);
-		break;
-	case NQ_LIST:
-		fputc('[', f);
-		for (size_t i = 0; i < v->u.list.n; i++) {
-			if (i)
-				fputs(", ", f);
-			cli_json_print(f, &v->u.list.items[i]);
-		}
-		fputc(']', f);
-		break;
-	case NQ_MAP:
-		fputc('{', f);
-		for (size_t i = 0; v->u.map && i < v->u.map->n; i++) {
-			if (i)
-				fputs(", ", f);
-			json_str(f, v->u.map->keys[i],
-			         strlen(v->u.map->keys[i]));
-			fputs(": ", f);
-			cli_json_print(f, &v->u.map->vals[i]);
-		}
-		fputc('}', f);
-		break;
-	}
+	struct nq_json w;
+
+	nq_json_init_file(&w, f, NQ_JSON_DESCRIBE);
+	nq_json_value(&w, v);
 }
 
 /* ---- parser: small recursive descent, depth-limited like the wire */

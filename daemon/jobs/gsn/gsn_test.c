@@ -21,6 +21,7 @@
 #include "gsn_internal.h"
 #include "job_type.h"
 #include "nq_error.h"
+#include "nq_test_rng.h"
 #include "nq_value.h"
 
 static struct kern_backend kb;
@@ -41,21 +42,12 @@ teardown(void **state)
 }
 
 /* deterministic pseudo-random normals (xorshift + Box-Muller) */
-static uint64_t rng_s = 88172645463325252ull;
-
-static double
-urand(void)
-{
-	rng_s ^= rng_s << 13;
-	rng_s ^= rng_s >> 7;
-	rng_s ^= rng_s << 17;
-	return ((rng_s >> 11) + 0.5) / 9007199254740992.0;
-}
+static struct nq_test_rng rng = NQ_TEST_RNG_INIT(88172645463325252ull);
 
 static double
 nrand(void)
 {
-	return sqrt(-2 * log(urand())) * cos(2 * M_PI * urand());
+	return nq_test_rng_normal(&rng);
 }
 
 /* x(i,c,t) = signal of rank rs + noise of rank rn (rn = 0: full rank
@@ -68,7 +60,7 @@ lowrank(int64_t n, int64_t c, int64_t t, int rs, int rn, double ns,
 	double *U = malloc((size_t) (n * 8) * sizeof(double));
 	double *W = malloc((size_t) (n * 8) * sizeof(double));
 
-	rng_s = seed * 2654435761u + 1;
+	nq_test_rng_seed(&rng, seed * 2654435761u + 1);
 	for (int64_t k = 0; k < n * 8; k++) {
 		U[k] = nrand();
 		W[k] = nrand();

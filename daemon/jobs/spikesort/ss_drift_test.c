@@ -12,17 +12,15 @@
 #include <cmocka.h>
 
 #include "nq_error.h"
+#include "nq_test_rng.h"
 #include "ss_drift.h"
 
-static uint64_t rng = 0x2545F4914F6CDD1DULL;
+static struct nq_test_rng rng = NQ_TEST_RNG_INIT(0x2545F4914F6CDD1DULL);
 
 static double
 unif(void)
 {
-	rng ^= rng << 13;
-	rng ^= rng >> 7;
-	rng ^= rng << 17;
-	return (double) (rng >> 11) / 9007199254740992.0;
+	return nq_test_rng_unif(&rng);
 }
 
 /* A single-column probe: n channels, pitch µm apart along depth. */

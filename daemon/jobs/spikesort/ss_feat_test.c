@@ -13,6 +13,7 @@
 
 #include "nq_error.h"
 #include "nq_npy.h"
+#include "nq_test_rng.h"
 #include "ss_feat.h"
 
 enum { C = 8, NT = 61, K = 2, NS = 40 };
@@ -43,15 +44,12 @@ teardown(void **state)
 	return system(cmd) == 0 ? 0 : -1;
 }
 
-static uint64_t rng = 88172645463325252ULL;
+static struct nq_test_rng rng = NQ_TEST_RNG_INIT(88172645463325252ULL);
 
 static double
 unif(void)
 {
-	rng ^= rng << 13;
-	rng ^= rng >> 7;
-	rng ^= rng << 17;
-	return (double) (rng >> 11) / 9007199254740992.0;
+	return nq_test_rng_unif(&rng);
 }
 
 /* A trough at sample 20 of a 61-sample template. */
