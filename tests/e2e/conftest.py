@@ -20,6 +20,7 @@ from pathlib import Path
 
 import msgpack
 import numpy as np
+import pynng
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
@@ -36,6 +37,9 @@ START_TIMEOUT = 20.0
 TERMINAL = ("DONE", "FAILED", "CANCELED")
 GSN_ARRAYS = ("mnN", "mnS", "ncsnr", "cN", "cS", "cNb", "cSb")
 GSN_SCALARS = ("shrinklevelN", "shrinklevelD", "numiters")
+# a gsn job that runs for a while (~1-5 s on one core, however loaded the box):
+# still RUNNING when Frozen stops its worker, so a queue builds up behind it
+LONG_JOB = (1500, 60, 4)
 
 
 def _need_binaries():
@@ -183,9 +187,14 @@ def daemon_factory(request):
     for d in made:
         if failed is not None and failed.failed:
             sys.stderr.write(f"--- neuroqd log {d.log_path}\n{d.log_tail(80)}\n")
-        d.stop()
-        _reap_workers(d)
-        shutil.rmtree(d.dir, ignore_errors=True)
+        discard(d)
+
+
+def discard(d):
+    """Stop a test's daemon, kill workers it left behind, remove its state."""
+    d.stop()
+    _reap_workers(d)
+    shutil.rmtree(d.dir, ignore_errors=True)
 
 
 def _reap_workers(d):
@@ -210,9 +219,7 @@ def shared_daemon():
     d = Daemon(_state_dir(), cpu_slots=2)
     d.start()
     yield d
-    d.stop()
-    _reap_workers(d)
-    shutil.rmtree(d.dir, ignore_errors=True)
+    discard(d)
 
 
 def pytest_configure(config):
@@ -224,6 +231,35 @@ def pytest_runtest_makereport(item, call):
     outcome = yield
     rep = outcome.get_result()
     setattr(item, "rep_" + rep.when, rep)
+
+
+# ---- raw requests (bytes the client would never send)
+
+
+def raw_call(d, body, timeout=10):
+    """Send raw bytes to daemon d on a fresh REQ socket; the decoded reply,
+    or None when the daemon dropped the message (no reply in time)."""
+    with pynng.Req0(recv_timeout=timeout * 1000, send_timeout=timeout * 1000) as s:
+        s.recv_max_size = 0
+        s.dial(d.url, block=True)
+        s.send(body)
+        try:
+            raw = s.recv()
+        except pynng.Timeout:
+            return None
+    return msgpack.unpackb(raw, raw=False)
+
+
+def pack(m):
+    """A request map as msgpack bytes."""
+    return msgpack.packb(m, use_bin_type=True)
+
+
+def wire_array(a):
+    """An array as the wire's array map, written out by hand (not by the
+    client's encode_array: these tests check the daemon, not the client)."""
+    a = np.ascontiguousarray(a)
+    return {"dtype": a.dtype.str, "shape": list(a.shape), "data": a.tobytes()}
 
 
 # ---- the worker, run by hand (the oracle for "the daemon changed nothing")

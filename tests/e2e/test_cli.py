@@ -7,12 +7,8 @@ import time
 import numpy as np
 import pytest
 
-from conftest import (CLI, GSN_ARRAYS, GSN_SCALARS, Frozen, assert_gsn_sane,
+from conftest import (CLI, GSN_ARRAYS, GSN_SCALARS, LONG_JOB, Frozen, assert_gsn_sane,
                       assert_same_result, make_data, read_out_dir, run_worker)
-
-# A job that runs for a while (it is canceled while RUNNING); it is held
-# stopped (Frozen) while the test queues jobs behind it.
-BIG = (1500, 60, 4)  # ~1-5 s: still running when Frozen stops it, however loaded the box
 
 
 def _submit(d, *args):
@@ -101,7 +97,7 @@ def test_params_reach_the_job(daemon, tmp_path):
 
 
 def test_cancel_queued_and_running(daemon, tmp_path):
-    big = make_data(*BIG, seed=3)
+    big = make_data(*LONG_JOB, seed=3)
     small = make_data(5, 12, 3, seed=4)
     np.save(tmp_path / "big.npy", big)
     np.save(tmp_path / "small.npy", small)
@@ -136,7 +132,7 @@ def test_cancel_queued_and_running(daemon, tmp_path):
 
 def test_failed_job_exit_code(daemon, tmp_path):
     """A job whose input turns bad in the spool fails at run time: exit 3."""
-    big = make_data(*BIG, seed=5)
+    big = make_data(*LONG_JOB, seed=5)
     np.save(tmp_path / "big.npy", big)
     np.save(tmp_path / "small.npy", make_data(5, 12, 3, seed=6))
     c = daemon.client()
@@ -208,7 +204,7 @@ def test_wait_reports_progress_and_eta(daemon, tmp_path):
     """status carries the daemon's ETA (extrapolated from progress since the
     start); `neuroq wait` without a terminal logs a line per state/stage
     change or 10 % of progress, each with the ETA while RUNNING."""
-    np.save(tmp_path / "big.npy", make_data(*BIG, seed=7))
+    np.save(tmp_path / "big.npy", make_data(*LONG_JOB, seed=7))
     jid = _submit(daemon, "--data", tmp_path / "big.npy")
     waiter = subprocess.Popen([str(CLI), "--url", daemon.url, "wait", str(jid), "--timeout", "120"],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -7,15 +7,14 @@ import time
 
 import numpy as np
 
-from conftest import (CLI, GSN_ARRAYS, GSN_SCALARS, assert_gsn_sane, assert_same_result,
-                      Frozen, make_data, run_worker, wait_all, worker_pids)
-
-MEDIUM = (1500, 60, 4)  # held stopped while the others queue, killed mid-way (~1-5 s)
+from conftest import (CLI, GSN_ARRAYS, GSN_SCALARS, LONG_JOB, assert_gsn_sane,
+                      assert_same_result, Frozen, make_data, run_worker, wait_all,
+                      worker_pids)
 
 
 def test_sigkill_and_restart(daemon):
-    datasets = [make_data(*MEDIUM, seed=10)] + [make_data(10 + 4 * i, 20, 3, seed=11 + i)
-                                                for i in range(5)]
+    datasets = [make_data(*LONG_JOB, seed=10)] + [make_data(10 + 4 * i, 20, 3, seed=11 + i)
+                                                  for i in range(5)]
     c = daemon.client()
     jobs = []
     first = c.submit("gsn", inputs={"data": datasets[0]}, idem="crash-0")
@@ -58,7 +57,7 @@ def test_sigkill_and_restart(daemon):
 
 def test_cli_wait_survives_restart(daemon, tmp_path):
     """`neuroq wait` rides out a daemon crash and restart: exit 0 once DONE."""
-    np.save(tmp_path / "x.npy", make_data(*MEDIUM, seed=30))
+    np.save(tmp_path / "x.npy", make_data(*LONG_JOB, seed=30))
     c = daemon.client()
     jid = daemon.cli("submit", "gsn", "--data", tmp_path / "x.npy").stdout.strip()
     frozen = Frozen(daemon, c, int(jid))

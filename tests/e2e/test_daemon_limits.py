@@ -7,69 +7,37 @@ A fake GPU: the daemon's worker_path points at a script that reports a
 with the real worker on the cpu.
 """
 
-import os
-import shutil
 import sqlite3
 import time
 
-import msgpack
 import numpy as np
-import pynng
 import pytest
 
 import neuroq
-from conftest import (WORKER, Daemon, Frozen, _need_binaries, _state_dir, make_data,
-                      wait_state, worker_pids)
+from conftest import (LONG_JOB, WORKER, Frozen, make_data, pack, raw_call, wait_state,
+                      wire_array, worker_pids)
 
 MiB = 1 << 20
-LONG = (1500, 60, 4)  # ~5 s on one core: still running when Frozen stops it
 FAKE_GPU_TOTAL = 8 << 30
 
 
-def raw_call(d, body, timeout=10):
-    """Raw bytes on a fresh REQ socket; the reply map, or None when dropped."""
-    with pynng.Req0(recv_timeout=timeout * 1000, send_timeout=timeout * 1000) as s:
-        s.recv_max_size = 0
-        s.dial(d.url, block=True)
-        s.send(body)
-        try:
-            raw = s.recv()
-        except pynng.Timeout:
-            return None
-    return msgpack.unpackb(raw, raw=False)
-
-
 def submit_body(data):
-    a = np.ascontiguousarray(data, dtype="<f8")
-    return msgpack.packb({"v": 1, "op": "submit", "type": "gsn", "params": {},
-                          "inputs": {"data": {"dtype": "<f8", "shape": list(a.shape),
-                                              "data": a.tobytes()}}},
-                         use_bin_type=True)
+    return pack({"v": 1, "op": "submit", "type": "gsn", "params": {},
+                 "inputs": {"data": wire_array(np.asarray(data, dtype="<f8"))}})
 
 
 @pytest.fixture
-def fresh():
+def fresh(daemon_factory):
     """A daemon made by the test (started with start()); stopped at the end."""
-    _need_binaries()
-    made = []
 
     def make(conf=None, devices="cpu", fake_gpu=False, cpu_slots=1):
-        d = Daemon(_state_dir(), cpu_slots=cpu_slots, conf=dict(conf or {}),
-                   devices=devices)
+        d = daemon_factory(cpu_slots=cpu_slots, conf=dict(conf or {}), devices=devices,
+                           start=False)
         if fake_gpu:
             d.conf["worker_path"] = str(fake_worker(d.dir))
-        made.append(d)
         return d
 
-    yield make
-    for d in made:
-        d.stop()
-        for p in worker_pids(d.dir):
-            try:
-                os.kill(p, 9)
-            except ProcessLookupError:
-                pass
-        shutil.rmtree(d.dir, ignore_errors=True)
+    return make
 
 
 def fake_worker(state_dir):
@@ -125,7 +93,7 @@ def test_oversized_request_gets_etoobig(fresh):
 def test_cancel_requested_before_crash_ends_canceled(fresh):
     d = fresh().start()
     c = d.client()
-    a = c.submit("gsn", inputs={"data": make_data(*LONG, seed=3)}).id
+    a = c.submit("gsn", inputs={"data": make_data(*LONG_JOB, seed=3)}).id
     frozen = Frozen(d, c, a)  # the worker cannot act on SIGTERM
     b = c.submit("gsn", inputs={"data": make_data(5, 10, 2, seed=4)}).id
     assert c.cancel(a) == "RUNNING"
@@ -158,7 +126,7 @@ def test_auto_big_job_waits_for_gpu(fresh):
               fake_gpu=True).start()
     c = d.client()
     assert [x["name"] for x in c.devices()] == ["cpu", "cuda:0"]
-    a = c.submit("gsn", inputs={"data": make_data(*LONG, seed=5)}, device="cuda").id
+    a = c.submit("gsn", inputs={"data": make_data(*LONG_JOB, seed=5)}, device="cuda").id
     frozen = Frozen(d, c, a)
     assert c.status(a)["device"] == "cuda:0"
     big = c.submit("gsn", inputs={"data": make_data(300, 40, 4, seed=6)}).id  # ~1e9 flops

@@ -1,7 +1,9 @@
 """The Python client's error table is proto/nq_error.h, code for code (no
 daemon needed), and the daemon uses the same names on the wire."""
 
+import ast
 import re
+from pathlib import Path
 
 import pytest
 
@@ -22,6 +24,41 @@ def test_codes_match_header():
     want = header_table()
     have = [(n, c, t) for n, c, t, _ in errors.TABLE]
     assert have == want
+
+
+def written_out_classes():
+    """{class name: (code, name, text)} of the `class` statements of
+    neuroq/errors.py that set a code (read from the source, not the module:
+    a class made at run time would not count)."""
+    tree = ast.parse(Path(errors.__file__).read_text())
+    found = {}
+    for node in tree.body:
+        if not isinstance(node, ast.ClassDef):
+            continue
+        for st in node.body:
+            if (isinstance(st, ast.Assign) and len(st.targets) == 1
+                    and isinstance(st.targets[0], ast.Tuple)
+                    and [t.id for t in st.targets[0].elts] == ["code", "name", "text"]):
+                found[node.name] = tuple(ast.literal_eval(st.value))
+    return found
+
+
+def test_every_code_has_its_written_out_class():
+    """Each code of nq_error.h has a `class` statement in errors.py with its
+    code, name and text, and it is the class the client raises for it."""
+    written = written_out_classes()
+    by_code = {code: (cls_name, (code, name, text)) for cls_name, (code, name, text)
+               in written.items()}
+    assert len(by_code) == len(written), "two classes share a code"
+    for name, code, text in header_table():
+        assert code in by_code, f"{name} ({code}) has no class statement in errors.py"
+        cls_name, row = by_code[code]
+        assert row == (code, name, text), cls_name
+        cls = getattr(errors, cls_name)
+        assert cls.__module__ == "neuroq.errors" and cls.__name__ == cls_name
+        assert errors.BY_CODE[code] is cls
+        assert cls.__doc__ == f"{name} ({code}): {text}."
+    assert len(written) == len(header_table()), "a class for a code nq_error.h lacks"
 
 
 def test_one_class_per_code_in_its_family():

@@ -13,9 +13,8 @@ import subprocess
 import numpy as np
 import pytest
 
-from conftest import Frozen, make_data, wait_all
+from conftest import LONG_JOB, Frozen, make_data, wait_all
 
-BLOCKER = (1500, 60, 4)  # still running when Frozen stops it
 TINY = (3, 10, 2)
 
 
@@ -30,7 +29,7 @@ def _drain_order(final):
 
 def test_thousand_jobs_priority_then_fifo(daemon):
     c = daemon.client()
-    blocker = c.submit("gsn", inputs={"data": make_data(*BLOCKER, seed=1)})
+    blocker = c.submit("gsn", inputs={"data": make_data(*LONG_JOB, seed=1)})
     frozen = Frozen(daemon, c, blocker.id)
     x = make_data(*TINY, seed=2)
     prios = [0, 0, 5, -3, 0, 10]  # a repeating pattern over 1,000 jobs
@@ -56,7 +55,7 @@ def test_thousand_jobs_priority_then_fifo(daemon):
 def test_owners_interleave(daemon_factory, tmp_path):
     d = daemon_factory(world=True)
     c = d.client()
-    blocker = c.submit("gsn", inputs={"data": make_data(*BLOCKER, seed=3)})
+    blocker = c.submit("gsn", inputs={"data": make_data(*LONG_JOB, seed=3)})
     frozen = Frozen(d, c, blocker.id)
     data = d.dir / "tiny.npy"
     np.save(data, make_data(*TINY, seed=4))

@@ -7,15 +7,13 @@ CI also runs this file against the AddressSanitizer build.
 import json
 import math
 import random
-import shutil
 
-import msgpack
 import numpy as np
-import pynng
 import pytest
 
 import neuroq
-from conftest import Daemon, _need_binaries, _state_dir, make_data
+from conftest import Daemon, _need_binaries, _state_dir, discard, make_data, pack, raw_call
+from conftest import wire_array as arr
 from neuroq import errors
 
 E = errors.CODES
@@ -30,23 +28,8 @@ def d():
     dm.start()
     yield dm
     alive = dm.alive()
-    dm.stop()
-    shutil.rmtree(dm.dir, ignore_errors=True)
+    discard(dm)
     assert alive, "neuroqd died during the garbage tests"
-
-
-def raw_call(d, body, timeout=10):
-    """Send raw bytes on a fresh REQ socket; the decoded reply, or None when
-    the daemon dropped the message (no reply in time)."""
-    with pynng.Req0(recv_timeout=timeout * 1000, send_timeout=timeout * 1000) as s:
-        s.recv_max_size = 0
-        s.dial(d.url, block=True)
-        s.send(body)
-        try:
-            raw = s.recv()
-        except pynng.Timeout:
-            return None
-    return msgpack.unpackb(raw, raw=False)
 
 
 def assert_error(reply, codes):
@@ -63,15 +46,6 @@ def assert_serving(d):
     assert d.alive()
     with d.client(timeout=10) as c:
         assert c.hello()["version"] == 1
-
-
-def pack(m):
-    return msgpack.packb(m, use_bin_type=True)
-
-
-def arr(a):
-    a = np.ascontiguousarray(a)
-    return {"dtype": a.dtype.str, "shape": list(a.shape), "data": a.tobytes()}
 
 
 def submit(**over):

@@ -7,11 +7,9 @@ import numpy as np
 import pytest
 
 import neuroq
-from conftest import (GSN_ARRAYS, Frozen, assert_gsn_sane, assert_same_result,
+from conftest import (GSN_ARRAYS, LONG_JOB, Frozen, assert_gsn_sane, assert_same_result,
                       make_data, run_worker)
 from neuroq import errors
-
-BIG = (1500, 60, 4)  # ~1-5 s: still running when Frozen stops it, however loaded the box
 
 
 def test_hello_devices(shared_daemon):
@@ -121,9 +119,9 @@ def test_progress_events_and_bar(daemon_factory, capsys):
     with d.client() as c, neuroq.Client(d.url) as c2:
         # queue the job behind a held one, so the waiter is subscribed
         # before the job starts: no event can be missed by timing
-        blocker = c.submit("gsn", inputs={"data": make_data(*BIG, seed=26)})
+        blocker = c.submit("gsn", inputs={"data": make_data(*LONG_JOB, seed=26)})
         frozen = Frozen(d, c, blocker.id)
-        job = c2.submit("gsn", inputs={"data": make_data(*BIG, seed=24)})
+        job = c2.submit("gsn", inputs={"data": make_data(*LONG_JOB, seed=24)})
         out = {}
         t = threading.Thread(target=lambda: out.update(j=job.wait(progress=True, timeout=300)))
         t.start()
@@ -139,7 +137,7 @@ def test_progress_events_and_bar(daemon_factory, capsys):
 
 def test_wait_timeout_interrupt_and_cancel(daemon_factory, monkeypatch):
     d = daemon_factory()
-    x = make_data(*BIG, seed=25)
+    x = make_data(*LONG_JOB, seed=25)
     with d.client() as c:
         job = c.submit("gsn", inputs={"data": x})
         frozen = Frozen(d, c, job.id)

@@ -2,18 +2,15 @@
 over a minute. Without correction every unit's footprint slides across
 channels and each unit is torn into pieces; with it (the default) the units
 come out whole, and the per-batch shifts the job reports follow the drift."""
-import json
 import os
-import subprocess
 import sys
 
-import msgpack
 import numpy as np
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 from gen_gt import FS, compare, generate  # noqa: E402
-from test_spikesort import ss_run_path, worker_path  # noqa: E402
+from test_spikesort import run, run_worker_job  # noqa: E402
 
 N_CH, DRIFT, DUR = 32, 40.0, 60.0
 
@@ -29,12 +26,9 @@ def drifting(tmp_path_factory):
 
 def sort(d, rec, name, *extra):
     out = d / name
-    p = subprocess.run([ss_run_path(), "--recording", str(rec), "--n-channels", str(N_CH),
-                        "--sample-rate", str(FS), "--out", str(out),
-                        "--probe", str(rec) + ".probe.json", *map(str, extra)],
-                       capture_output=True, text=True, timeout=900)
-    assert p.returncode == 0, p.stderr
-    return out, json.loads(p.stdout)
+    res, _ = run(rec, out, "--probe", str(rec) + ".probe.json", *extra, n_ch=N_CH,
+                 timeout=900)
+    return out, res
 
 
 def accuracy(out, gt_t, gt_l):
@@ -65,16 +59,10 @@ def test_job_reports_drift_per_batch(drifting, tmp_path):
     linear drift of the recording, relative to its median."""
     d, rec, _, _ = drifting
     job = tmp_path / "job"
-    (job / "in").mkdir(parents=True)
-    (job / "ckpt").mkdir()
-    (job / "params.mp").write_bytes(msgpack.packb({
+    res, _ = run_worker_job(job, {
         "recording": str(rec), "n_channels": N_CH, "sample_rate": FS,
-        "probe": str(rec) + ".probe.json", "output_dir": str(tmp_path / "phy")}))
-    p = subprocess.run([worker_path(), "run", "--type", "spikesort", "--dir", str(job),
-                        "--device", "cpu"], capture_output=True, text=True, timeout=900)
-    err = (job / "error").read_text() if (job / "error").exists() else ""
-    assert p.returncode == 0, err + p.stderr
-    res = json.loads((job / "out" / "result.json").read_text())
+        "probe": str(rec) + ".probe.json", "output_dir": str(tmp_path / "phy")},
+        timeout=900)
     est = np.load(job / "out" / "drift_um.npy")
     assert est.dtype == np.float32 and est.shape == (30,)   # 2 s batches
     assert res["drift_batch_s"] == 2.0

@@ -1,17 +1,15 @@
 """phy's PC feature files (pc_features.npy, pc_feature_ind.npy) from a real
 sort: the layout phy and users' scripts read, and features that carry what
 the feature view is used for (amplitude along PC 1, units apart)."""
-import json
 import os
-import subprocess
 import sys
 
 import numpy as np
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from gen_gt import FS, generate  # noqa: E402
-from test_spikesort import ss_run_path  # noqa: E402
+from gen_gt import generate  # noqa: E402
+from test_spikesort import run  # noqa: E402
 
 N_CH = 32
 
@@ -22,12 +20,8 @@ def phy(tmp_path_factory):
     rec = d / "rec.bin"
     generate(str(rec), n_channels=N_CH, n_units=10, duration_s=30.0, seed=3)
     out = d / "phy"
-    p = subprocess.run([ss_run_path(), "--recording", str(rec), "--n-channels", str(N_CH),
-                        "--sample-rate", str(FS), "--out", str(out),
-                        "--probe", str(rec) + ".probe.json"],
-                       capture_output=True, text=True, timeout=600)
-    assert p.returncode == 0, p.stderr
-    return out, json.loads(p.stdout)
+    res, _ = run(rec, out, "--probe", str(rec) + ".probe.json", n_ch=N_CH)
+    return out, res
 
 
 def test_layout(phy):

@@ -37,11 +37,13 @@ def ss_run_path():
     return _binary("SS_RUN", "daemon/jobs/spikesort/ss-run")
 
 
-def run(rec, out, *extra, n_ch=N_CH, check=True):
+def run(rec, out, *extra, n_ch=N_CH, check=True, timeout=600):
+    """ss-run on a recording into the phy folder out; with check, asserts
+    it succeeded and returns (its result JSON, stderr), else the process."""
     cmd = [ss_run_path(), "--recording", str(rec), "--n-channels",
            str(n_ch), "--sample-rate", str(FS), "--out", str(out)]
     cmd += [str(e) for e in extra]
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     if check:
         assert p.returncode == 0, p.stderr
         return json.loads(p.stdout), p.stderr
@@ -183,29 +185,37 @@ def worker_path():
     return _binary("NEUROQ_WORKER", "daemon/neuroq-worker")
 
 
+def run_worker_job(job, params, data=None, timeout=600):
+    """The spikesort job type through the worker contract, by hand: job/
+    with params.mp (and in/data.npy when data is given), `neuroq-worker run`
+    on the cpu; asserts it succeeded and returns (out/result.json, process)."""
+    import msgpack
+    w = worker_path()
+    (job / "in").mkdir(parents=True)
+    (job / "ckpt").mkdir()
+    if data is not None:
+        np.save(job / "in" / "data.npy", data)
+    (job / "params.mp").write_bytes(msgpack.packb(params))
+    p = subprocess.run([w, "run", "--type", "spikesort", "--dir", str(job),
+                        "--device", "cpu"], capture_output=True, text=True,
+                       timeout=timeout)
+    err = (job / "error").read_text() if (job / "error").exists() else ""
+    assert p.returncode == 0, err + p.stderr
+    return json.loads((job / "out" / "result.json").read_text()), p
+
+
 def test_worker_inline_data(tmp_path):
     """The job type through the worker contract: params.mp + in/data.npy
     (samples × channels int16), result scalars in out/result.json, the phy
     folder at output_dir. Skips until spikesort is registered."""
-    import msgpack
-    w = worker_path()
+    worker_path()  # skips before making data when it is not built
     rec = tmp_path / "small.bin"
     gt_t, gt_l = generate(str(rec), n_channels=16, n_units=4,
                           duration_s=12.0, seed=3)
     data = np.fromfile(rec, dtype=np.int16).reshape(-1, 16)
     job = tmp_path / "job"
-    (job / "in").mkdir(parents=True)
-    (job / "ckpt").mkdir()
-    np.save(job / "in" / "data.npy", data)
-    (job / "params.mp").write_bytes(msgpack.packb({"sample_rate": FS,
-                                                   "seed": 2}))
-    p = subprocess.run([w, "run", "--type", "spikesort", "--dir", str(job),
-                        "--device", "cpu"], capture_output=True, text=True,
-                       timeout=600)
-    err = (job / "error").read_text() if (job / "error").exists() else ""
-    assert p.returncode == 0, err + p.stderr
+    res, p = run_worker_job(job, {"sample_rate": FS, "seed": 2}, data=data)
     assert "progress 1.0000" in p.stdout or "progress 1" in p.stdout
-    res = json.loads((job / "out" / "result.json").read_text())
     assert res["n_units"] == 4 and res["duration_s"] == 12.0
     phy = res["output_dir"]
     t = np.load(os.path.join(phy, "spike_times.npy"))

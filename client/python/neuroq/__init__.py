@@ -20,6 +20,8 @@ from .gsn import perform_gsn
 from .spikesort import spikesort
 from . import si  # spikeinterface itself is imported only on use
 
+# the one place of the package version (pyproject.toml reads it); equal to the
+# C project's VERSION in the top CMakeLists.txt (tests/e2e/test_wheel.py checks)
 __version__ = "0.1.0"
 
 __all__ = ["Client", "Job", "perform_gsn", "errors", "NeuroqError", "RequestError",

@@ -11,9 +11,12 @@ import os
 import threading
 import time
 import uuid
+from types import TracebackType
+from typing import Any, Dict, Iterable, Mapping, Union
 
 import msgpack
 import numpy as np
+import numpy.typing as npt
 import pynng
 
 from . import errors
@@ -22,9 +25,16 @@ PROTOCOL_VERSION = 1
 TERMINAL = ("DONE", "FAILED", "CANCELED")
 _BIG_REQUEST = 1 << 20
 _DTYPES = {"<f8", "<f4", "<i2", "<i4", "<i8", "|u1", "|b1"}
+#: the device names the daemon knows, and the aliases the client accepts
+_DEVICES = {"auto": "auto", "cpu": "cpu", "cuda": "cuda", "gpu": "cuda"}
+
+#: a map as the daemon sends it (a reply, a job map, a device map)
+WireMap = Dict[str, Any]
+#: what a job id may be given as
+JobId = Union[int, str]
 
 
-def default_url():
+def default_url() -> str:
     """NEUROQ_URL, else ipc://$XDG_RUNTIME_DIR/neuroq/neuroq.sock, else
     ipc:///run/neuroq/neuroq.sock (the same rule as the CLI)."""
     env = os.environ.get("NEUROQ_URL")
@@ -38,7 +48,19 @@ def default_url():
 
 # ---- arrays <-> wire
 
-def encode_array(arr):
+def _device(device: str | None) -> str:
+    """A device argument as the daemon's name: 'auto' (also for None),
+    'cpu', 'cuda' (also 'gpu') or 'cuda:N' (N is the daemon's to check);
+    anything else raises ValueError."""
+    d = "auto" if device is None else str(device)
+    if d.startswith("cuda:"):
+        return d
+    if d not in _DEVICES:
+        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', not {d!r}")
+    return _DEVICES[d]
+
+
+def encode_array(arr: npt.ArrayLike) -> WireMap:
     """A numpy array as the wire's array map (little-endian, C order)."""
     a = np.asarray(arr)
     if a.dtype.byteorder == ">" or (a.dtype.byteorder == "=" and not np.little_endian):
@@ -49,15 +71,15 @@ def encode_array(arr):
         raise errors.BadArray(7, "EBADARRAY",
                               f"dtype {a.dtype} is not supported "
                               f"(use one of {sorted(_DTYPES)})")
-    return {"dtype": dt, "shape": list(a.shape), "data": memoryview(a).cast("B")}
+    return {"dtype": dt, "shape": list(a.shape), "data": a.data.cast("B")}
 
 
-def _is_wire_array(v):
+def _is_wire_array(v: Any) -> bool:
     return (isinstance(v, dict) and len(v) == 3 and "dtype" in v and "shape" in v
             and isinstance(v.get("data"), (bytes, bytearray)))
 
 
-def decode_value(v):
+def decode_value(v: Any) -> Any:
     """Wire value -> Python: array maps become numpy arrays (writable)."""
     if _is_wire_array(v):
         dt = np.dtype(v["dtype"])
@@ -70,7 +92,7 @@ def decode_value(v):
     return v
 
 
-def _encode_param(v):
+def _encode_param(v: Any) -> Any:
     if isinstance(v, np.ndarray):
         return encode_array(v)
     if isinstance(v, np.generic):
@@ -91,11 +113,12 @@ class Client:
     ``Job.wait`` falls back to polling ``status`` without it.
     """
 
-    def __init__(self, url=None, timeout=30.0, events_url=None):
-        self.url = url or default_url()
+    def __init__(self, url: str | None = None, timeout: float = 30.0,
+                 events_url: str | None = None) -> None:
+        self.url: str = url or default_url()
         self.timeout = float(timeout)
         self._events_url = events_url
-        self._hello = None
+        self._hello: WireMap | None = None
         self._lock = threading.Lock()
         ms = int(self.timeout * 1000)
         self._sock = pynng.Req0(recv_timeout=ms, send_timeout=ms)
@@ -110,18 +133,19 @@ class Client:
 
     # -- plumbing
 
-    def close(self):
+    def close(self) -> None:
         self._sock.close()
 
-    def __enter__(self):
+    def __enter__(self) -> Client:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, exc_type: type[BaseException] | None,
+                 exc: BaseException | None, tb: TracebackType | None) -> None:
         self.close()
 
-    def call(self, op, **fields):
+    def call(self, op: str, **fields: Any) -> WireMap:
         """Send one request; return the reply map or raise its error."""
-        req = {"v": PROTOCOL_VERSION, "op": op}
+        req: WireMap = {"v": PROTOCOL_VERSION, "op": op}
         req.update(fields)
         body = msgpack.packb(req, use_bin_type=True)
         if len(body) > _BIG_REQUEST and op != "hello":
@@ -135,7 +159,7 @@ class Client:
         with self._lock:
             try:
                 self._sock.send(body)
-                raw = self._sock.recv()
+                raw: bytes = self._sock.recv()
             except pynng.Timeout:
                 raise errors.TimedOut(62, "ETIMEDOUT",
                                       f"no reply from the daemon at {self.url} "
@@ -155,30 +179,34 @@ class Client:
 
     # -- ops
 
-    def hello(self):
+    def hello(self) -> WireMap:
         """{version, daemon, uid, job_types, ...}"""
         self._hello = self.call("hello")
         return self._hello
 
-    def devices(self):
+    def devices(self) -> list[WireMap]:
         """List of device maps (name, kind, mem_total, mem_free, ...)."""
-        return self.call("devices")["devices"]
+        devs: list[WireMap] = self.call("devices")["devices"]
+        return devs
 
-    def jobs(self, state=None, all_users=False, limit=None):
+    def jobs(self, state: str | None = None, all_users: bool = False,
+             limit: int | None = None) -> list[WireMap]:
         """Job maps, newest first as the daemon orders them."""
-        f = {"all_users": bool(all_users)}
+        f: WireMap = {"all_users": bool(all_users)}
         if state is not None:
             f["state"] = state
         if limit is not None:
             f["limit"] = int(limit)
-        return self.call("list", **f)["jobs"]
+        jobs: list[WireMap] = self.call("list", **f)["jobs"]
+        return jobs
 
-    def job(self, job_id):
+    def job(self, job_id: JobId) -> Job:
         """A handle on an existing job."""
         return Job(self, int(job_id))
 
-    def submit(self, type, inputs=None, params=None, device="auto", priority=0,
-               idem=None):
+    def submit(self, type: str, inputs: Mapping[str, npt.ArrayLike] | None = None,
+               params: Mapping[str, Any] | None = None, device: str = "auto",
+               priority: int = 0, idem: str | None = None) -> Job:
         """Submit a job; returns a :class:`Job`.
 
         ``inputs`` maps names to numpy arrays, ``params`` to plain values
@@ -195,22 +223,28 @@ class Client:
         job.existing = bool(rep.get("existing", False))
         return job
 
-    def status(self, job_id):
-        return self.call("status", id=int(job_id))["job"]
+    def status(self, job_id: JobId) -> WireMap:
+        """The job map of a job."""
+        job: WireMap = self.call("status", id=int(job_id))["job"]
+        return job
 
-    def cancel(self, job_id):
-        return self.call("cancel", id=int(job_id))["state"]
+    def cancel(self, job_id: JobId) -> str:
+        """Cancel a job; returns its state after the request."""
+        return str(self.call("cancel", id=int(job_id))["state"])
 
-    def result(self, job_id, names=None):
-        f = {"id": int(job_id)}
+    def result(self, job_id: JobId, names: Iterable[str] | None = None) -> dict[str, Any]:
+        """A job's outputs: arrays as numpy, scalars as Python values."""
+        f: WireMap = {"id": int(job_id)}
         if names is not None:
             f["names"] = list(names)
-        return decode_value(self.call("result", **f)["outputs"])
+        outputs: dict[str, Any] = decode_value(self.call("result", **f)["outputs"])
+        return outputs
 
-    def logs(self, job_id):
-        return self.call("logs", id=int(job_id))["text"]
+    def logs(self, job_id: JobId) -> str:
+        """A job's log text."""
+        return str(self.call("logs", id=int(job_id))["text"])
 
-    def events_url(self):
+    def events_url(self) -> str | None:
         """The PUB URL to subscribe to, or None."""
         if self._events_url is not None:
             return self._events_url
@@ -225,32 +259,34 @@ class Client:
 class Job:
     """A job of a :class:`Client`."""
 
-    def __init__(self, client, job_id):
+    def __init__(self, client: Client, job_id: int) -> None:
         self.client = client
         self.id = job_id
         self.existing = False
         self.events_seen = 0  # progress events received by the last wait()
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"<neuroq.Job {self.id}>"
 
-    def status(self):
+    def status(self) -> WireMap:
         """The job map: id, type, state, progress, stage, times, error …"""
         return self.client.status(self.id)
 
-    def cancel(self):
+    def cancel(self) -> str:
         """Cancel; returns the state after the request."""
         return self.client.cancel(self.id)
 
-    def logs(self):
+    def logs(self) -> str:
+        """The job's log text."""
         return self.client.logs(self.id)
 
-    def result(self, names=None):
+    def result(self, names: Iterable[str] | None = None) -> dict[str, Any]:
         """Outputs as a dict: arrays as numpy, scalars as Python values."""
         return self.client.result(self.id, names)
 
-    def wait(self, progress=True, timeout=None, poll=0.25,
-             cancel_on_interrupt=False, raise_on_error=True):
+    def wait(self, progress: bool = True, timeout: float | None = None,
+             poll: float = 0.25, cancel_on_interrupt: bool = False,
+             raise_on_error: bool = True) -> WireMap:
         """Block until the job ends; returns its final job map.
 
         ``progress``: a tqdm bar (stage, percent) fed by the daemon's PUB
@@ -262,8 +298,8 @@ class Job:
         ``raise_on_error`` is False.
         """
         t0 = time.monotonic()
-        bar = None
-        sub = None
+        bar: Any = None
+        sub: Any = None
         self.events_seen = 0
         ev_url = self.client.events_url()
         if ev_url:
@@ -280,7 +316,7 @@ class Job:
             bar = tqdm(total=100, desc=f"job {self.id}", unit="%",
                        bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}{postfix}")
         last_poll = -1e9
-        job = None
+        job: WireMap | None = None
         try:
             while True:
                 now = time.monotonic()
@@ -332,7 +368,7 @@ class Job:
             raise errors.Canceled(23, "ECANCELED", f"job {self.id} was canceled")
         return job
 
-    def _next_event(self, sub):
+    def _next_event(self, sub: Any) -> WireMap | None:
         try:
             raw = sub.recv()
         except pynng.Timeout:
@@ -349,7 +385,7 @@ class Job:
         return ev if isinstance(ev, dict) else None
 
     @staticmethod
-    def _draw(bar, frac, stage, state):
+    def _draw(bar: Any, frac: Any, stage: str, state: str) -> None:
         if bar is None:
             return
         try:

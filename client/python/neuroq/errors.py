@@ -1,7 +1,8 @@
 """Exceptions of the neuroq client, one per daemon error code.
 
-The table below mirrors ``proto/nq_error.h`` (the daemon's one table of
-codes); ``tests/e2e/test_errors_table.py`` checks that they agree.
+The classes below mirror ``proto/nq_error.h`` (the daemon's one table of
+codes), one written-out class per code with its ``code``, ``name`` and the
+table's ``text``; ``tests/e2e/test_errors_table.py`` checks that they agree.
 
 Every error the daemon reports is raised as an instance of the class for its
 code, e.g. ``neuroq.errors.BadParam``, which is also an instance of its
@@ -13,39 +14,7 @@ Request errors are also ``ValueError`` s, so code written against
 
 from __future__ import annotations
 
-# (name, code, text, class name) -- keep in step with proto/nq_error.h
-TABLE = (
-    ("EPROTO", 1, "malformed message", "Proto"),
-    ("ETOOBIG", 2, "message too large", "TooBig"),
-    ("EVERSION", 3, "unsupported protocol version", "Version"),
-    ("EBADOP", 4, "unknown request", "BadOp"),
-    ("EBADTYPE", 5, "unknown job type", "BadType"),
-    ("EBADPARAM", 6, "invalid parameter", "BadParam"),
-    ("EBADARRAY", 7, "invalid array", "BadArray"),
-    ("EBADDATA", 8, "invalid data values", "BadData"),
-    ("EBADDEVICE", 9, "unknown device", "BadDevice"),
-    ("ENOJOB", 20, "no such job", "NoJob"),
-    ("EPERM", 21, "permission denied", "PermissionDenied"),
-    ("ESTATE", 22, "job is not in a state that allows this", "BadState"),
-    ("ECANCELED", 23, "job was canceled", "Canceled"),
-    ("EFAILED", 24, "job failed", "Failed"),
-    ("ENOMEM", 40, "out of memory", "OutOfMemory"),
-    ("ENODEV", 41, "no such device", "NoDevice"),
-    ("EDEVICE", 42, "device error", "DeviceFault"),
-    ("ETOOLARGE", 43, "job does not fit on any device", "TooLarge"),
-    ("EIO", 44, "I/O error", "IOFailure"),
-    ("ENOTSUP", 45, "not supported by this build", "NotSupported"),
-    ("EINTERNAL", 60, "internal error", "Internal"),
-    ("ESHUTDOWN", 61, "daemon is shutting down", "ShuttingDown"),
-    ("ETIMEDOUT", 62, "timed out", "TimedOut"),
-)
-
-#: name -> code, e.g. CODES["EBADPARAM"] == 6
-CODES = {name: code for name, code, _, _ in TABLE}
-#: code -> name
-NAMES = {code: name for name, code, _, _ in TABLE}
-#: code -> the table's human text
-TEXTS = {code: text for _, code, text, _ in TABLE}
+from typing import Any, Mapping
 
 
 class NeuroqError(Exception):
@@ -53,26 +22,32 @@ class NeuroqError(Exception):
 
     Attributes: ``code`` (int, the wire code; None for client-side transport
     errors), ``name`` (``"EBADPARAM"``), ``message`` (the daemon's text).
+    The classes of the codes also carry ``text``, the table's human text.
     """
 
     code: int | None = None
     name: str = "EUNKNOWN"
+    text: str = ""
 
-    def __init__(self, code=None, name=None, message=""):
+    def __init__(self, code: int | None = None, name: str | None = None,
+                 message: str = "") -> None:
         if code is not None:
             self.code = code
         if name is not None:
             self.name = name
-        elif self.code in NAMES:
+        elif self.code is not None and self.code in NAMES:
             self.name = NAMES[self.code]
         self.message = message
         super().__init__(code, self.name, message)
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"{self.name}: {self.message}" if self.message else self.name
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"{type(self).__name__}({self.code!r}, {self.name!r}, {self.message!r})"
+
+
+# ---- the families
 
 
 class RequestError(NeuroqError, ValueError):
@@ -97,7 +72,180 @@ class Unreachable(NeuroqError, ConnectionError):
     name = "EUNREACHABLE"
 
 
-def family(code):
+# ---- one class per code of proto/nq_error.h, in its order
+
+
+class Proto(RequestError):
+    """EPROTO (1): malformed message."""
+
+    code, name, text = 1, "EPROTO", "malformed message"
+
+
+class TooBig(RequestError):
+    """ETOOBIG (2): message too large."""
+
+    code, name, text = 2, "ETOOBIG", "message too large"
+
+
+class Version(RequestError):
+    """EVERSION (3): unsupported protocol version."""
+
+    code, name, text = 3, "EVERSION", "unsupported protocol version"
+
+
+class BadOp(RequestError):
+    """EBADOP (4): unknown request."""
+
+    code, name, text = 4, "EBADOP", "unknown request"
+
+
+class BadType(RequestError):
+    """EBADTYPE (5): unknown job type."""
+
+    code, name, text = 5, "EBADTYPE", "unknown job type"
+
+
+class BadParam(RequestError):
+    """EBADPARAM (6): invalid parameter."""
+
+    code, name, text = 6, "EBADPARAM", "invalid parameter"
+
+
+class BadArray(RequestError):
+    """EBADARRAY (7): invalid array."""
+
+    code, name, text = 7, "EBADARRAY", "invalid array"
+
+
+class BadData(RequestError):
+    """EBADDATA (8): invalid data values."""
+
+    code, name, text = 8, "EBADDATA", "invalid data values"
+
+
+class BadDevice(RequestError):
+    """EBADDEVICE (9): unknown device."""
+
+    code, name, text = 9, "EBADDEVICE", "unknown device"
+
+
+class NoJob(JobError):
+    """ENOJOB (20): no such job."""
+
+    code, name, text = 20, "ENOJOB", "no such job"
+
+
+class PermissionDenied(JobError):
+    """EPERM (21): permission denied."""
+
+    code, name, text = 21, "EPERM", "permission denied"
+
+
+class BadState(JobError):
+    """ESTATE (22): job is not in a state that allows this."""
+
+    code, name, text = 22, "ESTATE", "job is not in a state that allows this"
+
+
+class Canceled(JobError):
+    """ECANCELED (23): job was canceled."""
+
+    code, name, text = 23, "ECANCELED", "job was canceled"
+
+
+class Failed(JobError):
+    """EFAILED (24): job failed."""
+
+    code, name, text = 24, "EFAILED", "job failed"
+
+
+class OutOfMemory(ResourceError, MemoryError):
+    """ENOMEM (40): out of memory."""
+
+    code, name, text = 40, "ENOMEM", "out of memory"
+
+
+class NoDevice(ResourceError):
+    """ENODEV (41): no such device."""
+
+    code, name, text = 41, "ENODEV", "no such device"
+
+
+class DeviceFault(ResourceError):
+    """EDEVICE (42): device error."""
+
+    code, name, text = 42, "EDEVICE", "device error"
+
+
+class TooLarge(ResourceError):
+    """ETOOLARGE (43): job does not fit on any device."""
+
+    code, name, text = 43, "ETOOLARGE", "job does not fit on any device"
+
+
+class IOFailure(ResourceError):
+    """EIO (44): I/O error."""
+
+    code, name, text = 44, "EIO", "I/O error"
+
+
+class NotSupported(ResourceError):
+    """ENOTSUP (45): not supported by this build."""
+
+    code, name, text = 45, "ENOTSUP", "not supported by this build"
+
+
+class Internal(DaemonError):
+    """EINTERNAL (60): internal error."""
+
+    code, name, text = 60, "EINTERNAL", "internal error"
+
+
+class ShuttingDown(DaemonError):
+    """ESHUTDOWN (61): daemon is shutting down."""
+
+    code, name, text = 61, "ESHUTDOWN", "daemon is shutting down"
+
+
+class TimedOut(DaemonError, TimeoutError):
+    """ETIMEDOUT (62): timed out."""
+
+    code, name, text = 62, "ETIMEDOUT", "timed out"
+
+
+#: the classes of the codes, in the order of proto/nq_error.h
+CLASSES: tuple[type[NeuroqError], ...] = (
+    Proto, TooBig, Version, BadOp, BadType, BadParam, BadArray, BadData, BadDevice,
+    NoJob, PermissionDenied, BadState, Canceled, Failed,
+    OutOfMemory, NoDevice, DeviceFault, TooLarge, IOFailure, NotSupported,
+    Internal, ShuttingDown, TimedOut,
+)
+
+
+def _code(cls: type[NeuroqError]) -> int:
+    assert cls.code is not None, cls
+    return cls.code
+
+
+#: (name, code, text, class name) per code, as in proto/nq_error.h
+TABLE: tuple[tuple[str, int, str, str], ...] = tuple(
+    (c.name, _code(c), c.text, c.__name__) for c in CLASSES)
+#: name -> code, e.g. CODES["EBADPARAM"] == 6
+CODES: dict[str, int] = {name: code for name, code, _, _ in TABLE}
+#: code -> name
+NAMES: dict[int, str] = {code: name for name, code, _, _ in TABLE}
+#: code -> the table's human text
+TEXTS: dict[int, str] = {code: text for _, code, text, _ in TABLE}
+#: code -> exception class
+BY_CODE: dict[int, type[NeuroqError]] = {_code(c): c for c in CLASSES}
+
+__all__ = ["NeuroqError", "RequestError", "JobError", "ResourceError",
+           "DaemonError", "Unreachable", "CODES", "NAMES", "TEXTS", "TABLE",
+           "BY_CODE", "CLASSES", "family", "from_reply", "error_for"] + \
+    [c.__name__ for c in CLASSES]
+
+
+def family(code: int) -> type[NeuroqError]:
     """The family class for a code."""
     if 1 <= code <= 19:
         return RequestError
@@ -110,29 +258,13 @@ def family(code):
     return NeuroqError
 
 
-#: code -> exception class
-BY_CODE = {}
-_extra_bases = {"ETIMEDOUT": (TimeoutError,), "ENOMEM": (MemoryError,)}
-for _name, _code, _text, _cls in TABLE:
-    _k = type(_cls, (family(_code),) + _extra_bases.get(_name, ()),
-              {"code": _code, "name": _name, "__doc__": f"{_name} ({_code}): {_text}.",
-               "__module__": __name__})
-    globals()[_cls] = _k
-    BY_CODE[_code] = _k
-del _name, _code, _text, _cls, _k
-
-__all__ = ["NeuroqError", "RequestError", "JobError", "ResourceError",
-           "DaemonError", "Unreachable", "CODES", "NAMES", "TEXTS", "TABLE",
-           "BY_CODE", "from_reply", "error_for"] + [t[3] for t in TABLE]
-
-
-def error_for(code, message="", name=None):
+def error_for(code: int, message: str = "", name: str | None = None) -> NeuroqError:
     """An exception instance for a wire code."""
     cls = BY_CODE.get(code) or family(code)
     return cls(code, name or NAMES.get(code, "EUNKNOWN"), message)
 
 
-def from_reply(reply):
+def from_reply(reply: Mapping[str, Any]) -> NeuroqError:
     """The exception for a failure reply map {ok: False, code, error, message}."""
     code = reply.get("code")
     if not isinstance(code, int):

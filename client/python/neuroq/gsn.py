@@ -8,10 +8,13 @@ eigen outputs), ``shrinklevelN``/``shrinklevelD`` float, ``numiters`` int.
 
 from __future__ import annotations
 
+from typing import Any, Mapping
+
 import numpy as np
+import numpy.typing as npt
 
 from . import errors
-from .client import Client
+from .client import Client, _device
 
 DEFAULT_RETURNS = ("cN", "cS", "cNb", "cSb")
 VALID_RETURNS = DEFAULT_RETURNS + ("eigvecs_signal", "eigvals_signal",
@@ -23,12 +26,13 @@ _PASSED = ("wantshrinkage", "shrinklevels", "returns", "uneven")
 _IGNORED = ("wantverbose", "backend", "eigh_device", "mode", "ncsims", "wantfig",
             "nctrials", "rdmfun", "comparefun", "scs", "splitmode", "simchunk",
             "simthresh", "maxsimnum")
-_DEVICES = {"auto": "auto", "cpu": "cpu", "cuda": "cuda", "gpu": "cuda"}
 
 
-def _params_from_opt(opt):
+def _params_from_opt(opt: Mapping[str, Any] | None
+                     ) -> tuple[dict[str, Any], tuple[str, ...], str | None]:
+    """(the job's params, the names to return, opt's device) of gsn options."""
     opt = dict(opt or {})
-    params = {}
+    params: dict[str, Any] = {}
     backend = opt.get("backend", "auto")
     if backend not in ("auto", "numpy", "torch"):
         raise ValueError(f"backend must be 'auto', 'numpy' or 'torch', not {backend!r}")
@@ -37,10 +41,8 @@ def _params_from_opt(opt):
     if opt.get("shrinklevels") is not None:
         lv = np.asarray(opt["shrinklevels"], dtype=np.float64).ravel()
         params["shrinklevels"] = [float(x) for x in lv]
-    rets = opt.get("returns", DEFAULT_RETURNS)
-    if isinstance(rets, str):
-        rets = (rets,)
-    rets = tuple(rets)
+    want = opt.get("returns", DEFAULT_RETURNS)
+    rets: tuple[str, ...] = (want,) if isinstance(want, str) else tuple(want)
     bad = [r for r in rets if r not in VALID_RETURNS]
     if bad:
         raise ValueError(f"unknown returns {bad}; valid: {list(VALID_RETURNS)}")
@@ -54,18 +56,10 @@ def _params_from_opt(opt):
     return params, rets, opt.get("device")
 
 
-def _device(opt_device, device):
-    d = device if device not in (None, "auto") else (opt_device or "auto")
-    d = str(d)
-    if d.startswith("cuda:"):
-        return d
-    if d not in _DEVICES:
-        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', not {d!r}")
-    return _DEVICES[d]
-
-
-def perform_gsn(data, opt=None, *, client=None, device="auto", progress=None,
-                timeout=None):
+def perform_gsn(data: npt.ArrayLike, opt: Mapping[str, Any] | None = None, *,
+                client: Client | None = None, device: str | None = "auto",
+                progress: bool | None = None, timeout: float | None = None
+                ) -> dict[str, Any]:
     """Run GSN on neuroqd; returns the same dict as ``gsn.perform_gsn``.
 
     ``data``: units x conditions x trials (NaN marks missing trials).
@@ -82,11 +76,12 @@ def perform_gsn(data, opt=None, *, client=None, device="auto", progress=None,
         raise ValueError("Number of trials must be at least 2.")
     out_dtype = np.float32 if x.dtype == np.float32 else np.float64
     params, rets, opt_dev = _params_from_opt(opt)
-    dev = _device(opt_dev, device)
+    # device= wins when not 'auto'
+    dev = _device(device if device not in (None, "auto") else (opt_dev or "auto"))
     if progress is None:
         progress = bool((opt or {}).get("wantverbose", 1))
     own = client is None
-    cl = Client() if own else client
+    cl = client if client is not None else Client()
     try:
         # float32 data is computed in float32, as gsn's numpy path does
         wire = np.ascontiguousarray(x, dtype="<f4" if out_dtype == np.float32 else "<f8")
@@ -97,7 +92,7 @@ def perform_gsn(data, opt=None, *, client=None, device="auto", progress=None,
     finally:
         if own:
             cl.close()
-    out = {}
+    out: dict[str, Any] = {}
     for k in ("mnN", "cN", "cNb", "shrinklevelN", "shrinklevelD", "mnS", "cS", "cSb",
               "ncsnr", "numiters") + VALID_RETURNS[4:]:
         if k not in res or (k not in ALWAYS and k not in rets):

@@ -17,11 +17,13 @@ import json
 import os
 import shutil
 from pathlib import Path
+from typing import Any, Mapping
 
 import numpy as np
 
+from .client import Client
+from .spikesort import StrPath, write_probe
 from .spikesort import spikesort as _spikesort
-from .spikesort import write_probe
 
 #: the raw copy inside the phy folder (phy's dat_path points at it)
 DAT_NAME = "recording.dat"
@@ -30,7 +32,7 @@ INFO_NAME = "neuroq_si.json"
 _I16 = np.dtype("<i2")
 
 
-def _need_si():
+def _need_si() -> None:
     try:
         import spikeinterface  # noqa: F401
     except ImportError:
@@ -38,7 +40,7 @@ def _need_si():
                           "'neuroq[spikeinterface]' (or spikeinterface pandas)") from None
 
 
-def binary_source(recording):
+def binary_source(recording: Any) -> tuple[str, int] | None:
     """(path, n_channels) when the daemon can read the recording's own file
     as it is (one int16 segment, samples x channels, no header), else None."""
     from spikeinterface.core import BinaryRecordingExtractor
@@ -58,7 +60,7 @@ def binary_source(recording):
     return path, int(seg.num_channels)
 
 
-def _channel_map(recording):
+def _channel_map(recording: Any) -> dict[str, Any] | None:
     """Kilosort channel map of the recording's channels in their order (row i
     = channel i), or None when the recording has no channel locations."""
     try:
@@ -79,7 +81,7 @@ def _channel_map(recording):
             "fs": float(recording.get_sampling_frequency())}
 
 
-def _int16_scale(recording, scale):
+def _int16_scale(recording: Any, scale: float | None) -> float:
     """Factor raw traces are multiplied by to fit int16 (1 for int16)."""
     if scale is not None:
         return float(scale)
@@ -103,7 +105,8 @@ def _int16_scale(recording, scale):
     return 8192.0 / peak
 
 
-def write_int16(recording, path, scale=1.0, chunk_frames=None, progress=True):
+def write_int16(recording: Any, path: str, scale: float = 1.0,
+                chunk_frames: int | None = None, progress: bool = True) -> int:
     """Write segment 0 as flat int16 (samples x channels) at path; returns the
     number of samples clipped to the int16 range."""
     n = recording.get_num_samples(0)
@@ -152,7 +155,7 @@ def write_int16(recording, path, scale=1.0, chunk_frames=None, progress=True):
     return clipped
 
 
-def _prepare_folder(folder, remove_existing_folder, keep):
+def _prepare_folder(folder: Path, remove_existing_folder: bool, keep: str | None) -> None:
     if folder.exists() and any(folder.iterdir()):
         if not remove_existing_folder:
             raise FileExistsError(f"{folder} exists and is not empty (pass "
@@ -163,9 +166,12 @@ def _prepare_folder(folder, remove_existing_folder, keep):
     folder.mkdir(parents=True, exist_ok=True)
 
 
-def run_sorter(recording, output_dir, params=None, client=None, *, device="auto",
-               progress=True, timeout=None, remove_existing_folder=False,
-               keep_good_only=False, int16_scale=None, copy=None):
+def run_sorter(recording: Any, output_dir: StrPath,
+               params: Mapping[str, Any] | None = None, client: Client | None = None, *,
+               device: str | None = "auto", progress: bool = True, timeout: float | None = None,
+               remove_existing_folder: bool = False, keep_good_only: bool = False,
+               int16_scale: float | None = None, copy: bool | None = None
+               ) -> tuple[Path, Any]:
     """Sort a SpikeInterface recording with neuroqd; returns (phy_folder, sorting).
 
     ``recording``: a one-segment SpikeInterface recording (several segments:

@@ -18,27 +18,22 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from typing import Any, Literal, Mapping, TypeVar, Union, overload
 
 import numpy as np
 
 from . import errors
-from .client import Client
+from .client import Client, Job, _device
 
 #: keys of the job that spikesort() sets from its own arguments
 _OWN = ("recording", "n_channels", "sample_rate", "probe", "output_dir")
-_DEVICES = ("auto", "cpu", "cuda", "gpu")
+
+#: a path as the functions here take it
+StrPath = Union[str, "os.PathLike[str]"]
+_P = TypeVar("_P", str, "os.PathLike[str]")
 
 
-def _device(device):
-    d = "auto" if device is None else str(device)
-    if d.startswith("cuda:"):
-        return d
-    if d not in _DEVICES:
-        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', not {d!r}")
-    return "cuda" if d == "gpu" else d
-
-
-def _json_default(o):
+def _json_default(o: Any) -> Any:
     if isinstance(o, np.ndarray):
         return o.tolist()
     if isinstance(o, np.generic):
@@ -46,13 +41,14 @@ def _json_default(o):
     raise TypeError(f"{type(o).__name__} is not JSON serializable")
 
 
-def probe_to_dict(probe):
+def probe_to_dict(probe: Any) -> dict[str, Any]:
     """A probe as the dict the daemon reads: a Kilosort channel map
     (chanMap/chanMap0ind, xc, yc, kcoords, connected) or probeinterface's
     format ({"probes": [...]}) given as a dict, or a probeinterface
     ``Probe``/``ProbeGroup`` object (wired: device_channel_indices set)."""
     if isinstance(probe, dict):
         return probe
+    group: Any
     if hasattr(probe, "get_global_device_channel_indices") or hasattr(probe, "probes"):
         group = probe  # a ProbeGroup
     elif hasattr(probe, "device_channel_indices"):
@@ -70,10 +66,11 @@ def probe_to_dict(probe):
         if p.device_channel_indices is None:
             raise ValueError(f"probe {i} is not wired: call probe.set_device_channel_indices"
                              "(rows of the recording) first")
-    return group.to_dict(array_as_list=True)
+    d: dict[str, Any] = group.to_dict(array_as_list=True)
+    return d
 
 
-def write_probe(probe, path):
+def write_probe(probe: Any, path: _P) -> _P:
     """Write probe (see :func:`probe_to_dict`) as JSON at path; returns path."""
     d = probe_to_dict(probe)
     tmp = f"{path}.tmp{os.getpid()}"
@@ -84,7 +81,8 @@ def write_probe(probe, path):
     return path
 
 
-def _probe_path(probe, output_dir):
+def _probe_path(probe: Any, output_dir: StrPath | None
+                ) -> tuple[str | None, str | None]:
     """(path the daemon reads, temp file to remove afterwards or None)."""
     if probe is None:
         return None, None
@@ -101,9 +99,11 @@ def _probe_path(probe, output_dir):
     return write_probe(probe, path), path
 
 
-def _job_params(recording_path, probe_path, params, output_dir, n_channels, sample_rate):
+def _job_params(recording_path: StrPath, probe_path: str | None,
+                params: Mapping[str, Any] | None, output_dir: StrPath | None,
+                n_channels: int | None, sample_rate: float | None) -> dict[str, Any]:
     ps = dict(params or {})
-    given = {"n_channels": n_channels, "sample_rate": sample_rate}
+    given: dict[str, Any] = {"n_channels": n_channels, "sample_rate": sample_rate}
     for k, v in given.items():
         if v is None:
             continue
@@ -125,9 +125,42 @@ def _job_params(recording_path, probe_path, params, output_dir, n_channels, samp
     return ps
 
 
-def spikesort(recording_path, probe=None, params=None, output_dir=None, *,
-              n_channels=None, sample_rate=None, device="auto", client=None,
-              wait=True, progress=True, timeout=None, priority=0):
+@overload
+def spikesort(recording_path: StrPath, probe: Any = ...,
+              params: Mapping[str, Any] | None = ..., output_dir: StrPath | None = ...,
+              *, n_channels: int | None = ..., sample_rate: float | None = ...,
+              device: str | None = ..., client: Client | None = ..., wait: Literal[True] = ...,
+              progress: bool = ..., timeout: float | None = ..., priority: int = ...
+              ) -> dict[str, Any]:
+    ...
+
+
+@overload
+def spikesort(recording_path: StrPath, probe: Any = ...,
+              params: Mapping[str, Any] | None = ..., output_dir: StrPath | None = ...,
+              *, n_channels: int | None = ..., sample_rate: float | None = ...,
+              device: str | None = ..., client: Client | None = ..., wait: Literal[False],
+              progress: bool = ..., timeout: float | None = ..., priority: int = ...
+              ) -> Job:
+    ...
+
+
+@overload
+def spikesort(recording_path: StrPath, probe: Any = ...,
+              params: Mapping[str, Any] | None = ..., output_dir: StrPath | None = ...,
+              *, n_channels: int | None = ..., sample_rate: float | None = ...,
+              device: str | None = ..., client: Client | None = ..., wait: bool,
+              progress: bool = ..., timeout: float | None = ..., priority: int = ...
+              ) -> dict[str, Any] | Job:
+    ...
+
+
+def spikesort(recording_path: StrPath, probe: Any = None,
+              params: Mapping[str, Any] | None = None, output_dir: StrPath | None = None,
+              *, n_channels: int | None = None, sample_rate: float | None = None,
+              device: str | None = "auto", client: Client | None = None, wait: bool = True,
+              progress: bool = True, timeout: float | None = None, priority: int = 0
+              ) -> dict[str, Any] | Job:
     """Sort a raw int16 recording on neuroqd into a phy folder.
 
     ``recording_path``: flat int16 file, samples x channels.  ``probe``: a
@@ -158,7 +191,7 @@ def spikesort(recording_path, probe=None, params=None, output_dir=None, *,
     try:
         ps = _job_params(recording_path, probe_path, params, output_dir, n_channels,
                          sample_rate)
-        cl = Client() if own else client
+        cl = client if client is not None else Client()
         job = cl.submit("spikesort", params=ps, device=dev, priority=priority)
         if not wait:
             tmp_probe = None  # the worker reads it when the job starts
