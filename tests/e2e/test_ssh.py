@@ -172,8 +172,6 @@ class Lab:
             self.sshd.terminate()
             self.sshd.wait(10)
         self.sshd_log.close()
-        for name in USERS:  # a session sshd forked for a test, if any
-            subprocess.run(["pkill", "-KILL", "-u", name], capture_output=True)
         for name in self.made:
             subprocess.run(["userdel", name], capture_output=True)
         shutil.rmtree(self.dir, ignore_errors=True)
