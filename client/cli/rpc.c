@@ -1,6 +1,8 @@
 /*
- * rpc.c — one REQ socket to the daemon's control socket.
+ * rpc.c — one REQ socket to the daemon's control socket (for an ssh:// URL,
+ * through an ssh_tunnel to it).
  */
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +13,10 @@
 
 #include "cli.h"
 #include "nq_error.h"
+#include "ssh_tunnel.h"
+
+/* The CLI makes one connection per process: one tunnel. */
+static struct ssh_tunnel tunnel;
 
 /* Transport trouble; `wait` retries quietly across daemon restarts. */
 static void reach_err(const struct cli *c, const char *fmt, ...)
@@ -45,14 +51,70 @@ cli_default_url(char *buf, size_t len)
 	return "ipc:///run/neuroq/neuroq.sock";
 }
 
+static void
+tunnel_atexit(void)
+{
+	ssh_tunnel_close(&tunnel);
+}
+
+static void
+tunnel_on_signal(int sig)
+{
+	ssh_tunnel_kill_now(&tunnel);
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+/* ssh:// URL: start the tunnel (once; again when ssh died) and return the
+ * local ipc:// URL to dial; other URLs as they are.  NULL on failure
+ * (message printed). */
+static const char *
+tunnel_url(struct cli *c)
+{
+	static const int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGPIPE};
+	static int hooked;
+	char msg[768];
+
+	if (!ssh_url_is(c->url))
+		return c->url;
+	if (ssh_tunnel_alive(&tunnel))
+		return tunnel.url;
+	ssh_tunnel_close(&tunnel);
+	/* hooked before ssh starts: a signal at any moment cleans up */
+	if (!hooked) {
+		hooked = 1;
+		atexit(tunnel_atexit);
+		for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
+			struct sigaction sa, old;
+			if (sigaction(sigs[i], NULL, &old) != 0 ||
+			    old.sa_handler != SIG_DFL)
+				continue;
+			memset(&sa, 0, sizeof(sa));
+			sa.sa_handler = tunnel_on_signal;
+			sigemptyset(&sa.sa_mask);
+			sigaction(sigs[i], &sa, NULL);
+		}
+	}
+	if (ssh_tunnel_open(&tunnel, c->url, c->timeout_s, msg, sizeof(msg))) {
+		reach_err(c, "cannot reach the daemon at %s: %s", c->url, msg);
+		return NULL;
+	}
+	return tunnel.url;
+}
+
 static int
 cli_connect(struct cli *c)
 {
 	nng_socket s;
+	const char *url;
 	int rv;
 
+	if (c->have_conn && ssh_url_is(c->url) && !ssh_tunnel_alive(&tunnel))
+		cli_close(c); /* the ssh connection dropped: a new one */
 	if (c->have_conn)
 		return 0;
+	if (!(url = tunnel_url(c)))
+		return CLI_EREACH;
 	if ((rv = nng_req0_open(&s)) != 0) {
 		reach_err(c, "cannot open a socket: %s", nng_strerror(rv));
 		return CLI_EREACH;
@@ -67,7 +129,7 @@ cli_connect(struct cli *c)
 	/* A synchronous dial fails at once when no daemon listens, which is
 	 * what a user wants to hear; later reconnects (daemon restarts during
 	 * `wait`) are handled by the dialer in the background. */
-	if ((rv = nng_dial(s, c->url, NULL, 0)) != 0) {
+	if ((rv = nng_dial(s, url, NULL, 0)) != 0) {
 		reach_err(c, "cannot reach the daemon at %s: %s", c->url,
 		          nng_strerror(rv));
 		nng_close(s);
@@ -87,6 +149,7 @@ cli_close(struct cli *c)
 		nng_close(s);
 		c->have_conn = 0;
 	}
+	ssh_tunnel_close(&tunnel);
 }
 
 void

@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 import pynng
 
-from . import errors
+from . import _ssh, errors
 
 PROTOCOL_VERSION = 1
 TERMINAL = ("DONE", "FAILED", "CANCELED")
@@ -110,7 +110,9 @@ class Client:
     ``url`` defaults to :func:`default_url`; ``timeout`` (seconds) bounds each
     request.  ``events_url`` is the daemon's PUB socket for progress events; by
     default the one the daemon announces in ``hello`` (if any) is used, and
-    ``Job.wait`` falls back to polling ``status`` without it.
+    ``Job.wait`` falls back to polling ``status`` without it.  An
+    ``ssh://[user@]host[:port][/remote.sock]`` URL goes through the user's
+    own SSH login (see ``neuroq._ssh``; the events socket is forwarded too).
     """
 
     def __init__(self, url: str | None = None, timeout: float = 30.0,
@@ -120,14 +122,15 @@ class Client:
         self._events_url = events_url
         self._hello: WireMap | None = None
         self._lock = threading.Lock()
+        self._ssh = _ssh.Tunnels(self.url, self.timeout) if _ssh.is_ssh(self.url) else None
         ms = int(self.timeout * 1000)
         self._sock = pynng.Req0(recv_timeout=ms, send_timeout=ms)
         # results are N x N covariances: no receive cap from our side
         self._sock.recv_max_size = 0
         try:
-            self._sock.dial(self.url, block=True)
+            self._sock.dial(self._ssh.control_url if self._ssh else self.url, block=True)
         except pynng.NNGException as e:
-            self._sock.close()
+            self.close()
             raise errors.Unreachable(None, "EUNREACHABLE",
                                      f"cannot reach the daemon at {self.url}: {e}") from None
 
@@ -135,6 +138,8 @@ class Client:
 
     def close(self) -> None:
         self._sock.close()
+        if self._ssh is not None:
+            self._ssh.close()
 
     def __enter__(self) -> Client:
         return self
@@ -253,6 +258,8 @@ class Client:
         except errors.NeuroqError:
             return None
         ev = h.get("events")
+        if self._ssh is not None:
+            return self._ssh.events_url(ev)  # forwarded, or None
         return ev if isinstance(ev, str) and ev else None
 
 
