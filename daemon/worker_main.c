@@ -358,7 +358,7 @@ cmd_probe(void)
 			         nq_errname(rc));
 			continue;
 		}
-		rc = kb.ops->mem_info(kb.ctx, &fre, &tot);
+		rc = kern_mem_info(&kb, &fre, &tot);
 		kern_close(&kb);
 		if (rc != 0) {
 			log_warn("cuda mem_info failed index=%d error=%s", i,

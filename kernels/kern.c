@@ -1,12 +1,12 @@
 /*
- * kern.c — backend selection by name and closing.
+ * kern.c — backend selection by name (the user's choice) and closing
+ * (the backend's own close op).
  */
 #include "kern.h"
 
 #include <limits.h>
 #include <string.h>
 
-#include "kern_impl.h"
 #include "nq_error.h"
 
 /* "N" with 1..9 decimal digits only (no sign, no spaces, no suffix). */
@@ -51,9 +51,6 @@ kern_close(struct kern_backend *kb)
 {
 	if (kb == NULL || kb->ops == NULL)
 		return;
-	if (strcmp(kb->ops->name, "cuda") == 0)
-		kern_cuda_close(kb->ctx);
-	else
-		kern_cpu_close(kb->ctx);
+	kb->ops->close(kb->ctx);
 	memset(kb, 0, sizeof(*kb));
 }

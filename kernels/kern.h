@@ -17,6 +17,12 @@
  *    reported through *info.
  *  - Ops are ordered on the backend's stream; download() and the ops that
  *    return host scalars synchronize.
+ *  - Algorithms call an op as KOP(kb, op, args...), which is kern_<op>(kb,
+ *    args...) below: the arguments are checked there, once for every
+ *    backend (kern_check.c), and the backend's op runs only on valid ones.
+ *    A backend is asked what it can do (kern_mem_is_host(),
+ *    kern_ops_reentrant()), never recognised by its name: names are for
+ *    logs and for the user's choice of a device.
  */
 #ifndef KERN_H
 #define KERN_H
@@ -33,8 +39,23 @@ kern_dtype_size(enum kern_dtype dt)
 	return dt == KERN_F64 ? 8 : 4;
 }
 
+/* What a backend is, for the callers that do something else on one kind
+ * than on another (struct kern_ops.caps). */
+enum kern_cap {
+	/* Device pointers are host pointers: host code may read and write a
+	 * buffer from alloc() directly (after sync()). */
+	KERN_CAP_HOST_MEM = 1u << 0,
+	/* Ops on disjoint buffers may be called from several threads at once
+	 * (they run on the calling thread and share no scratch). */
+	KERN_CAP_REENTRANT = 1u << 1,
+};
+
 struct kern_ops {
-	const char *name; /* "cpu", "cuda" */
+	const char *name; /* "cpu", "cuda": for logs only */
+	unsigned caps;    /* enum kern_cap flags */
+	/* Releases the context (and everything of the backend's own in it);
+	 * buffers from alloc() must have been freed before. */
+	void (*close)(void *ctx);
 
 	/* ---- memory */
 	int (*alloc)(void *ctx, size_t bytes, void **ptr); /* zero-filled */
@@ -151,6 +172,14 @@ struct kern_ops {
 	int (*syevr_below)(void *ctx, enum kern_dtype dt, int64_t n, void *A,
 	                   int64_t lda, double vu, int64_t max_k, void *W,
 	                   void *Z, int64_t ldz, int64_t *k, int *info);
+	/* Eigenvalues of the symmetric tridiagonal matrix with diagonal d
+	 * (device, n) and subdiagonal e (device, n − 1; may be NULL when
+	 * n = 1), no vectors (LAPACK's sterf): ascending into d; e is
+	 * destroyed. *info = 0 on success, > 0 when the iteration did not
+	 * converge (LAPACK's meaning), −2 / −3 when d / e holds a NaN
+	 * (LAPACKE's check: nothing computed). */
+	int (*sterf)(void *ctx, enum kern_dtype dt, int64_t n, void *d, void *e,
+	             int *info);
 };
 
 struct kern_backend {
@@ -171,9 +200,100 @@ int kern_cuda_device_count(void);
 int kern_cuda_open(struct kern_backend *kb, int device);
 /* "cpu", "cuda" or "cuda:N" → backend. NQ_EBADDEVICE on a bad name. */
 int kern_open_by_name(struct kern_backend *kb, const char *name);
+/* Closes through the backend's own close op; harmless on a closed or
+ * zeroed kb. */
 void kern_close(struct kern_backend *kb);
 
-/* Convenience wrappers used by algorithms (inline dispatch). */
-#define KOP(kb, op, ...) ((kb)->ops->op((kb)->ctx, __VA_ARGS__))
+/* Does the backend keep its buffers in host memory (KERN_CAP_HOST_MEM)? */
+static inline int
+kern_mem_is_host(const struct kern_backend *kb)
+{
+	return (kb->ops->caps & KERN_CAP_HOST_MEM) != 0;
+}
+
+/* May its ops run from several threads at once (KERN_CAP_REENTRANT)? */
+static inline int
+kern_ops_reentrant(const struct kern_backend *kb)
+{
+	return (kb->ops->caps & KERN_CAP_REENTRANT) != 0;
+}
+
+/*
+ * The checked entry points, one per op (kern_check.c): each refuses what
+ * the op's contract above does not allow with NQ_EBADPARAM (NQ_ENOMEM for
+ * an allocation beyond PTRDIFF_MAX), answers the calls with nothing to do
+ * itself (zero sizes: 0, with *info, *k and the host scalars set as the op
+ * would set them), and passes the rest to kb->ops. Same arguments as the
+ * op, with kb in place of ctx.
+ */
+int kern_alloc(const struct kern_backend *kb, size_t bytes, void **ptr);
+void kern_free(const struct kern_backend *kb, void *ptr);
+int kern_upload(const struct kern_backend *kb, void *dst, const void *h_src,
+                size_t bytes);
+int kern_download(const struct kern_backend *kb, void *h_dst, const void *src,
+                  size_t bytes);
+int kern_copy(const struct kern_backend *kb, void *dst, const void *src,
+              size_t bytes);
+int kern_mem_info(const struct kern_backend *kb, size_t *free_bytes,
+                  size_t *total_bytes);
+int kern_sync(const struct kern_backend *kb);
+int kern_gemm(const struct kern_backend *kb, enum kern_dtype dt,
+              enum kern_trans ta, enum kern_trans tb, int64_t m, int64_t n,
+              int64_t k, double alpha, const void *A, int64_t lda,
+              const void *B, int64_t ldb, double beta, void *C, int64_t ldc);
+int kern_syrk(const struct kern_backend *kb, enum kern_dtype dt,
+              enum kern_trans trans, int64_t n, int64_t k, double alpha,
+              const void *A, int64_t lda, double beta, void *C, int64_t ldc);
+int kern_potrf(const struct kern_backend *kb, enum kern_dtype dt, int64_t n,
+               void *A, int64_t lda, int *info);
+int kern_trsm_lower(const struct kern_backend *kb, enum kern_dtype dt,
+                    int64_t n, int64_t m, const void *L, int64_t ldl, void *B,
+                    int64_t ldb);
+int kern_syevd(const struct kern_backend *kb, enum kern_dtype dt, int64_t n,
+               void *A, int64_t lda, void *W, int *info);
+int kern_axpby(const struct kern_backend *kb, enum kern_dtype dt, int64_t count,
+               double a, const void *X, double b, void *Y);
+int kern_shrink(const struct kern_backend *kb, enum kern_dtype dt, int64_t n,
+                const void *C, void *Out, double alpha, int keep_diag);
+int kern_symmetrize(const struct kern_backend *kb, enum kern_dtype dt,
+                    int64_t n, void *A);
+int kern_add_diag(const struct kern_backend *kb, enum kern_dtype dt, int64_t n,
+                  void *A, double v);
+int kern_get_diag(const struct kern_backend *kb, enum kern_dtype dt, int64_t n,
+                  const void *A, void *d);
+int kern_scale_rc(const struct kern_backend *kb, enum kern_dtype dt, int64_t m,
+                  int64_t n, void *A, int64_t lda, const void *r,
+                  const void *c);
+int kern_row_sumsq(const struct kern_backend *kb, enum kern_dtype dt, int64_t m,
+                   int64_t n, const void *A, int64_t lda, void *out);
+int kern_sumsq(const struct kern_backend *kb, enum kern_dtype dt, int64_t count,
+               const void *X, double *out);
+int kern_sum_log_diag(const struct kern_backend *kb, enum kern_dtype dt,
+                      int64_t n, const void *A, double *out);
+int kern_pearson(const struct kern_backend *kb, enum kern_dtype dt,
+                 int64_t count, const void *X, const void *Y, double *out);
+int kern_pair_cov_acc(const struct kern_backend *kb, enum kern_dtype dt,
+                      int64_t n, const void *Sxx, const void *Sx,
+                      const void *Sm, void *acc, void *cnt);
+int kern_div_pos(const struct kern_backend *kb, enum kern_dtype dt,
+                 int64_t count, void *X, const void *Y);
+int kern_convert(const struct kern_backend *kb, enum kern_dtype dt_dst,
+                 void *dst, enum kern_dtype dt_src, const void *src,
+                 int64_t count);
+int kern_tridiag_qt(const struct kern_backend *kb, enum kern_dtype dt,
+                    int64_t n, void *A, int64_t lda, void *d, void *e,
+                    int64_t m, void *B, int64_t ldb);
+int kern_conv_rows(const struct kern_backend *kb, enum kern_dtype dt,
+                   int64_t ng, int64_t group, int64_t n, int64_t nt,
+                   const void *X, int64_t ldx, const void *W, void *Y,
+                   int64_t ldy);
+int kern_syevr_below(const struct kern_backend *kb, enum kern_dtype dt,
+                     int64_t n, void *A, int64_t lda, double vu, int64_t max_k,
+                     void *W, void *Z, int64_t ldz, int64_t *k, int *info);
+int kern_sterf(const struct kern_backend *kb, enum kern_dtype dt, int64_t n,
+               void *d, void *e, int *info);
+
+/* KOP(kb, gemm, ...) is kern_gemm(kb, ...): the op, checked. */
+#define KOP(kb, op, ...) kern_##op((kb), __VA_ARGS__)
 
 #endif

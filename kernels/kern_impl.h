@@ -1,87 +1,38 @@
 /*
- * kern_impl.h — private to kernels/: what the backends share and how
- * kern_close() reaches a backend.
+ * kern_impl.h — private to kernels/: what a backend's ops may assume.
  *
- * struct kern_ops has no close member (the table is what algorithms see);
- * each backend exports its close here and kern.c picks it by ops->name.
- * The argument checks live here so that both backends reject the same
- * calls with the same code (NQ_EBADPARAM).
+ * Algorithms reach an op only through its checked entry point kern_<op>()
+ * (kern_check.c, declared in kern.h), so the argument checks are written
+ * once for every backend and each backend's op is called only on valid
+ * input. An op may therefore assume, without checking again:
+ *
+ *  - dt (and convert's dt_dst, dt_src) is KERN_F64 or KERN_F32;
+ *  - every dimension of the dense linear algebra (gemm, syrk, potrf,
+ *    trsm_lower, syevd, tridiag_qt, syevr_below, sterf) lies in
+ *    [0, INT_MAX] and every leading dimension in [max(1, rows), INT_MAX],
+ *    so both fit the 32-bit ints of BLAS, LAPACK and cuBLAS; n·n of the
+ *    n×n elementwise ops fits int64_t, and so do the extents of scale_rc,
+ *    row_sumsq and conv_rows;
+ *  - it is not called when there is nothing to do: the sizes that make a
+ *    call empty are > 0 (gemm m, n — k may be 0; syrk, potrf, syevd,
+ *    tridiag_qt, syevr_below, sterf n; trsm_lower n, m; scale_rc m, n;
+ *    row_sumsq m — n may be 0; conv_rows ng, n; the elementwise ops and
+ *    reductions their count or n; upload, download, copy bytes);
+ *  - every pointer it touches is non-NULL: A, B of gemm and A of syrk when
+ *    k > 0, e of tridiag_qt and sterf when n > 1, B of tridiag_qt when
+ *    m > 0, Z of syevr_below when max_k > 0, A of row_sumsq when n > 0
+ *    (scale_rc's r and c may be NULL by contract);
+ *  - host outputs are non-NULL and already hold the answer of a call that
+ *    fails: *info = 0, syevr_below's *k = 0, *out = 0 (sumsq,
+ *    sum_log_diag) or NaN (pearson); alloc's *ptr = NULL with
+ *    bytes <= PTRDIFF_MAX; free's ptr is not NULL.
+ *
+ * What is left to an op is what only it can know: the status of its own
+ * library calls (NQ_ENOMEM, NQ_EDEVICE), and LAPACK's info.
  */
 #ifndef KERN_IMPL_H
 #define KERN_IMPL_H
 
-#include <limits.h>
-#include <stdint.h>
-
 #include "kern.h"
-
-void kern_cpu_close(void *ctx);
-void kern_cuda_close(void *ctx);
-
-static inline int
-kern_dt_ok(enum kern_dtype dt)
-{
-	return dt == KERN_F64 || dt == KERN_F32;
-}
-
-/* Dimensions go to BLAS/LAPACK/cuBLAS as 32-bit ints on some paths. */
-static inline int
-kern_dim_ok(int64_t v)
-{
-	return v >= 0 && v <= INT_MAX;
-}
-
-/* A leading dimension for a matrix with `rows` rows. */
-static inline int
-kern_ld_ok(int64_t ld, int64_t rows)
-{
-	return ld >= (rows > 1 ? rows : 1) && ld <= INT_MAX;
-}
-
-/* Elementwise ops: valid dt, count >= 0, pointers present when there is
- * anything to touch. */
-static inline int
-kern_vec_ok(enum kern_dtype dt, int64_t count, const void *a, const void *b)
-{
-	if (!kern_dt_ok(dt) || count < 0)
-		return 0;
-	return count == 0 || (a != NULL && b != NULL);
-}
-
-/* n×n dense (ld = n): n*n must fit int64_t. */
-static inline int
-kern_sq_ok(enum kern_dtype dt, int64_t n, const void *a, const void *b)
-{
-	if (n < 0 || n > 3037000499LL)
-		return 0;
-	return kern_vec_ok(dt, n * n, a, b);
-}
-
-/* m×n with leading dimension lda, for the ops that index it themselves. */
-static inline int
-kern_mat_ok(enum kern_dtype dt, int64_t m, int64_t n, int64_t lda)
-{
-	if (!kern_dt_ok(dt) || m < 0 || n < 0 || lda < (m > 1 ? m : 1))
-		return 0;
-	return n == 0 || lda <= INT64_MAX / n;
-}
-
-/* conv_rows: sizes, strides and pointers (X rows hold n + nt - 1 samples). */
-static inline int
-kern_conv_rows_ok(enum kern_dtype dt, int64_t ng, int64_t group, int64_t n,
-                  int64_t nt, const void *X, int64_t ldx, const void *W,
-                  const void *Y, int64_t ldy)
-{
-	if (!kern_dt_ok(dt) || ng < 0 || group < 1 || n < 0 || nt < 1 ||
-	    nt > INT_MAX || group > INT_MAX || n > INT64_MAX / 4)
-		return 0;
-	if (ng == 0 || n == 0)
-		return 1;
-	if (ng > INT64_MAX / group || ldx < n + nt - 1 || ldy < n)
-		return 0;
-	if (ldx > INT64_MAX / (ng * group) || ldy > INT64_MAX / ng)
-		return 0;
-	return X != NULL && W != NULL && Y != NULL;
-}
 
 #endif

@@ -20,6 +20,7 @@
 
 #include <cmocka.h> /* needs the four above first */
 
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +31,10 @@
 #include "kern.h"
 #include "nq_error.h"
 #include "nq_test_rng.h"
+
+#ifndef M_PI
+#define M_PI 3.14159265358979323846
+#endif
 
 static struct kern_backend g_dev; /* the backend under test */
 #ifdef KERN_TEST_CUDA
@@ -672,6 +677,54 @@ naive_conv_rows(enum kern_dtype dt, int64_t ng, int64_t group, int64_t n,
 		}
 }
 
+/* Eigenvalues of the tridiagonal (d, e) by bisection on the Sturm count
+ * (negative pivots of T − xI), each to the last bit, from the Gershgorin
+ * interval. */
+static int64_t
+sturm_count(int64_t n, const double *d, const double *e, double x)
+{
+	double q = d[0] - x;
+	int64_t c = q < 0;
+
+	for (int64_t i = 1; i < n; i++) {
+		if (q == 0)
+			q = 1e-300;
+		q = d[i] - x - e[i - 1] * e[i - 1] / q;
+		c += q < 0;
+	}
+	return c;
+}
+
+static void
+naive_sterf(enum kern_dtype dt, int64_t n, const double *d, const double *e,
+            double *w)
+{
+	double lo = 0, hi = 0;
+
+	for (int64_t i = 0; i < n; i++) {
+		double r = (i > 0 ? fabs(e[i - 1]) : 0) +
+		           (i + 1 < n ? fabs(e[i]) : 0);
+		if (i == 0 || d[i] - r < lo)
+			lo = d[i] - r;
+		if (i == 0 || d[i] + r > hi)
+			hi = d[i] + r;
+	}
+	for (int64_t k = 0; k < n; k++) {
+		double a = lo - 1, b = hi + 1;
+
+		for (int it = 0; it < 200 && a < b; it++) {
+			double mid = a + (b - a) / 2;
+			if (mid <= a || mid >= b)
+				break;
+			if (sturm_count(n, d, e, mid) >= k + 1)
+				b = mid;
+			else
+				a = mid;
+		}
+		w[k] = round_dt(dt, a + (b - a) / 2);
+	}
+}
+
 #endif /* !KERN_TEST_CUDA */
 
 /* ---- tests: memory and names */
@@ -693,7 +746,7 @@ test_alloc_zero_and_copy(void **state)
 		h[i] = (unsigned char) (i * 7 + 3);
 	assert_int_equal(KOP(kb, upload, a, h, sizeof(h)), 0);
 	assert_int_equal(KOP(kb, copy, b, a, sizeof(h)), 0);
-	assert_int_equal(kb->ops->sync(kb->ctx), 0); /* KOP needs an argument */
+	assert_int_equal(kern_sync(kb), 0); /* KOP needs an argument */
 	assert_int_equal(KOP(kb, download, back, b, sizeof(back)), 0);
 	assert_memory_equal(back, h, sizeof(h));
 	/* zero-byte transfers are no-ops */
@@ -817,6 +870,258 @@ test_bad_params(void **state)
 	dfree(kb, A);
 	dfree(kb, B);
 	dfree(kb, C);
+}
+
+/* Every op refuses what its contract does not allow, with the same code on
+ * every backend (the checks are kern_check.c's), and answers the calls
+ * with nothing to do without touching a buffer. */
+static void
+test_bad_params_every_op(void **state)
+{
+	struct kern_backend *kb = &g_dev;
+	const enum kern_dtype bad = (enum kern_dtype) 7;
+	void *A = put(kb, KERN_F64, NULL, 64);
+	void *B = put(kb, KERN_F64, NULL, 64);
+	void *C = put(kb, KERN_F64, NULL, 64);
+	unsigned char h[8] = {0};
+	int info = 0;
+	int64_t k = 0;
+	size_t fr = 0, tot = 0;
+	double out = 0;
+	void *p = (void *) 1;
+
+	/* memory */
+	assert_int_equal(KOP(kb, alloc, 8, NULL), NQ_EBADPARAM);
+	assert_int_equal(KOP(kb, alloc, (size_t) PTRDIFF_MAX + 1, &p),
+	                 NQ_ENOMEM);
+	assert_null(p);
+	assert_int_equal(KOP(kb, upload, NULL, h, 8), NQ_EBADPARAM);
+	assert_int_equal(KOP(kb, upload, A, NULL, 8), NQ_EBADPARAM);
+	assert_int_equal(KOP(kb, download, NULL, A, 8), NQ_EBADPARAM);
+	assert_int_equal(KOP(kb, download, h, NULL, 8), NQ_EBADPARAM);
+	assert_int_equal(KOP(kb, copy, NULL, A, 8), NQ_EBADPARAM);
+	assert_int_equal(KOP(kb, copy, A, NULL, 8), NQ_EBADPARAM);
+	assert_int_equal(KOP(kb, copy, NULL, NULL, 0), 0);
+	assert_int_equal(KOP(kb, mem_info, NULL, &tot), NQ_EBADPARAM);
+	assert_int_equal(KOP(kb, mem_info, &fr, NULL), NQ_EBADPARAM);
+
+	/* gemm: dims, leading dims, pointers; empty C is a no-op */
+	assert_int_equal(KOP(kb, gemm, KERN_F64, KERN_N, KERN_N, 2, 2,
+	                     (int64_t) INT_MAX + 1, 1, A, 2, B, 2, 0, C, 2),
+	                 NQ_EBADPARAM);
+	assert_int_equal(KOP(kb, gemm, KERN_F64, KERN_T, KERN_N, 2, 2, 4, 1, A,
+	                     2, B, 4, 0, C, 2),
+	                 NQ_EBADPARAM); /* lda < k (A transposed) */
+	assert_int_equal(KOP(kb, gemm, KERN_F64, KERN_N, KERN_T, 2, 4, 2, 1, A,
+	                     2, B, 2, 0, C, 2),
+	                 NQ_EBADPARAM); /* ldb < n (B transposed) */
+	assert_int_equal(KOP(kb, gemm, KERN_F64, KERN_N, KERN_N, 2, 2, 2, 1,
+	                     NULL, 2, B, 2, 0, C, 2),
+	                 NQ_EBADPARAM);
+	assert_int_equal(KOP(kb, gemm, KERN_F64, KERN_N, KERN_N, 2, 2, 2, 1, A,
+	                     2, B, 2, 0, NULL, 2),
+	                 NQ_EBADPARAM);
+	assert_int_equal(KOP(kb, gemm, KERN_F64, KERN_N, KERN_N, 2, 0, 2, 1,
+	                     NULL, 2, NULL, 2, 0, NULL, 2),
+	                 0);
+	assert_int_equal(KOP(kb, gemm, KERN_F64, KERN_N, KERN_N, 2, 2, 0, 1, A,
+	                     2, B, 1, 0, C, 2),
+	                 0); /* k = 0 (ldb 1 is enough): C = beta C */
+	/* syrk */
+	assert_int_equal(KOP(kb, syrk, bad, KERN_N, 2, 2, 1, A, 2, 0, C, 2),
+	                 NQ_EBADPARAM);
+	assert_int_equal(
+	        KOP(kb, syrk, KERN_F64, KERN_T, 2, 4, 1, A, 2, 0, C, 2),
+	        NQ_EBADPARAM); /* lda < k */
+	assert_int_equal(
+	        KOP(kb, syrk, KERN_F64, KERN_N, 2, 2, 1, NULL, 2, 0, C, 2),
+	        NQ_EBADPARAM);
+	assert_int_equal(
+	        KOP(kb, syrk, KERN_F64, KERN_N, 2, 2, 1, A, 2, 0, NULL, 2),
+	        NQ_EBADPARAM);
+	assert_int_equal(
+	        KOP(kb, syrk, KERN_F64, KERN_N, 0, 2, 1, NULL, 2, 0, NULL, 1),
+	        0);
+	/* potrf */
+	assert_int_equal(KOP(kb, potrf, KERN_F64, 2, A, 2, NULL), NQ_EBADPARAM);
+	info = 5;
+	assert_int_equal(KOP(kb, potrf, bad, 2, A, 2, &info), NQ_EBADPARAM);
+	assert_int_equal(info, 0); /* reset before refusing */
+	assert_int_equal(KOP(kb, potrf, KERN_F64, -1, A, 1, &info),
+	                 NQ_EBADPARAM);
+	assert_int_equal(KOP(kb, potrf, KERN_F64, 2, NULL, 2, &info),
+	                 NQ_EBADPARAM);
+	info = 5;
+	assert_int_equal(KOP(kb, potrf, KERN_F64, 0, NULL, 1, &info), 0);
+	assert_int_equal(info, 0);
+	/* trsm_lower */
+	assert_int_equal(KOP(kb, trsm_lower, KERN_F64, 2, -1, A, 2, B, 2),
+	                 NQ_EBADPARAM);
+	assert_int_equal(KOP(kb, trsm_lower, KERN_F64, 4, 2, A, 3, B, 4),
+	                 NQ_EBADPARAM); /* ldl < n */
+	assert_int_equal(KOP(kb, trsm_lower, KERN_F64, 4, 2, A, 4, B, 3),
+	                 NQ_EBADPARAM); /* ldb < n */
+	assert_int_equal(KOP(kb, trsm_lower, KERN_F64, 2, 2, NULL, 2, B, 2),
+	                 NQ_EBADPARAM);
+	assert_int_equal(KOP(kb, trsm_lower, KERN_F64, 2, 2, A, 2, NULL, 2),
+	                 NQ_EBADPARAM);
+	assert_int_equal(KOP(kb, trsm_lower, KERN_F64, 2, 0, NULL, 2, NULL, 2),
+	                 0);
+	/* syevd */
+	assert_int_equal(KOP(kb, syevd, KERN_F64, 2, A, 2, B, NULL),
+	                 NQ_EBADPARAM);
+	assert_int_equal(KOP(kb, syevd, KERN_F64, 4, A, 3, B, &info),
+	                 NQ_EBADPARAM); /* lda < n */
+	assert_int_equal(KOP(kb, syevd, KERN_F64, 2, A, 2, NULL, &info),
+	                 NQ_EBADPARAM);
+	assert_int_equal(KOP(kb, syevd, KERN_F64, 2, NULL, 2, B, &info),
+	                 NQ_EBADPARAM);
+	/* syevr_below */
+	assert_int_equal(KOP(kb, syevr_below, KERN_F64, 2, A, 2, 0.0, 1, B, C,
+	                     2, NULL, &info),
+	                 NQ_EBADPARAM);
+	assert_int_equal(KOP(kb, syevr_below, KERN_F64, 2, A, 2, 0.0, 1, B, C,
+	                     2, &k, NULL),
+	                 NQ_EBADPARAM);
+	k = 7;
+	assert_int_equal(KOP(kb, syevr_below, KERN_F64, 2, A, 2, NAN, 1, B, C,
+	                     2, &k, &info),
+	                 NQ_EBADPARAM); /* vu NaN */
+	assert_int_equal(k, 0);
+	assert_int_equal(KOP(kb, syevr_below, KERN_F64, 2, A, 2, 0.0, -1, B, C,
+	                     2, &k, &info),
+	                 NQ_EBADPARAM); /* max_k < 0 */
+	assert_int_equal(KOP(kb, syevr_below, KERN_F64, 4, A, 4, 0.0, 1, B, C,
+	                     3, &k, &info),
+	                 NQ_EBADPARAM); /* ldz < n */
+	assert_int_equal(KOP(kb, syevr_below, KERN_F64, 2, A, 2, 0.0, 1, B,
+	                     NULL, 2, &k, &info),
+	                 NQ_EBADPARAM); /* max_k > 0 without Z */
+	assert_int_equal(KOP(kb, syevr_below, KERN_F64, 2, A, 2, 0.0, 1, NULL,
+	                     C, 2, &k, &info),
+	                 NQ_EBADPARAM);
+	/* tridiag_qt */
+	assert_int_equal(
+	        KOP(kb, tridiag_qt, KERN_F64, 4, A, 4, B, NULL, 0, NULL, 1),
+	        NQ_EBADPARAM); /* n > 1 without e */
+	assert_int_equal(
+	        KOP(kb, tridiag_qt, KERN_F64, 4, A, 4, NULL, C, 0, NULL, 1),
+	        NQ_EBADPARAM);
+	assert_int_equal(KOP(kb, tridiag_qt, KERN_F64, 4, A, 4, B, C, 1, A, 3),
+	                 NQ_EBADPARAM); /* ldb < n */
+	/* sterf */
+	assert_int_equal(KOP(kb, sterf, KERN_F64, 2, A, B, NULL), NQ_EBADPARAM);
+	info = 5;
+	assert_int_equal(KOP(kb, sterf, bad, 2, A, B, &info), NQ_EBADPARAM);
+	assert_int_equal(info, 0);
+	assert_int_equal(KOP(kb, sterf, KERN_F64, -1, A, B, &info),
+	                 NQ_EBADPARAM);
+	assert_int_equal(
+	        KOP(kb, sterf, KERN_F64, (int64_t) INT_MAX + 1, A, B, &info),
+	        NQ_EBADPARAM);
+	assert_int_equal(KOP(kb, sterf, KERN_F64, 2, NULL, B, &info),
+	                 NQ_EBADPARAM);
+	assert_int_equal(KOP(kb, sterf, KERN_F64, 2, A, NULL, &info),
+	                 NQ_EBADPARAM); /* n > 1 without e */
+	assert_int_equal(KOP(kb, sterf, KERN_F64, 0, NULL, NULL, &info), 0);
+
+	/* elementwise and reductions */
+	assert_int_equal(KOP(kb, axpby, bad, 4, 1, A, 1, B), NQ_EBADPARAM);
+	assert_int_equal(KOP(kb, axpby, KERN_F64, 4, 1, NULL, 1, B),
+	                 NQ_EBADPARAM);
+	assert_int_equal(KOP(kb, axpby, KERN_F64, 0, 1, NULL, 1, NULL), 0);
+	assert_int_equal(KOP(kb, shrink, KERN_F64, -1, A, B, 0.5, 1),
+	                 NQ_EBADPARAM);
+	assert_int_equal(KOP(kb, shrink, KERN_F64, 3037000500LL, A, B, 0.5, 1),
+	                 NQ_EBADPARAM); /* n·n overflows */
+	assert_int_equal(KOP(kb, shrink, KERN_F64, 2, A, NULL, 0.5, 1),
+	                 NQ_EBADPARAM);
+	assert_int_equal(KOP(kb, symmetrize, KERN_F32, 2, NULL), NQ_EBADPARAM);
+	assert_int_equal(KOP(kb, symmetrize, bad, 2, A), NQ_EBADPARAM);
+	assert_int_equal(KOP(kb, add_diag, KERN_F64, 2, NULL, 1.0),
+	                 NQ_EBADPARAM);
+	assert_int_equal(KOP(kb, add_diag, KERN_F64, -3, A, 1.0), NQ_EBADPARAM);
+	assert_int_equal(KOP(kb, get_diag, KERN_F64, 2, A, NULL), NQ_EBADPARAM);
+	assert_int_equal(KOP(kb, get_diag, KERN_F64, 2, NULL, B), NQ_EBADPARAM);
+	assert_int_equal(KOP(kb, scale_rc, KERN_F64, 2, 2, NULL, 2, NULL, NULL),
+	                 NQ_EBADPARAM);
+	assert_int_equal(KOP(kb, scale_rc, KERN_F64, -1, 2, A, 2, NULL, NULL),
+	                 NQ_EBADPARAM);
+	assert_int_equal(KOP(kb, scale_rc, KERN_F64, 0, 2, NULL, 1, NULL, NULL),
+	                 0);
+	assert_int_equal(KOP(kb, row_sumsq, KERN_F64, 2, 2, A, 1, B),
+	                 NQ_EBADPARAM); /* lda < m */
+	assert_int_equal(KOP(kb, row_sumsq, KERN_F64, 2, 2, A, 2, NULL),
+	                 NQ_EBADPARAM);
+	assert_int_equal(KOP(kb, row_sumsq, KERN_F64, 2, 2, NULL, 2, B),
+	                 NQ_EBADPARAM);
+	assert_int_equal(
+	        KOP(kb, row_sumsq, KERN_F64, 2, INT64_MAX / 2 + 1, A, 2, B),
+	        NQ_EBADPARAM); /* lda·n overflows */
+	assert_int_equal(KOP(kb, sumsq, KERN_F64, 4, A, NULL), NQ_EBADPARAM);
+	assert_int_equal(KOP(kb, sumsq, KERN_F64, -1, A, &out), NQ_EBADPARAM);
+	out = 5;
+	assert_int_equal(KOP(kb, sumsq, KERN_F64, 0, NULL, &out), 0);
+	assert_true(out == 0);
+	assert_int_equal(KOP(kb, sum_log_diag, KERN_F64, 2, A, NULL),
+	                 NQ_EBADPARAM);
+	assert_int_equal(KOP(kb, sum_log_diag, KERN_F64, 2, NULL, &out),
+	                 NQ_EBADPARAM);
+	out = 5;
+	assert_int_equal(KOP(kb, sum_log_diag, KERN_F64, 0, NULL, &out), 0);
+	assert_true(out == 0);
+	assert_int_equal(KOP(kb, pearson, KERN_F64, 4, A, B, NULL),
+	                 NQ_EBADPARAM);
+	assert_int_equal(KOP(kb, pearson, KERN_F64, 4, A, NULL, &out),
+	                 NQ_EBADPARAM);
+	assert_int_equal(KOP(kb, pearson, KERN_F64, 0, NULL, NULL, &out), 0);
+	assert_true(isnan(out));
+	assert_int_equal(KOP(kb, pair_cov_acc, KERN_F64, 2, A, B, C, A, NULL),
+	                 NQ_EBADPARAM);
+	assert_int_equal(KOP(kb, pair_cov_acc, KERN_F64, 2, A, B, NULL, A, B),
+	                 NQ_EBADPARAM);
+	assert_int_equal(KOP(kb, pair_cov_acc, KERN_F64, -2, A, B, C, A, B),
+	                 NQ_EBADPARAM);
+	assert_int_equal(KOP(kb, div_pos, KERN_F64, 4, A, NULL), NQ_EBADPARAM);
+	assert_int_equal(KOP(kb, div_pos, bad, 4, A, B), NQ_EBADPARAM);
+	assert_int_equal(KOP(kb, convert, bad, A, KERN_F64, B, 4),
+	                 NQ_EBADPARAM);
+	assert_int_equal(KOP(kb, convert, KERN_F32, A, bad, B, 4),
+	                 NQ_EBADPARAM);
+	assert_int_equal(KOP(kb, convert, KERN_F32, NULL, KERN_F64, B, 4),
+	                 NQ_EBADPARAM);
+	assert_int_equal(KOP(kb, convert, KERN_F32, A, KERN_F64, B, -4),
+	                 NQ_EBADPARAM);
+	assert_int_equal(
+	        KOP(kb, conv_rows, KERN_F64, 1, 1, 8, 0, A, 10, B, C, 8),
+	        NQ_EBADPARAM); /* nt 0 */
+	assert_int_equal(KOP(kb, conv_rows, bad, 1, 1, 8, 3, A, 10, B, C, 8),
+	                 NQ_EBADPARAM);
+	assert_int_equal(KOP(kb, conv_rows, KERN_F64, 0, 1, 8, 3, NULL, 10,
+	                     NULL, NULL, 8),
+	                 0);
+	dfree(kb, A);
+	dfree(kb, B);
+	dfree(kb, C);
+}
+
+/* Asked, not named: the cpu backend keeps host memory and may be called
+ * from several threads; the cuda backend neither. */
+static void
+test_caps(void **state)
+{
+	struct kern_backend cpu;
+
+	assert_int_equal(kern_cpu_open(&cpu), 0);
+	assert_true(kern_mem_is_host(&cpu));
+	assert_true(kern_ops_reentrant(&cpu));
+	assert_non_null(cpu.ops->close);
+	kern_close(&cpu);
+#ifdef KERN_TEST_CUDA
+	assert_false(kern_mem_is_host(&g_dev));
+	assert_false(kern_ops_reentrant(&g_dev));
+	assert_non_null(g_dev.ops->close);
+#endif
 }
 
 /* ---- tests: dense linear algebra */
@@ -1345,6 +1650,94 @@ test_tridiag_qt(void **state)
 	}
 }
 
+/* ---- sterf */
+
+/* The eigenvalues of (d, e) into w (ascending), info 0 expected. */
+static void
+run_sterf(struct kern_backend *kb, enum kern_dtype dt, int64_t n,
+          const double *d, const double *e, double *w)
+{
+	void *dd = put(kb, dt, d, n);
+	void *de = put(kb, dt, e, n > 1 ? n - 1 : 0);
+	int info = -1;
+
+	assert_int_equal(KOP(kb, sterf, dt, n, dd, de, &info), 0);
+	assert_int_equal(info, 0);
+	get(kb, dt, dd, n, w);
+	dfree(kb, dd);
+	dfree(kb, de);
+}
+
+/* The info of sterf on (d, e). */
+static int
+sterf_info(struct kern_backend *kb, enum kern_dtype dt, int64_t n,
+           const double *d, const double *e)
+{
+	void *dd = put(kb, dt, d, n);
+	void *de = put(kb, dt, e, n > 1 ? n - 1 : 0);
+	int info = 99;
+
+	assert_int_equal(KOP(kb, sterf, dt, n, dd, de, &info), 0);
+	dfree(kb, dd);
+	dfree(kb, de);
+	return info;
+}
+
+static void
+test_sterf(void **state)
+{
+	static const int64_t sz[] = {0, 1, 2, 17, 64, 101};
+	FOR_DT(dt)
+	for (size_t s = 0; s < sizeof(sz) / sizeof(sz[0]); s++) {
+		int64_t n = sz[s];
+		double *d = hrand(dt, n), *e = hrand(dt, n), *w = hvec(n);
+		double *want = hvec(n), *one = hvec(n), *mone = hvec(n);
+		double etol = tol(dt, TOL_EIG);
+
+		run_sterf(&g_dev, dt, n, d, e, w);
+		WANT(sterf, dt, n, d, e, want);
+		for (int64_t i = 1; i < n; i++)
+			assert_true(w[i] >= w[i - 1]);
+		check_close("sterf", dt, w, want, n, etol);
+		/* 2 on the diagonal, −1 beside it: 2 − 2 cos(kπ/(n + 1)) */
+		for (int64_t i = 0; i < n; i++) {
+			one[i] = 2;
+			mone[i] = -1;
+		}
+		run_sterf(&g_dev, dt, n, one, mone, w);
+		for (int64_t k = 0; k < n; k++)
+			want[k] = 2 - 2 * cos((double) (k + 1) * M_PI /
+			                      (double) (n + 1));
+		check_close("sterf (2, -1)", dt, w, want, n, etol);
+		free(d);
+		free(e);
+		free(w);
+		free(want);
+		free(one);
+		free(mone);
+	}
+	FOR_DT(dt)
+	{
+		double d[3] = {1, 2, 3}, e[2] = {0.5, 0.25}, w[1] = {0};
+		void *dd = put(&g_dev, dt, d, 1);
+		int info = -1;
+
+		/* n = 1 needs no e */
+		assert_int_equal(KOP(&g_dev, sterf, dt, 1, dd, NULL, &info), 0);
+		assert_int_equal(info, 0);
+		get(&g_dev, dt, dd, 1, w);
+		assert_true(w[0] == 1);
+		dfree(&g_dev, dd);
+		/* a NaN is refused through info (LAPACKE's check) */
+		assert_int_equal(sterf_info(&g_dev, dt, 3, d, e), 0);
+		d[1] = NAN;
+		assert_int_equal(sterf_info(&g_dev, dt, 3, d, e), -2);
+		d[1] = 2;
+		e[1] = NAN;
+		assert_int_equal(sterf_info(&g_dev, dt, 3, d, e), -3);
+	}
+}
+
 /* ---- tests: elementwise and reductions */
 
 static const int64_t counts[] = {0, 1, 1000, 4099, 70001};
@@ -1767,6 +2160,8 @@ main(void)
 	        cmocka_unit_test(test_mem_info),
 	        cmocka_unit_test(test_names),
 	        cmocka_unit_test(test_bad_params),
+	        cmocka_unit_test(test_bad_params_every_op),
+	        cmocka_unit_test(test_caps),
 	        cmocka_unit_test(test_gemm),
 	        cmocka_unit_test(test_syrk),
 	        cmocka_unit_test(test_potrf),
@@ -1775,6 +2170,7 @@ main(void)
 	        cmocka_unit_test(test_syevd),
 	        cmocka_unit_test(test_syevr_below),
 	        cmocka_unit_test(test_tridiag_qt),
+	        cmocka_unit_test(test_sterf),
 	        cmocka_unit_test(test_axpby),
 	        cmocka_unit_test(test_shrink),
 	        cmocka_unit_test(test_shrink_in_place),

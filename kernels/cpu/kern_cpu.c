@@ -2,9 +2,10 @@
  * kern_cpu.c — the reference backend: OpenBLAS (cblas) + LAPACKE, and plain
  * C loops for the elementwise ops. "Device" memory is host memory.
  *
- * BLAS/LAPACK take 32-bit ints here, so every dimension and leading
- * dimension is checked to fit before the call; element counts of the
- * elementwise ops are int64_t and loops index with int64_t.
+ * BLAS/LAPACK take 32-bit ints here: kern_check.c has checked that every
+ * dimension and leading dimension fits (kern_impl.h lists what an op may
+ * assume); element counts of the elementwise ops are int64_t and loops
+ * index with int64_t.
  */
 #include "kern.h"
 
@@ -72,11 +73,6 @@ cpu_alloc(void *ctx, size_t bytes, void **ptr)
 {
 	void *p;
 
-	if (ptr == NULL)
-		return NQ_EBADPARAM;
-	*ptr = NULL;
-	if (bytes > (size_t) PTRDIFF_MAX)
-		return NQ_ENOMEM;
 	p = host_alloc(bytes ? bytes : 1, 1);
 	if (p == NULL)
 		return NQ_ENOMEM;
@@ -93,10 +89,6 @@ cpu_free(void *ctx, void *ptr)
 static int
 cpu_copy(void *ctx, void *dst, const void *src, size_t bytes)
 {
-	if (bytes == 0)
-		return 0;
-	if (dst == NULL || src == NULL)
-		return NQ_EBADPARAM;
 	memmove(dst, src, bytes);
 	return 0;
 }
@@ -121,8 +113,6 @@ cpu_mem_info(void *ctx, size_t *free_bytes, size_t *total_bytes)
 	int have_avail = 0;
 	FILE *f;
 
-	if (free_bytes == NULL || total_bytes == NULL)
-		return NQ_EBADPARAM;
 	f = fopen("/proc/meminfo", "r");
 	if (f == NULL)
 		return NQ_EDEVICE;
@@ -165,16 +155,6 @@ cpu_gemm(void *ctx, enum kern_dtype dt, enum kern_trans ta, enum kern_trans tb,
          int64_t lda, const void *B, int64_t ldb, double beta, void *C,
          int64_t ldc)
 {
-	if (!kern_dt_ok(dt) || !kern_dim_ok(m) || !kern_dim_ok(n) ||
-	    !kern_dim_ok(k))
-		return NQ_EBADPARAM;
-	if (!kern_ld_ok(lda, ta == KERN_N ? m : k) ||
-	    !kern_ld_ok(ldb, tb == KERN_N ? k : n) || !kern_ld_ok(ldc, m))
-		return NQ_EBADPARAM;
-	if (m == 0 || n == 0)
-		return 0;
-	if (C == NULL || (k > 0 && (A == NULL || B == NULL)))
-		return NQ_EBADPARAM;
 	if (dt == KERN_F64)
 		cblas_dgemm(CblasColMajor, cblas_trans(ta), cblas_trans(tb),
 		            (int) m, (int) n, (int) k, alpha, A, (int) lda, B,
@@ -216,14 +196,6 @@ cpu_syrk(void *ctx, enum kern_dtype dt, enum kern_trans trans, int64_t n,
          int64_t k, double alpha, const void *A, int64_t lda, double beta,
          void *C, int64_t ldc)
 {
-	if (!kern_dt_ok(dt) || !kern_dim_ok(n) || !kern_dim_ok(k))
-		return NQ_EBADPARAM;
-	if (!kern_ld_ok(lda, trans == KERN_N ? n : k) || !kern_ld_ok(ldc, n))
-		return NQ_EBADPARAM;
-	if (n == 0)
-		return 0;
-	if (C == NULL || (k > 0 && A == NULL))
-		return NQ_EBADPARAM;
 	if (dt == KERN_F64)
 		cblas_dsyrk(CblasColMajor, CblasLower, cblas_trans(trans),
 		            (int) n, (int) k, alpha, A, (int) lda, beta, C,
@@ -242,15 +214,6 @@ cpu_potrf(void *ctx, enum kern_dtype dt, int64_t n, void *A, int64_t lda,
 {
 	lapack_int r;
 
-	if (info == NULL)
-		return NQ_EBADPARAM;
-	*info = 0;
-	if (!kern_dt_ok(dt) || !kern_dim_ok(n) || !kern_ld_ok(lda, n))
-		return NQ_EBADPARAM;
-	if (n == 0)
-		return 0;
-	if (A == NULL)
-		return NQ_EBADPARAM;
 	/* _work: no NaN pre-scan; a NaN pivot is reported through info */
 	if (dt == KERN_F64)
 		r = LAPACKE_dpotrf_work(LAPACK_COL_MAJOR, 'L', (lapack_int) n,
@@ -268,13 +231,6 @@ static int
 cpu_trsm_lower(void *ctx, enum kern_dtype dt, int64_t n, int64_t m,
                const void *L, int64_t ldl, void *B, int64_t ldb)
 {
-	if (!kern_dt_ok(dt) || !kern_dim_ok(n) || !kern_dim_ok(m) ||
-	    !kern_ld_ok(ldl, n) || !kern_ld_ok(ldb, n))
-		return NQ_EBADPARAM;
-	if (n == 0 || m == 0)
-		return 0;
-	if (L == NULL || B == NULL)
-		return NQ_EBADPARAM;
 	if (dt == KERN_F64)
 		cblas_dtrsm(CblasColMajor, CblasLeft, CblasLower, CblasNoTrans,
 		            CblasNonUnit, (int) n, (int) m, 1.0, L, (int) ldl,
@@ -393,15 +349,6 @@ cpu_syevd(void *ctx, enum kern_dtype dt, int64_t n, void *A, int64_t lda,
 {
 	int rc;
 
-	if (info == NULL)
-		return NQ_EBADPARAM;
-	*info = 0;
-	if (!kern_dt_ok(dt) || !kern_dim_ok(n) || !kern_ld_ok(lda, n))
-		return NQ_EBADPARAM;
-	if (n == 0)
-		return 0;
-	if (A == NULL || W == NULL)
-		return NQ_EBADPARAM;
 	rc = syevd_dc(dt, (lapack_int) n, A, (lapack_int) lda, W, info);
 	if (rc == NQ_ENOMEM)
 		rc = syevd_mrrr(dt, (lapack_int) n, A, (lapack_int) lda, W,
@@ -485,17 +432,6 @@ cpu_syevr_below(void *ctx, enum kern_dtype dt, int64_t n, void *A, int64_t lda,
 	double nrm;
 	int rc;
 
-	if (info == NULL || k == NULL)
-		return NQ_EBADPARAM;
-	*info = 0;
-	*k = 0;
-	if (!kern_dt_ok(dt) || !kern_dim_ok(n) || !kern_ld_ok(lda, n) ||
-	    max_k < 0 || !kern_ld_ok(ldz, n) || isnan(vu))
-		return NQ_EBADPARAM;
-	if (n == 0)
-		return 0;
-	if (A == NULL || W == NULL || (max_k > 0 && Z == NULL))
-		return NQ_EBADPARAM;
 	nrm = dt == KERN_F64
 	              ? LAPACKE_dlansy_work(LAPACK_COL_MAJOR, 'F', 'L',
 	                                    (lapack_int) n, A, (lapack_int) lda,
@@ -538,8 +474,6 @@ static int
 cpu_axpby(void *ctx, enum kern_dtype dt, int64_t count, double a, const void *X,
           double b, void *Y)
 {
-	if (!kern_vec_ok(dt, count, X, Y))
-		return NQ_EBADPARAM;
 	DT_DISPATCH(dt, T, {
 		const T *x = X;
 		T *y = Y;
@@ -559,8 +493,6 @@ static int
 cpu_shrink(void *ctx, enum kern_dtype dt, int64_t n, const void *C, void *Out,
            double alpha, int keep_diag)
 {
-	if (!kern_sq_ok(dt, n, C, Out))
-		return NQ_EBADPARAM;
 	DT_DISPATCH(dt, T, {
 		const T *c = C;
 		T *o = Out;
@@ -579,8 +511,6 @@ cpu_shrink(void *ctx, enum kern_dtype dt, int64_t n, const void *C, void *Out,
 static int
 cpu_symmetrize(void *ctx, enum kern_dtype dt, int64_t n, void *A)
 {
-	if (!kern_sq_ok(dt, n, A, A))
-		return NQ_EBADPARAM;
 	DT_DISPATCH(dt, T, {
 		T *a = A;
 		for (int64_t j = 0; j < n; j++)
@@ -596,8 +526,6 @@ cpu_symmetrize(void *ctx, enum kern_dtype dt, int64_t n, void *A)
 static int
 cpu_add_diag(void *ctx, enum kern_dtype dt, int64_t n, void *A, double v)
 {
-	if (!kern_sq_ok(dt, n, A, A))
-		return NQ_EBADPARAM;
 	DT_DISPATCH(dt, T, {
 		T *a = A;
 		for (int64_t i = 0; i < n; i++)
@@ -609,8 +537,6 @@ cpu_add_diag(void *ctx, enum kern_dtype dt, int64_t n, void *A, double v)
 static int
 cpu_get_diag(void *ctx, enum kern_dtype dt, int64_t n, const void *A, void *d)
 {
-	if (!kern_sq_ok(dt, n, A, d))
-		return NQ_EBADPARAM;
 	DT_DISPATCH(dt, T, {
 		const T *a = A;
 		T *o = d;
@@ -624,12 +550,6 @@ static int
 cpu_scale_rc(void *ctx, enum kern_dtype dt, int64_t m, int64_t n, void *A,
              int64_t lda, const void *r, const void *c)
 {
-	if (!kern_mat_ok(dt, m, n, lda))
-		return NQ_EBADPARAM;
-	if (m == 0 || n == 0)
-		return 0;
-	if (A == NULL)
-		return NQ_EBADPARAM;
 	DT_DISPATCH(dt, T, {
 		T *a = A;
 		const T *rv = r, *cv = c;
@@ -650,12 +570,6 @@ cpu_row_sumsq(void *ctx, enum kern_dtype dt, int64_t m, int64_t n,
 {
 	double *acc;
 
-	if (!kern_mat_ok(dt, m, n, lda))
-		return NQ_EBADPARAM;
-	if (m == 0)
-		return 0;
-	if (out == NULL || (n > 0 && A == NULL))
-		return NQ_EBADPARAM;
 	acc = calloc((size_t) m, sizeof(*acc));
 	if (acc == NULL)
 		return NQ_ENOMEM;
@@ -680,8 +594,6 @@ cpu_sumsq(void *ctx, enum kern_dtype dt, int64_t count, const void *X,
 {
 	double s = 0;
 
-	if (out == NULL || !kern_vec_ok(dt, count, X, X))
-		return NQ_EBADPARAM;
 	DT_DISPATCH(dt, T, {
 		const T *x = X;
 		for (int64_t i = 0; i < count; i++)
@@ -697,8 +609,6 @@ cpu_sum_log_diag(void *ctx, enum kern_dtype dt, int64_t n, const void *A,
 {
 	double s = 0;
 
-	if (out == NULL || !kern_sq_ok(dt, n, A, A))
-		return NQ_EBADPARAM;
 	DT_DISPATCH(dt, T, {
 		const T *a = A;
 		for (int64_t i = 0; i < n; i++)
@@ -717,11 +627,6 @@ cpu_pearson(void *ctx, enum kern_dtype dt, int64_t count, const void *X,
 {
 	double mx = 0, my = 0, sxy = 0, sxx = 0, syy = 0;
 
-	if (out == NULL || !kern_vec_ok(dt, count, X, Y))
-		return NQ_EBADPARAM;
-	*out = NAN;
-	if (count == 0)
-		return 0;
 	DT_DISPATCH(dt, T, {
 		const T *x = X, *y = Y;
 		double x0 = (double) x[0], y0 = (double) y[0];
@@ -749,9 +654,6 @@ static int
 cpu_pair_cov_acc(void *ctx, enum kern_dtype dt, int64_t n, const void *Sxx,
                  const void *Sx, const void *Sm, void *acc, void *cnt)
 {
-	if (!kern_sq_ok(dt, n, Sxx, Sx) || !kern_sq_ok(dt, n, Sm, acc) ||
-	    !kern_sq_ok(dt, n, cnt, cnt))
-		return NQ_EBADPARAM;
 	DT_DISPATCH(dt, T, {
 		const T *sxx = Sxx, *sx = Sx, *sm = Sm;
 		T *ac = acc, *cn = cnt;
@@ -778,8 +680,6 @@ static int
 cpu_div_pos(void *ctx, enum kern_dtype dt, int64_t count, void *X,
             const void *Y)
 {
-	if (!kern_vec_ok(dt, count, X, Y))
-		return NQ_EBADPARAM;
 	DT_DISPATCH(dt, T, {
 		T *x = X;
 		const T *y = Y;
@@ -793,10 +693,6 @@ static int
 cpu_convert(void *ctx, enum kern_dtype dt_dst, void *dst,
             enum kern_dtype dt_src, const void *src, int64_t count)
 {
-	if (!kern_dt_ok(dt_dst) || !kern_vec_ok(dt_src, count, dst, src))
-		return NQ_EBADPARAM;
-	if (count == 0)
-		return 0;
 	if (dt_dst == dt_src) {
 		memmove(dst, src, (size_t) count * kern_dtype_size(dt_src));
 	} else if (dt_dst == KERN_F32) {
@@ -865,14 +761,6 @@ cpu_tridiag_qt(void *ctx, enum kern_dtype dt, int64_t n, void *A, int64_t lda,
 	lapack_int r = 0;
 	int rc;
 
-	if (!kern_dt_ok(dt) || !kern_dim_ok(n) || !kern_dim_ok(m) ||
-	    !kern_ld_ok(lda, n) || (m > 0 && !kern_ld_ok(ldb, n)))
-		return NQ_EBADPARAM;
-	if (n == 0)
-		return 0;
-	if (A == NULL || d == NULL || (n > 1 && e == NULL) ||
-	    (m > 0 && B == NULL))
-		return NQ_EBADPARAM;
 	/* n = 1: LAPACK still writes e[0]; give it a scratch element */
 	tau = malloc((size_t) n * es);
 	e1 = n == 1 ? malloc(es) : e;
@@ -972,10 +860,6 @@ cpu_conv_rows(void *ctx, enum kern_dtype dt, int64_t ng, int64_t group,
               void *Y, int64_t ldy)
 {
 	(void) ctx;
-	if (!kern_conv_rows_ok(dt, ng, group, n, nt, X, ldx, W, Y, ldy))
-		return NQ_EBADPARAM;
-	if (ng == 0 || n == 0)
-		return 0;
 	for (int64_t g = 0; g < ng; g++) {
 		if (dt == KERN_F32)
 			conv_row_f32((float *) Y + ldy * g,
@@ -991,8 +875,30 @@ cpu_conv_rows(void *ctx, enum kern_dtype dt, int64_t ng, int64_t group,
 	return 0;
 }
 
+/* LAPACKE's sterf, its NaN check included (kern.h: info −2 / −3). */
+static int
+cpu_sterf(void *ctx, enum kern_dtype dt, int64_t n, void *d, void *e, int *info)
+{
+	lapack_int r;
+
+	if (dt == KERN_F64)
+		r = LAPACKE_dsterf((lapack_int) n, d, e);
+	else
+		r = LAPACKE_ssterf((lapack_int) n, d, e);
+	*info = (int) r;
+	return 0;
+}
+
+static void
+cpu_close(void *ctx)
+{
+	free(ctx);
+}
+
 static const struct kern_ops kern_cpu_ops = {
         .name = "cpu",
+        .caps = KERN_CAP_HOST_MEM | KERN_CAP_REENTRANT,
+        .close = cpu_close,
         .alloc = cpu_alloc,
         .free = cpu_free,
         .upload = cpu_upload,
@@ -1021,6 +927,7 @@ static const struct kern_ops kern_cpu_ops = {
         .tridiag_qt = cpu_tridiag_qt,
         .conv_rows = cpu_conv_rows,
         .syevr_below = cpu_syevr_below,
+        .sterf = cpu_sterf,
 };
 
 void
@@ -1052,10 +959,4 @@ kern_cpu_open(struct kern_backend *kb)
 	kb->ctx = c;
 	snprintf(kb->name, sizeof(kb->name), "cpu");
 	return 0;
-}
-
-void
-kern_cpu_close(void *ctx)
-{
-	free(ctx);
 }

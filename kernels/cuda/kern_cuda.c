@@ -2,22 +2,23 @@
  * kern_cuda.c — the cuda backend, host side: one context per opened device
  * holding a stream, a cuBLAS handle and a cuSOLVER handle bound to it.
  *
- * Every op checks its arguments exactly as the cpu backend does
- * (kern_impl.h), selects the context's device (the calling thread may have
- * another one current), queues its work on the stream and maps every
- * CUDA/cuBLAS/cuSOLVER status to NQ_ENOMEM or NQ_EDEVICE, with one line on
- * stderr naming the call. Ops that return host values synchronize.
+ * Every op runs on arguments kern_check.c has checked (kern_impl.h says
+ * what it may assume), selects the context's device (the calling thread
+ * may have another one current), queues its work on the stream and maps
+ * every CUDA/cuBLAS/cuSOLVER status to NQ_ENOMEM or NQ_EDEVICE, with one
+ * line on stderr naming the call. Ops that return host values synchronize.
  *
  * Built as the module libnq_kern_cuda.so (hidden visibility but for the
- * three entry points of kern_cuda_mod.h), which kern_cuda_dl.c loads only
- * when a cuda device is counted or opened: cpu jobs never map cuBLAS and
- * cuSOLVER.
+ * two entry points of kern_cuda_mod.h; closing is the ops table's), which
+ * kern_cuda_dl.c loads only when a cuda device is counted or opened: cpu
+ * jobs never map cuBLAS and cuSOLVER.
  */
 #include "kern.h"
 
 #include <cublas_v2.h>
 #include <cuda_runtime_api.h>
 #include <cusolverDn.h>
+#include <lapacke.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -107,6 +108,8 @@ fetch_res(struct kern_cuda_ctx *c, double *h, int n)
 
 /* ---- device count, open, close */
 
+static const struct kern_ops kern_cuda_ops;
+
 KERN_CUDAMOD_EXPORT int
 kern_cudamod_device_count(void)
 {
@@ -144,13 +147,11 @@ ctx_destroy(struct kern_cuda_ctx *c)
 	free(c);
 }
 
-KERN_CUDAMOD_EXPORT void
-kern_cudamod_close(void *ctx)
+static void
+cuda_close(void *ctx)
 {
 	ctx_destroy(ctx);
 }
-
-static const struct kern_ops kern_cuda_ops;
 
 KERN_CUDAMOD_EXPORT int
 kern_cudamod_open(struct kern_backend *kb, int device)
@@ -243,8 +244,12 @@ ws_acquire(struct kern_cuda_ctx *c, size_t bytes, void **p, int *own)
 		*p = c->ws;
 		return 0;
 	}
-	*own = 1;
-	return cu_check("cudaMalloc", cudaMalloc(p, bytes));
+	rc = cu_check("cudaMalloc", cudaMalloc(p, bytes));
+	if (rc != 0)
+		*p = NULL;
+	else
+		*own = 1;
+	return rc;
 }
 
 static void
@@ -254,15 +259,70 @@ ws_release(void *p, int own)
 		(void) cudaFree(p);
 }
 
-/* Host workspace of cuSOLVER's X API (often 0 bytes). */
+/* The workspaces of one cuSOLVER call: device (the cached buffer or one
+ * of its own) and host (the X API's, often 0 bytes). */
+struct solver_ws {
+	void *d, *h;
+	size_t dbytes, hbytes;
+	int own;
+};
+
+/* Acquires ws->dbytes of device and ws->hbytes of host workspace; what was
+ * acquired before a failure is released by solver_tail(). */
 static int
-host_ws(size_t bytes, void **p)
+ws_get(struct kern_cuda_ctx *c, struct solver_ws *ws)
 {
-	*p = NULL;
-	if (bytes == 0)
-		return 0;
-	*p = malloc(bytes);
-	return *p == NULL ? NQ_ENOMEM : 0;
+	int rc = ws_acquire(c, ws->dbytes, &ws->d, &ws->own);
+
+	if (rc == 0 && ws->hbytes > 0) {
+		ws->h = malloc(ws->hbytes);
+		if (ws->h == NULL)
+			rc = NQ_ENOMEM;
+	}
+	return rc;
+}
+
+static int
+fetch_info(struct kern_cuda_ctx *c, int *info)
+{
+	int rc = cu_check("cudaMemcpyAsync",
+	                  cudaMemcpyAsync(info, c->d_info, sizeof(*info),
+	                                  cudaMemcpyDeviceToHost, c->stream));
+	if (rc == 0)
+		rc = cu_check("cudaStreamSynchronize",
+		              cudaStreamSynchronize(c->stream));
+	return rc;
+}
+
+/* The tail of every cuSOLVER call `what`, which writes its devInfo to
+ * c->d_info; rc is the status so far (of getting the workspace, of the
+ * call itself). When that is 0, devInfo comes back into *h_info (this
+ * synchronizes), and a negative one — an argument cuSOLVER refused, which
+ * kern_check.c let through: our bug — is logged and becomes NQ_EDEVICE.
+ * Then, given ws (NULL: another call on the same workspace follows), the
+ * workspaces are released, after waiting for the stream when something
+ * failed (work queued before may still use them). */
+static int
+solver_tail(struct kern_cuda_ctx *c, const char *what, int rc, int *h_info,
+            struct solver_ws *ws)
+{
+	if (rc == 0)
+		rc = fetch_info(c, h_info);
+	if (rc == 0 && *h_info < 0) {
+		fprintf(stderr, "kern cuda error call=%s info=%d\n", what,
+		        *h_info);
+		rc = NQ_EDEVICE;
+	}
+	if (ws != NULL) {
+		if (rc != 0)
+			(void) cudaStreamSynchronize(c->stream);
+		ws_release(ws->d, ws->own);
+		free(ws->h);
+		ws->d = NULL;
+		ws->h = NULL;
+		ws->own = 0;
+	}
+	return rc;
 }
 
 /* ---- memory */
@@ -274,14 +334,9 @@ cuda_alloc(void *ctx, size_t bytes, void **ptr)
 	void *p = NULL;
 	int rc;
 
-	if (ptr == NULL)
-		return NQ_EBADPARAM;
-	*ptr = NULL;
 	rc = use(c);
 	if (rc != 0)
 		return rc;
-	if (bytes > (size_t) PTRDIFF_MAX)
-		return NQ_ENOMEM;
 	rc = cu_check("cudaMalloc", cudaMalloc(&p, bytes ? bytes : 1));
 	if (rc != 0)
 		return rc;
@@ -300,7 +355,7 @@ cuda_free(void *ctx, void *ptr)
 {
 	struct kern_cuda_ctx *c = ctx;
 
-	if (ptr == NULL || use(c) != 0)
+	if (use(c) != 0)
 		return;
 	(void) cu_check("cudaFree", cudaFree(ptr));
 }
@@ -313,10 +368,6 @@ transfer(struct kern_cuda_ctx *c, void *dst, const void *src, size_t bytes,
 {
 	int rc;
 
-	if (bytes == 0)
-		return 0;
-	if (dst == NULL || src == NULL)
-		return NQ_EBADPARAM;
 	rc = use(c);
 	if (rc == 0)
 		rc = cu_check(
@@ -351,8 +402,6 @@ cuda_mem_info(void *ctx, size_t *free_bytes, size_t *total_bytes)
 {
 	int rc;
 
-	if (free_bytes == NULL || total_bytes == NULL)
-		return NQ_EBADPARAM;
 	rc = use(ctx);
 	if (rc == 0)
 		rc = cu_check("cudaMemGetInfo",
@@ -396,16 +445,6 @@ cuda_gemm(void *ctx, enum kern_dtype dt, enum kern_trans ta, enum kern_trans tb,
 	cublasStatus_t st;
 	int rc;
 
-	if (!kern_dt_ok(dt) || !kern_dim_ok(m) || !kern_dim_ok(n) ||
-	    !kern_dim_ok(k))
-		return NQ_EBADPARAM;
-	if (!kern_ld_ok(lda, ta == KERN_N ? m : k) ||
-	    !kern_ld_ok(ldb, tb == KERN_N ? k : n) || !kern_ld_ok(ldc, m))
-		return NQ_EBADPARAM;
-	if (m == 0 || n == 0)
-		return 0;
-	if (C == NULL || (k > 0 && (A == NULL || B == NULL)))
-		return NQ_EBADPARAM;
 	rc = use(c);
 	if (rc != 0)
 		return rc;
@@ -431,14 +470,6 @@ cuda_syrk(void *ctx, enum kern_dtype dt, enum kern_trans trans, int64_t n,
 	cublasStatus_t st;
 	int rc;
 
-	if (!kern_dt_ok(dt) || !kern_dim_ok(n) || !kern_dim_ok(k))
-		return NQ_EBADPARAM;
-	if (!kern_ld_ok(lda, trans == KERN_N ? n : k) || !kern_ld_ok(ldc, n))
-		return NQ_EBADPARAM;
-	if (n == 0)
-		return 0;
-	if (C == NULL || (k > 0 && A == NULL))
-		return NQ_EBADPARAM;
 	rc = use(c);
 	if (rc != 0)
 		return rc;
@@ -460,72 +491,32 @@ cuda_syrk(void *ctx, enum kern_dtype dt, enum kern_trans trans, int64_t n,
 }
 
 static int
-fetch_info(struct kern_cuda_ctx *c, int *info)
-{
-	int rc = cu_check("cudaMemcpyAsync",
-	                  cudaMemcpyAsync(info, c->d_info, sizeof(*info),
-	                                  cudaMemcpyDeviceToHost, c->stream));
-	if (rc == 0)
-		rc = cu_check("cudaStreamSynchronize",
-		              cudaStreamSynchronize(c->stream));
-	return rc;
-}
-
-static int
 cuda_potrf(void *ctx, enum kern_dtype dt, int64_t n, void *A, int64_t lda,
            int *info)
 {
 	struct kern_cuda_ctx *c = ctx;
-	size_t dbytes = 0, hbytes = 0;
-	void *dws = NULL, *hws = NULL;
-	int own = 0, rc, h_info = 0;
+	struct solver_ws ws = {0};
+	cudaDataType t = cuda_type(dt);
+	int rc, h_info = 0;
 
-	if (info == NULL)
-		return NQ_EBADPARAM;
-	*info = 0;
-	if (!kern_dt_ok(dt) || !kern_dim_ok(n) || !kern_ld_ok(lda, n))
-		return NQ_EBADPARAM;
-	if (n == 0)
-		return 0;
-	if (A == NULL)
-		return NQ_EBADPARAM;
 	rc = use(c);
 	if (rc != 0)
 		return rc;
 	rc = solver_check("cusolverDnXpotrf_bufferSize",
 	                  cusolverDnXpotrf_bufferSize(
 	                          c->solver, c->params, CUBLAS_FILL_MODE_LOWER,
-	                          n, cuda_type(dt), A, lda, cuda_type(dt),
-	                          &dbytes, &hbytes));
-	if (rc != 0)
-		return rc;
-	rc = ws_acquire(c, dbytes, &dws, &own);
-	if (rc != 0)
-		return rc;
-	rc = host_ws(hbytes, &hws);
-	if (rc != 0)
-		goto out;
-	rc = solver_check(
-	        "cusolverDnXpotrf",
-	        cusolverDnXpotrf(c->solver, c->params, CUBLAS_FILL_MODE_LOWER,
-	                         n, cuda_type(dt), A, lda, cuda_type(dt), dws,
-	                         dbytes, hws, hbytes, c->d_info));
+	                          n, t, A, lda, t, &ws.dbytes, &ws.hbytes));
 	if (rc == 0)
-		rc = fetch_info(c, &h_info);
-	if (rc == 0 && h_info < 0) {
-		fprintf(stderr,
-		        "kern cuda error call=cusolverDnXpotrf "
-		        "info=%d\n",
-		        h_info);
-		rc = NQ_EDEVICE;
-	}
+		rc = ws_get(c, &ws);
+	if (rc == 0)
+		rc = solver_check("cusolverDnXpotrf",
+		                  cusolverDnXpotrf(c->solver, c->params,
+		                                   CUBLAS_FILL_MODE_LOWER, n, t,
+		                                   A, lda, t, ws.d, ws.dbytes,
+		                                   ws.h, ws.hbytes, c->d_info));
+	rc = solver_tail(c, "cusolverDnXpotrf", rc, &h_info, &ws);
 	if (rc == 0)
 		*info = h_info;
-out:
-	if (rc != 0)
-		(void) cudaStreamSynchronize(c->stream);
-	ws_release(dws, own);
-	free(hws);
 	return rc;
 }
 
@@ -537,13 +528,6 @@ cuda_trsm_lower(void *ctx, enum kern_dtype dt, int64_t n, int64_t m,
 	cublasStatus_t st;
 	int rc;
 
-	if (!kern_dt_ok(dt) || !kern_dim_ok(n) || !kern_dim_ok(m) ||
-	    !kern_ld_ok(ldl, n) || !kern_ld_ok(ldb, n))
-		return NQ_EBADPARAM;
-	if (n == 0 || m == 0)
-		return 0;
-	if (L == NULL || B == NULL)
-		return NQ_EBADPARAM;
 	rc = use(c);
 	if (rc != 0)
 		return rc;
@@ -568,20 +552,10 @@ cuda_syevd(void *ctx, enum kern_dtype dt, int64_t n, void *A, int64_t lda,
            void *W, int *info)
 {
 	struct kern_cuda_ctx *c = ctx;
-	size_t dbytes = 0, hbytes = 0;
-	void *dws = NULL, *hws = NULL;
-	int own = 0, rc, h_info = 0;
+	struct solver_ws ws = {0};
 	cudaDataType t = cuda_type(dt);
+	int rc, h_info = 0;
 
-	if (info == NULL)
-		return NQ_EBADPARAM;
-	*info = 0;
-	if (!kern_dt_ok(dt) || !kern_dim_ok(n) || !kern_ld_ok(lda, n))
-		return NQ_EBADPARAM;
-	if (n == 0)
-		return 0;
-	if (A == NULL || W == NULL)
-		return NQ_EBADPARAM;
 	rc = use(c);
 	if (rc != 0)
 		return rc;
@@ -590,36 +564,19 @@ cuda_syevd(void *ctx, enum kern_dtype dt, int64_t n, void *A, int64_t lda,
 	                                              CUSOLVER_EIG_MODE_VECTOR,
 	                                              CUBLAS_FILL_MODE_LOWER, n,
 	                                              t, A, lda, t, W, t,
-	                                              &dbytes, &hbytes));
-	if (rc != 0)
-		return rc;
-	rc = ws_acquire(c, dbytes, &dws, &own);
-	if (rc != 0)
-		return rc;
-	rc = host_ws(hbytes, &hws);
-	if (rc != 0)
-		goto out;
-	rc = solver_check(
-	        "cusolverDnXsyevd",
-	        cusolverDnXsyevd(c->solver, c->params, CUSOLVER_EIG_MODE_VECTOR,
-	                         CUBLAS_FILL_MODE_LOWER, n, t, A, lda, t, W, t,
-	                         dws, dbytes, hws, hbytes, c->d_info));
+	                                              &ws.dbytes, &ws.hbytes));
 	if (rc == 0)
-		rc = fetch_info(c, &h_info);
-	if (rc == 0 && h_info < 0) {
-		fprintf(stderr,
-		        "kern cuda error call=cusolverDnXsyevd "
-		        "info=%d\n",
-		        h_info);
-		rc = NQ_EDEVICE;
-	}
+		rc = ws_get(c, &ws);
+	if (rc == 0)
+		rc = solver_check(
+		        "cusolverDnXsyevd",
+		        cusolverDnXsyevd(
+		                c->solver, c->params, CUSOLVER_EIG_MODE_VECTOR,
+		                CUBLAS_FILL_MODE_LOWER, n, t, A, lda, t, W, t,
+		                ws.d, ws.dbytes, ws.h, ws.hbytes, c->d_info));
+	rc = solver_tail(c, "cusolverDnXsyevd", rc, &h_info, &ws);
 	if (rc == 0)
 		*info = h_info;
-out:
-	if (rc != 0)
-		(void) cudaStreamSynchronize(c->stream);
-	ws_release(dws, own);
-	free(hws);
 	return rc;
 }
 
@@ -640,10 +597,6 @@ cuda_axpby(void *ctx, enum kern_dtype dt, int64_t count, double a,
 {
 	struct kern_cuda_ctx *c = ctx;
 
-	if (!kern_vec_ok(dt, count, X, Y))
-		return NQ_EBADPARAM;
-	if (count == 0)
-		return 0;
 	LAUNCH(c, "kern_cuda_axpby",
 	       kern_cuda_axpby(dt, count, a, X, b, Y, c->stream));
 }
@@ -654,10 +607,6 @@ cuda_shrink(void *ctx, enum kern_dtype dt, int64_t n, const void *C, void *Out,
 {
 	struct kern_cuda_ctx *c = ctx;
 
-	if (!kern_sq_ok(dt, n, C, Out))
-		return NQ_EBADPARAM;
-	if (n == 0)
-		return 0;
 	LAUNCH(c, "kern_cuda_shrink",
 	       kern_cuda_shrink(dt, n, C, Out, alpha, keep_diag, c->stream));
 }
@@ -667,10 +616,6 @@ cuda_symmetrize(void *ctx, enum kern_dtype dt, int64_t n, void *A)
 {
 	struct kern_cuda_ctx *c = ctx;
 
-	if (!kern_sq_ok(dt, n, A, A))
-		return NQ_EBADPARAM;
-	if (n == 0)
-		return 0;
 	LAUNCH(c, "kern_cuda_symmetrize",
 	       kern_cuda_symmetrize(dt, n, A, c->stream));
 }
@@ -680,10 +625,6 @@ cuda_add_diag(void *ctx, enum kern_dtype dt, int64_t n, void *A, double v)
 {
 	struct kern_cuda_ctx *c = ctx;
 
-	if (!kern_sq_ok(dt, n, A, A))
-		return NQ_EBADPARAM;
-	if (n == 0)
-		return 0;
 	LAUNCH(c, "kern_cuda_add_diag",
 	       kern_cuda_add_diag(dt, n, A, v, c->stream));
 }
@@ -693,10 +634,6 @@ cuda_get_diag(void *ctx, enum kern_dtype dt, int64_t n, const void *A, void *d)
 {
 	struct kern_cuda_ctx *c = ctx;
 
-	if (!kern_sq_ok(dt, n, A, d))
-		return NQ_EBADPARAM;
-	if (n == 0)
-		return 0;
 	LAUNCH(c, "kern_cuda_get_diag",
 	       kern_cuda_get_diag(dt, n, A, d, c->stream));
 }
@@ -707,12 +644,6 @@ cuda_scale_rc(void *ctx, enum kern_dtype dt, int64_t m, int64_t n, void *A,
 {
 	struct kern_cuda_ctx *c = ctx;
 
-	if (!kern_mat_ok(dt, m, n, lda))
-		return NQ_EBADPARAM;
-	if (m == 0 || n == 0)
-		return 0;
-	if (A == NULL)
-		return NQ_EBADPARAM;
 	LAUNCH(c, "kern_cuda_scale_rc",
 	       kern_cuda_scale_rc(dt, m, n, A, lda, r, cv, c->stream));
 }
@@ -723,12 +654,6 @@ cuda_row_sumsq(void *ctx, enum kern_dtype dt, int64_t m, int64_t n,
 {
 	struct kern_cuda_ctx *c = ctx;
 
-	if (!kern_mat_ok(dt, m, n, lda))
-		return NQ_EBADPARAM;
-	if (m == 0)
-		return 0;
-	if (out == NULL || (n > 0 && A == NULL))
-		return NQ_EBADPARAM;
 	LAUNCH(c, "kern_cuda_row_sumsq",
 	       kern_cuda_row_sumsq(dt, m, n, A, lda, out, c->stream));
 }
@@ -740,11 +665,6 @@ cuda_sumsq(void *ctx, enum kern_dtype dt, int64_t count, const void *X,
 	struct kern_cuda_ctx *c = ctx;
 	int rc;
 
-	if (out == NULL || !kern_vec_ok(dt, count, X, X))
-		return NQ_EBADPARAM;
-	*out = 0;
-	if (count == 0)
-		return 0;
 	rc = use(c);
 	if (rc == 0)
 		rc = cu_check("kern_cuda_sumsq",
@@ -762,11 +682,6 @@ cuda_sum_log_diag(void *ctx, enum kern_dtype dt, int64_t n, const void *A,
 	struct kern_cuda_ctx *c = ctx;
 	int rc;
 
-	if (out == NULL || !kern_sq_ok(dt, n, A, A))
-		return NQ_EBADPARAM;
-	*out = 0;
-	if (n == 0)
-		return 0;
 	rc = use(c);
 	if (rc == 0)
 		rc = cu_check("kern_cuda_sum_log_diag",
@@ -785,11 +700,6 @@ cuda_pearson(void *ctx, enum kern_dtype dt, int64_t count, const void *X,
 	double s[3];
 	int rc;
 
-	if (out == NULL || !kern_vec_ok(dt, count, X, Y))
-		return NQ_EBADPARAM;
-	*out = NAN;
-	if (count == 0)
-		return 0;
 	rc = use(c);
 	if (rc == 0)
 		rc = cu_check("kern_cuda_pearson",
@@ -812,11 +722,6 @@ cuda_pair_cov_acc(void *ctx, enum kern_dtype dt, int64_t n, const void *Sxx,
 {
 	struct kern_cuda_ctx *c = ctx;
 
-	if (!kern_sq_ok(dt, n, Sxx, Sx) || !kern_sq_ok(dt, n, Sm, acc) ||
-	    !kern_sq_ok(dt, n, cnt, cnt))
-		return NQ_EBADPARAM;
-	if (n == 0)
-		return 0;
 	LAUNCH(c, "kern_cuda_pair_cov_acc",
 	       kern_cuda_pair_cov_acc(dt, n, Sxx, Sx, Sm, acc, cnt, c->stream));
 }
@@ -827,10 +732,6 @@ cuda_div_pos(void *ctx, enum kern_dtype dt, int64_t count, void *X,
 {
 	struct kern_cuda_ctx *c = ctx;
 
-	if (!kern_vec_ok(dt, count, X, Y))
-		return NQ_EBADPARAM;
-	if (count == 0)
-		return 0;
 	LAUNCH(c, "kern_cuda_div_pos",
 	       kern_cuda_div_pos(dt, count, X, Y, c->stream));
 }
@@ -841,10 +742,6 @@ cuda_convert(void *ctx, enum kern_dtype dt_dst, void *dst,
 {
 	struct kern_cuda_ctx *c = ctx;
 
-	if (!kern_dt_ok(dt_dst) || !kern_vec_ok(dt_src, count, dst, src))
-		return NQ_EBADPARAM;
-	if (count == 0)
-		return 0;
 	if (dt_dst == dt_src)
 		return cuda_copy(ctx, dst, src,
 		                 (size_t) count * kern_dtype_size(dt_src));
@@ -895,18 +792,11 @@ cuda_tridiag_qt(void *ctx, enum kern_dtype dt, int64_t n, void *A, int64_t lda,
                 void *d, void *e, int64_t m, void *B, int64_t ldb)
 {
 	struct kern_cuda_ctx *c = ctx;
-	size_t es = kern_dtype_size(dt), bytes;
-	void *dws = NULL, *tau, *work;
-	int own = 0, rc, lwork = 0, h_info = 0, ni = (int) n, mi = (int) m;
+	struct solver_ws ws = {0};
+	size_t es = kern_dtype_size(dt);
+	void *tau = NULL, *work = NULL;
+	int rc, lwork = 0, h_info = 0, ni = (int) n, mi = (int) m;
 
-	if (!kern_dt_ok(dt) || !kern_dim_ok(n) || !kern_dim_ok(m) ||
-	    !kern_ld_ok(lda, n) || (m > 0 && !kern_ld_ok(ldb, n)))
-		return NQ_EBADPARAM;
-	if (n == 0)
-		return 0;
-	if (A == NULL || d == NULL || (n > 1 && e == NULL) ||
-	    (m > 0 && B == NULL))
-		return NQ_EBADPARAM;
 	rc = use(c);
 	if (rc != 0)
 		return rc;
@@ -919,35 +809,34 @@ cuda_tridiag_qt(void *ctx, enum kern_dtype dt, int64_t n, void *A, int64_t lda,
 	 * query does not dereference tau (A stands in for it) */
 	rc = tridiag_lwork(c, dt, ni, A, (int) lda, d, e, A, mi, B,
 	                   (int) (m > 0 ? ldb : n), &lwork);
-	if (rc != 0)
-		return rc;
-	bytes = ((size_t) n + (size_t) lwork) * es;
-	rc = ws_acquire(c, bytes, &dws, &own);
-	if (rc != 0)
-		return rc;
-	tau = dws;
-	work = (char *) dws + (size_t) n * es;
-	if (dt == KERN_F64)
-		rc = solver_check("cusolverDnDsytrd",
-		                  cusolverDnDsytrd(c->solver,
-		                                   CUBLAS_FILL_MODE_LOWER, ni,
-		                                   A, (int) lda, d, e, tau,
-		                                   work, lwork, c->d_info));
-	else
-		rc = solver_check("cusolverDnSsytrd",
-		                  cusolverDnSsytrd(c->solver,
-		                                   CUBLAS_FILL_MODE_LOWER, ni,
-		                                   A, (int) lda, d, e, tau,
-		                                   work, lwork, c->d_info));
-	if (rc == 0)
-		rc = fetch_info(c, &h_info);
-	if (rc == 0 && h_info != 0) {
-		fprintf(stderr,
-		        "kern cuda error call=cusolverDnXsytrd info=%d\n",
-		        h_info);
-		rc = NQ_EDEVICE;
+	if (rc == 0) {
+		ws.dbytes = ((size_t) n + (size_t) lwork) * es;
+		rc = ws_get(c, &ws);
 	}
-	if (rc == 0 && m > 0) {
+	if (rc == 0) {
+		tau = ws.d;
+		work = (char *) ws.d + (size_t) n * es;
+		if (dt == KERN_F64)
+			rc = solver_check(
+			        "cusolverDnDsytrd",
+			        cusolverDnDsytrd(c->solver,
+			                         CUBLAS_FILL_MODE_LOWER, ni, A,
+			                         (int) lda, d, e, tau, work,
+			                         lwork, c->d_info));
+		else
+			rc = solver_check(
+			        "cusolverDnSsytrd",
+			        cusolverDnSsytrd(c->solver,
+			                         CUBLAS_FILL_MODE_LOWER, ni, A,
+			                         (int) lda, d, e, tau, work,
+			                         lwork, c->d_info));
+	}
+	/* sytrd's devInfo is 0 or negative; ormtr reuses tau and work */
+	rc = solver_tail(c, "cusolverDnXsytrd", rc, &h_info,
+	                 m > 0 ? NULL : &ws);
+	if (m == 0)
+		return rc;
+	if (rc == 0) {
 		if (dt == KERN_F64)
 			rc = solver_check(
 			        "cusolverDnDormtr",
@@ -964,20 +853,8 @@ cuda_tridiag_qt(void *ctx, enum kern_dtype dt, int64_t n, void *A, int64_t lda,
 			                         CUBLAS_OP_T, ni, mi, A,
 			                         (int) lda, tau, B, (int) ldb,
 			                         work, lwork, c->d_info));
-		if (rc == 0)
-			rc = fetch_info(c, &h_info);
-		if (rc == 0 && h_info != 0) {
-			fprintf(stderr,
-			        "kern cuda error call=cusolverDnXormtr "
-			        "info=%d\n",
-			        h_info);
-			rc = NQ_EDEVICE;
-		}
 	}
-	if (rc != 0)
-		(void) cudaStreamSynchronize(c->stream);
-	ws_release(dws, own);
-	return rc;
+	return solver_tail(c, "cusolverDnXormtr", rc, &h_info, &ws);
 }
 
 static int
@@ -987,10 +864,6 @@ cuda_conv_rows(void *ctx, enum kern_dtype dt, int64_t ng, int64_t group,
 {
 	struct kern_cuda_ctx *c = ctx;
 
-	if (!kern_conv_rows_ok(dt, ng, group, n, nt, X, ldx, W, Y, ldy))
-		return NQ_EBADPARAM;
-	if (ng == 0 || n == 0)
-		return 0;
 	LAUNCH(c, "kern_cuda_conv_rows",
 	       kern_cuda_conv_rows(dt, ng, group, n, nt, X, ldx, W, Y, ldy,
 	                           c->stream));
@@ -1006,25 +879,16 @@ cuda_syevr_below(void *ctx, enum kern_dtype dt, int64_t n, void *A, int64_t lda,
                  int64_t *k, int *info)
 {
 	struct kern_cuda_ctx *c = ctx;
-	size_t es = kern_dtype_size(dt), dbytes = 0, hbytes = 0;
-	void *dws = NULL, *hws = NULL;
-	int own = 0, rc, h_info = 0;
+	struct solver_ws ws = {0};
+	size_t es = kern_dtype_size(dt);
+	int rc, h_info = 0;
 	cudaDataType t = cuda_type(dt);
 	double ss = 0, vl, dvl, dvu;
 	float fvl, fvu;
+	void *pvl = dt == KERN_F64 ? (void *) &dvl : (void *) &fvl;
+	void *pvu = dt == KERN_F64 ? (void *) &dvu : (void *) &fvu;
 	int64_t meig = 0;
 
-	if (info == NULL || k == NULL)
-		return NQ_EBADPARAM;
-	*info = 0;
-	*k = 0;
-	if (!kern_dt_ok(dt) || !kern_dim_ok(n) || !kern_ld_ok(lda, n) ||
-	    max_k < 0 || !kern_ld_ok(ldz, n) || isnan(vu))
-		return NQ_EBADPARAM;
-	if (n == 0)
-		return 0;
-	if (A == NULL || W == NULL || (max_k > 0 && Z == NULL))
-		return NQ_EBADPARAM;
 	/* W (n) is scratch for the row sums of squares */
 	rc = cuda_row_sumsq(ctx, dt, n, n, A, lda, W);
 	if (rc == 0)
@@ -1042,68 +906,47 @@ cuda_syevr_below(void *ctx, enum kern_dtype dt, int64_t n, void *A, int64_t lda,
 	dvu = vu;
 	fvl = (float) vl;
 	fvu = (float) vu;
-	rc = solver_check(
-	        "cusolverDnXsyevdx_bufferSize",
-	        cusolverDnXsyevdx_bufferSize(
-	                c->solver, c->params, CUSOLVER_EIG_MODE_VECTOR,
-	                CUSOLVER_EIG_RANGE_V, CUBLAS_FILL_MODE_LOWER, n, t, A,
-	                lda, dt == KERN_F64 ? (void *) &dvl : (void *) &fvl,
-	                dt == KERN_F64 ? (void *) &dvu : (void *) &fvu, 0, 0,
-	                &meig, t, W, t, &dbytes, &hbytes));
-	if (rc != 0)
-		return rc;
-	rc = ws_acquire(c, dbytes, &dws, &own);
-	if (rc != 0)
-		return rc;
-	rc = host_ws(hbytes, &hws);
-	if (rc != 0)
-		goto out;
-	meig = 0;
-	rc = solver_check(
-	        "cusolverDnXsyevdx",
-	        cusolverDnXsyevdx(
-	                c->solver, c->params, CUSOLVER_EIG_MODE_VECTOR,
-	                CUSOLVER_EIG_RANGE_V, CUBLAS_FILL_MODE_LOWER, n, t, A,
-	                lda, dt == KERN_F64 ? (void *) &dvl : (void *) &fvl,
-	                dt == KERN_F64 ? (void *) &dvu : (void *) &fvu, 0, 0,
-	                &meig, t, W, t, dws, dbytes, hws, hbytes, c->d_info));
+	rc = solver_check("cusolverDnXsyevdx_bufferSize",
+	                  cusolverDnXsyevdx_bufferSize(
+	                          c->solver, c->params,
+	                          CUSOLVER_EIG_MODE_VECTOR,
+	                          CUSOLVER_EIG_RANGE_V, CUBLAS_FILL_MODE_LOWER,
+	                          n, t, A, lda, pvl, pvu, 0, 0, &meig, t, W, t,
+	                          &ws.dbytes, &ws.hbytes));
 	if (rc == 0)
-		rc = fetch_info(c, &h_info);
-	if (rc == 0 && h_info < 0) {
-		fprintf(stderr,
-		        "kern cuda error call=cusolverDnXsyevdx "
-		        "info=%d\n",
-		        h_info);
-		rc = NQ_EDEVICE;
+		rc = ws_get(c, &ws);
+	if (rc == 0) {
+		meig = 0;
+		rc = solver_check(
+		        "cusolverDnXsyevdx",
+		        cusolverDnXsyevdx(
+		                c->solver, c->params, CUSOLVER_EIG_MODE_VECTOR,
+		                CUSOLVER_EIG_RANGE_V, CUBLAS_FILL_MODE_LOWER, n,
+		                t, A, lda, pvl, pvu, 0, 0, &meig, t, W, t, ws.d,
+		                ws.dbytes, ws.h, ws.hbytes, c->d_info));
 	}
+	rc = solver_tail(c, "cusolverDnXsyevdx", rc, &h_info, &ws);
 	if (rc != 0)
-		goto out;
+		return rc;
 	*info = h_info;
 	if (h_info != 0)
-		goto out;
+		return 0;
 	if (meig < 0 || meig > n) {
 		fprintf(stderr,
 		        "kern cuda error call=cusolverDnXsyevdx meig=%lld\n",
 		        (long long) meig);
-		rc = NQ_EDEVICE;
-		goto out;
+		return NQ_EDEVICE;
 	}
 	/* (vl, vu]: drop eigenvalues equal to vu (ascending: at the end) */
 	while (meig > 0) {
 		double last = 0;
 		float flast = 0;
 
-		rc = dt == KERN_F64
-		             ? cuda_download(ctx, &last,
-		                             (char *) W +
-		                                     (size_t) (meig - 1) * es,
-		                             es)
-		             : cuda_download(ctx, &flast,
-		                             (char *) W +
-		                                     (size_t) (meig - 1) * es,
-		                             es);
+		rc = cuda_download(
+		        ctx, dt == KERN_F64 ? (void *) &last : (void *) &flast,
+		        (char *) W + (size_t) (meig - 1) * es, es);
 		if (rc != 0)
-			goto out;
+			return rc;
 		if (dt == KERN_F32)
 			last = (double) flast;
 		if (last < vu)
@@ -1118,16 +961,49 @@ cuda_syevr_below(void *ctx, enum kern_dtype dt, int64_t n, void *A, int64_t lda,
 		                                (size_t) n * es, (size_t) meig,
 		                                cudaMemcpyDeviceToDevice,
 		                                c->stream));
-out:
-	if (rc != 0)
-		(void) cudaStreamSynchronize(c->stream);
-	ws_release(dws, own);
-	free(hws);
+	return rc;
+}
+
+/* On the host, after a copy: cuSOLVER has no tridiagonal eigenvalue
+ * solver, and sterf's work (O(n²) flops of a QL/QR iteration that sweeps
+ * along the diagonal one rotation after another, on 2n − 1 numbers) has
+ * nothing in it for a GPU to run in parallel; moving d and e over and d
+ * back is 3n elements, nothing next to the O(n³) reduction (tridiag_qt)
+ * that made them. It is the cpu backend's LAPACKE call, so the same input
+ * gives the same eigenvalues and the same info. */
+static int
+cuda_sterf(void *ctx, enum kern_dtype dt, int64_t n, void *d, void *e,
+           int *info)
+{
+	size_t es = kern_dtype_size(dt);
+	char *h = malloc(2 * (size_t) n * es), *he;
+	lapack_int r;
+	int rc;
+
+	if (h == NULL)
+		return NQ_ENOMEM;
+	he = h + (size_t) n * es;
+	rc = cuda_download(ctx, h, d, (size_t) n * es);
+	if (rc == 0 && n > 1)
+		rc = cuda_download(ctx, he, e, (size_t) (n - 1) * es);
+	if (rc == 0) {
+		if (dt == KERN_F64)
+			r = LAPACKE_dsterf((lapack_int) n, (double *) h,
+			                   (double *) he);
+		else
+			r = LAPACKE_ssterf((lapack_int) n, (float *) h,
+			                   (float *) he);
+		*info = (int) r;
+		rc = cuda_upload(ctx, d, h, (size_t) n * es);
+	}
+	free(h);
 	return rc;
 }
 
 static const struct kern_ops kern_cuda_ops = {
         .name = "cuda",
+        .caps = 0, /* device memory; one stream and shared scratch */
+        .close = cuda_close,
         .alloc = cuda_alloc,
         .free = cuda_free,
         .upload = cuda_upload,
@@ -1156,4 +1032,5 @@ static const struct kern_ops kern_cuda_ops = {
         .tridiag_qt = cuda_tridiag_qt,
         .conv_rows = cuda_conv_rows,
         .syevr_below = cuda_syevr_below,
+        .sterf = cuda_sterf,
 };

@@ -32,7 +32,6 @@
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 static kern_cudamod_count_fn mod_count;
 static kern_cudamod_open_fn mod_open;
-static kern_cudamod_close_fn mod_close;
 static char why[768];
 
 static void *
@@ -98,13 +97,11 @@ load(void)
 	}
 	*(void **) &mod_count = dlsym(h, "kern_cudamod_device_count");
 	*(void **) &mod_open = dlsym(h, "kern_cudamod_open");
-	*(void **) &mod_close = dlsym(h, "kern_cudamod_close");
-	if (mod_count == NULL || mod_open == NULL || mod_close == NULL) {
+	if (mod_count == NULL || mod_open == NULL) {
 		snprintf(why, sizeof(why), "%s lacks its entry points",
 		         KERN_CUDA_MODULE);
 		mod_count = NULL;
 		mod_open = NULL;
-		mod_close = NULL;
 		dlclose(h);
 	}
 	/* otherwise kept loaded for the life of the process */
@@ -128,12 +125,4 @@ kern_cuda_open(struct kern_backend *kb, int device)
 		return kb == NULL ? NQ_EBADPARAM : NQ_ENODEV;
 	}
 	return mod_open(kb, device);
-}
-
-void
-kern_cuda_close(void *ctx)
-{
-	/* only reached for a backend that mod_open() made */
-	if (mod_close != NULL)
-		mod_close(ctx);
 }

@@ -13,10 +13,8 @@
 
 typedef int (*kern_cudamod_count_fn)(void);
 typedef int (*kern_cudamod_open_fn)(struct kern_backend *kb, int device);
-typedef void (*kern_cudamod_close_fn)(void *ctx);
 
 KERN_CUDAMOD_EXPORT int kern_cudamod_device_count(void);
 KERN_CUDAMOD_EXPORT int kern_cudamod_open(struct kern_backend *kb, int device);
-KERN_CUDAMOD_EXPORT void kern_cudamod_close(void *ctx);
 
 #endif

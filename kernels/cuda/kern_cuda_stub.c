@@ -3,7 +3,6 @@
  * devices, opening one fails with NQ_ENODEV.
  */
 #include "kern.h"
-#include "kern_impl.h"
 #include "nq_error.h"
 
 int
@@ -16,9 +15,4 @@ int
 kern_cuda_open(struct kern_backend *kb, int device)
 {
 	return NQ_ENODEV;
-}
-
-void
-kern_cuda_close(void *ctx)
-{
 }

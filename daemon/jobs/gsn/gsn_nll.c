@@ -5,7 +5,7 @@
  * Three ways to the same curve:
  *  - spectral (default): Householder reduction of the correlation matrix
  *    R = Q T Qᵀ and Qᵀ of the held-out samples (no eigenvectors), the
- *    eigenvalues of T by dsterf, then per level an O(N·m) LDLᵀ solve of
+ *    eigenvalues of T by sterf, then per level an O(N·m) LDLᵀ solve of
  *    the tridiagonal αT + (1−α)I. About a third of an eigh's flops.
  *  - eigh (oracle): one eigh of R, then every level costs O(N) on the
  *    host. Both run in float64 whatever the precision (§4.6 allows the
@@ -19,9 +19,6 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
-
-#include <lapacke.h>
 
 #include "gsn_internal.h"
 #include "nq_error.h"
@@ -137,14 +134,14 @@ curve_eigh(struct gsn_dev *g64, int64_t n, void *R, const void *H64, int64_t m,
 }
 
 /* nll = spectral: R = Q T Qᵀ (sytrd), B = Qᵀ r; the eigenvalues of T by
- * dsterf (no vectors). O(N³) once, then O(N·m) per level. */
+ * sterf (no vectors). O(N³) once, then O(N·m) per level. W, s: device
+ * n-vectors (work: T's diagonal and subdiagonal, then its eigenvalues). */
 static int
 curve_tridiag(struct gsn_dev *g64, int64_t n, void *R, void *H64, int64_t m,
               void *W, void *s, double *lam, struct tri *t,
               const struct gsn_stage *st, char *msg, size_t msglen)
 {
-	lapack_int info;
-	int rc;
+	int rc, info = 0;
 
 	t->td = malloc((size_t) n * sizeof(double));
 	/* e (n−1), then the pivots (n) and multipliers (n−1) of
@@ -168,26 +165,18 @@ curve_tridiag(struct gsn_dev *g64, int64_t n, void *R, void *H64, int64_t m,
 	rc = canceled(st, msg, msglen);
 	if (rc != 0)
 		return rc;
-	/* dsterf destroys d and e: it works on copies */
-	memcpy(lam, t->td, (size_t) n * sizeof(double));
-	{
-		double *e2 = malloc((size_t) (n > 1 ? n : 2) * sizeof(double));
-
-		if (e2 == NULL) {
-			snprintf(msg, msglen, "out of host memory (NLL)");
-			return NQ_ENOMEM;
-		}
-		if (n > 1)
-			memcpy(e2, t->te, (size_t) (n - 1) * sizeof(double));
-		info = LAPACKE_dsterf((lapack_int) n, lam, e2);
-		free(e2);
-	}
+	/* sterf destroys d and e: the host has its copies of both */
+	rc = KOP(g64->kb, sterf, KERN_F64, n, W, s, &info);
+	if (rc == 0 && info == 0)
+		rc = gsn_down(g64, lam, W, n);
+	if (rc != 0)
+		return op_fail(rc, "sterf", msg, msglen);
 	if (info != 0) {
 		snprintf(
 		        msg, msglen,
 		        "eigenvalues of the tridiagonal correlation matrix did "
 		        "not converge (info %d); try nll='cholesky'",
-		        (int) info);
+		        info);
 		return NQ_EDEVICE;
 	}
 	return 0;

@@ -68,7 +68,8 @@ ss_batcher_drift(struct ss_batcher *bt, const float *shift)
 	bt->aband = malloc(sizeof(struct ss_band) * ((size_t) C / 32 + 2));
 	if (!bt->A || !bt->AM || !bt->aband)
 		return NQ_ENOMEM;
-	if ((rc = ss_krig_init(&bt->krig, bt->p, bt->cfg->drift_sigma_um)))
+	if ((rc = ss_krig_init(&bt->krig, bt->kb, bt->p,
+	                       bt->cfg->drift_sigma_um)))
 		return rc;
 	bt->shift = shift;
 	bt->am_batch = -1;

@@ -237,71 +237,64 @@ kern(const struct ss_probe *p, int i, double xi, double yi, int j, double s2)
 	return exp(-(dx * dx + dy * dy) / (2 * s2));
 }
 
-/* In-place Cholesky of the lower triangle of the n × n matrix A
- * (column-major); 0 or -1 when not positive definite. */
+/* Kinv = K⁻¹ (K C × C, lower triangle read, column-major) on the backend:
+ * K = L Lᵀ (potrf), Y = L⁻¹ (trsm of the identity), Kinv = Yᵀ Y (syrk,
+ * both triangles: exactly symmetric). K is overwritten (it holds the
+ * identity on return). NQ_EBADDATA when K is not positive definite. */
 static int
-chol(double *A, int n)
+krig_inverse(const struct kern_backend *kb, int C, double *K, double *Kinv)
 {
-	for (int j = 0; j < n; j++) {
-		double s = A[j + (size_t) n * j];
-		for (int k = 0; k < j; k++)
-			s -= A[j + (size_t) n * k] * A[j + (size_t) n * k];
-		if (!(s > 0))
-			return -1;
-		s = sqrt(s);
-		A[j + (size_t) n * j] = s;
-		for (int i = j + 1; i < n; i++) {
-			double v = A[i + (size_t) n * j];
-			for (int k = 0; k < j; k++)
-				v -= A[i + (size_t) n * k] *
-				     A[j + (size_t) n * k];
-			A[i + (size_t) n * j] = v / s;
-		}
-	}
-	return 0;
-}
+	size_t bytes = sizeof(double) * (size_t) C * (size_t) C;
+	void *dL = NULL, *dY = NULL;
+	int rc, info = 0;
 
-int
-ss_krig_init(struct ss_krig *k, const struct ss_probe *p, double sigma_um)
-{
-	int C = p->n, rc = NQ_ENOMEM;
-	double s2 = sigma_um * sigma_um;
-	double *L = malloc(sizeof(double) * (size_t) C * C);
-
-	memset(k, 0, sizeof(*k));
-	k->Kinv = malloc(sizeof(double) * (size_t) C * C);
-	if (!L || !k->Kinv)
+	if ((rc = KOP(kb, alloc, bytes, &dL)) ||
+	    (rc = KOP(kb, alloc, bytes, &dY)) ||
+	    (rc = KOP(kb, upload, dL, K, bytes)) ||
+	    (rc = KOP(kb, potrf, KERN_F64, C, dL, C, &info)))
 		goto out;
-	k->C = C;
-	k->sigma_um = sigma_um;
-	for (int j = 0; j < C; j++)
-		for (int i = j; i < C; i++)
-			L[i + (size_t) C * j] =
-			        kern(p, i, p->x[i], p->y[i], j, s2) +
-			        (i == j ? 1e-2 : 0);
-	if (chol(L, C) != 0) {
+	if (info != 0) {
 		rc = NQ_EBADDATA;
 		goto out;
 	}
-	/* column e of (K + λI)⁻¹: L y = e, Lᵀ x = y */
-	for (int e = 0; e < C; e++) {
-		double *x = k->Kinv + (size_t) C * e;
-		for (int i = 0; i < C; i++) {
-			double v = i == e ? 1 : 0;
-			for (int m = e; m < i; m++)
-				v -= L[i + (size_t) C * m] * x[m];
-			x[i] = i < e ? 0 : v / L[i + (size_t) C * i];
-		}
-		for (int i = C - 1; i >= 0; i--) {
-			double v = x[i];
-			for (int m = i + 1; m < C; m++)
-				v -= L[m + (size_t) C * i] * x[m];
-			x[i] = v / L[i + (size_t) C * i];
-		}
-	}
-	rc = 0;
+	memset(K, 0, bytes);
+	for (int i = 0; i < C; i++)
+		K[i + (size_t) C * i] = 1;
+	if ((rc = KOP(kb, upload, dY, K, bytes)) ||
+	    (rc = KOP(kb, trsm_lower, KERN_F64, C, C, dL, C, dY, C)) ||
+	    (rc = KOP(kb, syrk, KERN_F64, KERN_T, C, C, 1.0, dY, C, 0.0, dL,
+	              C)) ||
+	    (rc = KOP(kb, download, Kinv, dL, bytes)))
+		goto out;
 out:
-	free(L);
+	KOP(kb, free, dL);
+	KOP(kb, free, dY);
+	return rc;
+}
+
+int
+ss_krig_init(struct ss_krig *k, const struct kern_backend *kb,
+             const struct ss_probe *p, double sigma_um)
+{
+	int C = p->n, rc = NQ_ENOMEM;
+	double s2 = sigma_um * sigma_um;
+	double *K = calloc((size_t) C * C + 1, sizeof(double));
+
+	memset(k, 0, sizeof(*k));
+	k->Kinv = malloc(sizeof(double) * ((size_t) C * C + 1));
+	if (!K || !k->Kinv)
+		goto out;
+	k->C = C;
+	k->sigma_um = sigma_um;
+	/* the lower triangle of K + λI */
+	for (int j = 0; j < C; j++)
+		for (int i = j; i < C; i++)
+			K[i + (size_t) C * j] =
+			        kern(p, i, p->x[i], p->y[i], j, s2) +
+			        (i == j ? 1e-2 : 0);
+	rc = krig_inverse(kb, C, K, k->Kinv);
+out:
+	free(K);
 	if (rc != 0)
 		ss_krig_free(k);
 	return rc;

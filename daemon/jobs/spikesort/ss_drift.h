@@ -53,8 +53,10 @@ int ss_drift_estimate(const struct ss_drift_hist *d, double max_shift_um,
 
 /*
  * Kriging (Gaussian kernel of sigma_um between channel positions; zero
- * across shanks): Kinv = (K(source, source) + 1e-2 I)⁻¹, once per probe.
- * 0, NQ_ENOMEM or NQ_EBADDATA (kernel matrix not positive definite).
+ * across shanks): Kinv = (K(source, source) + 1e-2 I)⁻¹, once per probe,
+ * factorized and inverted on the backend kb (float64).
+ * 0, NQ_ENOMEM, NQ_EBADDATA (kernel matrix not positive definite) or the
+ * backend's error.
  */
 struct ss_krig {
 	int C;
@@ -62,7 +64,8 @@ struct ss_krig {
 	double *Kinv; /* C × C */
 };
 
-int ss_krig_init(struct ss_krig *k, const struct ss_probe *p, double sigma_um);
+int ss_krig_init(struct ss_krig *k, const struct kern_backend *kb,
+                 const struct ss_probe *p, double sigma_um);
 void ss_krig_free(struct ss_krig *k);
 
 /*

@@ -165,13 +165,28 @@ test_kriging(void **state)
 	enum { C = 64 };
 	struct ss_probe p = {0};
 	struct ss_krig k;
+	struct kern_backend kb;
 	float *A = malloc(sizeof(float) * C * C);
 	double f[C];
 	int nz = 0;
 
 	(void) state;
 	probe(&p, C, 20);
-	assert_int_equal(ss_krig_init(&k, &p, 20), 0);
+	assert_int_equal(kern_cpu_open(&kb), 0);
+	assert_int_equal(ss_krig_init(&k, &kb, &p, 20), 0);
+	/* Kinv (K + λI) = I, and Kinv is symmetric */
+	for (int j = 0; j < C; j++)
+		for (int i = 0; i < C; i++) {
+			double s = 0;
+			for (int l = 0; l < C; l++) {
+				double dy = p.y[l] - p.y[j];
+				s += k.Kinv[i + C * l] *
+				     (exp(-dy * dy / (2 * 400.0)) +
+				      (l == j ? 1e-2 : 0));
+			}
+			assert_true(fabs(s - (i == j)) < 1e-9);
+			assert_true(k.Kinv[i + C * j] == k.Kinv[j + C * i]);
+		}
 	for (int c = 0; c < C; c++) {
 		double dy = p.y[c] - 600;
 		f[c] = exp(-dy * dy / (2 * 60.0 * 60.0));
@@ -192,6 +207,7 @@ test_kriging(void **state)
 		nz += A[30 + C * j] != 0;
 	assert_true(nz > 3 && nz < 40);
 	ss_krig_free(&k);
+	kern_close(&kb);
 	ss_probe_free(&p);
 	free(A);
 }

@@ -483,12 +483,12 @@ ss_matcher_new(const struct kern_backend *kb, const struct ss_templates *t,
 		goto fail;
 	rc = NQ_ENOMEM;
 	size_t g1 = m->ngrp ? (size_t) m->ngrp : 1, gm = (size_t) m->gmax;
-	/* groups are independent (own projections, own scores), so the
-	 * host backend refreshes them in parallel; a device backend keeps
-	 * one stream */
+	/* groups are independent (own projections, own scores), so a
+	 * backend whose ops may run on several threads at once (the host's)
+	 * refreshes them in parallel; a device backend keeps one stream */
 	m->nthr = 1;
 #ifdef _OPENMP
-	if (strcmp(kb->ops->name, "cpu") == 0) {
+	if (kern_ops_reentrant(kb)) {
 		int n = omp_get_max_threads();
 		m->nthr = n < 1 ? 1 : n > 16 ? 16 : n;
 	}

@@ -260,7 +260,7 @@ ss_apply_banded(const struct kern_backend *kb, const void *dM, int C,
 	size_t bytes = sizeof(float) * (size_t) C * (size_t) T;
 	int rc;
 
-	if (strcmp(kb->ops->name, "cpu") == 0)
+	if (kern_mem_is_host(kb)) /* dM is readable here: no copies */
 		return host_apply_banded(dM, C, X, T);
 	if ((rc = ss_kbuf_ensure(kb, dx, bytes)) != 0 ||
 	    (rc = ss_kbuf_ensure(kb, dy, bytes)) != 0 ||
