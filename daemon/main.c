@@ -1,6 +1,7 @@
 /* main.c — neuroqd: arguments, config, state dir, start-up recovery, the
  * loop, signals (SIGTERM/SIGINT drain, SIGHUP noted). */
 #include "config.h"
+#include "daemon.h"
 #include "devices.h"
 #include "job_type.h"
 #include "log.h"

@@ -4,7 +4,8 @@
 #include "child.h"
 #include "devices.h"
 #include "log.h"
-#include "server.h"
+#include "config.h"
+#include "daemon.h"
 
 #include <stdio.h>
 #include <stdlib.h>
