@@ -10,7 +10,7 @@
 #include <stdint.h>
 
 #include "config.h"
-#include "sched.h"
+#include "scheduler.h"
 
 #define DEVICES_MAX 32
 

@@ -8,7 +8,7 @@
 #include "net.h"
 #include "nq_error.h"
 #include "probe.h"
-#include "sched.h"
+#include "scheduler.h"
 #include "server.h"
 #include "spool.h"
 #include "store.h"

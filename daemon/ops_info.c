@@ -7,7 +7,7 @@
 #include "nq_error.h"
 #include "probe.h"
 #include "request.h"
-#include "sched.h"
+#include "scheduler.h"
 #include "worker.h"
 
 #include <stdlib.h>

@@ -9,7 +9,7 @@
 #include "net.h"
 #include "nq_error.h"
 #include "request.h"
-#include "sched.h"
+#include "scheduler.h"
 #include "spool.h"
 #include "store.h"
 #include "worker.h"

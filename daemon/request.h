@@ -19,7 +19,7 @@
 
 #include "job_type.h"
 #include "nq_value.h"
-#include "sched.h"
+#include "scheduler.h"
 
 struct daemon;
 struct net_req;

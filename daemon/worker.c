@@ -7,7 +7,7 @@
 #include "config.h"
 #include "daemon.h"
 #include "events.h"
-#include "sched.h"
+#include "scheduler.h"
 #include "spool.h"
 #include "store.h"
 

@@ -1,5 +1,5 @@
 /*
- * sched_test.c — the scheduling policy on fake devices: a cpu and two GPUs
+ * scheduler_test.c — the scheduling policy on fake devices: a cpu and two GPUs
  * of limited memory (cuda:0 8 GiB, cuda:1 16 GiB), 512 MiB headroom.
  */
 #include <setjmp.h>
@@ -15,7 +15,7 @@
 #include <time.h>
 
 #include "nq_error.h"
-#include "sched.h"
+#include "scheduler.h"
 
 #define GiB      (1ull << 30)
 #define MiB      (1ull << 20)

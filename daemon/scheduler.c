@@ -1,5 +1,5 @@
 /*
- * sched.c — the scheduling policy of sched.h.
+ * scheduler.c — the scheduling policy of scheduler.h.
  *
  * Each owner keeps its queued jobs in one array sorted by (priority desc,
  * seq asc), live between head and len so that taking the first job (the
@@ -12,7 +12,7 @@
  * priority order and starts the first job that fits a device now: at most
  * O(queued × devices) per call, with no head-of-line blocking.
  */
-#include "sched.h"
+#include "scheduler.h"
 
 #include <stdlib.h>
 #include <string.h>
