@@ -24,21 +24,20 @@ devices_parse_line(const char *line, struct device_info *d)
 {
 	char name[32], kind[16];
 	uint64_t tot, fre;
+	struct devname dn;
 	int idx = 0;
 
 	memset(d, 0, sizeof(*d));
 	if (sscanf(line, "%31s %15s %" SCNu64 " %" SCNu64, name, kind, &tot,
 	           &fre) != 4)
 		return -1;
-	if (strcmp(kind, "cpu") == 0) {
-		if (strcmp(name, "cpu") != 0)
-			return -1;
+	if (devname_parse(name, &dn) != NQ_OK)
+		return -1;
+	if (strcmp(kind, "cpu") == 0 && dn.kind == DEVNAME_CPU) {
 		d->kind = SCHED_CPU;
-	} else if (strcmp(kind, "cuda") == 0) {
-		char extra;
-		if (sscanf(name, "cuda:%d%c", &idx, &extra) != 1 || idx < 0)
-			return -1;
+	} else if (strcmp(kind, "cuda") == 0 && dn.kind == DEVNAME_CUDA_N) {
 		d->kind = SCHED_CUDA;
+		idx = dn.index;
 	} else {
 		return -1;
 	}

@@ -4,6 +4,7 @@
 
 #include "config.h"
 #include "daemon.h"
+#include "devname.h"
 #include "events.h"
 #include "job_type.h"
 #include "log.h"
@@ -20,21 +21,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-static int
-device_req_ok(const char *s)
-{
-	if (strcmp(s, "auto") == 0 || strcmp(s, "cpu") == 0 ||
-	    strcmp(s, "cuda") == 0)
-		return 1;
-	if (strncmp(s, "cuda:", 5) != 0 || s[5] == '\0' || strlen(s) > 9)
-		return 0;
-	for (const char *p = s + 5; *p; p++) {
-		if (*p < '0' || *p > '9')
-			return 0;
-	}
-	return 1;
-}
 
 static void
 fmt_bytes(char *buf, size_t n, uint64_t b)
@@ -84,6 +70,7 @@ submit_check_work(struct req *r)
 	const struct nq_map *params = NULL, *inputs = NULL;
 	struct job_estimate est;
 	struct sched_job *sj = &r->sj;
+	struct devname dn;
 	int64_t prio = 0;
 	int rc;
 
@@ -107,7 +94,7 @@ submit_check_work(struct req *r)
 	rc = nq_get_str(r->m, "device", &device, r->msg, r->msglen);
 	if (rc > 1)
 		return rc;
-	if (!device_req_ok(device))
+	if (devname_parse(device, &dn) != NQ_OK)
 		return req_fail(
 		        r, NQ_EBADDEVICE,
 		        "device: '%.32s' is not auto, cpu, cuda or cuda:N",

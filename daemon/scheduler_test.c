@@ -392,9 +392,14 @@ test_auto(void **state)
 	enq(s, 6, 1, 0, "auto", 3 * GiB, 40 * GiB);
 	assert_int_equal(pick(s, &dev, NULL), 6);
 	assert_int_equal(dev, DEV_CPU);
-	/* "" is auto */
+	/* "" is not auto (devname.h: one spelling per name): never fits,
+	 * never picked */
+	struct sched_job e = mk(7, 1, 0, "", GiB, GiB);
+	assert_int_equal(sched_fits_ever(s, &e), NQ_EBADDEVICE);
 	enq(s, 7, 1, 0, "", GiB, GiB);
-	assert_int_equal(pick(s, &dev, NULL), 7);
+	assert_int_equal(pick(s, NULL, NULL), -1);
+	enq(s, 8, 1, 0, "auto", GiB, GiB);
+	assert_int_equal(pick(s, &dev, NULL), 8);
 	assert_int_equal(dev, DEV_CUDA1);
 	sched_free(s);
 }
@@ -426,10 +431,15 @@ test_cuda_any_and_n(void **state)
 	sched_release(s, 3);
 	assert_int_equal(pick(s, &dev, NULL), 4);
 	assert_int_equal(dev, DEV_CUDA0);
-	/* case does not matter */
+	/* case matters (devname.h, as the server at submit): "CUDA:0" is
+	 * no device; never picked */
 	sched_release(s, 4);
+	struct sched_job u = mk(5, 1, 0, "CUDA:0", 0, GiB);
+	assert_int_equal(sched_fits_ever(s, &u), NQ_EBADDEVICE);
 	enq(s, 5, 1, 0, "CUDA:0", 0, GiB);
-	assert_int_equal(pick(s, &dev, NULL), 5);
+	assert_int_equal(pick(s, NULL, NULL), -1);
+	enq(s, 6, 1, 0, "cuda:0", 0, GiB);
+	assert_int_equal(pick(s, &dev, NULL), 6);
 	assert_int_equal(dev, DEV_CUDA0);
 	sched_free(s);
 }

@@ -6,13 +6,14 @@
  *   neuroq-worker run --type gsn --dir JOBDIR --device cpu
  *   neuroq-worker probe
  */
-#include "sysmem.h"
+#include "devname.h"
 #include "job_type.h"
 #include "kern.h"
 #include "log.h"
 #include "nq_error.h"
 #include "nq_value.h"
 #include "spool.h"
+#include "sysmem.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -160,6 +161,29 @@ fail(struct wpriv *p, int code, const char *message)
 	return code == NQ_ECANCELED ? EXIT_CANCELED : EXIT_FAILED;
 }
 
+/* The backend --device names (devname.h; auto is the daemon's to resolve,
+ * never a worker's). 0 or an nq_error code (NQ_EBADDEVICE). */
+static int
+open_device(struct kern_backend *kb, const char *device)
+{
+	struct devname dn;
+
+	memset(kb, 0, sizeof(*kb));
+	if (devname_parse(device, &dn) != NQ_OK)
+		return NQ_EBADDEVICE;
+	switch (dn.kind) {
+	case DEVNAME_CPU:
+		return kern_cpu_open(kb);
+	case DEVNAME_CUDA:
+		return kern_cuda_open(kb, 0);
+	case DEVNAME_CUDA_N:
+		return kern_cuda_open(kb, dn.index);
+	case DEVNAME_AUTO:
+		break;
+	}
+	return NQ_EBADDEVICE;
+}
+
 static int
 cmd_run(int argc, char **argv)
 {
@@ -275,7 +299,7 @@ cmd_run(int argc, char **argv)
 		ex = fail(&p, rc, msg);
 		goto out;
 	}
-	rc = kern_open_by_name(&kb, device);
+	rc = open_device(&kb, device);
 	if (rc != 0) {
 		snprintf(msg, sizeof(msg), "cannot open device %s: %s", device,
 		         nq_strerror(rc));
