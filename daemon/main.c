@@ -6,6 +6,7 @@
 #include "job_type.h"
 #include "log.h"
 #include "net.h"
+#include "nq_clock.h"
 #include "nq_error.h"
 #include "probe.h"
 #include "scheduler.h"
@@ -61,15 +62,13 @@ expired_cb(void *arg, const struct job_row *row)
 static void
 retention_pass(struct daemon *d)
 {
-	struct timespec ts;
 	int64_t before;
 	size_t purged = 0;
 	int full;
 
 	if (d->cfg->retention_days <= 0)
 		return;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	before = (int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000 -
+	before = nq_wall_us() -
 	         (int64_t) d->cfg->retention_days * 86400 * 1000000;
 	do {
 		struct expired e = {.n = 0};
@@ -400,7 +399,6 @@ main(int argc, char **argv)
 	char msg[1024], path[4096];
 	enum log_level lv = LOG_INFO;
 	int rc, requeued = 0, failed = 0, canceled = 0;
-	struct timespec ts;
 
 	if ((rc = parse_args(argc, argv, &cl)) != 0)
 		return rc;
@@ -417,8 +415,7 @@ main(int argc, char **argv)
 	memset(&d, 0, sizeof(d));
 	d.cfg = &cfg;
 	d.loop = uv_default_loop();
-	clock_gettime(CLOCK_REALTIME, &ts);
-	d.started = (double) ts.tv_sec;
+	d.started = (double) (nq_wall_us() / 1000000);
 	test_knobs(&d);
 
 	snprintf(path, sizeof(path), "%s/jobs", cfg.state_dir);

@@ -10,6 +10,7 @@
 #include "job_type.h"
 #include "kern.h"
 #include "log.h"
+#include "nq_clock.h"
 #include "nq_error.h"
 #include "nq_value.h"
 #include "spool.h"
@@ -55,15 +56,6 @@ on_term(int sig)
 	worker_stop = 1;
 }
 
-static double
-mono_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double) ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 struct wpriv {
 	const char *dir;
 	FILE *log;
@@ -76,7 +68,7 @@ static void
 ctx_progress(struct job_ctx *ctx, double frac, const char *stage)
 {
 	struct wpriv *p = ctx->priv;
-	double now = mono_s();
+	double now = nq_mono_s();
 	char st[64];
 	size_t i;
 
@@ -330,10 +322,10 @@ cmd_run(int argc, char **argv)
 		goto out;
 	}
 	ctx_progress(&ctx, 0, "start");
-	double t0 = mono_s();
+	double t0 = nq_mono_s();
 	msg[0] = '\0';
 	rc = jt->run(&ctx, params.u.map, inputs, out, msg, sizeof(msg));
-	double dt = mono_s() - t0;
+	double dt = nq_mono_s() - t0;
 	if (rc != 0) {
 		/* a job that finished despite a late SIGTERM keeps its
 		 * result */

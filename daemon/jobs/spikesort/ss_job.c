@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "job_type.h"
+#include "nq_clock.h"
 #include "nq_error.h"
 #include "ss.h"
 #include "ss_feat.h"
@@ -390,15 +391,6 @@ ss_estimate(const struct nq_map *params, const struct nq_map *inputs,
 	return 0;
 }
 
-static double
-now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double) ts.tv_sec + 1e-9 * (double) ts.tv_nsec;
-}
-
 /* The sort's progress maps to [0, SORT_PART] of the job's, the feature
  * pass (one more read, filter and whitening of the recording) to the rest. */
 #define SORT_PART 0.92
@@ -570,10 +562,10 @@ ss_run_job(struct job_ctx *ctx, const struct nq_map *params,
 		free(abs);
 	}
 	if (rc == 0) {
-		t_feat = now_s();
+		t_feat = nq_mono_s();
 		rc = ss_feat_write(dir, &jp.cfg, ctx->kb, &src, &p, &res,
 		                   &hooks_feat, msg, msglen);
-		t_feat = now_s() - t_feat;
+		t_feat = nq_mono_s() - t_feat;
 	}
 	if (rc == 0 &&
 	    ((rc = set_outputs(out, &res, jp.cfg.fs, dir)) != 0 ||
