@@ -20,9 +20,12 @@ test_accepted(void **state)
 		enum devname_kind kind;
 		int index;
 	} ok[] = {
-	        {"auto", DEVNAME_AUTO, 0},     {"cpu", DEVNAME_CPU, 0},
-	        {"cuda", DEVNAME_CUDA, 0},     {"cuda:0", DEVNAME_CUDA_N, 0},
-	        {"cuda:1", DEVNAME_CUDA_N, 1}, {"cuda:10", DEVNAME_CUDA_N, 10},
+	        {"auto", DEVNAME_AUTO, 0},
+	        {"cpu", DEVNAME_CPU, 0},
+	        {"cuda", DEVNAME_CUDA, 0},
+	        {"cuda:0", DEVNAME_CUDA_N, 0},
+	        {"cuda:1", DEVNAME_CUDA_N, 1},
+	        {"cuda:10", DEVNAME_CUDA_N, 10},
 	        {"cuda:31", DEVNAME_CUDA_N, DEVICES_MAX - 1},
 	};
 
@@ -39,13 +42,33 @@ static void
 test_refused(void **state)
 {
 	static const char *const bad[] = {
-	        "",          "CUDA",       "Cuda:0",      "CPU",
-	        "AUTO",      "gpu",        "cuda:",       "cuda:01",
-	        "cuda:00",   "cuda:-1",    "cuda:+1",     "cuda: 1",
-	        "cuda:1 ",   " cpu",       "cpu ",        "cuda:1x",
-	        "cuda:0x1",  "cuda:32",    "cuda:99",     "cuda:4294967297",
-	        "cuda:99999999999999999999", "cuda0",     "cuda::0",
-	        "cpu:0",     "auto:0",     "cudax",       "cuda:1:2",
+	        "",
+	        "CUDA",
+	        "Cuda:0",
+	        "CPU",
+	        "AUTO",
+	        "gpu",
+	        "cuda:",
+	        "cuda:01",
+	        "cuda:00",
+	        "cuda:-1",
+	        "cuda:+1",
+	        "cuda: 1",
+	        "cuda:1 ",
+	        " cpu",
+	        "cpu ",
+	        "cuda:1x",
+	        "cuda:0x1",
+	        "cuda:32",
+	        "cuda:99",
+	        "cuda:4294967297",
+	        "cuda:99999999999999999999",
+	        "cuda0",
+	        "cuda::0",
+	        "cpu:0",
+	        "auto:0",
+	        "cudax",
+	        "cuda:1:2",
 	};
 
 	(void) state;

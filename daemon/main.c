@@ -81,17 +81,18 @@ retention_pass(struct daemon *d)
 		}
 		for (size_t i = 0; i < e.n; i++) {
 			char jd[4096];
-			int err = spool_job_dir(d->cfg->state_dir, e.ids[i], jd,
-			                        sizeof(jd));
-			if (err == 0) {
-				err = spool_rm_rf(jd);
-				if (err == ENOENT)
-					err = 0;
+
+			if (spool_job_dir(d->cfg->state_dir, e.ids[i], jd,
+			                  sizeof(jd)) != 0) {
+				log_warn("retention: cannot remove id=%" PRId64
+				         " error=\"state dir path too long\"",
+				         e.ids[i]);
+				continue;
 			}
-			if (err != 0) {
+			if (spool_rm_rf(jd) != 0) {
 				log_warn("retention: cannot remove id=%" PRId64
 				         " dir=%s error=\"%s\"",
-				         e.ids[i], jd, strerror(err));
+				         e.ids[i], jd, strerror(errno));
 				continue;
 			}
 			if (store_mark_purged(d->store, e.ids[i]) == 0)
@@ -422,7 +423,7 @@ main(int argc, char **argv)
 	if ((rc = spool_mkdir_p(cfg.state_dir, 0700)) != 0 ||
 	    (rc = spool_mkdir_p(path, 0700)) != 0) {
 		log_err("cannot create state dir path=%s error=\"%s\"", path,
-		        strerror(rc));
+		        strerror(errno));
 		return 1;
 	}
 	spool_clean_staging(cfg.state_dir);

@@ -37,15 +37,43 @@ ops_hello(struct req *r)
 			return NQ_ENOMEM;
 		}
 	}
-	rc = nq_map_set_int(r->out, "version", NQ_PROTOCOL_VERSION);
-	rc |= nq_map_set_str(r->out, "daemon", NEUROQ_VERSION);
-	rc |= nq_map_set_int(r->out, "uid", r->uid);
-	rc |= nq_map_set_str(r->out, "events", r->d->cfg->events);
-	rc |= nq_map_set_int(r->out, "max_message_bytes",
-	                     (int64_t) r->d->cfg->max_message_bytes);
-	rc |= nq_map_set(r->out, "job_types", &list);
+	if ((rc = nq_map_set_int(r->out, "version", NQ_PROTOCOL_VERSION)) ||
+	    (rc = nq_map_set_str(r->out, "daemon", NEUROQ_VERSION)) ||
+	    (rc = nq_map_set_int(r->out, "uid", r->uid)) ||
+	    (rc = nq_map_set_str(r->out, "events", r->d->cfg->events)) ||
+	    (rc = nq_map_set_int(r->out, "max_message_bytes",
+	                         (int64_t) r->d->cfg->max_message_bytes)))
+		goto out;
+	rc = nq_map_set(r->out, "job_types", &list);
+out:
 	nq_value_free(&list);
-	return rc ? NQ_ENOMEM : 0;
+	return rc;
+}
+
+/* One entry of the devices reply into m; takes ids (the running jobs). */
+static int
+device_map(struct nq_map *m, const struct sched_device *sd,
+           const struct device_info *di, struct nq_value *ids)
+{
+	uint64_t unres =
+	        sd->capacity > sd->reserved ? sd->capacity - sd->reserved : 0;
+	int rc;
+
+	if ((rc = nq_map_set_str(m, "name", sd->name)) ||
+	    (rc = nq_map_set_str(m, "kind",
+	                         sd->kind == SCHED_CPU ? "cpu" : "cuda")) ||
+	    (rc = nq_map_set_int(
+	             m, "mem_total",
+	             (int64_t) (di ? di->mem_total : sd->capacity))) ||
+	    (rc = nq_map_set_int(m, "mem_free",
+	                         (int64_t) (di ? di->mem_free : 0))) ||
+	    (rc = nq_map_set_int(m, "capacity", (int64_t) sd->capacity)) ||
+	    (rc = nq_map_set_int(m, "mem_reserved", (int64_t) sd->reserved)) ||
+	    (rc = nq_map_set_int(m, "mem_unreserved", (int64_t) unres)) ||
+	    (rc = nq_map_set_float(m, "probed_at", di ? di->probed_at : 0)) ||
+	    (rc = nq_map_set_int(m, "slots", sd->slots)))
+		return rc;
+	return nq_map_set(m, "running", ids);
 }
 
 int
@@ -91,29 +119,11 @@ ops_devices(struct req *r)
 			ids.u.list.items[k].u.i = run[k];
 		}
 		ids.u.list.n = nr;
-		rc |= nq_map_set_str(m, "name", sd->name);
-		rc |= nq_map_set_str(m, "kind",
-		                     sd->kind == SCHED_CPU ? "cpu" : "cuda");
-		rc |= nq_map_set_int(
-		        m, "mem_total",
-		        (int64_t) (di ? di->mem_total : sd->capacity));
-		rc |= nq_map_set_int(m, "mem_free",
-		                     (int64_t) (di ? di->mem_free : 0));
-		rc |= nq_map_set_int(m, "capacity", (int64_t) sd->capacity);
-		rc |= nq_map_set_int(m, "mem_reserved", (int64_t) sd->reserved);
-		rc |= nq_map_set_int(
-		        m, "mem_unreserved",
-		        (int64_t) (sd->capacity > sd->reserved
-		                           ? sd->capacity - sd->reserved
-		                           : 0));
-		rc |= nq_map_set_float(m, "probed_at", di ? di->probed_at : 0);
-		rc |= nq_map_set_int(m, "slots", sd->slots);
-		rc |= nq_map_set(m, "running", &ids);
+		rc = device_map(m, sd, di, &ids);
 		nq_value_free(&ids);
 	}
 	if (rc == 0)
 		rc = nq_map_set(r->out, "devices", &list);
 	nq_value_free(&list);
-	return rc ? NQ_ENOMEM : 0;
+	return rc;
 }
-

@@ -28,40 +28,45 @@ us_to_s(int64_t us)
 	return (double) us / 1e6;
 }
 
-static struct nq_map *
-job_map(const struct job_row *j)
+/* The job's fields as status and list send them, into *out. 0 or an
+ * nq_error code (NQ_ENOMEM) with *out NULL. */
+static int
+job_map(const struct job_row *j, struct nq_map **out)
 {
 	struct nq_map *m = nq_map_new();
-	int rc = 0;
+	int rc;
 
+	*out = NULL;
 	if (m == NULL)
-		return NULL;
-	rc |= nq_map_set_int(m, "id", j->id);
-	rc |= nq_map_set_str(m, "type", j->type);
-	rc |= nq_map_set_str(m, "state", job_state_name(j->state));
-	rc |= nq_map_set_int(m, "owner", j->owner);
-	rc |= nq_map_set_int(m, "priority", j->priority);
-	rc |= nq_map_set_str(m, "device_req", j->device_req);
-	rc |= nq_map_set_str(m, "device", j->device);
-	rc |= nq_map_set_int(m, "attempts", j->attempts);
-	rc |= nq_map_set_float(m, "progress", j->progress);
-	rc |= nq_map_set_str(m, "stage", j->stage);
-	rc |= nq_map_set_float(m, "eta_s", events_eta_s(j));
-	rc |= nq_map_set_float(m, "submitted", us_to_s(j->submitted_us));
-	rc |= nq_map_set_float(m, "started", us_to_s(j->started_us));
-	rc |= nq_map_set_float(m, "finished", us_to_s(j->finished_us));
-	rc |= nq_map_set_int(m, "est_host_bytes", (int64_t) j->est_host_bytes);
-	rc |= nq_map_set_int(m, "est_device_bytes",
-	                     (int64_t) j->est_device_bytes);
-	rc |= nq_map_set_int(m, "error_code", j->error_code);
-	rc |= nq_map_set_str(m, "error", j->error);
-	rc |= nq_map_set_bool(m, "cancel_requested", j->cancel_requested);
-	rc |= nq_map_set_bool(m, "purged", j->purged_us != 0);
-	if (rc != 0) {
+		return NQ_ENOMEM;
+	if ((rc = nq_map_set_int(m, "id", j->id)) ||
+	    (rc = nq_map_set_str(m, "type", j->type)) ||
+	    (rc = nq_map_set_str(m, "state", job_state_name(j->state))) ||
+	    (rc = nq_map_set_int(m, "owner", j->owner)) ||
+	    (rc = nq_map_set_int(m, "priority", j->priority)) ||
+	    (rc = nq_map_set_str(m, "device_req", j->device_req)) ||
+	    (rc = nq_map_set_str(m, "device", j->device)) ||
+	    (rc = nq_map_set_int(m, "attempts", j->attempts)) ||
+	    (rc = nq_map_set_float(m, "progress", j->progress)) ||
+	    (rc = nq_map_set_str(m, "stage", j->stage)) ||
+	    (rc = nq_map_set_float(m, "eta_s", events_eta_s(j))) ||
+	    (rc = nq_map_set_float(m, "submitted", us_to_s(j->submitted_us))) ||
+	    (rc = nq_map_set_float(m, "started", us_to_s(j->started_us))) ||
+	    (rc = nq_map_set_float(m, "finished", us_to_s(j->finished_us))) ||
+	    (rc = nq_map_set_int(m, "est_host_bytes",
+	                         (int64_t) j->est_host_bytes)) ||
+	    (rc = nq_map_set_int(m, "est_device_bytes",
+	                         (int64_t) j->est_device_bytes)) ||
+	    (rc = nq_map_set_int(m, "error_code", j->error_code)) ||
+	    (rc = nq_map_set_str(m, "error", j->error)) ||
+	    (rc = nq_map_set_bool(m, "cancel_requested",
+	                          j->cancel_requested)) ||
+	    (rc = nq_map_set_bool(m, "purged", j->purged_us != 0))) {
 		nq_map_free(m);
-		return NULL;
+		return rc;
 	}
-	return m;
+	*out = m;
+	return 0;
 }
 
 static int
@@ -80,11 +85,11 @@ set_map(struct nq_map *dst, const char *key, struct nq_map *m)
 static int
 need_id(struct req *r, int64_t *id)
 {
-	int rc = nq_get_int(r->m, "id", id, r->msg, r->msglen);
+	int rc;
 
-	if (rc == 1)
+	if (!nq_has(r->m, "id"))
 		return req_fail(r, NQ_EBADPARAM, "id: missing (a job id)");
-	if (rc != 0)
+	if ((rc = nq_get_int(r->m, "id", id, r->msg, r->msglen)) != 0)
 		return rc;
 	if (*id <= 0)
 		return req_fail(r, NQ_EBADPARAM,
@@ -115,6 +120,7 @@ int
 ops_status(struct req *r)
 {
 	struct job_row row;
+	struct nq_map *m;
 	int64_t id;
 	int rc;
 
@@ -124,13 +130,15 @@ ops_status(struct req *r)
 	 * anyone may look at any job */
 	if ((rc = load_job(r, id, 0, &row)) != 0)
 		return rc;
-	return set_map(r->out, "job", job_map(&row));
+	if ((rc = job_map(&row, &m)) != 0)
+		return rc;
+	return set_map(r->out, "job", m);
 }
 
 struct list_acc {
 	struct nq_value list;
 	size_t cap;
-	int oom;
+	int rc; /* the first failure */
 };
 
 static int
@@ -144,17 +152,14 @@ list_cb(void *arg, const struct job_row *row)
 		struct nq_value *it =
 		        realloc(a->list.u.list.items, cap * sizeof(*it));
 		if (it == NULL) {
-			a->oom = 1;
+			a->rc = NQ_ENOMEM;
 			return 1;
 		}
 		a->list.u.list.items = it;
 		a->cap = cap;
 	}
-	m = job_map(row);
-	if (m == NULL) {
-		a->oom = 1;
+	if ((a->rc = job_map(row, &m)) != 0)
 		return 1;
-	}
 	a->list.u.list.items[a->list.u.list.n++] = nq_val_map(m);
 	return 0;
 }
@@ -170,7 +175,7 @@ ops_list(struct req *r)
 	enum job_state st;
 
 	rc = nq_get_str(r->m, "state", &state, r->msg, r->msglen);
-	if (rc > 1)
+	if (rc != 0)
 		return rc;
 	if (state != NULL) {
 		if (job_state_parse(state, &st) != 0)
@@ -182,10 +187,10 @@ ops_list(struct req *r)
 		f.state = (int) st;
 	}
 	rc = nq_get_bool(r->m, "all_users", &all, r->msg, r->msglen);
-	if (rc > 1)
+	if (rc != 0)
 		return rc;
 	rc = nq_get_int(r->m, "limit", &limit, r->msg, r->msglen);
-	if (rc > 1)
+	if (rc != 0)
 		return rc;
 	if (limit < 0)
 		return req_fail(r, NQ_EBADPARAM,
@@ -195,8 +200,8 @@ ops_list(struct req *r)
 	f.owner = r->uid;
 	f.limit = limit;
 	rc = store_list(r->d->store, &f, list_cb, &acc);
-	if (rc == 0 && acc.oom)
-		rc = NQ_ENOMEM;
+	if (rc == 0)
+		rc = acc.rc;
 	if (rc == 0)
 		rc = nq_map_set(r->out, "jobs", &acc.list);
 	else if (rc == NQ_EIO)

@@ -74,9 +74,9 @@ submit_check_work(struct req *r)
 	int64_t prio = 0;
 	int rc;
 
-	rc = nq_get_str(r->m, "type", &type, r->msg, r->msglen);
-	if (rc == 1)
+	if (!nq_has(r->m, "type"))
 		return req_fail(r, NQ_EBADPARAM, "type: missing (a job type)");
+	rc = nq_get_str(r->m, "type", &type, r->msg, r->msglen);
 	if (rc != 0)
 		return rc;
 	jt = job_type_find(type);
@@ -86,13 +86,13 @@ submit_check_work(struct req *r)
 		                "list)",
 		                type);
 	rc = nq_get_map(r->m, "params", &params, r->msg, r->msglen);
-	if (rc > 1)
+	if (rc != 0)
 		return rc;
 	rc = nq_get_map(r->m, "inputs", &inputs, r->msg, r->msglen);
-	if (rc > 1)
+	if (rc != 0)
 		return rc;
 	rc = nq_get_str(r->m, "device", &device, r->msg, r->msglen);
-	if (rc > 1)
+	if (rc != 0)
 		return rc;
 	if (devname_parse(device, &dn) != NQ_OK)
 		return req_fail(
@@ -100,14 +100,14 @@ submit_check_work(struct req *r)
 		        "device: '%.32s' is not auto, cpu, cuda or cuda:N",
 		        device);
 	rc = nq_get_int(r->m, "priority", &prio, r->msg, r->msglen);
-	if (rc > 1)
+	if (rc != 0)
 		return rc;
 	if (prio < -100 || prio > 100)
 		return req_fail(r, NQ_EBADPARAM,
 		                "priority: %" PRId64 " is outside -100..100",
 		                prio);
 	rc = nq_get_str(r->m, "idem", &idem, r->msg, r->msglen);
-	if (rc > 1)
+	if (rc != 0)
 		return rc;
 	if (strlen(idem) > 127)
 		return req_fail(r, NQ_EBADPARAM, "idem: %zu bytes; at most 127",
@@ -198,9 +198,9 @@ submit_discard_work(struct req *r)
 static int
 submit_discarded(struct req *r, int rc)
 {
-	rc = nq_map_set_int(r->out, "id", r->id);
-	rc |= nq_map_set_bool(r->out, "existing", 1);
-	return rc ? NQ_ENOMEM : 0;
+	if ((rc = nq_map_set_int(r->out, "id", r->id)) != 0)
+		return rc;
+	return nq_map_set_bool(r->out, "existing", 1);
 }
 
 /* Loop thread, once the files are on disk: the row, the queue. */
@@ -259,9 +259,9 @@ submit_done(struct req *r, int rc)
 	         row.est_host_bytes, row.est_device_bytes);
 	events_publish(d, &row);
 	worker_start_more(d);
-	rc = nq_map_set_int(r->out, "id", row.id);
-	rc |= nq_map_set_bool(r->out, "existing", 0);
-	return rc ? NQ_ENOMEM : 0;
+	if ((rc = nq_map_set_int(r->out, "id", row.id)) != 0)
+		return rc;
+	return nq_map_set_bool(r->out, "existing", 0);
 }
 
 /* Loop thread: does it fit a device of this server? Then the files. */
@@ -302,4 +302,3 @@ ops_submit(struct req *r)
 		                "after it restarts");
 	return req_defer(r, submit_check_work, submit_checked);
 }
-

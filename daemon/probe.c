@@ -2,11 +2,11 @@
 #include "probe.h"
 
 #include "child.h"
+#include "config.h"
+#include "daemon.h"
 #include "devices.h"
 #include "log.h"
 #include "nq_clock.h"
-#include "config.h"
-#include "daemon.h"
 
 #include <stdio.h>
 #include <stdlib.h>

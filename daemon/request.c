@@ -181,4 +181,3 @@ req_defer(struct req *r, int (*work)(struct req *r),
 	}
 	return after(r, work(r));
 }
-

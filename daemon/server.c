@@ -18,9 +18,9 @@ static const struct {
 	const char *name;
 	int (*fn)(struct req *r);
 } server_ops[] = {
-        {"hello", ops_hello},   {"submit", ops_submit},
-        {"status", ops_status}, {"list", ops_list},
-        {"cancel", ops_cancel}, {"result", ops_result},
+        {"hello", ops_hello},     {"submit", ops_submit},
+        {"status", ops_status},   {"list", ops_list},
+        {"cancel", ops_cancel},   {"result", ops_result},
         {"devices", ops_devices}, {"logs", ops_logs},
 };
 
@@ -47,17 +47,18 @@ dispatch(struct req *r, int rc)
 	if (r->val.kind != NQ_MAP)
 		return req_fail(r, NQ_EPROTO, "a request is a msgpack map");
 	r->m = r->val.u.map;
-	rc = nq_get_int(r->m, "v", &ver, r->msg, r->msglen);
-	if (rc == 1)
+	if (!nq_has(r->m, "v"))
 		return req_fail(r, NQ_EVERSION,
 		                "v: missing (the protocol version, %d)",
 		                NQ_PROTOCOL_VERSION);
+	rc = nq_get_int(r->m, "v", &ver, r->msg, r->msglen);
 	if (rc != 0 || ver != NQ_PROTOCOL_VERSION)
 		return req_fail(r, NQ_EVERSION,
 		                "v: this daemon speaks protocol version %d",
 		                NQ_PROTOCOL_VERSION);
+	r->op = NULL;
 	rc = nq_get_str(r->m, "op", &r->op, r->msg, r->msglen);
-	if (rc != 0) {
+	if (rc != 0 || r->op == NULL) {
 		r->op = NULL;
 		return req_fail(r, NQ_EBADOP, "op: missing or not a string");
 	}

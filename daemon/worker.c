@@ -2,11 +2,11 @@
 #include "worker.h"
 
 #include "child.h"
-#include "log.h"
-#include "nq_error.h"
 #include "config.h"
 #include "daemon.h"
 #include "events.h"
+#include "log.h"
+#include "nq_error.h"
 #include "scheduler.h"
 #include "spool.h"
 #include "store.h"

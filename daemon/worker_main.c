@@ -260,9 +260,13 @@ cmd_run(int argc, char **argv)
 	snprintf(path, sizeof(path), "%s/error", dir);
 	unlink(path);
 	snprintf(ckpt, sizeof(ckpt), "%s/ckpt", dir);
-	spool_mkdir_p(ckpt, 0755);
 	wlog(&p, "start type=%s device=%s grant=%llu pid=%d", type, device,
 	     grant, (int) getpid());
+	/* no ckpt dir: the job runs, without checkpoints */
+	if (spool_mkdir_p(ckpt, 0755) != 0)
+		wlog(&p,
+		     "cannot create the checkpoint dir path=%s error=\"%s\"",
+		     ckpt, strerror(errno));
 
 	jt = job_type_find(type);
 	if (jt == NULL) {

@@ -64,13 +64,11 @@ static int
 get_float_in(const struct nq_map *p, const char *key, double *dst, double lo,
              double hi, char *msg, size_t msglen)
 {
-	double v;
+	double v = *dst;
 	int rc = nq_get_float(p, key, &v, msg, msglen);
 
-	if (rc == 1)
-		return 0;
-	if (rc != 0)
-		return rc;
+	if (rc != 0 || !nq_has(p, key))
+		return rc; /* absent: *dst keeps its default */
 	if (!(v >= lo && v <= hi)) {
 		snprintf(msg, msglen,
 		         "parameter '%s' = %g is out of range "
@@ -86,13 +84,11 @@ static int
 get_int_in(const struct nq_map *p, const char *key, int64_t *dst, int64_t lo,
            int64_t hi, char *msg, size_t msglen)
 {
-	int64_t v;
+	int64_t v = *dst;
 	int rc = nq_get_int(p, key, &v, msg, msglen);
 
-	if (rc == 1)
-		return 0;
-	if (rc != 0)
-		return rc;
+	if (rc != 0 || !nq_has(p, key))
+		return rc; /* absent: *dst keeps its default */
 	if (v < lo || v > hi) {
 		snprintf(msg, msglen,
 		         "parameter '%s' = %lld is out of range "
@@ -140,13 +136,12 @@ parse(const struct nq_map *params, const struct nq_map *inputs,
 			return NQ_EBADPARAM;
 		}
 	if ((rc = nq_get_str(params, "recording", &jp->recording, msg,
-	                     msglen)) < 0 ||
-	    rc > 1)
+	                     msglen)) != 0)
 		return rc;
-	if ((rc = nq_get_str(params, "probe", &jp->probe, msg, msglen)) > 1)
+	if ((rc = nq_get_str(params, "probe", &jp->probe, msg, msglen)) != 0)
 		return rc;
 	if ((rc = nq_get_str(params, "output_dir", &jp->output_dir, msg,
-	                     msglen)) > 1)
+	                     msglen)) != 0)
 		return rc;
 	if (inputs != NULL && nq_map_get(inputs, "data") != NULL &&
 	    (rc = nq_get_array(inputs, "data", &jp->data, msg, msglen)) != 0)
@@ -247,11 +242,11 @@ parse(const struct nq_map *params, const struct nq_map *inputs,
 	if ((rc = get_int_in(params, "seed", &iv, 0, INT64_MAX, msg, msglen)))
 		return rc;
 	c->seed = (uint64_t) iv;
-	if ((rc = nq_get_bool(params, "car", &car, msg, msglen)) > 1)
+	if ((rc = nq_get_bool(params, "car", &car, msg, msglen)) != 0)
 		return rc;
 	c->car = car;
 	car = c->drift;
-	if ((rc = nq_get_bool(params, "drift", &car, msg, msglen)) > 1)
+	if ((rc = nq_get_bool(params, "drift", &car, msg, msglen)) != 0)
 		return rc;
 	c->drift = car;
 	if ((rc = get_float_in(params, "drift_max_um", &c->drift_max_um, 5,

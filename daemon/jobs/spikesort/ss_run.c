@@ -139,8 +139,8 @@ main(int argc, char **argv)
 		       "\"device\": \"%s\"}\n",
 		       res.n_units, (long long) res.n_spikes, res.n_good, res.K,
 		       dur, wall, dur / wall, res.t_pre, res.t_detect,
-		       res.t_match, res.t_post, res.t_drift,
-		       b - f, dmin, dmax, kb.name);
+		       res.t_match, res.t_post, res.t_drift, b - f, dmin, dmax,
+		       kb.name);
 	}
 	ss_result_free(&res);
 	kern_close(&kb);
