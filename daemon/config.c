@@ -4,7 +4,7 @@
 
 #include "log.h"
 #include "nq_error.h"
-#include "sched.h"
+#include "scheduler.h"
 
 #include <ctype.h>
 #include <errno.h>

@@ -3,6 +3,7 @@
 #include "devices.h"
 
 #include "log.h"
+#include "nq_clock.h"
 #include "nq_error.h"
 
 #include <errno.h>
@@ -14,7 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #define DEVICES_PROBE_TIMEOUT_MS 60000 /* CUDA start-up can be slow */
@@ -24,21 +24,20 @@ devices_parse_line(const char *line, struct device_info *d)
 {
 	char name[32], kind[16];
 	uint64_t tot, fre;
+	struct devname dn;
 	int idx = 0;
 
 	memset(d, 0, sizeof(*d));
 	if (sscanf(line, "%31s %15s %" SCNu64 " %" SCNu64, name, kind, &tot,
 	           &fre) != 4)
 		return -1;
-	if (strcmp(kind, "cpu") == 0) {
-		if (strcmp(name, "cpu") != 0)
-			return -1;
+	if (devname_parse(name, &dn) != NQ_OK)
+		return -1;
+	if (strcmp(kind, "cpu") == 0 && dn.kind == DEVNAME_CPU) {
 		d->kind = SCHED_CPU;
-	} else if (strcmp(kind, "cuda") == 0) {
-		char extra;
-		if (sscanf(name, "cuda:%d%c", &idx, &extra) != 1 || idx < 0)
-			return -1;
+	} else if (strcmp(kind, "cuda") == 0 && dn.kind == DEVNAME_CUDA_N) {
 		d->kind = SCHED_CUDA;
+		idx = dn.index;
 	} else {
 		return -1;
 	}
@@ -47,15 +46,6 @@ devices_parse_line(const char *line, struct device_info *d)
 	d->mem_total = tot;
 	d->mem_free = fre;
 	return 0;
-}
-
-static int64_t
-devices_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* Runs `worker probe`; its stdout (at most len-1 bytes) goes to buf. */
@@ -67,7 +57,7 @@ devices_run_probe(const char *worker, char *buf, size_t len, char *msg,
 	pid_t pid;
 	size_t got = 0;
 	int status = 0, rc = 0;
-	int64_t deadline = devices_ms() + DEVICES_PROBE_TIMEOUT_MS;
+	int64_t deadline = nq_mono_ms() + DEVICES_PROBE_TIMEOUT_MS;
 
 	if (pipe2(pfd, O_CLOEXEC) != 0) {
 		snprintf(msg, msglen, "pipe: %s", strerror(errno));
@@ -88,7 +78,7 @@ devices_run_probe(const char *worker, char *buf, size_t len, char *msg,
 	close(pfd[1]);
 	for (;;) {
 		struct pollfd p = {.fd = pfd[0], .events = POLLIN};
-		int64_t left = deadline - devices_ms();
+		int64_t left = deadline - nq_mono_ms();
 		if (left <= 0) {
 			snprintf(msg, msglen, "%.200s probe: no answer in %d s",
 			         worker, DEVICES_PROBE_TIMEOUT_MS / 1000);
@@ -128,15 +118,6 @@ uint64_t
 devices_mem_available(void)
 {
 	return sysmem_bytes("MemAvailable");
-}
-
-static double
-devices_now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (double) ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
 /* Is name selected by the comma list (empty = all; "cuda" = all cuda)? */
@@ -229,7 +210,7 @@ devices_discover(const struct config *cfg, struct sched *s,
 		c->mem_free = sysmem_bytes("MemAvailable");
 	}
 	for (size_t i = 0; i < nall; i++)
-		all[i].probed_at = devices_now_s();
+		all[i].probed_at = nq_wall_s();
 	rc = devices_check_list(cfg->devices, all, nall, msg, msglen);
 	if (rc != 0)
 		return rc;

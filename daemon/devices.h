@@ -10,9 +10,8 @@
 #include <stdint.h>
 
 #include "config.h"
-#include "sched.h"
-
-#define DEVICES_MAX 32
+#include "devname.h" /* DEVICES_MAX */
+#include "scheduler.h"
 
 struct device_info {
 	char name[32]; /* "cpu", "cuda:0" */

@@ -1,13 +1,15 @@
 /* main.c — neuroqd: arguments, config, state dir, start-up recovery, the
  * loop, signals (SIGTERM/SIGINT drain, SIGHUP noted). */
 #include "config.h"
+#include "daemon.h"
 #include "devices.h"
 #include "job_type.h"
 #include "log.h"
 #include "net.h"
+#include "nq_clock.h"
 #include "nq_error.h"
 #include "probe.h"
-#include "sched.h"
+#include "scheduler.h"
 #include "server.h"
 #include "spool.h"
 #include "store.h"
@@ -60,15 +62,13 @@ expired_cb(void *arg, const struct job_row *row)
 static void
 retention_pass(struct daemon *d)
 {
-	struct timespec ts;
 	int64_t before;
 	size_t purged = 0;
 	int full;
 
 	if (d->cfg->retention_days <= 0)
 		return;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	before = (int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000 -
+	before = nq_wall_us() -
 	         (int64_t) d->cfg->retention_days * 86400 * 1000000;
 	do {
 		struct expired e = {.n = 0};
@@ -81,17 +81,18 @@ retention_pass(struct daemon *d)
 		}
 		for (size_t i = 0; i < e.n; i++) {
 			char jd[4096];
-			int err = spool_job_dir(d->cfg->state_dir, e.ids[i], jd,
-			                        sizeof(jd));
-			if (err == 0) {
-				err = spool_rm_rf(jd);
-				if (err == ENOENT)
-					err = 0;
+
+			if (spool_job_dir(d->cfg->state_dir, e.ids[i], jd,
+			                  sizeof(jd)) != 0) {
+				log_warn("retention: cannot remove id=%" PRId64
+				         " error=\"state dir path too long\"",
+				         e.ids[i]);
+				continue;
 			}
-			if (err != 0) {
+			if (spool_rm_rf(jd) != 0) {
 				log_warn("retention: cannot remove id=%" PRId64
 				         " dir=%s error=\"%s\"",
-				         e.ids[i], jd, strerror(err));
+				         e.ids[i], jd, strerror(errno));
 				continue;
 			}
 			if (store_mark_purged(d->store, e.ids[i]) == 0)
@@ -399,7 +400,6 @@ main(int argc, char **argv)
 	char msg[1024], path[4096];
 	enum log_level lv = LOG_INFO;
 	int rc, requeued = 0, failed = 0, canceled = 0;
-	struct timespec ts;
 
 	if ((rc = parse_args(argc, argv, &cl)) != 0)
 		return rc;
@@ -416,15 +416,14 @@ main(int argc, char **argv)
 	memset(&d, 0, sizeof(d));
 	d.cfg = &cfg;
 	d.loop = uv_default_loop();
-	clock_gettime(CLOCK_REALTIME, &ts);
-	d.started = (double) ts.tv_sec;
+	d.started = (double) (nq_wall_us() / 1000000);
 	test_knobs(&d);
 
 	snprintf(path, sizeof(path), "%s/jobs", cfg.state_dir);
 	if ((rc = spool_mkdir_p(cfg.state_dir, 0700)) != 0 ||
 	    (rc = spool_mkdir_p(path, 0700)) != 0) {
 		log_err("cannot create state dir path=%s error=\"%s\"", path,
-		        strerror(rc));
+		        strerror(errno));
 		return 1;
 	}
 	spool_clean_staging(cfg.state_dir);

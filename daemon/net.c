@@ -281,10 +281,9 @@ net_prepare_ipc(const char *url, int dir_mode, char *msg, size_t msglen)
 	}
 	memcpy(dir, path, (size_t) (slash - path));
 	dir[slash - path] = '\0';
-	int e = spool_mkdir_p(dir, (mode_t) dir_mode);
-	if (e != 0) {
+	if (spool_mkdir_p(dir, (mode_t) dir_mode) != 0) {
 		snprintf(msg, msglen, "cannot create socket directory %s: %s",
-		         dir, strerror(e));
+		         dir, strerror(errno));
 		return NQ_EIO;
 	}
 	return 0;

@@ -2,14 +2,15 @@
 #include "probe.h"
 
 #include "child.h"
+#include "config.h"
+#include "daemon.h"
 #include "devices.h"
 #include "log.h"
-#include "server.h"
+#include "nq_clock.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 struct probe {
 	struct daemon *d;
@@ -18,15 +19,6 @@ struct probe {
 	struct device_info got[DEVICES_MAX];
 	char seen[DEVICES_MAX];
 };
-
-static double
-probe_now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (double) ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 static void
 probe_line_cb(void *arg, const char *line, size_t len, int cut)
@@ -63,7 +55,7 @@ probe_exit_cb(void *arg, int64_t status, int sig)
 {
 	struct probe *p = arg;
 	struct daemon *d = p->d;
-	double now = probe_now_s();
+	double now = nq_wall_s();
 
 	d->probe = NULL;
 	if (status != 0 || sig != 0) {
@@ -124,7 +116,7 @@ probe_refresh(struct daemon *d)
 			gpus = 1;
 		} else if (avail > 0) {
 			d->devs[k].mem_free = avail;
-			d->devs[k].probed_at = probe_now_s();
+			d->devs[k].probed_at = nq_wall_s();
 		}
 	}
 	if (!gpus || d->probe != NULL || d->draining)

@@ -67,19 +67,21 @@ spool_mkdir_p(const char *path, mode_t mode)
 	char buf[4096];
 	size_t n = strlen(path);
 
-	if (n == 0 || n >= sizeof(buf))
-		return ENAMETOOLONG;
+	if (n == 0 || n >= sizeof(buf)) {
+		errno = ENAMETOOLONG;
+		return NQ_EIO;
+	}
 	memcpy(buf, path, n + 1);
 	for (char *p = buf + 1; *p != '\0'; p++) {
 		if (*p != '/')
 			continue;
 		*p = '\0';
 		if (mkdir(buf, mode) != 0 && errno != EEXIST)
-			return errno;
+			return NQ_EIO;
 		*p = '/';
 	}
 	if (mkdir(buf, mode) != 0 && errno != EEXIST)
-		return errno;
+		return NQ_EIO;
 	return 0;
 }
 
@@ -89,52 +91,59 @@ spool_rm_rf(const char *path)
 	DIR *d;
 	struct dirent *e;
 	char sub[4096];
-	int rc = 0;
+	int err = 0; /* errno of the last failure */
 
 	d = opendir(path);
 	if (d == NULL) {
 		if (errno == ENOENT)
 			return 0;
 		if (errno == ENOTDIR)
-			return unlink(path) == 0 ? 0 : errno;
-		return errno;
+			return unlink(path) == 0 ? 0 : NQ_EIO;
+		return NQ_EIO;
 	}
 	while ((e = readdir(d)) != NULL) {
 		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
 			continue;
 		if (spool_path(sub, sizeof(sub), path, e->d_name, NULL) != 0) {
-			rc = ENAMETOOLONG;
+			err = ENAMETOOLONG;
 			continue;
 		}
 		struct stat st;
 		if (lstat(sub, &st) != 0)
 			continue;
 		if (S_ISDIR(st.st_mode)) {
-			int r = spool_rm_rf(sub);
-			if (r != 0)
-				rc = r;
+			if (spool_rm_rf(sub) != 0)
+				err = errno;
 		} else if (unlink(sub) != 0) {
-			rc = errno;
+			err = errno;
 		}
 	}
 	closedir(d);
-	if (rmdir(path) != 0 && rc == 0)
-		rc = errno;
-	return rc;
+	if (rmdir(path) != 0 && err == 0)
+		err = errno;
+	if (err != 0) {
+		errno = err;
+		return NQ_EIO;
+	}
+	return 0;
 }
 
 int
 spool_fsync_dir(const char *path)
 {
 	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	int rc = 0;
+	int err = 0;
 
 	if (fd < 0)
-		return errno;
+		return NQ_EIO;
 	if (fsync(fd) != 0)
-		rc = errno;
+		err = errno;
 	close(fd);
-	return rc;
+	if (err != 0) {
+		errno = err;
+		return NQ_EIO;
+	}
+	return 0;
 }
 
 /* Write a whole file durably: temp + fsync + rename. */

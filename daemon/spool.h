@@ -17,9 +17,11 @@
 int spool_name_ok(const char *name);
 /* <state_dir>/jobs/<id>. 0 or NQ_EINTERNAL (too long). */
 int spool_job_dir(const char *state_dir, int64_t id, char *buf, size_t n);
-int spool_mkdir_p(const char *path, mode_t mode); /* 0 or errno */
-int spool_rm_rf(const char *path);                /* 0 or errno */
-int spool_fsync_dir(const char *path);            /* 0 or errno */
+/* Files and dirs: 0, or NQ_EIO with errno left set to the cause (for the
+ * caller's message: read it at once). rm_rf of a missing path is 0. */
+int spool_mkdir_p(const char *path, mode_t mode);
+int spool_rm_rf(const char *path);
+int spool_fsync_dir(const char *path);
 
 /* Submit, before the row exists: write params.mp and in/<name>.npy into a
  * fresh staging dir <state_dir>/jobs/.new-XXXXXX (fsynced); its path goes

@@ -18,6 +18,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "nq_clock.h"
 #include "nq_error.h"
 
 #define STORE_BUSY_MS 5000
@@ -190,15 +191,6 @@ const char *
 store_errmsg(const struct store *s)
 {
 	return s != NULL ? s->msg : "no store";
-}
-
-static int64_t
-now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
 /* Length of s cut to fit a buffer of cap bytes (with its NUL) without
@@ -533,7 +525,7 @@ store_put_job(struct store *s, struct job_row *row, int *existing)
 {
 	sqlite3_stmt *q;
 	int rc, err;
-	int64_t now = now_us();
+	int64_t now = nq_wall_us();
 
 	if (existing != NULL)
 		*existing = 0;
@@ -633,7 +625,7 @@ store_mark_running(struct store *s, int64_t id, const char *device)
 		return NQ_EIO;
 	sqlite3_bind_int64(q, 1, id);
 	bind_str(q, 2, device, sizeof(r.device));
-	sqlite3_bind_int64(q, 3, now_us());
+	sqlite3_bind_int64(q, 3, nq_wall_us());
 	return update_one(s, q, id, "mark running");
 }
 
@@ -656,7 +648,7 @@ store_mark_final(struct store *s, int64_t id, enum job_state st, int error_code,
 	sqlite3_bind_int(q, 2, (int) st);
 	sqlite3_bind_int(q, 3, error_code);
 	bind_str(q, 4, error, sizeof(r.error));
-	sqlite3_bind_int64(q, 5, now_us());
+	sqlite3_bind_int64(q, 5, nq_wall_us());
 	return update_one(s, q, id, "mark final");
 }
 
@@ -794,7 +786,7 @@ store_recover2(struct store *s, int max_attempts, int *requeued, int *failed,
 		goto fail;
 	}
 	sqlite3_bind_int(q, 1, NQ_ECANCELED);
-	sqlite3_bind_int64(q, 2, now_us());
+	sqlite3_bind_int64(q, 2, nq_wall_us());
 	if ((err = exec_stmt(s, q, "recover")))
 		goto fail;
 	ncan = sqlite3_changes(s->db);
@@ -804,7 +796,7 @@ store_recover2(struct store *s, int max_attempts, int *requeued, int *failed,
 	}
 	sqlite3_bind_int(q, 1, max_attempts);
 	sqlite3_bind_int(q, 2, NQ_EFAILED);
-	sqlite3_bind_int64(q, 3, now_us());
+	sqlite3_bind_int64(q, 3, nq_wall_us());
 	if ((err = exec_stmt(s, q, "recover")))
 		goto fail;
 	nfail = sqlite3_changes(s->db);
@@ -860,6 +852,6 @@ store_mark_purged(struct store *s, int64_t id)
 	if (q == NULL)
 		return NQ_EIO;
 	sqlite3_bind_int64(q, 1, id);
-	sqlite3_bind_int64(q, 2, now_us());
+	sqlite3_bind_int64(q, 2, nq_wall_us());
 	return update_one(s, q, id, "purged");
 }

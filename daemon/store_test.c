@@ -21,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "nq_clock.h"
 #include "nq_error.h"
 #include "store.h"
 
@@ -29,15 +30,6 @@ struct fx {
 	char path[128];
 	struct store *s;
 };
-
-static int64_t
-wall_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
 static int
 setup(void **state)
@@ -244,7 +236,7 @@ test_roundtrip_every_field(void **state)
 	struct fx *f = *state;
 	struct job_row in, out;
 	int existing = -1;
-	int64_t before = wall_us(), after;
+	int64_t before = nq_wall_us(), after;
 
 	memset(&in, 0, sizeof(in));
 	snprintf(in.type, sizeof(in.type), "spikesort");
@@ -267,7 +259,7 @@ test_roundtrip_every_field(void **state)
 	in.cancel_requested = 1;
 
 	assert_int_equal(store_put_job(f->s, &in, &existing), 0);
-	after = wall_us();
+	after = nq_wall_us();
 	assert_int_equal(existing, 0);
 	assert_true(in.id > 0);
 	assert_int_equal(in.state, JOB_QUEUED);
@@ -369,13 +361,13 @@ test_transitions(void **state)
 	int64_t id = put(f->s, 1000, 0), t0;
 
 	/* QUEUED -> RUNNING */
-	t0 = wall_us();
+	t0 = nq_wall_us();
 	assert_int_equal(store_mark_running(f->s, id, "cuda:0"), 0);
 	assert_int_equal(store_get_job(f->s, id, &r), 0);
 	assert_int_equal(r.state, JOB_RUNNING);
 	assert_string_equal(r.device, "cuda:0");
 	assert_int_equal(r.attempts, 1);
-	assert_true(r.started_us >= t0 && r.started_us <= wall_us());
+	assert_true(r.started_us >= t0 && r.started_us <= nq_wall_us());
 	assert_int_equal(r.finished_us, 0);
 	/* not twice */
 	assert_int_equal(store_mark_running(f->s, id, "cuda:1"), NQ_ESTATE);
@@ -419,7 +411,7 @@ test_transitions(void **state)
 	assert_int_equal(r.state, JOB_RUNNING);
 
 	/* RUNNING -> DONE */
-	t0 = wall_us();
+	t0 = nq_wall_us();
 	assert_int_equal(store_mark_final(f->s, id, JOB_DONE, 0, ""), 0);
 	assert_int_equal(store_get_job(f->s, id, &r), 0);
 	assert_int_equal(r.state, JOB_DONE);
@@ -635,7 +627,7 @@ test_retention_selection(void **state)
 {
 	struct fx *f = *state;
 	const int64_t day = 86400ll * 1000000;
-	const int64_t now = wall_us();
+	const int64_t now = nq_wall_us();
 	struct collect c = {0};
 	struct job_row r;
 	int64_t done_old = put(f->s, 1, 0), failed_old = put(f->s, 2, 0),
@@ -889,11 +881,10 @@ static void
 test_many_inserts(void **state)
 {
 	struct fx *f = *state;
-	struct timespec t0, t1;
+	double t0, secs;
 	int64_t prev = 0;
-	double secs;
 
-	clock_gettime(CLOCK_MONOTONIC, &t0);
+	t0 = nq_mono_s();
 	for (int i = 0; i < 1000; i++) {
 		struct job_row r;
 		basic_row(&r, (uint32_t) (i % 7), NULL);
@@ -902,9 +893,7 @@ test_many_inserts(void **state)
 		assert_true(r.id > prev);
 		prev = r.id;
 	}
-	clock_gettime(CLOCK_MONOTONIC, &t1);
-	secs = (double) (t1.tv_sec - t0.tv_sec) +
-	       (double) (t1.tv_nsec - t0.tv_nsec) * 1e-9;
+	secs = nq_mono_s() - t0;
 	print_message("1000 inserts: %.3f s\n", secs);
 	assert_true(secs < 10.0);
 	assert_int_equal(count_rows(f->s, JOB_QUEUED), 1000);

@@ -2,10 +2,14 @@
 #include "worker.h"
 
 #include "child.h"
+#include "config.h"
+#include "daemon.h"
+#include "events.h"
 #include "log.h"
 #include "nq_error.h"
-#include "server.h"
+#include "scheduler.h"
 #include "spool.h"
+#include "store.h"
 
 #include <inttypes.h>
 #include <signal.h>
@@ -98,7 +102,7 @@ worker_progress_line(struct worker *w, const char *line)
 	    strcmp(stage, w->stage) != 0) {
 		w->last_event_ms = now;
 		snprintf(w->stage, sizeof(w->stage), "%s", stage);
-		server_publish_id(d, w->id);
+		events_publish_id(d, w->id);
 	}
 }
 
@@ -193,7 +197,7 @@ worker_exit_cb(void *arg, int64_t status, int sig)
 			         "attempt=%d action=requeue",
 			         w->id, sig, attempts);
 			if (worker_requeue(d, w->id, why) == 0) {
-				server_publish_id(d, w->id);
+				events_publish_id(d, w->id);
 				goto done;
 			}
 		}
@@ -221,7 +225,7 @@ worker_exit_cb(void *arg, int64_t status, int sig)
 	         "exit=%" PRId64 " signal=%d error=%s message=\"%s\"",
 	         w->id, job_state_name(st), w->device, status, sig,
 	         nq_errname(code), msg);
-	server_publish_id(d, w->id);
+	events_publish_id(d, w->id);
 done:
 	free(w); /* the child is gone with this callback */
 	if (d->draining) {
@@ -320,7 +324,7 @@ worker_start_more(struct daemon *d)
 			        sj.id, msg);
 			sched_release(d->sched, sj.id);
 			store_mark_final(d->store, sj.id, JOB_FAILED, rc, msg);
-			server_publish_id(d, sj.id);
+			events_publish_id(d, sj.id);
 			free(w);
 			continue;
 		}
@@ -330,7 +334,7 @@ worker_start_more(struct daemon *d)
 		         "grant=%" PRIu64 " attempt=%d pid=%d",
 		         w->id, w->type, w->device, w->grant, w->attempt,
 		         child_pid(w->child));
-		server_publish_id(d, w->id);
+		events_publish_id(d, w->id);
 	}
 }
 

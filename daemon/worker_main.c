@@ -6,13 +6,15 @@
  *   neuroq-worker run --type gsn --dir JOBDIR --device cpu
  *   neuroq-worker probe
  */
-#include "sysmem.h"
+#include "devname.h"
 #include "job_type.h"
 #include "kern.h"
 #include "log.h"
+#include "nq_clock.h"
 #include "nq_error.h"
 #include "nq_value.h"
 #include "spool.h"
+#include "sysmem.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -54,15 +56,6 @@ on_term(int sig)
 	worker_stop = 1;
 }
 
-static double
-mono_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double) ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 struct wpriv {
 	const char *dir;
 	FILE *log;
@@ -75,7 +68,7 @@ static void
 ctx_progress(struct job_ctx *ctx, double frac, const char *stage)
 {
 	struct wpriv *p = ctx->priv;
-	double now = mono_s();
+	double now = nq_mono_s();
 	char st[64];
 	size_t i;
 
@@ -158,6 +151,29 @@ fail(struct wpriv *p, int code, const char *message)
 	if (spool_write_error(p->dir, code, message) != 0)
 		log_err("cannot write error file dir=%s", p->dir);
 	return code == NQ_ECANCELED ? EXIT_CANCELED : EXIT_FAILED;
+}
+
+/* The backend --device names (devname.h; auto is the daemon's to resolve,
+ * never a worker's). 0 or an nq_error code (NQ_EBADDEVICE). */
+static int
+open_device(struct kern_backend *kb, const char *device)
+{
+	struct devname dn;
+
+	memset(kb, 0, sizeof(*kb));
+	if (devname_parse(device, &dn) != NQ_OK)
+		return NQ_EBADDEVICE;
+	switch (dn.kind) {
+	case DEVNAME_CPU:
+		return kern_cpu_open(kb);
+	case DEVNAME_CUDA:
+		return kern_cuda_open(kb, 0);
+	case DEVNAME_CUDA_N:
+		return kern_cuda_open(kb, dn.index);
+	case DEVNAME_AUTO:
+		break;
+	}
+	return NQ_EBADDEVICE;
 }
 
 static int
@@ -244,9 +260,13 @@ cmd_run(int argc, char **argv)
 	snprintf(path, sizeof(path), "%s/error", dir);
 	unlink(path);
 	snprintf(ckpt, sizeof(ckpt), "%s/ckpt", dir);
-	spool_mkdir_p(ckpt, 0755);
 	wlog(&p, "start type=%s device=%s grant=%llu pid=%d", type, device,
 	     grant, (int) getpid());
+	/* no ckpt dir: the job runs, without checkpoints */
+	if (spool_mkdir_p(ckpt, 0755) != 0)
+		wlog(&p,
+		     "cannot create the checkpoint dir path=%s error=\"%s\"",
+		     ckpt, strerror(errno));
 
 	jt = job_type_find(type);
 	if (jt == NULL) {
@@ -275,7 +295,7 @@ cmd_run(int argc, char **argv)
 		ex = fail(&p, rc, msg);
 		goto out;
 	}
-	rc = kern_open_by_name(&kb, device);
+	rc = open_device(&kb, device);
 	if (rc != 0) {
 		snprintf(msg, sizeof(msg), "cannot open device %s: %s", device,
 		         nq_strerror(rc));
@@ -306,10 +326,10 @@ cmd_run(int argc, char **argv)
 		goto out;
 	}
 	ctx_progress(&ctx, 0, "start");
-	double t0 = mono_s();
+	double t0 = nq_mono_s();
 	msg[0] = '\0';
 	rc = jt->run(&ctx, params.u.map, inputs, out, msg, sizeof(msg));
-	double dt = mono_s() - t0;
+	double dt = nq_mono_s() - t0;
 	if (rc != 0) {
 		/* a job that finished despite a late SIGTERM keeps its
 		 * result */

@@ -401,14 +401,23 @@ nq_kind_name(enum nq_kind k)
 	return (unsigned) k < sizeof(names) / sizeof(names[0]) ? names[k] : "?";
 }
 
+int
+nq_has(const struct nq_map *m, const char *key)
+{
+	return nq_map_get(m, key) != NULL;
+}
+
+/* NQ_OK with *out the value, NQ_OK with *out NULL when absent, or
+ * NQ_EBADPARAM. */
 static int
 nq_get_kind(const struct nq_map *m, const char *key, const char *want,
             int ok_mask, const struct nq_value **out, char *msg, size_t msglen)
 {
 	const struct nq_value *v = nq_map_get(m, key);
 
+	*out = NULL;
 	if (v == NULL)
-		return 1;
+		return NQ_OK;
 	if (!(ok_mask & (1 << v->kind))) {
 		if (msg != NULL && msglen > 0)
 			snprintf(msg, msglen,
@@ -428,7 +437,7 @@ nq_get_int(const struct nq_map *m, const char *key, int64_t *out, char *msg,
 	int rc =
 	        nq_get_kind(m, key, "an integer", 1 << NQ_INT, &v, msg, msglen);
 
-	if (rc == 0)
+	if (rc == 0 && v != NULL)
 		*out = v->u.i;
 	return rc;
 }
@@ -441,7 +450,7 @@ nq_get_float(const struct nq_map *m, const char *key, double *out, char *msg,
 	int rc = nq_get_kind(m, key, "a number",
 	                     (1 << NQ_INT) | (1 << NQ_FLOAT), &v, msg, msglen);
 
-	if (rc == 0)
+	if (rc == 0 && v != NULL)
 		*out = v->kind == NQ_INT ? (double) v->u.i : v->u.f;
 	return rc;
 }
@@ -454,7 +463,7 @@ nq_get_bool(const struct nq_map *m, const char *key, int *out, char *msg,
 	int rc = nq_get_kind(m, key, "a bool", (1 << NQ_BOOL) | (1 << NQ_INT),
 	                     &v, msg, msglen);
 
-	if (rc != 0)
+	if (rc != 0 || v == NULL)
 		return rc;
 	if (v->kind == NQ_INT) {
 		if (v->u.i != 0 && v->u.i != 1) {
@@ -480,7 +489,7 @@ nq_get_str(const struct nq_map *m, const char *key, const char **out, char *msg,
 	const struct nq_value *v;
 	int rc = nq_get_kind(m, key, "a string", 1 << NQ_STR, &v, msg, msglen);
 
-	if (rc == 0)
+	if (rc == 0 && v != NULL)
 		*out = v->u.str.s;
 	return rc;
 }
@@ -492,7 +501,7 @@ nq_get_map(const struct nq_map *m, const char *key, const struct nq_map **out,
 	const struct nq_value *v;
 	int rc = nq_get_kind(m, key, "a map", 1 << NQ_MAP, &v, msg, msglen);
 
-	if (rc == 0)
+	if (rc == 0 && v != NULL)
 		*out = v->u.map;
 	return rc;
 }
@@ -505,7 +514,7 @@ nq_get_array(const struct nq_map *m, const char *key,
 	int rc = nq_get_kind(m, key, "an array ({dtype, shape, data})",
 	                     1 << NQ_ARRAY, &v, msg, msglen);
 
-	if (rc == 0)
+	if (rc == 0 && v != NULL)
 		*out = &v->u.arr;
 	return rc;
 }

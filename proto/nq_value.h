@@ -126,8 +126,14 @@ int nq_map_set_array(struct nq_map *m, const char *key, struct nq_array *a);
 /* Value constructors */
 struct nq_value nq_val_map(struct nq_map *m); /* takes ownership */
 
-/* Typed getters: return 0 and fill *out, 1 when the key is absent (out
- * untouched), NQ_EBADPARAM on a wrong type (msg says which key and why).
+/* Is the key in the map (with any value, nil included)? 1 or 0. */
+int nq_has(const struct nq_map *m, const char *key);
+/* Typed getters; every return is an nq_error code:
+ *   NQ_OK         the key is present with the right type: *out filled;
+ *   NQ_OK         the key is absent: *out untouched (so it keeps the
+ *                 caller's default; nq_has() tells the two apart);
+ *   NQ_EBADPARAM  the key is present with a wrong type (nil included):
+ *                 msg says which key and why, *out untouched.
  * Ints are accepted for floats; integral floats are NOT accepted for ints. */
 int nq_get_int(const struct nq_map *m, const char *key, int64_t *out,
                char *msg, size_t msglen);

@@ -644,8 +644,12 @@ test_getters(void **state)
 
 	assert_int_equal(nq_get_int(m, "n", &i, msg, sizeof(msg)), 0);
 	assert_int_equal(i, 42);
-	assert_int_equal(nq_get_int(m, "missing", &i, msg, sizeof(msg)), 1);
+	/* absent: NQ_OK, the default untouched; nq_has tells */
+	assert_int_equal(nq_get_int(m, "missing", &i, msg, sizeof(msg)), NQ_OK);
 	assert_int_equal(i, 42); /* untouched */
+	assert_false(nq_has(m, "missing"));
+	assert_true(nq_has(m, "n"));
+	assert_true(nq_has(m, "none")); /* nil is present */
 	assert_int_equal(nq_get_int(m, "x", &i, msg, sizeof(msg)),
 	                 NQ_EBADPARAM);
 	assert_string_equal(msg, "parameter 'x' must be an integer, got float");
@@ -679,8 +683,10 @@ test_getters(void **state)
 	assert_int_equal(aa->nbytes, 8);
 	assert_int_equal(nq_get_array(m, "sub", &aa, msg, sizeof(msg)),
 	                 NQ_EBADPARAM);
-	assert_int_equal(nq_get_array(m, "nope", &aa, msg, sizeof(msg)), 1);
-	assert_int_equal(nq_get_int(NULL, "n", &i, msg, sizeof(msg)), 1);
+	assert_int_equal(nq_get_array(m, "nope", &aa, msg, sizeof(msg)), NQ_OK);
+	assert_int_equal(aa->dtype, NQ_DT_I32); /* untouched */
+	assert_int_equal(nq_get_int(NULL, "n", &i, msg, sizeof(msg)), NQ_OK);
+	assert_false(nq_has(NULL, "n"));
 
 	/* replace keeps one entry */
 	assert_int_equal(nq_map_set_str(m, "n", "now a string"), 0);
@@ -691,6 +697,96 @@ test_getters(void **state)
 	for (size_t k = 0; k < m->n; k++)
 		count += strcmp(m->keys[k], "n") == 0;
 	assert_int_equal(count, 1);
+	nq_map_free(m);
+}
+
+/* Every getter, each way a key can be: absent (NQ_OK, *out kept: the
+ * caller's default), wrong type (NQ_EBADPARAM, *out kept, msg names the
+ * key), present (NQ_OK, *out set). Never 1 (NQ_EPROTO) for absent. */
+static void
+test_get_absent_wrong_present(void **state)
+{
+	struct nq_map *m = nq_map_new();
+	struct nq_value sub = nq_val_map(nq_map_new());
+	struct nq_array a;
+	int64_t sh[1] = {2};
+	int64_t i = -5;
+	double f = -5.5;
+	int b = 7;
+	const char *s = "dflt";
+	const struct nq_map *mm = NULL;
+	const struct nq_array *aa = NULL;
+	char msg[128];
+
+	(void) state;
+	assert_non_null(m);
+	assert_int_equal(nq_map_set_str(m, "s", "text"), 0);
+	assert_int_equal(nq_map_set_int(m, "i", 3), 0);
+	assert_int_equal(nq_map_set_float(m, "f", 0.5), 0);
+	assert_int_equal(nq_map_set_bool(m, "b", 0), 0);
+	assert_int_equal(nq_map_set(m, "m", &sub), 0);
+	fill_array(&a, NQ_DT_F64, 1, sh);
+	assert_int_equal(nq_map_set_array(m, "a", &a), 0);
+	assert_int_equal(nq_map_set_nil(m, "nil"), 0);
+
+	/* absent */
+	assert_int_equal(nq_get_int(m, "zz", &i, msg, sizeof(msg)), NQ_OK);
+	assert_int_equal(nq_get_float(m, "zz", &f, msg, sizeof(msg)), NQ_OK);
+	assert_int_equal(nq_get_bool(m, "zz", &b, msg, sizeof(msg)), NQ_OK);
+	assert_int_equal(nq_get_str(m, "zz", &s, msg, sizeof(msg)), NQ_OK);
+	assert_int_equal(nq_get_map(m, "zz", &mm, msg, sizeof(msg)), NQ_OK);
+	assert_int_equal(nq_get_array(m, "zz", &aa, msg, sizeof(msg)), NQ_OK);
+	assert_int_equal(i, -5);
+	assert_true(f == -5.5);
+	assert_int_equal(b, 7);
+	assert_string_equal(s, "dflt");
+	assert_null(mm);
+	assert_null(aa);
+	assert_false(nq_has(m, "zz"));
+
+	/* wrong type, nil included */
+	static const char *const wrong_for_all[] = {"s", "nil"};
+	for (size_t k = 0; k < 2; k++) {
+		const char *key = wrong_for_all[k];
+		msg[0] = '\0';
+		assert_int_equal(nq_get_int(m, key, &i, msg, sizeof(msg)),
+		                 NQ_EBADPARAM);
+		assert_non_null(strstr(msg, key));
+		assert_int_equal(nq_get_float(m, key, &f, msg, sizeof(msg)),
+		                 NQ_EBADPARAM);
+		assert_int_equal(nq_get_bool(m, key, &b, msg, sizeof(msg)),
+		                 NQ_EBADPARAM);
+		assert_int_equal(nq_get_map(m, key, &mm, msg, sizeof(msg)),
+		                 NQ_EBADPARAM);
+		assert_int_equal(nq_get_array(m, key, &aa, msg, sizeof(msg)),
+		                 NQ_EBADPARAM);
+		assert_true(nq_has(m, key));
+	}
+	assert_int_equal(nq_get_str(m, "i", &s, msg, sizeof(msg)),
+	                 NQ_EBADPARAM);
+	assert_int_equal(nq_get_str(m, "nil", &s, msg, sizeof(msg)),
+	                 NQ_EBADPARAM);
+	assert_int_equal(i, -5);
+	assert_true(f == -5.5);
+	assert_int_equal(b, 7);
+	assert_string_equal(s, "dflt");
+	assert_null(mm);
+	assert_null(aa);
+
+	/* present */
+	assert_int_equal(nq_get_int(m, "i", &i, msg, sizeof(msg)), NQ_OK);
+	assert_int_equal(nq_get_float(m, "f", &f, msg, sizeof(msg)), NQ_OK);
+	assert_int_equal(nq_get_bool(m, "b", &b, msg, sizeof(msg)), NQ_OK);
+	assert_int_equal(nq_get_str(m, "s", &s, msg, sizeof(msg)), NQ_OK);
+	assert_int_equal(nq_get_map(m, "m", &mm, msg, sizeof(msg)), NQ_OK);
+	assert_int_equal(nq_get_array(m, "a", &aa, msg, sizeof(msg)), NQ_OK);
+	assert_int_equal(i, 3);
+	assert_true(f == 0.5);
+	assert_int_equal(b, 0);
+	assert_string_equal(s, "text");
+	assert_non_null(mm);
+	assert_non_null(aa);
+	assert_int_equal(aa->dtype, NQ_DT_F64);
 	nq_map_free(m);
 }
 
@@ -742,6 +838,7 @@ main(void)
 	        cmocka_unit_test(test_bad_arrays),
 	        cmocka_unit_test(test_budget_worst_case),
 	        cmocka_unit_test(test_getters),
+	        cmocka_unit_test(test_get_absent_wrong_present),
 	        cmocka_unit_test(test_dtypes),
 	};
 

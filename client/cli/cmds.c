@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "nq_clock.h"
 #include "nq_error.h"
 #include "nq_npy.h"
 
@@ -316,16 +317,16 @@ make_idem(char *buf, size_t len)
 {
 	unsigned long long r = 0;
 	FILE *f = fopen("/dev/urandom", "rb");
-	struct timespec ts;
+	int64_t us = nq_wall_us();
 
 	if (f) {
 		if (fread(&r, sizeof(r), 1, f) != 1)
 			r = 0;
 		fclose(f);
 	}
-	clock_gettime(CLOCK_REALTIME, &ts);
 	snprintf(buf, len, "cli-%d-%lld-%016llx", (int) getpid(),
-	         (long long) ts.tv_sec, r ^ (unsigned long long) ts.tv_nsec);
+	         (long long) (us / 1000000),
+	         r ^ (unsigned long long) (us % 1000000) * 1000);
 }
 
 int

@@ -15,18 +15,10 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "nq_clock.h"
 #include "nq_error.h"
 
 void cli_print_job(const struct nq_map *job); /* cmds.c */
-
-static double
-now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double) ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 static void
 sleep_s(double s)
@@ -137,7 +129,7 @@ int
 cmd_wait(struct cli *c, int argc, char **argv)
 {
 	const char *ids = NULL;
-	double deadline_s = -1, t0 = now_s(), poll = 0.25;
+	double deadline_s = -1, t0 = nq_mono_s(), poll = 0.25;
 	long long id;
 	int tty = isatty(2) && !c->json, rv = CLI_EREACH, seen = 0;
 	int logl = !isatty(2) && !c->json;
@@ -173,7 +165,7 @@ cmd_wait(struct cli *c, int argc, char **argv)
 	for (;;) {
 		struct nq_map *req = nq_map_new();
 		const struct nq_value *job;
-		double el = now_s() - t0;
+		double el = nq_mono_s() - t0;
 		if (!req || nq_map_set_int(req, "id", id)) {
 			if (req)
 				nq_map_free(req);
@@ -213,7 +205,7 @@ cmd_wait(struct cli *c, int argc, char **argv)
 				break;
 			nq_value_free(&rep);
 		}
-		if (deadline_s >= 0 && now_s() - t0 >= deadline_s) {
+		if (deadline_s >= 0 && nq_mono_s() - t0 >= deadline_s) {
 			if (tty)
 				fputc('\n', stderr);
 			fprintf(stderr,

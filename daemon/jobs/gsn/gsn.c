@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "gsn_internal.h"
+#include "nq_clock.h"
 #include "nq_error.h"
 
 static const struct gsn_opts default_opts = {
@@ -397,15 +398,6 @@ eig_from_host(int64_t n, const double *asc, double *vecs, double *vals)
 	return 0;
 }
 
-static double
-now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double) ts.tv_sec + 1e-9 * (double) ts.tv_nsec;
-}
-
 /*
  * Progress fractions of the four stages from a cost model in flops (level-2
  * bound steps weighted ×3): the noise and data stages are a Gram of the
@@ -468,7 +460,7 @@ gsn_run_ex(const struct kern_backend *kb, const double *data, int64_t n,
 	double *levels = NULL, *means = NULL, n_diff;
 	void *cN = NULL, *cD = NULL, *S = NULL, *cSb = NULL, *cNb = NULL;
 	int rc, nlevels;
-	double t0 = now_s(), t1;
+	double t0 = nq_mono_s(), t1;
 
 	memset(r, 0, sizeof(*r));
 	if (o == NULL)
@@ -516,7 +508,7 @@ gsn_run_ex(const struct kern_backend *kb, const double *data, int64_t n,
 		                     &stN, &stD, &mo, msg, msglen);
 		if (rc != 0)
 			goto out;
-		t1 = now_s();
+		t1 = nq_mono_s();
 		r->time_noise_s = t1 - t0; /* both levels: one estimator */
 		t0 = t1;
 		cN = mo.cN;
@@ -548,7 +540,7 @@ gsn_run_ex(const struct kern_backend *kb, const double *data, int64_t n,
 			snprintf(msg, msglen, "canceled");
 			goto out;
 		}
-		t1 = now_s();
+		t1 = nq_mono_s();
 		r->time_noise_s = t1 - t0;
 		t0 = t1;
 		means = malloc((size_t) (n * c) * sizeof(double));
@@ -573,7 +565,7 @@ gsn_run_ex(const struct kern_backend *kb, const double *data, int64_t n,
 		b.n_bc = fmax(sum_k2 / (double) c, 1.0);
 		n_diff = sum_k / (double) c;
 		r->ntrial_used = b.n_sig;
-		t1 = now_s();
+		t1 = nq_mono_s();
 		r->time_data_s = t1 - t0;
 		t0 = t1;
 	}
@@ -630,7 +622,7 @@ gsn_run_ex(const struct kern_backend *kb, const double *data, int64_t n,
 		rc = fail(rc, "download", msg, msglen);
 		goto out;
 	}
-	t1 = now_s();
+	t1 = nq_mono_s();
 	r->time_biconvex_s = t1 - t0;
 	t0 = t1;
 	gsn_stage_report(&stE, 0.0);
@@ -678,7 +670,7 @@ gsn_run_ex(const struct kern_backend *kb, const double *data, int64_t n,
 			goto out;
 	}
 	gsn_stage_report(&stE, 1.0);
-	r->time_eigen_s = now_s() - t0;
+	r->time_eigen_s = nq_mono_s() - t0;
 	rc = 0;
 	goto out;
 nomem:

@@ -181,8 +181,6 @@ parse_choice(const struct nq_map *p, const char *key, const char *const *names,
 	if (v == NULL || v->kind == NQ_NIL)
 		return 0; /* absent or None: the default */
 	rc = nq_get_str(p, key, &s, msg, msglen);
-	if (rc == 1)
-		return 0;
 	if (rc != 0)
 		return rc;
 	for (int i = 0; names[i] != NULL; i++)
@@ -288,9 +286,11 @@ static int
 get_data(const struct nq_map *inputs, const struct nq_array **a, char *msg,
          size_t msglen)
 {
-	int rc = nq_get_array(inputs, "data", a, msg, msglen);
+	int rc;
 
-	if (rc == 1) {
+	*a = NULL;
+	rc = nq_get_array(inputs, "data", a, msg, msglen);
+	if (rc == 0 && *a == NULL) {
 		snprintf(msg, msglen,
 		         "input 'data' is required: a units x conditions x "
 		         "trials float64 or float32 array");
@@ -434,9 +434,11 @@ rule_name(enum gsn_singular_rule r)
 	                              : "none";
 }
 
+/* The result into out. 0, or the first failure's nq_error code with msg
+ * naming the output. */
 static int
 fill_output(const struct gsn_result *r, const struct gsn_job_opts *jo,
-            struct nq_map *out)
+            struct nq_map *out, char *msg, size_t msglen)
 {
 	enum nq_dtype dt = jo->o.precision == KERN_F32 ? NQ_DT_F32 : NQ_DT_F64;
 	int64_t row[2] = {1, r->n}, vec[1] = {r->n}, mat[2] = {r->n, r->n};
@@ -451,35 +453,55 @@ fill_output(const struct gsn_result *r, const struct gsn_job_opts *jo,
 	        r->eigvecs_difference,
 	        r->eigvals_difference,
 	};
-	int rc = 0;
+	const char *key;
+	int rc;
 
-	rc |= put_array(out, "mnN", r->mnN, dt, 2, row);
-	rc |= put_array(out, "mnS", r->mnS, dt, 2, row);
-	rc |= put_array(out, "ncsnr", r->ncsnr, dt, 1, vec);
+	if ((rc = put_array(out, key = "mnN", r->mnN, dt, 2, row)) ||
+	    (rc = put_array(out, key = "mnS", r->mnS, dt, 2, row)) ||
+	    (rc = put_array(out, key = "ncsnr", r->ncsnr, dt, 1, vec)))
+		goto fail;
 	for (size_t i = 0; i < NRET; i++) {
 		int is_vals = strncmp(ret_names[i].name, "eigvals", 7) == 0;
 
 		if (!(jo->want & (1u << i)) || mats[i] == NULL)
 			continue;
-		rc |= put_array(out, ret_names[i].name, mats[i], dt,
-		                is_vals ? 1 : 2, is_vals ? vec : mat);
+		key = ret_names[i].name;
+		rc = put_array(out, key, mats[i], dt, is_vals ? 1 : 2,
+		               is_vals ? vec : mat);
+		if (rc != 0)
+			goto fail;
 	}
-	rc |= nq_map_set_float(out, "shrinklevelN", r->shrinklevelN);
-	rc |= nq_map_set_float(out, "shrinklevelD", r->shrinklevelD);
-	rc |= nq_map_set_int(out, "numiters", r->numiters);
-	/* diagnostics */
-	rc |= put_array(out, "nllN", r->nllN, NQ_DT_F64, 1, lv);
-	rc |= put_array(out, "nllD", r->nllD, NQ_DT_F64, 1, lv);
-	rc |= nq_map_set_str(out, "singularN", rule_name(r->singularN));
-	rc |= nq_map_set_str(out, "singularD", rule_name(r->singularD));
-	rc |= nq_map_set_bool(out, "all_singularN", r->all_singularN);
-	rc |= nq_map_set_bool(out, "all_singularD", r->all_singularD);
-	rc |= nq_map_set_float(out, "ntrial_used", r->ntrial_used);
-	rc |= nq_map_set_float(out, "time_noise_s", r->time_noise_s);
-	rc |= nq_map_set_float(out, "time_data_s", r->time_data_s);
-	rc |= nq_map_set_float(out, "time_biconvex_s", r->time_biconvex_s);
-	rc |= nq_map_set_float(out, "time_eigen_s", r->time_eigen_s);
-	return rc != 0 ? NQ_ENOMEM : 0;
+	if ((rc = nq_map_set_float(out, key = "shrinklevelN",
+	                           r->shrinklevelN)) ||
+	    (rc = nq_map_set_float(out, key = "shrinklevelD",
+	                           r->shrinklevelD)) ||
+	    (rc = nq_map_set_int(out, key = "numiters", r->numiters)) ||
+	    /* diagnostics */
+	    (rc = put_array(out, key = "nllN", r->nllN, NQ_DT_F64, 1, lv)) ||
+	    (rc = put_array(out, key = "nllD", r->nllD, NQ_DT_F64, 1, lv)) ||
+	    (rc = nq_map_set_str(out, key = "singularN",
+	                         rule_name(r->singularN))) ||
+	    (rc = nq_map_set_str(out, key = "singularD",
+	                         rule_name(r->singularD))) ||
+	    (rc = nq_map_set_bool(out, key = "all_singularN",
+	                          r->all_singularN)) ||
+	    (rc = nq_map_set_bool(out, key = "all_singularD",
+	                          r->all_singularD)) ||
+	    (rc = nq_map_set_float(out, key = "ntrial_used", r->ntrial_used)) ||
+	    (rc = nq_map_set_float(out, key = "time_noise_s",
+	                           r->time_noise_s)) ||
+	    (rc = nq_map_set_float(out, key = "time_data_s", r->time_data_s)) ||
+	    (rc = nq_map_set_float(out, key = "time_biconvex_s",
+	                           r->time_biconvex_s)) ||
+	    (rc = nq_map_set_float(out, key = "time_eigen_s", r->time_eigen_s)))
+		goto fail;
+	return 0;
+fail:
+	if (rc == NQ_ENOMEM)
+		snprintf(msg, msglen, "out of host memory (outputs: %s)", key);
+	else
+		snprintf(msg, msglen, "output %s: %s", key, nq_strerror(rc));
+	return rc;
 }
 
 static int
@@ -514,11 +536,9 @@ gsn_job_run(struct job_ctx *ctx, const struct nq_map *params,
 	owned = NULL;
 	if (rc != 0)
 		goto out;
-	rc = fill_output(&r, &jo, out);
-	if (rc != 0) {
-		snprintf(msg, msglen, "out of host memory (outputs)");
+	rc = fill_output(&r, &jo, out, msg, msglen);
+	if (rc != 0)
 		goto out;
-	}
 	if (ctx->log != NULL)
 		ctx->log(ctx,
 		         "gsn done n=%lld c=%lld t=%lld shrinklevelN=%g "

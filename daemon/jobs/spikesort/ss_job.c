@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "job_type.h"
+#include "nq_clock.h"
 #include "nq_error.h"
 #include "ss.h"
 #include "ss_feat.h"
@@ -63,13 +64,11 @@ static int
 get_float_in(const struct nq_map *p, const char *key, double *dst, double lo,
              double hi, char *msg, size_t msglen)
 {
-	double v;
+	double v = *dst;
 	int rc = nq_get_float(p, key, &v, msg, msglen);
 
-	if (rc == 1)
-		return 0;
-	if (rc != 0)
-		return rc;
+	if (rc != 0 || !nq_has(p, key))
+		return rc; /* absent: *dst keeps its default */
 	if (!(v >= lo && v <= hi)) {
 		snprintf(msg, msglen,
 		         "parameter '%s' = %g is out of range "
@@ -85,13 +84,11 @@ static int
 get_int_in(const struct nq_map *p, const char *key, int64_t *dst, int64_t lo,
            int64_t hi, char *msg, size_t msglen)
 {
-	int64_t v;
+	int64_t v = *dst;
 	int rc = nq_get_int(p, key, &v, msg, msglen);
 
-	if (rc == 1)
-		return 0;
-	if (rc != 0)
-		return rc;
+	if (rc != 0 || !nq_has(p, key))
+		return rc; /* absent: *dst keeps its default */
 	if (v < lo || v > hi) {
 		snprintf(msg, msglen,
 		         "parameter '%s' = %lld is out of range "
@@ -139,13 +136,12 @@ parse(const struct nq_map *params, const struct nq_map *inputs,
 			return NQ_EBADPARAM;
 		}
 	if ((rc = nq_get_str(params, "recording", &jp->recording, msg,
-	                     msglen)) < 0 ||
-	    rc > 1)
+	                     msglen)) != 0)
 		return rc;
-	if ((rc = nq_get_str(params, "probe", &jp->probe, msg, msglen)) > 1)
+	if ((rc = nq_get_str(params, "probe", &jp->probe, msg, msglen)) != 0)
 		return rc;
 	if ((rc = nq_get_str(params, "output_dir", &jp->output_dir, msg,
-	                     msglen)) > 1)
+	                     msglen)) != 0)
 		return rc;
 	if (inputs != NULL && nq_map_get(inputs, "data") != NULL &&
 	    (rc = nq_get_array(inputs, "data", &jp->data, msg, msglen)) != 0)
@@ -246,11 +242,11 @@ parse(const struct nq_map *params, const struct nq_map *inputs,
 	if ((rc = get_int_in(params, "seed", &iv, 0, INT64_MAX, msg, msglen)))
 		return rc;
 	c->seed = (uint64_t) iv;
-	if ((rc = nq_get_bool(params, "car", &car, msg, msglen)) > 1)
+	if ((rc = nq_get_bool(params, "car", &car, msg, msglen)) != 0)
 		return rc;
 	c->car = car;
 	car = c->drift;
-	if ((rc = nq_get_bool(params, "drift", &car, msg, msglen)) > 1)
+	if ((rc = nq_get_bool(params, "drift", &car, msg, msglen)) != 0)
 		return rc;
 	c->drift = car;
 	if ((rc = get_float_in(params, "drift_max_um", &c->drift_max_um, 5,
@@ -388,15 +384,6 @@ ss_estimate(const struct nq_map *params, const struct nq_map *inputs,
 	              2.0 * K * jp.cfg.rank * (fmin(C, 32) + jp.cfg.nt)) *
 	             (2 + jp.cfg.learn_iters);
 	return 0;
-}
-
-static double
-now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double) ts.tv_sec + 1e-9 * (double) ts.tv_nsec;
 }
 
 /* The sort's progress maps to [0, SORT_PART] of the job's, the feature
@@ -570,10 +557,10 @@ ss_run_job(struct job_ctx *ctx, const struct nq_map *params,
 		free(abs);
 	}
 	if (rc == 0) {
-		t_feat = now_s();
+		t_feat = nq_mono_s();
 		rc = ss_feat_write(dir, &jp.cfg, ctx->kb, &src, &p, &res,
 		                   &hooks_feat, msg, msglen);
-		t_feat = now_s() - t_feat;
+		t_feat = nq_mono_s() - t_feat;
 	}
 	if (rc == 0 &&
 	    ((rc = set_outputs(out, &res, jp.cfg.fs, dir)) != 0 ||

@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "nq_clock.h"
 #include "nq_error.h"
 #include "ss.h"
 #include "ss_feat.h"
@@ -49,7 +50,7 @@ main(int argc, char **argv)
 	char msg[512] = "";
 	int n_rows = 0, rc;
 	double fs = 0;
-	struct timespec a, b, f;
+	double a, b, f;
 
 	ss_config_defaults(&cfg);
 	for (int i = 1; i < argc; i++) {
@@ -111,19 +112,18 @@ main(int argc, char **argv)
 		snprintf(msg, sizeof(msg), "cannot open device %s", dev);
 		goto fail2;
 	}
-	clock_gettime(CLOCK_MONOTONIC, &a);
+	a = nq_mono_s();
 	rc = ss_sort(&cfg, &kb, &src, &p, &hooks, &res, msg, sizeof(msg));
 	if (rc == 0)
 		rc = ss_phy_write(out, &res, &p, rec, n_rows, fs, msg,
 		                  sizeof(msg));
-	clock_gettime(CLOCK_MONOTONIC, &f);
+	f = nq_mono_s();
 	if (rc == 0)
 		rc = ss_feat_write(out, &cfg, &kb, &src, &p, &res, &hooks, msg,
 		                   sizeof(msg));
-	clock_gettime(CLOCK_MONOTONIC, &b);
+	b = nq_mono_s();
 	if (rc == 0) {
-		double wall = (double) (b.tv_sec - a.tv_sec) +
-		              1e-9 * (double) (b.tv_nsec - a.tv_nsec);
+		double wall = b - a;
 		double dur = (double) res.n_samples / fs, dmin = 0, dmax = 0;
 		for (int64_t i = 0; i < res.n_drift; i++) {
 			dmin = res.drift_um[i] < dmin ? res.drift_um[i] : dmin;
@@ -139,10 +139,8 @@ main(int argc, char **argv)
 		       "\"device\": \"%s\"}\n",
 		       res.n_units, (long long) res.n_spikes, res.n_good, res.K,
 		       dur, wall, dur / wall, res.t_pre, res.t_detect,
-		       res.t_match, res.t_post, res.t_drift,
-		       (double) (b.tv_sec - f.tv_sec) +
-		               1e-9 * (double) (b.tv_nsec - f.tv_nsec),
-		       dmin, dmax, kb.name);
+		       res.t_match, res.t_post, res.t_drift, b - f, dmin, dmax,
+		       kb.name);
 	}
 	ss_result_free(&res);
 	kern_close(&kb);

@@ -19,6 +19,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "nq_clock.h"
 #include "nq_error.h"
 #include "ss.h"
 #include "ss_batch.h"
@@ -71,14 +72,6 @@ ss_config_defaults(struct ss_config *c)
 	c->drift_max_um = 50;
 	c->drift_sigma_um = 20;
 	c->drift_smooth = 1;
-}
-
-static double
-now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double) ts.tv_sec + 1e-9 * (double) ts.tv_nsec;
 }
 
 struct run {
@@ -573,7 +566,7 @@ stage_learn(struct run *r, struct ss_templates *tp, double *t_detect)
 	float *W0 = NULL;
 	void *blob = NULL;
 	size_t bytes;
-	double t0 = now_s();
+	double t0 = nq_mono_s();
 
 	if (chan_count == NULL)
 		return NQ_ENOMEM;
@@ -637,7 +630,7 @@ stage_learn(struct run *r, struct ss_templates *tp, double *t_detect)
 	}
 	logf_(r, "stage=detect spikes=%lld clusters=%d", (long long) sp.n, K0);
 	ss_spikes_free(&sp);
-	*t_detect = now_s() - t0;
+	*t_detect = nq_mono_s() - t0;
 	tp->K = K0;
 	tp->W = W0;
 	W0 = NULL;
@@ -872,7 +865,7 @@ ss_sort(const struct ss_config *cfg, const struct kern_backend *kb,
 	      "batch=%lld",
 	      (long long) r.N, C, (long long) r.nb, (long long) r.NT);
 
-	t0 = now_s();
+	t0 = nq_mono_s();
 	if ((rc = stage_whiten(&r, M)) != 0)
 		goto out;
 	if ((rc = ss_batcher_whiten(&r.bt, M)) != 0)
@@ -901,11 +894,11 @@ ss_sort(const struct ss_config *cfg, const struct kern_backend *kb,
 				        inv[j + (size_t) C * i];
 		free(inv);
 	}
-	t1 = now_s();
+	t1 = nq_mono_s();
 	res->t_pre = t1 - t0;
 	if ((rc = stage_drift(&r, res)) != 0)
 		goto out;
-	t0 = now_s();
+	t0 = nq_mono_s();
 	res->t_drift = t0 - t1;
 	t1 = t0;
 
@@ -913,17 +906,17 @@ ss_sort(const struct ss_config *cfg, const struct kern_backend *kb,
 	if (rc != 0)
 		goto out;
 	logf_(&r, "stage=learned templates=%d", tp.K);
-	t0 = now_s();
+	t0 = nq_mono_s();
 	rc = stage_match(&r, &tp, &all);
 	if (rc != 0)
 		goto out;
-	res->t_match = now_s() - t0 + (t0 - t1 - res->t_detect);
-	t0 = now_s();
+	res->t_match = nq_mono_s() - t0 + (t0 - t1 - res->t_detect);
+	t0 = nq_mono_s();
 	progress(&r, 0.96, "post");
 	rc = ss_post(cfg, &tp, &all, res);
 	if (rc != 0)
 		goto out;
-	res->t_post = now_s() - t0;
+	res->t_post = nq_mono_s() - t0;
 	logf_(&r, "stage=done spikes=%lld units=%d good=%d",
 	      (long long) res->n_spikes, res->n_units, res->n_good);
 	rc = 0;

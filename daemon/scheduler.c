@@ -1,5 +1,5 @@
 /*
- * sched.c — the scheduling policy of sched.h.
+ * scheduler.c — the scheduling policy of scheduler.h.
  *
  * Each owner keeps its queued jobs in one array sorted by (priority desc,
  * seq asc), live between head and len so that taking the first job (the
@@ -12,12 +12,12 @@
  * priority order and starts the first job that fits a device now: at most
  * O(queued × devices) per call, with no head-of-line blocking.
  */
-#include "sched.h"
+#include "scheduler.h"
 
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
+#include "devname.h"
 #include "nq_error.h"
 
 /* What a job's device_req asks for, parsed once at enqueue. */
@@ -267,30 +267,27 @@ owner_remove_at(struct owner *o, size_t i)
 
 /* ---- devices ------------------------------------------------------- */
 
+/* device_req by devname.h's one rule */
 static enum req_kind
 parse_req(const char *r, size_t cap, int *index)
 {
-	size_t n = strnlen(r, cap);
-	long v = 0;
+	struct devname dn;
 
 	*index = 0;
-	if (n == cap)
+	if (strnlen(r, cap) == cap || devname_parse(r, &dn) != NQ_OK)
 		return REQ_BAD;
-	if (n == 0 || strcasecmp(r, "auto") == 0)
+	switch (dn.kind) {
+	case DEVNAME_AUTO:
 		return REQ_AUTO;
-	if (strcasecmp(r, "cpu") == 0)
+	case DEVNAME_CPU:
 		return REQ_CPU;
-	if (strcasecmp(r, "cuda") == 0)
+	case DEVNAME_CUDA:
 		return REQ_CUDA_ANY;
-	if (n < 6 || strncasecmp(r, "cuda:", 5) != 0)
-		return REQ_BAD;
-	for (size_t i = 5; i < n; i++) {
-		if (r[i] < '0' || r[i] > '9' || v > 100000)
-			return REQ_BAD;
-		v = v * 10 + (r[i] - '0');
+	case DEVNAME_CUDA_N:
+		*index = dn.index;
+		return REQ_CUDA_N;
 	}
-	*index = (int) v;
-	return REQ_CUDA_N;
+	return REQ_BAD;
 }
 
 /* Can a device with the given ledger take est bytes more? Overflow-safe:

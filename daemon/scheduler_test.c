@@ -1,5 +1,5 @@
 /*
- * sched_test.c — the scheduling policy on fake devices: a cpu and two GPUs
+ * scheduler_test.c — the scheduling policy on fake devices: a cpu and two GPUs
  * of limited memory (cuda:0 8 GiB, cuda:1 16 GiB), 512 MiB headroom.
  */
 #include <setjmp.h>
@@ -14,9 +14,10 @@
 #include <string.h>
 #include <time.h>
 
+#include "nq_clock.h"
 #include "nq_error.h"
 #include "nq_test_rng.h"
-#include "sched.h"
+#include "scheduler.h"
 
 #define GiB      (1ull << 30)
 #define MiB      (1ull << 20)
@@ -393,9 +394,14 @@ test_auto(void **state)
 	enq(s, 6, 1, 0, "auto", 3 * GiB, 40 * GiB);
 	assert_int_equal(pick(s, &dev, NULL), 6);
 	assert_int_equal(dev, DEV_CPU);
-	/* "" is auto */
+	/* "" is not auto (devname.h: one spelling per name): never fits,
+	 * never picked */
+	struct sched_job e = mk(7, 1, 0, "", GiB, GiB);
+	assert_int_equal(sched_fits_ever(s, &e), NQ_EBADDEVICE);
 	enq(s, 7, 1, 0, "", GiB, GiB);
-	assert_int_equal(pick(s, &dev, NULL), 7);
+	assert_int_equal(pick(s, NULL, NULL), -1);
+	enq(s, 8, 1, 0, "auto", GiB, GiB);
+	assert_int_equal(pick(s, &dev, NULL), 8);
 	assert_int_equal(dev, DEV_CUDA1);
 	sched_free(s);
 }
@@ -427,10 +433,15 @@ test_cuda_any_and_n(void **state)
 	sched_release(s, 3);
 	assert_int_equal(pick(s, &dev, NULL), 4);
 	assert_int_equal(dev, DEV_CUDA0);
-	/* case does not matter */
+	/* case matters (devname.h, as the server at submit): "CUDA:0" is
+	 * no device; never picked */
 	sched_release(s, 4);
+	struct sched_job u = mk(5, 1, 0, "CUDA:0", 0, GiB);
+	assert_int_equal(sched_fits_ever(s, &u), NQ_EBADDEVICE);
 	enq(s, 5, 1, 0, "CUDA:0", 0, GiB);
-	assert_int_equal(pick(s, &dev, NULL), 5);
+	assert_int_equal(pick(s, NULL, NULL), -1);
+	enq(s, 6, 1, 0, "cuda:0", 0, GiB);
+	assert_int_equal(pick(s, &dev, NULL), 6);
 	assert_int_equal(dev, DEV_CUDA0);
 	sched_free(s);
 }
@@ -860,13 +871,13 @@ test_large_queue(void **state)
 {
 	enum { N = 100000 };
 	struct sched *s = cpu_only(8);
-	struct timespec t0, t1;
+	double t0;
 	int64_t running[8];
 	int nrun = 0, picked = 0;
 	double secs;
 
 	(void) state;
-	clock_gettime(CLOCK_MONOTONIC, &t0);
+	t0 = nq_mono_s();
 	for (int i = 0; i < N; i++)
 		enq(s, i + 1, (uint32_t) (i % 13), (int) (i % 3), "cpu", MiB,
 		    0);
@@ -882,9 +893,7 @@ test_large_queue(void **state)
 		sched_release(s, running[0]);
 		running[0] = running[--nrun];
 	}
-	clock_gettime(CLOCK_MONOTONIC, &t1);
-	secs = (double) (t1.tv_sec - t0.tv_sec) +
-	       (double) (t1.tv_nsec - t0.tv_nsec) * 1e-9;
+	secs = nq_mono_s() - t0;
 	print_message("100k enqueue + pick + release: %.3f s\n", secs);
 	assert_int_equal(picked, N - (N + 96) / 97);
 	assert_true(secs < 20.0);

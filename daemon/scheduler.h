@@ -1,7 +1,7 @@
 /*
- * sched.h — which queued job runs next, and where. Pure logic: no I/O, no
- * clock, no processes; the daemon feeds it and acts on its answers, and the
- * unit test drives it with fake devices.
+ * scheduler.h — which queued job runs next, and where (its names are
+ * sched_*). Pure logic: no I/O, no clock, no processes; the daemon feeds it
+ * and acts on its answers, and the unit test drives it with fake devices.
  *
  * Admission is by a per-device reservation ledger: a job starts on a device
  * only if reserved + estimate + headroom <= capacity and the device has a
@@ -14,8 +14,8 @@
  * blocking); a job that can never fit any device is reported by
  * sched_fits_ever() at submit time.
  */
-#ifndef SCHED_H
-#define SCHED_H
+#ifndef SCHEDULER_H
+#define SCHEDULER_H
 
 #include <stddef.h>
 #include <stdint.h>

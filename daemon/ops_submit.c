@@ -1,0 +1,304 @@
+/* ops_submit.c — submit (ops.h): check (threadpool) → fits? (loop) →
+ * stage the files (threadpool) → row, queue, reply (loop). */
+#include "ops.h"
+
+#include "config.h"
+#include "daemon.h"
+#include "devname.h"
+#include "events.h"
+#include "job_type.h"
+#include "log.h"
+#include "nq_error.h"
+#include "request.h"
+#include "scheduler.h"
+#include "spool.h"
+#include "store.h"
+#include "worker.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static void
+fmt_bytes(char *buf, size_t n, uint64_t b)
+{
+	if (b >= (1ull << 30))
+		snprintf(buf, n, "%.2f GiB", (double) b / (1ull << 30));
+	else
+		snprintf(buf, n, "%.1f MiB", (double) b / (1ull << 20));
+}
+
+static int
+too_large(struct req *r, const struct sched_job *sj)
+{
+	uint64_t cpu = 0, gpu = 0;
+	/* what the scheduler admits on the cpu: host + device bytes */
+	uint64_t on_cpu = sched_job_bytes(sj, SCHED_CPU);
+	char a[32], b[32], c[32], e[32], h[32];
+
+	for (size_t i = 0; i < sched_device_count(r->d->sched); i++) {
+		const struct sched_device *dv = sched_device_at(r->d->sched, i);
+		uint64_t *m = dv->kind == SCHED_CPU ? &cpu : &gpu;
+		if (dv->capacity > *m)
+			*m = dv->capacity;
+	}
+	fmt_bytes(a, sizeof(a), on_cpu);
+	fmt_bytes(b, sizeof(b), sj->device_bytes);
+	fmt_bytes(c, sizeof(c), cpu);
+	fmt_bytes(e, sizeof(e), gpu);
+	fmt_bytes(h, sizeof(h), r->d->cfg->headroom_bytes);
+	return req_fail(r, NQ_ETOOLARGE,
+	                "job does not fit on any device (device %s): estimated "
+	                "%" PRIu64 " bytes (%s) on cpu, %" PRIu64
+	                " bytes (%s) on a GPU; largest device: cpu %s, "
+	                "cuda %s (each less %s headroom)",
+	                sj->device_req, on_cpu, a, sj->device_bytes, b, c,
+	                gpu ? e : "none", h);
+}
+
+/* Threadpool: the request's fields, then the job type's validate() and
+ * estimate(), which read every input value (and spikesort's open files):
+ * pure functions of the request (job_type.h), no daemon state. */
+static int
+submit_check_work(struct req *r)
+{
+	const struct job_type *jt;
+	const char *type = NULL, *device = "auto", *idem = "";
+	const struct nq_map *params = NULL, *inputs = NULL;
+	struct job_estimate est;
+	struct sched_job *sj = &r->sj;
+	struct devname dn;
+	int64_t prio = 0;
+	int rc;
+
+	if (!nq_has(r->m, "type"))
+		return req_fail(r, NQ_EBADPARAM, "type: missing (a job type)");
+	rc = nq_get_str(r->m, "type", &type, r->msg, r->msglen);
+	if (rc != 0)
+		return rc;
+	jt = job_type_find(type);
+	if (jt == NULL)
+		return req_fail(r, NQ_EBADTYPE,
+		                "unknown job type '%.64s' (send hello for the "
+		                "list)",
+		                type);
+	rc = nq_get_map(r->m, "params", &params, r->msg, r->msglen);
+	if (rc != 0)
+		return rc;
+	rc = nq_get_map(r->m, "inputs", &inputs, r->msg, r->msglen);
+	if (rc != 0)
+		return rc;
+	rc = nq_get_str(r->m, "device", &device, r->msg, r->msglen);
+	if (rc != 0)
+		return rc;
+	if (devname_parse(device, &dn) != NQ_OK)
+		return req_fail(
+		        r, NQ_EBADDEVICE,
+		        "device: '%.32s' is not auto, cpu, cuda or cuda:N",
+		        device);
+	rc = nq_get_int(r->m, "priority", &prio, r->msg, r->msglen);
+	if (rc != 0)
+		return rc;
+	if (prio < -100 || prio > 100)
+		return req_fail(r, NQ_EBADPARAM,
+		                "priority: %" PRId64 " is outside -100..100",
+		                prio);
+	rc = nq_get_str(r->m, "idem", &idem, r->msg, r->msglen);
+	if (rc != 0)
+		return rc;
+	if (strlen(idem) > 127)
+		return req_fail(r, NQ_EBADPARAM, "idem: %zu bytes; at most 127",
+		                strlen(idem));
+	/* r frees these (req_free) */
+	if (params == NULL) {
+		params = r->empty = nq_map_new();
+		if (r->empty == NULL)
+			return NQ_ENOMEM;
+	}
+	if (inputs == NULL) {
+		inputs = r->empty_in = nq_map_new();
+		if (r->empty_in == NULL)
+			return NQ_ENOMEM;
+	}
+	for (size_t i = 0; i < inputs->n; i++) {
+		if (inputs->vals[i].kind != NQ_ARRAY)
+			return req_fail(
+			        r, NQ_EBADARRAY,
+			        "inputs.%.64s: expected an array {dtype, "
+			        "shape, data}",
+			        inputs->keys[i]);
+		if (!spool_name_ok(inputs->keys[i]))
+			return req_fail(
+			        r, NQ_EBADPARAM,
+			        "inputs: name '%.64s' is not allowed (1..64 "
+			        "of A-Z a-z 0-9 _ - ., not starting with .)",
+			        inputs->keys[i]);
+	}
+	rc = jt->validate(params, inputs, r->msg, r->msglen);
+	if (rc != 0) {
+		if (r->msg[0] == '\0')
+			snprintf(r->msg, r->msglen, "%s", nq_strerror(rc));
+		return rc;
+	}
+	memset(&est, 0, sizeof(est));
+	rc = jt->estimate(params, inputs, &est);
+	if (rc != 0)
+		return req_fail(r, rc, "cannot estimate the job's memory: %s",
+		                nq_strerror(rc));
+	memset(sj, 0, sizeof(*sj));
+	sj->owner = r->uid;
+	sj->priority = (int) prio;
+	sj->host_bytes = est.host_bytes;
+	sj->device_bytes = est.device_bytes;
+	sj->flops = est.flops;
+	snprintf(sj->device_req, sizeof(sj->device_req), "%s", device);
+	r->jt = jt;
+	r->est = est;
+	snprintf(r->idem, sizeof(r->idem), "%s", idem);
+	r->params = params;
+	r->inputs = inputs;
+	return 0;
+}
+
+/* Threadpool: params.mp and in/ into a fresh staging dir (fsynced). */
+static int
+submit_stage_work(struct req *r)
+{
+	int rc = spool_stage(r->path, r->params, r->inputs, r->tmp,
+	                     sizeof(r->tmp), r->msg, r->msglen);
+
+	/* the request (its inputs) is on disk now: free it here, not on the
+	 * loop thread, and before a worker is forked from the daemon */
+	r->params = r->inputs = NULL;
+	r->m = NULL;
+	r->op = "submit";
+	nq_value_free(&r->val);
+
+	if (rc == 0 && r->delay_ms > 0) {
+		struct timespec ts = {.tv_sec = r->delay_ms / 1000,
+		                      .tv_nsec = (long) (r->delay_ms % 1000) *
+		                                 1000000};
+		while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+			;
+	}
+	return rc;
+}
+
+/* Threadpool: the staged copy of a submit that already had a job. */
+static int
+submit_discard_work(struct req *r)
+{
+	spool_rm_rf(r->tmp);
+	return 0;
+}
+
+static int
+submit_discarded(struct req *r, int rc)
+{
+	if ((rc = nq_map_set_int(r->out, "id", r->id)) != 0)
+		return rc;
+	return nq_map_set_bool(r->out, "existing", 1);
+}
+
+/* Loop thread, once the files are on disk: the row, the queue. */
+static int
+submit_done(struct req *r, int rc)
+{
+	struct daemon *d = r->d;
+	struct job_row row;
+	int existing = 0;
+
+	if (rc != 0)
+		return rc; /* spool_stage removed what it wrote */
+	/* a SIGTERM since the checks: the job still goes in (QUEUED, it runs
+	 * after the restart) since its files are complete */
+	memset(&row, 0, sizeof(row));
+	snprintf(row.type, sizeof(row.type), "%s", r->jt->name);
+	row.state = JOB_QUEUED;
+	row.owner = r->uid;
+	row.priority = r->sj.priority;
+	snprintf(row.device_req, sizeof(row.device_req), "%s",
+	         r->sj.device_req);
+	row.est_host_bytes = r->est.host_bytes;
+	row.est_device_bytes = r->est.device_bytes;
+	row.est_flops = r->est.flops;
+	snprintf(row.idem, sizeof(row.idem), "%s", r->idem);
+	rc = store_put_job(d->store, &row, &existing);
+	if (rc != 0) {
+		req_fail(r, rc, "store: %s", store_errmsg(d->store));
+		spool_rm_rf(r->tmp);
+		return rc;
+	}
+	if (existing) {
+		/* a resent submit: its copy of the inputs goes, off the loop
+		 * too (unlinking 1 GiB takes a while) */
+		r->id = row.id;
+		return req_defer(r, submit_discard_work, submit_discarded);
+	}
+	rc = spool_commit(r->tmp, d->cfg->state_dir, row.id, r->msg, r->msglen);
+	if (rc != 0) {
+		spool_rm_rf(r->tmp);
+		store_mark_final(d->store, row.id, JOB_FAILED, rc, r->msg);
+		return rc;
+	}
+	r->sj.id = row.id;
+	r->sj.seq = (uint64_t) row.id;
+	rc = sched_enqueue(d->sched, &r->sj);
+	if (rc != 0) {
+		store_mark_final(d->store, row.id, JOB_FAILED, rc,
+		                 "cannot queue: out of memory");
+		return req_fail(r, rc, "cannot queue the job: out of memory");
+	}
+	log_info("job submitted id=%" PRId64 " type=%s owner=%" PRIu32
+	         " device=%s priority=%d host_bytes=%" PRIu64
+	         " device_bytes=%" PRIu64,
+	         row.id, row.type, row.owner, row.device_req, row.priority,
+	         row.est_host_bytes, row.est_device_bytes);
+	events_publish(d, &row);
+	worker_start_more(d);
+	if ((rc = nq_map_set_int(r->out, "id", row.id)) != 0)
+		return rc;
+	return nq_map_set_bool(r->out, "existing", 0);
+}
+
+/* Loop thread: does it fit a device of this server? Then the files. */
+static int
+submit_checked(struct req *r, int rc)
+{
+	struct daemon *d = r->d;
+
+	if (rc != 0)
+		return rc;
+	rc = sched_fits_ever(d->sched, &r->sj);
+	if (rc == NQ_ETOOLARGE)
+		return too_large(r, &r->sj);
+	if (rc != 0)
+		return req_fail(r, rc,
+		                "device: no device '%s' on this server "
+		                "(send devices for the list)",
+		                r->sj.device_req);
+	/* files first: a row never points at inputs that are not on disk.
+	 * Writing them is the slow part: off the loop thread, with copies of
+	 * what it needs; from here on only submit_stage_work reads (and
+	 * frees) the request, submit_done uses the copies in r */
+	r->delay_ms = d->test_spool_delay_ms;
+	if ((size_t) snprintf(r->path, sizeof(r->path), "%s",
+	                      d->cfg->state_dir) >= sizeof(r->path))
+		return req_fail(r, NQ_EIO, "state dir path too long");
+	return req_defer(r, submit_stage_work, submit_done);
+}
+
+/* submit: check (threadpool) → fits? (loop) → stage the files (threadpool)
+ * → row, queue, reply (loop). */
+int
+ops_submit(struct req *r)
+{
+	if (r->d->draining)
+		return req_fail(r, NQ_ESHUTDOWN,
+		                "the daemon is shutting down; submit again "
+		                "after it restarts");
+	return req_defer(r, submit_check_work, submit_checked);
+}
