@@ -11,7 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/capability.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #define RUNAS_MAX_GROUPS 4096
@@ -83,6 +85,9 @@ runas_owner(uid_t uid, gid_t service_gid, char *msg, size_t msglen)
 		         (unsigned) me, (unsigned) uid, strerror(e));
 		goto out;
 	}
+	/* a daemon given CAP_SETUID as ambient capabilities keeps them across
+	 * a change between two non-zero uids: none may reach the job */
+	prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
 	if (setuid(uid) != 0) {
 		e = errno;
 		snprintf(msg, msglen,
@@ -91,6 +96,20 @@ runas_owner(uid_t uid, gid_t service_gid, char *msg, size_t msglen)
 		         (unsigned) me, (unsigned) uid, strerror(e));
 		goto out;
 	}
+	{
+		struct __user_cap_header_struct hdr = {
+		        _LINUX_CAPABILITY_VERSION_3, 0};
+		struct __user_cap_data_struct data[2];
+		memset(data, 0, sizeof(data));
+		if (syscall(SYS_capset, &hdr, data) != 0) {
+			snprintf(msg, msglen, "cannot drop capabilities: %s",
+			         strerror(errno));
+			rc = NQ_EINTERNAL;
+			goto out;
+		}
+	}
+	/* nor through a set-user-ID program */
+	prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
 	/* nothing of the old identity may be left */
 	if (getresuid(&ru, &eu, &su) != 0 || ru != uid || eu != uid ||
 	    su != uid || getresgid(&rg, &eg, &sg) != 0 || rg != pw.pw_gid ||
