@@ -19,7 +19,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define TEST_USER  "nq-runas-test"
+#define TEST_USER   "nq-runas-test"
 #define SERVICE_GID 4242 /* a group the user is not in */
 
 static uid_t user_uid;
@@ -71,8 +71,8 @@ child_drop(void)
 	if (getresuid(&r, &e, &s) != 0 || r != user_uid || e != user_uid ||
 	    s != user_uid)
 		return 2;
-	if (getresgid(&rg, &eg, &sg) != 0 || rg != user_gid ||
-	    eg != user_gid || sg != user_gid)
+	if (getresgid(&rg, &eg, &sg) != 0 || rg != user_gid || eg != user_gid ||
+	    sg != user_gid)
 		return 3;
 	n = getgroups(256, gl);
 	if (n < 0)

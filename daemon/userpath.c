@@ -68,8 +68,8 @@ walk(const char *abs, const struct userpath_id *deny, size_t ndeny, int final,
 		return WALK_ERRNO;
 	}
 	snprintf(buf, sizeof(buf), "%s", abs);
-	fd = open("/", (final == 2 ? O_RDONLY : O_PATH) | O_DIRECTORY |
-	                       O_CLOEXEC);
+	fd = open("/",
+	          (final == 2 ? O_RDONLY : O_PATH) | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0) {
 		*err = errno;
 		return WALK_ERRNO;
@@ -205,8 +205,8 @@ userpath_check(const char *param, const char *path,
 			}
 			char t[PATH_MAX];
 			if (snprintf(t, sizeof(t), "%s%s%s", comp,
-			             tail[0] ? "/" : "", tail) >=
-			    (int) sizeof(t)) {
+			             tail[0] ? "/" : "",
+			             tail) >= (int) sizeof(t)) {
 				err = ENAMETOOLONG;
 				goto errno_fail;
 			}

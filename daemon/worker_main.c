@@ -61,7 +61,7 @@ static const char usage[] =
         "owner;\n"
         "prints 'ok <host_bytes> <device_bytes> <flops>' and exits 0, or\n"
         "'error <CODE> <message>' and exits 1.\n"
-        "OWNER: --owner UID [--service-gid GID] [--umask 0022] [--deny DIR]...\n"
+        "OWNER: --owner UID [--service-gid GID] [--umask 022] [--deny D]...\n"
         "  run as UID (its groups, plus GID), files in user paths with that\n"
         "  umask, no user path into a --deny directory.\n"
         "probe: one line per device: 'name kind mem_total mem_free'.\n";
@@ -230,12 +230,6 @@ owner_opt(struct owner_opts *o, int opt, const char *arg)
 	return 0;
 }
 
-#define OWNER_OPTIONS                                                         \
-	{"owner", required_argument, NULL, 'O'},                              \
-	        {"service-gid", required_argument, NULL, 'G'},                \
-	        {"umask", required_argument, NULL, 'U'},                      \
-	        {"deny", required_argument, NULL, 'D'}
-
 /* The denied dirs as ids (as the service user), then become the owner;
  * the parent-death signal, which a credential change clears, again. */
 static int
@@ -322,7 +316,10 @@ cmd_run(int argc, char **argv)
 	        {"device", required_argument, NULL, 'v'},
 	        {"grant", required_argument, NULL, 'g'},
 	        {"attempt", required_argument, NULL, 'a'},
-	        OWNER_OPTIONS,
+	        {"owner", required_argument, NULL, 'O'},
+	        {"service-gid", required_argument, NULL, 'G'},
+	        {"umask", required_argument, NULL, 'U'},
+	        {"deny", required_argument, NULL, 'D'},
 	        {NULL, 0, NULL, 0},
 	};
 	const char *type = NULL, *dir = NULL, *device = NULL, *jdir;
@@ -561,7 +558,10 @@ cmd_check(int argc, char **argv)
 	static const struct option opts[] = {
 	        {"type", required_argument, NULL, 't'},
 	        {"dir", required_argument, NULL, 'd'},
-	        OWNER_OPTIONS,
+	        {"owner", required_argument, NULL, 'O'},
+	        {"service-gid", required_argument, NULL, 'G'},
+	        {"umask", required_argument, NULL, 'U'},
+	        {"deny", required_argument, NULL, 'D'},
 	        {NULL, 0, NULL, 0},
 	};
 	const char *type = NULL, *dir = NULL;

@@ -262,7 +262,8 @@ nq_npy_stream_commit(struct nq_npy_stream *s)
 	if (fd < 0 || s->done != s->want || fsync(fd) != 0)
 		goto fail;
 	s->fd = -1;
-	if (close(fd) != 0 || renameat(s->dirfd, s->tmp, s->dirfd, s->path) != 0)
+	if (close(fd) != 0 ||
+	    renameat(s->dirfd, s->tmp, s->dirfd, s->path) != 0)
 		goto fail;
 	free(s->tmp);
 	s->tmp = NULL;

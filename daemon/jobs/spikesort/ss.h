@@ -56,8 +56,8 @@ int ss_source_open_file(struct ss_source *s, const char *path, int n_rows,
                         char *msg, size_t msglen);
 /* The same from an open fd (taken over: closed by ss_source_close, or on
  * an error); path names it in msg. */
-int ss_source_open_fd(struct ss_source *s, int fd, const char *path,
-                      int n_rows, char *msg, size_t msglen);
+int ss_source_open_fd(struct ss_source *s, int fd, const char *path, int n_rows,
+                      char *msg, size_t msglen);
 void ss_source_open_mem(struct ss_source *s, const int16_t *data,
                         int64_t n_samples, int n_rows);
 void ss_source_close(struct ss_source *s);

@@ -283,9 +283,8 @@ parse(const struct nq_map *params, const struct nq_map *inputs,
  * do; 0: by name (the daemon, ss_daemon_opens_files). */
 static int
 open_inputs(const struct ss_jparams *jp, int checked,
-            const struct userpath_id *deny, size_t ndeny,
-            struct ss_source *src, struct ss_probe *p, char *msg,
-            size_t msglen)
+            const struct userpath_id *deny, size_t ndeny, struct ss_source *src,
+            struct ss_probe *p, char *msg, size_t msglen)
 {
 	char res[4096];
 	int rc, fd;
@@ -303,7 +302,8 @@ open_inputs(const struct ss_jparams *jp, int checked,
 		                         ndeny, USERPATH_READ, res, sizeof(res),
 		                         msg, msglen)) != 0 ||
 		    (rc = userpath_open("recording", res, deny, ndeny,
-		                        USERPATH_READ, 0, &fd, msg, msglen)) != 0)
+		                        USERPATH_READ, 0, &fd, msg, msglen)) !=
+		            0)
 			return rc;
 		if ((rc = ss_source_open_fd(src, fd, jp->recording, jp->n_rows,
 		                            msg, msglen)) != 0)
@@ -474,9 +474,8 @@ out_open(const char *path, const struct userpath_id *deny, size_t ndeny,
 	                         USERPATH_WRITE_DIR, res, sizeof(res), msg,
 	                         msglen)) != 0)
 		return rc;
-	return userpath_open("output_dir", res, deny, ndeny,
-	                     USERPATH_WRITE_DIR, 0777 & ~um, dirfd, msg,
-	                     msglen);
+	return userpath_open("output_dir", res, deny, ndeny, USERPATH_WRITE_DIR,
+	                     0777 & ~um, dirfd, msg, msglen);
 }
 
 /* As the owner, at submit: every user path opened, the output dir made

@@ -59,7 +59,8 @@ ss_atomic_writeat(int dirfd, const char *name, unsigned mode, const void *head,
 		for (int i = 0; i < 8; i++)
 			tmp[n - 8 + i] = al[r[i] % (sizeof(al) - 1)];
 		fd = openat(dirfd, tmp,
-		            O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+		            O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
+		                    O_CLOEXEC,
 		            0600);
 		if (fd < 0 && errno != EEXIST)
 			return NQ_EIO;

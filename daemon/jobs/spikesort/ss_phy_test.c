@@ -19,14 +19,22 @@
 #include <unistd.h>
 
 static const char *const names[] = {
-        "spike_times.npy",     "spike_templates.npy",
-        "spike_clusters.npy",  "amplitudes.npy",
-        "templates.npy",       "templates_ind.npy",
-        "channel_map.npy",     "channel_positions.npy",
-        "whitening_mat.npy",   "whitening_mat_inv.npy",
-        "similar_templates.npy", "cluster_KSLabel.tsv",
-        "cluster_group.tsv",   "cluster_ContamPct.tsv",
-        "cluster_Amplitude.tsv", "params.py",
+        "spike_times.npy",
+        "spike_templates.npy",
+        "spike_clusters.npy",
+        "amplitudes.npy",
+        "templates.npy",
+        "templates_ind.npy",
+        "channel_map.npy",
+        "channel_positions.npy",
+        "whitening_mat.npy",
+        "whitening_mat_inv.npy",
+        "similar_templates.npy",
+        "cluster_KSLabel.tsv",
+        "cluster_group.tsv",
+        "cluster_ContamPct.tsv",
+        "cluster_Amplitude.tsv",
+        "params.py",
         NULL,
 };
 
@@ -43,12 +51,23 @@ test_planted_symlinks(void **st)
 	      contam[K] = {0, 0}, amp_mean[K] = {1, 2};
 	int good[K] = {1, 0};
 	int64_t counts[K] = {2, 1};
-	struct ss_result r = {
-	        .C = C, .nt = NT, .K = K, .n_samples = 100, .n_spikes = NS,
-	        .times = times, .templ = templ, .clust = clust, .amps = amps,
-	        .templates = templates, .wmat = wmat, .wmat_inv = wmat,
-	        .similar = similar, .good = good, .contam = contam,
-	        .amp_mean = amp_mean, .counts = counts};
+	struct ss_result r = {.C = C,
+	                      .nt = NT,
+	                      .K = K,
+	                      .n_samples = 100,
+	                      .n_spikes = NS,
+	                      .times = times,
+	                      .templ = templ,
+	                      .clust = clust,
+	                      .amps = amps,
+	                      .templates = templates,
+	                      .wmat = wmat,
+	                      .wmat_inv = wmat,
+	                      .similar = similar,
+	                      .good = good,
+	                      .contam = contam,
+	                      .amp_mean = amp_mean,
+	                      .counts = counts};
 	struct ss_probe p;
 	struct stat sb;
 	int fd, i;
