@@ -4,7 +4,15 @@
  * works the same by hand:
  *
  *   neuroq-worker run --type gsn --dir JOBDIR --device cpu
+ *   neuroq-worker check --type spikesort --dir STAGEDIR --owner UID
  *   neuroq-worker probe
+ *
+ * With --owner (daemon/runas.h) the worker reads the spool as the service
+ * user, then becomes the job's owner before the job type touches a user
+ * path; `run` works in the job dir as its working directory ("."), so the
+ * dropped process needs no path through the 0700 state dir, and whatever
+ * it makes in the spool is given mode 0660 (files) / 02770 (dirs) in one
+ * place (spool_modes below), readable and removable by the service group.
  */
 #include "devname.h"
 #include "job_type.h"
@@ -13,10 +21,14 @@
 #include "nq_clock.h"
 #include "nq_error.h"
 #include "nq_value.h"
+#include "runas.h"
 #include "spool.h"
 #include "sysmem.h"
+#include "userpath.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <signal.h>
@@ -25,6 +37,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -35,7 +48,8 @@ enum { EXIT_OK = 0, EXIT_FAILED = 1, EXIT_USAGE = 2, EXIT_CANCELED = 3 };
 static const char usage[] =
         "usage: neuroq-worker run --type TYPE --dir JOBDIR --device "
         "cpu|cuda|cuda:N\n"
-        "                         [--grant BYTES] [--attempt K]\n"
+        "                         [--grant BYTES] [--attempt K] [OWNER]\n"
+        "       neuroq-worker check --type TYPE --dir STAGEDIR [OWNER]\n"
         "       neuroq-worker probe\n"
         "       neuroq-worker --version\n"
         "\n"
@@ -45,6 +59,13 @@ static const char usage[] =
         "3:\n"
         "canceled by SIGTERM). Progress goes to stdout: 'progress <frac> "
         "<stage>'.\n"
+        "check: the type's submit-time check of STAGEDIR/params.mp as the "
+        "owner;\n"
+        "prints 'ok <host_bytes> <device_bytes> <flops>' and exits 0, or\n"
+        "'error <CODE> <message>' and exits 1.\n"
+        "OWNER: --owner UID [--service-gid GID] [--umask 022] [--deny D]...\n"
+        "  run as UID (its groups, plus GID), files in user paths with that\n"
+        "  umask, no user path into a --deny directory.\n"
         "probe: one line per device: 'name kind mem_total mem_free'.\n";
 
 static volatile sig_atomic_t worker_stop;
@@ -137,6 +158,132 @@ ctx_log(struct job_ctx *ctx, const char *fmt, ...)
 	va_end(ap);
 }
 
+/* --owner and friends, shared by run and check. */
+#define MAX_DENY 16
+struct owner_opts {
+	int set;
+	uid_t uid;
+	gid_t service_gid; /* (gid_t) -1: none */
+	mode_t umask;      /* the owner's */
+	const char *deny[MAX_DENY];
+	size_t ndeny;
+	struct userpath_id ids[MAX_DENY];
+	size_t nids;
+};
+
+static void
+owner_init(struct owner_opts *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->service_gid = (gid_t) -1;
+	o->umask = umask(022);
+	umask(o->umask);
+}
+
+/* 1: o took the option; 0: not an owner option; -1: a bad value. */
+static int
+owner_opt(struct owner_opts *o, int opt, const char *arg)
+{
+	char *end;
+	unsigned long v;
+
+	switch (opt) {
+	case 'O':
+	case 'G':
+	case 'U':
+		errno = 0;
+		v = strtoul(arg, &end, opt == 'U' ? 8 : 10);
+		if (errno != 0 || *end != '\0' || arg[0] == '-' ||
+		    arg[0] == '\0' || (opt == 'U' && v > 0777) ||
+		    v >= 0xffffffffUL) {
+			fprintf(stderr, "neuroq-worker: bad --%s\n",
+			        opt == 'O'   ? "owner"
+			        : opt == 'G' ? "service-gid"
+			                     : "umask");
+			return -1;
+		}
+		if (opt == 'O') {
+			o->uid = (uid_t) v;
+			o->set = 1;
+		} else if (opt == 'G') {
+			o->service_gid = (gid_t) v;
+		} else {
+			o->umask = (mode_t) v;
+		}
+		return 1;
+	case 'D':
+		if (o->ndeny == MAX_DENY) {
+			fprintf(stderr, "neuroq-worker: at most %d --deny\n",
+			        MAX_DENY);
+			return -1;
+		}
+		o->deny[o->ndeny++] = arg;
+		return 1;
+	}
+	return 0;
+}
+
+/* The denied dirs as ids (as the service user), then become the owner;
+ * the parent-death signal, which a credential change clears, again. */
+static int
+owner_drop(struct owner_opts *o, char *msg, size_t msglen)
+{
+	int rc;
+
+	o->nids = userpath_deny_init(o->deny, o->ndeny, o->ids);
+	if (!o->set)
+		return 0;
+	pid_t parent = getppid();
+	rc = runas_owner(o->uid, o->service_gid, msg, msglen);
+	if (rc != 0)
+		return rc;
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	if (getppid() != parent) {
+		snprintf(msg, msglen, "the daemon is gone");
+		return NQ_ECANCELED;
+	}
+	return 0;
+}
+
+/* Everything the owner made in the spool: files 0660, dirs 02770, so the
+ * daemon (the service group) reads the results and removes the job dir.
+ * The one place for these modes; what the service user wrote stays. */
+static void
+spool_modes(int dfd, int depth)
+{
+	DIR *d;
+	struct dirent *e;
+	uid_t me = geteuid();
+
+	if (depth > 16)
+		return;
+	d = fdopendir(dfd);
+	if (d == NULL) {
+		close(dfd);
+		return;
+	}
+	while ((e = readdir(d)) != NULL) {
+		struct stat st;
+		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+			continue;
+		if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0)
+			continue;
+		if (S_ISDIR(st.st_mode)) {
+			int sub = openat(dirfd(d), e->d_name,
+			                 O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+			                         O_CLOEXEC);
+			if (sub < 0)
+				continue;
+			if (st.st_uid == me)
+				fchmod(sub, 02770);
+			spool_modes(sub, depth + 1);
+		} else if (S_ISREG(st.st_mode) && st.st_uid == me) {
+			fchmodat(dirfd(d), e->d_name, 0660, 0);
+		}
+	}
+	closedir(d);
+}
+
 /* Record the failure for the daemon (error file) and for people (log). */
 static int
 fail(struct wpriv *p, int code, const char *message)
@@ -185,9 +332,14 @@ cmd_run(int argc, char **argv)
 	        {"device", required_argument, NULL, 'v'},
 	        {"grant", required_argument, NULL, 'g'},
 	        {"attempt", required_argument, NULL, 'a'},
+	        {"owner", required_argument, NULL, 'O'},
+	        {"service-gid", required_argument, NULL, 'G'},
+	        {"umask", required_argument, NULL, 'U'},
+	        {"deny", required_argument, NULL, 'D'},
 	        {NULL, 0, NULL, 0},
 	};
-	const char *type = NULL, *dir = NULL, *device = NULL;
+	const char *type = NULL, *dir = NULL, *device = NULL, *jdir;
+	struct owner_opts own;
 	unsigned long long grant = 0;
 	long attempt = 1;
 	struct wpriv p;
@@ -200,8 +352,14 @@ cmd_run(int argc, char **argv)
 	int o, rc, ex, kb_open = 0;
 	char *end;
 
+	owner_init(&own);
 	optind = 1;
 	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		int oo = owner_opt(&own, o, optarg);
+		if (oo < 0)
+			return EXIT_USAGE;
+		if (oo > 0)
+			continue;
 		switch (o) {
 		case 't':
 			type = optarg;
@@ -251,15 +409,25 @@ cmd_run(int argc, char **argv)
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
 
+	/* the owner works in the job dir by "."; no path leads there */
+	jdir = dir;
+	if (own.set) {
+		if (chdir(dir) != 0) {
+			fprintf(stderr, "neuroq-worker: cannot enter %s: %s\n",
+			        dir, strerror(errno));
+			return EXIT_FAILED;
+		}
+		jdir = ".";
+	}
 	memset(&p, 0, sizeof(p));
-	p.dir = dir;
+	p.dir = jdir;
 	p.attempt = (int) attempt;
 	p.last_progress = -1;
-	snprintf(path, sizeof(path), "%s/log", dir);
+	snprintf(path, sizeof(path), "%s/log", jdir);
 	p.log = fopen(path, "a");
-	snprintf(path, sizeof(path), "%s/error", dir);
+	snprintf(path, sizeof(path), "%s/error", jdir);
 	unlink(path);
-	snprintf(ckpt, sizeof(ckpt), "%s/ckpt", dir);
+	snprintf(ckpt, sizeof(ckpt), "%s/ckpt", jdir);
 	wlog(&p, "start type=%s device=%s grant=%llu pid=%d", type, device,
 	     grant, (int) getpid());
 	/* no ckpt dir: the job runs, without checkpoints */
@@ -267,6 +435,8 @@ cmd_run(int argc, char **argv)
 		wlog(&p,
 		     "cannot create the checkpoint dir path=%s error=\"%s\"",
 		     ckpt, strerror(errno));
+	else if (own.set)
+		chmod(ckpt, 02770); /* the owner writes checkpoints there */
 
 	jt = job_type_find(type);
 	if (jt == NULL) {
@@ -274,7 +444,7 @@ cmd_run(int argc, char **argv)
 		ex = fail(&p, NQ_EBADTYPE, msg);
 		goto out;
 	}
-	rc = spool_read_params(dir, &params, msg, sizeof(msg));
+	rc = spool_read_params(jdir, &params, msg, sizeof(msg));
 	if (rc != 0) {
 		ex = fail(&p, rc, msg);
 		goto out;
@@ -285,10 +455,22 @@ cmd_run(int argc, char **argv)
 		ex = fail(&p, NQ_ENOMEM, "out of memory");
 		goto out;
 	}
-	rc = spool_read_inputs(dir, inputs, msg, sizeof(msg));
+	rc = spool_read_inputs(jdir, inputs, msg, sizeof(msg));
 	if (rc != 0) {
 		ex = fail(&p, rc, msg);
 		goto out;
+	}
+	/* the spool is read: from here on the job's owner, files made in
+	 * the spool readable and removable by the service group */
+	rc = owner_drop(&own, msg, sizeof(msg));
+	if (rc != 0) {
+		ex = fail(&p, rc, msg);
+		goto out;
+	}
+	if (own.set) {
+		umask(007);
+		wlog(&p, "owner uid=%u umask=%03o deny=%zu", (unsigned) own.uid,
+		     (unsigned) own.umask, own.nids);
 	}
 	rc = jt->validate(params.u.map, inputs, msg, sizeof(msg));
 	if (rc != 0) {
@@ -313,8 +495,12 @@ cmd_run(int argc, char **argv)
 
 	memset(&ctx, 0, sizeof(ctx));
 	ctx.kb = &kb;
-	ctx.job_dir = dir;
+	ctx.job_dir = jdir;
+	ctx.job_dir_name = dir;
 	ctx.ckpt_dir = ckpt;
+	ctx.owner_umask = own.umask;
+	ctx.deny = own.ids;
+	ctx.ndeny = own.nids;
 	ctx.grant_bytes = grant;
 	ctx.attempt = (int) attempt;
 	ctx.progress = ctx_progress;
@@ -342,7 +528,7 @@ cmd_run(int argc, char **argv)
 		nq_map_set_float(out, "time_s", dt);
 	if (nq_map_get(out, "device") == NULL)
 		nq_map_set_str(out, "device", kb.name[0] ? kb.name : device);
-	rc = spool_write_outputs(dir, out, msg, sizeof(msg));
+	rc = spool_write_outputs(jdir, out, msg, sizeof(msg));
 	if (rc != 0) {
 		ex = fail(&p, rc, msg);
 		goto out;
@@ -358,7 +544,110 @@ out:
 	nq_value_free(&params);
 	if (p.log != NULL)
 		fclose(p.log);
+	if (own.set && geteuid() == own.uid) {
+		int fd = open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (fd >= 0)
+			spool_modes(fd, 0);
+	}
 	return ex;
+}
+
+/* One line on stdout: "ok H D F" or "error NAME message". */
+static int
+check_reply(int rc, const struct job_estimate *est, const char *msg)
+{
+	if (rc == 0) {
+		printf("ok %" PRIu64 " %" PRIu64 " %.6g\n", est->host_bytes,
+		       est->device_bytes, est->flops);
+		fflush(stdout);
+		return EXIT_OK;
+	}
+	if (msg == NULL || msg[0] == '\0')
+		msg = nq_strerror(rc);
+	printf("error %s ", nq_errname(rc));
+	for (const char *c = msg; *c != '\0'; c++)
+		putchar(*c == '\n' || *c == '\r' ? ' ' : *c);
+	putchar('\n');
+	fflush(stdout);
+	return EXIT_FAILED;
+}
+
+static int
+cmd_check(int argc, char **argv)
+{
+	static const struct option opts[] = {
+	        {"type", required_argument, NULL, 't'},
+	        {"dir", required_argument, NULL, 'd'},
+	        {"owner", required_argument, NULL, 'O'},
+	        {"service-gid", required_argument, NULL, 'G'},
+	        {"umask", required_argument, NULL, 'U'},
+	        {"deny", required_argument, NULL, 'D'},
+	        {NULL, 0, NULL, 0},
+	};
+	const char *type = NULL, *dir = NULL;
+	struct owner_opts own;
+	struct nq_value params = {.kind = NQ_NIL};
+	struct nq_map *inputs = NULL;
+	struct job_estimate est;
+	const struct job_type *jt;
+	char msg[2048] = "";
+	int o, rc;
+
+	owner_init(&own);
+	optind = 1;
+	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		int oo = owner_opt(&own, o, optarg);
+		if (oo < 0)
+			return EXIT_USAGE;
+		if (oo > 0)
+			continue;
+		switch (o) {
+		case 't':
+			type = optarg;
+			break;
+		case 'd':
+			dir = optarg;
+			break;
+		default:
+			fputs(usage, stderr);
+			return EXIT_USAGE;
+		}
+	}
+	if (type == NULL || dir == NULL || optind < argc) {
+		fputs(usage, stderr);
+		return EXIT_USAGE;
+	}
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	memset(&est, 0, sizeof(est));
+	jt = job_type_find(type);
+	if (jt == NULL) {
+		snprintf(msg, sizeof(msg), "unknown job type '%s'", type);
+		return check_reply(NQ_EBADTYPE, NULL, msg);
+	}
+	/* the staged request, as the service user */
+	rc = spool_read_params(dir, &params, msg, sizeof(msg));
+	if (rc == 0 && (inputs = nq_map_new()) == NULL)
+		rc = NQ_ENOMEM;
+	if (rc == 0)
+		rc = spool_read_inputs(dir, inputs, msg, sizeof(msg));
+	if (rc == 0)
+		rc = owner_drop(&own, msg, sizeof(msg));
+	if (rc == 0 && own.set)
+		umask(own.umask);
+	if (rc == 0) {
+		rc = jt->validate(params.u.map, inputs, msg, sizeof(msg));
+		if (rc == 0)
+			rc = jt->estimate(params.u.map, inputs, &est);
+	}
+	if (rc == 0 && jt->check != NULL) {
+		struct job_check_ctx c = {own.ids, own.nids, own.umask};
+		msg[0] = '\0';
+		rc = jt->check(params.u.map, inputs, &c, &est, msg,
+		               sizeof(msg));
+	}
+	nq_map_free(inputs);
+	nq_value_free(&params);
+	return check_reply(rc, &est, msg);
 }
 
 static int
@@ -401,6 +690,8 @@ main(int argc, char **argv)
 	}
 	if (strcmp(argv[1], "run") == 0)
 		return cmd_run(argc - 1, argv + 1);
+	if (strcmp(argv[1], "check") == 0)
+		return cmd_check(argc - 1, argv + 1);
 	if (strcmp(argv[1], "probe") == 0 && argc == 2)
 		return cmd_probe();
 	if (strcmp(argv[1], "--version") == 0) {

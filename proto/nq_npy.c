@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -148,9 +149,52 @@ nq_fsync_dir(const char *path)
 	return rc;
 }
 
+/* A unique temporary name beside name, created without following a
+ * symlink: mkostemp's contract, relative to a directory fd. */
+static int
+nq_npy_mktemp(int dirfd, char *tmp, size_t plen, unsigned mode)
+{
+	static const char al[] = "abcdefghijklmnopqrstuvwxyz"
+	                         "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+	unsigned char r[6];
+
+	for (int tries = 0; tries < 100; tries++) {
+		if (getrandom(r, sizeof(r), 0) != (ssize_t) sizeof(r))
+			return -1;
+		for (int i = 0; i < 6; i++)
+			tmp[plen + 5 + i] = al[r[i] % (sizeof(al) - 1)];
+		int fd = openat(dirfd, tmp,
+		                O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
+		                        O_CLOEXEC,
+		                0600);
+		if (fd >= 0) {
+			/* exactly mode, not mode & ~umask */
+			if (fchmod(fd, (mode_t) mode) != 0) {
+				close(fd);
+				unlinkat(dirfd, tmp, 0);
+				return -1;
+			}
+			return fd;
+		}
+		if (errno != EEXIST)
+			return -1;
+	}
+	return -1;
+}
+
 int
 nq_npy_stream_open(struct nq_npy_stream *s, const char *path,
                    enum nq_dtype dtype, int ndim, const int64_t *shape)
+{
+	/* Readable by the group so a lab's users can np.load results. */
+	return nq_npy_stream_openat(s, AT_FDCWD, path, 0640, dtype, ndim,
+	                            shape);
+}
+
+int
+nq_npy_stream_openat(struct nq_npy_stream *s, int dirfd, const char *path,
+                     unsigned mode, enum nq_dtype dtype, int ndim,
+                     const int64_t *shape)
 {
 	struct nq_array hdr_of = {0};
 	char *hdr = NULL;
@@ -158,6 +202,7 @@ nq_npy_stream_open(struct nq_npy_stream *s, const char *path,
 
 	memset(s, 0, sizeof(*s));
 	s->fd = -1;
+	s->dirfd = dirfd;
 	n = nq_dtype_size(dtype);
 	if (path == NULL || n == 0 || ndim < 0 || ndim > NQ_MAXDIM ||
 	    (ndim > 0 && shape == NULL))
@@ -180,14 +225,13 @@ nq_npy_stream_open(struct nq_npy_stream *s, const char *path,
 		goto fail;
 	memcpy(s->tmp, path, plen);
 	memcpy(s->tmp + plen, ".tmp.XXXXXX", 12);
-	s->fd = mkostemp(s->tmp, O_CLOEXEC);
+	s->fd = nq_npy_mktemp(dirfd, s->tmp, plen, mode);
 	if (s->fd < 0) {
 		free(s->tmp);
 		s->tmp = NULL;
 		goto fail;
 	}
-	/* Readable by the group so a lab's users can np.load results. */
-	if (fchmod(s->fd, 0640) != 0 || nq_write_all(s->fd, hdr, hlen) != 0)
+	if (nq_write_all(s->fd, hdr, hlen) != 0)
 		goto fail;
 	free(hdr);
 	return 0;
@@ -218,12 +262,13 @@ nq_npy_stream_commit(struct nq_npy_stream *s)
 	if (fd < 0 || s->done != s->want || fsync(fd) != 0)
 		goto fail;
 	s->fd = -1;
-	if (close(fd) != 0 || rename(s->tmp, s->path) != 0)
+	if (close(fd) != 0 ||
+	    renameat(s->dirfd, s->tmp, s->dirfd, s->path) != 0)
 		goto fail;
 	free(s->tmp);
 	s->tmp = NULL;
 	/* The rename is durable only once the directory is synced. */
-	fd = nq_fsync_dir(s->path);
+	fd = s->dirfd == AT_FDCWD ? nq_fsync_dir(s->path) : fsync(s->dirfd);
 	free(s->path);
 	s->path = NULL;
 	return fd == 0 ? 0 : NQ_EIO;
@@ -238,22 +283,31 @@ nq_npy_stream_abort(struct nq_npy_stream *s)
 	if (s->fd >= 0)
 		close(s->fd);
 	if (s->tmp != NULL)
-		unlink(s->tmp);
+		unlinkat(s->dirfd, s->tmp, 0);
 	free(s->tmp);
 	free(s->path);
 	memset(s, 0, sizeof(*s));
 	s->fd = -1;
+	s->dirfd = AT_FDCWD;
 }
 
 int
 nq_npy_write(const char *path, const struct nq_array *a)
+{
+	return nq_npy_writeat(AT_FDCWD, path, 0640, a);
+}
+
+int
+nq_npy_writeat(int dirfd, const char *path, unsigned mode,
+               const struct nq_array *a)
 {
 	struct nq_npy_stream s;
 	int rc;
 
 	if (a == NULL || (a->nbytes > 0 && a->data == NULL))
 		return NQ_EIO;
-	rc = nq_npy_stream_open(&s, path, a->dtype, a->ndim, a->shape);
+	rc = nq_npy_stream_openat(&s, dirfd, path, mode, a->dtype, a->ndim,
+	                          a->shape);
 	if (rc != 0)
 		return rc;
 	if (s.want != a->nbytes) {

@@ -3,9 +3,11 @@
  *
  * Jobs never see NNG, libuv or SQLite.  validate() and estimate() run in the
  * daemon at submit time (cheap, no device) on a threadpool thread, several
- * at once: they must not touch shared mutable state. run() runs in a worker
- * process (daemon/worker_main.c) with a kernels backend already opened on
- * the device the scheduler picked.
+ * at once: they must not touch shared mutable state, and they never open a
+ * path the user supplied (the daemon has rights the user has not). check()
+ * and run() run in a worker process (daemon/worker_main.c) as the job's
+ * owner; run() with a kernels backend already opened on the device the
+ * scheduler picked.
  *
  * Params are a msgpack map decoded into struct nq_map (proto/nq_value.h);
  * inputs are a map of name → NQ_ARRAY values (the submit's "inputs"); outputs
@@ -17,6 +19,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "kern.h"
 #include "nq_value.h"
@@ -27,9 +30,23 @@ struct job_estimate {
 	double flops;          /* rough work, for ETA and scheduling hints */
 };
 
+struct userpath_id; /* daemon/jobs/userpath.h */
+
+/* What check() and run() know of the owner and the service. */
+struct job_check_ctx {
+	/* Directories no user path may resolve into (the state dir, the socket
+	 * dirs), stat()ed before the process dropped to the owner; pass them
+	 * to userpath_check() / userpath_open(). */
+	const struct userpath_id *deny;
+	size_t ndeny;
+	mode_t owner_umask; /* files 0666 & ~it, dirs 0777 & ~it */
+};
+
 struct job_ctx {
 	const struct kern_backend *kb; /* opened on the granted device */
-	const char *job_dir;           /* the job's spool directory */
+	const char *job_dir;           /* the job's spool directory, to open
+	                                * files in ("." with --owner: the
+	                                * worker's working directory) */
 	const char *ckpt_dir;          /* job_dir/ckpt, exists, survives requeue */
 	uint64_t grant_bytes;          /* device bytes the scheduler granted */
 	int attempt;                   /* 1 on the first run */
@@ -43,6 +60,15 @@ struct job_ctx {
 	void (*log)(struct job_ctx *ctx, const char *fmt, ...)
 		__attribute__((format(printf, 2, 3)));
 	void *priv; /* worker's */
+	/* The owner's umask for files made in user paths, and the denied
+	 * directories (see job_check_ctx). run() re-checks every user path:
+	 * a symlink may have changed since submit. */
+	mode_t owner_umask;
+	const struct userpath_id *deny;
+	size_t ndeny;
+	/* job_dir's name for results and messages (the path the daemon
+	 * gave); NULL: job_dir. */
+	const char *job_dir_name;
 };
 
 struct job_type {
@@ -54,9 +80,22 @@ struct job_type {
 	                char *msg, size_t msglen);
 	/* Memory and work for these params (called after validate() passed).
 	 * inputs may be NULL when only shapes are known: shapes then come from
-	 * the "shapes" of the caller via params (not used by gsn). */
+	 * the "shapes" of the caller via params (not used by gsn). Like
+	 * validate(), it never opens a path the user supplied: a figure that
+	 * needs a file (spikesort's recording length) comes from check(). */
 	int (*estimate)(const struct nq_map *params, const struct nq_map *inputs,
 	                struct job_estimate *est);
+	/* Optional. The submit-time step that runs as the job's owner: in
+	 * `neuroq-worker check`, after the process dropped to the owner's uid,
+	 * gid and groups (daemon/runas.h). It is where every user-supplied
+	 * path is opened at submit (readable input, creatable and writable
+	 * output dir), each through userpath_check() against c->deny, and the
+	 * one that may read file sizes: it fills est (which then replaces
+	 * estimate()'s). Returns 0 or an nq_err code with a message that names
+	 * the parameter and the user's own path. NULL: nothing to check. */
+	int (*check)(const struct nq_map *params, const struct nq_map *inputs,
+	             const struct job_check_ctx *c, struct job_estimate *est,
+	             char *msg, size_t msglen);
 	/* Run. Fills out (arrays and scalars). Returns 0 or an nq_err code with
 	 * a message in msg. */
 	int (*run)(struct job_ctx *ctx, const struct nq_map *params,

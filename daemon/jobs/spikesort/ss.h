@@ -30,6 +30,9 @@ int ss_probe_linear(struct ss_probe *p, int n, double pitch);
  * file (every row must be < n_rows). 0 or NQ_EBADPARAM/NQ_EIO with msg. */
 int ss_probe_load(struct ss_probe *p, const char *path, int n_rows, char *msg,
                   size_t msglen);
+/* The same from an open fd (taken over: closed); path names it in msg. */
+int ss_probe_load_fd(struct ss_probe *p, int fd, const char *path, int n_rows,
+                     char *msg, size_t msglen);
 int ss_probe_parse(struct ss_probe *p, const char *text, size_t len, int n_rows,
                    char *msg, size_t msglen);
 /* idx[0..k) = the k channels nearest channel c (c first), ties by index. */
@@ -51,6 +54,10 @@ struct ss_source {
 
 int ss_source_open_file(struct ss_source *s, const char *path, int n_rows,
                         char *msg, size_t msglen);
+/* The same from an open fd (taken over: closed by ss_source_close, or on
+ * an error); path names it in msg. */
+int ss_source_open_fd(struct ss_source *s, int fd, const char *path, int n_rows,
+                      char *msg, size_t msglen);
 void ss_source_open_mem(struct ss_source *s, const int16_t *data,
                         int64_t n_samples, int n_rows);
 void ss_source_close(struct ss_source *s);
@@ -287,9 +294,26 @@ double ss_ccg_ratio(const int64_t *a, int64_t na, const int64_t *b, int64_t nb,
 int ss_phy_write(const char *dir, const struct ss_result *r,
                  const struct ss_probe *p, const char *dat_path, int n_rows,
                  double fs, char *msg, size_t msglen);
+/* The same into an open output dir (ss_outdir_open, or userpath_open in
+ * the worker): every file under a unique O_EXCL | O_NOFOLLOW temporary
+ * name, renamed over its final name, with exactly mode; dir names the
+ * folder in msg. */
+int ss_phy_writeat(int dirfd, unsigned mode, const char *dir,
+                   const struct ss_result *r, const struct ss_probe *p,
+                   const char *dat_path, int n_rows, double fs, char *msg,
+                   size_t msglen);
+/* mkdir -p dir (0777 & ~umask) and open it for the *at writers. */
+int ss_outdir_open(const char *dir, int *dirfd, char *msg, size_t msglen);
+/* head + body → name in dirfd, atomically (see ss_phy_writeat). */
+int ss_atomic_writeat(int dirfd, const char *name, unsigned mode,
+                      const void *head, size_t hlen, const void *body,
+                      size_t blen);
 /* Minimal .npy v1.0 writer (descr "<i8", "<i4", "<f4"), atomic. */
 int ss_npy_write(const char *path, const char *descr, int ndim,
                  const int64_t *shape, const void *data, size_t itemsize);
+int ss_npy_writeat(int dirfd, const char *name, unsigned mode,
+                   const char *descr, int ndim, const int64_t *shape,
+                   const void *data, size_t itemsize);
 
 /* checkpoints (raw little-endian blobs with a magic and a config key) */
 int ss_ckpt_save(const char *dir, const char *name, uint64_t key,

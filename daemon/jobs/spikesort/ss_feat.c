@@ -18,6 +18,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "nq_error.h"
 #include "nq_npy.h"
@@ -114,6 +116,25 @@ ss_feat_write(const char *dir, const struct ss_config *cfg,
               const struct ss_probe *p, const struct ss_result *res,
               const struct ss_hooks *h, char *msg, size_t msglen)
 {
+	mode_t um = umask(022);
+	int fd, rc;
+
+	umask(um);
+	if ((rc = ss_outdir_open(dir, &fd, msg, msglen)) != 0)
+		return rc;
+	rc = ss_feat_writeat(fd, 0666 & ~um, dir, cfg, kb, src, p, res, h, msg,
+	                     msglen);
+	close(fd);
+	return rc;
+}
+
+int
+ss_feat_writeat(int dirfd, unsigned mode, const char *dir,
+                const struct ss_config *cfg, const struct kern_backend *kb,
+                struct ss_source *src, const struct ss_probe *p,
+                const struct ss_result *res, const struct ss_hooks *h,
+                char *msg, size_t msglen)
+{
 	struct ss_batcher f = {0};
 	struct nq_npy_stream st = {.fd = -1};
 	struct nq_array ia = {0};
@@ -168,7 +189,8 @@ ss_feat_write(const char *dir, const struct ss_config *cfg,
 	shape[0] = ns;
 	shape[1] = npc;
 	shape[2] = nc;
-	if ((rc = nq_npy_stream_open(&st, path, NQ_DT_F32, 3, shape)) != 0) {
+	if ((rc = nq_npy_stream_openat(&st, dirfd, "pc_features.npy", mode,
+	                               NQ_DT_F32, 3, shape)) != 0) {
 		snprintf(msg, msglen, "cannot write %s", path);
 		goto out;
 	}
@@ -257,7 +279,8 @@ ss_feat_write(const char *dir, const struct ss_config *cfg,
 	ia.shape[1] = nc;
 	ia.data = ind;
 	ia.nbytes = sizeof(int32_t) * (size_t) K * nc;
-	if ((rc = nq_npy_write(path, &ia)) != 0) {
+	if ((rc = nq_npy_writeat(dirfd, "pc_feature_ind.npy", mode, &ia)) !=
+	    0) {
 		snprintf(msg, msglen, "cannot write %s", path);
 		goto out;
 	}

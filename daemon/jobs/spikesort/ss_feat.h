@@ -36,5 +36,12 @@ int ss_feat_write(const char *dir, const struct ss_config *cfg,
                   const struct kern_backend *kb, struct ss_source *src,
                   const struct ss_probe *p, const struct ss_result *res,
                   const struct ss_hooks *h, char *msg, size_t msglen);
+/* The same into an open output dir (see ss_phy_writeat): files with exactly
+ * mode, never through a planted symlink; dir names it in msg. */
+int ss_feat_writeat(int dirfd, unsigned mode, const char *dir,
+                    const struct ss_config *cfg, const struct kern_backend *kb,
+                    struct ss_source *src, const struct ss_probe *p,
+                    const struct ss_result *res, const struct ss_hooks *h,
+                    char *msg, size_t msglen);
 
 #endif

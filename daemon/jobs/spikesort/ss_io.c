@@ -294,13 +294,29 @@ int
 ss_probe_load(struct ss_probe *p, const char *path, int n_rows, char *msg,
               size_t msglen)
 {
-	FILE *f = fopen(path, "rb");
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	memset(p, 0, sizeof(*p));
+	if (fd < 0) {
+		snprintf(msg, msglen, "probe: cannot open %s: %s", path,
+		         strerror(errno));
+		return NQ_EBADPARAM;
+	}
+	return ss_probe_load_fd(p, fd, path, n_rows, msg, msglen);
+}
+
+int
+ss_probe_load_fd(struct ss_probe *p, int fd, const char *path, int n_rows,
+                 char *msg, size_t msglen)
+{
+	FILE *f = fdopen(fd, "rb");
 	char *buf;
 	long len;
 	int rc;
 
 	memset(p, 0, sizeof(*p));
 	if (f == NULL) {
+		close(fd);
 		snprintf(msg, msglen, "probe: cannot open %s: %s", path,
 		         strerror(errno));
 		return NQ_EBADPARAM;
@@ -396,15 +412,26 @@ int
 ss_source_open_file(struct ss_source *s, const char *path, int n_rows,
                     char *msg, size_t msglen)
 {
-	struct stat st;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
 
 	memset(s, 0, sizeof(*s));
-	s->fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (s->fd < 0) {
+	s->fd = -1;
+	if (fd < 0) {
 		snprintf(msg, msglen, "recording %s: %s", path,
 		         strerror(errno));
 		return NQ_EBADPARAM;
 	}
+	return ss_source_open_fd(s, fd, path, n_rows, msg, msglen);
+}
+
+int
+ss_source_open_fd(struct ss_source *s, int fd, const char *path, int n_rows,
+                  char *msg, size_t msglen)
+{
+	struct stat st;
+
+	memset(s, 0, sizeof(*s));
+	s->fd = fd;
 	if (fstat(s->fd, &st) != 0 || !S_ISREG(st.st_mode)) {
 		snprintf(msg, msglen, "recording %s is not a regular file",
 		         path);

@@ -2,6 +2,12 @@
  * ss_job.c — the "spikesort" job type: params → struct ss_config, a
  * recording (a raw int16 file the worker can read, or the inline input
  * "data"), ss_sort(), the phy folder, and the result scalars.
+ *
+ * User paths (recording, probe, output_dir) are opened only by check() and
+ * run(), which run in neuroq-worker as the job's owner, each through
+ * userpath (daemon/jobs/userpath.h): never into the service's directories, never
+ * through a symlink swapped in after the check. check() also measures the
+ * recording for the estimate; estimate() alone (the daemon) sees no file.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -9,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -19,6 +26,15 @@
 #include "ss.h"
 #include "ss_feat.h"
 #include "ss_job.h"
+#include "userpath.h"
+
+/* TRANSITIONAL (issue 9): until the daemon runs check() at submit in
+ * `neuroq-worker check` as the job's owner (server.c, the next phase),
+ * validate() and estimate() still open the recording and probe here, with
+ * the daemon's rights, as before, so a bad file is still refused at submit.
+ * The next phase sets this to 0 and then removes it with the code it
+ * guards. */
+static const int ss_daemon_opens_files = 1;
 
 /* Every accepted key; anything else is a typo the user should hear of. */
 static const char *const known_keys[] = {"recording",
@@ -101,9 +117,12 @@ get_int_in(const struct nq_map *p, const char *key, int64_t *dst, int64_t lo,
 }
 
 /* Params and inputs → jp, with every check that needs no device. */
+/* files: 0 (the daemon) leaves n_channels and sample_rate at 0 when only a
+ * SpikeGLX .meta beside the recording could give them; check() and run()
+ * read it. */
 static int
 parse(const struct nq_map *params, const struct nq_map *inputs,
-      struct ss_jparams *jp, char *msg, size_t msglen)
+      struct ss_jparams *jp, int files, char *msg, size_t msglen)
 {
 	struct ss_config *c = &jp->cfg;
 	int64_t n_ch = 0, iv;
@@ -175,7 +194,7 @@ parse(const struct nq_map *params, const struct nq_map *inputs,
 			return NQ_EBADPARAM;
 		}
 		n_ch = a->shape[1];
-	} else {
+	} else if (files) {
 		if (ss_meta_read(jp->recording, &meta_fs, &meta_ch) == 0) {
 			if (n_ch == 0)
 				n_ch = meta_ch;
@@ -190,7 +209,7 @@ parse(const struct nq_map *params, const struct nq_map *inputs,
 			return NQ_EBADPARAM;
 		}
 	}
-	if (fs <= 0) {
+	if (fs <= 0 && (files || jp->data != NULL)) {
 		snprintf(msg, msglen, "sample_rate is required (Hz)");
 		return NQ_EBADPARAM;
 	}
@@ -202,8 +221,8 @@ parse(const struct nq_map *params, const struct nq_map *inputs,
 	                       msglen)) ||
 	    (rc = get_float_in(params, "th_match", &c->th_match, 1, 100, msg,
 	                       msglen)) ||
-	    (rc = get_float_in(params, "hp_hz", &c->hp_hz, 10, fs / 2.5, msg,
-	                       msglen)) ||
+	    (rc = get_float_in(params, "hp_hz", &c->hp_hz, 10,
+	                       (fs > 0 ? fs : 1e6) / 2.5, msg, msglen)) ||
 	    (rc = get_float_in(params, "merge_corr", &c->merge_corr, 0.5, 1,
 	                       msg, msglen)) ||
 	    (rc = get_float_in(params, "dup_ms", &c->dup_ms, 0, 5, msg,
@@ -255,25 +274,68 @@ parse(const struct nq_map *params, const struct nq_map *inputs,
 	return 0;
 }
 
+/* The recording and the probe. checked: through userpath (resolved,
+ * against deny, without a symlink swapped in since), as check() and run()
+ * do; 0: by name (the daemon, ss_daemon_opens_files). */
 static int
-open_inputs(const struct ss_jparams *jp, struct ss_source *src,
+open_inputs(const struct ss_jparams *jp, int checked,
+            const struct userpath_id *deny, size_t ndeny, struct ss_source *src,
             struct ss_probe *p, char *msg, size_t msglen)
 {
-	int rc;
+	char res[4096];
+	int rc, fd;
 
-	if (jp->data != NULL)
+	memset(p, 0, sizeof(*p));
+	if (jp->data != NULL) {
 		ss_source_open_mem(src, jp->data->data, jp->data->shape[0],
 		                   jp->n_rows);
-	else if ((rc = ss_source_open_file(src, jp->recording, jp->n_rows, msg,
-	                                   msglen)) != 0)
-		return rc;
-	if (jp->probe != NULL)
-		rc = ss_probe_load(p, jp->probe, jp->n_rows, msg, msglen);
-	else
+	} else if (!checked) {
+		if ((rc = ss_source_open_file(src, jp->recording, jp->n_rows,
+		                              msg, msglen)) != 0)
+			return rc;
+	} else {
+		if ((rc = userpath_check("recording", jp->recording, deny,
+		                         ndeny, USERPATH_READ, res, sizeof(res),
+		                         msg, msglen)) != 0 ||
+		    (rc = userpath_open("recording", res, deny, ndeny,
+		                        USERPATH_READ, 0, &fd, msg, msglen)) !=
+		            0)
+			return rc;
+		if ((rc = ss_source_open_fd(src, fd, jp->recording, jp->n_rows,
+		                            msg, msglen)) != 0)
+			return rc;
+	}
+	if (jp->probe == NULL)
 		rc = ss_probe_linear(p, jp->n_rows, jp->pitch);
+	else if (!checked)
+		rc = ss_probe_load(p, jp->probe, jp->n_rows, msg, msglen);
+	else if ((rc = userpath_check("probe", jp->probe, deny, ndeny,
+	                              USERPATH_READ, res, sizeof(res), msg,
+	                              msglen)) == 0 &&
+	         (rc = userpath_open("probe", res, deny, ndeny, USERPATH_READ,
+	                             0, &fd, msg, msglen)) == 0)
+		rc = ss_probe_load_fd(p, fd, jp->probe, jp->n_rows, msg,
+		                      msglen);
 	if (rc != 0) {
 		ss_source_close(src);
 		return rc;
+	}
+	return 0;
+}
+
+/* What the inputs must be, once open. */
+static int
+inputs_ok(const struct ss_jparams *jp, const struct ss_source *src,
+          const struct ss_probe *p, char *msg, size_t msglen)
+{
+	if (p->n < 1) {
+		snprintf(msg, msglen, "probe has no channel");
+		return NQ_EBADPARAM;
+	}
+	if (src->n_samples < 4 * jp->cfg.nt) {
+		snprintf(msg, msglen, "recording has only %lld samples",
+		         (long long) src->n_samples);
+		return NQ_EBADDATA;
 	}
 	return 0;
 }
@@ -285,21 +347,14 @@ ss_validate(const struct nq_map *params, const struct nq_map *inputs, char *msg,
 	struct ss_jparams jp;
 	struct ss_source src;
 	struct ss_probe p;
-	int rc = parse(params, inputs, &jp, msg, msglen);
+	int rc = parse(params, inputs, &jp, ss_daemon_opens_files, msg, msglen);
 
-	if (rc != 0)
+	if (rc != 0 || !ss_daemon_opens_files)
 		return rc;
 	/* the file and probe are checked now, not an hour into the queue */
-	if ((rc = open_inputs(&jp, &src, &p, msg, msglen)) != 0)
+	if ((rc = open_inputs(&jp, 0, NULL, 0, &src, &p, msg, msglen)) != 0)
 		return rc;
-	if (p.n < 1) {
-		snprintf(msg, msglen, "probe has no channel");
-		rc = NQ_EBADPARAM;
-	} else if (src.n_samples < 4 * jp.cfg.nt) {
-		snprintf(msg, msglen, "recording has only %lld samples",
-		         (long long) src.n_samples);
-		rc = NQ_EBADDATA;
-	}
+	rc = inputs_ok(&jp, &src, &p, msg, msglen);
 	ss_probe_free(&p);
 	ss_source_close(&src);
 	return rc;
@@ -328,6 +383,47 @@ guess_templates(int C, const struct ss_config *c)
 	return k < 16 ? 16 : k;
 }
 
+/* Host and device bytes and work of a sort of N samples on C channels. */
+static void
+est_fill(const struct ss_jparams *jp, int C, int64_t N,
+         struct job_estimate *est)
+{
+	int K = guess_templates(C, &jp->cfg);
+	int64_t batch = jp->cfg.batch < N ? jp->cfg.batch : N;
+	uint64_t bb = batch_bytes(C, batch, &jp->cfg, K, 0);
+	uint64_t cache = (uint64_t) C * (uint64_t) (batch + 2 * jp->cfg.pad) *
+	                 4 * (uint64_t) jp->cfg.learn_batches;
+	if (cache > jp->cfg.cache_bytes)
+		cache = jp->cfg.cache_bytes;
+	/* detection snippets: ≤ 200k spikes × nc × nt floats */
+	uint64_t snip = 200000ULL * (uint64_t) jp->cfg.nc_feat * jp->cfg.nt * 4;
+	/* drift: per-batch depth histograms (20 µm per channel bounds the
+	 * probe's extent; 5 µm bins × 20 amplitude bins of float) and three
+	 * C × C matrices */
+	uint64_t drift = 0;
+	if (jp->cfg.drift && batch > 0)
+		drift = (uint64_t) ((N + batch - 1) / batch) *
+		                ((uint64_t) C * 20 / 5 + 30) * 20 * 4 +
+		        (uint64_t) C * C * 16;
+	memset(est, 0, sizeof(*est));
+	est->host_bytes = bb + cache + snip + drift + (uint64_t) N / 10 * 16 +
+	                  (64ULL << 20);
+	est->device_bytes =
+	        batch_bytes(C, batch, &jp->cfg, K, 1) + (16ULL << 20);
+	/* per sample, a few passes: banded whitening (row blocks of 32 over
+	 * about three whitening ranges), projection on template windows
+	 * (≤ 32 channels typical), score convolution */
+	double wband = fmin(C, 3.0 * jp->cfg.whiten_nrange);
+	est->flops = (double) N *
+	             (2.0 * C * wband +
+	              2.0 * K * jp->cfg.rank * (fmin(C, 32) + jp->cfg.nt)) *
+	             (2 + jp->cfg.learn_iters);
+}
+
+/* In the daemon. Inline data: exact. A recording file is not opened here:
+ * without it the figures are those of one batch on n_channels (or 1)
+ * channels, a floor that check()'s figures (the file's real length and the
+ * probe's channel count) replace at submit. */
 static int
 ss_estimate(const struct nq_map *params, const struct nq_map *inputs,
             struct job_estimate *est)
@@ -335,55 +431,102 @@ ss_estimate(const struct nq_map *params, const struct nq_map *inputs,
 	struct ss_jparams jp;
 	char msg[256];
 	struct ss_probe p;
-	int rc = parse(params, inputs, &jp, msg, sizeof(msg)), C, K;
+	int rc = parse(params, inputs, &jp, ss_daemon_opens_files, msg,
+	               sizeof(msg)),
+	    C;
 	int64_t N = 0;
 
 	memset(est, 0, sizeof(*est));
 	if (rc != 0)
 		return rc;
-	C = jp.n_rows;
-	if (jp.probe != NULL &&
-	    ss_probe_load(&p, jp.probe, jp.n_rows, msg, sizeof(msg)) == 0) {
-		C = p.n;
-		ss_probe_free(&p);
-	}
+	C = jp.n_rows > 0 ? jp.n_rows : 1;
 	if (jp.data != NULL) {
 		N = jp.data->shape[0];
-	} else {
+	} else if (ss_daemon_opens_files) {
 		struct stat st;
+		if (jp.probe != NULL && ss_probe_load(&p, jp.probe, jp.n_rows,
+		                                      msg, sizeof(msg)) == 0) {
+			C = p.n;
+			ss_probe_free(&p);
+		}
 		if (stat(jp.recording, &st) == 0)
 			N = st.st_size / (2 * (int64_t) jp.n_rows);
+	} else {
+		N = jp.cfg.batch;
 	}
-	K = guess_templates(C, &jp.cfg);
-	int64_t batch = jp.cfg.batch < N ? jp.cfg.batch : N;
-	uint64_t bb = batch_bytes(C, batch, &jp.cfg, K, 0);
-	uint64_t cache = (uint64_t) C * (uint64_t) (batch + 2 * jp.cfg.pad) *
-	                 4 * (uint64_t) jp.cfg.learn_batches;
-	if (cache > jp.cfg.cache_bytes)
-		cache = jp.cfg.cache_bytes;
-	/* detection snippets: ≤ 200k spikes × nc × nt floats */
-	uint64_t snip = 200000ULL * (uint64_t) jp.cfg.nc_feat * jp.cfg.nt * 4;
-	/* drift: per-batch depth histograms (20 µm per channel bounds the
-	 * probe's extent; 5 µm bins × 20 amplitude bins of float) and three
-	 * C × C matrices */
-	uint64_t drift = 0;
-	if (jp.cfg.drift && batch > 0)
-		drift = (uint64_t) ((N + batch - 1) / batch) *
-		                ((uint64_t) C * 20 / 5 + 30) * 20 * 4 +
-		        (uint64_t) C * C * 16;
-	est->host_bytes = bb + cache + snip + drift + (uint64_t) N / 10 * 16 +
-	                  (64ULL << 20);
-	est->device_bytes =
-	        batch_bytes(C, batch, &jp.cfg, K, 1) + (16ULL << 20);
-	/* per sample, a few passes: banded whitening (row blocks of 32 over
-	 * about three whitening ranges), projection on template windows
-	 * (≤ 32 channels typical), score convolution */
-	double wband = fmin(C, 3.0 * jp.cfg.whiten_nrange);
-	est->flops = (double) N *
-	             (2.0 * C * wband +
-	              2.0 * K * jp.cfg.rank * (fmin(C, 32) + jp.cfg.nt)) *
-	             (2 + jp.cfg.learn_iters);
+	est_fill(&jp, C, N, est);
 	return 0;
+}
+
+/* output_dir resolved, made when missing (0777 & ~umask) and opened. */
+static int
+out_open(const char *path, const struct userpath_id *deny, size_t ndeny,
+         mode_t um, int *dirfd, char *msg, size_t msglen)
+{
+	char res[4096];
+	int rc;
+
+	if ((rc = userpath_check("output_dir", path, deny, ndeny,
+	                         USERPATH_WRITE_DIR, res, sizeof(res), msg,
+	                         msglen)) != 0)
+		return rc;
+	return userpath_open("output_dir", res, deny, ndeny, USERPATH_WRITE_DIR,
+	                     0777 & ~um, dirfd, msg, msglen);
+}
+
+/* As the owner, at submit: every user path opened, the output dir made
+ * and written to (a file created and removed), and the estimate with the
+ * recording's real length. */
+static int
+ss_check(const struct nq_map *params, const struct nq_map *inputs,
+         const struct job_check_ctx *c, struct job_estimate *est, char *msg,
+         size_t msglen)
+{
+	struct ss_jparams jp;
+	struct ss_source src;
+	struct ss_probe p;
+	int rc = parse(params, inputs, &jp, 1, msg, msglen), fd, t;
+
+	if (rc != 0)
+		return rc;
+	if ((rc = open_inputs(&jp, 1, c->deny, c->ndeny, &src, &p, msg,
+	                      msglen)) != 0)
+		return rc;
+	if ((rc = inputs_ok(&jp, &src, &p, msg, msglen)) != 0)
+		goto out;
+	if (jp.output_dir != NULL) {
+		char name[64];
+		unsigned char r[8];
+		if ((rc = out_open(jp.output_dir, c->deny, c->ndeny,
+		                   c->owner_umask, &fd, msg, msglen)) != 0)
+			goto out;
+		if (getrandom(r, sizeof(r), 0) != (ssize_t) sizeof(r))
+			memset(r, 0, sizeof(r));
+		snprintf(name, sizeof(name),
+		         ".neuroq-check-%02x%02x%02x%02x%02x%02x%02x%02x", r[0],
+		         r[1], r[2], r[3], r[4], r[5], r[6], r[7]);
+		t = openat(fd, name,
+		           O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+		           0600);
+		if (t < 0) {
+			snprintf(msg, msglen,
+			         "output_dir '%s': cannot create files in it: "
+			         "%s",
+			         jp.output_dir, strerror(errno));
+			rc = NQ_EBADPARAM;
+		} else {
+			close(t);
+			unlinkat(fd, name, 0);
+		}
+		close(fd);
+		if (rc != 0)
+			goto out;
+	}
+	est_fill(&jp, p.n, src.n_samples, est);
+out:
+	ss_probe_free(&p);
+	ss_source_close(&src);
+	return rc;
 }
 
 /* The sort's progress maps to [0, SORT_PART] of the job's, the feature
@@ -421,19 +564,12 @@ h_log(void *u, const char *line)
 
 /* Inline data has no file for phy to show: write it beside the results. */
 static int
-write_raw(const char *dir, const struct nq_array *a, char *path, size_t plen)
+write_raw(int dirfd, unsigned mode, const char *dir, const struct nq_array *a,
+          char *path, size_t plen)
 {
-	FILE *f;
-
 	snprintf(path, plen, "%s/recording.dat", dir);
-	f = fopen(path, "wb");
-	if (f == NULL)
-		return NQ_EIO;
-	if (fwrite(a->data, 1, a->nbytes, f) != a->nbytes) {
-		fclose(f);
-		return NQ_EIO;
-	}
-	return fclose(f) == 0 ? 0 : NQ_EIO;
+	return ss_atomic_writeat(dirfd, "recording.dat", mode, NULL, 0, a->data,
+	                         a->nbytes);
 }
 
 static int
@@ -515,11 +651,15 @@ ss_run_job(struct job_ctx *ctx, const struct nq_map *params,
 	char dir[4096], raw[4200];
 	const char *dat;
 	double t_feat = 0;
-	int rc = parse(params, inputs, &jp, msg, msglen);
+	unsigned fmode = 0666 & ~ctx->owner_umask;
+	int dirfd = -1;
+	int rc = parse(params, inputs, &jp, 1, msg, msglen);
 
 	if (rc != 0)
 		return rc;
-	if ((rc = open_inputs(&jp, &src, &p, msg, msglen)) != 0)
+	/* the paths again: a symlink may have changed since submit */
+	if ((rc = open_inputs(&jp, 1, ctx->deny, ctx->ndeny, &src, &p, msg,
+	                      msglen)) != 0)
 		return rc;
 	jp.cfg.ckpt_dir = ctx->ckpt_dir;
 	/* a small grant gets smaller batches (Kilosort's memory knob) */
@@ -530,12 +670,21 @@ ss_run_job(struct job_ctx *ctx, const struct nq_map *params,
 		               ctx->grant_bytes)
 			jp.cfg.batch /= 2;
 	}
-	if (jp.output_dir != NULL)
+	if (jp.output_dir != NULL) {
 		snprintf(dir, sizeof(dir), "%s", jp.output_dir);
-	else
+		rc = out_open(jp.output_dir, ctx->deny, ctx->ndeny,
+		              ctx->owner_umask, &dirfd, msg, msglen);
+	} else {
 		/* not under out/: the worker replaces out/ with the result
-		 * files after run() returns */
-		snprintf(dir, sizeof(dir), "%s/phy", ctx->job_dir);
+		 * files after run() returns. In the spool, not a user path. */
+		char in_spool[4096];
+		snprintf(in_spool, sizeof(in_spool), "%s/phy", ctx->job_dir);
+		snprintf(dir, sizeof(dir), "%s/phy",
+		         ctx->job_dir_name ? ctx->job_dir_name : ctx->job_dir);
+		rc = ss_outdir_open(in_spool, &dirfd, msg, msglen);
+	}
+	if (rc != 0)
+		goto out;
 	if (ctx->log)
 		ctx->log(ctx, "spikesort channels=%d rows=%d batch=%lld out=%s",
 		         p.n, jp.n_rows, (long long) jp.cfg.batch, dir);
@@ -544,22 +693,24 @@ ss_run_job(struct job_ctx *ctx, const struct nq_map *params,
 		goto out;
 	dat = jp.recording;
 	if (jp.data != NULL) {
-		rc = ss_phy_write(dir, &res, &p, "recording.dat", jp.n_rows,
-		                  jp.cfg.fs, msg, msglen);
-		if (rc == 0 &&
-		    (rc = write_raw(dir, jp.data, raw, sizeof(raw))) != 0)
+		rc = ss_phy_writeat(dirfd, fmode, dir, &res, &p,
+		                    "recording.dat", jp.n_rows, jp.cfg.fs, msg,
+		                    msglen);
+		if (rc == 0 && (rc = write_raw(dirfd, fmode, dir, jp.data, raw,
+		                               sizeof(raw))) != 0)
 			snprintf(msg, msglen, "cannot write %s", raw);
 	} else {
 		/* phy resolves a relative dat_path against the folder */
 		char *abs = realpath(jp.recording, NULL);
-		rc = ss_phy_write(dir, &res, &p, abs ? abs : dat, jp.n_rows,
-		                  jp.cfg.fs, msg, msglen);
+		rc = ss_phy_writeat(dirfd, fmode, dir, &res, &p,
+		                    abs ? abs : dat, jp.n_rows, jp.cfg.fs, msg,
+		                    msglen);
 		free(abs);
 	}
 	if (rc == 0) {
 		t_feat = nq_mono_s();
-		rc = ss_feat_write(dir, &jp.cfg, ctx->kb, &src, &p, &res,
-		                   &hooks_feat, msg, msglen);
+		rc = ss_feat_writeat(dirfd, fmode, dir, &jp.cfg, ctx->kb, &src,
+		                     &p, &res, &hooks_feat, msg, msglen);
 		t_feat = nq_mono_s() - t_feat;
 	}
 	if (rc == 0 &&
@@ -570,6 +721,8 @@ ss_run_job(struct job_ctx *ctx, const struct nq_map *params,
 		ctx->progress(ctx, 1.0, "done");
 	ss_result_free(&res);
 out:
+	if (dirfd >= 0)
+		close(dirfd);
 	ss_probe_free(&p);
 	ss_source_close(&src);
 	return rc;
@@ -579,6 +732,7 @@ const struct job_type ss_job_type = {
         .name = "spikesort",
         .validate = ss_validate,
         .estimate = ss_estimate,
+        .check = ss_check,
         .run = ss_run_job,
         .cpu_blas_threads = 1,
 };

@@ -1,15 +1,21 @@
 /*
  * ss_phy.c — the phy / Kilosort output folder, and checkpoint blobs.
  *
- * Arrays go through proto's .npy writer (nq_npy_write: temporary name, fsync,
- * rename), so a crash never leaves a half file phy would load; checkpoint
- * blobs use the same write-then-rename below.
+ * Every file goes into the folder through one directory fd (opened once,
+ * by userpath_open in the worker) under a unique temporary name made with
+ * O_CREAT | O_EXCL | O_NOFOLLOW and renamed over the final name: a symlink
+ * planted at a temporary or final name is never followed (the rename
+ * replaces the link itself), and a crash never leaves a half file phy would
+ * load. Arrays go through proto's nq_npy_writeat; text files and checkpoint
+ * blobs through atomic_writeat below. Files get exactly the mode asked for
+ * (the owner's 0666 & ~umask), not mode & ~the process's umask.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -33,35 +39,60 @@ write_all(int fd, const void *p, size_t n)
 	return 0;
 }
 
-/* Write head + body to path via path.tmp and rename. */
-static int
-atomic_write(const char *path, const void *head, size_t hlen, const void *body,
-             size_t blen)
+/* Write head + body to name in dirfd via a unique temporary name (never a
+ * followed symlink) and renameat; the file gets exactly mode. */
+int
+ss_atomic_writeat(int dirfd, const char *name, unsigned mode, const void *head,
+                  size_t hlen, const void *body, size_t blen)
 {
+	static const char al[] = "abcdefghijklmnopqrstuvwxyz0123456789";
 	char tmp[4200];
-	int fd;
+	unsigned char r[8];
+	int fd = -1, n;
 
-	if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int) sizeof(tmp))
+	n = snprintf(tmp, sizeof(tmp), "%s.tmp.XXXXXXXX", name);
+	if (n >= (int) sizeof(tmp))
 		return NQ_EIO;
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	for (int tries = 0; tries < 100 && fd < 0; tries++) {
+		if (getrandom(r, sizeof(r), 0) != (ssize_t) sizeof(r))
+			return NQ_EIO;
+		for (int i = 0; i < 8; i++)
+			tmp[n - 8 + i] = al[r[i] % (sizeof(al) - 1)];
+		fd = openat(dirfd, tmp,
+		            O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
+		                    O_CLOEXEC,
+		            0600);
+		if (fd < 0 && errno != EEXIST)
+			return NQ_EIO;
+	}
 	if (fd < 0)
 		return NQ_EIO;
-	if ((hlen && write_all(fd, head, hlen) != 0) ||
+	if (fchmod(fd, (mode_t) mode) != 0 ||
+	    (hlen && write_all(fd, head, hlen) != 0) ||
 	    (blen && write_all(fd, body, blen) != 0) || fsync(fd) != 0) {
 		close(fd);
-		unlink(tmp);
+		unlinkat(dirfd, tmp, 0);
 		return NQ_EIO;
 	}
-	if (close(fd) != 0 || rename(tmp, path) != 0) {
-		unlink(tmp);
+	if (close(fd) != 0 || renameat(dirfd, tmp, dirfd, name) != 0) {
+		unlinkat(dirfd, tmp, 0);
 		return NQ_EIO;
 	}
 	return 0;
 }
 
+static mode_t
+process_umask(void)
+{
+	mode_t m = umask(022);
+	umask(m);
+	return m;
+}
+
 int
-ss_npy_write(const char *path, const char *descr, int ndim,
-             const int64_t *shape, const void *data, size_t itemsize)
+ss_npy_writeat(int dirfd, const char *name, unsigned mode, const char *descr,
+               int ndim, const int64_t *shape, const void *data,
+               size_t itemsize)
 {
 	/* A view of the caller's buffer: nq_npy_write only reads it. */
 	struct nq_array a = {.ndim = ndim, .data = (void *) data};
@@ -76,28 +107,39 @@ ss_npy_write(const char *path, const char *descr, int ndim,
 		count *= (size_t) shape[i];
 	}
 	a.nbytes = count * itemsize;
-	return nq_npy_write(path, &a);
+	return nq_npy_writeat(dirfd, name, mode, &a);
 }
 
-static int
-npy(const char *dir, const char *name, const char *descr, int ndim, int64_t d0,
-    int64_t d1, int64_t d2, const void *data, size_t isz)
+int
+ss_npy_write(const char *path, const char *descr, int ndim,
+             const int64_t *shape, const void *data, size_t itemsize)
 {
-	char path[4200];
+	return ss_npy_writeat(AT_FDCWD, path, 0640, descr, ndim, shape, data,
+	                      itemsize);
+}
+
+struct phy_out {
+	int dirfd;
+	unsigned mode;
+};
+
+static int
+npy(const struct phy_out *o, const char *name, const char *descr, int ndim,
+    int64_t d0, int64_t d1, int64_t d2, const void *data, size_t isz)
+{
 	int64_t shape[3] = {d0, d1, d2};
-	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	return ss_npy_write(path, descr, ndim, shape, data, isz);
+	return ss_npy_writeat(o->dirfd, name, o->mode, descr, ndim, shape, data,
+	                      isz);
 }
 
 static int
-text_file(const char *dir, const char *name, const char *text)
+text_file(const struct phy_out *o, const char *name, const char *text)
 {
-	char path[4200];
-	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	return atomic_write(path, NULL, 0, text, strlen(text));
+	return ss_atomic_writeat(o->dirfd, name, o->mode, NULL, 0, text,
+	                         strlen(text));
 }
 
-/* mkdir -p */
+/* mkdir -p (0777 & ~umask, as mkdir(1)) */
 static int
 mkdirs(const char *dir)
 {
@@ -111,7 +153,7 @@ mkdirs(const char *dir)
 		if (p[i] == '/' || p[i] == '\0') {
 			char c = p[i];
 			p[i] = '\0';
-			if (mkdir(p, 0755) != 0 && errno != EEXIST)
+			if (mkdir(p, 0777) != 0 && errno != EEXIST)
 				return -1;
 			p[i] = c;
 		}
@@ -119,8 +161,20 @@ mkdirs(const char *dir)
 	return 0;
 }
 
+int
+ss_outdir_open(const char *dir, int *dirfd, char *msg, size_t msglen)
+{
+	if (mkdirs(dir) != 0 ||
+	    (*dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
+		snprintf(msg, msglen, "cannot create output_dir %s: %s", dir,
+		         strerror(errno));
+		return NQ_EIO;
+	}
+	return 0;
+}
+
 static int
-tsv(const char *dir, const char *name, const char *col,
+tsv(const struct phy_out *dir, const char *name, const char *col,
     const struct ss_result *r, int what)
 {
 	size_t cap = 64 + (size_t) r->K * 64, pos;
@@ -159,6 +213,23 @@ ss_phy_write(const char *dir, const struct ss_result *r,
              const struct ss_probe *p, const char *dat_path, int n_rows,
              double fs, char *msg, size_t msglen)
 {
+	int fd, rc = ss_outdir_open(dir, &fd, msg, msglen);
+
+	if (rc != 0)
+		return rc;
+	rc = ss_phy_writeat(fd, 0666 & ~process_umask(), dir, r, p, dat_path,
+	                    n_rows, fs, msg, msglen);
+	close(fd);
+	return rc;
+}
+
+int
+ss_phy_writeat(int dirfd, unsigned mode, const char *dir,
+               const struct ss_result *r, const struct ss_probe *p,
+               const char *dat_path, int n_rows, double fs, char *msg,
+               size_t msglen)
+{
+	const struct phy_out o = {dirfd, mode}, *out = &o;
 	int C = p->n, K = r->K, rc = NQ_ENOMEM;
 	int32_t *cm = malloc(sizeof(int32_t) * (size_t) C);
 	float *pos = malloc(sizeof(float) * 2 * (size_t) C);
@@ -168,12 +239,6 @@ ss_phy_write(const char *dir, const struct ss_result *r,
 
 	if (!cm || !pos || !ind)
 		goto out;
-	if (mkdirs(dir) != 0) {
-		snprintf(msg, msglen, "cannot create output_dir %s: %s", dir,
-		         strerror(errno));
-		rc = NQ_EIO;
-		goto out;
-	}
 	for (int c = 0; c < C; c++) {
 		cm[c] = p->row[c];
 		pos[2 * c] = p->x[c];
@@ -182,29 +247,29 @@ ss_phy_write(const char *dir, const struct ss_result *r,
 	for (int k = 0; k < K; k++)
 		for (int c = 0; c < C; c++)
 			ind[(size_t) k * C + c] = c;
-	if ((rc = npy(dir, "spike_times.npy", "<i8", 1, ns, 0, 0, r->times,
+	if ((rc = npy(out, "spike_times.npy", "<i8", 1, ns, 0, 0, r->times,
 	              8)) ||
-	    (rc = npy(dir, "spike_templates.npy", "<i4", 1, ns, 0, 0, r->templ,
+	    (rc = npy(out, "spike_templates.npy", "<i4", 1, ns, 0, 0, r->templ,
 	              4)) ||
-	    (rc = npy(dir, "spike_clusters.npy", "<i4", 1, ns, 0, 0, r->clust,
+	    (rc = npy(out, "spike_clusters.npy", "<i4", 1, ns, 0, 0, r->clust,
 	              4)) ||
-	    (rc = npy(dir, "amplitudes.npy", "<f4", 1, ns, 0, 0, r->amps, 4)) ||
-	    (rc = npy(dir, "templates.npy", "<f4", 3, K, r->nt, C, r->templates,
+	    (rc = npy(out, "amplitudes.npy", "<f4", 1, ns, 0, 0, r->amps, 4)) ||
+	    (rc = npy(out, "templates.npy", "<f4", 3, K, r->nt, C, r->templates,
 	              4)) ||
-	    (rc = npy(dir, "templates_ind.npy", "<i4", 2, K, C, 0, ind, 4)) ||
-	    (rc = npy(dir, "channel_map.npy", "<i4", 1, C, 0, 0, cm, 4)) ||
-	    (rc = npy(dir, "channel_positions.npy", "<f4", 2, C, 2, 0, pos,
+	    (rc = npy(out, "templates_ind.npy", "<i4", 2, K, C, 0, ind, 4)) ||
+	    (rc = npy(out, "channel_map.npy", "<i4", 1, C, 0, 0, cm, 4)) ||
+	    (rc = npy(out, "channel_positions.npy", "<f4", 2, C, 2, 0, pos,
 	              4)) ||
-	    (rc = npy(dir, "whitening_mat.npy", "<f4", 2, C, C, 0, r->wmat,
+	    (rc = npy(out, "whitening_mat.npy", "<f4", 2, C, C, 0, r->wmat,
 	              4)) ||
-	    (rc = npy(dir, "whitening_mat_inv.npy", "<f4", 2, C, C, 0,
+	    (rc = npy(out, "whitening_mat_inv.npy", "<f4", 2, C, C, 0,
 	              r->wmat_inv, 4)) ||
-	    (rc = npy(dir, "similar_templates.npy", "<f4", 2, K, K, 0,
+	    (rc = npy(out, "similar_templates.npy", "<f4", 2, K, K, 0,
 	              r->similar, 4)) ||
-	    (rc = tsv(dir, "cluster_KSLabel.tsv", "KSLabel", r, 0)) ||
-	    (rc = tsv(dir, "cluster_group.tsv", "group", r, 0)) ||
-	    (rc = tsv(dir, "cluster_ContamPct.tsv", "ContamPct", r, 1)) ||
-	    (rc = tsv(dir, "cluster_Amplitude.tsv", "Amplitude", r, 2)))
+	    (rc = tsv(out, "cluster_KSLabel.tsv", "KSLabel", r, 0)) ||
+	    (rc = tsv(out, "cluster_group.tsv", "group", r, 0)) ||
+	    (rc = tsv(out, "cluster_ContamPct.tsv", "ContamPct", r, 1)) ||
+	    (rc = tsv(out, "cluster_Amplitude.tsv", "Amplitude", r, 2)))
 		goto io;
 	/* params.py is Python: escape the path as a string literal */
 	size_t n = strlen(dat_path);
@@ -224,7 +289,7 @@ ss_phy_write(const char *dir, const struct ss_result *r,
 	         "dat_path = '%s'\nn_channels_dat = %d\ndtype = 'int16'\n"
 	         "offset = 0\nsample_rate = %.17g\nhp_filtered = False\n",
 	         esc, n_rows, fs);
-	if ((rc = text_file(dir, "params.py", params)) != 0)
+	if ((rc = text_file(out, "params.py", params)) != 0)
 		goto io;
 	rc = 0;
 	goto out;
@@ -252,7 +317,9 @@ ss_ckpt_save(const char *dir, const char *name, uint64_t key, const void *data,
 	if (dir == NULL)
 		return 0;
 	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	return atomic_write(path, head, sizeof(head), data, bytes);
+	/* in the spool: readable and removable by the service's group */
+	return ss_atomic_writeat(AT_FDCWD, path, 0660, head, sizeof(head), data,
+	                         bytes);
 }
 
 int
