@@ -100,21 +100,33 @@ check_split(const struct gsn_valid *v, char *msg, size_t msglen)
 			tr_ok = 1;
 	}
 	free(perm);
+	/* GSN 1.2's AssertionError texts first (the client keys on them) */
+	if (!tr_ok) {
+		snprintf(msg, msglen,
+		         "no condition with at least two valid observations "
+		         "among the training conditions (the fixed split "
+		         "holds out %lld of %lld conditions; the noise "
+		         "covariance needs one with >= 2 valid trials in each "
+		         "part)",
+		         (long long) nv, (long long) C);
+		return NQ_EBADDATA;
+	}
 	if (nv == 0) {
 		snprintf(msg, msglen,
-		         "data with missing trials (NaN) needs at least 3 "
-		         "conditions: with C = %lld the held-out split is "
-		         "empty",
+		         "validation data did not have any conditions with at "
+		         "least two observations (data with missing trials "
+		         "(NaN) needs at least 3 conditions: with C = %lld the "
+		         "held-out split is empty)",
 		         (long long) C);
 		return NQ_EBADDATA;
 	}
-	if (!tr_ok || !ho_ok) {
+	if (!ho_ok) {
 		snprintf(msg, msglen,
-		         "no %s condition has at least 2 valid trials (the "
-		         "fixed split holds out %lld of %lld conditions); the "
-		         "noise covariance needs one in each part",
-		         !tr_ok ? "training" : "held-out", (long long) nv,
-		         (long long) C);
+		         "validation data did not have any conditions with at "
+		         "least two observations (the fixed split holds out "
+		         "%lld of %lld conditions; the noise covariance needs "
+		         "one with >= 2 valid trials in each part)",
+		         (long long) nv, (long long) C);
 		return NQ_EBADDATA;
 	}
 	return 0;
@@ -180,12 +192,11 @@ gsn_check(const double *data, int64_t n, int64_t c, int64_t t,
 		for (int64_t k = 0; k < c; k++)
 			if (v.kc[k] == 0) {
 				snprintf(msg, msglen,
-				         "condition %lld has no valid trial "
-				         "(every "
-				         "trial has a NaN); with uneven='fast' "
-				         "a "
-				         "trial is valid only when no unit is "
-				         "NaN",
+				         "all conditions must have at least 1 "
+				         "valid trial: condition %lld has none "
+				         "(every trial has a NaN; with "
+				         "uneven='fast' a trial is valid only "
+				         "when no unit is NaN)",
 				         (long long) k);
 				gsn_valid_fini(&v);
 				return NQ_EBADDATA;
@@ -473,14 +484,11 @@ gsn_run_ex(const struct kern_backend *kb, const double *data, int64_t n,
 	stage_bounds(n, c, t, o, &stN, &stD, &stB, &stE);
 	g.dt = o->precision;
 	g.es = kern_dtype_size(g.dt);
-	nlevels = o->levels != NULL ? o->nlevels : o->wantshrinkage ? 51 : 1;
+	nlevels = gsn_levels(o, NULL);
 	levels = malloc((size_t) nlevels * sizeof(double));
 	if (levels == NULL)
 		goto nomem;
-	for (int i = 0; i < nlevels; i++)
-		levels[i] = o->levels != NULL ? o->levels[i]
-		            : nlevels == 1    ? 1.0
-		                              : (double) i / (nlevels - 1);
+	gsn_levels(o, levels);
 	r->n = n;
 	r->nlevels = nlevels;
 	if (alloc_result(r, n, nlevels, o->returns) != 0)
@@ -520,6 +528,15 @@ gsn_run_ex(const struct kern_backend *kb, const double *data, int64_t n,
 		r->shrinklevelD = mo.lvlD;
 		selN = mo.selN;
 		selD = mo.selD;
+		/* the reference selects (and warns) only with several levels */
+		if (nlevels > 1)
+			r->warnings |=
+			        (!mo.selN_ran           ? GSN_WARN_FALLBACK_N
+			         : selN.all_singular ? GSN_WARN_SINGULAR_N
+			                             : 0) |
+			        (!mo.selD_ran           ? GSN_WARN_FALLBACK_D
+			         : selD.all_singular ? GSN_WARN_SINGULAR_D
+			                             : 0);
 		r->ntrial_used = mo.n_eff;
 	} else {
 		double sum_k = 0, sum_k2 = 0;
@@ -563,6 +580,10 @@ gsn_run_ex(const struct kern_backend *kb, const double *data, int64_t n,
 		b.n_sig = (double) v.kmin;
 		/* ntrialBC; below 1 the reference warns and uses 1 */
 		b.n_bc = fmax(sum_k2 / (double) c, 1.0);
+		r->warnings |=
+		        (sum_k2 / (double) c < 1.0 ? GSN_WARN_NTRIALBC : 0) |
+		        (selN.all_singular ? GSN_WARN_SINGULAR_N : 0) |
+		        (selD.all_singular ? GSN_WARN_SINGULAR_D : 0);
 		n_diff = sum_k / (double) c;
 		r->ntrial_used = b.n_sig;
 		t1 = nq_mono_s();

@@ -42,6 +42,16 @@ struct gsn_opts {
 /* Which rule declared the alpha = 1 level singular (spec §3.3). */
 enum gsn_singular_rule { GSN_SING_NONE = 0, GSN_SING_RANK = 1, GSN_SING_FACTOR = 2 };
 
+/* GSN 1.2's warnings (warnings.warn there), bits of gsn_result.warnings */
+enum {
+	GSN_WARN_SINGULAR_N = 1 << 0, /* noise: every level's NLL was NaN */
+	GSN_WARN_SINGULAR_D = 1 << 1, /* data: the same */
+	GSN_WARN_NTRIALBC = 1 << 2,   /* uneven: ntrialBC < 1, set to 1 */
+	GSN_WARN_FALLBACK_N = 1 << 3, /* missing units: noise level 1.0 */
+	GSN_WARN_FALLBACK_D = 1 << 4, /* missing units: data level 1.0 */
+	GSN_WARN_ALL = (1 << 5) - 1
+};
+
 struct gsn_result {
 	int64_t n;                   /* units */
 	double *mnN, *mnS, *ncsnr;   /* n each (mnN all zero) */
@@ -55,6 +65,7 @@ struct gsn_result {
 	double *nllN, *nllD;        /* nlevels each (NaN where singular) */
 	int nlevels;
 	double ntrial_used;          /* T, or n_min for uneven data */
+	unsigned warnings;           /* GSN_WARN_* */
 	/* wall seconds of the stages (noise level, data level, biconvex,
 	 * eigen returns) */
 	double time_noise_s, time_data_s, time_biconvex_s, time_eigen_s;
@@ -65,6 +76,13 @@ struct gsn_progress {
 	int (*canceled)(void *arg);
 	void *arg;
 };
+
+/* The shrink levels o asks for into levels (NULL: only the count): the
+ * user's levels, else numpy.linspace(0, 1, 51) bit for bit, else {1.0}.
+ * Returns the count. */
+int gsn_levels(const struct gsn_opts *o, double *levels);
+/* numpy.linspace(start, stop, num) (endpoint=True), bit for bit. */
+void gsn_linspace(double start, double stop, int num, double *y);
 
 /* Validate shape/NaN pattern for the options (no device): 0 or
  * NQ_EBADDATA / NQ_EBADPARAM with msg. data is N×C×T, C order, float64. */

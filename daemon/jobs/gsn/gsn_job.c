@@ -426,6 +426,63 @@ put_array(struct nq_map *out, const char *key, const double *h,
 	return rc;
 }
 
+/* GSN 1.2's warnings.warn texts (the same words first, so that a Python
+ * filter on the reference's message matches), with what neuroq did. */
+static const struct {
+	unsigned bit;
+	const char *text;
+} warn_texts[] = {
+        {GSN_WARN_SINGULAR_N,
+         "All covariance matrices were singular. (noise covariance: no "
+         "shrink level gave a finite held-out likelihood; the first level "
+         "is used)"},
+        {GSN_WARN_SINGULAR_D,
+         "All covariance matrices were singular. (data covariance: no "
+         "shrink level gave a finite held-out likelihood; the first level "
+         "is used)"},
+        {GSN_WARN_NTRIALBC,
+         "ntrialBC is lopsided! setting to 1 (the valid trials of the "
+         "conditions with at least 2, summed and divided by the number of "
+         "conditions, are fewer than 1 per condition)"},
+        {GSN_WARN_FALLBACK_N,
+         "missing-units: cN shrink level fell back to 1.0 (too few "
+         "complete trials)"},
+        {GSN_WARN_FALLBACK_D,
+         "missing-units: cD shrink level fell back to 1.0 (too few "
+         "complete conditions)"},
+};
+#define NWARN (sizeof(warn_texts) / sizeof(warn_texts[0]))
+
+/* out["warnings"] = the texts of the bits in w (an empty list when none). */
+static int
+put_warnings(struct nq_map *out, unsigned w)
+{
+	struct nq_value list = {.kind = NQ_LIST};
+	int rc;
+
+	list.u.list.items = calloc(NWARN, sizeof(struct nq_value));
+	if (list.u.list.items == NULL)
+		return NQ_ENOMEM;
+	for (size_t i = 0; i < NWARN; i++) {
+		struct nq_value *it = &list.u.list.items[list.u.list.n];
+
+		if (!(w & warn_texts[i].bit))
+			continue;
+		it->kind = NQ_STR;
+		it->u.str.s = strdup(warn_texts[i].text);
+		if (it->u.str.s == NULL) {
+			it->kind = NQ_NIL;
+			nq_value_free(&list);
+			return NQ_ENOMEM;
+		}
+		it->u.str.len = strlen(it->u.str.s);
+		list.u.list.n++;
+	}
+	rc = nq_map_set(out, "warnings", &list);
+	nq_value_free(&list);
+	return rc;
+}
+
 static const char *
 rule_name(enum gsn_singular_rule r)
 {
@@ -453,9 +510,19 @@ fill_output(const struct gsn_result *r, const struct gsn_job_opts *jo,
 	        r->eigvecs_difference,
 	        r->eigvals_difference,
 	};
-	const char *key;
+	const char *key = "shrinklevels";
+	double *levels = malloc((size_t) r->nlevels * sizeof(double));
 	int rc;
 
+	if (levels == NULL) {
+		rc = NQ_ENOMEM;
+		goto fail;
+	}
+	if (gsn_levels(&jo->o, NULL) != r->nlevels) {
+		rc = NQ_EINTERNAL;
+		goto fail;
+	}
+	gsn_levels(&jo->o, levels);
 	if ((rc = put_array(out, key = "mnN", r->mnN, dt, 2, row)) ||
 	    (rc = put_array(out, key = "mnS", r->mnS, dt, 2, row)) ||
 	    (rc = put_array(out, key = "ncsnr", r->ncsnr, dt, 1, vec)))
@@ -476,7 +543,10 @@ fill_output(const struct gsn_result *r, const struct gsn_job_opts *jo,
 	    (rc = nq_map_set_float(out, key = "shrinklevelD",
 	                           r->shrinklevelD)) ||
 	    (rc = nq_map_set_int(out, key = "numiters", r->numiters)) ||
+	    (rc = put_warnings(out, r->warnings)) ||
 	    /* diagnostics */
+	    (rc = put_array(out, key = "shrinklevels", levels, NQ_DT_F64, 1,
+	                    lv)) ||
 	    (rc = put_array(out, key = "nllN", r->nllN, NQ_DT_F64, 1, lv)) ||
 	    (rc = put_array(out, key = "nllD", r->nllD, NQ_DT_F64, 1, lv)) ||
 	    (rc = nq_map_set_str(out, key = "singularN",
@@ -495,8 +565,10 @@ fill_output(const struct gsn_result *r, const struct gsn_job_opts *jo,
 	                           r->time_biconvex_s)) ||
 	    (rc = nq_map_set_float(out, key = "time_eigen_s", r->time_eigen_s)))
 		goto fail;
+	free(levels);
 	return 0;
 fail:
+	free(levels);
 	if (rc == NQ_ENOMEM)
 		snprintf(msg, msglen, "out of host memory (outputs: %s)", key);
 	else

@@ -35,6 +35,53 @@ op_fail(int rc, const char *what, char *msg, size_t msglen)
 	return rc == NQ_ENOMEM ? NQ_ENOMEM : (rc ? rc : NQ_EDEVICE);
 }
 
+void
+gsn_linspace(double start, double stop, int num, double *y)
+{
+	/* numpy.linspace(start, stop, num) (endpoint=True), step for step:
+	 * y = arange(num) * step (or / div * delta when the step underflows
+	 * to 0) + start, the last point set to stop. i/50 is not the same:
+	 * 35/50, 41/50 and 47/50 are 1 ulp below 35*0.02, 41*0.02, 47*0.02 */
+	double delta = stop - start, div = (double) (num - 1), step;
+
+	if (num <= 0)
+		return;
+	if (num > 1) {
+		step = delta / div;
+		for (int i = 0; i < num; i++) {
+			double t = (double) i;
+
+			y[i] = step == 0 ? t / div * delta : t * step;
+		}
+	} else {
+		y[0] = 0.0 * delta;
+	}
+	for (int i = 0; i < num; i++)
+		y[i] += start;
+	if (num > 1)
+		y[num - 1] = stop;
+}
+
+int
+gsn_levels(const struct gsn_opts *o, double *levels)
+{
+	int n = o->levels != NULL ? o->nlevels
+	        : o->wantshrinkage ? GSN_NLEVELS_DEF
+	                           : 1;
+
+	if (levels == NULL)
+		return n;
+	if (o->levels != NULL) {
+		for (int i = 0; i < n; i++)
+			levels[i] = o->levels[i];
+	} else if (o->wantshrinkage) {
+		gsn_linspace(0.0, 1.0, n, levels);
+	} else {
+		levels[0] = 1.0;
+	}
+	return n;
+}
+
 static void
 pick_best(const double *levels, int nlevels, struct gsn_sel *sel)
 {
@@ -421,6 +468,32 @@ select_spectral(struct gsn_dev *g, int64_t n, const void *c, void *H, int64_t m,
 	rc = KOP(g->kb, scale_rc, KERN_F64, n, m, H64, n, s, NULL);
 	if (rc != 0) {
 		rc = op_fail(rc, "scale", msg, msglen);
+		goto out;
+	}
+	if (n == 1) {
+		/* N = 1: c(alpha) = c at every level (the diagonal is kept,
+		 * spec Decisions), so the curve is flat. One value for all
+		 * levels, bit for bit, so that the first level wins as with
+		 * the Cholesky path (MATLAB, GSN's torch path): a "spectrum"
+		 * alpha*lambda + 1 - alpha with lambda = c/c only rounds to 1
+		 * and picked a level by rounding noise. */
+		double ss = 0;
+
+		rc = KOP(g->kb, sumsq, KERN_F64, m, H64, &ss);
+		if (rc != 0) {
+			rc = op_fail(rc, "sumsq", msg, msglen);
+			goto out;
+		}
+		sel->rule = GSN_SING_NONE;
+		for (int k = 0; k < nlevels; k++) {
+			if (levels[k] == 1.0 && rank_def) {
+				sel->nll[k] = NAN;
+				sel->rule = GSN_SING_RANK;
+				continue;
+			}
+			sel->nll[k] = 0.5 * ss / (double) m + 0.5 * sum_log_d +
+			              0.5 * log(2 * M_PI);
+		}
 		goto out;
 	}
 	if (use_gram)

@@ -378,7 +378,9 @@ check_fixture(int uneven, int nll)
 		}
 	o.nll = (enum gsn_nll) nll;
 	run_ok(d, 4, 10, 3, &o, &r);
-	assert_true(r.shrinklevelN == (uneven ? 1.0 : 0.94));
+	/* upstream's 0.94 is numpy's linspace(0, 1, 51)[47] = 47 * 0.02,
+	 * 0x1.e147ae147ae15p-1, 1 ulp above the literal 0.94 */
+	assert_true(r.shrinklevelN == (uneven ? 1.0 : 0x1.e147ae147ae15p-1));
 	assert_true(r.shrinklevelD == (uneven ? 0.4 : 0.8));
 	assert_int_equal(r.numiters, 1);
 	/* covariances to 1e-12; cSb/cNb and eigenvalues to 2e-10 (the PSD
@@ -598,6 +600,45 @@ test_n1_random(void **state)
 	free(d);
 }
 
+/* N = 1 on every NLL path and several seeds: the curve is flat bit for bit
+ * (the 1x1 covariance keeps its diagonal at every level), so both levels
+ * are the first one, 0.0, as with Cholesky (MATLAB, GSN's torch path). */
+static void
+test_n1_every_path(void **state)
+{
+	const enum gsn_nll modes[3] = {GSN_NLL_SPECTRAL, GSN_NLL_EIGH,
+	                               GSN_NLL_CHOLESKY};
+	double lv[4] = {0.3, 0.82, 0.16, 1.0};
+
+	(void) state;
+	for (uint64_t seed = 1; seed <= 12; seed++) {
+		int64_t C = 6 + (int64_t) (seed % 4) * 5, T = 2 + seed % 3;
+		double *d = lowrank(1, C, T, 1, 0, 0.3 + 0.2 * seed, 100 + seed);
+
+		for (int m = 0; m < 3; m++)
+			for (int user = 0; user < 2; user++) {
+				struct gsn_opts o = opts(GSN_RET_DEFAULT);
+				struct gsn_result r;
+
+				o.nll = modes[m];
+				if (user) {
+					o.levels = lv;
+					o.nlevels = 4;
+				}
+				run_ok(d, 1, C, T, &o, &r);
+				assert_true(r.shrinklevelN == (user ? 0.3 : 0.0));
+				assert_true(r.shrinklevelD == (user ? 0.3 : 0.0));
+				assert_false(r.all_singularN || r.all_singularD);
+				for (int k = 1; k < r.nlevels; k++) {
+					assert_true(r.nllN[k] == r.nllN[0]);
+					assert_true(r.nllD[k] == r.nllD[0]);
+				}
+				gsn_result_free(&r);
+			}
+		free(d);
+	}
+}
+
 static void
 test_t2(void **state)
 {
@@ -781,7 +822,8 @@ test_validation(void **state)
 	d[(2 * 10 + 7) * 3 + 1] = NAN;
 	d[(1 * 10 + 7) * 3 + 2] = NAN;
 	want_check(d, 3, 10, 3, &o, NQ_EBADDATA,
-	           "condition 7 has no valid trial (every trial has a NaN)");
+	           "all conditions must have at least 1 valid trial: "
+	           "condition 7 has none (every trial has a NaN");
 	/* per-unit missing data is fine with uneven='missing' */
 	o.uneven = GSN_UNEVEN_MISSING;
 	want_check(d, 3, 10, 3, &o, 0, "");
@@ -801,7 +843,8 @@ test_validation(void **state)
 	}
 	o.uneven = GSN_UNEVEN_FAST;
 	want_check(d, 3, 10, 3, &o, NQ_EBADDATA,
-	           "no held-out condition has at least 2 valid trials");
+	           "validation data did not have any conditions with at "
+	           "least two observations (the fixed split");
 	d[0] = NAN; /* makes NaN data on C = 2 */
 	want_check(d, 3, 2, 15, &o, NQ_EBADDATA, "at least 3");
 	free(d);
@@ -818,6 +861,96 @@ test_validation(void **state)
 }
 
 /* ---- user levels, wantshrinkage 0 */
+
+/* numpy.linspace(0, 1, 51): i * 0.02, last 1.0 (numpy's own values, as C99
+ * hex literals; i/50 is 1 ulp lower at i = 35, 41, 47) */
+static void
+test_default_levels(void **state)
+{
+	struct gsn_opts o = opts(GSN_RET_DEFAULT);
+	double lv[51], y[3];
+
+	(void) state;
+	assert_int_equal(gsn_levels(&o, NULL), 51);
+	assert_int_equal(gsn_levels(&o, lv), 51);
+	assert_true(lv[0] == 0.0 && lv[50] == 1.0);
+	assert_true(lv[35] == 0x1.6666666666667p-1);  /* 0.70000000000000007 */
+	assert_true(lv[41] == 0x1.a3d70a3d70a3ep-1);  /* 0.82000000000000006 */
+	assert_true(lv[47] == 0x1.e147ae147ae15p-1);  /* 0.94000000000000006 */
+	assert_true(lv[25] == 0.5 && lv[1] == 0.02);
+	for (int i = 0; i < 50; i++)
+		assert_true(lv[i] == (double) i * 0.02);
+	o.wantshrinkage = 0;
+	assert_int_equal(gsn_levels(&o, lv), 1);
+	assert_true(lv[0] == 1.0);
+	/* numpy: linspace(2, 3, 3) = [2, 2.5, 3]; linspace(5, 7, 1) = [5] */
+	gsn_linspace(2, 3, 3, y);
+	assert_true(y[0] == 2 && y[1] == 2.5 && y[2] == 3);
+	gsn_linspace(5, 7, 1, y);
+	assert_true(y[0] == 5);
+}
+
+/* GSN 1.2's warnings as result bits: C = 2 holds out nothing, so every NLL
+ * is NaN in both estimators; ntrialBC below 1 when most conditions have
+ * one valid trial; the missing-units fallbacks. */
+static void
+test_warnings(void **state)
+{
+	double *d = lowrank(4, 2, 3, 1, 0, 1.0, 31);
+	struct gsn_opts o = opts(GSN_RET_DEFAULT);
+	struct gsn_result r;
+	int64_t perm[20], C = 20, T = 3, n = 4;
+
+	(void) state;
+	run_ok(d, 4, 2, 3, &o, &r);
+	assert_int_equal(r.warnings, GSN_WARN_SINGULAR_N | GSN_WARN_SINGULAR_D);
+	assert_true(r.shrinklevelN == 0.0 && r.shrinklevelD == 0.0);
+	gsn_result_free(&r);
+	free(d);
+	d = lowrank(n, C, T, 2, 0, 1.0, 32);
+	run_ok(d, n, C, T, &o, &r);
+	assert_int_equal(r.warnings, 0);
+	gsn_result_free(&r);
+	/* keep 2 trials in one held-out and one training condition, 1 in
+	 * the other 18: ntrialBC = 4 / 20 */
+	assert_int_equal(gsn_perm(C, perm), 0);
+	for (int64_t p = 0; p < C; p++) {
+		if (p == 0 || p == C - 1)
+			continue;
+		for (int64_t i = 0; i < n; i++)
+			for (int64_t j = 1; j < T; j++)
+				d[(i * C + perm[p]) * T + j] = NAN;
+	}
+	for (int64_t i = 0; i < n; i++) {
+		d[(i * C + perm[0]) * T + 2] = NAN;
+		d[(i * C + perm[C - 1]) * T + 2] = NAN;
+	}
+	run_ok(d, n, C, T, &o, &r);
+	assert_true(r.warnings & GSN_WARN_NTRIALBC);
+	gsn_result_free(&r);
+	free(d);
+	/* missing units: unit 0 absent from 17 conditions, the held-out ones
+	 * among them: no complete held-out trial, 3 complete conditions
+	 * (< 5): both levels fall back to 1.0 */
+	d = lowrank(n, C, T, 2, 0, 1.0, 33);
+	for (int64_t p = 0; p < 17; p++)
+		for (int64_t j = 0; j < T; j++)
+			d[(0 * C + perm[p]) * T + j] = NAN;
+	o.uneven = GSN_UNEVEN_MISSING;
+	run_ok(d, n, C, T, &o, &r);
+	assert_int_equal(r.warnings,
+	                 GSN_WARN_FALLBACK_N | GSN_WARN_FALLBACK_D);
+	assert_true(r.shrinklevelN == 1.0 && r.shrinklevelD == 1.0);
+	gsn_result_free(&r);
+	/* one level: the reference selects nothing and does not warn */
+	o.wantshrinkage = 0;
+	run_ok(d, n, C, T, &o, &r);
+	assert_int_equal(r.warnings & (GSN_WARN_FALLBACK_N |
+	                               GSN_WARN_FALLBACK_D),
+	                 0);
+	gsn_result_free(&r);
+	free(d);
+}
 
 static void
 test_levels(void **state)
@@ -1179,6 +1312,15 @@ test_job(void **state)
 	assert_true(v != NULL && v->kind == NQ_BOOL && v->u.b == 0);
 	v = nq_map_get(out, "ntrial_used");
 	assert_true(v != NULL && v->kind == NQ_FLOAT && v->u.f == 3.0);
+	v = nq_map_get(out, "warnings");
+	assert_true(v != NULL && v->kind == NQ_LIST && v->u.list.n == 0);
+	{
+		const struct nq_array *a =
+		        out_array(out, "shrinklevels", NQ_DT_F64, 1, 51, 0);
+
+		assert_true(((const double *) a->data)[35] ==
+		            0x1.6666666666667p-1);
+	}
 	gsn_result_free(&r);
 	nq_map_free(out);
 
@@ -1194,6 +1336,31 @@ test_job(void **state)
 	assert_null(nq_map_get(out, "eigvecs_signal"));
 	assert_null(nq_map_get(out, "cSb"));
 	nq_map_free(out);
+
+	/* C = 2: both "All covariance matrices were singular." warnings */
+	{
+		struct nq_map *in2 = job_inputs(d, 5, 2, 3, 0);
+		struct nq_map *p2 = nq_map_new(), *o2 = nq_map_new();
+
+		assert_int_equal(jt->run(&ctx, p2, in2, o2, msg, sizeof(msg)),
+		                 0);
+		v = nq_map_get(o2, "warnings");
+		assert_true(v != NULL && v->kind == NQ_LIST &&
+		            v->u.list.n == 2);
+		for (int i = 0; i < 2; i++) {
+			const struct nq_value *w = &v->u.list.items[i];
+
+			assert_true(w->kind == NQ_STR);
+			assert_true(strncmp(w->u.str.s,
+			                    "All covariance matrices were "
+			                    "singular. (",
+			                    40) == 0);
+			assert_non_null(strstr(w->u.str.s, i ? "data" : "noise"));
+		}
+		nq_map_free(in2);
+		nq_map_free(p2);
+		nq_map_free(o2);
+	}
 
 	/* bad params */
 	assert_int_equal(nq_map_set_str(p, "returns", "cX"), 0);
@@ -1251,12 +1418,15 @@ main(void)
 	        cmocka_unit_test(test_spectral_vs_cholesky),
 	        cmocka_unit_test(test_biconvex_closed_form),
 	        cmocka_unit_test(test_n1_random),
+	        cmocka_unit_test(test_n1_every_path),
 	        cmocka_unit_test(test_t2),
 	        cmocka_unit_test(test_uneven_modes_on_complete_data),
 	        cmocka_unit_test(test_float32),
 	        cmocka_unit_test(test_eigen_returns),
 	        cmocka_unit_test(test_zero_variance),
 	        cmocka_unit_test(test_validation),
+	        cmocka_unit_test(test_default_levels),
+	        cmocka_unit_test(test_warnings),
 	        cmocka_unit_test(test_levels),
 	        cmocka_unit_test(test_progress_cancel),
 	        cmocka_unit_test(test_progress_weights),
