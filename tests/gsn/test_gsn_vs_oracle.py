@@ -1,8 +1,8 @@
 """neuroq's gsn job (through neuroq-worker, standalone) against the numpy oracle.
 
-Tolerances (spec "Decisions"): shrinklevelN/D and numiters exact (levels
-compared to 1e-12, i.e. the same grid index: C may compute i/50 where numpy's
-linspace gives i*0.02, 1 ulp apart); every float64 output array within
+Tolerances (spec "Decisions"): shrinklevelN/D and numiters exact (the
+default levels are numpy's linspace(0, 1, 51) bit for bit, so the selected
+level is == the oracle's); every float64 output array within
 1e-9 x max|oracle|, plus 2e-10 absolute on cSb/cNb/eigenvalues for the
 1e-10 PSD ridge that two correct implementations add or not by rounding
 (spec 3.5); eigenvectors through subspace projectors of eigenvalue clusters
@@ -40,7 +40,7 @@ def max_abs(a):
 def check_levels(got, ref, where):
     for k in ("shrinklevelN", "shrinklevelD"):
         assert k in got, "%s: result.json lacks %s" % (where, k)
-        assert abs(float(got[k]) - ref[k]) <= 1e-12, \
+        assert float(got[k]) == ref[k], \
             "%s: %s neuroq %r oracle %r" % (where, k, got[k], ref[k])
     assert int(got["numiters"]) == ref["numiters"], \
         "%s: numiters neuroq %r oracle %r" % (where, got["numiters"], ref["numiters"])
@@ -274,3 +274,18 @@ def test_cuda_matches_cpu(worker, tmp_path, name):
         assert max_abs(cpu[k] - gpu[k]) <= tol, (k, max_abs(cpu[k] - gpu[k]), tol)
     # and the GPU against the oracle directly
     compare(gpu, s_gpu, oracle(data, params), ALL_RETURNS, name + " cuda", rel=1e-8)
+
+
+def test_levels_and_warnings_in_result_json(worker, tmp_path):
+    """What a CLI user reads: result.json lists GSN 1.2's warnings (C = 2:
+    nothing held out, both estimators all singular) and the evaluated levels
+    are numpy's linspace bit for bit."""
+    arrays, scalars, _ = worker.run(tmp_path / "c2", datasets.random(4, 2, 3, 23), {})
+    w = scalars["warnings"]
+    assert len(w) == 2 and all(x.startswith("All covariance matrices were singular. (")
+                               for x in w)
+    assert "noise" in w[0] and "data" in w[1]
+    np.testing.assert_array_equal(arrays["shrinklevels"].view(np.uint64),
+                                  np.linspace(0, 1, 51).view(np.uint64))
+    _, scalars, _ = worker.run(tmp_path / "even", datasets.random(6, 20, 3, 1), {})
+    assert scalars["warnings"] == []

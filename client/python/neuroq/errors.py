@@ -9,7 +9,9 @@ code, e.g. ``neuroq.errors.BadParam``, which is also an instance of its
 family (``RequestError`` for codes 1-19, ``JobError`` 20-39,
 ``ResourceError`` 40-59, ``DaemonError`` 60-79) and of ``NeuroqError``.
 Request errors are also ``ValueError`` s, so code written against
-``gsn.perform_gsn`` that catches ``ValueError`` keeps working.
+``gsn.perform_gsn`` that catches ``ValueError`` keeps working; where GSN 1.2
+raises ``AssertionError``, ``neuroq.perform_gsn`` raises the same error made
+an ``AssertionError`` too (:func:`as_assertion`, :class:`UpstreamAssertion`).
 """
 
 from __future__ import annotations
@@ -64,6 +66,35 @@ class ResourceError(NeuroqError):
 
 class DaemonError(NeuroqError):
     """The daemon itself (codes 60-79)."""
+
+
+class UpstreamAssertion(AssertionError):
+    """Mixin: an error where the reference implementation raises
+    ``AssertionError`` (e.g. GSN 1.2 on a condition without a valid trial).
+
+    :func:`as_assertion` makes such an error an instance of both its code's
+    class and ``AssertionError``, so ``except AssertionError`` code written
+    against the reference keeps working.
+    """
+
+
+_ASSERTION_CLASSES: dict[type[NeuroqError], type[NeuroqError]] = {}
+
+
+def as_assertion(err: NeuroqError) -> NeuroqError:
+    """The same error (code, name, message) as an instance of a subclass of
+    its class and :class:`UpstreamAssertion`; e.g. ``BadData`` becomes
+    ``BadDataAssertion``, still a ``BadData`` and a ``ValueError``."""
+    cls = type(err)
+    if isinstance(err, UpstreamAssertion):
+        return err
+    sub = _ASSERTION_CLASSES.get(cls)
+    if sub is None:
+        sub = type(cls.__name__ + "Assertion", (cls, UpstreamAssertion),
+                   {"__doc__": f"{cls.__name__} where the reference asserts.",
+                    "__module__": __name__})
+        _ASSERTION_CLASSES[cls] = sub
+    return sub(err.code, err.name, err.message)
 
 
 class Unreachable(NeuroqError, ConnectionError):
@@ -240,7 +271,7 @@ TEXTS: dict[int, str] = {code: text for _, code, text, _ in TABLE}
 BY_CODE: dict[int, type[NeuroqError]] = {_code(c): c for c in CLASSES}
 
 __all__ = ["NeuroqError", "RequestError", "JobError", "ResourceError",
-           "DaemonError", "Unreachable", "CODES", "NAMES", "TEXTS", "TABLE",
+           "DaemonError", "Unreachable", "UpstreamAssertion", "as_assertion", "CODES", "NAMES", "TEXTS", "TABLE",
            "BY_CODE", "CLASSES", "family", "from_reply", "error_for"] + \
     [c.__name__ for c in CLASSES]
 

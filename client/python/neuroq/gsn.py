@@ -1,13 +1,16 @@
 """perform_gsn through neuroqd, a drop-in for ``gsn.perform_gsn`` (GSN 1.2).
 
-Same arguments and same result dict (names, shapes, dtypes) as the upstream
-numpy path: ``mnN`` (1, N), ``mnS`` (1, N), ``ncsnr`` (N,), ``cN`` ``cS``
-``cNb`` ``cSb`` (N, N) by default (``opt['returns']`` picks, including the
-eigen outputs), ``shrinklevelN``/``shrinklevelD`` float, ``numiters`` int.
+Same arguments and same result dict (names, shapes) as the upstream numpy
+path: ``mnN`` (1, N), ``mnS`` (1, N), ``ncsnr`` (N,), ``cN`` ``cS`` ``cNb``
+``cSb`` (N, N) by default (``opt['returns']`` picks, including the eigen
+outputs), ``shrinklevelN``/``shrinklevelD`` float, ``numiters`` int.
+GSN 1.2's warnings arrive as ``warnings.warn`` (UserWarning, its words);
+where it raises ``AssertionError`` the neuroq error is one too.
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Mapping
 
 import numpy as np
@@ -26,24 +29,44 @@ _PASSED = ("wantshrinkage", "shrinklevels", "returns", "uneven")
 _IGNORED = ("wantverbose", "backend", "eigh_device", "mode", "ncsims", "wantfig",
             "nctrials", "rdmfun", "comparefun", "scs", "splitmode", "simchunk",
             "simthresh", "maxsimnum")
+# the start of the gsn job's messages where GSN 1.2 raises AssertionError
+# (daemon/jobs/gsn/gsn.c: gsn_check, check_split)
+_ASSERTS = ("all conditions must have at least 1 valid trial",
+            "no condition with at least two valid observations",
+            "validation data did not have any conditions with at least two observations")
+# numpy dtype kinds that are real numbers
+_REAL = "biuf"
+_KIND_NAMES = {"c": "complex", "U": "string", "S": "bytes", "O": "object",
+               "M": "datetime", "m": "timedelta", "V": "structured"}
 
 
 def _params_from_opt(opt: Mapping[str, Any] | None
                      ) -> tuple[dict[str, Any], tuple[str, ...], str | None]:
-    """(the job's params, the names to return, opt's device) of gsn options."""
-    opt = dict(opt or {})
+    """(the job's params, the names to return, opt's device) of gsn options.
+
+    A key set to None means its default, as GSN 1.2 does for
+    ``wantshrinkage``, ``wantverbose``, ``returns`` and ``shrinklevels``."""
+    opt = {k: v for k, v in (opt or {}).items() if v is not None}
     params: dict[str, Any] = {}
     backend = opt.get("backend", "auto")
     if backend not in ("auto", "numpy", "torch"):
         raise ValueError(f"backend must be 'auto', 'numpy' or 'torch', not {backend!r}")
     if "wantshrinkage" in opt:
         params["wantshrinkage"] = bool(opt["wantshrinkage"])
-    if opt.get("shrinklevels") is not None:
-        lv = np.asarray(opt["shrinklevels"], dtype=np.float64).ravel()
-        params["shrinklevels"] = [float(x) for x in lv]
+    if "shrinklevels" in opt:
+        lv = np.asarray(opt["shrinklevels"])
+        if lv.dtype.kind not in _REAL:
+            raise errors.BadParam(6, "EBADPARAM",
+                                  f"shrinklevels must be numbers in [0, 1], not a "
+                                  f"{_KIND_NAMES.get(lv.dtype.kind, str(lv.dtype))} array")
+        if lv.ndim > 1:
+            raise errors.BadParam(6, "EBADPARAM",
+                                  f"shrinklevels must be a 1-D sequence of levels in "
+                                  f"[0, 1], not an array of shape {lv.shape}")
+        params["shrinklevels"] = [float(x) for x in lv.astype(np.float64).ravel()]
     want = opt.get("returns", DEFAULT_RETURNS)
     rets: tuple[str, ...] = (want,) if isinstance(want, str) else tuple(want)
-    bad = [r for r in rets if r not in VALID_RETURNS]
+    bad = [r for r in rets if not isinstance(r, str) or r not in VALID_RETURNS]
     if bad:
         raise ValueError(f"unknown returns {bad}; valid: {list(VALID_RETURNS)}")
     params["returns"] = list(rets)
@@ -56,30 +79,56 @@ def _params_from_opt(opt: Mapping[str, Any] | None
     return params, rets, opt.get("device")
 
 
+def _check_data(data: npt.ArrayLike) -> np.ndarray:
+    """data as an array of real numbers, 3-D, no empty dimension, T >= 2."""
+    x = np.asarray(data)
+    if x.dtype.kind not in _REAL:
+        what = _KIND_NAMES.get(x.dtype.kind, str(x.dtype))
+        raise errors.BadArray(7, "EBADARRAY",
+                              f"data must be real numbers (float64 or float32, NaN for "
+                              f"missing trials), not a {what} array ({x.dtype})")
+    if x.ndim != 3:
+        raise ValueError("data must be a 3-D array (units x conditions x trials)")
+    if x.size == 0:
+        raise errors.BadData(8, "EBADDATA",
+                             f"data is empty: shape {x.shape} (units x conditions x "
+                             f"trials; GSN needs at least 1 unit, 2 conditions and 2 "
+                             f"trials)")
+    if x.shape[2] < 2:
+        raise ValueError("Number of trials must be at least 2.")
+    return x
+
+
 def perform_gsn(data: npt.ArrayLike, opt: Mapping[str, Any] | None = None, *,
                 client: Client | None = None, device: str | None = "auto",
                 progress: bool | None = None, timeout: float | None = None
                 ) -> dict[str, Any]:
     """Run GSN on neuroqd; returns the same dict as ``gsn.perform_gsn``.
 
-    ``data``: units x conditions x trials (NaN marks missing trials).
-    ``opt``: the gsn options (``wantshrinkage``, ``shrinklevels``, ``returns``,
-    ``uneven``; ``wantverbose`` and ``backend`` accepted; ``device`` picks the
-    daemon's device).  ``client``: a :class:`neuroq.Client` (default: a new one
-    at the default URL).  ``progress``: show a progress bar (default: the
-    ``wantverbose`` option, which defaults to on as in gsn).
+    ``data``: units x conditions x trials of real numbers (NaN marks missing
+    trials); float32 data gives float32 outputs, every other real dtype
+    float64.  ``opt``: the gsn options (``wantshrinkage``, ``shrinklevels``,
+    ``returns``, ``uneven``; ``wantverbose`` and ``backend`` accepted;
+    ``device`` picks the daemon's device; None means the default).
+    ``client``: a :class:`neuroq.Client` (default: a new one at the default
+    URL).  ``progress``: show a progress bar (default: the ``wantverbose``
+    option, which defaults to on as in gsn).
+
+    GSN 1.2's warnings (all covariance matrices singular, ntrialBC lopsided,
+    the missing-units fallbacks) are issued with ``warnings.warn``
+    (UserWarning).  Where GSN 1.2 raises ``AssertionError`` (a condition
+    without a valid trial; no condition with two valid trials among the
+    training or the held-out conditions) the neuroq error is also an
+    ``AssertionError``.
     """
-    x = np.asarray(data)
-    if x.ndim != 3:
-        raise ValueError("data must be a 3-D array (units x conditions x trials)")
-    if x.shape[2] < 2:
-        raise ValueError("Number of trials must be at least 2.")
+    x = _check_data(data)
     out_dtype = np.float32 if x.dtype == np.float32 else np.float64
     params, rets, opt_dev = _params_from_opt(opt)
     # device= wins when not 'auto'
     dev = _device(device if device not in (None, "auto") else (opt_dev or "auto"))
     if progress is None:
-        progress = bool((opt or {}).get("wantverbose", 1))
+        verbose = (opt or {}).get("wantverbose")
+        progress = bool(1 if verbose is None else verbose)
     own = client is None
     cl = client if client is not None else Client()
     try:
@@ -89,9 +138,15 @@ def perform_gsn(data: npt.ArrayLike, opt: Mapping[str, Any] | None = None, *,
                         params=params, device=dev)
         job.wait(progress=progress, timeout=timeout)
         res = job.result()
+    except errors.BadData as e:
+        if e.message.startswith(_ASSERTS):
+            raise errors.as_assertion(e) from None
+        raise
     finally:
         if own:
             cl.close()
+    for w in res.get("warnings") or ():
+        warnings.warn(str(w), UserWarning, stacklevel=2)
     out: dict[str, Any] = {}
     for k in ("mnN", "cN", "cNb", "shrinklevelN", "shrinklevelD", "mnS", "cS", "cSb",
               "ncsnr", "numiters") + VALID_RETURNS[4:]:
