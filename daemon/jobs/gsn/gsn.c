@@ -531,10 +531,10 @@ gsn_run_ex(const struct kern_backend *kb, const double *data, int64_t n,
 		/* the reference selects (and warns) only with several levels */
 		if (nlevels > 1)
 			r->warnings |=
-			        (!mo.selN_ran           ? GSN_WARN_FALLBACK_N
+			        (!mo.selN_ran        ? GSN_WARN_FALLBACK_N
 			         : selN.all_singular ? GSN_WARN_SINGULAR_N
 			                             : 0) |
-			        (!mo.selD_ran           ? GSN_WARN_FALLBACK_D
+			        (!mo.selD_ran        ? GSN_WARN_FALLBACK_D
 			         : selD.all_singular ? GSN_WARN_SINGULAR_D
 			                             : 0);
 		r->ntrial_used = mo.n_eff;

@@ -65,7 +65,7 @@ gsn_linspace(double start, double stop, int num, double *y)
 int
 gsn_levels(const struct gsn_opts *o, double *levels)
 {
-	int n = o->levels != NULL ? o->nlevels
+	int n = o->levels != NULL  ? o->nlevels
 	        : o->wantshrinkage ? GSN_NLEVELS_DEF
 	                           : 1;
 

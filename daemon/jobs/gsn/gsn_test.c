@@ -613,7 +613,8 @@ test_n1_every_path(void **state)
 	(void) state;
 	for (uint64_t seed = 1; seed <= 12; seed++) {
 		int64_t C = 6 + (int64_t) (seed % 4) * 5, T = 2 + seed % 3;
-		double *d = lowrank(1, C, T, 1, 0, 0.3 + 0.2 * seed, 100 + seed);
+		double *d =
+		        lowrank(1, C, T, 1, 0, 0.3 + 0.2 * seed, 100 + seed);
 
 		for (int m = 0; m < 3; m++)
 			for (int user = 0; user < 2; user++) {
@@ -626,9 +627,12 @@ test_n1_every_path(void **state)
 					o.nlevels = 4;
 				}
 				run_ok(d, 1, C, T, &o, &r);
-				assert_true(r.shrinklevelN == (user ? 0.3 : 0.0));
-				assert_true(r.shrinklevelD == (user ? 0.3 : 0.0));
-				assert_false(r.all_singularN || r.all_singularD);
+				assert_true(r.shrinklevelN ==
+				            (user ? 0.3 : 0.0));
+				assert_true(r.shrinklevelD ==
+				            (user ? 0.3 : 0.0));
+				assert_false(r.all_singularN ||
+				             r.all_singularD);
 				for (int k = 1; k < r.nlevels; k++) {
 					assert_true(r.nllN[k] == r.nllN[0]);
 					assert_true(r.nllD[k] == r.nllD[0]);
@@ -874,9 +878,9 @@ test_default_levels(void **state)
 	assert_int_equal(gsn_levels(&o, NULL), 51);
 	assert_int_equal(gsn_levels(&o, lv), 51);
 	assert_true(lv[0] == 0.0 && lv[50] == 1.0);
-	assert_true(lv[35] == 0x1.6666666666667p-1);  /* 0.70000000000000007 */
-	assert_true(lv[41] == 0x1.a3d70a3d70a3ep-1);  /* 0.82000000000000006 */
-	assert_true(lv[47] == 0x1.e147ae147ae15p-1);  /* 0.94000000000000006 */
+	assert_true(lv[35] == 0x1.6666666666667p-1); /* 0.70000000000000007 */
+	assert_true(lv[41] == 0x1.a3d70a3d70a3ep-1); /* 0.82000000000000006 */
+	assert_true(lv[47] == 0x1.e147ae147ae15p-1); /* 0.94000000000000006 */
 	assert_true(lv[25] == 0.5 && lv[1] == 0.02);
 	for (int i = 0; i < 50; i++)
 		assert_true(lv[i] == (double) i * 0.02);
@@ -938,16 +942,14 @@ test_warnings(void **state)
 			d[(0 * C + perm[p]) * T + j] = NAN;
 	o.uneven = GSN_UNEVEN_MISSING;
 	run_ok(d, n, C, T, &o, &r);
-	assert_int_equal(r.warnings,
-	                 GSN_WARN_FALLBACK_N | GSN_WARN_FALLBACK_D);
+	assert_int_equal(r.warnings, GSN_WARN_FALLBACK_N | GSN_WARN_FALLBACK_D);
 	assert_true(r.shrinklevelN == 1.0 && r.shrinklevelD == 1.0);
 	gsn_result_free(&r);
 	/* one level: the reference selects nothing and does not warn */
 	o.wantshrinkage = 0;
 	run_ok(d, n, C, T, &o, &r);
-	assert_int_equal(r.warnings & (GSN_WARN_FALLBACK_N |
-	                               GSN_WARN_FALLBACK_D),
-	                 0);
+	assert_int_equal(
+	        r.warnings & (GSN_WARN_FALLBACK_N | GSN_WARN_FALLBACK_D), 0);
 	gsn_result_free(&r);
 	free(d);
 }
@@ -1355,7 +1357,8 @@ test_job(void **state)
 			                    "All covariance matrices were "
 			                    "singular. (",
 			                    40) == 0);
-			assert_non_null(strstr(w->u.str.s, i ? "data" : "noise"));
+			assert_non_null(
+			        strstr(w->u.str.s, i ? "data" : "noise"));
 		}
 		nq_map_free(in2);
 		nq_map_free(p2);
