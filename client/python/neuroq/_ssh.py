@@ -37,17 +37,17 @@ _URL = re.compile(r"^ssh://(?:(?P<user>[^@/]+)@)?"
                   r"(?::(?P<port>\d{1,5}))?(?P<path>/.*)?$")
 
 
-def is_ssh(url):
+def is_ssh(url: object) -> bool:
     return isinstance(url, str) and url.startswith("ssh://")
 
 
-def parse_url(url):
+def parse_url(url: str) -> tuple[str | None, str, str | None, str]:
     """(user or None, host, port or None, remote socket path)."""
     m = _URL.match(url or "")
-    host = m and (m.group("host6") or m.group("host"))
-    port = m and m.group("port")
-    path = (m and m.group("path")) or "/"
-    if (not m or host.startswith("-") or ":" in path
+    host: str = (m.group("host6") or m.group("host") or "") if m else ""
+    port: str | None = m.group("port") if m else None
+    path: str = (m.group("path") if m else None) or "/"
+    if (not m or not host or host.startswith("-") or ":" in path
             or (port is not None and not 0 < int(port) < 65536)):
         raise errors.Unreachable(None, "EUNREACHABLE",
                                  f"bad URL {url} (want ssh://[user@]host[:port]"
@@ -55,7 +55,8 @@ def parse_url(url):
     return m.group("user"), host, port, DEFAULT_REMOTE if path == "/" else path
 
 
-def ssh_argv(user, host, port, remote, local, connect_timeout):
+def ssh_argv(user: str | None, host: str, port: str | None, remote: str, local: str,
+             connect_timeout: float) -> list[str]:
     """The ssh command line forwarding the local socket to the remote one."""
     argv = [os.environ.get("NEUROQ_SSH") or "ssh"]
     argv += os.environ.get("NEUROQ_SSH_OPTS", "").split()  # first: they win
@@ -70,7 +71,7 @@ def ssh_argv(user, host, port, remote, local, connect_timeout):
     return argv + ["-L", f"{local}:{remote}", "--", host]
 
 
-def _probe(path, wait):
+def _probe(path: str, wait: float) -> int:
     """1: the daemon's first bytes came through (an NNG pipe sends its SP
     header at once); 0: not listening yet; -1: the remote end closed;
     -2: connected, no answer yet."""
@@ -91,7 +92,7 @@ def _probe(path, wait):
         s.close()
 
 
-def _ssh_err(path):
+def _ssh_err(path: str) -> str:
     """What ssh printed, on one line, minus the known-hosts chatter."""
     try:
         with open(path, "rb") as f:
@@ -103,7 +104,7 @@ def _ssh_err(path):
                      if ln and not ln.startswith("Warning: Permanently added"))
 
 
-def _cleanup(procs, path):
+def _cleanup(procs: list[subprocess.Popen[bytes]], path: str) -> None:
     for p in procs:
         if p.poll() is None:
             p.terminate()
@@ -125,7 +126,7 @@ def _cleanup(procs, path):
 class Tunnels:
     """The ssh forwards of one Client: control now, events on first use."""
 
-    def __init__(self, url, timeout=30.0):
+    def __init__(self, url: str, timeout: float = 30.0) -> None:
         self.ssh_url = url
         self.user, self.host, self.port, remote = parse_url(url)
         self.timeout = float(timeout)
@@ -133,9 +134,9 @@ class Tunnels:
         if len(tmp) > 60:  # sun_path is ~108 bytes
             tmp = "/tmp"
         self.dir = tempfile.mkdtemp(prefix="neuroq-ssh-", dir=tmp)  # 0700
-        self._procs = []
+        self._procs: list[subprocess.Popen[bytes]] = []
         self._lock = threading.Lock()
-        self._events = {}  # remote events URL -> local URL or None
+        self._events: dict[str, str | None] = {}  # remote events URL -> local URL or None
         self._finalizer = weakref.finalize(self, _cleanup, self._procs, self.dir)
         try:
             self.control_url = self._forward(remote, "ctl.sock")
@@ -143,11 +144,11 @@ class Tunnels:
             self.close()
             raise
 
-    def close(self):
+    def close(self) -> None:
         """Stop ssh, remove the private directory (idempotent)."""
         self._finalizer()
 
-    def events_url(self, remote_url):
+    def events_url(self, remote_url: object) -> str | None:
         """The local URL forwarded to the daemon's events URL, or None when
         it cannot be forwarded (not ipc://, or ssh failed: Job.wait then
         polls status)."""
@@ -162,7 +163,7 @@ class Tunnels:
                     self._events[remote_url] = None
             return self._events[remote_url]
 
-    def _forward(self, remote, name):
+    def _forward(self, remote: str, name: str) -> str:
         local = os.path.join(self.dir, name)
         errpath = os.path.join(self.dir, name + ".err")
         argv = ssh_argv(self.user, self.host, self.port, remote, local, self.timeout)
@@ -180,7 +181,8 @@ class Tunnels:
             _cleanup([proc], local)  # this forward only; the dir stays
             raise
 
-    def _wait_up(self, proc, remote, local, errpath):
+    def _wait_up(self, proc: subprocess.Popen[bytes], remote: str, local: str,
+                 errpath: str) -> str:
         deadline = time.monotonic() + self.timeout
         while True:
             left = deadline - time.monotonic()
@@ -205,7 +207,7 @@ class Tunnels:
             if pr == 0:
                 time.sleep(0.02)
 
-    def _fail(self, msg, timed_out=False):
+    def _fail(self, msg: str, timed_out: bool = False) -> errors.NeuroqError:
         if timed_out:
             return errors.TimedOut(62, "ETIMEDOUT",
                                    f"cannot reach the daemon at {self.ssh_url}: {msg}")
