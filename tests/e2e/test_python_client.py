@@ -113,6 +113,16 @@ def test_exceptions_carry_code_and_message(shared_daemon):
         neuroq.Client("ipc:///tmp/no-such-neuroq-dir/x.sock", timeout=1)
 
 
+@pytest.mark.parametrize("shape", [(0, 5, 2), (3, 0, 2), (3, 5, 0)])
+def test_submit_empty_array_gets_the_daemons_answer(shared_daemon, shape):
+    # an array with a zero in its shape is encoded (no memoryview TypeError)
+    # and refused by the daemon's validation with a neuroq error
+    with shared_daemon.client() as c:
+        with pytest.raises(errors.NeuroqError) as ei:
+            c.submit("gsn", inputs={"data": np.zeros(shape)})
+        assert ei.value.code in (7, 8) and "data" in ei.value.message
+
+
 def test_progress_events_and_bar(daemon_factory, capsys):
     d = daemon_factory()
     # c2 finds the event socket through hello's "events"

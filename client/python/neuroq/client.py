@@ -71,7 +71,9 @@ def encode_array(arr: npt.ArrayLike) -> WireMap:
         raise errors.BadArray(7, "EBADARRAY",
                               f"dtype {a.dtype} is not supported "
                               f"(use one of {sorted(_DTYPES)})")
-    return {"dtype": dt, "shape": list(a.shape), "data": a.data.cast("B")}
+    # memoryview cannot cast a view with a zero in its shape
+    data = a.data.cast("B") if a.size else b""
+    return {"dtype": dt, "shape": list(a.shape), "data": data}
 
 
 def _is_wire_array(v: Any) -> bool:
