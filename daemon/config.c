@@ -41,8 +41,10 @@ const struct config_key config_keys[] = {
         {"headroom_bytes", CONFIG_BYTES, F(headroom_bytes), BYTES, "256M"},
         {"max_message_bytes", CONFIG_BYTES, F(max_message_bytes), BYTES, "1G"},
         {"max_attempts", CONFIG_INT, F(max_attempts), SLOTS, "3"},
-        {"tcp_owner_uid", CONFIG_UID, F(tcp_owner_uid), 0, 4294967294L, "a uid",
-         "65534"},
+        {"tcp_owner_uid", CONFIG_UID, F(tcp_owner_uid), 1, 4294967294L,
+         "a uid other than 0 (root)", "65534"},
+        {"tcp_unauthenticated", CONFIG_BOOL, F(tcp_unauthenticated), 0, 0,
+         "yes or no", "no"},
         {"worker_path", CONFIG_PATH, F(worker_path), 0, 0, NULL, NULL},
         {"log_level", CONFIG_LOGLEVEL, F(log_level), 0, 0,
          "error, warning, notice, info or debug", "info"},
@@ -54,6 +56,11 @@ const struct config_key config_keys[] = {
          CONFIG_STRINGIFY(SCHED_AUTO_CPU_MAX_FLOPS_DEFAULT)},
         {"retention_days", CONFIG_INT, F(retention_days), 0, 36500,
          "days 0..36500 (0 = keep forever)", "30"},
+        {"admin_group", CONFIG_STR, F(admin_group), 0, 0, NULL, NULL},
+        {"max_queued_jobs_per_user", CONFIG_INT, F(max_queued_jobs_per_user), 0,
+         100000000, "an integer 0..100000000 (0 = unlimited)", "1000"},
+        {"max_spool_bytes_per_user", CONFIG_BYTES, F(max_spool_bytes_per_user),
+         BYTES, "100G"},
 };
 const size_t config_nkeys = sizeof(config_keys) / sizeof(config_keys[0]);
 
@@ -219,6 +226,21 @@ config_int(const char *v, long lo, long hi, long *out)
 }
 
 static int
+config_bool(const char *v, long *out)
+{
+	static const char *const yes[] = {"yes", "true", "on", "1"};
+	static const char *const no[] = {"no", "false", "off", "0"};
+
+	for (size_t i = 0; i < 4; i++) {
+		if (strcasecmp(v, yes[i]) == 0 || strcasecmp(v, no[i]) == 0) {
+			*out = strcasecmp(v, yes[i]) == 0;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+static int
 config_str(char *dst, size_t n, const char *v)
 {
 	if (strlen(v) >= n)
@@ -322,6 +344,11 @@ config_set(struct config *c, const char *key, const char *v, char *msg,
 		if (log_level_parse(v, &lv) != 0)
 			goto bad;
 		snprintf(field, k->size, "%s", log_level_name(lv));
+		return 0;
+	case CONFIG_BOOL:
+		if (config_bool(v, &x) != 0)
+			goto bad;
+		*(int *) field = (int) x;
 		return 0;
 	case CONFIG_MODE:
 		errno = 0;
@@ -437,6 +464,27 @@ config_finish(struct config *c, char *msg, size_t msglen)
 			return NQ_EBADPARAM;
 		}
 	}
+	/* only ipc:// tells the daemon who the caller is */
+	for (int i = 0; i < c->nlisten; i++) {
+		if (strncmp(c->listen[i], "ipc://", 6) == 0 ||
+		    c->tcp_unauthenticated)
+			continue;
+		snprintf(msg, msglen,
+		         "listen: %s carries no identity: every caller would "
+		         "be tcp_owner_uid %" PRIu32 ". Remote users should "
+		         "use ssh:// URLs to the ipc socket (PROTOCOL.md "
+		         "section 1); set tcp_unauthenticated = yes to listen "
+		         "there anyway",
+		         c->listen[i], c->tcp_owner_uid);
+		return NQ_EBADPARAM;
+	}
+	if (strncmp(c->events, "ipc://", 6) != 0) {
+		snprintf(msg, msglen,
+		         "events: %s is not an ipc:// URL (the daemon checks "
+		         "each subscriber's uid, which only ipc carries)",
+		         c->events);
+		return NQ_EBADPARAM;
+	}
 	if (c->cpu_memory_bytes == 0) {
 		snprintf(msg, msglen,
 		         "cpu_memory_bytes: cannot read MemTotal; set it");
@@ -488,6 +536,9 @@ config_print(const struct config *c, FILE *f)
 			break;
 		case CONFIG_MODE:
 			fprintf(f, "%04o", *(const int *) field);
+			break;
+		case CONFIG_BOOL:
+			fputs(*(const int *) field ? "yes" : "no", f);
 			break;
 		}
 		fputc('\n', f);

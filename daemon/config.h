@@ -32,6 +32,10 @@ struct config {
 	int system;                /* running as root: system paths */
 	double auto_cpu_max_flops; /* "auto" jobs above this wait for a GPU */
 	int retention_days;        /* finished jobs' spool dirs; 0 = forever */
+	char admin_group[64];      /* "" = root and the daemon's user only */
+	int max_queued_jobs_per_user;      /* 0 = unlimited */
+	uint64_t max_spool_bytes_per_user; /* 0 = unlimited */
+	int tcp_unauthenticated;           /* tcp:// listening allowed */
 };
 
 /*
@@ -49,6 +53,7 @@ enum config_type {
 	CONFIG_NUMBER,   /* double, finite */
 	CONFIG_LOGLEVEL, /* a log level's name */
 	CONFIG_MODE,     /* int, octal permissions 0..0777 */
+	CONFIG_BOOL,     /* int 0/1: yes/no, true/false, on/off, 1/0 */
 };
 
 struct config_key {

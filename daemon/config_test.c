@@ -78,11 +78,16 @@ test_file(void **state)
 	assert_non_null(strstr(c.worker_path, "/neuroq-worker"));
 	assert_true(c.auto_cpu_max_flops == 2e11);
 	assert_int_equal(c.retention_days, 30);
+	assert_string_equal(c.admin_group, "");
+	assert_int_equal(c.max_queued_jobs_per_user, 1000);
+	assert_true(c.max_spool_bytes_per_user == (100ull << 30));
+	assert_int_equal(c.tcp_unauthenticated, 0);
 
 	snprintf(path, sizeof(path), "%s/ok.conf", tmpdir);
 	write_text(path, "# comment\n\n"
 	                 "listen = ipc:///tmp/x/a.sock   # trailing\n"
 	                 "listen = tcp://127.0.0.1:7000\n"
+	                 "tcp_unauthenticated = yes\n"
 	                 "cpu_slots = 2\n"
 	                 "max_message_bytes = 4M\n"
 	                 "socket_mode = 0666\n"
@@ -119,6 +124,75 @@ test_file(void **state)
 	assert_int_equal(c2.socket_mode, 0666);
 	assert_true(c2.auto_cpu_max_flops == 1.5e12);
 	assert_int_equal(c2.retention_days, 0);
+	assert_int_equal(c2.tcp_unauthenticated, 1);
+}
+
+/* tcp:// is an explicit, unauthenticated opt-in; its owner is never root;
+ * events go only to ipc subscribers (issue 9). */
+static void
+test_tcp_opt_in(void **state)
+{
+	struct config c;
+	char msg[512];
+
+	assert_int_equal(config_defaults(&c, msg, sizeof(msg)), 0);
+	assert_int_equal(config_set(&c, "listen",
+	                            "ipc:///tmp/x/a.sock tcp://"
+	                            "127.0.0.1:7000",
+	                            msg, sizeof(msg)),
+	                 0);
+	assert_int_equal(config_finish(&c, msg, sizeof(msg)), NQ_EBADPARAM);
+	assert_non_null(strstr(msg, "tcp://127.0.0.1:7000"));
+	assert_non_null(strstr(msg, "ssh://"));
+	assert_non_null(strstr(msg, "tcp_unauthenticated = yes"));
+	/* ws:// carries no identity either */
+	assert_int_equal(config_defaults(&c, msg, sizeof(msg)), 0);
+	assert_int_equal(config_set(&c, "listen",
+	                            "ipc:///tmp/x/a.sock ws://h:1/x", msg,
+	                            sizeof(msg)),
+	                 0);
+	assert_int_equal(config_finish(&c, msg, sizeof(msg)), NQ_EBADPARAM);
+	assert_int_equal(
+	        config_set(&c, "tcp_unauthenticated", "on", msg, sizeof(msg)),
+	        0);
+	assert_int_equal(config_finish(&c, msg, sizeof(msg)), 0);
+	assert_int_equal(c.tcp_unauthenticated, 1);
+	assert_int_equal(
+	        config_set(&c, "tcp_unauthenticated", "No", msg, sizeof(msg)),
+	        0);
+	assert_int_equal(c.tcp_unauthenticated, 0);
+	assert_int_equal(config_set(&c, "tcp_unauthenticated", "maybe", msg,
+	                            sizeof(msg)),
+	                 NQ_EBADPARAM);
+	assert_non_null(strstr(msg, "yes or no"));
+	/* root never owns anonymous jobs */
+	assert_int_equal(config_set(&c, "tcp_owner_uid", "0", msg, sizeof(msg)),
+	                 NQ_EBADPARAM);
+	assert_non_null(strstr(msg, "other than 0"));
+	assert_int_equal(
+	        config_set(&c, "tcp_owner_uid", "1000", msg, sizeof(msg)), 0);
+	/* the events socket checks its subscribers' uids: ipc only */
+	assert_int_equal(config_defaults(&c, msg, sizeof(msg)), 0);
+	assert_int_equal(
+	        config_set(&c, "events", "tcp://0.0.0.0:2", msg, sizeof(msg)),
+	        0);
+	assert_int_equal(config_finish(&c, msg, sizeof(msg)), NQ_EBADPARAM);
+	assert_non_null(strstr(msg, "events"));
+	/* quotas: 0 = unlimited; sizes with suffixes */
+	assert_int_equal(config_set(&c, "max_queued_jobs_per_user", "0", msg,
+	                            sizeof(msg)),
+	                 0);
+	assert_int_equal(config_set(&c, "max_queued_jobs_per_user", "-1", msg,
+	                            sizeof(msg)),
+	                 NQ_EBADPARAM);
+	assert_int_equal(config_set(&c, "max_spool_bytes_per_user", "2T", msg,
+	                            sizeof(msg)),
+	                 0);
+	assert_true(c.max_spool_bytes_per_user == (2ull << 40));
+	assert_int_equal(
+	        config_set(&c, "admin_group", "lab-admins", msg, sizeof(msg)),
+	        0);
+	assert_string_equal(c.admin_group, "lab-admins");
 }
 
 static void
@@ -461,6 +535,7 @@ main(void)
 	        cmocka_unit_test(test_bytes),
 	        cmocka_unit_test(test_file),
 	        cmocka_unit_test(test_file_errors),
+	        cmocka_unit_test(test_tcp_opt_in),
 	        cmocka_unit_test(test_worker_default),
 	        cmocka_unit_test(test_table),
 	        cmocka_unit_test(test_example_file),

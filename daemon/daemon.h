@@ -13,6 +13,7 @@
 
 #include "devices.h"
 
+struct access;
 struct config;
 struct net;
 struct probe;
@@ -23,6 +24,7 @@ struct worker;
 struct daemon {
 	uv_loop_t *loop;
 	const struct config *cfg;
+	struct access *access; /* who is an administrator (access.h) */
 	struct store *store;
 	struct sched *sched;
 	struct net *net;

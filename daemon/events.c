@@ -44,7 +44,7 @@ events_publish(struct daemon *d, const struct job_row *j)
 	}
 	v = nq_val_map(m);
 	if (nq_encode(&v, &buf, &len) == 0)
-		net_publish(d->net, j->id, buf, len);
+		net_publish(d->net, j->owner, j->id, buf, len);
 	free(buf);
 	nq_value_free(&v);
 }

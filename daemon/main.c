@@ -1,5 +1,6 @@
 /* main.c — neuroqd: arguments, config, state dir, start-up recovery, the
  * loop, signals (SIGTERM/SIGINT drain, SIGHUP noted). */
+#include "access.h"
 #include "config.h"
 #include "daemon.h"
 #include "devices.h"
@@ -465,11 +466,18 @@ main(int argc, char **argv)
 		goto out_sched;
 	}
 
+	if (access_open(&d.access, cfg.admin_group, (uint32_t) geteuid(), msg,
+	                sizeof(msg)) != 0) {
+		log_err("cannot start error=\"%s\"", msg);
+		exit_code = 1;
+		goto out_sched;
+	}
 	struct net_config nc = {
 	        .contexts = cfg.contexts,
 	        .max_message_bytes = (size_t) cfg.max_message_bytes,
 	        .socket_mode = cfg.socket_mode,
 	        .tcp_owner_uid = cfg.tcp_owner_uid,
+	        .access = d.access,
 	};
 	if (net_open(&d.net, d.loop, &nc, server_handle, &d, msg,
 	             sizeof(msg)) != 0) {
@@ -524,6 +532,7 @@ out_net:
 	net_close(d.net);
 	uv_run(d.loop, UV_RUN_DEFAULT); /* let closed handles finish */
 out_sched:
+	access_close(d.access);
 	sched_free(d.sched);
 out_store:
 	store_close(d.store);

@@ -1,6 +1,7 @@
 /* net.c — see net.h. */
 #include "net.h"
 
+#include "access.h"
 #include "log.h"
 #include "nq_error.h"
 #include "spool.h"
@@ -14,6 +15,10 @@
 #include <nng/protocol/pubsub0/pub.h>
 #include <nng/protocol/reqrep0/rep.h>
 
+#include "nq_clock.h"
+
+#define NET_URL_MAX 4096
+
 /* RECV: a receive is posted (NNG threads own the slot); WAIT: queued for
  * the loop thread; BUSY: the handler has it, until net_reply; SEND: the
  * reply is being sent (NNG threads own the slot again). */
@@ -25,12 +30,34 @@ struct net_req {
 	nng_ctx ctx;
 	nng_aio *aio;
 	enum net_state state;
-	nng_msg *msg; /* the request, from receive until the reply */
+	nng_msg *msg;  /* the request, from receive until the reply */
+	int anonymous; /* it came without a peer uid (tcp) */
+};
+
+/* Refused subscribers are logged at most this often per socket. */
+#define NET_REFUSE_LOG_MS 10000
+
+/* One events PUB socket: the administrators' (every event) or a user's. */
+struct net_events {
+	struct net *n;
+	nng_socket sock;
+	int open;
+	int admin;    /* administrators only, every job's events */
+	uint32_t uid; /* else: this user's socket */
+	char url[NET_URL_MAX];
+	int64_t refuse_logged_ms; /* NNG threads: __atomic */
 };
 
 struct net {
-	nng_socket rep, pub;
-	int rep_open, pub_open;
+	nng_socket rep;
+	int rep_open;
+	struct net_events admin_ev;
+	/* per-user sockets (loop thread; their pipe callbacks only read
+	 * their own entry), in <user_dir>/events-<uid>.sock */
+	struct net_events *user_ev[NET_USER_EVENTS_MAX];
+	int nuser;
+	char user_dir[NET_URL_MAX];
+	int user_dir_mode;
 	struct net_config cfg;
 	struct net_req *slots;
 	int nslots;
@@ -100,27 +127,86 @@ net_cb(void *arg)
 	}
 }
 
-static uint32_t
-net_peer_uid(struct net *n, nng_msg *m)
+/* The kernel's uid of an ipc peer: 0 with *uid, or -1 (tcp: none). */
+static int
+net_pipe_uid(nng_pipe p, uint32_t *uid)
 {
-	nng_pipe p = nng_msg_get_pipe(m);
-	uint64_t uid;
+	uint64_t u;
 
 	if (nng_pipe_id(p) > 0 &&
-	    nng_pipe_get_uint64(p, NNG_OPT_IPC_PEER_UID, &uid) == 0 &&
-	    uid <= UINT32_MAX)
-		return (uint32_t) uid;
-	return n->cfg.tcp_owner_uid;
+	    nng_pipe_get_uint64(p, NNG_OPT_IPC_PEER_UID, &u) == 0 &&
+	    u <= UINT32_MAX) {
+		*uid = (uint32_t) u;
+		return 0;
+	}
+	return -1;
 }
 
 static void
 net_serve(struct net *n, struct net_req *s)
 {
 	nng_msg *in = s->msg;
+	uint32_t uid;
 
 	s->state = NET_BUSY;
-	n->handler(n->arg, s, net_peer_uid(n, in), nng_msg_body(in),
-	           nng_msg_len(in));
+	s->anonymous = net_pipe_uid(nng_msg_get_pipe(in), &uid) != 0;
+	if (s->anonymous)
+		uid = n->cfg.tcp_owner_uid;
+	n->handler(n->arg, s, uid, nng_msg_body(in), nng_msg_len(in));
+}
+
+int
+net_req_anonymous(const struct net_req *s)
+{
+	return s->anonymous;
+}
+
+/* NNG thread, before a subscriber's pipe joins an events socket: only the
+ * socket's user (and root) or, on the administrators' socket, only
+ * administrators; a pipe without a peer uid never. */
+static void
+net_events_pipe_cb(nng_pipe p, nng_pipe_ev ev, void *arg)
+{
+	struct net_events *e = arg;
+	uint32_t uid = UINT32_MAX;
+	int64_t now, last;
+	int known = net_pipe_uid(p, &uid) == 0;
+
+	(void) ev;
+	if (known && (e->admin ? access_is_admin(e->n->cfg.access, uid)
+	                       : (uid == e->uid || uid == 0)))
+		return;
+	nng_pipe_close(p);
+	now = nq_mono_ms();
+	last = __atomic_load_n(&e->refuse_logged_ms, __ATOMIC_RELAXED);
+	if (last != 0 && now - last < NET_REFUSE_LOG_MS)
+		return;
+	__atomic_store_n(&e->refuse_logged_ms, now, __ATOMIC_RELAXED);
+	if (known)
+		log_notice("events subscriber refused url=%s uid=%" PRIu32
+		           " reason=%s",
+		           e->url, uid,
+		           e->admin ? "not-an-administrator" : "not-its-user");
+	else
+		log_notice(
+		        "events subscriber refused url=%s reason=no-peer-uid",
+		        e->url);
+}
+
+/* Opens a PUB socket with its pipe check (nothing listens yet). */
+static int
+net_events_open(struct net *n, struct net_events *e, int admin, uint32_t uid)
+{
+	int rv;
+
+	e->n = n;
+	e->admin = admin;
+	e->uid = uid;
+	if ((rv = nng_pub0_open(&e->sock)) != 0)
+		return rv;
+	e->open = 1;
+	return nng_pipe_notify(e->sock, NNG_PIPE_EV_ADD_PRE, net_events_pipe_cb,
+	                       e);
 }
 
 struct net_msg *
@@ -232,9 +318,8 @@ net_open(struct net **np, uv_loop_t *loop, const struct net_config *cfg,
 	if ((rv = nng_socket_set_size(n->rep, NNG_OPT_RECVMAXSZ,
 	                              net_recv_cap(&n->cfg))) != 0)
 		goto nngfail;
-	if ((rv = nng_pub0_open(&n->pub)) != 0)
+	if ((rv = net_events_open(n, &n->admin_ev, 1, 0)) != 0)
 		goto nngfail;
-	n->pub_open = 1;
 	for (int i = 0; i < n->nslots; i++) {
 		struct net_req *s = &n->slots[i];
 		s->n = n;
@@ -318,6 +403,13 @@ net_add_listener(struct net *n, nng_socket sock, const char *url, int dir_mode,
 		nng_listener_close(l);
 		return NQ_EIO;
 	}
+	if (strncmp(url, "ipc://", 6) != 0)
+		log_warn("listening WITHOUT AUTHENTICATION url=%s "
+		         "owner_uid=%" PRIu32
+		         ": every caller there is that uid and sees its jobs "
+		         "(tcp_unauthenticated = yes); remote users with their "
+		         "own identity use ssh:// URLs",
+		         url, n->cfg.tcp_owner_uid);
 	return 0;
 }
 
@@ -332,7 +424,83 @@ int
 net_listen_events(struct net *n, const char *url, int dir_mode, char *msg,
                   size_t msglen)
 {
-	return net_add_listener(n, n->pub, url, dir_mode, msg, msglen);
+	const char *slash;
+	int rc;
+
+	if (strncmp(url, "ipc://", 6) != 0) {
+		snprintf(msg, msglen,
+		         "events %s: not an ipc:// URL (subscribers' uids are "
+		         "checked)",
+		         url);
+		return NQ_EIO;
+	}
+	rc = net_add_listener(n, n->admin_ev.sock, url, dir_mode, msg, msglen);
+	if (rc != 0)
+		return rc;
+	snprintf(n->admin_ev.url, sizeof(n->admin_ev.url), "%s", url);
+	/* the users' sockets go beside it */
+	slash = strrchr(url + 6, '/');
+	if (slash != NULL && slash > url + 6 &&
+	    (size_t) (slash - url) < sizeof(n->user_dir)) {
+		memcpy(n->user_dir, url, (size_t) (slash - url));
+		n->user_dir[slash - url] = '\0';
+		n->user_dir_mode = dir_mode;
+	}
+	return 0;
+}
+
+int
+net_user_events(struct net *n, uint32_t uid, char *url, size_t urllen)
+{
+	struct net_events *e;
+	char msg[512];
+	int rv, w;
+
+	url[0] = '\0';
+	for (int i = 0; i < n->nuser; i++) {
+		if (n->user_ev[i]->uid == uid) {
+			snprintf(url, urllen, "%s", n->user_ev[i]->url);
+			return 0;
+		}
+	}
+	if (n->user_dir[0] == '\0')
+		return NQ_ENOTSUP;
+	if (n->nuser >= NET_USER_EVENTS_MAX) {
+		log_warn("no events socket for uid=%" PRIu32
+		         " reason=limit max=%d",
+		         uid, NET_USER_EVENTS_MAX);
+		return NQ_ENOMEM;
+	}
+	if ((e = calloc(1, sizeof(*e))) == NULL)
+		return NQ_ENOMEM;
+	w = snprintf(e->url, sizeof(e->url), "%s/events-%" PRIu32 ".sock",
+	             n->user_dir, uid);
+	if (w < 0 || (size_t) w >= sizeof(e->url) || (size_t) w >= urllen) {
+		free(e);
+		return NQ_EIO;
+	}
+	if ((rv = net_events_open(n, e, 0, uid)) != 0) {
+		log_err("cannot open events socket uid=%" PRIu32
+		        " error=\"%s\"",
+		        uid, nng_strerror(rv));
+		goto fail;
+	}
+	if (net_add_listener(n, e->sock, e->url, n->user_dir_mode, msg,
+	                     sizeof(msg)) != 0) {
+		log_err("cannot open events socket uid=%" PRIu32
+		        " error=\"%s\"",
+		        uid, msg);
+		goto fail;
+	}
+	n->user_ev[n->nuser++] = e;
+	log_info("events socket url=%s uid=%" PRIu32, e->url, uid);
+	snprintf(url, urllen, "%s", e->url);
+	return 0;
+fail:
+	if (e->open)
+		nng_close(e->sock);
+	free(e);
+	return NQ_EIO;
 }
 
 int
@@ -345,22 +513,38 @@ net_start(struct net *n, char *msg, size_t msglen)
 	return 0;
 }
 
+static void
+net_publish_on(struct net_events *e, const char *topic, size_t tl,
+               const void *body, size_t len)
+{
+	nng_msg *m;
+
+	if (!e->open || nng_msg_alloc(&m, 0) != 0)
+		return;
+	if (nng_msg_append(m, topic, tl) != 0 ||
+	    nng_msg_append(m, body, len) != 0 ||
+	    nng_sendmsg(e->sock, m, NNG_FLAG_NONBLOCK) != 0)
+		nng_msg_free(m);
+}
+
 void
-net_publish(struct net *n, int64_t id, const void *body, size_t len)
+net_publish(struct net *n, uint32_t owner, int64_t id, const void *body,
+            size_t len)
 {
 	char topic[48];
-	nng_msg *m;
 	int tl;
 
-	if (n == NULL || !n->pub_open)
+	if (n == NULL)
 		return;
 	tl = snprintf(topic, sizeof(topic), "job.%" PRId64 ".", id);
-	if (nng_msg_alloc(&m, 0) != 0)
-		return;
-	if (nng_msg_append(m, topic, (size_t) tl) != 0 ||
-	    nng_msg_append(m, body, len) != 0 ||
-	    nng_sendmsg(n->pub, m, NNG_FLAG_NONBLOCK) != 0)
-		nng_msg_free(m);
+	net_publish_on(&n->admin_ev, topic, (size_t) tl, body, len);
+	for (int i = 0; i < n->nuser; i++) {
+		if (n->user_ev[i]->uid == owner) {
+			net_publish_on(n->user_ev[i], topic, (size_t) tl, body,
+			               len);
+			break;
+		}
+	}
 }
 
 static void
@@ -378,8 +562,15 @@ net_close(struct net *n)
 	 * nng_aio_free then waits for each callback to finish */
 	if (n->rep_open)
 		nng_close(n->rep);
-	if (n->pub_open)
-		nng_close(n->pub);
+	if (n->admin_ev.open)
+		nng_close(n->admin_ev.sock);
+	/* nng_close returns once the socket's pipes (and their callbacks)
+	 * are gone */
+	for (int i = 0; i < n->nuser; i++) {
+		nng_close(n->user_ev[i]->sock);
+		free(n->user_ev[i]);
+	}
+	n->nuser = 0;
 	for (int i = 0; n->slots != NULL && i < n->nslots; i++) {
 		struct net_req *s = &n->slots[i];
 		if (s->aio != NULL) {

@@ -1,7 +1,12 @@
 /*
  * net.h — the daemon's sockets: one NNG REP socket (several listeners, N
- * contexts: NNG's "async server" pattern) for requests, one PUB socket for
- * job events.
+ * contexts: NNG's "async server" pattern) for requests, and PUB sockets for
+ * job events: the configured one, for administrators, with every job's
+ * events, and one per user (made at their first hello, at most
+ * NET_USER_EVENTS_MAX) with only that user's. NNG PUB cannot filter per
+ * subscriber, so each socket checks who connects instead: a pipe whose
+ * peer uid (ipc only) is not allowed is closed before it is added
+ * (NNG_PIPE_EV_ADD_PRE), on NNG's thread, with access.h.
  *
  * Threads: NNG completes receives on its own threads; those callbacks only
  * queue the message and uv_async_send(). The handler runs on the libuv loop
@@ -52,26 +57,45 @@ void net_req_release_body(struct net_req *req);
  * without a reply (it never buffers more than this). */
 #define NET_OVERSIZE_SLACK (64ull << 20)
 
+struct access;
+
+/* Per-user events sockets at most; later users get none (hello says ""). */
+#define NET_USER_EVENTS_MAX 1024
+
 struct net_config {
 	int contexts;
 	size_t max_message_bytes; /* the handler enforces it (ETOOBIG) */
 	int socket_mode;          /* ipc socket file permissions */
 	uint32_t tcp_owner_uid;
+	struct access *access; /* who is an administrator (outlives net) */
 };
 
 /* Opens both sockets (nothing listens yet). 0 or NQ_EIO with msg. */
 int net_open(struct net **n, uv_loop_t *loop, const struct net_config *cfg,
              net_handler h, void *arg, char *msg, size_t msglen);
-/* Add a request listener / the events listener. For ipc:// URLs the socket's
- * directory is created (dir_mode) when missing. 0 or NQ_EIO with msg. */
+/* Add a request listener / the administrators' events listener (ipc://
+ * only: its directory also takes the per-user sockets). For ipc:// URLs
+ * the socket's directory is created (dir_mode) when missing; a listener
+ * on any other transport is logged as unauthenticated (a warning). 0 or
+ * NQ_EIO with msg. */
 int net_listen(struct net *n, const char *url, int dir_mode, char *msg,
                size_t msglen);
 int net_listen_events(struct net *n, const char *url, int dir_mode, char *msg,
                       size_t msglen);
 /* Start receiving on every context. */
 int net_start(struct net *n, char *msg, size_t msglen);
-/* Publish "job.<id>." + body on the events socket (never blocks). */
-void net_publish(struct net *n, int64_t id, const void *body, size_t len);
+/* Publish "job.<id>." + body on the administrators' events socket and on
+ * the owner's, if it has one (never blocks). */
+void net_publish(struct net *n, uint32_t owner, int64_t id, const void *body,
+                 size_t len);
+/* The URL of uid's own events socket into url, made (listening) when it
+ * is not there yet: <events dir>/events-<uid>.sock. Only uid and root may
+ * subscribe to it. 0; NQ_ENOTSUP (no events dir), NQ_ENOMEM (already
+ * NET_USER_EVENTS_MAX sockets) or NQ_EIO with url "". Loop thread. */
+int net_user_events(struct net *n, uint32_t uid, char *url, size_t urllen);
+/* 1 when the request came over a transport that carries no identity (tcp):
+ * its uid is the configured tcp_owner_uid. */
+int net_req_anonymous(const struct net_req *req);
 /* Close the sockets, wait for NNG callbacks to finish, free everything;
  * requests not yet answered are freed without a reply (their net_req and
  * body are gone: the handler must not answer them after this). Must be

@@ -2,6 +2,7 @@
  * requests about one job, or the list of them. */
 #include "ops.h"
 
+#include "access.h"
 #include "config.h"
 #include "daemon.h"
 #include "events.h"
@@ -98,9 +99,10 @@ need_id(struct req *r, int64_t *id)
 	return 0;
 }
 
-/* Loads the job; with own=1 only its owner or root may go on. */
+/* Loads the job for its owner or an administrator (access.h); anyone
+ * else gets EPERM with nothing about the job but its id. */
 static int
-load_job(struct req *r, int64_t id, int own, struct job_row *row)
+load_job(struct req *r, int64_t id, struct job_row *row)
 {
 	int rc = store_get_job(r->d->store, id, row);
 
@@ -108,11 +110,13 @@ load_job(struct req *r, int64_t id, int own, struct job_row *row)
 		return req_fail(r, rc, "no job %" PRId64, id);
 	if (rc != 0)
 		return req_fail(r, rc, "store: %s", store_errmsg(r->d->store));
-	if (own && r->uid != 0 && row->owner != r->uid)
+	if (!access_may_see(r->d->access, r->uid, row->owner)) {
+		memset(row, 0, sizeof(*row));
 		return req_fail(r, NQ_EPERM,
-		                "job %" PRId64 " belongs to uid %" PRIu32
-		                "; only its owner or root may do this",
-		                id, row->owner);
+		                "job %" PRId64 " is not yours; only its owner "
+		                "or an administrator may see or change it",
+		                id);
+	}
 	return 0;
 }
 
@@ -126,9 +130,7 @@ ops_status(struct req *r)
 
 	if ((rc = need_id(r, &id)) != 0)
 		return rc;
-	/* status is read-only and list --all-users shows every job anyway:
-	 * anyone may look at any job */
-	if ((rc = load_job(r, id, 0, &row)) != 0)
+	if ((rc = load_job(r, id, &row)) != 0)
 		return rc;
 	if ((rc = job_map(&row, &m)) != 0)
 		return rc;
@@ -164,13 +166,33 @@ list_cb(void *arg, const struct job_row *row)
 	return 0;
 }
 
+/* list all_users, not an administrator: others: {queued, running}. */
+static int
+list_others(struct req *r)
+{
+	struct nq_map *m = nq_map_new();
+	int64_t queued, running;
+	int rc = store_count_others(r->d->store, r->uid, &queued, &running);
+
+	if (m == NULL || rc != 0) {
+		nq_map_free(m);
+		return m == NULL ? NQ_ENOMEM : rc;
+	}
+	if ((rc = nq_map_set_int(m, "queued", queued)) ||
+	    (rc = nq_map_set_int(m, "running", running))) {
+		nq_map_free(m);
+		return rc;
+	}
+	return set_map(r->out, "others", m);
+}
+
 int
 ops_list(struct req *r)
 {
 	struct store_filter f = {.state = -1};
 	struct list_acc acc = {.list = {.kind = NQ_LIST}};
 	const char *state = NULL;
-	int all = 0, rc;
+	int all = 0, admin, rc;
 	int64_t limit = OPS_LIST_DEFAULT;
 	enum job_state st;
 
@@ -196,7 +218,10 @@ ops_list(struct req *r)
 		return req_fail(r, NQ_EBADPARAM,
 		                "limit: %" PRId64 " is negative (0 = all)",
 		                limit);
-	f.any_owner = all;
+	/* everyone's jobs for administrators; for the others their own and
+	 * how many other jobs wait and run */
+	admin = all && access_is_admin(r->d->access, r->uid);
+	f.any_owner = admin;
 	f.owner = r->uid;
 	f.limit = limit;
 	rc = store_list(r->d->store, &f, list_cb, &acc);
@@ -204,7 +229,9 @@ ops_list(struct req *r)
 		rc = acc.rc;
 	if (rc == 0)
 		rc = nq_map_set(r->out, "jobs", &acc.list);
-	else if (rc == NQ_EIO)
+	if (rc == 0 && all && !admin)
+		rc = list_others(r);
+	if (rc == NQ_EIO)
 		req_fail(r, rc, "store: %s", store_errmsg(r->d->store));
 	nq_value_free(&acc.list);
 	return rc;
@@ -220,7 +247,7 @@ ops_cancel(struct req *r)
 
 	if ((rc = need_id(r, &id)) != 0)
 		return rc;
-	if ((rc = load_job(r, id, 1, &row)) != 0)
+	if ((rc = load_job(r, id, &row)) != 0)
 		return rc;
 	if (row.state == JOB_QUEUED) {
 		sched_dequeue(d->sched, id);
@@ -326,7 +353,7 @@ ops_result(struct req *r)
 	if (names != NULL && names->kind != NQ_LIST)
 		return req_fail(r, NQ_EBADPARAM,
 		                "names: expected a list of output names");
-	if ((rc = load_job(r, id, 1, &row)) != 0)
+	if ((rc = load_job(r, id, &row)) != 0)
 		return rc;
 	if (row.purged_us != 0)
 		return purged_fail(r, &row);
@@ -358,7 +385,7 @@ ops_logs(struct req *r)
 
 	if ((rc = need_id(r, &id)) != 0)
 		return rc;
-	if ((rc = load_job(r, id, 1, &row)) != 0)
+	if ((rc = load_job(r, id, &row)) != 0)
 		return rc;
 	if (row.purged_us != 0)
 		return purged_fail(r, &row);

@@ -9,6 +9,7 @@
 #include "job_type.h"
 #include "log.h"
 #include "nq_error.h"
+#include "quota.h"
 #include "request.h"
 #include "scheduler.h"
 #include "spool.h"
@@ -226,6 +227,7 @@ submit_done(struct req *r, int rc)
 	row.est_device_bytes = r->est.device_bytes;
 	row.est_flops = r->est.flops;
 	snprintf(row.idem, sizeof(row.idem), "%s", r->idem);
+	row.spool_bytes = r->len; /* quota.h: until the job ends */
 	rc = store_put_job(d->store, &row, &existing);
 	if (rc != 0) {
 		req_fail(r, rc, "store: %s", store_errmsg(d->store));
@@ -291,14 +293,47 @@ submit_checked(struct req *r, int rc)
 	return req_defer(r, submit_stage_work, submit_done);
 }
 
-/* submit: check (threadpool) → fits? (loop) → stage the files (threadpool)
- * → row, queue, reply (loop). */
+/* The caller's quotas (quota.h), administrators' too: QUEUED jobs, and
+ * spool bytes with this submit's message as what it adds. A resend of a
+ * submit that made its job (same idem) is never refused. Submits in
+ * flight are not counted: at most `contexts` more get through. */
+static int
+submit_quota(struct req *r)
+{
+	const struct config *c = r->d->cfg;
+	struct quota_limits l = {.max_queued = c->max_queued_jobs_per_user,
+	                         .max_bytes = c->max_spool_bytes_per_user};
+	struct store_usage u;
+	struct quota_use use;
+	const char *idem = NULL;
+	int64_t id;
+	int rc;
+
+	if (l.max_queued == 0 && l.max_bytes == 0)
+		return 0;
+	if (nq_get_str(r->m, "idem", &idem, r->msg, r->msglen) == 0 &&
+	    store_find_idem(r->d->store, r->uid, idem, &id) == 0)
+		return 0;
+	if ((rc = store_owner_usage(r->d->store, r->uid, &u)) != 0)
+		return req_fail(r, rc, "store: %s", store_errmsg(r->d->store));
+	use.queued = u.queued;
+	use.bytes = u.spool_bytes;
+	return quota_check(&l, &use, r->len, r->msg, r->msglen);
+}
+
+/* submit: quotas → check (threadpool) → fits? (loop) → stage the files
+ * (threadpool) → row, queue, reply (loop). */
 int
 ops_submit(struct req *r)
 {
+	int rc;
+
 	if (r->d->draining)
 		return req_fail(r, NQ_ESHUTDOWN,
 		                "the daemon is shutting down; submit again "
 		                "after it restarts");
+	if ((rc = submit_quota(r)) != 0)
+		return rc;
+	r->msg[0] = '\0';
 	return req_defer(r, submit_check_work, submit_checked);
 }

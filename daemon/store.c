@@ -55,6 +55,10 @@ static const char *const migrations[] = {
         "CREATE INDEX jobs_owner_state ON jobs(owner, state);",
         /* 1 -> 2: retention; the row stays (idempotency keys, history) */
         "ALTER TABLE jobs ADD COLUMN purged_us INTEGER NOT NULL DEFAULT 0;",
+        /* 2 -> 3: quotas; what the job's spool dir holds (rows from before
+         * count 0 until they end) */
+        "ALTER TABLE jobs ADD COLUMN spool_bytes INTEGER NOT NULL"
+        " DEFAULT 0;",
 };
 #define STORE_SCHEMA_VERSION \
 	((int) (sizeof(migrations) / sizeof(migrations[0])))
@@ -63,7 +67,7 @@ static const char *const migrations[] = {
 	"id, type, state, owner, priority, device_req, device, attempts,"  \
 	" progress, stage, submitted_us, started_us, finished_us,"         \
 	" est_host_bytes, est_device_bytes, est_flops, error_code, error," \
-	" idem, cancel_requested, purged_us"
+	" idem, cancel_requested, purged_us, spool_bytes"
 
 enum {
 	ST_BEGIN,
@@ -83,6 +87,9 @@ enum {
 	ST_RECOVER_CANCEL,
 	ST_EXPIRED,
 	ST_PURGED,
+	ST_SET_BYTES,
+	ST_USAGE,
+	ST_OTHERS,
 	/* store_list: base + (state filter ? 1 : 0) + (owner filter ? 2 : 0)
 	 * + (oldest first ? 4 : 0) */
 	ST_LIST,
@@ -97,9 +104,9 @@ static const char *const fixed_sql[ST_LIST] = {
                       " device_req, device, attempts, progress, stage,"
                       " submitted_us, started_us, finished_us, est_host_bytes,"
                       " est_device_bytes, est_flops, error_code, error, idem,"
-                      " cancel_requested) VALUES (?1, 0, ?2, ?3, ?4, ?5, ?6,"
-                      " ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,"
-                      " ?18)",
+                      " cancel_requested, spool_bytes) VALUES (?1, 0, ?2, ?3,"
+                      " ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,"
+                      " ?16, ?17, ?18, ?19)",
         [ST_FIND_IDEM] = "SELECT id FROM jobs WHERE owner = ?1 AND idem = ?2"
                          " AND idem != ''",
         [ST_GET] = "SELECT " COLS " FROM jobs WHERE id = ?1",
@@ -141,6 +148,16 @@ static const char *const fixed_sql[ST_LIST] = {
                        " LIMIT ?2",
         [ST_PURGED] = "UPDATE jobs SET purged_us = ?2"
                       " WHERE id = ?1 AND state IN (2, 3, 4)",
+        [ST_SET_BYTES] = "UPDATE jobs SET spool_bytes = ?2 WHERE id = ?1",
+        /* purged jobs hold nothing in the spool */
+        [ST_USAGE] = "SELECT coalesce(sum(state = 0), 0),"
+                     " coalesce(sum(state = 1), 0),"
+                     " coalesce(sum(CASE WHEN purged_us = 0"
+                     " THEN spool_bytes ELSE 0 END), 0)"
+                     " FROM jobs WHERE owner = ?1",
+        [ST_OTHERS] = "SELECT coalesce(sum(state = 0), 0),"
+                      " coalesce(sum(state = 1), 0)"
+                      " FROM jobs WHERE state IN (0, 1) AND owner != ?1",
 };
 
 struct store {
@@ -339,6 +356,7 @@ read_row(sqlite3_stmt *q, struct job_row *r)
 	col_str(q, 18, r->idem, sizeof(r->idem));
 	r->cancel_requested = sqlite3_column_int(q, 19);
 	r->purged_us = sqlite3_column_int64(q, 20);
+	r->spool_bytes = (uint64_t) sqlite3_column_int64(q, 21);
 }
 
 static int
@@ -578,6 +596,7 @@ store_put_job(struct store *s, struct job_row *row, int *existing)
 	bind_str(q, 16, row->error, sizeof(row->error));
 	bind_str(q, 17, row->idem, sizeof(row->idem));
 	sqlite3_bind_int(q, 18, row->cancel_requested);
+	sqlite3_bind_int64(q, 19, (int64_t) row->spool_bytes);
 	if ((err = exec_stmt(s, q, "put")))
 		goto fail;
 	row->id = sqlite3_last_insert_rowid(s->db);
@@ -854,4 +873,87 @@ store_mark_purged(struct store *s, int64_t id)
 	sqlite3_bind_int64(q, 1, id);
 	sqlite3_bind_int64(q, 2, nq_wall_us());
 	return update_one(s, q, id, "purged");
+}
+
+int
+store_find_idem(struct store *s, uint32_t owner, const char *idem, int64_t *id)
+{
+	struct job_row r;
+	sqlite3_stmt *q;
+	int rc;
+
+	if (idem == NULL || idem[0] == '\0')
+		return NQ_ENOJOB;
+	if ((q = stmt(s, ST_FIND_IDEM)) == NULL)
+		return NQ_EIO;
+	sqlite3_bind_int64(q, 1, owner);
+	bind_str(q, 2, idem, sizeof(r.idem));
+	rc = sqlite3_step(q);
+	if (rc == SQLITE_ROW)
+		*id = sqlite3_column_int64(q, 0);
+	sqlite3_reset(q);
+	if (rc == SQLITE_ROW)
+		return 0;
+	if (rc == SQLITE_DONE)
+		return NQ_ENOJOB;
+	return fail_sql(s, rc, "find idem");
+}
+
+int
+store_set_spool_bytes(struct store *s, int64_t id, uint64_t bytes)
+{
+	sqlite3_stmt *q = stmt(s, ST_SET_BYTES);
+
+	if (q == NULL)
+		return NQ_EIO;
+	sqlite3_bind_int64(q, 1, id);
+	sqlite3_bind_int64(q, 2,
+	                   bytes > INT64_MAX ? INT64_MAX : (int64_t) bytes);
+	return update_one(s, q, id, "spool bytes");
+}
+
+/* One row of two or three integer sums. */
+static int
+sums(struct store *s, int k, uint32_t owner, int64_t *out, int n)
+{
+	sqlite3_stmt *q = stmt(s, k);
+	int rc;
+
+	if (q == NULL)
+		return NQ_EIO;
+	sqlite3_bind_int64(q, 1, owner);
+	rc = sqlite3_step(q);
+	for (int i = 0; i < n; i++)
+		out[i] = rc == SQLITE_ROW ? sqlite3_column_int64(q, i) : 0;
+	sqlite3_reset(q);
+	if (rc != SQLITE_ROW)
+		return fail_sql(s, rc, "usage");
+	return 0;
+}
+
+int
+store_owner_usage(struct store *s, uint32_t owner, struct store_usage *u)
+{
+	int64_t v[3];
+	int err = sums(s, ST_USAGE, owner, v, 3);
+
+	memset(u, 0, sizeof(*u));
+	if (err != 0)
+		return err;
+	u->queued = v[0];
+	u->running = v[1];
+	u->spool_bytes = v[2] > 0 ? (uint64_t) v[2] : 0;
+	return 0;
+}
+
+int
+store_count_others(struct store *s, uint32_t owner, int64_t *queued,
+                   int64_t *running)
+{
+	int64_t v[2];
+	int err = sums(s, ST_OTHERS, owner, v, 2);
+
+	*queued = err == 0 ? v[0] : 0;
+	*running = err == 0 ? v[1] : 0;
+	return err;
 }

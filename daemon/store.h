@@ -43,6 +43,9 @@ struct job_row {
 	char idem[128]; /* idempotency key, "" = none */
 	int cancel_requested;
 	int64_t purged_us; /* retention removed its spool dir; 0 = not */
+	/* what its spool dir holds (quota.h): the submit's size, then the
+	 * dir's once the job ended */
+	uint64_t spool_bytes;
 };
 
 struct store;
@@ -102,5 +105,24 @@ int store_list_expired(struct store *s, int64_t before_us, int64_t limit,
 /* Records that a final job's spool dir was removed (purged_us = now). 0,
  * NQ_ENOJOB, or NQ_ESTATE when the job is not final. */
 int store_mark_purged(struct store *s, int64_t id);
+
+/* The job an earlier submit of owner with this idempotency key made: 0 with
+ * *id, NQ_ENOJOB (none, or idem empty), NQ_EIO. */
+int store_find_idem(struct store *s, uint32_t owner, const char *idem,
+                    int64_t *id);
+/* Records what the job's spool dir holds (quota.h). 0, NQ_ENOJOB, NQ_EIO. */
+int store_set_spool_bytes(struct store *s, int64_t id, uint64_t bytes);
+
+/* A user's jobs, for quotas and hello: QUEUED and RUNNING counts, and the
+ * spool bytes of those not purged (sums in SQL over the owner's rows). */
+struct store_usage {
+	int64_t queued, running;
+	uint64_t spool_bytes;
+};
+int store_owner_usage(struct store *s, uint32_t owner, struct store_usage *u);
+/* QUEUED and RUNNING jobs of every owner but this one (list all_users for
+ * a user who is not an administrator). */
+int store_count_others(struct store *s, uint32_t owner, int64_t *queued,
+                       int64_t *running);
 
 #endif

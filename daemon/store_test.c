@@ -184,7 +184,7 @@ test_open_sets_wal_and_schema(void **state)
 	        sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &q, NULL),
 	        SQLITE_OK);
 	assert_int_equal(sqlite3_step(q), SQLITE_ROW);
-	assert_int_equal(sqlite3_column_int(q, 0), 2);
+	assert_int_equal(sqlite3_column_int(q, 0), 3);
 	sqlite3_finalize(q);
 	/* the idempotency index is unique and partial */
 	assert_int_equal(sqlite3_prepare_v2(db,
@@ -257,6 +257,7 @@ test_roundtrip_every_field(void **state)
 	snprintf(in.error, sizeof(in.error), "x'); DROP TABLE jobs; --");
 	snprintf(in.idem, sizeof(in.idem), "key-\"quoted\"-ü");
 	in.cancel_requested = 1;
+	in.spool_bytes = 5ull << 40;
 
 	assert_int_equal(store_put_job(f->s, &in, &existing), 0);
 	after = nq_wall_us();
@@ -286,6 +287,7 @@ test_roundtrip_every_field(void **state)
 	assert_string_equal(out.error, "x'); DROP TABLE jobs; --");
 	assert_string_equal(out.idem, "key-\"quoted\"-ü");
 	assert_int_equal(out.cancel_requested, 1);
+	assert_true(out.spool_bytes == 5ull << 40);
 	/* the quoted text was data, not SQL */
 	assert_int_equal(count_rows(f->s, -1), 1);
 }
@@ -739,9 +741,13 @@ test_migrate_v1(void **state)
 	assert_int_equal(r.state, JOB_DONE);
 	assert_int_equal(r.owner, 7);
 	assert_true(r.purged_us == 0);
+	/* ... and spool_bytes (v3): 0 for the old rows, then settable */
+	assert_true(r.spool_bytes == 0);
+	assert_int_equal(store_set_spool_bytes(st, 1, 4096), 0);
 	assert_int_equal(store_mark_purged(st, 1), 0);
 	assert_int_equal(store_get_job(st, 1, &r), 0);
 	assert_true(r.purged_us > 0);
+	assert_true(r.spool_bytes == 4096);
 	store_close(st);
 	static const char *const sfx[] = {"", "-wal", "-shm"};
 	for (size_t i = 0; i < 3; i++) {
@@ -749,6 +755,80 @@ test_migrate_v1(void **state)
 		snprintf(p, sizeof(p), "%s%s", path, sfx[i]);
 		unlink(p);
 	}
+}
+
+/* Quotas: a user's QUEUED/RUNNING counts and spool bytes are sums over
+ * their rows (purged jobs hold nothing); others' counts for list; idem. */
+static void
+test_owner_usage(void **state)
+{
+	struct fx *f = *state;
+	struct store_usage u;
+	struct job_row r;
+	int64_t q1, q2, run, done, purged, other, id = 0, oq, orun;
+	int existing;
+
+	assert_int_equal(store_owner_usage(f->s, 7, &u), 0);
+	assert_true(u.queued == 0 && u.running == 0 && u.spool_bytes == 0);
+	q1 = put(f->s, 7, 0);
+	q2 = put(f->s, 7, 0);
+	run = put(f->s, 7, 0);
+	done = put(f->s, 7, 0);
+	purged = put(f->s, 7, 0);
+	other = put(f->s, 8, 0);
+	put(f->s, 9, 0);
+	assert_int_equal(store_mark_running(f->s, run, "cpu"), 0);
+	assert_int_equal(store_mark_running(f->s, done, "cpu"), 0);
+	assert_int_equal(store_mark_final(f->s, done, JOB_DONE, 0, ""), 0);
+	assert_int_equal(store_mark_final(f->s, purged, JOB_CANCELED,
+	                                  NQ_ECANCELED, "canceled"),
+	                 0);
+	assert_int_equal(store_mark_running(f->s, other, "cpu"), 0);
+	assert_int_equal(store_set_spool_bytes(f->s, q1, 1000), 0);
+	assert_int_equal(store_set_spool_bytes(f->s, q2, 2000), 0);
+	assert_int_equal(store_set_spool_bytes(f->s, run, 4000), 0);
+	/* a finished job's outputs replace its submit-time figure */
+	assert_int_equal(store_set_spool_bytes(f->s, done, 8000), 0);
+	assert_int_equal(store_set_spool_bytes(f->s, done, 3ull << 40), 0);
+	assert_int_equal(store_set_spool_bytes(f->s, purged, 16000), 0);
+	assert_int_equal(store_set_spool_bytes(f->s, other, 1ull << 50), 0);
+	assert_int_equal(store_set_spool_bytes(f->s, 9999, 1), NQ_ENOJOB);
+
+	assert_int_equal(store_owner_usage(f->s, 7, &u), 0);
+	assert_true(u.queued == 2);
+	assert_true(u.running == 1);
+	assert_true(u.spool_bytes == 1000 + 2000 + 4000 + (3ull << 40) + 16000);
+	assert_int_equal(store_mark_purged(f->s, purged), 0);
+	assert_int_equal(store_owner_usage(f->s, 7, &u), 0);
+	assert_true(u.spool_bytes == 1000 + 2000 + 4000 + (3ull << 40));
+	assert_int_equal(store_get_job(f->s, purged, &r), 0);
+	assert_true(r.spool_bytes == 16000); /* kept, not counted */
+
+	/* the others of 7: 8's RUNNING, 9's QUEUED; final ones not */
+	assert_int_equal(store_count_others(f->s, 7, &oq, &orun), 0);
+	assert_true(oq == 1 && orun == 1);
+	assert_int_equal(store_count_others(f->s, 8, &oq, &orun), 0);
+	assert_true(oq == 3 && orun == 1);
+
+	/* idem lookup, per owner */
+	basic_row(&r, 7, "k1");
+	assert_int_equal(store_put_job(f->s, &r, &existing), 0);
+	assert_int_equal(store_find_idem(f->s, 7, "k1", &id), 0);
+	assert_true(id == r.id);
+	assert_int_equal(store_find_idem(f->s, 8, "k1", &id), NQ_ENOJOB);
+	assert_int_equal(store_find_idem(f->s, 7, "k2", &id), NQ_ENOJOB);
+	assert_int_equal(store_find_idem(f->s, 7, "", &id), NQ_ENOJOB);
+	/* the usage survives a reopen (it is in the rows) */
+	store_close(f->s);
+	f->s = NULL;
+	{
+		char msg[256];
+		assert_int_equal(store_open(&f->s, f->path, msg, sizeof(msg)),
+		                 0);
+	}
+	assert_int_equal(store_owner_usage(f->s, 7, &u), 0);
+	assert_true(u.queued == 3 && u.running == 1);
+	assert_true(u.spool_bytes == 1000 + 2000 + 4000 + (3ull << 40));
 }
 
 static void
@@ -1148,6 +1228,8 @@ main(void)
 	        cmocka_unit_test_setup_teardown(test_retention_selection, setup,
 	                                        teardown),
 	        cmocka_unit_test_setup_teardown(test_migrate_v1, setup,
+	                                        teardown),
+	        cmocka_unit_test_setup_teardown(test_owner_usage, setup,
 	                                        teardown),
 	        cmocka_unit_test_setup_teardown(test_list_filters, setup,
 	                                        teardown),

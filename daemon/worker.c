@@ -7,6 +7,7 @@
 #include "events.h"
 #include "log.h"
 #include "nq_error.h"
+#include "quota.h"
 #include "scheduler.h"
 #include "spool.h"
 #include "store.h"
@@ -151,6 +152,22 @@ worker_requeue(struct daemon *d, int64_t id, const char *why)
 	return sched_enqueue(d->sched, &sj);
 }
 
+/* A job that ended holds its inputs and outputs in the spool: what its
+ * owner's quota counts from now on (quota.h). */
+static void
+worker_count_bytes(struct daemon *d, int64_t id, const char *jd)
+{
+	uint64_t bytes = 0;
+
+	if (quota_dir_bytes(jd, &bytes) != 0)
+		log_warn("cannot measure the spool dir id=%" PRId64
+		         " counted=%" PRIu64,
+		         id, bytes);
+	if (store_set_spool_bytes(d->store, id, bytes) != 0)
+		log_err("store write failed id=%" PRId64 " error=\"%s\"", id,
+		        store_errmsg(d->store));
+}
+
 /* The worker exited and its last progress line was read. */
 static void
 worker_exit_cb(void *arg, int64_t status, int sig)
@@ -221,6 +238,7 @@ worker_exit_cb(void *arg, int64_t status, int sig)
 	if (store_mark_final(d->store, w->id, st, code, msg) != 0)
 		log_err("store write failed id=%" PRId64 " error=\"%s\"", w->id,
 		        store_errmsg(d->store));
+	worker_count_bytes(d, w->id, jd);
 	log_info("job finished id=%" PRId64 " state=%s device=%s "
 	         "exit=%" PRId64 " signal=%d error=%s message=\"%s\"",
 	         w->id, job_state_name(st), w->device, status, sig,

@@ -32,6 +32,7 @@
 	X(ETOOLARGE, 43, "job does not fit on any device")                   \
 	X(EIO, 44, "I/O error")                                               \
 	X(ENOTSUP, 45, "not supported by this build")                         \
+	X(EQUOTA, 46, "user quota exceeded")                                  \
 	X(EINTERNAL, 60, "internal error")                                    \
 	X(ESHUTDOWN, 61, "daemon is shutting down")                           \
 	X(ETIMEDOUT, 62, "timed out")

@@ -185,9 +185,9 @@ roundtrip(const struct nq_value *v)
 static void
 test_errors(void **state)
 {
-	static const int codes[] = {0,  1,  2,  3,  4,  5,  6,  7,
-	                            8,  9,  20, 21, 22, 23, 24, 40,
-	                            41, 42, 43, 44, 45, 60, 61, 62};
+	static const int codes[] = {0,  1,  2,  3,  4,  5,  6,  7,  8,
+	                            9,  20, 21, 22, 23, 24, 40, 41, 42,
+	                            43, 44, 45, 46, 60, 61, 62};
 
 	assert_string_equal(nq_errname(NQ_EBADPARAM), "EBADPARAM");
 	assert_string_equal(nq_errname(NQ_OK), "OK");

@@ -685,7 +685,7 @@ cmd_list(struct cli *c, int argc, char **argv)
 	long long limit = -1;
 	int all = 0, rv, m;
 	struct nq_value rep;
-	const struct nq_value *jobs;
+	const struct nq_value *jobs, *others;
 
 	if (!req)
 		return CLI_EREACH;
@@ -745,6 +745,16 @@ cmd_list(struct cli *c, int argc, char **argv)
 			       cli_map_str(j->u.map, "stage", ""));
 		}
 	}
+	/* --all-users for a user who is not an administrator: the others'
+	 * jobs as counts (stderr with --json, which prints the list) */
+	others = nq_map_get(rep.u.map, "others");
+	if (others && others->kind == NQ_MAP)
+		fprintf(c->json ? stderr : stdout,
+		        "%sother users' jobs: %.0f queued, %.0f running "
+		        "(only administrators see them)\n",
+		        c->json ? "neuroq: " : "",
+		        cli_map_num(others->u.map, "queued", 0),
+		        cli_map_num(others->u.map, "running", 0));
 	nq_value_free(&rep);
 	return CLI_OK;
 usage:

@@ -13,7 +13,7 @@
 """
 
 from . import errors
-from .client import Client, Job, decode_value, default_url, encode_array
+from .client import Client, Job, JobList, decode_value, default_url, encode_array
 from .errors import (DaemonError, JobError, NeuroqError, RequestError,
                      ResourceError, Unreachable)
 from .gsn import perform_gsn
@@ -24,6 +24,6 @@ from . import si  # spikeinterface itself is imported only on use
 # C project's VERSION in the top CMakeLists.txt (tests/e2e/test_wheel.py checks)
 __version__ = "0.1.0"
 
-__all__ = ["Client", "Job", "perform_gsn", "errors", "NeuroqError", "RequestError",
+__all__ = ["Client", "Job", "JobList", "perform_gsn", "errors", "NeuroqError", "RequestError",
            "JobError", "ResourceError", "DaemonError", "Unreachable", "default_url",
            "spikesort", "si", "encode_array", "decode_value", "__version__"]

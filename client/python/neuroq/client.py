@@ -12,7 +12,7 @@ import threading
 import time
 import uuid
 from types import TracebackType
-from typing import Any, Dict, Iterable, Mapping, Union
+from typing import Any, Dict, Iterable, List, Mapping, Union
 
 import msgpack
 import numpy as np
@@ -197,14 +197,23 @@ class Client:
         return devs
 
     def jobs(self, state: str | None = None, all_users: bool = False,
-             limit: int | None = None) -> list[WireMap]:
-        """Job maps, newest first as the daemon orders them."""
+             limit: int | None = None) -> JobList:
+        """Job maps, newest first as the daemon orders them (a list).
+
+        With ``all_users`` an administrator gets everyone's jobs; anyone else
+        gets their own, and the list's ``others`` attribute holds the counts
+        of the other users' jobs, ``{"queued": n, "running": m}`` (None when
+        the daemon sent none).
+        """
         f: WireMap = {"all_users": bool(all_users)}
         if state is not None:
             f["state"] = state
         if limit is not None:
             f["limit"] = int(limit)
-        jobs: list[WireMap] = self.call("list", **f)["jobs"]
+        rep = self.call("list", **f)
+        jobs = JobList(rep["jobs"])
+        others = rep.get("others")
+        jobs.others = dict(others) if isinstance(others, dict) else None
         return jobs
 
     def job(self, job_id: JobId) -> Job:
@@ -263,6 +272,14 @@ class Client:
         if self._ssh is not None:
             return self._ssh.events_url(ev)  # forwarded, or None
         return ev if isinstance(ev, str) and ev else None
+
+
+class JobList(List[WireMap]):
+    """:meth:`Client.jobs`'s list of job maps, with ``others``: the counts of
+    other users' jobs (``{"queued": n, "running": m}``) the daemon gives a
+    user who asked for all users' jobs but is not an administrator."""
+
+    others: WireMap | None = None
 
 
 class Job:

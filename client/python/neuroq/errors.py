@@ -226,6 +226,12 @@ class NotSupported(ResourceError):
     code, name, text = 45, "ENOTSUP", "not supported by this build"
 
 
+class QuotaExceeded(ResourceError):
+    """EQUOTA (46): user quota exceeded."""
+
+    code, name, text = 46, "EQUOTA", "user quota exceeded"
+
+
 class Internal(DaemonError):
     """EINTERNAL (60): internal error."""
 
@@ -249,6 +255,7 @@ CLASSES: tuple[type[NeuroqError], ...] = (
     Proto, TooBig, Version, BadOp, BadType, BadParam, BadArray, BadData, BadDevice,
     NoJob, PermissionDenied, BadState, Canceled, Failed,
     OutOfMemory, NoDevice, DeviceFault, TooLarge, IOFailure, NotSupported,
+    QuotaExceeded,
     Internal, ShuttingDown, TimedOut,
 )
 
