@@ -110,7 +110,10 @@ def test_small_jobs_share_a_device(daemon_factory):
     first_end = min(final[i]["finished"] for i in ids[:3])
     assert final[ids[3]]["started"] >= first_end - 1e-3
     assert_same_result(c.result(ids[3]), run_worker(datas[3]))
-    assert "fake device: a test device" in c.logs(ids[0])
+    log = c.logs(ids[0])
+    assert "fake device: a test device" in log
+    # the worker is granted the job's device estimate (what a job type may size itself to)
+    assert f"device=fake:0 grant={e} " in log
     assert device(c, "fake:0")["mem_reserved"] == 0
     c.close()
 
