@@ -180,8 +180,8 @@ devices_check_list(const char *list, const struct device_info *all, size_t n,
 /* The list's fake devices "fake:N:SIZE" into all[*n..]: GPU N of SIZE
  * bytes, run by the cpu backend. 0 or NQ_EBADDEVICE with msg. */
 static int
-devices_fakes(const char *list, struct device_info *all, size_t *n,
-              char *msg, size_t msglen)
+devices_fakes(const char *list, struct device_info *all, size_t *n, char *msg,
+              size_t msglen)
 {
 	char buf[256];
 	char *save = NULL;
@@ -207,7 +207,8 @@ devices_fakes(const char *list, struct device_info *all, size_t *n,
 			return NQ_EBADDEVICE;
 		}
 		for (size_t i = 0; i < *n; i++) {
-			if (all[i].kind == SCHED_CUDA && all[i].index == dn.index) {
+			if (all[i].kind == SCHED_CUDA &&
+			    all[i].index == dn.index) {
 				snprintf(msg, msglen,
 				         "devices: %s and %s are both GPU %d",
 				         all[i].name, name, dn.index);

@@ -113,9 +113,9 @@ test_fake_spec(void **state)
 	        {"fake:2:x", "fake:2", "x", 2}, /* size checked by caller */
 	};
 	static const char *const bad[] = {
-	        "fake:0",   "fake:0:",  "fake::8G",   "fake:01:8G", "fake:32:8G",
-	        "fake:-1:8G", "cuda:0:8G", "FAKE:0:8G", "fake:a:8G", "",
-	        " fake:0:8G", "fake:0x:8G",
+	        "fake:0",     "fake:0:",    "fake::8G",   "fake:01:8G",
+	        "fake:32:8G", "fake:-1:8G", "cuda:0:8G",  "FAKE:0:8G",
+	        "fake:a:8G",  "",           " fake:0:8G", "fake:0x:8G",
 	};
 
 	(void) state;
@@ -152,9 +152,9 @@ test_fake_spec(void **state)
 		assert_int_equal(devname_parse_fake("fake:1:8G", &d, tiny,
 		                                    sizeof(tiny), &size),
 		                 NQ_EBADDEVICE);
-		assert_int_equal(devname_parse_fake(NULL, &d, tiny,
-		                                    sizeof(tiny), &size),
-		                 NQ_EBADDEVICE);
+		assert_int_equal(
+		        devname_parse_fake(NULL, &d, tiny, sizeof(tiny), &size),
+		        NQ_EBADDEVICE);
 	}
 }
 

@@ -488,9 +488,10 @@ cmd_run(int argc, char **argv)
 	}
 	kb_open = 1;
 	if (strncmp(device, "fake:", 5) == 0)
-		wlog(&p, "fake device: a test device, admitted as a GPU, run "
-		     "by the cpu backend device=%s backend=%s", device,
-		     kb.name);
+		wlog(&p,
+		     "fake device: a test device, admitted as a GPU, run "
+		     "by the cpu backend device=%s backend=%s",
+		     device, kb.name);
 	/* e.g. spikesort: 384 channels, 60 s on the shared 2-core dev box
 	 * went from 69 to 58 s CPU, 206 to 133 s wall with one BLAS thread */
 	if (jt->cpu_blas_threads > 0 && strcmp(device, "cpu") == 0 &&
