@@ -132,6 +132,8 @@ devices_wanted(const char *list, const struct device_info *d)
 	snprintf(buf, sizeof(buf), "%s", list);
 	for (char *t = strtok_r(buf, ", \t", &save); t != NULL;
 	     t = strtok_r(NULL, ", \t", &save)) {
+		if (d->fake)
+			return 1; /* made from the list itself */
 		if (strcmp(t, d->name) == 0)
 			return 1;
 		if (strcmp(t, "cuda") == 0 && d->kind == SCHED_CUDA)
@@ -151,6 +153,8 @@ devices_check_list(const char *list, const struct device_info *all, size_t n,
 	for (char *t = strtok_r(buf, ", \t", &save); t != NULL;
 	     t = strtok_r(NULL, ", \t", &save)) {
 		int found = 0;
+		if (strncmp(t, "fake:", 5) == 0)
+			continue; /* devices_fakes */
 		for (size_t i = 0; i < n; i++) {
 			if (strcmp(t, all[i].name) == 0 ||
 			    (strcmp(t, "cuda") == 0 &&
@@ -169,6 +173,61 @@ devices_check_list(const char *list, const struct device_info *all, size_t n,
 			snprintf(msg + strlen(msg), msglen - strlen(msg), ")");
 			return NQ_EBADDEVICE;
 		}
+	}
+	return 0;
+}
+
+/* The list's fake devices "fake:N:SIZE" into all[*n..]: GPU N of SIZE
+ * bytes, run by the cpu backend. 0 or NQ_EBADDEVICE with msg. */
+static int
+devices_fakes(const char *list, struct device_info *all, size_t *n, char *msg,
+              size_t msglen)
+{
+	char buf[256];
+	char *save = NULL;
+
+	snprintf(buf, sizeof(buf), "%s", list);
+	for (char *t = strtok_r(buf, ", \t", &save); t != NULL;
+	     t = strtok_r(NULL, ", \t", &save)) {
+		struct devname dn;
+		struct device_info *d;
+		const char *size = NULL;
+		char name[32];
+		uint64_t bytes = 0;
+
+		if (strncmp(t, "fake:", 5) != 0)
+			continue;
+		if (devname_parse_fake(t, &dn, name, sizeof(name), &size) !=
+		            NQ_OK ||
+		    config_parse_bytes(size, &bytes) != 0 || bytes == 0) {
+			snprintf(msg, msglen,
+			         "devices: '%.64s' is not a test device "
+			         "fake:N:SIZE (N < %d, SIZE like 8GiB)",
+			         t, DEVICES_MAX);
+			return NQ_EBADDEVICE;
+		}
+		for (size_t i = 0; i < *n; i++) {
+			if (all[i].kind == SCHED_CUDA &&
+			    all[i].index == dn.index) {
+				snprintf(msg, msglen,
+				         "devices: %s and %s are both GPU %d",
+				         all[i].name, name, dn.index);
+				return NQ_EBADDEVICE;
+			}
+		}
+		if (*n == DEVICES_MAX) {
+			snprintf(msg, msglen, "devices: more than %d",
+			         DEVICES_MAX);
+			return NQ_EBADDEVICE;
+		}
+		d = &all[(*n)++];
+		memset(d, 0, sizeof(*d));
+		snprintf(d->name, sizeof(d->name), "%s", name);
+		d->kind = SCHED_CUDA;
+		d->index = dn.index;
+		d->mem_total = d->mem_free = bytes;
+		d->probed_at = nq_wall_s();
+		d->fake = 1;
 	}
 	return 0;
 }
@@ -214,6 +273,17 @@ devices_discover(const struct config *cfg, struct sched *s,
 	rc = devices_check_list(cfg->devices, all, nall, msg, msglen);
 	if (rc != 0)
 		return rc;
+	/* a real GPU not asked for does not block its ordinal */
+	{
+		size_t k = 0;
+		for (size_t i = 0; i < nall; i++)
+			if (devices_wanted(cfg->devices, &all[i]))
+				all[k++] = all[i];
+		nall = k;
+	}
+	rc = devices_fakes(cfg->devices, all, &nall, msg, msglen);
+	if (rc != 0)
+		return rc;
 	*n = 0;
 	for (size_t i = 0; i < nall; i++) {
 		struct sched_device sd;
@@ -238,10 +308,16 @@ devices_discover(const struct config *cfg, struct sched *s,
 		}
 		out[(*n)++] = all[i];
 		log_info("device id=%s kind=%s mem_total=%" PRIu64
-		         " mem_free=%" PRIu64 " capacity=%" PRIu64 " slots=%d",
+		         " mem_free=%" PRIu64 " capacity=%" PRIu64
+		         " slots=%d%s",
 		         sd.name, sd.kind == SCHED_CPU ? "cpu" : "cuda",
 		         all[i].mem_total, all[i].mem_free, sd.capacity,
-		         sd.slots);
+		         sd.slots, all[i].fake ? " fake=1" : "");
+		if (all[i].fake)
+			log_warn("fake device: a test device, admitted as GPU "
+			         "%d with its memory, its jobs run on the cpu "
+			         "backend id=%s mem_total=%" PRIu64,
+			         sd.index, sd.name, all[i].mem_total);
 	}
 	if (*n == 0) {
 		snprintf(msg, msglen, "no devices selected");

@@ -28,7 +28,7 @@
 
 static const char usage[] =
         "usage: neuroqd [--listen URL]... [--events URL] [--state-dir DIR]\n"
-        "               [--config FILE] [--devices cpu,cuda:0,...] "
+        "               [--config FILE] [--devices cpu,cuda:0,fake:1:8GiB,...] "
         "[--foreground]\n"
         "       neuroqd --print-config [same options]\n"
         "       neuroqd --version\n"

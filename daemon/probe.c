@@ -113,7 +113,7 @@ probe_refresh(struct daemon *d)
 
 	for (size_t k = 0; k < d->ndevs; k++) {
 		if (d->devs[k].kind != SCHED_CPU) {
-			gpus = 1;
+			gpus |= !d->devs[k].fake; /* a fake has no probe */
 		} else if (avail > 0) {
 			d->devs[k].mem_free = avail;
 			d->devs[k].probed_at = nq_wall_s();

@@ -284,6 +284,7 @@ parse_req(const char *r, size_t cap, int *index)
 	case DEVNAME_CUDA:
 		return REQ_CUDA_ANY;
 	case DEVNAME_CUDA_N:
+	case DEVNAME_FAKE_N: /* a test device stands in for GPU N */
 		*index = dn.index;
 		return REQ_CUDA_N;
 	}

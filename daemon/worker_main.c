@@ -47,7 +47,7 @@ enum { EXIT_OK = 0, EXIT_FAILED = 1, EXIT_USAGE = 2, EXIT_CANCELED = 3 };
 
 static const char usage[] =
         "usage: neuroq-worker run --type TYPE --dir JOBDIR --device "
-        "cpu|cuda|cuda:N\n"
+        "cpu|cuda|cuda:N|fake:N\n"
         "                         [--grant BYTES] [--attempt K] [OWNER]\n"
         "       neuroq-worker check --type TYPE --dir STAGEDIR [OWNER]\n"
         "       neuroq-worker probe\n"
@@ -317,6 +317,8 @@ open_device(struct kern_backend *kb, const char *device)
 		return kern_cuda_open(kb, 0);
 	case DEVNAME_CUDA_N:
 		return kern_cuda_open(kb, dn.index);
+	case DEVNAME_FAKE_N: /* a test device: admitted as a GPU, runs here */
+		return kern_cpu_open(kb);
 	case DEVNAME_AUTO:
 		break;
 	}
@@ -485,6 +487,11 @@ cmd_run(int argc, char **argv)
 		goto out;
 	}
 	kb_open = 1;
+	if (strncmp(device, "fake:", 5) == 0)
+		wlog(&p,
+		     "fake device: a test device, admitted as a GPU, run "
+		     "by the cpu backend device=%s backend=%s",
+		     device, kb.name);
 	/* e.g. spikesort: 384 channels, 60 s on the shared 2-core dev box
 	 * went from 69 to 58 s CPU, 206 to 133 s wall with one BLAS thread */
 	if (jt->cpu_blas_threads > 0 && strcmp(device, "cpu") == 0 &&
