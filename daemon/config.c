@@ -54,6 +54,7 @@ const struct config_key config_keys[] = {
          CONFIG_STRINGIFY(SCHED_AUTO_CPU_MAX_FLOPS_DEFAULT)},
         {"retention_days", CONFIG_INT, F(retention_days), 0, 36500,
          "days 0..36500 (0 = keep forever)", "30"},
+        {"http_listen", CONFIG_STR, F(http_listen), 0, 0, NULL, NULL},
 };
 const size_t config_nkeys = sizeof(config_keys) / sizeof(config_keys[0]);
 

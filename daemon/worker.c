@@ -6,6 +6,7 @@
 #include "daemon.h"
 #include "events.h"
 #include "log.h"
+#include "metrics.h"
 #include "nq_error.h"
 #include "scheduler.h"
 #include "spool.h"
@@ -197,6 +198,7 @@ worker_exit_cb(void *arg, int64_t status, int sig)
 			         "attempt=%d action=requeue",
 			         w->id, sig, attempts);
 			if (worker_requeue(d, w->id, why) == 0) {
+				metrics_count_restart(d->metrics);
 				events_publish_id(d, w->id);
 				goto done;
 			}
