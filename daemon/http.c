@@ -22,7 +22,11 @@
 #include <nng/nng.h>
 #include <nng/supplemental/http/http.h>
 
-#define HTTP_FRESH_MS   1000 /* a snapshot this young is served as is */
+/* A snapshot this young is served as is; after a slow build (a big
+ * store) HTTP_BUILD_SHARE times its build time, so that building takes at
+ * most ~5 % of the loop however often the port is asked. */
+#define HTTP_FRESH_MS    1000
+#define HTTP_BUILD_SHARE 20
 #define HTTP_MAX_PARKED 64   /* requests waiting for the loop; more: 503 */
 
 enum http_doc { HTTP_METRICS, HTTP_QUEUE };
@@ -47,6 +51,7 @@ struct http {
 	struct metrics_snapshot snap;
 	int have;          /* snap holds a snapshot */
 	uint64_t built_ms; /* nq_mono_ms() when it was built */
+	uint64_t fresh_ms; /* served as is while younger than this */
 	int closing;
 	struct http_parked parked[HTTP_MAX_PARKED];
 	size_t nparked;
@@ -114,7 +119,7 @@ http_doc_cb(nng_aio *aio)
 		http_reply_text(aio, 503, "neuroqd is stopping\n");
 		return;
 	}
-	if (h->have && nq_mono_ms() - h->built_ms < HTTP_FRESH_MS) {
+	if (h->have && nq_mono_ms() - h->built_ms < h->fresh_ms) {
 		http_reply_snapshot(h, aio, rt->doc);
 		uv_mutex_unlock(&h->mu);
 		return;
@@ -167,7 +172,9 @@ http_on_wake(uv_async_t *a)
 {
 	struct http *h = a->data;
 	struct metrics_snapshot s, old = {0};
+	uint64_t t0 = nq_mono_ms();
 	int rc = metrics_build(h->d, &s);
+	uint64_t took = nq_mono_ms() - t0;
 
 	if (rc != 0)
 		log_warn("metrics snapshot failed error=%s", nq_errname(rc));
@@ -176,7 +183,10 @@ http_on_wake(uv_async_t *a)
 		old = h->snap;
 		h->snap = s;
 		h->have = 1;
-		h->built_ms = nq_mono_ms();
+		h->built_ms = t0 + took;
+		h->fresh_ms = took * HTTP_BUILD_SHARE > HTTP_FRESH_MS
+		                      ? took * HTTP_BUILD_SHARE
+		                      : HTTP_FRESH_MS;
 	}
 	for (size_t i = 0; i < h->nparked; i++) {
 		if (rc == 0)

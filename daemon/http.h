@@ -6,7 +6,8 @@
  * Threads: NNG calls the handlers on its own threads, and the daemon's
  * state belongs to the loop thread. So the handlers never touch the store,
  * the scheduler or the workers: they copy the latest snapshot (metrics.h)
- * under a mutex when it is younger than a second, else they park the
+ * under a mutex when it is younger than a second (20 times its build time
+ * when that is longer: a big store), else they park the
  * request and wake the loop (uv_async), which builds a fresh snapshot,
  * publishes it and answers the parked requests with copies of it.
  */

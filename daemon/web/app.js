@@ -20,7 +20,8 @@ function bytes(b) {
 
 function dur(s) {
   if (s === null || s === undefined || !isFinite(s)) return "–";
-  s = Math.max(0, Math.round(s));
+  if (s < 10) return Math.max(0, s).toFixed(1) + " s";
+  s = Math.round(s);
   if (s < 60) return s + " s";
   if (s < 3600) return Math.floor(s / 60) + " min " + (s % 60) + " s";
   const h = Math.floor(s / 3600);
@@ -86,9 +87,9 @@ function devices(d) {
     c.appendChild(el("div", "name", v.name + (v.kind === "cuda" ? " (GPU)" : " (CPU)")));
     const frac = v.capacity > 0 ? v.granted / v.capacity : 0;
     c.appendChild(bar(frac));
-    c.appendChild(el("div", "meta", bytes(v.granted) + " granted of " + bytes(v.capacity) +
-      (v.memory_total ? " (device " + bytes(v.memory_total) + ")" : "")));
-    c.appendChild(el("div", "meta", v.running + " of " + v.slots + " slots busy"));
+    c.appendChild(el("div", "meta", bytes(v.granted) + " granted of " + bytes(v.capacity)));
+    c.appendChild(el("div", "meta", v.running + " of " + v.slots + " slots busy" +
+      (v.memory_total ? " · " + bytes(v.memory_total) + " on the device" : "")));
     box.appendChild(c);
   }
 }
