@@ -32,7 +32,7 @@ struct config {
 	int system;                /* running as root: system paths */
 	double auto_cpu_max_flops; /* "auto" jobs above this wait for a GPU */
 	int retention_days;        /* finished jobs' spool dirs; 0 = forever */
-	char http_listen[256];     /* host:port of /metrics and the page; "" = off */
+	char http_listen[256];     /* monitoring host:port; "" = off */
 };
 
 /*

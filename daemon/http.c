@@ -27,7 +27,7 @@
  * most ~5 % of the loop however often the port is asked. */
 #define HTTP_FRESH_MS    1000
 #define HTTP_BUILD_SHARE 20
-#define HTTP_MAX_PARKED 64   /* requests waiting for the loop; more: 503 */
+#define HTTP_MAX_PARKED  64 /* requests waiting for the loop; more: 503 */
 
 enum http_doc { HTTP_METRICS, HTTP_QUEUE };
 
@@ -75,8 +75,8 @@ http_reply(nng_aio *aio, uint16_t status, const char *ctype, const void *body,
 	if (nng_http_res_set_status(res, status) != 0 ||
 	    nng_http_res_set_header(res, "Content-Type", ctype) != 0 ||
 	    nng_http_res_set_header(res, "Cache-Control", "no-store") != 0 ||
-	    nng_http_res_set_header(res, "X-Content-Type-Options",
-	                            "nosniff") != 0 ||
+	    nng_http_res_set_header(res, "X-Content-Type-Options", "nosniff") !=
+	            0 ||
 	    nng_http_res_copy_data(res, body, len) != 0) {
 		nng_http_res_free(res);
 		nng_aio_finish(aio, NNG_ENOMEM);
@@ -153,8 +153,8 @@ http_asset_cb(nng_aio *aio)
 	    nng_http_res_set_header(res, "Content-Security-Policy",
 	                            "default-src 'self'; "
 	                            "frame-ancestors 'none'") != 0 ||
-	    nng_http_res_set_header(res, "X-Content-Type-Options",
-	                            "nosniff") != 0 ||
+	    nng_http_res_set_header(res, "X-Content-Type-Options", "nosniff") !=
+	            0 ||
 	    nng_http_res_set_header(res, "Referrer-Policy", "no-referrer") !=
 	            0 ||
 	    nng_http_res_set_data(res, a->data, a->len) != 0) {

@@ -31,8 +31,8 @@
 
 /* the protocol's ops (server.c); anything else counts as "other" */
 static const char *const metrics_ops[] = {
-        "hello", "submit", "status",  "list",  "cancel",
-        "result", "devices", "logs", "other",
+        "hello",  "submit",  "status", "list",  "cancel",
+        "result", "devices", "logs",   "other",
 };
 #define METRICS_NOPS  (sizeof(metrics_ops) / sizeof(metrics_ops[0]))
 #define METRICS_CODES 65 /* codes 0..63; 64: any other */
@@ -94,9 +94,8 @@ metrics_count_restart(struct metrics *m)
 /* ---- the rows, gathered ------------------------------------------- */
 
 /* seconds; the same for queue wait and run time, minutes to a day */
-static const double bucket_le[] = {0.1,  0.5,  1,    5,     15,    60,   300,
-                                   900,  1800, 3600, 7200,  14400, 43200,
-                                   86400};
+static const double bucket_le[] = {0.1, 0.5,  1,    5,    15,    60,    300,
+                                   900, 1800, 3600, 7200, 14400, 43200, 86400};
 #define NBUCKETS (sizeof(bucket_le) / sizeof(bucket_le[0]))
 
 struct hist {
@@ -268,9 +267,9 @@ scan_row(void *arg, const struct job_row *row)
 	if (job_state_final(row->state)) {
 		if (row->started_us > 0 &&
 		    row->finished_us >= row->started_us) {
-			double run = (double) (row->finished_us -
-			                       row->started_us) /
-			             1e6;
+			double run =
+			        (double) (row->finished_us - row->started_us) /
+			        1e6;
 			hist_add(&t->run, run);
 			u->device_s += run;
 		}
@@ -320,8 +319,7 @@ struct mbuf {
 	int err;
 };
 
-static void
-mb_printf(struct mbuf *b, const char *fmt, ...)
+static void mb_printf(struct mbuf *b, const char *fmt, ...)
         __attribute__((format(printf, 2, 3)));
 
 static void
@@ -398,8 +396,8 @@ text_hist(struct mbuf *b, const char *name, const struct scan *sc, int run)
 			cum += h->n[k];
 			mb_printf(b, "%s_bucket{type=\"", name);
 			mb_label(b, t->name);
-			mb_printf(b, "\",le=\"%g\"} %" PRIu64 "\n", bucket_le[k],
-			          cum);
+			mb_printf(b, "\",le=\"%g\"} %" PRIu64 "\n",
+			          bucket_le[k], cum);
 		}
 		mb_printf(b, "%s_bucket{type=\"", name);
 		mb_label(b, t->name);
@@ -490,8 +488,7 @@ build_text(struct mbuf *b, struct daemon *d, const struct scan *sc)
 
 	mb_head(b, "neuroq_build_info", "gauge",
 	        "The daemon's version and protocol; always 1.");
-	mb_printf(b,
-	          "neuroq_build_info{version=\"%s\",protocol=\"%d\"} 1\n",
+	mb_printf(b, "neuroq_build_info{version=\"%s\",protocol=\"%d\"} 1\n",
 	          NEUROQ_VERSION, NQ_PROTOCOL_VERSION);
 	mb_head(b, "neuroq_start_time_seconds", "gauge",
 	        "When the daemon started, unix seconds.");
@@ -500,7 +497,8 @@ build_text(struct mbuf *b, struct daemon *d, const struct scan *sc)
 	        "1 while the daemon stops (no new submits or starts).");
 	mb_printf(b, "neuroq_draining %d\n", d->draining ? 1 : 0);
 
-	mb_head(b, "neuroq_jobs", "gauge", "Jobs in the store by state and type.");
+	mb_head(b, "neuroq_jobs", "gauge",
+	        "Jobs in the store by state and type.");
 	for (size_t i = 0; i < sc->ntypes; i++) {
 		for (int st = 0; st < NSTATES; st++) {
 			mb_printf(b, "neuroq_jobs{state=\"%s\",type=\"",
@@ -574,8 +572,7 @@ build_text(struct mbuf *b, struct daemon *d, const struct scan *sc)
 	mb_head(b, "neuroq_worker_restarts_total", "counter",
 	        "Jobs started again after their worker crashed, since the "
 	        "daemon started.");
-	mb_printf(b, "neuroq_worker_restarts_total %" PRIu64 "\n",
-	          m->restarts);
+	mb_printf(b, "neuroq_worker_restarts_total %" PRIu64 "\n", m->restarts);
 	mb_head(b, "neuroq_store_size_bytes", "gauge",
 	        "The job store's database and write-ahead log.");
 	mb_printf(b, "neuroq_store_size_bytes %" PRIu64 "\n",
@@ -691,9 +688,9 @@ json_queue(struct nq_json *w, const struct daemon *d, const struct scan *sc)
 	for (size_t i = 0; i < n; i++) {
 		const struct jrow *r = queued_find(sc, pe[i].id);
 		const struct sched_device *sd =
-		        pe[i].dev >= 0 ? sched_device_at(d->sched,
-		                                          (size_t) pe[i].dev)
-		                       : NULL;
+		        pe[i].dev >= 0
+		                ? sched_device_at(d->sched, (size_t) pe[i].dev)
+		                : NULL;
 
 		if (d->draining)
 			snprintf(why, sizeof(why),
@@ -738,9 +735,9 @@ json_recent(struct nq_json *w, const struct scan *sc)
 		nq_json_double(w, (double) r->finished_us / 1e6);
 		nq_json_key(w, "run_s");
 		if (r->started_us > 0 && r->finished_us >= r->started_us)
-			nq_json_double(w, (double) (r->finished_us -
-			                            r->started_us) /
-			                          1e6);
+			nq_json_double(
+			        w, (double) (r->finished_us - r->started_us) /
+			                   1e6);
 		else
 			nq_json_null(w);
 		nq_json_obj_end(w);

@@ -682,12 +682,12 @@ plan_why(const struct sched *s, const struct qjob *qj, int *dev)
 	*dev = -1;
 	if (qj->req == REQ_BAD || sched_fits_ever(s, &qj->j) != 0)
 		return SCHED_WAIT_NEVER;
-	cpu_ok = qj->req == REQ_CPU || (qj->req == REQ_AUTO && auto_cpu_ok(s, qj));
+	cpu_ok = qj->req == REQ_CPU ||
+	         (qj->req == REQ_AUTO && auto_cpu_ok(s, qj));
 	for (size_t i = 0; i < s->ndev; i++) {
 		const struct sched_device *d = &s->dev[i];
-		int want = qj->req == REQ_CPU ||
-		                           (qj->req == REQ_AUTO &&
-		                            d->kind == SCHED_CPU)
+		int want = qj->req == REQ_CPU || (qj->req == REQ_AUTO &&
+		                                  d->kind == SCHED_CPU)
 		                   ? SCHED_CPU
 		                   : SCHED_CUDA;
 		if (d->kind == SCHED_CPU && !cpu_ok)
@@ -814,9 +814,11 @@ static void
 fmt_bytes(uint64_t b, char *buf, size_t len)
 {
 	if (b >= (1ull << 30))
-		snprintf(buf, len, "%.1f GiB", (double) b / (double) (1ull << 30));
+		snprintf(buf, len, "%.1f GiB",
+		         (double) b / (double) (1ull << 30));
 	else
-		snprintf(buf, len, "%.0f MiB", (double) b / (double) (1ull << 20));
+		snprintf(buf, len, "%.0f MiB",
+		         (double) b / (double) (1ull << 20));
 }
 
 void

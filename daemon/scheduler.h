@@ -87,15 +87,20 @@ void sched_release(struct sched *s, int64_t id);
 
 /* Why a queued job is not running (sched_plan). */
 enum sched_wait {
-	SCHED_WAIT_READY = 0, /* it fits now: the next start pass takes it */
-	SCHED_WAIT_BEHIND,    /* it fits now, but other owners' jobs ahead
-	                         take the room */
-	SCHED_WAIT_BEHIND_OWN, /* the same, behind its owner's own jobs */
-	SCHED_WAIT_MEMORY,    /* a device has a free slot, not the memory */
-	SCHED_WAIT_SLOT,      /* every device it may use has all slots busy */
-	SCHED_WAIT_GPU,       /* "auto" and too big for the cpu: waits for a
-	                         GPU (whose slots or memory are taken) */
-	SCHED_WAIT_NEVER,     /* no device of this server can hold it */
+	/* it fits now: the next start pass takes it */
+	SCHED_WAIT_READY = 0,
+	/* it fits now, but other owners' jobs ahead take the room */
+	SCHED_WAIT_BEHIND,
+	/* the same, behind its owner's own jobs */
+	SCHED_WAIT_BEHIND_OWN,
+	/* a device it may use has a free slot, not the memory */
+	SCHED_WAIT_MEMORY,
+	/* every device it may use has all slots busy */
+	SCHED_WAIT_SLOT,
+	/* "auto" and too big for the cpu: waits for a GPU */
+	SCHED_WAIT_GPU,
+	/* no device of this server can hold it */
+	SCHED_WAIT_NEVER,
 };
 
 struct sched_plan_entry {

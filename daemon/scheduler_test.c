@@ -1014,7 +1014,8 @@ test_plan_reasons(void **state)
 			assert_int_equal(e[i].dev, DEV_CUDA0);
 			assert_int_equal(e[i].need, 3 * GiB);
 			assert_string_equal(
-			        txt, "waiting for memory on cuda:0 (needs 3.0 GiB)");
+			        txt,
+			        "waiting for memory on cuda:0 (needs 3.0 GiB)");
 			break;
 		case 11:
 			assert_int_equal(e[i].why, SCHED_WAIT_SLOT);
