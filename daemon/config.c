@@ -61,6 +61,7 @@ const struct config_key config_keys[] = {
          100000000, "an integer 0..100000000 (0 = unlimited)", "1000"},
         {"max_spool_bytes_per_user", CONFIG_BYTES, F(max_spool_bytes_per_user),
          BYTES, "100G"},
+        {"http_listen", CONFIG_STR, F(http_listen), 0, 0, NULL, NULL},
 };
 const size_t config_nkeys = sizeof(config_keys) / sizeof(config_keys[0]);
 

@@ -15,6 +15,7 @@
 
 struct access;
 struct config;
+struct metrics;
 struct net;
 struct probe;
 struct sched;
@@ -34,6 +35,7 @@ struct daemon {
 	int draining;           /* no new submits, no new starts */
 	double started;         /* unix seconds */
 	struct probe *probe;    /* the background device probe (probe.c) */
+	struct metrics *metrics; /* process-lifetime counters (metrics.c) */
 	uint64_t probe_last_ms; /* uv_now() when the last one started */
 	int inflight;           /* requests with a threadpool work item */
 	int stopping;           /* server_quiesce: no more work items */

@@ -4,8 +4,10 @@
 #include "config.h"
 #include "daemon.h"
 #include "devices.h"
+#include "http.h"
 #include "job_type.h"
 #include "log.h"
+#include "metrics.h"
 #include "net.h"
 #include "nq_clock.h"
 #include "nq_error.h"
@@ -398,6 +400,7 @@ main(int argc, char **argv)
 	static struct config cfg;
 	struct cmdline cl;
 	struct daemon d;
+	struct http *http = NULL;
 	char msg[1024], path[4096];
 	enum log_level lv = LOG_INFO;
 	int rc, requeued = 0, failed = 0, canceled = 0;
@@ -446,7 +449,8 @@ main(int argc, char **argv)
 		           "canceled=%d",
 		           requeued, failed, canceled);
 	d.sched = sched_new(cfg.headroom_bytes);
-	if (d.sched == NULL) {
+	d.metrics = metrics_new();
+	if (d.sched == NULL || d.metrics == NULL) {
 		log_err("out of memory");
 		exit_code = 1;
 		goto out_store;
@@ -502,6 +506,12 @@ main(int argc, char **argv)
 	}
 	log_info("events url=%s", cfg.events);
 	net_start(d.net, msg, sizeof(msg));
+	if (cfg.http_listen[0] != '\0' &&
+	    http_open(&http, &d, cfg.http_listen, msg, sizeof(msg)) != 0) {
+		log_err("monitoring port failed error=\"%s\"", msg);
+		exit_code = 1;
+		goto out_net;
+	}
 
 	uv_signal_init(d.loop, &sig_term);
 	uv_signal_init(d.loop, &sig_int);
@@ -529,11 +539,13 @@ main(int argc, char **argv)
 	uv_close((uv_handle_t *) &retention_timer, NULL);
 	probe_close(&d);
 out_net:
+	http_close(http);
 	net_close(d.net);
 	uv_run(d.loop, UV_RUN_DEFAULT); /* let closed handles finish */
 out_sched:
 	access_close(d.access);
 	sched_free(d.sched);
+	metrics_free(d.metrics);
 out_store:
 	store_close(d.store);
 	uv_loop_close(d.loop);

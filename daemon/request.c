@@ -3,6 +3,7 @@
 
 #include "daemon.h"
 #include "log.h"
+#include "metrics.h"
 #include "net.h"
 #include "nq_error.h"
 
@@ -108,6 +109,7 @@ req_finish(struct req *r, int rc)
 			}
 		}
 	}
+	metrics_count_request(r->d->metrics, r->op, rc);
 	if (rc == 0) {
 		log_debug("request op=%s uid=%" PRIu32 " ok=1", op, r->uid);
 		if (r->encoded != NULL) {

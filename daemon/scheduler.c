@@ -14,6 +14,7 @@
  */
 #include "scheduler.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -332,14 +333,14 @@ dev_matches(const struct sched_device *d, enum req_kind req, int index,
 /* The device of kind `want` (and ordinal `index` for REQ_CUDA_N) with the
  * most free ledger bytes on which the job fits now; -1 when none. */
 static long
-pick_kind(const struct sched *s, const struct qjob *qj,
-          enum sched_dev_kind want)
+pick_kind(const struct sched *s, const struct sched_device *ledger,
+          const struct qjob *qj, enum sched_dev_kind want)
 {
 	long best = -1;
 	uint64_t best_free = 0;
 
 	for (size_t i = 0; i < s->ndev; i++) {
-		const struct sched_device *d = &s->dev[i];
+		const struct sched_device *d = &ledger[i];
 		if (!dev_matches(d, qj->req, qj->req_index, want))
 			continue;
 		if (d->running >= d->slots ||
@@ -367,27 +368,37 @@ gpu_fits_ever(const struct sched *s, const struct sched_job *j)
 	return 0;
 }
 
+/* May an "auto" job run on the cpu? A big job waits for a GPU rather
+ * than taking the cpu for hours; one no GPU can ever hold still falls
+ * back. */
+static int
+auto_cpu_ok(const struct sched *s, const struct qjob *qj)
+{
+	return qj->j.flops <= s->auto_cpu_max_flops ||
+	       !gpu_fits_ever(s, &qj->j);
+}
+
+/* The device the job starts on now by the ledger `ledger` (s->dev, or
+ * sched_plan's copy); -1 when none. */
 static long
-pick_device(const struct sched *s, const struct qjob *qj)
+pick_device(const struct sched *s, const struct sched_device *ledger,
+            const struct qjob *qj)
 {
 	long d;
 
 	switch (qj->req) {
 	case REQ_CPU:
-		return pick_kind(s, qj, SCHED_CPU);
+		return pick_kind(s, ledger, qj, SCHED_CPU);
 	case REQ_CUDA_ANY:
 	case REQ_CUDA_N:
-		return pick_kind(s, qj, SCHED_CUDA);
+		return pick_kind(s, ledger, qj, SCHED_CUDA);
 	case REQ_AUTO:
-		d = pick_kind(s, qj, SCHED_CUDA);
+		d = pick_kind(s, ledger, qj, SCHED_CUDA);
 		if (d >= 0)
 			return d;
-		/* a big job waits for a GPU rather than taking the cpu for
-		 * hours; one no GPU can ever hold still falls back */
-		if (!(qj->j.flops <= s->auto_cpu_max_flops) &&
-		    gpu_fits_ever(s, &qj->j))
+		if (!auto_cpu_ok(s, qj))
 			return -1;
-		return pick_kind(s, qj, SCHED_CPU);
+		return pick_kind(s, ledger, qj, SCHED_CPU);
 	case REQ_BAD:
 		break;
 	}
@@ -591,7 +602,7 @@ sched_next(struct sched *s, struct sched_job *job, size_t *dev, uint64_t *grant)
 		struct owner *o = s->cand[c];
 		for (size_t i = o->head; i < o->len; i++) {
 			struct qjob *qj = o->q[i];
-			long d = pick_device(s, qj);
+			long d = pick_device(s, s->dev, qj);
 			if (d < 0)
 				continue;
 			struct sched_device *sd = &s->dev[d];
@@ -634,4 +645,215 @@ sched_release(struct sched *s, int64_t id)
 	if (o != NULL && o->running > 0)
 		o->running--;
 	tab_remove(s, e);
+}
+
+/* ---- the plan (a query: changes nothing) --------------------------- */
+
+struct plan_owner {
+	const struct owner *o;
+	int running;
+	uint64_t last_start;
+	size_t next; /* its next job in o->q */
+};
+
+/* cmp_owner on the simulated state */
+static int
+plan_before(const struct plan_owner *a, const struct plan_owner *b)
+{
+	uint64_t sa = a->o->q[a->next]->j.seq, sb = b->o->q[b->next]->j.seq;
+
+	if (a->running != b->running)
+		return a->running < b->running;
+	if (a->last_start != b->last_start)
+		return a->last_start < b->last_start;
+	if (sa != sb)
+		return sa < sb;
+	return a->o->uid < b->o->uid;
+}
+
+/* Why qj does not start on the real ledger now: the device it could ever
+ * use with the most free bytes, and whether that one lacks memory or
+ * every such device lacks a slot. */
+static enum sched_wait
+plan_why(const struct sched *s, const struct qjob *qj, int *dev)
+{
+	int cpu_ok, any = -1, slot = -1;
+	uint64_t slot_free = 0;
+
+	*dev = -1;
+	if (qj->req == REQ_BAD || sched_fits_ever(s, &qj->j) != 0)
+		return SCHED_WAIT_NEVER;
+	cpu_ok = qj->req == REQ_CPU ||
+	         (qj->req == REQ_AUTO && auto_cpu_ok(s, qj));
+	for (size_t i = 0; i < s->ndev; i++) {
+		const struct sched_device *d = &s->dev[i];
+		int want = qj->req == REQ_CPU || (qj->req == REQ_AUTO &&
+		                                  d->kind == SCHED_CPU)
+		                   ? SCHED_CPU
+		                   : SCHED_CUDA;
+		if (d->kind == SCHED_CPU && !cpu_ok)
+			continue;
+		if (!dev_matches(d, qj->req, qj->req_index,
+		                 (enum sched_dev_kind) want) ||
+		    d->slots <= 0 ||
+		    !ledger_fits(d->capacity, 0, estimate_on(d, &qj->j),
+		                 s->headroom))
+			continue;
+		if (any < 0)
+			any = (int) i;
+		if (d->running < d->slots) {
+			uint64_t f = d->capacity > d->reserved
+			                     ? d->capacity - d->reserved
+			                     : 0;
+			if (slot < 0 || f > slot_free) {
+				slot = (int) i;
+				slot_free = f;
+			}
+		}
+	}
+	if (qj->req == REQ_AUTO && !cpu_ok) {
+		*dev = slot >= 0 ? slot : any;
+		return SCHED_WAIT_GPU;
+	}
+	if (slot >= 0) {
+		*dev = slot;
+		return SCHED_WAIT_MEMORY;
+	}
+	*dev = any;
+	return SCHED_WAIT_SLOT;
+}
+
+int
+sched_plan(const struct sched *s, struct sched_plan_entry *out, size_t max,
+           size_t *n)
+{
+	struct sched_device *led = NULL;
+	struct plan_owner *po = NULL;
+	uint32_t *first = NULL; /* per device: owner of the first planned */
+	unsigned char *mixed = NULL, *used = NULL;
+	size_t npo = 0, k = 0;
+	uint64_t tick = s->tick;
+	int rc = NQ_ENOMEM;
+
+	*n = 0;
+	if (s->nqueued == 0 || max == 0)
+		return 0;
+	led = malloc((s->ndev ? s->ndev : 1) * sizeof(*led));
+	po = malloc((s->nown ? s->nown : 1) * sizeof(*po));
+	first = calloc(s->ndev ? s->ndev : 1, sizeof(*first));
+	mixed = calloc(s->ndev ? s->ndev : 1, 1);
+	used = calloc(s->ndev ? s->ndev : 1, 1);
+	if (led == NULL || po == NULL || first == NULL || mixed == NULL ||
+	    used == NULL)
+		goto out;
+	memcpy(led, s->dev, s->ndev * sizeof(*led));
+	for (size_t i = 0; i < s->nown; i++) {
+		const struct owner *o = s->own[i];
+		if (o->len > o->head)
+			po[npo++] = (struct plan_owner){
+			        .o = o,
+			        .running = o->running,
+			        .last_start = o->last_start,
+			        .next = o->head,
+			};
+	}
+	while (k < max && npo > 0) {
+		size_t b = 0;
+		for (size_t i = 1; i < npo; i++) {
+			if (plan_before(&po[i], &po[b]))
+				b = i;
+		}
+		const struct qjob *qj = po[b].o->q[po[b].next++];
+		struct sched_plan_entry *e = &out[k++];
+		long d = pick_device(s, led, qj);
+
+		po[b].running++;
+		po[b].last_start = ++tick;
+		memset(e, 0, sizeof(*e));
+		e->id = qj->j.id;
+		e->owner = qj->j.owner;
+		if (d >= 0) {
+			e->why = SCHED_WAIT_READY;
+			led[d].reserved += estimate_on(&led[d], &qj->j);
+			led[d].running++;
+		} else if ((d = pick_device(s, s->dev, qj)) >= 0) {
+			/* the room is there, but jobs ahead take it */
+			e->why = (mixed[d] || first[d] != qj->j.owner)
+			                 ? SCHED_WAIT_BEHIND
+			                 : SCHED_WAIT_BEHIND_OWN;
+		} else {
+			int dv;
+			e->why = plan_why(s, qj, &dv);
+			d = dv;
+		}
+		if (e->why == SCHED_WAIT_READY || e->why == SCHED_WAIT_BEHIND ||
+		    e->why == SCHED_WAIT_BEHIND_OWN) {
+			/* whose jobs are ahead on d, for the ones after */
+			if (used[d] && first[d] != qj->j.owner)
+				mixed[d] = 1;
+			if (!used[d])
+				first[d] = qj->j.owner;
+			used[d] = 1;
+		}
+		e->dev = (int) d;
+		e->need = d >= 0 ? estimate_on(&s->dev[d], &qj->j) : 0;
+		if (po[b].next == po[b].o->len)
+			po[b] = po[--npo];
+	}
+	*n = k;
+	rc = 0;
+out:
+	free(led);
+	free(po);
+	free(first);
+	free(mixed);
+	free(used);
+	return rc;
+}
+
+static void
+fmt_bytes(uint64_t b, char *buf, size_t len)
+{
+	if (b >= (1ull << 30))
+		snprintf(buf, len, "%.1f GiB",
+		         (double) b / (double) (1ull << 30));
+	else
+		snprintf(buf, len, "%.0f MiB",
+		         (double) b / (double) (1ull << 20));
+}
+
+void
+sched_wait_text(const struct sched *s, const struct sched_plan_entry *e,
+                char *buf, size_t len)
+{
+	const char *dn = e->dev >= 0 && (size_t) e->dev < s->ndev
+	                         ? s->dev[e->dev].name
+	                         : "?";
+	char need[32];
+
+	fmt_bytes(e->need, need, sizeof(need));
+	switch (e->why) {
+	case SCHED_WAIT_READY:
+		snprintf(buf, len, "starting on %s", dn);
+		return;
+	case SCHED_WAIT_BEHIND:
+		snprintf(buf, len, "behind other users' jobs on %s", dn);
+		return;
+	case SCHED_WAIT_BEHIND_OWN:
+		snprintf(buf, len, "behind earlier jobs on %s", dn);
+		return;
+	case SCHED_WAIT_MEMORY:
+		snprintf(buf, len, "waiting for memory on %s (needs %s)", dn,
+		         need);
+		return;
+	case SCHED_WAIT_SLOT:
+		snprintf(buf, len, "no free slot on %s", dn);
+		return;
+	case SCHED_WAIT_GPU:
+		snprintf(buf, len, "waiting for a GPU (too big for the cpu)");
+		return;
+	case SCHED_WAIT_NEVER:
+		break;
+	}
+	snprintf(buf, len, "no device of this server can hold it");
 }

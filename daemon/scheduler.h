@@ -85,4 +85,41 @@ int sched_next(struct sched *s, struct sched_job *job, size_t *dev,
 /* A started job ended (any way): release its reservation. */
 void sched_release(struct sched *s, int64_t id);
 
+/* Why a queued job is not running (sched_plan). */
+enum sched_wait {
+	/* it fits now: the next start pass takes it */
+	SCHED_WAIT_READY = 0,
+	/* it fits now, but other owners' jobs ahead take the room */
+	SCHED_WAIT_BEHIND,
+	/* the same, behind its owner's own jobs */
+	SCHED_WAIT_BEHIND_OWN,
+	/* a device it may use has a free slot, not the memory */
+	SCHED_WAIT_MEMORY,
+	/* every device it may use has all slots busy */
+	SCHED_WAIT_SLOT,
+	/* "auto" and too big for the cpu: waits for a GPU */
+	SCHED_WAIT_GPU,
+	/* no device of this server can hold it */
+	SCHED_WAIT_NEVER,
+};
+
+struct sched_plan_entry {
+	int64_t id;
+	uint32_t owner;
+	enum sched_wait why;
+	int dev;       /* device index the reason is about; -1 = none */
+	uint64_t need; /* bytes it needs there (0 when dev < 0) */
+};
+
+/* The queue in the order it would start if every job fitted (fairness
+ * between owners as sched_next, simulating each start), each with the
+ * reason it waits, judged against the ledger now plus the jobs ahead of
+ * it in this order that fit (BEHIND). Fills at most max entries; *n gets
+ * how many. Changes nothing. 0 or NQ_ENOMEM. */
+int sched_plan(const struct sched *s, struct sched_plan_entry *out, size_t max,
+               size_t *n);
+/* Human text of an entry: "waiting for memory on cuda:0" ... */
+void sched_wait_text(const struct sched *s, const struct sched_plan_entry *e,
+                     char *buf, size_t len);
+
 #endif

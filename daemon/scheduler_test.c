@@ -900,6 +900,156 @@ test_large_queue(void **state)
 	sched_free(s);
 }
 
+/* sched_plan: the queue in start order, each with its reason */
+static void
+plan(struct sched *s, struct sched_plan_entry *e, size_t max, size_t expect_n)
+{
+	size_t n = 999;
+
+	assert_int_equal(sched_plan(s, e, max, &n), 0);
+	assert_int_equal(n, expect_n);
+}
+
+static void
+test_plan_order_matches_next(void **state)
+{
+	struct sched *s = cpu_only(1);
+	struct sched_plan_entry e[8];
+	char txt[128];
+
+	(void) state;
+	enq(s, 1, 100, 0, "cpu", GiB, 0);
+	enq(s, 2, 100, 0, "cpu", GiB, 0);
+	enq(s, 3, 200, 0, "cpu", GiB, 0);
+	/* one slot: 1 starts; 3 (another owner) comes before 2 by fairness */
+	plan(s, e, 8, 3);
+	assert_int_equal(e[0].id, 1);
+	assert_int_equal(e[0].why, SCHED_WAIT_READY);
+	assert_int_equal(e[1].id, 3);
+	assert_int_equal(e[1].why, SCHED_WAIT_BEHIND);
+	assert_int_equal(e[1].dev, 0);
+	sched_wait_text(s, &e[1], txt, sizeof(txt));
+	assert_string_equal(txt, "behind other users' jobs on cpu");
+	assert_int_equal(e[2].id, 2);
+	assert_int_equal(e[2].why, SCHED_WAIT_BEHIND);
+	/* max: only the first entries */
+	plan(s, e, 1, 1);
+	assert_int_equal(e[0].id, 1);
+	/* the plan changed nothing: sched_next starts what it said */
+	assert_int_equal(pick(s, NULL, NULL), 1);
+	assert_int_equal(pick(s, NULL, NULL), -1);
+	plan(s, e, 8, 2);
+	assert_int_equal(e[0].id, 3);
+	assert_int_equal(e[0].why, SCHED_WAIT_SLOT);
+	sched_wait_text(s, &e[0], txt, sizeof(txt));
+	assert_string_equal(txt, "no free slot on cpu");
+	assert_int_equal(e[1].id, 2);
+	sched_release(s, 1);
+	assert_int_equal(pick(s, NULL, NULL), 3);
+	sched_release(s, 3);
+	assert_int_equal(pick(s, NULL, NULL), 2);
+	sched_release(s, 2);
+	plan(s, e, 8, 0);
+	sched_free(s);
+
+	/* several slots: the plan's order is sched_next's order */
+	s = cpu_only(8);
+	enq(s, 1, 100, 0, "cpu", GiB, 0);
+	enq(s, 2, 100, 5, "cpu", GiB, 0);
+	enq(s, 3, 200, 0, "cpu", GiB, 0);
+	enq(s, 4, 300, 0, "cpu", GiB, 0);
+	enq(s, 5, 200, 0, "cpu", GiB, 0);
+	plan(s, e, 8, 5);
+	for (size_t i = 0; i < 5; i++) {
+		assert_int_equal(e[i].why, SCHED_WAIT_READY);
+		assert_int_equal(pick(s, NULL, NULL), e[i].id);
+	}
+	assert_int_equal(e[0].id, 2); /* priority within owner 100 */
+	sched_free(s);
+
+	/* behind its owner's own job */
+	s = cpu_only(1);
+	enq(s, 1, 100, 0, "cpu", GiB, 0);
+	enq(s, 2, 100, 0, "cpu", GiB, 0);
+	plan(s, e, 8, 2);
+	assert_int_equal(e[1].why, SCHED_WAIT_BEHIND_OWN);
+	sched_wait_text(s, &e[1], txt, sizeof(txt));
+	assert_string_equal(txt, "behind earlier jobs on cpu");
+	sched_free(s);
+}
+
+static void
+test_plan_reasons(void **state)
+{
+	struct sched *s = fake(1, 2);
+	struct sched_plan_entry e[8];
+	struct sched_job j;
+	char txt[128];
+
+	(void) state;
+	/* cuda:0 (8 GiB): 6 GiB running; cuda:1 (16 GiB): both slots busy */
+	enq(s, 1, 100, 0, "cuda:0", 0, 6 * GiB);
+	assert_int_equal(pick(s, NULL, NULL), 1);
+	enq(s, 2, 100, 0, "cuda:1", 0, GiB);
+	enq(s, 3, 100, 0, "cuda:1", 0, GiB);
+	assert_int_equal(pick(s, NULL, NULL), 2);
+	assert_int_equal(pick(s, NULL, NULL), 3);
+	enq(s, 4, 100, 0, "cpu", GiB, 0);
+	assert_int_equal(pick(s, NULL, NULL), 4);
+	assert_int_equal(pick(s, NULL, NULL), -1);
+
+	enq(s, 10, 200, 0, "cuda:0", 0, 3 * GiB); /* 6+3+0.5 > 8 */
+	enq(s, 11, 300, 0, "cuda:1", 0, GiB);
+	enq(s, 12, 400, 0, "cpu", GiB, 0);
+	enq(s, 13, 500, 0, "cuda:0", 0, 100 * GiB);
+	j = mk(14, 600, 0, "auto", GiB, 2 * GiB);
+	j.flops = 1e13; /* too big for the cpu while a GPU could hold it */
+	assert_int_equal(sched_enqueue(s, &j), 0);
+	plan(s, e, 8, 5);
+	for (size_t i = 0; i < 5; i++) {
+		sched_wait_text(s, &e[i], txt, sizeof(txt));
+		switch (e[i].id) {
+		case 10:
+			assert_int_equal(e[i].why, SCHED_WAIT_MEMORY);
+			assert_int_equal(e[i].dev, DEV_CUDA0);
+			assert_int_equal(e[i].need, 3 * GiB);
+			assert_string_equal(
+			        txt,
+			        "waiting for memory on cuda:0 (needs 3.0 GiB)");
+			break;
+		case 11:
+			assert_int_equal(e[i].why, SCHED_WAIT_SLOT);
+			assert_string_equal(txt, "no free slot on cuda:1");
+			break;
+		case 12:
+			assert_int_equal(e[i].why, SCHED_WAIT_SLOT);
+			assert_int_equal(e[i].dev, DEV_CPU);
+			break;
+		case 13:
+			assert_int_equal(e[i].why, SCHED_WAIT_NEVER);
+			assert_int_equal(e[i].dev, -1);
+			break;
+		case 14:
+			/* cuda:0 has a slot but not 2 GiB + headroom */
+			assert_int_equal(e[i].why, SCHED_WAIT_GPU);
+			assert_int_equal(e[i].dev, DEV_CUDA0);
+			assert_string_equal(
+			        txt, "waiting for a GPU (too big for the cpu)");
+			break;
+		default:
+			fail_msg("unexpected id %lld", (long long) e[i].id);
+		}
+	}
+	/* the first job out frees the room: 10 is ready now */
+	sched_release(s, 1);
+	plan(s, e, 8, 5);
+	for (size_t i = 0; i < 5; i++) {
+		if (e[i].id == 10)
+			assert_int_equal(e[i].why, SCHED_WAIT_READY);
+	}
+	sched_free(s);
+}
+
 int
 main(void)
 {
@@ -925,6 +1075,8 @@ main(void)
 	        cmocka_unit_test(test_duplicate_and_requeue),
 	        cmocka_unit_test(test_no_job_picked_twice),
 	        cmocka_unit_test(test_large_queue),
+	        cmocka_unit_test(test_plan_order_matches_next),
+	        cmocka_unit_test(test_plan_reasons),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

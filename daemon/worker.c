@@ -6,6 +6,7 @@
 #include "daemon.h"
 #include "events.h"
 #include "log.h"
+#include "metrics.h"
 #include "nq_error.h"
 #include "quota.h"
 #include "scheduler.h"
@@ -214,6 +215,7 @@ worker_exit_cb(void *arg, int64_t status, int sig)
 			         "attempt=%d action=requeue",
 			         w->id, sig, attempts);
 			if (worker_requeue(d, w->id, why) == 0) {
+				metrics_count_restart(d->metrics);
 				events_publish_id(d, w->id);
 				goto done;
 			}
