@@ -3,25 +3,42 @@
 # neuroqd on a private socket, submits a gsn job and a spikesort job with the
 # neuroq CLI, waits for them with progress, and shows the results.
 # Everything it writes goes to demo-out/ (the daemon is stopped at the end).
+#
+# NEUROQ_INSTALLED=1: against the installed package instead (the .deb, see
+# README "Running the server"): no build, /usr/bin/neuroq, the running
+# daemon at $NEUROQ_URL (default ipc:///run/neuroq/neuroq.sock); the data go
+# to $NEUROQ_DEMO_OUT or a fresh directory under /tmp, made one that the
+# daemon's user can read and write (its workers read the recording and write
+# the phy folder).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 deploy/install-deps.sh
-BUILD=${NEUROQ_BUILD:-$PWD/build}
-cmake -S . -B "$BUILD" >/dev/null
-cmake --build "$BUILD" -j"$(nproc)" >/dev/null
 PY=.venv/bin/python
 
-OUT=$PWD/demo-out
-rm -rf "$OUT" && mkdir -p "$OUT"
-export NEUROQ_URL=ipc://$OUT/neuroq.sock
-NEUROQ="$BUILD/client/neuroq"
+if [ "${NEUROQ_INSTALLED:-0}" = 1 ]; then
+	NEUROQ=${NEUROQ_CLI:-/usr/bin/neuroq}
+	export NEUROQ_URL=${NEUROQ_URL:-ipc:///run/neuroq/neuroq.sock}
+	OUT=${NEUROQ_DEMO_OUT:-$(mktemp -d /tmp/neuroq-demo.XXXXXX)}
+	chmod 1777 "$OUT"
+	echo "== installed neuroqd at $NEUROQ_URL (demo files in $OUT)"
+	"$NEUROQ" version
+else
+	BUILD=${NEUROQ_BUILD:-$PWD/build}
+	cmake -S . -B "$BUILD" >/dev/null
+	cmake --build "$BUILD" -j"$(nproc)" >/dev/null
 
-echo "== starting neuroqd (state in $OUT/state, log in $OUT/neuroqd.log)"
-"$BUILD/daemon/neuroqd" --listen "$NEUROQ_URL" --events "ipc://$OUT/events.sock" \
-	--state-dir "$OUT/state" >"$OUT/neuroqd.log" 2>&1 &
-DAEMON=$!
-trap 'kill -TERM $DAEMON 2>/dev/null; wait $DAEMON 2>/dev/null || true' EXIT
-for _ in $(seq 100); do "$NEUROQ" version >/dev/null 2>&1 && break; sleep 0.1; done
+	OUT=$PWD/demo-out
+	rm -rf "$OUT" && mkdir -p "$OUT"
+	export NEUROQ_URL=ipc://$OUT/neuroq.sock
+	NEUROQ="$BUILD/client/neuroq"
+
+	echo "== starting neuroqd (state in $OUT/state, log in $OUT/neuroqd.log)"
+	"$BUILD/daemon/neuroqd" --listen "$NEUROQ_URL" --events "ipc://$OUT/events.sock" \
+		--state-dir "$OUT/state" >"$OUT/neuroqd.log" 2>&1 &
+	DAEMON=$!
+	trap 'kill -TERM $DAEMON 2>/dev/null; wait $DAEMON 2>/dev/null || true' EXIT
+	for _ in $(seq 100); do "$NEUROQ" version >/dev/null 2>&1 && break; sleep 0.1; done
+fi
 "$NEUROQ" devices
 
 echo "== built-in demo data"

@@ -3,15 +3,25 @@
 # the C libraries (apt) and a Python virtual environment at .venv with the
 # client's and the tests' packages. Idempotent; safe to run again.
 #   deploy/install-deps.sh            # apt (as root, or via sudo) + .venv
+#   deploy/install-deps.sh --ci       # also what .ci/run's extra stages use
 #   NEUROQ_NO_APT=1 deploy/install-deps.sh   # only the .venv
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PKGS=(build-essential cmake pkg-config git
+APT_PKGS=(build-essential cmake pkg-config git help2man
           libuv1-dev libnng-dev libmsgpack-dev libsqlite3-dev
           libopenblas-dev liblapacke-dev libcmocka-dev
           python3 python3-venv python3-pip
-          chromium)  # the queue page's test (tests/e2e/test_web.py)
+          chromium       # the queue page's test (tests/e2e/test_web.py)
+          openssh-server openssh-client)  # tests/e2e/test_ssh.py: a real sshd on loopback
+# .ci/run: clang with its sanitizer runtimes and LLVM's OpenMP (the
+# ThreadSanitizer build, the fuzzer), clang-format, clang-tidy and
+# run-clang-tidy (deploy/lint.sh), shellcheck
+CI_PKGS=(clang libclang-rt-14-dev libomp-14-dev clang-format clang-tidy clang-tools
+         shellcheck)
+if [ "${1:-}" = --ci ]; then
+	APT_PKGS+=("${CI_PKGS[@]}")
+fi
 
 need_apt=()
 for p in "${APT_PKGS[@]}"; do
