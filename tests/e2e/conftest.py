@@ -440,3 +440,54 @@ def wait_all(client, ids, timeout=120, poll=0.2):
             raise AssertionError(f"{len(pending)} jobs not ended, none for {timeout} s")
         time.sleep(poll)
     return final
+
+
+# ---- real users against a daemon run as an unprivileged service user (issue 9)
+
+SVC_USER = "nq-svc"
+LAB_USERS = ("nq-alice", "nq-bob")
+
+
+def _sh_ok(*cmd):
+    return subprocess.run(cmd, capture_output=True, text=True).returncode == 0
+
+
+@pytest.fixture(scope="module")
+def service_users():
+    """The service user nq-svc (its own group) and lab users nq-alice and
+    nq-bob in group nq-svc, made when missing (as root; skips otherwise) and
+    removed afterwards when this fixture made them. Yields
+    {name: (uid, gid)} plus "svc_gid"."""
+    import grp
+    import pwd
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root (useradd, a daemon run as another user)")
+    if shutil.which("setpriv") is None or shutil.which("runuser") is None:
+        pytest.skip("needs setpriv and runuser (util-linux)")
+    made = []
+    try:
+        pwd.getpwnam(SVC_USER)
+    except KeyError:
+        if not _sh_ok("useradd", "--system", "--user-group", "-M", "-s",
+                      "/usr/sbin/nologin", SVC_USER):
+            pytest.skip("useradd failed")
+        made.append(SVC_USER)
+    for u in LAB_USERS:
+        try:
+            pwd.getpwnam(u)
+        except KeyError:
+            if not _sh_ok("useradd", "--user-group", "-M", "-s", "/usr/sbin/nologin",
+                          "-G", SVC_USER, u):
+                pytest.skip("useradd failed")
+            made.append(u)
+        if SVC_USER not in [g.gr_name for g in grp.getgrall() if u in g.gr_mem]:
+            _sh_ok("usermod", "-aG", SVC_USER, u)
+    out = {"svc_gid": grp.getgrnam(SVC_USER).gr_gid}
+    for u in (SVC_USER, *LAB_USERS):
+        pw = pwd.getpwnam(u)
+        out[u] = (pw.pw_uid, pw.pw_gid)
+    yield out
+    for u in reversed(made):
+        _sh_ok("userdel", u)
+        _sh_ok("groupdel", u)  # its own group, when userdel left it
