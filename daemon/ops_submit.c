@@ -27,8 +27,9 @@
 #include <unistd.h>
 
 /* `neuroq-worker check` may take this long (it opens the owner's files,
- * which may sit on a slow network filesystem), then SIGTERM, SIGKILL */
-#define SUBMIT_CHECK_MS       30000
+ * which may sit on a slow network filesystem), then SIGTERM, SIGKILL; less
+ * than the clients' default reply timeout (30 s), so they hear why */
+#define SUBMIT_CHECK_MS       20000
 #define SUBMIT_CHECK_GRACE_MS 2000
 
 static void
@@ -325,8 +326,8 @@ submit_check_kill(void *arg, int sig, enum child_why why)
 
 	(void) why;
 	sc->timed_out = 1;
-	log_warn("submit check timed out uid=%" PRIu32 " signal=%d",
-	         sc->r->uid, sig);
+	log_warn("submit check timed out uid=%" PRIu32 " signal=%d", sc->r->uid,
+	         sig);
 }
 
 /* Threadpool: a staged copy that failed its check goes. */
@@ -358,8 +359,8 @@ submit_check_fail(struct req *r, int rc)
 /* "ok H D F" or "error CODE msg" into the request: 0 (r->est, r->sj from
  * the check's figures) or the code with r->msg. */
 static int
-submit_check_parse(struct req *r, const struct submit_check *sc,
-                   int64_t status, int sig)
+submit_check_parse(struct req *r, const struct submit_check *sc, int64_t status,
+                   int sig)
 {
 	uint64_t h, dv;
 	double fl;
@@ -376,8 +377,7 @@ submit_check_parse(struct req *r, const struct submit_check *sc,
 	if (sig != 0 || !sc->got)
 		return req_fail(r, NQ_EINTERNAL,
 		                "the submit-time check of the job's files as "
-		                "uid %" PRIu32
-		                " gave no answer (exit %" PRId64
+		                "uid %" PRIu32 " gave no answer (exit %" PRId64
 		                ", signal %d)",
 		                r->uid, status, sig);
 	if (status == 0 && !sc->cut &&

@@ -55,13 +55,14 @@ class SvcDaemon:
         self.caps = caps
         self.proc = None
 
-    def start(self, users):
+    def start(self, users, retention_days=0, extra=""):
         uid, gid = users["nq-svc"]
         for d in (self.state, self.run):
             d.mkdir(mode=0o750, exist_ok=True)
             os.chown(d, uid, gid)
-        conf = self.base / "neuroqd.conf"
-        conf.write_text("cpu_slots = 1\nsocket_mode = 0660\nretention_days = 0\n")
+        conf = self.base / (self.state.name + ".conf")
+        conf.write_text("cpu_slots = 1\nsocket_mode = 0660\n"
+                        f"retention_days = {retention_days}\n" + extra)
         os.chmod(conf, 0o644)
         caps = []
         if self.caps:
@@ -454,3 +455,77 @@ def test_cancel_and_drain_of_owners_worker(lab):
     assert f"job requeued id={job} reason=drain" in d.log_tail(200)
     d.start(lab["users"])
     assert d.wait("nq-alice", job) == "DONE", d.log_tail()
+
+
+def test_retention_removes_owner_made_files(lab):
+    """Retention (as nq-svc) removes a job dir whose files the owner's
+    worker made (group-writable dirs of the service group)."""
+    import sqlite3
+
+    d = lab["d"]
+    job = lab["job_g"]
+    jd = d.state / "jobs" / str(job)
+    uid = lab["users"]["nq-alice"][0]
+    assert any(p.lstat().st_uid == uid for p in jd.rglob("*")), "no file of alice's"
+    assert d.stop() == 0, d.log_tail()
+    db = sqlite3.connect(d.state / "neuroq.db")
+    db.execute("UPDATE jobs SET finished_us = 1 WHERE id = ?", (job,))
+    db.commit()
+    db.close()
+    d.start(lab["users"], retention_days=1)
+    deadline = time.monotonic() + 20
+    while jd.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not jd.exists(), d.log_tail()
+    assert "cannot remove" not in d.log_tail(200)
+    assert d.state_of("nq-alice", job) == "DONE"
+
+
+def _children(pid):
+    out = []
+    for p in Path("/proc").iterdir():
+        if not p.name.isdigit():
+            continue
+        try:
+            st = (p / "stat").read_text()
+        except OSError:
+            continue
+        if int(st.rsplit(")", 1)[1].split()[1]) == pid:
+            out.append(int(p.name))
+    return out
+
+
+def test_hung_check_times_out_and_drain_waits(lab):
+    """A check that hangs (a worker_path whose `check` never answers) is
+    ended after 20 s with ETIMEDOUT and its staging removed; a SIGTERM
+    meanwhile waits for it, answers the submit and stops cleanly."""
+    base, bob = lab["base"], lab["homes"]["nq-bob"]
+    slow = base / "bin" / "slow-worker"
+    slow.write_text('#!/bin/sh\nif [ "$1" = check ]; then exec sleep 60; fi\n'
+                    'exec "$(dirname "$0")/neuroq-worker" "$@"\n')
+    os.chmod(slow, 0o755)
+    d = SvcDaemon(base, "slow").start(lab["users"], extra=f"worker_path = {slow}\n")
+    try:
+        own = bob / "rec.bin"
+        if not own.exists():
+            shutil.copy(lab["rec"], own)
+            os.chown(own, *lab["users"]["nq-bob"])
+        args = ["runuser", "-u", "nq-bob", "--", str(base / "bin" / "neuroq"), "--url", d.url,
+                "--timeout", "60", "submit", "spikesort"]
+        for k, v in sort_params(own, bob / "o-hang").items():
+            args += ["--param", f"{k}={v}"]
+        sub = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 20
+        while not _children(d.proc.pid):
+            assert time.monotonic() < deadline and sub.poll() is None, sub.communicate()
+            time.sleep(0.05)
+        assert list((d.state / "jobs").glob(".new-*"))  # staged, being checked
+        t0 = time.monotonic()
+        d.proc.send_signal(signal.SIGTERM)
+        out, err = sub.communicate(timeout=60)
+        assert sub.returncode != 0 and "ETIMEDOUT" in err, (out, err)
+        assert d.proc.wait(30) == 0, d.log_tail()
+        assert 15 < time.monotonic() - t0 < 40
+        assert not list((d.state / "jobs").glob(".new-*"))
+    finally:
+        d.stop()

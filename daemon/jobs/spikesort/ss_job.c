@@ -270,8 +270,8 @@ parse(const struct nq_map *params, const struct nq_map *inputs,
  * userpath (resolved, against deny, without a symlink swapped in since). */
 static int
 open_inputs(const struct ss_jparams *jp, const struct userpath_id *deny,
-            size_t ndeny, struct ss_source *src,
-            struct ss_probe *p, char *msg, size_t msglen)
+            size_t ndeny, struct ss_source *src, struct ss_probe *p, char *msg,
+            size_t msglen)
 {
 	char res[4096];
 	int rc, fd;
@@ -457,8 +457,8 @@ ss_check(const struct nq_map *params, const struct nq_map *inputs,
 		         "you can read it");
 		return NQ_EBADPARAM;
 	}
-	if ((rc = open_inputs(&jp, c->deny, c->ndeny, &src, &p, msg,
-	                      msglen)) != 0)
+	if ((rc = open_inputs(&jp, c->deny, c->ndeny, &src, &p, msg, msglen)) !=
+	    0)
 		return rc;
 	if ((rc = inputs_ok(&jp, &src, &p, msg, msglen)) != 0)
 		goto out;
