@@ -71,6 +71,9 @@ class Daemon:
 
     def __init__(self, state_dir, cpu_slots=1, conf=None, world=False, devices="cpu"):
         self.dir = Path(state_dir)
+        # the daemon keeps its state dir 0700 (issue 9): for other users the
+        # sockets and the CLI copy stay in the 0755 dir, the state below it
+        self.state = self.dir / "state" if world else self.dir
         self.devices = devices  # None: every device the daemon finds
         self.url = f"ipc://{self.dir}/s.sock"
         self.events = f"ipc://{self.dir}/e.sock"
@@ -88,7 +91,7 @@ class Daemon:
         self._log = open(self.log_path, "ab")
         dev = ["--devices", self.devices] if self.devices else []
         self.proc = subprocess.Popen(
-            [str(NEUROQD), "--state-dir", str(self.dir), "--listen", self.url,
+            [str(NEUROQD), "--state-dir", str(self.state), "--listen", self.url,
              "--events", self.events, *dev, "--config", str(self.conf_path)],
             stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + START_TIMEOUT
@@ -199,7 +202,7 @@ def discard(d):
 
 def _reap_workers(d):
     """A worker a failed test left stopped (SIGSTOP) must not outlive it."""
-    for p in worker_pids(d.dir):
+    for p in worker_pids(d.state):
         try:
             os.kill(p, signal.SIGKILL)
         except ProcessLookupError:
@@ -393,7 +396,7 @@ class Frozen:
     def __init__(self, daemon, client, job_id):
         wait_state(client, job_id, ("RUNNING",), timeout=30)
         deadline = time.monotonic() + 10
-        while not (pids := worker_pids(daemon.dir, job_id)):
+        while not (pids := worker_pids(daemon.state, job_id)):
             assert time.monotonic() < deadline, f"no worker process found for job {job_id}"
             time.sleep(0.02)
         self.pids = pids

@@ -449,19 +449,20 @@ ss_check(const struct nq_map *params, const struct nq_map *inputs,
 
 	if (rc != 0)
 		return rc;
+	if ((rc = open_inputs(&jp, c->deny, c->ndeny, &src, &p, msg, msglen)) !=
+	    0)
+		return rc;
+	if ((rc = inputs_ok(&jp, &src, &p, msg, msglen)) != 0)
+		goto out;
 	/* without output_dir the phy folder goes into the spool, which only
 	 * the service user can enter */
 	if (c->other_user && jp.output_dir == NULL) {
 		snprintf(msg, msglen,
 		         "output_dir is required: the phy folder must go where "
 		         "you can read it");
-		return NQ_EBADPARAM;
-	}
-	if ((rc = open_inputs(&jp, c->deny, c->ndeny, &src, &p, msg, msglen)) !=
-	    0)
-		return rc;
-	if ((rc = inputs_ok(&jp, &src, &p, msg, msglen)) != 0)
+		rc = NQ_EBADPARAM;
 		goto out;
+	}
 	if (jp.output_dir != NULL) {
 		char name[64];
 		unsigned char r[8];
