@@ -461,14 +461,23 @@ def service_users():
     nq-bob in group nq-svc, made when missing (as root; skips otherwise) and
     removed afterwards when this fixture made them. Yields
     {name: (uid, gid)} plus "svc_gid"."""
-    import grp
-    import pwd
-
     if os.geteuid() != 0:
         pytest.skip("needs root (useradd, a daemon run as another user)")
     if shutil.which("setpriv") is None or shutil.which("runuser") is None:
         pytest.skip("needs setpriv and runuser (util-linux)")
     made = []
+    try:
+        yield _service_users_make(made)
+    finally:
+        for u in reversed(made):
+            _sh_ok("userdel", u)
+            _sh_ok("groupdel", u)  # its own group, when userdel left it
+
+
+def _service_users_make(made):
+    import grp
+    import pwd
+
     try:
         pwd.getpwnam(SVC_USER)
     except KeyError:
@@ -490,7 +499,4 @@ def service_users():
     for u in (SVC_USER, *LAB_USERS):
         pw = pwd.getpwnam(u)
         out[u] = (pw.pw_uid, pw.pw_gid)
-    yield out
-    for u in reversed(made):
-        _sh_ok("userdel", u)
-        _sh_ok("groupdel", u)  # its own group, when userdel left it
+    return out

@@ -173,10 +173,20 @@ def sort_params(rec, out=None, **kw):
 def lab(service_users):
     """A 0755 base with the binaries, homes for alice and bob, alice's 0600
     recording, and the daemon as nq-svc; alice's first job (a sort into her
-    own folder with umask 027) has run to DONE."""
+    own folder with umask 027) has run to DONE. Everything goes afterwards,
+    also when this setup fails half-way."""
     _need_binaries()
-    users = service_users
     base = Path(tempfile.mkdtemp(prefix="nq-mu-", dir="/tmp"))
+    daemons = []
+    try:
+        yield _lab_setup(service_users, base, daemons)
+    finally:
+        for d in daemons:  # its workers die with it (PR_SET_PDEATHSIG)
+            d.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _lab_setup(users, base, daemons):
     os.chmod(base, 0o755)
     (base / "bin").mkdir(mode=0o755)
     for b in (NEUROQD, WORKER, CLI):
@@ -196,7 +206,9 @@ def lab(service_users):
     secret.write_bytes(SECRET * 64)
     os.chown(secret, *users["nq-alice"])
     os.chmod(secret, 0o644)
-    d = SvcDaemon(base, "state").start(users)
+    d = SvcDaemon(base, "state")
+    daemons.append(d)
+    d.start(users)
     lab = {"base": base, "d": d, "homes": homes, "rec": rec, "secret": secret,
            "users": users}
     # alice's own sort, into her own folder, umask 027
@@ -214,11 +226,7 @@ def lab(service_users):
     lab["job_g"] = int(r.stdout.split()[0])
     assert d.wait("nq-alice", lab["job_a"]) == "DONE", d.log_tail()
     assert d.wait("nq-alice", lab["job_g"]) == "DONE", d.log_tail()
-    yield lab
-    d.stop()
-    for p in d.worker_pids(""):
-        os.kill(p, signal.SIGKILL)
-    shutil.rmtree(base, ignore_errors=True)
+    return lab
 
 
 def refused(r, *words):
