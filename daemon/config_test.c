@@ -528,6 +528,63 @@ test_spool_outputs(void **state)
 	nq_map_free(out);
 }
 
+static unsigned
+mode_of(const char *path)
+{
+	struct stat st;
+
+	assert_int_equal(stat(path, &st), 0);
+	return st.st_mode & 07777;
+}
+
+/* The spool's modes (issue 9): state dir and jobs/ 0700 even when they
+ * existed with others, a staged job dir 02770, its files 0640; the owner's
+ * umask kept with the job. */
+static void
+test_spool_modes_and_umask(void **state)
+{
+	char sd[512], jobs[600], path[800], tmp[700], msg[256];
+	struct nq_map *params = nq_map_new(), *inputs = nq_map_new();
+	struct nq_array a;
+	int64_t shape[1] = {3};
+
+	(void) state;
+	snprintf(sd, sizeof(sd), "%s/state", tmpdir);
+	snprintf(jobs, sizeof(jobs), "%s/jobs", sd);
+	assert_int_equal(spool_mkdir_p(jobs, 0755), 0);
+	assert_int_equal(chmod(sd, 0755), 0);
+	assert_int_equal(chmod(jobs, 0755), 0);
+	assert_int_equal(spool_init(sd), 0);
+	assert_int_equal(mode_of(sd), 0700);
+	assert_int_equal(mode_of(jobs), 0700);
+
+	assert_int_equal(nq_map_set_int(params, "x", 1), 0);
+	assert_int_equal(nq_array_init(&a, NQ_DT_F64, 1, shape), 0);
+	assert_int_equal(nq_map_set_array(inputs, "data", &a), 0);
+	assert_int_equal(spool_stage(sd, params, inputs, tmp, sizeof(tmp), msg,
+	                             sizeof(msg)),
+	                 0);
+	assert_int_equal(mode_of(tmp), 02770);
+	snprintf(path, sizeof(path), "%s/in", tmp);
+	assert_int_equal(mode_of(path), 02770);
+	snprintf(path, sizeof(path), "%s/ckpt", tmp);
+	assert_int_equal(mode_of(path), 02770);
+	snprintf(path, sizeof(path), "%s/params.mp", tmp);
+	assert_int_equal(mode_of(path), 0640);
+	snprintf(path, sizeof(path), "%s/in/data.npy", tmp);
+	assert_int_equal(mode_of(path), 0640);
+
+	assert_int_equal(spool_read_umask(tmp), SPOOL_UMASK_DEFAULT);
+	assert_int_equal(spool_write_umask(tmp, 027), 0);
+	assert_int_equal(spool_read_umask(tmp), 027);
+	snprintf(path, sizeof(path), "%s/umask", tmp);
+	assert_int_equal(mode_of(path), 0640);
+	write_text(path, "9999\n");
+	assert_int_equal(spool_read_umask(tmp), SPOOL_UMASK_DEFAULT);
+	nq_map_free(params);
+	nq_map_free(inputs);
+}
+
 int
 main(void)
 {
@@ -542,6 +599,7 @@ main(void)
 	        cmocka_unit_test(test_probe_lines),
 	        cmocka_unit_test(test_spool_names_and_error),
 	        cmocka_unit_test(test_spool_outputs),
+	        cmocka_unit_test(test_spool_modes_and_umask),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

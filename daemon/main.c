@@ -423,11 +423,9 @@ main(int argc, char **argv)
 	d.started = (double) (nq_wall_us() / 1000000);
 	test_knobs(&d);
 
-	snprintf(path, sizeof(path), "%s/jobs", cfg.state_dir);
-	if ((rc = spool_mkdir_p(cfg.state_dir, 0700)) != 0 ||
-	    (rc = spool_mkdir_p(path, 0700)) != 0) {
-		log_err("cannot create state dir path=%s error=\"%s\"", path,
-		        strerror(errno));
+	if ((rc = spool_init(cfg.state_dir)) != 0) {
+		log_err("cannot create state dir path=%s error=\"%s\"",
+		        cfg.state_dir, strerror(errno));
 		return 1;
 	}
 	spool_clean_staging(cfg.state_dir);

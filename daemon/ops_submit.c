@@ -1,7 +1,9 @@
 /* ops_submit.c — submit (ops.h): check (threadpool) → fits? (loop) →
- * stage the files (threadpool) → row, queue, reply (loop). */
+ * stage the files (threadpool) → the job type's check() as the owner
+ * (`neuroq-worker check`, a child on the loop) → row, queue, reply (loop). */
 #include "ops.h"
 
+#include "child.h"
 #include "config.h"
 #include "daemon.h"
 #include "devname.h"
@@ -18,10 +20,18 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
+
+/* `neuroq-worker check` may take this long (it opens the owner's files,
+ * which may sit on a slow network filesystem), then SIGTERM, SIGKILL; less
+ * than the clients' default reply timeout (30 s), so they hear why */
+#define SUBMIT_CHECK_MS       20000
+#define SUBMIT_CHECK_GRACE_MS 2000
 
 static void
 fmt_bytes(char *buf, size_t n, uint64_t b)
@@ -72,7 +82,7 @@ submit_check_work(struct req *r)
 	struct job_estimate est;
 	struct sched_job *sj = &r->sj;
 	struct devname dn;
-	int64_t prio = 0;
+	int64_t prio = 0, um;
 	int rc;
 
 	if (!nq_has(r->m, "type"))
@@ -110,6 +120,22 @@ submit_check_work(struct req *r)
 	rc = nq_get_str(r->m, "idem", &idem, r->msg, r->msglen);
 	if (rc != 0)
 		return rc;
+	um = SPOOL_UMASK_DEFAULT;
+	rc = nq_get_int(r->m, "umask", &um, r->msg, r->msglen);
+	if (rc != 0)
+		return rc;
+	if (um < 0 || um > 0777)
+		return req_fail(r, NQ_EBADPARAM,
+		                "umask: %" PRId64 " is outside 0..0777", um);
+	if (!worker_can_run_as(r->uid))
+		return req_fail(r, NQ_EPERM,
+		                "this daemon runs as uid %u without "
+		                "CAP_SETUID/CAP_SETGID: it cannot run a job as "
+		                "uid %" PRIu32
+		                " (run your own neuroqd, or ask the "
+		                "administrator to start it as "
+		                "systemd/neuroqd.service does)",
+		                (unsigned) geteuid(), r->uid);
 	if (strlen(idem) > 127)
 		return req_fail(r, NQ_EBADPARAM, "idem: %zu bytes; at most 127",
 		                strlen(idem));
@@ -159,6 +185,7 @@ submit_check_work(struct req *r)
 	r->jt = jt;
 	r->est = est;
 	snprintf(r->idem, sizeof(r->idem), "%s", idem);
+	r->umask = (unsigned) um;
 	r->params = params;
 	r->inputs = inputs;
 	return 0;
@@ -170,6 +197,12 @@ submit_stage_work(struct req *r)
 {
 	int rc = spool_stage(r->path, r->params, r->inputs, r->tmp,
 	                     sizeof(r->tmp), r->msg, r->msglen);
+
+	if (rc == 0 && (rc = spool_write_umask(r->tmp, r->umask)) != 0) {
+		req_fail(r, rc, "cannot write %s/umask: %s", r->tmp,
+		         strerror(errno));
+		spool_rm_rf(r->tmp);
+	}
 
 	/* the request (its inputs) is on disk now: free it here, not on the
 	 * loop thread, and before a worker is forked from the daemon */
@@ -204,16 +237,15 @@ submit_discarded(struct req *r, int rc)
 	return nq_map_set_bool(r->out, "existing", 1);
 }
 
-/* Loop thread, once the files are on disk: the row, the queue. */
+/* Loop thread, once the files are on disk and checked: the row, the
+ * queue. */
 static int
-submit_done(struct req *r, int rc)
+submit_commit(struct req *r)
 {
 	struct daemon *d = r->d;
 	struct job_row row;
 	int existing = 0;
-
-	if (rc != 0)
-		return rc; /* spool_stage removed what it wrote */
+	int rc;
 	/* a SIGTERM since the checks: the job still goes in (QUEUED, it runs
 	 * after the restart) since its files are complete */
 	memset(&row, 0, sizeof(row));
@@ -264,6 +296,195 @@ submit_done(struct req *r, int rc)
 	if ((rc = nq_map_set_int(r->out, "id", row.id)) != 0)
 		return rc;
 	return nq_map_set_bool(r->out, "existing", 0);
+}
+
+/* The submit-time check as the owner: `neuroq-worker check` on the staged
+ * dir, a child of the loop (counted in d->inflight, so a graceful stop
+ * waits for it: at most SUBMIT_CHECK_MS). */
+struct submit_check {
+	struct req *r;
+	struct child *c;
+	char line[1024];
+	int got, cut, timed_out;
+};
+
+static void
+submit_check_line(void *arg, const char *line, size_t len, int cut)
+{
+	struct submit_check *sc = arg;
+
+	(void) len;
+	if (sc->got)
+		return;
+	snprintf(sc->line, sizeof(sc->line), "%s", line);
+	sc->got = 1;
+	sc->cut = cut;
+}
+
+static void
+submit_check_kill(void *arg, int sig, enum child_why why)
+{
+	struct submit_check *sc = arg;
+
+	(void) why;
+	sc->timed_out = 1;
+	log_warn("submit check timed out uid=%" PRIu32 " signal=%d", sc->r->uid,
+	         sig);
+}
+
+/* Threadpool: a staged copy that failed its check goes. */
+static int
+submit_unstage_work(struct req *r)
+{
+	spool_rm_rf(r->tmp);
+	return 0;
+}
+
+static int
+submit_unstaged(struct req *r, int rc)
+{
+	(void) rc;
+	return r->check_rc;
+}
+
+/* Loop: fail the submit with rc (r->msg set) once its staging is gone. */
+static int
+submit_check_fail(struct req *r, int rc)
+{
+	r->check_rc = rc;
+	log_info("submit refused by its check uid=%" PRIu32
+	         " error=%s message=\"%s\"",
+	         r->uid, nq_errname(rc), r->msg);
+	return req_defer(r, submit_unstage_work, submit_unstaged);
+}
+
+/* "ok H D F" or "error CODE msg" into the request: 0 (r->est, r->sj from
+ * the check's figures) or the code with r->msg. */
+static int
+submit_check_parse(struct req *r, const struct submit_check *sc, int64_t status,
+                   int sig)
+{
+	uint64_t h, dv;
+	double fl;
+	char name[32];
+	int n = 0, code;
+
+	if (sc->timed_out)
+		return req_fail(r, NQ_ETIMEDOUT,
+		                "the submit-time check of the job's files as "
+		                "uid %" PRIu32
+		                " took longer than %d s (a slow or hung "
+		                "filesystem?)",
+		                r->uid, SUBMIT_CHECK_MS / 1000);
+	if (sig != 0 || !sc->got)
+		return req_fail(r, NQ_EINTERNAL,
+		                "the submit-time check of the job's files as "
+		                "uid %" PRIu32 " gave no answer (exit %" PRId64
+		                ", signal %d)",
+		                r->uid, status, sig);
+	if (status == 0 && !sc->cut &&
+	    sscanf(sc->line, "ok %" SCNu64 " %" SCNu64 " %lf%n", &h, &dv, &fl,
+	           &n) == 3 &&
+	    sc->line[n] == '\0') {
+		r->est.host_bytes = r->sj.host_bytes = h;
+		r->est.device_bytes = r->sj.device_bytes = dv;
+		r->est.flops = r->sj.flops = fl;
+		return 0;
+	}
+	if (sscanf(sc->line, "error %31s %n", name, &n) >= 1 && n > 0 &&
+	    (code = nq_errcode(name)) > 0)
+		return req_fail(r, code, "%s", sc->line + n);
+	return req_fail(r, NQ_EINTERNAL,
+	                "the submit-time check gave a bad answer (exit %" PRId64
+	                ")",
+	                status);
+}
+
+static void
+submit_check_exit(void *arg, int64_t status, int sig)
+{
+	struct submit_check *sc = arg;
+	struct req *r = sc->r;
+	struct daemon *d = r->d;
+	int rc = submit_check_parse(r, sc, status, sig);
+
+	free(sc);
+	if (rc == 0) {
+		/* the owner's figures may not fit where the floor did */
+		rc = sched_fits_ever(d->sched, &r->sj);
+		if (rc == NQ_ETOOLARGE)
+			rc = too_large(r, &r->sj);
+		else if (rc != 0)
+			rc = req_fail(r, rc, "device: no device '%s'",
+			              r->sj.device_req);
+	}
+	rc = rc == 0 ? submit_commit(r) : submit_check_fail(r, rc);
+	d->inflight--;
+	if (rc != REQ_DEFERRED)
+		req_finish(r, rc);
+	req_check_quiet(d);
+}
+
+static int
+submit_check_start(struct req *r)
+{
+	struct daemon *d = r->d;
+	struct submit_check *sc = calloc(1, sizeof(*sc));
+	struct worker_owner *wo = calloc(1, sizeof(*wo));
+	char *args[8 + WORKER_OWNER_ARGC], err[256];
+	struct child_opts o;
+	int a = 0, rc = NQ_ENOMEM;
+
+	if (sc == NULL || wo == NULL) {
+		req_fail(r, rc, "out of memory");
+		goto fail;
+	}
+	sc->r = r;
+	args[a++] = (char *) d->cfg->worker_path;
+	args[a++] = "check";
+	args[a++] = "--type";
+	args[a++] = (char *) r->jt->name;
+	args[a++] = "--dir";
+	args[a++] = r->tmp;
+	worker_owner_args(d, r->uid, r->umask, wo);
+	for (int i = 0; i < wo->argc; i++)
+		args[a++] = wo->argv[i];
+	args[a] = NULL;
+	memset(&o, 0, sizeof(o));
+	o.argv = args;
+	o.new_session = 1; /* a Ctrl-C to a foreground neuroqd is not its */
+	o.timeout_ms = SUBMIT_CHECK_MS;
+	o.timeout_grace_ms = SUBMIT_CHECK_GRACE_MS;
+	o.on_line = submit_check_line;
+	o.on_kill = submit_check_kill;
+	o.on_exit = submit_check_exit;
+	o.arg = sc;
+	rc = child_spawn(d->loop, &o, &sc->c, err, sizeof(err));
+	free(wo);
+	wo = NULL;
+	if (rc != 0) {
+		req_fail(r, rc, "cannot start %.300s: %.150s",
+		         d->cfg->worker_path, err);
+		goto fail;
+	}
+	d->inflight++;
+	return REQ_DEFERRED;
+fail:
+	free(sc);
+	free(wo);
+	return submit_check_fail(r, rc);
+}
+
+/* Loop thread, once the files are on disk: the job type's check as the
+ * owner, when it has one; then the row. */
+static int
+submit_done(struct req *r, int rc)
+{
+	if (rc != 0)
+		return rc; /* spool_stage removed what it wrote */
+	if (r->jt->check != NULL)
+		return submit_check_start(r);
+	return submit_commit(r);
 }
 
 /* Loop thread: does it fit a device of this server? Then the files. */

@@ -59,6 +59,8 @@ struct req {
 	char idem[128];
 	char tmp[4096];
 	unsigned delay_ms;
+	unsigned umask; /* the owner's (submit's "umask", default 022) */
+	int check_rc;   /* the submit-time check's failure, once staged */
 	/* result */
 	int64_t id;
 	const struct nq_value *names;

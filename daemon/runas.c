@@ -18,6 +18,24 @@
 
 #define RUNAS_MAX_GROUPS 4096
 
+/* Threads of this process (/proc/self/status), -1 when unknown. */
+static int
+runas_threads(void)
+{
+	FILE *f = fopen("/proc/self/status", "re");
+	char line[256];
+	int n = -1;
+
+	if (f == NULL)
+		return -1;
+	while (fgets(line, sizeof(line), f) != NULL) {
+		if (sscanf(line, "Threads: %d", &n) == 1)
+			break;
+	}
+	fclose(f);
+	return n;
+}
+
 int
 runas_owner(uid_t uid, gid_t service_gid, char *msg, size_t msglen)
 {
@@ -31,6 +49,16 @@ runas_owner(uid_t uid, gid_t service_gid, char *msg, size_t msglen)
 
 	if (uid == me)
 		return 0;
+	/* capabilities and PR_SET_NO_NEW_PRIVS are per thread: another
+	 * thread would keep them (and glibc aborts when the setuid(0) check
+	 * below succeeds in it) */
+	if (runas_threads() != 1) {
+		snprintf(msg, msglen,
+		         "cannot become uid %u: the process has %d threads "
+		         "(it must drop while it has one)",
+		         (unsigned) uid, runas_threads());
+		return NQ_EINTERNAL;
+	}
 	if (sz < 16384)
 		sz = 16384;
 	buf = malloc((size_t) sz);

@@ -17,6 +17,21 @@
 
 #define SPOOL_MAX_RESULT_MP (64u << 20)
 
+/* The spool's modes, the one place for them (README.md, "Spool layout"):
+ * the state dir and jobs/ are the service user's alone; a job's dir and
+ * the dirs in it are shared with that job's worker only through the
+ * service group (the worker, become the owner, keeps the service gid and
+ * works in its job dir by "."; setgid: what it makes there stays in the
+ * service group); the files the daemon writes there are readable by the
+ * group, writable by the daemon only. */
+#define SPOOL_PRIVATE_MODE 0700  /* <state_dir>, <state_dir>/jobs */
+#define SPOOL_JOB_DIR_MODE 02770 /* jobs/<id> and its dirs (in/, ckpt/) */
+#define SPOOL_FILE_MODE    0640  /* params.mp, in/<name>.npy, out/, error */
+
+static int spool_write_file(const char *path, const void *buf, size_t len);
+static int spool_read_file(const char *path, size_t max, char **out,
+                           size_t *outlen);
+
 int
 spool_name_ok(const char *name)
 {
@@ -59,6 +74,51 @@ spool_job_dir(const char *state_dir, int64_t id, char *buf, size_t n)
 	int w = snprintf(buf, n, "%s/jobs/%" PRId64, state_dir, id);
 
 	return (w < 0 || (size_t) w >= n) ? NQ_EINTERNAL : 0;
+}
+
+int
+spool_init(const char *state_dir)
+{
+	char jobs[4096];
+
+	if (spool_path(jobs, sizeof(jobs), state_dir, "jobs", NULL) != 0) {
+		errno = ENAMETOOLONG;
+		return NQ_EIO;
+	}
+	/* an existing dir keeps its mode through mkdir: set it */
+	if (spool_mkdir_p(jobs, SPOOL_PRIVATE_MODE) != 0 ||
+	    chmod(state_dir, SPOOL_PRIVATE_MODE) != 0 ||
+	    chmod(jobs, SPOOL_PRIVATE_MODE) != 0)
+		return NQ_EIO;
+	return 0;
+}
+
+int
+spool_write_umask(const char *dir, unsigned um)
+{
+	char path[4096], buf[16];
+	int n = snprintf(buf, sizeof(buf), "%03o\n", um & 0777u);
+
+	if (spool_path(path, sizeof(path), dir, "umask", NULL) != 0)
+		return NQ_EIO;
+	return spool_write_file(path, buf, (size_t) n) == 0 ? 0 : NQ_EIO;
+}
+
+unsigned
+spool_read_umask(const char *job_dir)
+{
+	char path[4096], *buf = NULL, *end;
+	size_t len;
+	unsigned long v;
+
+	if (spool_path(path, sizeof(path), job_dir, "umask", NULL) != 0 ||
+	    spool_read_file(path, 16, &buf, &len) != 0)
+		return SPOOL_UMASK_DEFAULT;
+	v = strtoul(buf, &end, 8);
+	if (end == buf || (*end != '\n' && *end != '\0') || v > 0777)
+		v = SPOOL_UMASK_DEFAULT;
+	free(buf);
+	return (unsigned) v;
 }
 
 int
@@ -156,7 +216,8 @@ spool_write_file(const char *path, const void *buf, size_t len)
 
 	if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int) sizeof(tmp))
 		return ENAMETOOLONG;
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
+	          SPOOL_FILE_MODE);
 	if (fd < 0)
 		return errno;
 	while (len > 0) {
@@ -259,7 +320,12 @@ spool_stage(const char *state_dir, const struct nq_map *params,
 		tmp[0] = '\0';
 		return NQ_EIO;
 	}
-	chmod(tmp, 0755);
+	if (chmod(tmp, SPOOL_JOB_DIR_MODE) != 0) {
+		snprintf(msg, msglen, "cannot chmod %s: %s", tmp,
+		         strerror(errno));
+		rc = NQ_EIO;
+		goto fail;
+	}
 	/* params go to disk as their own msgpack document, re-encoded so
 	 * that the worker reads exactly what validate() saw */
 	{
@@ -280,14 +346,16 @@ spool_stage(const char *state_dir, const struct nq_map *params,
 		goto fail;
 	}
 	spool_path(path, sizeof(path), tmp, "in", NULL);
-	if (mkdir(path, 0755) != 0) {
+	if (mkdir(path, SPOOL_JOB_DIR_MODE) != 0 ||
+	    chmod(path, SPOOL_JOB_DIR_MODE) != 0) {
 		snprintf(msg, msglen, "cannot create %s: %s", path,
 		         strerror(errno));
 		rc = NQ_EIO;
 		goto fail;
 	}
 	spool_path(path, sizeof(path), tmp, "ckpt", NULL);
-	if (mkdir(path, 0755) != 0) {
+	if (mkdir(path, SPOOL_JOB_DIR_MODE) != 0 ||
+	    chmod(path, SPOOL_JOB_DIR_MODE) != 0) {
 		snprintf(msg, msglen, "cannot create %s: %s", path,
 		         strerror(errno));
 		rc = NQ_EIO;
@@ -315,6 +383,8 @@ spool_stage(const char *state_dir, const struct nq_map *params,
 		snprintf(rel, sizeof(rel), "in/%s.npy", name);
 		spool_path(path, sizeof(path), tmp, rel, NULL);
 		rc = nq_npy_write(path, &inputs->vals[i].u.arr);
+		if (rc == 0 && chmod(path, SPOOL_FILE_MODE) != 0)
+			rc = NQ_EIO;
 		if (rc != 0) {
 			snprintf(msg, msglen, "cannot write %s", path);
 			goto fail;
@@ -563,7 +633,7 @@ spool_write_outputs(const char *job_dir, const struct nq_map *out, char *msg,
 	spool_path(tmp, sizeof(tmp), job_dir, "out.tmp", NULL);
 	spool_path(fin, sizeof(fin), job_dir, "out", NULL);
 	spool_rm_rf(tmp);
-	if (mkdir(tmp, 0755) != 0) {
+	if (mkdir(tmp, SPOOL_JOB_DIR_MODE) != 0) {
 		snprintf(msg, msglen, "cannot create %s: %s", tmp,
 		         strerror(errno));
 		return NQ_EIO;

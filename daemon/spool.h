@@ -17,6 +17,14 @@
 int spool_name_ok(const char *name);
 /* <state_dir>/jobs/<id>. 0 or NQ_EINTERNAL (too long). */
 int spool_job_dir(const char *state_dir, int64_t id, char *buf, size_t n);
+/* <state_dir> and <state_dir>/jobs made when missing, and (new or not)
+ * private to the service user (0700). 0 or NQ_EIO with errno. */
+int spool_init(const char *state_dir);
+/* The owner's umask, kept with the job: <dir>/umask, written at staging,
+ * read when its worker starts (SPOOL_UMASK_DEFAULT when none or bad). */
+#define SPOOL_UMASK_DEFAULT 022u
+int spool_write_umask(const char *dir, unsigned um);
+unsigned spool_read_umask(const char *job_dir);
 /* Files and dirs: 0, or NQ_EIO with errno left set to the cause (for the
  * caller's message: read it at once). rm_rf of a missing path is 0. */
 int spool_mkdir_p(const char *path, mode_t mode);

@@ -10,13 +10,17 @@
  */
 #include "store.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "nq_clock.h"
 #include "nq_error.h"
@@ -423,6 +427,41 @@ migrate(struct store *s)
 	return 0;
 }
 
+/* The database and its -wal/-shm: the service user's alone (it holds every
+ * job's owner, paths and idempotency keys). */
+#define STORE_FILE_MODE 0600
+
+/* path, path-wal and path-shm made STORE_FILE_MODE when they exist (an
+ * older daemon left them 0644), the database created so when new: SQLite
+ * gives the -wal/-shm it creates the database's mode. 0 or errno. */
+static int
+store_private(const char *path)
+{
+	static const char *const sfx[] = {"", "-wal", "-shm"};
+	char p[4096];
+	int fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC,
+	              STORE_FILE_MODE);
+
+	if (fd < 0)
+		return errno;
+	close(fd);
+	for (size_t i = 0; i < 3; i++) {
+		struct stat st;
+		if ((size_t) snprintf(p, sizeof(p), "%s%s", path, sfx[i]) >=
+		    sizeof(p))
+			return ENAMETOOLONG;
+		if (lstat(p, &st) != 0) {
+			if (errno == ENOENT)
+				continue;
+			return errno;
+		}
+		if ((st.st_mode & 07777) != STORE_FILE_MODE &&
+		    chmod(p, STORE_FILE_MODE) != 0)
+			return errno;
+	}
+	return 0;
+}
+
 int
 store_open(struct store **out, const char *path, char *msg, size_t msglen)
 {
@@ -436,6 +475,12 @@ store_open(struct store **out, const char *path, char *msg, size_t msglen)
 		if (msg != NULL && msglen > 0)
 			snprintf(msg, msglen, "out of memory");
 		return NQ_ENOMEM;
+	}
+	if ((err = store_private(path)) != 0) {
+		snprintf(s->msg, sizeof(s->msg), "cannot make it private: %s",
+		         strerror(err));
+		err = NQ_EIO;
+		goto fail;
 	}
 	rc = sqlite3_open_v2(path, &s->db,
 	                     SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
@@ -465,6 +510,13 @@ store_open(struct store **out, const char *path, char *msg, size_t msglen)
 		goto fail;
 	if ((err = migrate(s)))
 		goto fail;
+	/* again, now that WAL made its files: checked, not assumed */
+	if ((err = store_private(path)) != 0) {
+		snprintf(s->msg, sizeof(s->msg), "cannot make it private: %s",
+		         strerror(err));
+		err = NQ_EIO;
+		goto fail;
+	}
 	s->msg[0] = '\0';
 	*out = s;
 	return 0;

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -1199,6 +1200,50 @@ test_crash_kill9(void **state)
 	run_crash(*state, 1);
 }
 
+static void
+assert_mode(const char *path, unsigned mode)
+{
+	struct stat st;
+
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_mode & 07777, mode);
+}
+
+/* The database and its WAL files are the service user's alone (issue 9):
+ * new ones are made 0600, an older daemon's 0644 ones are fixed on open. */
+static void
+test_db_private(void **state)
+{
+	struct fx *f = *state;
+	struct job_row row;
+	char p[192], msg[256];
+	int existing;
+
+	memset(&row, 0, sizeof(row));
+	snprintf(row.type, sizeof(row.type), "gsn");
+	row.state = JOB_QUEUED;
+	row.owner = 1000;
+	snprintf(row.device_req, sizeof(row.device_req), "auto");
+	assert_int_equal(store_put_job(f->s, &row, &existing), 0);
+	assert_mode(f->path, 0600);
+	snprintf(p, sizeof(p), "%s-wal", f->path);
+	assert_mode(p, 0600);
+	snprintf(p, sizeof(p), "%s-shm", f->path);
+	assert_mode(p, 0600);
+	store_close(f->s);
+	f->s = NULL;
+	/* as an older daemon left them (an empty WAL is a valid one) */
+	assert_int_equal(chmod(f->path, 0644), 0);
+	snprintf(p, sizeof(p), "%s-wal", f->path);
+	int fd = open(p, O_WRONLY | O_CREAT, 0644);
+	assert_true(fd >= 0);
+	close(fd);
+	assert_int_equal(chmod(p, 0644), 0);
+	assert_int_equal(store_open(&f->s, f->path, msg, sizeof(msg)), 0);
+	assert_mode(f->path, 0600);
+	assert_mode(p, 0600);
+}
+
 int
 main(void)
 {
@@ -1246,6 +1291,8 @@ main(void)
 	        cmocka_unit_test_setup_teardown(test_crash_exit_without_close,
 	                                        setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_crash_kill9, setup,
+	                                        teardown),
+	        cmocka_unit_test_setup_teardown(test_db_private, setup,
 	                                        teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -14,10 +14,13 @@
 #include "store.h"
 
 #include <inttypes.h>
+#include <linux/capability.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #define WORKER_EVENT_MS 250 /* progress events: at most ~4/s per job */
 
@@ -25,6 +28,7 @@ struct worker {
 	struct worker *next;
 	struct daemon *d;
 	int64_t id;
+	uint32_t owner;
 	char device[32];
 	char type[32];
 	uint64_t grant;
@@ -37,6 +41,72 @@ struct worker {
 };
 
 static void (*worker_drain_done)(struct daemon *d);
+
+/* dir of path into out (a socket's dir); 0, or -1 when it has none */
+static int
+worker_dirname(const char *path, char *out, size_t n)
+{
+	const char *slash = strrchr(path, '/');
+	size_t len;
+
+	if (slash == NULL)
+		return -1;
+	len = slash == path ? 1 : (size_t) (slash - path);
+	if (len >= n)
+		return -1;
+	memcpy(out, path, len);
+	out[len] = '\0';
+	return 0;
+}
+
+void
+worker_owner_args(const struct daemon *d, uint32_t owner, unsigned um,
+                  struct worker_owner *wo)
+{
+	const struct config *c = d->cfg;
+	size_t nd = 0;
+	int a = 0;
+
+	snprintf(wo->uid, sizeof(wo->uid), "%" PRIu32, owner);
+	snprintf(wo->gid, sizeof(wo->gid), "%u", (unsigned) getegid());
+	snprintf(wo->um, sizeof(wo->um), "%03o", um & 0777u);
+	wo->argv[a++] = "--owner";
+	wo->argv[a++] = wo->uid;
+	wo->argv[a++] = "--service-gid";
+	wo->argv[a++] = wo->gid;
+	wo->argv[a++] = "--umask";
+	wo->argv[a++] = wo->um;
+	snprintf(wo->deny[nd++], sizeof(wo->deny[0]), "%s", c->state_dir);
+	for (int i = 0; i <= c->nlisten; i++) {
+		const char *u = i < c->nlisten ? c->listen[i] : c->events;
+		if (strncmp(u, "ipc://", 6) == 0 && nd < WORKER_DENY_MAX &&
+		    worker_dirname(u + 6, wo->deny[nd], sizeof(wo->deny[0])) ==
+		            0)
+			nd++;
+	}
+	for (size_t i = 0; i < nd; i++) {
+		wo->argv[a++] = "--deny";
+		wo->argv[a++] = wo->deny[i];
+	}
+	wo->argv[a] = NULL;
+	wo->argc = a;
+}
+
+int
+worker_can_run_as(uint32_t uid)
+{
+	struct __user_cap_header_struct h = {
+	        .version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
+	struct __user_cap_data_struct cd[2];
+
+	if (uid == (uint32_t) geteuid())
+		return 1;
+	memset(cd, 0, sizeof(cd));
+	if (syscall(SYS_capget, &h, cd) != 0)
+		return 0;
+	return (cd[CAP_SETUID / 32].effective >> (CAP_SETUID % 32) & 1) &&
+	       (cd[CAP_SETGID / 32].effective >> (CAP_SETGID % 32) & 1);
+}
 
 size_t
 worker_count(const struct daemon *d)
@@ -263,9 +333,15 @@ static int
 worker_spawn(struct daemon *d, struct worker *w, char *msg, size_t msglen)
 {
 	char jd[4096], grant[32], attempt[16], err[256];
-	char *args[16];
+	char *args[16 + WORKER_OWNER_ARGC];
+	struct worker_owner *wo = calloc(1, sizeof(*wo));
 	struct child_opts o;
 	int a = 0, rc;
+
+	if (wo == NULL) {
+		snprintf(msg, msglen, "out of memory");
+		return NQ_ENOMEM;
+	}
 
 	spool_job_dir(d->cfg->state_dir, w->id, jd, sizeof(jd));
 	snprintf(grant, sizeof(grant), "%" PRIu64, w->grant);
@@ -282,6 +358,10 @@ worker_spawn(struct daemon *d, struct worker *w, char *msg, size_t msglen)
 	args[a++] = grant;
 	args[a++] = "--attempt";
 	args[a++] = attempt;
+	/* as the job's owner, with the umask kept from its submit */
+	worker_owner_args(d, w->owner, spool_read_umask(jd), wo);
+	for (int i = 0; i < wo->argc; i++)
+		args[a++] = wo->argv[i];
 	args[a] = NULL;
 
 	memset(&o, 0, sizeof(o));
@@ -295,6 +375,7 @@ worker_spawn(struct daemon *d, struct worker *w, char *msg, size_t msglen)
 	o.on_exit = worker_exit_cb;
 	o.arg = w;
 	rc = child_spawn(d->loop, &o, &w->child, err, sizeof(err));
+	free(wo); /* uv_spawn copied the arguments */
 	if (rc != 0)
 		snprintf(msg, msglen, "cannot start %.300s: %.150s",
 		         d->cfg->worker_path, err);
@@ -336,6 +417,7 @@ worker_start_more(struct daemon *d)
 			continue;
 		}
 		snprintf(w->type, sizeof(w->type), "%s", row.type);
+		w->owner = row.owner;
 		w->attempt = row.attempts + 1;
 		rc = worker_spawn(d, w, msg, sizeof(msg));
 		if (rc != 0) {

@@ -9,6 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "config.h"
+
 struct daemon;
 
 #define WORKER_KILL_GRACE_MS 10000
@@ -24,5 +26,23 @@ void worker_drain(struct daemon *d, void (*done)(struct daemon *d));
 size_t worker_running_on(const struct daemon *d, const char *device,
                          int64_t *ids, size_t max);
 size_t worker_count(const struct daemon *d);
+
+/* The arguments that make `neuroq-worker run|check` act as a job's owner:
+ * --owner UID --service-gid G (the daemon's gid) --umask U and a --deny
+ * for the state dir and the dir of every ipc:// socket (README.md, Worker
+ * contract). Passed always: for the daemon's own uid the drop is a no-op. */
+#define WORKER_DENY_MAX   (CONFIG_MAX_LISTEN + 2)
+#define WORKER_OWNER_ARGC (6 + 2 * WORKER_DENY_MAX)
+struct worker_owner {
+	char uid[16], gid[16], um[8];
+	char deny[WORKER_DENY_MAX][CONFIG_PATH_MAX];
+	char *argv[WORKER_OWNER_ARGC + 1]; /* NULL-terminated */
+	int argc;
+};
+void worker_owner_args(const struct daemon *d, uint32_t owner, unsigned um,
+                       struct worker_owner *wo);
+/* Whether this daemon can run a job as uid: its own, or it holds
+ * CAP_SETUID and CAP_SETGID (effective). */
+int worker_can_run_as(uint32_t uid);
 
 #endif

@@ -284,6 +284,58 @@ spool_modes(int dfd, int depth)
 	closedir(d);
 }
 
+/* A worker that becomes another user must be single-threaded when it
+ * drops (capabilities are per thread: runas.h), but OpenBLAS starts its
+ * thread pool as it is loaded. Such a worker runs itself again, once, with
+ * OPENBLAS_NUM_THREADS=1 (the value it had kept in WORKER_BLAS_ENV), and
+ * gives BLAS its threads back once it is the owner. */
+#define WORKER_BLAS_ENV "NEUROQ_WORKER_BLAS_THREADS"
+
+static void
+reexec_single_threaded(int argc, char **argv)
+{
+	const char *blas = getenv("OPENBLAS_NUM_THREADS");
+	long uid = -1;
+
+	if (getenv(WORKER_BLAS_ENV) != NULL)
+		return; /* this is the second run */
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--owner") == 0 && i + 1 < argc)
+			uid = strtol(argv[i + 1], NULL, 10);
+		else if (strncmp(argv[i], "--owner=", 8) == 0)
+			uid = strtol(argv[i] + 8, NULL, 10);
+	}
+	if (uid < 0 || (uid_t) uid == geteuid())
+		return;
+	if (setenv(WORKER_BLAS_ENV, blas != NULL ? blas : "", 1) != 0 ||
+	    setenv("OPENBLAS_NUM_THREADS", "1", 1) != 0)
+		return;
+	execv("/proc/self/exe", argv);
+	/* not run again: runas_owner() refuses a threaded drop */
+	unsetenv(WORKER_BLAS_ENV);
+}
+
+/* After the drop: BLAS threads as the daemon's environment set them. */
+static void
+blas_threads_restore(void)
+{
+	const char *s = getenv(WORKER_BLAS_ENV);
+	long n;
+
+	if (s == NULL)
+		return;
+	if (*s != '\0') {
+		setenv("OPENBLAS_NUM_THREADS", s, 1);
+		n = strtol(s, NULL, 10);
+	} else {
+		unsetenv("OPENBLAS_NUM_THREADS");
+		n = sysconf(_SC_NPROCESSORS_ONLN);
+	}
+	unsetenv(WORKER_BLAS_ENV);
+	if (n > 1 && n < 1024)
+		kern_cpu_set_threads((int) n);
+}
+
 /* Record the failure for the daemon (error file) and for people (log). */
 static int
 fail(struct wpriv *p, int code, const char *message)
@@ -469,6 +521,7 @@ cmd_run(int argc, char **argv)
 		ex = fail(&p, rc, msg);
 		goto out;
 	}
+	blas_threads_restore();
 	if (own.set) {
 		umask(007);
 		wlog(&p, "owner uid=%u umask=%03o deny=%zu", (unsigned) own.uid,
@@ -637,6 +690,7 @@ cmd_check(int argc, char **argv)
 		rc = NQ_ENOMEM;
 	if (rc == 0)
 		rc = spool_read_inputs(dir, inputs, msg, sizeof(msg));
+	int other = own.set && own.uid != geteuid();
 	if (rc == 0)
 		rc = owner_drop(&own, msg, sizeof(msg));
 	if (rc == 0 && own.set)
@@ -647,7 +701,7 @@ cmd_check(int argc, char **argv)
 			rc = jt->estimate(params.u.map, inputs, &est);
 	}
 	if (rc == 0 && jt->check != NULL) {
-		struct job_check_ctx c = {own.ids, own.nids, own.umask};
+		struct job_check_ctx c = {own.ids, own.nids, own.umask, other};
 		msg[0] = '\0';
 		rc = jt->check(params.u.map, inputs, &c, &est, msg,
 		               sizeof(msg));
@@ -695,6 +749,8 @@ main(int argc, char **argv)
 		fputs(usage, stderr);
 		return EXIT_USAGE;
 	}
+	if (strcmp(argv[1], "run") == 0 || strcmp(argv[1], "check") == 0)
+		reexec_single_threaded(argc, argv);
 	if (strcmp(argv[1], "run") == 0)
 		return cmd_run(argc - 1, argv + 1);
 	if (strcmp(argv[1], "check") == 0)

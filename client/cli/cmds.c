@@ -403,10 +403,15 @@ cmd_submit(struct cli *c, int argc, char **argv)
 		idem = idbuf;
 	}
 	rv = CLI_EREACH;
+	/* the caller's umask: the job's files in their folders get it (the
+	 * worker runs as the caller); umask() is the only way to read it */
+	mode_t um = umask(022);
+	umask(um);
 	if (nq_map_set_str(req, "type", type) ||
 	    nq_map_set_str(req, "device", device) ||
 	    nq_map_set_int(req, "priority", prio) ||
-	    nq_map_set_str(req, "idem", idem))
+	    nq_map_set_str(req, "idem", idem) ||
+	    nq_map_set_int(req, "umask", (int64_t) (um & 0777)))
 		goto fail;
 	tmp = nq_val_map(params);
 	params = NULL;

@@ -40,6 +40,10 @@ struct job_check_ctx {
 	const struct userpath_id *deny;
 	size_t ndeny;
 	mode_t owner_umask; /* files 0666 & ~it, dirs 0777 & ~it */
+	/* 1: the owner is not the service user, so the job's spool (0700
+	 * state dir) is out of the owner's reach: outputs the owner must read
+	 * cannot go there. */
+	int other_user;
 };
 
 struct job_ctx {

@@ -71,6 +71,9 @@ class Daemon:
 
     def __init__(self, state_dir, cpu_slots=1, conf=None, world=False, devices="cpu"):
         self.dir = Path(state_dir)
+        # the daemon keeps its state dir 0700 (issue 9): for other users the
+        # sockets and the CLI copy stay in the 0755 dir, the state below it
+        self.state = self.dir / "state" if world else self.dir
         self.devices = devices  # None: every device the daemon finds
         self.url = f"ipc://{self.dir}/s.sock"
         self.events = f"ipc://{self.dir}/e.sock"
@@ -88,7 +91,7 @@ class Daemon:
         self._log = open(self.log_path, "ab")
         dev = ["--devices", self.devices] if self.devices else []
         self.proc = subprocess.Popen(
-            [str(NEUROQD), "--state-dir", str(self.dir), "--listen", self.url,
+            [str(NEUROQD), "--state-dir", str(self.state), "--listen", self.url,
              "--events", self.events, *dev, "--config", str(self.conf_path)],
             stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + START_TIMEOUT
@@ -199,7 +202,7 @@ def discard(d):
 
 def _reap_workers(d):
     """A worker a failed test left stopped (SIGSTOP) must not outlive it."""
-    for p in worker_pids(d.dir):
+    for p in worker_pids(d.state):
         try:
             os.kill(p, signal.SIGKILL)
         except ProcessLookupError:
@@ -393,7 +396,7 @@ class Frozen:
     def __init__(self, daemon, client, job_id):
         wait_state(client, job_id, ("RUNNING",), timeout=30)
         deadline = time.monotonic() + 10
-        while not (pids := worker_pids(daemon.dir, job_id)):
+        while not (pids := worker_pids(daemon.state, job_id)):
             assert time.monotonic() < deadline, f"no worker process found for job {job_id}"
             time.sleep(0.02)
         self.pids = pids
@@ -440,3 +443,60 @@ def wait_all(client, ids, timeout=120, poll=0.2):
             raise AssertionError(f"{len(pending)} jobs not ended, none for {timeout} s")
         time.sleep(poll)
     return final
+
+
+# ---- real users against a daemon run as an unprivileged service user (issue 9)
+
+SVC_USER = "nq-svc"
+LAB_USERS = ("nq-alice", "nq-bob")
+
+
+def _sh_ok(*cmd):
+    return subprocess.run(cmd, capture_output=True, text=True).returncode == 0
+
+
+@pytest.fixture(scope="module")
+def service_users():
+    """The service user nq-svc (its own group) and lab users nq-alice and
+    nq-bob in group nq-svc, made when missing (as root; skips otherwise) and
+    removed afterwards when this fixture made them. Yields
+    {name: (uid, gid)} plus "svc_gid"."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root (useradd, a daemon run as another user)")
+    if shutil.which("setpriv") is None or shutil.which("runuser") is None:
+        pytest.skip("needs setpriv and runuser (util-linux)")
+    made = []
+    try:
+        yield _service_users_make(made)
+    finally:
+        for u in reversed(made):
+            _sh_ok("userdel", u)
+            _sh_ok("groupdel", u)  # its own group, when userdel left it
+
+
+def _service_users_make(made):
+    import grp
+    import pwd
+
+    try:
+        pwd.getpwnam(SVC_USER)
+    except KeyError:
+        if not _sh_ok("useradd", "--system", "--user-group", "-M", "-s",
+                      "/usr/sbin/nologin", SVC_USER):
+            pytest.skip("useradd failed")
+        made.append(SVC_USER)
+    for u in LAB_USERS:
+        try:
+            pwd.getpwnam(u)
+        except KeyError:
+            if not _sh_ok("useradd", "--user-group", "-M", "-s", "/usr/sbin/nologin",
+                          "-G", SVC_USER, u):
+                pytest.skip("useradd failed")
+            made.append(u)
+        if SVC_USER not in [g.gr_name for g in grp.getgrall() if u in g.gr_mem]:
+            _sh_ok("usermod", "-aG", SVC_USER, u)
+    out = {"svc_gid": grp.getgrnam(SVC_USER).gr_gid}
+    for u in (SVC_USER, *LAB_USERS):
+        pw = pwd.getpwnam(u)
+        out[u] = (pw.pw_uid, pw.pw_gid)
+    return out

@@ -146,6 +146,9 @@ def test_wrong_fields(d, msg, codes):
     ({"priority": 1000}, "EBADPARAM"),
     ({"priority": "high"}, "EBADPARAM"),
     ({"idem": "k" * 500}, "EBADPARAM"),
+    ({"umask": 0o1000}, "EBADPARAM"),
+    ({"umask": -1}, "EBADPARAM"),
+    ({"umask": "022"}, "EBADPARAM"),
 ], ids=lambda x: str(x)[:50])
 def test_bad_submit(d, over, codes):
     codes = [E[codes]] if isinstance(codes, str) else [E[c] for c in codes]

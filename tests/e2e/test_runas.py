@@ -212,8 +212,9 @@ def test_other_users_recording_refused(world):
     for text in (r.stdout, r.stderr, r2.stdout, r2.stderr, err, log):
         assert SECRET.decode() not in text
     assert not (jd / "out").exists()
-    # B itself may
-    r = check(w, job_dir(w, params(w["rec_b"])), "nq-own-b")
+    # B itself may (into B's own folder: as another user than the service,
+    # output_dir is required, the spool being out of B's reach)
+    r = check(w, job_dir(w, params(w["rec_b"], w["nq-own-b"][2] / "phy-b")), "nq-own-b")
     assert r.stdout.startswith("ok "), r.stdout
 
 

@@ -106,6 +106,22 @@ def _encode_param(v: Any) -> Any:
     return v
 
 
+def _umask() -> int:
+    """The caller's umask, sent with submit: the job runs as the caller and
+    makes its files with it.  Read from /proc (os.umask can only read it by
+    setting it, which races with other threads)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8) & 0o777
+    except (OSError, ValueError, IndexError):
+        pass
+    um = os.umask(0o022)
+    os.umask(um)
+    return um & 0o777
+
+
 class Client:
     """A connection to neuroqd.
 
@@ -234,7 +250,8 @@ class Client:
         ps = {str(k): _encode_param(v) for k, v in (params or {}).items()}
         rep = self.call("submit", type=type, params=ps, inputs=ins,
                         device=device, priority=int(priority),
-                        idem=idem if idem is not None else "py-" + uuid.uuid4().hex)
+                        idem=idem if idem is not None else "py-" + uuid.uuid4().hex,
+                        umask=_umask())
         job = Job(self, int(rep["id"]))
         job.existing = bool(rep.get("existing", False))
         return job

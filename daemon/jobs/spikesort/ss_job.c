@@ -28,14 +28,6 @@
 #include "ss_job.h"
 #include "userpath.h"
 
-/* TRANSITIONAL (issue 9): until the daemon runs check() at submit in
- * `neuroq-worker check` as the job's owner (server.c, the next phase),
- * validate() and estimate() still open the recording and probe here, with
- * the daemon's rights, as before, so a bad file is still refused at submit.
- * The next phase sets this to 0 and then removes it with the code it
- * guards. */
-static const int ss_daemon_opens_files = 1;
-
 /* Every accepted key; anything else is a typo the user should hear of. */
 static const char *const known_keys[] = {"recording",
                                          "n_channels",
@@ -274,13 +266,12 @@ parse(const struct nq_map *params, const struct nq_map *inputs,
 	return 0;
 }
 
-/* The recording and the probe. checked: through userpath (resolved,
- * against deny, without a symlink swapped in since), as check() and run()
- * do; 0: by name (the daemon, ss_daemon_opens_files). */
+/* The recording and the probe, as the owner (check() and run()): through
+ * userpath (resolved, against deny, without a symlink swapped in since). */
 static int
-open_inputs(const struct ss_jparams *jp, int checked,
-            const struct userpath_id *deny, size_t ndeny, struct ss_source *src,
-            struct ss_probe *p, char *msg, size_t msglen)
+open_inputs(const struct ss_jparams *jp, const struct userpath_id *deny,
+            size_t ndeny, struct ss_source *src, struct ss_probe *p, char *msg,
+            size_t msglen)
 {
 	char res[4096];
 	int rc, fd;
@@ -289,10 +280,6 @@ open_inputs(const struct ss_jparams *jp, int checked,
 	if (jp->data != NULL) {
 		ss_source_open_mem(src, jp->data->data, jp->data->shape[0],
 		                   jp->n_rows);
-	} else if (!checked) {
-		if ((rc = ss_source_open_file(src, jp->recording, jp->n_rows,
-		                              msg, msglen)) != 0)
-			return rc;
 	} else {
 		if ((rc = userpath_check("recording", jp->recording, deny,
 		                         ndeny, USERPATH_READ, res, sizeof(res),
@@ -307,8 +294,6 @@ open_inputs(const struct ss_jparams *jp, int checked,
 	}
 	if (jp->probe == NULL)
 		rc = ss_probe_linear(p, jp->n_rows, jp->pitch);
-	else if (!checked)
-		rc = ss_probe_load(p, jp->probe, jp->n_rows, msg, msglen);
 	else if ((rc = userpath_check("probe", jp->probe, deny, ndeny,
 	                              USERPATH_READ, res, sizeof(res), msg,
 	                              msglen)) == 0 &&
@@ -340,24 +325,15 @@ inputs_ok(const struct ss_jparams *jp, const struct ss_source *src,
 	return 0;
 }
 
+/* In the daemon: the params alone. The files are the owner's, opened
+ * only by check() (at submit, as the owner) and run(). */
 static int
 ss_validate(const struct nq_map *params, const struct nq_map *inputs, char *msg,
             size_t msglen)
 {
 	struct ss_jparams jp;
-	struct ss_source src;
-	struct ss_probe p;
-	int rc = parse(params, inputs, &jp, ss_daemon_opens_files, msg, msglen);
 
-	if (rc != 0 || !ss_daemon_opens_files)
-		return rc;
-	/* the file and probe are checked now, not an hour into the queue */
-	if ((rc = open_inputs(&jp, 0, NULL, 0, &src, &p, msg, msglen)) != 0)
-		return rc;
-	rc = inputs_ok(&jp, &src, &p, msg, msglen);
-	ss_probe_free(&p);
-	ss_source_close(&src);
-	return rc;
+	return parse(params, inputs, &jp, 0, msg, msglen);
 }
 
 /* Bytes of one batch's working set: host-only buffers (X; PT, Ps: RK × T;
@@ -430,30 +406,14 @@ ss_estimate(const struct nq_map *params, const struct nq_map *inputs,
 {
 	struct ss_jparams jp;
 	char msg[256];
-	struct ss_probe p;
-	int rc = parse(params, inputs, &jp, ss_daemon_opens_files, msg,
-	               sizeof(msg)),
-	    C;
-	int64_t N = 0;
+	int rc = parse(params, inputs, &jp, 0, msg, sizeof(msg)), C;
+	int64_t N;
 
 	memset(est, 0, sizeof(*est));
 	if (rc != 0)
 		return rc;
 	C = jp.n_rows > 0 ? jp.n_rows : 1;
-	if (jp.data != NULL) {
-		N = jp.data->shape[0];
-	} else if (ss_daemon_opens_files) {
-		struct stat st;
-		if (jp.probe != NULL && ss_probe_load(&p, jp.probe, jp.n_rows,
-		                                      msg, sizeof(msg)) == 0) {
-			C = p.n;
-			ss_probe_free(&p);
-		}
-		if (stat(jp.recording, &st) == 0)
-			N = st.st_size / (2 * (int64_t) jp.n_rows);
-	} else {
-		N = jp.cfg.batch;
-	}
+	N = jp.data != NULL ? jp.data->shape[0] : jp.cfg.batch;
 	est_fill(&jp, C, N, est);
 	return 0;
 }
@@ -489,11 +449,20 @@ ss_check(const struct nq_map *params, const struct nq_map *inputs,
 
 	if (rc != 0)
 		return rc;
-	if ((rc = open_inputs(&jp, 1, c->deny, c->ndeny, &src, &p, msg,
-	                      msglen)) != 0)
+	if ((rc = open_inputs(&jp, c->deny, c->ndeny, &src, &p, msg, msglen)) !=
+	    0)
 		return rc;
 	if ((rc = inputs_ok(&jp, &src, &p, msg, msglen)) != 0)
 		goto out;
+	/* without output_dir the phy folder goes into the spool, which only
+	 * the service user can enter */
+	if (c->other_user && jp.output_dir == NULL) {
+		snprintf(msg, msglen,
+		         "output_dir is required: the phy folder must go where "
+		         "you can read it");
+		rc = NQ_EBADPARAM;
+		goto out;
+	}
 	if (jp.output_dir != NULL) {
 		char name[64];
 		unsigned char r[8];
@@ -658,7 +627,7 @@ ss_run_job(struct job_ctx *ctx, const struct nq_map *params,
 	if (rc != 0)
 		return rc;
 	/* the paths again: a symlink may have changed since submit */
-	if ((rc = open_inputs(&jp, 1, ctx->deny, ctx->ndeny, &src, &p, msg,
+	if ((rc = open_inputs(&jp, ctx->deny, ctx->ndeny, &src, &p, msg,
 	                      msglen)) != 0)
 		return rc;
 	jp.cfg.ckpt_dir = ctx->ckpt_dir;
