@@ -48,7 +48,7 @@ for f in "$UNIT" /usr/share/man/man1/neuroq.1 /usr/share/man/man8/neuroqd.8 \
 done
 getent passwd neuroq >/dev/null || fail "postinst made no user neuroq"
 getent group neuroq >/dev/null || fail "postinst made no group neuroq"
-[ "$(stat -c %U:%G:%a /var/lib/neuroq)" = neuroq:neuroq:750 ] ||
+[ "$(stat -c %U:%G:%a /var/lib/neuroq)" = neuroq:neuroq:700 ] ||
 	fail "/var/lib/neuroq is $(stat -c %U:%G:%a /var/lib/neuroq)"
 if command -v deb-systemd-helper >/dev/null; then
 	[ -L /etc/systemd/system/multi-user.target.wants/neuroqd.service ] ||
@@ -66,11 +66,16 @@ dpkg -i "$deb" >/dev/null
 
 echo "== the installed neuroqd as user neuroq"
 exec_start=$(sed -n 's/^ExecStart=//p' "$UNIT")
+# AmbientCapabilities=CAP_SETUID CAP_SETGID CAP_KILL -> +setuid,+setgid,+kill
+caps=$(sed -n 's/^AmbientCapabilities=//p' "$UNIT" | tr '[:upper:]' '[:lower:]' |
+	sed 's/cap_/+/g; s/ \{1,\}/,/g; s/,$//')
+[ -n "$caps" ] || fail "the unit grants no AmbientCapabilities"
 install -d -o neuroq -g neuroq -m 0755 /run/neuroq # RuntimeDirectory=
 log=$(mktemp /tmp/neuroqd-deb.XXXXXX)
 demo=$(mktemp -d /tmp/neuroq-demo.XXXXXX)
 # shellcheck disable=SC2086 # the unit's command line, split as systemd does
-(umask 0027 && exec setpriv --reuid=neuroq --regid=neuroq --init-groups -- $exec_start) \
+(umask 0027 && exec setpriv --reuid=neuroq --regid=neuroq --init-groups \
+	--inh-caps="$caps" --ambient-caps="$caps" -- $exec_start) \
 	>"$log" 2>&1 &
 DAEMON=$!
 for _ in $(seq 100); do
