@@ -13,6 +13,7 @@
 #include "nq_error.h"
 #include "quota.h"
 #include "request.h"
+#include "runas.h"
 #include "scheduler.h"
 #include "spool.h"
 #include "store.h"
@@ -136,6 +137,11 @@ submit_check_work(struct req *r)
 		                "administrator to start it as "
 		                "systemd/neuroqd.service does)",
 		                (unsigned) geteuid(), r->uid);
+	if (r->uid != (uint32_t) geteuid() && !runas_user_known(r->uid))
+		return req_fail(r, NQ_EPERM,
+		                "uid %" PRIu32 " has no passwd entry on this "
+		                "server: a job runs as its owner",
+		                r->uid);
 	if (strlen(idem) > 127)
 		return req_fail(r, NQ_EBADPARAM, "idem: %zu bytes; at most 127",
 		                strlen(idem));

@@ -161,3 +161,12 @@ out:
 	free(buf);
 	return rc;
 }
+
+int
+runas_user_known(uid_t uid)
+{
+	struct passwd pw, *pwp = NULL;
+	char buf[16384];
+
+	return getpwuid_r(uid, &pw, buf, sizeof(buf), &pwp) == 0 && pwp != NULL;
+}

@@ -23,4 +23,8 @@
  * again afterwards. */
 int runas_owner(uid_t uid, gid_t service_gid, char *msg, size_t msglen);
 
+/* 1 when uid has a passwd entry (a job can run as it), else 0. Thread-safe
+ * (getpwuid_r). */
+int runas_user_known(uid_t uid);
+
 #endif

@@ -9,6 +9,7 @@ they skip (nothing was built).
 from __future__ import annotations
 
 import json
+import contextlib
 import os
 import shutil
 import signal
@@ -453,6 +454,33 @@ LAB_USERS = ("nq-alice", "nq-bob")
 
 def _sh_ok(*cmd):
     return subprocess.run(cmd, capture_output=True, text=True).returncode == 0
+
+
+@contextlib.contextmanager
+def unix_users(*names, groups=()):
+    """Real Unix users (own group each, no home, plus the supplementary
+    `groups`), made when missing and removed afterwards when made here.
+    Needs root (skips otherwise). Yields {name: pwd entry}."""
+    import pwd
+
+    if os.geteuid() != 0 or shutil.which("useradd") is None:
+        pytest.skip("needs root and useradd to make real users")
+    made = []
+    try:
+        for u in names:
+            try:
+                pwd.getpwnam(u)
+            except KeyError:
+                extra = ["-G", ",".join(groups)] if groups else []
+                if not _sh_ok("useradd", "--user-group", "-M", "-s", "/usr/sbin/nologin",
+                              *extra, u):
+                    pytest.skip(f"useradd {u} failed")
+                made.append(u)
+        yield {u: pwd.getpwnam(u) for u in names}
+    finally:
+        for u in reversed(made):
+            _sh_ok("userdel", u)
+            _sh_ok("groupdel", u)  # its own group, when userdel left it
 
 
 @pytest.fixture(scope="module")

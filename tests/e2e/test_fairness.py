@@ -13,7 +13,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from conftest import LONG_JOB, Frozen, make_data, wait_all
+from conftest import LONG_JOB, Frozen, make_data, unix_users, wait_all
 
 TINY = (3, 10, 2)
 
@@ -60,11 +60,16 @@ def test_owners_interleave(daemon_factory, tmp_path):
     data = d.dir / "tiny.npy"
     np.save(data, make_data(*TINY, seed=4))
     os.chmod(data, 0o644)
-    uids = (60001, 60002, 60003)
-    counts = {60001: 60, 60002: 30, 60003: 60}
+    # real users: a job runs as its owner, who must exist on the server
+    with unix_users("nq-fair-a", "nq-fair-b", "nq-fair-c") as pw:
+        _owners_interleave(d, c, blocker, frozen, data, [pw[n].pw_uid for n in sorted(pw)])
+
+
+def _owners_interleave(d, c, blocker, frozen, data, uids):
+    counts = dict(zip(uids, (60, 30, 60)))
     procs = []
     # each owner submits a burst, one owner after the other: FIFO would run
-    # 60001's whole burst first
+    # the first owner's whole burst first
     for uid in uids:
         cli = d.cli_path(user=uid)
         script = " ; ".join([f"{cli} --url {d.url} submit gsn --data {data} || exit 1"]
@@ -92,10 +97,10 @@ def test_owners_interleave(daemon_factory, tmp_path):
         if len(busy) >= 2:
             assert max(busy) - min(busy) <= 2, (k, served, left)
     # a user sees only their own jobs unless asking for everyone's
-    r = d.cli("--json", "list", user=60002)
+    r = d.cli("--json", "list", user=uids[1])
     assert r.returncode == 0, r.stderr
     mine = json.loads(r.stdout)
-    assert mine and all(j["owner"] == 60002 for j in mine)
-    r = d.cli("cancel", ids[0], user=60002)  # 60001's job
+    assert mine and all(j["owner"] == uids[1] for j in mine)
+    r = d.cli("cancel", ids[0], user=uids[1])  # the first owner's job
     assert r.returncode == 1 and "EPERM" in r.stderr
     c.close()

@@ -27,7 +27,7 @@ import pynng
 import pytest
 
 import neuroq
-from conftest import (LONG_JOB, NEUROQD, REPO, START_TIMEOUT, Frozen, make_data,
+from conftest import (LONG_JOB, NEUROQD, REPO, START_TIMEOUT, Frozen, make_data, unix_users,
                       wait_state)
 
 ALICE, BOB, CAROL = "nq-priv-alice", "nq-priv-bob", "nq-priv-carol"
@@ -453,20 +453,26 @@ def test_tcp_needs_explicit_opt_in(daemon_factory):
 
 
 def test_tcp_opt_in_is_anonymous_and_private(daemon_factory):
+    # the TCP owner is a real user: jobs run as their owner
+    with unix_users("nq-priv-tcp") as pw:
+        _tcp_opt_in(daemon_factory, pw["nq-priv-tcp"].pw_uid)
+
+
+def _tcp_opt_in(daemon_factory, uid):
     port = _free_port()
     tcp = f"tcp://127.0.0.1:{port}"
     d = daemon_factory(start=False)
     assert _start(d, [d.url, tcp], {"tcp_unauthenticated": "yes",
-                                    "tcp_owner_uid": 60123}) is None
+                                    "tcp_owner_uid": uid}) is None
     log = d.log_path.read_text()
-    assert f"listening WITHOUT AUTHENTICATION url={tcp} owner_uid=60123" in log
+    assert f"listening WITHOUT AUTHENTICATION url={tcp} owner_uid={uid}" in log
     with neuroq.Client(tcp, timeout=20) as t, d.client() as c:
         h = t.hello()
-        assert h["uid"] == 60123 and h["admin"] is False
+        assert h["uid"] == uid and h["admin"] is False
         assert h["events"] == ""  # no events socket for TCP callers
         mine = c.submit("gsn", inputs={"data": make_data(*SMALL, seed=20)})
         theirs = t.submit("gsn", inputs={"data": make_data(*SMALL, seed=21)})
-        assert c.status(theirs.id)["owner"] == 60123
+        assert c.status(theirs.id)["owner"] == uid
         # a TCP caller is a user like any other: root's job is not theirs
         with pytest.raises(neuroq.errors.PermissionDenied):
             t.status(mine.id)
