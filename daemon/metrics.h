@@ -20,6 +20,8 @@
 
 #include <stddef.h>
 
+#include "scheduler.h"
+
 struct daemon;
 struct metrics;
 
@@ -42,5 +44,19 @@ void metrics_count_restart(struct metrics *m);
  * NQ_EIO; free with metrics_snapshot_free. */
 int metrics_build(struct daemon *d, struct metrics_snapshot *out);
 void metrics_snapshot_free(struct metrics_snapshot *s);
+
+/* One queued job in the order the scheduler would start it: the page's
+ * queue and the queue op (ops_info.c) both come from here. */
+struct metrics_queued {
+	struct sched_plan_entry e; /* id, owner, why, dev, need */
+	size_t position;           /* 1-based place in the whole queue */
+	const char *device;        /* the device the reason is about; "" */
+	char reason[160];          /* sched_wait_text, or the daemon stops */
+};
+
+/* The first max queued jobs in start order (sched_plan), each with its
+ * reason. *out: malloc'd (free() it), *n entries. 0 or NQ_ENOMEM. */
+int metrics_queue_plan(struct daemon *d, size_t max,
+                       struct metrics_queued **out, size_t *n);
 
 #endif
