@@ -108,6 +108,17 @@ out:
 	return rc;
 }
 
+/* The probe's figures of the device named name; NULL when none. */
+static const struct device_info *
+device_find(const struct daemon *d, const char *name)
+{
+	for (size_t k = 0; k < d->ndevs; k++) {
+		if (strcmp(d->devs[k].name, name) == 0)
+			return &d->devs[k];
+	}
+	return NULL;
+}
+
 /* One entry of the devices reply into m; takes ids (the running jobs the
  * caller may see), nrun: how many run there in all. */
 static int
@@ -170,16 +181,12 @@ ops_devices(struct req *r)
 		return NQ_ENOMEM;
 	for (size_t i = 0; i < n && rc == 0; i++) {
 		const struct sched_device *sd = sched_device_at(d->sched, i);
-		const struct device_info *di = NULL;
+		const struct device_info *di = device_find(d, sd->name);
 		struct nq_map *m = nq_map_new();
 		struct nq_value ids = {.kind = NQ_LIST};
 		int64_t run[256];
 		size_t nr, nvis;
 
-		for (size_t k = 0; k < d->ndevs; k++) {
-			if (strcmp(d->devs[k].name, sd->name) == 0)
-				di = &d->devs[k];
-		}
 		if (m == NULL) {
 			rc = NQ_ENOMEM;
 			break;
@@ -356,12 +363,11 @@ queue_plan(struct req *r, int admin)
 	struct qlist l = {.v = {.kind = NQ_LIST}};
 	struct job_row row;
 	size_t n = 0;
-	int rc = metrics_queue_plan(r->d,
-	                            admin ? QUEUE_OP_MAX : sched_queued(r->d->sched),
-	                            &q, &n);
+	int rc = metrics_queue_plan(
+	        r->d, admin ? QUEUE_OP_MAX : sched_queued(r->d->sched), &q, &n);
 
-	for (size_t i = 0, shown = 0;
-	     rc == 0 && i < n && shown < QUEUE_OP_MAX; i++) {
+	for (size_t i = 0, shown = 0; rc == 0 && i < n && shown < QUEUE_OP_MAX;
+	     i++) {
 		struct nq_map *m;
 
 		if (!admin && q[i].e.owner != r->uid)
@@ -432,24 +438,20 @@ queue_devices(struct req *r)
 
 	for (size_t i = 0; i < n && rc == 0; i++) {
 		const struct sched_device *sd = sched_device_at(d->sched, i);
-		const struct device_info *di = NULL;
+		const struct device_info *di = device_find(d, sd->name);
 		struct nq_map *m = nq_map_new();
 
-		for (size_t k = 0; k < d->ndevs; k++) {
-			if (strcmp(d->devs[k].name, sd->name) == 0)
-				di = &d->devs[k];
-		}
 		if (m == NULL) {
 			rc = NQ_ENOMEM;
 			break;
 		}
 		if ((rc = nq_map_set_str(m, "name", sd->name)) ||
-		    (rc = nq_map_set_str(m, "kind", sd->kind == SCHED_CPU
-		                                            ? "cpu"
-		                                            : "cuda")) ||
-		    (rc = nq_map_set_int(m, "mem_total",
-		                         (int64_t) (di ? di->mem_total
-		                                       : sd->capacity))) ||
+		    (rc = nq_map_set_str(m, "kind",
+		                         sd->kind == SCHED_CPU ? "cpu"
+		                                               : "cuda")) ||
+		    (rc = nq_map_set_int(
+		             m, "mem_total",
+		             (int64_t) (di ? di->mem_total : sd->capacity))) ||
 		    (rc = nq_map_set_int(m, "capacity",
 		                         (int64_t) sd->capacity)) ||
 		    (rc = nq_map_set_int(m, "mem_reserved",

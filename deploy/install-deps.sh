@@ -11,7 +11,7 @@ APT_PKGS=(build-essential cmake pkg-config git
           libuv1-dev libnng-dev libmsgpack-dev libsqlite3-dev
           libopenblas-dev liblapacke-dev libcmocka-dev
           python3 python3-venv python3-pip
-          chromium)  # the queue page's test (tests/e2e/test_web.py)
+          chromium tmux)  # the queue page's test (test_web.py), neuroq top's (test_top.py)
 
 need_apt=()
 for p in "${APT_PKGS[@]}"; do

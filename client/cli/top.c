@@ -151,9 +151,8 @@ draw_devices(struct frame *f, const struct nq_map *rep)
 		bw = 30;
 	if (bw < 0)
 		bw = 0;
-	frame_line(f, "%-8s %-5s %-*s%s%21s %10s %5s", "DEVICE", "KIND", bw,
-	           "", bw ? " " : "", "GRANTED / CAPACITY", "MEM_TOTAL",
-	           "SLOTS");
+	frame_line(f, "%-8s %-5s %-*s%s%21s %10s %5s", "DEVICE", "KIND", bw, "",
+	           bw ? " " : "", "GRANTED / CAPACITY", "MEM_TOTAL", "SLOTS");
 	for (size_t i = 0; devs != NULL && i < devs->u.list.n; i++) {
 		const struct nq_value *d = &devs->u.list.items[i];
 		const struct nq_map *m;
@@ -210,7 +209,8 @@ draw_running(struct frame *f, const struct nq_map *rep)
 		dur_or_dash(eta, sizeof(eta), cli_map_num(m, "eta_s", -1));
 		dur_or_dash(el, sizeof(el), cli_map_num(m, "elapsed_s", -1));
 		owner_col(own, sizeof(own), m);
-		frame_line(f, "%8.0f %-10.10s %6s %-8.8s %s%s%4.0f%% %8s %8s  %s",
+		frame_line(f,
+		           "%8.0f %-10.10s %6s %-8.8s %s%s%4.0f%% %8s %8s  %s",
 		           cli_map_num(m, "id", 0), cli_map_str(m, "type", "?"),
 		           own, cli_map_str(m, "device", ""), b, bw ? " " : "",
 		           100 * p, eta, el, cli_map_str(m, "stage", ""));
@@ -224,7 +224,8 @@ draw_queue(struct frame *f, const struct nq_map *rep)
 	size_t n = q ? q->u.list.n : 0;
 
 	frame_line(f, "%s", "");
-	frame_line(f, "QUEUE (%.0f waiting%s)", cli_map_num(rep, "queue_total", 0),
+	frame_line(f, "QUEUE (%.0f waiting%s)",
+	           cli_map_num(rep, "queue_total", 0),
 	           nq_map_get(rep, "others") != NULL && n > 0
 	                   ? "; POS counts every user's jobs"
 	                   : "");
@@ -242,9 +243,9 @@ draw_queue(struct frame *f, const struct nq_map *rep)
 		m = j->u.map;
 		owner_col(own, sizeof(own), m);
 		frame_line(f, "%5.0f %8.0f %-10.10s %6s %4.0f  %s",
-		           cli_map_num(m, "position", 0), cli_map_num(m, "id", 0),
-		           cli_map_str(m, "type", "?"), own,
-		           cli_map_num(m, "priority", 0),
+		           cli_map_num(m, "position", 0),
+		           cli_map_num(m, "id", 0), cli_map_str(m, "type", "?"),
+		           own, cli_map_num(m, "priority", 0),
 		           cli_map_str(m, "reason", ""));
 	}
 }
@@ -275,7 +276,8 @@ draw_recent(struct frame *f, const struct nq_map *rep)
 		owner_col(own, sizeof(own), m);
 		st = cli_map_num(m, "started", 0);
 		en = cli_map_num(m, "finished", 0);
-		dur_or_dash(run, sizeof(run), st > 0 && en >= st ? en - st : -1);
+		dur_or_dash(run, sizeof(run),
+		            st > 0 && en >= st ? en - st : -1);
 		t = (time_t) en;
 		if (en > 0 && localtime_r(&t, &tm))
 			strftime(fin, sizeof(fin), "%H:%M:%S", &tm);
