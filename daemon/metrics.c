@@ -664,50 +664,56 @@ json_running(struct nq_json *w, const struct scan *sc, int64_t now_us)
 }
 
 int
-metrics_queue_plan(struct daemon *d, size_t max, struct metrics_queued **out,
-                   size_t *n)
+metrics_queue_plan(struct daemon *d, int64_t owner, size_t max,
+                   struct metrics_queued **out, size_t *n)
 {
 	struct sched_plan_entry *pe;
 	struct metrics_queued *q;
-	size_t want = sched_queued(d->sched);
+	/* one owner's: their places in the whole queue */
+	size_t want = sched_queued(d->sched), np = 0, k = 0;
 	int rc;
 
 	*out = NULL;
 	*n = 0;
-	if (want > max)
+	if (owner < 0 && want > max)
 		want = max;
 	pe = calloc(want ? want : 1, sizeof(*pe));
-	q = calloc(want ? want : 1, sizeof(*q));
+	q = calloc(want < max ? (want ? want : 1) : (max ? max : 1),
+	           sizeof(*q));
 	if (pe == NULL || q == NULL) {
 		free(pe);
 		free(q);
 		return NQ_ENOMEM;
 	}
-	rc = sched_plan(d->sched, pe, want, n);
-	for (size_t i = 0; rc == 0 && i < *n; i++) {
+	rc = sched_plan(d->sched, pe, want, &np);
+	for (size_t i = 0; rc == 0 && i < np && k < max; i++) {
 		const struct sched_device *sd =
 		        pe[i].dev >= 0
 		                ? sched_device_at(d->sched, (size_t) pe[i].dev)
 		                : NULL;
+		struct metrics_queued *e = &q[k];
 
-		q[i].e = pe[i];
-		q[i].position = i + 1;
-		q[i].device = sd != NULL ? sd->name : "";
+		if (owner >= 0 && pe[i].owner != (uint32_t) owner)
+			continue;
+		k++;
+		e->e = pe[i];
+		e->position = i + 1;
+		e->device = sd != NULL ? sd->name : "";
 		if (d->draining)
-			snprintf(q[i].reason, sizeof(q[i].reason),
+			snprintf(e->reason, sizeof(e->reason),
 			         "the daemon is stopping; runs after its "
 			         "restart");
 		else
-			sched_wait_text(d->sched, &pe[i], q[i].reason,
-			                sizeof(q[i].reason));
+			sched_wait_text(d->sched, &pe[i], e->reason,
+			                sizeof(e->reason));
 	}
 	free(pe);
 	if (rc != 0) {
 		free(q);
-		*n = 0;
 		return rc;
 	}
 	*out = q;
+	*n = k;
 	return 0;
 }
 
@@ -716,7 +722,7 @@ json_queue(struct nq_json *w, const struct daemon *d, const struct scan *sc)
 {
 	struct metrics_queued *q;
 	size_t n = 0;
-	int rc = metrics_queue_plan((struct daemon *) d, QUEUE_MAX, &q, &n);
+	int rc = metrics_queue_plan((struct daemon *) d, -1, QUEUE_MAX, &q, &n);
 
 	if (rc != 0)
 		return rc;

@@ -19,6 +19,7 @@
 #define METRICS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "scheduler.h"
 
@@ -54,9 +55,11 @@ struct metrics_queued {
 	char reason[160];          /* sched_wait_text, or the daemon stops */
 };
 
-/* The first max queued jobs in start order (sched_plan), each with its
- * reason. *out: malloc'd (free() it), *n entries. 0 or NQ_ENOMEM. */
-int metrics_queue_plan(struct daemon *d, size_t max,
+/* The queue in start order (sched_plan), each job with its reason: the
+ * first max of every owner's (owner < 0), or the first max of owner's,
+ * with their positions in the whole queue. *out: malloc'd (free() it), *n
+ * entries. 0 or NQ_ENOMEM. */
+int metrics_queue_plan(struct daemon *d, int64_t owner, size_t max,
                        struct metrics_queued **out, size_t *n);
 
 #endif

@@ -363,15 +363,12 @@ queue_plan(struct req *r, int admin)
 	struct qlist l = {.v = {.kind = NQ_LIST}};
 	struct job_row row;
 	size_t n = 0;
-	int rc = metrics_queue_plan(
-	        r->d, admin ? QUEUE_OP_MAX : sched_queued(r->d->sched), &q, &n);
+	int rc = metrics_queue_plan(r->d, admin ? -1 : (int64_t) r->uid,
+	                            QUEUE_OP_MAX, &q, &n);
 
-	for (size_t i = 0, shown = 0; rc == 0 && i < n && shown < QUEUE_OP_MAX;
-	     i++) {
+	for (size_t i = 0; rc == 0 && i < n; i++) {
 		struct nq_map *m;
 
-		if (!admin && q[i].e.owner != r->uid)
-			continue;
 		if (store_get_job(r->d->store, q[i].e.id, &row) != 0)
 			continue; /* gone between the plan and now */
 		if ((m = queue_job(&row)) == NULL) {
@@ -386,7 +383,6 @@ queue_plan(struct req *r, int admin)
 			break;
 		}
 		rc = qlist_add(&l, m);
-		shown++;
 	}
 	free(q);
 	if (rc == 0)

@@ -152,6 +152,9 @@ def test_queue_op_privacy(lab, users):  # noqa: F811
             assert sorted((j["id"], j["owner"]) for j in rep["queue"]) == \
                 sorted([(a[0], ua), (a[1], ua), (b, ub)])
             assert sorted(j["position"] for j in rep["queue"]) == [1, 2, 3]
+            # bob's place is his job's place in the whole queue
+            assert {j["id"]: j["position"] for j in rep["queue"]}[b] == qb["position"]
+            assert [j["position"] for j in rep["queue"]] == [1, 2, 3]  # in start order
         finally:
             c.cancel(blocker)
             frozen.thaw()
