@@ -489,6 +489,9 @@ cmd_top(struct cli *c, int argc, char **argv)
 		return CLI_EUSAGE;
 	}
 	c->quiet = 1; /* a daemon away is shown in the frame */
+	/* q and Ctrl-C are only read between requests: keep them short */
+	if (c->timeout_s > 5)
+		c->timeout_s = 5;
 	while (!top_quit) {
 		struct nq_value rep;
 		struct frame f = {0};
