@@ -32,7 +32,7 @@
 /* the protocol's ops (server.c); anything else counts as "other" */
 static const char *const metrics_ops[] = {
         "hello",  "submit",  "status", "list",  "cancel",
-        "result", "devices", "logs",   "other",
+        "result", "devices", "logs",   "queue", "other",
 };
 #define METRICS_NOPS  (sizeof(metrics_ops) / sizeof(metrics_ops[0]))
 #define METRICS_CODES 65 /* codes 0..63; 64: any other */
@@ -663,54 +663,89 @@ json_running(struct nq_json *w, const struct scan *sc, int64_t now_us)
 	nq_json_arr_end(w);
 }
 
+int
+metrics_queue_plan(struct daemon *d, int64_t owner, size_t max,
+                   struct metrics_queued **out, size_t *n)
+{
+	struct sched_plan_entry *pe;
+	struct metrics_queued *q;
+	/* one owner's: their places in the whole queue */
+	size_t want = sched_queued(d->sched), np = 0, k = 0;
+	int rc;
+
+	*out = NULL;
+	*n = 0;
+	if (owner < 0 && want > max)
+		want = max;
+	pe = calloc(want ? want : 1, sizeof(*pe));
+	q = calloc(want < max ? (want ? want : 1) : (max ? max : 1),
+	           sizeof(*q));
+	if (pe == NULL || q == NULL) {
+		free(pe);
+		free(q);
+		return NQ_ENOMEM;
+	}
+	rc = sched_plan(d->sched, pe, want, &np);
+	for (size_t i = 0; rc == 0 && i < np && k < max; i++) {
+		const struct sched_device *sd =
+		        pe[i].dev >= 0
+		                ? sched_device_at(d->sched, (size_t) pe[i].dev)
+		                : NULL;
+		struct metrics_queued *e = &q[k];
+
+		if (owner >= 0 && pe[i].owner != (uint32_t) owner)
+			continue;
+		k++;
+		e->e = pe[i];
+		e->position = i + 1;
+		e->device = sd != NULL ? sd->name : "";
+		if (d->draining)
+			snprintf(e->reason, sizeof(e->reason),
+			         "the daemon is stopping; runs after its "
+			         "restart");
+		else
+			sched_wait_text(d->sched, &pe[i], e->reason,
+			                sizeof(e->reason));
+	}
+	free(pe);
+	if (rc != 0) {
+		free(q);
+		return rc;
+	}
+	*out = q;
+	*n = k;
+	return 0;
+}
+
 static int
 json_queue(struct nq_json *w, const struct daemon *d, const struct scan *sc)
 {
-	struct sched_plan_entry *pe;
-	size_t n = 0, want = sched_queued(d->sched);
-	char why[160];
-	int rc;
+	struct metrics_queued *q;
+	size_t n = 0;
+	int rc = metrics_queue_plan((struct daemon *) d, -1, QUEUE_MAX, &q, &n);
 
-	if (want > QUEUE_MAX)
-		want = QUEUE_MAX;
-	pe = calloc(want ? want : 1, sizeof(*pe));
-	if (pe == NULL)
-		return NQ_ENOMEM;
-	rc = sched_plan(d->sched, pe, want, &n);
-	if (rc != 0) {
-		free(pe);
+	if (rc != 0)
 		return rc;
-	}
 	nq_json_key(w, "queue_total");
 	nq_json_uint(w, sched_queued(d->sched));
 	nq_json_key(w, "queue");
 	nq_json_arr_begin(w);
 	for (size_t i = 0; i < n; i++) {
-		const struct jrow *r = queued_find(sc, pe[i].id);
-		const struct sched_device *sd =
-		        pe[i].dev >= 0
-		                ? sched_device_at(d->sched, (size_t) pe[i].dev)
-		                : NULL;
+		const struct jrow *r = queued_find(sc, q[i].e.id);
 
-		if (d->draining)
-			snprintf(why, sizeof(why),
-			         "the daemon is stopping; runs after its "
-			         "restart");
-		else
-			sched_wait_text(d->sched, &pe[i], why, sizeof(why));
 		nq_json_obj_begin(w);
 		nq_json_key(w, "id");
-		nq_json_int(w, pe[i].id);
+		nq_json_int(w, q[i].e.id);
 		nq_json_key(w, "type");
 		js_str(w, r != NULL ? r->type : "?");
 		nq_json_key(w, "device");
-		js_str(w, sd != NULL ? sd->name : "");
+		js_str(w, q[i].device);
 		nq_json_key(w, "reason");
-		js_str(w, why);
+		js_str(w, q[i].reason);
 		nq_json_obj_end(w);
 	}
 	nq_json_arr_end(w);
-	free(pe);
+	free(q);
 	return 0;
 }
 

@@ -19,6 +19,9 @@
 #define METRICS_H
 
 #include <stddef.h>
+#include <stdint.h>
+
+#include "scheduler.h"
 
 struct daemon;
 struct metrics;
@@ -42,5 +45,21 @@ void metrics_count_restart(struct metrics *m);
  * NQ_EIO; free with metrics_snapshot_free. */
 int metrics_build(struct daemon *d, struct metrics_snapshot *out);
 void metrics_snapshot_free(struct metrics_snapshot *s);
+
+/* One queued job in the order the scheduler would start it: the page's
+ * queue and the queue op (ops_info.c) both come from here. */
+struct metrics_queued {
+	struct sched_plan_entry e; /* id, owner, why, dev, need */
+	size_t position;           /* 1-based place in the whole queue */
+	const char *device;        /* the device the reason is about; "" */
+	char reason[160];          /* sched_wait_text, or the daemon stops */
+};
+
+/* The queue in start order (sched_plan), each job with its reason: the
+ * first max of every owner's (owner < 0), or the first max of owner's,
+ * with their positions in the whole queue. *out: malloc'd (free() it), *n
+ * entries. 0 or NQ_ENOMEM. */
+int metrics_queue_plan(struct daemon *d, int64_t owner, size_t max,
+                       struct metrics_queued **out, size_t *n);
 
 #endif

@@ -1,11 +1,14 @@
-/* ops_info.c — hello and devices (ops.h). */
+/* ops_info.c — hello, devices and queue (ops.h). */
 #include "ops.h"
 
 #include "access.h"
 #include "config.h"
 #include "daemon.h"
+#include "events.h"
 #include "job_type.h"
+#include "metrics.h"
 #include "net.h"
+#include "nq_clock.h"
 #include "nq_error.h"
 #include "probe.h"
 #include "request.h"
@@ -105,6 +108,17 @@ out:
 	return rc;
 }
 
+/* The probe's figures of the device named name; NULL when none. */
+static const struct device_info *
+device_find(const struct daemon *d, const char *name)
+{
+	for (size_t k = 0; k < d->ndevs; k++) {
+		if (strcmp(d->devs[k].name, name) == 0)
+			return &d->devs[k];
+	}
+	return NULL;
+}
+
 /* One entry of the devices reply into m; takes ids (the running jobs the
  * caller may see), nrun: how many run there in all. */
 static int
@@ -167,16 +181,12 @@ ops_devices(struct req *r)
 		return NQ_ENOMEM;
 	for (size_t i = 0; i < n && rc == 0; i++) {
 		const struct sched_device *sd = sched_device_at(d->sched, i);
-		const struct device_info *di = NULL;
+		const struct device_info *di = device_find(d, sd->name);
 		struct nq_map *m = nq_map_new();
 		struct nq_value ids = {.kind = NQ_LIST};
 		int64_t run[256];
 		size_t nr, nvis;
 
-		for (size_t k = 0; k < d->ndevs; k++) {
-			if (strcmp(d->devs[k].name, sd->name) == 0)
-				di = &d->devs[k];
-		}
 		if (m == NULL) {
 			rc = NQ_ENOMEM;
 			break;
@@ -201,5 +211,290 @@ ops_devices(struct req *r)
 	if (rc == 0)
 		rc = nq_map_set(r->out, "devices", &list);
 	nq_value_free(&list);
+	return rc;
+}
+
+/* ---- queue: what `neuroq top` shows --------------------------------- */
+
+#define QUEUE_OP_MAX    200 /* queued jobs listed (the page's too) */
+#define QUEUE_OP_RECENT 12  /* finished jobs listed */
+
+/* a growing list of reply maps */
+struct qlist {
+	struct nq_value v;
+	size_t cap;
+};
+
+static int
+qlist_add(struct qlist *l, struct nq_map *m)
+{
+	if (m == NULL)
+		return NQ_ENOMEM;
+	if (l->v.u.list.n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 16;
+		struct nq_value *it =
+		        realloc(l->v.u.list.items, cap * sizeof(*it));
+		if (it == NULL) {
+			nq_map_free(m);
+			return NQ_ENOMEM;
+		}
+		l->v.u.list.items = it;
+		l->cap = cap;
+	}
+	l->v.u.list.items[l->v.u.list.n++] = nq_val_map(m);
+	return 0;
+}
+
+static int
+qlist_set(struct nq_map *out, const char *key, struct qlist *l)
+{
+	int rc;
+
+	if (l->v.u.list.items == NULL &&
+	    (l->v.u.list.items = calloc(1, sizeof(struct nq_value))) == NULL)
+		return NQ_ENOMEM;
+	l->v.kind = NQ_LIST;
+	rc = nq_map_set(out, key, &l->v);
+	nq_value_free(&l->v);
+	l->cap = 0;
+	return rc;
+}
+
+/* A job of the queue reply (all of it is the caller's or they are an
+ * administrator: the privacy filter ran before). NULL: out of memory. */
+static struct nq_map *
+queue_job(const struct job_row *j)
+{
+	struct nq_map *m = nq_map_new();
+	double now = nq_wall_s();
+	double el = j->started_us > 0 ? (job_state_final(j->state)
+	                                         ? (double) j->finished_us
+	                                         : now * 1e6) -
+	                                        (double) j->started_us
+	                              : 0;
+
+	if (m == NULL)
+		return NULL;
+	if (nq_map_set_int(m, "id", j->id) ||
+	    nq_map_set_str(m, "type", j->type) ||
+	    nq_map_set_str(m, "state", job_state_name(j->state)) ||
+	    nq_map_set_int(m, "owner", j->owner) ||
+	    nq_map_set_int(m, "priority", j->priority) ||
+	    nq_map_set_str(m, "device", j->device) ||
+	    nq_map_set_float(m, "progress", j->progress) ||
+	    nq_map_set_str(m, "stage", j->stage) ||
+	    nq_map_set_float(m, "eta_s", events_eta_s(j)) ||
+	    nq_map_set_float(m, "elapsed_s", el > 0 ? el / 1e6 : 0) ||
+	    nq_map_set_float(m, "submitted", (double) j->submitted_us / 1e6) ||
+	    nq_map_set_float(m, "started", (double) j->started_us / 1e6) ||
+	    nq_map_set_float(m, "finished", (double) j->finished_us / 1e6) ||
+	    nq_map_set_int(m, "error_code", j->error_code)) {
+		nq_map_free(m);
+		return NULL;
+	}
+	return m;
+}
+
+struct queue_acc {
+	struct req *r;
+	int admin;
+	struct qlist *l;
+	struct job_row *rows; /* recent: collected, sorted after */
+	size_t nrows;
+	int rc;
+};
+
+static int
+queue_running_cb(void *arg, const struct job_row *row)
+{
+	struct queue_acc *a = arg;
+
+	if (!a->admin && row->owner != a->r->uid)
+		return 0;
+	a->rc = qlist_add(a->l, queue_job(row));
+	return a->rc != 0;
+}
+
+static int
+queue_recent_cb(void *arg, const struct job_row *row)
+{
+	struct queue_acc *a = arg;
+
+	a->rows[a->nrows++] = *row;
+	return 0;
+}
+
+static int
+finished_desc(const void *x, const void *y)
+{
+	const struct job_row *a = x, *b = y;
+
+	if (a->finished_us != b->finished_us)
+		return a->finished_us < b->finished_us ? 1 : -1;
+	return a->id < b->id ? 1 : -1;
+}
+
+/* running: every RUNNING job the caller may see, oldest first */
+static int
+queue_running(struct req *r, int admin)
+{
+	struct store_filter f = {.state = JOB_RUNNING,
+	                         .any_owner = admin,
+	                         .owner = r->uid,
+	                         .oldest_first = 1};
+	struct qlist l = {.v = {.kind = NQ_LIST}};
+	struct queue_acc a = {.r = r, .admin = admin, .l = &l};
+	int rc = store_list(r->d->store, &f, queue_running_cb, &a);
+
+	if (rc == 0)
+		rc = a.rc;
+	if (rc == 0)
+		return qlist_set(r->out, "running", &l);
+	nq_value_free(&l.v);
+	return rc;
+}
+
+/* queue: the plan (metrics_queue_plan, the page's too), the caller's jobs
+ * of it with their place in the whole queue */
+static int
+queue_plan(struct req *r, int admin)
+{
+	struct metrics_queued *q = NULL;
+	struct qlist l = {.v = {.kind = NQ_LIST}};
+	struct job_row row;
+	size_t n = 0;
+	int rc = metrics_queue_plan(r->d, admin ? -1 : (int64_t) r->uid,
+	                            QUEUE_OP_MAX, &q, &n);
+
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		struct nq_map *m;
+
+		if (store_get_job(r->d->store, q[i].e.id, &row) != 0)
+			continue; /* gone between the plan and now */
+		if ((m = queue_job(&row)) == NULL) {
+			rc = NQ_ENOMEM;
+			break;
+		}
+		if ((rc = nq_map_set_int(m, "position",
+		                         (int64_t) q[i].position)) ||
+		    (rc = nq_map_set_str(m, "reason", q[i].reason)) ||
+		    (rc = nq_map_set_str(m, "reason_device", q[i].device))) {
+			nq_map_free(m);
+			break;
+		}
+		rc = qlist_add(&l, m);
+	}
+	free(q);
+	if (rc == 0)
+		rc = nq_map_set_int(r->out, "queue_total",
+		                    (int64_t) sched_queued(r->d->sched));
+	if (rc == 0)
+		return qlist_set(r->out, "queue", &l);
+	nq_value_free(&l.v);
+	return rc;
+}
+
+/* recent: the newest (by id) QUEUE_OP_RECENT jobs of each final state the
+ * caller may see (the store's state index), latest finished first */
+static int
+queue_recent(struct req *r, int admin)
+{
+	static const int fin[] = {JOB_DONE, JOB_FAILED, JOB_CANCELED};
+	struct job_row *rows = calloc(3 * QUEUE_OP_RECENT, sizeof(*rows));
+	struct qlist l = {.v = {.kind = NQ_LIST}};
+	struct queue_acc a = {.r = r, .admin = admin, .rows = rows};
+	int rc = rows == NULL ? NQ_ENOMEM : 0;
+
+	for (size_t k = 0; rc == 0 && k < 3; k++) {
+		struct store_filter f = {.state = fin[k],
+		                         .any_owner = admin,
+		                         .owner = r->uid,
+		                         .limit = QUEUE_OP_RECENT};
+		rc = store_list(r->d->store, &f, queue_recent_cb, &a);
+	}
+	if (rc == 0)
+		qsort(rows, a.nrows, sizeof(*rows), finished_desc);
+	for (size_t i = 0; rc == 0 && i < a.nrows && i < QUEUE_OP_RECENT; i++)
+		rc = qlist_add(&l, queue_job(&rows[i]));
+	free(rows);
+	if (rc == 0)
+		return qlist_set(r->out, "recent", &l);
+	nq_value_free(&l.v);
+	return rc;
+}
+
+/* devices: the memory ledger and slots (no job ids: running_count) */
+static int
+queue_devices(struct req *r)
+{
+	struct daemon *d = r->d;
+	struct qlist l = {.v = {.kind = NQ_LIST}};
+	size_t n = sched_device_count(d->sched);
+	int rc = 0;
+
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		const struct sched_device *sd = sched_device_at(d->sched, i);
+		const struct device_info *di = device_find(d, sd->name);
+		struct nq_map *m = nq_map_new();
+
+		if (m == NULL) {
+			rc = NQ_ENOMEM;
+			break;
+		}
+		if ((rc = nq_map_set_str(m, "name", sd->name)) ||
+		    (rc = nq_map_set_str(m, "kind",
+		                         sd->kind == SCHED_CPU ? "cpu"
+		                                               : "cuda")) ||
+		    (rc = nq_map_set_int(
+		             m, "mem_total",
+		             (int64_t) (di ? di->mem_total : sd->capacity))) ||
+		    (rc = nq_map_set_int(m, "capacity",
+		                         (int64_t) sd->capacity)) ||
+		    (rc = nq_map_set_int(m, "mem_reserved",
+		                         (int64_t) sd->reserved)) ||
+		    (rc = nq_map_set_int(m, "slots", sd->slots)) ||
+		    (rc = nq_map_set_int(m, "running_count", sd->running))) {
+			nq_map_free(m);
+			break;
+		}
+		rc = qlist_add(&l, m);
+	}
+	if (rc == 0)
+		return qlist_set(r->out, "devices", &l);
+	nq_value_free(&l.v);
+	return rc;
+}
+
+int
+ops_queue(struct req *r)
+{
+	int admin = access_is_admin(r->d->access, r->uid);
+	int64_t oq, orun;
+	int rc;
+
+	if ((rc = nq_map_set_float(r->out, "now", nq_wall_s())) ||
+	    (rc = nq_map_set_bool(r->out, "draining", r->d->draining)) ||
+	    (rc = nq_map_set_bool(r->out, "admin", admin)) ||
+	    (rc = queue_devices(r)) || (rc = queue_running(r, admin)) ||
+	    (rc = queue_plan(r, admin)) || (rc = queue_recent(r, admin)))
+		goto fail;
+	if (!admin) {
+		struct nq_map *m = nq_map_new();
+		struct nq_value v;
+
+		rc = store_count_others(r->d->store, r->uid, &oq, &orun);
+		if (m == NULL || rc != 0 ||
+		    (rc = nq_map_set_int(m, "queued", oq)) ||
+		    (rc = nq_map_set_int(m, "running", orun))) {
+			nq_map_free(m);
+			rc = rc ? rc : NQ_ENOMEM;
+			goto fail;
+		}
+		v = nq_val_map(m);
+		rc = nq_map_set(r->out, "others", &v);
+	}
+fail:
+	if (rc == NQ_EIO)
+		return req_fail(r, rc, "store: %s", store_errmsg(r->d->store));
 	return rc;
 }

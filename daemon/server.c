@@ -22,6 +22,7 @@ static const struct {
         {"status", ops_status},   {"list", ops_list},
         {"cancel", ops_cancel},   {"result", ops_result},
         {"devices", ops_devices}, {"logs", ops_logs},
+        {"queue", ops_queue},
 };
 
 /* Threadpool for big requests, else inline. */
@@ -73,7 +74,7 @@ dispatch(struct req *r, int rc)
 	}
 	return req_fail(r, NQ_EBADOP,
 	                "op: unknown request '%.32s' (hello, submit, status, "
-	                "list, cancel, result, devices, logs)",
+	                "list, cancel, result, devices, logs, queue)",
 	                r->op);
 }
 

@@ -12,7 +12,7 @@ APT_PKGS=(build-essential cmake pkg-config git help2man
           libuv1-dev libnng-dev libmsgpack-dev libsqlite3-dev
           libopenblas-dev liblapacke-dev libcmocka-dev
           python3 python3-venv python3-pip
-          chromium       # the queue page's test (tests/e2e/test_web.py)
+          chromium tmux  # the queue page's test (test_web.py), neuroq top's (test_top.py)
           openssh-server openssh-client)  # tests/e2e/test_ssh.py: a real sshd on loopback
 # .ci/run: clang with its sanitizer runtimes and LLVM's OpenMP (the
 # ThreadSanitizer build, the fuzzer), clang-format, clang-tidy and

@@ -63,6 +63,7 @@ int cmd_cancel(struct cli *c, int argc, char **argv);
 int cmd_list(struct cli *c, int argc, char **argv);
 int cmd_logs(struct cli *c, int argc, char **argv);
 int cmd_version(struct cli *c, int argc, char **argv);
+int cmd_top(struct cli *c, int argc, char **argv); /* top.c */
 
 /* util */
 int cli_parse_id(const char *s, long long *id);
@@ -70,6 +71,9 @@ int cli_parse_seconds(const char *s, double *out);
 const char *cli_map_str(const struct nq_map *m, const char *key,
                         const char *dflt);
 double cli_map_num(const struct nq_map *m, const char *key, double dflt);
+/* "1.5 GiB" (cmds.c); "1h02m", "3m05s", "42s" (wait.c) */
+void cli_human_bytes(char *buf, size_t len, double b);
+void cli_fmt_dur(char *buf, size_t n, double s);
 void cli_usage_error(const char *fmt, ...)
         __attribute__((format(printf, 1, 2)));
 

@@ -192,8 +192,8 @@ finish(struct cli *c, int rv, struct nq_value *rep)
 
 /* ---- devices */
 
-static void
-human_bytes(char *buf, size_t len, double b)
+void
+cli_human_bytes(char *buf, size_t len, double b)
 {
 	const char *u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
 	int k = 0;
@@ -232,12 +232,12 @@ cmd_devices(struct cli *c, int argc, char **argv)
 			if (d->kind != NQ_MAP)
 				continue;
 			m = d->u.map;
-			human_bytes(t, sizeof(t),
-			            cli_map_num(m, "mem_total", 0));
-			human_bytes(f, sizeof(f),
-			            cli_map_num(m, "mem_free", 0));
-			human_bytes(r, sizeof(r),
-			            cli_map_num(m, "mem_reserved", 0));
+			cli_human_bytes(t, sizeof(t),
+			                cli_map_num(m, "mem_total", 0));
+			cli_human_bytes(f, sizeof(f),
+			                cli_map_num(m, "mem_free", 0));
+			cli_human_bytes(r, sizeof(r),
+			                cli_map_num(m, "mem_reserved", 0));
 			printf("%-8s %-5s %12s %12s %12s %5.0f  ",
 			       cli_map_str(m, "name", "?"),
 			       cli_map_str(m, "kind", "?"), t, f, r,

@@ -55,6 +55,14 @@ static const char usage_text[] =
         "  list [--state S] [--all-users] [--limit N]   your jobs (or "
         "everyone's)\n"
         "  logs ID                       the job's log\n"
+        "  top [--once] [--interval S]   the queue, live (like htop): devices' "
+        "memory,\n"
+        "                                running jobs with progress and ETA, "
+        "the queue\n"
+        "                                in start order with why each waits, "
+        "recent\n"
+        "                                jobs; q or Ctrl-C quits; --once: one "
+        "frame\n"
         "  version                       client and daemon versions\n"
         "\n"
         "options:\n"
@@ -90,7 +98,7 @@ static const struct {
         {"status", cmd_status},   {"wait", cmd_wait},
         {"result", cmd_result},   {"cancel", cmd_cancel},
         {"list", cmd_list},       {"logs", cmd_logs},
-        {"version", cmd_version},
+        {"version", cmd_version}, {"top", cmd_top},
 };
 
 int

@@ -29,8 +29,8 @@ sleep_s(double s)
 }
 
 /* "1h02m", "3m05s", "42s" */
-static void
-fmt_dur(char *buf, size_t n, double s)
+void
+cli_fmt_dur(char *buf, size_t n, double s)
 {
 	long t = lround(s);
 
@@ -60,7 +60,7 @@ fmt_eta(char *buf, size_t n, const struct nq_map *job)
 	else if (!(eta >= 0) || !isfinite(eta))
 		snprintf(buf, n, "eta ?");
 	else {
-		fmt_dur(d, sizeof(d), eta);
+		cli_fmt_dur(d, sizeof(d), eta);
 		snprintf(buf, n, "eta %s", d);
 	}
 }
@@ -79,7 +79,7 @@ draw_bar(long long id, const struct nq_map *job, double elapsed)
 		bar[i] = i < fill ? '#' : '.';
 	bar[width] = 0;
 	fmt_eta(eta, sizeof(eta), job);
-	fmt_dur(el, sizeof(el), elapsed);
+	cli_fmt_dur(el, sizeof(el), elapsed);
 	fprintf(stderr, "\r\033[Kjob %lld %-8s [%s] %3.0f%% %-12.12s %6s %s",
 	        id, state, bar, 100 * p, stage, el, eta);
 	fflush(stderr);
@@ -112,7 +112,7 @@ log_line(struct log_state *ls, long long id, const struct nq_map *job,
 	snprintf(ls->stage, sizeof(ls->stage), "%s", stage);
 	ls->decile = dec;
 	fmt_eta(eta, sizeof(eta), job);
-	fmt_dur(el, sizeof(el), elapsed);
+	cli_fmt_dur(el, sizeof(el), elapsed);
 	fprintf(stderr, "job %lld %s %.0f%%%s%s elapsed %s%s%s\n", id, state,
 	        100 * p, *stage ? " " : "", stage, el, *eta ? " " : "", eta);
 	fflush(stderr);
