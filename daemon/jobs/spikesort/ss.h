@@ -122,7 +122,7 @@ struct ss_config {
 	 * amplitude_cutoff ≤ good_amp_cutoff and snr ≥ good_snr (a metric
 	 * that is NaN is not held against a unit) */
 	double isi_ms;          /* ISI violation threshold (1.5) */
-	double presence_bin_s;  /* presence ratio bins (60) */
+	double presence_bin_s;  /* presence bins (0: duration/20 in [10, 60]) */
 	double good_isi;
 	double good_presence;
 	double good_amp_cutoff;

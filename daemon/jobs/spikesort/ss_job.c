@@ -247,7 +247,7 @@ parse(const struct nq_map *params, const struct nq_map *inputs,
 	    (rc = get_float_in(params, "isi_threshold_ms", &c->isi_ms, 0.1, 10,
 	                       msg, msglen)) ||
 	    (rc = get_float_in(params, "presence_bin_s", &c->presence_bin_s,
-	                       0.1, 1e6, msg, msglen)) ||
+	                       0, 1e6, msg, msglen)) ||
 	    (rc = get_float_in(params, "good_max_isi_ratio", &c->good_isi, 0,
 	                       1e6, msg, msglen)) ||
 	    (rc = get_float_in(params, "good_min_presence", &c->good_presence,

@@ -203,6 +203,14 @@ ss_q_amplitude_cutoff(const float *a, int64_t n, int nbins, double sigma,
 	return fmin(missed / ((double) n + missed), 0.5);
 }
 
+double
+ss_quality_presence_bin(const struct ss_config *cfg, double duration_s)
+{
+	if (cfg->presence_bin_s > 0)
+		return cfg->presence_bin_s;
+	return fmin(60, fmax(10, duration_s / 20));
+}
+
 int
 ss_quality_is_good(const struct ss_config *cfg, const struct ss_quality *q,
                    int k)
@@ -358,6 +366,7 @@ ss_quality_finish(const struct ss_config *cfg, struct ss_result *res)
 	double dur = (double) res->n_samples / cfg->fs, *work = NULL;
 	float *amp = NULL;
 	int rc = NQ_ENOMEM;
+	int64_t pbin;
 
 	if (q == NULL || q->K != K)
 		return NQ_EINTERNAL;
@@ -382,6 +391,7 @@ ss_quality_finish(const struct ss_config *cfg, struct ss_result *res)
 	for (int64_t i = 0; i < m; i++)
 		idx[fill[res->clust[i]]++] = i;
 	res->n_good = 0;
+	pbin = (int64_t) (ss_quality_presence_bin(cfg, dur) * cfg->fs);
 	for (int k = 0; k < K; k++) {
 		int64_t n = start[k + 1] - start[k];
 		const int64_t *ix = idx + start[k];
@@ -402,9 +412,8 @@ ss_quality_finish(const struct ss_config *cfg, struct ss_result *res)
 			work[j] = q->peak[ix[j]];
 		}
 		q->firing_rate[k] = (double) n / dur;
-		q->presence_ratio[k] = ss_q_presence_ratio(
-		        tt, n, res->n_samples,
-		        (int64_t) (cfg->presence_bin_s * cfg->fs));
+		q->presence_ratio[k] = ss_q_presence_ratio(tt, n, res->n_samples,
+		                                           pbin);
 		q->isi_ratio[k] = ss_q_isi_violations(
 		        tt, n, dur, cfg->isi_ms * 1e-3, 0, cfg->fs,
 		        &q->isi_count[k]);

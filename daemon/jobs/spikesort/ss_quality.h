@@ -5,7 +5,9 @@
  *   num_spikes, firing_rate     spikes, spikes / recording duration (Hz)
  *   presence_ratio              share of the whole presence_bin_s bins of the
  *                               recording in which the unit fires at least
- *                               once (NaN when shorter than one bin)
+ *                               once (NaN when shorter than one bin; bins
+ *                               of duration / 20 within [10, 60] s when
+ *                               presence_bin_s is 0, the default)
  *   isi_violations_ratio/_count Hill et al.'s contamination estimate from the
  *                               inter-spike intervals < isi_threshold_ms
  *   amplitude_cutoff            share of spikes missing below the detection
@@ -66,6 +68,11 @@ void ss_quality_batch(struct ss_quality *q, const struct ss_result *res,
 /* The metrics from the gathered sums and the spikes, then the labels
  * (res->good, res->n_good) from cfg's thresholds. 0 or NQ_ENOMEM. */
 int ss_quality_finish(const struct ss_config *cfg, struct ss_result *res);
+
+/* The presence-ratio bin (s): presence_bin_s, or when that is ≤ 0 the
+ * recording's duration / 20 within [10 s, SpikeInterface's 60 s] (a unit
+ * at 0.5 Hz leaves a 10 s bin empty 0.7 % of the time). */
+double ss_quality_presence_bin(const struct ss_config *cfg, double duration_s);
 
 /* Whether a unit with these metrics is "good" under cfg's thresholds
  * (a NaN metric is not held against it). */

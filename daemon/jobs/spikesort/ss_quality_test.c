@@ -177,6 +177,12 @@ test_labels(void **state)
 	assert_true(ss_quality_is_good(&cfg, &q, 0));
 	ns[0] = 0;
 	assert_false(ss_quality_is_good(&cfg, &q, 0));
+	/* presence bins: duration / 20 within [10, 60] s unless set */
+	assert_true(ss_quality_presence_bin(&cfg, 120) == 10);
+	assert_true(ss_quality_presence_bin(&cfg, 600) == 30);
+	assert_true(ss_quality_presence_bin(&cfg, 7200) == 60);
+	cfg.presence_bin_s = 5;
+	assert_true(ss_quality_presence_bin(&cfg, 7200) == 5);
 }
 
 int
