@@ -92,7 +92,7 @@ def test_labels_follow_thresholds(sorted_q):
     ok &= ~(f["isi_violations_ratio"] >= 0.5)
     ok &= ~(f["presence_ratio"] < 0.9)
     ok &= ~(f["amplitude_cutoff"] > 0.1)
-    ok &= ~(f["snr"] < 5)
+    ok &= ~(f["snr"] < 2)
     assert (np.array(info["KSLabel"]) == "good").tolist() == ok.tolist()
 
 

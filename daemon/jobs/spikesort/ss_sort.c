@@ -71,7 +71,7 @@ ss_config_defaults(struct ss_config *c)
 	c->good_isi = 0.5;
 	c->good_presence = 0.9;
 	c->good_amp_cutoff = 0.1;
-	c->good_snr = 5;
+	c->good_snr = 2;
 	c->min_spikes = 20;
 	c->split_dprime = 4.0;
 	c->seed = 1;
