@@ -85,8 +85,7 @@ ss_q_hist_median(const uint64_t *h)
 }
 
 double
-ss_q_presence_ratio(const int64_t *t, int64_t n, int64_t n_samples,
-                    int64_t bin)
+ss_q_presence_ratio(const int64_t *t, int64_t n, int64_t n_samples, int64_t bin)
 {
 	int64_t nb, hit = 0, last = -1;
 
@@ -120,7 +119,8 @@ ss_q_isi_violations(const int64_t *t, int64_t n, double duration_s,
 		if ((double) (t[i] - t[i - 1]) / fs < thr_s)
 			nv++;
 	*count = nv;
-	double viol_rate = (double) nv / (2.0 * (double) n * (thr_s - min_isi_s));
+	double viol_rate =
+	        (double) nv / (2.0 * (double) n * (thr_s - min_isi_s));
 	return viol_rate / ((double) n / duration_s);
 }
 
@@ -335,7 +335,8 @@ ss_quality_batch(struct ss_quality *q, const struct ss_result *res,
 			continue;
 		const float *y = Y + (size_t) C * i;
 		for (int c = 0; c < C; c++)
-			q->hist[(size_t) c * SS_QH_BINS + ss_q_hist_bin(y[c])]++;
+			q->hist[(size_t) c * SS_QH_BINS +
+			        ss_q_hist_bin(y[c])]++;
 	}
 	while (q->next < res->n_spikes && res->times[q->next] < lo)
 		q->next++;
@@ -379,8 +380,9 @@ ss_quality_finish(const struct ss_config *cfg, struct ss_result *res)
 	if (!start || !fill || !idx || !tt || !amp || !work)
 		goto out;
 	for (int c = 0; c < q->C; c++)
-		q->noise[c] = ss_q_hist_median(q->hist + (size_t) c * SS_QH_BINS) /
-		              0.6744897501960817;
+		q->noise[c] =
+		        ss_q_hist_median(q->hist + (size_t) c * SS_QH_BINS) /
+		        0.6744897501960817;
 	/* spikes grouped by cluster, in time order */
 	for (int64_t i = 0; i < m; i++)
 		start[res->clust[i] + 1]++;
@@ -412,11 +414,11 @@ ss_quality_finish(const struct ss_config *cfg, struct ss_result *res)
 			work[j] = q->peak[ix[j]];
 		}
 		q->firing_rate[k] = (double) n / dur;
-		q->presence_ratio[k] = ss_q_presence_ratio(tt, n, res->n_samples,
-		                                           pbin);
-		q->isi_ratio[k] = ss_q_isi_violations(
-		        tt, n, dur, cfg->isi_ms * 1e-3, 0, cfg->fs,
-		        &q->isi_count[k]);
+		q->presence_ratio[k] =
+		        ss_q_presence_ratio(tt, n, res->n_samples, pbin);
+		q->isi_ratio[k] =
+		        ss_q_isi_violations(tt, n, dur, cfg->isi_ms * 1e-3, 0,
+		                            cfg->fs, &q->isi_count[k]);
 		qsort(work, (size_t) n, sizeof(double), cmp_double);
 		q->amp_median[k] = median_sorted(work, n);
 		q->amp_cutoff[k] =

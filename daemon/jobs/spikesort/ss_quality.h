@@ -87,8 +87,7 @@ double ss_quality_median(const struct ss_quality *q, const double *v);
  * and cluster_group rewritten, cluster_<metric>.tsv per metric and
  * cluster_info.tsv with every column, through dirfd as ss_phy_writeat. */
 int ss_phy_quality_writeat(int dirfd, unsigned mode, const char *dir,
-                           const struct ss_result *r, char *msg,
-                           size_t msglen);
+                           const struct ss_result *r, char *msg, size_t msglen);
 
 /* ---- single metrics (exposed for the unit test) */
 /* Presence ratio of a sorted train (samples) over n_samples, bins of bin
@@ -104,8 +103,8 @@ double ss_q_isi_violations(const int64_t *t, int64_t n, double duration_s,
                            int64_t *count);
 /* Amplitude cutoff of n amplitudes (positive; negated when their median is
  * negative). work: n doubles. NaN when n < 5 × nbins. */
-double ss_q_amplitude_cutoff(const float *a, int64_t n, int nbins,
-                             double sigma, int min_ratio, double *work);
+double ss_q_amplitude_cutoff(const float *a, int64_t n, int nbins, double sigma,
+                             int min_ratio, double *work);
 /* Bin of |x| in the noise histogram, and the median of a histogram. */
 int ss_q_hist_bin(float x);
 double ss_q_hist_median(const uint64_t *h);

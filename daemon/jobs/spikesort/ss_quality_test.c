@@ -25,8 +25,8 @@ cut_amplitudes(float *a)
 {
 	int64_t n = 0;
 	for (int i = 0; i < 3000; i++) {
-		double x = 10 + 3 * sin(i * 0.7) * cos(i * 0.013) +
-		           (i % 17) * 0.2;
+		double x =
+		        10 + 3 * sin(i * 0.7) * cos(i * 0.013) + (i % 17) * 0.2;
 		if (x >= 9)
 			a[n++] = (float) x;
 	}
@@ -97,8 +97,8 @@ test_isi_and_presence(void **state)
 	assert_true(ss_q_isi_violations(t, n, 30.0, 0.0015, 0, 30000, &cnt) ==
 	            0);
 	assert_int_equal(cnt, 0);
-	assert_true(isnan(ss_q_isi_violations(t, 0, 30.0, 0.0015, 0, 30000,
-	                                      &cnt)));
+	assert_true(
+	        isnan(ss_q_isi_violations(t, 0, 30.0, 0.0015, 0, 30000, &cnt)));
 	/* 5 s bins over 30 s: present in all 6; without 10–20 s in 4 of 6
 	 * (presence_ratio with bin_edges 0, 150000, ..., 900000) */
 	assert_true(ss_q_presence_ratio(t, n, 900000, 150000) == 1.0);
