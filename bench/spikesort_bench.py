@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """neuroq's spikesort job against SpikeInterface ground truth (and MountainSort 5).
 
-    bench/spikesort_bench.py --build BUILD [--recordings 32ch,384ch,drift128] [--duration S]
-                             [--duration-384 S] [--units-384 N] [--with-ms5]
+    bench/spikesort_bench.py --build BUILD [--recordings 32ch,384ch,drift128,gengt32,gengt64]
+                             [--duration S] [--duration-384 S] [--units-384 N]
+                             [--duration-gengt S] [--with-ms5]
                              [--ms5-train S] [--ms5-timeout S]
+                             [--ks4-python PY] [--ks4-timeout S]
                              [--workdir DIR] [--keep] [--json]
     bench/spikesort_bench.py --build BUILD --memory 384ch:60,384ch:300
 
@@ -20,6 +22,13 @@ MountainSort 5 (scheme 2, after bandpass 300–6000 Hz + whitening, as its
 README; training_duration_sec = --ms5-train, default 60 s) sorts the same
 int16 file in a child process and is scored the same way. Wall time and
 peak RSS are per child process (os.wait4, which includes its children).
+
+Labels: each sorted unit is "well" (best agreement with a GT unit ≥ 0.8),
+"fp" (< 0.2: SpikeInterface's false-positive units) or "other"; the second
+table gives the share of well-sorted units labelled good and of
+false-positive units labelled mua, from the phy folder's KSLabel (neuroq's
+cluster_info.tsv carries the metrics too: --json has them per unit).
+--ks4-python runs Kilosort 4 (cpu) from another venv on the same file.
 
 --memory RECS runs neuroq only (no scoring) on recordings of the given
 lengths (s), generated whole or (--block S) by repeating one generated
@@ -38,7 +47,11 @@ import numpy as np
 
 FS = 30000.0
 UV_PER_BIT = 0.195
-GT_SEED = {"32ch": 42, "384ch": 7, "drift128": 11}
+GT_SEED = {"32ch": 42, "384ch": 7, "drift128": 11, "gengt32": 3,
+           "gengt64": 4}
+# tests/spikesort/gen_gt.py's recordings (biphasic units, white noise + hum
+# + offsets, linear 20 µm probe): kind -> (channels, units)
+GENGT = {"gengt32": (32, 10), "gengt64": (64, 20)}
 
 
 def np1_probe():
@@ -109,6 +122,22 @@ def write_int16(rec, path, repeat=1):
                         done += len(b)
 
 
+def prepare_gengt(d, kind, duration, n_units):
+    """tests/spikesort/gen_gt.py's generator (int16 in its own units, a
+    Kilosort chanMap JSON beside it); ground truth as an NpzSorting."""
+    import spikeinterface.core as si
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(
+        __file__)), "..", "tests", "spikesort"))
+    from gen_gt import generate
+    rec_path = os.path.join(d, "recording.bin")
+    n_ch = GENGT[kind][0]
+    times, labels = generate(rec_path, n_channels=n_ch, n_units=n_units,
+                             duration_s=duration, seed=GT_SEED[kind])
+    gt = si.NumpySorting.from_samples_and_labels([times], [labels], FS)
+    si.NpzSortingExtractor.write_sorting(gt, os.path.join(d, "gt.npz"))
+    shutil.copy(rec_path + ".probe.json", os.path.join(d, "probe.json"))
+
+
 def prepare(workdir, kind, duration, n_units, repeat=1):
     """The int16 file, probe JSON and ground truth; reused when present."""
     import probeinterface as pi
@@ -119,6 +148,10 @@ def prepare(workdir, kind, duration, n_units, repeat=1):
     rec_path = os.path.join(d, "recording.bin")
     probe_path = os.path.join(d, "probe.json")
     gt_path = os.path.join(d, "gt.npz")
+    if kind in GENGT and not os.path.exists(os.path.join(d, "done")):
+        os.makedirs(d, exist_ok=True)
+        prepare_gengt(d, kind, duration, n_units)
+        open(os.path.join(d, "done"), "w").write("gen_gt\n")
     if not os.path.exists(os.path.join(d, "done")):
         os.makedirs(d, exist_ok=True)
         t0 = time.time()
@@ -234,6 +267,100 @@ def score(gt_path, sorting):
             "redundant": int(cmp.count_redundant_units())}
 
 
+def unit_classes(gt_path, sorting):
+    """Each sorted unit against the ground truth, by its best agreement
+    score (SpikeInterface's matching, delta 0.4 ms): "well" ≥ 0.8,
+    "fp" < 0.2 (SpikeInterface's false-positive units), "other" between
+    (partial, redundant or merged units)."""
+    import spikeinterface.comparison as sc
+    import spikeinterface.core as si
+    gt = si.read_npz_sorting(gt_path)
+    cmp = sc.compare_sorter_to_ground_truth(gt, sorting, delta_time=0.4,
+                                            exhaustive_gt=True)
+    best = cmp.agreement_scores.max(axis=0)
+    return {int(u): ("well" if b >= 0.8 else "fp" if b < 0.2 else "other")
+            for u, b in best.items()}
+
+
+def read_labels(phy):
+    """cluster_id -> (KSLabel, {metric: value}) from the phy folder's
+    cluster_info.tsv (neuroq), else cluster_KSLabel.tsv (Kilosort)."""
+    import pandas as pd
+    f = os.path.join(phy, "cluster_info.tsv")
+    if not os.path.exists(f):
+        f = os.path.join(phy, "cluster_KSLabel.tsv")
+    t = pd.read_csv(f, sep="\t")
+    out = {}
+    for _, r in t.iterrows():
+        m = {k: (None if pd.isna(v) else float(v)) for k, v in r.items()
+             if k not in ("cluster_id", "KSLabel", "group")
+             and isinstance(v, (int, float))}
+        out[int(r["cluster_id"])] = (r["KSLabel"], m)
+    return out
+
+
+def label_score(gt_path, sorting, phy):
+    """The labels against the ground truth: the share of well-sorted units
+    labelled good and of false-positive units labelled mua, and every
+    unit's class, label and metrics (to choose thresholds by)."""
+    cls = unit_classes(gt_path, sorting)
+    lab = read_labels(phy)
+    units = [{"id": u, "class": c, "label": lab[u][0], **lab[u][1]}
+             for u, c in sorted(cls.items()) if u in lab]
+    n = {c: sum(1 for x in units if x["class"] == c)
+         for c in ("well", "fp", "other")}
+    good = {c: sum(1 for x in units if x["class"] == c
+                   and x["label"] == "good") for c in n}
+    return {"n_well": n["well"], "n_fp": n["fp"], "n_other": n["other"],
+            "well_good": good["well"], "fp_mua": n["fp"] - good["fp"],
+            "other_good": good["other"], "units": units}
+
+
+def ks4_probe(probe_path, n_ch):
+    """Kilosort 4's probe dict from a probeinterface or chanMap JSON."""
+    j = json.load(open(probe_path))
+    if "probes" in j:
+        pr = j["probes"][0]
+        pos = np.asarray(pr["contact_positions"], float)
+        ch = np.asarray(pr.get("device_channel_indices", range(len(pos))))
+        sh = np.asarray(pr.get("shank_ids") or [0] * len(pos))
+        sh = np.unique(sh, return_inverse=True)[1] if len(sh) else sh
+        return {"chanMap": ch.astype(np.int32), "xc": pos[:, 0].astype(
+                np.float32), "yc": pos[:, 1].astype(np.float32),
+                "kcoords": np.asarray(sh, np.float32), "n_chan": len(ch)}
+    return {"chanMap": np.asarray(j["chanMap"], np.int32),
+            "xc": np.asarray(j["xc"], np.float32),
+            "yc": np.asarray(j["yc"], np.float32),
+            "kcoords": np.asarray(j["kcoords"], np.float32) - 1,
+            "n_chan": len(j["chanMap"])}
+
+
+def ks4_child(rec_path, probe_path, n_ch, out_dir):
+    """Kilosort 4 on the cpu (its own venv: --ks4-python)."""
+    import torch
+    from kilosort import run_kilosort
+    torch.set_num_threads(2)
+    run_kilosort(settings={"n_chan_bin": n_ch, "fs": FS},
+                 probe=ks4_probe(probe_path, n_ch), filename=rec_path,
+                 results_dir=out_dir, data_dtype="int16",
+                 device=torch.device("cpu"))
+
+
+def run_ks4(d, rec_path, probe_path, n_ch, python, timeout):
+    out = os.path.join(d, "ks4")
+    shutil.rmtree(out, ignore_errors=True)
+    cmd = [python, os.path.abspath(__file__), "--_ks4", rec_path,
+           probe_path, str(n_ch), out]
+    if timeout > 0:
+        cmd = ["timeout", str(int(timeout))] + cmd
+    wall, rss, rc = wait_child(cmd, os.path.join(d, "ks4.log"))
+    if rc != 0:
+        tail = open(os.path.join(d, "ks4.log")).read()[-2000:]
+        return {"ok": False, "error": f"exit {rc}: {tail}", "wall_s": wall,
+                "rss_mib": rss}
+    return {"ok": True, "wall_s": wall, "rss_mib": rss, "phy": out}
+
+
 def bench(args):
     import spikeinterface.core as si
     import spikeinterface.extractors as se
@@ -243,6 +370,8 @@ def bench(args):
             dur, nu, nch = args.duration_384, args.units_384, 384
         elif kind == "drift128":
             dur, nu, nch = args.duration_drift, args.units_drift, 128
+        elif kind in GENGT:
+            dur, (nch, nu) = args.duration_gengt, GENGT[kind]
         else:
             dur, nu, nch = args.duration, args.units_32, 32
         d, rec_path, probe_path, gt_path = prepare(args.workdir, kind, dur,
@@ -258,6 +387,18 @@ def bench(args):
             if nq["ok"]:
                 sorting = se.read_kilosort(nq["phy"])
                 row.update(score(gt_path, sorting))
+                row["labels"] = label_score(gt_path, sorting, nq["phy"])
+            rows.append(row)
+            print(json.dumps(row), file=sys.stderr, flush=True)
+        if args.ks4_python:
+            ks = run_ks4(d, rec_path, probe_path, nch, args.ks4_python,
+                         args.ks4_timeout)
+            row = {"recording": kind, "units": nu, "duration_s": dur,
+                   "sorter": "kilosort4", **ks}
+            if ks["ok"]:
+                sorting = se.read_kilosort(ks["phy"])
+                row.update(score(gt_path, sorting))
+                row["labels"] = label_score(gt_path, sorting, ks["phy"])
             rows.append(row)
             print(json.dumps(row), file=sys.stderr, flush=True)
         if args.with_ms5:
@@ -335,7 +476,30 @@ def table(rows):
     return "\n".join(out)
 
 
+def label_table(rows):
+    """Labels against ground truth, per sorter and recording."""
+    out = ["| recording | sorter | well-sorted units labelled good | "
+           "false-positive units labelled mua | other units labelled good |",
+           "|---|---|---|---|---|"]
+    for r in rows:
+        if "labels" not in r:
+            continue
+        x = r["labels"]
+
+        def share(a, b):
+            return f"{a} / {b}" + (f" ({100 * a / b:.0f} %)" if b else "")
+        out.append(f"| {r['recording']} {r['duration_s']:g} s, "
+                   f"{r['units']} u | {r['sorter']} | "
+                   f"{share(x['well_good'], x['n_well'])} | "
+                   f"{share(x['fp_mua'], x['n_fp'])} | "
+                   f"{share(x['other_good'], x['n_other'])} |")
+    return "\n".join(out)
+
+
 def main():
+    if len(sys.argv) > 1 and sys.argv[1] == "--_ks4":
+        ks4_child(sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5])
+        return
     if len(sys.argv) > 1 and sys.argv[1] == "--_ms5":
         ms5_child(sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5],
                   float(sys.argv[6]))
@@ -350,6 +514,11 @@ def main():
     ap.add_argument("--units-384", type=int, default=60)
     ap.add_argument("--duration-drift", type=float, default=120.0)
     ap.add_argument("--units-drift", type=int, default=40)
+    ap.add_argument("--duration-gengt", type=float, default=120.0,
+                    help="seconds of the gengt32 / gengt64 recordings")
+    ap.add_argument("--ks4-python", default=None,
+                    help="a python with kilosort (4) installed: run it too")
+    ap.add_argument("--ks4-timeout", type=float, default=0)
     ap.add_argument("--with-ms5", action="store_true")
     ap.add_argument("--ms5-train", type=float, default=60.0,
                     help="MS5 scheme 2 training_duration_sec")
@@ -388,6 +557,9 @@ def main():
         print(json.dumps(rows))
     else:
         print(table(rows))
+        if not args.memory:
+            print()
+            print(label_table(rows))
 
 
 if __name__ == "__main__":

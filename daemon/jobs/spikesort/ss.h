@@ -116,7 +116,17 @@ struct ss_config {
 	 * its train is locked to that unit's (0.5; 0: off) */
 	double xdup_ms;
 	double refrac_ms;    /* 1.0 */
-	double good_ratio;   /* 0.2 */
+	double good_ratio;   /* 0.2: the merge's refractory dip */
+	/* quality metrics (ss_quality.h) and the good/mua label: good when
+	 * isi_violations_ratio < good_isi, presence_ratio ≥ good_presence,
+	 * amplitude_cutoff ≤ good_amp_cutoff and snr ≥ good_snr (a metric
+	 * that is NaN is not held against a unit) */
+	double isi_ms;          /* ISI violation threshold (1.5) */
+	double presence_bin_s;  /* presence bins (0: duration/20 in [10, 60]) */
+	double good_isi;
+	double good_presence;
+	double good_amp_cutoff;
+	double good_snr;
 	int min_spikes;      /* a template needs this many spikes in learning */
 	double split_dprime; /* cluster split threshold */
 	uint64_t seed;
@@ -150,7 +160,7 @@ struct ss_result {
 	float *wmat; /* C × C row-major, phy convention (y_row = x_row W) */
 	float *wmat_inv;
 	float *similar;  /* K × K */
-	int *good;       /* per cluster id 0..K-1 */
+	int *good;       /* per cluster id 0..K-1 (ss_quality_finish) */
 	float *contam;   /* per cluster, percent */
 	float *amp_mean; /* per cluster */
 	int64_t *counts; /* per cluster */
@@ -159,6 +169,7 @@ struct ss_result {
 	float *drift_um; /* per batch of `drift_batch` samples; NULL: off */
 	int64_t n_drift, drift_batch;
 	double t_drift;
+	struct ss_quality *quality; /* ss_quality.h; NULL until measured */
 };
 
 void ss_result_free(struct ss_result *r);

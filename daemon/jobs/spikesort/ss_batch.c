@@ -94,6 +94,8 @@ ss_batcher_load(struct ss_batcher *bt, int64_t b, float **Y, int64_t *core,
 	              bt->cwork);
 	*Y = bt->X + (size_t) C * c->fpad;
 	*core = bt->N - b * bt->NT < bt->NT ? bt->N - b * bt->NT : bt->NT;
+	if (bt->pre != NULL)
+		bt->pre(bt->pre_u, b, *Y, bt->Tb, *core);
 	if (bt->M == NULL)
 		return 0;
 	if (bt->shift != NULL && bt->shift[b] != 0) {

@@ -41,6 +41,11 @@ struct ss_batcher {
 	struct ss_kbuf dAM;
 	struct ss_band *aband;
 	int naband;
+	/* NULL, or called by ss_batcher_load with the preprocessed batch
+	 * (Y: Tb samples, core at [pad, pad + core)) before whitening */
+	void (*pre)(void *u, int64_t b, const float *Y, int64_t Tb,
+	            int64_t core);
+	void *pre_u;
 };
 
 /* Geometry from cfg and the recording (NT = min(batch, N)). 0, NQ_ENOMEM,

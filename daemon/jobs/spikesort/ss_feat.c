@@ -24,6 +24,7 @@
 #include "nq_error.h"
 #include "nq_npy.h"
 #include "ss_batch.h"
+#include "ss_quality.h"
 
 int
 ss_feat_temporal_pcs(const struct kern_backend *kb, const float *templates,
@@ -110,6 +111,23 @@ ss_feat_channels(const struct ss_probe *p, const float *templates, int K,
 	free(idx);
 }
 
+/* Quality metrics' share of the pass: the filtered batch before whitening */
+struct feat_q {
+	const struct ss_result *res;
+	const struct ss_config *cfg;
+	int64_t NT;
+};
+
+static void
+feat_quality(void *u, int64_t b, const float *Y, int64_t Tb, int64_t core)
+{
+	const struct feat_q *fq = u;
+	int64_t lo = b * fq->NT;
+
+	ss_quality_batch(fq->res->quality, fq->res, Y, Tb, lo - fq->cfg->pad,
+	                 lo, lo + core);
+}
+
 int
 ss_feat_write(const char *dir, const struct ss_config *cfg,
               const struct kern_backend *kb, struct ss_source *src,
@@ -145,6 +163,7 @@ ss_feat_writeat(int dirfd, unsigned mode, const char *dir,
 	float *feat = NULL;
 	int32_t *ind = NULL;
 	char path[4200];
+	struct feat_q fq = {res, cfg, 0};
 
 	if (C != res->C || nt != cfg->nt || npc < 1 || npc > nt) {
 		snprintf(msg, msglen, "features: inconsistent shapes");
@@ -155,6 +174,11 @@ ss_feat_writeat(int dirfd, unsigned mode, const char *dir,
 	if ((rc = ss_batcher_init(&f, cfg, kb, src, p, msg, msglen)))
 		goto out;
 	nb = f.nb;
+	if (res->quality != NULL) {
+		fq.NT = f.NT;
+		f.pre = feat_quality;
+		f.pre_u = &fq;
+	}
 	snprintf(msg, msglen, "features: out of memory");
 	rc = NQ_ENOMEM;
 	pcs = malloc(sizeof(double) * (size_t) npc * nt);

@@ -29,7 +29,9 @@ void ss_feat_channels(const struct ss_probe *p, const float *templates, int K,
  * of each spike's filtered, whitened snippet on its template's nc channels
  * onto the temporal PCs) and dir/pc_feature_ind.npy (K × nc, int32),
  * streaming the recording batch by batch as the sort did (memory does not
- * grow with its length). progress(f) runs from 0 to 1. 0 or an nq_err
+ * grow with its length). progress(f) runs from 0 to 1. When
+ * res->quality is set (ss_quality_begin), the same pass gathers what the
+ * quality metrics need from each batch before whitening. 0 or an nq_err
  * code with msg.
  */
 int ss_feat_write(const char *dir, const struct ss_config *cfg,

@@ -26,6 +26,7 @@
 #include "ss.h"
 #include "ss_feat.h"
 #include "ss_job.h"
+#include "ss_quality.h"
 #include "userpath.h"
 
 /* Every accepted key; anything else is a typo the user should hear of. */
@@ -56,6 +57,12 @@ static const char *const known_keys[] = {"recording",
                                          "drift_max_um",
                                          "xdup_ms",
                                          "template_radius_um",
+                                         "isi_threshold_ms",
+                                         "presence_bin_s",
+                                         "good_max_isi_ratio",
+                                         "good_min_presence",
+                                         "good_max_amp_cutoff",
+                                         "good_min_snr",
                                          NULL};
 
 struct ss_jparams {
@@ -228,6 +235,18 @@ parse(const struct nq_map *params, const struct nq_map *inputs,
 	    (rc = get_float_in(params, "good_ratio", &c->good_ratio, 0, 1, msg,
 	                       msglen)) ||
 	    (rc = get_float_in(params, "split_dprime", &c->split_dprime, 1, 100,
+	                       msg, msglen)) ||
+	    (rc = get_float_in(params, "isi_threshold_ms", &c->isi_ms, 0.1, 10,
+	                       msg, msglen)) ||
+	    (rc = get_float_in(params, "presence_bin_s", &c->presence_bin_s,
+	                       0, 1e6, msg, msglen)) ||
+	    (rc = get_float_in(params, "good_max_isi_ratio", &c->good_isi, 0,
+	                       1e6, msg, msglen)) ||
+	    (rc = get_float_in(params, "good_min_presence", &c->good_presence,
+	                       0, 1, msg, msglen)) ||
+	    (rc = get_float_in(params, "good_max_amp_cutoff",
+	                       &c->good_amp_cutoff, 0, 0.5, msg, msglen)) ||
+	    (rc = get_float_in(params, "good_min_snr", &c->good_snr, 0, 1e6,
 	                       msg, msglen)))
 		return rc;
 	iv = c->batch;
@@ -541,6 +560,47 @@ write_raw(int dirfd, unsigned mode, const char *dir, const struct nq_array *a,
 	                         a->nbytes);
 }
 
+/* The quality metrics: per unit (unit_<metric>, NaN where undefined) and
+ * their medians over the units (median_<metric>; absent when no unit
+ * has the metric, e.g. presence_ratio on a recording under one bin). */
+static int
+set_quality(struct nq_map *out, const struct ss_result *r)
+{
+	const struct ss_quality *q = r->quality;
+	const struct {
+		const char *name;
+		const double *v;
+	} m[] = {{"firing_rate", q->firing_rate},
+	         {"presence_ratio", q->presence_ratio},
+	         {"isi_violations_ratio", q->isi_ratio},
+	         {"amplitude_cutoff", q->amp_cutoff},
+	         {"snr", q->snr},
+	         {"amplitude_median", q->amp_median}};
+	int64_t shape[1] = {r->K};
+	char key[64];
+	int rc;
+
+	if ((rc = nq_map_set_int(out, "n_mua", r->n_units - r->n_good)))
+		return rc;
+	for (size_t j = 0; j < sizeof(m) / sizeof(m[0]); j++) {
+		struct nq_array a;
+		double med = ss_quality_median(q, m[j].v);
+		snprintf(key, sizeof(key), "median_%s", m[j].name);
+		if (!isnan(med) && (rc = nq_map_set_float(out, key, med)))
+			return rc;
+		if ((rc = nq_array_init(&a, NQ_DT_F32, 1, shape)) != 0)
+			return rc;
+		for (int k = 0; k < r->K; k++)
+			((float *) a.data)[k] = (float) m[j].v[k];
+		snprintf(key, sizeof(key), "unit_%s", m[j].name);
+		if ((rc = nq_map_set_array(out, key, &a)) != 0) {
+			nq_array_fini(&a);
+			return rc;
+		}
+	}
+	return 0;
+}
+
 static int
 set_outputs(struct nq_map *out, const struct ss_result *r, double fs,
             const char *dir)
@@ -600,7 +660,7 @@ set_outputs(struct nq_map *out, const struct ss_result *r, double fs,
 		nq_array_fini(&amp);
 		return rc;
 	}
-	return 0;
+	return r->quality ? set_quality(out, r) : 0;
 }
 
 static int
@@ -678,8 +738,19 @@ ss_run_job(struct job_ctx *ctx, const struct nq_map *params,
 	}
 	if (rc == 0) {
 		t_feat = nq_mono_s();
-		rc = ss_feat_writeat(dirfd, fmode, dir, &jp.cfg, ctx->kb, &src,
-		                     &p, &res, &hooks_feat, msg, msglen);
+		/* the features pass also measures the quality metrics, which
+		 * decide the labels (cluster_KSLabel.tsv written again) */
+		if ((rc = ss_quality_begin(&jp.cfg, &res)) != 0)
+			snprintf(msg, msglen, "out of memory");
+		if (rc == 0)
+			rc = ss_feat_writeat(dirfd, fmode, dir, &jp.cfg, ctx->kb,
+			                     &src, &p, &res, &hooks_feat, msg,
+			                     msglen);
+		if (rc == 0 && (rc = ss_quality_finish(&jp.cfg, &res)) != 0)
+			snprintf(msg, msglen, "quality metrics failed");
+		if (rc == 0)
+			rc = ss_phy_quality_writeat(dirfd, fmode, dir, &res, msg,
+			                            msglen);
 		t_feat = nq_mono_s() - t_feat;
 	}
 	if (rc == 0 &&

@@ -11,6 +11,7 @@
  * (the owner's 0666 & ~umask), not mode & ~the process's umask.
  */
 #include <errno.h>
+#include <math.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +23,7 @@
 #include "nq_error.h"
 #include "nq_npy.h"
 #include "ss.h"
+#include "ss_quality.h"
 
 static int
 write_all(int fd, const void *p, size_t n)
@@ -302,6 +304,139 @@ out:
 	free(ind);
 	free(params);
 	free(esc);
+	return rc;
+}
+
+/* ---- quality metrics: cluster_<metric>.tsv (one column each: phy shows
+ * them in its cluster view, and skips cluster_info.tsv) and cluster_info.tsv
+ * with every column (SpikeInterface's read_kilosort reads only that file
+ * when it exists, so it repeats the labels, ContamPct and Amplitude) */
+
+enum { Q_I64, Q_F64 };
+
+struct qcol {
+	const char *name;
+	int type;
+	const void *v;
+	const char *fmt;
+};
+
+static size_t
+put_cell(char *s, size_t cap, size_t pos, const struct qcol *c, int k)
+{
+	if (pos >= cap)
+		return pos;
+	if (c->type == Q_I64)
+		return pos + (size_t) snprintf(s + pos, cap - pos, "%lld",
+		                               (long long) ((const int64_t *)
+		                                                    c->v)[k]);
+	double x = ((const double *) c->v)[k];
+	if (isnan(x))
+		return pos + (size_t) snprintf(s + pos, cap - pos, "nan");
+	return pos + (size_t) snprintf(s + pos, cap - pos, c->fmt, x);
+}
+
+int
+ss_phy_quality_writeat(int dirfd, unsigned mode, const char *dir,
+                       const struct ss_result *r, char *msg, size_t msglen)
+{
+	const struct ss_quality *q = r->quality;
+	const struct phy_out o = {dirfd, mode};
+	int K = r->K, rc = NQ_ENOMEM, ncol;
+	size_t cap = 256 + (size_t) K * 512, pos;
+	int64_t *ch = malloc(sizeof(int64_t) * (size_t) (K ? K : 1));
+	double *contam = malloc(sizeof(double) * (size_t) (K ? K : 1));
+	double *amp = malloc(sizeof(double) * (size_t) (K ? K : 1));
+	char *s = malloc(cap), name[128];
+
+	if (q == NULL || q->K != K) {
+		snprintf(msg, msglen, "quality metrics were not measured");
+		rc = NQ_EINTERNAL;
+		goto out;
+	}
+	if (!ch || !contam || !amp || !s)
+		goto nomem;
+	for (int k = 0; k < K; k++) {
+		ch[k] = q->main_chan[k];
+		contam[k] = r->contam[k];
+		amp[k] = r->amp_mean[k];
+	}
+	const struct qcol cols[] = {
+	        {"num_spikes", Q_I64, q->num_spikes, NULL},
+	        {"firing_rate", Q_F64, q->firing_rate, "%.4f"},
+	        {"presence_ratio", Q_F64, q->presence_ratio, "%.4f"},
+	        {"isi_violations_ratio", Q_F64, q->isi_ratio, "%.4f"},
+	        {"isi_violations_count", Q_I64, q->isi_count, NULL},
+	        {"amplitude_cutoff", Q_F64, q->amp_cutoff, "%.4f"},
+	        {"snr", Q_F64, q->snr, "%.3f"},
+	        {"amplitude_median", Q_F64, q->amp_median, "%.2f"},
+	        {"ch", Q_I64, ch, NULL},
+	        {"ContamPct", Q_F64, contam, "%.1f"},
+	        {"Amplitude", Q_F64, amp, "%.2f"},
+	};
+	ncol = (int) (sizeof(cols) / sizeof(cols[0]));
+	/* the labels the metrics decided, then one file per metric (not
+	 * ContamPct/Amplitude: ss_phy_writeat wrote them; not ch: phy has
+	 * its own) */
+	if ((rc = tsv(&o, "cluster_KSLabel.tsv", "KSLabel", r, 0)) ||
+	    (rc = tsv(&o, "cluster_group.tsv", "group", r, 0)))
+		goto io;
+	for (int j = 0; j < 8; j++) {
+		pos = (size_t) snprintf(s, cap, "cluster_id\t%s\n",
+		                        cols[j].name);
+		for (int k = 0; k < K; k++) {
+			if (q->num_spikes[k] == 0 || pos >= cap)
+				continue;
+			pos += (size_t) snprintf(s + pos, cap - pos, "%d\t", k);
+			pos = put_cell(s, cap, pos, &cols[j], k);
+			if (pos < cap)
+				s[pos++] = '\n';
+		}
+		if (pos >= cap) {
+			rc = NQ_EINTERNAL;
+			goto io;
+		}
+		s[pos] = 0;
+		snprintf(name, sizeof(name), "cluster_%s.tsv", cols[j].name);
+		if ((rc = text_file(&o, name, s)) != 0)
+			goto io;
+	}
+	pos = (size_t) snprintf(s, cap, "cluster_id\tKSLabel\tgroup");
+	for (int j = 0; j < ncol; j++)
+		pos += (size_t) snprintf(s + pos, cap - pos, "\t%s",
+		                         cols[j].name);
+	for (int k = 0; k < K && pos < cap; k++) {
+		const char *lab = r->good[k] ? "good" : "mua";
+		if (q->num_spikes[k] == 0)
+			continue;
+		pos += (size_t) snprintf(s + pos, cap - pos, "\n%d\t%s\t%s", k,
+		                         lab, lab);
+		for (int j = 0; j < ncol && pos < cap; j++) {
+			s[pos++] = '\t';
+			pos = put_cell(s, cap, pos, &cols[j], k);
+		}
+	}
+	if (pos + 1 >= cap) {
+		rc = NQ_EINTERNAL;
+		goto io;
+	}
+	s[pos++] = '\n';
+	s[pos] = 0;
+	if ((rc = text_file(&o, "cluster_info.tsv", s)) != 0)
+		goto io;
+	rc = 0;
+	goto out;
+nomem:
+	snprintf(msg, msglen, "quality metrics: out of memory");
+	goto out;
+io:
+	snprintf(msg, msglen, "cannot write the phy folder %s: %s", dir,
+	         strerror(errno));
+out:
+	free(ch);
+	free(contam);
+	free(amp);
+	free(s);
 	return rc;
 }
 

@@ -1,9 +1,11 @@
 /*
  * ss_post.c — after matching: spikes in time order, duplicates of a unit
  * within dup_ms dropped (the larger amplitude kept), clusters of
- * near-identical templates joined (similarity ≥ merge_corr), and the
- * refractory label: "good" when the autocorrelogram's rate within refrac_ms
- * is below good_ratio of its 10–50 ms baseline.
+ * near-identical templates joined (similarity ≥ merge_corr), and a
+ * provisional refractory label: "good" when the autocorrelogram's rate
+ * within refrac_ms is below good_ratio of its 10–50 ms baseline. The job
+ * replaces it with the label from the quality metrics (ss_quality_finish,
+ * after the features pass has measured SNR and amplitudes).
  */
 #include <math.h>
 #include <stdlib.h>
@@ -11,6 +13,7 @@
 
 #include "nq_error.h"
 #include "ss.h"
+#include "ss_quality.h"
 
 void
 ss_result_free(struct ss_result *r)
@@ -28,6 +31,7 @@ ss_result_free(struct ss_result *r)
 	free(r->amp_mean);
 	free(r->counts);
 	free(r->drift_um);
+	ss_quality_free(r->quality);
 	memset(r, 0, sizeof(*r));
 }
 

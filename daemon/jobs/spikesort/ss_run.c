@@ -5,25 +5,41 @@
  *   ss-run --recording F.bin --n-channels N [--sample-rate HZ] [--probe P]
  *          --out DIR [--ckpt DIR] [--batch N] [--seed S] [--device cpu]
  *          [--th-detect X] [--th-match X] [--drift 0|1]
+ *          [--isi-threshold-ms X] [--presence-bin-s X] [--good-max-isi-ratio X]
+ *          [--good-min-presence X] [--good-max-amp-cutoff X] [--good-min-snr X]
  * Prints one JSON object with the result scalars.
  */
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "nq_clock.h"
 #include "nq_error.h"
 #include "ss.h"
 #include "ss_feat.h"
+#include "ss_quality.h"
 
 static void
 on_log(void *u, const char *line)
 {
 	(void) u;
 	fprintf(stderr, "%s\n", line);
+}
+
+/* x as JSON (no NaN there: null) into b */
+static const char *
+jnum(char *b, size_t n, double x)
+{
+	if (isnan(x))
+		snprintf(b, n, "null");
+	else
+		snprintf(b, n, "%.4f", x);
+	return b;
 }
 
 static int
@@ -33,7 +49,9 @@ usage(void)
 	        "usage: ss-run --recording F --n-channels N [--sample-rate HZ]"
 	        " [--probe P] --out DIR [--ckpt DIR] [--batch N] [--seed S]"
 	        " [--device cpu|cuda:N] [--th-detect X] [--th-match X]"
-	        " [--drift 0|1]\n");
+	        " [--drift 0|1] [--isi-threshold-ms X] [--presence-bin-s X]"
+	        " [--good-max-isi-ratio X] [--good-min-presence X]"
+	        " [--good-max-amp-cutoff X] [--good-min-snr X]\n");
 	return 2;
 }
 
@@ -82,6 +100,18 @@ main(int argc, char **argv)
 			cfg.th_match = atof(v);
 		else if (strcmp(k, "--drift") == 0)
 			cfg.drift = atoi(v) != 0;
+		else if (strcmp(k, "--isi-threshold-ms") == 0)
+			cfg.isi_ms = atof(v);
+		else if (strcmp(k, "--presence-bin-s") == 0)
+			cfg.presence_bin_s = atof(v);
+		else if (strcmp(k, "--good-max-isi-ratio") == 0)
+			cfg.good_isi = atof(v);
+		else if (strcmp(k, "--good-min-presence") == 0)
+			cfg.good_presence = atof(v);
+		else if (strcmp(k, "--good-max-amp-cutoff") == 0)
+			cfg.good_amp_cutoff = atof(v);
+		else if (strcmp(k, "--good-min-snr") == 0)
+			cfg.good_snr = atof(v);
 		else
 			return usage();
 	}
@@ -118,12 +148,27 @@ main(int argc, char **argv)
 		rc = ss_phy_write(out, &res, &p, rec, n_rows, fs, msg,
 		                  sizeof(msg));
 	f = nq_mono_s();
+	if (rc == 0 && (rc = ss_quality_begin(&cfg, &res)) != 0)
+		snprintf(msg, sizeof(msg), "out of memory");
 	if (rc == 0)
 		rc = ss_feat_write(out, &cfg, &kb, &src, &p, &res, &hooks, msg,
 		                   sizeof(msg));
+	if (rc == 0 && (rc = ss_quality_finish(&cfg, &res)) != 0)
+		snprintf(msg, sizeof(msg), "quality metrics failed");
+	if (rc == 0) {
+		mode_t um = umask(022);
+		int dfd;
+		umask(um);
+		if ((rc = ss_outdir_open(out, &dfd, msg, sizeof(msg))) == 0) {
+			rc = ss_phy_quality_writeat(dfd, 0666 & ~um, out, &res,
+			                            msg, sizeof(msg));
+			close(dfd);
+		}
+	}
 	b = nq_mono_s();
 	if (rc == 0) {
 		double wall = b - a;
+		char j1[32], j2[32], j3[32];
 		double dur = (double) res.n_samples / fs, dmin = 0, dmax = 0;
 		for (int64_t i = 0; i < res.n_drift; i++) {
 			dmin = res.drift_um[i] < dmin ? res.drift_um[i] : dmin;
@@ -136,10 +181,22 @@ main(int argc, char **argv)
 		       "\"time_match_s\": %.3f, \"time_post_s\": %.3f, "
 		       "\"time_drift_s\": %.3f, \"time_features_s\": %.3f, "
 		       "\"drift_min_um\": %.2f, \"drift_max_um\": %.2f, "
+		       "\"n_mua\": %d, \"median_snr\": %s, "
+		       "\"median_firing_rate\": %s, "
+		       "\"median_isi_violations_ratio\": %s, "
 		       "\"device\": \"%s\"}\n",
 		       res.n_units, (long long) res.n_spikes, res.n_good, res.K,
 		       dur, wall, dur / wall, res.t_pre, res.t_detect,
 		       res.t_match, res.t_post, res.t_drift, b - f, dmin, dmax,
+		       res.n_units - res.n_good,
+		       jnum(j1, sizeof(j1),
+		            ss_quality_median(res.quality, res.quality->snr)),
+		       jnum(j2, sizeof(j2),
+		            ss_quality_median(res.quality,
+		                              res.quality->firing_rate)),
+		       jnum(j3, sizeof(j3),
+		            ss_quality_median(res.quality,
+		                              res.quality->isi_ratio)),
 		       kb.name);
 	}
 	ss_result_free(&res);

@@ -63,6 +63,15 @@ ss_config_defaults(struct ss_config *c)
 	c->xdup_ms = 0.5;
 	c->refrac_ms = 1.0;
 	c->good_ratio = 0.2;
+	/* SpikeInterface's defaults for the metrics but the presence bins
+	 * (60 s bins say nothing of a short recording); the label
+	 * thresholds were chosen on ground truth (README, bench/README.md) */
+	c->isi_ms = 1.5;
+	c->presence_bin_s = 0; /* duration / 20 within [10, 60] s */
+	c->good_isi = 0.5;
+	c->good_presence = 0.9;
+	c->good_amp_cutoff = 0.1;
+	c->good_snr = 2;
 	c->min_spikes = 20;
 	c->split_dprime = 4.0;
 	c->seed = 1;
