@@ -24,6 +24,8 @@ struct config {
 	uint64_t headroom_bytes;
 	uint64_t max_message_bytes;
 	int max_attempts;
+	int max_job_seconds;     /* a job's time limit at most; 0 = none */
+	int heartbeat_timeout_s; /* a silent worker is hung after this */
 	uint32_t tcp_owner_uid;
 	char worker_path[CONFIG_PATH_MAX];
 	char log_level[16];

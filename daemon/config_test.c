@@ -73,6 +73,8 @@ test_file(void **state)
 	assert_int_equal(c.cpu_slots, 1);
 	assert_int_equal(c.gpu_slots, 4);
 	assert_int_equal(c.max_attempts, 3);
+	assert_int_equal(c.max_job_seconds, 604800);
+	assert_int_equal(c.heartbeat_timeout_s, 60);
 	assert_true(c.max_message_bytes == (1ull << 30));
 	assert_true(c.tcp_owner_uid == 65534);
 	assert_non_null(strstr(c.worker_path, "/neuroq-worker"));

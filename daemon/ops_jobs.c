@@ -32,7 +32,7 @@ us_to_s(int64_t us)
 /* The job's fields as status and list send them, into *out. 0 or an
  * nq_error code (NQ_ENOMEM) with *out NULL. */
 static int
-job_map(const struct job_row *j, struct nq_map **out)
+job_map(const struct daemon *d, const struct job_row *j, struct nq_map **out)
 {
 	struct nq_map *m = nq_map_new();
 	int rc;
@@ -51,6 +51,10 @@ job_map(const struct job_row *j, struct nq_map **out)
 	    (rc = nq_map_set_float(m, "progress", j->progress)) ||
 	    (rc = nq_map_set_str(m, "stage", j->stage)) ||
 	    (rc = nq_map_set_float(m, "eta_s", events_eta_s(j))) ||
+	    (rc = nq_map_set_int(m, "time_limit_s",
+	                         j->state == JOB_RUNNING
+	                                 ? worker_time_limit_s(d, j->id)
+	                                 : 0)) ||
 	    (rc = nq_map_set_float(m, "submitted", us_to_s(j->submitted_us))) ||
 	    (rc = nq_map_set_float(m, "started", us_to_s(j->started_us))) ||
 	    (rc = nq_map_set_float(m, "finished", us_to_s(j->finished_us))) ||
@@ -132,7 +136,7 @@ ops_status(struct req *r)
 		return rc;
 	if ((rc = load_job(r, id, &row)) != 0)
 		return rc;
-	if ((rc = job_map(&row, &m)) != 0)
+	if ((rc = job_map(r->d, &row, &m)) != 0)
 		return rc;
 	return set_map(r->out, "job", m);
 }
@@ -141,6 +145,7 @@ struct list_acc {
 	struct nq_value list;
 	size_t cap;
 	int rc; /* the first failure */
+	const struct daemon *d;
 };
 
 static int
@@ -160,7 +165,7 @@ list_cb(void *arg, const struct job_row *row)
 		a->list.u.list.items = it;
 		a->cap = cap;
 	}
-	if ((a->rc = job_map(row, &m)) != 0)
+	if ((a->rc = job_map(a->d, row, &m)) != 0)
 		return 1;
 	a->list.u.list.items[a->list.u.list.n++] = nq_val_map(m);
 	return 0;
@@ -190,7 +195,7 @@ int
 ops_list(struct req *r)
 {
 	struct store_filter f = {.state = -1};
-	struct list_acc acc = {.list = {.kind = NQ_LIST}};
+	struct list_acc acc = {.list = {.kind = NQ_LIST}, .d = r->d};
 	const char *state = NULL;
 	int all = 0, admin, rc;
 	int64_t limit = OPS_LIST_DEFAULT;

@@ -9,6 +9,7 @@
 #include "devname.h"
 #include "events.h"
 #include "job_type.h"
+#include "liveness.h"
 #include "log.h"
 #include "nq_error.h"
 #include "quota.h"
@@ -83,7 +84,7 @@ submit_check_work(struct req *r)
 	struct job_estimate est;
 	struct sched_job *sj = &r->sj;
 	struct devname dn;
-	int64_t prio = 0, um;
+	int64_t prio = 0, um, tl = 0;
 	int rc;
 
 	if (!nq_has(r->m, "type"))
@@ -118,6 +119,14 @@ submit_check_work(struct req *r)
 		return req_fail(r, NQ_EBADPARAM,
 		                "priority: %" PRId64 " is outside -100..100",
 		                prio);
+	rc = nq_get_int(r->m, "time_limit_s", &tl, r->msg, r->msglen);
+	if (rc != 0)
+		return rc;
+	if (nq_has(r->m, "time_limit_s") && (tl < 1 || tl > LIVENESS_LIMIT_MAX))
+		return req_fail(r, NQ_EBADPARAM,
+		                "time_limit_s: %" PRId64
+		                " is outside 1..2147483647 seconds",
+		                tl);
 	rc = nq_get_str(r->m, "idem", &idem, r->msg, r->msglen);
 	if (rc != 0)
 		return rc;
@@ -192,6 +201,9 @@ submit_check_work(struct req *r)
 	r->est = est;
 	snprintf(r->idem, sizeof(r->idem), "%s", idem);
 	r->umask = (unsigned) um;
+	/* above the administrator's max_job_seconds: lowered to it */
+	r->time_limit_s =
+	        liveness_limit_s(tl, est.flops, r->d->cfg->max_job_seconds);
 	r->params = params;
 	r->inputs = inputs;
 	return 0;
@@ -206,6 +218,11 @@ submit_stage_work(struct req *r)
 
 	if (rc == 0 && (rc = spool_write_umask(r->tmp, r->umask)) != 0) {
 		req_fail(r, rc, "cannot write %s/umask: %s", r->tmp,
+		         strerror(errno));
+		spool_rm_rf(r->tmp);
+	}
+	if (rc == 0 && (rc = liveness_write(r->tmp, r->time_limit_s)) != 0) {
+		req_fail(r, rc, "cannot write %s/time_limit: %s", r->tmp,
 		         strerror(errno));
 		spool_rm_rf(r->tmp);
 	}
@@ -299,7 +316,8 @@ submit_commit(struct req *r)
 	         row.est_host_bytes, row.est_device_bytes);
 	events_publish(d, &row);
 	worker_start_more(d);
-	if ((rc = nq_map_set_int(r->out, "id", row.id)) != 0)
+	if ((rc = nq_map_set_int(r->out, "id", row.id)) != 0 ||
+	    (rc = nq_map_set_int(r->out, "time_limit_s", r->time_limit_s)) != 0)
 		return rc;
 	return nq_map_set_bool(r->out, "existing", 0);
 }

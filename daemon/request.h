@@ -61,6 +61,8 @@ struct req {
 	unsigned delay_ms;
 	unsigned umask; /* the owner's (submit's "umask", default 022) */
 	int check_rc;   /* the submit-time check's failure, once staged */
+	/* the job's time limit, after the default and the max (liveness.h) */
+	int64_t time_limit_s;
 	/* result */
 	int64_t id;
 	const struct nq_value *names;

@@ -5,6 +5,7 @@
 #include "config.h"
 #include "daemon.h"
 #include "events.h"
+#include "liveness.h"
 #include "log.h"
 #include "metrics.h"
 #include "nq_error.h"
@@ -32,13 +33,24 @@ struct worker {
 	char device[32];
 	char type[32];
 	uint64_t grant;
+	double flops; /* the estimate's: the default time limit */
 	int attempt;
 	struct child *child;
 	int cancel;   /* we sent SIGTERM to cancel */
 	int draining; /* we sent SIGTERM to drain */
 	uint64_t last_event_ms;
 	char stage[64];
+	/* liveness (liveness.h): checked every WORKER_LIVENESS_MS */
+	uv_timer_t timer;
+	int timer_init;
+	uint64_t started_ms, beat_ms; /* uv_now(): spawn, last stdout line */
+	uint64_t check_ms;            /* the last check */
+	int64_t limit_s;              /* this attempt's time limit */
+	int hung;                     /* we sent SIGKILL: no heartbeat */
+	int over_limit;               /* we sent SIGKILL: past limit_s */
 };
+
+#define WORKER_LIVENESS_MS 500
 
 static void (*worker_drain_done)(struct daemon *d);
 
@@ -183,9 +195,70 @@ worker_progress_line(struct worker *w, const char *line)
 static void
 worker_line_cb(void *arg, const char *line, size_t len, int cut)
 {
+	struct worker *w = arg;
+
 	(void) len;
+	/* any line is a sign of life; "heartbeat" is nothing more */
+	w->beat_ms = uv_now(w->d->loop);
 	if (!cut)
-		worker_progress_line(arg, line);
+		worker_progress_line(w, line);
+}
+
+/* Every WORKER_LIVENESS_MS: a worker silent for heartbeat_timeout_s or past
+ * its time limit is killed; its exit (worker_exit_cb) says which. */
+static void
+worker_liveness_cb(uv_timer_t *t)
+{
+	struct worker *w = t->data;
+	struct daemon *d = w->d;
+	uint64_t now = uv_now(d->loop);
+	enum liveness l;
+
+	uint64_t prev = w->check_ms;
+
+	w->check_ms = now;
+	if (w->cancel || w->draining || w->hung || w->over_limit)
+		return; /* a SIGTERM's grace period ends in SIGKILL anyway */
+	/* the loop itself was stalled (timers run before the pipes are read):
+	 * the worker's lines may be waiting, read them first */
+	if (now - prev > 4 * WORKER_LIVENESS_MS)
+		return;
+	l = liveness_check(now, w->started_ms, w->beat_ms,
+	                   (uint64_t) d->cfg->heartbeat_timeout_s * 1000,
+	                   w->limit_s);
+	if (l == LIVENESS_OK)
+		return;
+	if (l == LIVENESS_OVER_LIMIT) {
+		w->over_limit = 1;
+		log_warn("worker past its time limit id=%" PRId64
+		         " pid=%d limit_s=%" PRId64 " action=kill",
+		         w->id, child_pid(w->child), w->limit_s);
+	} else {
+		w->hung = 1;
+		log_warn("worker not responding id=%" PRId64 " pid=%d "
+		         "silent_ms=%" PRIu64 " action=kill",
+		         w->id, child_pid(w->child), now - w->beat_ms);
+	}
+	uv_timer_stop(t);
+	child_kill(w->child, SIGKILL, 0);
+}
+
+static void
+worker_free_cb(uv_handle_t *h)
+{
+	free(h->data);
+}
+
+/* free w, once its timer is closed */
+static void
+worker_free(struct worker *w)
+{
+	if (!w->timer_init) {
+		free(w);
+		return;
+	}
+	uv_timer_stop(&w->timer);
+	uv_close((uv_handle_t *) &w->timer, worker_free_cb);
 }
 
 static void
@@ -255,6 +328,36 @@ worker_exit_cb(void *arg, int64_t status, int sig)
 
 	if (status == 0 && sig == 0) {
 		st = JOB_DONE;
+	} else if (w->over_limit && sig != 0) {
+		/* not requeued: it would run past the limit again */
+		st = JOB_FAILED;
+		code = NQ_ETIMEDOUT;
+		snprintf(msg, sizeof(msg),
+		         "time limit of %" PRId64 " s exceeded", w->limit_s);
+	} else if (w->hung && sig != 0) {
+		/* stopped or hung: another attempt, like a crash */
+		struct job_row row;
+		int attempts = w->attempt;
+		char why[128];
+		snprintf(why, sizeof(why),
+		         "worker stopped responding (no heartbeat for %d s)",
+		         d->cfg->heartbeat_timeout_s);
+		if (store_get_job(d->store, w->id, &row) == 0)
+			attempts = row.attempts;
+		if (attempts < d->cfg->max_attempts) {
+			log_warn("worker hung id=%" PRId64 " attempt=%d "
+			         "action=requeue",
+			         w->id, attempts);
+			if (worker_requeue(d, w->id, why) == 0) {
+				metrics_count_restart(d->metrics);
+				events_publish_id(d, w->id);
+				goto done;
+			}
+		}
+		st = JOB_FAILED;
+		code = NQ_EFAILED;
+		snprintf(msg, sizeof(msg), "%s; %d attempt%s", why, attempts,
+		         attempts == 1 ? "" : "s");
 	} else if (w->cancel && (status == 3 || sig != 0)) {
 		st = JOB_CANCELED;
 		code = NQ_ECANCELED;
@@ -317,7 +420,7 @@ worker_exit_cb(void *arg, int64_t status, int sig)
 	         nq_errname(code), msg);
 	events_publish_id(d, w->id);
 done:
-	free(w); /* the child is gone with this callback */
+	worker_free(w); /* the child is gone with this callback */
 	if (d->draining) {
 		if (d->workers == NULL && worker_drain_done != NULL) {
 			void (*cb)(struct daemon *) = worker_drain_done;
@@ -363,6 +466,9 @@ worker_spawn(struct daemon *d, struct worker *w, char *msg, size_t msglen)
 	for (int i = 0; i < wo->argc; i++)
 		args[a++] = wo->argv[i];
 	args[a] = NULL;
+	/* what the submit asked for (or the default), under today's max */
+	w->limit_s = liveness_limit_s(liveness_read(jd), w->flops,
+	                              d->cfg->max_job_seconds);
 
 	memset(&o, 0, sizeof(o));
 	o.argv = args;
@@ -418,6 +524,7 @@ worker_start_more(struct daemon *d)
 		}
 		snprintf(w->type, sizeof(w->type), "%s", row.type);
 		w->owner = row.owner;
+		w->flops = row.est_flops;
 		w->attempt = row.attempts + 1;
 		rc = worker_spawn(d, w, msg, sizeof(msg));
 		if (rc != 0) {
@@ -430,14 +537,31 @@ worker_start_more(struct daemon *d)
 			free(w);
 			continue;
 		}
+		uv_update_time(d->loop);
+		w->started_ms = w->beat_ms = w->check_ms = uv_now(d->loop);
+		uv_timer_init(d->loop, &w->timer);
+		w->timer.data = w;
+		w->timer_init = 1;
+		uv_timer_start(&w->timer, worker_liveness_cb,
+		               WORKER_LIVENESS_MS, WORKER_LIVENESS_MS);
 		w->next = d->workers;
 		d->workers = w;
 		log_info("job started id=%" PRId64 " type=%s device=%s "
-		         "grant=%" PRIu64 " attempt=%d pid=%d",
+		         "grant=%" PRIu64 " attempt=%d pid=%d limit_s=%" PRId64,
 		         w->id, w->type, w->device, w->grant, w->attempt,
-		         child_pid(w->child));
+		         child_pid(w->child), w->limit_s);
 		events_publish_id(d, w->id);
 	}
+}
+
+int64_t
+worker_time_limit_s(const struct daemon *d, int64_t id)
+{
+	for (const struct worker *w = d->workers; w != NULL; w = w->next) {
+		if (w->id == id)
+			return w->limit_s;
+	}
+	return 0;
 }
 
 int

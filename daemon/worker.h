@@ -26,6 +26,11 @@ void worker_drain(struct daemon *d, void (*done)(struct daemon *d));
 size_t worker_running_on(const struct daemon *d, const char *device,
                          int64_t *ids, size_t max);
 size_t worker_count(const struct daemon *d);
+/* The time limit (s) of the running attempt of job id; 0 when none runs
+ * it. A worker silent for heartbeat_timeout_s is killed and its job
+ * requeued (max_attempts); one past its limit is killed and the job FAILS
+ * with NQ_ETIMEDOUT (liveness.h). */
+int64_t worker_time_limit_s(const struct daemon *d, int64_t id);
 
 /* The arguments that make `neuroq-worker run|check` act as a job's owner:
  * --owner UID --service-gid G (the daemon's gid) --umask U and a --deny

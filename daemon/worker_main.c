@@ -17,6 +17,7 @@
 #include "devname.h"
 #include "job_type.h"
 #include "kern.h"
+#include "liveness.h"
 #include "log.h"
 #include "nq_clock.h"
 #include "nq_error.h"
@@ -31,6 +32,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -58,7 +60,8 @@ static const char usage[] =
         "exits 0; on failure writes JOBDIR/error and exits 1 (2: bad usage, "
         "3:\n"
         "canceled by SIGTERM). Progress goes to stdout: 'progress <frac> "
-        "<stage>'.\n"
+        "<stage>',\n"
+        "and 'heartbeat' every second once the inputs are read.\n"
         "check: the type's submit-time check of STAGEDIR/params.mp as the "
         "owner;\n"
         "prints 'ok <host_bytes> <device_bytes> <flops>' and exits 0, or\n"
@@ -336,6 +339,54 @@ blas_threads_restore(void)
 		kern_cpu_set_threads((int) n);
 }
 
+/* The heartbeat (liveness.h): "heartbeat" on stdout every LIVENESS_BEAT_MS
+ * from a thread of its own, whatever the job does (a long stage without
+ * progress lines still beats; a stopped or hung process does not). One
+ * write(2) of a short line: atomic on the pipe, never inside a progress
+ * line (printf + fflush writes whole lines). */
+static void *
+heartbeat_main(void *arg)
+{
+	static const char line[] = "heartbeat\n";
+	struct timespec ts = {.tv_sec = LIVENESS_BEAT_MS / 1000,
+	                      .tv_nsec = (LIVENESS_BEAT_MS % 1000) * 1000000L};
+
+	(void) arg;
+	for (;;) {
+		struct timespec left = ts;
+		while (nanosleep(&left, &left) != 0 && errno == EINTR)
+			;
+		if (write(STDOUT_FILENO, line, sizeof(line) - 1) < 0 &&
+		    errno != EINTR)
+			return NULL; /* the daemon is gone: nobody listens */
+	}
+}
+
+/* After the drop: a threaded process cannot drop (runas.h). */
+static void
+heartbeat_start(struct wpriv *p)
+{
+	pthread_attr_t a;
+	pthread_t t;
+	sigset_t all, old;
+	int rc;
+
+	if (pthread_attr_init(&a) != 0)
+		return;
+	pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+	/* signals (SIGTERM: cancel) go to the job's thread, not this one */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	rc = pthread_create(&t, &a, heartbeat_main, NULL);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	pthread_attr_destroy(&a);
+	if (rc != 0)
+		wlog(p,
+		     "cannot start the heartbeat thread: %s (the daemon "
+		     "kills a worker that stays silent)",
+		     strerror(rc));
+}
+
 /* Record the failure for the daemon (error file) and for people (log). */
 static int
 fail(struct wpriv *p, int code, const char *message)
@@ -522,6 +573,7 @@ cmd_run(int argc, char **argv)
 		goto out;
 	}
 	blas_threads_restore();
+	heartbeat_start(&p);
 	if (own.set) {
 		umask(007);
 		wlog(&p, "owner uid=%u umask=%03o deny=%zu", (unsigned) own.uid,
