@@ -188,7 +188,7 @@ struct kern_ops {
 	 * = how many lie strictly on that side; when *k <= max_k, Z's first
 	 * *k columns (Z n×max_k, ldz >= n) hold their vectors in W's order
 	 * (side −1: W[0..*k), side +1: W[n−*k..n)), and W holds those
-	 * values as computed with the vectors (MRRR; a value next to 0 may
+	 * values as computed with the vectors (bisection; a value next to 0 may
 	 * then carry the other sign). A side has at most n/2 members, so
 	 * max_k = n/2 always suffices. *info as syevd's (*k = 0 then). The
 	 * PSD part of A is then A − Z diag(W₋) Zᵀ or Z diag(W₊) Zᵀ, whichever

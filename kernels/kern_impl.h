@@ -44,8 +44,8 @@
  * unchanged); *nneg / *npos count those < 0 / > 0. *info as sterf's. */
 int kern_tri_count(enum kern_dtype dt, int64_t n, const void *d, const void *e,
                    void *w, int64_t *nneg, int64_t *npos, int *info);
-/* The eigenpairs il..iu (1-based, ascending order, il <= iu) of T by MRRR
- * (stemr; d, e unchanged): values into w[il − 1 .. iu), vectors into z's
+/* The eigenpairs il..iu (1-based, ascending order, il <= iu) of T by
+ * bisection and inverse iteration (stebz + stein, d and e unchanged): values into w[il − 1 .. iu), vectors into z's
  * iu − il + 1 columns (host, ldz >= n). *info > 0: no convergence. */
 int kern_tri_vecs(enum kern_dtype dt, int64_t n, const void *d, const void *e,
                   int64_t il, int64_t iu, void *w, void *z, int64_t ldz,

@@ -49,14 +49,16 @@ kern_tri_vecs(enum kern_dtype dt, int64_t n, const void *d, const void *e,
               int64_t il, int64_t iu, void *w, void *z, int64_t ldz,
               int *info)
 {
+	/* bisection (stebz) and inverse iteration (stein): what syevr runs
+	 * for a part of the spectrum, so the vectors are those the
+	 * syevr_below projection had */
 	size_t es = kern_dtype_size(dt);
 	int64_t k = iu - il + 1;
-	/* stemr destroys d and e and wants e of n; its eigenvalues go to a
-	 * scratch of n, then to w[il-1 .. iu) */
-	char *buf = malloc((size_t) (3 * n + 18 * n) * es);
-	lapack_int *iw = malloc((size_t) (10 * n + 2 * n) * sizeof(*iw));
-	lapack_int m = 0, r, tryrac = 1;
-	char *dd, *ee, *ww, *work;
+	char *buf = malloc((size_t) (2 * n + 5 * n + 4 * n) * es);
+	lapack_int *iw = malloc((size_t) (2 * n + 3 * n + n + k) * sizeof(*iw));
+	lapack_int m = 0, nsplit = 0, r;
+	lapack_int *iblock, *isplit, *iwork, *ifail;
+	char *ee, *ww, *work;
 	int rc = 0;
 
 	*info = 0;
@@ -64,30 +66,42 @@ kern_tri_vecs(enum kern_dtype dt, int64_t n, const void *d, const void *e,
 		rc = NQ_ENOMEM;
 		goto out;
 	}
-	dd = buf;
-	ee = dd + (size_t) n * es;
+	iblock = iw;
+	isplit = iblock + n;
+	iwork = isplit + n;
+	ifail = iwork + 3 * n;
+	ee = buf;
 	ww = ee + (size_t) n * es;
 	work = ww + (size_t) n * es;
-	memcpy(dd, d, (size_t) n * es);
 	memset(ee, 0, (size_t) n * es);
 	if (n > 1)
 		memcpy(ee, e, (size_t) (n - 1) * es);
 	if (dt == KERN_F64)
-		r = LAPACKE_dstemr_work(
-		        LAPACK_COL_MAJOR, 'V', 'I', (lapack_int) n,
-		        (double *) dd, (double *) ee, 0.0, 0.0,
-		        (lapack_int) il, (lapack_int) iu, &m, (double *) ww,
-		        z, (lapack_int) ldz, (lapack_int) k,
-		        iw + 10 * n, &tryrac, (double *) work,
-		        (lapack_int) (18 * n), iw, (lapack_int) (10 * n));
+		r = LAPACKE_dstebz_work('I', 'B', (lapack_int) n, 0.0, 0.0,
+		                        (lapack_int) il, (lapack_int) iu, 0.0,
+		                        d, (const double *) ee, &m, &nsplit,
+		                        (double *) ww, iblock, isplit,
+		                        (double *) work, iwork);
 	else
-		r = LAPACKE_sstemr_work(
-		        LAPACK_COL_MAJOR, 'V', 'I', (lapack_int) n,
-		        (float *) dd, (float *) ee, 0.0f, 0.0f,
-		        (lapack_int) il, (lapack_int) iu, &m, (float *) ww, z,
-		        (lapack_int) ldz, (lapack_int) k, iw + 10 * n,
-		        &tryrac, (float *) work, (lapack_int) (18 * n), iw,
-		        (lapack_int) (10 * n));
+		r = LAPACKE_sstebz_work('I', 'B', (lapack_int) n, 0.0f, 0.0f,
+		                        (lapack_int) il, (lapack_int) iu, 0.0f,
+		                        d, (const float *) ee, &m, &nsplit,
+		                        (float *) ww, iblock, isplit,
+		                        (float *) work, iwork);
+	if (r == 0 && m == k) {
+		if (dt == KERN_F64)
+			r = LAPACKE_dstein_work(
+			        LAPACK_COL_MAJOR, (lapack_int) n, d,
+			        (const double *) ee, m, (const double *) ww,
+			        iblock, isplit, z, (lapack_int) ldz,
+			        (double *) work, iwork, ifail);
+		else
+			r = LAPACKE_sstein_work(
+			        LAPACK_COL_MAJOR, (lapack_int) n, d,
+			        (const float *) ee, m, (const float *) ww,
+			        iblock, isplit, z, (lapack_int) ldz,
+			        (float *) work, iwork, ifail);
+	}
 	if (r < 0) {
 		rc = NQ_EBADPARAM;
 		goto out;
@@ -95,9 +109,35 @@ kern_tri_vecs(enum kern_dtype dt, int64_t n, const void *d, const void *e,
 	*info = (int) r;
 	if (r == 0 && m != k)
 		*info = 1; /* not the pairs asked for: as no convergence */
-	if (*info == 0)
-		memcpy((char *) w + (size_t) (il - 1) * es, ww,
-		       (size_t) k * es);
+	if (*info != 0)
+		goto out;
+	/* ascending, the vectors with their values (stebz orders by block) */
+	for (int64_t j = 0; j < k - 1; j++) {
+		int64_t b = j;
+		double vb, vi;
+
+		for (int64_t i = j + 1; i < k; i++) {
+			vb = dt == KERN_F64 ? ((double *) ww)[b]
+			                    : (double) ((float *) ww)[b];
+			vi = dt == KERN_F64 ? ((double *) ww)[i]
+			                    : (double) ((float *) ww)[i];
+			if (vi < vb)
+				b = i;
+		}
+		if (b == j)
+			continue;
+		/* swap values j, b and columns j, b (work holds n) */
+		memcpy(work, ww + (size_t) j * es, es);
+		memcpy(ww + (size_t) j * es, ww + (size_t) b * es, es);
+		memcpy(ww + (size_t) b * es, work, es);
+		memcpy(work, (char *) z + (size_t) (j * ldz) * es,
+		       (size_t) n * es);
+		memcpy((char *) z + (size_t) (j * ldz) * es,
+		       (char *) z + (size_t) (b * ldz) * es, (size_t) n * es);
+		memcpy((char *) z + (size_t) (b * ldz) * es, work,
+		       (size_t) n * es);
+	}
+	memcpy((char *) w + (size_t) (il - 1) * es, ww, (size_t) k * es);
 out:
 	free(buf);
 	free(iw);

@@ -893,7 +893,7 @@ cpu_sterf(void *ctx, enum kern_dtype dt, int64_t n, void *d, void *e, int *info)
 }
 
 /* syev_side: sytrd, the eigenvalues of T (sterf, on copies) to count the
- * sides, the vectors of T for the smaller side only (MRRR), and ormtr to
+ * sides, the vectors of T for the smaller side only (kern_tri.c), and ormtr to
  * take them back to A's basis: one reduction whatever the side. */
 static int
 cpu_syev_side(void *ctx, enum kern_dtype dt, int64_t n, void *A, int64_t lda,

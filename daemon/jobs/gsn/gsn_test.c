@@ -524,11 +524,8 @@ test_biconvex_closed_form(void **state)
 		o.biconvex = GSN_BICONVEX_CLOSED;
 		run_ok(d, n, C, T, &o, &rcl);
 		assert_int_equal(rl.numiters, rcl.numiters);
-		/* the loop's pass 2 tests its own rebuild for the 1e-10
-		 * ridge, as the reference does: a rounding coin flip that
-		 * one mode may win and the other lose (spec §3.5) */
-		assert_true(maxdiff(rl.cSb, rcl.cSb, n * n) < 2.5e-10);
-		assert_true(maxdiff(rl.cNb, rcl.cNb, n * n) < 2.5e-10);
+		assert_true(maxdiff(rl.cSb, rcl.cSb, n * n) < 1e-10);
+		assert_true(maxdiff(rl.cNb, rcl.cNb, n * n) < 1e-10);
 		if (rl.numiters == 1) {
 			/* host closed form: cSb = P₊(cS), cNb = cN +
 			 * w_D·T·P₋(cS) */
