@@ -183,13 +183,13 @@ struct kern_ops {
 	             int *info);
 	/* The eigenpairs of the symmetric n×n A (lower triangle read, A
 	 * destroyed) on the smaller side of zero, from one tridiagonal
-	 * reduction: all n eigenvalues, ascending, into W (device, n); *side
-	 * = −1 when there are no more eigenvalues < 0 than > 0, else +1; *k
-	 * = how many lie strictly on that side; when *k <= max_k, Z's first
-	 * *k columns (Z n×max_k, ldz >= n) hold their vectors in W's order
-	 * (side −1: W[0..*k), side +1: W[n−*k..n)), and W holds those
-	 * values as computed with the vectors (bisection; a value next to 0 may
-	 * then carry the other sign). A side has at most n/2 members, so
+	 * reduction: *side = −1 when there are no more eigenvalues < 0 than
+	 * >= 0 (a Sturm count on the tridiagonal matrix), else +1; *k = how
+	 * many lie on that side (< 0, or > 0 and the zeros with them); when
+	 * *k <= max_k, W[0..*k) (device, n elements, the rest scratch) holds
+	 * their values ascending and Z's first *k columns (Z n×max_k, ldz >=
+	 * n) their vectors (bisection and inverse iteration; a value next to
+	 * 0 may carry the other sign). A side has at most n/2 members, so
 	 * max_k = n/2 always suffices. *info as syevd's (*k = 0 then). The
 	 * PSD part of A is then A − Z diag(W₋) Zᵀ or Z diag(W₊) Zᵀ, whichever
 	 * needs fewer vectors: a back-transformation of 2n²·k flops instead

@@ -40,12 +40,12 @@
 /* ---- kern_tri.c: host work on a symmetric tridiagonal T (d, e of n and
  * n − 1 elements of dt; e may be NULL when n = 1), for syev_side */
 
-/* All eigenvalues of T ascending into w (host, n) by sterf on copies (d, e
- * unchanged); *nneg / *npos count those < 0 / > 0. *info as sterf's. */
+/* *nneg = how many eigenvalues of T are < 0 (a Sturm count, O(n)); the
+ * others count as >= 0. *info = 1 when d or e holds a NaN or Inf. */
 int kern_tri_count(enum kern_dtype dt, int64_t n, const void *d, const void *e,
-                   void *w, int64_t *nneg, int64_t *npos, int *info);
+                   int64_t *nneg, int *info);
 /* The eigenpairs il..iu (1-based, ascending order, il <= iu) of T by
- * bisection and inverse iteration (stebz + stein, d and e unchanged): values into w[il − 1 .. iu), vectors into z's
+ * bisection and inverse iteration (stebz + stein, d and e unchanged): values into w[0 .. iu − il], vectors into z's
  * iu − il + 1 columns (host, ldz >= n). *info > 0: no convergence. */
 int kern_tri_vecs(enum kern_dtype dt, int64_t n, const void *d, const void *e,
                   int64_t il, int64_t iu, void *w, void *z, int64_t ldz,

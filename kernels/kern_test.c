@@ -1611,9 +1611,9 @@ test_syev_side(void **state)
 			wk = side < 0 ? nneg : npos;
 			assert_int_equal(k, wk);
 			assert_true(k <= mk);
-			check_close("syev_side values", dt, W, want, n,
-			            etol * (double) n);
 			off = side < 0 ? 0 : n - k;
+			check_close("syev_side values", dt, W, want + off, k,
+			            etol * (double) n);
 			for (int64_t i = 0; i < k; i++) {
 				int64_t q = 0;
 
@@ -1638,7 +1638,7 @@ test_syev_side(void **state)
 				assert_int_equal(rk, k);
 				assert_int_equal(rside, side);
 				check_close("syev_side values vs cpu", dt, W,
-				            RW, n, etol);
+				            RW, k, etol);
 				for (int64_t i = 0; i < k; i++)
 					check_scalar("syev_side vector vs cpu",
 					             dt,
@@ -1656,8 +1656,6 @@ test_syev_side(void **state)
 				              Z, &k, &side, &info);
 				assert_int_equal(info, 0);
 				assert_int_equal(k, wk);
-				check_close("syev_side values (count only)", dt,
-				            W, want, n, etol * (double) n);
 			}
 			/* a NaN: no convergence, as syevd */
 			memcpy(A, A0, (size_t) (lda * n) * sizeof(*A));

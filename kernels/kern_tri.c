@@ -5,7 +5,9 @@
  * tridiagonal eigensolver). LAPACKE, so both backends get the same
  * eigenvalues and vectors from the same T.
  */
+#include <float.h>
 #include <lapacke.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,32 +16,42 @@
 
 int
 kern_tri_count(enum kern_dtype dt, int64_t n, const void *d, const void *e,
-               void *w, int64_t *nneg, int64_t *npos, int *info)
+               int64_t *nneg, int *info)
 {
-	size_t es = kern_dtype_size(dt);
-	void *e2 = malloc((size_t) (n > 1 ? n - 1 : 1) * es);
-	lapack_int r;
+	/* Sturm count at 0: the negative pivots of T = L D Lᵀ (Sylvester),
+	 * O(n); a zero pivot is nudged below as LAPACK's dlaneg does */
+	double q = 0, emax = 1, pivmin;
 
-	*nneg = *npos = 0;
-	if (e2 == NULL)
-		return NQ_ENOMEM;
-	memcpy(w, d, (size_t) n * es);
-	if (n > 1)
-		memcpy(e2, e, (size_t) (n - 1) * es);
-	if (dt == KERN_F64)
-		r = LAPACKE_dsterf_work((lapack_int) n, w, e2);
-	else
-		r = LAPACKE_ssterf_work((lapack_int) n, w, e2);
-	free(e2);
-	*info = (int) r;
-	if (r != 0)
-		return r < 0 ? NQ_EBADPARAM : 0;
+	*nneg = 0;
+	*info = 0;
+	for (int64_t i = 0; i + 1 < n; i++) {
+		double v = dt == KERN_F64 ? ((const double *) e)[i]
+		                          : (double) ((const float *) e)[i];
+
+		if (!isfinite(v)) {
+			*info = 1;
+			return 0;
+		}
+		emax = fmax(emax, v * v);
+	}
+	pivmin = DBL_MIN * emax;
 	for (int64_t i = 0; i < n; i++) {
-		double v = dt == KERN_F64 ? ((const double *) w)[i]
-		                          : (double) ((const float *) w)[i];
+		double di = dt == KERN_F64 ? ((const double *) d)[i]
+		                           : (double) ((const float *) d)[i];
+		double ei = 0;
 
-		*nneg += v < 0;
-		*npos += v > 0;
+		if (!isfinite(di)) {
+			*info = 1;
+			return 0;
+		}
+		if (i > 0)
+			ei = dt == KERN_F64
+			             ? ((const double *) e)[i - 1]
+			             : (double) ((const float *) e)[i - 1];
+		q = i == 0 ? di : di - ei * ei / q;
+		if (fabs(q) < pivmin)
+			q = -pivmin;
+		*nneg += q < 0;
 	}
 	return 0;
 }
@@ -137,7 +149,7 @@ kern_tri_vecs(enum kern_dtype dt, int64_t n, const void *d, const void *e,
 		memcpy((char *) z + (size_t) (b * ldz) * es, work,
 		       (size_t) n * es);
 	}
-	memcpy((char *) w + (size_t) (il - 1) * es, ww, (size_t) k * es);
+	memcpy(w, ww, (size_t) k * es);
 out:
 	free(buf);
 	free(iw);

@@ -892,8 +892,7 @@ cpu_sterf(void *ctx, enum kern_dtype dt, int64_t n, void *d, void *e, int *info)
 	return 0;
 }
 
-/* syev_side: sytrd, the eigenvalues of T (sterf, on copies) to count the
- * sides, the vectors of T for the smaller side only (kern_tri.c), and ormtr to
+/* syev_side: sytrd, a Sturm count on T for the sides, the vectors of T for the smaller side only (kern_tri.c), and ormtr to
  * take them back to A's basis: one reduction whatever the side. */
 static int
 cpu_syev_side(void *ctx, enum kern_dtype dt, int64_t n, void *A, int64_t lda,
@@ -902,7 +901,7 @@ cpu_syev_side(void *ctx, enum kern_dtype dt, int64_t n, void *A, int64_t lda,
 {
 	size_t es = kern_dtype_size(dt);
 	void *tau = NULL, *work = NULL, *d = NULL, *e = NULL;
-	int64_t lwork = 0, nneg = 0, npos = 0, kk, il;
+	int64_t lwork = 0, nneg = 0, npos, kk, il;
 	lapack_int r = 0;
 	double nrm;
 	int rc;
@@ -948,7 +947,8 @@ cpu_syev_side(void *ctx, enum kern_dtype dt, int64_t n, void *A, int64_t lda,
 		rc = NQ_EBADPARAM;
 		goto out;
 	}
-	rc = kern_tri_count(dt, n, d, e, W, &nneg, &npos, info);
+	rc = kern_tri_count(dt, n, d, e, &nneg, info);
+	npos = n - nneg;
 	if (rc != 0 || *info != 0)
 		goto out;
 	*side = nneg <= npos ? -1 : 1;

@@ -967,8 +967,8 @@ cuda_syevr_below(void *ctx, enum kern_dtype dt, int64_t n, void *A, int64_t lda,
 	return rc;
 }
 
-/* syev_side: sytrd on the device, T's eigenvalues (to count the sides)
- * and the vectors of T for the smaller side on the host (kern_tri.c: the
+/* syev_side: sytrd on the device, a Sturm count on T (the sides) and the
+ * vectors of T for the smaller side on the host (kern_tri.c: the
  * cpu backend's LAPACKE calls on the same T, O(n·k) work next to the
  * O(n³) reduction; n + n − 1 elements down, n·k + n up), then ormtr on the
  * device takes those k vectors back to A's basis (2n²k). */
@@ -983,7 +983,7 @@ cuda_syev_side(void *ctx, enum kern_dtype dt, int64_t n, void *A, int64_t lda,
 	char *h = NULL, *hd, *he, *hw, *hz = NULL;
 	void *tau = NULL, *dd = NULL, *de = NULL, *work = NULL;
 	int rc, lwork = 0, h_info = 0, ni = (int) n;
-	int64_t nneg = 0, npos = 0, kk = 0, il;
+	int64_t nneg = 0, npos, kk = 0, il;
 	double ss = 0;
 
 	rc = use(c);
@@ -1042,7 +1042,8 @@ cuda_syev_side(void *ctx, enum kern_dtype dt, int64_t n, void *A, int64_t lda,
 		rc = cuda_download(ctx, he, de, (size_t) (n - 1) * es);
 host:
 	if (rc == 0)
-		rc = kern_tri_count(dt, n, hd, he, hw, &nneg, &npos, info);
+		rc = kern_tri_count(dt, n, hd, he, &nneg, info);
+	npos = n - nneg;
 	if (rc != 0 || *info != 0)
 		goto out;
 	*side = nneg <= npos ? -1 : 1;
@@ -1089,8 +1090,8 @@ host:
 		}
 	}
 	/* synchronous: hz and h are freed below */
-	if (rc == 0)
-		rc = cuda_upload(ctx, W, hw, (size_t) n * es);
+	if (rc == 0 && kk > 0 && kk <= max_k)
+		rc = cuda_upload(ctx, W, hw, (size_t) kk * es);
 	if (rc == 0)
 		rc = cuda_sync(ctx);
 out:

@@ -93,7 +93,7 @@ add_ridge(struct gsn_dev *g, int64_t n, void *M, struct gsn_work *wk)
 static int
 psd_side(struct gsn_dev *g, int64_t n, void *M, struct gsn_work *wk, int *done)
 {
-	int64_t max_k = n / 2, k = 0, off;
+	int64_t max_k = n / 2, k = 0;
 	int rc, info = 0, side = -1;
 
 	*done = 0;
@@ -108,14 +108,13 @@ psd_side(struct gsn_dev *g, int64_t n, void *M, struct gsn_work *wk, int *done)
 		         wk->Z, n, &k, &side, &info);
 	if (rc != 0 || info != 0 || k > max_k)
 		return rc;
-	rc = gsn_down(g, wk->hw, wk->w, n);
+	rc = k > 0 ? gsn_down(g, wk->hw, wk->w, k) : 0;
 	if (rc != 0)
 		return rc;
-	/* the side's values: W[0..k) below zero or W[n−k..n) above (a value
-	 * next to 0 may carry the other sign: it weighs nothing then) */
-	off = side < 0 ? 0 : n - k;
+	/* the side's values, W[0..k) (a value next to 0 may carry the other
+	 * sign: it weighs nothing then) */
 	for (int64_t i = 0; i < k; i++) {
-		double v = side < 0 ? -wk->hw[off + i] : wk->hw[off + i];
+		double v = side < 0 ? -wk->hw[i] : wk->hw[i];
 
 		wk->hw[i] = v > 0 ? sqrt(v) : 0.0;
 	}
