@@ -58,8 +58,7 @@ kern_tri_count(enum kern_dtype dt, int64_t n, const void *d, const void *e,
 
 int
 kern_tri_vecs(enum kern_dtype dt, int64_t n, const void *d, const void *e,
-              int64_t il, int64_t iu, void *w, void *z, int64_t ldz,
-              int *info)
+              int64_t il, int64_t iu, void *w, void *z, int64_t ldz, int *info)
 {
 	/* bisection (stebz) and inverse iteration (stein): what syevr runs
 	 * for a part of the spectrum, so the vectors are those the

@@ -892,8 +892,9 @@ cpu_sterf(void *ctx, enum kern_dtype dt, int64_t n, void *d, void *e, int *info)
 	return 0;
 }
 
-/* syev_side: sytrd, a Sturm count on T for the sides, the vectors of T for the smaller side only (kern_tri.c), and ormtr to
- * take them back to A's basis: one reduction whatever the side. */
+/* syev_side: sytrd, a Sturm count on T for the sides, the vectors of T for the
+ * smaller side only (kern_tri.c), and ormtr to take them back to A's basis:
+ * one reduction whatever the side. */
 static int
 cpu_syev_side(void *ctx, enum kern_dtype dt, int64_t n, void *A, int64_t lda,
               void *W, int64_t max_k, void *Z, int64_t ldz, int64_t *k,

@@ -99,8 +99,7 @@ psd_side(struct gsn_dev *g, int64_t n, void *M, struct gsn_work *wk, int *done)
 	*done = 0;
 	if (g->kb->ops->syev_side == NULL)
 		return 0;
-	rc = wk->Z == NULL && max_k > 0 ? gsn_dalloc(g, n * max_k, &wk->Z)
-	                                : 0;
+	rc = wk->Z == NULL && max_k > 0 ? gsn_dalloc(g, n * max_k, &wk->Z) : 0;
 	if (rc == 0)
 		rc = gsn_dcopy(g, wk->tmp, M, n * n);
 	if (rc == 0)
