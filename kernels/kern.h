@@ -123,7 +123,8 @@ struct kern_ops {
 	int (*sum_log_diag)(void *ctx, enum kern_dtype dt, int64_t n,
 	                    const void *A, double *out);
 	/* *out = Pearson correlation of two vectors of count elements, float64
-	 * accumulation (two-pass: means first). NaN when either is constant. */
+	 * accumulation (two-pass: means first), clipped to [−1, 1] as numpy's
+	 * corrcoef. NaN when either is constant. */
 	int (*pearson)(void *ctx, enum kern_dtype dt, int64_t count,
 	               const void *X, const void *Y, double *out);
 	/* Per-unit missing data, one condition's contribution (n×n each):
@@ -180,6 +181,22 @@ struct kern_ops {
 	 * (LAPACKE's check: nothing computed). */
 	int (*sterf)(void *ctx, enum kern_dtype dt, int64_t n, void *d, void *e,
 	             int *info);
+	/* The eigenpairs of the symmetric n×n A (lower triangle read, A
+	 * destroyed) on the smaller side of zero, from one tridiagonal
+	 * reduction: *side = −1 when there are no more eigenvalues < 0 than
+	 * >= 0 (a Sturm count on the tridiagonal matrix), else +1; *k = how
+	 * many lie on that side (< 0, or > 0 and the zeros with them); when
+	 * *k <= max_k, W[0..*k) (device, n elements, the rest scratch) holds
+	 * their values ascending and Z's first *k columns (Z n×max_k, ldz >=
+	 * n) their vectors (bisection and inverse iteration; a value next to
+	 * 0 may carry the other sign). A side has at most n/2 members, so
+	 * max_k = n/2 always suffices. *info as syevd's (*k = 0 then). The
+	 * PSD part of A is then A − Z diag(W₋) Zᵀ or Z diag(W₊) Zᵀ, whichever
+	 * needs fewer vectors: a back-transformation of 2n²·k flops instead
+	 * of syevd's ~2n³ for all n vectors. */
+	int (*syev_side)(void *ctx, enum kern_dtype dt, int64_t n, void *A,
+	                 int64_t lda, void *W, int64_t max_k, void *Z,
+	                 int64_t ldz, int64_t *k, int *side, int *info);
 };
 
 struct kern_backend {
@@ -292,6 +309,9 @@ int kern_syevr_below(const struct kern_backend *kb, enum kern_dtype dt,
                      void *W, void *Z, int64_t ldz, int64_t *k, int *info);
 int kern_sterf(const struct kern_backend *kb, enum kern_dtype dt, int64_t n,
                void *d, void *e, int *info);
+int kern_syev_side(const struct kern_backend *kb, enum kern_dtype dt,
+                   int64_t n, void *A, int64_t lda, void *W, int64_t max_k,
+                   void *Z, int64_t ldz, int64_t *k, int *side, int *info);
 
 /* KOP(kb, gemm, ...) is kern_gemm(kb, ...): the op, checked. */
 #define KOP(kb, op, ...) kern_##op((kb), __VA_ARGS__)

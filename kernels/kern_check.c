@@ -289,6 +289,27 @@ kern_sterf(const struct kern_backend *kb, enum kern_dtype dt, int64_t n,
 	return OP(kb, sterf, dt, n, d, e, info);
 }
 
+int
+kern_syev_side(const struct kern_backend *kb, enum kern_dtype dt, int64_t n,
+               void *A, int64_t lda, void *W, int64_t max_k, void *Z,
+               int64_t ldz, int64_t *k, int *side, int *info)
+{
+	if (info == NULL || k == NULL || side == NULL)
+		return NQ_EBADPARAM;
+	*info = 0;
+	*k = 0;
+	*side = -1;
+	if (!dt_ok(dt) || !dim_ok(n) || !ld_ok(lda, n) || max_k < 0 ||
+	    !ld_ok(ldz, n))
+		return NQ_EBADPARAM;
+	if (n == 0)
+		return 0;
+	if (A == NULL || W == NULL || (max_k > 0 && Z == NULL))
+		return NQ_EBADPARAM;
+	return OP(kb, syev_side, dt, n, A, lda, W, max_k, Z, ldz, k, side,
+	          info);
+}
+
 /* ---- elementwise and reductions */
 
 int

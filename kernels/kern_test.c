@@ -1009,6 +1009,35 @@ test_bad_params_every_op(void **state)
 	        NQ_EBADPARAM);
 	assert_int_equal(KOP(kb, tridiag_qt, KERN_F64, 4, A, 4, B, C, 1, A, 3),
 	                 NQ_EBADPARAM); /* ldb < n */
+	/* syev_side */
+	{
+		int64_t kk = 7;
+		int sd = 7;
+
+		assert_int_equal(KOP(kb, syev_side, KERN_F64, 2, A, 2, B, 1, C,
+		                     2, NULL, &sd, &info),
+		                 NQ_EBADPARAM);
+		assert_int_equal(KOP(kb, syev_side, KERN_F64, 2, A, 2, B, 1, C,
+		                     2, &kk, NULL, &info),
+		                 NQ_EBADPARAM);
+		assert_int_equal(KOP(kb, syev_side, KERN_F64, 2, A, 1, B, 1, C,
+		                     2, &kk, &sd, &info),
+		                 NQ_EBADPARAM);
+		assert_int_equal(kk, 0);
+		assert_int_equal(sd, -1);
+		assert_int_equal(KOP(kb, syev_side, KERN_F64, 2, A, 2, B, -1, C,
+		                     2, &kk, &sd, &info),
+		                 NQ_EBADPARAM);
+		assert_int_equal(KOP(kb, syev_side, KERN_F64, 2, A, 2, B, 1, C,
+		                     1, &kk, &sd, &info),
+		                 NQ_EBADPARAM);
+		assert_int_equal(KOP(kb, syev_side, KERN_F64, 2, A, 2, B, 1,
+		                     NULL, 2, &kk, &sd, &info),
+		                 NQ_EBADPARAM);
+		assert_int_equal(KOP(kb, syev_side, KERN_F64, 0, NULL, 1, NULL,
+		                     0, NULL, 1, &kk, &sd, &info),
+		                 0);
+	}
 	/* sterf */
 	assert_int_equal(KOP(kb, sterf, KERN_F64, 2, A, B, NULL), NQ_EBADPARAM);
 	info = 5;
@@ -1517,6 +1546,132 @@ test_syevr_below(void **state)
 		free(W);
 		free(Z);
 	}
+}
+
+/* ---- syev_side */
+
+static void
+run_syev_side(struct kern_backend *kb, enum kern_dtype dt, int64_t n,
+              double *A, int64_t lda, int64_t max_k, double *W, double *Z,
+              int64_t *k, int *side, int *info)
+{
+	int64_t mz = max_k > 0 ? max_k : 1;
+	void *dA = put(kb, dt, A, lda * n), *dW = put(kb, dt, NULL, n);
+	void *dZ = put(kb, dt, NULL, n * mz);
+
+	*info = -1;
+	*k = -1;
+	*side = 0;
+	assert_int_equal(KOP(kb, syev_side, dt, n, dA, lda, dW, max_k, dZ, n,
+	                     k, side, info),
+	                 0);
+	get(kb, dt, dW, n, W);
+	get(kb, dt, dZ, n * mz, Z);
+	dfree(kb, dA);
+	dfree(kb, dW);
+	dfree(kb, dZ);
+}
+
+static void
+test_syev_side(void **state)
+{
+	static const int64_t sz[] = {1, 2, 17, 64, 101};
+	FOR_DT(dt)
+	for (size_t s = 0; s < sizeof(sz) / sizeof(sz[0]); s++)
+		for (int neg = 0; neg < 2; neg++) {
+			int64_t n = sz[s], lda = n + 1, mk = n / 2, k = -1;
+			double *A = hvec(lda * n), *Q = hvec(n * n);
+			double *lam = hvec(n), *W = hvec(n), *Z = hvec(n * mk + 1);
+			double *want = hvec(n), *A0;
+			double etol = tol(dt, TOL_EIG);
+			double vtol = dt == KERN_F64 ? 1e-9 : 1e-4;
+			int64_t nneg = 0, npos = 0, wk, off;
+			int info = -1, side = 0;
+
+			/* eigenvalues j + 1 − n/3 (none is 0), or their
+			 * negatives: the smaller side is each side in turn */
+			known_spectrum(dt, n, lda, A, Q, lam);
+			for (int64_t i = 0; i < lda * n; i++)
+				A[i] = neg ? -A[i] : A[i];
+			for (int64_t i = 0; i < n; i++) {
+				lam[i] = neg ? -lam[i] : lam[i];
+				nneg += lam[i] < 0;
+				npos += lam[i] > 0;
+				want[i] = (double) (i + 1) - (double) n / 3;
+			}
+			if (neg) /* ascending: −(n − i) + n/3 */
+				for (int64_t i = 0; i < n; i++)
+					want[i] = (double) (i - n) +
+					          (double) n / 3;
+			A0 = hdup(A, lda * n);
+			run_syev_side(&g_dev, dt, n, A, lda, mk, W, Z, &k, &side,
+			              &info);
+			assert_int_equal(info, 0);
+			assert_int_equal(side, nneg <= npos ? -1 : 1);
+			wk = side < 0 ? nneg : npos;
+			assert_int_equal(k, wk);
+			assert_true(k <= mk);
+			off = side < 0 ? 0 : n - k;
+			check_close("syev_side values", dt, W, want + off, k,
+			            etol * (double) n);
+			for (int64_t i = 0; i < k; i++) {
+				int64_t q = 0;
+
+				while (q < n && fabs(lam[q] - want[off + i]) >
+				                        1e-9)
+					q++;
+				assert_true(q < n);
+				check_scalar("syev_side vector", dt,
+				             fabs(col_dot(Z, n, i, Q, n, q, n)),
+				             1.0, vtol);
+			}
+#ifdef KERN_TEST_CUDA
+			{ /* and against the cpu backend on the same input */
+				double *RW = hvec(n), *RZ = hvec(n * mk + 1);
+				int64_t rk = -1;
+				int rinfo = -1, rside = 0;
+
+				memcpy(A, A0, (size_t) (lda * n) * sizeof(*A));
+				run_syev_side(&g_ref, dt, n, A, lda, mk, RW, RZ,
+				              &rk, &rside, &rinfo);
+				assert_int_equal(rinfo, 0);
+				assert_int_equal(rk, k);
+				assert_int_equal(rside, side);
+				check_close("syev_side values vs cpu", dt, W,
+				            RW, k, etol);
+				for (int64_t i = 0; i < k; i++)
+					check_scalar("syev_side vector vs cpu",
+					             dt,
+					             fabs(col_dot(Z, n, i, RZ, n,
+					                          i, n)),
+					             1.0, vtol);
+				free(RW);
+				free(RZ);
+			}
+#endif
+			/* more than max_k on the side: the count only */
+			if (k > 0) {
+				memcpy(A, A0, (size_t) (lda * n) * sizeof(*A));
+				run_syev_side(&g_dev, dt, n, A, lda, k - 1, W,
+				              Z, &k, &side, &info);
+				assert_int_equal(info, 0);
+				assert_int_equal(k, wk);
+			}
+			/* a NaN: no convergence, as syevd */
+			memcpy(A, A0, (size_t) (lda * n) * sizeof(*A));
+			A[n - 1] = NAN;
+			run_syev_side(&g_dev, dt, n, A, lda, mk, W, Z, &k, &side,
+			              &info);
+			assert_true(info != 0);
+			assert_int_equal(k, 0);
+			free(A);
+			free(A0);
+			free(Q);
+			free(lam);
+			free(W);
+			free(Z);
+			free(want);
+		}
 }
 
 /* ---- tridiag_qt */
@@ -2171,6 +2326,7 @@ main(void)
 	        cmocka_unit_test(test_syevr_below),
 	        cmocka_unit_test(test_tridiag_qt),
 	        cmocka_unit_test(test_sterf),
+	        cmocka_unit_test(test_syev_side),
 	        cmocka_unit_test(test_axpby),
 	        cmocka_unit_test(test_shrink),
 	        cmocka_unit_test(test_shrink_in_place),

@@ -647,6 +647,9 @@ cpu_pearson(void *ctx, enum kern_dtype dt, int64_t count, const void *X,
 	if (sxx == 0 || syy == 0)
 		return 0;
 	*out = sxy / sqrt(sxx * syy);
+	/* in [−1, 1] as numpy's corrcoef clips it (rounding gives 1 + ε
+	 * on two elements) */
+	*out = fmin(fmax(*out, -1.0), 1.0);
 	return 0;
 }
 
@@ -889,6 +892,98 @@ cpu_sterf(void *ctx, enum kern_dtype dt, int64_t n, void *d, void *e, int *info)
 	return 0;
 }
 
+/* syev_side: sytrd, a Sturm count on T for the sides, the vectors of T for the
+ * smaller side only (kern_tri.c), and ormtr to take them back to A's basis:
+ * one reduction whatever the side. */
+static int
+cpu_syev_side(void *ctx, enum kern_dtype dt, int64_t n, void *A, int64_t lda,
+              void *W, int64_t max_k, void *Z, int64_t ldz, int64_t *k,
+              int *side, int *info)
+{
+	size_t es = kern_dtype_size(dt);
+	void *tau = NULL, *work = NULL, *d = NULL, *e = NULL;
+	int64_t lwork = 0, nneg = 0, npos, kk, il;
+	lapack_int r = 0;
+	double nrm;
+	int rc;
+
+	(void) ctx;
+	nrm = dt == KERN_F64
+	              ? LAPACKE_dlansy_work(LAPACK_COL_MAJOR, 'M', 'L',
+	                                    (lapack_int) n, A, (lapack_int) lda,
+	                                    NULL)
+	              : (double) LAPACKE_slansy_work(LAPACK_COL_MAJOR, 'M', 'L',
+	                                             (lapack_int) n, A,
+	                                             (lapack_int) lda, NULL);
+	if (!isfinite(nrm)) {
+		*info = 1; /* as syevd on a NaN/Inf matrix: no convergence */
+		return 0;
+	}
+	tau = malloc((size_t) n * es);
+	d = malloc((size_t) n * es);
+	e = malloc((size_t) n * es); /* n: sytrd writes e[0] when n = 1 */
+	if (tau == NULL || d == NULL || e == NULL) {
+		rc = NQ_ENOMEM;
+		goto out;
+	}
+	rc = tridiag_lwork(dt, (lapack_int) n, A, (lapack_int) lda, d, e, tau,
+	                   (lapack_int) max_k, Z,
+	                   (lapack_int) ldz, &lwork);
+	if (rc != 0)
+		goto out;
+	work = malloc((size_t) lwork * es);
+	if (work == NULL) {
+		rc = NQ_ENOMEM;
+		goto out;
+	}
+	if (dt == KERN_F64)
+		r = LAPACKE_dsytrd_work(LAPACK_COL_MAJOR, 'L', (lapack_int) n,
+		                        A, (lapack_int) lda, d, e, tau, work,
+		                        (lapack_int) lwork);
+	else
+		r = LAPACKE_ssytrd_work(LAPACK_COL_MAJOR, 'L', (lapack_int) n,
+		                        A, (lapack_int) lda, d, e, tau, work,
+		                        (lapack_int) lwork);
+	if (r != 0) {
+		rc = NQ_EBADPARAM;
+		goto out;
+	}
+	rc = kern_tri_count(dt, n, d, e, &nneg, info);
+	npos = n - nneg;
+	if (rc != 0 || *info != 0)
+		goto out;
+	*side = nneg <= npos ? -1 : 1;
+	kk = *side < 0 ? nneg : npos;
+	*k = kk;
+	if (kk == 0 || kk > max_k)
+		goto out;
+	il = *side < 0 ? 1 : n - kk + 1;
+	rc = kern_tri_vecs(dt, n, d, e, il, il + kk - 1, W, Z, ldz, info);
+	if (rc != 0 || *info != 0) {
+		*k = 0;
+		goto out;
+	}
+	if (dt == KERN_F64)
+		r = LAPACKE_dormtr_work(LAPACK_COL_MAJOR, 'L', 'L', 'N',
+		                        (lapack_int) n, (lapack_int) kk, A,
+		                        (lapack_int) lda, tau, Z,
+		                        (lapack_int) ldz, work,
+		                        (lapack_int) lwork);
+	else
+		r = LAPACKE_sormtr_work(LAPACK_COL_MAJOR, 'L', 'L', 'N',
+		                        (lapack_int) n, (lapack_int) kk, A,
+		                        (lapack_int) lda, tau, Z,
+		                        (lapack_int) ldz, work,
+		                        (lapack_int) lwork);
+	rc = r != 0 ? NQ_EBADPARAM : 0;
+out:
+	free(tau);
+	free(d);
+	free(e);
+	free(work);
+	return rc;
+}
+
 static void
 cpu_close(void *ctx)
 {
@@ -928,6 +1023,7 @@ static const struct kern_ops kern_cpu_ops = {
         .conv_rows = cpu_conv_rows,
         .syevr_below = cpu_syevr_below,
         .sterf = cpu_sterf,
+        .syev_side = cpu_syev_side,
 };
 
 void

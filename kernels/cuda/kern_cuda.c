@@ -713,6 +713,9 @@ cuda_pearson(void *ctx, enum kern_dtype dt, int64_t count, const void *X,
 	if (s[1] == 0 || s[2] == 0)
 		return 0;
 	*out = s[0] / sqrt(s[1] * s[2]);
+	/* in [−1, 1] as numpy's corrcoef clips it (rounding gives 1 + ε
+	 * on two elements) */
+	*out = fmin(fmax(*out, -1.0), 1.0);
 	return 0;
 }
 
@@ -752,8 +755,8 @@ cuda_convert(void *ctx, enum kern_dtype dt_dst, void *dst,
 /* Workspace elements of sytrd and ormtr (legacy API: counts in elements). */
 static int
 tridiag_lwork(struct kern_cuda_ctx *c, enum kern_dtype dt, int n, void *A,
-              int lda, void *d, void *e, void *tau, int m, void *B, int ldb,
-              int *lwork)
+              int lda, void *d, void *e, void *tau, cublasOperation_t op,
+              int m, void *B, int ldb, int *lwork)
 {
 	int l1 = 0, l2 = 0, rc;
 
@@ -773,14 +776,14 @@ tridiag_lwork(struct kern_cuda_ctx *c, enum kern_dtype dt, int n, void *A,
 			                  cusolverDnDormtr_bufferSize(
 			                          c->solver, CUBLAS_SIDE_LEFT,
 			                          CUBLAS_FILL_MODE_LOWER,
-			                          CUBLAS_OP_T, n, m, A, lda,
+			                          op, n, m, A, lda,
 			                          tau, B, ldb, &l2));
 		else
 			rc = solver_check("cusolverDnSormtr_bufferSize",
 			                  cusolverDnSormtr_bufferSize(
 			                          c->solver, CUBLAS_SIDE_LEFT,
 			                          CUBLAS_FILL_MODE_LOWER,
-			                          CUBLAS_OP_T, n, m, A, lda,
+			                          op, n, m, A, lda,
 			                          tau, B, ldb, &l2));
 	}
 	*lwork = (l1 > l2 ? l1 : l2) + 1;
@@ -807,7 +810,7 @@ cuda_tridiag_qt(void *ctx, enum kern_dtype dt, int64_t n, void *A, int64_t lda,
 		                                c->stream));
 	/* tau first, then the solver work, in one workspace; the size
 	 * query does not dereference tau (A stands in for it) */
-	rc = tridiag_lwork(c, dt, ni, A, (int) lda, d, e, A, mi, B,
+	rc = tridiag_lwork(c, dt, ni, A, (int) lda, d, e, A, CUBLAS_OP_T, mi, B,
 	                   (int) (m > 0 ? ldb : n), &lwork);
 	if (rc == 0) {
 		ws.dbytes = ((size_t) n + (size_t) lwork) * es;
@@ -964,6 +967,141 @@ cuda_syevr_below(void *ctx, enum kern_dtype dt, int64_t n, void *A, int64_t lda,
 	return rc;
 }
 
+/* syev_side: sytrd on the device, a Sturm count on T (the sides) and the
+ * vectors of T for the smaller side on the host (kern_tri.c: the
+ * cpu backend's LAPACKE calls on the same T, O(n·k) work next to the
+ * O(n³) reduction; n + n − 1 elements down, n·k + n up), then ormtr on the
+ * device takes those k vectors back to A's basis (2n²k). */
+static int
+cuda_syev_side(void *ctx, enum kern_dtype dt, int64_t n, void *A, int64_t lda,
+               void *W, int64_t max_k, void *Z, int64_t ldz, int64_t *k,
+               int *side, int *info)
+{
+	struct kern_cuda_ctx *c = ctx;
+	struct solver_ws ws = {0};
+	size_t es = kern_dtype_size(dt);
+	char *h = NULL, *hd, *he, *hw, *hz = NULL;
+	void *tau = NULL, *dd = NULL, *de = NULL, *work = NULL;
+	int rc, lwork = 0, h_info = 0, ni = (int) n;
+	int64_t nneg = 0, npos, kk = 0, il;
+	double ss = 0;
+
+	rc = use(c);
+	/* W (n) is scratch for the row sums of squares */
+	if (rc == 0)
+		rc = cuda_row_sumsq(ctx, dt, n, n, A, lda, W);
+	if (rc == 0)
+		rc = cuda_sumsq(ctx, dt, n, W, &ss);
+	if (rc != 0)
+		return rc;
+	if (!isfinite(ss)) {
+		*info = 1; /* as syevd on a NaN/Inf matrix: no convergence */
+		return 0;
+	}
+	h = malloc(3 * (size_t) n * es);
+	if (h == NULL)
+		return NQ_ENOMEM;
+	hd = h;
+	he = hd + (size_t) n * es;
+	hw = he + (size_t) n * es;
+	if (n == 1) { /* T = A, Q = I */
+		rc = cuda_download(ctx, hd, A, es);
+		goto host;
+	}
+	rc = tridiag_lwork(c, dt, ni, A, (int) lda, A, A, A, CUBLAS_OP_N,
+	                   (int) max_k, Z, (int) ldz, &lwork);
+	if (rc == 0) {
+		ws.dbytes = (3 * (size_t) n + (size_t) lwork) * es;
+		rc = ws_get(c, &ws);
+	}
+	if (rc == 0) {
+		tau = ws.d;
+		dd = (char *) tau + (size_t) n * es;
+		de = (char *) dd + (size_t) n * es;
+		work = (char *) de + (size_t) n * es;
+		if (dt == KERN_F64)
+			rc = solver_check(
+			        "cusolverDnDsytrd",
+			        cusolverDnDsytrd(c->solver,
+			                         CUBLAS_FILL_MODE_LOWER, ni, A,
+			                         (int) lda, dd, de, tau, work,
+			                         lwork, c->d_info));
+		else
+			rc = solver_check(
+			        "cusolverDnSsytrd",
+			        cusolverDnSsytrd(c->solver,
+			                         CUBLAS_FILL_MODE_LOWER, ni, A,
+			                         (int) lda, dd, de, tau, work,
+			                         lwork, c->d_info));
+	}
+	/* ws stays: ormtr needs tau and the reflectors' work */
+	rc = solver_tail(c, "cusolverDnXsytrd", rc, &h_info, NULL);
+	if (rc == 0)
+		rc = cuda_download(ctx, hd, dd, (size_t) n * es);
+	if (rc == 0)
+		rc = cuda_download(ctx, he, de, (size_t) (n - 1) * es);
+host:
+	if (rc == 0)
+		rc = kern_tri_count(dt, n, hd, he, &nneg, info);
+	npos = n - nneg;
+	if (rc != 0 || *info != 0)
+		goto out;
+	*side = nneg <= npos ? -1 : 1;
+	kk = *side < 0 ? nneg : npos;
+	*k = kk;
+	if (kk > 0 && kk <= max_k) {
+		il = *side < 0 ? 1 : n - kk + 1;
+		hz = malloc((size_t) n * (size_t) kk * es);
+		rc = hz == NULL ? NQ_ENOMEM : 0;
+		if (rc == 0)
+			rc = kern_tri_vecs(dt, n, hd, he, il, il + kk - 1, hw,
+			                   hz, n, info);
+		if (rc != 0 || *info != 0) {
+			*k = 0;
+			goto out;
+		}
+		rc = cu_check("cudaMemcpy2DAsync",
+		              cudaMemcpy2DAsync(Z, (size_t) ldz * es, hz,
+		                                (size_t) n * es,
+		                                (size_t) n * es, (size_t) kk,
+		                                cudaMemcpyHostToDevice,
+		                                c->stream));
+		if (rc == 0 && n > 1) {
+			if (dt == KERN_F64)
+				rc = solver_check(
+				        "cusolverDnDormtr",
+				        cusolverDnDormtr(
+				                c->solver, CUBLAS_SIDE_LEFT,
+				                CUBLAS_FILL_MODE_LOWER,
+				                CUBLAS_OP_N, ni, (int) kk, A,
+				                (int) lda, tau, Z, (int) ldz,
+				                work, lwork, c->d_info));
+			else
+				rc = solver_check(
+				        "cusolverDnSormtr",
+				        cusolverDnSormtr(
+				                c->solver, CUBLAS_SIDE_LEFT,
+				                CUBLAS_FILL_MODE_LOWER,
+				                CUBLAS_OP_N, ni, (int) kk, A,
+				                (int) lda, tau, Z, (int) ldz,
+				                work, lwork, c->d_info));
+			rc = solver_tail(c, "cusolverDnXormtr", rc, &h_info,
+			                 NULL);
+		}
+	}
+	/* synchronous: hz and h are freed below */
+	if (rc == 0 && kk > 0 && kk <= max_k)
+		rc = cuda_upload(ctx, W, hw, (size_t) kk * es);
+	if (rc == 0)
+		rc = cuda_sync(ctx);
+out:
+	if (ws.d != NULL)
+		ws_release(ws.d, ws.own);
+	free(hz);
+	free(h);
+	return rc;
+}
+
 /* On the host, after a copy: cuSOLVER has no tridiagonal eigenvalue
  * solver, and sterf's work (O(n²) flops of a QL/QR iteration that sweeps
  * along the diagonal one rotation after another, on 2n − 1 numbers) has
@@ -1033,4 +1171,5 @@ static const struct kern_ops kern_cuda_ops = {
         .conv_rows = cuda_conv_rows,
         .syevr_below = cuda_syevr_below,
         .sterf = cuda_sterf,
+        .syev_side = cuda_syev_side,
 };

@@ -144,6 +144,7 @@ int gsn_balanced_means(const double *data, int64_t n, const struct gsn_valid *v,
 struct gsn_work {
 	void *tmp;  /* n×n */
 	void *w;    /* n */
+	void *Z;    /* n × n/2, allocated by the first projection that clips */
 	double *hw; /* n host */
 	/* float64 runs that return eigvecs_signal: the eigendecomposition
 	 * of the last projection of cSb, kept so that the eigen returns need
