@@ -430,10 +430,37 @@ main(int argc, char **argv)
 	}
 	spool_clean_staging(cfg.state_dir);
 	snprintf(path, sizeof(path), "%s/neuroq.db", cfg.state_dir);
+	/* a damaged database is never opened for writing: it would take
+	 * submits and lose them (or reuse ids) later */
+	if ((rc = store_verify(path, msg, sizeof(msg))) != 0) {
+		if (rc == NQ_EBADDATA)
+			log_err("the job store is damaged; neuroqd will not start "
+			        "on it: stop, copy %s* aside, and restore it from "
+			        "a backup (or move it away: neuroqd then starts "
+			        "a new store, with ids past every job dir kept "
+			        "in %s/jobs) path=%s error=\"%s\"",
+			        path, cfg.state_dir, path, msg);
+		else
+			log_err("cannot check the job store path=%s "
+			        "error=\"%s\"",
+			        path, msg);
+		return 1;
+	}
 	if (store_open(&d.store, path, msg, sizeof(msg)) != 0) {
 		log_err("cannot open the job store path=%s error=\"%s\"", path,
 		        msg);
 		return 1;
+	}
+	/* ids never go backwards: a database that lost rows (restored,
+	 * rolled back, deleted) must not hand out an id whose dir exists */
+	{
+		int64_t top = spool_max_job_id(cfg.state_dir);
+		if (store_raise_next_id(d.store, top + 1) != 0) {
+			log_err("cannot set the next job id error=\"%s\"",
+			        store_errmsg(d.store));
+			exit_code = 1;
+			goto out_store;
+		}
 	}
 	if (store_recover2(d.store, cfg.max_attempts, &requeued, &failed,
 	                   &canceled) != 0) {

@@ -203,6 +203,11 @@ submit_stage_work(struct req *r)
 		         strerror(errno));
 		spool_rm_rf(r->tmp);
 	}
+	if (rc == 0 && (rc = spool_write_owner(r->tmp, r->uid)) != 0) {
+		req_fail(r, rc, "cannot write %s/owner: %s", r->tmp,
+		         strerror(errno));
+		spool_rm_rf(r->tmp);
+	}
 
 	/* the request (its inputs) is on disk now: free it here, not on the
 	 * loop thread, and before a worker is forked from the daemon */

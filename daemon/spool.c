@@ -4,6 +4,7 @@
 #include "nq_error.h"
 #include "nq_json.h"
 #include "nq_npy.h"
+#include "nq_sha256.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -13,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #define SPOOL_MAX_RESULT_MP (64u << 20)
@@ -305,6 +307,7 @@ spool_stage(const char *state_dir, const struct nq_map *params,
 {
 	char jobs[4096], path[4096];
 	void *buf = NULL;
+	char *manifest = NULL;
 	size_t len = 0;
 	int rc, e;
 
@@ -361,6 +364,15 @@ spool_stage(const char *state_dir, const struct nq_map *params,
 		rc = NQ_EIO;
 		goto fail;
 	}
+	/* in.sha256: "<hex>  in/<name>.npy" lines (sha256sum -c reads it),
+	 * the digest of each input as staged; the worker checks it */
+	size_t mcap = 128 + (inputs != NULL ? inputs->n : 0) * 160, mlen = 0;
+	manifest = malloc(mcap);
+	if (manifest == NULL) {
+		snprintf(msg, msglen, "out of memory");
+		rc = NQ_ENOMEM;
+		goto fail;
+	}
 	for (size_t i = 0; inputs != NULL && i < inputs->n; i++) {
 		const char *name = inputs->keys[i];
 		if (!spool_name_ok(name)) {
@@ -389,12 +401,30 @@ spool_stage(const char *state_dir, const struct nq_map *params,
 			snprintf(msg, msglen, "cannot write %s", path);
 			goto fail;
 		}
+		char hex[NQ_SHA256_HEX];
+		if (nq_sha256_file(path, hex) != 0) {
+			snprintf(msg, msglen, "cannot read back %s: %s", path,
+			         strerror(errno));
+			rc = NQ_EIO;
+			goto fail;
+		}
+		mlen += (size_t) snprintf(manifest + mlen, mcap - mlen,
+		                          "%s  %s\n", hex, rel);
 	}
+	spool_path(path, sizeof(path), tmp, SPOOL_MANIFEST, NULL);
+	if ((e = spool_write_file(path, manifest, mlen)) != 0) {
+		snprintf(msg, msglen, "cannot write %s: %s", path, strerror(e));
+		rc = NQ_EIO;
+		goto fail;
+	}
+	free(manifest);
+	manifest = NULL;
 	spool_path(path, sizeof(path), tmp, "in", NULL);
 	spool_fsync_dir(path);
 	spool_fsync_dir(tmp);
 	return 0;
 fail:
+	free(manifest);
 	spool_rm_rf(tmp);
 	tmp[0] = '\0';
 	return rc;
@@ -408,12 +438,21 @@ spool_commit(const char *tmp, const char *state_dir, int64_t id, char *msg,
 
 	if (spool_job_dir(state_dir, id, dir, sizeof(dir)) != 0)
 		return NQ_EINTERNAL;
-	/* a stale dir of the same id can only come from a database that was
-	 * reset under a kept spool; it is not this job's */
-	spool_rm_rf(dir);
-	if (rename(tmp, dir) != 0) {
-		snprintf(msg, msglen, "cannot rename %s to %s: %s", tmp, dir,
-		         strerror(errno));
+	/* never over a dir that exists: one of the same id can only come from
+	 * a database that lost rows under a kept spool, and it holds another
+	 * job's files (start-up moves the next id past every dir, so this is
+	 * a loud failure, never a removal) */
+	if (syscall(SYS_renameat2, AT_FDCWD, tmp, AT_FDCWD, dir,
+	            1u /* RENAME_NOREPLACE */) != 0) {
+		int e = errno;
+		if (e == EEXIST)
+			snprintf(msg, msglen,
+			         "job dir %s exists already (a database that "
+			         "lost jobs?): not replaced",
+			         dir);
+		else
+			snprintf(msg, msglen, "cannot rename %s to %s: %s",
+			         tmp, dir, strerror(e));
 		return NQ_EIO;
 	}
 	spool_path(jobs, sizeof(jobs), state_dir, "jobs", NULL);
@@ -823,5 +862,150 @@ spool_read_outputs(const char *job_dir, const struct nq_value *names,
 	}
 done:
 	nq_value_free(&sv);
+	return rc;
+}
+
+int
+spool_write_owner(const char *dir, uint32_t uid)
+{
+	char path[4096], buf[16];
+	int n = snprintf(buf, sizeof(buf), "%" PRIu32 "\n", uid);
+
+	if (spool_path(path, sizeof(path), dir, "owner", NULL) != 0)
+		return NQ_EIO;
+	return spool_write_file(path, buf, (size_t) n) == 0 ? 0 : NQ_EIO;
+}
+
+int
+spool_read_owner(const char *job_dir, uint32_t *uid)
+{
+	char path[4096], *buf = NULL, *end;
+	size_t len;
+	unsigned long long v;
+	int rc = NQ_EIO;
+
+	if (spool_path(path, sizeof(path), job_dir, "owner", NULL) != 0 ||
+	    spool_read_file(path, 16, &buf, &len) != 0)
+		return NQ_EIO;
+	errno = 0;
+	v = strtoull(buf, &end, 10);
+	if (errno == 0 && end != buf && (*end == '\n' || *end == '\0') &&
+	    v <= UINT32_MAX) {
+		*uid = (uint32_t) v;
+		rc = 0;
+	}
+	free(buf);
+	return rc;
+}
+
+int64_t
+spool_max_job_id(const char *state_dir)
+{
+	char jobs[4096];
+	DIR *d;
+	struct dirent *e;
+	int64_t max = 0;
+
+	if (spool_path(jobs, sizeof(jobs), state_dir, "jobs", NULL) != 0 ||
+	    (d = opendir(jobs)) == NULL)
+		return 0;
+	while ((e = readdir(d)) != NULL) {
+		char *end;
+		long long v;
+		if (e->d_name[0] < '0' || e->d_name[0] > '9')
+			continue;
+		errno = 0;
+		v = strtoll(e->d_name, &end, 10);
+		if (errno == 0 && *end == '\0' && v > max)
+			max = v;
+	}
+	closedir(d);
+	return max;
+}
+
+/* One line of the manifest: "<64 hex>  in/<name>.npy". 0 or -1. */
+static int
+spool_manifest_line(char *line, char **hex, char **rel)
+{
+	size_t n = strlen(line);
+
+	if (n < 64 + 2 + 4 || line[64] != ' ' || line[65] != ' ')
+		return -1;
+	for (int i = 0; i < 64; i++)
+		if (!((line[i] >= '0' && line[i] <= '9') ||
+		      (line[i] >= 'a' && line[i] <= 'f')))
+			return -1;
+	line[64] = '\0';
+	*hex = line;
+	*rel = line + 66;
+	if (strncmp(*rel, "in/", 3) != 0 || !spool_name_ok(*rel + 3))
+		return -1;
+	return 0;
+}
+
+int
+spool_verify_inputs(const char *job_dir, char *msg, size_t msglen)
+{
+	char path[4096], *buf = NULL, *line, *save = NULL;
+	size_t len, listed = 0, present = 0;
+	DIR *d;
+	struct dirent *e;
+	int rc = 0, e0;
+
+	if (spool_path(path, sizeof(path), job_dir, SPOOL_MANIFEST, NULL) != 0)
+		return NQ_EINTERNAL;
+	if ((e0 = spool_read_file(path, 16u << 20, &buf, &len)) != 0) {
+		if (e0 == ENOENT)
+			return 0; /* staged before manifests existed */
+		snprintf(msg, msglen, "cannot read %s: %s", path,
+		         strerror(e0));
+		return NQ_EIO;
+	}
+	for (line = strtok_r(buf, "\n", &save); line != NULL;
+	     line = strtok_r(NULL, "\n", &save)) {
+		char *hex, *rel, have[NQ_SHA256_HEX], file[4096];
+		if (spool_manifest_line(line, &hex, &rel) != 0) {
+			snprintf(msg, msglen,
+			         "the input checksums (%s) are damaged: the "
+			         "inputs cannot be trusted",
+			         SPOOL_MANIFEST);
+			rc = NQ_EIO;
+			goto out;
+		}
+		listed++;
+		if (spool_path(file, sizeof(file), job_dir, rel, NULL) != 0 ||
+		    nq_sha256_file(file, have) != 0) {
+			snprintf(msg, msglen, "input file %s is missing or "
+			         "unreadable: %s", rel, strerror(errno));
+			rc = NQ_EIO;
+			goto out;
+		}
+		if (strcmp(have, hex) != 0) {
+			snprintf(msg, msglen,
+			         "input file %s was damaged after submit "
+			         "(sha256 %.16s..., staged as %.16s...): the "
+			         "job did not run; submit it again",
+			         rel, have, hex);
+			rc = NQ_EIO;
+			goto out;
+		}
+	}
+	/* and nothing was added that the manifest does not name */
+	spool_path(path, sizeof(path), job_dir, "in", NULL);
+	if ((d = opendir(path)) != NULL) {
+		while ((e = readdir(d)) != NULL)
+			if (e->d_name[0] != '.')
+				present++;
+		closedir(d);
+	}
+	if (present != listed) {
+		snprintf(msg, msglen,
+		         "in/ holds %zu files but %zu were staged: the inputs "
+		         "cannot be trusted",
+		         present, listed);
+		rc = NQ_EIO;
+	}
+out:
+	free(buf);
 	return rc;
 }

@@ -25,6 +25,19 @@ int spool_init(const char *state_dir);
 #define SPOOL_UMASK_DEFAULT 022u
 int spool_write_umask(const char *dir, unsigned um);
 unsigned spool_read_umask(const char *job_dir);
+/* The owner's uid, kept with the job: <dir>/owner, written at staging (so
+ * the spool alone says whose a job is). 0, or NQ_EIO (none or bad). */
+int spool_write_owner(const char *dir, uint32_t uid);
+int spool_read_owner(const char *job_dir, uint32_t *uid);
+/* The highest <id> among <state_dir>/jobs/<id> dirs; 0 when none. */
+int64_t spool_max_job_id(const char *state_dir);
+/* The staged inputs' SHA-256 digests, "<hex>  in/<name>.npy" a line. */
+#define SPOOL_MANIFEST "in.sha256"
+/* Worker side, before anything reads in/: each input's digest against the
+ * manifest, and no file in in/ that it does not name. 0 (also when the
+ * job has no manifest: staged by an older neuroqd), or NQ_EIO with a
+ * message naming the damaged input. */
+int spool_verify_inputs(const char *job_dir, char *msg, size_t msglen);
 /* Files and dirs: 0, or NQ_EIO with errno left set to the cause (for the
  * caller's message: read it at once). rm_rf of a missing path is 0. */
 int spool_mkdir_p(const char *path, mode_t mode);
@@ -37,7 +50,8 @@ int spool_fsync_dir(const char *path);
 int spool_stage(const char *state_dir, const struct nq_map *params,
                 const struct nq_map *inputs, char *tmp, size_t tmplen,
                 char *msg, size_t msglen);
-/* Rename the staging dir to the job's dir once the row has its id. */
+/* Rename the staging dir to the job's dir once the row has its id; never
+ * over an existing dir (NQ_EIO, "exists already"). */
 int spool_commit(const char *tmp, const char *state_dir, int64_t id, char *msg,
                  size_t msglen);
 /* Removes staging dirs a crash left behind. */
