@@ -14,6 +14,7 @@
 #include "probe.h"
 #include "scheduler.h"
 #include "server.h"
+#include "recover.h"
 #include "spool.h"
 #include "store.h"
 #include "worker.h"
@@ -33,6 +34,7 @@ static const char usage[] =
         "               [--config FILE] [--devices cpu,cuda:0,fake:1:8GiB,...] "
         "[--foreground]\n"
         "       neuroqd --print-config [same options]\n"
+        "       neuroqd --recover [--state-dir DIR] [--config FILE]\n"
         "       neuroqd --version\n"
         "\n"
         "The command line wins over the config file; --print-config shows the\n"
@@ -211,11 +213,14 @@ load_queue(struct daemon *d)
 		rc = sched_fits_ever(d->sched, &sj);
 		if (rc != 0) {
 			/* the devices changed since the submit */
-			char why[256];
+			char why[256], jd[4096];
 			snprintf(why, sizeof(why),
 			         "no device of this server can run it any more "
 			         "(device %s)",
 			         row->device_req);
+			if (spool_job_dir(d->cfg->state_dir, row->id, jd,
+			                  sizeof(jd)) == 0)
+				spool_write_error(jd, rc, why);
 			store_mark_final(d->store, row->id, JOB_FAILED, rc,
 			                 why);
 			log_warn("queued job failed id=%" PRId64 " error=%s",
@@ -254,6 +259,7 @@ enum {
 	OPT_FG,
 	OPT_VERSION,
 	OPT_PRINT,
+	OPT_RECOVER,
 	OPT_HELP
 };
 
@@ -266,6 +272,7 @@ static const struct option long_opts[] = {
         {"foreground", no_argument, NULL, OPT_FG},
         {"version", no_argument, NULL, OPT_VERSION},
         {"print-config", no_argument, NULL, OPT_PRINT},
+        {"recover", no_argument, NULL, OPT_RECOVER},
         {"help", no_argument, NULL, OPT_HELP},
         {NULL, 0, NULL, 0},
 };
@@ -274,7 +281,7 @@ struct cmdline {
 	const char *listen[CONFIG_MAX_LISTEN];
 	int nlisten;
 	const char *events, *state_dir, *config, *devices;
-	int print_config;
+	int print_config, recover;
 };
 
 static int
@@ -314,6 +321,9 @@ parse_args(int argc, char **argv, struct cmdline *cl)
 			exit(0);
 		case OPT_PRINT:
 			cl->print_config = 1;
+			break;
+		case OPT_RECOVER:
+			cl->recover = 1;
 			break;
 		case OPT_HELP:
 			fputs(usage, stdout);
@@ -413,6 +423,11 @@ main(int argc, char **argv)
 		config_print(&cfg, stdout);
 		return 0;
 	}
+	if (cl.recover) {
+		struct recover_counts rcn;
+		/* run while no neuroqd is: it moves the database */
+		return recover_state_dir(cfg.state_dir, stdout, &rcn);
+	}
 	log_level_parse(cfg.log_level, &lv);
 	log_init(lv);
 	signal(SIGPIPE, SIG_IGN);
@@ -435,11 +450,12 @@ main(int argc, char **argv)
 	if ((rc = store_verify(path, msg, sizeof(msg))) != 0) {
 		if (rc == NQ_EBADDATA)
 			log_err("the job store is damaged; neuroqd will not start "
-			        "on it: stop, copy %s* aside, and restore it from "
-			        "a backup (or move it away: neuroqd then starts "
-			        "a new store, with ids past every job dir kept "
-			        "in %s/jobs) path=%s error=\"%s\"",
-			        path, cfg.state_dir, path, msg);
+			        "on it: run `neuroqd --recover` (same --state-dir "
+			        "or --config): it moves the damaged database to "
+			        "%s/damaged-<time>/ (kept, never deleted) and "
+			        "rebuilds the jobs from %s/jobs path=%s "
+			        "error=\"%s\"",
+			        cfg.state_dir, cfg.state_dir, path, msg);
 		else
 			log_err("cannot check the job store path=%s "
 			        "error=\"%s\"",

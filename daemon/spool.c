@@ -866,35 +866,102 @@ done:
 }
 
 int
-spool_write_owner(const char *dir, uint32_t uid)
+spool_write_meta(const char *dir, const struct spool_meta *m)
 {
-	char path[4096], buf[16];
-	int n = snprintf(buf, sizeof(buf), "%" PRIu32 "\n", uid);
+	char path[4096], buf[512];
+	int n = snprintf(buf, sizeof(buf),
+	                 "owner %" PRIu32 "\ntype %s\npriority %d\ndevice %s\n"
+	                 "host_bytes %" PRIu64 "\ndevice_bytes %" PRIu64
+	                 "\nflops %.17g\n",
+	                 m->owner, m->type, m->priority, m->device_req,
+	                 m->host_bytes, m->device_bytes, m->flops);
 
-	if (spool_path(path, sizeof(path), dir, "owner", NULL) != 0)
+	if (n < 0 || (size_t) n >= sizeof(buf) ||
+	    spool_path(path, sizeof(path), dir, "job", NULL) != 0)
 		return NQ_EIO;
 	return spool_write_file(path, buf, (size_t) n) == 0 ? 0 : NQ_EIO;
 }
 
-int
-spool_read_owner(const char *job_dir, uint32_t *uid)
+/* A word of [A-Za-z0-9_:.-], 1..31 chars, into out. 0 or -1. */
+static int
+spool_meta_word(const char *v, char *out, size_t n)
 {
-	char path[4096], *buf = NULL, *end;
-	size_t len;
-	unsigned long long v;
-	int rc = NQ_EIO;
+	size_t len = strlen(v);
 
-	if (spool_path(path, sizeof(path), job_dir, "owner", NULL) != 0 ||
-	    spool_read_file(path, 16, &buf, &len) != 0)
+	if (len == 0 || len >= n || len > 31)
+		return -1;
+	for (size_t i = 0; i < len; i++)
+		if (!((v[i] >= 'a' && v[i] <= 'z') ||
+		      (v[i] >= 'A' && v[i] <= 'Z') ||
+		      (v[i] >= '0' && v[i] <= '9') || v[i] == '_' ||
+		      v[i] == ':' || v[i] == '.' || v[i] == '-'))
+			return -1;
+	memcpy(out, v, len + 1);
+	return 0;
+}
+
+int
+spool_read_meta(const char *job_dir, struct spool_meta *m)
+{
+	char path[4096], *buf = NULL, *line, *save = NULL;
+	size_t len;
+	unsigned seen = 0;
+	int rc = 0;
+
+	memset(m, 0, sizeof(*m));
+	if (spool_path(path, sizeof(path), job_dir, "job", NULL) != 0 ||
+	    spool_read_file(path, 4096, &buf, &len) != 0)
 		return NQ_EIO;
-	errno = 0;
-	v = strtoull(buf, &end, 10);
-	if (errno == 0 && end != buf && (*end == '\n' || *end == '\0') &&
-	    v <= UINT32_MAX) {
-		*uid = (uint32_t) v;
-		rc = 0;
+	for (line = strtok_r(buf, "\n", &save); line != NULL && rc == 0;
+	     line = strtok_r(NULL, "\n", &save)) {
+		char *v = strchr(line, ' '), *end;
+		if (v == NULL) {
+			rc = NQ_EIO;
+			break;
+		}
+		*v++ = '\0';
+		errno = 0;
+		if (strcmp(line, "owner") == 0) {
+			unsigned long long u = strtoull(v, &end, 10);
+			if (*end != '\0' || end == v || u > UINT32_MAX)
+				rc = NQ_EIO;
+			m->owner = (uint32_t) u;
+			seen |= 1;
+		} else if (strcmp(line, "type") == 0) {
+			if (spool_meta_word(v, m->type, sizeof(m->type)))
+				rc = NQ_EIO;
+			seen |= 2;
+		} else if (strcmp(line, "priority") == 0) {
+			long p = strtol(v, &end, 10);
+			if (*end != '\0' || end == v || p < -1000000 ||
+			    p > 1000000)
+				rc = NQ_EIO;
+			m->priority = (int) p;
+		} else if (strcmp(line, "device") == 0) {
+			if (spool_meta_word(v, m->device_req,
+			                    sizeof(m->device_req)))
+				rc = NQ_EIO;
+		} else if (strcmp(line, "host_bytes") == 0) {
+			m->host_bytes = strtoull(v, &end, 10);
+			if (*end != '\0' || end == v)
+				rc = NQ_EIO;
+		} else if (strcmp(line, "device_bytes") == 0) {
+			m->device_bytes = strtoull(v, &end, 10);
+			if (*end != '\0' || end == v)
+				rc = NQ_EIO;
+		} else if (strcmp(line, "flops") == 0) {
+			m->flops = strtod(v, &end);
+			if (*end != '\0' || end == v || !(m->flops >= 0))
+				rc = NQ_EIO;
+		} /* other keys: a newer neuroqd's, ignored */
+		if (errno != 0)
+			rc = NQ_EIO;
 	}
 	free(buf);
+	if (rc == 0 && seen != 3)
+		rc = NQ_EIO; /* owner and type are required */
+	if (rc == 0 && m->device_req[0] == '\0')
+		snprintf(m->device_req, sizeof(m->device_req), "auto");
 	return rc;
 }
 

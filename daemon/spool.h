@@ -25,10 +25,21 @@ int spool_init(const char *state_dir);
 #define SPOOL_UMASK_DEFAULT 022u
 int spool_write_umask(const char *dir, unsigned um);
 unsigned spool_read_umask(const char *job_dir);
-/* The owner's uid, kept with the job: <dir>/owner, written at staging (so
- * the spool alone says whose a job is). 0, or NQ_EIO (none or bad). */
-int spool_write_owner(const char *dir, uint32_t uid);
-int spool_read_owner(const char *job_dir, uint32_t *uid);
+/* What the spool alone says about a job (<dir>/job, "key value" lines,
+ * written at staging): whose it is and what it asked for, so that
+ * `neuroqd --recover` can rebuild its row without the database. The
+ * estimate is the submit's (before the job type's check()). */
+struct spool_meta {
+	uint32_t owner;
+	char type[32];
+	int priority;
+	char device_req[32];
+	uint64_t host_bytes, device_bytes;
+	double flops;
+};
+int spool_write_meta(const char *dir, const struct spool_meta *m);
+/* 0, or NQ_EIO (missing, or owner/type absent or bad). */
+int spool_read_meta(const char *job_dir, struct spool_meta *m);
 /* The highest <id> among <state_dir>/jobs/<id> dirs; 0 when none. */
 int64_t spool_max_job_id(const char *state_dir);
 /* The staged inputs' SHA-256 digests, "<hex>  in/<name>.npy" a line. */

@@ -1131,3 +1131,41 @@ store_raise_next_id(struct store *s, int64_t next)
 	}
 	return exec_sql(s, "COMMIT", "next id");
 }
+
+int
+store_restore_job(struct store *s, const struct job_row *row)
+{
+	sqlite3_stmt *q = NULL;
+	int rc, err;
+
+	rc = sqlite3_prepare_v2(
+	        s->db,
+	        "INSERT INTO jobs (id, type, state, owner, priority,"
+	        " device_req, attempts, submitted_us, finished_us,"
+	        " est_host_bytes, est_device_bytes, est_flops, error_code,"
+	        " error, spool_bytes, progress) VALUES (?1, ?2, ?3, ?4, ?5, ?6,"
+	        " ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+	        -1, &q, NULL);
+	if (rc != SQLITE_OK)
+		return fail_sql(s, rc, "restore");
+	sqlite3_bind_int64(q, 1, row->id);
+	sqlite3_bind_text(q, 2, row->type, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int(q, 3, (int) row->state);
+	sqlite3_bind_int64(q, 4, (int64_t) row->owner);
+	sqlite3_bind_int(q, 5, row->priority);
+	sqlite3_bind_text(q, 6, row->device_req, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int(q, 7, row->attempts);
+	sqlite3_bind_int64(q, 8, row->submitted_us);
+	sqlite3_bind_int64(q, 9, row->finished_us);
+	sqlite3_bind_int64(q, 10, (int64_t) row->est_host_bytes);
+	sqlite3_bind_int64(q, 11, (int64_t) row->est_device_bytes);
+	sqlite3_bind_double(q, 12, row->est_flops);
+	sqlite3_bind_int(q, 13, row->error_code);
+	sqlite3_bind_text(q, 14, row->error, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(q, 15, (int64_t) row->spool_bytes);
+	sqlite3_bind_double(q, 16, row->state == JOB_DONE ? 1.0 : 0.0);
+	rc = sqlite3_step(q);
+	err = rc == SQLITE_DONE ? 0 : fail_sql(s, rc, "restore");
+	sqlite3_finalize(q);
+	return err;
+}
