@@ -139,10 +139,18 @@ recover_one(struct store *s, const char *state_dir, int64_t id,
 		return -1;
 	}
 	switch (row.state) {
-	case JOB_DONE: c->done++; break;
-	case JOB_FAILED: c->failed++; break;
-	case JOB_CANCELED: c->canceled++; break;
-	default: c->queued++; break;
+	case JOB_DONE:
+		c->done++;
+		break;
+	case JOB_FAILED:
+		c->failed++;
+		break;
+	case JOB_CANCELED:
+		c->canceled++;
+		break;
+	default:
+		c->queued++;
+		break;
 	}
 	return 0;
 }

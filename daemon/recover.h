@@ -15,7 +15,7 @@
 #include <stdio.h>
 
 struct recover_counts {
-	int kept;                          /* rows the database still had */
+	int kept;                           /* rows the database still had */
 	int done, failed, canceled, queued; /* rows rebuilt */
 	int aside;                          /* dirs set aside */
 	int damaged;                        /* 1: the database was moved */

@@ -1330,6 +1330,32 @@ test_raise_next_id(void **state)
 	assert_int_equal(put(f->s, 1000, 0), 1000);
 }
 
+/* --recover's rows: their own id and state; a taken id is refused */
+static void
+test_restore_job(void **state)
+{
+	struct fx *f = *state;
+	struct job_row r, g;
+
+	basic_row(&r, 1234, NULL);
+	r.id = 7;
+	r.state = JOB_FAILED;
+	r.error_code = NQ_EIO;
+	snprintf(r.error, sizeof(r.error), "input file in/data.npy damaged");
+	r.finished_us = 1700000000000000;
+	r.est_host_bytes = 99;
+	assert_int_equal(store_restore_job(f->s, &r), 0);
+	assert_int_equal(store_get_job(f->s, 7, &g), 0);
+	assert_int_equal(g.state, JOB_FAILED);
+	assert_int_equal(g.owner, 1234);
+	assert_int_equal(g.error_code, NQ_EIO);
+	assert_string_equal(g.error, "input file in/data.npy damaged");
+	assert_int_equal(g.est_host_bytes, 99);
+	assert_true(g.finished_us == 1700000000000000);
+	assert_int_not_equal(store_restore_job(f->s, &r), 0); /* taken */
+	assert_int_equal(put(f->s, 1000, 0), 8);
+}
+
 int
 main(void)
 {
@@ -1383,6 +1409,8 @@ main(void)
 	        cmocka_unit_test_setup_teardown(test_verify_damaged, setup,
 	                                        teardown),
 	        cmocka_unit_test_setup_teardown(test_raise_next_id, setup,
+	                                        teardown),
+	        cmocka_unit_test_setup_teardown(test_restore_job, setup,
 	                                        teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

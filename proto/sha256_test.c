@@ -30,9 +30,10 @@ test_vectors(void **state)
 	nq_sha256_hex(m2, strlen(m2), hex);
 	assert_string_equal(hex, "248d6a61d20638b8e5c026930c3e6039"
 	                         "a33ce45964ff2167f6ecedd419db06c1");
-	const char *m4 = "abcdefghbcdefghicdefghijdefghijkefghijklfghijklmghijklmn"
-	                 "hijklmnoijklmnopjklmnopqklmnopqrlmnopqrsmnopqrstnopqr"
-	                 "stu";
+	const char *m4 =
+	        "abcdefghbcdefghicdefghijdefghijkefghijklfghijklmghijklmn"
+	        "hijklmnoijklmnopjklmnopqklmnopqrlmnopqrsmnopqrstnopqr"
+	        "stu";
 	nq_sha256_hex(m4, strlen(m4), hex);
 	assert_string_equal(hex, "cf5b16a778af8380036ce59e7b0492370"
 	                         "b249b11e8f07a51afac45037afee9d1");
