@@ -12,9 +12,9 @@
 #include "nq_clock.h"
 #include "nq_error.h"
 #include "probe.h"
+#include "recover.h"
 #include "scheduler.h"
 #include "server.h"
-#include "recover.h"
 #include "spool.h"
 #include "store.h"
 #include "worker.h"
@@ -38,7 +38,11 @@ static const char usage[] =
         "       neuroqd --version\n"
         "\n"
         "The command line wins over the config file; --print-config shows the\n"
-        "effective settings in the config file's format.\n";
+        "effective settings in the config file's format.\n"
+        "neuroqd refuses to start on a damaged job store; --recover (with the\n"
+        "daemon stopped) moves it to <state_dir>/damaged-<time>/ and rebuilds\n"
+        "the jobs from <state_dir>/jobs, setting aside what it cannot read in\n"
+        "<state_dir>/recovered-aside/.\n";
 
 static uv_signal_t sig_term, sig_int, sig_hup;
 static uv_timer_t retention_timer;
@@ -449,12 +453,12 @@ main(int argc, char **argv)
 	 * submits and lose them (or reuse ids) later */
 	if ((rc = store_verify(path, msg, sizeof(msg))) != 0) {
 		if (rc == NQ_EBADDATA)
-			log_err("the job store is damaged; neuroqd will not start "
-			        "on it: run `neuroqd --recover` (same --state-dir "
-			        "or --config): it moves the damaged database to "
-			        "%s/damaged-<time>/ (kept, never deleted) and "
-			        "rebuilds the jobs from %s/jobs path=%s "
-			        "error=\"%s\"",
+			log_err("the job store is damaged; neuroqd will not "
+			        "start on it: run `neuroqd --recover` (same "
+			        "--state-dir or --config): it moves the "
+			        "damaged database to %s/damaged-<time>/ (kept, "
+			        "never deleted) and rebuilds the jobs from "
+			        "%s/jobs path=%s error=\"%s\"",
 			        cfg.state_dir, cfg.state_dir, path, msg);
 		else
 			log_err("cannot check the job store path=%s "

@@ -451,8 +451,8 @@ spool_commit(const char *tmp, const char *state_dir, int64_t id, char *msg,
 			         "lost jobs?): not replaced",
 			         dir);
 		else
-			snprintf(msg, msglen, "cannot rename %s to %s: %s",
-			         tmp, dir, strerror(e));
+			snprintf(msg, msglen, "cannot rename %s to %s: %s", tmp,
+			         dir, strerror(e));
 		return NQ_EIO;
 	}
 	spool_path(jobs, sizeof(jobs), state_dir, "jobs", NULL);
@@ -1024,8 +1024,7 @@ spool_verify_inputs(const char *job_dir, char *msg, size_t msglen)
 	if ((e0 = spool_read_file(path, 16u << 20, &buf, &len)) != 0) {
 		if (e0 == ENOENT)
 			return 0; /* staged before manifests existed */
-		snprintf(msg, msglen, "cannot read %s: %s", path,
-		         strerror(e0));
+		snprintf(msg, msglen, "cannot read %s: %s", path, strerror(e0));
 		return NQ_EIO;
 	}
 	for (line = strtok_r(buf, "\n", &save); line != NULL;
@@ -1042,8 +1041,10 @@ spool_verify_inputs(const char *job_dir, char *msg, size_t msglen)
 		listed++;
 		if (spool_path(file, sizeof(file), job_dir, rel, NULL) != 0 ||
 		    nq_sha256_file(file, have) != 0) {
-			snprintf(msg, msglen, "input file %s is missing or "
-			         "unreadable: %s", rel, strerror(errno));
+			snprintf(msg, msglen,
+			         "input file %s is missing or "
+			         "unreadable: %s",
+			         rel, strerror(errno));
 			rc = NQ_EIO;
 			goto out;
 		}

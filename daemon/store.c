@@ -581,10 +581,11 @@ store_verify(const char *path, char *msg, size_t msglen)
 			ver = sqlite3_column_int(q, 0);
 		sqlite3_finalize(q);
 		q = NULL;
-		if (sqlite3_prepare_v2(db,
-		                       "SELECT count(*) FROM sqlite_master"
-		                       " WHERE type = 'table' AND name = 'jobs'",
-		                       -1, &q, NULL) == SQLITE_OK &&
+		if (sqlite3_prepare_v2(
+		            db,
+		            "SELECT count(*) FROM sqlite_master"
+		            " WHERE type = 'table' AND name = 'jobs'",
+		            -1, &q, NULL) == SQLITE_OK &&
 		    sqlite3_step(q) == SQLITE_ROW)
 			tables = sqlite3_column_int(q, 0);
 		sqlite3_finalize(q);
@@ -1106,8 +1107,8 @@ store_raise_next_id(struct store *s, int64_t next)
 	        s->db,
 	        "INSERT INTO sqlite_sequence (name, seq)"
 	        " SELECT 'jobs', ?1 WHERE NOT EXISTS"
-	        " (SELECT 1 FROM sqlite_sequence WHERE name = 'jobs');"
-	        , -1, &q, NULL);
+	        " (SELECT 1 FROM sqlite_sequence WHERE name = 'jobs');",
+	        -1, &q, NULL);
 	if (rc == SQLITE_OK) {
 		sqlite3_bind_int64(q, 1, next - 1);
 		rc = sqlite3_step(q);
