@@ -52,6 +52,8 @@ static uv_timer_t retention_timer;
 
 struct expired {
 	int64_t ids[RETENTION_BATCH];
+	uint32_t owner[RETENTION_BATCH];
+	char type[RETENTION_BATCH][32];
 	size_t n;
 };
 
@@ -60,8 +62,11 @@ expired_cb(void *arg, const struct job_row *row)
 {
 	struct expired *e = arg;
 
-	if (e->n < RETENTION_BATCH)
+	if (e->n < RETENTION_BATCH) {
+		e->owner[e->n] = row->owner;
+		snprintf(e->type[e->n], sizeof(e->type[0]), "%s", row->type);
 		e->ids[e->n++] = row->id;
+	}
 	return e->n == RETENTION_BATCH;
 }
 
@@ -96,6 +101,14 @@ retention_pass(struct daemon *d)
 				log_warn("retention: cannot remove id=%" PRId64
 				         " error=\"state dir path too long\"",
 				         e.ids[i]);
+				continue;
+			}
+			/* only the dir this row's submit made: never one
+			 * a database that lost rows would misname */
+			if (!spool_dir_is_job(jd, e.owner[i], e.type[i])) {
+				log_warn("retention: not this job's dir, kept "
+				         "id=%" PRId64 " dir=%s owner=%" PRIu32,
+				         e.ids[i], jd, e.owner[i]);
 				continue;
 			}
 			if (spool_rm_rf(jd) != 0) {

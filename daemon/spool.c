@@ -965,6 +965,22 @@ spool_read_meta(const char *job_dir, struct spool_meta *m)
 	return rc;
 }
 
+int
+spool_dir_is_job(const char *job_dir, uint32_t owner, const char *type)
+{
+	struct spool_meta m;
+	char path[4096];
+	struct stat st;
+
+	if (spool_path(path, sizeof(path), job_dir, "job", NULL) != 0)
+		return 0;
+	if (lstat(path, &st) != 0 && errno == ENOENT)
+		return 1; /* staged before job files existed */
+	if (spool_read_meta(job_dir, &m) != 0)
+		return 0;
+	return m.owner == owner && strcmp(m.type, type) == 0;
+}
+
 int64_t
 spool_max_job_id(const char *state_dir)
 {

@@ -40,6 +40,10 @@ struct spool_meta {
 int spool_write_meta(const char *dir, const struct spool_meta *m);
 /* 0, or NQ_EIO (missing, or owner/type absent or bad). */
 int spool_read_meta(const char *job_dir, struct spool_meta *m);
+/* 1 when job_dir's `job` file names this owner and type (or the dir has
+ * none: staged by an older neuroqd), 0 when it is another job's or cannot
+ * be read: before an rm -rf of a job's dir. */
+int spool_dir_is_job(const char *job_dir, uint32_t owner, const char *type);
 /* The highest <id> among <state_dir>/jobs/<id> dirs; 0 when none. */
 int64_t spool_max_job_id(const char *state_dir);
 /* The staged inputs' SHA-256 digests, "<hex>  in/<name>.npy" a line. */

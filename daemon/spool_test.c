@@ -178,11 +178,18 @@ test_meta(void **state)
 		fclose(f);
 		assert_int_equal(spool_read_meta(tmp, &r), NQ_EIO);
 	}
+	assert_int_equal(spool_dir_is_job(tmp, 1000, "gsn"), 0); /* bad */
 	f = fopen(path, "wb");
 	fputs("owner 1000\ntype gsn\nfuture_key 1\n", f);
 	fclose(f);
 	assert_int_equal(spool_read_meta(tmp, &r), 0);
 	assert_string_equal(r.device_req, "auto");
+	/* retention's identity check */
+	assert_int_equal(spool_dir_is_job(tmp, 1000, "gsn"), 1);
+	assert_int_equal(spool_dir_is_job(tmp, 1001, "gsn"), 0);
+	assert_int_equal(spool_dir_is_job(tmp, 1000, "spikesort"), 0);
+	unlink(path);
+	assert_int_equal(spool_dir_is_job(tmp, 1001, "gsn"), 1); /* older */
 	assert_int_equal(spool_rm_rf(tmp), 0);
 }
 

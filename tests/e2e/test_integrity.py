@@ -201,3 +201,28 @@ def test_rolled_back_store_never_reuses_ids(daemon_factory):
     with d.client() as c:
         for j in lost:
             assert_same_result(c.result(j), lost_results[j])
+
+
+def test_retention_removes_only_its_own_dir(daemon_factory):
+    """A row whose dir is another job's (its `job` file names another owner)
+    is never removed by retention."""
+    import time
+    d = daemon_factory(conf={"retention_days": 30})
+    c = d.client()
+    mine, other = (c.submit("gsn", inputs={"data": small(90 + i)}).id for i in range(2))
+    wait_all(c, [mine, other])
+    c.close()
+    d.stop()
+    con = sqlite3.connect(d.state / "neuroq.db")
+    forty_days_ago = int((time.time() - 40 * 86400) * 1e6)
+    con.execute("UPDATE jobs SET finished_us = ?", (forty_days_ago,))
+    con.execute("UPDATE jobs SET owner = owner + 1 WHERE id = ?", (other,))
+    con.commit()
+    con.close()
+    d.start()  # the start-up retention pass
+    with d.client() as c:
+        assert c.status(mine)["purged"] is True
+        assert not (d.state / "jobs" / str(mine)).exists()
+        assert c.status(other)["purged"] is False
+    assert (d.state / "jobs" / str(other) / "out").is_dir()
+    assert f"retention: not this job's dir, kept id={other}" in d.log_path.read_text()
