@@ -460,6 +460,17 @@ main(int argc, char **argv)
 		        cfg.state_dir, strerror(errno));
 		return 1;
 	}
+	/* one neuroqd per state dir (held until exit; --recover waits) */
+	if ((rc = spool_lock(cfg.state_dir)) < 0) {
+		if (rc == -NQ_ESTATE)
+			log_err("another neuroqd uses this state dir path=%s",
+			        cfg.state_dir);
+		else
+			log_err("cannot lock the state dir path=%s "
+			        "error=\"%s\"",
+			        cfg.state_dir, strerror(errno));
+		return 1;
+	}
 	spool_clean_staging(cfg.state_dir);
 	snprintf(path, sizeof(path), "%s/neuroq.db", cfg.state_dir);
 	/* a damaged database is never opened for writing: it would take

@@ -217,6 +217,17 @@ recover_state_dir(const char *state_dir, FILE *out, struct recover_counts *c)
 		        state_dir, strerror(errno));
 		return 1;
 	}
+	if ((rc = spool_lock(state_dir)) < 0) {
+		if (rc == -NQ_ESTATE)
+			fprintf(out,
+			        "neuroqd: a neuroqd is running on %s: "
+			        "stop it first\n",
+			        state_dir);
+		else
+			fprintf(out, "neuroqd: cannot lock %s: %s\n", state_dir,
+			        strerror(errno));
+		return 1;
+	}
 	spool_clean_staging(state_dir);
 	snprintf(db, sizeof(db), "%s/neuroq.db", state_dir);
 	rc = store_verify(db, msg, sizeof(msg));

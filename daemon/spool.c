@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -979,6 +980,30 @@ spool_dir_is_job(const char *job_dir, uint32_t owner, const char *type)
 	if (spool_read_meta(job_dir, &m) != 0)
 		return 0;
 	return m.owner == owner && strcmp(m.type, type) == 0;
+}
+
+int
+spool_lock(const char *state_dir)
+{
+	char path[4096];
+	int fd;
+
+	if (spool_path(path, sizeof(path), state_dir, "neuroqd.lock", NULL) !=
+	    0) {
+		errno = ENAMETOOLONG;
+		return -NQ_EIO;
+	}
+	/* close-on-exec: a worker must not keep the daemon's lock alive */
+	fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -NQ_EIO;
+	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+		int e = errno;
+		close(fd);
+		errno = e;
+		return e == EWOULDBLOCK ? -NQ_ESTATE : -NQ_EIO;
+	}
+	return fd;
 }
 
 int64_t

@@ -44,6 +44,11 @@ int spool_read_meta(const char *job_dir, struct spool_meta *m);
  * none: staged by an older neuroqd), 0 when it is another job's or cannot
  * be read: before an rm -rf of a job's dir. */
 int spool_dir_is_job(const char *job_dir, uint32_t owner, const char *type);
+/* One process at a time on a state dir (neuroqd, neuroqd --recover): an
+ * exclusive flock on <state_dir>/neuroqd.lock, held until the process
+ * ends. The fd (>= 0), or -NQ_ESTATE when another process holds it, or
+ * -NQ_EIO (errno set). */
+int spool_lock(const char *state_dir);
 /* The highest <id> among <state_dir>/jobs/<id> dirs; 0 when none. */
 int64_t spool_max_job_id(const char *state_dir);
 /* The staged inputs' SHA-256 digests, "<hex>  in/<name>.npy" a line. */

@@ -226,3 +226,20 @@ def test_retention_removes_only_its_own_dir(daemon_factory):
         assert c.status(other)["purged"] is False
     assert (d.state / "jobs" / str(other) / "out").is_dir()
     assert f"retention: not this job's dir, kept id={other}" in d.log_path.read_text()
+
+
+def test_one_process_per_state_dir(daemon):
+    """--recover (and a second neuroqd) refuse a state dir a neuroqd runs on."""
+    db = daemon.state / "neuroq.db"
+    r = subprocess.run([str(NEUROQD), "--recover", "--state-dir", str(daemon.state)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and "a neuroqd is running" in r.stdout
+    assert db.exists() and not any(p.name.startswith("damaged-")
+                                   for p in daemon.state.iterdir())
+    r = subprocess.run([str(NEUROQD), "--state-dir", str(daemon.state),
+                        "--listen", f"ipc://{daemon.dir}/other.sock",
+                        "--events", f"ipc://{daemon.dir}/other-e.sock", "--devices", "cpu"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and "another neuroqd uses this state dir" in r.stdout + r.stderr
+    with daemon.client() as c:
+        assert c.hello()
