@@ -498,7 +498,15 @@ main(int argc, char **argv)
 	/* ids never go backwards: a database that lost rows (restored,
 	 * rolled back, deleted) must not hand out an id whose dir exists */
 	{
-		int64_t top = spool_max_job_id(cfg.state_dir);
+		int64_t top = spool_max_job_id(cfg.state_dir), last = 0;
+		if (store_max_id(d.store, &last) == 0 && top > last)
+			log_warn("job dirs have no rows (the store was "
+			         "restored, rolled back or lost?): their files "
+			         "are kept and new jobs get ids past them; "
+			         "`neuroqd --recover` (daemon stopped) gives "
+			         "them their rows back "
+			         "last_row=%" PRId64 " last_dir=%" PRId64,
+			         last, top);
 		if (store_raise_next_id(d.store, top + 1) != 0) {
 			log_err("cannot set the next job id error=\"%s\"",
 			        store_errmsg(d.store));

@@ -1170,3 +1170,18 @@ store_restore_job(struct store *s, const struct job_row *row)
 	sqlite3_finalize(q);
 	return err;
 }
+
+int
+store_max_id(struct store *s, int64_t *max)
+{
+	sqlite3_stmt *q = NULL;
+	int rc = sqlite3_prepare_v2(
+	        s->db, "SELECT coalesce(max(id), 0) FROM jobs", -1, &q, NULL);
+
+	if (rc == SQLITE_OK && (rc = sqlite3_step(q)) == SQLITE_ROW) {
+		*max = sqlite3_column_int64(q, 0);
+		rc = SQLITE_OK;
+	}
+	sqlite3_finalize(q);
+	return rc == SQLITE_OK ? 0 : fail_sql(s, rc, "max id");
+}

@@ -62,6 +62,8 @@ int store_verify(const char *path, char *msg, size_t msglen);
 /* Ids never go backwards: the next job gets at least next (its spool dir
  * may outlive a database that lost rows). 0 or NQ_EIO. */
 int store_raise_next_id(struct store *s, int64_t next);
+/* The highest id of a row (0 when none). 0 or NQ_EIO. */
+int store_max_id(struct store *s, int64_t *max);
 /* neuroqd --recover: a row rebuilt from a spool dir, with its own id (type,
  * state, owner, priority, device_req, attempts, submitted_us, finished_us,
  * the estimate, error_code/error, spool_bytes). 0 or NQ_EIO (the id is

@@ -1317,8 +1317,14 @@ test_raise_next_id(void **state)
 {
 	struct fx *f = *state;
 
+	int64_t max = -1;
+
+	assert_int_equal(store_max_id(f->s, &max), 0);
+	assert_int_equal(max, 0);
 	/* a new store whose spool holds dirs up to 150 */
 	assert_int_equal(store_raise_next_id(f->s, 151), 0);
+	assert_int_equal(store_max_id(f->s, &max), 0);
+	assert_int_equal(max, 0); /* the sequence moved, no row yet */
 	assert_int_equal(put(f->s, 1000, 0), 151);
 	assert_int_equal(put(f->s, 1000, 0), 152);
 	/* lower: no effect */
@@ -1328,6 +1334,8 @@ test_raise_next_id(void **state)
 	assert_int_equal(put(f->s, 1000, 0), 154);
 	assert_int_equal(store_raise_next_id(f->s, 1000), 0);
 	assert_int_equal(put(f->s, 1000, 0), 1000);
+	assert_int_equal(store_max_id(f->s, &max), 0);
+	assert_int_equal(max, 1000);
 }
 
 /* --recover's rows: their own id and state; a taken id is refused */

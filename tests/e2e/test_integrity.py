@@ -148,6 +148,8 @@ def test_deleted_store_never_reuses_ids(daemon_factory):
     c = d.client()
     new = c.submit("gsn", inputs={"data": small(60)}).id
     assert new == max(old) + 1
+    assert f"job dirs have no rows" in d.log_path.read_text()
+    assert f"last_row=0 last_dir={max(old)}" in d.log_path.read_text()
     wait_all(c, [new])
     c.close()
     d.stop()
