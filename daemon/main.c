@@ -12,6 +12,7 @@
 #include "nq_clock.h"
 #include "nq_error.h"
 #include "probe.h"
+#include "recover.h"
 #include "scheduler.h"
 #include "server.h"
 #include "spool.h"
@@ -33,10 +34,15 @@ static const char usage[] =
         "               [--config FILE] [--devices cpu,cuda:0,fake:1:8GiB,...] "
         "[--foreground]\n"
         "       neuroqd --print-config [same options]\n"
+        "       neuroqd --recover [--state-dir DIR] [--config FILE]\n"
         "       neuroqd --version\n"
         "\n"
         "The command line wins over the config file; --print-config shows the\n"
-        "effective settings in the config file's format.\n";
+        "effective settings in the config file's format.\n"
+        "neuroqd refuses to start on a damaged job store; --recover (with the\n"
+        "daemon stopped) moves it to <state_dir>/damaged-<time>/ and rebuilds\n"
+        "the jobs from <state_dir>/jobs, setting aside what it cannot read in\n"
+        "<state_dir>/recovered-aside/.\n";
 
 static uv_signal_t sig_term, sig_int, sig_hup;
 static uv_timer_t retention_timer;
@@ -46,6 +52,8 @@ static uv_timer_t retention_timer;
 
 struct expired {
 	int64_t ids[RETENTION_BATCH];
+	uint32_t owner[RETENTION_BATCH];
+	char type[RETENTION_BATCH][32];
 	size_t n;
 };
 
@@ -54,8 +62,11 @@ expired_cb(void *arg, const struct job_row *row)
 {
 	struct expired *e = arg;
 
-	if (e->n < RETENTION_BATCH)
+	if (e->n < RETENTION_BATCH) {
+		e->owner[e->n] = row->owner;
+		snprintf(e->type[e->n], sizeof(e->type[0]), "%s", row->type);
 		e->ids[e->n++] = row->id;
+	}
 	return e->n == RETENTION_BATCH;
 }
 
@@ -90,6 +101,14 @@ retention_pass(struct daemon *d)
 				log_warn("retention: cannot remove id=%" PRId64
 				         " error=\"state dir path too long\"",
 				         e.ids[i]);
+				continue;
+			}
+			/* only the dir this row's submit made: never one
+			 * a database that lost rows would misname */
+			if (!spool_dir_is_job(jd, e.owner[i], e.type[i])) {
+				log_warn("retention: not this job's dir, kept "
+				         "id=%" PRId64 " dir=%s owner=%" PRIu32,
+				         e.ids[i], jd, e.owner[i]);
 				continue;
 			}
 			if (spool_rm_rf(jd) != 0) {
@@ -211,11 +230,14 @@ load_queue(struct daemon *d)
 		rc = sched_fits_ever(d->sched, &sj);
 		if (rc != 0) {
 			/* the devices changed since the submit */
-			char why[256];
+			char why[256], jd[4096];
 			snprintf(why, sizeof(why),
 			         "no device of this server can run it any more "
 			         "(device %s)",
 			         row->device_req);
+			if (spool_job_dir(d->cfg->state_dir, row->id, jd,
+			                  sizeof(jd)) == 0)
+				spool_write_error(jd, rc, why);
 			store_mark_final(d->store, row->id, JOB_FAILED, rc,
 			                 why);
 			log_warn("queued job failed id=%" PRId64 " error=%s",
@@ -254,6 +276,7 @@ enum {
 	OPT_FG,
 	OPT_VERSION,
 	OPT_PRINT,
+	OPT_RECOVER,
 	OPT_HELP
 };
 
@@ -266,6 +289,7 @@ static const struct option long_opts[] = {
         {"foreground", no_argument, NULL, OPT_FG},
         {"version", no_argument, NULL, OPT_VERSION},
         {"print-config", no_argument, NULL, OPT_PRINT},
+        {"recover", no_argument, NULL, OPT_RECOVER},
         {"help", no_argument, NULL, OPT_HELP},
         {NULL, 0, NULL, 0},
 };
@@ -274,7 +298,7 @@ struct cmdline {
 	const char *listen[CONFIG_MAX_LISTEN];
 	int nlisten;
 	const char *events, *state_dir, *config, *devices;
-	int print_config;
+	int print_config, recover;
 };
 
 static int
@@ -314,6 +338,9 @@ parse_args(int argc, char **argv, struct cmdline *cl)
 			exit(0);
 		case OPT_PRINT:
 			cl->print_config = 1;
+			break;
+		case OPT_RECOVER:
+			cl->recover = 1;
 			break;
 		case OPT_HELP:
 			fputs(usage, stdout);
@@ -413,6 +440,11 @@ main(int argc, char **argv)
 		config_print(&cfg, stdout);
 		return 0;
 	}
+	if (cl.recover) {
+		struct recover_counts rcn;
+		/* run while no neuroqd is: it moves the database */
+		return recover_state_dir(cfg.state_dir, stdout, &rcn);
+	}
 	log_level_parse(cfg.log_level, &lv);
 	log_init(lv);
 	signal(SIGPIPE, SIG_IGN);
@@ -428,12 +460,59 @@ main(int argc, char **argv)
 		        cfg.state_dir, strerror(errno));
 		return 1;
 	}
+	/* one neuroqd per state dir (held until exit; --recover waits) */
+	if ((rc = spool_lock(cfg.state_dir)) < 0) {
+		if (rc == -NQ_ESTATE)
+			log_err("another neuroqd uses this state dir path=%s",
+			        cfg.state_dir);
+		else
+			log_err("cannot lock the state dir path=%s "
+			        "error=\"%s\"",
+			        cfg.state_dir, strerror(errno));
+		return 1;
+	}
 	spool_clean_staging(cfg.state_dir);
 	snprintf(path, sizeof(path), "%s/neuroq.db", cfg.state_dir);
+	/* a damaged database is never opened for writing: it would take
+	 * submits and lose them (or reuse ids) later */
+	if ((rc = store_verify(path, msg, sizeof(msg))) != 0) {
+		if (rc == NQ_EBADDATA)
+			log_err("the job store is damaged; neuroqd will not "
+			        "start on it: run `neuroqd --recover` (same "
+			        "--state-dir or --config): it moves the "
+			        "damaged database to %s/damaged-<time>/ (kept, "
+			        "never deleted) and rebuilds the jobs from "
+			        "%s/jobs path=%s error=\"%s\"",
+			        cfg.state_dir, cfg.state_dir, path, msg);
+		else
+			log_err("cannot check the job store path=%s "
+			        "error=\"%s\"",
+			        path, msg);
+		return 1;
+	}
 	if (store_open(&d.store, path, msg, sizeof(msg)) != 0) {
 		log_err("cannot open the job store path=%s error=\"%s\"", path,
 		        msg);
 		return 1;
+	}
+	/* ids never go backwards: a database that lost rows (restored,
+	 * rolled back, deleted) must not hand out an id whose dir exists */
+	{
+		int64_t top = spool_max_job_id(cfg.state_dir), last = 0;
+		if (store_max_id(d.store, &last) == 0 && top > last)
+			log_warn("job dirs have no rows (the store was "
+			         "restored, rolled back or lost?): their files "
+			         "are kept and new jobs get ids past them; "
+			         "`neuroqd --recover` (daemon stopped) gives "
+			         "them their rows back "
+			         "last_row=%" PRId64 " last_dir=%" PRId64,
+			         last, top);
+		if (store_raise_next_id(d.store, top + 1) != 0) {
+			log_err("cannot set the next job id error=\"%s\"",
+			        store_errmsg(d.store));
+			exit_code = 1;
+			goto out_store;
+		}
 	}
 	if (store_recover2(d.store, cfg.max_attempts, &requeued, &failed,
 	                   &canceled) != 0) {

@@ -256,6 +256,11 @@ ops_cancel(struct req *r)
 		return rc;
 	if (row.state == JOB_QUEUED) {
 		sched_dequeue(d->sched, id);
+		char jd[4096];
+		/* the spool records it too (neuroqd --recover reads it) */
+		if (spool_job_dir(d->cfg->state_dir, id, jd, sizeof(jd)) == 0)
+			spool_write_error(jd, NQ_ECANCELED,
+			                  "canceled while queued");
 		rc = store_mark_final(d->store, id, JOB_CANCELED, NQ_ECANCELED,
 		                      "canceled while queued");
 		if (rc != 0)

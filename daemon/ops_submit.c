@@ -226,6 +226,23 @@ submit_stage_work(struct req *r)
 		         strerror(errno));
 		spool_rm_rf(r->tmp);
 	}
+	if (rc == 0) {
+		struct spool_meta m = {.owner = r->uid,
+		                       .priority = r->sj.priority,
+		                       .host_bytes = r->est.host_bytes,
+		                       .device_bytes = r->est.device_bytes,
+		                       .flops = r->est.flops};
+		snprintf(m.type, sizeof(m.type), "%s", r->jt->name);
+		snprintf(m.device_req, sizeof(m.device_req), "%s",
+		         r->sj.device_req);
+		if ((rc = spool_write_meta(r->tmp, &m)) != 0) {
+			req_fail(r, rc, "cannot write %s/job: %s", r->tmp,
+			         strerror(errno));
+			spool_rm_rf(r->tmp);
+		}
+	}
+	if (rc == 0)
+		spool_fsync_dir(r->tmp); /* umask and job too */
 
 	/* the request (its inputs) is on disk now: free it here, not on the
 	 * loop thread, and before a worker is forked from the daemon */

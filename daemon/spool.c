@@ -4,6 +4,7 @@
 #include "nq_error.h"
 #include "nq_json.h"
 #include "nq_npy.h"
+#include "nq_sha256.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -12,7 +13,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #define SPOOL_MAX_RESULT_MP (64u << 20)
@@ -305,6 +308,7 @@ spool_stage(const char *state_dir, const struct nq_map *params,
 {
 	char jobs[4096], path[4096];
 	void *buf = NULL;
+	char *manifest = NULL;
 	size_t len = 0;
 	int rc, e;
 
@@ -361,6 +365,15 @@ spool_stage(const char *state_dir, const struct nq_map *params,
 		rc = NQ_EIO;
 		goto fail;
 	}
+	/* in.sha256: "<hex>  in/<name>.npy" lines (sha256sum -c reads it),
+	 * the digest of each input as staged; the worker checks it */
+	size_t mcap = 128 + (inputs != NULL ? inputs->n : 0) * 160, mlen = 0;
+	manifest = malloc(mcap);
+	if (manifest == NULL) {
+		snprintf(msg, msglen, "out of memory");
+		rc = NQ_ENOMEM;
+		goto fail;
+	}
 	for (size_t i = 0; inputs != NULL && i < inputs->n; i++) {
 		const char *name = inputs->keys[i];
 		if (!spool_name_ok(name)) {
@@ -389,12 +402,30 @@ spool_stage(const char *state_dir, const struct nq_map *params,
 			snprintf(msg, msglen, "cannot write %s", path);
 			goto fail;
 		}
+		char hex[NQ_SHA256_HEX];
+		if (nq_sha256_file(path, hex) != 0) {
+			snprintf(msg, msglen, "cannot read back %s: %s", path,
+			         strerror(errno));
+			rc = NQ_EIO;
+			goto fail;
+		}
+		mlen += (size_t) snprintf(manifest + mlen, mcap - mlen,
+		                          "%s  %s\n", hex, rel);
 	}
+	spool_path(path, sizeof(path), tmp, SPOOL_MANIFEST, NULL);
+	if ((e = spool_write_file(path, manifest, mlen)) != 0) {
+		snprintf(msg, msglen, "cannot write %s: %s", path, strerror(e));
+		rc = NQ_EIO;
+		goto fail;
+	}
+	free(manifest);
+	manifest = NULL;
 	spool_path(path, sizeof(path), tmp, "in", NULL);
 	spool_fsync_dir(path);
 	spool_fsync_dir(tmp);
 	return 0;
 fail:
+	free(manifest);
 	spool_rm_rf(tmp);
 	tmp[0] = '\0';
 	return rc;
@@ -408,12 +439,21 @@ spool_commit(const char *tmp, const char *state_dir, int64_t id, char *msg,
 
 	if (spool_job_dir(state_dir, id, dir, sizeof(dir)) != 0)
 		return NQ_EINTERNAL;
-	/* a stale dir of the same id can only come from a database that was
-	 * reset under a kept spool; it is not this job's */
-	spool_rm_rf(dir);
-	if (rename(tmp, dir) != 0) {
-		snprintf(msg, msglen, "cannot rename %s to %s: %s", tmp, dir,
-		         strerror(errno));
+	/* never over a dir that exists: one of the same id can only come from
+	 * a database that lost rows under a kept spool, and it holds another
+	 * job's files (start-up moves the next id past every dir, so this is
+	 * a loud failure, never a removal) */
+	if (syscall(SYS_renameat2, AT_FDCWD, tmp, AT_FDCWD, dir,
+	            1u /* RENAME_NOREPLACE */) != 0) {
+		int e = errno;
+		if (e == EEXIST)
+			snprintf(msg, msglen,
+			         "job dir %s exists already (a database that "
+			         "lost jobs?): not replaced",
+			         dir);
+		else
+			snprintf(msg, msglen, "cannot rename %s to %s: %s", tmp,
+			         dir, strerror(e));
 		return NQ_EIO;
 	}
 	spool_path(jobs, sizeof(jobs), state_dir, "jobs", NULL);
@@ -823,5 +863,258 @@ spool_read_outputs(const char *job_dir, const struct nq_value *names,
 	}
 done:
 	nq_value_free(&sv);
+	return rc;
+}
+
+int
+spool_write_meta(const char *dir, const struct spool_meta *m)
+{
+	char path[4096], buf[512];
+	int n = snprintf(buf, sizeof(buf),
+	                 "owner %" PRIu32 "\ntype %s\npriority %d\ndevice %s\n"
+	                 "host_bytes %" PRIu64 "\ndevice_bytes %" PRIu64
+	                 "\nflops %.17g\n",
+	                 m->owner, m->type, m->priority, m->device_req,
+	                 m->host_bytes, m->device_bytes, m->flops);
+
+	if (n < 0 || (size_t) n >= sizeof(buf) ||
+	    spool_path(path, sizeof(path), dir, "job", NULL) != 0)
+		return NQ_EIO;
+	return spool_write_file(path, buf, (size_t) n) == 0 ? 0 : NQ_EIO;
+}
+
+/* A word of [A-Za-z0-9_:.-], 1..31 chars, into out. 0 or -1. */
+static int
+spool_meta_word(const char *v, char *out, size_t n)
+{
+	size_t len = strlen(v);
+
+	if (len == 0 || len >= n || len > 31)
+		return -1;
+	for (size_t i = 0; i < len; i++)
+		if (!((v[i] >= 'a' && v[i] <= 'z') ||
+		      (v[i] >= 'A' && v[i] <= 'Z') ||
+		      (v[i] >= '0' && v[i] <= '9') || v[i] == '_' ||
+		      v[i] == ':' || v[i] == '.' || v[i] == '-'))
+			return -1;
+	memcpy(out, v, len + 1);
+	return 0;
+}
+
+int
+spool_read_meta(const char *job_dir, struct spool_meta *m)
+{
+	char path[4096], *buf = NULL, *line, *save = NULL;
+	size_t len;
+	unsigned seen = 0;
+	int rc = 0;
+
+	memset(m, 0, sizeof(*m));
+	if (spool_path(path, sizeof(path), job_dir, "job", NULL) != 0 ||
+	    spool_read_file(path, 4096, &buf, &len) != 0)
+		return NQ_EIO;
+	for (line = strtok_r(buf, "\n", &save); line != NULL && rc == 0;
+	     line = strtok_r(NULL, "\n", &save)) {
+		char *v = strchr(line, ' '), *end;
+		if (v == NULL) {
+			rc = NQ_EIO;
+			break;
+		}
+		*v++ = '\0';
+		errno = 0;
+		if (strcmp(line, "owner") == 0) {
+			unsigned long long u = strtoull(v, &end, 10);
+			if (*end != '\0' || end == v || u > UINT32_MAX)
+				rc = NQ_EIO;
+			m->owner = (uint32_t) u;
+			seen |= 1;
+		} else if (strcmp(line, "type") == 0) {
+			if (spool_meta_word(v, m->type, sizeof(m->type)))
+				rc = NQ_EIO;
+			seen |= 2;
+		} else if (strcmp(line, "priority") == 0) {
+			long p = strtol(v, &end, 10);
+			if (*end != '\0' || end == v || p < -1000000 ||
+			    p > 1000000)
+				rc = NQ_EIO;
+			m->priority = (int) p;
+		} else if (strcmp(line, "device") == 0) {
+			if (spool_meta_word(v, m->device_req,
+			                    sizeof(m->device_req)))
+				rc = NQ_EIO;
+		} else if (strcmp(line, "host_bytes") == 0) {
+			m->host_bytes = strtoull(v, &end, 10);
+			if (*end != '\0' || end == v)
+				rc = NQ_EIO;
+		} else if (strcmp(line, "device_bytes") == 0) {
+			m->device_bytes = strtoull(v, &end, 10);
+			if (*end != '\0' || end == v)
+				rc = NQ_EIO;
+		} else if (strcmp(line, "flops") == 0) {
+			m->flops = strtod(v, &end);
+			if (*end != '\0' || end == v || !(m->flops >= 0))
+				rc = NQ_EIO;
+		} /* other keys: a newer neuroqd's, ignored */
+		if (errno != 0)
+			rc = NQ_EIO;
+	}
+	free(buf);
+	if (rc == 0 && seen != 3)
+		rc = NQ_EIO; /* owner and type are required */
+	if (rc == 0 && m->device_req[0] == '\0')
+		snprintf(m->device_req, sizeof(m->device_req), "auto");
+	return rc;
+}
+
+int
+spool_dir_is_job(const char *job_dir, uint32_t owner, const char *type)
+{
+	struct spool_meta m;
+	char path[4096];
+	struct stat st;
+
+	if (spool_path(path, sizeof(path), job_dir, "job", NULL) != 0)
+		return 0;
+	if (lstat(path, &st) != 0 && errno == ENOENT)
+		return 1; /* staged before job files existed */
+	if (spool_read_meta(job_dir, &m) != 0)
+		return 0;
+	return m.owner == owner && strcmp(m.type, type) == 0;
+}
+
+int
+spool_lock(const char *state_dir)
+{
+	char path[4096];
+	int fd;
+
+	if (spool_path(path, sizeof(path), state_dir, "neuroqd.lock", NULL) !=
+	    0) {
+		errno = ENAMETOOLONG;
+		return -NQ_EIO;
+	}
+	/* close-on-exec: a worker must not keep the daemon's lock alive */
+	fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -NQ_EIO;
+	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+		int e = errno;
+		close(fd);
+		errno = e;
+		return e == EWOULDBLOCK ? -NQ_ESTATE : -NQ_EIO;
+	}
+	return fd;
+}
+
+int64_t
+spool_max_job_id(const char *state_dir)
+{
+	char jobs[4096];
+	DIR *d;
+	struct dirent *e;
+	int64_t max = 0;
+
+	if (spool_path(jobs, sizeof(jobs), state_dir, "jobs", NULL) != 0 ||
+	    (d = opendir(jobs)) == NULL)
+		return 0;
+	while ((e = readdir(d)) != NULL) {
+		char *end;
+		long long v;
+		if (e->d_name[0] < '0' || e->d_name[0] > '9')
+			continue;
+		errno = 0;
+		v = strtoll(e->d_name, &end, 10);
+		if (errno == 0 && *end == '\0' && v > max)
+			max = v;
+	}
+	closedir(d);
+	return max;
+}
+
+/* One line of the manifest: "<64 hex>  in/<name>.npy". 0 or -1. */
+static int
+spool_manifest_line(char *line, char **hex, char **rel)
+{
+	size_t n = strlen(line);
+
+	if (n < 64 + 2 + 4 || line[64] != ' ' || line[65] != ' ')
+		return -1;
+	for (int i = 0; i < 64; i++)
+		if (!((line[i] >= '0' && line[i] <= '9') ||
+		      (line[i] >= 'a' && line[i] <= 'f')))
+			return -1;
+	line[64] = '\0';
+	*hex = line;
+	*rel = line + 66;
+	if (strncmp(*rel, "in/", 3) != 0 || !spool_name_ok(*rel + 3))
+		return -1;
+	return 0;
+}
+
+int
+spool_verify_inputs(const char *job_dir, char *msg, size_t msglen)
+{
+	char path[4096], *buf = NULL, *line, *save = NULL;
+	size_t len, listed = 0, present = 0;
+	DIR *d;
+	struct dirent *e;
+	int rc = 0, e0;
+
+	if (spool_path(path, sizeof(path), job_dir, SPOOL_MANIFEST, NULL) != 0)
+		return NQ_EINTERNAL;
+	if ((e0 = spool_read_file(path, 16u << 20, &buf, &len)) != 0) {
+		if (e0 == ENOENT)
+			return 0; /* staged before manifests existed */
+		snprintf(msg, msglen, "cannot read %s: %s", path, strerror(e0));
+		return NQ_EIO;
+	}
+	for (line = strtok_r(buf, "\n", &save); line != NULL;
+	     line = strtok_r(NULL, "\n", &save)) {
+		char *hex, *rel, have[NQ_SHA256_HEX], file[4096];
+		if (spool_manifest_line(line, &hex, &rel) != 0) {
+			snprintf(msg, msglen,
+			         "the input checksums (%s) are damaged: the "
+			         "inputs cannot be trusted",
+			         SPOOL_MANIFEST);
+			rc = NQ_EIO;
+			goto out;
+		}
+		listed++;
+		if (spool_path(file, sizeof(file), job_dir, rel, NULL) != 0 ||
+		    nq_sha256_file(file, have) != 0) {
+			snprintf(msg, msglen,
+			         "input file %s is missing or "
+			         "unreadable: %s",
+			         rel, strerror(errno));
+			rc = NQ_EIO;
+			goto out;
+		}
+		if (strcmp(have, hex) != 0) {
+			snprintf(msg, msglen,
+			         "input file %s was damaged after submit "
+			         "(sha256 %.16s..., staged as %.16s...): the "
+			         "job did not run; submit it again",
+			         rel, have, hex);
+			rc = NQ_EIO;
+			goto out;
+		}
+	}
+	/* and nothing was added that the manifest does not name */
+	spool_path(path, sizeof(path), job_dir, "in", NULL);
+	if ((d = opendir(path)) != NULL) {
+		while ((e = readdir(d)) != NULL)
+			if (e->d_name[0] != '.')
+				present++;
+		closedir(d);
+	}
+	if (present != listed) {
+		snprintf(msg, msglen,
+		         "in/ holds %zu files but %zu were staged: the inputs "
+		         "cannot be trusted",
+		         present, listed);
+		rc = NQ_EIO;
+	}
+out:
+	free(buf);
 	return rc;
 }

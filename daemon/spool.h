@@ -25,6 +25,39 @@ int spool_init(const char *state_dir);
 #define SPOOL_UMASK_DEFAULT 022u
 int spool_write_umask(const char *dir, unsigned um);
 unsigned spool_read_umask(const char *job_dir);
+/* What the spool alone says about a job (<dir>/job, "key value" lines,
+ * written at staging): whose it is and what it asked for, so that
+ * `neuroqd --recover` can rebuild its row without the database. The
+ * estimate is the submit's (before the job type's check()). */
+struct spool_meta {
+	uint32_t owner;
+	char type[32];
+	int priority;
+	char device_req[32];
+	uint64_t host_bytes, device_bytes;
+	double flops;
+};
+int spool_write_meta(const char *dir, const struct spool_meta *m);
+/* 0, or NQ_EIO (missing, or owner/type absent or bad). */
+int spool_read_meta(const char *job_dir, struct spool_meta *m);
+/* 1 when job_dir's `job` file names this owner and type (or the dir has
+ * none: staged by an older neuroqd), 0 when it is another job's or cannot
+ * be read: before an rm -rf of a job's dir. */
+int spool_dir_is_job(const char *job_dir, uint32_t owner, const char *type);
+/* One process at a time on a state dir (neuroqd, neuroqd --recover): an
+ * exclusive flock on <state_dir>/neuroqd.lock, held until the process
+ * ends. The fd (>= 0), or -NQ_ESTATE when another process holds it, or
+ * -NQ_EIO (errno set). */
+int spool_lock(const char *state_dir);
+/* The highest <id> among <state_dir>/jobs/<id> dirs; 0 when none. */
+int64_t spool_max_job_id(const char *state_dir);
+/* The staged inputs' SHA-256 digests, "<hex>  in/<name>.npy" a line. */
+#define SPOOL_MANIFEST "in.sha256"
+/* Worker side, before anything reads in/: each input's digest against the
+ * manifest, and no file in in/ that it does not name. 0 (also when the
+ * job has no manifest: staged by an older neuroqd), or NQ_EIO with a
+ * message naming the damaged input. */
+int spool_verify_inputs(const char *job_dir, char *msg, size_t msglen);
 /* Files and dirs: 0, or NQ_EIO with errno left set to the cause (for the
  * caller's message: read it at once). rm_rf of a missing path is 0. */
 int spool_mkdir_p(const char *path, mode_t mode);
@@ -37,7 +70,8 @@ int spool_fsync_dir(const char *path);
 int spool_stage(const char *state_dir, const struct nq_map *params,
                 const struct nq_map *inputs, char *tmp, size_t tmplen,
                 char *msg, size_t msglen);
-/* Rename the staging dir to the job's dir once the row has its id. */
+/* Rename the staging dir to the job's dir once the row has its id; never
+ * over an existing dir (NQ_EIO, "exists already"). */
 int spool_commit(const char *tmp, const char *state_dir, int64_t id, char *msg,
                  size_t msglen);
 /* Removes staging dirs a crash left behind. */

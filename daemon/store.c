@@ -527,6 +527,87 @@ fail:
 	return err;
 }
 
+int
+store_verify(const char *path, char *msg, size_t msglen)
+{
+	sqlite3 *db = NULL;
+	sqlite3_stmt *q = NULL;
+	struct stat st;
+	char first[256] = "";
+	int rc, n = 0, err = 0, ver = -1, tables = -1;
+
+	if (lstat(path, &st) != 0) {
+		if (errno == ENOENT)
+			return 0; /* a new store */
+		snprintf(msg, msglen, "%s: %s", path, strerror(errno));
+		return NQ_EIO;
+	}
+	rc = sqlite3_open_v2(path, &db,
+	                     SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
+	if (rc != SQLITE_OK) {
+		snprintf(msg, msglen, "%s: cannot open: %s", path,
+		         db != NULL ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+		sqlite3_close_v2(db);
+		return NQ_EIO;
+	}
+	sqlite3_busy_timeout(db, STORE_BUSY_MS);
+	/* quick_check: every page, b-tree and record well-formed (not the
+	 * indexes' contents: O(N), not O(N log N)); the first problem kept */
+	rc = sqlite3_prepare_v2(db, "PRAGMA quick_check(20)", -1, &q, NULL);
+	while (rc == SQLITE_OK || rc == SQLITE_ROW) {
+		if ((rc = sqlite3_step(q)) != SQLITE_ROW)
+			break;
+		const unsigned char *t = sqlite3_column_text(q, 0);
+		if (t != NULL && strcmp((const char *) t, "ok") != 0 &&
+		    n++ == 0)
+			snprintf(first, sizeof(first), "%s", t);
+	}
+	if (rc != SQLITE_DONE && rc != SQLITE_OK) {
+		int base = rc & 0xff;
+		snprintf(first, sizeof(first), "%s", sqlite3_errmsg(db));
+		err = (base == SQLITE_CORRUPT || base == SQLITE_NOTADB)
+		              ? NQ_EBADDATA
+		              : NQ_EIO;
+	} else if (n > 0) {
+		err = NQ_EBADDATA;
+	}
+	sqlite3_finalize(q);
+	q = NULL;
+	if (err == 0) {
+		/* the schema version names what must be there */
+		if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &q,
+		                       NULL) == SQLITE_OK &&
+		    sqlite3_step(q) == SQLITE_ROW)
+			ver = sqlite3_column_int(q, 0);
+		sqlite3_finalize(q);
+		q = NULL;
+		if (sqlite3_prepare_v2(
+		            db,
+		            "SELECT count(*) FROM sqlite_master"
+		            " WHERE type = 'table' AND name = 'jobs'",
+		            -1, &q, NULL) == SQLITE_OK &&
+		    sqlite3_step(q) == SQLITE_ROW)
+			tables = sqlite3_column_int(q, 0);
+		sqlite3_finalize(q);
+		q = NULL;
+		if (ver < 0 || tables < 0) {
+			snprintf(first, sizeof(first), "%s",
+			         sqlite3_errmsg(db));
+			err = NQ_EBADDATA;
+		} else if ((ver > 0) != (tables == 1)) {
+			snprintf(first, sizeof(first),
+			         "schema version %d but %s jobs table", ver,
+			         tables == 1 ? "a" : "no");
+			err = NQ_EBADDATA;
+		}
+	}
+	sqlite3_close_v2(db);
+	if (err != 0)
+		snprintf(msg, msglen, "%s: %s%s", path,
+		         err == NQ_EBADDATA ? "damaged: " : "", first);
+	return err;
+}
+
 void
 store_close(struct store *s)
 {
@@ -1008,4 +1089,99 @@ store_count_others(struct store *s, uint32_t owner, int64_t *queued,
 	*queued = err == 0 ? v[0] : 0;
 	*running = err == 0 ? v[1] : 0;
 	return err;
+}
+
+int
+store_raise_next_id(struct store *s, int64_t next)
+{
+	sqlite3_stmt *q = NULL;
+	int rc, err;
+
+	if (next <= 1)
+		return 0;
+	if ((err = exec_sql(s, "BEGIN IMMEDIATE", "next id")))
+		return err;
+	/* AUTOINCREMENT hands out max(seq, max(id)) + 1: a jobs row in
+	 * sqlite_sequence (made on the first insert) at least next - 1 */
+	rc = sqlite3_prepare_v2(
+	        s->db,
+	        "INSERT INTO sqlite_sequence (name, seq)"
+	        " SELECT 'jobs', ?1 WHERE NOT EXISTS"
+	        " (SELECT 1 FROM sqlite_sequence WHERE name = 'jobs');",
+	        -1, &q, NULL);
+	if (rc == SQLITE_OK) {
+		sqlite3_bind_int64(q, 1, next - 1);
+		rc = sqlite3_step(q);
+		sqlite3_finalize(q);
+		q = NULL;
+	}
+	if (rc == SQLITE_DONE)
+		rc = sqlite3_prepare_v2(s->db,
+		                        "UPDATE sqlite_sequence SET seq = ?1"
+		                        " WHERE name = 'jobs' AND seq < ?1",
+		                        -1, &q, NULL);
+	if (rc == SQLITE_OK) {
+		sqlite3_bind_int64(q, 1, next - 1);
+		rc = sqlite3_step(q);
+		sqlite3_finalize(q);
+	}
+	if (rc != SQLITE_DONE) {
+		err = fail_sql(s, rc, "next id");
+		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+		return err;
+	}
+	return exec_sql(s, "COMMIT", "next id");
+}
+
+int
+store_restore_job(struct store *s, const struct job_row *row)
+{
+	sqlite3_stmt *q = NULL;
+	int rc, err;
+
+	rc = sqlite3_prepare_v2(
+	        s->db,
+	        "INSERT INTO jobs (id, type, state, owner, priority,"
+	        " device_req, attempts, submitted_us, finished_us,"
+	        " est_host_bytes, est_device_bytes, est_flops, error_code,"
+	        " error, spool_bytes, progress) VALUES (?1, ?2, ?3, ?4, ?5, ?6,"
+	        " ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+	        -1, &q, NULL);
+	if (rc != SQLITE_OK)
+		return fail_sql(s, rc, "restore");
+	sqlite3_bind_int64(q, 1, row->id);
+	sqlite3_bind_text(q, 2, row->type, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int(q, 3, (int) row->state);
+	sqlite3_bind_int64(q, 4, (int64_t) row->owner);
+	sqlite3_bind_int(q, 5, row->priority);
+	sqlite3_bind_text(q, 6, row->device_req, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int(q, 7, row->attempts);
+	sqlite3_bind_int64(q, 8, row->submitted_us);
+	sqlite3_bind_int64(q, 9, row->finished_us);
+	sqlite3_bind_int64(q, 10, (int64_t) row->est_host_bytes);
+	sqlite3_bind_int64(q, 11, (int64_t) row->est_device_bytes);
+	sqlite3_bind_double(q, 12, row->est_flops);
+	sqlite3_bind_int(q, 13, row->error_code);
+	sqlite3_bind_text(q, 14, row->error, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(q, 15, (int64_t) row->spool_bytes);
+	sqlite3_bind_double(q, 16, row->state == JOB_DONE ? 1.0 : 0.0);
+	rc = sqlite3_step(q);
+	err = rc == SQLITE_DONE ? 0 : fail_sql(s, rc, "restore");
+	sqlite3_finalize(q);
+	return err;
+}
+
+int
+store_max_id(struct store *s, int64_t *max)
+{
+	sqlite3_stmt *q = NULL;
+	int rc = sqlite3_prepare_v2(
+	        s->db, "SELECT coalesce(max(id), 0) FROM jobs", -1, &q, NULL);
+
+	if (rc == SQLITE_OK && (rc = sqlite3_step(q)) == SQLITE_ROW) {
+		*max = sqlite3_column_int64(q, 0);
+		rc = SQLITE_OK;
+	}
+	sqlite3_finalize(q);
+	return rc == SQLITE_OK ? 0 : fail_sql(s, rc, "max id");
 }

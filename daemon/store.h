@@ -54,6 +54,21 @@ struct store;
  * msg. */
 int store_open(struct store **s, const char *path, char *msg, size_t msglen);
 void store_close(struct store *s);
+/* Before store_open: is the database at path whole? PRAGMA quick_check and
+ * the schema version against the tables. 0 (also when there is no file
+ * yet), NQ_EBADDATA when it is damaged (msg says how), NQ_EIO when it
+ * cannot be opened at all. */
+int store_verify(const char *path, char *msg, size_t msglen);
+/* Ids never go backwards: the next job gets at least next (its spool dir
+ * may outlive a database that lost rows). 0 or NQ_EIO. */
+int store_raise_next_id(struct store *s, int64_t next);
+/* The highest id of a row (0 when none). 0 or NQ_EIO. */
+int store_max_id(struct store *s, int64_t *max);
+/* neuroqd --recover: a row rebuilt from a spool dir, with its own id (type,
+ * state, owner, priority, device_req, attempts, submitted_us, finished_us,
+ * the estimate, error_code/error, spool_bytes). 0 or NQ_EIO (the id is
+ * taken, ...). */
+int store_restore_job(struct store *s, const struct job_row *row);
 /* Human text of the last failure of any store_* call (sqlite's message for
  * NQ_EIO); "" when none yet. Valid until the next call. */
 const char *store_errmsg(const struct store *s);

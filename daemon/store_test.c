@@ -1244,6 +1244,126 @@ test_db_private(void **state)
 	assert_mode(p, 0600);
 }
 
+/* start-up's check: a whole store passes, a missing one is new, a store cut
+ * in half or with garbage in its middle is NQ_EBADDATA with "damaged" */
+static void
+damage_copy(const char *from, const char *to, int how)
+{
+	FILE *f = fopen(from, "rb");
+	char *buf;
+	long n;
+
+	assert_non_null(f);
+	fseek(f, 0, SEEK_END);
+	n = ftell(f);
+	rewind(f);
+	assert_true(n > 8 * 4096);
+	buf = malloc((size_t) n);
+	assert_non_null(buf);
+	assert_int_equal(fread(buf, 1, (size_t) n, f), (size_t) n);
+	fclose(f);
+	if (how == 1) /* garbage over a few pages in the middle */
+		for (long i = n / 2; i < n / 2 + 3 * 4096; i++)
+			buf[i] = (char) (i * 7919 % 251);
+	f = fopen(to, "wb");
+	assert_non_null(f);
+	assert_int_equal(fwrite(buf, 1, (size_t) (how == 0 ? n / 2 : n), f),
+	                 (size_t) (how == 0 ? n / 2 : n));
+	fclose(f);
+	free(buf);
+}
+
+static void
+test_verify_damaged(void **state)
+{
+	struct fx *f = *state;
+	char msg[512], bad[192];
+
+	for (int i = 0; i < 400; i++) {
+		struct job_row r;
+		int existing;
+		basic_row(&r, 1000, NULL);
+		snprintf(r.error, sizeof(r.error), "%0400d", i);
+		assert_int_equal(store_put_job(f->s, &r, &existing), 0);
+	}
+	store_close(f->s); /* the last close checkpoints the WAL */
+	f->s = NULL;
+	if (store_verify(f->path, msg, sizeof(msg)) != 0)
+		fail_msg("%s", msg);
+	snprintf(bad, sizeof(bad), "%s.bad", f->dir);
+	assert_int_equal(store_verify(bad, msg, sizeof(msg)), 0); /* none */
+	for (int how = 0; how < 2; how++) {
+		char side[256];
+		snprintf(bad, sizeof(bad), "%s.bad", f->path);
+		damage_copy(f->path, bad, how);
+		msg[0] = '\0';
+		assert_int_equal(store_verify(bad, msg, sizeof(msg)),
+		                 NQ_EBADDATA);
+		assert_non_null(strstr(msg, "damaged"));
+		assert_non_null(strstr(msg, bad));
+		snprintf(side, sizeof(side), "%s-wal", bad);
+		unlink(side);
+		snprintf(side, sizeof(side), "%s-shm", bad);
+		unlink(side);
+	}
+	/* the original was only read */
+	assert_int_equal(store_verify(f->path, msg, sizeof(msg)), 0);
+	assert_int_equal(store_open(&f->s, f->path, msg, sizeof(msg)), 0);
+}
+
+/* ids never go backwards: raised past a spool dir, never lowered */
+static void
+test_raise_next_id(void **state)
+{
+	struct fx *f = *state;
+
+	int64_t max = -1;
+
+	assert_int_equal(store_max_id(f->s, &max), 0);
+	assert_int_equal(max, 0);
+	/* a new store whose spool holds dirs up to 150 */
+	assert_int_equal(store_raise_next_id(f->s, 151), 0);
+	assert_int_equal(store_max_id(f->s, &max), 0);
+	assert_int_equal(max, 0); /* the sequence moved, no row yet */
+	assert_int_equal(put(f->s, 1000, 0), 151);
+	assert_int_equal(put(f->s, 1000, 0), 152);
+	/* lower: no effect */
+	assert_int_equal(store_raise_next_id(f->s, 10), 0);
+	assert_int_equal(put(f->s, 1000, 0), 153);
+	assert_int_equal(store_raise_next_id(f->s, 153), 0);
+	assert_int_equal(put(f->s, 1000, 0), 154);
+	assert_int_equal(store_raise_next_id(f->s, 1000), 0);
+	assert_int_equal(put(f->s, 1000, 0), 1000);
+	assert_int_equal(store_max_id(f->s, &max), 0);
+	assert_int_equal(max, 1000);
+}
+
+/* --recover's rows: their own id and state; a taken id is refused */
+static void
+test_restore_job(void **state)
+{
+	struct fx *f = *state;
+	struct job_row r, g;
+
+	basic_row(&r, 1234, NULL);
+	r.id = 7;
+	r.state = JOB_FAILED;
+	r.error_code = NQ_EIO;
+	snprintf(r.error, sizeof(r.error), "input file in/data.npy damaged");
+	r.finished_us = 1700000000000000;
+	r.est_host_bytes = 99;
+	assert_int_equal(store_restore_job(f->s, &r), 0);
+	assert_int_equal(store_get_job(f->s, 7, &g), 0);
+	assert_int_equal(g.state, JOB_FAILED);
+	assert_int_equal(g.owner, 1234);
+	assert_int_equal(g.error_code, NQ_EIO);
+	assert_string_equal(g.error, "input file in/data.npy damaged");
+	assert_int_equal(g.est_host_bytes, 99);
+	assert_true(g.finished_us == 1700000000000000);
+	assert_int_not_equal(store_restore_job(f->s, &r), 0); /* taken */
+	assert_int_equal(put(f->s, 1000, 0), 8);
+}
+
 int
 main(void)
 {
@@ -1293,6 +1413,12 @@ main(void)
 	        cmocka_unit_test_setup_teardown(test_crash_kill9, setup,
 	                                        teardown),
 	        cmocka_unit_test_setup_teardown(test_db_private, setup,
+	                                        teardown),
+	        cmocka_unit_test_setup_teardown(test_verify_damaged, setup,
+	                                        teardown),
+	        cmocka_unit_test_setup_teardown(test_raise_next_id, setup,
+	                                        teardown),
+	        cmocka_unit_test_setup_teardown(test_restore_job, setup,
 	                                        teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

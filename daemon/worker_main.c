@@ -549,7 +549,10 @@ cmd_run(int argc, char **argv)
 		ex = fail(&p, NQ_EBADTYPE, msg);
 		goto out;
 	}
-	rc = spool_read_params(jdir, &params, msg, sizeof(msg));
+	/* the inputs as staged, or the job never runs on them */
+	rc = spool_verify_inputs(jdir, msg, sizeof(msg));
+	if (rc == 0)
+		rc = spool_read_params(jdir, &params, msg, sizeof(msg));
 	if (rc != 0) {
 		ex = fail(&p, rc, msg);
 		goto out;
