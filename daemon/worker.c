@@ -410,6 +410,10 @@ worker_exit_cb(void *arg, int64_t status, int sig)
 		if (code == NQ_ECANCELED)
 			st = JOB_CANCELED;
 	}
+	/* the spool records every end that is not DONE, also the ones the
+	 * daemon decided (crashes, liveness): neuroqd --recover reads it */
+	if (st != JOB_DONE)
+		spool_write_error(jd, code, msg);
 	if (store_mark_final(d->store, w->id, st, code, msg) != 0)
 		log_err("store write failed id=%" PRId64 " error=\"%s\"", w->id,
 		        store_errmsg(d->store));

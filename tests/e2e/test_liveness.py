@@ -111,6 +111,9 @@ def test_hung_every_attempt_fails_with_reason(daemon_factory):
     assert j["state"] == "FAILED"
     assert j["error"] == f"worker stopped responding (no heartbeat for {HB} s); 1 attempt"
     assert j["error_code"] == 24  # EFAILED
+    # the spool records the daemon's verdict too (neuroqd --recover reads it)
+    err = (d.state / "jobs" / str(a.id) / "error").read_text().splitlines()
+    assert err[0] == "24 EFAILED" and err[1] == j["error"]
     assert wait_state(c, b.id, ("DONE",), timeout=60)["state"] == "DONE"
     assert all(_gone(p) for p in pids)
     c.close()
