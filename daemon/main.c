@@ -420,12 +420,13 @@ main(int argc, char **argv)
 	memset(&d, 0, sizeof(d));
 	d.cfg = &cfg;
 	d.loop = uv_default_loop();
+	/* NOLINTNEXTLINE(bugprone-integer-division): whole seconds */
 	d.started = (double) (nq_wall_us() / 1000000);
 	test_knobs(&d);
 
 	snprintf(path, sizeof(path), "%s/jobs", cfg.state_dir);
-	if ((rc = spool_mkdir_p(cfg.state_dir, 0700)) != 0 ||
-	    (rc = spool_mkdir_p(path, 0700)) != 0) {
+	if (spool_mkdir_p(cfg.state_dir, 0700) != 0 ||
+	    spool_mkdir_p(path, 0700) != 0) {
 		log_err("cannot create state dir path=%s error=\"%s\"", path,
 		        strerror(errno));
 		return 1;

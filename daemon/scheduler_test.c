@@ -836,7 +836,7 @@ test_no_job_picked_twice(void **state)
 			enq(s, enqueued, rng() % 4, (int) (rng() % 2),
 			    reqs[rng() % 5], (rng() % 8) * GiB,
 			    (rng() % 7) * GiB);
-		} else if (r < 5 && sched_queued(s) > 0) {
+		} else if (r < 5 && sched_queued(s) > 0 && enqueued > 0) {
 			int64_t id =
 			        1 + (int64_t) (rng() % (uint32_t) enqueued);
 			if (sched_dequeue(s, id) == 0) {

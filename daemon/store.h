@@ -52,7 +52,7 @@ struct store;
 
 /* Open or create the database (creates tables, sets WAL). 0 or NQ_EIO with
  * msg. */
-int store_open(struct store **s, const char *path, char *msg, size_t msglen);
+int store_open(struct store **out, const char *path, char *msg, size_t msglen);
 void store_close(struct store *s);
 /* Human text of the last failure of any store_* call (sqlite's message for
  * NQ_EIO); "" when none yet. Valid until the next call. */
