@@ -906,7 +906,8 @@ static void
 ref_preprocess(const struct ss_filter *f, float *X, int C, int T, int car)
 {
 	float *col = malloc(sizeof(float) * C), *x = malloc(sizeof(float) * T);
-	assert_true(T > 0 && col != NULL && x != NULL);
+	if (T <= 0 || col == NULL || x == NULL)
+		fail();
 	for (int c = 0; c < C; c++) {
 		double s = 0;
 		for (int t = 0; t < T; t++)
