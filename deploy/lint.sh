@@ -41,7 +41,7 @@ if [ "$what" = all ] || [ "$what" = tidy ]; then
 		"^$PWD/(proto|kernels|daemon|client|tests)/" >"$out.color" 2>&1 || rc=$?
 	sed 's/\x1b\[[0-9;]*m//g' "$out.color" >"$out" && rm -f "$out.color"
 	echo "clang-tidy: reported, not gated (.clang-tidy says why), per check:"
-	grep -oE 'warning: .* \[[A-Za-z0-9.,-]+\]$' "$out" | sort -u |
+	grep -oE '^[^ ]+: warning: .* \[[A-Za-z0-9.,-]+\]$' "$out" | sort -u |
 		grep -oE '\[[A-Za-z0-9.,-]+\]$' | sort | uniq -c | sort -rn || true
 	if [ $rc -eq 0 ]; then
 		echo "clang-tidy: gate clean (log: $out)"
@@ -49,7 +49,7 @@ if [ "$what" = all ] || [ "$what" = tidy ]; then
 		status=1
 		grep -E 'error:' "$out" | sort -u
 		echo "clang-tidy: gate failed, per check:"
-		grep -oE 'error: .* \[[A-Za-z0-9.,-]+\]$' "$out" | sort -u |
+		grep -oE '^[^ ]+: error: .* \[[A-Za-z0-9.,-]+\]$' "$out" | sort -u |
 			grep -oE '\[[A-Za-z0-9.-]+' | sort | uniq -c | sort -rn
 	fi
 fi
