@@ -141,12 +141,10 @@ config_defaults(struct config *c, char *msg, size_t msglen)
 	config_mode_set = 0; /* socket_mode: config_finish */
 	c->events[0] = '\0'; /* beside the first ipc listen (config_finish) */
 
-	if (c->system)
-		snprintf(c->state_dir, sizeof(c->state_dir), "/var/lib/neuroq");
-	else if (xst != NULL && xst[0] == '/')
+	if (!c->system && xst != NULL && xst[0] == '/')
 		snprintf(c->state_dir, sizeof(c->state_dir), "%.960s/neuroq",
 		         xst);
-	else if (home != NULL && home[0] == '/')
+	else if (!c->system && home != NULL && home[0] == '/')
 		snprintf(c->state_dir, sizeof(c->state_dir),
 		         "%.960s/.local/state/neuroq", home);
 	else

@@ -452,6 +452,7 @@ main(int argc, char **argv)
 	memset(&d, 0, sizeof(d));
 	d.cfg = &cfg;
 	d.loop = uv_default_loop();
+	/* NOLINTNEXTLINE(bugprone-integer-division): whole seconds */
 	d.started = (double) (nq_wall_us() / 1000000);
 	test_knobs(&d);
 

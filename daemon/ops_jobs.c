@@ -92,6 +92,7 @@ need_id(struct req *r, int64_t *id)
 {
 	int rc;
 
+	*id = 0;
 	if (!nq_has(r->m, "id"))
 		return req_fail(r, NQ_EBADPARAM, "id: missing (a job id)");
 	if ((rc = nq_get_int(r->m, "id", id, r->msg, r->msglen)) != 0)

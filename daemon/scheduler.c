@@ -738,7 +738,7 @@ sched_plan(const struct sched *s, struct sched_plan_entry *out, size_t max,
 	*n = 0;
 	if (s->nqueued == 0 || max == 0)
 		return 0;
-	led = malloc((s->ndev ? s->ndev : 1) * sizeof(*led));
+	led = calloc(s->ndev ? s->ndev : 1, sizeof(*led));
 	po = malloc((s->nown ? s->nown : 1) * sizeof(*po));
 	first = calloc(s->ndev ? s->ndev : 1, sizeof(*first));
 	mixed = calloc(s->ndev ? s->ndev : 1, 1);

@@ -167,8 +167,8 @@ static void
 test_fit_wait_release(void **state)
 {
 	struct sched *s = fake(2, 4);
-	size_t dev;
-	uint64_t grant;
+	size_t dev = (size_t) -1; /* (set by pick) */
+	uint64_t grant = 0;
 
 	(void) state;
 	/* 12 GiB fits only cuda:1 (16 - 0.5) */
@@ -196,7 +196,7 @@ static void
 test_boundary_headroom(void **state)
 {
 	struct sched *s = fake(2, 4);
-	size_t dev;
+	size_t dev = (size_t) -1; /* (set by pick) */
 
 	(void) state;
 	/* exactly capacity - headroom fits; one byte more does not */
@@ -215,7 +215,7 @@ static void
 test_share_gpu_memory(void **state)
 {
 	struct sched *s = fake(2, 8);
-	size_t dev;
+	size_t dev = (size_t) -1; /* (set by pick) */
 	uint64_t total = 0, grant;
 	int started = 0;
 
@@ -244,7 +244,7 @@ static void
 test_share_gpu_slots(void **state)
 {
 	struct sched *s = fake(2, 4);
-	size_t dev;
+	size_t dev = (size_t) -1; /* (set by pick) */
 
 	(void) state;
 	/* tiny jobs: the 4 slots bind before memory does */
@@ -267,8 +267,8 @@ static void
 test_cpu_uses_host_plus_device_bytes(void **state)
 {
 	struct sched *s = fake(4, 4);
-	size_t dev;
-	uint64_t grant;
+	size_t dev = (size_t) -1; /* (set by pick) */
+	uint64_t grant = 0;
 
 	(void) state;
 	/* on the cpu the backend's "device" buffers are host memory too: a
@@ -312,7 +312,7 @@ test_auto_big_job_waits_for_gpu(void **state)
 {
 	struct sched *s = fake(4, 4);
 	struct sched *c = cpu_only(1);
-	size_t dev;
+	size_t dev = (size_t) -1; /* (set by pick) */
 
 	(void) state;
 	/* fill both GPUs' ledgers */
@@ -359,8 +359,8 @@ static void
 test_auto(void **state)
 {
 	struct sched *s = fake(4, 4);
-	size_t dev;
-	uint64_t grant;
+	size_t dev = (size_t) -1; /* (set by pick) */
+	uint64_t grant = 0;
 
 	(void) state;
 	/* both GPUs idle: the roomier cuda:1 */
@@ -410,7 +410,7 @@ static void
 test_cuda_any_and_n(void **state)
 {
 	struct sched *s = fake(4, 1);
-	size_t dev;
+	size_t dev = (size_t) -1; /* (set by pick) */
 
 	(void) state;
 	/* "cuda:1" only ever on cuda:1, even with cuda:0 idle */
@@ -512,7 +512,7 @@ static void
 test_no_head_of_line_blocking(void **state)
 {
 	struct sched *s = fake(1, 4);
-	size_t dev;
+	size_t dev = (size_t) -1; /* (set by pick) */
 
 	(void) state;
 	enq(s, 1, 1, 0, "cuda:0", 0, 3 * GiB);
@@ -836,7 +836,7 @@ test_no_job_picked_twice(void **state)
 			enq(s, enqueued, rng() % 4, (int) (rng() % 2),
 			    reqs[rng() % 5], (rng() % 8) * GiB,
 			    (rng() % 7) * GiB);
-		} else if (r < 5 && sched_queued(s) > 0) {
+		} else if (r < 5 && sched_queued(s) > 0 && enqueued > 0) {
 			int64_t id =
 			        1 + (int64_t) (rng() % (uint32_t) enqueued);
 			if (sched_dequeue(s, id) == 0) {

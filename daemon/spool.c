@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
@@ -514,10 +515,12 @@ spool_read_error(const char *job_dir, int *code, char *message, size_t msglen)
 	if (spool_path(path, sizeof(path), job_dir, "error", NULL) != 0 ||
 	    spool_read_file(path, 64 * 1024, &buf, &len) != 0)
 		return NQ_EIO;
-	if (sscanf(buf, "%d", &c) != 1 || c <= 0) {
+	long v = strtol(buf, &nl, 10); /* the worker's code, 1..INT_MAX */
+	if (nl == buf || v <= 0 || v > INT_MAX) {
 		free(buf);
 		return NQ_EIO;
 	}
+	c = (int) v;
 	nl = strchr(buf, '\n');
 	const char *m = nl == NULL ? "" : nl + 1;
 	snprintf(message, msglen, "%s", m);
@@ -776,7 +779,7 @@ spool_read_scalars(const char *odir, struct nq_value *sv, char *msg,
 {
 	char path[4096];
 	char *buf = NULL;
-	size_t len;
+	size_t len = 0;
 	int e, rc;
 
 	spool_path(path, sizeof(path), odir, "result.mp", NULL);

@@ -52,7 +52,7 @@ struct store;
 
 /* Open or create the database (creates tables, sets WAL). 0 or NQ_EIO with
  * msg. */
-int store_open(struct store **s, const char *path, char *msg, size_t msglen);
+int store_open(struct store **out, const char *path, char *msg, size_t msglen);
 void store_close(struct store *s);
 /* Before store_open: is the database at path whole? PRAGMA quick_check and
  * the schema version against the tables. 0 (also when there is no file

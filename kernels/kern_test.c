@@ -45,9 +45,11 @@ static struct kern_backend g_ref; /* cpu, the oracle */
 #endif
 
 static const enum kern_dtype dts[] = {KERN_F64, KERN_F32};
+/* NOLINTBEGIN(bugprone-macro-parentheses): dt names the loop variable */
 #define FOR_DT(dt)                                          \
 	for (enum kern_dtype dt = KERN_F64; dt <= KERN_F32; \
 	     dt = (enum kern_dtype)(dt + 1))
+/* NOLINTEND(bugprone-macro-parentheses) */
 
 /* Tolerance classes, relative to max|expected|. */
 enum tol_class { TOL_ELEM, TOL_BLAS, TOL_EIG };

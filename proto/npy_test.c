@@ -73,7 +73,7 @@ test_roundtrip(void **state)
 	static const int64_t shapes[][3] = {{3, 4, 5}, {7, 0, 2}, {1, 1, 1}};
 	char path[300], err[256];
 
-	for (int dt = 0; dt < NQ_DT_COUNT_; dt++) {
+	for (int dt = 0; dt < NQ_DT_COUNT; dt++) {
 		for (int nd = 0; nd <= 3; nd++) {
 			for (int s = 0; s < 3; s++) {
 				struct nq_array a, b;

@@ -26,7 +26,7 @@ struct nq_dec {
 	size_t errlen;
 };
 
-static const char *const nq_dtname[NQ_DT_COUNT_] = {
+static const char *const nq_dtname[NQ_DT_COUNT] = {
         "float64", "float32", "int16", "int32", "int64", "uint8", "bool"};
 
 static int

@@ -38,7 +38,7 @@
 	X(ETIMEDOUT, 62, "timed out")
 
 enum nq_err {
-#define NQ_ERR_ENUM(name, code, text) NQ_##name = code,
+#define NQ_ERR_ENUM(name, code, text) NQ_##name = (code),
 	NQ_ERRNO_MAP(NQ_ERR_ENUM)
 #undef NQ_ERR_ENUM
 };

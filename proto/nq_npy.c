@@ -133,14 +133,13 @@ nq_fsync_dir(const char *path)
 
 	if (dup == NULL)
 		return -1;
+	/* (strdup("") has no room to write "." into) */
 	slash = strrchr(dup, '/');
-	if (slash == NULL)
-		strcpy(dup, ".");
-	else if (slash == dup)
+	if (slash == dup)
 		dup[1] = '\0';
-	else
+	else if (slash != NULL)
 		*slash = '\0';
-	fd = open(dup, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	fd = open(slash == NULL ? "." : dup, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	free(dup);
 	if (fd < 0)
 		return -1;

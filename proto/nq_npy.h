@@ -29,7 +29,7 @@ int nq_npy_stream_open(struct nq_npy_stream *s, const char *path,
  * name is unique and made with O_CREAT | O_EXCL | O_NOFOLLOW, so a symlink
  * planted at it is never followed; the rename replaces a symlink at name
  * itself, never its target. dirfd must stay open until commit or abort. */
-int nq_npy_stream_openat(struct nq_npy_stream *s, int dirfd, const char *name,
+int nq_npy_stream_openat(struct nq_npy_stream *s, int dirfd, const char *path,
                          unsigned mode, enum nq_dtype dtype, int ndim,
                          const int64_t *shape);
 int nq_npy_stream_put(struct nq_npy_stream *s, const void *data,
@@ -37,7 +37,7 @@ int nq_npy_stream_put(struct nq_npy_stream *s, const void *data,
 int nq_npy_stream_commit(struct nq_npy_stream *s);
 void nq_npy_stream_abort(struct nq_npy_stream *s);
 /* nq_npy_write into dirfd with mode (see nq_npy_stream_openat). */
-int nq_npy_writeat(int dirfd, const char *name, unsigned mode,
+int nq_npy_writeat(int dirfd, const char *path, unsigned mode,
                    const struct nq_array *a);
 /* Read; rejects big-endian, Fortran order, unknown dtypes, a size that does
  * not match the header, and arrays over max_bytes (0 = no limit).

@@ -13,7 +13,7 @@ struct nq_dtinfo {
 	size_t size;
 };
 
-static const struct nq_dtinfo nq_dtinfo[NQ_DT_COUNT_] = {
+static const struct nq_dtinfo nq_dtinfo[NQ_DT_COUNT] = {
         [NQ_DT_F64] = {"<f8", "float64", 8},
         [NQ_DT_F32] = {"<f4", "float32", 4},
         [NQ_DT_I16] = {"<i2", "int16", 2},
@@ -26,7 +26,7 @@ static const struct nq_dtinfo nq_dtinfo[NQ_DT_COUNT_] = {
 static int
 nq_dt_ok(enum nq_dtype dt)
 {
-	return (int) dt >= 0 && dt < NQ_DT_COUNT_;
+	return (int) dt >= 0 && dt < NQ_DT_COUNT;
 }
 
 size_t
@@ -46,7 +46,7 @@ nq_dtype_parse(const char *s, enum nq_dtype *dt)
 {
 	if (s == NULL)
 		return NQ_EBADARRAY;
-	for (int i = 0; i < NQ_DT_COUNT_; i++) {
+	for (int i = 0; i < NQ_DT_COUNT; i++) {
 		if (strcmp(s, nq_dtinfo[i].str) == 0 ||
 		    strcmp(s, nq_dtinfo[i].name) == 0) {
 			*dt = (enum nq_dtype) i;
@@ -181,6 +181,7 @@ nq_map_set(struct nq_map *m, const char *key, struct nq_value *v)
 	i = nq_map_find(m, key);
 	if (i >= 0) {
 		nq_value_free(&m->vals[i]);
+		/* NOLINTNEXTLINE(clang-analyzer-core.NullDereference): i >= 0: n > 0, vals set */
 		m->vals[i] = *v;
 		v->kind = NQ_NIL;
 		return 0;

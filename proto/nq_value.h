@@ -35,7 +35,7 @@ enum nq_dtype {
 	NQ_DT_I64,
 	NQ_DT_U8,
 	NQ_DT_BOOL,
-	NQ_DT_COUNT_
+	NQ_DT_COUNT
 };
 
 struct nq_array {

@@ -260,7 +260,6 @@ add_input(struct nq_map *inputs, const char *spec, size_t max_bytes)
 	const char *eq = strchr(spec, '=');
 	char name[128], err[256];
 	struct nq_array a = {0};
-	int rv;
 
 	if (!eq || eq == spec || (size_t) (eq - spec) >= sizeof(name) ||
 	    !eq[1]) {
@@ -270,7 +269,7 @@ add_input(struct nq_map *inputs, const char *spec, size_t max_bytes)
 	}
 	memcpy(name, spec, (size_t) (eq - spec));
 	name[eq - spec] = 0;
-	if ((rv = nq_npy_read(eq + 1, &a, max_bytes, err, sizeof(err))) != 0) {
+	if (nq_npy_read(eq + 1, &a, max_bytes, err, sizeof(err)) != 0) {
 		if (strstr(err, eq + 1))
 			fprintf(stderr, "neuroq: %s\n", err);
 		else

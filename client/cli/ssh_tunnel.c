@@ -86,7 +86,8 @@ ssh_url_parse(const char *url, struct ssh_dest *d, char *msg, size_t msglen)
 		size_t n = (size_t) (end - colon - 1);
 		if (n == 0 || strspn(colon + 1, "0123456789") < n ||
 		    copy_part(d->port, sizeof(d->port), colon + 1, n) ||
-		    atoi(d->port) < 1 || atoi(d->port) > 65535)
+		    strtol(d->port, NULL, 10) < 1 || /* digits only */
+		    strtol(d->port, NULL, 10) > 65535)
 			goto bad;
 	}
 	if (*end == '\0' || strcmp(end, "/") == 0) {
@@ -191,10 +192,8 @@ read_ssh_err(const struct ssh_tunnel *t, char *out, size_t outlen)
 		}
 		used += (size_t) snprintf(out + used, outlen - used, "%s",
 		                          line);
-		if (used >= outlen) {
-			used = outlen - 1;
-			break;
-		}
+		if (used >= outlen)
+			break; /* truncated */
 	}
 }
 

@@ -52,7 +52,7 @@ entries(const char *dir)
 	if (!d)
 		return -1;
 	while ((e = readdir(d)) != NULL)
-		if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+		if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0)
 			n++;
 	closedir(d);
 	return n;

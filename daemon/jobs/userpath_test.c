@@ -201,7 +201,7 @@ test_missing_output_dir(void **st)
 	assert_int_equal(check(path, USERPATH_WRITE_DIR, res, msg), 0);
 	assert_non_null(realpath(tmp, exp));
 	assert_true(strlen(exp) + 20 < sizeof(exp));
-	strcat(exp, "/user/new/a/b");
+	memcpy(exp + strlen(exp), "/user/new/a/b", sizeof("/user/new/a/b"));
 	assert_string_equal(res, exp);
 	assert_int_equal(userpath_open("output_dir", res, deny, ndeny,
 	                               USERPATH_WRITE_DIR, 0750, &fd, msg,

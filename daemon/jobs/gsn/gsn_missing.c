@@ -124,7 +124,7 @@ gsn_missing_est(struct gsn_dev *g, const double *data, int64_t n, int64_t c,
 	X = malloc((size_t) (n * ct) * sizeof(double));
 	Mk = malloc((size_t) (n * ct) * sizeof(double));
 	CM = malloc((size_t) (n * c) * sizeof(double));
-	def = malloc((size_t) (n * c));
+	def = calloc((size_t) (n * c), 1); /* (analyzer: all set below) */
 	inv = malloc((size_t) n * sizeof(double));
 	hdef = malloc((size_t) n * sizeof(double));
 	if (X == NULL || Mk == NULL || CM == NULL || def == NULL ||

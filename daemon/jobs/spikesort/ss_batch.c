@@ -24,8 +24,8 @@ ss_batcher_init(struct ss_batcher *bt, const struct ss_config *cfg,
 	bt->N = src->n_samples;
 	bt->NT = cfg->batch < bt->N ? cfg->batch : bt->N;
 	bt->nb = bt->NT > 0 ? (bt->N + bt->NT - 1) / bt->NT : 0;
-	bt->Tb = bt->NT + 2 * cfg->pad;
-	bt->Tfull = bt->Tb + 2 * cfg->fpad;
+	bt->Tb = bt->NT + 2 * (int64_t) cfg->pad;
+	bt->Tfull = bt->Tb + 2 * (int64_t) cfg->fpad;
 	bt->am_batch = -1;
 	if (ss_filter_design(&bt->filt, cfg->fs, cfg->hp_hz) != 0) {
 		snprintf(msg, msglen,

@@ -36,7 +36,7 @@ setup(void **st)
 	snprintf(state, sizeof(state), "%s/state", tmp);
 	if (mkdir(state, 0700) != 0 || (f = fopen(rec, "wb")) == NULL)
 		return -1;
-	fwrite(z, 2, 4 * 1000, f);
+	fwrite(z, 2, (size_t) 4 * 1000, f);
 	fclose(f);
 	dirs[0] = state;
 	cctx.ndeny = userpath_deny_init(dirs, 1, deny);

@@ -184,8 +184,8 @@ static int
 try_split(const float *F, int D, const int *idx, int n, int min_size,
           double dthr, uint64_t *rng, int *side, double *work)
 {
-	double *mean = work, *ax = work + D, *tmp = work + 2 * D;
-	double *c0 = work + 3 * D, *c1 = work + 4 * D;
+	double *mean = work, *ax = work + D, *tmp = work + (size_t) 2 * D;
+	double *c0 = work + (size_t) 3 * D, *c1 = work + (size_t) 4 * D;
 	int n0 = 0, n1 = 0;
 
 	if (n < 2 * min_size)
@@ -330,8 +330,8 @@ ss_cluster(const struct ss_config *cfg, const struct kern_backend *kb,
 	if ((rc = temporal_pcs(kb, sp, npc, pcs)) != 0)
 		goto out;
 	rc = NQ_ENOMEM;
-	F = malloc(sizeof(float) * (size_t) sp->n * D);
-	order = malloc(sizeof(int) * (size_t) sp->n);
+	F = calloc((size_t) sp->n * D, sizeof(float)); /* (analyzer: all set) */
+	order = calloc((size_t) sp->n, sizeof(int));
 	side = malloc(sizeof(int) * (size_t) sp->n);
 	stack = malloc(sizeof(int) * (size_t) sp->n);
 	nbr = malloc(sizeof(int) * (size_t) nc);
@@ -344,7 +344,7 @@ ss_cluster(const struct ss_config *cfg, const struct kern_backend *kb,
 				double s = 0;
 				for (int k = 0; k < nt; k++)
 					s += w[j * nt + k] * pcs[q * nt + k];
-				F[(size_t) i * D + j * npc + q] = (float) s;
+				F[(size_t) i * D + (size_t) j * npc + q] = (float) s;
 			}
 	}
 	/* members grouped by peak channel (counting sort keeps time order) */
@@ -354,6 +354,10 @@ ss_cluster(const struct ss_config *cfg, const struct kern_backend *kb,
 			for (int64_t i = 0; i < sp->n; i++)
 				if (sp->chan[i] == c)
 					order[pos++] = (int) i;
+		if (pos != sp->n) { /* a peak channel outside the probe */
+			rc = NQ_EINTERNAL;
+			goto out;
+		}
 	}
 	for (int64_t s0 = 0; s0 < sp->n;) {
 		int c = sp->chan[order[s0]];
@@ -372,6 +376,7 @@ ss_cluster(const struct ss_config *cfg, const struct kern_backend *kb,
 			              cfg->split_dprime, &rng, side, work)) {
 				/* partition idx by side, stable */
 				int a = 0;
+				/* NOLINTNEXTLINE(clang-analyzer-optin.portability.UnixAPI): len >= 2 * min_size >= 10 */
 				int *tmp = malloc(sizeof(int) * (size_t) len);
 				if (tmp == NULL)
 					goto out;

@@ -181,7 +181,7 @@ ss_feat_writeat(int dirfd, unsigned mode, const char *dir,
 	}
 	snprintf(msg, msglen, "features: out of memory");
 	rc = NQ_ENOMEM;
-	pcs = malloc(sizeof(double) * (size_t) npc * nt);
+	pcs = calloc((size_t) npc * nt, sizeof(double)); /* K = 0: none */
 	snip = malloc(sizeof(double) * (size_t) nc * nt);
 	ind = malloc(sizeof(int32_t) * (size_t) (K ? K : 1) * nc);
 	if (!pcs || !snip || !ind)
@@ -274,6 +274,7 @@ ss_feat_writeat(int dirfd, unsigned mode, const char *dir,
 					double acc = 0;
 					for (int a = 0; a < nt; a++)
 						acc += v[a] * x[a];
+					/* NOLINTNEXTLINE(clang-analyzer-core.NullDereference): e > s, so feat holds nbuf > 0 */
 					fs[(size_t) q * nc + j] = (float) acc;
 				}
 		}

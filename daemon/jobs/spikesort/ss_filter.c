@@ -291,7 +291,7 @@ SS_CLONES static void
 run_sections_batch(const struct ss_filter *f, float *X, int C, int64_t T,
                    int dir, double *st)
 {
-	double *z1 = st, *s1 = st + C, *s2 = st + 2 * C;
+	double *z1 = st, *s1 = st + C, *s2 = st + (size_t) 2 * C;
 
 	sections_init(f, X + (size_t) (dir > 0 ? 0 : T - 1) * C, C, 0, z1, s1,
 	              s2);
@@ -329,7 +329,7 @@ SS_CLONES static void
 preprocess_fused(const struct ss_filter *f, float *X, int C, int64_t T, int car,
                  const float *mean, double *st)
 {
-	double *z1 = st, *s1 = st + C, *s2 = st + 2 * C;
+	double *z1 = st, *s1 = st + C, *s2 = st + (size_t) 2 * C;
 	float guess = 0, half = 0;
 
 	for (int64_t t = 0; t < T; t++) {

@@ -4,8 +4,10 @@
  * The recording is never loaded whole: each batch is one pread of its
  * samples × n_rows int16 block (sample-major, so one contiguous range).
  */
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -235,9 +237,12 @@ parse_probeinterface(struct ss_probe *p, const struct ssj *root, int n_rows,
 			p->y[k] = (float) xy->items[1].num;
 			p->shank[k] = (int) q;
 			if (sh && sh->kind == SSJ_ARR && sh->n == dci->n &&
-			    sh->items[i].kind == SSJ_STR)
-				p->shank[k] =
-				        (int) q * 1000 + atoi(sh->items[i].str);
+			    sh->items[i].kind == SSJ_STR) {
+				/* a label that is no number 0..999 is shank 0 */
+				long v = strtol(sh->items[i].str, NULL, 10);
+				p->shank[k] = (int) q * 1000 +
+				              (v > 0 && v < 1000 ? (int) v : 0);
+			}
 			k++;
 		}
 	}
@@ -388,21 +393,24 @@ ss_meta_read(const char *bin_path, double *fs, int *n_chan)
 
 	if (len + 6 >= sizeof(path))
 		return 1;
-	memcpy(path, bin_path, len + 1);
-	if (len > 4 && strcmp(path + len - 4, ".bin") == 0)
-		strcpy(path + len - 4, ".meta");
-	else
-		strcat(path, ".meta");
+	if (len > 4 && strcmp(bin_path + len - 4, ".bin") == 0)
+		len -= 4; /* x.bin -> x.meta; anything else -> x.ext.meta */
+	snprintf(path, sizeof(path), "%.*s.meta", (int) len, bin_path);
 	f = fopen(path, "r");
 	if (f == NULL)
 		return 1;
 	while (fgets(line, sizeof(line), f) != NULL) {
-		if (strncmp(line, "imSampRate=", 11) == 0)
+		if (strncmp(line, "imSampRate=", 11) == 0 ||
+		    (strncmp(line, "niSampRate=", 11) == 0 && *fs == 0))
 			*fs = strtod(line + 11, NULL);
-		else if (strncmp(line, "niSampRate=", 11) == 0 && *fs == 0)
-			*fs = strtod(line + 11, NULL);
-		else if (strncmp(line, "nSavedChans=", 12) == 0)
-			*n_chan = atoi(line + 12);
+		else if (strncmp(line, "nSavedChans=", 12) == 0) {
+			char *end;
+			long v = strtol(line + 12, &end, 10);
+			/* a malformed count reads as none (n_channels needed) */
+			int ok = end != line + 12 && v > 0 && v <= INT_MAX &&
+			         (*end == '\0' || isspace((unsigned char) *end));
+			*n_chan = ok ? (int) v : 0;
+		}
 	}
 	fclose(f);
 	return 0;

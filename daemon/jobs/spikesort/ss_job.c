@@ -250,7 +250,7 @@ parse(const struct nq_map *params, const struct nq_map *inputs,
 	                       msg, msglen)))
 		return rc;
 	iv = c->batch;
-	if ((rc = get_int_in(params, "batch", &iv, 4 * c->nt, 10000000, msg,
+	if ((rc = get_int_in(params, "batch", &iv, 4 * (int64_t) c->nt, 10000000, msg,
 	                     msglen)))
 		return rc;
 	c->batch = iv;
@@ -336,7 +336,7 @@ inputs_ok(const struct ss_jparams *jp, const struct ss_source *src,
 		snprintf(msg, msglen, "probe has no channel");
 		return NQ_EBADPARAM;
 	}
-	if (src->n_samples < 4 * jp->cfg.nt) {
+	if (src->n_samples < 4 * (int64_t) jp->cfg.nt) {
 		snprintf(msg, msglen, "recording has only %lld samples",
 		         (long long) src->n_samples);
 		return NQ_EBADDATA;
@@ -361,7 +361,7 @@ ss_validate(const struct nq_map *params, const struct nq_map *inputs, char *msg,
 static uint64_t
 batch_bytes(int C, int64_t batch, const struct ss_config *c, int K, int device)
 {
-	uint64_t T = (uint64_t) (batch + 2 * c->pad + 2 * c->fpad);
+	uint64_t T = (uint64_t) (batch + 2 * (int64_t) c->pad + 2 * (int64_t) c->fpad);
 	uint64_t RK = (uint64_t) c->rank * (uint64_t) K;
 
 	/* device: whitening in/out, residual, projections, scores; host: the
@@ -386,7 +386,7 @@ est_fill(const struct ss_jparams *jp, int C, int64_t N,
 	int K = guess_templates(C, &jp->cfg);
 	int64_t batch = jp->cfg.batch < N ? jp->cfg.batch : N;
 	uint64_t bb = batch_bytes(C, batch, &jp->cfg, K, 0);
-	uint64_t cache = (uint64_t) C * (uint64_t) (batch + 2 * jp->cfg.pad) *
+	uint64_t cache = (uint64_t) C * (uint64_t) (batch + 2 * (int64_t) jp->cfg.pad) *
 	                 4 * (uint64_t) jp->cfg.learn_batches;
 	if (cache > jp->cfg.cache_bytes)
 		cache = jp->cfg.cache_bytes;

@@ -55,6 +55,20 @@ usage(void)
 	return 2;
 }
 
+/* A whole argument as a number in [lo, hi]; 0, or -1 (usage). */
+static int
+arg_num(const char *v, double lo, double hi, double *out)
+{
+	char *end;
+
+	errno = 0;
+	*out = strtod(v, &end);
+	return end == v || *end != '\0' || errno != 0 || !(*out >= lo) ||
+	                       !(*out <= hi)
+	               ? -1
+	               : 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -73,46 +87,62 @@ main(int argc, char **argv)
 	ss_config_defaults(&cfg);
 	for (int i = 1; i < argc; i++) {
 		const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+		double x = 0;
 		if (v == NULL)
 			return usage();
 		i++;
 		if (strcmp(k, "--recording") == 0)
 			rec = v;
-		else if (strcmp(k, "--n-channels") == 0)
-			n_rows = atoi(v);
-		else if (strcmp(k, "--sample-rate") == 0)
-			fs = atof(v);
-		else if (strcmp(k, "--probe") == 0)
+		else if (strcmp(k, "--n-channels") == 0) {
+			if (arg_num(v, 1, 1 << 20, &x) != 0 || x != (int) x)
+				return usage();
+			n_rows = (int) x;
+		} else if (strcmp(k, "--sample-rate") == 0) {
+			if (arg_num(v, 0, 1e9, &fs) != 0)
+				return usage();
+		} else if (strcmp(k, "--probe") == 0)
 			probe = v;
 		else if (strcmp(k, "--out") == 0)
 			out = v;
 		else if (strcmp(k, "--ckpt") == 0)
 			cfg.ckpt_dir = v;
-		else if (strcmp(k, "--batch") == 0)
-			cfg.batch = atoll(v);
-		else if (strcmp(k, "--seed") == 0)
+		else if (strcmp(k, "--batch") == 0) {
+			if (arg_num(v, 1, 1e12, &x) != 0)
+				return usage();
+			cfg.batch = (int64_t) x;
+		} else if (strcmp(k, "--seed") == 0)
 			cfg.seed = strtoull(v, NULL, 10);
 		else if (strcmp(k, "--device") == 0)
 			dev = v;
-		else if (strcmp(k, "--th-detect") == 0)
-			cfg.th_detect = atof(v);
-		else if (strcmp(k, "--th-match") == 0)
-			cfg.th_match = atof(v);
-		else if (strcmp(k, "--drift") == 0)
-			cfg.drift = atoi(v) != 0;
-		else if (strcmp(k, "--isi-threshold-ms") == 0)
-			cfg.isi_ms = atof(v);
-		else if (strcmp(k, "--presence-bin-s") == 0)
-			cfg.presence_bin_s = atof(v);
-		else if (strcmp(k, "--good-max-isi-ratio") == 0)
-			cfg.good_isi = atof(v);
-		else if (strcmp(k, "--good-min-presence") == 0)
-			cfg.good_presence = atof(v);
-		else if (strcmp(k, "--good-max-amp-cutoff") == 0)
-			cfg.good_amp_cutoff = atof(v);
-		else if (strcmp(k, "--good-min-snr") == 0)
-			cfg.good_snr = atof(v);
-		else
+		else if (strcmp(k, "--th-detect") == 0) {
+			if (arg_num(v, 0, 1e6, &cfg.th_detect) != 0)
+				return usage();
+		} else if (strcmp(k, "--th-match") == 0) {
+			if (arg_num(v, 0, 1e6, &cfg.th_match) != 0)
+				return usage();
+		} else if (strcmp(k, "--drift") == 0) {
+			if (arg_num(v, 0, 1, &x) != 0)
+				return usage();
+			cfg.drift = x != 0;
+		} else if (strcmp(k, "--isi-threshold-ms") == 0) {
+			if (arg_num(v, 0, 1e6, &cfg.isi_ms) != 0)
+				return usage();
+		} else if (strcmp(k, "--presence-bin-s") == 0) {
+			if (arg_num(v, 0, 1e6, &cfg.presence_bin_s) != 0)
+				return usage();
+		} else if (strcmp(k, "--good-max-isi-ratio") == 0) {
+			if (arg_num(v, 0, 1e6, &cfg.good_isi) != 0)
+				return usage();
+		} else if (strcmp(k, "--good-min-presence") == 0) {
+			if (arg_num(v, 0, 1e6, &cfg.good_presence) != 0)
+				return usage();
+		} else if (strcmp(k, "--good-max-amp-cutoff") == 0) {
+			if (arg_num(v, 0, 1e6, &cfg.good_amp_cutoff) != 0)
+				return usage();
+		} else if (strcmp(k, "--good-min-snr") == 0) {
+			if (arg_num(v, 0, 1e6, &cfg.good_snr) != 0)
+				return usage();
+		} else
 			return usage();
 	}
 	if (rec == NULL || out == NULL)

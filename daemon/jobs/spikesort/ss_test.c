@@ -314,7 +314,7 @@ test_npy_bytes(void **state)
 	int64_t s1[1] = {5};
 	assert_int_equal(ss_npy_write(path, "<i8", 1, s1, buf, 8), 0);
 	f = fopen(path, "rb");
-	n = fread(buf, 1, sizeof(buf), f);
+	assert_true(fread(buf, 1, sizeof(buf), f) > 10);
 	fclose(f);
 	assert_non_null(strstr((char *) buf + 10, "'shape': (5,), }"));
 	unlink(path);
@@ -863,6 +863,16 @@ test_meta(void **state)
 	assert_int_equal(ss_meta_read(bin, &fs, &nc), 0);
 	assert_true(fs == 30000.5);
 	assert_int_equal(nc, 385);
+	/* a malformed channel count is no count (atoi read 38 here) */
+	f = fopen(meta, "w");
+	fputs("imSampRate=30000.5\nnSavedChans=38x5\n", f);
+	fclose(f);
+	nc = -1;
+	assert_int_equal(ss_meta_read(bin, &fs, &nc), 0);
+	assert_int_equal(nc, 0);
+	f = fopen(meta, "w");
+	fputs("imSampRate=30000.5\nnSavedChans=385\n", f);
+	fclose(f);
 	/* the job takes n_channels and sample_rate from the .meta */
 	struct nq_map *p = nq_map_new();
 	nq_map_set_str(p, "recording", bin);
@@ -934,6 +944,8 @@ static void
 ref_preprocess(const struct ss_filter *f, float *X, int C, int T, int car)
 {
 	float *col = malloc(sizeof(float) * C), *x = malloc(sizeof(float) * T);
+	if (T <= 0 || col == NULL || x == NULL)
+		fail();
 	for (int c = 0; c < C; c++) {
 		double s = 0;
 		for (int t = 0; t < T; t++)
