@@ -1,6 +1,6 @@
 /* config.c — see config.h. */
-#include "sysmem.h"
 #include "config.h"
+#include "sysmem.h"
 
 #include "log.h"
 #include "nq_error.h"

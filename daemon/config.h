@@ -38,7 +38,7 @@ struct config {
 	int max_queued_jobs_per_user;      /* 0 = unlimited */
 	uint64_t max_spool_bytes_per_user; /* 0 = unlimited */
 	int tcp_unauthenticated;           /* tcp:// listening allowed */
-	char http_listen[256];     /* monitoring host:port; "" = off */
+	char http_listen[256];             /* monitoring host:port; "" = off */
 };
 
 /*

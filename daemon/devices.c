@@ -1,6 +1,6 @@
 /* devices.c — see devices.h. */
-#include "sysmem.h"
 #include "devices.h"
+#include "sysmem.h"
 
 #include "log.h"
 #include "nq_clock.h"

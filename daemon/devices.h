@@ -32,8 +32,9 @@ int devices_parse_line(const char *line, struct device_info *d);
  * empty; "cuda" = every cuda device), add them to the scheduler with their
  * capacities and slots. "fake:N:SIZE" in the list adds a test device
  * "fake:N" (devname.h) of SIZE bytes (config_parse_bytes) as GPU N; its
- * jobs run on the cpu backend. cpu is always found (the daemon reads /proc/meminfo
- * itself when the probe fails). 0 or NQ_EBADDEVICE / NQ_EIO with msg. */
+ * jobs run on the cpu backend. cpu is always found (the daemon reads
+ * /proc/meminfo itself when the probe fails). 0 or NQ_EBADDEVICE / NQ_EIO with
+ * msg. */
 int devices_discover(const struct config *cfg, struct sched *s,
                      struct device_info *out, size_t *n, char *msg,
                      size_t msglen);

@@ -21,8 +21,8 @@ struct http;
 
 /* Start serving on "host:port" (or "http://host:port"); port 0 picks a
  * free one (logged). Loop thread. 0 or NQ_EIO / NQ_EBADPARAM with msg. */
-int http_open(struct http **out, struct daemon *d, const char *listen, char *msg,
-              size_t msglen);
+int http_open(struct http **out, struct daemon *d, const char *listen,
+              char *msg, size_t msglen);
 /* Answer parked requests (503), stop the server, close the loop handle
  * (run the loop once more to finish the close). NULL: nothing. */
 void http_close(struct http *h);

@@ -172,7 +172,8 @@ worker_progress_line(struct worker *w, const char *line)
 	char stage[64] = "";
 	int n = 0;
 
-	/* NOLINTNEXTLINE(cert-err34-c): < 1 on no number; range checked below */
+	/* NOLINTNEXTLINE(cert-err34-c): < 1 on no number; range checked below
+	 */
 	if (sscanf(line, "progress %lf %n", &frac, &n) < 1 || n == 0)
 		return;
 	snprintf(stage, sizeof(stage), "%s", line + n);
@@ -329,7 +330,8 @@ worker_exit_cb(void *arg, int64_t status, int sig)
 
 	if (status == 0 && sig == 0) {
 		st = JOB_DONE;
-		/* NOLINTNEXTLINE(bugprone-branch-clone): before the drain test */
+		/* NOLINTNEXTLINE(bugprone-branch-clone): before the drain test
+		 */
 	} else if (w->over_limit && sig != 0) {
 		/* not requeued: it would run past the limit again */
 		st = JOB_FAILED;

@@ -99,8 +99,9 @@ ctx_progress(struct job_ctx *ctx, double frac, const char *stage)
 	if (stage == NULL)
 		stage = "";
 	for (i = 0; stage[i] != '\0' && i + 1 < sizeof(st); i++)
-		st[i] = (char) ((stage[i] == '\n' || stage[i] == '\r') ? ' '
-		                                                       : stage[i]);
+		st[i] = (char) ((stage[i] == '\n' || stage[i] == '\r')
+		                        ? ' '
+		                        : stage[i]);
 	st[i] = '\0';
 	if (!(frac >= 0))
 		frac = 0;

@@ -117,8 +117,8 @@ struct kern_ops {
 	int (*row_sumsq)(void *ctx, enum kern_dtype dt, int64_t m, int64_t n,
 	                 const void *A, int64_t lda, void *out);
 	/* *out = sum of squares of count elements (double accumulation). */
-	int (*sumsq)(void *ctx, enum kern_dtype dt, int64_t count, const void *X,
-	             double *out);
+	int (*sumsq)(void *ctx, enum kern_dtype dt, int64_t count,
+	             const void *X, double *out);
 	/* *out = sum_i log(A[i,i]) (double accumulation). */
 	int (*sum_log_diag)(void *ctx, enum kern_dtype dt, int64_t n,
 	                    const void *A, double *out);
@@ -138,7 +138,8 @@ struct kern_ops {
 	/* X[i] = X[i] / Y[i] where Y[i] > 0, else 0 (count elements). */
 	int (*div_pos)(void *ctx, enum kern_dtype dt, int64_t count, void *X,
 	               const void *Y);
-	/* Convert count elements between precisions (dst dt_dst, src dt_src). */
+	/* Convert count elements between precisions (dst dt_dst, src dt_src).
+	 */
 	int (*convert)(void *ctx, enum kern_dtype dt_dst, void *dst,
 	               enum kern_dtype dt_src, const void *src, int64_t count);
 
@@ -309,9 +310,9 @@ int kern_syevr_below(const struct kern_backend *kb, enum kern_dtype dt,
                      void *W, void *Z, int64_t ldz, int64_t *k, int *info);
 int kern_sterf(const struct kern_backend *kb, enum kern_dtype dt, int64_t n,
                void *d, void *e, int *info);
-int kern_syev_side(const struct kern_backend *kb, enum kern_dtype dt,
-                   int64_t n, void *A, int64_t lda, void *W, int64_t max_k,
-                   void *Z, int64_t ldz, int64_t *k, int *side, int *info);
+int kern_syev_side(const struct kern_backend *kb, enum kern_dtype dt, int64_t n,
+                   void *A, int64_t lda, void *W, int64_t max_k, void *Z,
+                   int64_t ldz, int64_t *k, int *side, int *info);
 
 /* KOP(kb, gemm, ...) is kern_gemm(kb, ...): the op, checked. */
 #define KOP(kb, op, ...) kern_##op((kb), __VA_ARGS__)

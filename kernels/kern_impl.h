@@ -15,8 +15,8 @@
  *    row_sumsq and conv_rows;
  *  - it is not called when there is nothing to do: the sizes that make a
  *    call empty are > 0 (gemm m, n — k may be 0; syrk, potrf, syevd,
- *    tridiag_qt, syevr_below, sterf, syev_side n; trsm_lower n, m; scale_rc m, n;
- *    row_sumsq m — n may be 0; conv_rows ng, n; the elementwise ops and
+ *    tridiag_qt, syevr_below, sterf, syev_side n; trsm_lower n, m; scale_rc m,
+ * n; row_sumsq m — n may be 0; conv_rows ng, n; the elementwise ops and
  *    reductions their count or n; upload, download, copy bytes);
  *  - every pointer it touches is non-NULL: A, B of gemm and A of syrk when
  *    k > 0, e of tridiag_qt and sterf when n > 1, B of tridiag_qt when
@@ -45,8 +45,9 @@
 int kern_tri_count(enum kern_dtype dt, int64_t n, const void *d, const void *e,
                    int64_t *nneg, int *info);
 /* The eigenpairs il..iu (1-based, ascending order, il <= iu) of T by
- * bisection and inverse iteration (stebz + stein, d and e unchanged): values into w[0 .. iu − il], vectors into z's
- * iu − il + 1 columns (host, ldz >= n). *info > 0: no convergence. */
+ * bisection and inverse iteration (stebz + stein, d and e unchanged): values
+ * into w[0 .. iu − il], vectors into z's iu − il + 1 columns (host, ldz >= n).
+ * *info > 0: no convergence. */
 int kern_tri_vecs(enum kern_dtype dt, int64_t n, const void *d, const void *e,
                   int64_t il, int64_t iu, void *w, void *z, int64_t ldz,
                   int *info);

@@ -427,9 +427,9 @@ run_conv_rows(struct kern_backend *kb, enum kern_dtype dt, int64_t ng,
 	void *dX = put(kb, dt, X, rows * ldx), *dW = put(kb, dt, W, rows * nt),
 	     *dY = put(kb, dt, Y, ng * ldy);
 
-	assert_int_equal(KOP(kb, conv_rows, dt, ng, group, n, nt, dX, ldx, dW,
-	                     dY, ldy),
-	                 0);
+	assert_int_equal(
+	        KOP(kb, conv_rows, dt, ng, group, n, nt, dX, ldx, dW, dY, ldy),
+	        0);
 	get(kb, dt, dY, ng * ldy, Y);
 	dfree(kb, dX);
 	dfree(kb, dW);
@@ -1553,9 +1553,9 @@ test_syevr_below(void **state)
 /* ---- syev_side */
 
 static void
-run_syev_side(struct kern_backend *kb, enum kern_dtype dt, int64_t n,
-              double *A, int64_t lda, int64_t max_k, double *W, double *Z,
-              int64_t *k, int *side, int *info)
+run_syev_side(struct kern_backend *kb, enum kern_dtype dt, int64_t n, double *A,
+              int64_t lda, int64_t max_k, double *W, double *Z, int64_t *k,
+              int *side, int *info)
 {
 	int64_t mz = max_k > 0 ? max_k : 1;
 	void *dA = put(kb, dt, A, lda * n), *dW = put(kb, dt, NULL, n);
@@ -1564,8 +1564,8 @@ run_syev_side(struct kern_backend *kb, enum kern_dtype dt, int64_t n,
 	*info = -1;
 	*k = -1;
 	*side = 0;
-	assert_int_equal(KOP(kb, syev_side, dt, n, dA, lda, dW, max_k, dZ, n,
-	                     k, side, info),
+	assert_int_equal(KOP(kb, syev_side, dt, n, dA, lda, dW, max_k, dZ, n, k,
+	                     side, info),
 	                 0);
 	get(kb, dt, dW, n, W);
 	get(kb, dt, dZ, n * mz, Z);
@@ -1583,7 +1583,8 @@ test_syev_side(void **state)
 		for (int neg = 0; neg < 2; neg++) {
 			int64_t n = sz[s], lda = n + 1, mk = n / 2, k = -1;
 			double *A = hvec(lda * n), *Q = hvec(n * n);
-			double *lam = hvec(n), *W = hvec(n), *Z = hvec(n * mk + 1);
+			double *lam = hvec(n), *W = hvec(n),
+			       *Z = hvec(n * mk + 1);
 			double *want = hvec(n), *A0;
 			double etol = tol(dt, TOL_EIG);
 			double vtol = dt == KERN_F64 ? 1e-9 : 1e-4;
@@ -1606,8 +1607,8 @@ test_syev_side(void **state)
 					want[i] = (double) (i - n) +
 					          (double) n / 3;
 			A0 = hdup(A, lda * n);
-			run_syev_side(&g_dev, dt, n, A, lda, mk, W, Z, &k, &side,
-			              &info);
+			run_syev_side(&g_dev, dt, n, A, lda, mk, W, Z, &k,
+			              &side, &info);
 			assert_int_equal(info, 0);
 			assert_int_equal(side, nneg <= npos ? -1 : 1);
 			wk = side < 0 ? nneg : npos;
@@ -1619,8 +1620,8 @@ test_syev_side(void **state)
 			for (int64_t i = 0; i < k; i++) {
 				int64_t q = 0;
 
-				while (q < n && fabs(lam[q] - want[off + i]) >
-				                        1e-9)
+				while (q < n &&
+				       fabs(lam[q] - want[off + i]) > 1e-9)
 					q++;
 				assert_true(q < n);
 				check_scalar("syev_side vector", dt,
@@ -1644,8 +1645,8 @@ test_syev_side(void **state)
 				for (int64_t i = 0; i < k; i++)
 					check_scalar("syev_side vector vs cpu",
 					             dt,
-					             fabs(col_dot(Z, n, i, RZ, n,
-					                          i, n)),
+					             fabs(col_dot(Z, n, i, RZ,
+					                          n, i, n)),
 					             1.0, vtol);
 				free(RW);
 				free(RZ);
@@ -1662,8 +1663,8 @@ test_syev_side(void **state)
 			/* a NaN: no convergence, as syevd */
 			memcpy(A, A0, (size_t) (lda * n) * sizeof(*A));
 			A[n - 1] = NAN;
-			run_syev_side(&g_dev, dt, n, A, lda, mk, W, Z, &k, &side,
-			              &info);
+			run_syev_side(&g_dev, dt, n, A, lda, mk, W, Z, &k,
+			              &side, &info);
 			assert_true(info != 0);
 			assert_int_equal(k, 0);
 			free(A);
@@ -2147,7 +2148,7 @@ test_conv_rows(void **state)
 {
 	/* ng, group, n, nt: a single tap, taps longer than the kernel's
 	 * shared chunk (256), rows longer than a block, ragged sizes */
-	static const int64_t cases[][4] = {{1, 1, 1, 1},   {3, 3, 700, 61},
+	static const int64_t cases[][4] = {{1, 1, 1, 1},    {3, 3, 700, 61},
 	                                   {5, 2, 33, 300}, {2, 1, 257, 1},
 	                                   {0, 3, 10, 5},   {4, 3, 0, 7}};
 	(void) state;
@@ -2162,8 +2163,7 @@ test_conv_rows(void **state)
 		run_conv_rows(&g_dev, dt, ng, group, n, nt, X, ldx, W, Y, ldy);
 		WANT(conv_rows, dt, ng, group, n, nt, X, ldx, W, Z, ldy);
 		/* sums of group·nt products of values in [-1, 1) */
-		check_close("conv_rows", dt, Y, Z, ng * ldy,
-		            tol(dt, TOL_BLAS));
+		check_close("conv_rows", dt, Y, Z, ng * ldy, tol(dt, TOL_BLAS));
 		free(X);
 		free(W);
 		free(Y);
@@ -2173,15 +2173,15 @@ test_conv_rows(void **state)
 	FOR_DT(dt)
 	{
 		void *d = put(&g_dev, dt, NULL, 64);
-		assert_int_equal(KOP(&g_dev, conv_rows, dt, 1, 1, 8, 4, d, 10,
-		                     d, d, 8),
-		                 NQ_EBADPARAM); /* ldx < n + nt - 1 */
-		assert_int_equal(KOP(&g_dev, conv_rows, dt, 2, 1, 8, 4, d, 11,
-		                     d, d, 7),
-		                 NQ_EBADPARAM); /* ldy < n */
-		assert_int_equal(KOP(&g_dev, conv_rows, dt, 1, 0, 8, 4, d, 11,
-		                     d, d, 8),
-		                 NQ_EBADPARAM); /* group 0 */
+		assert_int_equal(
+		        KOP(&g_dev, conv_rows, dt, 1, 1, 8, 4, d, 10, d, d, 8),
+		        NQ_EBADPARAM); /* ldx < n + nt - 1 */
+		assert_int_equal(
+		        KOP(&g_dev, conv_rows, dt, 2, 1, 8, 4, d, 11, d, d, 7),
+		        NQ_EBADPARAM); /* ldy < n */
+		assert_int_equal(
+		        KOP(&g_dev, conv_rows, dt, 1, 0, 8, 4, d, 11, d, d, 8),
+		        NQ_EBADPARAM); /* group 0 */
 		assert_int_equal(KOP(&g_dev, conv_rows, dt, 1, 1, 8, 4, NULL,
 		                     11, d, d, 8),
 		                 NQ_EBADPARAM);

@@ -10,31 +10,31 @@
 #ifndef NQ_ERROR_H
 #define NQ_ERROR_H
 
-#define NQ_ERRNO_MAP(X)                                                       \
-	X(OK, 0, "success")                                                   \
-	X(EPROTO, 1, "malformed message")                                     \
-	X(ETOOBIG, 2, "message too large")                                    \
-	X(EVERSION, 3, "unsupported protocol version")                        \
-	X(EBADOP, 4, "unknown request")                                       \
-	X(EBADTYPE, 5, "unknown job type")                                    \
-	X(EBADPARAM, 6, "invalid parameter")                                  \
-	X(EBADARRAY, 7, "invalid array")                                      \
-	X(EBADDATA, 8, "invalid data values")                                 \
-	X(EBADDEVICE, 9, "unknown device")                                    \
-	X(ENOJOB, 20, "no such job")                                          \
-	X(EPERM, 21, "permission denied")                                     \
-	X(ESTATE, 22, "job is not in a state that allows this")               \
-	X(ECANCELED, 23, "job was canceled")                                  \
-	X(EFAILED, 24, "job failed")                                          \
-	X(ENOMEM, 40, "out of memory")                                        \
-	X(ENODEV, 41, "no such device")                                       \
-	X(EDEVICE, 42, "device error")                                        \
-	X(ETOOLARGE, 43, "job does not fit on any device")                   \
-	X(EIO, 44, "I/O error")                                               \
-	X(ENOTSUP, 45, "not supported by this build")                         \
-	X(EQUOTA, 46, "user quota exceeded")                                  \
-	X(EINTERNAL, 60, "internal error")                                    \
-	X(ESHUTDOWN, 61, "daemon is shutting down")                           \
+#define NQ_ERRNO_MAP(X)                                         \
+	X(OK, 0, "success")                                     \
+	X(EPROTO, 1, "malformed message")                       \
+	X(ETOOBIG, 2, "message too large")                      \
+	X(EVERSION, 3, "unsupported protocol version")          \
+	X(EBADOP, 4, "unknown request")                         \
+	X(EBADTYPE, 5, "unknown job type")                      \
+	X(EBADPARAM, 6, "invalid parameter")                    \
+	X(EBADARRAY, 7, "invalid array")                        \
+	X(EBADDATA, 8, "invalid data values")                   \
+	X(EBADDEVICE, 9, "unknown device")                      \
+	X(ENOJOB, 20, "no such job")                            \
+	X(EPERM, 21, "permission denied")                       \
+	X(ESTATE, 22, "job is not in a state that allows this") \
+	X(ECANCELED, 23, "job was canceled")                    \
+	X(EFAILED, 24, "job failed")                            \
+	X(ENOMEM, 40, "out of memory")                          \
+	X(ENODEV, 41, "no such device")                         \
+	X(EDEVICE, 42, "device error")                          \
+	X(ETOOLARGE, 43, "job does not fit on any device")      \
+	X(EIO, 44, "I/O error")                                 \
+	X(ENOTSUP, 45, "not supported by this build")           \
+	X(EQUOTA, 46, "user quota exceeded")                    \
+	X(EINTERNAL, 60, "internal error")                      \
+	X(ESHUTDOWN, 61, "daemon is shutting down")             \
 	X(ETIMEDOUT, 62, "timed out")
 
 enum nq_err {

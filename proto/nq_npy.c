@@ -139,7 +139,8 @@ nq_fsync_dir(const char *path)
 		dup[1] = '\0';
 	else if (slash != NULL)
 		*slash = '\0';
-	fd = open(slash == NULL ? "." : dup, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	fd = open(slash == NULL ? "." : dup,
+	          O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	free(dup);
 	if (fd < 0)
 		return -1;

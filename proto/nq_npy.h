@@ -7,7 +7,8 @@
 
 #include "nq_value.h"
 
-/* Write atomically (temp file in the same dir + fsync + rename). 0 or NQ_EIO. */
+/* Write atomically (temp file in the same dir + fsync + rename). 0 or NQ_EIO.
+ */
 int nq_npy_write(const char *path, const struct nq_array *a);
 
 /* The same, streamed, for arrays bigger than memory: open with the final
@@ -32,8 +33,7 @@ int nq_npy_stream_open(struct nq_npy_stream *s, const char *path,
 int nq_npy_stream_openat(struct nq_npy_stream *s, int dirfd, const char *path,
                          unsigned mode, enum nq_dtype dtype, int ndim,
                          const int64_t *shape);
-int nq_npy_stream_put(struct nq_npy_stream *s, const void *data,
-                      size_t nbytes);
+int nq_npy_stream_put(struct nq_npy_stream *s, const void *data, size_t nbytes);
 int nq_npy_stream_commit(struct nq_npy_stream *s);
 void nq_npy_stream_abort(struct nq_npy_stream *s);
 /* nq_npy_write into dirfd with mode (see nq_npy_stream_openat). */

@@ -4,12 +4,11 @@
  * recognised as leaves.
  *
  * On the wire an array is a msgpack map with exactly the keys
- *   "dtype": str   (numpy's dtype.str: "<f8" "<f4" "<i2" "<i4" "<i8" "|u1" "|b1";
- *                   the names "float64" "float32" "int16" "int32" "int64"
- *                   "uint8" "bool" are accepted on input)
- *   "shape": array of non-negative ints (0..NQ_MAXDIM entries)
- *   "data":  bin, little-endian, C order, exactly prod(shape)*itemsize bytes
- * and is decoded to NQ_ARRAY (any other map stays NQ_MAP).
+ *   "dtype": str   (numpy's dtype.str: "<f8" "<f4" "<i2" "<i4" "<i8" "|u1"
+ * "|b1"; the names "float64" "float32" "int16" "int32" "int64" "uint8" "bool"
+ * are accepted on input) "shape": array of non-negative ints (0..NQ_MAXDIM
+ * entries) "data":  bin, little-endian, C order, exactly prod(shape)*itemsize
+ * bytes and is decoded to NQ_ARRAY (any other map stays NQ_MAP).
  *
  * Decoding is bounded: nq_decode() first walks the raw bytes and rejects any
  * declared count that cannot fit in the bytes that remain (every element needs
@@ -24,8 +23,8 @@
 #include <stdint.h>
 
 #define NQ_PROTOCOL_VERSION 1
-#define NQ_MAXDIM 8
-#define NQ_MAX_DEPTH 16
+#define NQ_MAXDIM           8
+#define NQ_MAX_DEPTH        16
 
 enum nq_dtype {
 	NQ_DT_F64 = 0,
@@ -42,7 +41,7 @@ struct nq_array {
 	enum nq_dtype dtype;
 	int ndim;
 	int64_t shape[NQ_MAXDIM];
-	void *data;    /* prod(shape)*itemsize bytes, malloc'd, owned */
+	void *data; /* prod(shape)*itemsize bytes, malloc'd, owned */
 	size_t nbytes;
 };
 
@@ -91,9 +90,9 @@ struct nq_map {
 
 /* dtype helpers */
 size_t nq_dtype_size(enum nq_dtype dt);
-const char *nq_dtype_str(enum nq_dtype dt);       /* "<f8" ... */
+const char *nq_dtype_str(enum nq_dtype dt);           /* "<f8" ... */
 int nq_dtype_parse(const char *s, enum nq_dtype *dt); /* 0 or NQ_EBADARRAY */
-int64_t nq_array_count(const struct nq_array *a);  /* prod(shape) */
+int64_t nq_array_count(const struct nq_array *a);     /* prod(shape) */
 /* Allocate data for dtype/shape (zeroed). 0 or NQ_ENOMEM / NQ_EBADARRAY. */
 int nq_array_init(struct nq_array *a, enum nq_dtype dt, int ndim,
                   const int64_t *shape);
@@ -135,8 +134,8 @@ int nq_has(const struct nq_map *m, const char *key);
  *   NQ_EBADPARAM  the key is present with a wrong type (nil included):
  *                 msg says which key and why, *out untouched.
  * Ints are accepted for floats; integral floats are NOT accepted for ints. */
-int nq_get_int(const struct nq_map *m, const char *key, int64_t *out,
-               char *msg, size_t msglen);
+int nq_get_int(const struct nq_map *m, const char *key, int64_t *out, char *msg,
+               size_t msglen);
 int nq_get_float(const struct nq_map *m, const char *key, double *out,
                  char *msg, size_t msglen);
 int nq_get_bool(const struct nq_map *m, const char *key, int *out, char *msg,

@@ -51,9 +51,9 @@ struct job_ctx {
 	const char *job_dir;           /* the job's spool directory, to open
 	                                * files in ("." with --owner: the
 	                                * worker's working directory) */
-	const char *ckpt_dir;          /* job_dir/ckpt, exists, survives requeue */
-	uint64_t grant_bytes;          /* device bytes the scheduler granted */
-	int attempt;                   /* 1 on the first run */
+	const char *ckpt_dir; /* job_dir/ckpt, exists, survives requeue */
+	uint64_t grant_bytes; /* device bytes the scheduler granted */
+	int attempt;          /* 1 on the first run */
 	/* Report progress in [0,1] and the current stage ("noise", "data",
 	 * "biconvex" …). Cheap; rate-limited by the worker. */
 	void (*progress)(struct job_ctx *ctx, double frac, const char *stage);
@@ -62,7 +62,7 @@ struct job_ctx {
 	int (*canceled)(struct job_ctx *ctx);
 	/* Log one line (key=value style) to the job's log. */
 	void (*log)(struct job_ctx *ctx, const char *fmt, ...)
-		__attribute__((format(printf, 2, 3)));
+	        __attribute__((format(printf, 2, 3)));
 	void *priv; /* worker's */
 	/* The owner's umask for files made in user paths, and the denied
 	 * directories (see job_check_ctx). run() re-checks every user path:
@@ -80,15 +80,15 @@ struct job_type {
 	/* Check params and inputs without touching a device. Returns 0, or an
 	 * nq_err code (NQ_EBADPARAM, NQ_EBADARRAY, NQ_EBADDATA) with a message
 	 * in msg that tells the user what is wrong and what is expected. */
-	int (*validate)(const struct nq_map *params, const struct nq_map *inputs,
-	                char *msg, size_t msglen);
+	int (*validate)(const struct nq_map *params,
+	                const struct nq_map *inputs, char *msg, size_t msglen);
 	/* Memory and work for these params (called after validate() passed).
 	 * inputs may be NULL when only shapes are known: shapes then come from
 	 * the "shapes" of the caller via params (not used by gsn). Like
 	 * validate(), it never opens a path the user supplied: a figure that
 	 * needs a file (spikesort's recording length) comes from check(). */
-	int (*estimate)(const struct nq_map *params, const struct nq_map *inputs,
-	                struct job_estimate *est);
+	int (*estimate)(const struct nq_map *params,
+	                const struct nq_map *inputs, struct job_estimate *est);
 	/* Optional. The submit-time step that runs as the job's owner: in
 	 * `neuroq-worker check`, after the process dropped to the owner's uid,
 	 * gid and groups (daemon/runas.h). It is where every user-supplied

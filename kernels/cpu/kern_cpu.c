@@ -929,8 +929,7 @@ cpu_syev_side(void *ctx, enum kern_dtype dt, int64_t n, void *A, int64_t lda,
 		goto out;
 	}
 	rc = tridiag_lwork(dt, (lapack_int) n, A, (lapack_int) lda, d, e, tau,
-	                   (lapack_int) max_k, Z,
-	                   (lapack_int) ldz, &lwork);
+	                   (lapack_int) max_k, Z, (lapack_int) ldz, &lwork);
 	if (rc != 0)
 		goto out;
 	work = malloc((size_t) lwork * es);
@@ -966,17 +965,15 @@ cpu_syev_side(void *ctx, enum kern_dtype dt, int64_t n, void *A, int64_t lda,
 		goto out;
 	}
 	if (dt == KERN_F64)
-		r = LAPACKE_dormtr_work(LAPACK_COL_MAJOR, 'L', 'L', 'N',
-		                        (lapack_int) n, (lapack_int) kk, A,
-		                        (lapack_int) lda, tau, Z,
-		                        (lapack_int) ldz, work,
-		                        (lapack_int) lwork);
+		r = LAPACKE_dormtr_work(
+		        LAPACK_COL_MAJOR, 'L', 'L', 'N', (lapack_int) n,
+		        (lapack_int) kk, A, (lapack_int) lda, tau, Z,
+		        (lapack_int) ldz, work, (lapack_int) lwork);
 	else
-		r = LAPACKE_sormtr_work(LAPACK_COL_MAJOR, 'L', 'L', 'N',
-		                        (lapack_int) n, (lapack_int) kk, A,
-		                        (lapack_int) lda, tau, Z,
-		                        (lapack_int) ldz, work,
-		                        (lapack_int) lwork);
+		r = LAPACKE_sormtr_work(
+		        LAPACK_COL_MAJOR, 'L', 'L', 'N', (lapack_int) n,
+		        (lapack_int) kk, A, (lapack_int) lda, tau, Z,
+		        (lapack_int) ldz, work, (lapack_int) lwork);
 	rc = r != 0 ? NQ_EBADPARAM : 0;
 out:
 	free(tau);
@@ -1048,7 +1045,8 @@ kern_cpu_open(struct kern_backend *kb)
 	 * alloc page-faulted its whole size afresh (about a fifth of a gsn
 	 * run at N = 1000). Keep them in the heap instead, up to glibc's
 	 * largest threshold (32 MiB on 64-bit). */
-	mallopt(M_MMAP_THRESHOLD, (int) ((size_t) 4 * 1024 * 1024 * sizeof(long)));
+	mallopt(M_MMAP_THRESHOLD,
+	        (int) ((size_t) 4 * 1024 * 1024 * sizeof(long)));
 	mallopt(M_TRIM_THRESHOLD, INT_MAX);
 	c = calloc(1, sizeof(*c));
 	if (c == NULL)

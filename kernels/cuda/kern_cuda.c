@@ -755,8 +755,8 @@ cuda_convert(void *ctx, enum kern_dtype dt_dst, void *dst,
 /* Workspace elements of sytrd and ormtr (legacy API: counts in elements). */
 static int
 tridiag_lwork(struct kern_cuda_ctx *c, enum kern_dtype dt, int n, void *A,
-              int lda, void *d, void *e, void *tau, cublasOperation_t op,
-              int m, void *B, int ldb, int *lwork)
+              int lda, void *d, void *e, void *tau, cublasOperation_t op, int m,
+              void *B, int ldb, int *lwork)
 {
 	int l1 = 0, l2 = 0, rc;
 
@@ -775,16 +775,14 @@ tridiag_lwork(struct kern_cuda_ctx *c, enum kern_dtype dt, int n, void *A,
 			rc = solver_check("cusolverDnDormtr_bufferSize",
 			                  cusolverDnDormtr_bufferSize(
 			                          c->solver, CUBLAS_SIDE_LEFT,
-			                          CUBLAS_FILL_MODE_LOWER,
-			                          op, n, m, A, lda,
-			                          tau, B, ldb, &l2));
+			                          CUBLAS_FILL_MODE_LOWER, op, n,
+			                          m, A, lda, tau, B, ldb, &l2));
 		else
 			rc = solver_check("cusolverDnSormtr_bufferSize",
 			                  cusolverDnSormtr_bufferSize(
 			                          c->solver, CUBLAS_SIDE_LEFT,
-			                          CUBLAS_FILL_MODE_LOWER,
-			                          op, n, m, A, lda,
-			                          tau, B, ldb, &l2));
+			                          CUBLAS_FILL_MODE_LOWER, op, n,
+			                          m, A, lda, tau, B, ldb, &l2));
 	}
 	*lwork = (l1 > l2 ? l1 : l2) + 1;
 	return rc;
@@ -862,8 +860,8 @@ cuda_tridiag_qt(void *ctx, enum kern_dtype dt, int64_t n, void *A, int64_t lda,
 
 static int
 cuda_conv_rows(void *ctx, enum kern_dtype dt, int64_t ng, int64_t group,
-               int64_t n, int64_t nt, const void *X, int64_t ldx,
-               const void *W, void *Y, int64_t ldy)
+               int64_t n, int64_t nt, const void *X, int64_t ldx, const void *W,
+               void *Y, int64_t ldy)
 {
 	struct kern_cuda_ctx *c = ctx;
 
@@ -1061,11 +1059,10 @@ host:
 			goto out;
 		}
 		rc = cu_check("cudaMemcpy2DAsync",
-		              cudaMemcpy2DAsync(Z, (size_t) ldz * es, hz,
-		                                (size_t) n * es,
-		                                (size_t) n * es, (size_t) kk,
-		                                cudaMemcpyHostToDevice,
-		                                c->stream));
+		              cudaMemcpy2DAsync(
+		                      Z, (size_t) ldz * es, hz, (size_t) n * es,
+		                      (size_t) n * es, (size_t) kk,
+		                      cudaMemcpyHostToDevice, c->stream));
 		if (rc == 0 && n > 1) {
 			if (dt == KERN_F64)
 				rc = solver_check(

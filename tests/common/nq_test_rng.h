@@ -24,7 +24,10 @@ struct nq_test_rng {
 
 /* The seed is the generator's state: any value but 0 (a zero state stays
  * zero; nq_test_rng_seed maps it to 1). */
-#define NQ_TEST_RNG_INIT(seed) {(seed)}
+#define NQ_TEST_RNG_INIT(seed) \
+	{                      \
+		(seed)         \
+	}
 
 static inline void
 nq_test_rng_seed(struct nq_test_rng *r, uint64_t seed)

@@ -29,18 +29,23 @@ enum {
 };
 
 struct gsn_opts {
-	const double *levels; /* shrink levels in [0,1]; NULL = from wantshrinkage */
+	const double
+	        *levels; /* shrink levels in [0,1]; NULL = from wantshrinkage */
 	int nlevels;
-	int wantshrinkage;    /* 1: linspace(0,1,51); 0: {1.0} */
-	unsigned returns;     /* GSN_RET_* */
+	int wantshrinkage; /* 1: linspace(0,1,51); 0: {1.0} */
+	unsigned returns;  /* GSN_RET_* */
 	enum gsn_uneven uneven;
-	enum kern_dtype precision; /* KERN_F64 default */
-	enum gsn_nll nll;          /* spectral default; cholesky = oracle */
-	enum gsn_biconvex biconvex;/* loop default; closed = oracle */
+	enum kern_dtype precision;  /* KERN_F64 default */
+	enum gsn_nll nll;           /* spectral default; cholesky = oracle */
+	enum gsn_biconvex biconvex; /* loop default; closed = oracle */
 };
 
 /* Which rule declared the alpha = 1 level singular (spec §3.3). */
-enum gsn_singular_rule { GSN_SING_NONE = 0, GSN_SING_RANK = 1, GSN_SING_FACTOR = 2 };
+enum gsn_singular_rule {
+	GSN_SING_NONE = 0,
+	GSN_SING_RANK = 1,
+	GSN_SING_FACTOR = 2
+};
 
 /* GSN 1.2's warnings (warnings.warn there), bits of gsn_result.warnings */
 enum {
@@ -55,17 +60,20 @@ enum {
 struct gsn_result {
 	int64_t n;                   /* units */
 	double *mnN, *mnS, *ncsnr;   /* n each (mnN all zero) */
-	double *cN, *cS, *cNb, *cSb; /* n×n, C order (symmetric anyway); NULL when not returned */
-	double *eigvals_signal, *eigvecs_signal;         /* n, n×n C order: column i is vector i */
+	double *cN, *cS, *cNb, *cSb; /* n×n, C order (symmetric anyway); NULL
+	                                when not returned */
+	double *eigvals_signal,
+	        *eigvecs_signal; /* n, n×n C order: column i is vector i */
 	double *eigvals_difference, *eigvecs_difference;
 	double shrinklevelN, shrinklevelD;
 	int numiters;
 	enum gsn_singular_rule singularN, singularD;
-	int all_singularN, all_singularD; /* the "All covariance matrices were singular." warning */
-	double *nllN, *nllD;        /* nlevels each (NaN where singular) */
+	int all_singularN, all_singularD; /* the "All covariance matrices were
+	                                     singular." warning */
+	double *nllN, *nllD; /* nlevels each (NaN where singular) */
 	int nlevels;
-	double ntrial_used;          /* T, or n_min for uneven data */
-	unsigned warnings;           /* GSN_WARN_* */
+	double ntrial_used; /* T, or n_min for uneven data */
+	unsigned warnings;  /* GSN_WARN_* */
 	/* wall seconds of the stages (noise level, data level, biconvex,
 	 * eigen returns) */
 	double time_noise_s, time_data_s, time_biconvex_s, time_eigen_s;

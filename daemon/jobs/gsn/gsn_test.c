@@ -1060,9 +1060,9 @@ test_progress_weights(void **state)
 
 	(void) state;
 	ps.cancel_after = -1;
-	assert_int_equal(gsn_run(&kb, d, 300, 10, 3, &o, &prog, &r, msg,
-	                         sizeof(msg)),
-	                 0);
+	assert_int_equal(
+	        gsn_run(&kb, d, 300, 10, 3, &o, &prog, &r, msg, sizeof(msg)),
+	        0);
 	assert_int_equal(ps.nstages, 4);
 	assert_string_equal(ps.stages[2], "biconvex");
 	assert_true(ps.first[1] < 0.05); /* noise done: a few % */

@@ -115,14 +115,14 @@ struct ss_config {
 	 * of a bigger unit's spikes on shared channels are dropped when
 	 * its train is locked to that unit's (0.5; 0: off) */
 	double xdup_ms;
-	double refrac_ms;    /* 1.0 */
-	double good_ratio;   /* 0.2: the merge's refractory dip */
+	double refrac_ms;  /* 1.0 */
+	double good_ratio; /* 0.2: the merge's refractory dip */
 	/* quality metrics (ss_quality.h) and the good/mua label: good when
 	 * isi_violations_ratio < good_isi, presence_ratio ≥ good_presence,
 	 * amplitude_cutoff ≤ good_amp_cutoff and snr ≥ good_snr (a metric
 	 * that is NaN is not held against a unit) */
-	double isi_ms;          /* ISI violation threshold (1.5) */
-	double presence_bin_s;  /* presence bins (0: duration/20 in [10, 60]) */
+	double isi_ms;         /* ISI violation threshold (1.5) */
+	double presence_bin_s; /* presence bins (0: duration/20 in [10, 60]) */
 	double good_isi;
 	double good_presence;
 	double good_amp_cutoff;

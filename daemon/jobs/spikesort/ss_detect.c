@@ -344,7 +344,8 @@ ss_cluster(const struct ss_config *cfg, const struct kern_backend *kb,
 				double s = 0;
 				for (int k = 0; k < nt; k++)
 					s += w[j * nt + k] * pcs[q * nt + k];
-				F[(size_t) i * D + (size_t) j * npc + q] = (float) s;
+				F[(size_t) i * D + (size_t) j * npc + q] =
+				        (float) s;
 			}
 	}
 	/* members grouped by peak channel (counting sort keeps time order) */
@@ -376,7 +377,8 @@ ss_cluster(const struct ss_config *cfg, const struct kern_backend *kb,
 			              cfg->split_dprime, &rng, side, work)) {
 				/* partition idx by side, stable */
 				int a = 0;
-				/* NOLINTNEXTLINE(clang-analyzer-optin.portability.UnixAPI): len >= 2 * min_size >= 10 */
+				/* NOLINTNEXTLINE(clang-analyzer-optin.portability.UnixAPI):
+				 * len >= 2 * min_size >= 10 */
 				int *tmp = malloc(sizeof(int) * (size_t) len);
 				if (tmp == NULL)
 					goto out;

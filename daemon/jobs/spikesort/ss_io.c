@@ -238,7 +238,8 @@ parse_probeinterface(struct ss_probe *p, const struct ssj *root, int n_rows,
 			p->shank[k] = (int) q;
 			if (sh && sh->kind == SSJ_ARR && sh->n == dci->n &&
 			    sh->items[i].kind == SSJ_STR) {
-				/* a label that is no number 0..999 is shank 0 */
+				/* a label that is no number 0..999 is shank 0
+				 */
 				long v = strtol(sh->items[i].str, NULL, 10);
 				p->shank[k] = (int) q * 1000 +
 				              (v > 0 && v < 1000 ? (int) v : 0);
@@ -406,9 +407,11 @@ ss_meta_read(const char *bin_path, double *fs, int *n_chan)
 		else if (strncmp(line, "nSavedChans=", 12) == 0) {
 			char *end;
 			long v = strtol(line + 12, &end, 10);
-			/* a malformed count reads as none (n_channels needed) */
-			int ok = end != line + 12 && v > 0 && v <= INT_MAX &&
-			         (*end == '\0' || isspace((unsigned char) *end));
+			/* a malformed count reads as none (n_channels needed)
+			 */
+			int ok =
+			        end != line + 12 && v > 0 && v <= INT_MAX &&
+			        (*end == '\0' || isspace((unsigned char) *end));
 			*n_chan = ok ? (int) v : 0;
 		}
 	}

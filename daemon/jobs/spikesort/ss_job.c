@@ -5,8 +5,8 @@
  *
  * User paths (recording, probe, output_dir) are opened only by check() and
  * run(), which run in neuroq-worker as the job's owner, each through
- * userpath (daemon/jobs/userpath.h): never into the service's directories, never
- * through a symlink swapped in after the check. check() also measures the
+ * userpath (daemon/jobs/userpath.h): never into the service's directories,
+ * never through a symlink swapped in after the check. check() also measures the
  * recording for the estimate; estimate() alone (the daemon) sees no file.
  */
 #include <errno.h>
@@ -238,8 +238,8 @@ parse(const struct nq_map *params, const struct nq_map *inputs,
 	                       msg, msglen)) ||
 	    (rc = get_float_in(params, "isi_threshold_ms", &c->isi_ms, 0.1, 10,
 	                       msg, msglen)) ||
-	    (rc = get_float_in(params, "presence_bin_s", &c->presence_bin_s,
-	                       0, 1e6, msg, msglen)) ||
+	    (rc = get_float_in(params, "presence_bin_s", &c->presence_bin_s, 0,
+	                       1e6, msg, msglen)) ||
 	    (rc = get_float_in(params, "good_max_isi_ratio", &c->good_isi, 0,
 	                       1e6, msg, msglen)) ||
 	    (rc = get_float_in(params, "good_min_presence", &c->good_presence,
@@ -250,8 +250,8 @@ parse(const struct nq_map *params, const struct nq_map *inputs,
 	                       msg, msglen)))
 		return rc;
 	iv = c->batch;
-	if ((rc = get_int_in(params, "batch", &iv, 4 * (int64_t) c->nt, 10000000, msg,
-	                     msglen)))
+	if ((rc = get_int_in(params, "batch", &iv, 4 * (int64_t) c->nt,
+	                     10000000, msg, msglen)))
 		return rc;
 	c->batch = iv;
 #define INT_PARAM(key, field, lo, hi)                                         \
@@ -361,7 +361,8 @@ ss_validate(const struct nq_map *params, const struct nq_map *inputs, char *msg,
 static uint64_t
 batch_bytes(int C, int64_t batch, const struct ss_config *c, int K, int device)
 {
-	uint64_t T = (uint64_t) (batch + 2 * (int64_t) c->pad + 2 * (int64_t) c->fpad);
+	uint64_t T = (uint64_t) (batch + 2 * (int64_t) c->pad +
+	                         2 * (int64_t) c->fpad);
 	uint64_t RK = (uint64_t) c->rank * (uint64_t) K;
 
 	/* device: whitening in/out, residual, projections, scores; host: the
@@ -386,8 +387,9 @@ est_fill(const struct ss_jparams *jp, int C, int64_t N,
 	int K = guess_templates(C, &jp->cfg);
 	int64_t batch = jp->cfg.batch < N ? jp->cfg.batch : N;
 	uint64_t bb = batch_bytes(C, batch, &jp->cfg, K, 0);
-	uint64_t cache = (uint64_t) C * (uint64_t) (batch + 2 * (int64_t) jp->cfg.pad) *
-	                 4 * (uint64_t) jp->cfg.learn_batches;
+	uint64_t cache = (uint64_t) C *
+	                 (uint64_t) (batch + 2 * (int64_t) jp->cfg.pad) * 4 *
+	                 (uint64_t) jp->cfg.learn_batches;
 	if (cache > jp->cfg.cache_bytes)
 		cache = jp->cfg.cache_bytes;
 	/* detection snippets: ≤ 200k spikes × nc × nt floats */
@@ -743,14 +745,14 @@ ss_run_job(struct job_ctx *ctx, const struct nq_map *params,
 		if ((rc = ss_quality_begin(&jp.cfg, &res)) != 0)
 			snprintf(msg, msglen, "out of memory");
 		if (rc == 0)
-			rc = ss_feat_writeat(dirfd, fmode, dir, &jp.cfg, ctx->kb,
-			                     &src, &p, &res, &hooks_feat, msg,
-			                     msglen);
+			rc = ss_feat_writeat(dirfd, fmode, dir, &jp.cfg,
+			                     ctx->kb, &src, &p, &res,
+			                     &hooks_feat, msg, msglen);
 		if (rc == 0 && (rc = ss_quality_finish(&jp.cfg, &res)) != 0)
 			snprintf(msg, msglen, "quality metrics failed");
 		if (rc == 0)
-			rc = ss_phy_quality_writeat(dirfd, fmode, dir, &res, msg,
-			                            msglen);
+			rc = ss_phy_quality_writeat(dirfd, fmode, dir, &res,
+			                            msg, msglen);
 		t_feat = nq_mono_s() - t_feat;
 	}
 	if (rc == 0 &&

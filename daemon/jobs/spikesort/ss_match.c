@@ -148,8 +148,8 @@ ss_templates_lowrank(const struct kern_backend *kb, struct ss_templates *t)
 				for (int r = 0; r < R; r++)
 					s += t->U[c +
 					          (size_t) C * (k * R + r)] *
-					     t->V[(size_t) k * nt * R + (size_t) a * R +
-					          r];
+					     t->V[(size_t) k * nt * R +
+					          (size_t) a * R + r];
 				W[c + C * a] = (float) s;
 			}
 	}
@@ -196,7 +196,8 @@ ss_template_chan_norms(const float *W, int K, int C, int nt, float *cn)
 		for (int c = 0; c < C; c++) {
 			double s = 0;
 			for (int a = 0; a < nt; a++) {
-				double v = W[(size_t) k * C * nt + c + (size_t) C * a];
+				double v = W[(size_t) k * C * nt + c +
+				             (size_t) C * a];
 				s += v * v;
 			}
 			cn[(size_t) k * C + c] = (float) sqrt(s);
@@ -410,7 +411,8 @@ matcher_layout(struct ss_matcher *m, float *U, float *Vt)
 			       sizeof(float) * (size_t) C);
 			for (int a = 0; a < nt; a++)
 				Vt[(size_t) nt * (i * R + r) + a] =
-				        t->V[(size_t) k * nt * R + (size_t) a * R + r];
+				        t->V[(size_t) k * nt * R +
+				             (size_t) a * R + r];
 		}
 	}
 }

@@ -11,8 +11,8 @@
  * (the owner's 0666 & ~umask), not mode & ~the process's umask.
  */
 #include <errno.h>
-#include <math.h>
 #include <fcntl.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -327,9 +327,9 @@ put_cell(char *s, size_t cap, size_t pos, const struct qcol *c, int k)
 	if (pos >= cap)
 		return pos;
 	if (c->type == Q_I64)
-		return pos + (size_t) snprintf(s + pos, cap - pos, "%lld",
-		                               (long long) ((const int64_t *)
-		                                                    c->v)[k]);
+		return pos + (size_t) snprintf(
+		                     s + pos, cap - pos, "%lld",
+		                     (long long) ((const int64_t *) c->v)[k]);
 	double x = ((const double *) c->v)[k];
 	if (isnan(x))
 		return pos + (size_t) snprintf(s + pos, cap - pos, "nan");
