@@ -28,7 +28,8 @@ devices_parse_line(const char *line, struct device_info *d)
 	int idx = 0;
 
 	memset(d, 0, sizeof(*d));
-	/* NOLINTNEXTLINE(cert-err34-c): the probe child's line; != 4 if bad */
+	/* the probe child's line; != 4 if bad */
+	// NOLINTNEXTLINE(cert-err34-c)
 	if (sscanf(line, "%31s %15s %" SCNu64 " %" SCNu64, name, kind, &tot,
 	           &fre) != 4)
 		return -1;

@@ -452,11 +452,12 @@ main(int argc, char **argv)
 	memset(&d, 0, sizeof(d));
 	d.cfg = &cfg;
 	d.loop = uv_default_loop();
-	/* NOLINTNEXTLINE(bugprone-integer-division): whole seconds */
+	/* whole seconds */
+	// NOLINTNEXTLINE(bugprone-integer-division)
 	d.started = (double) (nq_wall_us() / 1000000);
 	test_knobs(&d);
 
-	if ((rc = spool_init(cfg.state_dir)) != 0) {
+	if (spool_init(cfg.state_dir) != 0) {
 		log_err("cannot create state dir path=%s error=\"%s\"",
 		        cfg.state_dir, strerror(errno));
 		return 1;

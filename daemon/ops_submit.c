@@ -423,10 +423,15 @@ submit_check_parse(struct req *r, const struct submit_check *sc, int64_t status,
 		                "uid %" PRIu32 " gave no answer (exit %" PRId64
 		                ", signal %d)",
 		                r->uid, status, sig);
-	if (status == 0 && !sc->cut &&
-	    sscanf(sc->line, "ok %" SCNu64 " %" SCNu64 " %lf%n", &h, &dv, &fl,
-	           &n) == 3 &&
-	    sc->line[n] == '\0') {
+	int nf = -1;
+	if (status == 0 && !sc->cut) {
+		/* our own worker's line; its whole format is checked below (3
+		 * fields, then the end of the line) */
+		// NOLINTNEXTLINE(cert-err34-c)
+		nf = sscanf(sc->line, "ok %" SCNu64 " %" SCNu64 " %lf%n", &h,
+		            &dv, &fl, &n);
+	}
+	if (nf == 3 && sc->line[n] == '\0') {
 		r->est.host_bytes = r->sj.host_bytes = h;
 		r->est.device_bytes = r->sj.device_bytes = dv;
 		r->est.flops = r->sj.flops = fl;

@@ -404,7 +404,8 @@ migrate(struct store *s)
 
 	if ((err = pragma_text(s, "PRAGMA user_version", buf, sizeof(buf))))
 		return err;
-	/* NOLINTNEXTLINE(cert-err34-c): SQLite prints user_version, an int */
+	/* SQLite prints user_version, an int */
+	// NOLINTNEXTLINE(cert-err34-c)
 	ver = atoi(buf);
 	if (ver > STORE_SCHEMA_VERSION) {
 		snprintf(s->msg, sizeof(s->msg),

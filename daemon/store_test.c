@@ -1166,8 +1166,8 @@ run_crash(struct fx *f, int kill_it)
 		long long id;
 		int st;
 		struct job_row r;
-		/* NOLINTNEXTLINE(cert-err34-c): the test's own child wrote it
-		 */
+		/* the test's own child wrote it */
+		// NOLINTNEXTLINE(cert-err34-c)
 		if (sscanf(ln, "%lld %d", &id, &st) != 2)
 			break; /* a torn last line */
 		assert_int_equal(store_get_job(f->s, id, &r), 0);

@@ -19,7 +19,8 @@ sysmem_bytes(const char *key)
 		return 0;
 	while (fgets(line, sizeof(line), f) != NULL) {
 		if (strncmp(line, key, kl) == 0 && line[kl] == ':') {
-			/* NOLINTNEXTLINE(cert-err34-c): the kernel writes it */
+			/* the kernel writes it */
+			// NOLINTNEXTLINE(cert-err34-c)
 			if (sscanf(line + kl + 1, "%" SCNu64, &kb) != 1)
 				kb = 0;
 			break;

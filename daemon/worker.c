@@ -172,8 +172,8 @@ worker_progress_line(struct worker *w, const char *line)
 	char stage[64] = "";
 	int n = 0;
 
-	/* NOLINTNEXTLINE(cert-err34-c): < 1 on no number; range checked below
-	 */
+	/* < 1 on no number; range checked below */
+	// NOLINTNEXTLINE(cert-err34-c)
 	if (sscanf(line, "progress %lf %n", &frac, &n) < 1 || n == 0)
 		return;
 	snprintf(stage, sizeof(stage), "%s", line + n);
@@ -330,8 +330,6 @@ worker_exit_cb(void *arg, int64_t status, int sig)
 
 	if (status == 0 && sig == 0) {
 		st = JOB_DONE;
-		/* NOLINTNEXTLINE(bugprone-branch-clone): before the drain test
-		 */
 	} else if (w->over_limit && sig != 0) {
 		/* not requeued: it would run past the limit again */
 		st = JOB_FAILED;
@@ -362,6 +360,9 @@ worker_exit_cb(void *arg, int64_t status, int sig)
 		code = NQ_EFAILED;
 		snprintf(msg, sizeof(msg), "%s; %d attempt%s", why, attempts,
 		         attempts == 1 ? "" : "s");
+		/* the same verdict as the status == 3 branch below, which must
+		 * come after the drain test */
+		// NOLINTNEXTLINE(bugprone-branch-clone)
 	} else if (w->cancel && (status == 3 || sig != 0)) {
 		st = JOB_CANCELED;
 		code = NQ_ECANCELED;

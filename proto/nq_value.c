@@ -181,8 +181,8 @@ nq_map_set(struct nq_map *m, const char *key, struct nq_value *v)
 	i = nq_map_find(m, key);
 	if (i >= 0) {
 		nq_value_free(&m->vals[i]);
-		/* NOLINTNEXTLINE(clang-analyzer-core.NullDereference): i >= 0:
-		 * n > 0, vals set */
+		/* i >= 0: n > 0, vals set */
+		// NOLINTNEXTLINE(clang-analyzer-core.NullDereference)
 		m->vals[i] = *v;
 		v->kind = NQ_NIL;
 		return 0;

@@ -118,7 +118,7 @@ val_eq(const struct nq_value *a, const struct nq_value *b)
 	case NQ_INT:
 		return a->u.i == b->u.i;
 	case NQ_FLOAT: /* bitwise: NaN payloads and -0.0 must survive */
-		/* NOLINTNEXTLINE(bugprone-suspicious-memory-comparison) */
+		// NOLINTNEXTLINE(bugprone-suspicious-memory-comparison)
 		return memcmp(&a->u.f, &b->u.f, sizeof(double)) == 0;
 	case NQ_STR:
 		return a->u.str.len == b->u.str.len &&

@@ -341,8 +341,11 @@ term_size(int *w, int *h)
 	if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0) {
 		*w = ws.ws_col;
 		*h = ws.ws_row;
-	} else if (cols != NULL && atoi(cols) > 0) {
-		*w = atoi(cols);
+	} else if (cols != NULL) {
+		char *end;
+		long c = strtol(cols, &end, 10);
+		if (end != cols && *end == '\0' && c > 0 && c <= 10000)
+			*w = (int) c;
 	}
 	if (*w < TOP_MIN_WIDTH)
 		*w = TOP_MIN_WIDTH;

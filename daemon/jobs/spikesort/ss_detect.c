@@ -377,8 +377,8 @@ ss_cluster(const struct ss_config *cfg, const struct kern_backend *kb,
 			              cfg->split_dprime, &rng, side, work)) {
 				/* partition idx by side, stable */
 				int a = 0;
-				/* NOLINTNEXTLINE(clang-analyzer-optin.portability.UnixAPI):
-				 * len >= 2 * min_size >= 10 */
+				/* len >= 2 * min_size >= 10 */
+				// NOLINTNEXTLINE(clang-analyzer-optin.portability.UnixAPI)
 				int *tmp = malloc(sizeof(int) * (size_t) len);
 				if (tmp == NULL)
 					goto out;

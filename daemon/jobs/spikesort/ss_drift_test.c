@@ -143,8 +143,8 @@ test_hist_depth(void **state)
 				found = i;
 			}
 		}
-		/* NOLINTNEXTLINE(bugprone-integer-division): the row of found
-		 */
+		/* the row of found */
+		// NOLINTNEXTLINE(bugprone-integer-division)
 		double y = d.y0 + (found / SS_DRIFT_NAMP + 0.5) * d.bin_um;
 		assert_true(fabs(y - 433) <= 5);
 		assert_true(fabs(tot - sqrt(2 * M_PI) * 2) < 0.05);

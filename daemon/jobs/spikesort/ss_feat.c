@@ -274,8 +274,8 @@ ss_feat_writeat(int dirfd, unsigned mode, const char *dir,
 					double acc = 0;
 					for (int a = 0; a < nt; a++)
 						acc += v[a] * x[a];
-					/* NOLINTNEXTLINE(clang-analyzer-core.NullDereference):
-					 * e > s, so feat holds nbuf > 0 */
+					/* e > s, so feat holds nbuf > 0 */
+					// NOLINTNEXTLINE(clang-analyzer-core.NullDereference)
 					fs[(size_t) q * nc + j] = (float) acc;
 				}
 		}

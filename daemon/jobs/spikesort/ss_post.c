@@ -387,9 +387,9 @@ ss_post(const struct ss_config *cfg, const struct ss_templates *tp,
 			const int64_t *x = tt + start[k];
 			for (int64_t i = 0; i < cnt; i++)
 				for (int64_t j = i + 1; j < cnt; j++) {
-					/* NOLINTNEXTLINE(clang-analyzer-core.UndefinedBinaryOperatorResult):
-					 * counts[] are tallied from clust[]
+					/* counts[] are tallied from clust[]
 					 * above, start[k] + cnt <= m */
+					// NOLINTNEXTLINE(clang-analyzer-core.UndefinedBinaryOperatorResult)
 					int64_t d = x[j] - x[i];
 					if (d >= b1)
 						break;

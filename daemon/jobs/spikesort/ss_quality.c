@@ -165,7 +165,7 @@ ss_q_amplitude_cutoff(const float *a, int64_t n, int nbins, double sigma,
 	}
 	h = calloc((size_t) nbins, sizeof(int64_t));
 	pdf = malloc(sizeof(int64_t) * (size_t) nbins);
-	w = malloc(sizeof(double) * (size_t) (2 * rad + 1));
+	w = calloc(2 * (size_t) rad + 1, sizeof(double));
 	if (!h || !pdf || !w) {
 		free(h);
 		free(pdf);

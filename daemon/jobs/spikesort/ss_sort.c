@@ -176,8 +176,8 @@ fnv(uint64_t h, const void *p, size_t n)
 {
 	const unsigned char *c = p;
 	for (size_t i = 0; i < n; i++)
-		/* NOLINTNEXTLINE(clang-analyzer-core.UndefinedBinaryOperatorResult):
-		 * callers hash set arrays */
+		/* callers hash set arrays */
+		// NOLINTNEXTLINE(clang-analyzer-core.UndefinedBinaryOperatorResult)
 		h = (h ^ c[i]) * 0x100000001b3ULL;
 	return h;
 }
@@ -495,8 +495,8 @@ update_templates(struct run *r, struct ss_templates *tp, const double *acc,
 			continue;
 		double nrm = 0;
 		for (size_t i = 0; i < L; i++)
-			/* NOLINTNEXTLINE(clang-analyzer-core.UndefinedBinaryOperatorResult):
-			 * acc is calloc'd */
+			/* acc is calloc'd */
+			// NOLINTNEXTLINE(clang-analyzer-core.UndefinedBinaryOperatorResult)
 			nrm += acc[k * L + i] * acc[k * L + i];
 		nrm = sqrt(nrm);
 		for (size_t i = 0; i < L; i++)
@@ -674,8 +674,8 @@ stage_learn(struct run *r, struct ss_templates *tp, double *t_detect)
 		size_t L = (size_t) C * nt;
 		free(acc);
 		free(cnt);
-		/* NOLINTNEXTLINE(clang-analyzer-optin.portability.UnixAPI): K >
-		 * 0, C * nt > 0 */
+		/* K > 0, C * nt > 0 */
+		// NOLINTNEXTLINE(clang-analyzer-optin.portability.UnixAPI)
 		acc = calloc((size_t) tp->K * L, sizeof(double));
 		cnt = calloc((size_t) tp->K, sizeof(int64_t));
 		if (!acc || !cnt) {
@@ -734,8 +734,8 @@ stage_learn(struct run *r, struct ss_templates *tp, double *t_detect)
 		snprintf(r->msg, r->msglen, "cannot write checkpoint");
 out:
 	for (int i = 0; i < r->ncache; i++)
-		/* NOLINTNEXTLINE(clang-analyzer-core.NullDereference): ncache >
-		 * 0 only with a cache */
+		/* ncache > 0 only with a cache */
+		// NOLINTNEXTLINE(clang-analyzer-core.NullDereference)
 		free(r->cache[i]);
 	free(r->cache);
 	free(r->cache_core);
