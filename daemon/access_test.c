@@ -128,7 +128,7 @@ static void
 test_threads(void **state)
 {
 	struct passwd *pw = getpwnam("nobody");
-	struct group *gr;
+	struct group *gr = NULL;
 	struct access *a;
 	struct hammer h[4];
 	pthread_t t[4];

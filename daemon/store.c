@@ -61,8 +61,7 @@ static const char *const migrations[] = {
         "ALTER TABLE jobs ADD COLUMN purged_us INTEGER NOT NULL DEFAULT 0;",
         /* 2 -> 3: quotas; what the job's spool dir holds (rows from before
          * count 0 until they end) */
-        "ALTER TABLE jobs ADD COLUMN spool_bytes INTEGER NOT NULL"
-        " DEFAULT 0;",
+        "ALTER TABLE jobs ADD COLUMN spool_bytes INTEGER NOT NULL DEFAULT 0;",
 };
 #define STORE_SCHEMA_VERSION \
 	((int) (sizeof(migrations) / sizeof(migrations[0])))
