@@ -29,11 +29,13 @@ else
 
 	OUT=$PWD/demo-out
 	rm -rf "$OUT" && mkdir -p "$OUT"
-	export NEUROQ_URL=ipc://$OUT/neuroq.sock
+	# the daemon's sockets and state in directories of their own: no job
+	# input or output may lie in them (the data stay in $OUT)
+	export NEUROQ_URL=ipc://$OUT/run/neuroq.sock
 	NEUROQ="$BUILD/client/neuroq"
 
 	echo "== starting neuroqd (state in $OUT/state, log in $OUT/neuroqd.log)"
-	"$BUILD/daemon/neuroqd" --listen "$NEUROQ_URL" --events "ipc://$OUT/events.sock" \
+	"$BUILD/daemon/neuroqd" --listen "$NEUROQ_URL" --events "ipc://$OUT/run/events.sock" \
 		--state-dir "$OUT/state" >"$OUT/neuroqd.log" 2>&1 &
 	DAEMON=$!
 	trap 'kill -TERM $DAEMON 2>/dev/null; wait $DAEMON 2>/dev/null || true' EXIT
