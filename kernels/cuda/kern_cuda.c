@@ -325,6 +325,24 @@ solver_tail(struct kern_cuda_ctx *c, const char *what, int rc, int *h_info,
 	return rc;
 }
 
+/* The lower triangle of A reduced to tridiagonal d, e (reflectors in A and
+ * tau), in the buffer's precision; tridiag_qt and syev_side both start so. */
+static int
+sytrd(struct kern_cuda_ctx *c, enum kern_dtype dt, int n, void *A, int lda,
+      void *d, void *e, void *tau, void *work, int lwork)
+{
+	if (dt == KERN_F64)
+		return solver_check("cusolverDnDsytrd",
+		                    cusolverDnDsytrd(c->solver,
+		                                     CUBLAS_FILL_MODE_LOWER, n,
+		                                     A, lda, d, e, tau, work,
+		                                     lwork, c->d_info));
+	return solver_check("cusolverDnSsytrd",
+	                    cusolverDnSsytrd(c->solver, CUBLAS_FILL_MODE_LOWER,
+	                                     n, A, lda, d, e, tau, work, lwork,
+	                                     c->d_info));
+}
+
 /* ---- memory */
 
 static int
@@ -817,20 +835,7 @@ cuda_tridiag_qt(void *ctx, enum kern_dtype dt, int64_t n, void *A, int64_t lda,
 	if (rc == 0) {
 		tau = ws.d;
 		work = (char *) ws.d + (size_t) n * es;
-		if (dt == KERN_F64)
-			rc = solver_check(
-			        "cusolverDnDsytrd",
-			        cusolverDnDsytrd(c->solver,
-			                         CUBLAS_FILL_MODE_LOWER, ni, A,
-			                         (int) lda, d, e, tau, work,
-			                         lwork, c->d_info));
-		else
-			rc = solver_check(
-			        "cusolverDnSsytrd",
-			        cusolverDnSsytrd(c->solver,
-			                         CUBLAS_FILL_MODE_LOWER, ni, A,
-			                         (int) lda, d, e, tau, work,
-			                         lwork, c->d_info));
+		rc = sytrd(c, dt, ni, A, (int) lda, d, e, tau, work, lwork);
 	}
 	/* sytrd's devInfo is 0 or negative; ormtr reuses tau and work */
 	rc = solver_tail(c, "cusolverDnXsytrd", rc, &h_info,
@@ -1017,20 +1022,7 @@ cuda_syev_side(void *ctx, enum kern_dtype dt, int64_t n, void *A, int64_t lda,
 		dd = (char *) tau + (size_t) n * es;
 		de = (char *) dd + (size_t) n * es;
 		work = (char *) de + (size_t) n * es;
-		if (dt == KERN_F64)
-			rc = solver_check(
-			        "cusolverDnDsytrd",
-			        cusolverDnDsytrd(c->solver,
-			                         CUBLAS_FILL_MODE_LOWER, ni, A,
-			                         (int) lda, dd, de, tau, work,
-			                         lwork, c->d_info));
-		else
-			rc = solver_check(
-			        "cusolverDnSsytrd",
-			        cusolverDnSsytrd(c->solver,
-			                         CUBLAS_FILL_MODE_LOWER, ni, A,
-			                         (int) lda, dd, de, tau, work,
-			                         lwork, c->d_info));
+		rc = sytrd(c, dt, ni, A, (int) lda, dd, de, tau, work, lwork);
 	}
 	/* ws stays: ormtr needs tau and the reflectors' work */
 	rc = solver_tail(c, "cusolverDnXsytrd", rc, &h_info, NULL);
