@@ -33,6 +33,8 @@
 	X(EIO, 44, "I/O error")                                 \
 	X(ENOTSUP, 45, "not supported by this build")           \
 	X(EQUOTA, 46, "user quota exceeded")                    \
+	X(ENOSPACE, 47, "not enough free disk space")           \
+	X(EBUSY, 48, "daemon is busy, retry later")             \
 	X(EINTERNAL, 60, "internal error")                      \
 	X(ESHUTDOWN, 61, "daemon is shutting down")             \
 	X(ETIMEDOUT, 62, "timed out")

@@ -232,6 +232,18 @@ class QuotaExceeded(ResourceError):
     code, name, text = 46, "EQUOTA", "user quota exceeded"
 
 
+class NoSpace(ResourceError):
+    """ENOSPACE (47): not enough free disk space."""
+
+    code, name, text = 47, "ENOSPACE", "not enough free disk space"
+
+
+class Busy(ResourceError):
+    """EBUSY (48): daemon is busy, retry later."""
+
+    code, name, text = 48, "EBUSY", "daemon is busy, retry later"
+
+
 class Internal(DaemonError):
     """EINTERNAL (60): internal error."""
 
@@ -255,7 +267,7 @@ CLASSES: tuple[type[NeuroqError], ...] = (
     Proto, TooBig, Version, BadOp, BadType, BadParam, BadArray, BadData, BadDevice,
     NoJob, PermissionDenied, BadState, Canceled, Failed,
     OutOfMemory, NoDevice, DeviceFault, TooLarge, IOFailure, NotSupported,
-    QuotaExceeded,
+    QuotaExceeded, NoSpace, Busy,
     Internal, ShuttingDown, TimedOut,
 )
 
