@@ -26,10 +26,12 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "client" / "python"))
+sys.path.insert(0, str(REPO / "tests" / "common"))
 
 import neuroq  # noqa: E402
+from nq_build import build_dir, require  # noqa: E402
 
-BUILD = Path(os.environ.get("NEUROQ_BUILD", REPO / "build"))
+BUILD = build_dir()
 NEUROQD = BUILD / "daemon" / "neuroqd"
 WORKER = BUILD / "daemon" / "neuroq-worker"
 CLI = BUILD / "client" / "neuroq"
@@ -44,12 +46,7 @@ LONG_JOB = (1500, 60, 4)
 
 
 def _need_binaries():
-    missing = [str(p) for p in (NEUROQD, WORKER, CLI) if not os.access(p, os.X_OK)]
-    if missing:
-        msg = f"not built: {', '.join(missing)} (set NEUROQ_BUILD)"
-        if "NEUROQ_BUILD" in os.environ:
-            pytest.fail(msg)
-        pytest.skip(msg)
+    require(NEUROQD, WORKER, CLI)
 
 
 # ---- data
