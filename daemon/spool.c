@@ -686,8 +686,6 @@ spool_write_outputs(const char *job_dir, const struct nq_map *out, char *msg,
 		rc = NQ_ENOMEM;
 		goto fail;
 	}
-	/* result.json: the scalars, for people and scripts without msgpack */
-	nq_json_obj_begin(&js);
 	for (size_t i = 0; i < out->n; i++) {
 		const char *name = out->keys[i];
 		const struct nq_value *v = &out->vals[i];
@@ -719,11 +717,9 @@ spool_write_outputs(const char *job_dir, const struct nq_map *out, char *msg,
 			snprintf(msg, msglen, "out of memory");
 			goto fail;
 		}
-		nq_json_key(&js, name);
-		nq_json_value(&js, v);
 	}
-	nq_json_obj_end(&js);
-	nq_json_raw(&js, "\n");
+	/* result.json: the scalars, for people and scripts without msgpack */
+	nq_json_result(&js, out);
 	if (nq_json_finish(&js) != 0) {
 		rc = NQ_ENOMEM;
 		snprintf(msg, msglen, "out of memory");
