@@ -220,8 +220,9 @@ test_values(void **state)
 	nq_json_init_buf(&w, NQ_JSON_LINES);
 	nq_json_result(&w, m);
 	assert_int_equal(nq_json_finish(&w), 0);
-	assert_string_equal(w.buf, "{\n  \"n\": 7,\n  \"f\": null,\n  \"s\": "
-	                           "\"a \\\"quoted\\\" word\",\n  \"nil\": null\n}\n");
+	assert_string_equal(w.buf,
+	                    "{\n  \"n\": 7,\n  \"f\": null,\n  \"s\": "
+	                    "\"a \\\"quoted\\\" word\",\n  \"nil\": null\n}\n");
 	nq_json_free(&w);
 	nq_json_init_buf(&w, NQ_JSON_LINES);
 	nq_json_result(&w, NULL); /* no outputs at all */
