@@ -1,6 +1,6 @@
 /* config.c — see config.h. */
 #include "config.h"
-#include "sysmem.h"
+#include "nq_sysmem.h"
 
 #include "log.h"
 #include "nq_error.h"
@@ -150,7 +150,7 @@ config_defaults(struct config *c, char *msg, size_t msglen)
 	else
 		snprintf(c->state_dir, sizeof(c->state_dir), "/var/lib/neuroq");
 
-	c->cpu_memory_bytes = sysmem_bytes("MemTotal") / 10 * 8;
+	c->cpu_memory_bytes = nq_sysmem_bytes("MemTotal") / 10 * 8;
 
 	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
 	if (n <= 0) {
