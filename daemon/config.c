@@ -440,8 +440,11 @@ config_finish(struct config *c, char *msg, size_t msglen)
 {
 	int under_run = 0;
 
+	/* a system service's socket dir (/run/neuroq), not a user's own
+	 * runtime dir (/run/user/UID): a user daemon stays 0600 */
 	for (int i = 0; i < c->nlisten; i++) {
-		if (strncmp(c->listen[i], "ipc:///run/", 11) == 0)
+		if (strncmp(c->listen[i], "ipc:///run/", 11) == 0 &&
+		    strncmp(c->listen[i], "ipc:///run/user/", 16) != 0)
 			under_run = 1;
 	}
 	if (!config_mode_set)
