@@ -22,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "diskspace.h"
 #include "nq_clock.h"
 #include "nq_error.h"
 
@@ -232,10 +233,20 @@ fit_len(const char *s, size_t cap)
 static int
 fail_sql(struct store *s, int rc, const char *what)
 {
-	snprintf(s->msg, sizeof(s->msg), "%s: %s", what,
-	         s->db != NULL ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
+	char note[400] = "";
+	const char *db =
+	        s->db != NULL ? sqlite3_db_filename(s->db, "main") : NULL;
+
+	/* a full disk is named as such, with the filesystem's free bytes */
+	if ((rc & 0xff) == SQLITE_FULL && db != NULL && db[0] != '\0')
+		diskspace_note(db, note, sizeof(note));
+	snprintf(s->msg, sizeof(s->msg), "%s: %s%s", what,
+	         s->db != NULL ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc),
+	         note);
 	if ((rc & 0xff) == SQLITE_NOMEM)
 		return NQ_ENOMEM;
+	if ((rc & 0xff) == SQLITE_FULL)
+		return NQ_ENOSPACE;
 	return NQ_EIO;
 }
 
