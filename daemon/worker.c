@@ -461,6 +461,9 @@ worker_retry_cb(uv_timer_t *t)
 			free(e);
 			continue;
 		}
+		log_debug("job end still not recorded id=%" PRId64
+		          " error=\"%s\"",
+		          e->id, store_errmsg(d->store));
 		p = &e->next;
 	}
 	if (d->starts_held && !d->draining)

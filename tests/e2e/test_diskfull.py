@@ -13,18 +13,18 @@ import contextlib
 import errno
 import os
 import shutil
+import signal
 import sqlite3
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from conftest import (LONG_JOB, Daemon, Frozen, _need_binaries, _reap_workers,
-                      make_data, run_worker, assert_same_result, wait_all,
-                      wait_state)
+                      assert_same_result, make_data, run_worker, wait_all,
+                      wait_state, worker_pids)
 
 import neuroq
 
@@ -240,3 +240,62 @@ def test_end_in_error_file_survives_restart():
         assert j["error"] == msg
         assert "job end recorded from its error file" in d.log_path.read_text()
         c.close()
+
+
+def test_done_row_kept_until_it_lands():
+    """The worker wrote its outputs, then the disk filled before the daemon
+    wrote the DONE row: the end is kept (status says DONE meanwhile) and
+    written once space returns; the job is neither RUNNING forever nor
+    FAILED with its results on disk."""
+    with tmpfs_daemon({"min_free_bytes": 0}, size=160 * MiB) as (d, mnt):
+        c = d.client()
+        data = make_data(*LONG_JOB, seed=5)
+        job = c.submit("gsn", inputs={"data": data}).id
+        frozen = Frozen(d, c, job)
+        os.kill(d.proc.pid, signal.SIGSTOP)  # the daemon sees nothing now
+        try:
+            frozen.thaw()
+            deadline = time.monotonic() + 120
+            while worker_pids(d.state, job):
+                assert time.monotonic() < deadline, "worker did not finish"
+                time.sleep(0.1)
+            assert (mnt / "jobs" / str(job) / "out" / "result.mp").exists()
+            filler = fill(mnt)
+        finally:
+            os.kill(d.proc.pid, signal.SIGCONT)
+        j = wait_state(c, job, ("DONE", "FAILED", "CANCELED"), timeout=30, poll=0.2)
+        assert j["state"] == "DONE", j
+        log = d.log_path.read_text()
+        assert "cannot record the job's end" in log and "state=DONE" in log, log[-2000:]
+        assert rows(mnt / "neuroq.db")[job] == 1  # still RUNNING in the store
+        filler.unlink()
+        deadline = time.monotonic() + 30
+        while rows(mnt / "neuroq.db")[job] != 2:
+            assert time.monotonic() < deadline, "DONE row never landed"
+            time.sleep(0.2)
+        res = c.result(job)
+        assert res["cN"].shape == (LONG_JOB[0], LONG_JOB[0])
+        c.close()
+        d.stop()
+        assert quick_check(mnt / "neuroq.db") == [("ok",)]
+
+
+def test_outside_reader_leaves_the_wal(daemon):
+    """Another process that opens and closes neuroq.db (an administrator's
+    sqlite3, a backup, these tests) must not take the live database for
+    unused: it would checkpoint and delete the WAL under the daemon, whose
+    later commits then go to an unlinked file and are lost at the next
+    start. (Found here: the store's own open()/close() of the file after
+    SQLite opened it dropped SQLite's POSIX lock on it.)"""
+    c = daemon.client()
+    first = c.submit("gsn", inputs={"data": small(20)}).id
+    wait_all(c, [first], timeout=60)
+    db = daemon.state / "neuroq.db"
+    assert rows(db) == {first: 2}
+    assert (daemon.state / "neuroq.db-wal").exists()
+    second = c.submit("gsn", inputs={"data": small(21)}).id
+    wait_all(c, [second], timeout=60)
+    assert rows(db) == {first: 2, second: 2}
+    c.close()
+    daemon.kill()  # no clean close: what is not in the files is gone
+    assert rows(db) == {first: 2, second: 2}
