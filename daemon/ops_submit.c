@@ -596,13 +596,19 @@ submit_quota(struct req *r)
 }
 
 /* The state filesystem's watermark (min_free_bytes), before anything is
- * staged: the message's size stands for what the submit writes. */
+ * staged: the message's size stands for what the submit writes. A resend
+ * of a submit that made its job is never refused (it writes nothing). */
 static int
 submit_space(struct req *r)
 {
 	struct diskspace ds;
+	const char *idem = NULL;
+	int64_t id;
 	int rc;
 
+	if (nq_get_str(r->m, "idem", &idem, r->msg, r->msglen) == 0 &&
+	    store_find_idem(r->d->store, r->uid, idem, &id) == 0)
+		return 0;
 	if (diskspace_stat(r->d->cfg->state_dir, &ds) != 0)
 		return 0; /* unknown: staging says what goes wrong */
 	rc = diskspace_admit(&ds, r->len, r->d->cfg->min_free_bytes, r->msg,

@@ -127,9 +127,12 @@ def test_submit_refused_below_watermark(tmp_path):
     watermark = 6 * MiB
     with tmpfs_daemon({"min_free_bytes": watermark}) as (d, mnt):
         c = d.client()
-        ok = c.submit("gsn", inputs={"data": small(1)}).id
+        ok = c.submit("gsn", inputs={"data": small(1)}, idem="df-1").id
         wait_all(c, [ok], timeout=60)
         filler = fill(mnt, leave=4 * MiB)
+        # a resend of a submit that made its job writes nothing: answered
+        again = c.submit("gsn", inputs={"data": small(1)}, idem="df-1")
+        assert again.id == ok and again.existing
         free = free_bytes(mnt)
         assert free < watermark
         with pytest.raises(neuroq.errors.NoSpace) as ei:
