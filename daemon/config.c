@@ -66,6 +66,7 @@ const struct config_key config_keys[] = {
         {"max_spool_bytes_per_user", CONFIG_BYTES, F(max_spool_bytes_per_user),
          BYTES, "100G"},
         {"http_listen", CONFIG_STR, F(http_listen), 0, 0, NULL, NULL},
+        {"min_free_bytes", CONFIG_BYTES, F(min_free_bytes), BYTES, "64M"},
 };
 const size_t config_nkeys = sizeof(config_keys) / sizeof(config_keys[0]);
 

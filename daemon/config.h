@@ -39,6 +39,7 @@ struct config {
 	uint64_t max_spool_bytes_per_user; /* 0 = unlimited */
 	int tcp_unauthenticated;           /* tcp:// listening allowed */
 	char http_listen[256];             /* monitoring host:port; "" = off */
+	uint64_t min_free_bytes; /* state fs free space watermark; 0 = off */
 };
 
 /*

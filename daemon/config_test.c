@@ -84,6 +84,13 @@ test_file(void **state)
 	assert_int_equal(c.max_queued_jobs_per_user, 1000);
 	assert_true(c.max_spool_bytes_per_user == (100ull << 30));
 	assert_int_equal(c.tcp_unauthenticated, 0);
+	assert_true(c.min_free_bytes == (64ull << 20));
+	assert_int_equal(
+	        config_set(&c, "min_free_bytes", "1G", msg, sizeof(msg)), 0);
+	assert_true(c.min_free_bytes == (1ull << 30));
+	assert_int_equal(
+	        config_set(&c, "min_free_bytes", "0", msg, sizeof(msg)), 0);
+	assert_true(c.min_free_bytes == 0);
 
 	snprintf(path, sizeof(path), "%s/ok.conf", tmpdir);
 	write_text(path, "# comment\n\n"

@@ -21,6 +21,7 @@ struct probe;
 struct sched;
 struct store;
 struct worker;
+struct worker_end;
 
 struct daemon {
 	uv_loop_t *loop;
@@ -43,6 +44,12 @@ struct daemon {
 	/* NEUROQ_TEST_SPOOL_DELAY_MS, read once at start (tests only): a
 	 * submit's staging work item sleeps this long after writing */
 	unsigned test_spool_delay_ms;
+	/* a full disk (worker.c): job ends the store has not taken yet, and
+	 * starts held; the retry timer writes / tries them every 2 s */
+	struct worker_end *ends;
+	int starts_held;
+	uv_timer_t retry_timer;
+	int retry_init;
 };
 
 #endif

@@ -255,6 +255,44 @@ load_queue(struct daemon *d)
 	return rc;
 }
 
+/* RUNNING rows whose job had ended: its error file was written, the row
+ * was not (a full disk, then a stop or a crash: worker.c keeps such ends
+ * in memory only). The file's verdict becomes the row, so the restart does
+ * not run the job again. ECANCELED files are left to store_recover2 (a
+ * drain's SIGTERM also writes one). */
+static void
+settle_ended(struct daemon *d)
+{
+	struct store_filter f = {
+	        .state = JOB_RUNNING, .any_owner = 1, .oldest_first = 1};
+	struct queued q = {0};
+	size_t settled = 0;
+
+	if (store_list(d->store, &f, queued_cb, &q) != 0) {
+		free(q.rows);
+		return;
+	}
+	for (size_t i = 0; i < q.n; i++) {
+		char jd[4096], msg[1024];
+		int code;
+		if (spool_job_dir(d->cfg->state_dir, q.rows[i].id, jd,
+		                  sizeof(jd)) != 0 ||
+		    spool_read_error(jd, &code, msg, sizeof(msg)) != 0 ||
+		    code == NQ_ECANCELED || code == 0)
+			continue;
+		if (store_mark_final(d->store, q.rows[i].id, JOB_FAILED, code,
+		                     msg) == 0) {
+			settled++;
+			log_notice("job end recorded from its error file "
+			           "id=%" PRId64 " error=%s",
+			           q.rows[i].id, nq_errname(code));
+		}
+	}
+	if (settled > 0)
+		log_notice("ended jobs recorded at start-up jobs=%zu", settled);
+	free(q.rows);
+}
+
 static int
 socket_dir_mode(const struct config *c)
 {
@@ -516,6 +554,7 @@ main(int argc, char **argv)
 			goto out_store;
 		}
 	}
+	settle_ended(&d);
 	if (store_recover2(d.store, cfg.max_attempts, &requeued, &failed,
 	                   &canceled) != 0) {
 		log_err("start-up recovery failed error=\"%s\"",
@@ -616,6 +655,7 @@ main(int argc, char **argv)
 	uv_close((uv_handle_t *) &sig_int, NULL);
 	uv_close((uv_handle_t *) &sig_hup, NULL);
 	uv_close((uv_handle_t *) &retention_timer, NULL);
+	worker_close(&d);
 	probe_close(&d);
 out_net:
 	http_close(http);

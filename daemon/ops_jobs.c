@@ -35,11 +35,23 @@ static int
 job_map(const struct daemon *d, const struct job_row *j, struct nq_map **out)
 {
 	struct nq_map *m = nq_map_new();
-	int rc;
+	struct job_row ended;
+	const char *emsg;
+	int rc, st, code;
 
 	*out = NULL;
 	if (m == NULL)
 		return NQ_ENOMEM;
+	/* a full disk: the job ended, its row could not say so yet (worker.c
+	 * writes it when it can); answer with the end, not RUNNING */
+	if (j->state == JOB_RUNNING &&
+	    worker_pending_end(d, j->id, &st, &code, &emsg)) {
+		ended = *j;
+		ended.state = (enum job_state) st;
+		ended.error_code = code;
+		snprintf(ended.error, sizeof(ended.error), "%s", emsg);
+		j = &ended;
+	}
 	if ((rc = nq_map_set_int(m, "id", j->id)) ||
 	    (rc = nq_map_set_str(m, "type", j->type)) ||
 	    (rc = nq_map_set_str(m, "state", job_state_name(j->state))) ||

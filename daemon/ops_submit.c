@@ -7,6 +7,7 @@
 #include "config.h"
 #include "daemon.h"
 #include "devname.h"
+#include "diskspace.h"
 #include "events.h"
 #include "job_type.h"
 #include "liveness.h"
@@ -209,6 +210,21 @@ submit_check_work(struct req *r)
 	return 0;
 }
 
+/* Threadpool: a file of the staging dir could not be written (errno):
+ * ENOSPACE naming the filesystem for a full disk, else EIO; the staging dir
+ * goes. */
+static int
+submit_stage_fail(struct req *r, const char *name)
+{
+	char path[4200];
+	int e = errno, rc;
+
+	snprintf(path, sizeof(path), "%s/%s", r->tmp, name);
+	rc = diskspace_msg(r->msg, r->msglen, "cannot write", path, e);
+	spool_rm_rf(r->tmp);
+	return rc;
+}
+
 /* Threadpool: params.mp and in/ into a fresh staging dir (fsynced). */
 static int
 submit_stage_work(struct req *r)
@@ -216,16 +232,10 @@ submit_stage_work(struct req *r)
 	int rc = spool_stage(r->path, r->params, r->inputs, r->tmp,
 	                     sizeof(r->tmp), r->msg, r->msglen);
 
-	if (rc == 0 && (rc = spool_write_umask(r->tmp, r->umask)) != 0) {
-		req_fail(r, rc, "cannot write %s/umask: %s", r->tmp,
-		         strerror(errno));
-		spool_rm_rf(r->tmp);
-	}
-	if (rc == 0 && (rc = liveness_write(r->tmp, r->time_limit_s)) != 0) {
-		req_fail(r, rc, "cannot write %s/time_limit: %s", r->tmp,
-		         strerror(errno));
-		spool_rm_rf(r->tmp);
-	}
+	if (rc == 0 && spool_write_umask(r->tmp, r->umask) != 0)
+		rc = submit_stage_fail(r, "umask");
+	if (rc == 0 && liveness_write(r->tmp, r->time_limit_s) != 0)
+		rc = submit_stage_fail(r, "time_limit");
 	if (rc == 0) {
 		struct spool_meta m = {.owner = r->uid,
 		                       .priority = r->sj.priority,
@@ -236,11 +246,8 @@ submit_stage_work(struct req *r)
 		snprintf(m.device_req, sizeof(m.device_req), "%s",
 		         r->sj.device_req);
 		snprintf(m.idem, sizeof(m.idem), "%s", r->idem);
-		if ((rc = spool_write_meta(r->tmp, &m)) != 0) {
-			req_fail(r, rc, "cannot write %s/job: %s", r->tmp,
-			         strerror(errno));
-			spool_rm_rf(r->tmp);
-		}
+		if (spool_write_meta(r->tmp, &m) != 0)
+			rc = submit_stage_fail(r, "job");
 	}
 	if (rc == 0)
 		spool_fsync_dir(r->tmp); /* umask and job too */
@@ -589,6 +596,33 @@ submit_quota(struct req *r)
 	return quota_check(&l, &use, r->len, r->msg, r->msglen);
 }
 
+/* The state filesystem's watermark (min_free_bytes), before anything is
+ * staged: the message's size stands for what the submit writes. A resend
+ * of a submit that made its job is never refused (it writes nothing). */
+static int
+submit_space(struct req *r)
+{
+	struct diskspace ds;
+	const char *idem = NULL;
+	int64_t id;
+	int rc;
+
+	if (nq_get_str(r->m, "idem", &idem, r->msg, r->msglen) == 0 &&
+	    store_find_idem(r->d->store, r->uid, idem, &id) == 0)
+		return 0;
+	if (diskspace_stat(r->d->cfg->state_dir, &ds) != 0)
+		return 0; /* unknown: staging says what goes wrong */
+	rc = diskspace_admit(&ds, r->len, r->d->cfg->min_free_bytes, r->msg,
+	                     r->msglen);
+	if (rc != 0)
+		log_warn("submit refused: not enough free space uid=%" PRIu32
+		         " filesystem=%s free_bytes=%" PRIu64
+		         " min_free_bytes=%" PRIu64 " need=%zu",
+		         r->uid, ds.mount, ds.free_bytes,
+		         r->d->cfg->min_free_bytes, (size_t) r->len);
+	return rc;
+}
+
 /* submit: quotas → check (threadpool) → fits? (loop) → stage the files
  * (threadpool) → row, queue, reply (loop). */
 int
@@ -601,6 +635,8 @@ ops_submit(struct req *r)
 		                "the daemon is shutting down; submit again "
 		                "after it restarts");
 	if ((rc = submit_quota(r)) != 0)
+		return rc;
+	if ((rc = submit_space(r)) != 0)
 		return rc;
 	r->msg[0] = '\0';
 	return req_defer(r, submit_check_work, submit_checked);

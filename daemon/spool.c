@@ -1,6 +1,8 @@
 /* spool.c — see spool.h. */
 #include "spool.h"
 
+#include "diskspace.h"
+
 #include "nq_error.h"
 #include "nq_json.h"
 #include "nq_npy.h"
@@ -105,7 +107,8 @@ spool_write_umask(const char *dir, unsigned um)
 
 	if (spool_path(path, sizeof(path), dir, "umask", NULL) != 0)
 		return NQ_EIO;
-	return spool_write_file(path, buf, (size_t) n) == 0 ? 0 : NQ_EIO;
+	errno = spool_write_file(path, buf, (size_t) n);
+	return errno == 0 ? 0 : NQ_EIO;
 }
 
 unsigned
@@ -320,10 +323,9 @@ spool_stage(const char *state_dir, const struct nq_map *params,
 		return NQ_EIO;
 	}
 	if (mkdtemp(tmp) == NULL) {
-		snprintf(msg, msglen, "cannot create %s: %s", tmp,
-		         strerror(errno));
+		rc = diskspace_msg(msg, msglen, "cannot create", tmp, errno);
 		tmp[0] = '\0';
-		return NQ_EIO;
+		return rc;
 	}
 	if (chmod(tmp, SPOOL_JOB_DIR_MODE) != 0) {
 		snprintf(msg, msglen, "cannot chmod %s: %s", tmp,
@@ -346,24 +348,19 @@ spool_stage(const char *state_dir, const struct nq_map *params,
 	e = spool_write_file(path, buf, len);
 	free(buf);
 	if (e != 0) {
-		snprintf(msg, msglen, "cannot write %s: %s", path, strerror(e));
-		rc = NQ_EIO;
+		rc = diskspace_msg(msg, msglen, "cannot write", path, e);
 		goto fail;
 	}
 	spool_path(path, sizeof(path), tmp, "in", NULL);
 	if (mkdir(path, SPOOL_JOB_DIR_MODE) != 0 ||
 	    chmod(path, SPOOL_JOB_DIR_MODE) != 0) {
-		snprintf(msg, msglen, "cannot create %s: %s", path,
-		         strerror(errno));
-		rc = NQ_EIO;
+		rc = diskspace_msg(msg, msglen, "cannot create", path, errno);
 		goto fail;
 	}
 	spool_path(path, sizeof(path), tmp, "ckpt", NULL);
 	if (mkdir(path, SPOOL_JOB_DIR_MODE) != 0 ||
 	    chmod(path, SPOOL_JOB_DIR_MODE) != 0) {
-		snprintf(msg, msglen, "cannot create %s: %s", path,
-		         strerror(errno));
-		rc = NQ_EIO;
+		rc = diskspace_msg(msg, msglen, "cannot create", path, errno);
 		goto fail;
 	}
 	/* in.sha256: "<hex>  in/<name>.npy" lines (sha256sum -c reads it),
@@ -396,11 +393,16 @@ spool_stage(const char *state_dir, const struct nq_map *params,
 		char rel[128];
 		snprintf(rel, sizeof(rel), "in/%s.npy", name);
 		spool_path(path, sizeof(path), tmp, rel, NULL);
+		errno = 0;
 		rc = nq_npy_write(path, &inputs->vals[i].u.arr);
 		if (rc == 0 && chmod(path, SPOOL_FILE_MODE) != 0)
 			rc = NQ_EIO;
 		if (rc != 0) {
-			snprintf(msg, msglen, "cannot write %s", path);
+			if (errno != 0)
+				rc = diskspace_msg(msg, msglen, "cannot write",
+				                   path, errno);
+			else
+				snprintf(msg, msglen, "cannot write %s", path);
 			goto fail;
 		}
 		char hex[NQ_SHA256_HEX];
@@ -415,8 +417,7 @@ spool_stage(const char *state_dir, const struct nq_map *params,
 	}
 	spool_path(path, sizeof(path), tmp, SPOOL_MANIFEST, NULL);
 	if ((e = spool_write_file(path, manifest, mlen)) != 0) {
-		snprintf(msg, msglen, "cannot write %s: %s", path, strerror(e));
-		rc = NQ_EIO;
+		rc = diskspace_msg(msg, msglen, "cannot write", path, e);
 		goto fail;
 	}
 	free(manifest);
@@ -501,7 +502,8 @@ spool_write_error(const char *job_dir, int code, const char *message)
 	         message == NULL ? "" : message);
 	e = spool_write_file(path, buf, (size_t) n);
 	free(buf);
-	return e == 0 ? 0 : NQ_EIO;
+	errno = e;
+	return e == 0 ? 0 : diskspace_code(e);
 }
 
 int
@@ -676,11 +678,8 @@ spool_write_outputs(const char *job_dir, const struct nq_map *out, char *msg,
 	spool_path(tmp, sizeof(tmp), job_dir, "out.tmp", NULL);
 	spool_path(fin, sizeof(fin), job_dir, "out", NULL);
 	spool_rm_rf(tmp);
-	if (mkdir(tmp, SPOOL_JOB_DIR_MODE) != 0) {
-		snprintf(msg, msglen, "cannot create %s: %s", tmp,
-		         strerror(errno));
-		return NQ_EIO;
-	}
+	if (mkdir(tmp, SPOOL_JOB_DIR_MODE) != 0)
+		return diskspace_msg(msg, msglen, "cannot create", tmp, errno);
 	scal = nq_map_new();
 	if (scal == NULL) {
 		rc = NQ_ENOMEM;
@@ -701,9 +700,16 @@ spool_write_outputs(const char *job_dir, const struct nq_map *out, char *msg,
 			}
 			snprintf(rel, sizeof(rel), "%s.npy", name);
 			spool_path(path, sizeof(path), tmp, rel, NULL);
+			errno = 0;
 			rc = nq_npy_write(path, &v->u.arr);
 			if (rc != 0) {
-				snprintf(msg, msglen, "cannot write %s", path);
+				if (errno != 0)
+					rc = diskspace_msg(msg, msglen,
+					                   "cannot write", path,
+					                   errno);
+				else
+					snprintf(msg, msglen, "cannot write %s",
+					         path);
 				goto fail;
 			}
 			continue;
@@ -728,8 +734,7 @@ spool_write_outputs(const char *job_dir, const struct nq_map *out, char *msg,
 	spool_path(path, sizeof(path), tmp, "result.json", NULL);
 	e = spool_write_file(path, js.buf, js.len);
 	if (e != 0) {
-		snprintf(msg, msglen, "cannot write %s: %s", path, strerror(e));
-		rc = NQ_EIO;
+		rc = diskspace_msg(msg, msglen, "cannot write", path, e);
 		goto fail;
 	}
 	{
@@ -744,8 +749,7 @@ spool_write_outputs(const char *job_dir, const struct nq_map *out, char *msg,
 	spool_path(path, sizeof(path), tmp, "result.mp", NULL);
 	e = spool_write_file(path, mp, mplen);
 	if (e != 0) {
-		snprintf(msg, msglen, "cannot write %s: %s", path, strerror(e));
-		rc = NQ_EIO;
+		rc = diskspace_msg(msg, msglen, "cannot write", path, e);
 		goto fail;
 	}
 	spool_fsync_dir(tmp);
@@ -888,7 +892,8 @@ spool_write_meta(const char *dir, const struct spool_meta *m)
 	if (n < 0 || (size_t) n >= sizeof(buf) ||
 	    spool_path(path, sizeof(path), dir, "job", NULL) != 0)
 		return NQ_EIO;
-	return spool_write_file(path, buf, (size_t) n) == 0 ? 0 : NQ_EIO;
+	errno = spool_write_file(path, buf, (size_t) n);
+	return errno == 0 ? 0 : NQ_EIO;
 }
 
 /* Even-length lower-case hex of at most n - 1 bytes, decoded into out

@@ -22,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "diskspace.h"
 #include "nq_clock.h"
 #include "nq_error.h"
 
@@ -232,10 +233,20 @@ fit_len(const char *s, size_t cap)
 static int
 fail_sql(struct store *s, int rc, const char *what)
 {
-	snprintf(s->msg, sizeof(s->msg), "%s: %s", what,
-	         s->db != NULL ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
+	char note[400] = "";
+	const char *db =
+	        s->db != NULL ? sqlite3_db_filename(s->db, "main") : NULL;
+
+	/* a full disk is named as such, with the filesystem's free bytes */
+	if ((rc & 0xff) == SQLITE_FULL && db != NULL && db[0] != '\0')
+		diskspace_note(db, note, sizeof(note));
+	snprintf(s->msg, sizeof(s->msg), "%s: %s%s", what,
+	         s->db != NULL ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc),
+	         note);
 	if ((rc & 0xff) == SQLITE_NOMEM)
 		return NQ_ENOMEM;
+	if ((rc & 0xff) == SQLITE_FULL)
+		return NQ_ENOSPACE;
 	return NQ_EIO;
 }
 
@@ -433,19 +444,26 @@ migrate(struct store *s)
 #define STORE_FILE_MODE 0600
 
 /* path, path-wal and path-shm made STORE_FILE_MODE when they exist (an
- * older daemon left them 0644), the database created so when new: SQLite
- * gives the -wal/-shm it creates the database's mode. 0 or errno. */
+ * older daemon left them 0644), and with create (before SQLite opens it)
+ * the database created so when new: SQLite gives the -wal/-shm it creates
+ * the database's mode. 0 or errno. */
 static int
-store_private(const char *path)
+store_private(const char *path, int create)
 {
 	static const char *const sfx[] = {"", "-wal", "-shm"};
 	char p[4096];
-	int fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC,
-	              STORE_FILE_MODE);
 
-	if (fd < 0)
-		return errno;
-	close(fd);
+	/* only before SQLite opens the file: a close() of any fd of it drops
+	 * every POSIX lock this process holds on it, SQLite's SHARED lock
+	 * too, and another process's connection would then take the file as
+	 * unused and delete the WAL under our feet (later commits lost) */
+	if (create) {
+		int fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC,
+		              STORE_FILE_MODE);
+		if (fd < 0)
+			return errno;
+		close(fd);
+	}
 	for (size_t i = 0; i < 3; i++) {
 		struct stat st;
 		if ((size_t) snprintf(p, sizeof(p), "%s%s", path, sfx[i]) >=
@@ -477,7 +495,7 @@ store_open(struct store **out, const char *path, char *msg, size_t msglen)
 			snprintf(msg, msglen, "out of memory");
 		return NQ_ENOMEM;
 	}
-	if ((err = store_private(path)) != 0) {
+	if ((err = store_private(path, 1)) != 0) {
 		snprintf(s->msg, sizeof(s->msg), "cannot make it private: %s",
 		         strerror(err));
 		err = NQ_EIO;
@@ -512,7 +530,7 @@ store_open(struct store **out, const char *path, char *msg, size_t msglen)
 	if ((err = migrate(s)))
 		goto fail;
 	/* again, now that WAL made its files: checked, not assumed */
-	if ((err = store_private(path)) != 0) {
+	if ((err = store_private(path, 0)) != 0) {
 		snprintf(s->msg, sizeof(s->msg), "cannot make it private: %s",
 		         strerror(err));
 		err = NQ_EIO;

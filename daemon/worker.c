@@ -4,6 +4,7 @@
 #include "child.h"
 #include "config.h"
 #include "daemon.h"
+#include "diskspace.h"
 #include "events.h"
 #include "liveness.h"
 #include "log.h"
@@ -48,7 +49,26 @@ struct worker {
 	int64_t limit_s;              /* this attempt's time limit */
 	int hung;                     /* we sent SIGKILL: no heartbeat */
 	int over_limit;               /* we sent SIGKILL: past limit_s */
+	/* its "error CODE msg" line: the error file could not be written */
+	int line_code;
+	char line_msg[256];
 };
+
+/* A job's end that the store did not take (a full disk): kept here and
+ * written again by the retry timer until it lands (README.md, Disk full). */
+struct worker_end {
+	struct worker_end *next;
+	int64_t id;
+	enum job_state st;
+	int code;
+	int spooled; /* its error file is written (not for DONE) */
+	char msg[1024];
+};
+
+#define WORKER_RETRY_MS 2000 /* pending ends, held starts */
+/* d->starts_held: why starts wait (logged once, when that changes) */
+#define WORKER_HELD_SPACE 1 /* below min_free_bytes */
+#define WORKER_HELD_STORE 2 /* the store could not mark a job RUNNING */
 
 #define WORKER_LIVENESS_MS 500
 
@@ -202,6 +222,17 @@ worker_line_cb(void *arg, const char *line, size_t len, int cut)
 	(void) len;
 	/* any line is a sign of life; "heartbeat" is nothing more */
 	w->beat_ms = uv_now(w->d->loop);
+	if (!cut && strncmp(line, "error ", 6) == 0) {
+		char name[32];
+		int n = 0, code;
+		if (sscanf(line, "error %31s %n", name, &n) >= 1 && n > 0 &&
+		    (code = nq_errcode(name)) > 0) {
+			w->line_code = code;
+			snprintf(w->line_msg, sizeof(w->line_msg), "%s",
+			         line + n);
+		}
+		return;
+	}
 	if (!cut)
 		worker_progress_line(w, line);
 }
@@ -314,6 +345,167 @@ worker_count_bytes(struct daemon *d, int64_t id, const char *jd)
 		        store_errmsg(d->store));
 }
 
+static void worker_retry_cb(uv_timer_t *t);
+
+/* The retry timer runs while a job's end waits for the store or starts are
+ * held (a full disk); it stops itself when neither. */
+static void
+worker_retry_arm(struct daemon *d)
+{
+	if (!d->retry_init) {
+		uv_timer_init(d->loop, &d->retry_timer);
+		d->retry_timer.data = d;
+		d->retry_init = 1;
+	}
+	if (!uv_is_active((uv_handle_t *) &d->retry_timer))
+		uv_timer_start(&d->retry_timer, worker_retry_cb,
+		               WORKER_RETRY_MS, WORKER_RETRY_MS);
+}
+
+/* One try at writing e: the spool's error file (what a restart and
+ * neuroqd --recover read; until it is on disk), then the row. 0 once the
+ * store has it (or will never take it: the job is not running any more). */
+static int
+worker_end_try(struct daemon *d, struct worker_end *e)
+{
+	char jd[4096];
+	int rc;
+
+	spool_job_dir(d->cfg->state_dir, e->id, jd, sizeof(jd));
+	/* the spool records every end that is not DONE, also the ones the
+	 * daemon decided (crashes, liveness): neuroqd --recover reads it */
+	if (e->st != JOB_DONE && !e->spooled &&
+	    spool_write_error(jd, e->code, e->msg) == 0)
+		e->spooled = 1;
+	rc = store_mark_final(d->store, e->id, e->st, e->code, e->msg);
+	if (rc == NQ_ENOSPACE || rc == NQ_EIO || rc == NQ_ENOMEM)
+		return rc;
+	if (rc != 0)
+		log_warn("job end not recorded id=%" PRId64 " state=%s "
+		         "error=\"%s\"",
+		         e->id, job_state_name(e->st), store_errmsg(d->store));
+	else
+		worker_count_bytes(d, e->id, jd);
+	events_publish_id(d, e->id);
+	return 0;
+}
+
+/* A job ended: its row, or, when the store cannot take it (a full disk),
+ * an entry in d->ends that the retry timer writes until it lands. The job
+ * is never left RUNNING with no worker and nothing to finish it. */
+static void
+worker_end(struct daemon *d, int64_t id, enum job_state st, int code,
+           const char *msg)
+{
+	struct worker_end *e = calloc(1, sizeof(*e));
+	struct worker_end one = {.id = id, .st = st, .code = code};
+	int rc;
+
+	snprintf(one.msg, sizeof(one.msg), "%s", msg);
+	rc = worker_end_try(d, &one);
+	if (rc == 0) {
+		free(e);
+		return;
+	}
+	log_err("cannot record the job's end, retrying every %d s "
+	        "id=%" PRId64 " state=%s error=\"%s\"",
+	        WORKER_RETRY_MS / 1000, id, job_state_name(st),
+	        store_errmsg(d->store));
+	if (e == NULL) {
+		/* a restart requeues the RUNNING row (or reads its error
+		 * file): the job runs again, it is not lost */
+		log_err("out of memory: job end kept on disk only id=%" PRId64,
+		        id);
+		return;
+	}
+	*e = one;
+	e->next = d->ends;
+	d->ends = e;
+	worker_retry_arm(d);
+}
+
+/* Held starts: the state filesystem is below min_free_bytes. Logged when
+ * that changes, not at every try. 1 when starts must wait. */
+static int
+worker_space_low(struct daemon *d)
+{
+	struct diskspace ds;
+	uint64_t min = d->cfg->min_free_bytes;
+
+	if (min == 0 || diskspace_stat(d->cfg->state_dir, &ds) != 0)
+		return 0;
+	if (ds.free_bytes >= min)
+		return 0;
+	if (d->starts_held != WORKER_HELD_SPACE)
+		log_warn("starts held: the state filesystem is below its "
+		         "watermark; queued jobs wait filesystem=%s "
+		         "free_bytes=%" PRIu64 " min_free_bytes=%" PRIu64,
+		         ds.mount, ds.free_bytes, min);
+	return 1;
+}
+
+static void
+worker_retry_cb(uv_timer_t *t)
+{
+	struct daemon *d = t->data;
+	struct worker_end **p = &d->ends;
+
+	while (*p != NULL) {
+		struct worker_end *e = *p;
+		if (worker_end_try(d, e) == 0) {
+			log_notice("job end recorded id=%" PRId64 " state=%s "
+			           "error=%s",
+			           e->id, job_state_name(e->st),
+			           nq_errname(e->code));
+			*p = e->next;
+			free(e);
+			continue;
+		}
+		log_debug("job end still not recorded id=%" PRId64
+		          " error=\"%s\"",
+		          e->id, store_errmsg(d->store));
+		p = &e->next;
+	}
+	if (d->starts_held && !d->draining)
+		worker_start_more(d); /* clears starts_held when they go */
+	if (d->ends == NULL && (!d->starts_held || d->draining))
+		uv_timer_stop(t);
+}
+
+int
+worker_pending_end(const struct daemon *d, int64_t id, int *state, int *code,
+                   const char **msg)
+{
+	for (const struct worker_end *e = d->ends; e != NULL; e = e->next) {
+		if (e->id == id) {
+			*state = (int) e->st;
+			*code = e->code;
+			*msg = e->msg;
+			return 1;
+		}
+	}
+	return 0;
+}
+
+void
+worker_close(struct daemon *d)
+{
+	while (d->ends != NULL) {
+		struct worker_end *e = d->ends;
+		d->ends = e->next;
+		log_err("job end not recorded at stop; the restart requeues "
+		        "the job (or reads its error file) id=%" PRId64
+		        " state=%s",
+		        e->id, job_state_name(e->st));
+		free(e);
+	}
+	if (d->retry_init) {
+		uv_timer_stop(&d->retry_timer);
+		uv_close((uv_handle_t *) &d->retry_timer, NULL);
+		d->retry_init = 0;
+	}
+}
+
 /* The worker exited and its last progress line was read. */
 static void
 worker_exit_cb(void *arg, int64_t status, int sig)
@@ -405,7 +597,13 @@ worker_exit_cb(void *arg, int64_t status, int sig)
 		         strsignal(sig), attempts, attempts == 1 ? "" : "s");
 	} else {
 		st = JOB_FAILED;
-		if (spool_read_error(jd, &code, msg, sizeof(msg)) != 0) {
+		if (spool_read_error(jd, &code, msg, sizeof(msg)) == 0) {
+			; /* the worker's own words */
+		} else if (w->line_code > 0) {
+			/* it could not write them: a full disk */
+			code = w->line_code;
+			snprintf(msg, sizeof(msg), "%s", w->line_msg);
+		} else {
 			code = status == 2 ? NQ_EINTERNAL : NQ_EFAILED;
 			snprintf(msg, sizeof(msg),
 			         "worker exited with status %" PRId64
@@ -415,19 +613,11 @@ worker_exit_cb(void *arg, int64_t status, int sig)
 		if (code == NQ_ECANCELED)
 			st = JOB_CANCELED;
 	}
-	/* the spool records every end that is not DONE, also the ones the
-	 * daemon decided (crashes, liveness): neuroqd --recover reads it */
-	if (st != JOB_DONE)
-		spool_write_error(jd, code, msg);
-	if (store_mark_final(d->store, w->id, st, code, msg) != 0)
-		log_err("store write failed id=%" PRId64 " error=\"%s\"", w->id,
-		        store_errmsg(d->store));
-	worker_count_bytes(d, w->id, jd);
 	log_info("job finished id=%" PRId64 " state=%s device=%s "
 	         "exit=%" PRId64 " signal=%d error=%s message=\"%s\"",
 	         w->id, job_state_name(st), w->device, status, sig,
 	         nq_errname(code), msg);
-	events_publish_id(d, w->id);
+	worker_end(d, w->id, st, code, msg);
 done:
 	worker_free(w); /* the child is gone with this callback */
 	if (d->draining) {
@@ -497,6 +687,13 @@ worker_spawn(struct daemon *d, struct worker *w, char *msg, size_t msglen)
 	return rc == 0 ? 0 : NQ_EINTERNAL;
 }
 
+static void
+worker_resume(struct daemon *d)
+{
+	log_notice("starts resumed: the state filesystem has room again");
+	d->starts_held = 0;
+}
+
 void
 worker_start_more(struct daemon *d)
 {
@@ -504,6 +701,17 @@ worker_start_more(struct daemon *d)
 	size_t dev;
 	uint64_t grant;
 
+	if (d->draining)
+		return;
+	/* below the watermark a start would only fail its job (or the
+	 * store's write): the queue waits, the retry timer looks again */
+	if (worker_space_low(d)) {
+		d->starts_held = WORKER_HELD_SPACE;
+		worker_retry_arm(d);
+		return;
+	}
+	if (d->starts_held == WORKER_HELD_SPACE)
+		worker_resume(d);
 	while (!d->draining && sched_next(d->sched, &sj, &dev, &grant) == 1) {
 		const struct sched_device *sd = sched_device_at(d->sched, dev);
 		struct job_row row;
@@ -524,7 +732,29 @@ worker_start_more(struct daemon *d)
 		rc = store_get_job(d->store, sj.id, &row);
 		if (rc == 0)
 			rc = store_mark_running(d->store, sj.id, sd->name);
+		if (rc == NQ_ENOSPACE || rc == NQ_EIO || rc == NQ_ENOMEM) {
+			/* the store cannot write (a full disk): the job stays
+			 * QUEUED, in its place, and starts when it can */
+			if (d->starts_held != WORKER_HELD_STORE)
+				log_err("cannot start job, kept queued; "
+				        "retrying every %d s id=%" PRId64
+				        " error=\"%s\"",
+				        WORKER_RETRY_MS / 1000, sj.id,
+				        store_errmsg(d->store));
+			sched_release(d->sched, sj.id);
+			free(w);
+			if (sched_enqueue(d->sched, &sj) != 0)
+				log_err("out of memory: job waits for a "
+				        "restart id=%" PRId64,
+				        sj.id);
+			d->starts_held = WORKER_HELD_STORE;
+			worker_retry_arm(d);
+			return;
+		}
+		if (d->starts_held)
+			worker_resume(d);
 		if (rc != 0) {
+			/* no longer QUEUED (canceled, gone): not ours to run */
 			log_err("cannot start job id=%" PRId64 " error=\"%s\"",
 			        sj.id, store_errmsg(d->store));
 			sched_release(d->sched, sj.id);
@@ -541,8 +771,7 @@ worker_start_more(struct daemon *d)
 			        " error=\"%s\"",
 			        sj.id, msg);
 			sched_release(d->sched, sj.id);
-			store_mark_final(d->store, sj.id, JOB_FAILED, rc, msg);
-			events_publish_id(d, sj.id);
+			worker_end(d, sj.id, JOB_FAILED, rc, msg);
 			free(w);
 			continue;
 		}
@@ -561,6 +790,9 @@ worker_start_more(struct daemon *d)
 		         child_pid(w->child), w->limit_s);
 		events_publish_id(d, w->id);
 	}
+	/* nothing to start, or all started: no start waits for the store */
+	if (d->starts_held && !d->draining)
+		worker_resume(d);
 }
 
 int64_t

@@ -31,6 +31,14 @@ size_t worker_count(const struct daemon *d);
  * requeued (max_attempts); one past its limit is killed and the job FAILS
  * with NQ_ETIMEDOUT (liveness.h). */
 int64_t worker_time_limit_s(const struct daemon *d, int64_t id);
+/* A full disk (README.md, Disk full): 1 with the end of job id that the
+ * store has not taken yet (its row still says RUNNING; the retry timer
+ * writes it every 2 s until it lands), 0 when none waits. */
+int worker_pending_end(const struct daemon *d, int64_t id, int *state,
+                       int *code, const char **msg);
+/* At stop: the retry timer closed; ends still waiting are logged (a
+ * restart requeues their jobs, or reads their error files). */
+void worker_close(struct daemon *d);
 
 /* The arguments that make `neuroq-worker run|check` act as a job's owner:
  * --owner UID --service-gid G (the daemon's gid) --umask U and a --deny

@@ -61,7 +61,9 @@ static const char usage[] =
         "3:\n"
         "canceled by SIGTERM). Progress goes to stdout: 'progress <frac> "
         "<stage>',\n"
-        "and 'heartbeat' every second once the inputs are read.\n"
+        "and 'heartbeat' every second once the inputs are read; when the\n"
+        "error file cannot be written (a full disk), 'error <CODE> "
+        "<message>'.\n"
         "check: the type's submit-time check of STAGEDIR/params.mp as the "
         "owner;\n"
         "prints 'ok <host_bytes> <device_bytes> <flops>' and exits 0, or\n"
@@ -400,8 +402,14 @@ fail(struct wpriv *p, int code, const char *message)
 	wlog(p, "%s error=%s message=\"%s\"",
 	     code == NQ_ECANCELED ? "canceled" : "failed", nq_errname(code),
 	     message);
-	if (spool_write_error(p->dir, code, message) != 0)
-		log_err("cannot write error file dir=%s", p->dir);
+	if (spool_write_error(p->dir, code, message) != 0) {
+		/* a full disk takes the error file too: the daemon reads this
+		 * line instead (worker.c; one line under its 255 bytes) */
+		log_err("cannot write error file dir=%s error=\"%s\"", p->dir,
+		        strerror(errno));
+		printf("error %s %.200s\n", nq_errname(code), message);
+		fflush(stdout);
+	}
 	return code == NQ_ECANCELED ? EXIT_CANCELED : EXIT_FAILED;
 }
 

@@ -280,6 +280,8 @@ fail:
 void
 nq_npy_stream_abort(struct nq_npy_stream *s)
 {
+	int e = errno; /* the failure's cause, for the caller's message */
+
 	if (s->fd >= 0)
 		close(s->fd);
 	if (s->tmp != NULL)
@@ -289,6 +291,7 @@ nq_npy_stream_abort(struct nq_npy_stream *s)
 	memset(s, 0, sizeof(*s));
 	s->fd = -1;
 	s->dirfd = AT_FDCWD;
+	errno = e;
 }
 
 int
