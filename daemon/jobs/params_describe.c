@@ -210,28 +210,52 @@ output_map(const struct output_def *o, struct nq_map *m)
 	return nq_map_set_str(m, "doc", o->doc);
 }
 
-/* m[key] = a list of n maps, the i-th filled by fill(row i). */
-#define SET_ROWS(m, key, rows, n, fill)                          \
-	do {                                                     \
-		struct nq_value l_ = {.kind = NQ_LIST};          \
-		for (size_t i_ = 0; rc == 0 && i_ < (n); i_++) { \
-			struct nq_map *e_ = nq_map_new();        \
-			struct nq_value ev_;                     \
-			if (e_ == NULL) {                        \
-				rc = NQ_ENOMEM;                  \
-				break;                           \
-			}                                        \
-			ev_ = nq_val_map(e_);                    \
-			if ((rc = fill(&(rows)[i_], e_)) == 0)   \
-				rc = push(&l_, &ev_);            \
-			else                                     \
-				nq_value_free(&ev_);             \
-		}                                                \
-		if (rc != 0)                                     \
-			nq_value_free(&l_);                      \
-		else                                             \
-			rc = set_own((m), (key), &l_);           \
-	} while (0)
+/* m[key] = a list of n maps, the i-th filled by fill(rows + i * size). */
+static int
+set_rows(struct nq_map *m, const char *key, const void *rows, size_t n,
+         size_t size, int (*fill)(const void *row, struct nq_map *e))
+{
+	struct nq_value l = {.kind = NQ_LIST};
+	int rc = 0;
+
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		struct nq_map *e = nq_map_new();
+		struct nq_value ev;
+
+		if (e == NULL) {
+			rc = NQ_ENOMEM;
+			break;
+		}
+		ev = nq_val_map(e);
+		if ((rc = fill((const char *) rows + i * size, e)) == 0)
+			rc = push(&l, &ev);
+		else
+			nq_value_free(&ev);
+	}
+	if (rc != 0) {
+		nq_value_free(&l);
+		return rc;
+	}
+	return set_own(m, key, &l);
+}
+
+static int
+fill_param(const void *row, struct nq_map *e)
+{
+	return param_map(row, e);
+}
+
+static int
+fill_input(const void *row, struct nq_map *e)
+{
+	return input_map(row, e);
+}
+
+static int
+fill_output(const void *row, struct nq_map *e)
+{
+	return output_map(row, e);
+}
 
 /* list (a list value) += the common outputs' maps */
 static int
@@ -286,11 +310,13 @@ params_describe(const struct job_desc *d, const char *type_name,
 	}
 	if ((rc = set_own(m, "symbols", &sv)) != 0)
 		goto fail;
-	SET_ROWS(m, "params", d->params, d->nparams, param_map);
-	if (rc == 0)
-		SET_ROWS(m, "inputs", d->inputs, d->ninputs, input_map);
-	if (rc == 0)
-		SET_ROWS(m, "outputs", d->outputs, d->noutputs, output_map);
+	if ((rc = set_rows(m, "params", d->params, d->nparams,
+	                   sizeof(*d->params), fill_param)) ||
+	    (rc = set_rows(m, "inputs", d->inputs, d->ninputs,
+	                   sizeof(*d->inputs), fill_input)) ||
+	    (rc = set_rows(m, "outputs", d->outputs, d->noutputs,
+	                   sizeof(*d->outputs), fill_output)))
+		goto fail;
 	if (rc == 0)
 		rc = add_common((struct nq_value *) nq_map_get(m, "outputs"));
 	if (rc != 0)

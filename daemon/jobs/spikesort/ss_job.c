@@ -67,12 +67,13 @@ static const struct param_def ss_params[] = {
          .doc = "a Kilosort channel map JSON or a probeinterface JSON"},
         {.name = "output_dir",
          .type = PARAM_PATH,
-         .def_text = "<job dir>/phy (only for the daemon's own user)",
+         .def_text = "phy/ in the job's directory (only for the daemon's own "
+                     "user)",
          .doc = "the phy folder to write, made as you with your umask"},
         F("probe_pitch_um", 20, 0.1, 1e4,
           "channel spacing of the default linear probe (µm)"),
-        /* at least 4 templates (nt = 61) long */
-        I("batch", 60000, 4 * 61, 10000000,
+        /* at least 4 templates (nt = 61) long: 244 */
+        I("batch", 60000, 244, 10000000,
           "samples per batch (smaller under a small memory grant)"),
         F("th_detect", 4, 1, 100,
           "spike detection threshold (whitened σ)"),
