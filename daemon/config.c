@@ -1,6 +1,6 @@
 /* config.c — see config.h. */
 #include "config.h"
-#include "sysmem.h"
+#include "nq_sysmem.h"
 
 #include "log.h"
 #include "nq_error.h"
@@ -150,7 +150,7 @@ config_defaults(struct config *c, char *msg, size_t msglen)
 	else
 		snprintf(c->state_dir, sizeof(c->state_dir), "/var/lib/neuroq");
 
-	c->cpu_memory_bytes = sysmem_bytes("MemTotal") / 10 * 8;
+	c->cpu_memory_bytes = nq_sysmem_bytes("MemTotal") / 10 * 8;
 
 	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
 	if (n <= 0) {
@@ -440,8 +440,11 @@ config_finish(struct config *c, char *msg, size_t msglen)
 {
 	int under_run = 0;
 
+	/* a system service's socket dir (/run/neuroq), not a user's own
+	 * runtime dir (/run/user/UID): a user daemon stays 0600 */
 	for (int i = 0; i < c->nlisten; i++) {
-		if (strncmp(c->listen[i], "ipc:///run/", 11) == 0)
+		if (strncmp(c->listen[i], "ipc:///run/", 11) == 0 &&
+		    strncmp(c->listen[i], "ipc:///run/user/", 16) != 0)
 			under_run = 1;
 	}
 	if (!config_mode_set)

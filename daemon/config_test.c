@@ -197,6 +197,48 @@ test_tcp_opt_in(void **state)
 	assert_string_equal(c.admin_group, "lab-admins");
 }
 
+/* socket_mode's default (PROTOCOL.md §1): 0600 for a user daemon, also in
+ * its own runtime dir under /run/user/UID; 0660 for root or a service's
+ * socket under /run/; an explicit setting wins. */
+static void
+test_socket_mode_default(void **state)
+{
+	static const struct {
+		const char *listen, *set;
+		int system, want;
+	} cases[] = {
+	        {"ipc:///run/user/1000/neuroq/neuroq.sock", NULL, 0, 0600},
+	        {"ipc:///tmp/x/a.sock", NULL, 0, 0600},
+	        {"ipc:///run/neuroq/neuroq.sock", NULL, 0, 0660},
+	        {"ipc:///run/user-sockets/n.sock", NULL, 0, 0660},
+	        {"ipc:///run/user/1000/neuroq/neuroq.sock", NULL, 1, 0660},
+	        {"ipc:///tmp/x/a.sock", NULL, 1, 0660},
+	        {"ipc:///run/user/1000/neuroq/neuroq.sock", "0660", 0, 0660},
+	        {"ipc:///run/neuroq/neuroq.sock", "0600", 1, 0600},
+	};
+	struct config c;
+	char msg[512];
+
+	(void) state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		assert_int_equal(config_defaults(&c, msg, sizeof(msg)), 0);
+		c.system = cases[i].system;
+		assert_int_equal(config_set(&c, "listen", cases[i].listen, msg,
+		                            sizeof(msg)),
+		                 0);
+		if (cases[i].set != NULL)
+			assert_int_equal(config_set(&c, "socket_mode",
+			                            cases[i].set, msg,
+			                            sizeof(msg)),
+			                 0);
+		assert_int_equal(config_finish(&c, msg, sizeof(msg)), 0);
+		if (c.socket_mode != cases[i].want)
+			fail_msg("case %zu (%s): socket_mode 0%o, want 0%o", i,
+			         cases[i].listen, (unsigned) c.socket_mode,
+			         (unsigned) cases[i].want);
+	}
+}
+
 static void
 test_file_errors(void **state)
 {
@@ -595,6 +637,7 @@ main(void)
 	        cmocka_unit_test(test_file),
 	        cmocka_unit_test(test_file_errors),
 	        cmocka_unit_test(test_tcp_opt_in),
+	        cmocka_unit_test(test_socket_mode_default),
 	        cmocka_unit_test(test_worker_default),
 	        cmocka_unit_test(test_table),
 	        cmocka_unit_test(test_example_file),

@@ -1,6 +1,6 @@
 /* devices.c — see devices.h. */
 #include "devices.h"
-#include "sysmem.h"
+#include "nq_sysmem.h"
 
 #include "log.h"
 #include "nq_clock.h"
@@ -119,7 +119,7 @@ devices_run_probe(const char *worker, char *buf, size_t len, char *msg,
 uint64_t
 devices_mem_available(void)
 {
-	return sysmem_bytes("MemAvailable");
+	return nq_sysmem_available();
 }
 
 /* Is name selected by the comma list (empty = all; "cuda" = all cuda)? */
@@ -267,8 +267,8 @@ devices_discover(const struct config *cfg, struct sched *s,
 		memset(c, 0, sizeof(*c));
 		snprintf(c->name, sizeof(c->name), "cpu");
 		c->kind = SCHED_CPU;
-		c->mem_total = sysmem_bytes("MemTotal");
-		c->mem_free = sysmem_bytes("MemAvailable");
+		c->mem_total = nq_sysmem_bytes("MemTotal");
+		c->mem_free = nq_sysmem_available();
 	}
 	for (size_t i = 0; i < nall; i++)
 		all[i].probed_at = nq_wall_s();

@@ -64,8 +64,11 @@ job_map(const struct daemon *d, const struct job_row *j, struct nq_map **out)
 	                         (int64_t) j->est_device_bytes)) ||
 	    (rc = nq_map_set_int(m, "error_code", j->error_code)) ||
 	    (rc = nq_map_set_str(m, "error", j->error)) ||
+	    /* a stop still to come: the row keeps the request (start-up
+	     * recovery reads it), a final job has nothing left to stop */
 	    (rc = nq_map_set_bool(m, "cancel_requested",
-	                          j->cancel_requested)) ||
+	                          j->cancel_requested &&
+	                                  !job_state_final(j->state))) ||
 	    (rc = nq_map_set_bool(m, "purged", j->purged_us != 0))) {
 		nq_map_free(m);
 		return rc;
@@ -358,12 +361,15 @@ ops_result(struct req *r)
 
 	if ((rc = need_id(r, &id)) != 0)
 		return rc;
+	/* nil is not absent (PROTOCOL.md §2) */
 	names = nq_map_get(r->m, "names");
-	if (names != NULL && names->kind == NQ_NIL)
-		names = NULL;
 	if (names != NULL && names->kind != NQ_LIST)
 		return req_fail(r, NQ_EBADPARAM,
-		                "names: expected a list of output names");
+		                "names: expected a list of output names%s",
+		                names->kind == NQ_NIL
+		                        ? ", got nil (leave names out for "
+		                          "every output)"
+		                        : "");
 	if ((rc = load_job(r, id, &row)) != 0)
 		return rc;
 	if (row.purged_us != 0)

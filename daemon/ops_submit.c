@@ -235,6 +235,7 @@ submit_stage_work(struct req *r)
 		snprintf(m.type, sizeof(m.type), "%s", r->jt->name);
 		snprintf(m.device_req, sizeof(m.device_req), "%s",
 		         r->sj.device_req);
+		snprintf(m.idem, sizeof(m.idem), "%s", r->idem);
 		if ((rc = spool_write_meta(r->tmp, &m)) != 0) {
 			req_fail(r, rc, "cannot write %s/job: %s", r->tmp,
 			         strerror(errno));

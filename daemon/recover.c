@@ -108,6 +108,7 @@ recover_one(struct store *s, const char *state_dir, int64_t id,
 	row.owner = m.owner;
 	row.priority = m.priority;
 	snprintf(row.device_req, sizeof(row.device_req), "%s", m.device_req);
+	snprintf(row.idem, sizeof(row.idem), "%s", m.idem);
 	row.est_host_bytes = m.host_bytes;
 	row.est_device_bytes = m.device_bytes;
 	row.est_flops = m.flops;

@@ -38,6 +38,17 @@ runas_threads(void)
 	return n;
 }
 
+/* The message for a daemon that lacks the capability `cap` (errno e). */
+static void
+refuse_uid(char *msg, size_t msglen, uid_t me, uid_t uid, const char *cap,
+           int e)
+{
+	snprintf(msg, msglen,
+	         "this daemon runs as uid %u and cannot run jobs as uid %u "
+	         "(no %s: %s)",
+	         (unsigned) me, (unsigned) uid, cap, strerror(e));
+}
+
 int
 runas_owner(uid_t uid, gid_t service_gid, char *msg, size_t msglen)
 {
@@ -101,18 +112,12 @@ runas_owner(uid_t uid, gid_t service_gid, char *msg, size_t msglen)
 	}
 	if (setgroups((size_t) ng, groups) != 0) {
 		e = errno;
-		snprintf(msg, msglen,
-		         "this daemon runs as uid %u and cannot run jobs as "
-		         "uid %u (no CAP_SETGID: %s)",
-		         (unsigned) me, (unsigned) uid, strerror(e));
+		refuse_uid(msg, msglen, me, uid, "CAP_SETGID", e);
 		goto out;
 	}
 	if (setgid(pw.pw_gid) != 0) {
 		e = errno;
-		snprintf(msg, msglen,
-		         "this daemon runs as uid %u and cannot run jobs as "
-		         "uid %u (no CAP_SETGID: %s)",
-		         (unsigned) me, (unsigned) uid, strerror(e));
+		refuse_uid(msg, msglen, me, uid, "CAP_SETGID", e);
 		goto out;
 	}
 	/* a daemon given CAP_SETUID as ambient capabilities keeps them across
@@ -120,10 +125,7 @@ runas_owner(uid_t uid, gid_t service_gid, char *msg, size_t msglen)
 	prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
 	if (setuid(uid) != 0) {
 		e = errno;
-		snprintf(msg, msglen,
-		         "this daemon runs as uid %u and cannot run jobs as "
-		         "uid %u (no CAP_SETUID: %s)",
-		         (unsigned) me, (unsigned) uid, strerror(e));
+		refuse_uid(msg, msglen, me, uid, "CAP_SETUID", e);
 		goto out;
 	}
 	{

@@ -564,7 +564,8 @@ sched_fits_ever(const struct sched *s, const struct sched_job *j)
 		    ledger_fits(d->capacity, 0, estimate_on(d, j), s->headroom))
 			return 0;
 	}
-	return exists ? NQ_ETOOLARGE : NQ_EBADDEVICE;
+	/* a well-formed name this server has no device for */
+	return exists ? NQ_ETOOLARGE : NQ_ENODEV;
 }
 
 /* Fairness order: fewest running, then least recent start, then the

@@ -73,7 +73,8 @@ int sched_dequeue(struct sched *s, int64_t id);
 size_t sched_queued(const struct sched *s);
 
 /* 0 if the job could run on some device when that device is idle, else
- * NQ_ETOOLARGE (too big everywhere) or NQ_EBADDEVICE (no such device). */
+ * NQ_ETOOLARGE (too big everywhere), NQ_ENODEV (a device name this server
+ * has no device for) or NQ_EBADDEVICE (not a device name). */
 int sched_fits_ever(const struct sched *s, const struct sched_job *j);
 
 /* Pick the next job to start: removes it from the queue, reserves its bytes

@@ -394,8 +394,8 @@ test_auto(void **state)
 	enq(s, 6, 1, 0, "auto", 3 * GiB, 40 * GiB);
 	assert_int_equal(pick(s, &dev, NULL), 6);
 	assert_int_equal(dev, DEV_CPU);
-	/* "" is not auto (devname.h: one spelling per name): never fits,
-	 * never picked */
+	/* "" is not auto (devname.h: one spelling per name): not a device
+	 * name, never picked */
 	struct sched_job e = mk(7, 1, 0, "", GiB, GiB);
 	assert_int_equal(sched_fits_ever(s, &e), NQ_EBADDEVICE);
 	enq(s, 7, 1, 0, "", GiB, GiB);
@@ -434,7 +434,7 @@ test_cuda_any_and_n(void **state)
 	assert_int_equal(pick(s, &dev, NULL), 4);
 	assert_int_equal(dev, DEV_CUDA0);
 	/* case matters (devname.h, as the server at submit): "CUDA:0" is
-	 * no device; never picked */
+	 * not a device name; never picked */
 	sched_release(s, 4);
 	struct sched_job u = mk(5, 1, 0, "CUDA:0", 0, GiB);
 	assert_int_equal(sched_fits_ever(s, &u), NQ_EBADDEVICE);
@@ -481,19 +481,22 @@ test_fits_ever(void **state)
 	/* estimates near 2^64 do not wrap around */
 	j = mk(1, 1, 0, "auto", UINT64_MAX, UINT64_MAX - HEADROOM + 1);
 	assert_int_equal(sched_fits_ever(s, &j), NQ_ETOOLARGE);
-	/* devices that do not exist, or names that are not devices */
+	/* names that are not devices: EBADDEVICE */
 	static const char *const bad[] = {
-	        "cuda:2", "cuda:", "cuda:1x", "cuda:-1",
-	        "gpu",    "cpu:0", " cpu",    "cuda:99999999999"};
+	        "cuda:", "cuda:1x", "cuda:-1",         "gpu",
+	        "cpu:0", " cpu",    "cuda:99999999999"};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		j = mk(1, 1, 0, bad[i], 0, 0);
 		assert_int_equal(sched_fits_ever(s, &j), NQ_EBADDEVICE);
 	}
+	/* a device name this server has no device for: ENODEV */
+	j = mk(1, 1, 0, "cuda:2", 0, 0);
+	assert_int_equal(sched_fits_ever(s, &j), NQ_ENODEV);
 	/* a cpu-only host: no "cuda" at all, "auto" is the cpu */
 	j = mk(1, 1, 0, "cuda", 0, 0);
-	assert_int_equal(sched_fits_ever(c, &j), NQ_EBADDEVICE);
+	assert_int_equal(sched_fits_ever(c, &j), NQ_ENODEV);
 	j = mk(1, 1, 0, "cuda:0", 0, 0);
-	assert_int_equal(sched_fits_ever(c, &j), NQ_EBADDEVICE);
+	assert_int_equal(sched_fits_ever(c, &j), NQ_ENODEV);
 	j = mk(1, 1, 0, "auto", GiB, 60 * GiB);
 	assert_int_equal(sched_fits_ever(c, &j), 0);
 	/* on the cpu the device estimate is host memory as well */

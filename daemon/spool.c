@@ -686,8 +686,6 @@ spool_write_outputs(const char *job_dir, const struct nq_map *out, char *msg,
 		rc = NQ_ENOMEM;
 		goto fail;
 	}
-	/* result.json: the scalars, for people and scripts without msgpack */
-	nq_json_obj_begin(&js);
 	for (size_t i = 0; i < out->n; i++) {
 		const char *name = out->keys[i];
 		const struct nq_value *v = &out->vals[i];
@@ -719,11 +717,9 @@ spool_write_outputs(const char *job_dir, const struct nq_map *out, char *msg,
 			snprintf(msg, msglen, "out of memory");
 			goto fail;
 		}
-		nq_json_key(&js, name);
-		nq_json_value(&js, v);
 	}
-	nq_json_obj_end(&js);
-	nq_json_raw(&js, "\n");
+	/* result.json: the scalars, for people and scripts without msgpack */
+	nq_json_result(&js, out);
 	if (nq_json_finish(&js) != 0) {
 		rc = NQ_ENOMEM;
 		snprintf(msg, msglen, "out of memory");
@@ -872,18 +868,55 @@ done:
 int
 spool_write_meta(const char *dir, const struct spool_meta *m)
 {
-	char path[4096], buf[512];
-	int n = snprintf(buf, sizeof(buf),
-	                 "owner %" PRIu32 "\ntype %s\npriority %d\ndevice %s\n"
-	                 "host_bytes %" PRIu64 "\ndevice_bytes %" PRIu64
-	                 "\nflops %.17g\n",
-	                 m->owner, m->type, m->priority, m->device_req,
-	                 m->host_bytes, m->device_bytes, m->flops);
+	static const char hex[] = "0123456789abcdef";
+	char path[4096], buf[768], idem[2 * sizeof(m->idem) + 1];
+	size_t k = strnlen(m->idem, sizeof(m->idem) - 1);
+	int n;
 
+	for (size_t i = 0; i < k; i++) {
+		idem[2 * i] = hex[(unsigned char) m->idem[i] >> 4];
+		idem[2 * i + 1] = hex[(unsigned char) m->idem[i] & 15];
+	}
+	idem[2 * k] = '\0';
+	n = snprintf(buf, sizeof(buf),
+	             "owner %" PRIu32 "\ntype %s\npriority %d\ndevice %s\n"
+	             "host_bytes %" PRIu64 "\ndevice_bytes %" PRIu64
+	             "\nflops %.17g\n%s%s%s",
+	             m->owner, m->type, m->priority, m->device_req,
+	             m->host_bytes, m->device_bytes, m->flops,
+	             k > 0 ? "idem " : "", idem, k > 0 ? "\n" : "");
 	if (n < 0 || (size_t) n >= sizeof(buf) ||
 	    spool_path(path, sizeof(path), dir, "job", NULL) != 0)
 		return NQ_EIO;
 	return spool_write_file(path, buf, (size_t) n) == 0 ? 0 : NQ_EIO;
+}
+
+/* Even-length lower-case hex of at most n - 1 bytes, decoded into out
+ * (NUL-terminated; a decoded NUL is refused). 0 or -1. */
+static int
+spool_meta_hex(const char *v, char *out, size_t n)
+{
+	size_t len = strlen(v);
+
+	if (len % 2 != 0 || len / 2 >= n)
+		return -1;
+	for (size_t i = 0; i < len / 2; i++) {
+		int b = 0;
+		for (int j = 0; j < 2; j++) {
+			char ch = v[2 * i + (size_t) j];
+			int d = ch >= '0' && ch <= '9'   ? ch - '0'
+			        : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10
+			                                 : -1;
+			if (d < 0)
+				return -1;
+			b = b * 16 + d;
+		}
+		if (b == 0)
+			return -1;
+		out[i] = (char) b;
+	}
+	out[len / 2] = '\0';
+	return 0;
 }
 
 /* A word of [A-Za-z0-9_:.-], 1..31 chars, into out. 0 or -1. */
@@ -956,6 +989,9 @@ spool_read_meta(const char *job_dir, struct spool_meta *m)
 		} else if (strcmp(line, "flops") == 0) {
 			m->flops = strtod(v, &end);
 			if (*end != '\0' || end == v || !(m->flops >= 0))
+				rc = NQ_EIO;
+		} else if (strcmp(line, "idem") == 0) {
+			if (spool_meta_hex(v, m->idem, sizeof(m->idem)))
 				rc = NQ_EIO;
 		} /* other keys: a newer neuroqd's, ignored */
 		if (errno != 0)

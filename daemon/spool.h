@@ -36,7 +36,10 @@ struct spool_meta {
 	char device_req[32];
 	uint64_t host_bytes, device_bytes;
 	double flops;
+	char idem[128]; /* the submit's idempotency key, "" = none */
 };
+/* The `job` file: one "key value" line each; the key idem is written as
+ * hex (its bytes are the client's), read back only when it decodes. */
 int spool_write_meta(const char *dir, const struct spool_meta *m);
 /* 0, or NQ_EIO (missing, or owner/type absent or bad). */
 int spool_read_meta(const char *job_dir, struct spool_meta *m);

@@ -161,6 +161,18 @@ test_meta(void **state)
 	assert_int_equal(r.host_bytes, 123456789012ull);
 	assert_int_equal(r.device_bytes, 7);
 	assert_true(r.flops == 2.5e11);
+	assert_string_equal(r.idem, ""); /* none given, none written */
+	/* the idempotency key is the client's bytes: hex in the file */
+	snprintf(m.idem, sizeof(m.idem), "a b\nidem 00\xff");
+	assert_int_equal(spool_write_meta(tmp, &m), 0);
+	assert_int_equal(spool_read_meta(tmp, &r), 0);
+	assert_string_equal(r.idem, "a b\nidem 00\xff");
+	assert_string_equal(r.type, "spikesort");
+	memset(m.idem, 'k', sizeof(m.idem) - 1); /* the longest key */
+	m.idem[sizeof(m.idem) - 1] = '\0';
+	assert_int_equal(spool_write_meta(tmp, &m), 0);
+	assert_int_equal(spool_read_meta(tmp, &r), 0);
+	assert_string_equal(r.idem, m.idem);
 
 	snprintf(path, sizeof(path), "%s/job", tmp);
 	static const char *const bad[] = {
@@ -169,6 +181,9 @@ test_meta(void **state)
 	        "owner 99999999999\ntype gsn\n", /* not a uid */
 	        "owner 1000\ntype ../x\n",       /* not a word */
 	        "owner 1000x\ntype gsn\n",
+	        "owner 1000\ntype gsn\nidem 6\n",     /* odd hex */
+	        "owner 1000\ntype gsn\nidem 6g\n",    /* not hex */
+	        "owner 1000\ntype gsn\nidem 0061\n",  /* a NUL byte */
 	        "garbage",
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {

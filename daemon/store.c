@@ -1145,8 +1145,8 @@ store_restore_job(struct store *s, const struct job_row *row)
 	        "INSERT INTO jobs (id, type, state, owner, priority,"
 	        " device_req, attempts, submitted_us, finished_us,"
 	        " est_host_bytes, est_device_bytes, est_flops, error_code,"
-	        " error, spool_bytes, progress) VALUES (?1, ?2, ?3, ?4, ?5, ?6,"
-	        " ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+	        " error, spool_bytes, progress, idem) VALUES (?1, ?2, ?3, ?4,"
+	        " ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
 	        -1, &q, NULL);
 	if (rc != SQLITE_OK)
 		return fail_sql(s, rc, "restore");
@@ -1166,6 +1166,7 @@ store_restore_job(struct store *s, const struct job_row *row)
 	sqlite3_bind_text(q, 14, row->error, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_int64(q, 15, (int64_t) row->spool_bytes);
 	sqlite3_bind_double(q, 16, row->state == JOB_DONE ? 1.0 : 0.0);
+	bind_str(q, 17, row->idem, sizeof(row->idem));
 	rc = sqlite3_step(q);
 	err = rc == SQLITE_DONE ? 0 : fail_sql(s, rc, "restore");
 	sqlite3_finalize(q);

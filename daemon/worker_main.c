@@ -25,7 +25,7 @@
 #include "nq_value.h"
 #include "runas.h"
 #include "spool.h"
-#include "sysmem.h"
+#include "nq_sysmem.h"
 #include "userpath.h"
 
 #include <dirent.h>
@@ -778,8 +778,8 @@ cmd_probe(void)
 {
 	int n;
 
-	printf("cpu cpu %" PRIu64 " %" PRIu64 "\n", sysmem_bytes("MemTotal"),
-	       sysmem_bytes("MemAvailable"));
+	printf("cpu cpu %" PRIu64 " %" PRIu64 "\n", nq_sysmem_bytes("MemTotal"),
+	       nq_sysmem_available());
 	n = kern_cuda_device_count();
 	for (int i = 0; i < n; i++) {
 		struct kern_backend kb;

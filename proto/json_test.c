@@ -214,6 +214,21 @@ test_values(void **state)
 	            "[3, 3], \"nbytes\": 72}}");
 	assert_json(&list, 0, "[true, null, {}]");
 	assert_json(&list, NQ_JSON_DESCRIBE, "[true, {\"bin\": 5}, {}]");
+
+	/* result.json: the scalars only, one a line, the arrays left out */
+	struct nq_json w;
+	nq_json_init_buf(&w, NQ_JSON_LINES);
+	nq_json_result(&w, m);
+	assert_int_equal(nq_json_finish(&w), 0);
+	assert_string_equal(w.buf,
+	                    "{\n  \"n\": 7,\n  \"f\": null,\n  \"s\": "
+	                    "\"a \\\"quoted\\\" word\",\n  \"nil\": null\n}\n");
+	nq_json_free(&w);
+	nq_json_init_buf(&w, NQ_JSON_LINES);
+	nq_json_result(&w, NULL); /* no outputs at all */
+	assert_int_equal(nq_json_finish(&w), 0);
+	assert_string_equal(w.buf, "{}\n");
+	nq_json_free(&w);
 	nq_map_free(m);
 }
 

@@ -2,6 +2,7 @@
 #include "nq_check.h"
 
 #include "nq_error.h"
+#include "nq_utf8.h"
 #include "nq_value.h"
 
 #include <stdarg.h>
@@ -66,6 +67,25 @@ nq_walk_skip(struct nq_walk *w, size_t start, uint64_t n, const char *what)
 	return 0;
 }
 
+/* A str of n bytes at w->off: in the message and UTF-8 (§2). The message
+ * names the offset, never the bytes: an error reply must be UTF-8 too. */
+static int
+nq_walk_str(struct nq_walk *w, size_t start, uint64_t n)
+{
+	size_t at;
+
+	if (n > w->len - w->off)
+		return nq_walk_skip(w, start, n, "str");
+	at = nq_utf8_invalid_at(w->p + w->off, (size_t) n);
+	if (at != (size_t) n)
+		return nq_walk_fail(w, start,
+		                    "str of %zu bytes is not valid UTF-8 (at "
+		                    "its byte %zu)",
+		                    (size_t) n, at);
+	w->off += (size_t) n;
+	return 0;
+}
+
 static int nq_walk_value(struct nq_walk *w, int depth, int is_key);
 
 static int
@@ -119,7 +139,7 @@ nq_walk_value(struct nq_walk *w, int depth, int is_key)
 	}
 	if (t >= 0xa0 && t <= 0xbf) {
 		w->off++;
-		return nq_walk_skip(w, start, t & 0x1f, "str");
+		return nq_walk_str(w, start, t & 0x1f);
 	}
 	if (t >= 0x90 && t <= 0x9f) {
 		w->off++;
@@ -182,7 +202,7 @@ nq_walk_value(struct nq_walk *w, int depth, int is_key)
 	case 0xd9:
 	case 0xda:
 	case 0xdb:
-		return nq_walk_skip(w, start, n, "str");
+		return nq_walk_str(w, start, n);
 	case 0xc4:
 	case 0xc5:
 	case 0xc6:

@@ -10,7 +10,8 @@
 
 /* Accepts exactly one msgpack document of len bytes whose every declared
  * str/bin/array/map length fits in the bytes that remain, nested at most
- * NQ_MAX_DEPTH containers deep, with string map keys and no ext types.
+ * NQ_MAX_DEPTH containers deep, with string map keys, every str valid
+ * UTF-8 (nq_utf8.h) and no ext types.
  * 0 or NQ_EPROTO with a message naming the byte offset. */
 int nq_check(const void *buf, size_t len, char *err, size_t errlen);
 

@@ -1,6 +1,7 @@
 /* nq_codec.c — msgpack bytes <-> nq_value (nq_decode / nq_encode). */
 #include "nq_check.h"
 #include "nq_error.h"
+#include "nq_utf8.h"
 #include "nq_value.h"
 
 #include <msgpack.h>
@@ -75,7 +76,7 @@ nq_dec_push_key(struct nq_dec *d, const char *k, size_t klen)
 	size_t old = d->plen;
 	size_t room = sizeof(d->path) - d->plen;
 	int n = snprintf(d->path + d->plen, room, "%s%.*s", d->plen ? "." : "",
-	                 (int) (klen > 64 ? 64 : klen), k);
+	                 (int) nq_utf8_cut(k, klen, 64), k);
 
 	if (n > 0)
 		d->plen += (size_t) n < room ? (size_t) n : room - 1;
@@ -493,14 +494,44 @@ nq_wcopy(void *data, const char *buf, size_t len)
 	return 0;
 }
 
+/* A str is UTF-8 on the wire (nq_utf8.h): what is not (a log or a
+ * message cut inside a character) goes with U+FFFD in its place. */
 static int
 nq_pack_str(msgpack_packer *pk, const char *s, size_t n)
 {
-	if (n > UINT32_MAX)
+	size_t bad = nq_utf8_invalid_at(s, n), fixed;
+
+	if (bad == n) {
+		if (n > UINT32_MAX)
+			return NQ_ETOOBIG;
+		if (msgpack_pack_str(pk, n) != 0 ||
+		    msgpack_pack_str_body(pk, s, n) != 0)
+			return NQ_ENOMEM;
+		return 0;
+	}
+	fixed = bad + nq_utf8_fixed_len(s + bad, n - bad);
+	if (fixed > UINT32_MAX)
 		return NQ_ETOOBIG;
-	if (msgpack_pack_str(pk, n) != 0 ||
-	    msgpack_pack_str_body(pk, s, n) != 0)
+	if (msgpack_pack_str(pk, fixed) != 0 ||
+	    (bad > 0 && msgpack_pack_str_body(pk, s, bad) != 0))
 		return NQ_ENOMEM;
+	while (bad < n) {
+		char buf[512];
+		size_t k = 0;
+
+		/* a piece at a time: at most 3 bytes out per byte in */
+		while (bad < n && k + 4 * 3 <= sizeof(buf)) {
+			size_t l = nq_utf8_seq(s + bad, n - bad);
+
+			if (l == 0)
+				l = 1;
+			nq_utf8_fix(s + bad, l, buf + k);
+			k += nq_utf8_fixed_len(s + bad, l);
+			bad += l;
+		}
+		if (msgpack_pack_str_body(pk, buf, k) != 0)
+			return NQ_ENOMEM;
+	}
 	return 0;
 }
 

@@ -20,14 +20,14 @@
 	X(EBADPARAM, 6, "invalid parameter")                    \
 	X(EBADARRAY, 7, "invalid array")                        \
 	X(EBADDATA, 8, "invalid data values")                   \
-	X(EBADDEVICE, 9, "unknown device")                      \
+	X(EBADDEVICE, 9, "invalid device name")                 \
 	X(ENOJOB, 20, "no such job")                            \
 	X(EPERM, 21, "permission denied")                       \
 	X(ESTATE, 22, "job is not in a state that allows this") \
 	X(ECANCELED, 23, "job was canceled")                    \
 	X(EFAILED, 24, "job failed")                            \
 	X(ENOMEM, 40, "out of memory")                          \
-	X(ENODEV, 41, "no such device")                         \
+	X(ENODEV, 41, "no such device on this server")          \
 	X(EDEVICE, 42, "device error")                          \
 	X(ETOOLARGE, 43, "job does not fit on any device")      \
 	X(EIO, 44, "I/O error")                                 \

@@ -308,3 +308,17 @@ nq_json_value(struct nq_json *w, const struct nq_value *v)
 		break;
 	}
 }
+
+void
+nq_json_result(struct nq_json *w, const struct nq_map *m)
+{
+	nq_json_obj_begin(w);
+	for (size_t i = 0; m != NULL && i < m->n; i++) {
+		if (m->vals[i].kind == NQ_ARRAY)
+			continue;
+		nq_json_key(w, m->keys[i]);
+		nq_json_value(w, &m->vals[i]);
+	}
+	nq_json_obj_end(w);
+	nq_json_raw(w, "\n");
+}

@@ -70,6 +70,10 @@ void nq_json_bool(struct nq_json *w, int b);
 void nq_json_null(struct nq_json *w);
 /* A decoded value, maps in their key order (see NQ_JSON_DESCRIBE). */
 void nq_json_value(struct nq_json *w, const struct nq_value *v);
+/* result.json's layout (the daemon's out/result.json and `neuroq result
+ * --out`): one object of m's members that are not arrays (the scalars), in
+ * m's order, then a newline. Init the writer with NQ_JSON_LINES. */
+void nq_json_result(struct nq_json *w, const struct nq_map *m);
 /* Text copied as it is, outside the separators (a newline after a
  * document). */
 void nq_json_raw(struct nq_json *w, const char *s);

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "nq_json.h"
 #include "nq_clock.h"
 #include "nq_error.h"
 #include "nq_npy.h"
@@ -533,8 +534,8 @@ static int
 write_result(struct cli *c, const char *dir, struct nq_map *outs)
 {
 	char path[PATH_MAX];
+	struct nq_json js;
 	FILE *f;
-	int first = 1, nscal = 0;
 
 	if (mkdir_p(dir)) {
 		fprintf(stderr, "neuroq: cannot create %s: %s\n", dir,
@@ -567,23 +568,14 @@ write_result(struct cli *c, const char *dir, struct nq_map *outs)
 		        strerror(errno));
 		return CLI_EREACH;
 	}
-	fputc('{', f);
-	for (size_t i = 0; i < outs->n; i++) {
-		struct nq_value *v = &outs->vals[i];
-		if (v->kind == NQ_ARRAY)
-			continue;
-		fprintf(f, "%s\n  ", first ? "" : ",");
-		first = 0;
-		struct nq_value k;
-		if (cli_val_str(&k, outs->keys[i]) == 0) {
-			cli_json_print(f, &k);
-			nq_value_free(&k);
-		}
-		fputs(": ", f);
-		cli_json_print(f, v);
-		nscal++;
+	/* the daemon's out/result.json layout */
+	nq_json_init_file(&js, f, NQ_JSON_LINES);
+	nq_json_result(&js, outs);
+	if (nq_json_finish(&js) != 0) {
+		fclose(f);
+		fprintf(stderr, "neuroq: cannot write %s\n", path);
+		return CLI_EREACH;
 	}
-	fputs(nscal ? "\n}\n" : "}\n", f);
 	if (fclose(f) != 0) {
 		fprintf(stderr, "neuroq: cannot write %s\n", path);
 		return CLI_EREACH;

@@ -9,7 +9,8 @@
  * Plain ANSI escapes, no curses: the alternate screen, cursor home, erase
  * to the end of each line. The terminal is put in non-canonical no-echo
  * mode so that `q` quits at once; Ctrl-C (SIGINT), SIGTERM and SIGHUP quit
- * too, and every way out restores the terminal. --once prints one frame
+ * too, and every way out restores the terminal; Ctrl-Z gives the shell its
+ * terminal back while top is stopped, and `fg` redraws. --once prints one frame
  * without escapes (scripts, tests), --json the reply.
  */
 #include <errno.h>
@@ -29,7 +30,7 @@
 
 #define TOP_MIN_WIDTH 40
 
-static volatile sig_atomic_t top_quit, top_resized;
+static volatile sig_atomic_t top_quit, top_resized, top_suspend;
 
 static void
 on_quit(int sig)
@@ -43,6 +44,13 @@ on_winch(int sig)
 {
 	(void) sig;
 	top_resized = 1;
+}
+
+static void
+on_suspend(int sig)
+{
+	(void) sig;
+	top_suspend = 1;
 }
 
 /* ---- a frame: lines cut to the width, at most height of them */
@@ -394,13 +402,28 @@ term_leave(void)
 	top_raw = 0;
 }
 
+/* Ctrl-Z: the shell's terminal back, stop as SIGTSTP would, and on
+ * SIGCONT the alternate screen again (the next frame redraws it) */
+static int
+suspend_here(struct sigaction *sa)
+{
+	top_suspend = 0;
+	term_leave();
+	sa->sa_handler = SIG_DFL;
+	sigaction(SIGTSTP, sa, NULL);
+	raise(SIGTSTP); /* returns after SIGCONT */
+	sa->sa_handler = on_suspend;
+	sigaction(SIGTSTP, sa, NULL);
+	return term_enter();
+}
+
 /* waits up to s seconds for a key; 1 when it asks to quit */
 static int
 wait_key(double s)
 {
 	double end = nq_mono_s() + s;
 
-	while (!top_quit && !top_resized) {
+	while (!top_quit && !top_resized && !top_suspend) {
 		double left = end - nq_mono_s();
 		struct pollfd p = {.fd = STDIN_FILENO, .events = POLLIN};
 		char k[16];
@@ -487,6 +510,8 @@ cmd_top(struct cli *c, int argc, char **argv)
 	sigaction(SIGHUP, &sa, NULL);
 	sa.sa_handler = on_winch;
 	sigaction(SIGWINCH, &sa, NULL);
+	sa.sa_handler = on_suspend;
+	sigaction(SIGTSTP, &sa, NULL);
 	if (term_enter() != 0) {
 		cli_usage_error("top: cannot set up the terminal");
 		return CLI_EUSAGE;
@@ -532,6 +557,11 @@ cmd_top(struct cli *c, int argc, char **argv)
 		top_resized = 0;
 		if (wait_key(interval))
 			break;
+		if (top_suspend && suspend_here(&sa) != 0) {
+			cli_usage_error("top: cannot set up the terminal");
+			rv = CLI_EUSAGE;
+			break;
+		}
 	}
 	term_leave();
 	return rv;

@@ -8,6 +8,7 @@
  * index with int64_t.
  */
 #include "kern.h"
+#include "nq_sysmem.h"
 
 #include <cblas.h>
 #include <lapacke.h>
@@ -108,32 +109,13 @@ cpu_download(void *ctx, void *h_dst, const void *src, size_t bytes)
 static int
 cpu_mem_info(void *ctx, size_t *free_bytes, size_t *total_bytes)
 {
-	char line[256];
-	unsigned long long total = 0, avail = 0, memfree = 0, v;
-	int have_avail = 0;
-	FILE *f;
+	uint64_t total = nq_sysmem_bytes("MemTotal");
 
-	f = fopen("/proc/meminfo", "r");
-	if (f == NULL)
-		return NQ_EDEVICE;
-	/* NOLINTBEGIN(cert-err34-c): the kernel writes these numbers */
-	while (fgets(line, sizeof(line), f) != NULL) {
-		if (sscanf(line, "MemTotal: %llu kB", &v) == 1)
-			total = v;
-		else if (sscanf(line, "MemAvailable: %llu kB", &v) == 1) {
-			avail = v;
-			have_avail = 1;
-		} else if (sscanf(line, "MemFree: %llu kB", &v) == 1)
-			memfree = v;
-	}
-	/* NOLINTEND(cert-err34-c) */
-	fclose(f);
+	(void) ctx;
 	if (total == 0)
 		return NQ_EDEVICE;
-	if (!have_avail) /* kernels before 3.14 */
-		avail = memfree;
-	*total_bytes = (size_t) (total * 1024ULL);
-	*free_bytes = (size_t) (avail * 1024ULL);
+	*total_bytes = (size_t) total;
+	*free_bytes = (size_t) nq_sysmem_available();
 	return 0;
 }
 

@@ -26,10 +26,12 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "client" / "python"))
+sys.path.insert(0, str(REPO / "tests" / "common"))
 
 import neuroq  # noqa: E402
+from nq_build import build_dir, require  # noqa: E402
 
-BUILD = Path(os.environ.get("NEUROQ_BUILD", REPO / "build"))
+BUILD = build_dir()
 NEUROQD = BUILD / "daemon" / "neuroqd"
 WORKER = BUILD / "daemon" / "neuroq-worker"
 CLI = BUILD / "client" / "neuroq"
@@ -44,12 +46,7 @@ LONG_JOB = (1500, 60, 4)
 
 
 def _need_binaries():
-    missing = [str(p) for p in (NEUROQD, WORKER, CLI) if not os.access(p, os.X_OK)]
-    if missing:
-        msg = f"not built: {', '.join(missing)} (set NEUROQ_BUILD)"
-        if "NEUROQ_BUILD" in os.environ:
-            pytest.fail(msg)
-        pytest.skip(msg)
+    require(NEUROQD, WORKER, CLI)
 
 
 # ---- data
@@ -457,30 +454,92 @@ def _sh_ok(*cmd):
 
 
 @contextlib.contextmanager
-def unix_users(*names, groups=()):
-    """Real Unix users (own group each, no home, plus the supplementary
-    `groups`), made when missing and removed afterwards when made here.
-    Needs root (skips otherwise). Yields {name: pwd entry}."""
+def unix_groups(*names):
+    """Real Unix groups, made when missing and removed afterwards when made
+    here. Needs root (skips otherwise). Yields {name: grp entry}."""
+    import grp
+
+    if os.geteuid() != 0 or shutil.which("groupadd") is None:
+        pytest.skip("needs root and groupadd to make real groups")
+    made = []
+    try:
+        for g in names:
+            try:
+                grp.getgrnam(g)
+            except KeyError:
+                if not _sh_ok("groupadd", g):
+                    pytest.skip(f"groupadd {g} failed")
+                made.append(g)
+        yield {g: grp.getgrnam(g) for g in names}
+    finally:
+        for g in reversed(made):
+            _sh_ok("groupdel", g)
+
+
+@contextlib.contextmanager
+def unix_users(*names, groups=(), shell="/usr/sbin/nologin"):
+    """Real Unix users (own group each, no home, the login `shell`, members
+    of the supplementary `groups`, which are made when missing), made when
+    missing and removed afterwards when made here; a user an earlier run
+    left behind is reused and put into `groups`. Needs root (skips
+    otherwise). Yields {name: pwd entry}."""
     import pwd
 
     if os.geteuid() != 0 or shutil.which("useradd") is None:
         pytest.skip("needs root and useradd to make real users")
     made = []
-    try:
-        for u in names:
-            try:
-                pwd.getpwnam(u)
-            except KeyError:
-                extra = ["-G", ",".join(groups)] if groups else []
-                if not _sh_ok("useradd", "--user-group", "-M", "-s", "/usr/sbin/nologin",
-                              *extra, u):
-                    pytest.skip(f"useradd {u} failed")
-                made.append(u)
-        yield {u: pwd.getpwnam(u) for u in names}
-    finally:
-        for u in reversed(made):
-            _sh_ok("userdel", u)
-            _sh_ok("groupdel", u)  # its own group, when userdel left it
+    with unix_groups(*groups):
+        try:
+            for u in names:
+                try:
+                    pwd.getpwnam(u)
+                    for g in groups:
+                        _sh_ok("gpasswd", "-a", u, g)
+                except KeyError:
+                    extra = ["-G", ",".join(groups)] if groups else []
+                    if not _sh_ok("useradd", "--user-group", "-M", "-d", "/nonexistent",
+                                  "-s", shell, *extra, u):
+                        pytest.skip(f"useradd {u} failed")
+                    made.append(u)
+            yield {u: pwd.getpwnam(u) for u in names}
+        finally:
+            for u in reversed(made):
+                _sh_ok("userdel", u)
+                _sh_ok("groupdel", u)  # its own group, when userdel left it
+
+
+def client_copy_for_all(dest):
+    """A copy of the Python client at dest/neuroq that every user can read
+    (the checkout may sit under a 0700 dir); returns dest."""
+    dest = Path(dest)
+    if not (dest / "neuroq").exists():
+        shutil.copytree(REPO / "client" / "python" / "neuroq", dest / "neuroq")
+        subprocess.run(["chmod", "-R", "a+rX", str(dest)], check=True)
+    return dest
+
+
+def python_for(user, env, pkg=None):
+    """(python, env): a Python that `user` can run with numpy, msgpack and
+    pynng (and `neuroq` from the dir `pkg`, when given): ours, else the
+    system's of the same version with our site-packages on PYTHONPATH (a
+    virtualenv's base interpreter may sit under root's 0700 home). Skips
+    when neither works."""
+    paths = sorted({str(Path(m.__file__).resolve().parents[1]) for m in (np, msgpack, pynng)})
+    front = [str(pkg)] if pkg is not None else []
+    probe = "import numpy, msgpack, pynng" + (", neuroq" if pkg is not None else "")
+    tried = []
+    for exe in (sys.executable, f"/usr/bin/python3.{sys.version_info.minor}"):
+        e = {**env, "PYTHONPATH": os.pathsep.join([*front, *paths])}
+        try:
+            r = subprocess.run([exe, "-c", probe], user=user, env=e, capture_output=True,
+                               text=True, timeout=60)
+        except OSError as err:
+            tried.append(f"{exe}: {err}")
+            continue
+        if r.returncode == 0:
+            return exe, e
+        tried.append(f"{exe}: {r.stderr.strip()[-200:]}")
+    pytest.skip(f"no Python with numpy/msgpack/pynng that {user} may run: {tried}")
 
 
 @pytest.fixture(scope="module")

@@ -61,6 +61,9 @@ def test_gsn_lifecycle(daemon, tmp_path):
         assert (out / f"{k}.npy").exists(), k
     scal = json.loads((out / "result.json").read_text())
     assert isinstance(scal["numiters"], int) and isinstance(scal["shrinklevelN"], float)
+    # the same file as the daemon's own out/result.json, byte for byte
+    spooled = daemon.state / "jobs" / str(jid) / "out" / "result.json"
+    assert (out / "result.json").read_bytes() == spooled.read_bytes()
 
     assert_gsn_sane(res, data)
     direct = run_worker(data, {"wantshrinkage": True})

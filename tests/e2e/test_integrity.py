@@ -88,8 +88,8 @@ def test_damaged_store_refused_then_recovered(daemon_factory, how):
     Frozen(d, c, blocker2)
     queued2 = c.submit("gsn", inputs={"data": small(25)}).id
     # enough rows that half the file loses some
-    for i in range(40):
-        c.submit("gsn", inputs={"data": small(30)}, idem=f"pad-{i}", priority=-5)
+    pads = [c.submit("gsn", inputs={"data": small(30)}, idem=f"pad-{i}", priority=-5).id
+            for i in range(40)]
     c.close()
     d.kill()  # blocker2 RUNNING, queued/queued2 and the pads QUEUED
     db = d.state / "neuroq.db"
@@ -129,6 +129,10 @@ def test_damaged_store_refused_then_recovered(daemon_factory, how):
     assert_same_result(c.result(queued), run_worker(small(23)))
     new = c.submit("gsn", inputs={"data": small(40)}).id
     assert new > 9999
+    # the idempotency keys came back with the rows: a client's retry of an
+    # acknowledged submit finds its job, it does not queue a second one
+    again = c.submit("gsn", inputs={"data": small(30)}, idem="pad-7", priority=-5)
+    assert again.existing and again.id == pads[7]
     c.close()
 
 

@@ -18,17 +18,15 @@ import pwd
 import shutil
 import socket
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pynng
 import pytest
 
 import neuroq
-from conftest import (LONG_JOB, NEUROQD, REPO, START_TIMEOUT, Frozen, make_data, unix_users,
-                      wait_state)
+from conftest import (LONG_JOB, NEUROQD, START_TIMEOUT, Frozen, client_copy_for_all, make_data,
+                      python_for, unix_users, wait_state)
 
 ALICE, BOB, CAROL = "nq-priv-alice", "nq-priv-bob", "nq-priv-carol"
 ADMINS = "nq-priv-adm"
@@ -44,37 +42,14 @@ pytestmark = [
 # ---- users
 
 
-def _run(*cmd):
-    subprocess.run(cmd, check=True, capture_output=True)
-
-
 @pytest.fixture(scope="module")
 def users():
     """alice, bob, carol (carol in ADMINS); made when missing, removed after."""
-    made, made_group = [], False
-    try:
-        import grp
-        try:
-            grp.getgrnam(ADMINS)
-        except KeyError:
-            _run("groupadd", ADMINS)
-            made_group = True
-        for name in (ALICE, BOB, CAROL):
-            try:
-                pwd.getpwnam(name)
-            except KeyError:
-                _run("useradd", "--no-create-home", "--home-dir", "/nonexistent",
-                     "--shell", "/bin/sh", "--user-group", name)
-                made.append(name)
-        _run("gpasswd", "-a", CAROL, ADMINS)
-        subprocess.run(["gpasswd", "-d", ALICE, ADMINS], capture_output=True)
-        subprocess.run(["gpasswd", "-d", BOB, ADMINS], capture_output=True)
+    with unix_users(CAROL, groups=(ADMINS,), shell="/bin/sh"), \
+            unix_users(ALICE, BOB, shell="/bin/sh"):
+        for name in (ALICE, BOB):  # an earlier run's leftovers
+            subprocess.run(["gpasswd", "-d", name, ADMINS], capture_output=True)
         yield {n: pwd.getpwnam(n) for n in (ALICE, BOB, CAROL)}
-    finally:
-        for name in made:
-            subprocess.run(["userdel", name], capture_output=True)
-        if made_group:
-            subprocess.run(["groupdel", ADMINS], capture_output=True)
 
 
 @pytest.fixture
@@ -97,33 +72,13 @@ def submit_as(d, user, seed=1, shape=SMALL):
     return json.loads(r.stdout)["id"]
 
 
-# ---- Python as another user (the shared virtualenv's interpreter sits under
-# root's 0700 home: the system's of the same version, with its site-packages)
+# ---- Python as another user
 
 
 def python_as(d, user):
     """(python, env) that `user` can run with numpy/msgpack/pynng and neuroq."""
-    pkg = d.dir / "py"
-    if not pkg.exists():
-        shutil.copytree(REPO / "client" / "python" / "neuroq", pkg / "neuroq")
-        subprocess.run(["chmod", "-R", "a+rX", str(pkg)], check=True)
-    import msgpack
-    paths = sorted({str(Path(m.__file__).resolve().parents[1]) for m in (np, msgpack, pynng)})
-    env = {"PATH": "/usr/bin:/bin", "HOME": "/nonexistent", "LANG": "C.UTF-8",
-           "PYTHONPATH": os.pathsep.join([str(pkg), *paths])}
-    tried = []
-    for exe in (sys.executable, f"/usr/bin/python3.{sys.version_info.minor}"):
-        try:
-            r = subprocess.run([exe, "-c", "import numpy, msgpack, pynng, neuroq"],
-                               user=user, env=env, capture_output=True, text=True,
-                               timeout=60)
-        except OSError as err:
-            tried.append(f"{exe}: {err}")
-            continue
-        if r.returncode == 0:
-            return exe, env
-        tried.append(f"{exe}: {r.stderr.strip()[-200:]}")
-    pytest.skip(f"no Python with numpy/msgpack/pynng that {user} may run: {tried}")
+    env = {"PATH": "/usr/bin:/bin", "HOME": "/nonexistent", "LANG": "C.UTF-8"}
+    return python_for(user, env, pkg=client_copy_for_all(d.dir / "py"))
 
 
 HELLO = """

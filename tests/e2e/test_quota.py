@@ -10,15 +10,13 @@ same after a restart. hello's `quota` shows it.
 from __future__ import annotations
 
 import os
-import pwd
 import sqlite3
-import subprocess
 
 import numpy as np
 import pytest
 
 import neuroq
-from conftest import LONG_JOB, Frozen, make_data, wait_state
+from conftest import LONG_JOB, Frozen, make_data, unix_users, wait_state
 
 SMALL = (20, 10, 4)
 MEMBER = "nq-quota-user"
@@ -81,15 +79,7 @@ def test_queued_jobs_limit(daemon_factory):
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root: submits as another user")
 def test_queued_limit_is_per_user(daemon_factory):
-    made = False
-    try:
-        pwd.getpwnam(MEMBER)
-    except KeyError:
-        subprocess.run(["useradd", "--no-create-home", "--home-dir", "/nonexistent",
-                        "--shell", "/bin/sh", "--user-group", MEMBER], check=True,
-                       capture_output=True)
-        made = True
-    try:
+    with unix_users(MEMBER):
         d = daemon_factory(world=True, conf={"max_queued_jobs_per_user": 2})
         p = d.dir / "x.npy"
         np.save(p, make_data(*SMALL, seed=3))
@@ -112,9 +102,6 @@ def test_queued_limit_is_per_user(daemon_factory):
             finally:
                 c.cancel(blocker.id)
                 frozen.thaw()
-    finally:
-        if made:
-            subprocess.run(["userdel", MEMBER], capture_output=True)
 
 
 def test_spool_bytes_limit(daemon_factory):

@@ -23,7 +23,7 @@ import msgpack
 import numpy as np
 import pytest
 
-from conftest import WORKER, _need_binaries
+from conftest import WORKER, _need_binaries, unix_groups, unix_users
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "spikesort"))
 from gen_gt import FS, generate  # noqa: E402
@@ -37,30 +37,16 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0,
                                 reason="needs root (useradd, setuid)")
 
 
-def _sh(*cmd):
-    return subprocess.run(cmd, capture_output=True, text=True).returncode == 0
-
-
 @pytest.fixture(scope="module")
 def world():
     """Users A and B, the service group, a 0755 base with the worker copied
     in (the build tree may sit under a 0700 dir), a 0700 "state dir"."""
     _need_binaries()
-    made = []
-    try:
-        grp.getgrnam(GROUP)
-        made_group = False
-    except KeyError:
-        if not _sh("groupadd", GROUP):
-            pytest.skip("groupadd failed")
-        made_group = True
-    for u in USERS:
-        try:
-            pwd.getpwnam(u)
-        except KeyError:
-            if not _sh("useradd", "-M", "-s", "/usr/sbin/nologin", u):
-                pytest.skip("useradd failed")
-            made.append(u)
+    with unix_groups(GROUP), unix_users(*USERS):
+        yield from _world()
+
+
+def _world():
     base = Path(tempfile.mkdtemp(prefix="nq-runas-", dir="/tmp"))
     os.chmod(base, 0o755)
     (base / "bin").mkdir(mode=0o755)
@@ -91,12 +77,10 @@ def world():
     os.chown(rec, uid, gid)
     os.chmod(rec, 0o600)
     w["rec_b"] = rec
-    yield w
-    shutil.rmtree(base, ignore_errors=True)
-    for u in made:
-        _sh("userdel", u)
-    if made_group:
-        _sh("groupdel", GROUP)
+    try:
+        yield w
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def job_dir(w, params):

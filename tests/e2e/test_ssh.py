@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import pwd
 import shutil
 import socket
 import subprocess
@@ -23,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import REPO, Frozen, make_data
+from conftest import Frozen, client_copy_for_all, make_data, python_for, unix_users
 
 SSHD = "/usr/sbin/sshd"
 USERS = ("nq-ssh-a", "nq-ssh-b")
@@ -47,33 +46,17 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def _ensure_user(name):
-    """Create the user (or reuse one an earlier run left); returns (pw, made)."""
-    try:
-        return pwd.getpwnam(name), False
-    except KeyError:
-        pass
-    subprocess.run(["useradd", "--no-create-home", "--home-dir", "/nonexistent",
-                    "--shell", "/bin/sh", "--user-group", name], check=True,
-                   capture_output=True)
-    return pwd.getpwnam(name), True
-
-
 class Lab:
     """Two users, their keys, an sshd on 127.0.0.1, and the daemon."""
 
     def __init__(self, daemon):
         self.d = daemon
-        self.made = []
-        self.users = {}
+        self._users = unix_users(*USERS, shell="/bin/sh")
+        self.users = self._users.__enter__()
         for name in USERS:
-            pw, made = _ensure_user(name)
             # useradd leaves the password "!" (locked): sshd without PAM then
             # refuses even key logins; "*" is "no password", not locked
             subprocess.run(["usermod", "-p", "*", name], check=True, capture_output=True)
-            self.users[name] = pw
-            if made:
-                self.made.append(name)
         self.dir = Path(tempfile.mkdtemp(prefix="nq-ssh-", dir="/tmp"))
         os.chmod(self.dir, 0o755)
         keys = self.dir / "authorized"
@@ -172,8 +155,7 @@ class Lab:
             self.sshd.terminate()
             self.sshd.wait(10)
         self.sshd_log.close()
-        for name in self.made:
-            subprocess.run(["userdel", name], capture_output=True)
+        self._users.__exit__(None, None, None)
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
@@ -276,39 +258,14 @@ print(json.dumps(out), flush=True)
 """
 
 
-def _python_as(user, env):
-    """A Python that `user` can run with numpy/msgpack/pynng: ours, else the
-    system's of the same version with our site-packages (a virtualenv's base
-    interpreter may sit under root's 0700 home)."""
-    import msgpack
-    import pynng
-    paths = sorted({str(Path(m.__file__).resolve().parents[1]) for m in (np, msgpack, pynng)})
-    tried = []
-    for exe, extra in ((sys.executable, {}),
-                       (f"/usr/bin/python3.{sys.version_info.minor}",
-                        {"PYTHONPATH": os.pathsep.join(paths)})):
-        e = {**env, **extra}
-        try:
-            r = subprocess.run([exe, "-c", "import numpy, msgpack, pynng"], user=user,
-                               env=e, capture_output=True, text=True, timeout=60)
-        except OSError as err:
-            tried.append(f"{exe}: {err}")
-            continue
-        if r.returncode == 0:
-            return exe, e
-        tried.append(f"{exe}: {r.stderr.strip()[-200:]}")
-    pytest.skip(f"no Python with numpy/msgpack/pynng that {user} may run: {tried}")
-
-
 def test_python_client_over_ssh(lab):
     a = USERS[0]
     ua = lab.users[a].pw_uid
-    pkg = lab.dir / "py"
-    shutil.copytree(REPO / "client" / "python" / "neuroq", pkg / "neuroq")
-    subprocess.run(["chmod", "-R", "a+rX", str(pkg)], check=True)
+    pkg = client_copy_for_all(lab.dir / "py")
     script = pkg / "run.py"
     script.write_text(PY_CLIENT)
-    python, env = _python_as(a, lab.env(a))
+    os.chmod(script, 0o644)
+    python, env = python_for(a, lab.env(a))
     data = lab.dir / "big.npy"
     np.save(data, make_data(*BIG, seed=42))
     os.chmod(data, 0o644)

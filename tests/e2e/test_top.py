@@ -172,12 +172,14 @@ TMUX = shutil.which("tmux")
 class Pane:
     """One tmux server (its own socket) with one window of a fixed size
     running cmd; after cmd ends the pane prints its exit status and the
-    terminal's settings, then waits."""
+    terminal's settings, then waits. shell=True runs an interactive bash
+    instead (job control: Ctrl-Z, fg), to be driven with keys()."""
 
-    def __init__(self, cmd, width, height):
+    def __init__(self, cmd, width, height, shell=False):
         self.sock = f"nq-top-{uuid.uuid4().hex[:8]}"
-        shell = (f"{cmd}; echo EXITED rc=$?; stty -a | tr '\\n' ' '; echo STTY-END; "
-                 "sleep 120")
+        shell = "env PS1='$ ' bash --norc --noprofile -i" if shell else \
+            (f"{cmd}; echo EXITED rc=$?; stty -a | tr '\\n' ' '; echo STTY-END; "
+             "sleep 120")
         subprocess.run([TMUX, "-L", self.sock, "-f", "/dev/null", "new-session", "-d",
                         "-x", str(width), "-y", str(height), shell], check=True)
 
@@ -232,6 +234,41 @@ def test_top_in_a_terminal(daemon, quit_key):
         assert "RUNNING (1)" not in s
         stty = s[s.index("EXITED"):]
         assert " icanon " in stty and " echo " in stty, stty
+    finally:
+        if pane is not None:
+            pane.close()
+        frozen.thaw()
+        c.cancel(long_id)
+        c.close()
+
+
+@pytest.mark.skipif(TMUX is None or shutil.which("bash") is None,
+                    reason="needs tmux and bash")
+def test_top_ctrl_z_gives_the_terminal_back(daemon):
+    """Ctrl-Z stops top with the shell's terminal restored (main screen,
+    canonical mode, echo); fg brings the live frame back; q still quits."""
+    d = daemon
+    c = d.client()
+    long_id, frozen = hold_running(d, c, seed=13)
+    pane = None
+    try:
+        pane = Pane(None, 90, 24, shell=True)
+        pane.wait_for(lambda s: s.rstrip().endswith("$"))
+        pane.keys(f"{CLI} --url {d.url} top", "Enter")
+        pane.wait_for(lambda s: "RUNNING (1)" in s)
+        pane.keys("C-z")
+        s = pane.wait_for(lambda s: "Stopped" in s)
+        assert "RUNNING (1)" not in s  # the alternate screen is gone
+        pane.keys("stty -a | tr '\\n' ' '; echo STTY-END", "Enter")
+        s = pane.wait_for(lambda s: "STTY-END" in s.split("echo STTY-END", 1)[-1])
+        stty = s[s.rindex("speed"):]
+        assert " icanon " in stty and " echo " in stty, stty
+        pane.keys("clear; fg", "Enter")
+        pane.wait_for(lambda s: "RUNNING (1)" in s)
+        pane.keys("q")
+        s = pane.wait_for(lambda s: "RUNNING (1)" not in s and s.rstrip().endswith("$"))
+        pane.keys("echo EXITED rc=$?", "Enter")
+        pane.wait_for(lambda s: "EXITED rc=0" in s)
     finally:
         if pane is not None:
             pane.close()

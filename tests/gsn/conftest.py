@@ -16,26 +16,12 @@ import pytest  # noqa: E402
 
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent / "common"))
+from nq_build import program  # noqa: E402
 
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "gpu: needs a CUDA device listed by neuroq-worker probe")
-
-
-def find_worker():
-    """(path, None) or (None, reason). NEUROQ_BUILD names a build dir;
-    default /work/main/build when it exists."""
-    build = os.environ.get("NEUROQ_BUILD")
-    if not build:
-        default = HERE.parents[1] / "build"
-        if not default.is_dir():
-            return None, "no build dir: set NEUROQ_BUILD to a neuroq build directory"
-        build = str(default)
-    for rel in ("daemon/neuroq-worker", "neuroq-worker", "bin/neuroq-worker"):
-        p = pathlib.Path(build) / rel
-        if p.is_file() and os.access(p, os.X_OK):
-            return str(p), None
-    return None, "neuroq-worker not built in %s" % build
 
 
 class Worker:
@@ -73,8 +59,6 @@ class Worker:
 
 @pytest.fixture(scope="session")
 def worker():
-    path, why = find_worker()
-    if path is None:
-        pytest.skip(why)
+    path = program("daemon/neuroq-worker")
     pytest.importorskip("msgpack", reason="the python msgpack package writes params.mp")
     return Worker(path)

@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,26 +14,14 @@ import pytest
 sys.path.insert(0, os.path.dirname(__file__))
 from gen_gt import FS, compare, generate  # noqa: E402
 
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "common"))
+from nq_build import program  # noqa: E402
+
 N_CH = 32
 
 
-BUILD = Path(os.environ.get("NEUROQ_BUILD",
-                            Path(__file__).resolve().parents[2] / "build"))
-
-
-def _binary(env, rel):
-    """A built program: $env, else $NEUROQ_BUILD/rel (default build/). A
-    missing one fails when NEUROQ_BUILD is set (CI), else skips."""
-    p = os.environ.get(env) or str(BUILD / rel)
-    if os.access(p, os.X_OK):
-        return p
-    if "NEUROQ_BUILD" in os.environ or env in os.environ:
-        pytest.fail(f"{p} is not built")
-    pytest.skip(f"{p} is not built (set NEUROQ_BUILD)")
-
-
 def ss_run_path():
-    return _binary("SS_RUN", "daemon/jobs/spikesort/ss-run")
+    return program("daemon/jobs/spikesort/ss-run", override_var="SS_RUN")
 
 
 def run(rec, out, *extra, n_ch=N_CH, check=True, timeout=600):
@@ -182,7 +169,7 @@ def test_errors(dataset):
 
 
 def worker_path():
-    return _binary("NEUROQ_WORKER", "daemon/neuroq-worker")
+    return program("daemon/neuroq-worker", override_var="NEUROQ_WORKER")
 
 
 def run_worker_job(job, params, data=None, timeout=600):

@@ -293,6 +293,32 @@ class Client:
         """A job's log text."""
         return str(self.call("logs", id=int(job_id))["text"])
 
+    def queue(self) -> WireMap:
+        """What ``neuroq top`` shows: the daemon's plan (the ``queue`` op,
+        proto/PROTOCOL.md §5), as a dict of the reply's fields:
+
+        - ``now`` (float, unix s), ``draining`` (bool: the daemon is
+          stopping), ``admin`` (bool: you see every user's jobs);
+        - ``devices``: one map per device (``name``, ``kind``, ``mem_total``,
+          ``capacity``, ``mem_reserved``, ``slots``, ``running_count``);
+        - ``running``: RUNNING jobs, oldest first; ``queue``: QUEUED jobs in
+          the order the scheduler would start them (at most 200), each with
+          ``position`` (1-based, among every user's queued jobs), ``reason``
+          (why it waits) and ``reason_device``; ``queue_total``: how many
+          are queued in all; ``recent``: finished jobs, latest first (at
+          most 12). Each job: ``id``, ``type``, ``state``, ``owner``,
+          ``priority``, ``device``, ``progress``, ``stage``, ``eta_s``,
+          ``elapsed_s``, ``submitted``, ``started``, ``finished``,
+          ``error_code``;
+        - ``others`` (only when you are not an administrator): the other
+          users' jobs as counts, ``{"queued": n, "running": m}``; the lists
+          then hold only your own jobs.
+        """
+        rep = dict(self.call("queue"))
+        rep.pop("v", None)
+        rep.pop("ok", None)
+        return rep
+
     def events_url(self) -> str | None:
         """The PUB URL to subscribe to, or None."""
         if self._events_url is not None:

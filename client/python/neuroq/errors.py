@@ -155,9 +155,9 @@ class BadData(RequestError):
 
 
 class BadDevice(RequestError):
-    """EBADDEVICE (9): unknown device."""
+    """EBADDEVICE (9): invalid device name."""
 
-    code, name, text = 9, "EBADDEVICE", "unknown device"
+    code, name, text = 9, "EBADDEVICE", "invalid device name"
 
 
 class NoJob(JobError):
@@ -197,9 +197,9 @@ class OutOfMemory(ResourceError, MemoryError):
 
 
 class NoDevice(ResourceError):
-    """ENODEV (41): no such device."""
+    """ENODEV (41): no such device on this server."""
 
-    code, name, text = 41, "ENODEV", "no such device"
+    code, name, text = 41, "ENODEV", "no such device on this server"
 
 
 class DeviceFault(ResourceError):

@@ -744,10 +744,13 @@ ss_run_job(struct job_ctx *ctx, const struct nq_map *params,
 
 	if (rc != 0)
 		return rc;
-	/* the paths again: a symlink may have changed since submit */
+	/* the paths again: a symlink may have changed since submit. They
+	 * passed the submit-time check, so a path that fails now (removed,
+	 * made unreadable or swapped since) is the filesystem's doing: EIO,
+	 * not EBADPARAM (PROTOCOL.md §6) */
 	if ((rc = open_inputs(&jp, ctx->deny, ctx->ndeny, &src, &p, msg,
 	                      msglen)) != 0)
-		return rc;
+		return rc == NQ_EBADPARAM ? NQ_EIO : rc;
 	jp.cfg.ckpt_dir = ctx->ckpt_dir;
 	/* a small grant gets smaller batches (Kilosort's memory knob) */
 	if (ctx->grant_bytes > 0) {
@@ -761,6 +764,8 @@ ss_run_job(struct job_ctx *ctx, const struct nq_map *params,
 		snprintf(dir, sizeof(dir), "%s", jp.output_dir);
 		rc = out_open(jp.output_dir, ctx->deny, ctx->ndeny,
 		              ctx->owner_umask, &dirfd, msg, msglen);
+		if (rc == NQ_EBADPARAM) /* checked at submit, as above */
+			rc = NQ_EIO;
 	} else {
 		/* not under out/: the worker replaces out/ with the result
 		 * files after run() returns. In the spool, not a user path. */
