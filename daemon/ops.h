@@ -4,7 +4,7 @@
  * returns 0 (r->out holds the reply fields), an nq_error code with r->msg,
  * or REQ_DEFERRED when a work item answers later (request.h).
  *
- *   ops_info.c    hello, devices, queue
+ *   ops_info.c    hello, devices, queue, describe
  *   ops_submit.c  submit
  *   ops_jobs.c    status, list, cancel, result, logs
  */
@@ -16,6 +16,7 @@ struct req;
 int ops_hello(struct req *r);
 int ops_devices(struct req *r);
 int ops_queue(struct req *r);
+int ops_describe(struct req *r);
 int ops_submit(struct req *r);
 int ops_status(struct req *r);
 int ops_list(struct req *r);

@@ -1,4 +1,4 @@
-/* ops_info.c — hello, devices and queue (ops.h). */
+/* ops_info.c — hello, devices, queue and describe (ops.h). */
 #include "ops.h"
 
 #include "access.h"
@@ -496,5 +496,29 @@ ops_queue(struct req *r)
 fail:
 	if (rc == NQ_EIO)
 		return req_fail(r, rc, "store: %s", store_errmsg(r->d->store));
+	return rc;
+}
+
+/* The job types' tables (daemon/jobs/params.h): every type, or the one
+ * named by "type" (EBADTYPE when unknown). */
+int
+ops_describe(struct req *r)
+{
+	struct nq_value list;
+	const char *type = NULL;
+	int rc = nq_get_str(r->m, "type", &type, r->msg, r->msglen);
+
+	if (rc != 0)
+		return rc;
+	rc = job_type_describe(type, &list);
+	if (rc == NQ_EBADTYPE)
+		return req_fail(r, rc,
+		                "type: unknown job type '%.32s' (hello lists "
+		                "them)",
+		                type);
+	if (rc != 0)
+		return rc;
+	rc = nq_map_set(r->out, "types", &list);
+	nq_value_free(&list);
 	return rc;
 }

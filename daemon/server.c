@@ -22,7 +22,7 @@ static const struct {
         {"status", ops_status},   {"list", ops_list},
         {"cancel", ops_cancel},   {"result", ops_result},
         {"devices", ops_devices}, {"logs", ops_logs},
-        {"queue", ops_queue},
+        {"queue", ops_queue},     {"describe", ops_describe},
 };
 
 /* Threadpool for big requests, else inline. */
@@ -74,7 +74,8 @@ dispatch(struct req *r, int rc)
 	}
 	return req_fail(r, NQ_EBADOP,
 	                "op: unknown request '%.32s' (hello, submit, status, "
-	                "list, cancel, result, devices, logs, queue)",
+	                "list, cancel, result, devices, logs, queue, "
+	                "describe)",
 	                r->op);
 }
 

@@ -21,6 +21,7 @@
 #include "log.h"
 #include "nq_clock.h"
 #include "nq_error.h"
+#include "nq_json.h"
 #include "nq_value.h"
 #include "runas.h"
 #include "spool.h"
@@ -53,6 +54,7 @@ static const char usage[] =
         "                         [--grant BYTES] [--attempt K] [OWNER]\n"
         "       neuroq-worker check --type TYPE --dir STAGEDIR [OWNER]\n"
         "       neuroq-worker probe\n"
+        "       neuroq-worker describe [TYPE]\n"
         "       neuroq-worker --version\n"
         "\n"
         "run: reads JOBDIR/params.mp and JOBDIR/in/*.npy, writes JOBDIR/out/ "
@@ -71,7 +73,10 @@ static const char usage[] =
         "OWNER: --owner UID [--service-gid GID] [--umask 022] [--deny D]...\n"
         "  run as UID (its groups, plus GID), files in user paths with that\n"
         "  umask, no user path into a --deny directory.\n"
-        "probe: one line per device: 'name kind mem_total mem_free'.\n";
+        "probe: one line per device: 'name kind mem_total mem_free'.\n"
+        "describe: the job types' tables (the describe op's reply, without "
+        "a\n"
+        "daemon) as one JSON object {\"types\": [...]}.\n";
 
 static volatile sig_atomic_t worker_stop;
 
@@ -806,6 +811,31 @@ cmd_probe(void)
 	return 0;
 }
 
+/* `describe [TYPE]`: what the describe op serves, as JSON (the docs
+ * generator, deploy/gen-jobdocs.py, reads it). */
+static int
+cmd_describe(const char *type)
+{
+	struct nq_value list;
+	struct nq_json w;
+	int rc = job_type_describe(type, &list);
+
+	if (rc != 0) {
+		fprintf(stderr, "neuroq-worker: describe: %s\n",
+		        rc == NQ_EBADTYPE ? "unknown job type" : nq_strerror(rc));
+		return rc == NQ_EBADTYPE ? EXIT_USAGE : 1;
+	}
+	nq_json_init_file(&w, stdout, 0);
+	nq_json_obj_begin(&w);
+	nq_json_key(&w, "types");
+	nq_json_value(&w, &list);
+	nq_json_obj_end(&w);
+	nq_json_raw(&w, "\n");
+	rc = nq_json_finish(&w);
+	nq_value_free(&list);
+	return rc == 0 && fflush(stdout) == 0 ? 0 : 1;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -822,6 +852,8 @@ main(int argc, char **argv)
 		return cmd_check(argc - 1, argv + 1);
 	if (strcmp(argv[1], "probe") == 0 && argc == 2)
 		return cmd_probe();
+	if (strcmp(argv[1], "describe") == 0 && argc <= 3)
+		return cmd_describe(argc == 3 ? argv[2] : NULL);
 	if (strcmp(argv[1], "--version") == 0) {
 		printf("neuroq-worker %s\n", NEUROQ_VERSION);
 		return 0;

@@ -63,7 +63,8 @@ int cmd_cancel(struct cli *c, int argc, char **argv);
 int cmd_list(struct cli *c, int argc, char **argv);
 int cmd_logs(struct cli *c, int argc, char **argv);
 int cmd_version(struct cli *c, int argc, char **argv);
-int cmd_top(struct cli *c, int argc, char **argv); /* top.c */
+int cmd_top(struct cli *c, int argc, char **argv);      /* top.c */
+int cmd_describe(struct cli *c, int argc, char **argv); /* describe.c */
 
 /* util */
 int cli_parse_id(const char *s, long long *id);

@@ -63,6 +63,10 @@ static const char usage_text[] =
         "recent\n"
         "                                jobs; q or Ctrl-C quits; --once: one "
         "frame\n"
+        "  describe [TYPE]               the job types' parameters (type, "
+        "default,\n"
+        "                                range or choices, meaning), inputs "
+        "and outputs\n"
         "  version                       client and daemon versions\n"
         "\n"
         "options:\n"
@@ -99,6 +103,7 @@ static const struct {
         {"result", cmd_result},   {"cancel", cmd_cancel},
         {"list", cmd_list},       {"logs", cmd_logs},
         {"version", cmd_version}, {"top", cmd_top},
+        {"describe", cmd_describe},
 };
 
 int

@@ -31,6 +31,7 @@ struct job_estimate {
 };
 
 struct userpath_id; /* daemon/jobs/userpath.h */
+struct job_desc;    /* daemon/jobs/params.h */
 
 /* What check() and run() know of the owner and the service. */
 struct job_check_ctx {
@@ -77,6 +78,9 @@ struct job_ctx {
 
 struct job_type {
 	const char *name; /* "gsn", "spikesort" */
+	/* Its parameters, inputs and outputs (params.h): validate() checks
+	 * by it, the `describe` op and the generated docs show it. */
+	const struct job_desc *desc;
 	/* Check params and inputs without touching a device. Returns 0, or an
 	 * nq_err code (NQ_EBADPARAM, NQ_EBADARRAY, NQ_EBADDATA) with a message
 	 * in msg that tells the user what is wrong and what is expected. */
@@ -115,5 +119,9 @@ struct job_type {
 const struct job_type *job_type_find(const char *name);
 /* NULL-terminated list of every job type. */
 const struct job_type *const *job_type_all(void);
+/* The tables (params.h) of every job type, or of the one named (name not
+ * NULL), as a list of describe maps into *list. 0, NQ_EBADTYPE (no such
+ * type) or NQ_ENOMEM. */
+int job_type_describe(const char *name, struct nq_value *list);
 
 #endif

@@ -180,10 +180,10 @@ def test_op_table_marks_each_field(d, done_id):
     other field given)."""
     ops = op_table()
     assert set(ops) == {"hello", "submit", "status", "list", "cancel", "result",
-                        "devices", "logs", "queue"}, ops
+                        "devices", "logs", "queue", "describe"}, ops
     # a full request of each op, every field given
     full = {
-        "hello": {}, "devices": {}, "queue": {},
+        "hello": {}, "devices": {}, "queue": {}, "describe": {"type": "gsn"},
         "submit": {"type": "gsn", "params": {"uneven": "fast"},
                    "inputs": {"data": arr(make_data(*TINY, seed=5))}, "device": "cpu",
                    "priority": 0, "idem": "", "umask": 0o022, "time_limit_s": 600},

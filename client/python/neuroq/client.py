@@ -207,6 +207,22 @@ class Client:
         self._hello = self.call("hello")
         return self._hello
 
+    def describe(self, type: str | None = None) -> list[WireMap]:
+        """The job types' tables: a list of one map per type (only ``type``'s
+        when given; an unknown one raises ``errors.BadType``).
+
+        Each map: ``name``, ``summary``, ``nil`` ("default": a None param
+        means its default; "refused"), ``symbols`` (shape symbol -> meaning),
+        ``params`` [{name, type, default or default_text, min/max, choices,
+        doc}], ``inputs`` [{name, dtypes, shape, required, doc}], ``outputs``
+        [{name, type, dtypes, shape, when, doc}] (proto/PROTOCOL.md,
+        describe). ``neuroq._jobtypes`` holds the same tables as of this
+        client's build, for use without a daemon.
+        """
+        f: WireMap = {} if type is None else {"type": type}
+        types: list[WireMap] = self.call("describe", **f)["types"]
+        return types
+
     def devices(self) -> list[WireMap]:
         """List of device maps (name, kind, mem_total, mem_free, ...)."""
         devs: list[WireMap] = self.call("devices")["devices"]

@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import errors
+from ._jobdoc import params_doc
 from .client import Client, _device
 
 DEFAULT_RETURNS = ("cN", "cS", "cNb", "cSb")
@@ -169,3 +170,7 @@ def perform_gsn(data: npt.ArrayLike, opt: Mapping[str, Any] | None = None, *,
     if missing:
         raise errors.Internal(60, "EINTERNAL", f"the daemon's result lacks {missing}")
     return out
+
+
+# help(perform_gsn) shows the gsn job's parameter table (the daemon's own)
+perform_gsn.__doc__ = (perform_gsn.__doc__ or "") + "\n" + params_doc("gsn")

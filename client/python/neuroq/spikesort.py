@@ -23,6 +23,7 @@ from typing import Any, Literal, Mapping, TypeVar, Union, overload
 import numpy as np
 
 from . import errors
+from ._jobdoc import params_doc
 from .client import Client, Job, _device
 
 #: keys of the job that spikesort() sets from its own arguments
@@ -210,3 +211,7 @@ def spikesort(recording_path: StrPath, probe: Any = None,
                 os.unlink(tmp_probe)
             except OSError:
                 pass
+
+
+# help(spikesort) shows the spikesort job's parameter table (the daemon's own)
+spikesort.__doc__ = (spikesort.__doc__ or "") + "\n" + params_doc("spikesort")

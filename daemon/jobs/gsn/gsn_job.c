@@ -12,14 +12,9 @@
 #include "gsn.h"
 #include "job_type.h"
 #include "nq_error.h"
+#include "params.h"
 
 extern const struct job_type gsn_job_type;
-
-static const char *const allowed_keys[] = {
-        "wantshrinkage", "shrinklevels", "returns",  "uneven",
-        "precision",     "nll",          "biconvex", "wantverbose",
-};
-#define NKEYS (sizeof(allowed_keys) / sizeof(allowed_keys[0]))
 
 /* returns names in GSN's spelling, and the gsn.h bit each needs */
 static const struct {
@@ -36,9 +31,189 @@ static const struct {
         {"eigvals_difference", GSN_RET_EIG_DIFFERENCE},
 };
 #define NRET (sizeof(ret_names) / sizeof(ret_names[0]))
-#define RET_NAMES_TEXT                                       \
-	"cN, cS, cNb, cSb, eigvecs_signal, eigvals_signal, " \
-	"eigvecs_difference, eigvals_difference"
+
+/* ---- the table (params.h): what a submit may say, and what comes back */
+
+static const char *const ret_choices[] = {
+        "cN",
+        "cS",
+        "cNb",
+        "cSb",
+        "eigvecs_signal",
+        "eigvals_signal",
+        "eigvecs_difference",
+        "eigvals_difference",
+        NULL,
+};
+/* "reference": GSN 1.2's own name for its fast path */
+static const char *const uneven_n[] = {"fast", "missing", "reference", NULL};
+static const int uneven_v[] = {GSN_UNEVEN_FAST, GSN_UNEVEN_MISSING,
+                               GSN_UNEVEN_FAST};
+static const char *const prec_n[] = {"float64", "float32", "f64", "f32",
+                                     "<f8",     "<f4",     NULL};
+static const int prec_v[] = {KERN_F64, KERN_F32, KERN_F64,
+                             KERN_F32, KERN_F64, KERN_F32};
+static const char *const nll_n[] = {"spectral", "cholesky", "eigh", NULL};
+static const int nll_v[] = {GSN_NLL_SPECTRAL, GSN_NLL_CHOLESKY, GSN_NLL_EIGH};
+static const char *const bic_n[] = {"loop", "closed", NULL};
+static const int bic_v[] = {GSN_BICONVEX_LOOP, GSN_BICONVEX_CLOSED};
+
+static const struct param_def gsn_params[] = {
+        {.name = "wantshrinkage",
+         .type = PARAM_BOOL,
+         .has_def = 1,
+         .def_num = 1,
+         .doc = "pick the shrinkage of the noise and data covariances by "
+                "cross-validated likelihood; false: no shrinkage (the one "
+                "level 1.0) unless shrinklevels is given"},
+        {.name = "shrinklevels",
+         .type = PARAM_FLOATS,
+         .lo = 0,
+         .hi = 1,
+         .ilo = 1,
+         .ihi = 100000,
+         .def_text = "numpy.linspace(0, 1, 51); [1.0] when wantshrinkage "
+                     "is false",
+         .doc = "the shrinkage levels tried (1 = no shrinkage); a list of "
+                "numbers or a 1-D float array"},
+        {.name = "returns",
+         .type = PARAM_STRS,
+         .choices = ret_choices,
+         .has_def = 1,
+         .def_str = "cN cS cNb cSb",
+         .doc = "the covariance and eigen outputs to return (a name or a "
+                "list); mnN, mnS, ncsnr and the scalars always come back"},
+        {.name = "uneven",
+         .type = PARAM_STR,
+         .choices = uneven_n,
+         .has_def = 1,
+         .def_str = "fast",
+         .doc = "uneven trial counts: 'fast' (= 'reference'), NaN marks a "
+                "whole missing trial; 'missing', NaN per unit and trial"},
+        {.name = "precision",
+         .type = PARAM_STR,
+         .choices = prec_n,
+         .def_text = "the dtype of data",
+         .doc = "compute and return in float64 or float32"},
+        {.name = "nll",
+         .type = PARAM_STR,
+         .choices = nll_n,
+         .has_def = 1,
+         .def_str = "spectral",
+         .doc = "how held-out likelihoods are computed: 'spectral' (one "
+                "tridiagonal reduction), 'cholesky' or 'eigh' (per level; "
+                "the oracles)"},
+        {.name = "biconvex",
+         .type = PARAM_STR,
+         .choices = bic_n,
+         .has_def = 1,
+         .def_str = "loop",
+         .doc = "the biconvex step: 'loop' (GSN's iteration) or 'closed' "
+                "(closed form; an oracle)"},
+        {.name = "wantverbose",
+         .type = PARAM_BOOL,
+         .has_def = 1,
+         .def_num = 1,
+         .doc = "accepted and ignored (GSN's printing switch; progress "
+                "comes as job progress)"},
+};
+
+static const struct input_def gsn_inputs[] = {
+        {.name = "data",
+         .dtypes = PARAMS_DT(NQ_DT_F64) | PARAMS_DT(NQ_DT_F32),
+         .shape = "N C T",
+         .required = 1,
+         .doc = "responses, units x conditions x trials, float64 or float32 "
+                "(float32 computes in float32), NaN = missing"},
+};
+
+#define PREC (PARAMS_DT(NQ_DT_F64) | PARAMS_DT(NQ_DT_F32))
+#define F64  PARAMS_DT(NQ_DT_F64)
+#define ASKED "named in returns"
+static const struct output_def gsn_outputs[] = {
+        {"mnN", OUT_ARRAY, PREC, "1 N", NULL,
+         "mean of the noise distribution (zeros)"},
+        {"mnS", OUT_ARRAY, PREC, "1 N", NULL,
+         "mean of the signal distribution"},
+        {"ncsnr", OUT_ARRAY, PREC, "N", NULL,
+         "noise-ceiling signal-to-noise ratio per unit"},
+        {"cN", OUT_ARRAY, PREC, "N N", ASKED, "noise covariance (raw)"},
+        {"cS", OUT_ARRAY, PREC, "N N", ASKED, "signal covariance (raw)"},
+        {"cNb", OUT_ARRAY, PREC, "N N", ASKED,
+         "noise covariance, shrunk and made PSD"},
+        {"cSb", OUT_ARRAY, PREC, "N N", ASKED,
+         "signal covariance, shrunk and made PSD"},
+        {"eigvecs_signal", OUT_ARRAY, PREC, "N N", ASKED,
+         "eigenvectors of cSb (column i is vector i)"},
+        {"eigvals_signal", OUT_ARRAY, PREC, "N", ASKED,
+         "eigenvalues of cSb, descending"},
+        {"eigvecs_difference", OUT_ARRAY, PREC, "N N", ASKED,
+         "eigenvectors of cSb - cNb"},
+        {"eigvals_difference", OUT_ARRAY, PREC, "N", ASKED,
+         "eigenvalues of cSb - cNb, descending"},
+        {"shrinklevelN", OUT_FLOAT, 0, NULL, NULL,
+         "shrinkage level chosen for the noise covariance"},
+        {"shrinklevelD", OUT_FLOAT, 0, NULL, NULL,
+         "shrinkage level chosen for the data covariance"},
+        {"numiters", OUT_INT, 0, NULL, NULL, "biconvex iterations"},
+        {"warnings", OUT_STRS, 0, NULL, NULL,
+         "GSN 1.2's warnings.warn texts and what neuroq did ([] when "
+         "none)"},
+        {"shrinklevels", OUT_ARRAY, F64, "L", NULL,
+         "the shrinkage levels evaluated"},
+        {"nllN", OUT_ARRAY, F64, "L", NULL,
+         "held-out negative log-likelihood per level, noise (NaN: "
+         "singular)"},
+        {"nllD", OUT_ARRAY, F64, "L", NULL,
+         "held-out negative log-likelihood per level, data (NaN: "
+         "singular)"},
+        {"singularN", OUT_STR, 0, NULL, NULL,
+         "which rule made level 1 singular, noise: 'rank', 'factor' or "
+         "'none'"},
+        {"singularD", OUT_STR, 0, NULL, NULL,
+         "which rule made level 1 singular, data: 'rank', 'factor' or "
+         "'none'"},
+        {"all_singularN", OUT_BOOL, 0, NULL, NULL,
+         "every noise level was singular"},
+        {"all_singularD", OUT_BOOL, 0, NULL, NULL,
+         "every data level was singular"},
+        {"ntrial_used", OUT_FLOAT, 0, NULL, NULL,
+         "trials per condition used (T, or the minimum for uneven data)"},
+        {"time_noise_s", OUT_FLOAT, 0, NULL, NULL,
+         "seconds in the noise level search"},
+        {"time_data_s", OUT_FLOAT, 0, NULL, NULL,
+         "seconds in the data level search"},
+        {"time_biconvex_s", OUT_FLOAT, 0, NULL, NULL,
+         "seconds in the biconvex step"},
+        {"time_eigen_s", OUT_FLOAT, 0, NULL, NULL,
+         "seconds in the eigen returns"},
+};
+#undef PREC
+#undef F64
+#undef ASKED
+
+static const struct shape_symbol gsn_symbols[] = {
+        {"N", "units (data's first dimension)"},
+        {"C", "conditions (data's second dimension)"},
+        {"T", "trials (data's third dimension)"},
+        {"L", "shrinkage levels evaluated (shrinklevels' length)"},
+};
+
+#define COUNT(a) (sizeof(a) / sizeof((a)[0]))
+static const struct job_desc gsn_desc = {
+        .summary = "GSN (generative modeling of signal and noise, cvnlab "
+                   "GSN 1.2 perform_gsn): signal and noise covariances of "
+                   "units x conditions x trials responses",
+        .nil_is_default = 1,
+        .params = gsn_params,
+        .nparams = COUNT(gsn_params),
+        .inputs = gsn_inputs,
+        .ninputs = COUNT(gsn_inputs),
+        .outputs = gsn_outputs,
+        .noutputs = COUNT(gsn_outputs),
+        .symbols = gsn_symbols,
+        .nsymbols = COUNT(gsn_symbols),
+};
 
 struct gsn_job_opts {
 	struct gsn_opts o;
@@ -53,264 +228,101 @@ job_opts_fini(struct gsn_job_opts *jo)
 	jo->levels = NULL;
 }
 
+/* shrinklevels (checked by params_check) into jo. */
 static int
 parse_levels(const struct nq_value *v, struct gsn_job_opts *jo, char *msg,
              size_t msglen)
 {
-	int64_t n;
+	int64_t n = v->kind == NQ_LIST ? (int64_t) v->u.list.n
+	                               : v->u.arr.shape[0];
 
-	if (v->kind == NQ_LIST) {
-		n = (int64_t) v->u.list.n;
-	} else if (v->kind == NQ_ARRAY && v->u.arr.ndim == 1 &&
-	           (v->u.arr.dtype == NQ_DT_F64 ||
-	            v->u.arr.dtype == NQ_DT_F32)) {
-		n = v->u.arr.shape[0];
-	} else {
-		snprintf(msg, msglen,
-		         "parameter 'shrinklevels' must be a list of numbers "
-		         "in [0, 1] or a 1-D float array");
-		return NQ_EBADPARAM;
-	}
-	if (n < 1 || n > 100000) {
-		snprintf(msg, msglen,
-		         "parameter 'shrinklevels' must have 1 to 100000 "
-		         "levels (got %lld)",
-		         (long long) n);
-		return NQ_EBADPARAM;
-	}
 	jo->levels = malloc((size_t) n * sizeof(double));
 	if (jo->levels == NULL) {
 		snprintf(msg, msglen, "out of memory");
 		return NQ_ENOMEM;
 	}
 	for (int64_t i = 0; i < n; i++) {
-		double x;
+		const struct nq_value *e =
+		        v->kind == NQ_LIST ? &v->u.list.items[i] : NULL;
 
-		if (v->kind == NQ_ARRAY) {
-			x = v->u.arr.dtype == NQ_DT_F64
-			            ? ((const double *) v->u.arr.data)[i]
-			            : ((const float *) v->u.arr.data)[i];
-		} else {
-			const struct nq_value *e = &v->u.list.items[i];
-
-			if (e->kind == NQ_FLOAT) {
-				x = e->u.f;
-			} else if (e->kind == NQ_INT) {
-				x = (double) e->u.i;
-			} else {
-				snprintf(
-				        msg, msglen,
-				        "parameter 'shrinklevels' item %lld is "
-				        "not a number",
-				        (long long) i);
-				return NQ_EBADPARAM;
-			}
-		}
-		if (!(x >= 0 && x <= 1)) {
-			snprintf(msg, msglen,
-			         "parameter 'shrinklevels' item %lld = %g is "
-			         "not "
-			         "in [0, 1]",
-			         (long long) i, x);
-			return NQ_EBADPARAM;
-		}
-		jo->levels[i] = x;
+		if (e == NULL)
+			jo->levels[i] = v->u.arr.dtype == NQ_DT_F64
+			                        ? ((const double *) v->u.arr.data)[i]
+			                        : ((const float *) v->u.arr.data)[i];
+		else
+			jo->levels[i] = e->kind == NQ_FLOAT ? e->u.f
+			                                    : (double) e->u.i;
 	}
 	jo->o.levels = jo->levels;
 	jo->o.nlevels = (int) n;
 	return 0;
 }
 
-static int
-add_return(const char *s, struct gsn_job_opts *jo, char *msg, size_t msglen)
+static void
+add_return(const char *s, struct gsn_job_opts *jo)
 {
 	for (size_t i = 0; i < NRET; i++)
 		if (strcmp(s, ret_names[i].name) == 0) {
 			jo->want |= 1u << i;
 			jo->o.returns |= ret_names[i].bit;
-			return 0;
 		}
-	snprintf(msg, msglen,
-	         "parameter 'returns' has unknown item '%s'; valid names "
-	         "are " RET_NAMES_TEXT,
-	         s);
-	return NQ_EBADPARAM;
 }
 
-static int
-parse_returns(const struct nq_value *v, struct gsn_job_opts *jo, char *msg,
-              size_t msglen)
+/* returns (checked by params_check) into jo. */
+static void
+parse_returns(const struct nq_value *v, struct gsn_job_opts *jo)
 {
 	jo->o.returns = 0;
 	jo->want = 0;
-	if (v->kind == NQ_STR)
-		return add_return(v->u.str.s, jo, msg, msglen);
-	if (v->kind != NQ_LIST) {
-		snprintf(msg, msglen,
-		         "parameter 'returns' must be a string or a list of "
-		         "strings from: " RET_NAMES_TEXT);
-		return NQ_EBADPARAM;
+	if (v->kind == NQ_STR) {
+		add_return(v->u.str.s, jo);
+		return;
 	}
-	for (size_t i = 0; i < v->u.list.n; i++) {
-		const struct nq_value *e = &v->u.list.items[i];
-		int rc;
-
-		if (e->kind != NQ_STR) {
-			snprintf(msg, msglen,
-			         "parameter 'returns' item %zu is not a string",
-			         i);
-			return NQ_EBADPARAM;
-		}
-		rc = add_return(e->u.str.s, jo, msg, msglen);
-		if (rc != 0)
-			return rc;
-	}
-	return 0;
+	for (size_t i = 0; i < v->u.list.n; i++)
+		add_return(v->u.list.items[i].u.str.s, jo);
 }
 
-/* One of the words in names (NULL-terminated) → its index in *out. */
+/* The value of a choice parameter: vals[its index]. */
 static int
-parse_choice(const struct nq_map *p, const char *key, const char *const *names,
-             const int *vals, int *out, const char *allowed, char *msg,
-             size_t msglen)
+choice_val(const struct nq_map *p, const char *key, const int *vals, int dflt)
 {
-	const struct nq_value *v = nq_map_get(p, key);
-	const char *s = NULL;
-	int rc;
+	int i = params_choice(&gsn_desc, p, key);
 
-	if (v == NULL || v->kind == NQ_NIL)
-		return 0; /* absent or None: the default */
-	rc = nq_get_str(p, key, &s, msg, msglen);
-	if (rc != 0)
-		return rc;
-	for (int i = 0; names[i] != NULL; i++)
-		if (strcmp(s, names[i]) == 0) {
-			*out = vals[i];
-			return 0;
-		}
-	snprintf(msg, msglen, "parameter '%s' must be one of %s (got '%s')",
-	         key, allowed, s);
-	return NQ_EBADPARAM;
+	return i >= 0 ? vals[i] : dflt;
 }
 
+/* params and inputs, checked against the table, into *a and jo. */
 static int
-parse_params(const struct nq_map *p, enum nq_dtype data_dt,
-             struct gsn_job_opts *jo, char *msg, size_t msglen)
+parse(const struct nq_map *p, const struct nq_map *inputs,
+      const struct nq_array **a, struct gsn_job_opts *jo, char *msg,
+      size_t msglen)
 {
-	static const char *const uneven_n[] = {"fast", "missing", "reference",
-	                                       NULL};
-	static const int uneven_v[] = {GSN_UNEVEN_FAST, GSN_UNEVEN_MISSING,
-	                               GSN_UNEVEN_FAST};
-	static const char *const prec_n[] = {"float64", "float32", "f64", "f32",
-	                                     "<f8",     "<f4",     NULL};
-	static const int prec_v[] = {KERN_F64, KERN_F32, KERN_F64,
-	                             KERN_F32, KERN_F64, KERN_F32};
-	static const char *const nll_n[] = {"spectral", "cholesky", "eigh",
-	                                    NULL};
-	static const int nll_v[] = {GSN_NLL_SPECTRAL, GSN_NLL_CHOLESKY,
-	                            GSN_NLL_EIGH};
-	static const char *const bic_n[] = {"loop", "closed", NULL};
-	static const int bic_v[] = {GSN_BICONVEX_LOOP, GSN_BICONVEX_CLOSED};
 	const struct nq_value *v;
-	int rc, x, b;
+	int rc;
 
 	memset(jo, 0, sizeof(*jo));
-	jo->o.wantshrinkage = 1;
+	rc = params_check(&gsn_desc, "gsn", p, inputs, msg, msglen);
+	if (rc != 0)
+		return rc;
+	*a = &nq_map_get(inputs, "data")->u.arr;
+	jo->o.wantshrinkage = params_bool(&gsn_desc, p, "wantshrinkage");
+	/* wantverbose: accepted and ignored (the fast paths print nothing) */
 	jo->o.returns = GSN_RET_DEFAULT;
 	jo->want = 0xf; /* cN cS cNb cSb */
-	jo->o.precision = data_dt == NQ_DT_F32 ? KERN_F32 : KERN_F64;
-	for (size_t i = 0; p != NULL && i < p->n; i++) {
-		size_t k;
-
-		for (k = 0; k < NKEYS; k++)
-			if (strcmp(p->keys[i], allowed_keys[k]) == 0)
-				break;
-		if (k == NKEYS) {
-			snprintf(
-			        msg, msglen,
-			        "unknown parameter '%s'; gsn accepts "
-			        "wantshrinkage, shrinklevels, returns, uneven, "
-			        "precision, nll, biconvex, wantverbose",
-			        p->keys[i]);
-			return NQ_EBADPARAM;
-		}
-	}
-	v = nq_map_get(p, "wantshrinkage");
-	if (v != NULL && v->kind != NQ_NIL) {
-		rc = nq_get_bool(p, "wantshrinkage", &b, msg, msglen);
-		if (rc != 0)
-			return rc;
-		jo->o.wantshrinkage = b;
-	}
-	/* wantverbose: accepted and ignored (the fast paths print nothing) */
-	v = nq_map_get(p, "shrinklevels");
-	if (v != NULL && v->kind != NQ_NIL) {
-		rc = parse_levels(v, jo, msg, msglen);
-		if (rc != 0)
-			return rc;
-	}
-	v = nq_map_get(p, "returns");
-	if (v != NULL && v->kind != NQ_NIL) {
-		rc = parse_returns(v, jo, msg, msglen);
-		if (rc != 0)
-			return rc;
-	}
-	x = GSN_UNEVEN_FAST;
-	rc = parse_choice(p, "uneven", uneven_n, uneven_v, &x,
-	                  "'fast', 'missing'", msg, msglen);
-	if (rc != 0)
+	if ((v = params_given(&gsn_desc, p, "returns")) != NULL)
+		parse_returns(v, jo);
+	if ((v = params_given(&gsn_desc, p, "shrinklevels")) != NULL &&
+	    (rc = parse_levels(v, jo, msg, msglen)) != 0)
 		return rc;
-	jo->o.uneven = (enum gsn_uneven) x;
-	x = jo->o.precision;
-	rc = parse_choice(p, "precision", prec_n, prec_v, &x,
-	                  "'float64', 'float32'", msg, msglen);
-	if (rc != 0)
-		return rc;
-	jo->o.precision = (enum kern_dtype) x;
-	x = GSN_NLL_SPECTRAL;
-	rc = parse_choice(p, "nll", nll_n, nll_v, &x,
-	                  "'spectral', 'cholesky', 'eigh'", msg, msglen);
-	if (rc != 0)
-		return rc;
-	jo->o.nll = (enum gsn_nll) x;
-	x = GSN_BICONVEX_LOOP;
-	rc = parse_choice(p, "biconvex", bic_n, bic_v, &x, "'loop', 'closed'",
-	                  msg, msglen);
-	if (rc != 0)
-		return rc;
-	jo->o.biconvex = (enum gsn_biconvex) x;
-	return 0;
-}
-
-static int
-get_data(const struct nq_map *inputs, const struct nq_array **a, char *msg,
-         size_t msglen)
-{
-	int rc;
-
-	*a = NULL;
-	rc = nq_get_array(inputs, "data", a, msg, msglen);
-	if (rc == 0 && *a == NULL) {
-		snprintf(msg, msglen,
-		         "input 'data' is required: a units x conditions x "
-		         "trials float64 or float32 array");
-		return NQ_EBADARRAY;
-	}
-	if (rc != 0)
-		return NQ_EBADARRAY;
-	if ((*a)->ndim != 3) {
-		snprintf(msg, msglen,
-		         "input 'data' must be 3-D (units x conditions x "
-		         "trials), got %d-D",
-		         (*a)->ndim);
-		return NQ_EBADARRAY;
-	}
-	if ((*a)->dtype != NQ_DT_F64 && (*a)->dtype != NQ_DT_F32) {
-		snprintf(msg, msglen,
-		         "input 'data' must be float64 or float32, got %s",
-		         nq_dtype_str((*a)->dtype));
-		return NQ_EBADARRAY;
-	}
+	jo->o.uneven = (enum gsn_uneven) choice_val(p, "uneven", uneven_v,
+	                                            GSN_UNEVEN_FAST);
+	jo->o.precision = (enum kern_dtype) choice_val(
+	        p, "precision", prec_v,
+	        (*a)->dtype == NQ_DT_F32 ? KERN_F32 : KERN_F64);
+	jo->o.nll = (enum gsn_nll) choice_val(p, "nll", nll_v,
+	                                      GSN_NLL_SPECTRAL);
+	jo->o.biconvex = (enum gsn_biconvex) choice_val(p, "biconvex", bic_v,
+	                                                GSN_BICONVEX_LOOP);
 	return 0;
 }
 
@@ -344,10 +356,7 @@ gsn_job_validate(const struct nq_map *params, const struct nq_map *inputs,
 	double *owned = NULL;
 	int rc;
 
-	rc = get_data(inputs, &a, msg, msglen);
-	if (rc != 0)
-		return rc;
-	rc = parse_params(params, a->dtype, &jo, msg, msglen);
+	rc = parse(params, inputs, &a, &jo, msg, msglen);
 	if (rc == 0)
 		rc = data_f64(a, &d, &owned);
 	if (rc == 0)
@@ -368,10 +377,7 @@ gsn_job_estimate(const struct nq_map *params, const struct nq_map *inputs,
 	int rc;
 
 	memset(est, 0, sizeof(*est));
-	rc = get_data(inputs, &a, msg, sizeof(msg));
-	if (rc != 0)
-		return rc;
-	rc = parse_params(params, a->dtype, &jo, msg, sizeof(msg));
+	rc = parse(params, inputs, &a, &jo, msg, sizeof(msg));
 	if (rc == 0)
 		gsn_estimate(a->shape[0], a->shape[1], a->shape[2], &jo.o,
 		             &est->host_bytes, &est->device_bytes, &est->flops);
@@ -591,10 +597,7 @@ gsn_job_run(struct job_ctx *ctx, const struct nq_map *params,
 	int rc;
 
 	memset(&r, 0, sizeof(r));
-	rc = get_data(inputs, &a, msg, msglen);
-	if (rc != 0)
-		return rc;
-	rc = parse_params(params, a->dtype, &jo, msg, msglen);
+	rc = parse(params, inputs, &a, &jo, msg, msglen);
 	if (rc != 0)
 		goto out;
 	rc = data_f64(a, &d, &owned);
@@ -629,6 +632,7 @@ out:
 
 const struct job_type gsn_job_type = {
         .name = "gsn",
+        .desc = &gsn_desc,
         .validate = gsn_job_validate,
         .estimate = gsn_job_estimate,
         .run = gsn_job_run,

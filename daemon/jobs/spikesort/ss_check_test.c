@@ -8,6 +8,8 @@
 #include <cmocka.h> /* needs the four headers above first */
 
 #include "nq_error.h"
+#include "params.h"
+#include "ss.h"
 #include "ss_job.h"
 #include "userpath.h"
 
@@ -113,11 +115,98 @@ test_check(void **st)
 	assert_non_null(strstr(msg, "not a directory"));
 }
 
+/* The table's defaults (what the describe op and the docs show, and what
+ * the job uses) are ss_config_defaults()'s, which ss-run and the sorter's
+ * own tests use. */
+static void
+test_table_defaults(void **st)
+{
+	const struct job_desc *d = ss_job_type.desc;
+	struct ss_config c;
+	static const char *const f[] = {
+	        "batch",
+	        "th_detect",
+	        "th_match",
+	        "max_templates",
+	        "seed",
+	        "car",
+	        "hp_hz",
+	        "whiten_nrange",
+	        "learn_batches",
+	        "learn_iters",
+	        "min_spikes",
+	        "merge_corr",
+	        "dup_ms",
+	        "refrac_ms",
+	        "good_ratio",
+	        "split_dprime",
+	        "max_peels",
+	        "drift",
+	        "drift_max_um",
+	        "xdup_ms",
+	        "template_radius_um",
+	        "isi_threshold_ms",
+	        "presence_bin_s",
+	        "good_max_isi_ratio",
+	        "good_min_presence",
+	        "good_max_amp_cutoff",
+	        "good_min_snr",
+	};
+	double want[sizeof(f) / sizeof(f[0])];
+	size_t i = 0, nd = 0;
+
+	(void) st;
+	ss_config_defaults(&c);
+	want[i++] = (double) c.batch;
+	want[i++] = c.th_detect;
+	want[i++] = c.th_match;
+	want[i++] = c.max_templates;
+	want[i++] = (double) c.seed;
+	want[i++] = c.car;
+	want[i++] = c.hp_hz;
+	want[i++] = c.whiten_nrange;
+	want[i++] = c.learn_batches;
+	want[i++] = c.learn_iters;
+	want[i++] = c.min_spikes;
+	want[i++] = c.merge_corr;
+	want[i++] = c.dup_ms;
+	want[i++] = c.refrac_ms;
+	want[i++] = c.good_ratio;
+	want[i++] = c.split_dprime;
+	want[i++] = c.max_peels;
+	want[i++] = c.drift;
+	want[i++] = c.drift_max_um;
+	want[i++] = c.xdup_ms;
+	want[i++] = c.tmpl_radius_um;
+	want[i++] = c.isi_ms;
+	want[i++] = c.presence_bin_s;
+	want[i++] = c.good_isi;
+	want[i++] = c.good_presence;
+	want[i++] = c.good_amp_cutoff;
+	want[i++] = c.good_snr;
+	assert_int_equal(i, sizeof(f) / sizeof(f[0]));
+	for (i = 0; i < sizeof(f) / sizeof(f[0]); i++) {
+		const struct param_def *p = params_find(d, f[i]);
+
+		if (p == NULL || !p->has_def || p->def_num != want[i])
+			fail_msg("%s: table default %g, ss_config_defaults %g",
+			         f[i], p ? p->def_num : -1, want[i]);
+	}
+	/* every row with a constant default is compared, but the probe's
+	 * pitch (not a config field) */
+	for (i = 0; i < d->nparams; i++)
+		nd += d->params[i].has_def;
+	assert_int_equal(nd, sizeof(f) / sizeof(f[0]) + 1);
+	/* batch's floor: four templates long */
+	assert_int_equal(params_find(d, "batch")->ilo, 4 * c.nt);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 	        cmocka_unit_test(test_check),
+	        cmocka_unit_test(test_table_defaults),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

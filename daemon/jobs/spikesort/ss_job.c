@@ -23,47 +23,192 @@
 #include "job_type.h"
 #include "nq_clock.h"
 #include "nq_error.h"
+#include "params.h"
 #include "ss.h"
 #include "ss_feat.h"
 #include "ss_job.h"
 #include "ss_quality.h"
 #include "userpath.h"
 
-/* Every accepted key; anything else is a typo the user should hear of. */
-static const char *const known_keys[] = {"recording",
-                                         "n_channels",
-                                         "sample_rate",
-                                         "probe",
-                                         "output_dir",
-                                         "probe_pitch_um",
-                                         "batch",
-                                         "th_detect",
-                                         "th_match",
-                                         "max_templates",
-                                         "seed",
-                                         "car",
-                                         "hp_hz",
-                                         "whiten_nrange",
-                                         "learn_batches",
-                                         "learn_iters",
-                                         "min_spikes",
-                                         "merge_corr",
-                                         "dup_ms",
-                                         "refrac_ms",
-                                         "good_ratio",
-                                         "split_dprime",
-                                         "max_peels",
-                                         "drift",
-                                         "drift_max_um",
-                                         "xdup_ms",
-                                         "template_radius_um",
-                                         "isi_threshold_ms",
-                                         "presence_bin_s",
-                                         "good_max_isi_ratio",
-                                         "good_min_presence",
-                                         "good_max_amp_cutoff",
-                                         "good_min_snr",
-                                         NULL};
+/* ---- the table (params.h): every accepted key (anything else is a typo
+ * the user should hear of), its default and range, and the outputs. The
+ * defaults are ss_config_defaults()'s (ss_check_test.c compares them). */
+
+#define F(n, d, l, h, doc_)                                                \
+	{.name = (n), .type = PARAM_FLOAT, .has_def = 1, .def_num = (d),  \
+	 .lo = (l), .hi = (h), .doc = (doc_)}
+#define I(n, d, l, h, doc_)                                              \
+	{.name = (n), .type = PARAM_INT, .has_def = 1, .def_num = (d),  \
+	 .ilo = (l), .ihi = (h), .doc = (doc_)}
+#define B(n, d, doc_)                                                     \
+	{.name = (n), .type = PARAM_BOOL, .has_def = 1, .def_num = (d), \
+	 .doc = (doc_)}
+static const struct param_def ss_params[] = {
+        {.name = "recording",
+         .type = PARAM_PATH,
+         .doc = "a flat int16 file, samples x channels, you can read (or "
+                "the input data instead)"},
+        {.name = "n_channels",
+         .type = PARAM_INT,
+         .ilo = 1,
+         .ihi = 4096,
+         .def_text = "from a SpikeGLX .meta beside the recording; data's "
+                     "columns",
+         .doc = "channels (columns) of the recording"},
+        {.name = "sample_rate",
+         .type = PARAM_FLOAT,
+         .lo = 1000,
+         .hi = 1e6,
+         .def_text = "from a SpikeGLX .meta beside the recording",
+         .doc = "samples per second (Hz); required with data"},
+        {.name = "probe",
+         .type = PARAM_PATH,
+         .def_text = "a linear probe, probe_pitch_um apart",
+         .doc = "a Kilosort channel map JSON or a probeinterface JSON"},
+        {.name = "output_dir",
+         .type = PARAM_PATH,
+         .def_text = "phy/ in the job's directory (only for the daemon's own "
+                     "user)",
+         .doc = "the phy folder to write, made as you with your umask"},
+        F("probe_pitch_um", 20, 0.1, 1e4,
+          "channel spacing of the default linear probe (µm)"),
+        /* at least 4 templates (nt = 61) long: 244 */
+        I("batch", 60000, 244, 10000000,
+          "samples per batch (smaller under a small memory grant)"),
+        F("th_detect", 4, 1, 100,
+          "spike detection threshold (whitened σ)"),
+        F("th_match", 6, 1, 100, "template matching threshold"),
+        I("max_templates", 1024, 1, 10000, "most templates learned"),
+        I("seed", 1, 0, INT64_MAX, "random seed: equal seeds, equal sorts"),
+        B("car", 1, "common median reference"),
+        F("hp_hz", 300, 10, 1e6 / 2.5,
+          "high-pass cut-off (Hz), below sample_rate / 2.5"),
+        I("whiten_nrange", 32, 1, 4096,
+          "nearest channels of the local whitening"),
+        I("learn_batches", 20, 1, 10000,
+          "batches the templates are learned on"),
+        I("learn_iters", 3, 0, 20, "template learning passes"),
+        I("min_spikes", 20, 1, 1000000,
+          "spikes a template needs to be kept"),
+        F("merge_corr", 0.9, 0.5, 1,
+          "template correlation above which two units may merge"),
+        F("dup_ms", 0.25, 0, 5,
+          "a unit's spikes closer than this are duplicates (ms)"),
+        F("refrac_ms", 1.0, 0.1, 10,
+          "refractory window of the merge check (ms)"),
+        F("good_ratio", 0.2, 0, 1,
+          "merge check: refractory rate below this of the baseline"),
+        F("split_dprime", 4, 1, 100, "d' above which a unit is split"),
+        I("max_peels", 50, 1, 1000,
+          "matching pursuit rounds per batch"),
+        B("drift", 1, "rigid drift correction"),
+        F("drift_max_um", 50, 5, 1000, "largest drift searched (µm)"),
+        F("xdup_ms", 0.5, 0, 5,
+          "cross-unit duplicate window (ms); 0 = off"),
+        F("template_radius_um", 150, 0, 1e5,
+          "channels within this of a template's peak (µm); 0 = all"),
+        F("isi_threshold_ms", 1.5, 0.1, 10,
+          "refractory period of the ISI metrics (ms)"),
+        F("presence_bin_s", 0, 0, 1e6,
+          "presence-ratio bin (s); 0 = duration / 20 within [10, 60]"),
+        F("good_max_isi_ratio", 0.5, 0, 1e6,
+          "good: isi_violations_ratio below this"),
+        F("good_min_presence", 0.9, 0, 1,
+          "good: presence_ratio at least this"),
+        F("good_max_amp_cutoff", 0.1, 0, 0.5,
+          "good: amplitude_cutoff at most this"),
+        F("good_min_snr", 2, 0, 1e6, "good: snr at least this"),
+};
+#undef F
+#undef I
+#undef B
+
+static const struct input_def ss_inputs[] = {
+        {.name = "data",
+         .dtypes = PARAMS_DT(NQ_DT_I16),
+         .shape = "S C",
+         .required = 0,
+         .doc = "a small recording inline, samples x channels int16 (1..4096 "
+                "channels), instead of recording"},
+};
+
+#define PER_UNIT(n, doc_) {(n), OUT_ARRAY, PARAMS_DT(NQ_DT_F32), "K", NULL, (doc_)}
+static const struct output_def ss_outputs[] = {
+        {"n_units", OUT_INT, 0, NULL, NULL, "units with spikes"},
+        {"n_spikes", OUT_INT, 0, NULL, NULL, "spikes sorted"},
+        {"n_good", OUT_INT, 0, NULL, NULL, "units labelled good"},
+        {"n_mua", OUT_INT, 0, NULL, NULL, "units labelled mua"},
+        {"n_templates", OUT_INT, 0, NULL, NULL,
+         "templates (K, the length of the per-unit arrays)"},
+        {"duration_s", OUT_FLOAT, 0, NULL, NULL, "recording length (s)"},
+        {"output_dir", OUT_STR, 0, NULL, NULL, "where the phy folder is"},
+        {"time_preprocess_s", OUT_FLOAT, 0, NULL, NULL,
+         "seconds filtering and whitening"},
+        {"time_drift_s", OUT_FLOAT, 0, NULL, NULL,
+         "seconds estimating drift"},
+        {"time_detect_s", OUT_FLOAT, 0, NULL, NULL,
+         "seconds detecting and learning"},
+        {"time_match_s", OUT_FLOAT, 0, NULL, NULL,
+         "seconds in template matching"},
+        {"time_post_s", OUT_FLOAT, 0, NULL, NULL,
+         "seconds post-processing"},
+        {"time_features_s", OUT_FLOAT, 0, NULL, NULL,
+         "seconds in the features and quality pass"},
+        {"drift_um", OUT_ARRAY, PARAMS_DT(NQ_DT_F32), "B", "drift is true",
+         "depth shift per batch relative to its median (µm; positive: "
+         "the tissue sits higher)"},
+        {"drift_batch_s", OUT_FLOAT, 0, NULL, "drift is true",
+         "seconds per drift_um entry"},
+        {"unit_spike_counts", OUT_ARRAY, PARAMS_DT(NQ_DT_I64), "K", NULL,
+         "spikes per template id"},
+        {"unit_good", OUT_ARRAY, PARAMS_DT(NQ_DT_BOOL), "K", NULL,
+         "the good label per template id"},
+        PER_UNIT("unit_amplitude", "mean template-fit amplitude"),
+        PER_UNIT("unit_firing_rate", "spikes per second (NaN: none)"),
+        PER_UNIT("unit_presence_ratio", "presence ratio (NaN: undefined)"),
+        PER_UNIT("unit_isi_violations_ratio",
+                 "ISI violations ratio (NaN: undefined)"),
+        PER_UNIT("unit_amplitude_cutoff",
+                 "amplitude cutoff (NaN: under 500 spikes)"),
+        PER_UNIT("unit_snr", "signal-to-noise ratio (NaN: undefined)"),
+        PER_UNIT("unit_amplitude_median",
+                 "median spike amplitude (NaN: undefined)"),
+        {"median_firing_rate", OUT_FLOAT, 0, NULL,
+         "some unit has the metric", "median over the units"},
+        {"median_presence_ratio", OUT_FLOAT, 0, NULL,
+         "some unit has the metric", "median over the units"},
+        {"median_isi_violations_ratio", OUT_FLOAT, 0, NULL,
+         "some unit has the metric", "median over the units"},
+        {"median_amplitude_cutoff", OUT_FLOAT, 0, NULL,
+         "some unit has the metric", "median over the units"},
+        {"median_snr", OUT_FLOAT, 0, NULL, "some unit has the metric",
+         "median over the units"},
+        {"median_amplitude_median", OUT_FLOAT, 0, NULL,
+         "some unit has the metric", "median over the units"},
+};
+#undef PER_UNIT
+
+static const struct shape_symbol ss_symbols[] = {
+        {"S", "samples of the recording"},
+        {"C", "channels of the recording"},
+        {"K", "templates (n_templates)"},
+        {"B", "drift batches"},
+};
+
+#define COUNT(a) (sizeof(a) / sizeof((a)[0]))
+static const struct job_desc ss_desc = {
+        .summary = "Kilosort-style spike sorting of a raw int16 recording "
+                   "into a phy folder, with quality metrics",
+        .nil_is_default = 0,
+        .params = ss_params,
+        .nparams = COUNT(ss_params),
+        .inputs = ss_inputs,
+        .ninputs = COUNT(ss_inputs),
+        .outputs = ss_outputs,
+        .noutputs = COUNT(ss_outputs),
+        .symbols = ss_symbols,
+        .nsymbols = COUNT(ss_symbols),
+};
 
 struct ss_jparams {
 	struct ss_config cfg;
@@ -75,47 +220,45 @@ struct ss_jparams {
 	double pitch;
 };
 
-static int
-get_float_in(const struct nq_map *p, const char *key, double *dst, double lo,
-             double hi, char *msg, size_t msglen)
+/* The table's values (given or default) into the config. */
+static void
+fill_config(const struct nq_map *p, struct ss_jparams *jp)
 {
-	double v = *dst;
-	int rc = nq_get_float(p, key, &v, msg, msglen);
+	struct ss_config *c = &jp->cfg;
+	const struct job_desc *d = &ss_desc;
 
-	if (rc != 0 || !nq_has(p, key))
-		return rc; /* absent: *dst keeps its default */
-	if (!(v >= lo && v <= hi)) {
-		snprintf(msg, msglen,
-		         "parameter '%s' = %g is out of range "
-		         "[%g, %g]",
-		         key, v, lo, hi);
-		return NQ_EBADPARAM;
-	}
-	*dst = v;
-	return 0;
+	jp->pitch = params_float(d, p, "probe_pitch_um");
+	c->batch = params_int(d, p, "batch");
+	c->th_detect = params_float(d, p, "th_detect");
+	c->th_match = params_float(d, p, "th_match");
+	c->max_templates = (int) params_int(d, p, "max_templates");
+	c->seed = (uint64_t) params_int(d, p, "seed");
+	c->car = params_bool(d, p, "car");
+	c->hp_hz = params_float(d, p, "hp_hz");
+	c->whiten_nrange = (int) params_int(d, p, "whiten_nrange");
+	c->learn_batches = (int) params_int(d, p, "learn_batches");
+	c->learn_iters = (int) params_int(d, p, "learn_iters");
+	c->min_spikes = (int) params_int(d, p, "min_spikes");
+	c->merge_corr = params_float(d, p, "merge_corr");
+	c->dup_ms = params_float(d, p, "dup_ms");
+	c->refrac_ms = params_float(d, p, "refrac_ms");
+	c->good_ratio = params_float(d, p, "good_ratio");
+	c->split_dprime = params_float(d, p, "split_dprime");
+	c->max_peels = (int) params_int(d, p, "max_peels");
+	c->drift = params_bool(d, p, "drift");
+	c->drift_max_um = params_float(d, p, "drift_max_um");
+	c->xdup_ms = params_float(d, p, "xdup_ms");
+	c->tmpl_radius_um = params_float(d, p, "template_radius_um");
+	c->isi_ms = params_float(d, p, "isi_threshold_ms");
+	c->presence_bin_s = params_float(d, p, "presence_bin_s");
+	c->good_isi = params_float(d, p, "good_max_isi_ratio");
+	c->good_presence = params_float(d, p, "good_min_presence");
+	c->good_amp_cutoff = params_float(d, p, "good_max_amp_cutoff");
+	c->good_snr = params_float(d, p, "good_min_snr");
 }
 
-static int
-get_int_in(const struct nq_map *p, const char *key, int64_t *dst, int64_t lo,
-           int64_t hi, char *msg, size_t msglen)
-{
-	int64_t v = *dst;
-	int rc = nq_get_int(p, key, &v, msg, msglen);
-
-	if (rc != 0 || !nq_has(p, key))
-		return rc; /* absent: *dst keeps its default */
-	if (v < lo || v > hi) {
-		snprintf(msg, msglen,
-		         "parameter '%s' = %lld is out of range "
-		         "[%lld, %lld]",
-		         key, (long long) v, (long long) lo, (long long) hi);
-		return NQ_EBADPARAM;
-	}
-	*dst = v;
-	return 0;
-}
-
-/* Params and inputs → jp, with every check that needs no device. */
+/* Params and inputs → jp: the table's checks, then the cross-field ones
+ * that need no device. */
 /* files: 0 (the daemon) leaves n_channels and sample_rate at 0 when only a
  * SpikeGLX .meta beside the recording could give them; check() and run()
  * read it. */
@@ -124,46 +267,21 @@ parse(const struct nq_map *params, const struct nq_map *inputs,
       struct ss_jparams *jp, int files, char *msg, size_t msglen)
 {
 	struct ss_config *c = &jp->cfg;
-	int64_t n_ch = 0, iv;
+	const struct nq_value *v;
+	int64_t n_ch = 0;
 	double fs = 0, meta_fs = 0;
-	int meta_ch = 0, rc, car = 1;
+	int meta_ch = 0, rc;
 
 	memset(jp, 0, sizeof(*jp));
 	ss_config_defaults(c);
-	jp->pitch = 20;
-	for (size_t i = 0; params != NULL && i < params->n; i++) {
-		int ok = 0;
-		for (int k = 0; known_keys[k] != NULL && !ok; k++)
-			ok = strcmp(params->keys[i], known_keys[k]) == 0;
-		if (!ok) {
-			snprintf(msg, msglen,
-			         "unknown parameter '%s' (spikesort accepts "
-			         "recording, n_channels, sample_rate, probe, "
-			         "output_dir, batch, th_detect, th_match, "
-			         "max_templates, seed, …)",
-			         params->keys[i]);
-			return NQ_EBADPARAM;
-		}
-	}
-	for (size_t i = 0; inputs != NULL && i < inputs->n; i++)
-		if (strcmp(inputs->keys[i], "data") != 0) {
-			snprintf(msg, msglen,
-			         "unknown input '%s' (spikesort takes only "
-			         "'data', samples × channels int16)",
-			         inputs->keys[i]);
-			return NQ_EBADPARAM;
-		}
-	if ((rc = nq_get_str(params, "recording", &jp->recording, msg,
-	                     msglen)) != 0)
+	if ((rc = params_check(&ss_desc, "spikesort", params, inputs, msg,
+	                       msglen)) != 0)
 		return rc;
-	if ((rc = nq_get_str(params, "probe", &jp->probe, msg, msglen)) != 0)
-		return rc;
-	if ((rc = nq_get_str(params, "output_dir", &jp->output_dir, msg,
-	                     msglen)) != 0)
-		return rc;
-	if (inputs != NULL && nq_map_get(inputs, "data") != NULL &&
-	    (rc = nq_get_array(inputs, "data", &jp->data, msg, msglen)) != 0)
-		return rc;
+	jp->recording = params_str(&ss_desc, params, "recording");
+	jp->probe = params_str(&ss_desc, params, "probe");
+	jp->output_dir = params_str(&ss_desc, params, "output_dir");
+	if (inputs != NULL && (v = nq_map_get(inputs, "data")) != NULL)
+		jp->data = &v->u.arr;
 	if ((jp->recording == NULL) == (jp->data == NULL)) {
 		snprintf(msg, msglen,
 		         "give exactly one of the parameter 'recording' (path "
@@ -171,15 +289,13 @@ parse(const struct nq_map *params, const struct nq_map *inputs,
 		         "channels int16)");
 		return NQ_EBADPARAM;
 	}
-	if ((rc = get_int_in(params, "n_channels", &n_ch, 1, 4096, msg,
-	                     msglen)) != 0 ||
-	    (rc = get_float_in(params, "sample_rate", &fs, 1000, 1e6, msg,
-	                       msglen)) != 0)
-		return rc;
+	if (params_given(&ss_desc, params, "n_channels") != NULL)
+		n_ch = params_int(&ss_desc, params, "n_channels");
+	if (params_given(&ss_desc, params, "sample_rate") != NULL)
+		fs = params_float(&ss_desc, params, "sample_rate");
 	if (jp->data != NULL) {
 		const struct nq_array *a = jp->data;
-		if (a->dtype != NQ_DT_I16 || a->ndim != 2 || a->shape[0] < 1 ||
-		    a->shape[1] < 1 || a->shape[1] > 4096) {
+		if (a->shape[0] < 1 || a->shape[1] < 1 || a->shape[1] > 4096) {
 			snprintf(msg, msglen,
 			         "input 'data' must be int16 (samples × "
 			         "channels), 1..4096 channels");
@@ -213,75 +329,15 @@ parse(const struct nq_map *params, const struct nq_map *inputs,
 		return NQ_EBADPARAM;
 	}
 	jp->n_rows = (int) n_ch;
+	fill_config(params, jp);
 	c->fs = fs;
-	if ((rc = get_float_in(params, "probe_pitch_um", &jp->pitch, 0.1, 1e4,
-	                       msg, msglen)) ||
-	    (rc = get_float_in(params, "th_detect", &c->th_detect, 1, 100, msg,
-	                       msglen)) ||
-	    (rc = get_float_in(params, "th_match", &c->th_match, 1, 100, msg,
-	                       msglen)) ||
-	    (rc = get_float_in(params, "hp_hz", &c->hp_hz, 10,
-	                       (fs > 0 ? fs : 1e6) / 2.5, msg, msglen)) ||
-	    (rc = get_float_in(params, "merge_corr", &c->merge_corr, 0.5, 1,
-	                       msg, msglen)) ||
-	    (rc = get_float_in(params, "dup_ms", &c->dup_ms, 0, 5, msg,
-	                       msglen)) ||
-	    (rc = get_float_in(params, "xdup_ms", &c->xdup_ms, 0, 5, msg,
-	                       msglen)) ||
-	    (rc = get_float_in(params, "template_radius_um", &c->tmpl_radius_um,
-	                       0, 1e5, msg, msglen)) ||
-	    (rc = get_float_in(params, "refrac_ms", &c->refrac_ms, 0.1, 10, msg,
-	                       msglen)) ||
-	    (rc = get_float_in(params, "good_ratio", &c->good_ratio, 0, 1, msg,
-	                       msglen)) ||
-	    (rc = get_float_in(params, "split_dprime", &c->split_dprime, 1, 100,
-	                       msg, msglen)) ||
-	    (rc = get_float_in(params, "isi_threshold_ms", &c->isi_ms, 0.1, 10,
-	                       msg, msglen)) ||
-	    (rc = get_float_in(params, "presence_bin_s", &c->presence_bin_s, 0,
-	                       1e6, msg, msglen)) ||
-	    (rc = get_float_in(params, "good_max_isi_ratio", &c->good_isi, 0,
-	                       1e6, msg, msglen)) ||
-	    (rc = get_float_in(params, "good_min_presence", &c->good_presence,
-	                       0, 1, msg, msglen)) ||
-	    (rc = get_float_in(params, "good_max_amp_cutoff",
-	                       &c->good_amp_cutoff, 0, 0.5, msg, msglen)) ||
-	    (rc = get_float_in(params, "good_min_snr", &c->good_snr, 0, 1e6,
-	                       msg, msglen)))
-		return rc;
-	iv = c->batch;
-	if ((rc = get_int_in(params, "batch", &iv, 4 * (int64_t) c->nt,
-	                     10000000, msg, msglen)))
-		return rc;
-	c->batch = iv;
-#define INT_PARAM(key, field, lo, hi)                                         \
-	do {                                                                  \
-		iv = c->field;                                                \
-		if ((rc = get_int_in(params, key, &iv, lo, hi, msg, msglen))) \
-			return rc;                                            \
-		c->field = (int) iv;                                          \
-	} while (0)
-	INT_PARAM("max_templates", max_templates, 1, 10000);
-	INT_PARAM("whiten_nrange", whiten_nrange, 1, 4096);
-	INT_PARAM("learn_batches", learn_batches, 1, 10000);
-	INT_PARAM("learn_iters", learn_iters, 0, 20);
-	INT_PARAM("min_spikes", min_spikes, 1, 1000000);
-	INT_PARAM("max_peels", max_peels, 1, 1000);
-#undef INT_PARAM
-	iv = (int64_t) c->seed;
-	if ((rc = get_int_in(params, "seed", &iv, 0, INT64_MAX, msg, msglen)))
-		return rc;
-	c->seed = (uint64_t) iv;
-	if ((rc = nq_get_bool(params, "car", &car, msg, msglen)) != 0)
-		return rc;
-	c->car = car;
-	car = c->drift;
-	if ((rc = nq_get_bool(params, "drift", &car, msg, msglen)) != 0)
-		return rc;
-	c->drift = car;
-	if ((rc = get_float_in(params, "drift_max_um", &c->drift_max_um, 5,
-	                       1000, msg, msglen)))
-		return rc;
+	if (c->hp_hz > (fs > 0 ? fs : 1e6) / 2.5) {
+		snprintf(msg, msglen,
+		         "parameter 'hp_hz' = %g is out of range [10, %g] "
+		         "(sample_rate / 2.5)",
+		         c->hp_hz, (fs > 0 ? fs : 1e6) / 2.5);
+		return NQ_EBADPARAM;
+	}
 	return 0;
 }
 
@@ -777,6 +833,7 @@ out:
 
 const struct job_type ss_job_type = {
         .name = "spikesort",
+        .desc = &ss_desc,
         .validate = ss_validate,
         .estimate = ss_estimate,
         .check = ss_check,
