@@ -32,6 +32,14 @@ struct net_req {
 	enum net_state state;
 	nng_msg *msg;  /* the request, from receive until the reply */
 	int anonymous; /* it came without a peer uid (tcp) */
+	nng_pipe pipe; /* where it came from */
+	/* what it counts in net's held/nbig until its body goes (mtx) */
+	size_t held;
+	int big;
+	/* refused on receipt (max_upload_bytes): msg NULL, its size and what
+	 * the others held then */
+	int busy;
+	size_t busy_len, busy_held;
 };
 
 /* Refused subscribers are logged at most this often per socket. */
@@ -67,6 +75,10 @@ struct net {
 	int mtx_ok;
 	int *ring;
 	int head, count;
+	/* the bytes of the requests whose body is held (received, not yet
+	 * released) and how many of them are NET_BUSY_MIN_BYTES or more */
+	size_t held;
+	int nbig;
 	uv_async_t async;
 	int async_open;
 	net_handler handler;
@@ -88,6 +100,66 @@ net_fail(char *msg, size_t msglen, const char *what, const char *url, int rv)
 	snprintf(msg, msglen, "%s %s: %s", what, url, nng_strerror(rv));
 }
 
+/* Under n->mtx: would holding a len-byte request as well pass
+ * max_upload_bytes? Never for a small one, nor for one that would be the
+ * only big request held (so any request up to max_message_bytes is served
+ * when it comes alone). */
+static int
+net_over_budget(const struct net *n, size_t len)
+{
+	size_t max = n->cfg.max_upload_bytes;
+
+	return max > 0 && len >= NET_BUSY_MIN_BYTES && n->nbig > 0 &&
+	       (n->held > max || len > max - n->held);
+}
+
+/* Any thread: the slot's body is gone, its bytes no longer count. */
+static void
+net_unhold(struct net_req *s)
+{
+	struct net *n = s->n;
+
+	if (s->held == 0 && !s->big)
+		return;
+	uv_mutex_lock(&n->mtx);
+	n->held -= s->held;
+	n->nbig -= s->big;
+	uv_mutex_unlock(&n->mtx);
+	s->held = 0;
+	s->big = 0;
+}
+
+/* NNG thread: a received request is held (counted) or, over the budget,
+ * freed at once and marked busy; either way queued for the loop. */
+static void
+net_received(struct net *n, struct net_req *s, nng_msg *m)
+{
+	size_t len = nng_msg_len(m);
+
+	s->pipe = nng_msg_get_pipe(m);
+	s->busy = 0;
+	s->msg = NULL;
+	s->state = NET_WAIT;
+	uv_mutex_lock(&n->mtx);
+	if (net_over_budget(n, len)) {
+		s->busy = 1;
+		s->busy_len = len;
+		s->busy_held = n->held;
+	} else {
+		s->msg = m;
+		s->held = len;
+		s->big = len >= NET_BUSY_MIN_BYTES;
+		n->held += len;
+		n->nbig += s->big;
+		m = NULL;
+	}
+	n->ring[(n->head + n->count) % n->nslots] = (int) (s - n->slots);
+	n->count++;
+	uv_mutex_unlock(&n->mtx);
+	if (m != NULL)
+		nng_msg_free(m);
+}
+
 static void
 net_cb(void *arg)
 {
@@ -104,13 +176,7 @@ net_cb(void *arg)
 			nng_ctx_recv(s->ctx, s->aio);
 			return;
 		}
-		s->msg = nng_aio_get_msg(s->aio);
-		s->state = NET_WAIT;
-		uv_mutex_lock(&n->mtx);
-		n->ring[(n->head + n->count) % n->nslots] =
-		        (int) (s - n->slots);
-		n->count++;
-		uv_mutex_unlock(&n->mtx);
+		net_received(n, s, nng_aio_get_msg(s->aio));
 		uv_async_send(&n->async);
 		return;
 	}
@@ -149,16 +215,28 @@ net_serve(struct net *n, struct net_req *s)
 	uint32_t uid;
 
 	s->state = NET_BUSY;
-	s->anonymous = net_pipe_uid(nng_msg_get_pipe(in), &uid) != 0;
+	s->anonymous = net_pipe_uid(s->pipe, &uid) != 0;
 	if (s->anonymous)
 		uid = n->cfg.tcp_owner_uid;
-	n->handler(n->arg, s, uid, nng_msg_body(in), nng_msg_len(in));
+	if (in == NULL) /* busy */
+		n->handler(n->arg, s, uid, NULL, s->busy_len);
+	else
+		n->handler(n->arg, s, uid, nng_msg_body(in), nng_msg_len(in));
 }
 
 int
 net_req_anonymous(const struct net_req *s)
 {
 	return s->anonymous;
+}
+
+int
+net_req_busy(const struct net_req *s, size_t *held)
+{
+	if (!s->busy)
+		return 0;
+	*held = s->busy_held;
+	return 1;
 }
 
 /* NNG thread, before a subscriber's pipe joins an events socket: only the
@@ -238,6 +316,8 @@ net_reply_msg(struct net_req *s, struct net_msg *out)
 	if (s->msg != NULL)
 		nng_msg_free(s->msg);
 	s->msg = NULL;
+	net_unhold(s);
+	s->busy = 0;
 	if (out != NULL) {
 		nng_aio_set_msg(s->aio, (nng_msg *) out);
 		s->state = NET_SEND;
@@ -262,6 +342,7 @@ net_req_release_body(struct net_req *s)
 	if (s->state == NET_BUSY && s->msg != NULL) {
 		nng_msg_free(s->msg);
 		s->msg = NULL;
+		net_unhold(s);
 	}
 }
 
@@ -581,6 +662,8 @@ net_close(struct net *n)
 		if (s->msg != NULL)
 			nng_msg_free(s->msg);
 		s->msg = NULL;
+		if (n->mtx_ok)
+			net_unhold(s);
 	}
 	if (n->mtx_ok)
 		uv_mutex_destroy(&n->mtx);

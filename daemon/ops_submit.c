@@ -244,13 +244,7 @@ submit_stage_work(struct req *r)
 	if (rc == 0)
 		spool_fsync_dir(r->tmp); /* umask and job too */
 
-	/* the request (its inputs) is on disk now: free it here, not on the
-	 * loop thread, and before a worker is forked from the daemon */
-	r->params = r->inputs = NULL;
-	r->m = NULL;
-	r->op = "submit";
-	nq_value_free(&r->val);
-
+	/* test only: a slow disk, the request still held */
 	if (rc == 0 && r->delay_ms > 0) {
 		struct timespec ts = {.tv_sec = r->delay_ms / 1000,
 		                      .tv_nsec = (long) (r->delay_ms % 1000) *
@@ -258,6 +252,11 @@ submit_stage_work(struct req *r)
 		while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
 			;
 	}
+	/* the request (its inputs) is on disk now: free it here, not on the
+	 * loop thread, and before a worker is forked from the daemon */
+	r->params = r->inputs = NULL;
+	r->op = "submit";
+	req_release_body(r); /* the decoded request and its message */
 	return rc;
 }
 

@@ -4,16 +4,26 @@
  */
 #include <signal.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/req.h>
 
 #include "cli.h"
+#include "nq_clock.h"
 #include "nq_error.h"
 #include "ssh_tunnel.h"
+
+/* A request refused with EBUSY (the daemon's max_upload_bytes is taken by
+ * other uploads) is sent again after 0.1-0.2 s, doubling up to 5 s, each
+ * pause randomised, for up to this long; then the EBUSY is the answer. */
+#define BUSY_RETRY_S     300.0
+#define BUSY_FIRST_MS    200
+#define BUSY_MAX_MS      5000
 
 /* The CLI makes one connection per process: one tunnel. */
 static struct ssh_tunnel tunnel;
@@ -202,10 +212,42 @@ check_size(struct cli *c, size_t len, struct nq_value *reply)
 	return CLI_EREPLY;
 }
 
+/* 1 when reply is an EBUSY refusal worth another try (the pause slept),
+ * else 0. */
+static int
+busy_again(struct cli *c, const struct nq_value *reply, double t0,
+           int *pause_ms, int *told)
+{
+	const struct nq_value *ok = nq_map_get(reply->u.map, "ok");
+	struct timespec ts;
+	int ms;
+
+	if ((ok && ok->kind == NQ_BOOL && ok->u.b) ||
+	    (int) cli_map_num(reply->u.map, "code", 0) != NQ_EBUSY)
+		return 0;
+	/* half to all of the pause: refused clients come back apart */
+	ms = *pause_ms / 2 +
+	     (int) ((nq_mono_ms() ^ (int64_t) getpid() * 7919) %
+	            (*pause_ms / 2 + 1));
+	if (nq_mono_s() - t0 + ms / 1000.0 > BUSY_RETRY_S)
+		return 0;
+	if (!*told && !c->quiet)
+		fprintf(stderr, "neuroq: the daemon is busy with other uploads; "
+		                "sending again in a moment\n");
+	*told = 1;
+	ts.tv_sec = ms / 1000;
+	ts.tv_nsec = (long) (ms % 1000) * 1000000L;
+	nanosleep(&ts, NULL);
+	*pause_ms = *pause_ms * 2 > BUSY_MAX_MS ? BUSY_MAX_MS : *pause_ms * 2;
+	return 1;
+}
+
 int
 cli_call(struct cli *c, const char *op, struct nq_map *req,
          struct nq_value *reply)
 {
+	double t0 = nq_mono_s();
+	int pause_ms = BUSY_FIRST_MS, told = 0;
 	nng_socket s = NNG_SOCKET_INITIALIZER;
 	struct nq_value v = {0};
 	void *buf = NULL, *rbuf = NULL;
@@ -233,6 +275,7 @@ cli_call(struct cli *c, const char *op, struct nq_map *req,
 	if (len > BIG_REQUEST && (ret = check_size(c, len, reply)) != 0)
 		goto out;
 	s.id = c->sock;
+again:
 	ret = CLI_EREACH;
 	if ((rv = nng_send(s, buf, len, 0)) != 0) {
 		reach_err(c, "sending to %s: %s", c->url, nng_strerror(rv));
@@ -256,6 +299,10 @@ cli_call(struct cli *c, const char *op, struct nq_map *req,
 		        rv ? err : "not a map");
 		nq_value_free(reply);
 		goto out;
+	}
+	if (busy_again(c, reply, t0, &pause_ms, &told)) {
+		nq_value_free(reply);
+		goto again;
 	}
 	ok = nq_map_get(reply->u.map, "ok");
 	if (ok && ok->kind == NQ_BOOL && ok->u.b) {

@@ -8,6 +8,7 @@ C order.
 from __future__ import annotations
 
 import os
+import random
 import threading
 import time
 import uuid
@@ -24,6 +25,9 @@ from . import _ssh, errors
 PROTOCOL_VERSION = 1
 TERMINAL = ("DONE", "FAILED", "CANCELED")
 _BIG_REQUEST = 1 << 20
+#: EBUSY retries: the first wait (s), doubled up to the last, each times a
+#: random 0.5..1 so that refused clients do not come back together
+_BUSY_FIRST, _BUSY_MAX = 0.2, 5.0
 _DTYPES = {"<f8", "<f4", "<i2", "<i4", "<i8", "|u1", "|b1"}
 #: the device names the daemon knows, and the aliases the client accepts
 _DEVICES = {"auto": "auto", "cpu": "cpu", "cuda": "cuda", "gpu": "cuda"}
@@ -131,12 +135,20 @@ class Client:
     ``Job.wait`` falls back to polling ``status`` without it.  An
     ``ssh://[user@]host[:port][/remote.sock]`` URL goes through the user's
     own SSH login (see ``neuroq._ssh``; the events socket is forwarded too).
+
+    A request the daemon refuses with EBUSY (its ``max_upload_bytes`` is
+    taken by other uploads: proto/PROTOCOL.md §9) is sent again after a
+    growing, randomised pause (0.1-0.2 s, doubling, at most 5 s) for up to
+    ``busy_timeout`` seconds (0: never), then :class:`errors.Busy` is
+    raised; ``busy_refusals`` counts the refusals so far.
     """
 
     def __init__(self, url: str | None = None, timeout: float = 30.0,
-                 events_url: str | None = None) -> None:
+                 events_url: str | None = None, busy_timeout: float = 300.0) -> None:
         self.url: str = url or default_url()
         self.timeout = float(timeout)
+        self.busy_timeout = float(busy_timeout)
+        self.busy_refusals = 0
         self._events_url = events_url
         self._hello: WireMap | None = None
         self._lock = threading.Lock()
@@ -167,7 +179,8 @@ class Client:
         self.close()
 
     def call(self, op: str, **fields: Any) -> WireMap:
-        """Send one request; return the reply map or raise its error."""
+        """Send one request; return the reply map or raise its error
+        (EBUSY only once ``busy_timeout`` has passed: see the class)."""
         req: WireMap = {"v": PROTOCOL_VERSION, "op": op}
         req.update(fields)
         body = msgpack.packb(req, use_bin_type=True)
@@ -179,6 +192,21 @@ class Client:
                 raise errors.TooBig(2, "ETOOBIG",
                                     f"request of {len(body)} bytes exceeds the daemon's "
                                     f"max_message_bytes {limit}")
+        deadline = time.monotonic() + self.busy_timeout
+        pause = _BUSY_FIRST
+        while True:
+            try:
+                return self._send(body)
+            except errors.Busy:
+                wait = pause * random.uniform(0.5, 1.0)
+                if time.monotonic() + wait > deadline:
+                    raise
+                self.busy_refusals += 1
+                time.sleep(wait)
+                pause = min(2 * pause, _BUSY_MAX)
+
+    def _send(self, body: bytes) -> WireMap:
+        """One request's bytes out, its reply in: the map, or its error."""
         with self._lock:
             try:
                 self._sock.send(body)
@@ -198,7 +226,8 @@ class Client:
             raise errors.Proto(1, "EPROTO", "reply is not a map")
         if reply.get("ok") is not True:
             raise errors.from_reply(reply)
-        return reply
+        reply_map: WireMap = reply
+        return reply_map
 
     # -- ops
 
