@@ -42,6 +42,17 @@ struct net_req {
 	size_t busy_len, busy_held;
 };
 
+/* Upload reservations (net_reserve): at most this many at once, each kept
+ * until its request arrives, its connection closes or this long passes. */
+#define NET_RESV_MAX 64
+#define NET_RESV_MS  (300 * 1000)
+
+struct net_resv {
+	uint32_t pipe; /* nng_pipe_id */
+	size_t bytes;
+	int64_t until_ms;
+};
+
 /* Refused subscribers are logged at most this often per socket. */
 #define NET_REFUSE_LOG_MS 10000
 
@@ -79,6 +90,9 @@ struct net {
 	 * released) and how many of them are NET_BUSY_MIN_BYTES or more */
 	size_t held;
 	int nbig;
+	/* reservations: counted in held and nbig until their request comes */
+	struct net_resv resv[NET_RESV_MAX];
+	int nresv;
 	uv_async_t async;
 	int async_open;
 	net_handler handler;
@@ -129,19 +143,96 @@ net_unhold(struct net_req *s)
 	s->big = 0;
 }
 
+/* Under n->mtx: reservation i goes (its bytes no longer count). */
+static void
+net_resv_drop(struct net *n, int i)
+{
+	n->held -= n->resv[i].bytes;
+	n->nbig--;
+	n->resv[i] = n->resv[--n->nresv];
+}
+
+/* Under n->mtx: the live reservation of a connection (expired ones go
+ * first), or -1. */
+static int
+net_resv_find(struct net *n, uint32_t pipe)
+{
+	int64_t now = nq_mono_ms();
+	int found = -1;
+
+	for (int i = n->nresv - 1; i >= 0; i--) {
+		if (n->resv[i].until_ms <= now)
+			net_resv_drop(n, i);
+	}
+	for (int i = 0; i < n->nresv; i++) {
+		if (n->resv[i].pipe == pipe)
+			found = i;
+	}
+	return found;
+}
+
+/* NNG thread: a connection closed; its reservation goes with it. */
+static void
+net_rep_pipe_cb(nng_pipe p, nng_pipe_ev ev, void *arg)
+{
+	struct net *n = arg;
+	int i;
+
+	(void) ev;
+	uv_mutex_lock(&n->mtx);
+	if ((i = net_resv_find(n, (uint32_t) nng_pipe_id(p))) >= 0)
+		net_resv_drop(n, i);
+	uv_mutex_unlock(&n->mtx);
+}
+
+int
+net_reserve(struct net_req *s, size_t bytes, size_t *held)
+{
+	struct net *n = s->n;
+	uint32_t pipe = (uint32_t) nng_pipe_id(s->pipe);
+	int i, rc = 0;
+
+	*held = 0;
+	if (n->cfg.max_upload_bytes == 0 || bytes < NET_BUSY_MIN_BYTES)
+		return 0; /* nothing to hold back */
+	uv_mutex_lock(&n->mtx);
+	if ((i = net_resv_find(n, pipe)) >= 0)
+		net_resv_drop(n, i); /* a new one replaces it */
+	if (net_over_budget(n, bytes) || n->nresv == NET_RESV_MAX) {
+		*held = n->held;
+		rc = NQ_EBUSY;
+	} else {
+		n->resv[n->nresv++] = (struct net_resv){
+		        .pipe = pipe,
+		        .bytes = bytes,
+		        .until_ms = nq_mono_ms() + NET_RESV_MS};
+		n->held += bytes;
+		n->nbig++;
+	}
+	uv_mutex_unlock(&n->mtx);
+	return rc;
+}
+
 /* NNG thread: a received request is held (counted) or, over the budget,
- * freed at once and marked busy; either way queued for the loop. */
+ * freed at once and marked busy; either way queued for the loop. A request
+ * its connection reserved room for (net_reserve) takes that room. */
 static void
 net_received(struct net *n, struct net_req *s, nng_msg *m)
 {
 	size_t len = nng_msg_len(m);
+	int i, reserved = 0;
 
 	s->pipe = nng_msg_get_pipe(m);
 	s->busy = 0;
 	s->msg = NULL;
 	s->state = NET_WAIT;
 	uv_mutex_lock(&n->mtx);
-	if (net_over_budget(n, len)) {
+	if (len >= NET_BUSY_MIN_BYTES &&
+	    (i = net_resv_find(n, (uint32_t) nng_pipe_id(s->pipe))) >= 0) {
+		reserved = len <= n->resv[i].bytes;
+		net_resv_drop(n, i);
+	}
+	if (!reserved && net_over_budget(n, len)) {
 		s->busy = 1;
 		s->busy_len = len;
 		s->busy_held = n->held;
@@ -398,6 +489,9 @@ net_open(struct net **np, uv_loop_t *loop, const struct net_config *cfg,
 	n->rep_open = 1;
 	if ((rv = nng_socket_set_size(n->rep, NNG_OPT_RECVMAXSZ,
 	                              net_recv_cap(&n->cfg))) != 0)
+		goto nngfail;
+	if ((rv = nng_pipe_notify(n->rep, NNG_PIPE_EV_REM_POST, net_rep_pipe_cb,
+	                          n)) != 0)
 		goto nngfail;
 	if ((rv = net_events_open(n, &n->admin_ev, 1, 0)) != 0)
 		goto nngfail;

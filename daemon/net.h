@@ -62,6 +62,14 @@ int net_req_busy(const struct net_req *req, size_t *held);
 /* Requests smaller than this are never refused for max_upload_bytes (their
  * bytes count all the same): status, list, ... always get through. */
 #define NET_BUSY_MIN_BYTES (1u << 20)
+/* Loop thread: room for a request of `bytes` that req's connection will
+ * send next (the `reserve` op), counted in max_upload_bytes by the same
+ * rule as a request, so that a client that asks first never sends bytes
+ * the daemon would refuse. The room goes when that request arrives (it is
+ * then held as usual, whatever else is held), when the connection closes
+ * or after 300 s; a new reservation replaces the connection's old one.
+ * 0 (also for a small request, or no limit), or NQ_EBUSY with *held. */
+int net_reserve(struct net_req *req, size_t bytes, size_t *held);
 
 /* The transport accepts messages up to max_message_bytes + this, so that a
  * request a little over the limit still reaches the handler and gets an

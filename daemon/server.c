@@ -22,7 +22,7 @@ static const struct {
         {"status", ops_status},   {"list", ops_list},
         {"cancel", ops_cancel},   {"result", ops_result},
         {"devices", ops_devices}, {"logs", ops_logs},
-        {"queue", ops_queue},
+        {"queue", ops_queue},     {"reserve", ops_reserve},
 };
 
 /* Threadpool for big requests, else inline. Big arrays stay in the
@@ -32,8 +32,7 @@ static const struct {
 static int
 decode_work(struct req *r)
 {
-	int rc = nq_decode_inplace(r->body, r->len, &r->val, r->msg,
-	                           r->msglen);
+	int rc = nq_decode_inplace(r->body, r->len, &r->val, r->msg, r->msglen);
 
 	if (rc != 0)
 		req_release_body(r);
@@ -77,7 +76,7 @@ dispatch(struct req *r, int rc)
 	}
 	return req_fail(r, NQ_EBADOP,
 	                "op: unknown request '%.32s' (hello, submit, status, "
-	                "list, cancel, result, devices, logs, queue)",
+	                "list, cancel, result, devices, logs, queue, reserve)",
 	                r->op);
 }
 
@@ -99,14 +98,15 @@ server_handle(void *arg, struct net_req *nr, uint32_t uid, void *body,
 		log_info("request refused reason=busy uid=%" PRIu32
 		         " bytes=%zu held=%zu max_upload_bytes=%" PRIu64,
 		         uid, len, held, d->cfg->max_upload_bytes);
-		rc = req_fail(r, NQ_EBUSY,
-		              "the daemon is busy: other uploads in progress "
-		              "hold %.1f MiB and this request of %.1f MiB would "
-		              "pass max_upload_bytes (%.1f MiB); send it again "
-		              "in a moment (the neuroq clients do so by "
-		              "themselves)",
-		              (double) held / (1 << 20), (double) len / (1 << 20),
-		              (double) d->cfg->max_upload_bytes / (1 << 20));
+		rc = req_fail(
+		        r, NQ_EBUSY,
+		        "the daemon is busy: other uploads in progress "
+		        "hold %.1f MiB and this request of %.1f MiB would "
+		        "pass max_upload_bytes (%.1f MiB); send it again "
+		        "in a moment (the neuroq clients do so by "
+		        "themselves)",
+		        (double) held / (1 << 20), (double) len / (1 << 20),
+		        (double) d->cfg->max_upload_bytes / (1 << 20));
 	} else if (len > d->cfg->max_message_bytes) {
 		/* the transport lets a little more through (net.h) so that
 		 * this gets a reply instead of a dropped connection */

@@ -432,10 +432,10 @@ nq_dec_value(struct nq_dec *d, const msgpack_object *o, struct nq_value *out)
 }
 
 static int
-nq_decode_with(struct nq_dec *dp, const void *buf, size_t len,
-               struct nq_value *out, char *err, size_t errlen)
+nq_decode_with(int inplace, const void *buf, size_t len, struct nq_value *out,
+               char *err, size_t errlen)
 {
-	struct nq_dec d = *dp;
+	struct nq_dec d = {.inplace = inplace};
 	msgpack_unpacked up;
 	msgpack_unpack_return ur;
 	size_t off = 0;
@@ -482,18 +482,14 @@ int
 nq_decode(const void *buf, size_t len, struct nq_value *out, char *err,
           size_t errlen)
 {
-	struct nq_dec d = {0};
-
-	return nq_decode_with(&d, buf, len, out, err, errlen);
+	return nq_decode_with(0, buf, len, out, err, errlen);
 }
 
 int
 nq_decode_inplace(void *buf, size_t len, struct nq_value *out, char *err,
                   size_t errlen)
 {
-	struct nq_dec d = {.inplace = 1};
-
-	return nq_decode_with(&d, buf, len, out, err, errlen);
+	return nq_decode_with(1, buf, len, out, err, errlen);
 }
 
 /* ---- encode: one pass to size the buffer, one to fill it */

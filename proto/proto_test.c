@@ -325,30 +325,30 @@ test_decode_inplace(void **state)
 
 		assert_non_null(buf);
 		memcpy(buf + off, enc, len);
-		assert_int_equal(nq_decode(enc, len, &ref, err, sizeof(err)), 0);
-		assert_int_equal(
-		        nq_decode_inplace(buf + off, len, &got, err, sizeof(err)),
-		        0);
+		assert_int_equal(nq_decode(enc, len, &ref, err, sizeof(err)),
+		                 0);
+		assert_int_equal(nq_decode_inplace(buf + off, len, &got, err,
+		                                   sizeof(err)),
+		                 0);
 		assert_true(val_eq(&ref, &got));
 		assert_true(val_eq(&v, &got));
-		assert_int_equal(nq_get_array(got.u.map, "big", &a, err,
-		                              sizeof(err)),
-		                 0);
+		assert_int_equal(
+		        nq_get_array(got.u.map, "big", &a, err, sizeof(err)),
+		        0);
 		assert_true(a->borrowed);
 		assert_int_equal((uintptr_t) a->data % 8, 0);
 		assert_true((uint8_t *) a->data > buf + off &&
 		            (uint8_t *) a->data + a->nbytes <= buf + off + len);
 		assert_true(((const double *) a->data)[n - 1] ==
 		            (double) (n - 1) * 0.5 - 3.0);
-		assert_int_equal(nq_get_array(got.u.map, "small", &a, err,
-		                              sizeof(err)),
-		                 0);
+		assert_int_equal(
+		        nq_get_array(got.u.map, "small", &a, err, sizeof(err)),
+		        0);
 		assert_false(a->borrowed);
 		/* a copy owns its data */
 		assert_int_equal(nq_value_copy(&cp, &got), 0);
-		assert_int_equal(nq_get_array(cp.u.map, "big", &a, err,
-		                              sizeof(err)),
-		                 0);
+		assert_int_equal(
+		        nq_get_array(cp.u.map, "big", &a, err, sizeof(err)), 0);
 		assert_false(a->borrowed);
 		assert_true(val_eq(&cp, &ref));
 		nq_value_free(&got); /* borrowed data is not freed */

@@ -165,5 +165,6 @@ def test_chaos(daemon_factory):
           f"{counts['daemon_kill']} daemon kills (-9), {counts['worker_kill']} worker kills (-9), "
           f"{counts['worker_stop']} worker SIGSTOPs, {counts['damaged']} damaged inputs in "
           f"{FAULT_S:.0f} s: {done} DONE (all equal to a fault-free run; {requeued} jobs ran "
-          f"more than once), {failed} FAILED (with a reason; {len(damaged)} inputs damaged), "
+          f"more than once), {failed} FAILED (with a reason; of them with a damaged input: "
+          f"{sum(final[j]['state'] == 'FAILED' for j in damaged)} of {len(damaged)}), "
           f"0 lost, 0 duplicated")

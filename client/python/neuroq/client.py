@@ -136,9 +136,11 @@ class Client:
     ``ssh://[user@]host[:port][/remote.sock]`` URL goes through the user's
     own SSH login (see ``neuroq._ssh``; the events socket is forwarded too).
 
-    A request the daemon refuses with EBUSY (its ``max_upload_bytes`` is
-    taken by other uploads: proto/PROTOCOL.md §9) is sent again after a
-    growing, randomised pause (0.1-0.2 s, doubling, at most 5 s) for up to
+    A request of 1 MiB or more first asks the daemon for room in its
+    ``max_upload_bytes`` (the ``reserve`` op, proto/PROTOCOL.md §9), so its
+    bytes are sent only when the daemon will keep them. A refusal (EBUSY,
+    of the reservation or of the request) is tried again after a growing,
+    randomised pause (0.1-0.2 s, doubling, at most 5 s) for up to
     ``busy_timeout`` seconds (0: never), then :class:`errors.Busy` is
     raised; ``busy_refusals`` counts the refusals so far.
     """
@@ -149,6 +151,7 @@ class Client:
         self.timeout = float(timeout)
         self.busy_timeout = float(busy_timeout)
         self.busy_refusals = 0
+        self._can_reserve = True  # False once a daemon did not know it
         self._events_url = events_url
         self._hello: WireMap | None = None
         self._lock = threading.Lock()
@@ -194,8 +197,17 @@ class Client:
                                     f"max_message_bytes {limit}")
         deadline = time.monotonic() + self.busy_timeout
         pause = _BUSY_FIRST
+        reserve = None
+        if len(body) >= _BIG_REQUEST and op not in ("hello", "reserve"):
+            reserve = msgpack.packb({"v": PROTOCOL_VERSION, "op": "reserve",
+                                     "bytes": len(body)}, use_bin_type=True)
         while True:
             try:
+                if reserve is not None and self._can_reserve:
+                    try:
+                        self._send(reserve)
+                    except errors.BadOp:
+                        self._can_reserve = False  # an older daemon
                 return self._send(body)
             except errors.Busy:
                 wait = pause * random.uniform(0.5, 1.0)
