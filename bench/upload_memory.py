@@ -1,11 +1,11 @@
 """The daemon's peak memory (VmHWM of /proc/PID/status) while K clients, each
 its own process and connection, submit a gsn job of S MiB at the same moment
-(numpy float64 data, 50 units x S*MiB/1200 conditions x 3 trials). Each
-submit is retried on EBUSY the way the Python client does (neuroq.Client's
-busy_retries); the script reports the peak, its increase over the idle
-daemon, how each submit ended, and checks that every accepted job runs to
-DONE (workers are a stand-in that only writes empty results: the daemon's
-memory is measured, not gsn's).
+(numpy float64 data, 50 units x S*MiB/1200 conditions x 3 trials), with the
+Python client as it is (it reserves room first and retries EBUSY, up to its
+busy_timeout); the script reports the peak, its increase over the idle
+daemon, how each submit ended (EBUSY refusals retried), and checks that every
+accepted job runs to DONE (workers are a stand-in that only writes empty
+results: the daemon's memory is measured, not gsn's).
 
     NEUROQ_BUILD=$PWD/build .venv/bin/python bench/upload_memory.py \
         [--clients K] [--mib S] [--max-upload BYTES] [--rounds R]
