@@ -40,6 +40,7 @@ const struct config_key config_keys[] = {
         {"cpu_memory_bytes", CONFIG_BYTES, F(cpu_memory_bytes), BYTES, NULL},
         {"headroom_bytes", CONFIG_BYTES, F(headroom_bytes), BYTES, "256M"},
         {"max_message_bytes", CONFIG_BYTES, F(max_message_bytes), BYTES, "1G"},
+        {"max_upload_bytes", CONFIG_BYTES, F(max_upload_bytes), BYTES, "1G"},
         {"max_attempts", CONFIG_INT, F(max_attempts), SLOTS, "3"},
         {"max_job_seconds", CONFIG_INT, F(max_job_seconds), 0, 2147483647L,
          "seconds 0..2147483647 (0 = no maximum)", "604800"},

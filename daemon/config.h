@@ -23,6 +23,7 @@ struct config {
 	uint64_t cpu_memory_bytes; /* 0 = 80% of MemTotal */
 	uint64_t headroom_bytes;
 	uint64_t max_message_bytes;
+	uint64_t max_upload_bytes; /* requests held at once; 0 = no limit */
 	int max_attempts;
 	int max_job_seconds;     /* a job's time limit at most; 0 = none */
 	int heartbeat_timeout_s; /* a silent worker is hung after this */

@@ -435,7 +435,8 @@ fail:
 
 /* Test-only settings from the environment (tests/e2e): never set them in
  * production. NEUROQ_TEST_SPOOL_DELAY_MS: a submit's staging sleeps this
- * long after writing its files (so a test can hold it in progress). */
+ * long after writing its files, its request still held (so a test can hold
+ * it in progress, and its memory: max_upload_bytes). */
 static void
 test_knobs(struct daemon *d)
 {
@@ -597,6 +598,7 @@ main(int argc, char **argv)
 	struct net_config nc = {
 	        .contexts = cfg.contexts,
 	        .max_message_bytes = (size_t) cfg.max_message_bytes,
+	        .max_upload_bytes = (size_t) cfg.max_upload_bytes,
 	        .socket_mode = cfg.socket_mode,
 	        .tcp_owner_uid = cfg.tcp_owner_uid,
 	        .access = d.access,

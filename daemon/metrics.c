@@ -31,8 +31,8 @@
 
 /* the protocol's ops (server.c); anything else counts as "other" */
 static const char *const metrics_ops[] = {
-        "hello",  "submit",  "status", "list",  "cancel",
-        "result", "devices", "logs",   "queue", "describe", "other",
+        "hello",  "submit",  "status", "list",     "cancel",  "result",
+        "devices", "logs",   "queue",  "describe", "reserve", "other",
 };
 #define METRICS_NOPS  (sizeof(metrics_ops) / sizeof(metrics_ops[0]))
 #define METRICS_CODES 65 /* codes 0..63; 64: any other */

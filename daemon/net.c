@@ -32,6 +32,25 @@ struct net_req {
 	enum net_state state;
 	nng_msg *msg;  /* the request, from receive until the reply */
 	int anonymous; /* it came without a peer uid (tcp) */
+	nng_pipe pipe; /* where it came from */
+	/* what it counts in net's held/nbig until its body goes (mtx) */
+	size_t held;
+	int big;
+	/* refused on receipt (max_upload_bytes): msg NULL, its size and what
+	 * the others held then */
+	int busy;
+	size_t busy_len, busy_held;
+};
+
+/* Upload reservations (net_reserve): at most this many at once, each kept
+ * until its request arrives, its connection closes or this long passes. */
+#define NET_RESV_MAX 64
+#define NET_RESV_MS  (300 * 1000)
+
+struct net_resv {
+	uint32_t pipe; /* nng_pipe_id */
+	size_t bytes;
+	int64_t until_ms;
 };
 
 /* Refused subscribers are logged at most this often per socket. */
@@ -67,6 +86,13 @@ struct net {
 	int mtx_ok;
 	int *ring;
 	int head, count;
+	/* the bytes of the requests whose body is held (received, not yet
+	 * released) and how many of them are NET_BUSY_MIN_BYTES or more */
+	size_t held;
+	int nbig;
+	/* reservations: counted in held and nbig until their request comes */
+	struct net_resv resv[NET_RESV_MAX];
+	int nresv;
 	uv_async_t async;
 	int async_open;
 	net_handler handler;
@@ -88,6 +114,143 @@ net_fail(char *msg, size_t msglen, const char *what, const char *url, int rv)
 	snprintf(msg, msglen, "%s %s: %s", what, url, nng_strerror(rv));
 }
 
+/* Under n->mtx: would holding a len-byte request as well pass
+ * max_upload_bytes? Never for a small one, nor for one that would be the
+ * only big request held (so any request up to max_message_bytes is served
+ * when it comes alone). */
+static int
+net_over_budget(const struct net *n, size_t len)
+{
+	size_t max = n->cfg.max_upload_bytes;
+
+	return max > 0 && len >= NET_BUSY_MIN_BYTES && n->nbig > 0 &&
+	       (n->held > max || len > max - n->held);
+}
+
+/* Any thread: the slot's body is gone, its bytes no longer count. */
+static void
+net_unhold(struct net_req *s)
+{
+	struct net *n = s->n;
+
+	if (s->held == 0 && !s->big)
+		return;
+	uv_mutex_lock(&n->mtx);
+	n->held -= s->held;
+	n->nbig -= s->big;
+	uv_mutex_unlock(&n->mtx);
+	s->held = 0;
+	s->big = 0;
+}
+
+/* Under n->mtx: reservation i goes (its bytes no longer count). */
+static void
+net_resv_drop(struct net *n, int i)
+{
+	n->held -= n->resv[i].bytes;
+	n->nbig--;
+	n->resv[i] = n->resv[--n->nresv];
+}
+
+/* Under n->mtx: the live reservation of a connection (expired ones go
+ * first), or -1. */
+static int
+net_resv_find(struct net *n, uint32_t pipe)
+{
+	int64_t now = nq_mono_ms();
+	int found = -1;
+
+	for (int i = n->nresv - 1; i >= 0; i--) {
+		if (n->resv[i].until_ms <= now)
+			net_resv_drop(n, i);
+	}
+	for (int i = 0; i < n->nresv; i++) {
+		if (n->resv[i].pipe == pipe)
+			found = i;
+	}
+	return found;
+}
+
+/* NNG thread: a connection closed; its reservation goes with it. */
+static void
+net_rep_pipe_cb(nng_pipe p, nng_pipe_ev ev, void *arg)
+{
+	struct net *n = arg;
+	int i;
+
+	(void) ev;
+	uv_mutex_lock(&n->mtx);
+	if ((i = net_resv_find(n, (uint32_t) nng_pipe_id(p))) >= 0)
+		net_resv_drop(n, i);
+	uv_mutex_unlock(&n->mtx);
+}
+
+int
+net_reserve(struct net_req *s, size_t bytes, size_t *held)
+{
+	struct net *n = s->n;
+	uint32_t pipe = (uint32_t) nng_pipe_id(s->pipe);
+	int i, rc = 0;
+
+	*held = 0;
+	if (n->cfg.max_upload_bytes == 0 || bytes < NET_BUSY_MIN_BYTES)
+		return 0; /* nothing to hold back */
+	uv_mutex_lock(&n->mtx);
+	if ((i = net_resv_find(n, pipe)) >= 0)
+		net_resv_drop(n, i); /* a new one replaces it */
+	if (net_over_budget(n, bytes) || n->nresv == NET_RESV_MAX) {
+		*held = n->held;
+		rc = NQ_EBUSY;
+	} else {
+		n->resv[n->nresv++] = (struct net_resv){
+		        .pipe = pipe,
+		        .bytes = bytes,
+		        .until_ms = nq_mono_ms() + NET_RESV_MS};
+		n->held += bytes;
+		n->nbig++;
+	}
+	uv_mutex_unlock(&n->mtx);
+	return rc;
+}
+
+/* NNG thread: a received request is held (counted) or, over the budget,
+ * freed at once and marked busy; either way queued for the loop. A request
+ * its connection reserved room for (net_reserve) takes that room. */
+static void
+net_received(struct net *n, struct net_req *s, nng_msg *m)
+{
+	size_t len = nng_msg_len(m);
+	int i, reserved = 0;
+
+	s->pipe = nng_msg_get_pipe(m);
+	s->busy = 0;
+	s->msg = NULL;
+	s->state = NET_WAIT;
+	uv_mutex_lock(&n->mtx);
+	if (len >= NET_BUSY_MIN_BYTES &&
+	    (i = net_resv_find(n, (uint32_t) nng_pipe_id(s->pipe))) >= 0) {
+		reserved = len <= n->resv[i].bytes;
+		net_resv_drop(n, i);
+	}
+	if (!reserved && net_over_budget(n, len)) {
+		s->busy = 1;
+		s->busy_len = len;
+		s->busy_held = n->held;
+	} else {
+		s->msg = m;
+		s->held = len;
+		s->big = len >= NET_BUSY_MIN_BYTES;
+		n->held += len;
+		n->nbig += s->big;
+		m = NULL;
+	}
+	n->ring[(n->head + n->count) % n->nslots] = (int) (s - n->slots);
+	n->count++;
+	uv_mutex_unlock(&n->mtx);
+	if (m != NULL)
+		nng_msg_free(m);
+}
+
 static void
 net_cb(void *arg)
 {
@@ -104,13 +267,7 @@ net_cb(void *arg)
 			nng_ctx_recv(s->ctx, s->aio);
 			return;
 		}
-		s->msg = nng_aio_get_msg(s->aio);
-		s->state = NET_WAIT;
-		uv_mutex_lock(&n->mtx);
-		n->ring[(n->head + n->count) % n->nslots] =
-		        (int) (s - n->slots);
-		n->count++;
-		uv_mutex_unlock(&n->mtx);
+		net_received(n, s, nng_aio_get_msg(s->aio));
 		uv_async_send(&n->async);
 		return;
 	}
@@ -149,16 +306,28 @@ net_serve(struct net *n, struct net_req *s)
 	uint32_t uid;
 
 	s->state = NET_BUSY;
-	s->anonymous = net_pipe_uid(nng_msg_get_pipe(in), &uid) != 0;
+	s->anonymous = net_pipe_uid(s->pipe, &uid) != 0;
 	if (s->anonymous)
 		uid = n->cfg.tcp_owner_uid;
-	n->handler(n->arg, s, uid, nng_msg_body(in), nng_msg_len(in));
+	if (in == NULL) /* busy */
+		n->handler(n->arg, s, uid, NULL, s->busy_len);
+	else
+		n->handler(n->arg, s, uid, nng_msg_body(in), nng_msg_len(in));
 }
 
 int
 net_req_anonymous(const struct net_req *s)
 {
 	return s->anonymous;
+}
+
+int
+net_req_busy(const struct net_req *s, size_t *held)
+{
+	if (!s->busy)
+		return 0;
+	*held = s->busy_held;
+	return 1;
 }
 
 /* NNG thread, before a subscriber's pipe joins an events socket: only the
@@ -238,6 +407,8 @@ net_reply_msg(struct net_req *s, struct net_msg *out)
 	if (s->msg != NULL)
 		nng_msg_free(s->msg);
 	s->msg = NULL;
+	net_unhold(s);
+	s->busy = 0;
 	if (out != NULL) {
 		nng_aio_set_msg(s->aio, (nng_msg *) out);
 		s->state = NET_SEND;
@@ -262,6 +433,7 @@ net_req_release_body(struct net_req *s)
 	if (s->state == NET_BUSY && s->msg != NULL) {
 		nng_msg_free(s->msg);
 		s->msg = NULL;
+		net_unhold(s);
 	}
 }
 
@@ -317,6 +489,9 @@ net_open(struct net **np, uv_loop_t *loop, const struct net_config *cfg,
 	n->rep_open = 1;
 	if ((rv = nng_socket_set_size(n->rep, NNG_OPT_RECVMAXSZ,
 	                              net_recv_cap(&n->cfg))) != 0)
+		goto nngfail;
+	if ((rv = nng_pipe_notify(n->rep, NNG_PIPE_EV_REM_POST, net_rep_pipe_cb,
+	                          n)) != 0)
 		goto nngfail;
 	if ((rv = net_events_open(n, &n->admin_ev, 1, 0)) != 0)
 		goto nngfail;
@@ -581,6 +756,8 @@ net_close(struct net *n)
 		if (s->msg != NULL)
 			nng_msg_free(s->msg);
 		s->msg = NULL;
+		if (n->mtx_ok)
+			net_unhold(s);
 	}
 	if (n->mtx_ok)
 		uv_mutex_destroy(&n->mtx);

@@ -29,11 +29,13 @@ struct net_req;
 struct net_msg;
 
 /* Called on the loop thread for each request. uid: the peer's uid (ipc) or
- * the configured tcp owner. body stays valid (and must not be changed) until
- * the request is answered with net_reply(), on the loop thread, exactly
- * once: before returning or later. */
+ * the configured tcp owner. body is the handler's (it may change it: decode
+ * in place) and stays valid until net_req_release_body() or the answer,
+ * net_reply(), on the loop thread, exactly once: before returning or later.
+ * A request refused for max_upload_bytes (net_req_busy) comes with body
+ * NULL and its len: answer it (EBUSY) like any other. */
 typedef void (*net_handler)(void *arg, struct net_req *req, uint32_t uid,
-                            const void *body, size_t len);
+                            void *body, size_t len);
 
 /* Loop thread: answer req with a malloc'd reply (freed here); a NULL reply
  * sends nothing (the client times out). The context then receives again. */
@@ -46,10 +48,28 @@ struct net_msg *net_msg_new(void *reply, size_t len);
 void net_reply_msg(struct net_req *req, struct net_msg *m);
 /* Any thread: free a message that will not be sent. */
 void net_msg_free(struct net_msg *m);
-/* The handler is done with the body (it decoded it): its memory goes now,
- * not at the reply. Loop thread, or the one thread the handler passed the
- * request to (net touches a request only at net_reply/net_close). */
+/* The handler is done with the body (and with anything decoded in place
+ * from it): its memory goes now, not at the reply, and it no longer counts
+ * towards max_upload_bytes. Loop thread, or the one thread the handler
+ * passed the request to (net touches a request only at net_reply/net_close). */
 void net_req_release_body(struct net_req *req);
+/* 1 when the request was refused on receipt because the requests held at
+ * that moment (received, their body not yet released) and it would have
+ * passed max_upload_bytes: its body was freed at once, *held says what the
+ * others held; 0 otherwise. */
+int net_req_busy(const struct net_req *req, size_t *held);
+
+/* Requests smaller than this are never refused for max_upload_bytes (their
+ * bytes count all the same): status, list, ... always get through. */
+#define NET_BUSY_MIN_BYTES (1u << 20)
+/* Loop thread: room for a request of `bytes` that req's connection will
+ * send next (the `reserve` op), counted in max_upload_bytes by the same
+ * rule as a request, so that a client that asks first never sends bytes
+ * the daemon would refuse. The room goes when that request arrives (it is
+ * then held as usual, whatever else is held), when the connection closes
+ * or after 300 s; a new reservation replaces the connection's old one.
+ * 0 (also for a small request, or no limit), or NQ_EBUSY with *held. */
+int net_reserve(struct net_req *req, size_t bytes, size_t *held);
 
 /* The transport accepts messages up to max_message_bytes + this, so that a
  * request a little over the limit still reaches the handler and gets an
@@ -65,6 +85,10 @@ struct access;
 struct net_config {
 	int contexts;
 	size_t max_message_bytes; /* the handler enforces it (ETOOBIG) */
+	/* the bytes of requests held at once (0: no limit): a request of at
+	 * least NET_BUSY_MIN_BYTES that would pass it is refused on receipt
+	 * (net_req_busy) unless no other such request is held */
+	size_t max_upload_bytes;
 	int socket_mode;          /* ipc socket file permissions */
 	uint32_t tcp_owner_uid;
 	struct access *access; /* who is an administrator (outlives net) */

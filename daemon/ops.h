@@ -5,7 +5,7 @@
  * or REQ_DEFERRED when a work item answers later (request.h).
  *
  *   ops_info.c    hello, devices, queue, describe
- *   ops_submit.c  submit
+ *   ops_submit.c  submit, reserve (room in max_upload_bytes for one)
  *   ops_jobs.c    status, list, cancel, result, logs
  */
 #ifndef OPS_H
@@ -18,6 +18,7 @@ int ops_devices(struct req *r);
 int ops_queue(struct req *r);
 int ops_describe(struct req *r);
 int ops_submit(struct req *r);
+int ops_reserve(struct req *r);
 int ops_status(struct req *r);
 int ops_list(struct req *r);
 int ops_cancel(struct req *r);

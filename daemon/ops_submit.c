@@ -12,6 +12,7 @@
 #include "job_type.h"
 #include "liveness.h"
 #include "log.h"
+#include "net.h"
 #include "nq_error.h"
 #include "quota.h"
 #include "request.h"
@@ -252,13 +253,7 @@ submit_stage_work(struct req *r)
 	if (rc == 0)
 		spool_fsync_dir(r->tmp); /* umask and job too */
 
-	/* the request (its inputs) is on disk now: free it here, not on the
-	 * loop thread, and before a worker is forked from the daemon */
-	r->params = r->inputs = NULL;
-	r->m = NULL;
-	r->op = "submit";
-	nq_value_free(&r->val);
-
+	/* test only: a slow disk, the request still held */
 	if (rc == 0 && r->delay_ms > 0) {
 		struct timespec ts = {.tv_sec = r->delay_ms / 1000,
 		                      .tv_nsec = (long) (r->delay_ms % 1000) *
@@ -266,6 +261,11 @@ submit_stage_work(struct req *r)
 		while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
 			;
 	}
+	/* the request (its inputs) is on disk now: free it here, not on the
+	 * loop thread, and before a worker is forked from the daemon */
+	r->params = r->inputs = NULL;
+	r->op = "submit";
+	req_release_body(r); /* the decoded request and its message */
 	return rc;
 }
 
@@ -640,4 +640,44 @@ ops_submit(struct req *r)
 		return rc;
 	r->msg[0] = '\0';
 	return req_defer(r, submit_check_work, submit_checked);
+}
+
+/* reserve: room in max_upload_bytes for the request of `bytes` this
+ * connection sends next (net_reserve), so that a client that asks first
+ * never uploads what would be refused; EBUSY when there is none. */
+int
+ops_reserve(struct req *r)
+{
+	const struct config *c = r->d->cfg;
+	int64_t bytes = -1;
+	size_t held;
+	int rc;
+
+	if (!nq_has(r->m, "bytes"))
+		return req_fail(r, NQ_EBADPARAM,
+		                "bytes: missing (the size of the request to "
+		                "come)");
+	if ((rc = nq_get_int(r->m, "bytes", &bytes, r->msg, r->msglen)) != 0)
+		return rc;
+	if (bytes < 0 || (uint64_t) bytes > c->max_message_bytes)
+		return req_fail(r, bytes < 0 ? NQ_EBADPARAM : NQ_ETOOBIG,
+		                "bytes: %" PRId64
+		                " is not a request size 0..max_message_bytes "
+		                "(%" PRIu64 ")",
+		                bytes, c->max_message_bytes);
+	if (net_reserve(r->nr, (size_t) bytes, &held) != 0) {
+		log_info("request refused reason=busy op=reserve uid=%" PRIu32
+		         " bytes=%" PRId64
+		         " held=%zu max_upload_bytes=%" PRIu64,
+		         r->uid, bytes, held, c->max_upload_bytes);
+		return req_fail(
+		        r, NQ_EBUSY,
+		        "the daemon is busy: uploads in progress hold "
+		        "%.1f MiB and a request of %.1f MiB would pass "
+		        "max_upload_bytes (%.1f MiB); ask again in a "
+		        "moment (the neuroq clients do so by themselves)",
+		        (double) held / (1 << 20), (double) bytes / (1 << 20),
+		        (double) c->max_upload_bytes / (1 << 20));
+	}
+	return 0;
 }

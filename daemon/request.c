@@ -14,7 +14,7 @@
 #include <string.h>
 
 struct req *
-req_new(struct daemon *d, struct net_req *nr, uint32_t uid, const void *body,
+req_new(struct daemon *d, struct net_req *nr, uint32_t uid, void *body,
         size_t len)
 {
 	struct req *r = calloc(1, sizeof(*r));
@@ -41,6 +41,15 @@ req_fail(struct req *r, int code, const char *fmt, ...)
 	vsnprintf(r->msg, r->msglen, fmt, ap);
 	va_end(ap);
 	return code;
+}
+
+void
+req_release_body(struct req *r)
+{
+	r->m = NULL;
+	nq_value_free(&r->val); /* before the bytes it borrows */
+	net_req_release_body(r->nr);
+	r->body = NULL;
 }
 
 static int

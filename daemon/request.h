@@ -34,7 +34,8 @@ struct req {
 	struct daemon *d;
 	struct net_req *nr;
 	uint32_t uid;
-	const void *body; /* valid until net_req_release_body / the reply */
+	void *body; /* valid until req_release_body / the reply; decoded in
+	             * place (val's big arrays point into it) */
 	size_t len;
 	struct nq_value val;     /* the decoded request */
 	const struct nq_map *m;  /* its map */
@@ -70,7 +71,12 @@ struct req {
 
 /* A new request (its message buffer set up); NULL when out of memory. */
 struct req *req_new(struct daemon *d, struct net_req *nr, uint32_t uid,
-                    const void *body, size_t len);
+                    void *body, size_t len);
+/* The decoded request and the message it was decoded from go now (not at
+ * the reply), and stop counting towards max_upload_bytes: once the op has
+ * what it needs (submit: its inputs are on disk). On the thread that has
+ * r. */
+void req_release_body(struct req *r);
 /* Format the error message; returns code. */
 int req_fail(struct req *r, int code, const char *fmt, ...)
         __attribute__((format(printf, 3, 4)));

@@ -23,17 +23,20 @@ static const struct {
         {"cancel", ops_cancel},   {"result", ops_result},
         {"devices", ops_devices}, {"logs", ops_logs},
         {"queue", ops_queue},     {"describe", ops_describe},
+        {"reserve", ops_reserve},
 };
 
-/* Threadpool for big requests, else inline. */
+/* Threadpool for big requests, else inline. Big arrays stay in the
+ * message (decoded in place, no copy): it goes with r->val
+ * (req_release_body, or the reply); a failed decode frees it here, off the
+ * loop thread. */
 static int
 decode_work(struct req *r)
 {
-	int rc = nq_decode(r->body, r->len, &r->val, r->msg, r->msglen);
+	int rc = nq_decode_inplace(r->body, r->len, &r->val, r->msg, r->msglen);
 
-	/* the message's memory goes here too, not on the loop thread */
-	net_req_release_body(r->nr);
-	r->body = NULL;
+	if (rc != 0)
+		req_release_body(r);
 	return rc;
 }
 
@@ -75,25 +78,40 @@ dispatch(struct req *r, int rc)
 	return req_fail(r, NQ_EBADOP,
 	                "op: unknown request '%.32s' (hello, submit, status, "
 	                "list, cancel, result, devices, logs, queue, "
-	                "describe)",
+	                "describe, reserve)",
 	                r->op);
 }
 
 void
-server_handle(void *arg, struct net_req *nr, uint32_t uid, const void *body,
+server_handle(void *arg, struct net_req *nr, uint32_t uid, void *body,
               size_t len)
 {
 	struct daemon *d = arg;
 	struct req *r = req_new(d, nr, uid, body, len);
+	size_t held;
 	int rc;
 
 	if (r == NULL) {
 		net_reply(nr, NULL, 0);
 		return;
 	}
-	/* the transport lets a little more through (net.h) so that this
-	 * gets a reply instead of a dropped connection */
-	if (len > d->cfg->max_message_bytes) {
+	if (net_req_busy(nr, &held)) {
+		/* refused on receipt (net.h): its bytes are gone already */
+		log_info("request refused reason=busy uid=%" PRIu32
+		         " bytes=%zu held=%zu max_upload_bytes=%" PRIu64,
+		         uid, len, held, d->cfg->max_upload_bytes);
+		rc = req_fail(
+		        r, NQ_EBUSY,
+		        "the daemon is busy: other uploads in progress "
+		        "hold %.1f MiB and this request of %.1f MiB would "
+		        "pass max_upload_bytes (%.1f MiB); send it again "
+		        "in a moment (the neuroq clients do so by "
+		        "themselves)",
+		        (double) held / (1 << 20), (double) len / (1 << 20),
+		        (double) d->cfg->max_upload_bytes / (1 << 20));
+	} else if (len > d->cfg->max_message_bytes) {
+		/* the transport lets a little more through (net.h) so that
+		 * this gets a reply instead of a dropped connection */
 		rc = req_fail(r, NQ_ETOOBIG,
 		              "request of %zu bytes exceeds max_message_bytes "
 		              "%" PRIu64

@@ -17,8 +17,8 @@ struct net_req;
 #define SERVER_ASYNC_BYTES (1u << 20)
 
 /* net_handler: decode, dispatch, encode; answers now or after its work. */
-void server_handle(void *arg, struct net_req *nr, uint32_t uid,
-                   const void *body, size_t len);
+void server_handle(void *arg, struct net_req *nr, uint32_t uid, void *body,
+                   size_t len);
 /* Shutting down: requests from now on do all their work on the loop thread
  * (no new work items); done(d) runs once every work item has finished and
  * its request been answered (at once when none is in flight). After that,

@@ -21,6 +21,7 @@
 
 struct nq_dec {
 	size_t budget;
+	int inplace; /* big arrays borrow the message's bytes */
 	char path[256];
 	size_t plen;
 	char *err;
@@ -252,6 +253,22 @@ nq_dec_array(struct nq_dec *d, const msgpack_object_map *m,
 		}
 	}
 	a.nbytes = (size_t) need;
+	if (d->inplace && a.nbytes >= NQ_INPLACE_MIN) {
+		/* the key "data" (>= 5 bytes) and the bin header (>= 2) lie
+		 * right before the payload and are read no more: moving it
+		 * back over them by at most 7 bytes aligns it, and nothing
+		 * past its end is touched (nq_value.h) */
+		char *src = (char *) (uintptr_t) da->via.bin.ptr;
+		char *dst = src - ((uintptr_t) src % 8);
+
+		if (dst != src)
+			memmove(dst, src, a.nbytes);
+		a.data = dst;
+		a.borrowed = 1;
+		out->kind = NQ_ARRAY;
+		out->u.arr = a;
+		return 0;
+	}
 	a.data = nq_dec_alloc(d, a.nbytes);
 	if (a.data == NULL)
 		return nq_dec_nomem(d, a.nbytes);
@@ -415,11 +432,11 @@ nq_dec_value(struct nq_dec *d, const msgpack_object *o, struct nq_value *out)
 	}
 }
 
-int
-nq_decode(const void *buf, size_t len, struct nq_value *out, char *err,
-          size_t errlen)
+static int
+nq_decode_with(int inplace, const void *buf, size_t len, struct nq_value *out,
+               char *err, size_t errlen)
 {
-	struct nq_dec d = {0};
+	struct nq_dec d = {.inplace = inplace};
 	msgpack_unpacked up;
 	msgpack_unpack_return ur;
 	size_t off = 0;
@@ -460,6 +477,20 @@ nq_decode(const void *buf, size_t len, struct nq_value *out, char *err,
 out:
 	msgpack_unpacked_destroy(&up);
 	return rc;
+}
+
+int
+nq_decode(const void *buf, size_t len, struct nq_value *out, char *err,
+          size_t errlen)
+{
+	return nq_decode_with(0, buf, len, out, err, errlen);
+}
+
+int
+nq_decode_inplace(void *buf, size_t len, struct nq_value *out, char *err,
+                  size_t errlen)
+{
+	return nq_decode_with(1, buf, len, out, err, errlen);
 }
 
 /* ---- encode: one pass to size the buffer, one to fill it */

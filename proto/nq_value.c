@@ -104,9 +104,11 @@ nq_array_fini(struct nq_array *a)
 {
 	if (a == NULL)
 		return;
-	free(a->data);
+	if (!a->borrowed)
+		free(a->data);
 	a->data = NULL;
 	a->nbytes = 0;
+	a->borrowed = 0;
 }
 
 /* ---- maps */
@@ -340,6 +342,7 @@ nq_value_copy(struct nq_value *dst, const struct nq_value *src)
 		break;
 	case NQ_ARRAY:
 		v.u.arr.data = nq_memdup(src->u.arr.data, src->u.arr.nbytes, 0);
+		v.u.arr.borrowed = 0; /* a copy is its own */
 		if (v.u.arr.data == NULL)
 			goto nomem;
 		break;

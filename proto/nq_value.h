@@ -43,6 +43,9 @@ struct nq_array {
 	int64_t shape[NQ_MAXDIM];
 	void *data; /* prod(shape)*itemsize bytes, malloc'd, owned */
 	size_t nbytes;
+	/* data points into the message nq_decode_inplace() decoded: not
+	 * freed by nq_array_fini (the message must outlive the array) */
+	int borrowed;
 };
 
 enum nq_kind {
@@ -103,6 +106,15 @@ void nq_array_fini(struct nq_array *a);
  * Allocation is bounded by a small multiple of len. */
 int nq_decode(const void *buf, size_t len, struct nq_value *out, char *err,
               size_t errlen);
+/* nq_decode, except that an array of at least NQ_INPLACE_MIN bytes keeps
+ * its data in buf (borrowed, not copied): the payload is moved back by at
+ * most 7 bytes, over its own "data" key and bin header, so that it starts
+ * 8-byte aligned. buf is changed; it must outlive out (free out first, or
+ * free out whenever: borrowed data is never freed). Smaller arrays are
+ * copied as nq_decode does. */
+#define NQ_INPLACE_MIN 65536
+int nq_decode_inplace(void *buf, size_t len, struct nq_value *out, char *err,
+                      size_t errlen);
 /* Encode to a malloc'd buffer. 0 or NQ_ENOMEM. */
 int nq_encode(const struct nq_value *v, void **buf, size_t *len);
 void nq_value_free(struct nq_value *v); /* frees contents, leaves NQ_NIL */

@@ -295,6 +295,117 @@ test_roundtrip_all(void **state)
 	assert_int_equal(v.kind, NQ_NIL);
 }
 
+/* nq_decode_inplace: big arrays borrow the buffer, 8-byte aligned, at every
+ * misalignment of their payload and with the "data" key first or last;
+ * small ones are copied; the tree equals nq_decode's. */
+static void
+test_decode_inplace(void **state)
+{
+	struct nq_map *m = nq_map_new();
+	struct nq_array big, small;
+	struct nq_value v, ref, got, cp;
+	int64_t n = 20000, four = 4;
+	void *enc;
+	size_t len;
+	char err[256];
+
+	assert_non_null(m);
+	assert_int_equal(nq_array_init(&big, NQ_DT_F64, 1, &n), 0);
+	for (int64_t i = 0; i < n; i++)
+		((double *) big.data)[i] = (double) i * 0.5 - 3.0;
+	fill_array(&small, NQ_DT_F32, 1, &four);
+	assert_int_equal(nq_map_set_array(m, "big", &big), 0);
+	assert_int_equal(nq_map_set_array(m, "small", &small), 0);
+	assert_int_equal(nq_map_set_str(m, "s", "x"), 0);
+	v = nq_val_map(m);
+	assert_int_equal(nq_encode(&v, &enc, &len), 0);
+	for (size_t off = 0; off < 8; off++) {
+		uint8_t *buf = malloc(len + 8);
+		const struct nq_array *a;
+
+		assert_non_null(buf);
+		memcpy(buf + off, enc, len);
+		assert_int_equal(nq_decode(enc, len, &ref, err, sizeof(err)),
+		                 0);
+		assert_int_equal(nq_decode_inplace(buf + off, len, &got, err,
+		                                   sizeof(err)),
+		                 0);
+		assert_true(val_eq(&ref, &got));
+		assert_true(val_eq(&v, &got));
+		assert_int_equal(
+		        nq_get_array(got.u.map, "big", &a, err, sizeof(err)),
+		        0);
+		assert_true(a->borrowed);
+		assert_int_equal((uintptr_t) a->data % 8, 0);
+		assert_true((uint8_t *) a->data > buf + off &&
+		            (uint8_t *) a->data + a->nbytes <= buf + off + len);
+		assert_true(((const double *) a->data)[n - 1] ==
+		            (double) (n - 1) * 0.5 - 3.0);
+		assert_int_equal(
+		        nq_get_array(got.u.map, "small", &a, err, sizeof(err)),
+		        0);
+		assert_false(a->borrowed);
+		/* a copy owns its data */
+		assert_int_equal(nq_value_copy(&cp, &got), 0);
+		assert_int_equal(
+		        nq_get_array(cp.u.map, "big", &a, err, sizeof(err)), 0);
+		assert_false(a->borrowed);
+		assert_true(val_eq(&cp, &ref));
+		nq_value_free(&got); /* borrowed data is not freed */
+		nq_value_free(&cp);
+		nq_value_free(&ref);
+		free(buf);
+	}
+	free(enc);
+	nq_value_free(&v);
+
+	/* "data" first (nq_encode writes it last), bin32, odd offsets: the
+	 * keys after it are untouched by the move */
+	for (size_t off = 0; off < 8; off++) {
+		size_t nb = 70000, k = 0;
+		uint8_t *buf = malloc(nb + 64), *p = buf + off;
+		struct nq_value d;
+		const struct nq_array *a;
+
+		assert_non_null(buf);
+		p[k++] = 0x83;
+		p[k++] = 0xa4;
+		memcpy(p + k, "data", 4);
+		k += 4;
+		p[k++] = 0xc6;
+		for (int i = 3; i >= 0; i--)
+			p[k++] = (uint8_t) (nb >> (8 * i));
+		for (size_t i = 0; i < nb; i++)
+			p[k++] = (uint8_t) (i * 7);
+		p[k++] = 0xa5;
+		memcpy(p + k, "dtype", 5);
+		k += 5;
+		p[k++] = 0xa3;
+		memcpy(p + k, "|u1", 3);
+		k += 3;
+		p[k++] = 0xa5;
+		memcpy(p + k, "shape", 5);
+		k += 5;
+		p[k++] = 0x91;
+		p[k++] = 0xce;
+		for (int i = 3; i >= 0; i--)
+			p[k++] = (uint8_t) (nb >> (8 * i));
+		assert_int_equal(nq_decode_inplace(p, k, &d, err, sizeof(err)),
+		                 0);
+		assert_int_equal(d.kind, NQ_ARRAY);
+		a = &d.u.arr;
+		assert_true(a->borrowed);
+		assert_int_equal(a->dtype, NQ_DT_U8);
+		assert_int_equal(a->nbytes, nb);
+		assert_int_equal((uintptr_t) a->data % 8, 0);
+		for (size_t i = 0; i < nb; i++)
+			assert_int_equal(((const uint8_t *) a->data)[i],
+			                 (uint8_t) (i * 7));
+		nq_value_free(&d);
+		free(buf);
+	}
+}
+
 static void
 test_int_encoding(void **state)
 {
@@ -830,6 +941,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 	        cmocka_unit_test(test_errors),
 	        cmocka_unit_test(test_roundtrip_all),
+	        cmocka_unit_test(test_decode_inplace),
 	        cmocka_unit_test(test_int_encoding),
 	        cmocka_unit_test(test_decode_values),
 	        cmocka_unit_test(test_truncation),

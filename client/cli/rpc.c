@@ -4,16 +4,26 @@
  */
 #include <signal.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/req.h>
 
 #include "cli.h"
+#include "nq_clock.h"
 #include "nq_error.h"
 #include "ssh_tunnel.h"
+
+/* A request refused with EBUSY (the daemon's max_upload_bytes is taken by
+ * other uploads) is sent again after 0.1-0.2 s, doubling up to 5 s, each
+ * pause randomised, for up to this long; then the EBUSY is the answer. */
+#define BUSY_RETRY_S  300.0
+#define BUSY_FIRST_MS 200
+#define BUSY_MAX_MS   5000
 
 /* The CLI makes one connection per process: one tunnel. */
 static struct ssh_tunnel tunnel;
@@ -202,17 +212,117 @@ check_size(struct cli *c, size_t len, struct nq_value *reply)
 	return CLI_EREPLY;
 }
 
+/* 1 when reply is an EBUSY refusal worth another try (the pause slept),
+ * else 0. */
+static int
+busy_again(struct cli *c, const struct nq_value *reply, double t0,
+           int *pause_ms, int *told)
+{
+	const struct nq_value *ok = nq_map_get(reply->u.map, "ok");
+	struct timespec ts;
+	int ms;
+
+	if ((ok && ok->kind == NQ_BOOL && ok->u.b) ||
+	    (int) cli_map_num(reply->u.map, "code", 0) != NQ_EBUSY)
+		return 0;
+	/* half to all of the pause: refused clients come back apart */
+	ms = *pause_ms / 2 + (int) ((nq_mono_ms() ^ (int64_t) getpid() * 7919) %
+	                            (*pause_ms / 2 + 1));
+	if (nq_mono_s() - t0 + ms / 1000.0 > BUSY_RETRY_S)
+		return 0;
+	if (!*told && !c->quiet)
+		fprintf(stderr,
+		        "neuroq: the daemon is busy with other uploads; "
+		        "sending again in a moment\n");
+	*told = 1;
+	ts.tv_sec = ms / 1000;
+	ts.tv_nsec = (long) (ms % 1000) * 1000000L;
+	nanosleep(&ts, NULL);
+	*pause_ms = *pause_ms * 2 > BUSY_MAX_MS ? BUSY_MAX_MS : *pause_ms * 2;
+	return 1;
+}
+
+/* One request's bytes out, its reply in (*reply: a map, ok or not):
+ * CLI_OK, or CLI_EREACH (message printed). */
+static int
+rpc_once(struct cli *c, const void *buf, size_t len, struct nq_value *reply)
+{
+	nng_socket s = NNG_SOCKET_INITIALIZER;
+	void *rbuf = NULL;
+	size_t rlen = 0;
+	char err[256];
+	int rv;
+
+	s.id = c->sock;
+	if ((rv = nng_send(s, (void *) buf, len, 0)) != 0) {
+		reach_err(c, "sending to %s: %s", c->url, nng_strerror(rv));
+		return CLI_EREACH;
+	}
+	if ((rv = nng_recv(s, &rbuf, &rlen, NNG_FLAG_ALLOC)) != 0) {
+		if (rv == NNG_ETIMEDOUT)
+			reach_err(c,
+			          "no reply from the daemon at %s within %g s "
+			          "(--timeout)",
+			          c->url, c->timeout_s);
+		else
+			reach_err(c, "receiving from %s: %s", c->url,
+			          nng_strerror(rv));
+		return CLI_EREACH;
+	}
+	rv = nq_decode(rbuf, rlen, reply, err, sizeof(err));
+	nng_free(rbuf, rlen);
+	if (rv != 0 || reply->kind != NQ_MAP) {
+		fprintf(stderr, "neuroq: malformed reply from the daemon: %s\n",
+		        rv ? err : "not a map");
+		nq_value_free(reply);
+		return CLI_EREACH;
+	}
+	return CLI_OK;
+}
+
+/* A big request asks for room first (the reserve op): *reply is then the
+ * reserve's reply when it is a refusal (EBUSY: try again; anything else is
+ * ignored, e.g. EBADOP from an older daemon), else NIL. */
+static int
+rpc_reserve(struct cli *c, size_t len, struct nq_value *reply)
+{
+	struct nq_map *m = nq_map_new();
+	struct nq_value v;
+	void *buf = NULL;
+	size_t blen = 0;
+	int rc;
+
+	memset(reply, 0, sizeof(*reply));
+	if (m == NULL || nq_map_set_int(m, "v", NQ_PROTOCOL_VERSION) ||
+	    nq_map_set_str(m, "op", "reserve") ||
+	    nq_map_set_int(m, "bytes", (int64_t) len)) {
+		nq_map_free(m);
+		return CLI_OK; /* then without */
+	}
+	v = nq_val_map(m);
+	rc = nq_encode(&v, &buf, &blen);
+	nq_value_free(&v);
+	if (rc != 0)
+		return CLI_OK;
+	rc = rpc_once(c, buf, blen, reply);
+	free(buf);
+	if (rc == CLI_OK &&
+	    (int) cli_map_num(reply->u.map, "code", 0) != NQ_EBUSY)
+		nq_value_free(reply);
+	return rc;
+}
+
 int
 cli_call(struct cli *c, const char *op, struct nq_map *req,
          struct nq_value *reply)
 {
-	nng_socket s = NNG_SOCKET_INITIALIZER;
+	double t0 = nq_mono_s();
+	int pause_ms = BUSY_FIRST_MS, told = 0;
 	struct nq_value v = {0};
-	void *buf = NULL, *rbuf = NULL;
-	size_t len = 0, rlen = 0;
-	char err[256];
+	void *buf = NULL;
+	size_t len = 0;
 	const struct nq_value *ok;
-	int rv, ret = CLI_EREACH;
+	int ret = CLI_EREACH;
 
 	memset(reply, 0, sizeof(*reply));
 	if (!req && !(req = nq_map_new()))
@@ -232,30 +342,19 @@ cli_call(struct cli *c, const char *op, struct nq_map *req,
 		goto out;
 	if (len > BIG_REQUEST && (ret = check_size(c, len, reply)) != 0)
 		goto out;
-	s.id = c->sock;
-	ret = CLI_EREACH;
-	if ((rv = nng_send(s, buf, len, 0)) != 0) {
-		reach_err(c, "sending to %s: %s", c->url, nng_strerror(rv));
-		goto out;
+again:
+	if (len > BIG_REQUEST && strcmp(op, "reserve") != 0) {
+		if ((ret = rpc_reserve(c, len, reply)) != CLI_OK)
+			goto out;
+		if (reply->kind == NQ_MAP)
+			goto refused;
 	}
-	if ((rv = nng_recv(s, &rbuf, &rlen, NNG_FLAG_ALLOC)) != 0) {
-		if (rv == NNG_ETIMEDOUT)
-			reach_err(c,
-			          "no reply from the daemon at %s within %g s "
-			          "(--timeout)",
-			          c->url, c->timeout_s);
-		else
-			reach_err(c, "receiving from %s: %s", c->url,
-			          nng_strerror(rv));
+	if ((ret = rpc_once(c, buf, len, reply)) != CLI_OK)
 		goto out;
-	}
-	rv = nq_decode(rbuf, rlen, reply, err, sizeof(err));
-	nng_free(rbuf, rlen);
-	if (rv != 0 || reply->kind != NQ_MAP) {
-		fprintf(stderr, "neuroq: malformed reply from the daemon: %s\n",
-		        rv ? err : "not a map");
+refused:
+	if (busy_again(c, reply, t0, &pause_ms, &told)) {
 		nq_value_free(reply);
-		goto out;
+		goto again;
 	}
 	ok = nq_map_get(reply->u.map, "ok");
 	if (ok && ok->kind == NQ_BOOL && ok->u.b) {

@@ -4,7 +4,8 @@
  *
  * Invariants: decoding never crashes and fails only with EPROTO, EBADARRAY
  * or ENOMEM plus a message; whatever decodes re-encodes, and the encoding is
- * a fixed point (decode(encode(v)) encodes to the same bytes).
+ * a fixed point (decode(encode(v)) encodes to the same bytes); decoding in
+ * place gives the same value.
  */
 #include "fuzz_decode.h"
 
@@ -56,6 +57,28 @@ nq_fuzz_one(const uint8_t *data, size_t size, char *why, size_t whylen)
 		snprintf(why, whylen, "re-decode failed: %s", err);
 		bad = 1;
 		goto out;
+	}
+	/* in place (big arrays borrowed from a copy of the input): the same
+	 * value, so the same encoding */
+	if ((b2 = malloc(size ? size : 1)) != NULL) {
+		struct nq_value x;
+		void *b3 = NULL;
+		size_t n3 = 0;
+
+		memcpy(b2, data, size);
+		rc = nq_decode_inplace(b2, size, &x, err, sizeof(err));
+		if (rc == 0)
+			rc = nq_encode(&x, &b3, &n3);
+		nq_value_free(&x);
+		if (rc != 0 || n3 != n1 || memcmp(b3, b1, n1) != 0) {
+			snprintf(why, whylen, "in-place decode differs");
+			bad = 1;
+		}
+		free(b3);
+		free(b2);
+		b2 = NULL;
+		if (bad)
+			goto out;
 	}
 	rc = nq_encode(&w, &b2, &n2);
 	nq_value_free(&w);

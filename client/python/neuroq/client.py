@@ -8,6 +8,7 @@ C order.
 from __future__ import annotations
 
 import os
+import random
 import threading
 import time
 import uuid
@@ -24,6 +25,9 @@ from . import _ssh, errors
 PROTOCOL_VERSION = 1
 TERMINAL = ("DONE", "FAILED", "CANCELED")
 _BIG_REQUEST = 1 << 20
+#: EBUSY retries: the first wait (s), doubled up to the last, each times a
+#: random 0.5..1 so that refused clients do not come back together
+_BUSY_FIRST, _BUSY_MAX = 0.2, 5.0
 _DTYPES = {"<f8", "<f4", "<i2", "<i4", "<i8", "|u1", "|b1"}
 #: the device names the daemon knows, and the aliases the client accepts
 _DEVICES = {"auto": "auto", "cpu": "cpu", "cuda": "cuda", "gpu": "cuda"}
@@ -131,12 +135,23 @@ class Client:
     ``Job.wait`` falls back to polling ``status`` without it.  An
     ``ssh://[user@]host[:port][/remote.sock]`` URL goes through the user's
     own SSH login (see ``neuroq._ssh``; the events socket is forwarded too).
+
+    A request of 1 MiB or more first asks the daemon for room in its
+    ``max_upload_bytes`` (the ``reserve`` op, proto/PROTOCOL.md §9), so its
+    bytes are sent only when the daemon will keep them. A refusal (EBUSY,
+    of the reservation or of the request) is tried again after a growing,
+    randomised pause (0.1-0.2 s, doubling, at most 5 s) for up to
+    ``busy_timeout`` seconds (0: never), then :class:`errors.Busy` is
+    raised; ``busy_refusals`` counts the refusals so far.
     """
 
     def __init__(self, url: str | None = None, timeout: float = 30.0,
-                 events_url: str | None = None) -> None:
+                 events_url: str | None = None, busy_timeout: float = 300.0) -> None:
         self.url: str = url or default_url()
         self.timeout = float(timeout)
+        self.busy_timeout = float(busy_timeout)
+        self.busy_refusals = 0
+        self._can_reserve = True  # False once a daemon did not know it
         self._events_url = events_url
         self._hello: WireMap | None = None
         self._lock = threading.Lock()
@@ -167,7 +182,8 @@ class Client:
         self.close()
 
     def call(self, op: str, **fields: Any) -> WireMap:
-        """Send one request; return the reply map or raise its error."""
+        """Send one request; return the reply map or raise its error
+        (EBUSY only once ``busy_timeout`` has passed: see the class)."""
         req: WireMap = {"v": PROTOCOL_VERSION, "op": op}
         req.update(fields)
         body = msgpack.packb(req, use_bin_type=True)
@@ -179,6 +195,30 @@ class Client:
                 raise errors.TooBig(2, "ETOOBIG",
                                     f"request of {len(body)} bytes exceeds the daemon's "
                                     f"max_message_bytes {limit}")
+        deadline = time.monotonic() + self.busy_timeout
+        pause = _BUSY_FIRST
+        reserve = None
+        if len(body) >= _BIG_REQUEST and op not in ("hello", "reserve"):
+            reserve = msgpack.packb({"v": PROTOCOL_VERSION, "op": "reserve",
+                                     "bytes": len(body)}, use_bin_type=True)
+        while True:
+            try:
+                if reserve is not None and self._can_reserve:
+                    try:
+                        self._send(reserve)
+                    except errors.BadOp:
+                        self._can_reserve = False  # an older daemon
+                return self._send(body)
+            except errors.Busy:
+                wait = pause * random.uniform(0.5, 1.0)
+                if time.monotonic() + wait > deadline:
+                    raise
+                self.busy_refusals += 1
+                time.sleep(wait)
+                pause = min(2 * pause, _BUSY_MAX)
+
+    def _send(self, body: bytes) -> WireMap:
+        """One request's bytes out, its reply in: the map, or its error."""
         with self._lock:
             try:
                 self._sock.send(body)
@@ -198,7 +238,8 @@ class Client:
             raise errors.Proto(1, "EPROTO", "reply is not a map")
         if reply.get("ok") is not True:
             raise errors.from_reply(reply)
-        return reply
+        reply_map: WireMap = reply
+        return reply_map
 
     # -- ops
 
