@@ -31,7 +31,7 @@
 
 /* the protocol's ops (server.c); anything else counts as "other" */
 static const char *const metrics_ops[] = {
-        "hello",  "submit",  "status", "list",     "cancel",  "result",
+        "hello",   "submit", "status", "list",     "cancel",  "result",
         "devices", "logs",   "queue",  "describe", "reserve", "other",
 };
 #define METRICS_NOPS  (sizeof(metrics_ops) / sizeof(metrics_ops[0]))
