@@ -180,10 +180,11 @@ def test_op_table_marks_each_field(d, done_id):
     other field given)."""
     ops = op_table()
     assert set(ops) == {"hello", "submit", "status", "list", "cancel", "result",
-                        "devices", "logs", "queue", "describe"}, ops
+                        "devices", "logs", "queue", "describe", "reserve"}, ops
     # a full request of each op, every field given
     full = {
         "hello": {}, "devices": {}, "queue": {}, "describe": {"type": "gsn"},
+        "reserve": {"bytes": 4 << 20},
         "submit": {"type": "gsn", "params": {"uneven": "fast"},
                    "inputs": {"data": arr(make_data(*TINY, seed=5))}, "device": "cpu",
                    "priority": 0, "idem": "", "umask": 0o022, "time_limit_s": 600},
