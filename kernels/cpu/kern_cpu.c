@@ -14,6 +14,7 @@
 #include <limits.h>
 #include <malloc.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,7 +37,9 @@
 	} while (0)
 
 struct kern_cpu_ctx {
-	int unused; /* nothing to keep; a distinct pointer for the backend */
+	/* bytes of the upload and download calls: what a device backend
+	 * would copy for them (the copies here are memcpy) */
+	_Atomic uint64_t h2d, d2h;
 };
 
 /* ---- memory */
@@ -96,13 +99,29 @@ cpu_copy(void *ctx, void *dst, const void *src, size_t bytes)
 static int
 cpu_upload(void *ctx, void *dst, const void *h_src, size_t bytes)
 {
+	struct kern_cpu_ctx *c = ctx;
+
+	atomic_fetch_add(&c->h2d, (uint64_t) bytes);
 	return cpu_copy(ctx, dst, h_src, bytes);
 }
 
 static int
 cpu_download(void *ctx, void *h_dst, const void *src, size_t bytes)
 {
+	struct kern_cpu_ctx *c = ctx;
+
+	atomic_fetch_add(&c->d2h, (uint64_t) bytes);
 	return cpu_copy(ctx, h_dst, src, bytes);
+}
+
+static int
+cpu_traffic(void *ctx, uint64_t *h2d, uint64_t *d2h)
+{
+	struct kern_cpu_ctx *c = ctx;
+
+	*h2d = atomic_load(&c->h2d);
+	*d2h = atomic_load(&c->d2h);
+	return 0;
 }
 
 static int
@@ -1023,6 +1042,11 @@ static const struct kern_ops kern_cpu_ops = {
         .syevr_below = cpu_syevr_below,
         .sterf = cpu_sterf,
         .syev_side = cpu_syev_side,
+        .traffic = cpu_traffic,
+        .filter_car = kern_cpu_filter_car,
+        .peaks_above = kern_cpu_peaks_above,
+        .sub_spikes = kern_cpu_sub_spikes,
+        .snippets = kern_cpu_snippets,
 };
 
 void

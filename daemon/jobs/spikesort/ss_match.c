@@ -311,10 +311,17 @@ struct ss_matcher {
 	float *Ab;   /* its least-squares amplitude */
 	int32_t *Kb; /* its template */
 	double lam;
-	uint8_t *rdirty; /* per sample: residual changed (upload) */
 	uint8_t *pdirty; /* ngrp × Tmax: projection needs recomputing */
 	uint8_t *sdirty; /* ngrp × Tmax: scores need recomputing */
 	int64_t *peaks;  /* accepted in a round: g Tmax + t */
+	int64_t npk;     /* their most */
+	/* subtraction on the device residual dR (kern sub_spikes): the
+	 * templates (dW: tp->W itself on a host-memory backend), their
+	 * channel windows, and a round's spikes (t, k) with amplitudes */
+	const float *dW;
+	struct ss_kbuf dWt, dWin, dTK, dA;
+	int32_t *tk;
+	float *ta;
 };
 
 void
@@ -327,6 +334,12 @@ ss_matcher_free(struct ss_matcher *m)
 	ss_kbuf_free(m->kb, &m->dR);
 	ss_kbuf_free(m->kb, &m->dP);
 	ss_kbuf_free(m->kb, &m->dS);
+	ss_kbuf_free(m->kb, &m->dWt);
+	ss_kbuf_free(m->kb, &m->dWin);
+	ss_kbuf_free(m->kb, &m->dTK);
+	ss_kbuf_free(m->kb, &m->dA);
+	free(m->tk);
+	free(m->ta);
 	free(m->ord);
 	free(m->wc0);
 	free(m->wc1);
@@ -340,7 +353,6 @@ ss_matcher_free(struct ss_matcher *m)
 	free(m->Gb);
 	free(m->Ab);
 	free(m->Kb);
-	free(m->rdirty);
 	free(m->pdirty);
 	free(m->sdirty);
 	free(m->peaks);
@@ -501,14 +513,15 @@ ss_matcher_new(const struct kern_backend *kb, const struct ss_templates *t,
 	m->Gb = malloc(sizeof(float) * g1 * (size_t) Tmax);
 	m->Ab = malloc(sizeof(float) * g1 * (size_t) Tmax);
 	m->Kb = malloc(sizeof(int32_t) * g1 * (size_t) Tmax);
-	m->rdirty = malloc((size_t) Tmax);
 	m->pdirty = malloc(g1 * (size_t) Tmax);
 	m->sdirty = malloc(g1 * (size_t) Tmax);
 	/* a group's accepted spikes are ≥ nt apart */
-	m->peaks = malloc(sizeof(int64_t) * g1 *
-	                  (size_t) (Tmax / (m->nt > 0 ? m->nt : 1) + 2));
-	if (!m->gerr || !m->Sc || !m->Gb || !m->Ab || !m->Kb || !m->rdirty ||
-	    !m->pdirty || !m->sdirty || !m->peaks)
+	m->npk = (int64_t) g1 * (Tmax / (m->nt > 0 ? m->nt : 1) + 2);
+	m->peaks = malloc(sizeof(int64_t) * (size_t) m->npk);
+	m->tk = malloc(sizeof(int32_t) * 2 * (size_t) m->npk);
+	m->ta = malloc(sizeof(float) * (size_t) m->npk);
+	if (!m->gerr || !m->Sc || !m->Gb || !m->Ab || !m->Kb || !m->pdirty ||
+	    !m->sdirty || !m->peaks || !m->tk || !m->ta)
 		goto fail;
 	if ((rc = ss_kbuf_ensure(kb, &m->dU,
 	                         sizeof(float) * (size_t) m->C * rk)) ||
@@ -517,8 +530,37 @@ ss_matcher_new(const struct kern_backend *kb, const struct ss_templates *t,
 	    (rc = ss_kbuf_ensure(kb, &m->dR,
 	                         sizeof(float) * (size_t) m->C * Tmax)) ||
 	    (rc = ss_kbuf_ensure(kb, &m->dP, sizeof(float) * rk * Tmax)) ||
-	    (rc = ss_kbuf_ensure(kb, &m->dS, sizeof(float) * gm * Tmax)))
+	    (rc = ss_kbuf_ensure(kb, &m->dS, sizeof(float) * gm * Tmax)) ||
+	    (rc = ss_kbuf_ensure(kb, &m->dWin, sizeof(int32_t) * 2 * k1)) ||
+	    (rc = ss_kbuf_ensure(kb, &m->dTK,
+	                         sizeof(int32_t) * 2 * (size_t) m->npk)) ||
+	    (rc = ss_kbuf_ensure(kb, &m->dA, sizeof(float) * (size_t) m->npk)))
 		goto fail;
+	{
+		size_t wb = sizeof(float) * (size_t) m->K * m->C * m->nt;
+		int32_t *win = malloc(sizeof(int32_t) * 2 * k1);
+		if (win == NULL) {
+			rc = NQ_ENOMEM;
+			goto fail;
+		}
+		for (int k = 0; k < m->K; k++) {
+			win[2 * k] = m->wc0[k];
+			win[2 * k + 1] = m->wc1[k];
+		}
+		rc = KOP(kb, upload, m->dWin.p, win,
+		         sizeof(int32_t) * 2 * (size_t) m->K);
+		free(win);
+		if (rc != 0)
+			goto fail;
+		if (kern_mem_is_host(kb)) {
+			m->dW = t->W;
+		} else {
+			if ((rc = ss_kbuf_ensure(kb, &m->dWt, wb)) ||
+			    (rc = KOP(kb, upload, m->dWt.p, t->W, wb)))
+				goto fail;
+			m->dW = m->dWt.p;
+		}
+	}
 	if (m->RK > 0 &&
 	    ((rc = KOP(kb, upload, m->dU.p, U,
 	               sizeof(float) * (size_t) m->C * m->RK)) != 0 ||
@@ -721,22 +763,21 @@ refresh_groups(struct ss_matcher *m, int64_t T, int64_t Ts, int full)
 	return 0;
 }
 
-int
-ss_match_batch(struct ss_matcher *m, const struct ss_config *cfg, float *R,
-               int64_t T, int64_t lo, int64_t hi, int64_t t_abs0,
-               struct ss_match_out *out, double *acc, int64_t *cnt)
+/* Matching pursuit on the residual dR (samples [0, T) set): spikes
+ * appended to out; acc (learning) reads the residual, which is
+ * downloaded into Rh first on a device backend. */
+static int
+match_dr(struct ss_matcher *m, const struct ss_config *cfg, int64_t T,
+         int64_t lo, int64_t hi, int64_t t_abs0, struct ss_match_out *out,
+         double *acc, int64_t *cnt, float *Rh)
 {
 	int C = m->C, nt = m->nt, rc;
 	int64_t Ts = T - nt + 1, first = out->n, Tm = m->Tmax;
 	float th = (float) (cfg->th_match * cfg->th_match);
+	const float *R = m->dR.p;
 
-	if (m->K == 0 || Ts <= 0)
-		return 0;
-	if (T > m->Tmax)
-		return NQ_EINTERNAL;
 	m->lam = cfg->lam;
-	if ((rc = upload(m, R, 0, T)) != 0 ||
-	    (rc = refresh_groups(m, T, Ts, 1)) != 0)
+	if ((rc = refresh_groups(m, T, Ts, 1)) != 0)
 		return rc;
 	for (int round = 0; round < cfg->max_peels; round++) {
 		int64_t np = 0;
@@ -753,7 +794,6 @@ ss_match_batch(struct ss_matcher *m, const struct ss_config *cfg, float *R,
 		}
 		if (np == 0)
 			break;
-		memset(m->rdirty, 0, (size_t) T);
 		memset(m->pdirty, 0, (size_t) (Tm * m->ngrp));
 		memset(m->sdirty, 0, (size_t) (Tm * m->ngrp));
 		for (int64_t i = 0; i < np; i++) {
@@ -761,12 +801,11 @@ ss_match_batch(struct ss_matcher *m, const struct ss_config *cfg, float *R,
 			int64_t t = m->peaks[i] % Tm;
 			int k = m->Kb[Tm * g + t];
 			float a = m->Ab[Tm * g + t];
-			const float *W = m->tp->W + (size_t) k * C * nt;
-			float *Rt = R + (size_t) C * t;
-			for (int tau = 0; tau < nt; tau++)
-				for (int c = m->wc0[k]; c < m->wc1[k]; c++)
-					Rt[c + C * tau] -= a * W[c + C * tau];
-			memset(m->rdirty + t, 1, (size_t) nt);
+			/* accepted spikes never interact: their footprints
+			 * are disjoint, so one sub_spikes call takes all */
+			m->tk[2 * i] = (int32_t) t;
+			m->tk[2 * i + 1] = k;
+			m->ta[i] = a;
 			int64_t s0 = t - nt + 1 < 0 ? 0 : t - nt + 1;
 			int64_t s1 = t + nt > Ts ? Ts : t + nt;
 			for (int j = m->tg0[k]; j < m->tg0[k + 1]; j++) {
@@ -778,12 +817,21 @@ ss_match_batch(struct ss_matcher *m, const struct ss_config *cfg, float *R,
 			if ((rc = ss_match_out_push(out, t, k, a)) != 0)
 				return rc;
 		}
-		for (int64_t a = 0, b; next_run(m->rdirty, T, nt, &a, &b);
-		     a = b)
-			if ((rc = upload(m, R, a, b)) != 0)
-				return rc;
+		if ((rc = KOP(m->kb, upload, m->dTK.p, m->tk,
+		              sizeof(int32_t) * 2 * (size_t) np)) != 0 ||
+		    (rc = KOP(m->kb, upload, m->dA.p, m->ta,
+		              sizeof(float) * (size_t) np)) != 0 ||
+		    (rc = KOP(m->kb, sub_spikes, C, T, m->dR.p, nt, m->K,
+		              m->dW, m->dWin.p, np, m->dTK.p, m->dA.p)) != 0)
+			return rc;
 		if ((rc = refresh_groups(m, T, Ts, 0)) != 0)
 			return rc;
+	}
+	if (acc != NULL && !kern_mem_is_host(m->kb)) {
+		if ((rc = KOP(m->kb, download, Rh, m->dR.p,
+		              sizeof(float) * (size_t) C * (size_t) T)) != 0)
+			return rc;
+		R = Rh;
 	}
 	/* keep the spikes whose trough is in [lo, hi); learn from them */
 	int64_t w = first;
@@ -807,4 +855,42 @@ ss_match_batch(struct ss_matcher *m, const struct ss_config *cfg, float *R,
 	}
 	out->n = w;
 	return 0;
+}
+
+int
+ss_match_batch(struct ss_matcher *m, const struct ss_config *cfg, float *R,
+               int64_t T, int64_t lo, int64_t hi, int64_t t_abs0,
+               struct ss_match_out *out, double *acc, int64_t *cnt)
+{
+	size_t bytes = sizeof(float) * (size_t) m->C * (size_t) T;
+	int rc;
+
+	if (m->K == 0 || T - m->nt + 1 <= 0)
+		return 0;
+	if (T > m->Tmax)
+		return NQ_EINTERNAL;
+	if ((rc = upload(m, R, 0, T)) != 0 ||
+	    (rc = match_dr(m, cfg, T, lo, hi, t_abs0, out, acc, cnt, R)) != 0)
+		return rc;
+	/* R becomes the residual (already there when acc fetched it) */
+	if (acc != NULL && !kern_mem_is_host(m->kb))
+		return 0;
+	return KOP(m->kb, download, R, m->dR.p, bytes);
+}
+
+int
+ss_match_batch_dev(struct ss_matcher *m, const struct ss_config *cfg,
+                   const float *dY, int64_t T, int64_t lo, int64_t hi,
+                   int64_t t_abs0, struct ss_match_out *out)
+{
+	int rc;
+
+	if (m->K == 0 || T - m->nt + 1 <= 0)
+		return 0;
+	if (T > m->Tmax)
+		return NQ_EINTERNAL;
+	if ((rc = KOP(m->kb, copy, m->dR.p, dY,
+	              sizeof(float) * (size_t) m->C * (size_t) T)) != 0)
+		return rc;
+	return match_dr(m, cfg, T, lo, hi, t_abs0, out, NULL, NULL, NULL);
 }

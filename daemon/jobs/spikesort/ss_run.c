@@ -214,6 +214,11 @@ main(int argc, char **argv)
 		       "\"n_mua\": %d, \"median_snr\": %s, "
 		       "\"median_firing_rate\": %s, "
 		       "\"median_isi_violations_ratio\": %s, "
+		       "\"device_bytes_per_batch\": %llu, "
+		       "\"h2d_bytes\": %llu, \"d2h_bytes\": %llu, "
+		       "\"h2d_bytes_per_s\": %.1f, \"d2h_bytes_per_s\": %.1f, "
+		       "\"match_h2d_bytes_per_s\": %.1f, "
+		       "\"match_d2h_bytes_per_s\": %.1f, "
 		       "\"device\": \"%s\"}\n",
 		       res.n_units, (long long) res.n_spikes, res.n_good, res.K,
 		       dur, wall, dur / wall, res.t_pre, res.t_detect,
@@ -227,7 +232,12 @@ main(int argc, char **argv)
 		       jnum(j3, sizeof(j3),
 		            ss_quality_median(res.quality,
 		                              res.quality->isi_ratio)),
-		       kb.name);
+		       (unsigned long long) res.dev_batch_bytes,
+		       (unsigned long long) res.xfer_h2d,
+		       (unsigned long long) res.xfer_d2h,
+		       (double) res.xfer_h2d / dur, (double) res.xfer_d2h / dur,
+		       (double) res.xfer_match_h2d / dur,
+		       (double) res.xfer_match_d2h / dur, kb.name);
 	}
 	ss_result_free(&res);
 	kern_close(&kb);
