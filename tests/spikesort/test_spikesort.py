@@ -158,6 +158,45 @@ def test_deterministic_and_resume(dataset, sorted_run):
     assert "resumed" not in log
 
 
+def device_bytes_model(C, NT, K, pad=61, fpad=192, rank=3, nt=61):
+    """ss_batch_device_bytes (ss_batch.c), as documented in the README's
+    "On a device": the batcher's raw and whitened batch and two C x C
+    matrices; the matcher's residual, projections, one group's scores (<= K
+    rows), U and V, the templates, their windows and a round's spike list."""
+    Tb = NT + 2 * pad
+    Tf = Tb + 2 * fpad
+    RK = rank * K
+    return (4 * (C * Tf + C * Tb + 2 * C * C)
+            + 4 * (C * Tb + RK * Tb + K * Tb + RK * (C + nt) + K * C * nt + 2 * K)
+            + 12 * K * (Tb // nt + 2))
+
+
+def test_traffic_counters(dataset, sorted_run):
+    """The result's host<->device traffic (the backend's copy counters) and
+    the modelled device bytes: present, per second of recording, and within
+    the model's bounds for the matching pass, which downloads at least every
+    template's scores over each batch once and uploads every subtracted
+    spike (12 bytes) -- on a device also every raw batch."""
+    out, res, _ = sorted_run
+    N, NT, pad, fpad, nt = 30 * FS, 60000, 61, 192, 61
+    K, C, dur = res["n_templates"], N_CH, res["duration_s"]
+    nb = -(-N // NT)
+    Tb = NT + 2 * pad
+    assert res["device_bytes_per_batch"] == device_bytes_model(C, NT, K)
+    for k in ("h2d", "d2h"):
+        assert res[k + "_bytes_per_s"] == pytest.approx(res[k + "_bytes"] / dur, rel=1e-6)
+        assert 0 < res["match_" + k + "_bytes_per_s"] <= res[k + "_bytes_per_s"]
+    match_up = res["match_h2d_bytes_per_s"] * dur
+    match_down = res["match_d2h_bytes_per_s"] * dur
+    raw = nb * 4 * C * (Tb + 2 * fpad) if res["device"] != "cpu" else 0
+    assert match_down >= nb * 4 * K * (Tb - nt + 1)
+    assert match_up >= raw + 12 * res["n_spikes"]
+    # the cpu backend counts what its upload/download calls would copy: the
+    # matching pass uploads no batch there (it is whitened in place)
+    if res["device"] == "cpu":
+        assert match_up < nb * 4 * C * Tb
+
+
 def test_small_batches_agree(dataset, sorted_run):
     """Batch length is a memory knob, not an accuracy one."""
     d, rec, gt_t, gt_l = dataset
