@@ -203,7 +203,8 @@ struct kern_ops {
 	 * *h2d uploaded, *d2h downloaded (upload, download, and the ops'
 	 * own transfers on the cuda backend; device-to-device copies are
 	 * not counted). The cpu backend counts the bytes of its upload and
-	 * download calls: what a device backend would copy for them. */
+	 * download calls and the lists peaks_above and accept_peaks write to
+	 * the host: what the cuda backend would copy for them. */
 	int (*traffic)(void *ctx, uint64_t *h2d, uint64_t *d2h);
 
 	/* ---- spikesort's batch path: float32 only, a batch is C × T
@@ -257,6 +258,32 @@ struct kern_ops {
 	int (*snippets)(void *ctx, int64_t C, int64_t T, const float *Y,
 	                int64_t nc, const int32_t *nbr, int64_t nt, int64_t n,
 	                const int32_t *tc, float *S);
+	/* Each sample's best template of a group, by the drop in squared
+	 * residual: for t < n, over the rows i < ng of S (row stride lds) in
+	 * order, with s = S[t + lds i], a row's gain is, when mu[i] > 0 and
+	 * lam > 0 (Kilosort 2's amplitude prior; l = (float) lam),
+	 *   x = s + l mu;  x > 0 ? x² / (1 + l) − l mu² : −inf
+	 * else s > 0 ? s² : −inf, in float (each operation rounded, as
+	 * written: (x·x)·(1 / (1 + l)) − (l·mu)·mu); a row replaces the best
+	 * when its gain is larger: G[t] (−inf when none), A[t] = its s (0),
+	 * Kb[t] = kid[i] (−1). mu, kid: device, ng each. */
+	int (*score_best)(void *ctx, int64_t ng, int64_t n, const float *S,
+	                  int64_t lds, const float *mu, double lam,
+	                  const int32_t *kid, float *G, float *A,
+	                  int32_t *Kb);
+	/* Matching pursuit's acceptance: the candidates (g, t), g < ng,
+	 * t < n, with G[g ld + t] > th (float) that are the largest of every
+	 * (h, u) with h in nb[nb0[g] .. nb0[g + 1]) (device int32 CSR, nb0:
+	 * ng + 1 entries) and u in (t − w, t + w) ∩ [0, n), where an equal
+	 * value at a lower h, or the same h and a lower u, wins. *cnt = how
+	 * many; when *cnt <= cap, h_gt (g ld + t), h_k (Kb there) and h_a
+	 * (A there) — host arrays of cap — hold them in (g, t) order, else
+	 * nothing useful. G, Kb, A: device, ng rows of stride ld >= n. */
+	int (*accept_peaks)(void *ctx, int64_t ng, int64_t n, int64_t ld,
+	                    const float *G, const int32_t *Kb, const float *A,
+	                    double th, int64_t w, const int32_t *nb0,
+	                    const int32_t *nb, int64_t cap, int64_t *h_gt,
+	                    int32_t *h_k, float *h_a, int64_t *cnt);
 };
 
 struct kern_backend {
@@ -387,6 +414,14 @@ int kern_sub_spikes(const struct kern_backend *kb, int64_t C, int64_t T,
 int kern_snippets(const struct kern_backend *kb, int64_t C, int64_t T,
                   const float *Y, int64_t nc, const int32_t *nbr, int64_t nt,
                   int64_t n, const int32_t *tc, float *S);
+int kern_score_best(const struct kern_backend *kb, int64_t ng, int64_t n,
+                    const float *S, int64_t lds, const float *mu, double lam,
+                    const int32_t *kid, float *G, float *A, int32_t *Kb);
+int kern_accept_peaks(const struct kern_backend *kb, int64_t ng, int64_t n,
+                      int64_t ld, const float *G, const int32_t *Kb,
+                      const float *A, double th, int64_t w,
+                      const int32_t *nb0, const int32_t *nb, int64_t cap,
+                      int64_t *h_gt, int32_t *h_k, float *h_a, int64_t *cnt);
 
 /* The cpu backend's filter_car on host memory with the caller's scratch
  * (work: 3 C doubles, cwork: C floats), and its forward-backward filter

@@ -560,3 +560,41 @@ kern_snippets(const struct kern_backend *kb, int64_t C, int64_t T,
 		return NQ_EBADPARAM;
 	return OP(kb, snippets, C, T, Y, nc, nbr, nt, n, tc, S);
 }
+
+int
+kern_score_best(const struct kern_backend *kb, int64_t ng, int64_t n,
+                const float *S, int64_t lds, const float *mu, double lam,
+                const int32_t *kid, float *G, float *A, int32_t *Kb)
+{
+	if (ng < 0 || n < 0 || isnan(lam))
+		return NQ_EBADPARAM;
+	if (ng == 0 || n == 0)
+		return 0;
+	if (lds < n || ng > INT64_MAX / 4 / lds || S == NULL || mu == NULL ||
+	    kid == NULL || G == NULL || A == NULL || Kb == NULL)
+		return NQ_EBADPARAM;
+	return OP(kb, score_best, ng, n, S, lds, mu, lam, kid, G, A, Kb);
+}
+
+int
+kern_accept_peaks(const struct kern_backend *kb, int64_t ng, int64_t n,
+                  int64_t ld, const float *G, const int32_t *Kb,
+                  const float *A, double th, int64_t w, const int32_t *nb0,
+                  const int32_t *nb, int64_t cap, int64_t *h_gt, int32_t *h_k,
+                  float *h_a, int64_t *cnt)
+{
+	if (cnt == NULL)
+		return NQ_EBADPARAM;
+	*cnt = 0;
+	if (ng < 0 || n < 0 || w < 1 || cap < 0 || isnan(th))
+		return NQ_EBADPARAM;
+	if (cap > 0 && (h_gt == NULL || h_k == NULL || h_a == NULL))
+		return NQ_EBADPARAM;
+	if (ng == 0 || n == 0)
+		return 0;
+	if (ld < n || ng > INT64_MAX / 4 / ld || ng > INT32_MAX || G == NULL ||
+	    Kb == NULL || A == NULL || nb0 == NULL || nb == NULL)
+		return NQ_EBADPARAM;
+	return OP(kb, accept_peaks, ng, n, ld, G, Kb, A, th, w, nb0, nb, cap,
+	          h_gt, h_k, h_a, cnt);
+}

@@ -2532,8 +2532,14 @@ test_peaks_above(void **state)
 				                              C) %
 				                             C);
 		double th = kind ? -4.5 : -2.0;
+		uint64_t u0, d0, u1, d1;
+		assert_int_equal(KOP(&g_dev, traffic, &u0, &d0), 0);
 		int64_t n1 = run_peaks_above(&g_dev, C, T, Y, th, 3, T - 2, w,
 		                             nc, nbr, cap, t1, c1, a1);
+		/* only the count and the list come back (the cpu counts
+		 * what a device would copy) */
+		assert_int_equal(KOP(&g_dev, traffic, &u1, &d1), 0);
+		assert_true(d1 - d0 == 8 + 16 * (uint64_t) n1);
 		int64_t n2 = WANT(peaks_above, C, T, Y, th, 3, T - 2, w, nc,
 		                  nbr, cap, t2, c2, a2);
 		assert_int_equal(n1, n2);
@@ -2706,6 +2712,228 @@ test_snippets(void **state)
 	free(nbr);
 }
 
+static void
+run_score_best(struct kern_backend *kb, int64_t ng, int64_t n,
+               const float *S, const float *mu, double lam,
+               const int32_t *kid, float *G, float *A, int32_t *Kb)
+{
+	void *dS = put_bytes(kb, S, sizeof(float) * (size_t) (ng * n));
+	void *dmu = put_bytes(kb, mu, sizeof(float) * (size_t) ng);
+	void *dk = put_bytes(kb, kid, sizeof(int32_t) * (size_t) ng);
+	void *dG = put_bytes(kb, NULL, sizeof(float) * (size_t) n);
+	void *dA = put_bytes(kb, NULL, sizeof(float) * (size_t) n);
+	void *dK = put_bytes(kb, NULL, sizeof(int32_t) * (size_t) n);
+
+	assert_int_equal(KOP(kb, score_best, ng, n, dS, n, dmu, lam, dk, dG,
+	                     dA, dK),
+	                 0);
+	assert_int_equal(KOP(kb, download, G, dG, sizeof(float) * (size_t) n),
+	                 0);
+	assert_int_equal(KOP(kb, download, A, dA, sizeof(float) * (size_t) n),
+	                 0);
+	assert_int_equal(
+	        KOP(kb, download, Kb, dK, sizeof(int32_t) * (size_t) n), 0);
+	dfree(kb, dS);
+	dfree(kb, dmu);
+	dfree(kb, dk);
+	dfree(kb, dG);
+	dfree(kb, dA);
+	dfree(kb, dK);
+}
+
+#ifndef KERN_TEST_CUDA
+static void
+naive_score_best(int64_t ng, int64_t n, const float *S, const float *mu,
+                 double lam, const int32_t *kid, float *G, float *A,
+                 int32_t *Kb)
+{
+	for (int64_t t = 0; t < n; t++) {
+		G[t] = -INFINITY;
+		A[t] = 0;
+		Kb[t] = -1;
+		for (int64_t i = 0; i < ng; i++) {
+			float s = S[i * n + t], v;
+			if (mu[i] > 0 && lam > 0) {
+				float l = (float) lam, x = s + l * mu[i];
+				float xx = x * x, inv = 1 / (1 + l);
+				float lmu = l * mu[i];
+				v = x > 0 ? xx * inv - lmu * mu[i] : -INFINITY;
+			} else {
+				v = s > 0 ? s * s : -INFINITY;
+			}
+			if (v > G[t]) {
+				G[t] = v;
+				A[t] = s;
+				Kb[t] = kid[i];
+			}
+		}
+	}
+}
+#endif
+
+/* score_best with and without the prior, rows with equal scores (the
+ * first row keeps a tie), samples where every score is negative; equal
+ * bit for bit. */
+static void
+test_score_best(void **state)
+{
+	int64_t ng = 6, n = 333;
+	float *S = malloc(sizeof(float) * (size_t) (ng * n)), mu[6];
+	float G1[333], G2[333], A1[333], A2[333];
+	int32_t kid[6], K1[333], K2[333];
+
+	(void) state;
+	assert_non_null(S);
+	for (int64_t i = 0; i < ng * n; i++)
+		S[i] = (float) (8 * urand());
+	for (int64_t t = 0; t < n; t += 7) /* ties between rows 1 and 4 */
+		S[4 * n + t] = S[n + t];
+	for (int64_t t = 0; t < n; t += 11) /* nothing positive */
+		for (int64_t i = 0; i < ng; i++)
+			S[i * n + t] = -(float) (i + 1);
+	for (int64_t i = 0; i < ng; i++) {
+		mu[i] = i % 3 == 0 ? 0 : (float) (3 + i);
+		kid[i] = (int32_t) (10 * i + 1);
+	}
+	for (int pass = 0; pass < 2; pass++) {
+		double lam = pass ? 10 : 0;
+		run_score_best(&g_dev, ng, n, S, mu, lam, kid, G1, A1, K1);
+		WANT(score_best, ng, n, S, mu, lam, kid, G2, A2, K2);
+		assert_memory_equal(G1, G2, sizeof(G1));
+		assert_memory_equal(A1, A2, sizeof(A1));
+		assert_memory_equal(K1, K2, sizeof(K1));
+		if (pass == 0) { /* no prior: no positive score, no best */
+			assert_int_equal(K1[11], -1);
+			assert_true(isinf(G1[11]) && G1[11] < 0);
+		}
+	}
+	free(S);
+}
+
+static int64_t
+run_accept_peaks(struct kern_backend *kb, int64_t ng, int64_t n, int64_t ld,
+                 const float *G, const int32_t *Kb, const float *A, double th,
+                 int64_t w, const int32_t *nb0, const int32_t *nb, int64_t cap,
+                 int64_t *gt, int32_t *k, float *a)
+{
+	void *dG = put_bytes(kb, G, sizeof(float) * (size_t) (ng * ld));
+	void *dK = put_bytes(kb, Kb, sizeof(int32_t) * (size_t) (ng * ld));
+	void *dA = put_bytes(kb, A, sizeof(float) * (size_t) (ng * ld));
+	void *d0 = put_bytes(kb, nb0, sizeof(int32_t) * (size_t) (ng + 1));
+	void *d1 = put_bytes(kb, nb, sizeof(int32_t) * (size_t) nb0[ng]);
+	int64_t cnt = -1;
+
+	assert_int_equal(KOP(kb, accept_peaks, ng, n, ld, dG, dK, dA, th, w, d0,
+	                     d1, cap, gt, k, a, &cnt),
+	                 0);
+	dfree(kb, dG);
+	dfree(kb, dK);
+	dfree(kb, dA);
+	dfree(kb, d0);
+	dfree(kb, d1);
+	return cnt;
+}
+
+#ifndef KERN_TEST_CUDA
+static int64_t
+naive_accept_peaks(int64_t ng, int64_t n, int64_t ld, const float *G,
+                   const int32_t *Kb, const float *A, double th, int64_t w,
+                   const int32_t *nb0, const int32_t *nb, int64_t cap,
+                   int64_t *gt, int32_t *k, float *a)
+{
+	int64_t c = 0;
+
+	for (int64_t g = 0; g < ng; g++)
+		for (int64_t t = 0; t < n; t++) {
+			float v = G[g * ld + t];
+			int ok = v > (float) th;
+			for (int64_t j = nb0[g]; j < nb0[g + 1] && ok; j++)
+				for (int64_t u = t - w + 1; u < t + w; u++) {
+					int64_t h = nb[j];
+					float x;
+					if (u < 0 || u >= n)
+						continue;
+					x = G[h * ld + u];
+					if (x > v || (x == v && h < g) ||
+					    (x == v && h == g && u < t))
+						ok = 0;
+				}
+			if (!ok)
+				continue;
+			if (c < cap) {
+				gt[c] = g * ld + t;
+				k[c] = Kb[g * ld + t];
+				a[c] = A[g * ld + t];
+			}
+			c++;
+		}
+	return c;
+}
+#endif
+
+/* accept_peaks on smooth bumps and on integer gains full of ties, groups
+ * overlapping in a chain (g with g ± 1) and one on its own; the lists must
+ * be equal, and a cap below the count still counts them. */
+static void
+test_accept_peaks(void **state)
+{
+	int64_t ng = 5, n = 400, ld = 420, w = 9, cap = 2000;
+	int32_t nb0[6], nb[16], *Kb = malloc(sizeof(int32_t) * 5 * 420);
+	float *G = malloc(sizeof(float) * 5 * 420);
+	float *A = malloc(sizeof(float) * 5 * 420);
+	int64_t gt1[2000], gt2[2000];
+	int32_t k1[2000], k2[2000];
+	float a1[2000], a2[2000];
+	int j = 0;
+
+	(void) state;
+	assert_true(Kb && G && A);
+	for (int64_t g = 0; g < ng; g++) { /* 0-1-2-3 chain, 4 alone */
+		nb0[g] = j;
+		nb[j++] = (int32_t) g;
+		if (g < 4 && g > 0)
+			nb[j++] = (int32_t) (g - 1);
+		if (g < 3)
+			nb[j++] = (int32_t) (g + 1);
+	}
+	nb0[ng] = j;
+	for (int kind = 0; kind < 2; kind++) {
+		for (int64_t i = 0; i < ng * ld; i++) {
+			double x = (double) (i % ld);
+			G[i] = kind ? (float) floor(5 * (urand() + 1))
+			            : (float) (40 * sin(x / 13.0 + (double) (i / ld)) +
+			                       urand());
+			Kb[i] = (int32_t) (i % 17);
+			A[i] = (float) urand();
+		}
+		double th = kind ? 4.5 : 20;
+		int64_t c1 = run_accept_peaks(&g_dev, ng, n, ld, G, Kb, A, th, w,
+		                              nb0, nb, cap, gt1, k1, a1);
+		int64_t c2 = WANT(accept_peaks, ng, n, ld, G, Kb, A, th, w, nb0,
+		                  nb, cap, gt2, k2, a2);
+		assert_int_equal(c1, c2);
+		assert_true(c1 > 5 && c1 <= cap);
+		for (int64_t i = 0; i < c1; i++) {
+			assert_int_equal(gt1[i], gt2[i]);
+			assert_int_equal(k1[i], k2[i]);
+			assert_true(a1[i] == a2[i]);
+		}
+		assert_int_equal(run_accept_peaks(&g_dev, ng, n, ld, G, Kb, A, th,
+		                                  w, nb0, nb, 1, gt1, k1, a1),
+		                 c1);
+	}
+	{
+		int64_t cnt = 3;
+		assert_int_equal(KOP(&g_dev, accept_peaks, 1, 10, 5, G, Kb, A,
+		                     1.0, 2, nb0, nb, 0, NULL, NULL, NULL, &cnt),
+		                 NQ_EBADPARAM);
+		assert_int_equal(cnt, 0);
+	}
+	free(Kb);
+	free(G);
+	free(A);
+}
+
 /* The traffic counter: every upload and download counted, each way. */
 static void
 test_traffic(void **state)
@@ -2792,6 +3020,8 @@ main(void)
 	        cmocka_unit_test(test_peaks_above),
 	        cmocka_unit_test(test_sub_spikes),
 	        cmocka_unit_test(test_snippets),
+	        cmocka_unit_test(test_score_best),
+	        cmocka_unit_test(test_accept_peaks),
 	        cmocka_unit_test(test_traffic),
 #ifdef KERN_TEST_CUDA
 	        cmocka_unit_test(test_large_index),

@@ -114,6 +114,14 @@ cpu_download(void *ctx, void *h_dst, const void *src, size_t bytes)
 	return cpu_copy(ctx, h_dst, src, bytes);
 }
 
+void
+kern_cpu_count_d2h(void *ctx, uint64_t bytes)
+{
+	struct kern_cpu_ctx *c = ctx;
+
+	atomic_fetch_add(&c->d2h, bytes);
+}
+
 static int
 cpu_traffic(void *ctx, uint64_t *h2d, uint64_t *d2h)
 {
@@ -1047,6 +1055,8 @@ static const struct kern_ops kern_cpu_ops = {
         .peaks_above = kern_cpu_peaks_above,
         .sub_spikes = kern_cpu_sub_spikes,
         .snippets = kern_cpu_snippets,
+        .score_best = kern_cpu_score_best,
+        .accept_peaks = kern_cpu_accept_peaks,
 };
 
 void

@@ -429,7 +429,6 @@ kern_cpu_peaks_above(void *ctx, int64_t C, int64_t T, const float *Y, double th,
 	float thf = (float) th;
 	int64_t k = 0;
 
-	(void) ctx;
 	for (int64_t t = lo; t < hi; t++) {
 		const float *col = Y + C * t;
 		for (int64_t c = 0; c < C; c++) {
@@ -445,6 +444,9 @@ kern_cpu_peaks_above(void *ctx, int64_t C, int64_t T, const float *Y, double th,
 		}
 	}
 	*n = k;
+	/* what the cuda backend copies back: the count, and the list when
+	 * it fits */
+	kern_cpu_count_d2h(ctx, 8 + (k <= cap ? 16 * (uint64_t) k : 0));
 	return 0;
 }
 
@@ -483,5 +485,97 @@ kern_cpu_snippets(void *ctx, int64_t C, int64_t T, const float *Y, int64_t nc,
 			for (int64_t k = 0; k < nt; k++)
 				s[j * nt + k] = Yt[k * C + nb[j]];
 	}
+	return 0;
+}
+
+int
+kern_cpu_score_best(void *ctx, int64_t ng, int64_t n, const float *S,
+                    int64_t lds, const float *mu, double lam,
+                    const int32_t *kid, float *G, float *A, int32_t *Kb)
+{
+	(void) ctx;
+	for (int64_t t = 0; t < n; t++) {
+		G[t] = -INFINITY;
+		A[t] = 0;
+		Kb[t] = -1;
+	}
+	for (int64_t i = 0; i < ng; i++) {
+		const float *Si = S + lds * i;
+		int32_t k = kid[i];
+		if (mu[i] > 0 && lam > 0) {
+			float l = (float) lam, lm = l * mu[i], c0 = lm * mu[i];
+			float inv = 1 / (1 + l);
+			for (int64_t t = 0; t < n; t++) {
+				float x = Si[t] + lm;
+				float v = x > 0 ? x * x * inv - c0 : -INFINITY;
+				if (v > G[t]) {
+					G[t] = v;
+					A[t] = Si[t];
+					Kb[t] = k;
+				}
+			}
+		} else {
+			for (int64_t t = 0; t < n; t++) {
+				float x = Si[t];
+				float v = x > 0 ? x * x : -INFINITY;
+				if (v > G[t]) {
+					G[t] = v;
+					A[t] = x;
+					Kb[t] = k;
+				}
+			}
+		}
+	}
+	return 0;
+}
+
+/* Is (g, t) with value v the largest of its neighbourhood (kern.h
+ * accept_peaks)? */
+static int
+peak_wins(int64_t n, int64_t ld, const float *G, int64_t g, int64_t t, float v,
+          int64_t w, const int32_t *nb0, const int32_t *nb)
+{
+	int64_t u0 = t - w + 1 < 0 ? 0 : t - w + 1;
+	int64_t u1 = t + w > n ? n : t + w;
+
+	for (int64_t j = nb0[g]; j < nb0[g + 1]; j++) {
+		int64_t h = nb[j];
+		const float *Gh = G + ld * h;
+		for (int64_t u = u0; u < u1; u++)
+			if (Gh[u] > v ||
+			    (Gh[u] == v && (h < g || (h == g && u < t))))
+				return 0;
+	}
+	return 1;
+}
+
+int
+kern_cpu_accept_peaks(void *ctx, int64_t ng, int64_t n, int64_t ld,
+                      const float *G, const int32_t *Kb, const float *A,
+                      double th, int64_t w, const int32_t *nb0,
+                      const int32_t *nb, int64_t cap, int64_t *h_gt,
+                      int32_t *h_k, float *h_a, int64_t *cnt)
+{
+	float thf = (float) th;
+	int64_t k = 0;
+
+	for (int64_t g = 0; g < ng; g++) {
+		const float *Gg = G + ld * g;
+		for (int64_t t = 0; t < n; t++) {
+			if (!(Gg[t] > thf) ||
+			    !peak_wins(n, ld, G, g, t, Gg[t], w, nb0, nb))
+				continue;
+			if (k < cap) {
+				h_gt[k] = ld * g + t;
+				h_k[k] = Kb[ld * g + t];
+				h_a[k] = A[ld * g + t];
+			}
+			k++;
+			/* the next w − 1 lose to this one */
+			t += w - 1;
+		}
+	}
+	*cnt = k;
+	kern_cpu_count_d2h(ctx, 8 + (k <= cap ? 16 * (uint64_t) k : 0));
 	return 0;
 }

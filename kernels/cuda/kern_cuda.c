@@ -1284,6 +1284,81 @@ cuda_sub_spikes(void *ctx, int64_t C, int64_t T, float *R, int64_t nt,
 	       kern_cuda_sub_spikes(C, R, nt, W, win, n, tk, a, c->stream));
 }
 
+static int
+cuda_score_best(void *ctx, int64_t ng, int64_t n, const float *S, int64_t lds,
+                const float *mu, double lam, const int32_t *kid, float *G,
+                float *A, int32_t *Kb)
+{
+	struct kern_cuda_ctx *c = ctx;
+
+	LAUNCH(c, "kern_cuda_score_best",
+	       kern_cuda_score_best(ng, n, S, lds, mu, lam, kid, G, A, Kb,
+	                            c->stream));
+}
+
+/* Winners appended on the device in any order; their count and, when
+ * they fit, the list (16 bytes a winner) come back, put in (g, t) order
+ * here (g ld + t is unique). */
+static int
+cuda_accept_peaks(void *ctx, int64_t ng, int64_t n, int64_t ld, const float *G,
+                  const int32_t *Kb, const float *A, double th, int64_t w,
+                  const int32_t *nb0, const int32_t *nb, int64_t cap,
+                  int64_t *h_gt, int32_t *h_k, float *h_a, int64_t *cnt)
+{
+	struct kern_cuda_ctx *c = ctx;
+	size_t m = cap > 0 ? (size_t) cap : 1;
+	unsigned long long k = 0;
+	struct peak *pk = NULL;
+	char *buf = NULL;
+	int64_t *ogt;
+	int32_t *ok;
+	float *oa;
+	int rc;
+
+	if ((rc = use(c)) != 0 ||
+	    (rc = scratch_alloc(c, 8 + m * 16, (void **) &buf)) != 0)
+		return rc;
+	ogt = (int64_t *) (buf + 8);
+	ok = (int32_t *) (buf + 8 + 8 * m);
+	oa = (float *) (buf + 8 + 12 * m);
+	rc = cu_check("kern_cuda_accept_peaks",
+	              kern_cuda_accept_peaks(ng, n, ld, G, Kb, A, th, w, nb0,
+	                                     nb, cap,
+	                                     (unsigned long long *) buf, ogt,
+	                                     ok, oa, c->stream));
+	if (rc == 0)
+		rc = transfer(c, &k, buf, sizeof(k), cudaMemcpyDeviceToHost, 1);
+	if (rc == 0 && k > 0 && k <= (unsigned long long) cap) {
+		size_t q = (size_t) k;
+		if ((rc = transfer(c, h_gt, ogt, 8 * q, cudaMemcpyDeviceToHost,
+		                   0)) != 0 ||
+		    (rc = transfer(c, h_k, ok, 4 * q, cudaMemcpyDeviceToHost,
+		                   0)) != 0 ||
+		    (rc = transfer(c, h_a, oa, 4 * q, cudaMemcpyDeviceToHost,
+		                   1)) != 0)
+			goto out;
+		pk = malloc(sizeof(*pk) * q);
+		if (pk == NULL) {
+			rc = NQ_ENOMEM;
+			goto out;
+		}
+		for (size_t i = 0; i < q; i++)
+			pk[i] = (struct peak){h_gt[i], h_k[i], h_a[i]};
+		qsort(pk, q, sizeof(*pk), peak_cmp);
+		for (size_t i = 0; i < q; i++) {
+			h_gt[i] = pk[i].t;
+			h_k[i] = pk[i].c;
+			h_a[i] = pk[i].a;
+		}
+	}
+	if (rc == 0)
+		*cnt = (int64_t) k;
+out:
+	free(pk);
+	scratch_free(c, buf);
+	return rc;
+}
+
 static const struct kern_ops kern_cuda_ops = {
         .name = "cuda",
         .caps = 0, /* device memory; one stream and shared scratch */
@@ -1323,4 +1398,6 @@ static const struct kern_ops kern_cuda_ops = {
         .peaks_above = cuda_peaks_above,
         .sub_spikes = cuda_sub_spikes,
         .snippets = cuda_snippets,
+        .score_best = cuda_score_best,
+        .accept_peaks = cuda_accept_peaks,
 };

@@ -809,3 +809,103 @@ kern_cuda_snippets(int64_t C, const float *Y, int64_t nc, const int32_t *nbr,
 	                                                  tc, S);
 	return cudaGetLastError();
 }
+
+/* score_best: one thread per sample, rows in order (the cpu's loop). */
+static __global__ void
+k_score_best(int64_t ng, int64_t n, const float *S, int64_t lds,
+             const float *mu, double lam, const int32_t *kid, float *G,
+             float *A, int32_t *Kb)
+{
+	GRID_LOOP(t, n)
+	{
+		float g = -HUGE_VALF, a = 0;
+		int32_t kb = -1;
+		for (int64_t i = 0; i < ng; i++) {
+			float s = S[t + lds * i], v;
+			if (mu[i] > 0 && lam > 0) {
+				float l = (float) lam, lm = __fmul_rn(l, mu[i]);
+				float c0 = __fmul_rn(lm, mu[i]);
+				float inv = __fdiv_rn(1.0f, __fadd_rn(1.0f, l));
+				float x = __fadd_rn(s, lm);
+				v = x > 0 ? __fsub_rn(__fmul_rn(__fmul_rn(x, x),
+				                                inv),
+				                      c0)
+				          : -HUGE_VALF;
+			} else {
+				v = s > 0 ? __fmul_rn(s, s) : -HUGE_VALF;
+			}
+			if (v > g) {
+				g = v;
+				a = s;
+				kb = kid[i];
+			}
+		}
+		G[t] = g;
+		A[t] = a;
+		Kb[t] = kb;
+	}
+}
+
+extern "C" cudaError_t
+kern_cuda_score_best(int64_t ng, int64_t n, const float *S, int64_t lds,
+                     const float *mu, double lam, const int32_t *kid, float *G,
+                     float *A, int32_t *Kb, cudaStream_t s)
+{
+	k_score_best<<<blocks_for(n), TPB, 0, s>>>(ng, n, S, lds, mu, lam, kid,
+	                                          G, A, Kb);
+	return cudaGetLastError();
+}
+
+/* accept_peaks: one thread per (g, t); winners appended at *count. */
+static __global__ void
+k_accept(int64_t ng, int64_t n, int64_t ld, const float *G, const int32_t *Kb,
+         const float *A, float th, int64_t w, const int32_t *nb0,
+         const int32_t *nb, int64_t cap, unsigned long long *count,
+         int64_t *ogt, int32_t *ok, float *oa)
+{
+	GRID_LOOP(idx, ng * n)
+	{
+		int64_t g = idx / n, t = idx % n;
+		float v = G[ld * g + t];
+		if (!(v > th))
+			continue;
+		int64_t u0 = t - w + 1 < 0 ? 0 : t - w + 1;
+		int64_t u1 = t + w > n ? n : t + w;
+		int win = 1;
+		for (int64_t j = nb0[g]; j < nb0[g + 1] && win; j++) {
+			int64_t h = nb[j];
+			const float *Gh = G + ld * h;
+			for (int64_t u = u0; u < u1; u++)
+				if (Gh[u] > v ||
+				    (Gh[u] == v && (h < g || (h == g && u < t)))) {
+					win = 0;
+					break;
+				}
+		}
+		if (!win)
+			continue;
+		unsigned long long p = atomicAdd(count, 1ULL);
+		if ((int64_t) p < cap) {
+			ogt[p] = ld * g + t;
+			ok[p] = Kb[ld * g + t];
+			oa[p] = A[ld * g + t];
+		}
+	}
+}
+
+extern "C" cudaError_t
+kern_cuda_accept_peaks(int64_t ng, int64_t n, int64_t ld, const float *G,
+                       const int32_t *Kb, const float *A, double th, int64_t w,
+                       const int32_t *nb0, const int32_t *nb, int64_t cap,
+                       unsigned long long *count, int64_t *ogt, int32_t *ok,
+                       float *oa, cudaStream_t s)
+{
+	cudaError_t e = cudaMemsetAsync(count, 0, sizeof(*count), s);
+
+	if (e != cudaSuccess)
+		return e;
+	k_accept<<<blocks_for(ng * n), TPB, 0, s>>>(ng, n, ld, G, Kb, A,
+	                                           (float) th, w, nb0, nb, cap,
+	                                           count, ogt, ok, oa);
+	return cudaGetLastError();
+}

@@ -11,7 +11,10 @@
  * subtracts s·W_k from the residual, and recomputes P and the scores only
  * where the residual changed and only for templates on those channels, so
  * spikes far apart on a long probe come out in the same round and
- * overlapping ones in later rounds.
+ * overlapping ones in later rounds. The residual, the scores, each group's
+ * best template per sample (kern score_best), the acceptance (kern
+ * accept_peaks) and the subtraction (kern sub_spikes) all live on the
+ * backend: on a device only the accepted spikes cross the bus.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -306,10 +309,13 @@ struct ss_matcher {
 	int *gnb0, *gnb; /* groups sharing channels with group g (g first) */
 	int *tg0, *tg;   /* groups sharing channels with template k's window */
 	struct ss_kbuf dU, dVt, dR, dP, dS;
-	float *Sc;   /* download scratch, gmax × Tmax per thread */
-	float *Gb;   /* ngrp × Tmax: best gain of the group's templates */
-	float *Ab;   /* its least-squares amplitude */
-	int32_t *Kb; /* its template */
+	/* on the device (kern score_best, accept_peaks), ngrp × Tmax: the
+	 * best gain of each group's templates, its least-squares amplitude
+	 * and its template; per template in matcher order its prior
+	 * amplitude (0: none) and id; the group overlaps (gnb0, gnb) */
+	struct ss_kbuf dGb, dAb, dKb, dMu, dKid, dNb0, dNb;
+	int32_t *pk_k; /* a round's accepted: template, amplitude */
+	float *pk_a;
 	double lam;
 	uint8_t *pdirty; /* ngrp × Tmax: projection needs recomputing */
 	uint8_t *sdirty; /* ngrp × Tmax: scores need recomputing */
@@ -348,11 +354,16 @@ ss_matcher_free(struct ss_matcher *m)
 	free(m->gnb);
 	free(m->tg0);
 	free(m->tg);
-	free(m->Sc);
 	free(m->gerr);
-	free(m->Gb);
-	free(m->Ab);
-	free(m->Kb);
+	ss_kbuf_free(m->kb, &m->dGb);
+	ss_kbuf_free(m->kb, &m->dAb);
+	ss_kbuf_free(m->kb, &m->dKb);
+	ss_kbuf_free(m->kb, &m->dMu);
+	ss_kbuf_free(m->kb, &m->dKid);
+	ss_kbuf_free(m->kb, &m->dNb0);
+	ss_kbuf_free(m->kb, &m->dNb);
+	free(m->pk_k);
+	free(m->pk_a);
 	free(m->pdirty);
 	free(m->sdirty);
 	free(m->peaks);
@@ -464,6 +475,47 @@ matcher_neighbours(struct ss_matcher *m)
 	return 0;
 }
 
+/* The per-template prior amplitudes and ids (matcher order) and the group
+ * overlaps, as the device ops read them. */
+static int
+matcher_upload_lists(struct ss_matcher *m)
+{
+	const struct kern_backend *kb = m->kb;
+	size_t k1 = m->K ? (size_t) m->K : 1, g1 = (size_t) m->ngrp + 1;
+	size_t ne = (size_t) (m->gnb0 != NULL ? m->gnb0[m->ngrp] : 0) + 1;
+	float *mu = calloc(k1, sizeof(float));
+	int32_t *kid = calloc(k1, sizeof(int32_t));
+	int32_t *nb0 = calloc(g1, sizeof(int32_t));
+	int32_t *nb = calloc(ne, sizeof(int32_t));
+	int rc = NQ_ENOMEM;
+
+	if (!mu || !kid || !nb0 || !nb)
+		goto out;
+	for (int i = 0; i < m->K; i++) {
+		kid[i] = m->ord[i];
+		mu[i] = m->tp->mu ? m->tp->mu[m->ord[i]] : 0;
+	}
+	for (size_t g = 0; g < g1; g++)
+		nb0[g] = m->gnb0[g];
+	for (size_t j = 0; j + 1 < ne; j++)
+		nb[j] = m->gnb[j];
+	if ((rc = ss_kbuf_ensure(kb, &m->dMu, sizeof(float) * k1)) ||
+	    (rc = ss_kbuf_ensure(kb, &m->dKid, sizeof(int32_t) * k1)) ||
+	    (rc = ss_kbuf_ensure(kb, &m->dNb0, sizeof(int32_t) * g1)) ||
+	    (rc = ss_kbuf_ensure(kb, &m->dNb, sizeof(int32_t) * ne)) ||
+	    (rc = KOP(kb, upload, m->dMu.p, mu, sizeof(float) * k1)) ||
+	    (rc = KOP(kb, upload, m->dKid.p, kid, sizeof(int32_t) * k1)) ||
+	    (rc = KOP(kb, upload, m->dNb0.p, nb0, sizeof(int32_t) * g1)) ||
+	    (rc = KOP(kb, upload, m->dNb.p, nb, sizeof(int32_t) * ne)))
+		goto out;
+out:
+	free(mu);
+	free(kid);
+	free(nb0);
+	free(nb);
+	return rc;
+}
+
 int
 ss_matcher_new(const struct kern_backend *kb, const struct ss_templates *t,
                int64_t Tmax, struct ss_matcher **out)
@@ -509,10 +561,6 @@ ss_matcher_new(const struct kern_backend *kb, const struct ss_templates *t,
 #endif
 	gm *= (size_t) m->nthr;
 	m->gerr = malloc(sizeof(int) * g1);
-	m->Sc = malloc(sizeof(float) * gm * (size_t) Tmax);
-	m->Gb = malloc(sizeof(float) * g1 * (size_t) Tmax);
-	m->Ab = malloc(sizeof(float) * g1 * (size_t) Tmax);
-	m->Kb = malloc(sizeof(int32_t) * g1 * (size_t) Tmax);
 	m->pdirty = malloc(g1 * (size_t) Tmax);
 	m->sdirty = malloc(g1 * (size_t) Tmax);
 	/* a group's accepted spikes are ≥ nt apart */
@@ -520,8 +568,10 @@ ss_matcher_new(const struct kern_backend *kb, const struct ss_templates *t,
 	m->peaks = malloc(sizeof(int64_t) * (size_t) m->npk);
 	m->tk = malloc(sizeof(int32_t) * 2 * (size_t) m->npk);
 	m->ta = malloc(sizeof(float) * (size_t) m->npk);
-	if (!m->gerr || !m->Sc || !m->Gb || !m->Ab || !m->Kb || !m->pdirty ||
-	    !m->sdirty || !m->peaks || !m->tk || !m->ta)
+	m->pk_k = malloc(sizeof(int32_t) * (size_t) m->npk);
+	m->pk_a = malloc(sizeof(float) * (size_t) m->npk);
+	if (!m->gerr || !m->pdirty || !m->sdirty || !m->peaks || !m->tk ||
+	    !m->ta || !m->pk_k || !m->pk_a)
 		goto fail;
 	if ((rc = ss_kbuf_ensure(kb, &m->dU,
 	                         sizeof(float) * (size_t) m->C * rk)) ||
@@ -534,7 +584,11 @@ ss_matcher_new(const struct kern_backend *kb, const struct ss_templates *t,
 	    (rc = ss_kbuf_ensure(kb, &m->dWin, sizeof(int32_t) * 2 * k1)) ||
 	    (rc = ss_kbuf_ensure(kb, &m->dTK,
 	                         sizeof(int32_t) * 2 * (size_t) m->npk)) ||
-	    (rc = ss_kbuf_ensure(kb, &m->dA, sizeof(float) * (size_t) m->npk)))
+	    (rc = ss_kbuf_ensure(kb, &m->dA, sizeof(float) * (size_t) m->npk)) ||
+	    (rc = ss_kbuf_ensure(kb, &m->dGb, sizeof(float) * g1 * Tmax)) ||
+	    (rc = ss_kbuf_ensure(kb, &m->dAb, sizeof(float) * g1 * Tmax)) ||
+	    (rc = ss_kbuf_ensure(kb, &m->dKb, sizeof(int32_t) * g1 * Tmax)) ||
+	    (rc = matcher_upload_lists(m)))
 		goto fail;
 	{
 		size_t wb = sizeof(float) * (size_t) m->K * m->C * m->nt;
@@ -623,10 +677,8 @@ score(struct ss_matcher *m, int g, int64_t a, int64_t b, int tid)
 	const struct ss_mgroup *q = m->grp + g;
 	int64_t n = b - a, Tm = m->Tmax;
 	int ng = q->i1 - q->i0, rc;
-	float *Gb = m->Gb + Tm * g, *Ab = m->Ab + Tm * g;
-	int32_t *Kb = m->Kb + Tm * g;
 	size_t off = (size_t) tid * (size_t) m->gmax * (size_t) Tm;
-	float *Sc = m->Sc + off;
+	size_t at = (size_t) (Tm * g + a);
 	void *dS = (float *) m->dS.p + off;
 
 	if (n <= 0)
@@ -634,44 +686,11 @@ score(struct ss_matcher *m, int g, int64_t a, int64_t b, int tid)
 	if ((rc = KOP(kb, conv_rows, KERN_F32, ng, m->R, n, m->nt,
 	              (float *) m->dP.p + a + (size_t) Tm * m->R * q->i0, Tm,
 	              (float *) m->dVt.p + (size_t) m->nt * m->R * q->i0, dS,
-	              n)) != 0 ||
-	    (rc = KOP(kb, download, Sc, dS,
-	              sizeof(float) * (size_t) ng * (size_t) n)) != 0)
+	              n)) != 0)
 		return rc;
-	for (int64_t t = a; t < b; t++) {
-		Gb[t] = -INFINITY;
-		Ab[t] = 0;
-		Kb[t] = -1;
-	}
-	for (int i = 0; i < ng; i++) {
-		int k = m->ord[q->i0 + i];
-		const float *S = Sc + (size_t) n * i - a;
-		float mu = m->tp->mu ? m->tp->mu[k] : 0;
-		if (mu > 0 && m->lam > 0) {
-			float l = (float) m->lam, lm = l * mu, c0 = lm * mu;
-			float inv = 1 / (1 + l);
-			for (int64_t t = a; t < b; t++) {
-				float x = S[t] + lm;
-				float v = x > 0 ? x * x * inv - c0 : -INFINITY;
-				if (v > Gb[t]) {
-					Gb[t] = v;
-					Ab[t] = S[t];
-					Kb[t] = k;
-				}
-			}
-		} else {
-			for (int64_t t = a; t < b; t++) {
-				float x = S[t];
-				float v = x > 0 ? x * x : -INFINITY;
-				if (v > Gb[t]) {
-					Gb[t] = v;
-					Ab[t] = x;
-					Kb[t] = k;
-				}
-			}
-		}
-	}
-	return 0;
+	return KOP(kb, score_best, ng, n, dS, n, (float *) m->dMu.p + q->i0,
+	           m->lam, (int32_t *) m->dKid.p + q->i0, (float *) m->dGb.p + at,
+	           (float *) m->dAb.p + at, (int32_t *) m->dKb.p + at);
 }
 
 /* The next run of set flags at or after *a into [*a, *b), runs less than
@@ -692,27 +711,6 @@ next_run(const uint8_t *f, int64_t n, int64_t gap, int64_t *a, int64_t *b)
 			last = j;
 	*a = i;
 	*b = last + 1;
-	return 1;
-}
-
-/* Is group g's best at start t (gain v) the largest of every candidate it
- * interacts with: starts less than nt apart in a group sharing channels?
- * Ties go to the lower (group, start), so two accepted spikes never
- * interact and the order of acceptance does not matter. */
-static int
-peak_ok(const struct ss_matcher *m, int g, int64_t t, float v, int64_t Ts)
-{
-	int64_t u0 = t - m->nt + 1 < 0 ? 0 : t - m->nt + 1;
-	int64_t u1 = t + m->nt > Ts ? Ts : t + m->nt;
-
-	for (int j = m->gnb0[g]; j < m->gnb0[g + 1]; j++) {
-		int h = m->gnb[j];
-		const float *G = m->Gb + m->Tmax * h;
-		for (int64_t u = u0; u < u1; u++)
-			if (G[u] > v ||
-			    (G[u] == v && (h < g || (h == g && u < t))))
-				return 0;
-	}
 	return 1;
 }
 
@@ -781,26 +779,27 @@ match_dr(struct ss_matcher *m, const struct ss_config *cfg, int64_t T,
 		return rc;
 	for (int round = 0; round < cfg->max_peels; round++) {
 		int64_t np = 0;
-		/* every candidate, also those held back last round by a
-		 * neighbour that was itself held back */
-		for (int g = 0; g < m->ngrp; g++) {
-			const float *G = m->Gb + Tm * g;
-			for (int64_t t = 0; t < Ts; t++) {
-				if (!(G[t] > th) || !peak_ok(m, g, t, G[t], Ts))
-					continue;
-				m->peaks[np++] = Tm * g + t;
-				t += nt - 1; /* the next ones lose to this */
-			}
-		}
+		/* every candidate (also those held back last round by a
+		 * neighbour that was itself held back) that is the largest of
+		 * all it interacts with: starts less than nt apart in groups
+		 * sharing channels, ties to the lower (group, start), so two
+		 * accepted spikes never interact and the order of acceptance
+		 * does not matter; found where the gains lie, only the list
+		 * comes back */
+		if ((rc = KOP(m->kb, accept_peaks, m->ngrp, Ts, Tm, m->dGb.p,
+		              m->dKb.p, m->dAb.p, th, nt, m->dNb0.p, m->dNb.p,
+		              m->npk, m->peaks, m->pk_k, m->pk_a, &np)) != 0)
+			return rc;
+		if (np > m->npk) /* a group's are >= nt apart: cannot be */
+			return NQ_EINTERNAL;
 		if (np == 0)
 			break;
 		memset(m->pdirty, 0, (size_t) (Tm * m->ngrp));
 		memset(m->sdirty, 0, (size_t) (Tm * m->ngrp));
 		for (int64_t i = 0; i < np; i++) {
-			int g = (int) (m->peaks[i] / Tm);
-			int64_t t = m->peaks[i] % Tm;
-			int k = m->Kb[Tm * g + t];
-			float a = m->Ab[Tm * g + t];
+			int64_t t = m->peaks[i] % Tm; /* g Tm + t */
+			int k = m->pk_k[i];
+			float a = m->pk_a[i];
 			/* accepted spikes never interact: their footprints
 			 * are disjoint, so one sub_spikes call takes all */
 			m->tk[2 * i] = (int32_t) t;
