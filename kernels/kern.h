@@ -294,6 +294,12 @@ struct kern_backend {
 
 /* The cpu backend is always there. 0 or NQ_ENOMEM. */
 int kern_cpu_open(struct kern_backend *kb);
+/* The cpu backend behind a device's caps (name "cpu-dev"): neither
+ * KERN_CAP_HOST_MEM nor KERN_CAP_REENTRANT, so algorithms take the paths
+ * they take on a GPU — every copy made, one op at a time — on the cpu's
+ * ops, whose results a test compares with the cpu's. For tests and
+ * ss-run only; not a device name users can pick. */
+int kern_cpu_open_as_device(struct kern_backend *kb);
 /* Threads of the cpu backend's BLAS (process-wide; n ≥ 1). */
 void kern_cpu_set_threads(int n);
 /* Number of CUDA devices usable now; 0 when the cuda backend is not built

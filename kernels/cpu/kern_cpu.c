@@ -13,6 +13,7 @@
 #include <lapacke.h>
 #include <limits.h>
 #include <malloc.h>
+#include <pthread.h>
 #include <math.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -1058,6 +1059,31 @@ static const struct kern_ops kern_cpu_ops = {
         .score_best = kern_cpu_score_best,
         .accept_peaks = kern_cpu_accept_peaks,
 };
+
+/* The cpu ops behind a device's caps (kern_cpu_open_as_device). */
+static struct kern_ops kern_cpu_dev_ops;
+static pthread_once_t kern_cpu_dev_once = PTHREAD_ONCE_INIT;
+
+static void
+cpu_dev_ops_init(void)
+{
+	kern_cpu_dev_ops = kern_cpu_ops;
+	kern_cpu_dev_ops.name = "cpu-dev";
+	kern_cpu_dev_ops.caps = 0;
+}
+
+int
+kern_cpu_open_as_device(struct kern_backend *kb)
+{
+	int rc = kern_cpu_open(kb);
+
+	if (rc != 0)
+		return rc;
+	pthread_once(&kern_cpu_dev_once, cpu_dev_ops_init);
+	kb->ops = &kern_cpu_dev_ops;
+	snprintf(kb->name, sizeof(kb->name), "cpu-dev");
+	return 0;
+}
 
 void
 kern_cpu_set_threads(int n)

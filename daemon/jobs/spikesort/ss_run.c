@@ -48,7 +48,7 @@ usage(void)
 	fprintf(stderr,
 	        "usage: ss-run --recording F --n-channels N [--sample-rate HZ]"
 	        " [--probe P] --out DIR [--ckpt DIR] [--batch N] [--seed S]"
-	        " [--device cpu|cuda:N] [--th-detect X] [--th-match X]"
+	        " [--device cpu|cuda:N|cpu-dev] [--th-detect X] [--th-match X]"
 	        " [--drift 0|1] [--isi-threshold-ms X] [--presence-bin-s X]"
 	        " [--good-max-isi-ratio X] [--good-min-presence X]"
 	        " [--good-max-amp-cutoff X] [--good-min-snr X]\n");
@@ -168,7 +168,10 @@ main(int argc, char **argv)
 		rc = ss_probe_linear(&p, n_rows, 20);
 	if (rc != 0)
 		goto fail1;
-	if ((rc = kern_open_by_name(&kb, dev)) != 0) {
+	/* cpu-dev: the cpu's ops on the device path (kern.h) */
+	if ((rc = strcmp(dev, "cpu-dev") == 0 ? kern_cpu_open_as_device(&kb)
+	                                      : kern_open_by_name(&kb, dev)) !=
+	    0) {
 		snprintf(msg, sizeof(msg), "cannot open device %s", dev);
 		goto fail2;
 	}
