@@ -2900,8 +2900,9 @@ test_accept_peaks(void **state)
 	for (int kind = 0; kind < 2; kind++) {
 		for (int64_t i = 0; i < ng * ld; i++) {
 			double x = (double) (i % ld);
+			int64_t row = i / ld;
 			G[i] = kind ? (float) floor(5 * (urand() + 1))
-			            : (float) (40 * sin(x / 13.0 + (double) (i / ld)) +
+			            : (float) (40 * sin(x / 13.0 + (double) row) +
 			                       urand());
 			Kb[i] = (int32_t) (i % 17);
 			A[i] = (float) urand();

@@ -482,13 +482,18 @@ matcher_upload_lists(struct ss_matcher *m)
 {
 	const struct kern_backend *kb = m->kb;
 	size_t k1 = m->K ? (size_t) m->K : 1, g1 = (size_t) m->ngrp + 1;
-	size_t ne = (size_t) (m->gnb0 != NULL ? m->gnb0[m->ngrp] : 0) + 1;
-	float *mu = calloc(k1, sizeof(float));
-	int32_t *kid = calloc(k1, sizeof(int32_t));
-	int32_t *nb0 = calloc(g1, sizeof(int32_t));
-	int32_t *nb = calloc(ne, sizeof(int32_t));
+	size_t ne;
+	float *mu = NULL;
+	int32_t *kid = NULL, *nb0 = NULL, *nb = NULL;
 	int rc = NQ_ENOMEM;
 
+	if (m->gnb0 == NULL || m->gnb == NULL) /* matcher_neighbours first */
+		return NQ_EINTERNAL;
+	ne = (size_t) m->gnb0[m->ngrp] + 1;
+	mu = calloc(k1, sizeof(float));
+	kid = calloc(k1, sizeof(int32_t));
+	nb0 = calloc(g1, sizeof(int32_t));
+	nb = calloc(ne, sizeof(int32_t));
 	if (!mu || !kid || !nb0 || !nb)
 		goto out;
 	for (int i = 0; i < m->K; i++) {
