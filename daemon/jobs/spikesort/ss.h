@@ -172,8 +172,9 @@ struct ss_result {
 	int64_t n_drift, drift_batch;
 	double t_drift;
 	struct ss_quality *quality; /* ss_quality.h; NULL until measured */
-	/* host↔device bytes (kern traffic) of the whole sort and of its
-	 * matching pass, and the modelled device bytes of the batch path
+	/* host↔device bytes (kern traffic) of the whole sort (and of the
+	 * features pass, added by ss_traffic_add_since) and of its matching
+	 * pass, and the modelled device bytes of the batch path
 	 * (ss_batch_device_bytes) */
 	uint64_t xfer_h2d, xfer_d2h, xfer_match_h2d, xfer_match_d2h;
 	uint64_t dev_batch_bytes;

@@ -243,6 +243,24 @@ ss_batcher_put(struct ss_batcher *bt, const float *Y, const float **dY)
 	return 0;
 }
 
+void
+ss_traffic_mark(const struct kern_backend *kb, uint64_t *mark)
+{
+	if (KOP(kb, traffic, &mark[0], &mark[1]) != 0)
+		mark[0] = mark[1] = 0;
+}
+
+void
+ss_traffic_add_since(const struct kern_backend *kb, const uint64_t *mark,
+                     struct ss_result *res)
+{
+	uint64_t now[2];
+
+	ss_traffic_mark(kb, now);
+	res->xfer_h2d += now[0] - mark[0];
+	res->xfer_d2h += now[1] - mark[1];
+}
+
 uint64_t
 ss_batch_device_bytes(const struct ss_config *cfg, int C, int64_t NT, int K)
 {

@@ -772,10 +772,14 @@ ss_run_job(struct job_ctx *ctx, const struct nq_map *params,
 		 * decide the labels (cluster_KSLabel.tsv written again) */
 		if ((rc = ss_quality_begin(&jp.cfg, &res)) != 0)
 			snprintf(msg, msglen, "out of memory");
-		if (rc == 0)
+		if (rc == 0) {
+			uint64_t mark[2];
+			ss_traffic_mark(ctx->kb, mark);
 			rc = ss_feat_writeat(dirfd, fmode, dir, &jp.cfg,
 			                     ctx->kb, &src, &p, &res,
 			                     &hooks_feat, msg, msglen);
+			ss_traffic_add_since(ctx->kb, mark, &res);
+		}
 		if (rc == 0 && (rc = ss_quality_finish(&jp.cfg, &res)) != 0)
 			snprintf(msg, msglen, "quality metrics failed");
 		if (rc == 0)

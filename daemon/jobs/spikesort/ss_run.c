@@ -21,6 +21,7 @@
 #include "nq_clock.h"
 #include "nq_error.h"
 #include "ss.h"
+#include "ss_batch.h"
 #include "ss_feat.h"
 #include "ss_quality.h"
 
@@ -183,9 +184,13 @@ main(int argc, char **argv)
 	f = nq_mono_s();
 	if (rc == 0 && (rc = ss_quality_begin(&cfg, &res)) != 0)
 		snprintf(msg, sizeof(msg), "out of memory");
-	if (rc == 0)
+	if (rc == 0) {
+		uint64_t mark[2];
+		ss_traffic_mark(&kb, mark);
 		rc = ss_feat_write(out, &cfg, &kb, &src, &p, &res, &hooks, msg,
 		                   sizeof(msg));
+		ss_traffic_add_since(&kb, mark, &res);
+	}
 	if (rc == 0 && (rc = ss_quality_finish(&cfg, &res)) != 0)
 		snprintf(msg, sizeof(msg), "quality metrics failed");
 	if (rc == 0) {

@@ -934,8 +934,9 @@ ss_sort(const struct ss_config *cfg, const struct kern_backend *kb,
 	rc = stage_match(&r, &tp, &all);
 	if (rc != 0)
 		goto out;
-	/* host↔device bytes: the whole sort, and the matching pass (every
-	 * batch through the device-resident path) */
+	/* host↔device bytes: the whole sort (the callers add the features
+	 * pass), and the matching pass (every batch through the
+	 * device-resident path) */
 	(void) KOP(kb, traffic, &res->xfer_match_h2d, &res->xfer_match_d2h);
 	res->xfer_match_h2d -= um;
 	res->xfer_match_d2h -= dm;

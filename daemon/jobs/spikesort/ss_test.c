@@ -770,6 +770,12 @@ test_job_run_inline(void **state)
 	assert_int_equal(nq_map_get(out, "n_units")->u.i, GT_U);
 	assert_true(nq_map_get(out, "duration_s")->u.f == 8.0);
 	assert_int_equal(nq_map_get(out, "unit_spike_counts")->kind, NQ_ARRAY);
+	/* the traffic counters and the device model reach the result */
+	assert_true(nq_map_get(out, "device_bytes_per_batch")->u.i > 0);
+	assert_true(nq_map_get(out, "d2h_bytes")->u.i > 0);
+	assert_true(fabs(nq_map_get(out, "h2d_bytes_per_s")->u.f * 8.0 -
+	                 (double) nq_map_get(out, "h2d_bytes")->u.i) < 1);
+	assert_true(nq_map_get(out, "match_d2h_bytes_per_s")->u.f > 0);
 	/* the phy folder, read back with the protocol's .npy reader */
 	snprintf(path, sizeof(path), "%s/phy/spike_times.npy", dir);
 	assert_int_equal(nq_npy_read(path, &st, 0, msg, sizeof(msg)), 0);
