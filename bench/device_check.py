@@ -12,7 +12,9 @@ Run by bench/device_check.sh (which first unpacks the carried libraries); see be
              float64 and float32; the cpu backend on the same data where the budget allows
              (ratio, max relative difference, same selected shrink levels)
   spikesort  ss-run on a generated 384-channel, 60 s recording (tests/spikesort/gen_gt.py), on the
-             device and (budget allowing) on the cpu; accuracy against the ground truth
+             device and (budget allowing) on the cpu; accuracy against the ground truth, and
+             the host<->device traffic per second of recording with the modelled device bytes
+             per batch (the result's counters: daemon/jobs/spikesort/README.md)
 
 Writes OUT/device_check.json and OUT/device_check.txt (+ logs). Peak device memory: nvidia-smi
 sampled every 100 ms, the peak during each run less the figure before it. Peak host memory:
@@ -546,6 +548,14 @@ class Check:
                 row.update(status="pass", result=res, x_realtime=res.get("x_realtime"),
                            well_detected=int(np.sum(acc >= 0.8)), gt_units=int(acc.size),
                            mean_accuracy=round(float(acc.mean()), 3))
+                # host<->device traffic per second of recording (the backend's copy counters;
+                # the cpu counts the bytes its upload/download calls would copy) and the
+                # modelled device bytes of one batch, to hold against peak_device_mib
+                mib = lambda k: round(res[k] / 2**20, 3) if isinstance(res.get(k), (int, float)) else None
+                row["traffic"] = {"h2d_mib_per_s": mib("h2d_bytes_per_s"), "d2h_mib_per_s": mib("d2h_bytes_per_s"),
+                                  "match_h2d_mib_per_s": mib("match_h2d_bytes_per_s"),
+                                  "match_d2h_mib_per_s": mib("match_d2h_bytes_per_s"),
+                                  "model_device_mib_per_batch": mib("device_bytes_per_batch")}
                 say("%s: %.2fx real time, %d/%d units >= 0.8, peak device %s MiB" % (
                     what, row["x_realtime"] or 0, row["well_detected"], row["gt_units"],
                     row["peak_device_mib"]))
@@ -647,6 +657,13 @@ class Check:
                                  x.get("well_detected", "-"), x.get("gt_units", "-"),
                                  fmt(x.get("peak_device_mib"), "%.0f"), fmt(x.get("peak_host_mib"), "%.0f"),
                                  ", %.1fx the cpu" % x["speedup_vs_cpu"] if "speedup_vs_cpu" in x else ""))
+                tr = x.get("traffic") or {}
+                if tr:
+                    lines.append("          traffic per s of recording: h2d %s MiB, d2h %s MiB (matching: %s, %s); "
+                                 "model %s MiB of device memory per batch" % (
+                                     fmt(tr.get("h2d_mib_per_s")), fmt(tr.get("d2h_mib_per_s")),
+                                     fmt(tr.get("match_h2d_mib_per_s")), fmt(tr.get("match_d2h_mib_per_s")),
+                                     fmt(tr.get("model_device_mib_per_batch"), "%.0f")))
         if r["skipped"]:
             lines += ["", "skipped:"] + ["  " + s for s in r["skipped"]]
         return "\n".join(lines) + "\n"

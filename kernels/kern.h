@@ -198,6 +198,92 @@ struct kern_ops {
 	int (*syev_side)(void *ctx, enum kern_dtype dt, int64_t n, void *A,
 	                 int64_t lda, void *W, int64_t max_k, void *Z,
 	                 int64_t ldz, int64_t *k, int *side, int *info);
+
+	/* Host↔device bytes this context has copied since it was opened:
+	 * *h2d uploaded, *d2h downloaded (upload, download, and the ops'
+	 * own transfers on the cuda backend; device-to-device copies are
+	 * not counted). The cpu backend counts the bytes of its upload and
+	 * download calls and the lists peaks_above and accept_peaks write to
+	 * the host: what the cuda backend would copy for them. */
+	int (*traffic)(void *ctx, uint64_t *h2d, uint64_t *d2h);
+
+	/* ---- spikesort's batch path: float32 only, a batch is C × T
+	 * column-major (a sample's C channels contiguous) */
+	/* Preprocessing of X (C × T, in place): each channel's mean over the
+	 * T samples (a float64 sum in sample order, stored as float) is
+	 * subtracted; when car != 0 and C >= 3, then each sample's median
+	 * over the channels (the mean of the two middle values when C is
+	 * even) too; then every channel is filtered forward and backward by
+	 * a first-order and a second-order section, h_sos (host, 10 doubles)
+	 * = b1[0..1], a1[0..1], b2[0..2], a2[0..2] with a1[0] = a2[0] = 1,
+	 * each pass starting in the steady state of its first sample (an
+	 * offset gives no transient), in float64 without fused
+	 * multiply-adds, stored as float. */
+	int (*filter_car)(void *ctx, int64_t C, int64_t T, float *X,
+	                  const double *h_sos, int car);
+	/* Spike detection on Y (C × T): every (t, c) with lo <= t < hi and
+	 * Y[c + C t] < th (compared in float) that is a strict minimum of
+	 * its neighbourhood, the samples u in [t − w, t + w] ∩ [0, T) on the
+	 * channels nbr[nc c + j], j < nc (device int32, each in [0, C)),
+	 * where an equal value at an earlier sample, or at the same sample
+	 * on a lower channel, wins. *n = how many; when *n <= cap, h_t (the
+	 * sample), h_c (the channel) and h_amp (Y there) — host arrays of
+	 * cap — hold them in (t, c) order; when *n > cap they hold nothing
+	 * useful (call again with cap >= *n). Only the list comes back. */
+	int (*peaks_above)(void *ctx, int64_t C, int64_t T, const float *Y,
+	                   double th, int64_t lo, int64_t hi, int64_t w,
+	                   int64_t nc, const int32_t *nbr, int64_t cap,
+	                   int64_t *h_t, int32_t *h_c, float *h_amp,
+	                   int64_t *n);
+	/* Subtraction of placed templates from the residual R (C × T): for
+	 * spike i < n, with (t, k) = (tk[2i], tk[2i + 1]) (device int32) and
+	 * amplitude a[i] (device),
+	 *   R[c + C (t + τ)] −= a[i] · W[c + C τ + C nt k]
+	 * for τ < nt and win[2k] <= c < win[2k + 1] (W: K templates of
+	 * C × nt; win: their channel windows, device int32 K × 2), each
+	 * product rounded to float first. The caller promises 0 <= t <=
+	 * T − nt, 0 <= k < K, 0 <= win[2k] <= win[2k + 1] <= C, and that no
+	 * two spikes' footprints overlap: then the order does not matter
+	 * and every backend gives the same bits. */
+	int (*sub_spikes)(void *ctx, int64_t C, int64_t T, float *R,
+	                  int64_t nt, int64_t K, const float *W,
+	                  const int32_t *win, int64_t n, const int32_t *tk,
+	                  const float *a);
+	/* Snippets of n spikes on Y (C × T): for i < n, j < nc, k < nt,
+	 *   S[(nc i + j) nt + k] = Y[nbr[nc c + j] + C (t + k)]
+	 * with (t, c) = (tc[2i], tc[2i + 1]) (device int32: a window's
+	 * first sample and the spike's channel; the caller promises 0 <= t
+	 * <= T − nt and 0 <= c < C) and nbr as peaks_above's. S is a device
+	 * buffer of n·nc·nt floats. */
+	int (*snippets)(void *ctx, int64_t C, int64_t T, const float *Y,
+	                int64_t nc, const int32_t *nbr, int64_t nt, int64_t n,
+	                const int32_t *tc, float *S);
+	/* Each sample's best template of a group, by the drop in squared
+	 * residual: for t < n, over the rows i < ng of S (row stride lds) in
+	 * order, with s = S[t + lds i], a row's gain is, when mu[i] > 0 and
+	 * lam > 0 (Kilosort 2's amplitude prior; l = (float) lam),
+	 *   x = s + l mu;  x > 0 ? x² / (1 + l) − l mu² : −inf
+	 * else s > 0 ? s² : −inf, in float (each operation rounded, as
+	 * written: (x·x)·(1 / (1 + l)) − (l·mu)·mu); a row replaces the best
+	 * when its gain is larger: G[t] (−inf when none), A[t] = its s (0),
+	 * Kb[t] = kid[i] (−1). mu, kid: device, ng each. */
+	int (*score_best)(void *ctx, int64_t ng, int64_t n, const float *S,
+	                  int64_t lds, const float *mu, double lam,
+	                  const int32_t *kid, float *G, float *A,
+	                  int32_t *Kb);
+	/* Matching pursuit's acceptance: the candidates (g, t), g < ng,
+	 * t < n, with G[g ld + t] > th (float) that are the largest of every
+	 * (h, u) with h in nb[nb0[g] .. nb0[g + 1]) (device int32 CSR, nb0:
+	 * ng + 1 entries) and u in (t − w, t + w) ∩ [0, n), where an equal
+	 * value at a lower h, or the same h and a lower u, wins. *cnt = how
+	 * many; when *cnt <= cap, h_gt (g ld + t), h_k (Kb there) and h_a
+	 * (A there) — host arrays of cap — hold them in (g, t) order, else
+	 * nothing useful. G, Kb, A: device, ng rows of stride ld >= n. */
+	int (*accept_peaks)(void *ctx, int64_t ng, int64_t n, int64_t ld,
+	                    const float *G, const int32_t *Kb, const float *A,
+	                    double th, int64_t w, const int32_t *nb0,
+	                    const int32_t *nb, int64_t cap, int64_t *h_gt,
+	                    int32_t *h_k, float *h_a, int64_t *cnt);
 };
 
 struct kern_backend {
@@ -208,6 +294,12 @@ struct kern_backend {
 
 /* The cpu backend is always there. 0 or NQ_ENOMEM. */
 int kern_cpu_open(struct kern_backend *kb);
+/* The cpu backend behind a device's caps (name "cpu-dev"): neither
+ * KERN_CAP_HOST_MEM nor KERN_CAP_REENTRANT, so algorithms take the paths
+ * they take on a GPU — every copy made, one op at a time — on the cpu's
+ * ops, whose results a test compares with the cpu's. For tests and
+ * ss-run only; not a device name users can pick. */
+int kern_cpu_open_as_device(struct kern_backend *kb);
 /* Threads of the cpu backend's BLAS (process-wide; n ≥ 1). */
 void kern_cpu_set_threads(int n);
 /* Number of CUDA devices usable now; 0 when the cuda backend is not built
@@ -313,6 +405,38 @@ int kern_sterf(const struct kern_backend *kb, enum kern_dtype dt, int64_t n,
 int kern_syev_side(const struct kern_backend *kb, enum kern_dtype dt, int64_t n,
                    void *A, int64_t lda, void *W, int64_t max_k, void *Z,
                    int64_t ldz, int64_t *k, int *side, int *info);
+
+int kern_traffic(const struct kern_backend *kb, uint64_t *h2d, uint64_t *d2h);
+int kern_filter_car(const struct kern_backend *kb, int64_t C, int64_t T,
+                    float *X, const double *h_sos, int car);
+int kern_peaks_above(const struct kern_backend *kb, int64_t C, int64_t T,
+                     const float *Y, double th, int64_t lo, int64_t hi,
+                     int64_t w, int64_t nc, const int32_t *nbr, int64_t cap,
+                     int64_t *h_t, int32_t *h_c, float *h_amp, int64_t *n);
+int kern_sub_spikes(const struct kern_backend *kb, int64_t C, int64_t T,
+                    float *R, int64_t nt, int64_t K, const float *W,
+                    const int32_t *win, int64_t n, const int32_t *tk,
+                    const float *a);
+int kern_snippets(const struct kern_backend *kb, int64_t C, int64_t T,
+                  const float *Y, int64_t nc, const int32_t *nbr, int64_t nt,
+                  int64_t n, const int32_t *tc, float *S);
+int kern_score_best(const struct kern_backend *kb, int64_t ng, int64_t n,
+                    const float *S, int64_t lds, const float *mu, double lam,
+                    const int32_t *kid, float *G, float *A, int32_t *Kb);
+int kern_accept_peaks(const struct kern_backend *kb, int64_t ng, int64_t n,
+                      int64_t ld, const float *G, const int32_t *Kb,
+                      const float *A, double th, int64_t w,
+                      const int32_t *nb0, const int32_t *nb, int64_t cap,
+                      int64_t *h_gt, int32_t *h_k, float *h_a, int64_t *cnt);
+
+/* The cpu backend's filter_car on host memory with the caller's scratch
+ * (work: 3 C doubles, cwork: C floats), and its forward-backward filter
+ * alone (no mean or reference removed): for code that preprocesses
+ * without a backend (spikesort's ss_preprocess and its tests). */
+void kern_host_filter_car(const double *h_sos, float *X, int C, int64_t T,
+                          int car, double *work, float *cwork);
+void kern_host_filtfilt(const double *h_sos, float *X, int C, int64_t T,
+                        double *work);
 
 /* KOP(kb, gemm, ...) is kern_gemm(kb, ...): the op, checked. */
 #define KOP(kb, op, ...) kern_##op((kb), __VA_ARGS__)

@@ -475,3 +475,126 @@ kern_conv_rows(const struct kern_backend *kb, enum kern_dtype dt, int64_t ng,
 		return 0;
 	return OP(kb, conv_rows, dt, ng, group, n, nt, X, ldx, W, Y, ldy);
 }
+
+/* ---- spikesort's batch path */
+
+int
+kern_traffic(const struct kern_backend *kb, uint64_t *h2d, uint64_t *d2h)
+{
+	if (h2d == NULL || d2h == NULL)
+		return NQ_EBADPARAM;
+	*h2d = 0;
+	*d2h = 0;
+	return OP(kb, traffic, h2d, d2h);
+}
+
+/* A C × T float batch: C fits an int, C·T an int64_t. */
+static int
+batch_ok(int64_t C, int64_t T)
+{
+	return C >= 0 && C <= INT_MAX && T >= 0 &&
+	       (C == 0 || T <= INT64_MAX / 4 / C);
+}
+
+int
+kern_filter_car(const struct kern_backend *kb, int64_t C, int64_t T, float *X,
+                const double *h_sos, int car)
+{
+	if (!batch_ok(C, T) || h_sos == NULL)
+		return NQ_EBADPARAM;
+	if (C == 0 || T == 0)
+		return 0;
+	if (X == NULL)
+		return NQ_EBADPARAM;
+	return OP(kb, filter_car, C, T, X, h_sos, car);
+}
+
+int
+kern_peaks_above(const struct kern_backend *kb, int64_t C, int64_t T,
+                 const float *Y, double th, int64_t lo, int64_t hi, int64_t w,
+                 int64_t nc, const int32_t *nbr, int64_t cap, int64_t *h_t,
+                 int32_t *h_c, float *h_amp, int64_t *n)
+{
+	if (n == NULL)
+		return NQ_EBADPARAM;
+	*n = 0;
+	if (!batch_ok(C, T) || lo < 0 || hi > T || w < 0 || cap < 0 ||
+	    isnan(th))
+		return NQ_EBADPARAM;
+	if (cap > 0 && (h_t == NULL || h_c == NULL || h_amp == NULL))
+		return NQ_EBADPARAM;
+	if (C == 0 || T == 0 || lo >= hi)
+		return 0;
+	if (nc < 1 || nc > C || Y == NULL || nbr == NULL)
+		return NQ_EBADPARAM;
+	return OP(kb, peaks_above, C, T, Y, th, lo, hi, w, nc, nbr, cap, h_t,
+	          h_c, h_amp, n);
+}
+
+int
+kern_sub_spikes(const struct kern_backend *kb, int64_t C, int64_t T, float *R,
+                int64_t nt, int64_t K, const float *W, const int32_t *win,
+                int64_t n, const int32_t *tk, const float *a)
+{
+	if (!batch_ok(C, T) || n < 0 || nt < 1 || K < 0)
+		return NQ_EBADPARAM;
+	if (n == 0)
+		return 0;
+	if (C == 0 || nt > T || K < 1 || K > INT64_MAX / 4 / C / nt ||
+	    R == NULL || W == NULL || win == NULL || tk == NULL || a == NULL)
+		return NQ_EBADPARAM;
+	return OP(kb, sub_spikes, C, T, R, nt, K, W, win, n, tk, a);
+}
+
+int
+kern_snippets(const struct kern_backend *kb, int64_t C, int64_t T,
+              const float *Y, int64_t nc, const int32_t *nbr, int64_t nt,
+              int64_t n, const int32_t *tc, float *S)
+{
+	if (!batch_ok(C, T) || n < 0 || nt < 1 || nc < 1)
+		return NQ_EBADPARAM;
+	if (n == 0)
+		return 0;
+	if (nc > C || nt > T || n > INT64_MAX / 4 / nc / nt || Y == NULL ||
+	    nbr == NULL || tc == NULL || S == NULL)
+		return NQ_EBADPARAM;
+	return OP(kb, snippets, C, T, Y, nc, nbr, nt, n, tc, S);
+}
+
+int
+kern_score_best(const struct kern_backend *kb, int64_t ng, int64_t n,
+                const float *S, int64_t lds, const float *mu, double lam,
+                const int32_t *kid, float *G, float *A, int32_t *Kb)
+{
+	if (ng < 0 || n < 0 || isnan(lam))
+		return NQ_EBADPARAM;
+	if (ng == 0 || n == 0)
+		return 0;
+	if (lds < n || ng > INT64_MAX / 4 / lds || S == NULL || mu == NULL ||
+	    kid == NULL || G == NULL || A == NULL || Kb == NULL)
+		return NQ_EBADPARAM;
+	return OP(kb, score_best, ng, n, S, lds, mu, lam, kid, G, A, Kb);
+}
+
+int
+kern_accept_peaks(const struct kern_backend *kb, int64_t ng, int64_t n,
+                  int64_t ld, const float *G, const int32_t *Kb,
+                  const float *A, double th, int64_t w, const int32_t *nb0,
+                  const int32_t *nb, int64_t cap, int64_t *h_gt, int32_t *h_k,
+                  float *h_a, int64_t *cnt)
+{
+	if (cnt == NULL)
+		return NQ_EBADPARAM;
+	*cnt = 0;
+	if (ng < 0 || n < 0 || w < 1 || cap < 0 || isnan(th))
+		return NQ_EBADPARAM;
+	if (cap > 0 && (h_gt == NULL || h_k == NULL || h_a == NULL))
+		return NQ_EBADPARAM;
+	if (ng == 0 || n == 0)
+		return 0;
+	if (ld < n || ng > INT64_MAX / 4 / ld || ng > INT32_MAX || G == NULL ||
+	    Kb == NULL || A == NULL || nb0 == NULL || nb == NULL)
+		return NQ_EBADPARAM;
+	return OP(kb, accept_peaks, ng, n, ld, G, Kb, A, th, w, nb0, nb, cap,
+	          h_gt, h_k, h_a, cnt);
+}

@@ -23,6 +23,12 @@
  *    m > 0, Z of syevr_below and syev_side when max_k > 0, A of
  *    row_sumsq when n > 0
  *    (scale_rc's r and c may be NULL by contract);
+ *  - filter_car, peaks_above, sub_spikes: C, T > 0 and C <= INT_MAX,
+ *    C·T fits int64_t; peaks_above: 0 <= lo < hi <= T, w >= 0,
+ *    1 <= nc <= C, cap >= 0 (h_t, h_c, h_amp non-NULL when cap > 0);
+ *    sub_spikes: n > 0, 1 <= nt <= T, K >= 1; snippets: n > 0,
+ *    1 <= nt <= T, 1 <= nc <= C; score_best: ng, n > 0, lds >= n;
+ *    accept_peaks: ng, n > 0, ld >= n, w >= 1, cap >= 0;
  *  - host outputs are non-NULL and already hold the answer of a call that
  *    fails: *info = 0, syevr_below's and syev_side's *k = 0 (and
  *    syev_side's *side = −1), *out = 0 (sumsq,
@@ -51,5 +57,32 @@ int kern_tri_count(enum kern_dtype dt, int64_t n, const void *d, const void *e,
 int kern_tri_vecs(enum kern_dtype dt, int64_t n, const void *d, const void *e,
                   int64_t il, int64_t iu, void *w, void *z, int64_t ldz,
                   int *info);
+
+/* The cpu backend's traffic counter: bytes a device backend would have
+ * downloaded for an op that writes host arrays (kern_cpu.c). */
+void kern_cpu_count_d2h(void *ctx, uint64_t bytes);
+
+/* ---- cpu/kern_cpu_batch.c: the cpu backend's batch-path ops (kern.h) */
+int kern_cpu_filter_car(void *ctx, int64_t C, int64_t T, float *X,
+                        const double *h_sos, int car);
+int kern_cpu_peaks_above(void *ctx, int64_t C, int64_t T, const float *Y,
+                         double th, int64_t lo, int64_t hi, int64_t w,
+                         int64_t nc, const int32_t *nbr, int64_t cap,
+                         int64_t *h_t, int32_t *h_c, float *h_amp,
+                         int64_t *n);
+int kern_cpu_sub_spikes(void *ctx, int64_t C, int64_t T, float *R, int64_t nt,
+                        int64_t K, const float *W, const int32_t *win,
+                        int64_t n, const int32_t *tk, const float *a);
+int kern_cpu_snippets(void *ctx, int64_t C, int64_t T, const float *Y,
+                      int64_t nc, const int32_t *nbr, int64_t nt, int64_t n,
+                      const int32_t *tc, float *S);
+int kern_cpu_score_best(void *ctx, int64_t ng, int64_t n, const float *S,
+                        int64_t lds, const float *mu, double lam,
+                        const int32_t *kid, float *G, float *A, int32_t *Kb);
+int kern_cpu_accept_peaks(void *ctx, int64_t ng, int64_t n, int64_t ld,
+                          const float *G, const int32_t *Kb, const float *A,
+                          double th, int64_t w, const int32_t *nb0,
+                          const int32_t *nb, int64_t cap, int64_t *h_gt,
+                          int32_t *h_k, float *h_a, int64_t *cnt);
 
 #endif

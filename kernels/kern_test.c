@@ -2283,6 +2283,681 @@ test_large_index(void **state)
 }
 #endif
 
+/* ---- spikesort's batch path: filter_car, peaks_above, sub_spikes,
+ * traffic (float32 only) */
+
+/* Device copy of count host bytes (h NULL: zeros). */
+static void *
+put_bytes(struct kern_backend *kb, const void *h, size_t bytes)
+{
+	void *d = NULL;
+
+	assert_int_equal(KOP(kb, alloc, bytes ? bytes : 1, &d), 0);
+	if (bytes > 0 && h != NULL)
+		assert_int_equal(KOP(kb, upload, d, h, bytes), 0);
+	return d;
+}
+
+/* A Butterworth high-pass at 300 Hz of 30 kHz data as two sections
+ * (spikesort's design, spelled out): b1, a1, b2, a2. */
+static void
+test_sos(double *sos)
+{
+	double W = tan(M_PI * 300.0 / 30000.0), D = W * W + W + 1;
+	double v[10] = {1 / (1 + W), -1 / (1 + W),        1,
+	                (W - 1) / (W + 1), 1 / D,          -2 / D,
+	                1 / D,             1,              (2 * W * W - 2) / D,
+	                (W * W - W + 1) / D};
+	memcpy(sos, v, sizeof(v));
+}
+
+static void
+run_filter_car(struct kern_backend *kb, int64_t C, int64_t T, const float *X,
+               const double *sos, int car, float *out)
+{
+	size_t bytes = sizeof(float) * (size_t) (C * T);
+	void *d = put_bytes(kb, X, bytes);
+
+	assert_int_equal(KOP(kb, filter_car, C, T, d, sos, car), 0);
+	assert_int_equal(KOP(kb, download, out, d, bytes), 0);
+	dfree(kb, d);
+}
+
+#ifndef KERN_TEST_CUDA
+static int
+cmp_f(const void *a, const void *b)
+{
+	float x = *(const float *) a, y = *(const float *) b;
+	return (x > y) - (x < y);
+}
+
+/* Textbook: float mean removal, sorted median per sample, each channel
+ * filtered forward then backward on its own. */
+static void
+naive_filter_car(int64_t C, int64_t T, const float *X, const double *sos,
+                 int car, float *out)
+{
+	float *col = malloc(sizeof(float) * (size_t) C);
+	float *x = malloc(sizeof(float) * (size_t) T);
+
+	assert_non_null(col);
+	assert_non_null(x);
+	memcpy(out, X, sizeof(float) * (size_t) (C * T));
+	for (int64_t c = 0; c < C; c++) {
+		double s = 0;
+		for (int64_t t = 0; t < T; t++)
+			s += out[t * C + c];
+		float m = (float) (s / (double) T);
+		for (int64_t t = 0; t < T; t++)
+			out[t * C + c] -= m;
+	}
+	for (int64_t t = 0; t < T && car && C >= 3; t++) {
+		memcpy(col, out + t * C, sizeof(float) * (size_t) C);
+		qsort(col, (size_t) C, sizeof(float), cmp_f);
+		float med = C % 2 ? col[C / 2]
+		                  : (col[C / 2 - 1] + col[C / 2]) / 2;
+		for (int64_t c = 0; c < C; c++)
+			out[t * C + c] -= med;
+	}
+	for (int64_t c = 0; c < C; c++) {
+		for (int64_t t = 0; t < T; t++)
+			x[t] = out[t * C + c];
+		for (int pass = 0; pass < 2; pass++) {
+			double z1 = -sos[0] * x[pass ? T - 1 : 0], s1 = 0,
+			       s2 = 0;
+			for (int64_t i = 0; i < T; i++) {
+				int64_t t = pass ? T - 1 - i : i;
+				double xi = x[t], y = sos[0] * xi + z1;
+				z1 = sos[1] * xi - sos[3] * y;
+				double u = sos[4] * y + s1;
+				s1 = sos[5] * y - sos[8] * u + s2;
+				s2 = sos[6] * y - sos[9] * u;
+				x[t] = (float) u;
+			}
+		}
+		for (int64_t t = 0; t < T; t++)
+			out[t * C + c] = x[t];
+	}
+	free(col);
+	free(x);
+}
+#endif
+
+/* filter_car against the textbook (cpu) or the cpu backend (cuda) on noise
+ * around a drifting common signal with channel offsets, and integer data
+ * full of ties; odd and even channel counts, with and without the
+ * reference. On cuda the differing elements are counted too (the kernels
+ * are written to give the cpu's bits). */
+static void
+test_filter_car(void **state)
+{
+	static const int64_t Cs[] = {1, 3, 4, 33, 384};
+	double sos[10];
+
+	(void) state;
+	test_sos(sos);
+	for (size_t ci = 0; ci < sizeof(Cs) / sizeof(Cs[0]); ci++)
+		for (int kind = 0; kind < 2; kind++)
+			for (int car = 0; car < 2; car++) {
+				int64_t C = Cs[ci], T = 700, cnt = C * T, ndiff = 0;
+				float *X = malloc(sizeof(float) * (size_t) cnt);
+				float *a = malloc(sizeof(float) * (size_t) cnt);
+				float *b = malloc(sizeof(float) * (size_t) cnt);
+				double com = 0, big = 0, err = 0;
+				assert_true(X && a && b);
+				for (int64_t t = 0; t < T; t++) {
+					com += urand();
+					for (int64_t c = 0; c < C; c++)
+						X[t * C + c] =
+						        kind ? (float) floor(
+						                       4 * urand()) +
+						                       (float) (c % 3)
+						             : (float) (3 * urand() +
+						                        com + 10 * c);
+				}
+				run_filter_car(&g_dev, C, T, X, sos, car, a);
+				WANT(filter_car, C, T, X, sos, car, b);
+				for (int64_t i = 0; i < cnt; i++) {
+					big = fmax(big, fabs(b[i]));
+					err = fmax(err, fabs(a[i] - b[i]));
+					ndiff += a[i] != b[i];
+				}
+#ifdef KERN_TEST_CUDA
+				if (ndiff > 0)
+					printf("filter_car C=%lld kind=%d car=%d: "
+					       "%lld of %lld differ, max %g\n",
+					       (long long) C, kind, car,
+					       (long long) ndiff, (long long) cnt,
+					       err);
+#endif
+				assert_true(err <= 1e-6 * (big > 0 ? big : 1));
+				free(X);
+				free(a);
+				free(b);
+			}
+	/* checks: no coefficients, a NULL batch */
+	assert_int_equal(KOP(&g_dev, filter_car, 4, 10, NULL, sos, 1),
+	                 NQ_EBADPARAM);
+	assert_int_equal(KOP(&g_dev, filter_car, 4, 10, (float *) sos, NULL, 1),
+	                 NQ_EBADPARAM);
+	assert_int_equal(KOP(&g_dev, filter_car, 0, 10, NULL, sos, 1), 0);
+}
+
+static int64_t
+run_peaks_above(struct kern_backend *kb, int64_t C, int64_t T, const float *Y,
+                double th, int64_t lo, int64_t hi, int64_t w, int64_t nc,
+                const int32_t *nbr, int64_t cap, int64_t *ht, int32_t *hc,
+                float *ha)
+{
+	void *dY = put_bytes(kb, Y, sizeof(float) * (size_t) (C * T));
+	void *dn = put_bytes(kb, nbr, sizeof(int32_t) * (size_t) (C * nc));
+	int64_t n = -1;
+
+	assert_int_equal(KOP(kb, peaks_above, C, T, dY, th, lo, hi, w, nc, dn,
+	                     cap, ht, hc, ha, &n),
+	                 0);
+	dfree(kb, dY);
+	dfree(kb, dn);
+	return n;
+}
+
+#ifndef KERN_TEST_CUDA
+static int64_t
+naive_peaks_above(int64_t C, int64_t T, const float *Y, double th, int64_t lo,
+                  int64_t hi, int64_t w, int64_t nc, const int32_t *nbr,
+                  int64_t cap, int64_t *ht, int32_t *hc, float *ha)
+{
+	int64_t n = 0;
+
+	for (int64_t t = lo; t < hi; t++)
+		for (int64_t c = 0; c < C; c++) {
+			float v = Y[t * C + c];
+			int ok = v < (float) th;
+			for (int64_t u = t - w; u <= t + w && ok; u++)
+				for (int64_t j = 0; j < nc && ok && u >= 0 &&
+				                    u < T;
+				     j++) {
+					int64_t cj = nbr[c * nc + j];
+					float x = Y[u * C + cj];
+					if (x < v || (x == v && u < t) ||
+					    (x == v && u == t && cj < c))
+						ok = 0;
+				}
+			if (!ok)
+				continue;
+			if (n < cap) {
+				ht[n] = t;
+				hc[n] = (int32_t) c;
+				ha[n] = v;
+			}
+			n++;
+		}
+	return n;
+}
+#endif
+
+/* peaks_above on smooth negative bumps over noise, on integer data full of
+ * ties (where the tie rule decides), with neighbourhoods that are not
+ * symmetric; the lists must be equal element for element, and a cap
+ * below the count still counts them all. */
+static void
+test_peaks_above(void **state)
+{
+	(void) state;
+	for (int kind = 0; kind < 2; kind++) {
+		int64_t C = 37, T = 900, nc = 5, w = 6, cap = 4000;
+		float *Y = malloc(sizeof(float) * (size_t) (C * T));
+		int32_t *nbr = malloc(sizeof(int32_t) * (size_t) (C * nc));
+		int64_t *t1 = malloc(sizeof(int64_t) * (size_t) cap);
+		int64_t *t2 = malloc(sizeof(int64_t) * (size_t) cap);
+		int32_t *c1 = malloc(sizeof(int32_t) * (size_t) cap);
+		int32_t *c2 = malloc(sizeof(int32_t) * (size_t) cap);
+		float *a1 = malloc(sizeof(float) * (size_t) cap);
+		float *a2 = malloc(sizeof(float) * (size_t) cap);
+		assert_true(Y && nbr && t1 && t2 && c1 && c2 && a1 && a2);
+		for (int64_t i = 0; i < C * T; i++)
+			Y[i] = kind ? (float) floor(6 * urand())
+			            : (float) (0.5 * urand());
+		for (int s = 0; s < 60 && kind == 0; s++) {
+			int64_t t0 = 10 + (int64_t) ((urand() + 1) * 430);
+			int64_t c0 = (int64_t) ((urand() + 1) * 18) % C;
+			for (int64_t d = -3; d <= 3; d++)
+				Y[(t0 + d) * C + c0] -=
+				        (float) (8 * exp(-0.3 * (double) (d * d)));
+		}
+		for (int64_t c = 0; c < C; c++)
+			for (int64_t j = 0; j < nc; j++) /* c first, then near */
+				nbr[c * nc + j] = (int32_t) ((c + (j + 1) / 2 *
+				                                      (j % 2 ? 1 : -1) +
+				                              C) %
+				                             C);
+		double th = kind ? -4.5 : -2.0;
+		uint64_t u0, d0, u1, d1;
+		assert_int_equal(KOP(&g_dev, traffic, &u0, &d0), 0);
+		int64_t n1 = run_peaks_above(&g_dev, C, T, Y, th, 3, T - 2, w,
+		                             nc, nbr, cap, t1, c1, a1);
+		/* only the count and the list come back (the cpu counts
+		 * what a device would copy) */
+		assert_int_equal(KOP(&g_dev, traffic, &u1, &d1), 0);
+		assert_true(d1 - d0 == 8 + 16 * (uint64_t) n1);
+		int64_t n2 = WANT(peaks_above, C, T, Y, th, 3, T - 2, w, nc,
+		                  nbr, cap, t2, c2, a2);
+		assert_int_equal(n1, n2);
+		assert_true(n1 > 10 && n1 <= cap);
+		for (int64_t i = 0; i < n1; i++) {
+			assert_int_equal(t1[i], t2[i]);
+			assert_int_equal(c1[i], c2[i]);
+			assert_true(a1[i] == a2[i]);
+			assert_true(a1[i] < th);
+		}
+		/* a cap below the count: the count still comes back */
+		assert_int_equal(run_peaks_above(&g_dev, C, T, Y, th, 3, T - 2,
+		                                 w, nc, nbr, 2, t1, c1, a1),
+		                 n1);
+		free(Y);
+		free(nbr);
+		free(t1);
+		free(t2);
+		free(c1);
+		free(c2);
+		free(a1);
+		free(a2);
+	}
+	{
+		int64_t n = 7;
+		assert_int_equal(KOP(&g_dev, peaks_above, 4, 10, NULL, -1, 0, 11,
+		                     1, 1, NULL, 0, NULL, NULL, NULL, &n),
+		                 NQ_EBADPARAM);
+		assert_int_equal(n, 0);
+		assert_int_equal(KOP(&g_dev, peaks_above, 4, 10, NULL, -1, 5, 5,
+		                     1, 1, NULL, 0, NULL, NULL, NULL, &n),
+		                 0);
+	}
+}
+
+static void
+run_sub_spikes(struct kern_backend *kb, int64_t C, int64_t T, float *R,
+               int64_t nt, int64_t K, const float *W, const int32_t *win,
+               int64_t n, const int32_t *tk, const float *a)
+{
+	size_t rb = sizeof(float) * (size_t) (C * T);
+	void *dR = put_bytes(kb, R, rb);
+	void *dW = put_bytes(kb, W, sizeof(float) * (size_t) (K * C * nt));
+	void *dwin = put_bytes(kb, win, sizeof(int32_t) * 2 * (size_t) K);
+	void *dtk = put_bytes(kb, tk, sizeof(int32_t) * 2 * (size_t) n);
+	void *da = put_bytes(kb, a, sizeof(float) * (size_t) n);
+
+	assert_int_equal(KOP(kb, sub_spikes, C, T, dR, nt, K, dW, dwin, n, dtk,
+	                     da),
+	                 0);
+	assert_int_equal(KOP(kb, download, R, dR, rb), 0);
+	dfree(kb, dR);
+	dfree(kb, dW);
+	dfree(kb, dwin);
+	dfree(kb, dtk);
+	dfree(kb, da);
+}
+
+#ifndef KERN_TEST_CUDA
+static void
+naive_sub_spikes(int64_t C, int64_t T, float *R, int64_t nt, int64_t K,
+                 const float *W, const int32_t *win, int64_t n,
+                 const int32_t *tk, const float *a)
+{
+	(void) T;
+	(void) K;
+	for (int64_t i = 0; i < n; i++)
+		for (int64_t tau = 0; tau < nt; tau++)
+			for (int64_t c = win[2 * tk[2 * i + 1]];
+			     c < win[2 * tk[2 * i + 1] + 1]; c++) {
+				float p = a[i] * W[tk[2 * i + 1] * C * nt + c +
+				                   C * tau];
+				R[(tk[2 * i] + tau) * C + c] -= p;
+			}
+}
+#endif
+
+/* sub_spikes: templates on channel windows placed at non-overlapping
+ * footprints (spikes on disjoint windows may share samples); the
+ * residuals must be equal bit for bit. */
+static void
+test_sub_spikes(void **state)
+{
+	int64_t C = 24, T = 500, nt = 13, K = 3, n = 0;
+	int32_t win[6] = {0, 8, 8, 20, 20, 24}, tk[2 * 64];
+	float *R1 = malloc(sizeof(float) * (size_t) (C * T));
+	float *R2 = malloc(sizeof(float) * (size_t) (C * T));
+	float *W = malloc(sizeof(float) * (size_t) (K * C * nt)), a[64];
+
+	(void) state;
+	assert_true(R1 && R2 && W);
+	for (int64_t i = 0; i < C * T; i++)
+		R1[i] = R2[i] = (float) urand();
+	for (int64_t i = 0; i < K * C * nt; i++)
+		W[i] = (float) urand();
+	/* each template k every 3 nt samples, offset by k: footprints on
+	 * the same window never overlap, different windows are disjoint */
+	for (int64_t k = 0; k < K; k++)
+		for (int64_t t = 2 * k; t + nt <= T; t += 3 * nt) {
+			tk[2 * n] = (int32_t) t;
+			tk[2 * n + 1] = (int32_t) k;
+			a[n] = (float) (5 * urand());
+			n++;
+		}
+	run_sub_spikes(&g_dev, C, T, R1, nt, K, W, win, n, tk, a);
+	WANT(sub_spikes, C, T, R2, nt, K, W, win, n, tk, a);
+	assert_memory_equal(R1, R2, sizeof(float) * (size_t) (C * T));
+	assert_int_equal(KOP(&g_dev, sub_spikes, C, T, NULL, nt, K, NULL, NULL,
+	                     0, NULL, NULL),
+	                 0);
+	assert_int_equal(KOP(&g_dev, sub_spikes, C, T, R1, T + 1, K, W, win, 1,
+	                     tk, a),
+	                 NQ_EBADPARAM);
+	free(R1);
+	free(R2);
+	free(W);
+}
+
+/* snippets: windows of random spikes (at the batch's ends too) gathered
+ * on asymmetric neighbourhoods, equal to a host gather element for
+ * element (a copy: exact on every backend). */
+static void
+test_snippets(void **state)
+{
+	int64_t C = 19, T = 300, nc = 4, nt = 11, n = 50;
+	float *Y = malloc(sizeof(float) * (size_t) (C * T));
+	float *S = malloc(sizeof(float) * (size_t) (n * nc * nt));
+	int32_t *nbr = malloc(sizeof(int32_t) * (size_t) (C * nc)), tc[100];
+	void *dY, *dn, *dtc, *dS;
+
+	(void) state;
+	assert_true(Y && S && nbr);
+	for (int64_t i = 0; i < C * T; i++)
+		Y[i] = (float) urand();
+	for (int64_t c = 0; c < C; c++)
+		for (int64_t j = 0; j < nc; j++)
+			nbr[c * nc + j] = (int32_t) ((c + 3 * j) % C);
+	for (int64_t i = 0; i < n; i++) {
+		tc[2 * i] = i == 0 ? 0
+		            : i == 1
+		                    ? (int32_t) (T - nt)
+		                    : (int32_t) ((urand() + 1) / 2 *
+		                                 (double) (T - nt));
+		tc[2 * i + 1] = (int32_t) (i % C);
+	}
+	dY = put_bytes(&g_dev, Y, sizeof(float) * (size_t) (C * T));
+	dn = put_bytes(&g_dev, nbr, sizeof(int32_t) * (size_t) (C * nc));
+	dtc = put_bytes(&g_dev, tc, sizeof(tc));
+	dS = put_bytes(&g_dev, NULL, sizeof(float) * (size_t) (n * nc * nt));
+	assert_int_equal(KOP(&g_dev, snippets, C, T, dY, nc, dn, nt, n, dtc, dS),
+	                 0);
+	assert_int_equal(KOP(&g_dev, download, S, dS,
+	                     sizeof(float) * (size_t) (n * nc * nt)),
+	                 0);
+	for (int64_t i = 0; i < n; i++)
+		for (int64_t j = 0; j < nc; j++)
+			for (int64_t k = 0; k < nt; k++)
+				assert_true(S[(i * nc + j) * nt + k] ==
+				            Y[(tc[2 * i] + k) * C +
+				              nbr[tc[2 * i + 1] * nc + j]]);
+	assert_int_equal(KOP(&g_dev, snippets, C, T, dY, nc, dn, T + 1, n, dtc,
+	                     dS),
+	                 NQ_EBADPARAM);
+	dfree(&g_dev, dY);
+	dfree(&g_dev, dn);
+	dfree(&g_dev, dtc);
+	dfree(&g_dev, dS);
+	free(Y);
+	free(S);
+	free(nbr);
+}
+
+static void
+run_score_best(struct kern_backend *kb, int64_t ng, int64_t n,
+               const float *S, const float *mu, double lam,
+               const int32_t *kid, float *G, float *A, int32_t *Kb)
+{
+	void *dS = put_bytes(kb, S, sizeof(float) * (size_t) (ng * n));
+	void *dmu = put_bytes(kb, mu, sizeof(float) * (size_t) ng);
+	void *dk = put_bytes(kb, kid, sizeof(int32_t) * (size_t) ng);
+	void *dG = put_bytes(kb, NULL, sizeof(float) * (size_t) n);
+	void *dA = put_bytes(kb, NULL, sizeof(float) * (size_t) n);
+	void *dK = put_bytes(kb, NULL, sizeof(int32_t) * (size_t) n);
+
+	assert_int_equal(KOP(kb, score_best, ng, n, dS, n, dmu, lam, dk, dG,
+	                     dA, dK),
+	                 0);
+	assert_int_equal(KOP(kb, download, G, dG, sizeof(float) * (size_t) n),
+	                 0);
+	assert_int_equal(KOP(kb, download, A, dA, sizeof(float) * (size_t) n),
+	                 0);
+	assert_int_equal(
+	        KOP(kb, download, Kb, dK, sizeof(int32_t) * (size_t) n), 0);
+	dfree(kb, dS);
+	dfree(kb, dmu);
+	dfree(kb, dk);
+	dfree(kb, dG);
+	dfree(kb, dA);
+	dfree(kb, dK);
+}
+
+#ifndef KERN_TEST_CUDA
+static void
+naive_score_best(int64_t ng, int64_t n, const float *S, const float *mu,
+                 double lam, const int32_t *kid, float *G, float *A,
+                 int32_t *Kb)
+{
+	for (int64_t t = 0; t < n; t++) {
+		G[t] = -INFINITY;
+		A[t] = 0;
+		Kb[t] = -1;
+		for (int64_t i = 0; i < ng; i++) {
+			float s = S[i * n + t], v;
+			if (mu[i] > 0 && lam > 0) {
+				float l = (float) lam, x = s + l * mu[i];
+				float xx = x * x, inv = 1 / (1 + l);
+				float lmu = l * mu[i];
+				v = x > 0 ? xx * inv - lmu * mu[i] : -INFINITY;
+			} else {
+				v = s > 0 ? s * s : -INFINITY;
+			}
+			if (v > G[t]) {
+				G[t] = v;
+				A[t] = s;
+				Kb[t] = kid[i];
+			}
+		}
+	}
+}
+#endif
+
+/* score_best with and without the prior, rows with equal scores (the
+ * first row keeps a tie), samples where every score is negative; equal
+ * bit for bit. */
+static void
+test_score_best(void **state)
+{
+	int64_t ng = 6, n = 333;
+	float *S = malloc(sizeof(float) * (size_t) (ng * n)), mu[6];
+	float G1[333], G2[333], A1[333], A2[333];
+	int32_t kid[6], K1[333], K2[333];
+
+	(void) state;
+	assert_non_null(S);
+	for (int64_t i = 0; i < ng * n; i++)
+		S[i] = (float) (8 * urand());
+	for (int64_t t = 0; t < n; t += 7) /* ties between rows 1 and 4 */
+		S[4 * n + t] = S[n + t];
+	for (int64_t t = 0; t < n; t += 11) /* nothing positive */
+		for (int64_t i = 0; i < ng; i++)
+			S[i * n + t] = -(float) (i + 1);
+	for (int64_t i = 0; i < ng; i++) {
+		mu[i] = i % 3 == 0 ? 0 : (float) (3 + i);
+		kid[i] = (int32_t) (10 * i + 1);
+	}
+	for (int pass = 0; pass < 2; pass++) {
+		double lam = pass ? 10 : 0;
+		run_score_best(&g_dev, ng, n, S, mu, lam, kid, G1, A1, K1);
+		WANT(score_best, ng, n, S, mu, lam, kid, G2, A2, K2);
+		assert_memory_equal(G1, G2, sizeof(G1));
+		assert_memory_equal(A1, A2, sizeof(A1));
+		assert_memory_equal(K1, K2, sizeof(K1));
+		if (pass == 0) { /* no prior: no positive score, no best */
+			assert_int_equal(K1[11], -1);
+			assert_true(isinf(G1[11]) && G1[11] < 0);
+		}
+	}
+	free(S);
+}
+
+static int64_t
+run_accept_peaks(struct kern_backend *kb, int64_t ng, int64_t n, int64_t ld,
+                 const float *G, const int32_t *Kb, const float *A, double th,
+                 int64_t w, const int32_t *nb0, const int32_t *nb, int64_t cap,
+                 int64_t *gt, int32_t *k, float *a)
+{
+	void *dG = put_bytes(kb, G, sizeof(float) * (size_t) (ng * ld));
+	void *dK = put_bytes(kb, Kb, sizeof(int32_t) * (size_t) (ng * ld));
+	void *dA = put_bytes(kb, A, sizeof(float) * (size_t) (ng * ld));
+	void *d0 = put_bytes(kb, nb0, sizeof(int32_t) * (size_t) (ng + 1));
+	void *d1 = put_bytes(kb, nb, sizeof(int32_t) * (size_t) nb0[ng]);
+	int64_t cnt = -1;
+
+	assert_int_equal(KOP(kb, accept_peaks, ng, n, ld, dG, dK, dA, th, w, d0,
+	                     d1, cap, gt, k, a, &cnt),
+	                 0);
+	dfree(kb, dG);
+	dfree(kb, dK);
+	dfree(kb, dA);
+	dfree(kb, d0);
+	dfree(kb, d1);
+	return cnt;
+}
+
+#ifndef KERN_TEST_CUDA
+static int64_t
+naive_accept_peaks(int64_t ng, int64_t n, int64_t ld, const float *G,
+                   const int32_t *Kb, const float *A, double th, int64_t w,
+                   const int32_t *nb0, const int32_t *nb, int64_t cap,
+                   int64_t *gt, int32_t *k, float *a)
+{
+	int64_t c = 0;
+
+	for (int64_t g = 0; g < ng; g++)
+		for (int64_t t = 0; t < n; t++) {
+			float v = G[g * ld + t];
+			int ok = v > (float) th;
+			for (int64_t j = nb0[g]; j < nb0[g + 1] && ok; j++)
+				for (int64_t u = t - w + 1; u < t + w; u++) {
+					int64_t h = nb[j];
+					float x;
+					if (u < 0 || u >= n)
+						continue;
+					x = G[h * ld + u];
+					if (x > v || (x == v && h < g) ||
+					    (x == v && h == g && u < t))
+						ok = 0;
+				}
+			if (!ok)
+				continue;
+			if (c < cap) {
+				gt[c] = g * ld + t;
+				k[c] = Kb[g * ld + t];
+				a[c] = A[g * ld + t];
+			}
+			c++;
+		}
+	return c;
+}
+#endif
+
+/* accept_peaks on smooth bumps and on integer gains full of ties, groups
+ * overlapping in a chain (g with g ± 1) and one on its own; the lists must
+ * be equal, and a cap below the count still counts them. */
+static void
+test_accept_peaks(void **state)
+{
+	int64_t ng = 5, n = 400, ld = 420, w = 9, cap = 2000;
+	int32_t nb0[6], nb[16], *Kb = malloc(sizeof(int32_t) * 5 * 420);
+	float *G = malloc(sizeof(float) * 5 * 420);
+	float *A = malloc(sizeof(float) * 5 * 420);
+	int64_t gt1[2000], gt2[2000];
+	int32_t k1[2000], k2[2000];
+	float a1[2000], a2[2000];
+	int j = 0;
+
+	(void) state;
+	assert_true(Kb && G && A);
+	for (int64_t g = 0; g < ng; g++) { /* 0-1-2-3 chain, 4 alone */
+		nb0[g] = j;
+		nb[j++] = (int32_t) g;
+		if (g < 4 && g > 0)
+			nb[j++] = (int32_t) (g - 1);
+		if (g < 3)
+			nb[j++] = (int32_t) (g + 1);
+	}
+	nb0[ng] = j;
+	for (int kind = 0; kind < 2; kind++) {
+		for (int64_t i = 0; i < ng * ld; i++) {
+			double x = (double) (i % ld);
+			int64_t row = i / ld;
+			G[i] = kind ? (float) floor(5 * (urand() + 1))
+			            : (float) (40 * sin(x / 13.0 + (double) row) +
+			                       urand());
+			Kb[i] = (int32_t) (i % 17);
+			A[i] = (float) urand();
+		}
+		double th = kind ? 4.5 : 20;
+		int64_t c1 = run_accept_peaks(&g_dev, ng, n, ld, G, Kb, A, th, w,
+		                              nb0, nb, cap, gt1, k1, a1);
+		int64_t c2 = WANT(accept_peaks, ng, n, ld, G, Kb, A, th, w, nb0,
+		                  nb, cap, gt2, k2, a2);
+		assert_int_equal(c1, c2);
+		assert_true(c1 > 5 && c1 <= cap);
+		for (int64_t i = 0; i < c1; i++) {
+			assert_int_equal(gt1[i], gt2[i]);
+			assert_int_equal(k1[i], k2[i]);
+			assert_true(a1[i] == a2[i]);
+		}
+		assert_int_equal(run_accept_peaks(&g_dev, ng, n, ld, G, Kb, A, th,
+		                                  w, nb0, nb, 1, gt1, k1, a1),
+		                 c1);
+	}
+	{
+		int64_t cnt = 3;
+		assert_int_equal(KOP(&g_dev, accept_peaks, 1, 10, 5, G, Kb, A,
+		                     1.0, 2, nb0, nb, 0, NULL, NULL, NULL, &cnt),
+		                 NQ_EBADPARAM);
+		assert_int_equal(cnt, 0);
+	}
+	free(Kb);
+	free(G);
+	free(A);
+}
+
+/* The traffic counter: every upload and download counted, each way. */
+static void
+test_traffic(void **state)
+{
+	uint64_t u0, d0, u1, d1;
+	char h[1000] = {0};
+	void *d = put_bytes(&g_dev, NULL, 0);
+
+	(void) state;
+	dfree(&g_dev, d);
+	assert_int_equal(KOP(&g_dev, alloc, sizeof(h), &d), 0);
+	assert_int_equal(KOP(&g_dev, traffic, &u0, &d0), 0);
+	assert_int_equal(KOP(&g_dev, upload, d, h, 1000), 0);
+	assert_int_equal(KOP(&g_dev, upload, d, h, 24), 0);
+	assert_int_equal(KOP(&g_dev, download, h, d, 300), 0);
+	assert_int_equal(KOP(&g_dev, copy, d, (char *) d + 500, 400), 0);
+	assert_int_equal(KOP(&g_dev, traffic, &u1, &d1), 0);
+	assert_true(u1 - u0 == 1024);
+	assert_true(d1 - d0 == 300);
+	assert_int_equal(KOP(&g_dev, traffic, NULL, &d1), NQ_EBADPARAM);
+	dfree(&g_dev, d);
+}
+
 static int
 setup(void **state)
 {
@@ -2342,6 +3017,13 @@ main(void)
 	        cmocka_unit_test(test_div_pos),
 	        cmocka_unit_test(test_convert),
 	        cmocka_unit_test(test_conv_rows),
+	        cmocka_unit_test(test_filter_car),
+	        cmocka_unit_test(test_peaks_above),
+	        cmocka_unit_test(test_sub_spikes),
+	        cmocka_unit_test(test_snippets),
+	        cmocka_unit_test(test_score_best),
+	        cmocka_unit_test(test_accept_peaks),
+	        cmocka_unit_test(test_traffic),
 #ifdef KERN_TEST_CUDA
 	        cmocka_unit_test(test_large_index),
 #endif

@@ -53,7 +53,15 @@ struct job_ctx {
 	                                * files in ("." with --owner: the
 	                                * worker's working directory) */
 	const char *ckpt_dir; /* job_dir/ckpt, exists, survives requeue */
-	uint64_t grant_bytes; /* device bytes the scheduler granted */
+	/* Device bytes the scheduler granted. spikesort halves its batch
+	 * until its modelled device bytes (ss_batch_device_bytes) fit. gsn
+	 * does not read it: its device memory is mostly n×n matrices (the
+	 * covariances, their eigenvectors, the biconvex iterates: about 8 n²
+	 * elements) that its eigendecompositions need whole, and its N × C·T
+	 * residual block, which could be streamed through the Gram in column
+	 * chunks, is also the sample matrix the spectral level selection
+	 * reads; so a gsn job runs only where its whole estimate fits. */
+	uint64_t grant_bytes;
 	int attempt;          /* 1 on the first run */
 	/* Report progress in [0,1] and the current stage ("noise", "data",
 	 * "biconvex" …). Cheap; rate-limited by the worker. */

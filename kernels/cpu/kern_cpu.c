@@ -14,7 +14,9 @@
 #include <lapacke.h>
 #include <limits.h>
 #include <malloc.h>
+#include <pthread.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,7 +39,9 @@
 	} while (0)
 
 struct kern_cpu_ctx {
-	int unused; /* nothing to keep; a distinct pointer for the backend */
+	/* bytes of the upload and download calls: what a device backend
+	 * would copy for them (the copies here are memcpy) */
+	_Atomic uint64_t h2d, d2h;
 };
 
 /* ---- memory */
@@ -97,13 +101,37 @@ cpu_copy(void *ctx, void *dst, const void *src, size_t bytes)
 static int
 cpu_upload(void *ctx, void *dst, const void *h_src, size_t bytes)
 {
+	struct kern_cpu_ctx *c = ctx;
+
+	atomic_fetch_add(&c->h2d, (uint64_t) bytes);
 	return cpu_copy(ctx, dst, h_src, bytes);
 }
 
 static int
 cpu_download(void *ctx, void *h_dst, const void *src, size_t bytes)
 {
+	struct kern_cpu_ctx *c = ctx;
+
+	atomic_fetch_add(&c->d2h, (uint64_t) bytes);
 	return cpu_copy(ctx, h_dst, src, bytes);
+}
+
+void
+kern_cpu_count_d2h(void *ctx, uint64_t bytes)
+{
+	struct kern_cpu_ctx *c = ctx;
+
+	atomic_fetch_add(&c->d2h, bytes);
+}
+
+static int
+cpu_traffic(void *ctx, uint64_t *h2d, uint64_t *d2h)
+{
+	struct kern_cpu_ctx *c = ctx;
+
+	*h2d = atomic_load(&c->h2d);
+	*d2h = atomic_load(&c->d2h);
+	return 0;
 }
 
 static int
@@ -1005,7 +1033,39 @@ static const struct kern_ops kern_cpu_ops = {
         .syevr_below = cpu_syevr_below,
         .sterf = cpu_sterf,
         .syev_side = cpu_syev_side,
+        .traffic = cpu_traffic,
+        .filter_car = kern_cpu_filter_car,
+        .peaks_above = kern_cpu_peaks_above,
+        .sub_spikes = kern_cpu_sub_spikes,
+        .snippets = kern_cpu_snippets,
+        .score_best = kern_cpu_score_best,
+        .accept_peaks = kern_cpu_accept_peaks,
 };
+
+/* The cpu ops behind a device's caps (kern_cpu_open_as_device). */
+static struct kern_ops kern_cpu_dev_ops;
+static pthread_once_t kern_cpu_dev_once = PTHREAD_ONCE_INIT;
+
+static void
+cpu_dev_ops_init(void)
+{
+	kern_cpu_dev_ops = kern_cpu_ops;
+	kern_cpu_dev_ops.name = "cpu-dev";
+	kern_cpu_dev_ops.caps = 0;
+}
+
+int
+kern_cpu_open_as_device(struct kern_backend *kb)
+{
+	int rc = kern_cpu_open(kb);
+
+	if (rc != 0)
+		return rc;
+	pthread_once(&kern_cpu_dev_once, cpu_dev_ops_init);
+	kb->ops = &kern_cpu_dev_ops;
+	snprintf(kb->name, sizeof(kb->name), "cpu-dev");
+	return 0;
+}
 
 void
 kern_cpu_set_threads(int n)

@@ -46,6 +46,7 @@ struct kern_cuda_ctx {
 	double *d_res;  /* reduction results: RES_DOUBLES */
 	void *ws;       /* cached solver workspace */
 	size_t ws_bytes;
+	uint64_t h2d, d2h; /* bytes copied each way (kern.h traffic) */
 };
 
 /* ---- status mapping */
@@ -100,6 +101,8 @@ fetch_res(struct kern_cuda_ctx *c, double *h, int n)
 	int rc = cu_check("cudaMemcpyAsync",
 	                  cudaMemcpyAsync(h, c->d_res, (size_t) n * sizeof(*h),
 	                                  cudaMemcpyDeviceToHost, c->stream));
+
+	c->d2h += (uint64_t) n * sizeof(*h);
 	if (rc == 0)
 		rc = cu_check("cudaStreamSynchronize",
 		              cudaStreamSynchronize(c->stream));
@@ -288,6 +291,8 @@ fetch_info(struct kern_cuda_ctx *c, int *info)
 	int rc = cu_check("cudaMemcpyAsync",
 	                  cudaMemcpyAsync(info, c->d_info, sizeof(*info),
 	                                  cudaMemcpyDeviceToHost, c->stream));
+
+	c->d2h += sizeof(*info);
 	if (rc == 0)
 		rc = cu_check("cudaStreamSynchronize",
 		              cudaStreamSynchronize(c->stream));
@@ -387,6 +392,10 @@ transfer(struct kern_cuda_ctx *c, void *dst, const void *src, size_t bytes,
 	int rc;
 
 	rc = use(c);
+	if (kind == cudaMemcpyHostToDevice)
+		c->h2d += bytes;
+	else if (kind == cudaMemcpyDeviceToHost)
+		c->d2h += bytes;
 	if (rc == 0)
 		rc = cu_check(
 		        "cudaMemcpyAsync",
@@ -1127,6 +1136,229 @@ cuda_sterf(void *ctx, enum kern_dtype dt, int64_t n, void *d, void *e,
 	return rc;
 }
 
+/* ---- spikesort's batch path */
+
+static int
+cuda_traffic(void *ctx, uint64_t *h2d, uint64_t *d2h)
+{
+	struct kern_cuda_ctx *c = ctx;
+
+	*h2d = c->h2d;
+	*d2h = c->d2h;
+	return 0;
+}
+
+static int
+cuda_snippets(void *ctx, int64_t C, int64_t T, const float *Y, int64_t nc,
+              const int32_t *nbr, int64_t nt, int64_t n, const int32_t *tc,
+              float *S)
+{
+	struct kern_cuda_ctx *c = ctx;
+
+	(void) T;
+	LAUNCH(c, "kern_cuda_snippets",
+	       kern_cuda_snippets(C, Y, nc, nbr, nt, n, tc, S, c->stream));
+}
+
+/* Stream-ordered scratch: freed in order after the work that uses it. */
+static int
+scratch_alloc(struct kern_cuda_ctx *c, size_t bytes, void **p)
+{
+	*p = NULL;
+	return cu_check("cudaMallocAsync", cudaMallocAsync(p, bytes, c->stream));
+}
+
+static void
+scratch_free(struct kern_cuda_ctx *c, void *p)
+{
+	if (p != NULL)
+		(void) cu_check("cudaFreeAsync", cudaFreeAsync(p, c->stream));
+}
+
+static int
+cuda_filter_car(void *ctx, int64_t C, int64_t T, float *X, const double *h_sos,
+                int car)
+{
+	struct kern_cuda_ctx *c = ctx;
+	void *scr = NULL;
+	int rc;
+
+	if ((rc = use(c)) != 0 ||
+	    (rc = scratch_alloc(c, sizeof(float) * (size_t) (C + T), &scr)))
+		return rc;
+	rc = cu_check("kern_cuda_filter_car",
+	              kern_cuda_filter_car(C, T, X, h_sos, car, scr, c->stream));
+	scratch_free(c, scr);
+	return rc;
+}
+
+struct peak {
+	int64_t t;
+	int32_t c;
+	float a;
+};
+
+static int
+peak_cmp(const void *x, const void *y)
+{
+	const struct peak *p = x, *q = y;
+
+	if (p->t != q->t)
+		return p->t < q->t ? -1 : 1;
+	return (p->c > q->c) - (p->c < q->c);
+}
+
+/* Candidates appended on the device in any order; their count, and when
+ * they fit the caller's arrays the list (16 bytes a peak), come back and
+ * are put in (t, c) order here. */
+static int
+cuda_peaks_above(void *ctx, int64_t C, int64_t T, const float *Y, double th,
+                 int64_t lo, int64_t hi, int64_t w, int64_t nc,
+                 const int32_t *nbr, int64_t cap, int64_t *h_t, int32_t *h_c,
+                 float *h_amp, int64_t *n)
+{
+	struct kern_cuda_ctx *c = ctx;
+	size_t m = cap > 0 ? (size_t) cap : 1;
+	unsigned long long cnt = 0;
+	struct peak *pk = NULL;
+	char *buf = NULL;
+	int64_t *ot;
+	int32_t *oc;
+	float *oa;
+	int rc;
+
+	if ((rc = use(c)) != 0 ||
+	    (rc = scratch_alloc(c, 8 + m * 16, (void **) &buf)) != 0)
+		return rc;
+	ot = (int64_t *) (buf + 8);
+	oc = (int32_t *) (buf + 8 + 8 * m);
+	oa = (float *) (buf + 8 + 12 * m);
+	rc = cu_check("kern_cuda_peaks_above",
+	              kern_cuda_peaks_above(C, T, Y, th, lo, hi, w, nc, nbr,
+	                                    cap, (unsigned long long *) buf, ot,
+	                                    oc, oa, c->stream));
+	if (rc == 0)
+		rc = transfer(c, &cnt, buf, sizeof(cnt), cudaMemcpyDeviceToHost,
+		              1);
+	if (rc == 0 && cnt > 0 && cnt <= (unsigned long long) cap) {
+		size_t k = (size_t) cnt;
+		if ((rc = transfer(c, h_t, ot, 8 * k, cudaMemcpyDeviceToHost,
+		                   0)) != 0 ||
+		    (rc = transfer(c, h_c, oc, 4 * k, cudaMemcpyDeviceToHost,
+		                   0)) != 0 ||
+		    (rc = transfer(c, h_amp, oa, 4 * k, cudaMemcpyDeviceToHost,
+		                   1)) != 0)
+			goto out;
+		pk = malloc(sizeof(*pk) * k);
+		if (pk == NULL) {
+			rc = NQ_ENOMEM;
+			goto out;
+		}
+		for (size_t i = 0; i < k; i++)
+			pk[i] = (struct peak){h_t[i], h_c[i], h_amp[i]};
+		qsort(pk, k, sizeof(*pk), peak_cmp);
+		for (size_t i = 0; i < k; i++) {
+			h_t[i] = pk[i].t;
+			h_c[i] = pk[i].c;
+			h_amp[i] = pk[i].a;
+		}
+	}
+	if (rc == 0)
+		*n = (int64_t) cnt;
+out:
+	free(pk);
+	scratch_free(c, buf);
+	return rc;
+}
+
+static int
+cuda_sub_spikes(void *ctx, int64_t C, int64_t T, float *R, int64_t nt,
+                int64_t K, const float *W, const int32_t *win, int64_t n,
+                const int32_t *tk, const float *a)
+{
+	struct kern_cuda_ctx *c = ctx;
+
+	(void) T;
+	(void) K;
+	LAUNCH(c, "kern_cuda_sub_spikes",
+	       kern_cuda_sub_spikes(C, R, nt, W, win, n, tk, a, c->stream));
+}
+
+static int
+cuda_score_best(void *ctx, int64_t ng, int64_t n, const float *S, int64_t lds,
+                const float *mu, double lam, const int32_t *kid, float *G,
+                float *A, int32_t *Kb)
+{
+	struct kern_cuda_ctx *c = ctx;
+
+	LAUNCH(c, "kern_cuda_score_best",
+	       kern_cuda_score_best(ng, n, S, lds, mu, lam, kid, G, A, Kb,
+	                            c->stream));
+}
+
+/* Winners appended on the device in any order; their count and, when
+ * they fit, the list (16 bytes a winner) come back, put in (g, t) order
+ * here (g ld + t is unique). */
+static int
+cuda_accept_peaks(void *ctx, int64_t ng, int64_t n, int64_t ld, const float *G,
+                  const int32_t *Kb, const float *A, double th, int64_t w,
+                  const int32_t *nb0, const int32_t *nb, int64_t cap,
+                  int64_t *h_gt, int32_t *h_k, float *h_a, int64_t *cnt)
+{
+	struct kern_cuda_ctx *c = ctx;
+	size_t m = cap > 0 ? (size_t) cap : 1;
+	unsigned long long k = 0;
+	struct peak *pk = NULL;
+	char *buf = NULL;
+	int64_t *ogt;
+	int32_t *ok;
+	float *oa;
+	int rc;
+
+	if ((rc = use(c)) != 0 ||
+	    (rc = scratch_alloc(c, 8 + m * 16, (void **) &buf)) != 0)
+		return rc;
+	ogt = (int64_t *) (buf + 8);
+	ok = (int32_t *) (buf + 8 + 8 * m);
+	oa = (float *) (buf + 8 + 12 * m);
+	rc = cu_check("kern_cuda_accept_peaks",
+	              kern_cuda_accept_peaks(ng, n, ld, G, Kb, A, th, w, nb0,
+	                                     nb, cap,
+	                                     (unsigned long long *) buf, ogt,
+	                                     ok, oa, c->stream));
+	if (rc == 0)
+		rc = transfer(c, &k, buf, sizeof(k), cudaMemcpyDeviceToHost, 1);
+	if (rc == 0 && k > 0 && k <= (unsigned long long) cap) {
+		size_t q = (size_t) k;
+		if ((rc = transfer(c, h_gt, ogt, 8 * q, cudaMemcpyDeviceToHost,
+		                   0)) != 0 ||
+		    (rc = transfer(c, h_k, ok, 4 * q, cudaMemcpyDeviceToHost,
+		                   0)) != 0 ||
+		    (rc = transfer(c, h_a, oa, 4 * q, cudaMemcpyDeviceToHost,
+		                   1)) != 0)
+			goto out;
+		pk = malloc(sizeof(*pk) * q);
+		if (pk == NULL) {
+			rc = NQ_ENOMEM;
+			goto out;
+		}
+		for (size_t i = 0; i < q; i++)
+			pk[i] = (struct peak){h_gt[i], h_k[i], h_a[i]};
+		qsort(pk, q, sizeof(*pk), peak_cmp);
+		for (size_t i = 0; i < q; i++) {
+			h_gt[i] = pk[i].t;
+			h_k[i] = pk[i].c;
+			h_a[i] = pk[i].a;
+		}
+	}
+	if (rc == 0)
+		*cnt = (int64_t) k;
+out:
+	free(pk);
+	scratch_free(c, buf);
+	return rc;
+}
+
 static const struct kern_ops kern_cuda_ops = {
         .name = "cuda",
         .caps = 0, /* device memory; one stream and shared scratch */
@@ -1161,4 +1393,11 @@ static const struct kern_ops kern_cuda_ops = {
         .syevr_below = cuda_syevr_below,
         .sterf = cuda_sterf,
         .syev_side = cuda_syev_side,
+        .traffic = cuda_traffic,
+        .filter_car = cuda_filter_car,
+        .peaks_above = cuda_peaks_above,
+        .sub_spikes = cuda_sub_spikes,
+        .snippets = cuda_snippets,
+        .score_best = cuda_score_best,
+        .accept_peaks = cuda_accept_peaks,
 };

@@ -576,3 +576,336 @@ kern_cuda_conv_rows(enum kern_dtype dt, int64_t ng, int64_t group, int64_t n,
 		                                    (const T *) W, (T *) Y, ldy);
 	});
 }
+
+/* ---- spikesort's batch path (float32; kern.h filter_car, peaks_above,
+ * sub_spikes). The arithmetic is the cpu backend's (kern_cpu_batch.c)
+ * with every rounding written out (__d*_rn, __f*_rn): nvcc would
+ * otherwise fuse multiply-adds, which the cpu build never does. */
+
+/* mean[c] = Σ_t X[c + C t] / T: one thread per channel, in sample order
+ * (the cpu's sum exactly). */
+static __global__ void
+k_chan_mean(int64_t C, int64_t T, const float *X, float *mean)
+{
+	GRID_LOOP(c, C)
+	{
+		double s = 0;
+		for (int64_t t = 0; t < T; t++)
+			s = __dadd_rn(s, (double) X[c + C * t]);
+		mean[c] = __double2float_rn(__ddiv_rn(s, (double) T));
+	}
+}
+
+/* One block per sample (grid-stride): X[:, t] −= mean; med[t] = the
+ * median of the column (car), by a bitonic sort of its P >= C values
+ * (+inf padding) in shared memory. */
+static __global__ void
+k_center_median(int64_t C, int64_t T, float *X, const float *mean, float *med,
+                int car, int P)
+{
+	extern __shared__ float sv[];
+
+	for (int64_t t = blockIdx.x; t < T; t += gridDim.x) {
+		float *col = X + C * t;
+		__syncthreads();
+		for (int i = threadIdx.x; i < P; i += blockDim.x) {
+			float v = HUGE_VALF;
+			if (i < C) {
+				v = __fsub_rn(col[i], mean[i]);
+				col[i] = v;
+			}
+			sv[i] = v;
+		}
+		if (!car) {
+			if (threadIdx.x == 0)
+				med[t] = 0;
+			continue;
+		}
+		for (int k = 2; k <= P; k <<= 1)
+			for (int j = k >> 1; j > 0; j >>= 1) {
+				__syncthreads();
+				for (int i = threadIdx.x; i < P; i += blockDim.x) {
+					int l = i ^ j;
+					if (l > i) {
+						float a = sv[i], b = sv[l];
+						int up = (i & k) == 0;
+						if ((a > b) == up) {
+							sv[i] = b;
+							sv[l] = a;
+						}
+					}
+				}
+			}
+		__syncthreads();
+		if (threadIdx.x == 0) {
+			int k2 = (int) (C / 2), k1 = C % 2 == 0 ? k2 - 1 : k2;
+			med[t] = __fdiv_rn(__fadd_rn(sv[k2], sv[k1]), 2.0f);
+		}
+	}
+}
+
+struct sos_coef {
+	double b10, b11, a11, b20, b21, b22, a21, a22, b10i;
+};
+
+/* One channel per thread: the forward pass (reference med subtracted
+ * first, when given) and the backward pass, as the cpu's sections. */
+static __global__ void
+k_sections(int64_t C, int64_t T, float *X, const float *med, sos_coef f)
+{
+	GRID_LOOP(c, C)
+	{
+		for (int pass = 0; pass < 2; pass++) {
+			int64_t first = pass == 0 ? 0 : T - 1;
+			float sub0 = pass == 0 ? med[0] : 0.0f;
+			double z1 = __dmul_rn(
+			        -f.b10,
+			        (double) __fsub_rn(X[c + C * first], sub0));
+			double s1 = 0, s2 = 0;
+			for (int64_t i = 0; i < T; i++) {
+				int64_t t = pass == 0 ? i : T - 1 - i;
+				float sub = pass == 0 ? med[t] : 0.0f;
+				float *x = X + c + C * t;
+				double xi = (double) __fsub_rn(*x, sub);
+				double y = __dadd_rn(__dmul_rn(f.b10, xi), z1);
+				z1 = __dsub_rn(__dmul_rn(f.b11, xi),
+				               __dmul_rn(f.a11, y));
+				double u = __dadd_rn(__dmul_rn(f.b20, y), s1);
+				s1 = __dadd_rn(__dsub_rn(__dmul_rn(f.b21, y),
+				                         __dmul_rn(f.a21, u)),
+				               s2);
+				s2 = __dsub_rn(__dmul_rn(f.b22, y),
+				               __dmul_rn(f.a22, u));
+				*x = __double2float_rn(u);
+			}
+		}
+	}
+}
+
+/* scratch: C + T floats (mean, med) of device memory. */
+extern "C" cudaError_t
+kern_cuda_filter_car(int64_t C, int64_t T, float *X, const double *h_sos,
+                     int car, float *scratch, cudaStream_t s)
+{
+	float *mean = scratch, *med = scratch + C;
+	int P = 1;
+	sos_coef f = {h_sos[0], h_sos[1], h_sos[3], h_sos[4], h_sos[5],
+	              h_sos[6], h_sos[8], h_sos[9], 0};
+
+	while (P < C)
+		P <<= 1;
+	if (P > 8192) /* 32 KiB of shared memory per block */
+		return cudaErrorInvalidValue;
+	k_chan_mean<<<blocks_for(C), TPB, 0, s>>>(C, T, X, mean);
+	k_center_median<<<(unsigned) (T < 65535 ? T : 65535), TPB,
+	                  sizeof(float) * (size_t) P, s>>>(
+	        C, T, X, mean, med, car && C >= 3, P);
+	k_sections<<<blocks_for(C), TPB, 0, s>>>(C, T, X, med, f);
+	return cudaGetLastError();
+}
+
+/* One thread per (t, c) of [lo, hi) × C: the cpu's test, appended to the
+ * list at *count (entries past cap are counted, not written). */
+static __global__ void
+k_peaks(int64_t C, int64_t T, const float *Y, float th, int64_t lo, int64_t hi,
+        int64_t w, int64_t nc, const int32_t *nbr, int64_t cap,
+        unsigned long long *count, int64_t *ot, int32_t *oc, float *oa)
+{
+	GRID_LOOP(idx, (hi - lo) * C)
+	{
+		int64_t t = lo + idx / C, c = idx % C;
+		float v = Y[c + C * t];
+		if (!(v < th))
+			continue;
+		int64_t u0 = t - w < 0 ? 0 : t - w;
+		int64_t u1 = t + w >= T ? T - 1 : t + w;
+		const int32_t *nb = nbr + nc * c;
+		int ok = 1;
+		for (int64_t u = u0; u <= u1 && ok; u++)
+			for (int64_t j = 0; j < nc; j++) {
+				int64_t cj = nb[j];
+				float x = Y[cj + C * u];
+				if (x < v ||
+				    (x == v && (u < t || (u == t && cj < c)))) {
+					ok = 0;
+					break;
+				}
+			}
+		if (!ok)
+			continue;
+		unsigned long long p = atomicAdd(count, 1ULL);
+		if ((int64_t) p < cap) {
+			ot[p] = t;
+			oc[p] = (int32_t) c;
+			oa[p] = v;
+		}
+	}
+}
+
+extern "C" cudaError_t
+kern_cuda_peaks_above(int64_t C, int64_t T, const float *Y, double th,
+                      int64_t lo, int64_t hi, int64_t w, int64_t nc,
+                      const int32_t *nbr, int64_t cap,
+                      unsigned long long *count, int64_t *ot, int32_t *oc,
+                      float *oa, cudaStream_t s)
+{
+	cudaError_t e = cudaMemsetAsync(count, 0, sizeof(*count), s);
+
+	if (e != cudaSuccess)
+		return e;
+	k_peaks<<<blocks_for((hi - lo) * C), TPB, 0, s>>>(
+	        C, T, Y, (float) th, lo, hi, w, nc, nbr, cap, count, ot, oc,
+	        oa);
+	return cudaGetLastError();
+}
+
+/* One block per spike (grid-stride); footprints do not overlap. */
+static __global__ void
+k_sub_spikes(int64_t C, float *R, int64_t nt, const float *W,
+             const int32_t *win, int64_t n, const int32_t *tk, const float *a)
+{
+	for (int64_t i = blockIdx.x; i < n; i += gridDim.x) {
+		int64_t t = tk[2 * i], k = tk[2 * i + 1];
+		int64_t c0 = win[2 * k], wd = win[2 * k + 1] - c0;
+		const float *Wk = W + C * nt * k;
+		float *Rt = R + C * t, ai = a[i];
+		for (int64_t e = threadIdx.x; e < wd * nt; e += blockDim.x) {
+			int64_t tau = e / wd, c = c0 + e % wd;
+			float *r = Rt + c + C * tau;
+			*r = __fsub_rn(*r, __fmul_rn(ai, Wk[c + C * tau]));
+		}
+	}
+}
+
+extern "C" cudaError_t
+kern_cuda_sub_spikes(int64_t C, float *R, int64_t nt, const float *W,
+                     const int32_t *win, int64_t n, const int32_t *tk,
+                     const float *a, cudaStream_t s)
+{
+	unsigned g = (unsigned) (n < MAX_BLOCKS ? n : MAX_BLOCKS);
+
+	k_sub_spikes<<<g, TPB, 0, s>>>(C, R, nt, W, win, n, tk, a);
+	return cudaGetLastError();
+}
+
+static __global__ void
+k_snippets(int64_t C, const float *Y, int64_t nc, const int32_t *nbr,
+           int64_t nt, int64_t n, const int32_t *tc, float *S)
+{
+	GRID_LOOP(e, n * nc * nt)
+	{
+		int64_t i = e / (nc * nt), j = e / nt % nc, k = e % nt;
+		int64_t t = tc[2 * i], c = tc[2 * i + 1];
+		S[e] = Y[nbr[nc * c + j] + C * (t + k)];
+	}
+}
+
+extern "C" cudaError_t
+kern_cuda_snippets(int64_t C, const float *Y, int64_t nc, const int32_t *nbr,
+                   int64_t nt, int64_t n, const int32_t *tc, float *S,
+                   cudaStream_t s)
+{
+	k_snippets<<<blocks_for(n * nc * nt), TPB, 0, s>>>(C, Y, nc, nbr, nt, n,
+	                                                  tc, S);
+	return cudaGetLastError();
+}
+
+/* score_best: one thread per sample, rows in order (the cpu's loop). */
+static __global__ void
+k_score_best(int64_t ng, int64_t n, const float *S, int64_t lds,
+             const float *mu, double lam, const int32_t *kid, float *G,
+             float *A, int32_t *Kb)
+{
+	GRID_LOOP(t, n)
+	{
+		float g = -HUGE_VALF, a = 0;
+		int32_t kb = -1;
+		for (int64_t i = 0; i < ng; i++) {
+			float s = S[t + lds * i], v;
+			if (mu[i] > 0 && lam > 0) {
+				float l = (float) lam, lm = __fmul_rn(l, mu[i]);
+				float c0 = __fmul_rn(lm, mu[i]);
+				float inv = __fdiv_rn(1.0f, __fadd_rn(1.0f, l));
+				float x = __fadd_rn(s, lm);
+				v = x > 0 ? __fsub_rn(__fmul_rn(__fmul_rn(x, x),
+				                                inv),
+				                      c0)
+				          : -HUGE_VALF;
+			} else {
+				v = s > 0 ? __fmul_rn(s, s) : -HUGE_VALF;
+			}
+			if (v > g) {
+				g = v;
+				a = s;
+				kb = kid[i];
+			}
+		}
+		G[t] = g;
+		A[t] = a;
+		Kb[t] = kb;
+	}
+}
+
+extern "C" cudaError_t
+kern_cuda_score_best(int64_t ng, int64_t n, const float *S, int64_t lds,
+                     const float *mu, double lam, const int32_t *kid, float *G,
+                     float *A, int32_t *Kb, cudaStream_t s)
+{
+	k_score_best<<<blocks_for(n), TPB, 0, s>>>(ng, n, S, lds, mu, lam, kid,
+	                                          G, A, Kb);
+	return cudaGetLastError();
+}
+
+/* accept_peaks: one thread per (g, t); winners appended at *count. */
+static __global__ void
+k_accept(int64_t ng, int64_t n, int64_t ld, const float *G, const int32_t *Kb,
+         const float *A, float th, int64_t w, const int32_t *nb0,
+         const int32_t *nb, int64_t cap, unsigned long long *count,
+         int64_t *ogt, int32_t *ok, float *oa)
+{
+	GRID_LOOP(idx, ng * n)
+	{
+		int64_t g = idx / n, t = idx % n;
+		float v = G[ld * g + t];
+		if (!(v > th))
+			continue;
+		int64_t u0 = t - w + 1 < 0 ? 0 : t - w + 1;
+		int64_t u1 = t + w > n ? n : t + w;
+		int win = 1;
+		for (int64_t j = nb0[g]; j < nb0[g + 1] && win; j++) {
+			int64_t h = nb[j];
+			const float *Gh = G + ld * h;
+			for (int64_t u = u0; u < u1; u++)
+				if (Gh[u] > v ||
+				    (Gh[u] == v && (h < g || (h == g && u < t)))) {
+					win = 0;
+					break;
+				}
+		}
+		if (!win)
+			continue;
+		unsigned long long p = atomicAdd(count, 1ULL);
+		if ((int64_t) p < cap) {
+			ogt[p] = ld * g + t;
+			ok[p] = Kb[ld * g + t];
+			oa[p] = A[ld * g + t];
+		}
+	}
+}
+
+extern "C" cudaError_t
+kern_cuda_accept_peaks(int64_t ng, int64_t n, int64_t ld, const float *G,
+                       const int32_t *Kb, const float *A, double th, int64_t w,
+                       const int32_t *nb0, const int32_t *nb, int64_t cap,
+                       unsigned long long *count, int64_t *ogt, int32_t *ok,
+                       float *oa, cudaStream_t s)
+{
+	cudaError_t e = cudaMemsetAsync(count, 0, sizeof(*count), s);
+
+	if (e != cudaSuccess)
+		return e;
+	k_accept<<<blocks_for(ng * n), TPB, 0, s>>>(ng, n, ld, G, Kb, A,
+	                                           (float) th, w, nb0, nb, cap,
+	                                           count, ogt, ok, oa);
+	return cudaGetLastError();
+}

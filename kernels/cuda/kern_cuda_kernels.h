@@ -73,6 +73,42 @@ cudaError_t kern_cuda_conv_rows(enum kern_dtype dt, int64_t ng, int64_t group,
                                 int64_t ldx, const void *W, void *Y,
                                 int64_t ldy, cudaStream_t s);
 
+/* kern.h filter_car; scratch: C + T device floats; C <= 8192 (a sample's
+ * channels are sorted in shared memory for the median). */
+cudaError_t kern_cuda_filter_car(int64_t C, int64_t T, float *X,
+                                 const double *h_sos, int car, float *scratch,
+                                 cudaStream_t s);
+/* kern.h peaks_above's candidates, in no particular order: *count (device)
+ * = how many, the first cap of them in ot, oc, oa (device). */
+cudaError_t kern_cuda_peaks_above(int64_t C, int64_t T, const float *Y,
+                                  double th, int64_t lo, int64_t hi, int64_t w,
+                                  int64_t nc, const int32_t *nbr, int64_t cap,
+                                  unsigned long long *count, int64_t *ot,
+                                  int32_t *oc, float *oa, cudaStream_t s);
+/* kern.h sub_spikes; n > 0. */
+cudaError_t kern_cuda_sub_spikes(int64_t C, float *R, int64_t nt,
+                                 const float *W, const int32_t *win, int64_t n,
+                                 const int32_t *tk, const float *a,
+                                 cudaStream_t s);
+/* kern.h snippets; n > 0. */
+cudaError_t kern_cuda_snippets(int64_t C, const float *Y, int64_t nc,
+                               const int32_t *nbr, int64_t nt, int64_t n,
+                               const int32_t *tc, float *S, cudaStream_t s);
+/* kern.h score_best; ng, n > 0. */
+cudaError_t kern_cuda_score_best(int64_t ng, int64_t n, const float *S,
+                                 int64_t lds, const float *mu, double lam,
+                                 const int32_t *kid, float *G, float *A,
+                                 int32_t *Kb, cudaStream_t s);
+/* kern.h accept_peaks' winners in no particular order: *count (device),
+ * the first cap of them in ogt, ok, oa (device). */
+cudaError_t kern_cuda_accept_peaks(int64_t ng, int64_t n, int64_t ld,
+                                   const float *G, const int32_t *Kb,
+                                   const float *A, double th, int64_t w,
+                                   const int32_t *nb0, const int32_t *nb,
+                                   int64_t cap, unsigned long long *count,
+                                   int64_t *ogt, int32_t *ok, float *oa,
+                                   cudaStream_t s);
+
 #ifdef __cplusplus
 }
 #endif

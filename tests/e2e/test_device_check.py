@@ -106,6 +106,11 @@ def test_dry_run_spikesort_figures(dry_run):
     assert r["result"]["duration_s"] == pytest.approx(ss["recording"]["seconds"], abs=0.01)
     assert r["gt_units"] == ss["recording"]["units"] and 0 <= r["well_detected"] <= r["gt_units"]
     assert r["well_detected"] >= r["gt_units"] // 2  # it sorted something real
+    # the traffic per second of recording and the device model, from the result's counters
+    tr = r["traffic"]
+    assert tr["model_device_mib_per_batch"] > 0
+    assert tr["h2d_mib_per_s"] > 0 and tr["d2h_mib_per_s"] > 0
+    assert 0 < tr["match_d2h_mib_per_s"] <= tr["d2h_mib_per_s"]
 
 
 def test_budget_stops_a_part_and_says_so(tmp_path):

@@ -98,6 +98,12 @@ def test_accuracy_and_scalars(gt32, sorted32):
     assert 0 <= res["n_good"] <= res["n_units"]
     for k in ("time_preprocess_s", "time_detect_s", "time_match_s", "time_post_s"):
         assert res[k] >= 0, k
+    # the batch path's host<->device traffic and device model, through the daemon
+    # (daemon/jobs/spikesort/README.md, "On a device")
+    assert res["device_bytes_per_batch"] > 0
+    for k in ("h2d", "d2h"):
+        assert res[k + "_bytes_per_s"] == pytest.approx(res[k + "_bytes"] / res["duration_s"])
+        assert 0 < res["match_" + k + "_bytes_per_s"] <= res[k + "_bytes_per_s"]
     acc = compare(gt_t, gt_l, times, clusters, DELTA)
     print("accuracy per unit", np.round(acc, 3))
     # measured: every unit >= 0.98 (10 of 10); SpikeForest's "well detected"

@@ -145,6 +145,75 @@ def test_deterministic_and_resume(dataset, sorted_run):
     assert "resumed" not in log
 
 
+def device_bytes_model(C, NT, K, pad=61, fpad=192, rank=3, nt=61):
+    """ss_batch_device_bytes (ss_batch.c), as documented in the README's
+    "On a device": the batcher's raw and whitened batch and two C x C
+    matrices; the matcher's residual, projections, one group's scores (<= K
+    rows), U and V, the templates, their windows, a round's spike list, the
+    groups' best gain/amplitude/template per sample, priors, ids and group
+    overlaps."""
+    Tb = NT + 2 * pad
+    Tf = Tb + 2 * fpad
+    RK = rank * K
+    return (4 * (C * Tf + C * Tb + 2 * C * C)
+            + 4 * (C * Tb + RK * Tb + K * Tb + RK * (C + nt) + K * C * nt + 2 * K)
+            + 12 * K * (Tb // nt + 2) + 12 * K * Tb + 4 * (3 * K + 1 + K * K))
+
+
+def check_traffic(res):
+    """The result's host<->device traffic (the backend's copy counters) and
+    the modelled device bytes: present, per second of recording, and within
+    the model's bounds for the matching pass, which uploads every subtracted
+    spike (12 bytes) and downloads it in an accepted list (16 bytes, with an
+    8-byte count per round, at least one round per batch) -- and nothing
+    else but, on a device, the raw batches up."""
+    N, NT, pad, fpad = 30 * FS, 60000, 61, 192
+    K, C, dur = res["n_templates"], N_CH, res["duration_s"]
+    nb = -(-N // NT)
+    Tb = NT + 2 * pad
+    assert res["device_bytes_per_batch"] == device_bytes_model(C, NT, K)
+    for k in ("h2d", "d2h"):
+        assert res[k + "_bytes_per_s"] == pytest.approx(res[k + "_bytes"] / dur, rel=1e-6)
+        assert 0 < res["match_" + k + "_bytes_per_s"] <= res[k + "_bytes_per_s"]
+    match_up = res["match_h2d_bytes_per_s"] * dur
+    match_down = res["match_d2h_bytes_per_s"] * dur
+    raw = nb * 4 * C * (Tb + 2 * fpad) if res["device"] != "cpu" else 0
+    assert match_down >= 8 * nb + 16 * res["n_spikes"]
+    assert match_up >= raw + 12 * res["n_spikes"]
+    # spikes found in the pads and dropped, duplicates removed: a few times
+    # the kept ones at most, and no batch or score comes back
+    assert match_down <= 8 * nb * 60 + 16 * 4 * res["n_spikes"]
+    # (+ the matcher's templates: U, V, windows, priors; W on a device)
+    setup = 4 * 3 * K * (C + 61) + 4 * K * C * 61 + 64 * K + 4096
+    assert match_up <= raw + setup + 12 * 4 * res["n_spikes"]
+
+
+def test_traffic_counters(dataset, sorted_run):
+    check_traffic(sorted_run[1])
+
+
+def test_device_path_on_cpu(dataset, sorted_run):
+    """ss-run --device cpu-dev: the cpu's ops behind a device's caps, so the
+    sort takes the GPU's path (raw batch uploaded, filtered, whitened by
+    gemm, matched on a device residual; nothing read from device memory
+    directly). The same spikes as the cpu path; amplitudes differ only by
+    the whitening's rounding (gemm vs the host's in-place product)."""
+    d, rec, _, _ = dataset
+    out, res, _ = sorted_run
+    res2, _ = run(rec, d / "phy_dev", "--probe", str(rec) + ".probe.json",
+                  "--device", "cpu-dev")
+    assert res2["device"] == "cpu-dev"
+    check_traffic(res2)
+    t1, t2 = np.load(out / "spike_times.npy"), np.load(d / "phy_dev" / "spike_times.npy")
+    common, i1, i2 = np.intersect1d(t1, t2, return_indices=True)
+    assert len(common) >= 0.995 * max(len(t1), len(t2))
+    a1 = np.load(out / "amplitudes.npy")[i1]
+    a2 = np.load(d / "phy_dev" / "amplitudes.npy")[i2]
+    assert np.max(np.abs(a1 - a2)) <= 1e-4 * np.max(np.abs(a1))
+    # on the device path the matching pass uploads every raw batch
+    assert res2["match_h2d_bytes_per_s"] > 100 * res["match_h2d_bytes_per_s"]
+
+
 def test_small_batches_agree(dataset, sorted_run):
     """Batch length is a memory knob, not an accuracy one."""
     d, rec, gt_t, gt_l = dataset

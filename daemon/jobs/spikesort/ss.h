@@ -75,6 +75,8 @@ struct ss_filter {
 };
 
 int ss_filter_design(struct ss_filter *f, double fs, double fc);
+/* The sections as kern.h filter_car's h_sos (10 doubles). */
+void ss_filter_sos(const struct ss_filter *f, double *sos);
 /* Zero-phase (forward-backward) high-pass of every channel of X (C × T);
  * each pass starts in the steady state of its first sample, so an offset
  * gives no transient. work: 3 C doubles. */
@@ -170,6 +172,12 @@ struct ss_result {
 	int64_t n_drift, drift_batch;
 	double t_drift;
 	struct ss_quality *quality; /* ss_quality.h; NULL until measured */
+	/* host↔device bytes (kern traffic) of the whole sort (and of the
+	 * features pass, added by ss_traffic_add_since) and of its matching
+	 * pass, and the modelled device bytes of the batch path
+	 * (ss_batch_device_bytes) */
+	uint64_t xfer_h2d, xfer_d2h, xfer_match_h2d, xfer_match_d2h;
+	uint64_t dev_batch_bytes;
 };
 
 void ss_result_free(struct ss_result *r);
@@ -213,6 +221,11 @@ int ss_band_blocks(const float *M, int C, int rows, struct ss_band *b);
 int ss_apply_banded(const struct kern_backend *kb, const void *dM, int C,
                     const struct ss_band *b, int nb, float *X, int64_t T,
                     struct ss_kbuf *dx, struct ss_kbuf *dy);
+/* The banded product on the device: dY = M dX (C × T each, dX and dY
+ * device buffers of kb that must not overlap), one gemm per band. */
+int ss_apply_banded_dev(const struct kern_backend *kb, const void *dM, int C,
+                        const struct ss_band *b, int nb, const float *dX,
+                        float *dY, int64_t T);
 /* Inverse of an n × n matrix (Gauss-Jordan, partial pivoting). 0, or
  * NQ_EBADDATA when singular. */
 int ss_invert(const float *A, int n, float *Ainv);
@@ -229,11 +242,13 @@ struct ss_spikes {
 void ss_spikes_free(struct ss_spikes *s);
 /* Threshold crossings that are minima over ±nt0min samples and the nc_feat
  * nearest channels; keeps troughs in [lo, hi) of the batch (batch-relative
- * sample index + t_abs0 = absolute). per_chan_cap bounds memory. */
-int ss_detect_batch(const struct ss_config *cfg, const struct ss_probe *p,
-                    const float *Y, int64_t T, int64_t lo, int64_t hi,
-                    int64_t t_abs0, int per_chan_cap, int64_t *chan_count,
-                    struct ss_spikes *out);
+ * sample index + t_abs0 = absolute). per_chan_cap bounds memory. Y is a
+ * buffer of kb (C × T): the peaks are found there (kern peaks_above) and
+ * only their list and snippets (kern snippets) come back. */
+int ss_detect_batch(const struct ss_config *cfg, const struct kern_backend *kb,
+                    const struct ss_probe *p, const float *Y, int64_t T,
+                    int64_t lo, int64_t hi, int64_t t_abs0, int per_chan_cap,
+                    int64_t *chan_count, struct ss_spikes *out);
 /* Cluster the snippets into initial templates: W (K × C × nt, unit norm). */
 int ss_cluster(const struct ss_config *cfg, const struct kern_backend *kb,
                const struct ss_probe *p, const struct ss_spikes *sp, float **W,
@@ -284,6 +299,12 @@ struct ss_matcher; /* scratch for one batch size */
 int ss_matcher_new(const struct kern_backend *kb, const struct ss_templates *t,
                    int64_t Tmax, struct ss_matcher **out);
 void ss_matcher_free(struct ss_matcher *m);
+/* ss_match_batch on a batch that is already on the device (a buffer of
+ * the matcher's backend, C × T, left as it is): the residual stays on the
+ * device, so only spike lists and scores move (acc must be NULL). */
+int ss_match_batch_dev(struct ss_matcher *m, const struct ss_config *cfg,
+                       const float *dY, int64_t T, int64_t lo, int64_t hi,
+                       int64_t t_abs0, struct ss_match_out *out);
 /* Peel spikes off R (C × T, in place: R becomes the residual). Spikes whose
  * trough lies in [lo, hi) are appended to out (absolute times t_abs0 + i).
  * When acc != NULL (K × C × nt) and cnt (K), the clean waveform of each kept

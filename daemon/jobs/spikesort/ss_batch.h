@@ -24,8 +24,6 @@ struct ss_batcher {
 	int64_t N, NT, nb, Tb, Tfull;
 	struct ss_filter filt;
 	float *X; /* C × Tfull */
-	double *fwork;
-	float *cwork;
 	/* whitening M (C × C column-major, not owned; NULL: none yet) on the
 	 * device, with the row blocks of its nonzeros */
 	const float *M;
@@ -41,6 +39,10 @@ struct ss_batcher {
 	struct ss_kbuf dAM;
 	struct ss_band *aband;
 	int naband;
+	/* on a device backend: the raw batch (C × Tfull) and the whitened
+	 * one (C × Tb), and the filter's sections (kern filter_car) */
+	struct ss_kbuf dX, dY;
+	double sos[10];
 	/* NULL, or called by ss_batcher_load with the preprocessed batch
 	 * (Y: Tb samples, core at [pad, pad + core)) before whitening */
 	void (*pre)(void *u, int64_t b, const float *Y, int64_t Tb,
@@ -63,6 +65,28 @@ int ss_batcher_drift(struct ss_batcher *bt, const float *shift);
  * [pad, pad + core). 0 or an nq_err code with msg. */
 int ss_batcher_load(struct ss_batcher *bt, int64_t b, float **Y, int64_t *core,
                     char *msg, size_t msglen);
+/* Batch b as a buffer of the backend (*dY: C × Tb, core at [pad, pad +
+ * core), valid until the next load): on a host-memory backend the host
+ * batch of ss_batcher_load; on a device the raw batch goes up once and is
+ * filtered, referenced and whitened there, and nothing comes back (but
+ * the batch the pre hook is given). */
+int ss_batcher_load_dev(struct ss_batcher *bt, int64_t b, const float **dY,
+                        int64_t *core, char *msg, size_t msglen);
+/* A host batch (C × Tb) as a buffer of the backend: Y itself on a
+ * host-memory backend, else uploaded into the batcher's (valid until the
+ * next load or put). */
+int ss_batcher_put(struct ss_batcher *bt, const float *Y, const float **dY);
+/* The backend's traffic counters now (kern traffic), into mark[2]; and
+ * res's whole-run counters (xfer_h2d, xfer_d2h) increased by the traffic
+ * since a mark: the features pass after ss_sort counts in them too. */
+void ss_traffic_mark(const struct kern_backend *kb, uint64_t *mark);
+void ss_traffic_add_since(const struct kern_backend *kb,
+                          const uint64_t *mark, struct ss_result *res);
+/* Modelled device bytes of the batch path (the batcher's and the
+ * matcher's buffers) for batches of NT samples on C channels with K
+ * templates, on a device backend. */
+uint64_t ss_batch_device_bytes(const struct ss_config *cfg, int C, int64_t NT,
+                               int K);
 void ss_batcher_free(struct ss_batcher *bt);
 
 #endif

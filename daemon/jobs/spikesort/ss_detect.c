@@ -49,68 +49,117 @@ spikes_push(struct ss_spikes *s, int64_t t, int c, float **wave)
 	return 0;
 }
 
+/* The peaks of [lo, hi) (kern peaks_above, grown until they fit): *n of
+ * them in (t, c) order in pt, pc, pa (malloc'd, caller frees). */
+static int
+find_peaks(const struct kern_backend *kb, int C, const float *Y, int64_t T,
+           double th, int64_t lo, int64_t hi, int w, int nc,
+           const int32_t *dnbr, int64_t **pt, int32_t **pc, float **pa,
+           int64_t *n)
+{
+	int64_t cap = 4096;
+	int rc;
+
+	*pt = NULL;
+	*pc = NULL;
+	*pa = NULL;
+	for (;;) {
+		int64_t *t = realloc(*pt, sizeof(int64_t) * (size_t) cap);
+		if (t != NULL)
+			*pt = t;
+		int32_t *c = realloc(*pc, sizeof(int32_t) * (size_t) cap);
+		if (c != NULL)
+			*pc = c;
+		float *a = realloc(*pa, sizeof(float) * (size_t) cap);
+		if (a != NULL)
+			*pa = a;
+		if (t == NULL || c == NULL || a == NULL)
+			return NQ_ENOMEM;
+		if ((rc = KOP(kb, peaks_above, C, T, Y, th, lo, hi, w, nc, dnbr,
+		              cap, *pt, *pc, *pa, n)) != 0 ||
+		    *n <= cap)
+			return rc;
+		cap = *n;
+	}
+}
+
 int
-ss_detect_batch(const struct ss_config *cfg, const struct ss_probe *p,
-                const float *Y, int64_t T, int64_t lo, int64_t hi,
-                int64_t t_abs0, int per_chan_cap, int64_t *chan_count,
-                struct ss_spikes *out)
+ss_detect_batch(const struct ss_config *cfg, const struct kern_backend *kb,
+                const struct ss_probe *p, const float *Y, int64_t T,
+                int64_t lo, int64_t hi, int64_t t_abs0, int per_chan_cap,
+                int64_t *chan_count, struct ss_spikes *out)
 {
 	int C = p->n, nc = cfg->nc_feat < C ? cfg->nc_feat : C, nt = cfg->nt;
-	int w = cfg->nt0min, rc = 0;
-	int *nbr = malloc(sizeof(int) * (size_t) C * (size_t) nc);
-	float th = (float) -cfg->th_detect;
+	int w = cfg->nt0min, rc = NQ_ENOMEM;
+	int32_t *nbr = malloc(sizeof(int32_t) * (size_t) C * (size_t) nc);
+	int *nb = malloc(sizeof(int) * (size_t) nc);
+	int64_t *pt = NULL, np = 0, nk = 0, first = out->n;
+	int32_t *pc = NULL, *tc = NULL;
+	float *pa = NULL;
+	struct ss_kbuf dnbr = {0}, dtc = {0}, dS = {0};
+	size_t wl = (size_t) nc * (size_t) nt;
 
-	if (nbr == NULL)
-		return NQ_ENOMEM;
+	if (nbr == NULL || nb == NULL)
+		goto out;
 	out->nc = nc;
 	out->nt = nt;
-	for (int c = 0; c < C; c++)
-		ss_probe_nearest(p, c, nc, nbr + (size_t) c * nc);
+	for (int c = 0; c < C; c++) {
+		ss_probe_nearest(p, c, nc, nb);
+		for (int j = 0; j < nc; j++)
+			nbr[(size_t) c * nc + j] = nb[j];
+	}
 	if (lo < w)
 		lo = w;
 	if (hi > T - (nt - cfg->nt0min))
 		hi = T - (nt - cfg->nt0min);
-	for (int64_t t = lo; t < hi; t++) {
-		const float *col = Y + t * C;
-		for (int c = 0; c < C; c++) {
-			float v = col[c];
-			int ismin = 1;
-			if (v >= th)
-				continue;
-			const int *nb = nbr + (size_t) c * nc;
-			/* strict minimum over the space-time neighbourhood,
-			 * ties to the earlier sample then the lower channel */
-			for (int64_t u = t - w; u <= t + w && ismin; u++) {
-				if (u < 0 || u >= T)
-					continue;
-				const float *cu = Y + u * C;
-				for (int j = 0; j < nc; j++) {
-					int cj = nb[j];
-					float x = cu[cj];
-					if (x < v ||
-					    (x == v &&
-					     (u < t || (u == t && cj < c)))) {
-						ismin = 0;
-						break;
-					}
-				}
-			}
-			if (!ismin || chan_count[c] >= per_chan_cap)
-				continue;
-			float *wave;
-			rc = spikes_push(out, t_abs0 + t, c, &wave);
-			if (rc != 0)
-				goto out;
-			chan_count[c]++;
-			for (int j = 0; j < nc; j++)
-				for (int k = 0; k < nt; k++)
-					wave[j * nt + k] =
-					        Y[(t - cfg->nt0min + k) * C +
-					          nb[j]];
-		}
+	rc = 0;
+	if (lo >= hi || C == 0)
+		goto out;
+	/* strict minima over the space-time neighbourhood, ties to the
+	 * earlier sample then the lower channel, found where Y lies */
+	if ((rc = ss_kbuf_ensure(kb, &dnbr, sizeof(int32_t) * (size_t) C * nc)) ||
+	    (rc = KOP(kb, upload, dnbr.p, nbr,
+	              sizeof(int32_t) * (size_t) C * nc)) ||
+	    (rc = find_peaks(kb, C, Y, T, -cfg->th_detect, lo, hi, w, nc,
+	                     dnbr.p, &pt, &pc, &pa, &np)))
+		goto out;
+	rc = NQ_ENOMEM;
+	tc = malloc(sizeof(int32_t) * 2 * (size_t) (np ? np : 1));
+	if (tc == NULL)
+		goto out;
+	for (int64_t i = 0; i < np; i++) {
+		int c = pc[i];
+		if (chan_count[c] >= per_chan_cap)
+			continue;
+		chan_count[c]++;
+		float *wave;
+		if ((rc = spikes_push(out, t_abs0 + pt[i], c, &wave)) != 0)
+			goto out;
+		tc[2 * nk] = (int32_t) (pt[i] - cfg->nt0min);
+		tc[2 * nk + 1] = c;
+		nk++;
 	}
+	rc = 0;
+	if (nk == 0)
+		goto out;
+	/* their snippets on the nc nearest channels, gathered there too */
+	if ((rc = ss_kbuf_ensure(kb, &dtc, sizeof(int32_t) * 2 * (size_t) nk)) ||
+	    (rc = ss_kbuf_ensure(kb, &dS, sizeof(float) * wl * (size_t) nk)) ||
+	    (rc = KOP(kb, upload, dtc.p, tc, sizeof(int32_t) * 2 * (size_t) nk)) ||
+	    (rc = KOP(kb, snippets, C, T, Y, nc, dnbr.p, nt, nk, dtc.p, dS.p)) ||
+	    (rc = KOP(kb, download, out->wave + wl * (size_t) first, dS.p,
+	              sizeof(float) * wl * (size_t) nk)))
+		goto out;
 out:
+	ss_kbuf_free(kb, &dnbr);
+	ss_kbuf_free(kb, &dtc);
+	ss_kbuf_free(kb, &dS);
 	free(nbr);
+	free(nb);
+	free(pt);
+	free(pc);
+	free(pa);
+	free(tc);
 	return rc;
 }
 

@@ -25,6 +25,7 @@
 #include "nq_error.h"
 #include "params.h"
 #include "ss.h"
+#include "ss_batch.h"
 #include "ss_feat.h"
 #include "ss_job.h"
 #include "ss_quality.h"
@@ -412,19 +413,18 @@ ss_validate(const struct nq_map *params, const struct nq_map *inputs, char *msg,
 }
 
 /* Bytes of one batch's working set: host-only buffers (X; PT, Ps: RK × T;
- * S: K × T) and kern device buffers (dx, dy, dR: C × T; dP: RK × T), kept
- * apart because the scheduler adds the two on the cpu device. */
+ * S: K × T) and kern device buffers (ss_batch_device_bytes: the batch path
+ * kept on the device), kept apart because the scheduler adds the two on
+ * the cpu device. */
 static uint64_t
 batch_bytes(int C, int64_t batch, const struct ss_config *c, int K, int device)
 {
 	uint64_t T = (uint64_t) (batch + 2 * (int64_t) c->pad +
 	                         2 * (int64_t) c->fpad);
-	uint64_t RK = (uint64_t) c->rank * (uint64_t) K;
 
-	/* device: whitening in/out, residual, projections, scores; host: the
-	 * batch and the scores with their download scratch */
+	/* host: the batch and the scores with their download scratch */
 	if (device)
-		return 4 * T * ((uint64_t) C * 3 + RK + (uint64_t) K);
+		return ss_batch_device_bytes(c, C, batch, K);
 	return 4 * T * ((uint64_t) C + (uint64_t) K * 2);
 }
 
@@ -659,6 +659,33 @@ set_quality(struct nq_map *out, const struct ss_result *r)
 	return 0;
 }
 
+/* The batch path's host↔device traffic (kern traffic: bytes copied each
+ * way per second of recording, the whole sort and its matching pass) and
+ * its modelled device bytes per batch. */
+static int
+set_traffic(struct nq_map *out, const struct ss_result *r, double fs)
+{
+	double dur = (double) r->n_samples / fs;
+	int rc;
+
+	if (!(dur > 0))
+		dur = 1;
+	if ((rc = nq_map_set_int(out, "device_bytes_per_batch",
+	                         (int64_t) r->dev_batch_bytes)) ||
+	    (rc = nq_map_set_int(out, "h2d_bytes", (int64_t) r->xfer_h2d)) ||
+	    (rc = nq_map_set_int(out, "d2h_bytes", (int64_t) r->xfer_d2h)) ||
+	    (rc = nq_map_set_float(out, "h2d_bytes_per_s",
+	                           (double) r->xfer_h2d / dur)) ||
+	    (rc = nq_map_set_float(out, "d2h_bytes_per_s",
+	                           (double) r->xfer_d2h / dur)) ||
+	    (rc = nq_map_set_float(out, "match_h2d_bytes_per_s",
+	                           (double) r->xfer_match_h2d / dur)) ||
+	    (rc = nq_map_set_float(out, "match_d2h_bytes_per_s",
+	                           (double) r->xfer_match_d2h / dur)))
+		return rc;
+	return 0;
+}
+
 static int
 set_outputs(struct nq_map *out, const struct ss_result *r, double fs,
             const char *dir)
@@ -678,7 +705,8 @@ set_outputs(struct nq_map *out, const struct ss_result *r, double fs,
 	    (rc = nq_map_set_float(out, "time_match_s", r->t_match)) ||
 	    (rc = nq_map_set_float(out, "time_post_s", r->t_post)) ||
 	    (rc = nq_map_set_float(out, "time_drift_s", r->t_drift)) ||
-	    (rc = nq_map_set_str(out, "output_dir", dir)))
+	    (rc = nq_map_set_str(out, "output_dir", dir)) ||
+	    (rc = set_traffic(out, r, fs)))
 		return rc;
 	if (r->drift_um != NULL) {
 		/* the depth shift per batch, for the user to plot */
@@ -805,10 +833,14 @@ ss_run_job(struct job_ctx *ctx, const struct nq_map *params,
 		 * decide the labels (cluster_KSLabel.tsv written again) */
 		if ((rc = ss_quality_begin(&jp.cfg, &res)) != 0)
 			snprintf(msg, msglen, "out of memory");
-		if (rc == 0)
+		if (rc == 0) {
+			uint64_t mark[2];
+			ss_traffic_mark(ctx->kb, mark);
 			rc = ss_feat_writeat(dirfd, fmode, dir, &jp.cfg,
 			                     ctx->kb, &src, &p, &res,
 			                     &hooks_feat, msg, msglen);
+			ss_traffic_add_since(ctx->kb, mark, &res);
+		}
 		if (rc == 0 && (rc = ss_quality_finish(&jp.cfg, &res)) != 0)
 			snprintf(msg, msglen, "quality metrics failed");
 		if (rc == 0)

@@ -11,7 +11,10 @@
  * subtracts s·W_k from the residual, and recomputes P and the scores only
  * where the residual changed and only for templates on those channels, so
  * spikes far apart on a long probe come out in the same round and
- * overlapping ones in later rounds.
+ * overlapping ones in later rounds. The residual, the scores, each group's
+ * best template per sample (kern score_best), the acceptance (kern
+ * accept_peaks) and the subtraction (kern sub_spikes) all live on the
+ * backend: on a device only the accepted spikes cross the bus.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -306,15 +309,25 @@ struct ss_matcher {
 	int *gnb0, *gnb; /* groups sharing channels with group g (g first) */
 	int *tg0, *tg;   /* groups sharing channels with template k's window */
 	struct ss_kbuf dU, dVt, dR, dP, dS;
-	float *Sc;   /* download scratch, gmax × Tmax per thread */
-	float *Gb;   /* ngrp × Tmax: best gain of the group's templates */
-	float *Ab;   /* its least-squares amplitude */
-	int32_t *Kb; /* its template */
+	/* on the device (kern score_best, accept_peaks), ngrp × Tmax: the
+	 * best gain of each group's templates, its least-squares amplitude
+	 * and its template; per template in matcher order its prior
+	 * amplitude (0: none) and id; the group overlaps (gnb0, gnb) */
+	struct ss_kbuf dGb, dAb, dKb, dMu, dKid, dNb0, dNb;
+	int32_t *pk_k; /* a round's accepted: template, amplitude */
+	float *pk_a;
 	double lam;
-	uint8_t *rdirty; /* per sample: residual changed (upload) */
 	uint8_t *pdirty; /* ngrp × Tmax: projection needs recomputing */
 	uint8_t *sdirty; /* ngrp × Tmax: scores need recomputing */
 	int64_t *peaks;  /* accepted in a round: g Tmax + t */
+	int64_t npk;     /* their most */
+	/* subtraction on the device residual dR (kern sub_spikes): the
+	 * templates (dW: tp->W itself on a host-memory backend), their
+	 * channel windows, and a round's spikes (t, k) with amplitudes */
+	const float *dW;
+	struct ss_kbuf dWt, dWin, dTK, dA;
+	int32_t *tk;
+	float *ta;
 };
 
 void
@@ -327,6 +340,12 @@ ss_matcher_free(struct ss_matcher *m)
 	ss_kbuf_free(m->kb, &m->dR);
 	ss_kbuf_free(m->kb, &m->dP);
 	ss_kbuf_free(m->kb, &m->dS);
+	ss_kbuf_free(m->kb, &m->dWt);
+	ss_kbuf_free(m->kb, &m->dWin);
+	ss_kbuf_free(m->kb, &m->dTK);
+	ss_kbuf_free(m->kb, &m->dA);
+	free(m->tk);
+	free(m->ta);
 	free(m->ord);
 	free(m->wc0);
 	free(m->wc1);
@@ -335,12 +354,16 @@ ss_matcher_free(struct ss_matcher *m)
 	free(m->gnb);
 	free(m->tg0);
 	free(m->tg);
-	free(m->Sc);
 	free(m->gerr);
-	free(m->Gb);
-	free(m->Ab);
-	free(m->Kb);
-	free(m->rdirty);
+	ss_kbuf_free(m->kb, &m->dGb);
+	ss_kbuf_free(m->kb, &m->dAb);
+	ss_kbuf_free(m->kb, &m->dKb);
+	ss_kbuf_free(m->kb, &m->dMu);
+	ss_kbuf_free(m->kb, &m->dKid);
+	ss_kbuf_free(m->kb, &m->dNb0);
+	ss_kbuf_free(m->kb, &m->dNb);
+	free(m->pk_k);
+	free(m->pk_a);
 	free(m->pdirty);
 	free(m->sdirty);
 	free(m->peaks);
@@ -452,6 +475,52 @@ matcher_neighbours(struct ss_matcher *m)
 	return 0;
 }
 
+/* The per-template prior amplitudes and ids (matcher order) and the group
+ * overlaps, as the device ops read them. */
+static int
+matcher_upload_lists(struct ss_matcher *m)
+{
+	const struct kern_backend *kb = m->kb;
+	size_t k1 = m->K ? (size_t) m->K : 1, g1 = (size_t) m->ngrp + 1;
+	size_t ne;
+	float *mu = NULL;
+	int32_t *kid = NULL, *nb0 = NULL, *nb = NULL;
+	int rc = NQ_ENOMEM;
+
+	if (m->gnb0 == NULL || m->gnb == NULL) /* matcher_neighbours first */
+		return NQ_EINTERNAL;
+	ne = (size_t) m->gnb0[m->ngrp] + 1;
+	mu = calloc(k1, sizeof(float));
+	kid = calloc(k1, sizeof(int32_t));
+	nb0 = calloc(g1, sizeof(int32_t));
+	nb = calloc(ne, sizeof(int32_t));
+	if (!mu || !kid || !nb0 || !nb)
+		goto out;
+	for (int i = 0; i < m->K; i++) {
+		kid[i] = m->ord[i];
+		mu[i] = m->tp->mu ? m->tp->mu[m->ord[i]] : 0;
+	}
+	for (size_t g = 0; g < g1; g++)
+		nb0[g] = m->gnb0[g];
+	for (size_t j = 0; j + 1 < ne; j++)
+		nb[j] = m->gnb[j];
+	if ((rc = ss_kbuf_ensure(kb, &m->dMu, sizeof(float) * k1)) ||
+	    (rc = ss_kbuf_ensure(kb, &m->dKid, sizeof(int32_t) * k1)) ||
+	    (rc = ss_kbuf_ensure(kb, &m->dNb0, sizeof(int32_t) * g1)) ||
+	    (rc = ss_kbuf_ensure(kb, &m->dNb, sizeof(int32_t) * ne)) ||
+	    (rc = KOP(kb, upload, m->dMu.p, mu, sizeof(float) * k1)) ||
+	    (rc = KOP(kb, upload, m->dKid.p, kid, sizeof(int32_t) * k1)) ||
+	    (rc = KOP(kb, upload, m->dNb0.p, nb0, sizeof(int32_t) * g1)) ||
+	    (rc = KOP(kb, upload, m->dNb.p, nb, sizeof(int32_t) * ne)))
+		goto out;
+out:
+	free(mu);
+	free(kid);
+	free(nb0);
+	free(nb);
+	return rc;
+}
+
 int
 ss_matcher_new(const struct kern_backend *kb, const struct ss_templates *t,
                int64_t Tmax, struct ss_matcher **out)
@@ -497,18 +566,17 @@ ss_matcher_new(const struct kern_backend *kb, const struct ss_templates *t,
 #endif
 	gm *= (size_t) m->nthr;
 	m->gerr = malloc(sizeof(int) * g1);
-	m->Sc = malloc(sizeof(float) * gm * (size_t) Tmax);
-	m->Gb = malloc(sizeof(float) * g1 * (size_t) Tmax);
-	m->Ab = malloc(sizeof(float) * g1 * (size_t) Tmax);
-	m->Kb = malloc(sizeof(int32_t) * g1 * (size_t) Tmax);
-	m->rdirty = malloc((size_t) Tmax);
 	m->pdirty = malloc(g1 * (size_t) Tmax);
 	m->sdirty = malloc(g1 * (size_t) Tmax);
 	/* a group's accepted spikes are ≥ nt apart */
-	m->peaks = malloc(sizeof(int64_t) * g1 *
-	                  (size_t) (Tmax / (m->nt > 0 ? m->nt : 1) + 2));
-	if (!m->gerr || !m->Sc || !m->Gb || !m->Ab || !m->Kb || !m->rdirty ||
-	    !m->pdirty || !m->sdirty || !m->peaks)
+	m->npk = (int64_t) g1 * (Tmax / (m->nt > 0 ? m->nt : 1) + 2);
+	m->peaks = malloc(sizeof(int64_t) * (size_t) m->npk);
+	m->tk = malloc(sizeof(int32_t) * 2 * (size_t) m->npk);
+	m->ta = malloc(sizeof(float) * (size_t) m->npk);
+	m->pk_k = malloc(sizeof(int32_t) * (size_t) m->npk);
+	m->pk_a = malloc(sizeof(float) * (size_t) m->npk);
+	if (!m->gerr || !m->pdirty || !m->sdirty || !m->peaks || !m->tk ||
+	    !m->ta || !m->pk_k || !m->pk_a)
 		goto fail;
 	if ((rc = ss_kbuf_ensure(kb, &m->dU,
 	                         sizeof(float) * (size_t) m->C * rk)) ||
@@ -517,8 +585,41 @@ ss_matcher_new(const struct kern_backend *kb, const struct ss_templates *t,
 	    (rc = ss_kbuf_ensure(kb, &m->dR,
 	                         sizeof(float) * (size_t) m->C * Tmax)) ||
 	    (rc = ss_kbuf_ensure(kb, &m->dP, sizeof(float) * rk * Tmax)) ||
-	    (rc = ss_kbuf_ensure(kb, &m->dS, sizeof(float) * gm * Tmax)))
+	    (rc = ss_kbuf_ensure(kb, &m->dS, sizeof(float) * gm * Tmax)) ||
+	    (rc = ss_kbuf_ensure(kb, &m->dWin, sizeof(int32_t) * 2 * k1)) ||
+	    (rc = ss_kbuf_ensure(kb, &m->dTK,
+	                         sizeof(int32_t) * 2 * (size_t) m->npk)) ||
+	    (rc = ss_kbuf_ensure(kb, &m->dA, sizeof(float) * (size_t) m->npk)) ||
+	    (rc = ss_kbuf_ensure(kb, &m->dGb, sizeof(float) * g1 * Tmax)) ||
+	    (rc = ss_kbuf_ensure(kb, &m->dAb, sizeof(float) * g1 * Tmax)) ||
+	    (rc = ss_kbuf_ensure(kb, &m->dKb, sizeof(int32_t) * g1 * Tmax)) ||
+	    (rc = matcher_upload_lists(m)))
 		goto fail;
+	{
+		size_t wb = sizeof(float) * (size_t) m->K * m->C * m->nt;
+		int32_t *win = malloc(sizeof(int32_t) * 2 * k1);
+		if (win == NULL) {
+			rc = NQ_ENOMEM;
+			goto fail;
+		}
+		for (int k = 0; k < m->K; k++) {
+			win[2 * k] = m->wc0[k];
+			win[2 * k + 1] = m->wc1[k];
+		}
+		rc = KOP(kb, upload, m->dWin.p, win,
+		         sizeof(int32_t) * 2 * (size_t) m->K);
+		free(win);
+		if (rc != 0)
+			goto fail;
+		if (kern_mem_is_host(kb)) {
+			m->dW = t->W;
+		} else {
+			if ((rc = ss_kbuf_ensure(kb, &m->dWt, wb)) ||
+			    (rc = KOP(kb, upload, m->dWt.p, t->W, wb)))
+				goto fail;
+			m->dW = m->dWt.p;
+		}
+	}
 	if (m->RK > 0 &&
 	    ((rc = KOP(kb, upload, m->dU.p, U,
 	               sizeof(float) * (size_t) m->C * m->RK)) != 0 ||
@@ -581,10 +682,8 @@ score(struct ss_matcher *m, int g, int64_t a, int64_t b, int tid)
 	const struct ss_mgroup *q = m->grp + g;
 	int64_t n = b - a, Tm = m->Tmax;
 	int ng = q->i1 - q->i0, rc;
-	float *Gb = m->Gb + Tm * g, *Ab = m->Ab + Tm * g;
-	int32_t *Kb = m->Kb + Tm * g;
 	size_t off = (size_t) tid * (size_t) m->gmax * (size_t) Tm;
-	float *Sc = m->Sc + off;
+	size_t at = (size_t) (Tm * g + a);
 	void *dS = (float *) m->dS.p + off;
 
 	if (n <= 0)
@@ -592,44 +691,11 @@ score(struct ss_matcher *m, int g, int64_t a, int64_t b, int tid)
 	if ((rc = KOP(kb, conv_rows, KERN_F32, ng, m->R, n, m->nt,
 	              (float *) m->dP.p + a + (size_t) Tm * m->R * q->i0, Tm,
 	              (float *) m->dVt.p + (size_t) m->nt * m->R * q->i0, dS,
-	              n)) != 0 ||
-	    (rc = KOP(kb, download, Sc, dS,
-	              sizeof(float) * (size_t) ng * (size_t) n)) != 0)
+	              n)) != 0)
 		return rc;
-	for (int64_t t = a; t < b; t++) {
-		Gb[t] = -INFINITY;
-		Ab[t] = 0;
-		Kb[t] = -1;
-	}
-	for (int i = 0; i < ng; i++) {
-		int k = m->ord[q->i0 + i];
-		const float *S = Sc + (size_t) n * i - a;
-		float mu = m->tp->mu ? m->tp->mu[k] : 0;
-		if (mu > 0 && m->lam > 0) {
-			float l = (float) m->lam, lm = l * mu, c0 = lm * mu;
-			float inv = 1 / (1 + l);
-			for (int64_t t = a; t < b; t++) {
-				float x = S[t] + lm;
-				float v = x > 0 ? x * x * inv - c0 : -INFINITY;
-				if (v > Gb[t]) {
-					Gb[t] = v;
-					Ab[t] = S[t];
-					Kb[t] = k;
-				}
-			}
-		} else {
-			for (int64_t t = a; t < b; t++) {
-				float x = S[t];
-				float v = x > 0 ? x * x : -INFINITY;
-				if (v > Gb[t]) {
-					Gb[t] = v;
-					Ab[t] = x;
-					Kb[t] = k;
-				}
-			}
-		}
-	}
-	return 0;
+	return KOP(kb, score_best, ng, n, dS, n, (float *) m->dMu.p + q->i0,
+	           m->lam, (int32_t *) m->dKid.p + q->i0, (float *) m->dGb.p + at,
+	           (float *) m->dAb.p + at, (int32_t *) m->dKb.p + at);
 }
 
 /* The next run of set flags at or after *a into [*a, *b), runs less than
@@ -650,27 +716,6 @@ next_run(const uint8_t *f, int64_t n, int64_t gap, int64_t *a, int64_t *b)
 			last = j;
 	*a = i;
 	*b = last + 1;
-	return 1;
-}
-
-/* Is group g's best at start t (gain v) the largest of every candidate it
- * interacts with: starts less than nt apart in a group sharing channels?
- * Ties go to the lower (group, start), so two accepted spikes never
- * interact and the order of acceptance does not matter. */
-static int
-peak_ok(const struct ss_matcher *m, int g, int64_t t, float v, int64_t Ts)
-{
-	int64_t u0 = t - m->nt + 1 < 0 ? 0 : t - m->nt + 1;
-	int64_t u1 = t + m->nt > Ts ? Ts : t + m->nt;
-
-	for (int j = m->gnb0[g]; j < m->gnb0[g + 1]; j++) {
-		int h = m->gnb[j];
-		const float *G = m->Gb + m->Tmax * h;
-		for (int64_t u = u0; u < u1; u++)
-			if (G[u] > v ||
-			    (G[u] == v && (h < g || (h == g && u < t))))
-				return 0;
-	}
 	return 1;
 }
 
@@ -721,52 +766,50 @@ refresh_groups(struct ss_matcher *m, int64_t T, int64_t Ts, int full)
 	return 0;
 }
 
-int
-ss_match_batch(struct ss_matcher *m, const struct ss_config *cfg, float *R,
-               int64_t T, int64_t lo, int64_t hi, int64_t t_abs0,
-               struct ss_match_out *out, double *acc, int64_t *cnt)
+/* Matching pursuit on the residual dR (samples [0, T) set): spikes
+ * appended to out; acc (learning) reads the residual, which is
+ * downloaded into Rh first on a device backend. */
+static int
+match_dr(struct ss_matcher *m, const struct ss_config *cfg, int64_t T,
+         int64_t lo, int64_t hi, int64_t t_abs0, struct ss_match_out *out,
+         double *acc, int64_t *cnt, float *Rh)
 {
 	int C = m->C, nt = m->nt, rc;
 	int64_t Ts = T - nt + 1, first = out->n, Tm = m->Tmax;
 	float th = (float) (cfg->th_match * cfg->th_match);
+	const float *R = m->dR.p;
 
-	if (m->K == 0 || Ts <= 0)
-		return 0;
-	if (T > m->Tmax)
-		return NQ_EINTERNAL;
 	m->lam = cfg->lam;
-	if ((rc = upload(m, R, 0, T)) != 0 ||
-	    (rc = refresh_groups(m, T, Ts, 1)) != 0)
+	if ((rc = refresh_groups(m, T, Ts, 1)) != 0)
 		return rc;
 	for (int round = 0; round < cfg->max_peels; round++) {
 		int64_t np = 0;
-		/* every candidate, also those held back last round by a
-		 * neighbour that was itself held back */
-		for (int g = 0; g < m->ngrp; g++) {
-			const float *G = m->Gb + Tm * g;
-			for (int64_t t = 0; t < Ts; t++) {
-				if (!(G[t] > th) || !peak_ok(m, g, t, G[t], Ts))
-					continue;
-				m->peaks[np++] = Tm * g + t;
-				t += nt - 1; /* the next ones lose to this */
-			}
-		}
+		/* every candidate (also those held back last round by a
+		 * neighbour that was itself held back) that is the largest of
+		 * all it interacts with: starts less than nt apart in groups
+		 * sharing channels, ties to the lower (group, start), so two
+		 * accepted spikes never interact and the order of acceptance
+		 * does not matter; found where the gains lie, only the list
+		 * comes back */
+		if ((rc = KOP(m->kb, accept_peaks, m->ngrp, Ts, Tm, m->dGb.p,
+		              m->dKb.p, m->dAb.p, th, nt, m->dNb0.p, m->dNb.p,
+		              m->npk, m->peaks, m->pk_k, m->pk_a, &np)) != 0)
+			return rc;
+		if (np > m->npk) /* a group's are >= nt apart: cannot be */
+			return NQ_EINTERNAL;
 		if (np == 0)
 			break;
-		memset(m->rdirty, 0, (size_t) T);
 		memset(m->pdirty, 0, (size_t) (Tm * m->ngrp));
 		memset(m->sdirty, 0, (size_t) (Tm * m->ngrp));
 		for (int64_t i = 0; i < np; i++) {
-			int g = (int) (m->peaks[i] / Tm);
-			int64_t t = m->peaks[i] % Tm;
-			int k = m->Kb[Tm * g + t];
-			float a = m->Ab[Tm * g + t];
-			const float *W = m->tp->W + (size_t) k * C * nt;
-			float *Rt = R + (size_t) C * t;
-			for (int tau = 0; tau < nt; tau++)
-				for (int c = m->wc0[k]; c < m->wc1[k]; c++)
-					Rt[c + C * tau] -= a * W[c + C * tau];
-			memset(m->rdirty + t, 1, (size_t) nt);
+			int64_t t = m->peaks[i] % Tm; /* g Tm + t */
+			int k = m->pk_k[i];
+			float a = m->pk_a[i];
+			/* accepted spikes never interact: their footprints
+			 * are disjoint, so one sub_spikes call takes all */
+			m->tk[2 * i] = (int32_t) t;
+			m->tk[2 * i + 1] = k;
+			m->ta[i] = a;
 			int64_t s0 = t - nt + 1 < 0 ? 0 : t - nt + 1;
 			int64_t s1 = t + nt > Ts ? Ts : t + nt;
 			for (int j = m->tg0[k]; j < m->tg0[k + 1]; j++) {
@@ -778,12 +821,21 @@ ss_match_batch(struct ss_matcher *m, const struct ss_config *cfg, float *R,
 			if ((rc = ss_match_out_push(out, t, k, a)) != 0)
 				return rc;
 		}
-		for (int64_t a = 0, b; next_run(m->rdirty, T, nt, &a, &b);
-		     a = b)
-			if ((rc = upload(m, R, a, b)) != 0)
-				return rc;
+		if ((rc = KOP(m->kb, upload, m->dTK.p, m->tk,
+		              sizeof(int32_t) * 2 * (size_t) np)) != 0 ||
+		    (rc = KOP(m->kb, upload, m->dA.p, m->ta,
+		              sizeof(float) * (size_t) np)) != 0 ||
+		    (rc = KOP(m->kb, sub_spikes, C, T, m->dR.p, nt, m->K,
+		              m->dW, m->dWin.p, np, m->dTK.p, m->dA.p)) != 0)
+			return rc;
 		if ((rc = refresh_groups(m, T, Ts, 0)) != 0)
 			return rc;
+	}
+	if (acc != NULL && !kern_mem_is_host(m->kb)) {
+		if ((rc = KOP(m->kb, download, Rh, m->dR.p,
+		              sizeof(float) * (size_t) C * (size_t) T)) != 0)
+			return rc;
+		R = Rh;
 	}
 	/* keep the spikes whose trough is in [lo, hi); learn from them */
 	int64_t w = first;
@@ -807,4 +859,42 @@ ss_match_batch(struct ss_matcher *m, const struct ss_config *cfg, float *R,
 	}
 	out->n = w;
 	return 0;
+}
+
+int
+ss_match_batch(struct ss_matcher *m, const struct ss_config *cfg, float *R,
+               int64_t T, int64_t lo, int64_t hi, int64_t t_abs0,
+               struct ss_match_out *out, double *acc, int64_t *cnt)
+{
+	size_t bytes = sizeof(float) * (size_t) m->C * (size_t) T;
+	int rc;
+
+	if (m->K == 0 || T - m->nt + 1 <= 0)
+		return 0;
+	if (T > m->Tmax)
+		return NQ_EINTERNAL;
+	if ((rc = upload(m, R, 0, T)) != 0 ||
+	    (rc = match_dr(m, cfg, T, lo, hi, t_abs0, out, acc, cnt, R)) != 0)
+		return rc;
+	/* R becomes the residual (already there when acc fetched it) */
+	if (acc != NULL && !kern_mem_is_host(m->kb))
+		return 0;
+	return KOP(m->kb, download, R, m->dR.p, bytes);
+}
+
+int
+ss_match_batch_dev(struct ss_matcher *m, const struct ss_config *cfg,
+                   const float *dY, int64_t T, int64_t lo, int64_t hi,
+                   int64_t t_abs0, struct ss_match_out *out)
+{
+	int rc;
+
+	if (m->K == 0 || T - m->nt + 1 <= 0)
+		return 0;
+	if (T > m->Tmax)
+		return NQ_EINTERNAL;
+	if ((rc = KOP(m->kb, copy, m->dR.p, dY,
+	              sizeof(float) * (size_t) m->C * (size_t) T)) != 0)
+		return rc;
+	return match_dr(m, cfg, T, lo, hi, t_abs0, out, NULL, NULL, NULL);
 }

@@ -21,6 +21,7 @@
 #include "nq_clock.h"
 #include "nq_error.h"
 #include "ss.h"
+#include "ss_batch.h"
 #include "ss_feat.h"
 #include "ss_quality.h"
 
@@ -48,7 +49,7 @@ usage(void)
 	fprintf(stderr,
 	        "usage: ss-run --recording F --n-channels N [--sample-rate HZ]"
 	        " [--probe P] --out DIR [--ckpt DIR] [--batch N] [--seed S]"
-	        " [--device cpu|cuda:N] [--th-detect X] [--th-match X]"
+	        " [--device cpu|cuda:N|cpu-dev] [--th-detect X] [--th-match X]"
 	        " [--drift 0|1] [--isi-threshold-ms X] [--presence-bin-s X]"
 	        " [--good-max-isi-ratio X] [--good-min-presence X]"
 	        " [--good-max-amp-cutoff X] [--good-min-snr X]\n");
@@ -168,7 +169,10 @@ main(int argc, char **argv)
 		rc = ss_probe_linear(&p, n_rows, 20);
 	if (rc != 0)
 		goto fail1;
-	if ((rc = kern_open_by_name(&kb, dev)) != 0) {
+	/* cpu-dev: the cpu's ops on the device path (kern.h) */
+	if ((rc = strcmp(dev, "cpu-dev") == 0 ? kern_cpu_open_as_device(&kb)
+	                                      : kern_open_by_name(&kb, dev)) !=
+	    0) {
 		snprintf(msg, sizeof(msg), "cannot open device %s", dev);
 		goto fail2;
 	}
@@ -180,9 +184,13 @@ main(int argc, char **argv)
 	f = nq_mono_s();
 	if (rc == 0 && (rc = ss_quality_begin(&cfg, &res)) != 0)
 		snprintf(msg, sizeof(msg), "out of memory");
-	if (rc == 0)
+	if (rc == 0) {
+		uint64_t mark[2];
+		ss_traffic_mark(&kb, mark);
 		rc = ss_feat_write(out, &cfg, &kb, &src, &p, &res, &hooks, msg,
 		                   sizeof(msg));
+		ss_traffic_add_since(&kb, mark, &res);
+	}
 	if (rc == 0 && (rc = ss_quality_finish(&cfg, &res)) != 0)
 		snprintf(msg, sizeof(msg), "quality metrics failed");
 	if (rc == 0) {
@@ -214,6 +222,11 @@ main(int argc, char **argv)
 		       "\"n_mua\": %d, \"median_snr\": %s, "
 		       "\"median_firing_rate\": %s, "
 		       "\"median_isi_violations_ratio\": %s, "
+		       "\"device_bytes_per_batch\": %llu, "
+		       "\"h2d_bytes\": %llu, \"d2h_bytes\": %llu, "
+		       "\"h2d_bytes_per_s\": %.1f, \"d2h_bytes_per_s\": %.1f, "
+		       "\"match_h2d_bytes_per_s\": %.1f, "
+		       "\"match_d2h_bytes_per_s\": %.1f, "
 		       "\"device\": \"%s\"}\n",
 		       res.n_units, (long long) res.n_spikes, res.n_good, res.K,
 		       dur, wall, dur / wall, res.t_pre, res.t_detect,
@@ -227,7 +240,12 @@ main(int argc, char **argv)
 		       jnum(j3, sizeof(j3),
 		            ss_quality_median(res.quality,
 		                              res.quality->isi_ratio)),
-		       kb.name);
+		       (unsigned long long) res.dev_batch_bytes,
+		       (unsigned long long) res.xfer_h2d,
+		       (unsigned long long) res.xfer_d2h,
+		       (double) res.xfer_h2d / dur, (double) res.xfer_d2h / dur,
+		       (double) res.xfer_match_h2d / dur,
+		       (double) res.xfer_match_d2h / dur, kb.name);
 	}
 	ss_result_free(&res);
 	kern_close(&kb);

@@ -328,19 +328,20 @@ stage_drift(struct run *r, struct ss_result *res)
 	    0)
 		goto out;
 	for (int64_t b = 0; b < r->nb; b++) {
-		float *Y;
+		const float *Y;
 		int64_t core;
 		if (canceled(r)) {
 			rc = NQ_ECANCELED;
 			goto out;
 		}
-		if ((rc = load_batch(r, b, &Y, &core)) != 0)
+		if ((rc = ss_batcher_load_dev(&r->bt, b, &Y, &core, r->msg,
+		                              r->msglen)) != 0)
 			goto out;
 		memset(chan_count, 0, sizeof(int64_t) * (size_t) r->C);
 		sp.n = 0;
 		/* ≤ 200 spikes per channel and batch: enough for a
 		 * histogram, bounded memory */
-		if ((rc = ss_detect_batch(c, r->p, Y, r->Tb, c->pad,
+		if ((rc = ss_detect_batch(c, r->kb, r->p, Y, r->Tb, c->pad,
 		                          c->pad + core, b * r->NT - c->pad,
 		                          200, chan_count, &sp)) != 0)
 			goto out;
@@ -627,11 +628,13 @@ stage_learn(struct run *r, struct ss_templates *tp, double *t_detect)
 			rc = NQ_ECANCELED;
 			goto out;
 		}
-		if ((rc = learn_load(r, i, nl, &Y, &core)) != 0)
+		const float *dY;
+		if ((rc = learn_load(r, i, nl, &Y, &core)) != 0 ||
+		    (rc = ss_batcher_put(&r->bt, Y, &dY)) != 0)
 			goto out;
-		rc = ss_detect_batch(c, r->p, Y, r->Tb, c->pad, c->pad + core,
-		                     b * r->NT - c->pad, per_chan_cap,
-		                     chan_count, &sp);
+		rc = ss_detect_batch(c, r->kb, r->p, dY, r->Tb, c->pad,
+		                     c->pad + core, b * r->NT - c->pad,
+		                     per_chan_cap, chan_count, &sp);
 		if (rc != 0)
 			goto out;
 		progress(r, 0.05 + 0.10 * (i + 1) / nl, "detect");
@@ -764,7 +767,7 @@ stage_match(struct run *r, const struct ss_templates *tp,
 	if ((rc = ss_matcher_new(r->kb, tp, r->Tb, &m)) != 0)
 		return rc;
 	for (int64_t b = 0; b < r->nb; b++) {
-		float *Y;
+		const float *Y;
 		int64_t core;
 		void *blob;
 		size_t bytes;
@@ -798,10 +801,11 @@ stage_match(struct run *r, const struct ss_templates *tp,
 			resumed++;
 			continue;
 		}
-		if ((rc = load_batch(r, b, &Y, &core)) != 0)
+		if ((rc = ss_batcher_load_dev(&r->bt, b, &Y, &core, r->msg,
+		                              r->msglen)) != 0)
 			goto out;
-		rc = ss_match_batch(m, c, Y, r->Tb, c->pad, c->pad + core,
-		                    b * r->NT - c->pad, &mo, NULL, NULL);
+		rc = ss_match_batch_dev(m, c, Y, r->Tb, c->pad, c->pad + core,
+		                        b * r->NT - c->pad, &mo);
 		if (rc != 0)
 			goto out;
 		if (c->ckpt_dir != NULL) {
@@ -852,8 +856,10 @@ ss_sort(const struct ss_config *cfg, const struct kern_backend *kb,
 	int C = probe->n, rc;
 	float *M = NULL;
 	double t0, t1;
+	uint64_t u0 = 0, d0 = 0, um = 0, dm = 0;
 
 	memset(res, 0, sizeof(*res));
+	(void) KOP(kb, traffic, &u0, &d0);
 	r.cfg = cfg;
 	r.kb = kb;
 	r.src = src;
@@ -924,9 +930,17 @@ ss_sort(const struct ss_config *cfg, const struct kern_backend *kb,
 		goto out;
 	logf_(&r, "stage=learned templates=%d", tp.K);
 	t0 = nq_mono_s();
+	(void) KOP(kb, traffic, &um, &dm);
 	rc = stage_match(&r, &tp, &all);
 	if (rc != 0)
 		goto out;
+	/* host↔device bytes: the whole sort (the callers add the features
+	 * pass), and the matching pass (every batch through the
+	 * device-resident path) */
+	(void) KOP(kb, traffic, &res->xfer_match_h2d, &res->xfer_match_d2h);
+	res->xfer_match_h2d -= um;
+	res->xfer_match_d2h -= dm;
+	res->dev_batch_bytes = ss_batch_device_bytes(cfg, C, r.NT, tp.K);
 	res->t_match = nq_mono_s() - t0 + (t0 - t1 - res->t_detect);
 	t0 = nq_mono_s();
 	progress(&r, 0.96, "post");
@@ -934,6 +948,9 @@ ss_sort(const struct ss_config *cfg, const struct kern_backend *kb,
 	if (rc != 0)
 		goto out;
 	res->t_post = nq_mono_s() - t0;
+	(void) KOP(kb, traffic, &res->xfer_h2d, &res->xfer_d2h);
+	res->xfer_h2d -= u0;
+	res->xfer_d2h -= d0;
 	logf_(&r, "stage=done spikes=%lld units=%d good=%d",
 	      (long long) res->n_spikes, res->n_units, res->n_good);
 	rc = 0;

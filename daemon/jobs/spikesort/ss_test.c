@@ -770,6 +770,12 @@ test_job_run_inline(void **state)
 	assert_int_equal(nq_map_get(out, "n_units")->u.i, GT_U);
 	assert_true(nq_map_get(out, "duration_s")->u.f == 8.0);
 	assert_int_equal(nq_map_get(out, "unit_spike_counts")->kind, NQ_ARRAY);
+	/* the traffic counters and the device model reach the result */
+	assert_true(nq_map_get(out, "device_bytes_per_batch")->u.i > 0);
+	assert_true(nq_map_get(out, "d2h_bytes")->u.i > 0);
+	assert_true(fabs(nq_map_get(out, "h2d_bytes_per_s")->u.f * 8.0 -
+	                 (double) nq_map_get(out, "h2d_bytes")->u.i) < 1);
+	assert_true(nq_map_get(out, "match_d2h_bytes_per_s")->u.f > 0);
 	/* the phy folder, read back with the protocol's .npy reader */
 	snprintf(path, sizeof(path), "%s/phy/spike_times.npy", dir);
 	assert_int_equal(nq_npy_read(path, &st, 0, msg, sizeof(msg)), 0);
@@ -1205,10 +1211,32 @@ test_match_local_windows(void **state)
 		for (int j = 0; j < C * nt; j++)
 			R[(size_t) C * st[i] + j] +=
 			        sa[i] * tp.W[(size_t) sk[i] * C * nt + j];
+	float *R0 = malloc(sizeof(float) * (size_t) C * T);
+	assert_non_null(R0);
+	memcpy(R0, R, sizeof(float) * (size_t) C * T);
 	assert_int_equal(ss_matcher_new(&kb, &tp, T, &m), 0);
 	assert_int_equal(ss_match_batch(m, &cfg, R, T, 0, T, 0, &o, NULL, NULL),
 	                 0);
 	assert_int_equal(o.n, 5);
+	/* the device path (residual kept in the matcher, batch untouched)
+	 * finds the same spikes, bit for bit */
+	{
+		struct ss_match_out o2 = {0};
+		float *R1 = malloc(sizeof(float) * (size_t) C * T);
+		assert_non_null(R1);
+		memcpy(R1, R0, sizeof(float) * (size_t) C * T);
+		assert_int_equal(ss_match_batch_dev(m, &cfg, R0, T, 0, T, 0, &o2),
+		                 0);
+		assert_int_equal(o2.n, o.n);
+		for (int64_t i = 0; i < o.n; i++) {
+			assert_true(o2.t[i] == o.t[i] && o2.k[i] == o.k[i]);
+			assert_true(o2.a[i] == o.a[i]);
+		}
+		assert_memory_equal(R0, R1, sizeof(float) * (size_t) C * T);
+		ss_match_out_free(&o2);
+		free(R1);
+	}
+	free(R0);
 	int found = 0;
 	for (int64_t i = 0; i < o.n; i++)
 		for (int j = 0; j < 5; j++)

@@ -264,17 +264,27 @@ ss_apply_banded(const struct kern_backend *kb, const void *dM, int C,
 		return host_apply_banded(dM, C, X, T);
 	if ((rc = ss_kbuf_ensure(kb, dx, bytes)) != 0 ||
 	    (rc = ss_kbuf_ensure(kb, dy, bytes)) != 0 ||
-	    (rc = KOP(kb, upload, dx->p, X, bytes)) != 0)
+	    (rc = KOP(kb, upload, dx->p, X, bytes)) != 0 ||
+	    (rc = ss_apply_banded_dev(kb, dM, C, b, nb, dx->p, dy->p, T)) != 0)
 		return rc;
+	return KOP(kb, download, X, dy->p, bytes);
+}
+
+int
+ss_apply_banded_dev(const struct kern_backend *kb, const void *dM, int C,
+                    const struct ss_band *b, int nb, const float *dX,
+                    float *dY, int64_t T)
+{
+	int rc;
+
 	for (int i = 0; i < nb; i++)
 		if ((rc = KOP(kb, gemm, KERN_F32, KERN_N, KERN_N,
 		              b[i].r1 - b[i].r0, T, b[i].c1 - b[i].c0, 1.0,
 		              (const float *) dM + b[i].r0 +
 		                      (size_t) C * b[i].c0,
-		              C, (float *) dx->p + b[i].c0, C, 0.0,
-		              (float *) dy->p + b[i].r0, C)) != 0)
+		              C, dX + b[i].c0, C, 0.0, dY + b[i].r0, C)) != 0)
 			return rc;
-	return KOP(kb, download, X, dy->p, bytes);
+	return 0;
 }
 
 int
