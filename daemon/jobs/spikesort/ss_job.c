@@ -155,6 +155,23 @@ static const struct output_def ss_outputs[] = {
          "seconds post-processing"},
         {"time_features_s", OUT_FLOAT, 0, NULL, NULL,
          "seconds in the features and quality pass"},
+        {"device_bytes_per_batch", OUT_INT, 0, NULL, NULL,
+         "modelled device memory of one batch (bytes; README: the model)"},
+        {"h2d_bytes", OUT_INT, 0, NULL, NULL,
+         "bytes copied host to device (the backend's count; cpu: what a "
+         "device would copy)"},
+        {"d2h_bytes", OUT_INT, 0, NULL, NULL,
+         "bytes copied device to host (as h2d_bytes)"},
+        {"h2d_bytes_per_s", OUT_FLOAT, 0, NULL, NULL,
+         "h2d_bytes per second of recording"},
+        {"d2h_bytes_per_s", OUT_FLOAT, 0, NULL, NULL,
+         "d2h_bytes per second of recording"},
+        {"match_h2d_bytes_per_s", OUT_FLOAT, 0, NULL, NULL,
+         "host to device bytes of the matching pass per second of "
+         "recording"},
+        {"match_d2h_bytes_per_s", OUT_FLOAT, 0, NULL, NULL,
+         "device to host bytes of the matching pass per second of "
+         "recording"},
         {"drift_um", OUT_ARRAY, PARAMS_DT(NQ_DT_F32), "B", "drift is true",
          "depth shift per batch relative to its median (µm; positive: "
          "the tissue sits higher)"},
