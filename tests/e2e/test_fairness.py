@@ -85,7 +85,7 @@ def _owners_interleave(d, c, blocker, frozen, data, uids):
     frozen.thaw()
     final = wait_all(c, ids)
     owner = {i: final[i]["owner"] for i in ids}
-    assert sorted(set(owner.values())) == list(uids)
+    assert sorted(set(owner.values())) == sorted(uids)
     order = _drain_order(final)
     # owners that both still have queued jobs have been served alike
     served = dict.fromkeys(uids, 0)
