@@ -19,7 +19,8 @@ struct ss_drift_hist {
 	int nb;     /* batches */
 	int ndepth; /* depth bins of bin_um, from y0 */
 	double y0, bin_um;
-	float *h; /* nb × ndepth × SS_DRIFT_NAMP, batch-major */
+	float *h;    /* nb × ndepth × SS_DRIFT_NAMP, batch-major */
+	float *hodd; /* the same of every other spike (the noise estimate) */
 	int *nbr; /* each channel's nbr_nc nearest (the snippets' order) */
 	int nbr_nc;
 };
@@ -50,6 +51,17 @@ void ss_drift_hist_add(struct ss_drift_hist *d, int b, const struct ss_probe *p,
  */
 int ss_drift_estimate(const struct ss_drift_hist *d, double max_shift_um,
                       double smooth_batches, float *shift_um);
+
+/*
+ * The noise of ss_drift_estimate's shifts (σ, µm): the same registration on
+ * each half of the spikes (alternate spikes of each batch) separately; the
+ * halves' estimates differ by noise alone, so σ of the whole estimate is
+ * the spread (1.4826 MAD) of their difference / 2. half_diff_um (nb, or
+ * NULL): each batch's |difference| between the halves. 0 or NQ_ENOMEM.
+ */
+int ss_drift_noise(const struct ss_drift_hist *d, double max_shift_um,
+                   double smooth_batches, float *half_diff_um,
+                   double *sigma_um);
 
 /*
  * Kriging (Gaussian kernel of sigma_um between channel positions; zero

@@ -42,8 +42,8 @@ test_register(void **state)
 	enum { NB = 60, NU = 40 };
 	double depth[NU], truth[NB], med;
 	int amp[NU];
-	float est[NB];
-	double sorted[NB], err = 0;
+	float est[NB], hd[NB];
+	double sorted[NB], err = 0, sigma = -1, sigma1;
 
 	(void) state;
 	probe(&p, 64, 20);
@@ -55,16 +55,25 @@ test_register(void **state)
 	for (int b = 0; b < NB; b++) {
 		truth[b] = 15 * sin(2 * M_PI * b / 30.0);
 		float *h = d.h + (size_t) b * d.ndepth * SS_DRIFT_NAMP;
+		float *ho = d.hodd + (size_t) b * d.ndepth * SS_DRIFT_NAMP;
 		for (int u = 0; u < NU; u++)
 			for (int k = 0; k < 30; k++) {
 				/* each unit: spikes spread ±4 µm around it */
 				double y = depth[u] + truth[b] +
 				           8 * (unif() - 0.5);
 				int bd = (int) floor((y - d.y0) / d.bin_um);
-				h[(size_t) bd * SS_DRIFT_NAMP + amp[u]] += 1;
+				size_t o = (size_t) bd * SS_DRIFT_NAMP + amp[u];
+				h[o] += 1;
+				if (k % 2)
+					ho[o] += 1;
 			}
 	}
 	assert_int_equal(ss_drift_estimate(&d, 40, 0, est), 0);
+	/* the halves agree: the noise is a small part of the ±15 µm */
+	assert_int_equal(ss_drift_noise(&d, 40, 0, hd, &sigma), 0);
+	assert_true(sigma > 0 && sigma < 1.0);
+	for (int b = 0; b < NB; b++)
+		assert_true(hd[b] < 3.0);
 	memcpy(sorted, truth, sizeof(truth));
 	for (int i = 0; i < NB; i++) /* insertion sort: the median */
 		for (int j = i; j > 0 && sorted[j] < sorted[j - 1]; j--) {
@@ -79,18 +88,29 @@ test_register(void **state)
 
 	/* no drift: the estimate stays near zero; smoothing keeps it there */
 	memset(d.h, 0, sizeof(float) * (size_t) NB * d.ndepth * SS_DRIFT_NAMP);
+	memset(d.hodd, 0,
+	       sizeof(float) * (size_t) NB * d.ndepth * SS_DRIFT_NAMP);
 	for (int b = 0; b < NB; b++) {
 		float *h = d.h + (size_t) b * d.ndepth * SS_DRIFT_NAMP;
+		float *ho = d.hodd + (size_t) b * d.ndepth * SS_DRIFT_NAMP;
 		for (int u = 0; u < NU; u++)
 			for (int k = 0; k < 30; k++) {
 				double y = depth[u] + 8 * (unif() - 0.5);
 				int bd = (int) floor((y - d.y0) / d.bin_um);
-				h[(size_t) bd * SS_DRIFT_NAMP + amp[u]] += 1;
+				size_t o = (size_t) bd * SS_DRIFT_NAMP + amp[u];
+				h[o] += 1;
+				if (k % 2)
+					ho[o] += 1;
 			}
 	}
 	assert_int_equal(ss_drift_estimate(&d, 40, 1.0, est), 0);
 	for (int b = 0; b < NB; b++)
 		assert_true(fabs(est[b]) < 1.0);
+	/* the noise bounds the estimate: every shift is within 4 σ */
+	assert_int_equal(ss_drift_noise(&d, 40, 1.0, hd, &sigma1), 0);
+	assert_true(sigma1 > 0);
+	for (int b = 0; b < NB; b++)
+		assert_true(fabs(est[b]) < fmax(1.0, 4 * sigma1));
 	ss_drift_hist_free(&d);
 	ss_probe_free(&p);
 }

@@ -395,12 +395,12 @@ est_fill(const struct ss_jparams *jp, int C, int64_t N,
 	/* detection snippets: ≤ 200k spikes × nc × nt floats */
 	uint64_t snip = 200000ULL * (uint64_t) jp->cfg.nc_feat * jp->cfg.nt * 4;
 	/* drift: per-batch depth histograms (20 µm per channel bounds the
-	 * probe's extent; 5 µm bins × 20 amplitude bins of float) and three
-	 * C × C matrices */
+	 * probe's extent; 5 µm bins × 20 amplitude bins of float; twice:
+	 * all spikes and every other one) and three C × C matrices */
 	uint64_t drift = 0;
 	if (jp->cfg.drift && batch > 0)
 		drift = (uint64_t) ((N + batch - 1) / batch) *
-		                ((uint64_t) C * 20 / 5 + 30) * 20 * 4 +
+		                ((uint64_t) C * 20 / 5 + 30) * 20 * 4 * 2 +
 		        (uint64_t) C * C * 16;
 	memset(est, 0, sizeof(*est));
 	est->host_bytes = bb + cache + snip + drift + (uint64_t) N / 10 * 16 +

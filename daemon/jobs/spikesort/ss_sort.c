@@ -221,7 +221,7 @@ config_key(const struct ss_config *c, const struct ss_probe *p, int64_t N,
 	              (double) N,
 	              n_rows,
 	              p->n,
-	              4 /* format version */};
+	              5 /* format version (5: drift noise threshold) */};
 	h = fnv(h, d, sizeof(d));
 	h = fnv(h, p->row, sizeof(int) * (size_t) p->n);
 	h = fnv(h, p->x, sizeof(float) * (size_t) p->n);
@@ -296,6 +296,10 @@ out:
 	return rc;
 }
 
+/* shifts below this many σ of the estimate's noise are noise (a Gaussian's
+ * maximum over a few hundred batches is ~3.4 σ) */
+#define DRIFT_NOISE_K 4.0
+
 /*
  * Rigid drift: one pass over every batch (whitened, not yet corrected),
  * detection, depth × amplitude histograms, registration. Sets r->shift
@@ -311,14 +315,18 @@ stage_drift(struct run *r, struct ss_result *res)
 	int64_t *chan_count = NULL;
 	size_t bytes = sizeof(float) * (size_t) r->nb;
 	float *shift = NULL, lo = 0, hi = 0;
+	double noise = 0, thr;
+	float *hdiff = NULL;
+	int64_t kept = 0;
 	int rc;
 
 	if (!c->drift || r->nb < 3)
 		return 0;
 	rc = NQ_ENOMEM;
 	shift = malloc(bytes);
+	hdiff = malloc(bytes);
 	chan_count = calloc((size_t) r->C, sizeof(int64_t));
-	if (!shift || !chan_count)
+	if (!shift || !hdiff || !chan_count)
 		goto out;
 	if (ss_ckpt_load(c->ckpt_dir, "drift.bin", r->key, shift, bytes) == 0) {
 		logf_(r, "stage=drift resumed=1");
@@ -349,13 +357,29 @@ stage_drift(struct run *r, struct ss_result *res)
 		         "drift");
 	}
 	if ((rc = ss_drift_estimate(&d, c->drift_max_um, c->drift_smooth,
-	                            shift)) != 0)
+	                            shift)) != 0 ||
+	    (rc = ss_drift_noise(&d, c->drift_max_um, c->drift_smooth, hdiff,
+	                         &noise)) != 0)
 		goto out;
-	/* under 1 µm (a twentieth of a channel pitch) a batch is left as it
-	 * is: a recording without drift sorts exactly as with drift off */
-	for (int64_t b = 0; b < r->nb; b++)
-		if (fabsf(shift[b]) < 1.0f)
+	/* a batch is left as it is (so a recording without drift sorts
+	 * exactly as with drift off) when its shift is within the estimate's
+	 * noise: under DRIFT_NOISE_K σ (and 1 µm, a twentieth of a channel
+	 * pitch), or under the difference between the two halves' estimates
+	 * of that batch (at low SNR the registration locks onto noise and
+	 * the halves wander apart, batch by batch) */
+	thr = fmax(1.0, DRIFT_NOISE_K * noise);
+	for (int64_t b = 0; b < r->nb; b++) {
+		hi = fmaxf(hi, fabsf(shift[b]));
+		if (fabsf(shift[b]) < thr || fabsf(shift[b]) < hdiff[b])
 			shift[b] = 0;
+		else
+			kept++;
+	}
+	logf_(r,
+	      "stage=drift noise_um=%.2f threshold_um=%.2f estimate_max_um=%.2f "
+	      "corrected_batches=%lld",
+	      noise, thr, hi, (long long) kept);
+	hi = 0;
 	if ((rc = ss_ckpt_save(c->ckpt_dir, "drift.bin", r->key, shift,
 	                       bytes)) != 0) {
 		snprintf(r->msg, r->msglen, "cannot write checkpoint");
@@ -391,6 +415,7 @@ out:
 	ss_spikes_free(&sp);
 	free(chan_count);
 	free(shift);
+	free(hdiff);
 	return rc;
 }
 
