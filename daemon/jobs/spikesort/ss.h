@@ -148,6 +148,17 @@ struct ss_hooks {
 	void (*log)(void *u, const char *line);
 };
 
+/* One merge of ss_post: clusters a < b (their template ids at the time;
+ * the merged unit is a), their templates' similarity, and the union's
+ * cross-correlogram: nc spikes within refrac_ms where independent trains
+ * put `expect`, ratio = nc / expect (-1: no baseline). */
+struct ss_merge {
+	int a, b;
+	float similarity, ratio, expect;
+	int64_t nc;
+	int by_shape; /* similarity ≥ merge_corr_shape: timing not needed */
+};
+
 struct ss_result {
 	int C, nt, K;
 	int64_t n_samples;
@@ -170,6 +181,8 @@ struct ss_result {
 	int64_t n_drift, drift_batch;
 	double t_drift;
 	struct ss_quality *quality; /* ss_quality.h; NULL until measured */
+	struct ss_merge *merges;    /* ss_post's merges, in order */
+	int n_merges;
 };
 
 void ss_result_free(struct ss_result *r);
@@ -296,6 +309,12 @@ int ss_match_batch(struct ss_matcher *m, const struct ss_config *cfg, float *R,
 int ss_post(const struct ss_config *cfg, const struct ss_templates *t,
             struct ss_match_out *sp, struct ss_result *res);
 
+/* The cross-correlogram of two sorted trains: nc pairs within ±ref (lag
+ * in samples, exclusive) and the count that independent trains would put
+ * there, from its b0..b1 baseline. */
+void ss_ccg_counts(const int64_t *a, int64_t na, const int64_t *b, int64_t nb,
+                   int64_t ref, int64_t b0, int64_t b1, int64_t *nc,
+                   double *expect);
 /* Cross-correlogram rate within ±ref over its 10–50 ms baseline (lags in
  * samples b0..b1) of two sorted trains; -1 when the baseline is empty. */
 double ss_ccg_ratio(const int64_t *a, int64_t na, const int64_t *b, int64_t nb,

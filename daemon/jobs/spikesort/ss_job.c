@@ -603,6 +603,48 @@ set_quality(struct nq_map *out, const struct ss_result *r)
 	return 0;
 }
 
+/* The merges of split units (ss_post): n_merges, merge_units (n × 2,
+ * int32: the two units, the merged one first), merge_similarity and
+ * merge_ccg_ratio (the union's refractory-window pairs over chance; -1:
+ * no baseline). */
+static int
+set_merges(struct nq_map *out, const struct ss_result *r)
+{
+	struct nq_array u, s, q;
+	int64_t s2[2] = {r->n_merges, 2}, s1[1] = {r->n_merges};
+	int rc;
+
+	if ((rc = nq_map_set_int(out, "n_merges", r->n_merges)) != 0)
+		return rc;
+	if ((rc = nq_array_init(&u, NQ_DT_I32, 2, s2)) != 0)
+		return rc;
+	for (int i = 0; i < r->n_merges; i++) {
+		((int32_t *) u.data)[2 * i] = r->merges[i].a;
+		((int32_t *) u.data)[2 * i + 1] = r->merges[i].b;
+	}
+	if ((rc = nq_map_set_array(out, "merge_units", &u)) != 0) {
+		nq_array_fini(&u);
+		return rc;
+	}
+	if ((rc = nq_array_init(&s, NQ_DT_F32, 1, s1)) != 0)
+		return rc;
+	for (int i = 0; i < r->n_merges; i++)
+		((float *) s.data)[i] = r->merges[i].similarity;
+	if ((rc = nq_map_set_array(out, "merge_similarity", &s)) != 0) {
+		nq_array_fini(&s);
+		return rc;
+	}
+	if ((rc = nq_array_init(&q, NQ_DT_F32, 1, s1)) != 0)
+		return rc;
+	for (int i = 0; i < r->n_merges; i++)
+		((float *) q.data)[i] = r->merges[i].ratio;
+	if ((rc = nq_map_set_array(out, "merge_ccg_ratio", &q)) != 0) {
+		nq_array_fini(&q);
+		return rc;
+	}
+	return 0;
+}
+
 static int
 set_outputs(struct nq_map *out, const struct ss_result *r, double fs,
             const char *dir)
@@ -640,6 +682,8 @@ set_outputs(struct nq_map *out, const struct ss_result *r, double fs,
 		                           (double) r->drift_batch / fs)))
 			return rc;
 	}
+	if ((rc = set_merges(out, r)) != 0)
+		return rc;
 	if ((rc = nq_array_init(&cnt, NQ_DT_I64, 1, shape)) != 0)
 		return rc;
 	memcpy(cnt.data, r->counts, sizeof(int64_t) * (size_t) r->K);

@@ -211,14 +211,14 @@ main(int argc, char **argv)
 		       "\"time_match_s\": %.3f, \"time_post_s\": %.3f, "
 		       "\"time_drift_s\": %.3f, \"time_features_s\": %.3f, "
 		       "\"drift_min_um\": %.2f, \"drift_max_um\": %.2f, "
-		       "\"n_mua\": %d, \"median_snr\": %s, "
+		       "\"n_mua\": %d, \"n_merges\": %d, \"median_snr\": %s, "
 		       "\"median_firing_rate\": %s, "
 		       "\"median_isi_violations_ratio\": %s, "
 		       "\"device\": \"%s\"}\n",
 		       res.n_units, (long long) res.n_spikes, res.n_good, res.K,
 		       dur, wall, dur / wall, res.t_pre, res.t_detect,
 		       res.t_match, res.t_post, res.t_drift, b - f, dmin, dmax,
-		       res.n_units - res.n_good,
+		       res.n_units - res.n_good, res.n_merges,
 		       jnum(j1, sizeof(j1),
 		            ss_quality_median(res.quality, res.quality->snr)),
 		       jnum(j2, sizeof(j2),

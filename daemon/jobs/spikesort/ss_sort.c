@@ -959,6 +959,14 @@ ss_sort(const struct ss_config *cfg, const struct kern_backend *kb,
 	if (rc != 0)
 		goto out;
 	res->t_post = nq_mono_s() - t0;
+	for (int i = 0; i < res->n_merges; i++) {
+		const struct ss_merge *g = &res->merges[i];
+		logf_(&r,
+		      "stage=post merge=%d+%d->%d similarity=%.3f ccg_pairs=%lld "
+		      "ccg_expected=%.1f ccg_ratio=%.2f by_shape=%d",
+		      g->a, g->b, g->a, g->similarity, (long long) g->nc,
+		      g->expect, g->ratio, g->by_shape);
+	}
 	logf_(&r, "stage=done spikes=%lld units=%d good=%d",
 	      (long long) res->n_spikes, res->n_units, res->n_good);
 	rc = 0;
