@@ -136,6 +136,7 @@ struct ss_config {
 	double drift_max_um;   /* largest shift searched (50) */
 	double drift_sigma_um; /* kriging kernel (20) */
 	double drift_smooth;   /* Gaussian smoothing over batches (1) */
+	int drift_blocks;      /* depth blocks, non-rigid (5; 1 = rigid) */
 	const char *ckpt_dir;  /* NULL: no checkpoints */
 };
 
@@ -177,8 +178,11 @@ struct ss_result {
 	int64_t *counts; /* per cluster */
 	int n_good, n_units;
 	double t_pre, t_detect, t_match, t_post;
-	float *drift_um; /* per batch of `drift_batch` samples; NULL: off */
+	float *drift_um;       /* n_drift batches of `drift_batch` samples ×
+	                          n_drift_blocks depth blocks; NULL: off */
+	float *drift_block_um; /* the blocks' centre depths */
 	int64_t n_drift, drift_batch;
+	int n_drift_blocks;
 	double t_drift;
 	struct ss_quality *quality; /* ss_quality.h; NULL until measured */
 	struct ss_merge *merges;    /* ss_post's merges, in order */

@@ -43,8 +43,8 @@ ss_drift_hist_init(struct ss_drift_hist *d, const struct ss_probe *p, int nb,
 	d->y0 = lo - MARGIN_UM;
 	d->ndepth = (int) ceil((hi - lo + 2 * MARGIN_UM) / bin_um) + 1;
 	d->h = calloc((size_t) nb * d->ndepth * SS_DRIFT_NAMP, sizeof(float));
-	d->hodd = calloc((size_t) nb * d->ndepth * SS_DRIFT_NAMP,
-	                 sizeof(float));
+	d->hodd =
+	        calloc((size_t) nb * d->ndepth * SS_DRIFT_NAMP, sizeof(float));
 	return d->h && d->hodd ? 0 : NQ_ENOMEM;
 }
 
@@ -116,8 +116,8 @@ ss_drift_hist_add(struct ss_drift_hist *d, int b, const struct ss_probe *p,
 /* Σ_{d,a} (hb − sb)(d + s, a) F(d, a) over depth bins [lo, hi) of F;
  * sb NULL: nothing subtracted */
 static double
-xcorr(const float *hb, const float *sb, const double *F, int nd, int lo,
-      int hi, int s)
+xcorr(const float *hb, const float *sb, const double *F, int nd, int lo, int hi,
+      int s)
 {
 	double acc = 0;
 	int d0 = s < 0 ? -s : 0, d1 = s > 0 ? nd - s : nd;
@@ -287,8 +287,8 @@ ss_drift_estimate(const struct ss_drift_hist *d, double max_shift_um,
 
 	if (!F || !sh || !si)
 		goto out;
-	if ((rc = register_(d, d->h, NULL, max_shift_um, smooth_batches_, F,
-	                    si, sh)) != 0)
+	if ((rc = register_(d, d->h, NULL, max_shift_um, smooth_batches_, F, si,
+	                    sh)) != 0)
 		goto out;
 	for (int b = 0; b < d->nb; b++)
 		shift_um[b] = (float) sh[b];
@@ -297,6 +297,129 @@ out:
 	free(sh);
 	free(si);
 	return rc;
+}
+
+int
+ss_drift_estimate_blocks(const struct ss_drift_hist *d, double max_shift_um,
+                         double smooth_batches_, int nblk, float *shift_um,
+                         float *blk_y)
+{
+	int nb = d->nb, nd = d->ndepth,
+	    S = (int) floor(max_shift_um / d->bin_um), NS;
+	size_t plane = (size_t) nd * SS_DRIFT_NAMP;
+	double *F = malloc(sizeof(double) * plane);
+	double *sh = malloc(sizeof(double) * (size_t) nb);
+	double *cc = NULL, *cs = NULL, *col = NULL, *tmp = NULL;
+	int *si = malloc(sizeof(int) * (size_t) nb);
+	int rc = NQ_ENOMEM;
+
+	if (S >= nd)
+		S = nd - 1;
+	NS = 2 * S + 1;
+	cc = malloc(sizeof(double) * (size_t) nblk * NS);
+	cs = malloc(sizeof(double) * (size_t) nblk * NS);
+	col = malloc(sizeof(double) * (size_t) nb * nblk);
+	tmp = malloc(sizeof(double) * (size_t) nb);
+	if (!F || !sh || !si || !cc || !cs || !col || !tmp || nblk < 1)
+		goto out;
+	/* the rigid registration's template: every batch aligned to it */
+	if ((rc = register_(d, d->h, NULL, max_shift_um, smooth_batches_, F, si,
+	                    sh)) != 0)
+		goto out;
+	for (int j = 0; j < nblk; j++)
+		blk_y[j] = (float) (d->y0 +
+		                    d->bin_um * nd * (j + 0.5) / (double) nblk);
+	for (int b = 0; b < nb; b++) {
+		const float *hb = d->h + (size_t) b * plane;
+		/* each block's correlation over shifts, on its stretch of
+		 * depth (blocks overlap by half a block on each side) */
+		for (int j = 0; j < nblk; j++) {
+			int lo = (int) floor(nd * (j - 0.5) / (double) nblk),
+			    hi = (int) ceil(nd * (j + 1.5) / (double) nblk);
+			lo = lo < 0 ? 0 : lo;
+			hi = hi > nd ? nd : hi;
+			for (int s = -S; s <= S; s++)
+				cc[(size_t) j * NS + s + S] =
+				        xcorr(hb, NULL, F, nd, lo, hi, s);
+		}
+		/* smoothed across neighbouring blocks (Gaussian, σ = 0.5
+		 * block), then each block's peak, sub-bin by a parabola */
+		for (int j = 0; j < nblk; j++) {
+			double w = 0;
+			for (int s = 0; s < NS; s++)
+				cs[(size_t) j * NS + s] = 0;
+			for (int e = 0; e < nblk; e++) {
+				double z = (e - j) / 0.5, g = exp(-0.5 * z * z);
+				if (fabs(z) > 4)
+					continue;
+				w += g;
+				for (int s = 0; s < NS; s++)
+					cs[(size_t) j * NS + s] +=
+					        g * cc[(size_t) e * NS + s];
+			}
+			for (int s = 0; s < NS; s++)
+				cs[(size_t) j * NS + s] /= w;
+		}
+		for (int j = 0; j < nblk; j++) {
+			const double *c = cs + (size_t) j * NS;
+			int bs = S;
+			double v;
+			for (int s = 0; s < NS; s++)
+				if (c[s] > c[bs] + 1e-12 * fabs(c[bs]) ||
+				    (c[s] >= c[bs] && abs(s - S) < abs(bs - S)))
+					bs = s;
+			v = bs - S;
+			if (bs > 0 && bs < NS - 1) {
+				double cm = c[bs - 1], c0 = c[bs],
+				       cp = c[bs + 1];
+				if (cm - 2 * c0 + cp < 0)
+					v += 0.5 * (cm - cp) /
+					     (cm - 2 * c0 + cp);
+			}
+			col[(size_t) j * nb + b] = v;
+		}
+	}
+	for (int j = 0; j < nblk; j++) {
+		double *x = col + (size_t) j * nb, med;
+		smooth_batches(x, nb, smooth_batches_, tmp);
+		memcpy(tmp, x, sizeof(double) * (size_t) nb);
+		med = median(tmp, nb);
+		for (int b = 0; b < nb; b++)
+			shift_um[(size_t) b * nblk + j] =
+			        (float) ((x[b] - med) * d->bin_um);
+	}
+	rc = 0;
+out:
+	free(F);
+	free(sh);
+	free(si);
+	free(cc);
+	free(cs);
+	free(col);
+	free(tmp);
+	return rc;
+}
+
+void
+ss_drift_channel_shifts(const struct ss_probe *p, int nblk, const float *blk_y,
+                        const float *shift_b, double *shift_c)
+{
+	for (int c = 0; c < p->n; c++) {
+		double y = p->y[c];
+		int j = 0;
+		if (nblk == 1 || y <= blk_y[0]) {
+			shift_c[c] = shift_b[0];
+			continue;
+		}
+		if (y >= blk_y[nblk - 1]) {
+			shift_c[c] = shift_b[nblk - 1];
+			continue;
+		}
+		while (j + 1 < nblk - 1 && y > blk_y[j + 1])
+			j++;
+		double f = (y - blk_y[j]) / (blk_y[j + 1] - blk_y[j]);
+		shift_c[c] = (1 - f) * shift_b[j] + f * shift_b[j + 1];
+	}
 }
 
 int
@@ -315,10 +438,10 @@ ss_drift_noise(const struct ss_drift_hist *d, double max_shift_um,
 	if (!F || !a || !e || !si)
 		goto out;
 	/* the odd spikes, then the even ones (all minus the odd) */
-	if ((rc = register_(d, d->hodd, NULL, max_shift_um, smooth_batches_,
-	                    F, si, a)) ||
-	    (rc = register_(d, d->h, d->hodd, max_shift_um, smooth_batches_,
-	                    F, si, e)))
+	if ((rc = register_(d, d->hodd, NULL, max_shift_um, smooth_batches_, F,
+	                    si, a)) ||
+	    (rc = register_(d, d->h, d->hodd, max_shift_um, smooth_batches_, F,
+	                    si, e)))
 		goto out;
 	for (int b = 0; b < nb; b++) {
 		e[b] -= a[b];
@@ -422,7 +545,7 @@ ss_krig_free(struct ss_krig *k)
 
 int
 ss_krig_matrix(const struct ss_krig *k, const struct ss_probe *p,
-               double shift_um, float *A)
+               const double *shift_um, float *A)
 {
 	int C = k->C;
 	double s2 = k->sigma_um * k->sigma_um;
@@ -436,8 +559,8 @@ ss_krig_matrix(const struct ss_krig *k, const struct ss_probe *p,
 		double mx = 0;
 		memset(row, 0, sizeof(double) * (size_t) C);
 		for (int j = 0; j < C; j++) {
-			double g =
-			        kern(p, t, p->x[t], p->y[t] + shift_um, j, s2);
+			double g = kern(p, t, p->x[t], p->y[t] + shift_um[t], j,
+			                s2);
 			const double *kj = k->Kinv + (size_t) C * j;
 			if (g < 1e-9)
 				continue;
@@ -457,7 +580,8 @@ ss_krig_matrix(const struct ss_krig *k, const struct ss_probe *p,
 
 int
 ss_drift_batch_matrix(const struct ss_krig *k, const struct ss_probe *p,
-                      const float *M, double shift_um, float *A, float *W)
+                      const float *M, const double *shift_um, float *A,
+                      float *W)
 {
 	int C = k->C, rc = ss_krig_matrix(k, p, shift_um, A);
 

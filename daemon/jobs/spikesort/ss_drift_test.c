@@ -115,6 +115,67 @@ test_register(void **state)
 	ss_probe_free(&p);
 }
 
+/*
+ * Non-rigid: 60 batches on a 64-channel probe (1260 µm) whose units move by
+ * a zigzag scaled with depth (full ±15 µm at the bottom, none at the top).
+ * The blocks recover each depth's own motion to a few µm where the rigid
+ * estimate is one compromise; each channel's shift interpolates them.
+ */
+static void
+test_register_blocks(void **state)
+{
+	struct ss_probe p = {0};
+	struct ss_drift_hist d;
+	enum { NB = 60, NU = 60, NBLK = 5 };
+	double depth[NU];
+	int amp[NU];
+	float est[NB * NBLK], by[NBLK], rig[NB];
+	double errb = 0, errr = 0, sc[64];
+	(void) state;
+	probe(&p, 64, 20);
+	assert_int_equal(ss_drift_hist_init(&d, &p, NB, 5.0), 0);
+	for (int u = 0; u < NU; u++) {
+		depth[u] = 40 + 1180 * unif();
+		amp[u] = 1 + (int) (unif() * (SS_DRIFT_NAMP - 1));
+	}
+	for (int b = 0; b < NB; b++) {
+		float *h = d.h + (size_t) b * d.ndepth * SS_DRIFT_NAMP;
+		for (int u = 0; u < NU; u++) {
+			double g = 1 - depth[u] / 1260.0; /* 1 bottom, 0 top */
+			double m = 15 * g * sin(2 * M_PI * b / 30.0);
+			for (int k = 0; k < 30; k++) {
+				double y = depth[u] + m + 8 * (unif() - 0.5);
+				int bd = (int) floor((y - d.y0) / d.bin_um);
+				h[(size_t) bd * SS_DRIFT_NAMP + amp[u]] += 1;
+			}
+		}
+	}
+	assert_int_equal(ss_drift_estimate(&d, 40, 0, rig), 0);
+	assert_int_equal(ss_drift_estimate_blocks(&d, 40, 0, NBLK, est, by), 0);
+	for (int j = 0; j < NBLK; j++) {
+		/* the motion at the block's centre (medians: sin is symmetric)
+		 */
+		double g = 1 - (by[j] - p.y[0]) / 1260.0;
+		g = g < 0 ? 0 : g > 1 ? 1 : g;
+		for (int b = 0; b < NB; b++) {
+			double t = 15 * g * sin(2 * M_PI * b / 30.0);
+			errb = fmax(errb, fabs(est[b * NBLK + j] - t));
+			errr = fmax(errr, fabs(rig[b] - t));
+		}
+	}
+	assert_true(errb < 4.0);
+	assert_true(errr > 6.0); /* the rigid compromise misses the ends */
+	/* per channel: block values at the centres, linear between */
+	ss_drift_channel_shifts(&p, NBLK, by, est + 7 * NBLK, sc);
+	for (int c = 0; c < 64; c++) {
+		double lo = fmin(est[7 * NBLK], est[7 * NBLK + NBLK - 1]);
+		double hi = fmax(est[7 * NBLK], est[7 * NBLK + NBLK - 1]);
+		assert_true(sc[c] >= lo - 1e-6 && sc[c] <= hi + 1e-6);
+	}
+	ss_drift_hist_free(&d);
+	ss_probe_free(&p);
+}
+
 /* A spike whose trough amplitudes fall off around 433 µm lands around the
  * depth bin of 433 µm (centre of mass of squared amplitudes). */
 static void
@@ -213,11 +274,15 @@ test_kriging(void **state)
 		double dy = p.y[c] - 600;
 		f[c] = exp(-dy * dy / (2 * 60.0 * 60.0));
 	}
-	for (int si = 0; si < 3; si++) {
-		double shift = (double[]){0, 7, -13}[si], err = 0;
-		assert_int_equal(ss_krig_matrix(&k, &p, shift, A), 0);
+	/* rigid shifts, then a non-rigid one (0 at the top, 12 µm at the
+	 * bottom: each channel resampled at its own shifted depth) */
+	for (int si = 0; si < 4; si++) {
+		double shift = (double[]){0, 7, -13, 0}[si], err = 0, sc[C];
+		for (int c = 0; c < C; c++)
+			sc[c] = si < 3 ? shift : 12.0 * c / (C - 1);
+		assert_int_equal(ss_krig_matrix(&k, &p, sc, A), 0);
 		for (int t = 5; t < C - 5; t++) {
-			double y = 0, dy = p.y[t] + shift - 600;
+			double y = 0, dy = p.y[t] + sc[t] - 600;
 			for (int j = 0; j < C; j++)
 				y += A[t + C * j] * f[j];
 			err = fmax(err, fabs(y - exp(-dy * dy / (2 * 3600.0))));
@@ -239,6 +304,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 	        cmocka_unit_test(test_register),
+	        cmocka_unit_test(test_register_blocks),
 	        cmocka_unit_test(test_hist_depth),
 	        cmocka_unit_test(test_kriging),
 	};

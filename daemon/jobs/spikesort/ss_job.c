@@ -55,6 +55,7 @@ static const char *const known_keys[] = {"recording",
                                          "max_peels",
                                          "drift",
                                          "drift_max_um",
+                                         "drift_blocks",
                                          "xdup_ms",
                                          "template_radius_um",
                                          "isi_threshold_ms",
@@ -282,6 +283,10 @@ parse(const struct nq_map *params, const struct nq_map *inputs,
 	if ((rc = get_float_in(params, "drift_max_um", &c->drift_max_um, 5,
 	                       1000, msg, msglen)))
 		return rc;
+	iv = c->drift_blocks;
+	if ((rc = get_int_in(params, "drift_blocks", &iv, 1, 32, msg, msglen)))
+		return rc;
+	c->drift_blocks = (int) iv;
 	return 0;
 }
 
@@ -669,13 +674,24 @@ set_outputs(struct nq_map *out, const struct ss_result *r, double fs,
 	if (r->drift_um != NULL) {
 		/* the depth shift per batch, for the user to plot */
 		struct nq_array dr;
-		int64_t dshape[1] = {r->n_drift};
-		if ((rc = nq_array_init(&dr, NQ_DT_F32, 1, dshape)) != 0)
+		struct nq_array by;
+		int64_t dshape[2] = {r->n_drift, r->n_drift_blocks};
+		int64_t bshape[1] = {r->n_drift_blocks};
+		if ((rc = nq_array_init(&dr, NQ_DT_F32, 2, dshape)) != 0)
 			return rc;
 		memcpy(dr.data, r->drift_um,
-		       sizeof(float) * (size_t) r->n_drift);
+		       sizeof(float) * (size_t) r->n_drift *
+		               (size_t) r->n_drift_blocks);
 		if ((rc = nq_map_set_array(out, "drift_um", &dr)) != 0) {
 			nq_array_fini(&dr);
+			return rc;
+		}
+		if ((rc = nq_array_init(&by, NQ_DT_F32, 1, bshape)) != 0)
+			return rc;
+		memcpy(by.data, r->drift_block_um,
+		       sizeof(float) * (size_t) r->n_drift_blocks);
+		if ((rc = nq_map_set_array(out, "drift_block_um", &by)) != 0) {
+			nq_array_fini(&by);
 			return rc;
 		}
 		if ((rc = nq_map_set_float(out, "drift_batch_s",

@@ -31,6 +31,7 @@ ss_result_free(struct ss_result *r)
 	free(r->amp_mean);
 	free(r->counts);
 	free(r->drift_um);
+	free(r->drift_block_um);
 	free(r->merges);
 	ss_quality_free(r->quality);
 	memset(r, 0, sizeof(*r));
@@ -38,8 +39,7 @@ ss_result_free(struct ss_result *r)
 
 void
 ss_ccg_counts(const int64_t *a, int64_t na, const int64_t *b, int64_t nb,
-              int64_t ref, int64_t b0, int64_t b1, int64_t *nc_,
-              double *expect)
+              int64_t ref, int64_t b0, int64_t b1, int64_t *nc_, double *expect)
 {
 	int64_t nc = 0, nbase = 0, j0 = 0;
 
@@ -264,8 +264,8 @@ by_sim(const void *x, const void *y)
 /* the sorted spike times of cluster root r: its templates' trains (tt from
  * tstart[k], each sorted) merged into out; returns their count */
 static int64_t
-cluster_train(int K, int *par, int r, const int64_t *tt,
-              const int64_t *tstart, int64_t *out, int64_t *tmp)
+cluster_train(int K, int *par, int r, const int64_t *tt, const int64_t *tstart,
+              int64_t *out, int64_t *tmp)
 {
 	int64_t n = 0;
 
@@ -307,7 +307,8 @@ merge_units(const struct ss_config *cfg, int K, const float *sim,
 	int64_t b0 = (int64_t) llround(0.010 * cfg->fs);
 	int64_t b1 = (int64_t) llround(0.050 * cfg->fs);
 	int64_t n = tstart[K];
-	struct cand *cd = malloc(sizeof(struct cand) * ((size_t) K * K / 2 + 1));
+	struct cand *cd =
+	        malloc(sizeof(struct cand) * ((size_t) K * K / 2 + 1));
 	int64_t *ta = malloc(sizeof(int64_t) * (size_t) (n + 1));
 	int64_t *tb = malloc(sizeof(int64_t) * (size_t) (n + 1));
 	int64_t *tmp = malloc(sizeof(int64_t) * (size_t) (n + 1));
@@ -341,13 +342,13 @@ merge_units(const struct ss_config *cfg, int K, const float *sim,
 			ratio = (double) nc / expect;
 			p = poisson_cdf(nc, expect);
 		}
-		if (!by_shape &&
-		    !(ratio >= 0 && ratio < cfg->good_ratio &&
-		      p < (cd[i].s >= 0.95 ? 0.05 : 0.01)))
+		if (!by_shape && !(ratio >= 0 && ratio < cfg->good_ratio &&
+		                   p < (cd[i].s >= 0.95 ? 0.05 : 0.01)))
 			continue;
 		res->merges[res->n_merges++] = (struct ss_merge){
 		        ra < rb ? ra : rb, ra < rb ? rb : ra, cd[i].s,
-		        (float) ratio, (float) expect, nc, by_shape};
+		        (float) ratio,     (float) expect,    nc,
+		        by_shape};
 		par[ra > rb ? ra : rb] = ra < rb ? ra : rb;
 	}
 	rc = 0;

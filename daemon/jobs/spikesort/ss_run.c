@@ -49,7 +49,8 @@ usage(void)
 	        "usage: ss-run --recording F --n-channels N [--sample-rate HZ]"
 	        " [--probe P] --out DIR [--ckpt DIR] [--batch N] [--seed S]"
 	        " [--device cpu|cuda:N] [--th-detect X] [--th-match X]"
-	        " [--drift 0|1] [--isi-threshold-ms X] [--presence-bin-s X]"
+	        " [--drift 0|1] [--drift-blocks N] [--isi-threshold-ms X] "
+	        "[--presence-bin-s X]"
 	        " [--good-max-isi-ratio X] [--good-min-presence X]"
 	        " [--good-max-amp-cutoff X] [--good-min-snr X]\n");
 	return 2;
@@ -124,6 +125,10 @@ main(int argc, char **argv)
 			if (arg_num(v, 0, 1, &x) != 0)
 				return usage();
 			cfg.drift = x != 0;
+		} else if (strcmp(k, "--drift-blocks") == 0) {
+			if (arg_num(v, 1, 32, &x) != 0)
+				return usage();
+			cfg.drift_blocks = (int) x;
 		} else if (strcmp(k, "--isi-threshold-ms") == 0) {
 			if (arg_num(v, 0, 1e6, &cfg.isi_ms) != 0)
 				return usage();
@@ -200,7 +205,7 @@ main(int argc, char **argv)
 		double wall = b - a;
 		char j1[32], j2[32], j3[32];
 		double dur = (double) res.n_samples / fs, dmin = 0, dmax = 0;
-		for (int64_t i = 0; i < res.n_drift; i++) {
+		for (int64_t i = 0; i < res.n_drift * res.n_drift_blocks; i++) {
 			dmin = res.drift_um[i] < dmin ? res.drift_um[i] : dmin;
 			dmax = res.drift_um[i] > dmax ? res.drift_um[i] : dmax;
 		}

@@ -81,6 +81,7 @@ ss_config_defaults(struct ss_config *c)
 	c->drift_max_um = 50;
 	c->drift_sigma_um = 20;
 	c->drift_smooth = 1;
+	c->drift_blocks = 5;
 }
 
 struct run {
@@ -217,6 +218,7 @@ config_key(const struct ss_config *c, const struct ss_probe *p, int64_t N,
 	              c->drift_max_um,
 	              c->drift_sigma_um,
 	              c->drift_smooth,
+	              c->drift_blocks,
 	              c->tmpl_radius_um,
 	              (double) N,
 	              n_rows,
@@ -313,8 +315,11 @@ stage_drift(struct run *r, struct ss_result *res)
 	struct ss_drift_hist d = {0};
 	struct ss_spikes sp = {0};
 	int64_t *chan_count = NULL;
-	size_t bytes = sizeof(float) * (size_t) r->nb;
-	float *shift = NULL, lo = 0, hi = 0;
+	int nblk = c->drift_blocks > 1 ? c->drift_blocks : 1;
+	size_t nsh = (size_t) r->nb * nblk;
+	/* the shifts (nb × nblk), then the blocks' centre depths */
+	size_t bytes = sizeof(float) * (nsh + (size_t) nblk);
+	float *shift = NULL, *blk_y, *rigid = NULL, lo = 0, hi = 0;
 	double noise = 0, thr;
 	float *hdiff = NULL;
 	int64_t kept = 0;
@@ -323,11 +328,13 @@ stage_drift(struct run *r, struct ss_result *res)
 	if (!c->drift || r->nb < 3)
 		return 0;
 	rc = NQ_ENOMEM;
-	shift = malloc(bytes);
-	hdiff = malloc(bytes);
+	shift = calloc(1, bytes);
+	rigid = malloc(sizeof(float) * (size_t) r->nb);
+	hdiff = malloc(sizeof(float) * (size_t) r->nb);
 	chan_count = calloc((size_t) r->C, sizeof(int64_t));
-	if (!shift || !hdiff || !chan_count)
+	if (!shift || !rigid || !hdiff || !chan_count)
 		goto out;
+	blk_y = shift + nsh;
 	if (ss_ckpt_load(c->ckpt_dir, "drift.bin", r->key, shift, bytes) == 0) {
 		logf_(r, "stage=drift resumed=1");
 		goto done;
@@ -357,7 +364,7 @@ stage_drift(struct run *r, struct ss_result *res)
 		         "drift");
 	}
 	if ((rc = ss_drift_estimate(&d, c->drift_max_um, c->drift_smooth,
-	                            shift)) != 0 ||
+	                            rigid)) != 0 ||
 	    (rc = ss_drift_noise(&d, c->drift_max_um, c->drift_smooth, hdiff,
 	                         &noise)) != 0)
 		goto out;
@@ -369,38 +376,58 @@ stage_drift(struct run *r, struct ss_result *res)
 	 * the halves wander apart, batch by batch) */
 	thr = fmax(1.0, DRIFT_NOISE_K * noise);
 	for (int64_t b = 0; b < r->nb; b++) {
-		hi = fmaxf(hi, fabsf(shift[b]));
-		if (fabsf(shift[b]) < thr || fabsf(shift[b]) < hdiff[b])
-			shift[b] = 0;
+		hi = fmaxf(hi, fabsf(rigid[b]));
+		if (fabsf(rigid[b]) < thr || fabsf(rigid[b]) < hdiff[b])
+			rigid[b] = 0;
 		else
 			kept++;
 	}
 	logf_(r,
-	      "stage=drift noise_um=%.2f threshold_um=%.2f estimate_max_um=%.2f "
-	      "corrected_batches=%lld",
-	      noise, thr, hi, (long long) kept);
+	      "stage=drift noise_um=%.2f threshold_um=%.2f "
+	      "estimate_max_um=%.2f "
+	      "corrected_batches=%lld blocks=%d",
+	      noise, thr, hi, (long long) kept, nblk);
 	hi = 0;
+	for (int j = 0; j < nblk; j++)
+		blk_y[j] = (float) (d.y0 + d.bin_um * d.ndepth * (j + 0.5) /
+		                                   (double) nblk);
+	if (kept > 0 && nblk > 1) {
+		/* non-rigid only where the rigid estimate saw drift at all:
+		 * a drift-free recording stays untouched */
+		if ((rc = ss_drift_estimate_blocks(&d, c->drift_max_um,
+		                                   c->drift_smooth, nblk, shift,
+		                                   blk_y)) != 0)
+			goto out;
+		for (size_t i = 0; i < nsh; i++)
+			if (fabsf(shift[i]) < thr)
+				shift[i] = 0;
+	} else if (kept > 0) {
+		memcpy(shift, rigid, sizeof(float) * (size_t) r->nb);
+	}
 	if ((rc = ss_ckpt_save(c->ckpt_dir, "drift.bin", r->key, shift,
 	                       bytes)) != 0) {
 		snprintf(r->msg, r->msglen, "cannot write checkpoint");
 		goto out;
 	}
 done:
-	for (int64_t b = 0; b < r->nb; b++) {
-		lo = fminf(lo, shift[b]);
-		hi = fmaxf(hi, shift[b]);
+	for (size_t i = 0; i < nsh; i++) {
+		lo = fminf(lo, shift[i]);
+		hi = fmaxf(hi, shift[i]);
 	}
 	logf_(r, "stage=drift batches=%lld min_um=%.1f max_um=%.1f",
 	      (long long) r->nb, lo, hi);
-	res->drift_um = malloc(bytes);
-	if (res->drift_um == NULL) {
+	res->drift_um = malloc(sizeof(float) * nsh);
+	res->drift_block_um = malloc(sizeof(float) * (size_t) nblk);
+	if (res->drift_um == NULL || res->drift_block_um == NULL) {
 		rc = NQ_ENOMEM;
 		goto out;
 	}
-	memcpy(res->drift_um, shift, bytes);
+	memcpy(res->drift_um, shift, sizeof(float) * nsh);
+	memcpy(res->drift_block_um, blk_y, sizeof(float) * (size_t) nblk);
 	res->n_drift = r->nb;
+	res->n_drift_blocks = nblk;
 	res->drift_batch = r->NT;
-	if ((rc = ss_batcher_drift(&r->bt, shift)) != 0) {
+	if ((rc = ss_batcher_drift(&r->bt, shift, nblk, blk_y)) != 0) {
 		if (rc == NQ_EBADDATA)
 			snprintf(
 			        r->msg, r->msglen,
@@ -415,6 +442,7 @@ out:
 	ss_spikes_free(&sp);
 	free(chan_count);
 	free(shift);
+	free(rigid);
 	free(hdiff);
 	return rc;
 }
@@ -962,7 +990,8 @@ ss_sort(const struct ss_config *cfg, const struct kern_backend *kb,
 	for (int i = 0; i < res->n_merges; i++) {
 		const struct ss_merge *g = &res->merges[i];
 		logf_(&r,
-		      "stage=post merge=%d+%d->%d similarity=%.3f ccg_pairs=%lld "
+		      "stage=post merge=%d+%d->%d similarity=%.3f "
+		      "ccg_pairs=%lld "
 		      "ccg_expected=%.1f ccg_ratio=%.2f by_shape=%d",
 		      g->a, g->b, g->a, g->similarity, (long long) g->nc,
 		      g->expect, g->ratio, g->by_shape);
