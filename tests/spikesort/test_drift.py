@@ -55,13 +55,15 @@ def test_drift_corrected_units_whole(drifting):
 
 
 def test_job_reports_drift_per_batch(drifting, tmp_path):
-    """Through the worker contract: drift_um (µm per batch) follows the
-    linear drift of the recording, relative to its median."""
+    """Through the worker contract, non-rigid (5 depth blocks): drift_um
+    (µm per batch and block) follows the linear drift of the recording in
+    every block, relative to its median."""
     d, rec, _, _ = drifting
     job = tmp_path / "job"
     res, _ = run_worker_job(job, {
         "recording": str(rec), "n_channels": N_CH, "sample_rate": FS,
-        "probe": str(rec) + ".probe.json", "output_dir": str(tmp_path / "phy")},
+        "probe": str(rec) + ".probe.json", "output_dir": str(tmp_path / "phy"),
+        "drift_blocks": 5},
         timeout=900)
     est = np.load(job / "out" / "drift_um.npy")
     # 2 s batches × 5 depth blocks (non-rigid; the drift here is rigid, so

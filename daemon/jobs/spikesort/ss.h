@@ -136,7 +136,7 @@ struct ss_config {
 	double drift_max_um;   /* largest shift searched (50) */
 	double drift_sigma_um; /* kriging kernel (20) */
 	double drift_smooth;   /* Gaussian smoothing over batches (1) */
-	int drift_blocks;      /* depth blocks, non-rigid (5; 1 = rigid) */
+	int drift_blocks;      /* depth blocks, non-rigid (1 = rigid, default) */
 	const char *ckpt_dir;  /* NULL: no checkpoints */
 };
 

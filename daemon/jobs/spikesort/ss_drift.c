@@ -107,8 +107,9 @@ ss_drift_hist_add(struct ss_drift_hist *d, int b, const struct ss_probe *p,
 			if (e < 0 || e >= d->ndepth)
 				continue;
 			h[(size_t) e * SS_DRIFT_NAMP + ba] += g;
-			if (i % 2)
-				ho[(size_t) e * SS_DRIFT_NAMP + ba] += g;
+			/* every other spike into the odd half, too */
+			ho[(size_t) e * SS_DRIFT_NAMP + ba] +=
+			        (float) (i % 2) * g;
 		}
 	}
 }
@@ -188,8 +189,8 @@ best_shift(const float *hb, const float *sb, const double *F, int nd, int lo,
 
 /* F: the mean of the batches (H − Hs), each aligned by its shift si */
 static void
-template_(const struct ss_drift_hist *d, const float *H, const float *Hs,
-          const int *si, double *F)
+make_template(const struct ss_drift_hist *d, const float *H, const float *Hs,
+              const int *si, double *F)
 {
 	int nd = d->ndepth;
 	size_t plane = (size_t) nd * SS_DRIFT_NAMP;
@@ -239,8 +240,9 @@ smooth_batches(double *x, int nb, double sigma, double *tmp)
  * shifts. 0 or NQ_ENOMEM.
  */
 static int
-register_(const struct ss_drift_hist *d, const float *H, const float *Hs,
-          double max_shift_um, double smooth, double *F, int *si, double *sh)
+register_hist(const struct ss_drift_hist *d, const float *H, const float *Hs,
+              double max_shift_um, double smooth, double *F, int *si,
+              double *sh)
 {
 	int nb = d->nb, nd = d->ndepth,
 	    S = (int) floor(max_shift_um / d->bin_um);
@@ -254,7 +256,7 @@ register_(const struct ss_drift_hist *d, const float *H, const float *Hs,
 	memset(si, 0, sizeof(int) * (size_t) nb);
 	for (int it = 0; it < 10; it++) {
 		int moved = 0;
-		template_(d, H, Hs, si, F);
+		make_template(d, H, Hs, si, F);
 		for (int b = 0; b < nb; b++) {
 			int bs;
 			sh[b] = best_shift(H + (size_t) b * plane,
@@ -287,8 +289,8 @@ ss_drift_estimate(const struct ss_drift_hist *d, double max_shift_um,
 
 	if (!F || !sh || !si)
 		goto out;
-	if ((rc = register_(d, d->h, NULL, max_shift_um, smooth_batches_, F, si,
-	                    sh)) != 0)
+	if ((rc = register_hist(d, d->h, NULL, max_shift_um, smooth_batches_, F,
+	                        si, sh)) != 0)
 		goto out;
 	for (int b = 0; b < d->nb; b++)
 		shift_um[b] = (float) sh[b];
@@ -297,6 +299,68 @@ out:
 	free(sh);
 	free(si);
 	return rc;
+}
+
+/* cc (nblk × (2S + 1)): each block's correlation of hb with F over shifts
+ * −S..S, on its stretch of depth (blocks overlap by half a block on each
+ * side) */
+static void
+block_corr(const float *hb, const double *F, int nd, int nblk, int S,
+           double *cc)
+{
+	int NS = 2 * S + 1;
+
+	for (int j = 0; j < nblk; j++) {
+		int lo = (int) floor(nd * (j - 0.5) / (double) nblk),
+		    hi = (int) ceil(nd * (j + 1.5) / (double) nblk);
+		lo = lo < 0 ? 0 : lo;
+		hi = hi > nd ? nd : hi;
+		for (int s = -S; s <= S; s++)
+			cc[(size_t) j * NS + s + S] =
+			        xcorr(hb, NULL, F, nd, lo, hi, s);
+	}
+}
+
+/* cs: cc smoothed across neighbouring blocks (Gaussian, σ = 0.5 block) */
+static void
+smooth_blocks(const double *cc, int nblk, int NS, double *cs)
+{
+	for (int j = 0; j < nblk; j++) {
+		double w = 0, *o = cs + (size_t) j * NS;
+		memset(o, 0, sizeof(double) * (size_t) NS);
+		for (int e = 0; e < nblk; e++) {
+			double z = (e - j) / 0.5, g = exp(-0.5 * z * z);
+			const double *x = cc + (size_t) e * NS;
+			if (fabs(z) > 4)
+				continue;
+			w += g;
+			for (int s = 0; s < NS; s++)
+				o[s] += g * x[s];
+		}
+		for (int s = 0; s < NS; s++)
+			o[s] /= w;
+	}
+}
+
+/* the shift (bins) at the peak of c (index s ↔ shift s − S; ties to the
+ * smaller |shift|), sub-bin by a parabola through it */
+static double
+peak_shift(const double *c, int NS, int S)
+{
+	int bs = S;
+	double v;
+
+	for (int s = 0; s < NS; s++)
+		if (c[s] > c[bs] + 1e-12 * fabs(c[bs]) ||
+		    (c[s] >= c[bs] && abs(s - S) < abs(bs - S)))
+			bs = s;
+	v = bs - S;
+	if (bs > 0 && bs < NS - 1) {
+		double cm = c[bs - 1], c0 = c[bs], cp = c[bs + 1];
+		if (cm - 2 * c0 + cp < 0)
+			v += 0.5 * (cm - cp) / (cm - 2 * c0 + cp);
+	}
+	return v;
 }
 
 int
@@ -316,68 +380,25 @@ ss_drift_estimate_blocks(const struct ss_drift_hist *d, double max_shift_um,
 	if (S >= nd)
 		S = nd - 1;
 	NS = 2 * S + 1;
-	cc = malloc(sizeof(double) * (size_t) nblk * NS);
+	cc = calloc((size_t) nblk * NS, sizeof(double));
 	cs = malloc(sizeof(double) * (size_t) nblk * NS);
 	col = malloc(sizeof(double) * (size_t) nb * nblk);
 	tmp = malloc(sizeof(double) * (size_t) nb);
 	if (!F || !sh || !si || !cc || !cs || !col || !tmp || nblk < 1)
 		goto out;
 	/* the rigid registration's template: every batch aligned to it */
-	if ((rc = register_(d, d->h, NULL, max_shift_um, smooth_batches_, F, si,
-	                    sh)) != 0)
+	if ((rc = register_hist(d, d->h, NULL, max_shift_um, smooth_batches_, F,
+	                        si, sh)) != 0)
 		goto out;
 	for (int j = 0; j < nblk; j++)
 		blk_y[j] = (float) (d->y0 +
 		                    d->bin_um * nd * (j + 0.5) / (double) nblk);
 	for (int b = 0; b < nb; b++) {
-		const float *hb = d->h + (size_t) b * plane;
-		/* each block's correlation over shifts, on its stretch of
-		 * depth (blocks overlap by half a block on each side) */
-		for (int j = 0; j < nblk; j++) {
-			int lo = (int) floor(nd * (j - 0.5) / (double) nblk),
-			    hi = (int) ceil(nd * (j + 1.5) / (double) nblk);
-			lo = lo < 0 ? 0 : lo;
-			hi = hi > nd ? nd : hi;
-			for (int s = -S; s <= S; s++)
-				cc[(size_t) j * NS + s + S] =
-				        xcorr(hb, NULL, F, nd, lo, hi, s);
-		}
-		/* smoothed across neighbouring blocks (Gaussian, σ = 0.5
-		 * block), then each block's peak, sub-bin by a parabola */
-		for (int j = 0; j < nblk; j++) {
-			double w = 0;
-			for (int s = 0; s < NS; s++)
-				cs[(size_t) j * NS + s] = 0;
-			for (int e = 0; e < nblk; e++) {
-				double z = (e - j) / 0.5, g = exp(-0.5 * z * z);
-				if (fabs(z) > 4)
-					continue;
-				w += g;
-				for (int s = 0; s < NS; s++)
-					cs[(size_t) j * NS + s] +=
-					        g * cc[(size_t) e * NS + s];
-			}
-			for (int s = 0; s < NS; s++)
-				cs[(size_t) j * NS + s] /= w;
-		}
-		for (int j = 0; j < nblk; j++) {
-			const double *c = cs + (size_t) j * NS;
-			int bs = S;
-			double v;
-			for (int s = 0; s < NS; s++)
-				if (c[s] > c[bs] + 1e-12 * fabs(c[bs]) ||
-				    (c[s] >= c[bs] && abs(s - S) < abs(bs - S)))
-					bs = s;
-			v = bs - S;
-			if (bs > 0 && bs < NS - 1) {
-				double cm = c[bs - 1], c0 = c[bs],
-				       cp = c[bs + 1];
-				if (cm - 2 * c0 + cp < 0)
-					v += 0.5 * (cm - cp) /
-					     (cm - 2 * c0 + cp);
-			}
-			col[(size_t) j * nb + b] = v;
-		}
+		block_corr(d->h + (size_t) b * plane, F, nd, nblk, S, cc);
+		smooth_blocks(cc, nblk, NS, cs);
+		for (int j = 0; j < nblk; j++)
+			col[(size_t) j * nb + b] =
+			        peak_shift(cs + (size_t) j * NS, NS, S);
 	}
 	for (int j = 0; j < nblk; j++) {
 		double *x = col + (size_t) j * nb, med;
@@ -438,10 +459,10 @@ ss_drift_noise(const struct ss_drift_hist *d, double max_shift_um,
 	if (!F || !a || !e || !si)
 		goto out;
 	/* the odd spikes, then the even ones (all minus the odd) */
-	if ((rc = register_(d, d->hodd, NULL, max_shift_um, smooth_batches_, F,
-	                    si, a)) ||
-	    (rc = register_(d, d->h, d->hodd, max_shift_um, smooth_batches_, F,
-	                    si, e)))
+	if ((rc = register_hist(d, d->hodd, NULL, max_shift_um, smooth_batches_,
+	                        F, si, a)) ||
+	    (rc = register_hist(d, d->h, d->hodd, max_shift_um, smooth_batches_,
+	                        F, si, e)))
 		goto out;
 	for (int b = 0; b < nb; b++) {
 		e[b] -= a[b];

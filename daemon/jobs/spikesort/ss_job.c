@@ -624,8 +624,8 @@ set_merges(struct nq_map *out, const struct ss_result *r)
 	if ((rc = nq_array_init(&u, NQ_DT_I32, 2, s2)) != 0)
 		return rc;
 	for (int i = 0; i < r->n_merges; i++) {
-		((int32_t *) u.data)[2 * i] = r->merges[i].a;
-		((int32_t *) u.data)[2 * i + 1] = r->merges[i].b;
+		((int32_t *) u.data)[(size_t) 2 * i] = r->merges[i].a;
+		((int32_t *) u.data)[(size_t) 2 * i + 1] = r->merges[i].b;
 	}
 	if ((rc = nq_map_set_array(out, "merge_units", &u)) != 0) {
 		nq_array_fini(&u);

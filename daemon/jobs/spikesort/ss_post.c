@@ -261,6 +261,30 @@ by_sim(const void *x, const void *y)
 	return (p->b > q->b) - (p->b < q->b);
 }
 
+/* cd: the pairs a < b of similarity ≥ thr, most similar first; their
+ * count */
+static int
+candidates(int K, const float *sim, double thr, struct cand *cd)
+{
+	int n = 0;
+
+	for (int a = 0; a < K; a++)
+		for (int b = a + 1; b < K; b++)
+			if (sim[a * K + b] >= thr)
+				cd[n++] = (struct cand){a, b, sim[a * K + b]};
+	qsort(cd, (size_t) n, sizeof(struct cand), by_sim);
+	return n;
+}
+
+/* Does the union keep its refractory period? ratio: refractory-window
+ * pairs over chance (-1: no baseline); p: chance of as few */
+static int
+refractory_union(const struct ss_config *cfg, double s, double ratio, double p)
+{
+	return ratio >= 0 && ratio < cfg->good_ratio &&
+	       p < (s >= 0.95 ? 0.05 : 0.01);
+}
+
 /* the sorted spike times of cluster root r: its templates' trains (tt from
  * tstart[k], each sorted) merged into out; returns their count */
 static int64_t
@@ -318,11 +342,7 @@ merge_units(const struct ss_config *cfg, int K, const float *sim,
 	res->n_merges = 0;
 	if (!cd || !ta || !tb || !tmp)
 		goto out;
-	for (int a = 0; a < K; a++)
-		for (int b = a + 1; b < K; b++)
-			if (sim[a * K + b] >= cfg->merge_corr)
-				cd[nc_++] = (struct cand){a, b, sim[a * K + b]};
-	qsort(cd, (size_t) nc_, sizeof(struct cand), by_sim);
+	nc_ = candidates(K, sim, cfg->merge_corr, cd);
 	if (nc_ > 0) {
 		res->merges = calloc((size_t) nc_, sizeof(struct ss_merge));
 		if (res->merges == NULL)
@@ -342,8 +362,7 @@ merge_units(const struct ss_config *cfg, int K, const float *sim,
 			ratio = (double) nc / expect;
 			p = poisson_cdf(nc, expect);
 		}
-		if (!by_shape && !(ratio >= 0 && ratio < cfg->good_ratio &&
-		                   p < (cd[i].s >= 0.95 ? 0.05 : 0.01)))
+		if (!by_shape && !refractory_union(cfg, cd[i].s, ratio, p))
 			continue;
 		res->merges[res->n_merges++] = (struct ss_merge){
 		        ra < rb ? ra : rb, ra < rb ? rb : ra, cd[i].s,

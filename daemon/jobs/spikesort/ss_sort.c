@@ -81,7 +81,7 @@ ss_config_defaults(struct ss_config *c)
 	c->drift_max_um = 50;
 	c->drift_sigma_um = 20;
 	c->drift_smooth = 1;
-	c->drift_blocks = 5;
+	c->drift_blocks = 1;
 }
 
 struct run {
@@ -308,66 +308,55 @@ out:
  * (checkpointed) or leaves it NULL when correction is off or the recording
  * is too short to register (under 3 batches).
  */
+/* The drift pass: every batch's detected spikes into d's histograms. */
 static int
-stage_drift(struct run *r, struct ss_result *res)
+drift_hists(struct run *r, struct ss_drift_hist *d, int64_t *chan_count,
+            struct ss_spikes *sp)
 {
 	const struct ss_config *c = r->cfg;
-	struct ss_drift_hist d = {0};
-	struct ss_spikes sp = {0};
-	int64_t *chan_count = NULL;
-	int nblk = c->drift_blocks > 1 ? c->drift_blocks : 1;
-	size_t nsh = (size_t) r->nb * nblk;
-	/* the shifts (nb × nblk), then the blocks' centre depths */
-	size_t bytes = sizeof(float) * (nsh + (size_t) nblk);
-	float *shift = NULL, *blk_y, *rigid = NULL, lo = 0, hi = 0;
-	double noise = 0, thr;
-	float *hdiff = NULL;
-	int64_t kept = 0;
 	int rc;
 
-	if (!c->drift || r->nb < 3)
-		return 0;
-	rc = NQ_ENOMEM;
-	shift = calloc(1, bytes);
-	rigid = malloc(sizeof(float) * (size_t) r->nb);
-	hdiff = malloc(sizeof(float) * (size_t) r->nb);
-	chan_count = calloc((size_t) r->C, sizeof(int64_t));
-	if (!shift || !rigid || !hdiff || !chan_count)
-		goto out;
-	blk_y = shift + nsh;
-	if (ss_ckpt_load(c->ckpt_dir, "drift.bin", r->key, shift, bytes) == 0) {
-		logf_(r, "stage=drift resumed=1");
-		goto done;
-	}
-	if ((rc = ss_drift_hist_init(&d, r->p, (int) r->nb, c->drift_bin_um)) !=
-	    0)
-		goto out;
 	for (int64_t b = 0; b < r->nb; b++) {
 		float *Y;
 		int64_t core;
-		if (canceled(r)) {
-			rc = NQ_ECANCELED;
-			goto out;
-		}
+		if (canceled(r))
+			return NQ_ECANCELED;
 		if ((rc = load_batch(r, b, &Y, &core)) != 0)
-			goto out;
+			return rc;
 		memset(chan_count, 0, sizeof(int64_t) * (size_t) r->C);
-		sp.n = 0;
+		sp->n = 0;
 		/* ≤ 200 spikes per channel and batch: enough for a
 		 * histogram, bounded memory */
 		if ((rc = ss_detect_batch(c, r->p, Y, r->Tb, c->pad,
 		                          c->pad + core, b * r->NT - c->pad,
-		                          200, chan_count, &sp)) != 0)
-			goto out;
-		ss_drift_hist_add(&d, (int) b, r->p, &sp, c->nt0min);
+		                          200, chan_count, sp)) != 0)
+			return rc;
+		ss_drift_hist_add(d, (int) b, r->p, sp, c->nt0min);
 		progress(r, 0.03 + 0.02 * (double) (b + 1) / (double) r->nb,
 		         "drift");
 	}
-	if ((rc = ss_drift_estimate(&d, c->drift_max_um, c->drift_smooth,
+	return 0;
+}
+
+/* The shifts (nb × nblk into shift, block centres into blk_y) from the
+ * histograms: rigid and its noise, then per block where there is drift.
+ * rigid, hdiff: nb scratch. */
+static int
+drift_shifts(struct run *r, const struct ss_drift_hist *dh, int nblk,
+             float *rigid, float *hdiff, float *shift, float *blk_y)
+{
+	const struct ss_config *c = r->cfg;
+	size_t nsh = (size_t) r->nb * nblk;
+	double noise = 0, thr;
+	int64_t kept = 0;
+	float hi = 0;
+	int rc;
+
+	if ((rc = ss_drift_estimate(dh, c->drift_max_um, c->drift_smooth,
 	                            rigid)) != 0 ||
-	    (rc = ss_drift_noise(&d, c->drift_max_um, c->drift_smooth, hdiff,
+	    (rc = ss_drift_noise(dh, c->drift_max_um, c->drift_smooth, hdiff,
 	                         &noise)) != 0)
-		goto out;
+		return rc;
 	/* a batch is left as it is (so a recording without drift sorts
 	 * exactly as with drift off) when its shift is within the estimate's
 	 * noise: under DRIFT_NOISE_K σ (and 1 µm, a twentieth of a channel
@@ -387,23 +376,59 @@ stage_drift(struct run *r, struct ss_result *res)
 	      "estimate_max_um=%.2f "
 	      "corrected_batches=%lld blocks=%d",
 	      noise, thr, hi, (long long) kept, nblk);
-	hi = 0;
 	for (int j = 0; j < nblk; j++)
-		blk_y[j] = (float) (d.y0 + d.bin_um * d.ndepth * (j + 0.5) /
-		                                   (double) nblk);
+		blk_y[j] = (float) (dh->y0 + dh->bin_um * dh->ndepth *
+		                                     (j + 0.5) / (double) nblk);
 	if (kept > 0 && nblk > 1) {
 		/* non-rigid only where the rigid estimate saw drift at all:
 		 * a drift-free recording stays untouched */
-		if ((rc = ss_drift_estimate_blocks(&d, c->drift_max_um,
+		if ((rc = ss_drift_estimate_blocks(dh, c->drift_max_um,
 		                                   c->drift_smooth, nblk, shift,
 		                                   blk_y)) != 0)
-			goto out;
+			return rc;
 		for (size_t i = 0; i < nsh; i++)
 			if (fabsf(shift[i]) < thr)
 				shift[i] = 0;
 	} else if (kept > 0) {
 		memcpy(shift, rigid, sizeof(float) * (size_t) r->nb);
 	}
+	return 0;
+}
+
+static int
+stage_drift(struct run *r, struct ss_result *res)
+{
+	const struct ss_config *c = r->cfg;
+	struct ss_drift_hist d = {0};
+	struct ss_spikes sp = {0};
+	int64_t *chan_count = NULL;
+	int nblk = c->drift_blocks > 1 ? c->drift_blocks : 1;
+	size_t nsh = (size_t) r->nb * nblk;
+	/* the shifts (nb × nblk), then the blocks' centre depths */
+	size_t bytes = sizeof(float) * (nsh + (size_t) nblk);
+	float *shift = NULL, *blk_y, *rigid = NULL, lo = 0, hi = 0;
+	float *hdiff = NULL;
+	int rc;
+
+	if (!c->drift || r->nb < 3)
+		return 0;
+	rc = NQ_ENOMEM;
+	shift = calloc(1, bytes);
+	rigid = malloc(sizeof(float) * (size_t) r->nb);
+	hdiff = malloc(sizeof(float) * (size_t) r->nb);
+	chan_count = calloc((size_t) r->C, sizeof(int64_t));
+	if (!shift || !rigid || !hdiff || !chan_count)
+		goto out;
+	blk_y = shift + nsh;
+	if (ss_ckpt_load(c->ckpt_dir, "drift.bin", r->key, shift, bytes) == 0) {
+		logf_(r, "stage=drift resumed=1");
+		goto done;
+	}
+	if ((rc = ss_drift_hist_init(&d, r->p, (int) r->nb, c->drift_bin_um)) ||
+	    (rc = drift_hists(r, &d, chan_count, &sp)))
+		goto out;
+	if ((rc = drift_shifts(r, &d, nblk, rigid, hdiff, shift, blk_y)) != 0)
+		goto out;
 	if ((rc = ss_ckpt_save(c->ckpt_dir, "drift.bin", r->key, shift,
 	                       bytes)) != 0) {
 		snprintf(r->msg, r->msglen, "cannot write checkpoint");
@@ -416,8 +441,8 @@ done:
 	}
 	logf_(r, "stage=drift batches=%lld min_um=%.1f max_um=%.1f",
 	      (long long) r->nb, lo, hi);
-	res->drift_um = malloc(sizeof(float) * nsh);
-	res->drift_block_um = malloc(sizeof(float) * (size_t) nblk);
+	res->drift_um = malloc(sizeof(float) * (nsh + 1));
+	res->drift_block_um = malloc(sizeof(float) * ((size_t) nblk + 1));
 	if (res->drift_um == NULL || res->drift_block_um == NULL) {
 		rc = NQ_ENOMEM;
 		goto out;
