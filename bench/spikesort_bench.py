@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """neuroq's spikesort job against SpikeInterface ground truth (and MountainSort 5).
 
-    bench/spikesort_bench.py --build BUILD [--recordings 32ch,384ch,drift128,gengt32,gengt64]
+    bench/spikesort_bench.py --build BUILD [--recordings 32ch,384ch,drift128,np2drift128,np2static128,lowsnr16,gengt32,gengt64]
                              [--duration S] [--duration-384 S] [--units-384 N]
                              [--duration-gengt S] [--with-ms5]
                              [--ms5-train S] [--ms5-timeout S]
@@ -47,7 +47,8 @@ import numpy as np
 
 FS = 30000.0
 UV_PER_BIT = 0.195
-GT_SEED = {"32ch": 42, "384ch": 7, "drift128": 11, "gengt32": 3,
+GT_SEED = {"32ch": 42, "384ch": 7, "drift128": 11, "np2drift128": 11,
+           "np2static128": 11, "lowsnr16": 5, "gengt32": 3,
            "gengt64": 4}
 # tests/spikesort/gen_gt.py's recordings (biphasic units, white noise + hum
 # + offsets, linear 20 µm probe): kind -> (channels, units)
@@ -74,9 +75,17 @@ def make_recording(kind, duration, n_units):
         kw["probe"] = np1_probe()
     elif kind == "drift128":
         return drifting_recording(duration, n_units)
+    elif kind in ("np2drift128", "np2static128"):
+        return np2_recording(duration, n_units, kind == "np2drift128")
+    elif kind == "lowsnr16":
+        # 16 channels (SI's 2-column probe), units of 40–80 µV peak over
+        # 5 µV noise (snr ~3–8): where units used to come out split
+        kw["num_channels"] = 16
+        kw["generate_templates_kwargs"] = dict(
+            unit_params=dict(alpha=(40.0, 80.0)))
     else:
-        raise SystemExit(f"unknown recording {kind!r} (32ch, 384ch or "
-                         "drift128)")
+        raise SystemExit(f"unknown recording {kind!r} (32ch, 384ch, "
+                         "drift128, np2drift128, np2static128, lowsnr16)")
     return si.generate_ground_truth_recording(**kw)
 
 
@@ -98,6 +107,30 @@ def drifting_recording(duration, n_units):
         generate_displacement_vector_kwargs=motion,
         seed=GT_SEED["drift128"])
     return drifting, sorting
+
+
+def np2_recording(duration, n_units, drift):
+    """The first 128 sites of a Neuropixels 2.0 shank (2 columns 32 µm
+    apart, 15 µm rows); with drift, a zigzag of ±25 µm (two periods over the
+    recording) scaled along depth (non_rigid_gradient 0.8: units move
+    10–50 µm peak to peak): non-rigid drift. Without, the same units still."""
+    from probeinterface.neuropixels_tools import build_neuropixels_probe
+    from spikeinterface.generation import generate_drifting_recording
+    probe = build_neuropixels_probe("NP2000").get_slice(np.arange(128))
+    probe.set_device_channel_indices(np.arange(128))
+    amp = 25 if drift else 0
+    motion = dict(displacement_sampling_frequency=5.0,
+                  drift_start_um=[0, amp], drift_stop_um=[0, -amp],
+                  drift_step_um=1,
+                  motion_list=[dict(drift_mode="zigzag",
+                                    non_rigid_gradient=0.8 if drift else None,
+                                    t_start_drift=1.0, t_end_drift=None,
+                                    period_s=duration / 2)])
+    static, drifting, sorting = generate_drifting_recording(
+        num_units=n_units, duration=float(duration), sampling_frequency=FS,
+        probe=probe, generate_displacement_vector_kwargs=motion,
+        seed=GT_SEED["np2drift128"])
+    return (drifting if drift else static), sorting
 
 
 def write_int16(rec, path, repeat=1):
@@ -368,8 +401,10 @@ def bench(args):
     for kind in args.recordings.split(","):
         if kind == "384ch":
             dur, nu, nch = args.duration_384, args.units_384, 384
-        elif kind == "drift128":
+        elif kind in ("drift128", "np2drift128", "np2static128"):
             dur, nu, nch = args.duration_drift, args.units_drift, 128
+        elif kind == "lowsnr16":
+            dur, nu, nch = args.duration_drift, 6, 16
         elif kind in GENGT:
             dur, (nch, nu) = args.duration_gengt, GENGT[kind]
         else:

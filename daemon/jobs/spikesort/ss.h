@@ -138,6 +138,7 @@ struct ss_config {
 	double drift_max_um;   /* largest shift searched (50) */
 	double drift_sigma_um; /* kriging kernel (20) */
 	double drift_smooth;   /* Gaussian smoothing over batches (1) */
+	int drift_blocks;      /* depth blocks, non-rigid (1 = rigid, default) */
 	const char *ckpt_dir;  /* NULL: no checkpoints */
 };
 
@@ -148,6 +149,17 @@ struct ss_hooks {
 	void (*progress)(void *u, double frac, const char *stage);
 	int (*canceled)(void *u);
 	void (*log)(void *u, const char *line);
+};
+
+/* One merge of ss_post: clusters a < b (their template ids at the time;
+ * the merged unit is a), their templates' similarity, and the union's
+ * cross-correlogram: nc spikes within refrac_ms where independent trains
+ * put `expect`, ratio = nc / expect (-1: no baseline). */
+struct ss_merge {
+	int a, b;
+	float similarity, ratio, expect;
+	int64_t nc;
+	int by_shape; /* similarity ≥ merge_corr_shape: timing not needed */
 };
 
 struct ss_result {
@@ -168,8 +180,11 @@ struct ss_result {
 	int64_t *counts; /* per cluster */
 	int n_good, n_units;
 	double t_pre, t_detect, t_match, t_post;
-	float *drift_um; /* per batch of `drift_batch` samples; NULL: off */
+	float *drift_um;       /* n_drift batches of `drift_batch` samples ×
+	                          n_drift_blocks depth blocks; NULL: off */
+	float *drift_block_um; /* the blocks' centre depths */
 	int64_t n_drift, drift_batch;
+	int n_drift_blocks;
 	double t_drift;
 	struct ss_quality *quality; /* ss_quality.h; NULL until measured */
 	/* host↔device bytes (kern traffic) of the whole sort (and of the
@@ -178,6 +193,8 @@ struct ss_result {
 	 * (ss_batch_device_bytes) */
 	uint64_t xfer_h2d, xfer_d2h, xfer_match_h2d, xfer_match_d2h;
 	uint64_t dev_batch_bytes;
+	struct ss_merge *merges;    /* ss_post's merges, in order */
+	int n_merges;
 };
 
 void ss_result_free(struct ss_result *r);
@@ -317,6 +334,12 @@ int ss_match_batch(struct ss_matcher *m, const struct ss_config *cfg, float *R,
 int ss_post(const struct ss_config *cfg, const struct ss_templates *t,
             struct ss_match_out *sp, struct ss_result *res);
 
+/* The cross-correlogram of two sorted trains: nc pairs within ±ref (lag
+ * in samples, exclusive) and the count that independent trains would put
+ * there, from its b0..b1 baseline. */
+void ss_ccg_counts(const int64_t *a, int64_t na, const int64_t *b, int64_t nb,
+                   int64_t ref, int64_t b0, int64_t b1, int64_t *nc,
+                   double *expect);
 /* Cross-correlogram rate within ±ref over its 10–50 ms baseline (lags in
  * samples b0..b1) of two sorted trains; -1 when the baseline is empty. */
 double ss_ccg_ratio(const int64_t *a, int64_t na, const int64_t *b, int64_t nb,

@@ -58,10 +58,14 @@ ss_batcher_whiten(struct ss_batcher *bt, const float *M)
 }
 
 int
-ss_batcher_drift(struct ss_batcher *bt, const float *shift)
+ss_batcher_drift(struct ss_batcher *bt, const float *shift, int nblk,
+                 const float *blk_y)
 {
 	int C = bt->C, rc;
 
+	bt->shift_c = malloc(sizeof(double) * (size_t) C);
+	if (bt->shift_c == NULL)
+		return NQ_ENOMEM;
 	bt->A = malloc(sizeof(float) * (size_t) C * C);
 	bt->AM = malloc(sizeof(float) * (size_t) C * C);
 	bt->aband = malloc(sizeof(struct ss_band) * ((size_t) C / 32 + 2));
@@ -71,6 +75,8 @@ ss_batcher_drift(struct ss_batcher *bt, const float *shift)
 	                       bt->cfg->drift_sigma_um)))
 		return rc;
 	bt->shift = shift;
+	bt->nblk = nblk;
+	bt->blk_y = blk_y;
 	bt->am_batch = -1;
 	return 0;
 }
@@ -84,15 +90,23 @@ batch_matrix(struct ss_batcher *bt, int64_t b, const void **dM,
 {
 	int C = bt->C, rc;
 
+	int moved = 0;
+
 	*dM = bt->dM.p;
 	*band = bt->band;
 	*nband = bt->nband;
-	if (bt->shift == NULL || bt->shift[b] == 0)
+	for (int j = 0; bt->shift != NULL && j < bt->nblk; j++)
+		moved |= bt->shift[(size_t) b * bt->nblk + j] != 0;
+	if (!moved)
 		return 0;
+	/* this batch's resampling folded into the whitening */
 	if (bt->am_batch != b) {
 		size_t mb = sizeof(float) * (size_t) C * C;
+		ss_drift_channel_shifts(bt->p, bt->nblk, bt->blk_y,
+		                        bt->shift + (size_t) b * bt->nblk,
+		                        bt->shift_c);
 		if ((rc = ss_drift_batch_matrix(&bt->krig, bt->p, bt->M,
-		                                bt->shift[b], bt->A, bt->AM)) ||
+		                                bt->shift_c, bt->A, bt->AM)) ||
 		    (rc = ss_kbuf_ensure(bt->kb, &bt->dAM, mb)) ||
 		    (rc = KOP(bt->kb, upload, bt->dAM.p, bt->AM, mb))) {
 			snprintf(msg, msglen, "drift correction failed");
@@ -297,6 +311,7 @@ ss_batcher_free(struct ss_batcher *bt)
 	free(bt->band);
 	free(bt->A);
 	free(bt->AM);
+	free(bt->shift_c);
 	free(bt->aband);
 	memset(bt, 0, sizeof(*bt));
 }

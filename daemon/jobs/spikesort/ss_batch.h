@@ -32,7 +32,10 @@ struct ss_batcher {
 	int nband;
 	/* drift: per-batch shifts (µm, not owned; NULL: none) and the A·M of
 	 * batch am_batch */
-	const float *shift;
+	const float *shift; /* nb × nblk */
+	const float *blk_y; /* the blocks' centre depths */
+	int nblk;
+	double *shift_c; /* C: this batch's shift per channel */
 	struct ss_krig krig;
 	float *A, *AM;
 	int64_t am_batch;
@@ -57,10 +60,12 @@ int ss_batcher_init(struct ss_batcher *bt, const struct ss_config *cfg,
                     const struct ss_probe *p, char *msg, size_t msglen);
 /* Whiten every later batch with M (kept by pointer). 0 or an nq_err. */
 int ss_batcher_whiten(struct ss_batcher *bt, const float *M);
-/* Resample every later batch b by shift[b] µm (kept by pointer; 0 leaves
- * a batch as it is). 0, NQ_ENOMEM or NQ_EBADDATA (kriging matrix singular:
- * duplicate channel positions). */
-int ss_batcher_drift(struct ss_batcher *bt, const float *shift);
+/* Resample every later batch b by its shifts shift[b nblk ..] µm at the
+ * block depths blk_y (both kept by pointer; ss_drift_channel_shifts; all 0
+ * leaves a batch as it is). 0, NQ_ENOMEM or NQ_EBADDATA (kriging matrix
+ * singular: duplicate channel positions). */
+int ss_batcher_drift(struct ss_batcher *bt, const float *shift, int nblk,
+                     const float *blk_y);
 /* Batch b: *Y points at its Tb = NT + 2 pad samples, core samples at
  * [pad, pad + core). 0 or an nq_err code with msg. */
 int ss_batcher_load(struct ss_batcher *bt, int64_t b, float **Y, int64_t *core,

@@ -19,7 +19,8 @@ struct ss_drift_hist {
 	int nb;     /* batches */
 	int ndepth; /* depth bins of bin_um, from y0 */
 	double y0, bin_um;
-	float *h; /* nb × ndepth × SS_DRIFT_NAMP, batch-major */
+	float *h;    /* nb × ndepth × SS_DRIFT_NAMP, batch-major */
+	float *hodd; /* the same of every other spike (the noise estimate) */
 	int *nbr; /* each channel's nbr_nc nearest (the snippets' order) */
 	int nbr_nc;
 };
@@ -52,6 +53,36 @@ int ss_drift_estimate(const struct ss_drift_hist *d, double max_shift_um,
                       double smooth_batches, float *shift_um);
 
 /*
+ * Non-rigid (Kilosort 2.5's blocks): every batch registered to the rigid
+ * registration's template on each of nblk depth blocks (equal stretches of
+ * the histogram's depth, each widened by half a block on both sides), the
+ * correlations smoothed across blocks (Gaussian, σ half a block), each
+ * block's peak, smoothed over batches and centred on the block's median.
+ * shift_um: nb × nblk (batch-major), blk_y: the blocks' centre depths.
+ * 0 or NQ_ENOMEM.
+ */
+int ss_drift_estimate_blocks(const struct ss_drift_hist *d, double max_shift_um,
+                             double smooth_batches, int nblk, float *shift_um,
+                             float *blk_y);
+
+/* Each channel's shift (C) from one batch's block shifts: linear between
+ * block centres, constant beyond the outer ones. */
+void ss_drift_channel_shifts(const struct ss_probe *p, int nblk,
+                             const float *blk_y, const float *shift_b,
+                             double *shift_c);
+
+/*
+ * The noise of ss_drift_estimate's shifts (σ, µm): the same registration on
+ * each half of the spikes (alternate spikes of each batch) separately; the
+ * halves' estimates differ by noise alone, so σ of the whole estimate is
+ * the spread (1.4826 MAD) of their difference / 2. half_diff_um (nb, or
+ * NULL): each batch's |difference| between the halves. 0 or NQ_ENOMEM.
+ */
+int ss_drift_noise(const struct ss_drift_hist *d, double max_shift_um,
+                   double smooth_batches, float *half_diff_um,
+                   double *sigma_um);
+
+/*
  * Kriging (Gaussian kernel of sigma_um between channel positions; zero
  * across shanks): Kinv = (K(source, source) + 1e-2 I)⁻¹, once per probe,
  * factorized and inverted on the backend kb (float64).
@@ -70,18 +101,20 @@ void ss_krig_free(struct ss_krig *k);
 
 /*
  * A (C × C, column-major, y = A x): the data at the channel positions moved
- * by shift along depth, (x_c, y_c + shift), from the channels' values:
+ * along depth, each by its own shift (C of them; equal for a rigid shift),
+ * (x_c, y_c + shift_c), from the channels' values:
  * A = K(target, source) · Kinv. Entries below 1e-4 of their row's largest
  * are zeroed, so A stays banded like the local whitening. 0 or NQ_ENOMEM.
  */
 int ss_krig_matrix(const struct ss_krig *k, const struct ss_probe *p,
-                   double shift_um, float *A);
+                   const double *shift_um, float *A);
 
 /*
  * The whitening matrix of batch b: W = A(shift) · M (both C × C column-
  * major and sparse), computed into W. A: C × C scratch. 0 or NQ_ENOMEM.
  */
 int ss_drift_batch_matrix(const struct ss_krig *k, const struct ss_probe *p,
-                          const float *M, double shift_um, float *A, float *W);
+                          const float *M, const double *shift_um, float *A,
+                          float *W);
 
 #endif

@@ -42,8 +42,8 @@ test_register(void **state)
 	enum { NB = 60, NU = 40 };
 	double depth[NU], truth[NB], med;
 	int amp[NU];
-	float est[NB];
-	double sorted[NB], err = 0;
+	float est[NB], hd[NB];
+	double sorted[NB], err = 0, sigma = -1, sigma1;
 
 	(void) state;
 	probe(&p, 64, 20);
@@ -55,16 +55,25 @@ test_register(void **state)
 	for (int b = 0; b < NB; b++) {
 		truth[b] = 15 * sin(2 * M_PI * b / 30.0);
 		float *h = d.h + (size_t) b * d.ndepth * SS_DRIFT_NAMP;
+		float *ho = d.hodd + (size_t) b * d.ndepth * SS_DRIFT_NAMP;
 		for (int u = 0; u < NU; u++)
 			for (int k = 0; k < 30; k++) {
 				/* each unit: spikes spread ±4 µm around it */
 				double y = depth[u] + truth[b] +
 				           8 * (unif() - 0.5);
 				int bd = (int) floor((y - d.y0) / d.bin_um);
-				h[(size_t) bd * SS_DRIFT_NAMP + amp[u]] += 1;
+				size_t o = (size_t) bd * SS_DRIFT_NAMP + amp[u];
+				h[o] += 1;
+				if (k % 2)
+					ho[o] += 1;
 			}
 	}
 	assert_int_equal(ss_drift_estimate(&d, 40, 0, est), 0);
+	/* the halves agree: the noise is a small part of the ±15 µm */
+	assert_int_equal(ss_drift_noise(&d, 40, 0, hd, &sigma), 0);
+	assert_true(sigma > 0 && sigma < 1.0);
+	for (int b = 0; b < NB; b++)
+		assert_true(hd[b] < 3.0);
 	memcpy(sorted, truth, sizeof(truth));
 	for (int i = 0; i < NB; i++) /* insertion sort: the median */
 		for (int j = i; j > 0 && sorted[j] < sorted[j - 1]; j--) {
@@ -79,18 +88,90 @@ test_register(void **state)
 
 	/* no drift: the estimate stays near zero; smoothing keeps it there */
 	memset(d.h, 0, sizeof(float) * (size_t) NB * d.ndepth * SS_DRIFT_NAMP);
+	memset(d.hodd, 0,
+	       sizeof(float) * (size_t) NB * d.ndepth * SS_DRIFT_NAMP);
 	for (int b = 0; b < NB; b++) {
 		float *h = d.h + (size_t) b * d.ndepth * SS_DRIFT_NAMP;
+		float *ho = d.hodd + (size_t) b * d.ndepth * SS_DRIFT_NAMP;
 		for (int u = 0; u < NU; u++)
 			for (int k = 0; k < 30; k++) {
 				double y = depth[u] + 8 * (unif() - 0.5);
 				int bd = (int) floor((y - d.y0) / d.bin_um);
-				h[(size_t) bd * SS_DRIFT_NAMP + amp[u]] += 1;
+				size_t o = (size_t) bd * SS_DRIFT_NAMP + amp[u];
+				h[o] += 1;
+				if (k % 2)
+					ho[o] += 1;
 			}
 	}
 	assert_int_equal(ss_drift_estimate(&d, 40, 1.0, est), 0);
 	for (int b = 0; b < NB; b++)
 		assert_true(fabs(est[b]) < 1.0);
+	/* the noise bounds the estimate: every shift is within 4 σ */
+	assert_int_equal(ss_drift_noise(&d, 40, 1.0, hd, &sigma1), 0);
+	assert_true(sigma1 > 0);
+	for (int b = 0; b < NB; b++)
+		assert_true(fabs(est[b]) < fmax(1.0, 4 * sigma1));
+	ss_drift_hist_free(&d);
+	ss_probe_free(&p);
+}
+
+/*
+ * Non-rigid: 60 batches on a 64-channel probe (1260 µm) whose units move by
+ * a zigzag scaled with depth (full ±15 µm at the bottom, none at the top).
+ * The blocks recover each depth's own motion to a few µm where the rigid
+ * estimate is one compromise; each channel's shift interpolates them.
+ */
+static void
+test_register_blocks(void **state)
+{
+	struct ss_probe p = {0};
+	struct ss_drift_hist d;
+	enum { NB = 60, NU = 60, NBLK = 5 };
+	double depth[NU];
+	int amp[NU];
+	float est[NB * NBLK], by[NBLK], rig[NB];
+	double errb = 0, errr = 0, sc[64];
+	(void) state;
+	probe(&p, 64, 20);
+	assert_int_equal(ss_drift_hist_init(&d, &p, NB, 5.0), 0);
+	for (int u = 0; u < NU; u++) {
+		depth[u] = 40 + 1180 * unif();
+		amp[u] = 1 + (int) (unif() * (SS_DRIFT_NAMP - 1));
+	}
+	for (int b = 0; b < NB; b++) {
+		float *h = d.h + (size_t) b * d.ndepth * SS_DRIFT_NAMP;
+		for (int u = 0; u < NU; u++) {
+			double g = 1 - depth[u] / 1260.0; /* 1 bottom, 0 top */
+			double m = 15 * g * sin(2 * M_PI * b / 30.0);
+			for (int k = 0; k < 30; k++) {
+				double y = depth[u] + m + 8 * (unif() - 0.5);
+				int bd = (int) floor((y - d.y0) / d.bin_um);
+				h[(size_t) bd * SS_DRIFT_NAMP + amp[u]] += 1;
+			}
+		}
+	}
+	assert_int_equal(ss_drift_estimate(&d, 40, 0, rig), 0);
+	assert_int_equal(ss_drift_estimate_blocks(&d, 40, 0, NBLK, est, by), 0);
+	for (int j = 0; j < NBLK; j++) {
+		/* the motion at the block's centre (medians: sin is symmetric)
+		 */
+		double g = 1 - (by[j] - p.y[0]) / 1260.0;
+		g = g < 0 ? 0 : g > 1 ? 1 : g;
+		for (int b = 0; b < NB; b++) {
+			double t = 15 * g * sin(2 * M_PI * b / 30.0);
+			errb = fmax(errb, fabs(est[b * NBLK + j] - t));
+			errr = fmax(errr, fabs(rig[b] - t));
+		}
+	}
+	assert_true(errb < 4.0);
+	assert_true(errr > 6.0); /* the rigid compromise misses the ends */
+	/* per channel: block values at the centres, linear between */
+	ss_drift_channel_shifts(&p, NBLK, by, est + 7 * NBLK, sc);
+	for (int c = 0; c < 64; c++) {
+		double lo = fmin(est[7 * NBLK], est[7 * NBLK + NBLK - 1]);
+		double hi = fmax(est[7 * NBLK], est[7 * NBLK + NBLK - 1]);
+		assert_true(sc[c] >= lo - 1e-6 && sc[c] <= hi + 1e-6);
+	}
 	ss_drift_hist_free(&d);
 	ss_probe_free(&p);
 }
@@ -193,11 +274,15 @@ test_kriging(void **state)
 		double dy = p.y[c] - 600;
 		f[c] = exp(-dy * dy / (2 * 60.0 * 60.0));
 	}
-	for (int si = 0; si < 3; si++) {
-		double shift = (double[]){0, 7, -13}[si], err = 0;
-		assert_int_equal(ss_krig_matrix(&k, &p, shift, A), 0);
+	/* rigid shifts, then a non-rigid one (0 at the top, 12 µm at the
+	 * bottom: each channel resampled at its own shifted depth) */
+	for (int si = 0; si < 4; si++) {
+		double shift = (double[]){0, 7, -13, 0}[si], err = 0, sc[C];
+		for (int c = 0; c < C; c++)
+			sc[c] = si < 3 ? shift : 12.0 * c / (C - 1);
+		assert_int_equal(ss_krig_matrix(&k, &p, sc, A), 0);
 		for (int t = 5; t < C - 5; t++) {
-			double y = 0, dy = p.y[t] + shift - 600;
+			double y = 0, dy = p.y[t] + sc[t] - 600;
 			for (int j = 0; j < C; j++)
 				y += A[t + C * j] * f[j];
 			err = fmax(err, fabs(y - exp(-dy * dy / (2 * 3600.0))));
@@ -219,6 +304,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 	        cmocka_unit_test(test_register),
+	        cmocka_unit_test(test_register_blocks),
 	        cmocka_unit_test(test_hist_depth),
 	        cmocka_unit_test(test_kriging),
 	};

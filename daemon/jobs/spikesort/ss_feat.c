@@ -197,7 +197,9 @@ ss_feat_writeat(int dirfd, unsigned mode, const char *dir,
 			rc = NQ_EINTERNAL;
 			goto out;
 		}
-		if ((rc = ss_batcher_drift(&f, res->drift_um)) != 0) {
+		if ((rc = ss_batcher_drift(&f, res->drift_um,
+		                           res->n_drift_blocks,
+		                           res->drift_block_um)) != 0) {
 			snprintf(msg, msglen, "features: drift set-up failed");
 			goto out;
 		}

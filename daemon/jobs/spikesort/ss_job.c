@@ -104,6 +104,9 @@ static const struct param_def ss_params[] = {
           "matching pursuit rounds per batch"),
         B("drift", 1, "rigid drift correction"),
         F("drift_max_um", 50, 5, 1000, "largest drift searched (µm)"),
+        I("drift_blocks", 1, 1, 32,
+          "depth blocks of the drift registration (1 = rigid; more: "
+          "non-rigid, one shift per block)"),
         F("xdup_ms", 0.5, 0, 5,
           "cross-unit duplicate window (ms); 0 = off"),
         F("template_radius_um", 150, 0, 1e5,
@@ -172,11 +175,22 @@ static const struct output_def ss_outputs[] = {
         {"match_d2h_bytes_per_s", OUT_FLOAT, 0, NULL, NULL,
          "device to host bytes of the matching pass per second of "
          "recording"},
-        {"drift_um", OUT_ARRAY, PARAMS_DT(NQ_DT_F32), "B", "drift is true",
-         "depth shift per batch relative to its median (µm; positive: "
-         "the tissue sits higher)"},
+        {"drift_um", OUT_ARRAY, PARAMS_DT(NQ_DT_F32), "B D", "drift is true",
+         "depth shift per batch and depth block relative to its median "
+         "(µm; positive: the tissue sits higher)"},
+        {"drift_block_um", OUT_ARRAY, PARAMS_DT(NQ_DT_F32), "D",
+         "drift is true", "the depth blocks' centres (µm)"},
         {"drift_batch_s", OUT_FLOAT, 0, NULL, "drift is true",
          "seconds per drift_um entry"},
+        {"n_merges", OUT_INT, 0, NULL, NULL,
+         "split units merged after the sort"},
+        {"merge_units", OUT_ARRAY, PARAMS_DT(NQ_DT_I32), "M 2", NULL,
+         "each merge's two units, the kept one first"},
+        {"merge_similarity", OUT_ARRAY, PARAMS_DT(NQ_DT_F32), "M", NULL,
+         "each merge's template similarity"},
+        {"merge_ccg_ratio", OUT_ARRAY, PARAMS_DT(NQ_DT_F32), "M", NULL,
+         "each merge's refractory-window pairs over chance (-1: no "
+         "baseline)"},
         {"unit_spike_counts", OUT_ARRAY, PARAMS_DT(NQ_DT_I64), "K", NULL,
          "spikes per template id"},
         {"unit_good", OUT_ARRAY, PARAMS_DT(NQ_DT_BOOL), "K", NULL,
@@ -211,6 +225,8 @@ static const struct shape_symbol ss_symbols[] = {
         {"C", "channels of the recording"},
         {"K", "templates (n_templates)"},
         {"B", "drift batches"},
+        {"D", "drift depth blocks (drift_blocks)"},
+        {"M", "merges (n_merges)"},
 };
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
@@ -265,6 +281,7 @@ fill_config(const struct nq_map *p, struct ss_jparams *jp)
 	c->max_peels = (int) params_int(d, p, "max_peels");
 	c->drift = params_bool(d, p, "drift");
 	c->drift_max_um = params_float(d, p, "drift_max_um");
+	c->drift_blocks = (int) params_int(d, p, "drift_blocks");
 	c->xdup_ms = params_float(d, p, "xdup_ms");
 	c->tmpl_radius_um = params_float(d, p, "template_radius_um");
 	c->isi_ms = params_float(d, p, "isi_threshold_ms");
@@ -468,12 +485,12 @@ est_fill(const struct ss_jparams *jp, int C, int64_t N,
 	/* detection snippets: ≤ 200k spikes × nc × nt floats */
 	uint64_t snip = 200000ULL * (uint64_t) jp->cfg.nc_feat * jp->cfg.nt * 4;
 	/* drift: per-batch depth histograms (20 µm per channel bounds the
-	 * probe's extent; 5 µm bins × 20 amplitude bins of float) and three
-	 * C × C matrices */
+	 * probe's extent; 5 µm bins × 20 amplitude bins of float; twice:
+	 * all spikes and every other one) and three C × C matrices */
 	uint64_t drift = 0;
 	if (jp->cfg.drift && batch > 0)
 		drift = (uint64_t) ((N + batch - 1) / batch) *
-		                ((uint64_t) C * 20 / 5 + 30) * 20 * 4 +
+		                ((uint64_t) C * 20 / 5 + 30) * 20 * 4 * 2 +
 		        (uint64_t) C * C * 16;
 	memset(est, 0, sizeof(*est));
 	est->host_bytes = bb + cache + snip + drift + (uint64_t) N / 10 * 16 +
@@ -703,6 +720,48 @@ set_traffic(struct nq_map *out, const struct ss_result *r, double fs)
 	return 0;
 }
 
+/* The merges of split units (ss_post): n_merges, merge_units (n × 2,
+ * int32: the two units, the merged one first), merge_similarity and
+ * merge_ccg_ratio (the union's refractory-window pairs over chance; -1:
+ * no baseline). */
+static int
+set_merges(struct nq_map *out, const struct ss_result *r)
+{
+	struct nq_array u, s, q;
+	int64_t s2[2] = {r->n_merges, 2}, s1[1] = {r->n_merges};
+	int rc;
+
+	if ((rc = nq_map_set_int(out, "n_merges", r->n_merges)) != 0)
+		return rc;
+	if ((rc = nq_array_init(&u, NQ_DT_I32, 2, s2)) != 0)
+		return rc;
+	for (int i = 0; i < r->n_merges; i++) {
+		((int32_t *) u.data)[(size_t) 2 * i] = r->merges[i].a;
+		((int32_t *) u.data)[(size_t) 2 * i + 1] = r->merges[i].b;
+	}
+	if ((rc = nq_map_set_array(out, "merge_units", &u)) != 0) {
+		nq_array_fini(&u);
+		return rc;
+	}
+	if ((rc = nq_array_init(&s, NQ_DT_F32, 1, s1)) != 0)
+		return rc;
+	for (int i = 0; i < r->n_merges; i++)
+		((float *) s.data)[i] = r->merges[i].similarity;
+	if ((rc = nq_map_set_array(out, "merge_similarity", &s)) != 0) {
+		nq_array_fini(&s);
+		return rc;
+	}
+	if ((rc = nq_array_init(&q, NQ_DT_F32, 1, s1)) != 0)
+		return rc;
+	for (int i = 0; i < r->n_merges; i++)
+		((float *) q.data)[i] = r->merges[i].ratio;
+	if ((rc = nq_map_set_array(out, "merge_ccg_ratio", &q)) != 0) {
+		nq_array_fini(&q);
+		return rc;
+	}
+	return 0;
+}
+
 static int
 set_outputs(struct nq_map *out, const struct ss_result *r, double fs,
             const char *dir)
@@ -728,19 +787,32 @@ set_outputs(struct nq_map *out, const struct ss_result *r, double fs,
 	if (r->drift_um != NULL) {
 		/* the depth shift per batch, for the user to plot */
 		struct nq_array dr;
-		int64_t dshape[1] = {r->n_drift};
-		if ((rc = nq_array_init(&dr, NQ_DT_F32, 1, dshape)) != 0)
+		struct nq_array by;
+		int64_t dshape[2] = {r->n_drift, r->n_drift_blocks};
+		int64_t bshape[1] = {r->n_drift_blocks};
+		if ((rc = nq_array_init(&dr, NQ_DT_F32, 2, dshape)) != 0)
 			return rc;
 		memcpy(dr.data, r->drift_um,
-		       sizeof(float) * (size_t) r->n_drift);
+		       sizeof(float) * (size_t) r->n_drift *
+		               (size_t) r->n_drift_blocks);
 		if ((rc = nq_map_set_array(out, "drift_um", &dr)) != 0) {
 			nq_array_fini(&dr);
+			return rc;
+		}
+		if ((rc = nq_array_init(&by, NQ_DT_F32, 1, bshape)) != 0)
+			return rc;
+		memcpy(by.data, r->drift_block_um,
+		       sizeof(float) * (size_t) r->n_drift_blocks);
+		if ((rc = nq_map_set_array(out, "drift_block_um", &by)) != 0) {
+			nq_array_fini(&by);
 			return rc;
 		}
 		if ((rc = nq_map_set_float(out, "drift_batch_s",
 		                           (double) r->drift_batch / fs)))
 			return rc;
 	}
+	if ((rc = set_merges(out, r)) != 0)
+		return rc;
 	if ((rc = nq_array_init(&cnt, NQ_DT_I64, 1, shape)) != 0)
 		return rc;
 	memcpy(cnt.data, r->counts, sizeof(int64_t) * (size_t) r->K);

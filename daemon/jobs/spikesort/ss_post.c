@@ -31,19 +31,15 @@ ss_result_free(struct ss_result *r)
 	free(r->amp_mean);
 	free(r->counts);
 	free(r->drift_um);
+	free(r->drift_block_um);
+	free(r->merges);
 	ss_quality_free(r->quality);
 	memset(r, 0, sizeof(*r));
 }
 
-/* Cross-correlogram of two sorted trains: rate within ±ref over the rate
- * at 10–50 ms (both per sample of lag). -1 when a dip could not be told
- * from chance: independent trains would put fewer than 8 pairs in the
- * centre (P(≤ 1 | 8) ≈ 0.003), or fewer than 5 and some are there (an
- * empty centre where 5 are expected has P ≈ 0.007; a 15 Hz unit split
- * between two templates over a minute expects ~6). */
-double
-ss_ccg_ratio(const int64_t *a, int64_t na, const int64_t *b, int64_t nb,
-             int64_t ref, int64_t b0, int64_t b1)
+void
+ss_ccg_counts(const int64_t *a, int64_t na, const int64_t *b, int64_t nb,
+              int64_t ref, int64_t b0, int64_t b1, int64_t *nc_, double *expect)
 {
 	int64_t nc = 0, nbase = 0, j0 = 0;
 
@@ -59,12 +55,28 @@ ss_ccg_ratio(const int64_t *a, int64_t na, const int64_t *b, int64_t nb,
 				nbase++;
 		}
 	}
-	double expect = (double) nbase * (double) (2 * ref - 1) /
-	                (double) (2 * (b1 - b0));
+	*nc_ = nc;
+	*expect = (double) nbase * (double) (2 * ref - 1) /
+	          (double) (2 * (b1 - b0));
+}
+
+/* Cross-correlogram of two sorted trains: rate within ±ref over the rate
+ * at 10–50 ms (both per sample of lag). -1 when a dip could not be told
+ * from chance: independent trains would put fewer than 8 pairs in the
+ * centre (P(≤ 1 | 8) ≈ 0.003), or fewer than 5 and some are there (an
+ * empty centre where 5 are expected has P ≈ 0.007; a 15 Hz unit split
+ * between two templates over a minute expects ~6). */
+double
+ss_ccg_ratio(const int64_t *a, int64_t na, const int64_t *b, int64_t nb,
+             int64_t ref, int64_t b0, int64_t b1)
+{
+	int64_t nc;
+	double expect;
+
+	ss_ccg_counts(a, na, b, nb, ref, b0, b1, &nc, &expect);
 	if (expect < 8 && !(expect >= 5 && nc == 0))
 		return -1;
-	return ((double) nc / (double) (2 * ref - 1)) /
-	       ((double) nbase / (double) (2 * (b1 - b0)));
+	return (double) nc / expect;
 }
 
 static int
@@ -220,6 +232,153 @@ out:
 	return rc;
 }
 
+/* P(X ≤ k) for X ~ Poisson(mu) */
+static double
+poisson_cdf(int64_t k, double mu)
+{
+	double term = exp(-mu), sum = term;
+
+	for (int64_t i = 1; i <= k; i++) {
+		term *= mu / (double) i;
+		sum += term;
+	}
+	return sum;
+}
+
+struct cand {
+	int a, b;
+	float s;
+};
+
+static int
+by_sim(const void *x, const void *y)
+{
+	const struct cand *p = x, *q = y;
+	if (p->s != q->s)
+		return p->s > q->s ? -1 : 1;
+	if (p->a != q->a)
+		return p->a < q->a ? -1 : 1;
+	return (p->b > q->b) - (p->b < q->b);
+}
+
+/* cd: the pairs a < b of similarity ≥ thr, most similar first; their
+ * count */
+static int
+candidates(int K, const float *sim, double thr, struct cand *cd)
+{
+	int n = 0;
+
+	for (int a = 0; a < K; a++)
+		for (int b = a + 1; b < K; b++)
+			if (sim[a * K + b] >= thr)
+				cd[n++] = (struct cand){a, b, sim[a * K + b]};
+	qsort(cd, (size_t) n, sizeof(struct cand), by_sim);
+	return n;
+}
+
+/* Does the union keep its refractory period? ratio: refractory-window
+ * pairs over chance (-1: no baseline); p: chance of as few */
+static int
+refractory_union(const struct ss_config *cfg, double s, double ratio, double p)
+{
+	return ratio >= 0 && ratio < cfg->good_ratio &&
+	       p < (s >= 0.95 ? 0.05 : 0.01);
+}
+
+/* the sorted spike times of cluster root r: its templates' trains (tt from
+ * tstart[k], each sorted) merged into out; returns their count */
+static int64_t
+cluster_train(int K, int *par, int r, const int64_t *tt, const int64_t *tstart,
+              int64_t *out, int64_t *tmp)
+{
+	int64_t n = 0;
+
+	for (int k = 0; k < K; k++) {
+		int64_t i = 0, j = tstart[k], e = tstart[k + 1], o = 0;
+		if (find(par, k) != r || e == j)
+			continue;
+		/* merge out[0..n) with tt[j..e) through tmp */
+		while (i < n || j < e)
+			tmp[o++] = j >= e || (i < n && out[i] <= tt[j])
+			                   ? out[i++]
+			                   : tt[j++];
+		memcpy(out, tmp, sizeof(int64_t) * (size_t) o);
+		n = o;
+	}
+	return n;
+}
+
+/*
+ * Joins clusters of near-identical templates (par: union-find over template
+ * ids, roots the smallest id). Candidate pairs (similarity ≥ merge_corr)
+ * are taken most similar first, each tested on the clusters they belong to
+ * by then, so the pieces of a unit split in three gather the refractory
+ * evidence that each pair alone lacks. A pair is one unit when its shapes
+ * are near copies (≥ merge_corr_shape) or when the union keeps its
+ * refractory period: the cross-correlogram puts nc spikes of one within
+ * refrac_ms of the other's where independent trains put `expect` (from
+ * its 10–50 ms baseline), nc / expect < good_ratio, and chance would give
+ * as few with probability P(X ≤ nc | expect) < 1 % (5 % from similarity
+ * 0.95 on: the stronger the shape evidence, the less the timing must
+ * add). Every merge is recorded in res->merges.
+ */
+static int
+merge_units(const struct ss_config *cfg, int K, const float *sim,
+            const int64_t *tt, const int64_t *tstart, int *par,
+            struct ss_result *res)
+{
+	int64_t ref = (int64_t) llround(cfg->refrac_ms * 1e-3 * cfg->fs);
+	int64_t b0 = (int64_t) llround(0.010 * cfg->fs);
+	int64_t b1 = (int64_t) llround(0.050 * cfg->fs);
+	int64_t n = tstart[K];
+	struct cand *cd =
+	        malloc(sizeof(struct cand) * ((size_t) K * K / 2 + 1));
+	int64_t *ta = malloc(sizeof(int64_t) * (size_t) (n + 1));
+	int64_t *tb = malloc(sizeof(int64_t) * (size_t) (n + 1));
+	int64_t *tmp = malloc(sizeof(int64_t) * (size_t) (n + 1));
+	int nc_ = 0, rc = NQ_ENOMEM;
+
+	res->merges = NULL;
+	res->n_merges = 0;
+	if (!cd || !ta || !tb || !tmp)
+		goto out;
+	nc_ = candidates(K, sim, cfg->merge_corr, cd);
+	if (nc_ > 0) {
+		res->merges = calloc((size_t) nc_, sizeof(struct ss_merge));
+		if (res->merges == NULL)
+			goto out;
+	}
+	for (int i = 0; i < nc_; i++) {
+		int ra = find(par, cd[i].a), rb = find(par, cd[i].b);
+		int64_t na, nb, nc = 0;
+		double expect = 0, ratio = -1, p = 1;
+		int by_shape = cd[i].s >= cfg->merge_corr_shape;
+		if (ra == rb)
+			continue;
+		na = cluster_train(K, par, ra, tt, tstart, ta, tmp);
+		nb = cluster_train(K, par, rb, tt, tstart, tb, tmp);
+		ss_ccg_counts(ta, na, tb, nb, ref, b0, b1, &nc, &expect);
+		if (expect > 0) {
+			ratio = (double) nc / expect;
+			p = poisson_cdf(nc, expect);
+		}
+		if (!by_shape && !refractory_union(cfg, cd[i].s, ratio, p))
+			continue;
+		res->merges[res->n_merges++] = (struct ss_merge){
+		        ra < rb ? ra : rb, ra < rb ? rb : ra, cd[i].s,
+		        (float) ratio,     (float) expect,    nc,
+		        by_shape};
+		par[ra > rb ? ra : rb] = ra < rb ? ra : rb;
+	}
+	rc = 0;
+out:
+	free(cd);
+	free(ta);
+	free(tb);
+	free(tmp);
+	return rc;
+}
+
 int
 ss_post(const struct ss_config *cfg, const struct ss_templates *tp,
         struct ss_match_out *sp, struct ss_result *res)
@@ -326,25 +485,15 @@ ss_post(const struct ss_config *cfg, const struct ss_templates *tp,
 				        cfg->nt0min / 2, 0.05);
 				res->similar[a * K + b] =
 				        res->similar[b * K + a] = (float) s;
-				if (s < cfg->merge_corr)
-					continue;
-				double q = ss_ccg_ratio(
-				        tt + tstart[a],
-				        tstart[a + 1] - tstart[a],
-				        tt + tstart[b],
-				        tstart[b + 1] - tstart[b], ref, b0, b1);
-				if (s < cfg->merge_corr_shape &&
-				    !(q >= 0 && q < cfg->good_ratio))
-					continue;
-				int ra = find(par, a), rb = find(par, b);
-				if (ra != rb)
-					par[ra > rb ? ra : rb] =
-					        ra < rb ? ra : rb;
 			}
 		}
+		rc = merge_units(cfg, K, res->similar, tt, tstart, par, res);
 		free(cn);
 		free(tstart);
 		free(tt);
+		if (rc != 0)
+			goto out;
+		rc = NQ_ENOMEM;
 	}
 	m = 0;
 	for (int64_t j = 0; j < n; j++) {

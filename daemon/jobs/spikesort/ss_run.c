@@ -50,7 +50,8 @@ usage(void)
 	        "usage: ss-run --recording F --n-channels N [--sample-rate HZ]"
 	        " [--probe P] --out DIR [--ckpt DIR] [--batch N] [--seed S]"
 	        " [--device cpu|cuda:N|cpu-dev] [--th-detect X] [--th-match X]"
-	        " [--drift 0|1] [--isi-threshold-ms X] [--presence-bin-s X]"
+	        " [--drift 0|1] [--drift-blocks N] [--isi-threshold-ms X] "
+	        "[--presence-bin-s X]"
 	        " [--good-max-isi-ratio X] [--good-min-presence X]"
 	        " [--good-max-amp-cutoff X] [--good-min-snr X]\n");
 	return 2;
@@ -125,6 +126,10 @@ main(int argc, char **argv)
 			if (arg_num(v, 0, 1, &x) != 0)
 				return usage();
 			cfg.drift = x != 0;
+		} else if (strcmp(k, "--drift-blocks") == 0) {
+			if (arg_num(v, 1, 32, &x) != 0)
+				return usage();
+			cfg.drift_blocks = (int) x;
 		} else if (strcmp(k, "--isi-threshold-ms") == 0) {
 			if (arg_num(v, 0, 1e6, &cfg.isi_ms) != 0)
 				return usage();
@@ -208,7 +213,7 @@ main(int argc, char **argv)
 		double wall = b - a;
 		char j1[32], j2[32], j3[32];
 		double dur = (double) res.n_samples / fs, dmin = 0, dmax = 0;
-		for (int64_t i = 0; i < res.n_drift; i++) {
+		for (int64_t i = 0; i < res.n_drift * res.n_drift_blocks; i++) {
 			dmin = res.drift_um[i] < dmin ? res.drift_um[i] : dmin;
 			dmax = res.drift_um[i] > dmax ? res.drift_um[i] : dmax;
 		}
@@ -219,7 +224,7 @@ main(int argc, char **argv)
 		       "\"time_match_s\": %.3f, \"time_post_s\": %.3f, "
 		       "\"time_drift_s\": %.3f, \"time_features_s\": %.3f, "
 		       "\"drift_min_um\": %.2f, \"drift_max_um\": %.2f, "
-		       "\"n_mua\": %d, \"median_snr\": %s, "
+		       "\"n_mua\": %d, \"n_merges\": %d, \"median_snr\": %s, "
 		       "\"median_firing_rate\": %s, "
 		       "\"median_isi_violations_ratio\": %s, "
 		       "\"device_bytes_per_batch\": %llu, "
@@ -231,7 +236,7 @@ main(int argc, char **argv)
 		       res.n_units, (long long) res.n_spikes, res.n_good, res.K,
 		       dur, wall, dur / wall, res.t_pre, res.t_detect,
 		       res.t_match, res.t_post, res.t_drift, b - f, dmin, dmax,
-		       res.n_units - res.n_good,
+		       res.n_units - res.n_good, res.n_merges,
 		       jnum(j1, sizeof(j1),
 		            ss_quality_median(res.quality, res.quality->snr)),
 		       jnum(j2, sizeof(j2),

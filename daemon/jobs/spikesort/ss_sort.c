@@ -81,6 +81,7 @@ ss_config_defaults(struct ss_config *c)
 	c->drift_max_um = 50;
 	c->drift_sigma_um = 20;
 	c->drift_smooth = 1;
+	c->drift_blocks = 1;
 }
 
 struct run {
@@ -217,11 +218,12 @@ config_key(const struct ss_config *c, const struct ss_probe *p, int64_t N,
 	              c->drift_max_um,
 	              c->drift_sigma_um,
 	              c->drift_smooth,
+	              c->drift_blocks,
 	              c->tmpl_radius_um,
 	              (double) N,
 	              n_rows,
 	              p->n,
-	              4 /* format version */};
+	              5 /* format version (5: drift noise threshold) */};
 	h = fnv(h, d, sizeof(d));
 	h = fnv(h, p->row, sizeof(int) * (size_t) p->n);
 	h = fnv(h, p->x, sizeof(float) * (size_t) p->n);
@@ -296,12 +298,104 @@ out:
 	return rc;
 }
 
+/* shifts below this many σ of the estimate's noise are noise (a Gaussian's
+ * maximum over a few hundred batches is ~3.4 σ) */
+#define DRIFT_NOISE_K 4.0
+
 /*
  * Rigid drift: one pass over every batch (whitened, not yet corrected),
  * detection, depth × amplitude histograms, registration. Sets r->shift
  * (checkpointed) or leaves it NULL when correction is off or the recording
  * is too short to register (under 3 batches).
  */
+/* The drift pass: every batch's detected spikes into d's histograms. */
+static int
+drift_hists(struct run *r, struct ss_drift_hist *d, int64_t *chan_count,
+            struct ss_spikes *sp)
+{
+	const struct ss_config *c = r->cfg;
+	int rc;
+
+	for (int64_t b = 0; b < r->nb; b++) {
+		const float *Y;
+		int64_t core;
+		if (canceled(r))
+			return NQ_ECANCELED;
+		if ((rc = ss_batcher_load_dev(&r->bt, b, &Y, &core, r->msg,
+		                              r->msglen)) != 0)
+			return rc;
+		memset(chan_count, 0, sizeof(int64_t) * (size_t) r->C);
+		sp->n = 0;
+		/* ≤ 200 spikes per channel and batch: enough for a
+		 * histogram, bounded memory */
+		if ((rc = ss_detect_batch(c, r->kb, r->p, Y, r->Tb, c->pad,
+		                          c->pad + core, b * r->NT - c->pad,
+		                          200, chan_count, sp)) != 0)
+			return rc;
+		ss_drift_hist_add(d, (int) b, r->p, sp, c->nt0min);
+		progress(r, 0.03 + 0.02 * (double) (b + 1) / (double) r->nb,
+		         "drift");
+	}
+	return 0;
+}
+
+/* The shifts (nb × nblk into shift, block centres into blk_y) from the
+ * histograms: rigid and its noise, then per block where there is drift.
+ * rigid, hdiff: nb scratch. */
+static int
+drift_shifts(struct run *r, const struct ss_drift_hist *dh, int nblk,
+             float *rigid, float *hdiff, float *shift, float *blk_y)
+{
+	const struct ss_config *c = r->cfg;
+	size_t nsh = (size_t) r->nb * nblk;
+	double noise = 0, thr;
+	int64_t kept = 0;
+	float hi = 0;
+	int rc;
+
+	if ((rc = ss_drift_estimate(dh, c->drift_max_um, c->drift_smooth,
+	                            rigid)) != 0 ||
+	    (rc = ss_drift_noise(dh, c->drift_max_um, c->drift_smooth, hdiff,
+	                         &noise)) != 0)
+		return rc;
+	/* a batch is left as it is (so a recording without drift sorts
+	 * exactly as with drift off) when its shift is within the estimate's
+	 * noise: under DRIFT_NOISE_K σ (and 1 µm, a twentieth of a channel
+	 * pitch), or under the difference between the two halves' estimates
+	 * of that batch (at low SNR the registration locks onto noise and
+	 * the halves wander apart, batch by batch) */
+	thr = fmax(1.0, DRIFT_NOISE_K * noise);
+	for (int64_t b = 0; b < r->nb; b++) {
+		hi = fmaxf(hi, fabsf(rigid[b]));
+		if (fabsf(rigid[b]) < thr || fabsf(rigid[b]) < hdiff[b])
+			rigid[b] = 0;
+		else
+			kept++;
+	}
+	logf_(r,
+	      "stage=drift noise_um=%.2f threshold_um=%.2f "
+	      "estimate_max_um=%.2f "
+	      "corrected_batches=%lld blocks=%d",
+	      noise, thr, hi, (long long) kept, nblk);
+	for (int j = 0; j < nblk; j++)
+		blk_y[j] = (float) (dh->y0 + dh->bin_um * dh->ndepth *
+		                                     (j + 0.5) / (double) nblk);
+	if (kept > 0 && nblk > 1) {
+		/* non-rigid only where the rigid estimate saw drift at all:
+		 * a drift-free recording stays untouched */
+		if ((rc = ss_drift_estimate_blocks(dh, c->drift_max_um,
+		                                   c->drift_smooth, nblk, shift,
+		                                   blk_y)) != 0)
+			return rc;
+		for (size_t i = 0; i < nsh; i++)
+			if (fabsf(shift[i]) < thr)
+				shift[i] = 0;
+	} else if (kept > 0) {
+		memcpy(shift, rigid, sizeof(float) * (size_t) r->nb);
+	}
+	return 0;
+}
+
 static int
 stage_drift(struct run *r, struct ss_result *res)
 {
@@ -309,75 +403,57 @@ stage_drift(struct run *r, struct ss_result *res)
 	struct ss_drift_hist d = {0};
 	struct ss_spikes sp = {0};
 	int64_t *chan_count = NULL;
-	size_t bytes = sizeof(float) * (size_t) r->nb;
-	float *shift = NULL, lo = 0, hi = 0;
+	int nblk = c->drift_blocks > 1 ? c->drift_blocks : 1;
+	size_t nsh = (size_t) r->nb * nblk;
+	/* the shifts (nb × nblk), then the blocks' centre depths */
+	size_t bytes = sizeof(float) * (nsh + (size_t) nblk);
+	float *shift = NULL, *blk_y, *rigid = NULL, lo = 0, hi = 0;
+	float *hdiff = NULL;
 	int rc;
 
 	if (!c->drift || r->nb < 3)
 		return 0;
 	rc = NQ_ENOMEM;
-	shift = malloc(bytes);
+	shift = calloc(1, bytes);
+	rigid = malloc(sizeof(float) * (size_t) r->nb);
+	hdiff = malloc(sizeof(float) * (size_t) r->nb);
 	chan_count = calloc((size_t) r->C, sizeof(int64_t));
-	if (!shift || !chan_count)
+	if (!shift || !rigid || !hdiff || !chan_count)
 		goto out;
+	blk_y = shift + nsh;
 	if (ss_ckpt_load(c->ckpt_dir, "drift.bin", r->key, shift, bytes) == 0) {
 		logf_(r, "stage=drift resumed=1");
 		goto done;
 	}
-	if ((rc = ss_drift_hist_init(&d, r->p, (int) r->nb, c->drift_bin_um)) !=
-	    0)
+	if ((rc = ss_drift_hist_init(&d, r->p, (int) r->nb, c->drift_bin_um)) ||
+	    (rc = drift_hists(r, &d, chan_count, &sp)))
 		goto out;
-	for (int64_t b = 0; b < r->nb; b++) {
-		const float *Y;
-		int64_t core;
-		if (canceled(r)) {
-			rc = NQ_ECANCELED;
-			goto out;
-		}
-		if ((rc = ss_batcher_load_dev(&r->bt, b, &Y, &core, r->msg,
-		                              r->msglen)) != 0)
-			goto out;
-		memset(chan_count, 0, sizeof(int64_t) * (size_t) r->C);
-		sp.n = 0;
-		/* ≤ 200 spikes per channel and batch: enough for a
-		 * histogram, bounded memory */
-		if ((rc = ss_detect_batch(c, r->kb, r->p, Y, r->Tb, c->pad,
-		                          c->pad + core, b * r->NT - c->pad,
-		                          200, chan_count, &sp)) != 0)
-			goto out;
-		ss_drift_hist_add(&d, (int) b, r->p, &sp, c->nt0min);
-		progress(r, 0.03 + 0.02 * (double) (b + 1) / (double) r->nb,
-		         "drift");
-	}
-	if ((rc = ss_drift_estimate(&d, c->drift_max_um, c->drift_smooth,
-	                            shift)) != 0)
+	if ((rc = drift_shifts(r, &d, nblk, rigid, hdiff, shift, blk_y)) != 0)
 		goto out;
-	/* under 1 µm (a twentieth of a channel pitch) a batch is left as it
-	 * is: a recording without drift sorts exactly as with drift off */
-	for (int64_t b = 0; b < r->nb; b++)
-		if (fabsf(shift[b]) < 1.0f)
-			shift[b] = 0;
 	if ((rc = ss_ckpt_save(c->ckpt_dir, "drift.bin", r->key, shift,
 	                       bytes)) != 0) {
 		snprintf(r->msg, r->msglen, "cannot write checkpoint");
 		goto out;
 	}
 done:
-	for (int64_t b = 0; b < r->nb; b++) {
-		lo = fminf(lo, shift[b]);
-		hi = fmaxf(hi, shift[b]);
+	for (size_t i = 0; i < nsh; i++) {
+		lo = fminf(lo, shift[i]);
+		hi = fmaxf(hi, shift[i]);
 	}
 	logf_(r, "stage=drift batches=%lld min_um=%.1f max_um=%.1f",
 	      (long long) r->nb, lo, hi);
-	res->drift_um = malloc(bytes);
-	if (res->drift_um == NULL) {
+	res->drift_um = malloc(sizeof(float) * (nsh + 1));
+	res->drift_block_um = malloc(sizeof(float) * ((size_t) nblk + 1));
+	if (res->drift_um == NULL || res->drift_block_um == NULL) {
 		rc = NQ_ENOMEM;
 		goto out;
 	}
-	memcpy(res->drift_um, shift, bytes);
+	memcpy(res->drift_um, shift, sizeof(float) * nsh);
+	memcpy(res->drift_block_um, blk_y, sizeof(float) * (size_t) nblk);
 	res->n_drift = r->nb;
+	res->n_drift_blocks = nblk;
 	res->drift_batch = r->NT;
-	if ((rc = ss_batcher_drift(&r->bt, shift)) != 0) {
+	if ((rc = ss_batcher_drift(&r->bt, shift, nblk, blk_y)) != 0) {
 		if (rc == NQ_EBADDATA)
 			snprintf(
 			        r->msg, r->msglen,
@@ -392,6 +468,8 @@ out:
 	ss_spikes_free(&sp);
 	free(chan_count);
 	free(shift);
+	free(rigid);
+	free(hdiff);
 	return rc;
 }
 
@@ -951,6 +1029,15 @@ ss_sort(const struct ss_config *cfg, const struct kern_backend *kb,
 	(void) KOP(kb, traffic, &res->xfer_h2d, &res->xfer_d2h);
 	res->xfer_h2d -= u0;
 	res->xfer_d2h -= d0;
+	for (int i = 0; i < res->n_merges; i++) {
+		const struct ss_merge *g = &res->merges[i];
+		logf_(&r,
+		      "stage=post merge=%d+%d->%d similarity=%.3f "
+		      "ccg_pairs=%lld "
+		      "ccg_expected=%.1f ccg_ratio=%.2f by_shape=%d",
+		      g->a, g->b, g->a, g->similarity, (long long) g->nc,
+		      g->expect, g->ratio, g->by_shape);
+	}
 	logf_(&r, "stage=done spikes=%lld units=%d good=%d",
 	      (long long) res->n_spikes, res->n_units, res->n_good);
 	rc = 0;

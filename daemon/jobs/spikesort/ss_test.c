@@ -1339,6 +1339,91 @@ test_ccg_ratio(void **state)
 	assert_true(fabs(q - (1.0 / 59) / (399.0 / 2400)) < 1e-9);
 }
 
+/* Poisson train at rate hz (per sample 1/30000) with a 2 ms refractory
+ * period from t0 over n samples; returns its count. */
+static int
+poisson_train(uint64_t *s, double hz, int64_t n, int64_t *t, int cap)
+{
+	int m = 0;
+	double x = 100;
+
+	while (m < cap) {
+		x += 60 - log(unif(s)) * 30000.0 / hz;
+		if (x >= (double) n)
+			break;
+		t[m++] = (int64_t) x;
+	}
+	return m;
+}
+
+/* A unit split between two templates of similarity 0.95 whose pieces
+ * share too few spikes for the old pairwise test (~4.5 pairs expected
+ * within ±1 ms, none there) is merged, and the merge is recorded; a
+ * distinct unit of the same similarity firing independently is not. */
+static void
+test_post_merge_splits(void **state)
+{
+	struct ss_config cfg;
+	struct ss_templates tp = {0};
+	struct ss_match_out o = {0};
+	struct ss_result r = {0};
+	int C = 4, nt = 61, K = 3, na, nb;
+	/* trough values on channels 0..3 at sample 20 */
+	float w[3][4] = {{-1, -0.5f, 0, 0},
+	                 {-1, -0.8f, -0.3f, 0},
+	                 {-1, -0.3f, 0, -0.25f}};
+	int64_t ta[1000], tb[1000];
+	uint64_t seed = 7;
+	(void) state;
+	ss_config_defaults(&cfg);
+	cfg.xdup_ms = 0;
+	tp.K = K;
+	tp.C = C;
+	tp.nt = nt;
+	tp.rank = 3;
+	tp.W = calloc((size_t) K * C * nt, sizeof(float));
+	for (int k = 0; k < K; k++)
+		for (int c = 0; c < C; c++)
+			tp.W[(size_t) k * C * nt + c + C * 20] = w[k][c];
+	/* 10 Hz over 60 s each */
+	na = poisson_train(&seed, 10, 1800000, ta, 1000);
+	nb = poisson_train(&seed, 10, 1800000, tb, 1000);
+	for (int i = 0; i < na; i++)
+		ss_match_out_push(&o, ta[i], i % 2, 10);
+	for (int i = 0; i < nb; i++)
+		ss_match_out_push(&o, tb[i], 2, 10);
+	assert_int_equal(ss_post(&cfg, &tp, &o, &r), 0);
+	/* the shapes are as similar as meant: over merge_corr, under shape
+	 * alone */
+	assert_true(r.similar[1] >= 0.95 && r.similar[1] < 0.97);
+	assert_true(r.similar[2] >= 0.95 && r.similar[2] < 0.97);
+	assert_int_equal(r.n_units, 2);
+	assert_int_equal(r.counts[0], na);
+	assert_int_equal(r.counts[1], 0);
+	assert_int_equal(r.counts[2], nb);
+	assert_int_equal(r.n_merges, 1);
+	assert_int_equal(r.merges[0].a, 0);
+	assert_int_equal(r.merges[0].b, 1);
+	assert_int_equal(r.merges[0].nc, 0);
+	assert_true(r.merges[0].expect > 3 && r.merges[0].expect < 5);
+	assert_false(r.merges[0].by_shape);
+	/* the old pairwise test could not decide it */
+	{
+		int64_t p0[600], p1[600];
+		int n0 = 0, n1 = 0;
+		for (int i = 0; i < na; i++) {
+			if (i % 2 == 0 && n0 < 600)
+				p0[n0++] = ta[i];
+			else if (i % 2 == 1 && n1 < 600)
+				p1[n1++] = ta[i];
+		}
+		assert_true(ss_ccg_ratio(p0, n0, p1, n1, 30, 300, 1500) == -1);
+	}
+	ss_result_free(&r);
+	ss_match_out_free(&o);
+	ss_templates_free(&tp);
+}
+
 /* Matching on the host refreshes groups of templates in parallel: the
  * spikes and residual do not depend on the number of threads. */
 static void
@@ -1442,6 +1527,7 @@ main(void)
 	        cmocka_unit_test(test_match_local_windows),
 	        cmocka_unit_test(test_post_echoes),
 	        cmocka_unit_test(test_ccg_ratio),
+	        cmocka_unit_test(test_post_merge_splits),
 	        cmocka_unit_test(test_match_threads),
 	        cmocka_unit_test(test_ckpt),
 	        cmocka_unit_test(test_validate),
