@@ -143,6 +143,7 @@ test_table_defaults(void **st)
 	        "max_peels",
 	        "drift",
 	        "drift_max_um",
+	        "drift_blocks",
 	        "xdup_ms",
 	        "template_radius_um",
 	        "isi_threshold_ms",
@@ -176,6 +177,7 @@ test_table_defaults(void **st)
 	want[i++] = c.max_peels;
 	want[i++] = c.drift;
 	want[i++] = c.drift_max_um;
+	want[i++] = c.drift_blocks;
 	want[i++] = c.xdup_ms;
 	want[i++] = c.tmpl_radius_um;
 	want[i++] = c.isi_ms;
