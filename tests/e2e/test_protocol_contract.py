@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import (LONG_JOB, NEUROQD, REPO, Daemon, Frozen, _need_binaries, _state_dir,
-                      discard, make_data, pack, raw_call, wait_all, wait_state)
+from conftest import (LONG_JOB, NEUROQD, REPO, Daemon, Frozen, _need_binaries, _reap_workers,
+                      _state_dir, discard, make_data, pack, raw_call, wait_all, wait_state)
 from conftest import wire_array as arr
 from neuroq import errors
 
@@ -278,7 +278,6 @@ def test_queued_job_whose_device_went_away_fails_enodev(daemon_factory):
     """§6: jobs queued (and one running) for cuda:0 when the daemon restarts
     without that GPU FAIL with error_code ENODEV (the test GPU is a fake
     device, tests/e2e/test_multidevice.py)."""
-    from conftest import _reap_workers
     d = daemon_factory(devices="cpu,fake:0:8GiB", conf={"gpu_slots": 1})
     with d.client() as c:
         run = c.submit("gsn", inputs={"data": make_data(*LONG_JOB, seed=6)}, device="cuda:0").id
