@@ -244,7 +244,7 @@ cmd_start() {
 job_pids() {
 	local f
 	for f in /proc/[0-9]*/environ; do
-		if tr '\0' '\n' <"$f" 2>/dev/null | grep -qx "SLURM_JOB_ID=$1"; then
+		if { tr '\0' '\n' <"$f"; } 2>/dev/null | grep -qx "SLURM_JOB_ID=$1"; then
 			f=${f#/proc/}
 			echo "${f%/environ}"
 		fi
