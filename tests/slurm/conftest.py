@@ -16,7 +16,7 @@ import tempfile
 
 import pytest
 
-from slurmlib import SlurmDaemon, _need_binaries, start_cluster, stop_cluster
+from slurmlib import FAKE_GPUS, SlurmDaemon, _need_binaries, start_cluster, stop_cluster
 
 
 @pytest.fixture(scope="session")
@@ -45,7 +45,7 @@ def slurm_daemon_factory(request, slurm_cluster):
     slurm_cluster.cancel_all()
     made = []
 
-    def make(conf=None, start=True, devices="cpu"):
+    def make(conf=None, start=True, devices=FAKE_GPUS):
         d = SlurmDaemon(slurm_cluster, conf=conf, devices=devices)
         made.append(d)
         return d.start() if start else d

@@ -57,6 +57,10 @@ _state_dir = e2e._state_dir
 # daemon's slurm_bin_dir (SlurmCluster.calls counts them)
 SLURM_COMMANDS = ("sbatch", "squeue", "scancel", "scontrol", "sinfo", "sacct", "sprio",
                   "sstat", "srun")
+# the daemon's test devices (neuroqd --devices): the cluster's GPUs are
+# fake, so a job the scheduler puts on a GPU (Slurm: --gres=gpu:1) runs the
+# cpu backend on it, as fake:N does locally (daemon/devname.h)
+FAKE_GPUS = "cpu,fake:0:8GiB"
 UP_TIMEOUT = 90  # s: the cluster's nodes idle (cluster.sh start's bound)
 POLL_S = 1  # the test daemons' slurm_poll_s
 
@@ -223,8 +227,8 @@ class SlurmDaemon(Daemon):
     in slurm_spool_dir (another tmp dir, world-readable: the nodes run jobs
     as their owners), Slurm's commands through logging wrappers."""
 
-    def __init__(self, cluster, conf=None, **kw):
-        super().__init__(_state_dir(world=True), world=True, **kw)
+    def __init__(self, cluster, conf=None, devices=FAKE_GPUS, **kw):
+        super().__init__(_state_dir(world=True), world=True, devices=devices, **kw)
         self.cluster = cluster
         self.spool = Path(tempfile.mkdtemp(prefix="nq-spool-", dir="/tmp"))
         os.chmod(self.spool, 0o755)

@@ -441,19 +441,35 @@ def test_one_squeue_per_poll(slurm_daemon):
 # ---- devices
 
 
+def _partition(c, name):
+    sl = c.call("devices").get("slurm")
+    assert sl is not None, "no 'slurm' entry in the devices reply"
+    parts = {p["name"]: p for p in sl["partitions"]}
+    assert name in parts, sl
+    return parts[name]
+
+
 def test_devices_shows_the_partition_and_its_gpus(slurm_daemon):
+    """`devices` has the cluster's partition: nodes, GPUs with their type,
+    and how many are in use (sinfo, refreshed at most every 10 s)."""
     d = slurm_daemon
     cl = d.cluster
-    with d.client() as c:
-        devs = c.devices()
-    mine = [x for x in devs if cl.partition in str(x.get("name", "")) or
-            x.get("partition") == cl.partition]
-    assert mine, devs
     total = len(cl.nodes) * cl.gpus_per_node
-    gpus = [x for x in mine if x.get("kind") in ("gpu", "cuda", "slurm")]
-    assert gpus, mine
-    assert sum(int(x.get("gpus_total", x.get("count", 0))) for x in gpus) == total, gpus
-    assert any(cl.gres_type in str(x) for x in gpus), gpus
+    with d.client() as c:
+        p = _partition(c, cl.partition)
+        assert p["nodes"] == len(cl.nodes), p
+        assert p["gpus"] == total, p
+        assert p["gpu_type"] == cl.gres_type, p
+        assert p["gpus_used"] == 0, p
+        assert p["cpus"] == 2 * len(cl.nodes), p
+        blockers = cl.block()
+        try:
+            deadline = time.monotonic() + 30
+            while (p := _partition(c, cl.partition))["gpus_used"] != total:
+                assert time.monotonic() < deadline, f"gpus_used never {total}: {p}"
+                time.sleep(1)
+        finally:
+            cl.unblock(blockers)
     r = d.cli("devices")
     assert r.returncode == 0, r.stderr
     assert cl.partition in r.stdout, r.stdout
