@@ -17,9 +17,12 @@ cluster.sh.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -48,9 +51,13 @@ def slurm_id(d, c, job_id, timeout=60):
         sid = str(j.get("backend_job_id") or "")
         if sid:
             return sid
-        for i, q in d.cluster.squeue().items():
-            if q["name"].endswith(f"-{job_id}") and "neuroq" in q["name"]:
-                return i
+        # not one of an earlier test's daemon (its ids start at 1 too, and
+        # slurmctld remembers ended jobs for MinJobAge): a live one, the newest
+        live = [int(i) for i, q in d.cluster.squeue().items()
+                if q["name"].endswith(f"-{job_id}") and "neuroq" in q["name"]
+                and q["state"] in ("PENDING", "CONFIGURING", "RUNNING")]
+        if live:
+            return str(max(live))
         if time.monotonic() > deadline:
             raise AssertionError(f"job {job_id} has no Slurm job after {timeout} s: {j}, "
                                  f"squeue {d.cluster.squeue()}")
@@ -201,11 +208,14 @@ def jobcomp(d, sid, timeout=30):
         time.sleep(0.2)
 
 
-def test_job_runs_as_its_owner(slurm_daemon, tmp_path):
+def test_job_runs_as_its_owner(slurm_daemon):
     """Slurm sees the submitting user (uid and primary group), not root:
     fair-share and accounting charge the real user."""
     d = slurm_daemon
-    with unix_users(USER) as users:
+    # not pytest's tmp_path: its base dir is 0700, the user cannot reach it
+    tmp_path = Path(tempfile.mkdtemp(prefix="nq-owner-", dir="/tmp"))
+    with unix_users(USER) as users, contextlib.ExitStack() as cleanup:
+        cleanup.callback(shutil.rmtree, tmp_path, ignore_errors=True)
         pw = users[USER]
         data = make_data(30, 10, 3, seed=12)
         src = tmp_path / "in"
