@@ -90,6 +90,11 @@ worker_owner_args(const struct daemon *d, uint32_t owner, unsigned um,
 	wo->argv[a++] = "--umask";
 	wo->argv[a++] = wo->um;
 	snprintf(wo->deny[nd++], sizeof(wo->deny[0]), "%s", c->state_dir);
+	/* executor = slurm: a submit's check runs here with the service's
+	 * group, which opens every job dir of the shared spool */
+	if (strcmp(config_spool_root(c), c->state_dir) != 0)
+		snprintf(wo->deny[nd++], sizeof(wo->deny[0]), "%s",
+		         config_spool_root(c));
 	for (int i = 0; i <= c->nlisten; i++) {
 		const char *u = i < c->nlisten ? c->listen[i] : c->events;
 		if (strncmp(u, "ipc://", 6) == 0 && nd < WORKER_DENY_MAX &&

@@ -20,9 +20,10 @@ struct daemon;
 
 /* The arguments that make `neuroq-worker run|check` act as a job's owner:
  * --owner UID --service-gid G (the daemon's gid) --umask U and a --deny
- * for the state dir and the dir of every ipc:// socket (README.md, Worker
+ * for the state dir, the slurm spool (executor = slurm) and the dir of
+ * every ipc:// socket (README.md, Worker
  * contract). Passed always: for the daemon's own uid the drop is a no-op. */
-#define WORKER_DENY_MAX   (CONFIG_MAX_LISTEN + 2)
+#define WORKER_DENY_MAX   (CONFIG_MAX_LISTEN + 3)
 #define WORKER_OWNER_ARGC (6 + 2 * WORKER_DENY_MAX)
 struct worker_owner {
 	char uid[16], gid[16], um[8];
