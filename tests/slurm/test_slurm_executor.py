@@ -41,16 +41,20 @@ USER = "nq-slurm-a"
 
 def slurm_id(d, c, job_id, timeout=60):
     """The Slurm job id of a neuroq job's current attempt: the job map's
-    backend_job_id, or the job in squeue whose --job-name ends in -<id>."""
+    backend_job_id, else the newest job in squeue named neuroq-<id> that
+    runs in this daemon's job dir (every test daemon counts from 1, and
+    slurmctld remembers the last tests' jobs for MinJobAge)."""
     deadline = time.monotonic() + timeout
+    jd = str(d.job_dir(job_id))
     while True:
         j = c.status(job_id)
         sid = str(j.get("backend_job_id") or "")
         if sid:
             return sid
-        for i, q in d.cluster.squeue().items():
-            if q["name"].endswith(f"-{job_id}") and "neuroq" in q["name"]:
-                return i
+        mine = [int(i) for i, q in d.cluster.squeue().items()
+                if q["name"] == f"neuroq-{job_id}" and q["workdir"].rstrip("/") == jd]
+        if mine:
+            return str(max(mine))
         if time.monotonic() > deadline:
             raise AssertionError(f"job {job_id} has no Slurm job after {timeout} s: {j}, "
                                  f"squeue {d.cluster.squeue()}")
@@ -201,16 +205,17 @@ def jobcomp(d, sid, timeout=30):
         time.sleep(0.2)
 
 
-def test_job_runs_as_its_owner(slurm_daemon, tmp_path):
+def test_job_runs_as_its_owner(slurm_daemon):
     """Slurm sees the submitting user (uid and primary group), not root:
     fair-share and accounting charge the real user."""
     d = slurm_daemon
+    tmp_path = d.dir / "owner"  # under the daemon's 0755 dir (pytest's is 0700)
+    tmp_path.mkdir(mode=0o755)
     with unix_users(USER) as users:
         pw = users[USER]
         data = make_data(30, 10, 3, seed=12)
         src = tmp_path / "in"
         src.mkdir(mode=0o755)
-        os.chmod(tmp_path, 0o755)
         np.save(src / "data.npy", data)
         os.chmod(src / "data.npy", 0o644)
         r = d.cli("submit", "gsn", "--data", src / "data.npy", user=USER)
@@ -456,6 +461,11 @@ def test_devices_shows_the_partition_and_its_gpus(slurm_daemon):
     cl = d.cluster
     total = len(cl.nodes) * cl.gpus_per_node
     with d.client() as c:
+        # the daemon's first sinfo may still be running just after its start
+        deadline = time.monotonic() + 5
+        while not c.call("devices").get("slurm", {}).get("partitions"):
+            assert time.monotonic() < deadline, c.call("devices")
+            time.sleep(0.2)
         p = _partition(c, cl.partition)
         assert p["nodes"] == len(cl.nodes), p
         assert p["gpus"] == total, p
