@@ -15,12 +15,14 @@
 
 struct access;
 struct config;
+struct executor_ops;
 struct metrics;
 struct net;
 struct probe;
 struct sched;
 struct store;
 struct worker;
+struct slurm_exec;
 
 struct daemon {
 	uv_loop_t *loop;
@@ -31,7 +33,9 @@ struct daemon {
 	struct net *net;
 	struct device_info devs[DEVICES_MAX];
 	size_t ndevs;
-	struct worker *workers;  /* running jobs (worker.c) */
+	const struct executor_ops *exec; /* where jobs run (executor.h) */
+	struct worker *workers;  /* running jobs (executor_local.c) */
+	struct slurm_exec *slurm; /* executor = slurm (executor_slurm.c) */
 	int draining;            /* no new submits, no new starts */
 	double started;          /* unix seconds */
 	struct probe *probe;     /* the background device probe (probe.c) */

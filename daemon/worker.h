@@ -1,7 +1,10 @@
 /*
- * worker.h — running jobs: one neuroq-worker process per started job
- * (uv_spawn), its progress pipe, cancel (SIGTERM, SIGKILL after a grace
- * period), and what its exit means for the job row.
+ * worker.h — neuroq-worker as a job's owner on this machine: the arguments
+ * the local executor (executor_local.c, executor.h) and a submit's check
+ * pass it, and whether this daemon can run a job as a uid. A worker silent
+ * for heartbeat_timeout_s is killed and its job requeued (max_attempts);
+ * one past its time limit is killed and the job FAILS with NQ_ETIMEDOUT
+ * (liveness.h).
  */
 #ifndef WORKER_H
 #define WORKER_H
@@ -14,23 +17,6 @@
 struct daemon;
 
 #define WORKER_KILL_GRACE_MS 10000
-
-/* Start every job the scheduler admits now (nothing while draining). */
-void worker_start_more(struct daemon *d);
-/* Cancel a running job. 0, or NQ_ENOJOB when no worker runs it. */
-int worker_cancel(struct daemon *d, int64_t id);
-/* Drain: SIGTERM every worker; each exit requeues its job (not counted as
- * a crash). done() runs once no worker is left (at once if none). */
-void worker_drain(struct daemon *d, void (*done)(struct daemon *d));
-/* Ids of the jobs running on a device (up to max); returns the count. */
-size_t worker_running_on(const struct daemon *d, const char *device,
-                         int64_t *ids, size_t max);
-size_t worker_count(const struct daemon *d);
-/* The time limit (s) of the running attempt of job id; 0 when none runs
- * it. A worker silent for heartbeat_timeout_s is killed and its job
- * requeued (max_attempts); one past its limit is killed and the job FAILS
- * with NQ_ETIMEDOUT (liveness.h). */
-int64_t worker_time_limit_s(const struct daemon *d, int64_t id);
 
 /* The arguments that make `neuroq-worker run|check` act as a job's owner:
  * --owner UID --service-gid G (the daemon's gid) --umask U and a --deny

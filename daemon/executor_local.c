@@ -1,15 +1,18 @@
-/* worker.c — see worker.h. */
+/* executor_local.c — the local executor (executor.h): one neuroq-worker
+ * process per started job (uv_spawn), its progress pipe, liveness, cancel
+ * (SIGTERM, SIGKILL after a grace period) and what its exit means; and the
+ * owner arguments of worker.h. */
 #include "worker.h"
 
 #include "child.h"
 #include "config.h"
 #include "daemon.h"
 #include "events.h"
+#include "executor.h"
 #include "liveness.h"
 #include "log.h"
 #include "metrics.h"
 #include "nq_error.h"
-#include "quota.h"
 #include "scheduler.h"
 #include "spool.h"
 #include "store.h"
@@ -22,8 +25,6 @@
 #include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
-
-#define WORKER_EVENT_MS 250 /* progress events: at most ~4/s per job */
 
 struct worker {
 	struct worker *next;
@@ -120,7 +121,7 @@ worker_can_run_as(uint32_t uid)
 	       (cd[CAP_SETGID / 32].effective >> (CAP_SETGID % 32) & 1);
 }
 
-size_t
+static size_t
 worker_count(const struct daemon *d)
 {
 	size_t n = 0;
@@ -130,7 +131,7 @@ worker_count(const struct daemon *d)
 	return n;
 }
 
-size_t
+static size_t
 worker_running_on(const struct daemon *d, const char *device, int64_t *ids,
                   size_t max)
 {
@@ -164,34 +165,6 @@ worker_unlink(struct daemon *d, struct worker *w)
 	}
 }
 
-static void
-worker_progress_line(struct worker *w, const char *line)
-{
-	struct daemon *d = w->d;
-	double frac;
-	char stage[64] = "";
-	int n = 0;
-
-	/* < 1 on no number; range checked below */
-	// NOLINTNEXTLINE(cert-err34-c)
-	if (sscanf(line, "progress %lf %n", &frac, &n) < 1 || n == 0)
-		return;
-	snprintf(stage, sizeof(stage), "%s", line + n);
-	if (!(frac >= 0))
-		frac = 0;
-	if (frac > 1)
-		frac = 1;
-	if (store_set_progress(d->store, w->id, frac, stage) != 0)
-		return;
-	uint64_t now = uv_now(d->loop);
-	if (now - w->last_event_ms >= WORKER_EVENT_MS ||
-	    strcmp(stage, w->stage) != 0) {
-		w->last_event_ms = now;
-		snprintf(w->stage, sizeof(w->stage), "%s", stage);
-		events_publish_id(d, w->id);
-	}
-}
-
 /* progress lines: "progress <frac> <stage>"; a longer line than the
  * protocol's is not one of them */
 static void
@@ -203,7 +176,8 @@ worker_line_cb(void *arg, const char *line, size_t len, int cut)
 	/* any line is a sign of life; "heartbeat" is nothing more */
 	w->beat_ms = uv_now(w->d->loop);
 	if (!cut)
-		worker_progress_line(w, line);
+		executor_progress_line(w->d, w->id, line, &w->last_event_ms,
+		                       w->stage, sizeof(w->stage));
 }
 
 /* Every WORKER_LIVENESS_MS: a worker silent for heartbeat_timeout_s or past
@@ -274,46 +248,6 @@ worker_kill_cb(void *arg, int sig, enum child_why why)
 	         child_pid(w->child));
 }
 
-static int
-worker_requeue(struct daemon *d, int64_t id, const char *why)
-{
-	struct job_row row;
-	struct sched_job sj;
-	int rc;
-
-	rc = store_requeue(d->store, id, why);
-	if (rc == 0)
-		rc = store_get_job(d->store, id, &row);
-	if (rc != 0)
-		return rc;
-	memset(&sj, 0, sizeof(sj));
-	sj.id = id;
-	sj.owner = row.owner;
-	sj.priority = row.priority;
-	sj.seq = (uint64_t) id;
-	sj.host_bytes = row.est_host_bytes;
-	sj.device_bytes = row.est_device_bytes;
-	sj.flops = row.est_flops;
-	snprintf(sj.device_req, sizeof(sj.device_req), "%s", row.device_req);
-	return sched_enqueue(d->sched, &sj);
-}
-
-/* A job that ended holds its inputs and outputs in the spool: what its
- * owner's quota counts from now on (quota.h). */
-static void
-worker_count_bytes(struct daemon *d, int64_t id, const char *jd)
-{
-	uint64_t bytes = 0;
-
-	if (quota_dir_bytes(jd, &bytes) != 0)
-		log_warn("cannot measure the spool dir id=%" PRId64
-		         " counted=%" PRIu64,
-		         id, bytes);
-	if (store_set_spool_bytes(d->store, id, bytes) != 0)
-		log_err("store write failed id=%" PRId64 " error=\"%s\"", id,
-		        store_errmsg(d->store));
-}
-
 /* The worker exited and its last progress line was read. */
 static void
 worker_exit_cb(void *arg, int64_t status, int sig)
@@ -338,28 +272,19 @@ worker_exit_cb(void *arg, int64_t status, int sig)
 		         "time limit of %" PRId64 " s exceeded", w->limit_s);
 	} else if (w->hung && sig != 0) {
 		/* stopped or hung: another attempt, like a crash */
-		struct job_row row;
-		int attempts = w->attempt;
 		char why[128];
 		snprintf(why, sizeof(why),
 		         "worker stopped responding (no heartbeat for %d s)",
 		         d->cfg->heartbeat_timeout_s);
-		if (store_get_job(d->store, w->id, &row) == 0)
-			attempts = row.attempts;
-		if (attempts < d->cfg->max_attempts) {
+		if (executor_retry(d, w->id, w->attempt, why, msg,
+		                   sizeof(msg))) {
 			log_warn("worker hung id=%" PRId64 " attempt=%d "
 			         "action=requeue",
-			         w->id, attempts);
-			if (worker_requeue(d, w->id, why) == 0) {
-				metrics_count_restart(d->metrics);
-				events_publish_id(d, w->id);
-				goto done;
-			}
+			         w->id, w->attempt);
+			goto done;
 		}
 		st = JOB_FAILED;
 		code = NQ_EFAILED;
-		snprintf(msg, sizeof(msg), "%s; %d attempt%s", why, attempts,
-		         attempts == 1 ? "" : "s");
 		/* the same verdict as the status == 3 branch below, which must
 		 * come after the drain test */
 		// NOLINTNEXTLINE(bugprone-branch-clone)
@@ -381,28 +306,18 @@ worker_exit_cb(void *arg, int64_t status, int sig)
 	} else if (sig != 0) {
 		/* a crash (CUDA fault, OOM killer ...): another attempt
 		 * unless it keeps crashing */
-		struct job_row row;
-		int attempts = w->attempt;
-		if (store_get_job(d->store, w->id, &row) == 0)
-			attempts = row.attempts;
-		if (attempts < d->cfg->max_attempts) {
-			char why[64];
-			snprintf(why, sizeof(why), "worker killed by signal %d",
-			         sig);
+		char why[96];
+		snprintf(why, sizeof(why), "worker exited with signal %d (%s)",
+		         sig, strsignal(sig));
+		if (executor_retry(d, w->id, w->attempt, why, msg,
+		                   sizeof(msg))) {
 			log_warn("worker crashed id=%" PRId64 " signal=%d "
 			         "attempt=%d action=requeue",
-			         w->id, sig, attempts);
-			if (worker_requeue(d, w->id, why) == 0) {
-				metrics_count_restart(d->metrics);
-				events_publish_id(d, w->id);
-				goto done;
-			}
+			         w->id, sig, w->attempt);
+			goto done;
 		}
 		st = JOB_FAILED;
 		code = NQ_EFAILED;
-		snprintf(msg, sizeof(msg),
-		         "worker exited with signal %d (%s); %d attempt%s", sig,
-		         strsignal(sig), attempts, attempts == 1 ? "" : "s");
 	} else {
 		st = JOB_FAILED;
 		if (spool_read_error(jd, &code, msg, sizeof(msg)) != 0) {
@@ -415,19 +330,10 @@ worker_exit_cb(void *arg, int64_t status, int sig)
 		if (code == NQ_ECANCELED)
 			st = JOB_CANCELED;
 	}
-	/* the spool records every end that is not DONE, also the ones the
-	 * daemon decided (crashes, liveness): neuroqd --recover reads it */
-	if (st != JOB_DONE)
-		spool_write_error(jd, code, msg);
-	if (store_mark_final(d->store, w->id, st, code, msg) != 0)
-		log_err("store write failed id=%" PRId64 " error=\"%s\"", w->id,
-		        store_errmsg(d->store));
-	worker_count_bytes(d, w->id, jd);
-	log_info("job finished id=%" PRId64 " state=%s device=%s "
-	         "exit=%" PRId64 " signal=%d error=%s message=\"%s\"",
-	         w->id, job_state_name(st), w->device, status, sig,
-	         nq_errname(code), msg);
-	events_publish_id(d, w->id);
+	log_info("worker exited id=%" PRId64 " pid=%d exit=%" PRId64
+	         " signal=%d",
+	         w->id, child_pid(w->child), status, sig);
+	executor_finish(d, w->id, w->device, st, code, msg);
 done:
 	worker_free(w); /* the child is gone with this callback */
 	if (d->draining) {
@@ -438,7 +344,7 @@ done:
 		}
 		return;
 	}
-	worker_start_more(d);
+	executor_start_more(d);
 }
 
 static int
@@ -497,73 +403,48 @@ worker_spawn(struct daemon *d, struct worker *w, char *msg, size_t msglen)
 	return rc == 0 ? 0 : NQ_EINTERNAL;
 }
 
-void
-worker_start_more(struct daemon *d)
+static int
+worker_start(struct daemon *d, const struct executor_job *j, char *msg,
+             size_t msglen)
 {
-	struct sched_job sj;
-	size_t dev;
-	uint64_t grant;
+	struct worker *w = calloc(1, sizeof(*w));
+	int rc;
 
-	while (!d->draining && sched_next(d->sched, &sj, &dev, &grant) == 1) {
-		const struct sched_device *sd = sched_device_at(d->sched, dev);
-		struct job_row row;
-		struct worker *w;
-		char msg[512] = "";
-		int rc;
-
-		w = calloc(1, sizeof(*w));
-		if (w == NULL) {
-			sched_release(d->sched, sj.id);
-			worker_requeue(d, sj.id, "out of memory");
-			return;
-		}
-		w->d = d;
-		w->id = sj.id;
-		w->grant = grant;
-		snprintf(w->device, sizeof(w->device), "%s", sd->name);
-		rc = store_get_job(d->store, sj.id, &row);
-		if (rc == 0)
-			rc = store_mark_running(d->store, sj.id, sd->name);
-		if (rc != 0) {
-			log_err("cannot start job id=%" PRId64 " error=\"%s\"",
-			        sj.id, store_errmsg(d->store));
-			sched_release(d->sched, sj.id);
-			free(w);
-			continue;
-		}
-		snprintf(w->type, sizeof(w->type), "%s", row.type);
-		w->owner = row.owner;
-		w->flops = row.est_flops;
-		w->attempt = row.attempts + 1;
-		rc = worker_spawn(d, w, msg, sizeof(msg));
-		if (rc != 0) {
-			log_err("worker spawn failed id=%" PRId64
-			        " error=\"%s\"",
-			        sj.id, msg);
-			sched_release(d->sched, sj.id);
-			store_mark_final(d->store, sj.id, JOB_FAILED, rc, msg);
-			events_publish_id(d, sj.id);
-			free(w);
-			continue;
-		}
-		uv_update_time(d->loop);
-		w->started_ms = w->beat_ms = w->check_ms = uv_now(d->loop);
-		uv_timer_init(d->loop, &w->timer);
-		w->timer.data = w;
-		w->timer_init = 1;
-		uv_timer_start(&w->timer, worker_liveness_cb,
-		               WORKER_LIVENESS_MS, WORKER_LIVENESS_MS);
-		w->next = d->workers;
-		d->workers = w;
-		log_info("job started id=%" PRId64 " type=%s device=%s "
-		         "grant=%" PRIu64 " attempt=%d pid=%d limit_s=%" PRId64,
-		         w->id, w->type, w->device, w->grant, w->attempt,
-		         child_pid(w->child), w->limit_s);
-		events_publish_id(d, w->id);
+	if (w == NULL) {
+		snprintf(msg, msglen, "out of memory");
+		return NQ_ENOMEM;
 	}
+	w->d = d;
+	w->id = j->id;
+	w->grant = j->grant;
+	snprintf(w->device, sizeof(w->device), "%s", j->device);
+	snprintf(w->type, sizeof(w->type), "%s", j->type);
+	w->owner = j->owner;
+	w->flops = j->flops;
+	w->attempt = j->attempt;
+	rc = worker_spawn(d, w, msg, msglen);
+	if (rc != 0) {
+		free(w);
+		return rc;
+	}
+	uv_update_time(d->loop);
+	w->started_ms = w->beat_ms = w->check_ms = uv_now(d->loop);
+	uv_timer_init(d->loop, &w->timer);
+	w->timer.data = w;
+	w->timer_init = 1;
+	uv_timer_start(&w->timer, worker_liveness_cb, WORKER_LIVENESS_MS,
+	               WORKER_LIVENESS_MS);
+	w->next = d->workers;
+	d->workers = w;
+	log_info("job started id=%" PRId64 " type=%s device=%s "
+	         "grant=%" PRIu64 " attempt=%d pid=%d limit_s=%" PRId64,
+	         w->id, w->type, w->device, w->grant, w->attempt,
+	         child_pid(w->child), w->limit_s);
+	events_publish_id(d, w->id);
+	return 0;
 }
 
-int64_t
+static int64_t
 worker_time_limit_s(const struct daemon *d, int64_t id)
 {
 	for (const struct worker *w = d->workers; w != NULL; w = w->next) {
@@ -573,7 +454,7 @@ worker_time_limit_s(const struct daemon *d, int64_t id)
 	return 0;
 }
 
-int
+static int
 worker_cancel(struct daemon *d, int64_t id)
 {
 	struct worker *w = worker_find(d, id);
@@ -587,7 +468,7 @@ worker_cancel(struct daemon *d, int64_t id)
 	return 0;
 }
 
-void
+static void
 worker_drain(struct daemon *d, void (*done)(struct daemon *d))
 {
 	if (d->workers == NULL) {
@@ -600,3 +481,13 @@ worker_drain(struct daemon *d, void (*done)(struct daemon *d))
 		child_kill(w->child, SIGTERM, WORKER_KILL_GRACE_MS);
 	}
 }
+
+const struct executor_ops executor_local_ops = {
+        .name = "local",
+        .start = worker_start,
+        .cancel = worker_cancel,
+        .drain = worker_drain,
+        .count = worker_count,
+        .running_on = worker_running_on,
+        .time_limit_s = worker_time_limit_s,
+};
