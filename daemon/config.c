@@ -517,9 +517,10 @@ config_finish(struct config *c, char *msg, size_t msglen)
 		return NQ_EBADPARAM;
 	}
 	if (config_is_slurm(c) && c->slurm_spool_dir[0] != '/') {
-		snprintf(msg, msglen,
-		         "slurm_spool_dir: executor = slurm needs an absolute "
-		         "path on a filesystem shared with the cluster's nodes");
+		snprintf(
+		        msg, msglen,
+		        "slurm_spool_dir: executor = slurm needs an absolute "
+		        "path on a filesystem shared with the cluster's nodes");
 		return NQ_EBADPARAM;
 	}
 	return 0;

@@ -28,9 +28,9 @@ struct executor_job {
 	int64_t id;
 	uint32_t owner;
 	char type[32];
-	char device[32];         /* the scheduler's device name */
+	char device[32];          /* the scheduler's device name */
 	enum sched_dev_kind kind; /* of that device */
-	uint64_t grant;          /* bytes reserved there */
+	uint64_t grant;           /* bytes reserved there */
 	uint64_t host_bytes, device_bytes;
 	double flops; /* the estimate's: the default time limit */
 	int attempt;  /* 1 for the first start */

@@ -44,7 +44,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define SLURM_SUBMIT_PARALLEL 4  /* sbatch processes at a time */
+#define SLURM_SUBMIT_PARALLEL 4 /* sbatch processes at a time */
 #define SLURM_CMD_TIMEOUT_MS  60000
 #define SLURM_SINFO_MIN_MS    10000 /* devices: sinfo at most this often */
 #define SLURM_GPU_CAPACITY    (1ull << 50) /* the node's GPU decides */
@@ -62,16 +62,16 @@ struct sjob {
 	struct slurm_exec *x;
 	struct executor_job j;
 	enum sjob_phase phase;
-	char bid[32];         /* the Slurm job id */
-	char state[32];       /* its last squeue state; "" = not seen yet */
-	char reason[64];      /* the pending reason as stored */
+	char bid[32];    /* the Slurm job id */
+	char state[32];  /* its last squeue state; "" = not seen yet */
+	char reason[64]; /* the pending reason as stored */
 	int64_t limit_s;
-	int cancel;           /* neuroq asked */
-	int cancel_sent;      /* 1: TERM sent, 2: plain scancel sent */
+	int cancel;      /* neuroq asked */
+	int cancel_sent; /* 1: TERM sent, 2: plain scancel sent */
 	uint64_t cancel_ms;
-	int waited;           /* polls since its final state was seen */
-	int polled;           /* its id is in the squeue call in flight */
-	int64_t prog_off;     /* bytes of the progress file read */
+	int waited;       /* polls since its final state was seen */
+	int polled;       /* its id is in the squeue call in flight */
+	int64_t prog_off; /* bytes of the progress file read */
 	uint64_t last_event_ms;
 	char stage[64];
 	char sbatch_err[256]; /* sbatch's last line that was not an id */
@@ -81,16 +81,16 @@ struct slurm_exec {
 	struct daemon *d;
 	struct sjob *jobs;
 	uv_timer_t timer;
-	int submitting;           /* sbatch children running */
-	struct child *squeue;     /* the poll in flight */
-	struct slurm_row *rows;   /* its lines so far */
+	int submitting;         /* sbatch children running */
+	struct child *squeue;   /* the poll in flight */
+	struct slurm_row *rows; /* its lines so far */
 	size_t nrows, caprows;
-	struct child *sinfo;      /* a devices refresh in flight */
+	struct child *sinfo; /* a devices refresh in flight */
 	struct slurm_node nodes[256];
 	size_t nnodes, nnodes_new;
 	struct slurm_node nodes_new[256];
-	double nodes_at;          /* unix s of the snapshot */
-	uint64_t sinfo_ms;        /* uv_now() of the last refresh */
+	double nodes_at;   /* unix s of the snapshot */
+	uint64_t sinfo_ms; /* uv_now() of the last refresh */
 	void (*drain_done)(struct daemon *d);
 };
 
@@ -219,8 +219,8 @@ slurm_spawn(struct slurm_exec *x, char **argv, uint32_t uid, const char *cwd,
 		char buf[4096];
 		if (getpwuid_r((uid_t) uid, &pw, buf, sizeof(buf), &res) != 0 ||
 		    res == NULL) {
-			snprintf(msg, msglen, "uid %" PRIu32 " has no passwd entry",
-			         uid);
+			snprintf(msg, msglen,
+			         "uid %" PRIu32 " has no passwd entry", uid);
 			return NQ_EPERM;
 		}
 		o.set_ids = 1;
@@ -281,7 +281,8 @@ slurm_scancel(struct slurm_exec *x, const char *bid, int graceful)
 	log_info("scancel slurm_id=%s graceful=%d", bid, graceful);
 	if (slurm_spawn(x, argv, (uint32_t) geteuid(), NULL, scancel_line_cb,
 	                scancel_exit_cb, arg, NULL, msg, sizeof(msg)) != 0) {
-		log_err("cannot run scancel slurm_id=%s error=\"%s\"", bid, msg);
+		log_err("cannot run scancel slurm_id=%s error=\"%s\"", bid,
+		        msg);
 		free(arg);
 	}
 }
@@ -291,8 +292,8 @@ static void
 sjob_send_cancel(struct sjob *s)
 {
 	struct slurm_exec *x = s->x;
-	int pending = s->state[0] == '\0' ||
-	              slurm_phase(s->state) == SLURM_PENDING;
+	int pending =
+	        s->state[0] == '\0' || slurm_phase(s->state) == SLURM_PENDING;
 
 	s->cancel_sent = pending ? 2 : 1;
 	s->cancel_ms = uv_now(x->d->loop);
@@ -325,9 +326,9 @@ sbatch_exit_cb(void *arg, int64_t status, int sig)
 	x->submitting--;
 	if (status != 0 || sig != 0 || s->bid[0] == '\0') {
 		char msg[512];
-		snprintf(msg, sizeof(msg), "sbatch failed (exit %" PRId64
-		         "%s): %s",
-		         status, sig ? ", killed" : "",
+		snprintf(msg, sizeof(msg),
+		         "sbatch failed (exit %" PRId64 "%s): %s", status,
+		         sig ? ", killed" : "",
 		         s->sbatch_err[0] ? s->sbatch_err : "no output");
 		s->bid[0] = '\0';
 		sjob_end(s, s->cancel ? JOB_CANCELED : JOB_FAILED,
@@ -440,8 +441,9 @@ sjob_submit(struct sjob *s, char *msg, size_t msglen)
 	/* the job runs as its owner on the node: the dir becomes theirs */
 	if (s->j.owner != (uint32_t) geteuid() &&
 	    spool_give_to_owner(jd, (uid_t) s->j.owner) != 0) {
-		snprintf(msg, msglen, "cannot hand %.300s to uid %" PRIu32 ": %s",
-		         jd, s->j.owner, strerror(errno));
+		snprintf(msg, msglen,
+		         "cannot hand %.300s to uid %" PRIu32 ": %s", jd,
+		         s->j.owner, strerror(errno));
 		return NQ_EIO;
 	}
 
@@ -487,7 +489,8 @@ slurm_pump(struct slurm_exec *x)
 		if (s->phase != SJ_WAITING)
 			continue;
 		if (sjob_submit(s, msg, sizeof(msg)) != 0) {
-			log_err("sbatch not started id=%" PRId64 " error=\"%s\"",
+			log_err("sbatch not started id=%" PRId64
+			        " error=\"%s\"",
 			        s->j.id, msg);
 			sjob_end(s, JOB_FAILED, NQ_EFAILED, msg);
 		}
@@ -798,7 +801,7 @@ slurm_poll_cb(uv_timer_t *t)
 	argv[6] = NULL;
 	char jarg[16] = "-j";
 	char *full[10] = {argv[0], argv[1], argv[2], argv[3], argv[4],
-	                  argv[5], jarg, ids, NULL};
+	                  argv[5], jarg,    ids,     NULL};
 	x->nrows = 0;
 	if (slurm_spawn(x, full, (uint32_t) geteuid(), NULL, squeue_line_cb,
 	                squeue_exit_cb, x, &x->squeue, msg, sizeof(msg)) != 0)
@@ -1025,8 +1028,8 @@ const struct executor_ops executor_slurm_ops = {
 
 /* ---- devices ------------------------------------------------------- */
 
-#define SINFO_FORMAT                                                     \
-	"NodeList:64,Partition:64,Gres:128,GresUsed:128,Memory:16,"     \
+#define SINFO_FORMAT                                                \
+	"NodeList:64,Partition:64,Gres:128,GresUsed:128,Memory:16," \
 	"CPUsState:32,StateCompact:32"
 
 static int
@@ -1103,7 +1106,8 @@ sinfo_sync(const struct config *c, struct slurm_node *nodes, size_t max,
 		if (slurm_parse_sinfo(l, &nodes[*n]) == 0)
 			(*n)++;
 		else
-			log_warn("sinfo line not understood line=\"%.200s\"", l);
+			log_warn("sinfo line not understood line=\"%.200s\"",
+			         l);
 	}
 	return 0;
 }
@@ -1218,7 +1222,8 @@ sinfo_exit_cb(void *arg, int64_t status, int sig)
 
 	x->sinfo = NULL;
 	if (status != 0 || sig != 0) {
-		log_warn("sinfo failed exit=%" PRId64 " signal=%d", status, sig);
+		log_warn("sinfo failed exit=%" PRId64 " signal=%d", status,
+		         sig);
 		return;
 	}
 	memcpy(x->nodes, x->nodes_new, x->nnodes_new * sizeof(x->nodes[0]));

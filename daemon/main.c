@@ -4,6 +4,7 @@
 #include "config.h"
 #include "daemon.h"
 #include "devices.h"
+#include "executor.h"
 #include "http.h"
 #include "job_type.h"
 #include "log.h"
@@ -17,7 +18,6 @@
 #include "server.h"
 #include "spool.h"
 #include "store.h"
-#include "executor.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -96,8 +96,8 @@ retention_pass(struct daemon *d)
 		for (size_t i = 0; i < e.n; i++) {
 			char jd[4096];
 
-			if (spool_job_dir(config_spool_root(d->cfg), e.ids[i], jd,
-			                  sizeof(jd)) != 0) {
+			if (spool_job_dir(config_spool_root(d->cfg), e.ids[i],
+			                  jd, sizeof(jd)) != 0) {
 				log_warn("retention: cannot remove id=%" PRId64
 				         " error=\"state dir path too long\"",
 				         e.ids[i]);
@@ -235,8 +235,8 @@ load_queue(struct daemon *d)
 			         "no device of this server can run it any more "
 			         "(device %s)",
 			         row->device_req);
-			if (spool_job_dir(config_spool_root(d->cfg), row->id, jd,
-			                  sizeof(jd)) == 0)
+			if (spool_job_dir(config_spool_root(d->cfg), row->id,
+			                  jd, sizeof(jd)) == 0)
 				spool_write_error(jd, rc, why);
 			store_mark_final(d->store, row->id, JOB_FAILED, rc,
 			                 why);
@@ -474,7 +474,8 @@ main(int argc, char **argv)
 		return 1;
 	}
 	/* executor = slurm: the job dirs live on the shared spool */
-	if (config_is_slurm(&cfg) && spool_init_shared(cfg.slurm_spool_dir) != 0) {
+	if (config_is_slurm(&cfg) &&
+	    spool_init_shared(cfg.slurm_spool_dir) != 0) {
 		log_err("cannot create the slurm spool dir path=%s "
 		        "error=\"%s\"",
 		        cfg.slurm_spool_dir, strerror(errno));

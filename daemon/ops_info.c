@@ -5,6 +5,7 @@
 #include "config.h"
 #include "daemon.h"
 #include "events.h"
+#include "executor.h"
 #include "job_type.h"
 #include "metrics.h"
 #include "net.h"
@@ -14,7 +15,6 @@
 #include "request.h"
 #include "scheduler.h"
 #include "store.h"
-#include "executor.h"
 
 #include <stdio.h>
 #include <stdlib.h>

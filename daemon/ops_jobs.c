@@ -6,6 +6,7 @@
 #include "config.h"
 #include "daemon.h"
 #include "events.h"
+#include "executor.h"
 #include "log.h"
 #include "net.h"
 #include "nq_error.h"
@@ -13,7 +14,6 @@
 #include "scheduler.h"
 #include "spool.h"
 #include "store.h"
-#include "executor.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -67,7 +67,8 @@ job_map(const struct daemon *d, const struct job_row *j, struct nq_map **out)
 	    (rc = nq_map_set_bool(m, "cancel_requested",
 	                          j->cancel_requested)) ||
 	    (rc = nq_map_set_bool(m, "purged", j->purged_us != 0)) ||
-	    (rc = nq_map_set_str(m, "pending_reason", j->pending_reason))) {
+	    (rc = nq_map_set_str(m, "pending_reason", j->pending_reason)) ||
+	    (rc = nq_map_set_str(m, "backend_job_id", j->backend_job_id))) {
 		nq_map_free(m);
 		return rc;
 	}
@@ -260,7 +261,8 @@ ops_cancel(struct req *r)
 		sched_dequeue(d->sched, id);
 		char jd[4096];
 		/* the spool records it too (neuroqd --recover reads it) */
-		if (spool_job_dir(config_spool_root(d->cfg), id, jd, sizeof(jd)) == 0)
+		if (spool_job_dir(config_spool_root(d->cfg), id, jd,
+		                  sizeof(jd)) == 0)
 			spool_write_error(jd, NQ_ECANCELED,
 			                  "canceled while queued");
 		rc = store_mark_final(d->store, id, JOB_CANCELED, NQ_ECANCELED,
@@ -376,8 +378,8 @@ ops_result(struct req *r)
 		return req_fail(r, NQ_ESTATE,
 		                "job %" PRId64 " is %s, not DONE; no result",
 		                id, job_state_name(row.state));
-	if (spool_job_dir(config_spool_root(r->d->cfg), id, r->path, sizeof(r->path)) !=
-	    0)
+	if (spool_job_dir(config_spool_root(r->d->cfg), id, r->path,
+	                  sizeof(r->path)) != 0)
 		return NQ_EINTERNAL;
 	/* a DONE job's out/ no longer changes (only retention removes it):
 	 * read and encode it off the loop thread */
@@ -401,7 +403,8 @@ ops_logs(struct req *r)
 		return rc;
 	if (row.purged_us != 0)
 		return purged_fail(r, &row);
-	if (spool_job_dir(config_spool_root(r->d->cfg), id, jd, sizeof(jd)) != 0)
+	if (spool_job_dir(config_spool_root(r->d->cfg), id, jd, sizeof(jd)) !=
+	    0)
 		return NQ_EINTERNAL;
 	rc = spool_read_log(jd, OPS_LOG_MAX, &text);
 	if (rc != 0)

@@ -150,8 +150,7 @@ put(const char *s, char *out, size_t n, size_t *at)
 }
 
 int
-slurm_script(char *const *worker_argv, const char *job_dir, char *out,
-             size_t n)
+slurm_script(char *const *worker_argv, const char *job_dir, char *out, size_t n)
 {
 	size_t at = 0;
 
@@ -166,7 +165,17 @@ slurm_script(char *const *worker_argv, const char *job_dir, char *out,
 	        out, n, &at) ||
 	    sh_quote(job_dir, out, n, &at) || put(" || exit 1\n", out, n, &at))
 		return -1;
-	if (put("rm -f " SLURM_STATUS ".tmp\nwarned=\n", out, n, &at))
+	/* the traps first: a signal that comes before the worker has
+	 * started is kept and passed on once it has */
+	if (put("rm -f " SLURM_STATUS ".tmp\n"
+	        "pid=\nstop=\nwarned=\n"
+	        "# a cancel (scancel --signal=TERM) or the time limit: the "
+	        "worker stops\n"
+	        "trap 'stop=1; [ -n \"$pid\" ] && kill -TERM $pid 2>/dev/null' "
+	        "TERM INT\n"
+	        "# the time limit is near: say so in the status\n"
+	        "trap 'warned=1' USR1\n",
+	        out, n, &at))
 		return -1;
 	for (size_t i = 0; worker_argv[i] != NULL; i++) {
 		if ((i > 0 && put(" ", out, n, &at)) ||
@@ -175,11 +184,7 @@ slurm_script(char *const *worker_argv, const char *job_dir, char *out,
 	}
 	if (put(" >" SLURM_PROGRESS " &\n"
 	        "pid=$!\n"
-	        "# a cancel (scancel --signal=TERM) or the time limit: the "
-	        "worker stops\n"
-	        "trap 'kill -TERM $pid 2>/dev/null' TERM INT\n"
-	        "# the time limit is near: say so in the status\n"
-	        "trap 'warned=1' USR1\n"
+	        "[ -n \"$stop\" ] && kill -TERM $pid 2>/dev/null\n"
 	        "wait $pid\n"
 	        "rc=$?\n"
 	        "while kill -0 $pid 2>/dev/null; do wait $pid; rc=$?; done\n"
@@ -236,7 +241,8 @@ slurm_parse_squeue(const char *line, struct slurm_row *r)
 	size_t l;
 
 	memset(r, 0, sizeof(*r));
-	if (word(&p, r->id, sizeof(r->id)) || word(&p, r->state, sizeof(r->state)))
+	if (word(&p, r->id, sizeof(r->id)) ||
+	    word(&p, r->state, sizeof(r->state)))
 		return -1;
 	for (const char *c = r->id; *c != '\0'; c++) {
 		if (!isdigit((unsigned char) *c))
@@ -259,15 +265,15 @@ enum slurm_phase
 slurm_phase(const char *state)
 {
 	static const char *const pending[] = {
-	        "PENDING",      "CONFIGURING", "REQUEUED",      "REQUEUE_HOLD",
-	        "REQUEUE_FED",  "SUSPENDED",   "RESV_DEL_HOLD",
+	        "PENDING",     "CONFIGURING", "REQUEUED",      "REQUEUE_HOLD",
+	        "REQUEUE_FED", "SUSPENDED",   "RESV_DEL_HOLD",
 	};
 	static const char *const running[] = {
-	        "RUNNING",  "COMPLETING", "STAGE_OUT",
-	        "SIGNALING", "RESIZING",  "STOPPED",
+	        "RUNNING",   "COMPLETING", "STAGE_OUT",
+	        "SIGNALING", "RESIZING",   "STOPPED",
 	};
 	static const char *const ended[] = {
-	        "COMPLETED", "CANCELLED", "FAILED",    "TIMEOUT",
+	        "COMPLETED", "CANCELLED", "FAILED",        "TIMEOUT",
 	        "NODE_FAIL", "PREEMPTED", "OUT_OF_MEMORY", "BOOT_FAIL",
 	        "DEADLINE",  "REVOKED",   "SPECIAL_EXIT",
 	};
@@ -326,8 +332,7 @@ slurm_decide(const struct slurm_end *e, int *code, char *msg, size_t msglen)
 		         "limit (OUT_OF_MEMORY)");
 		return SLURM_FAIL;
 	}
-	if (is(st, "NODE_FAIL") || is(st, "PREEMPTED") ||
-	    is(st, "BOOT_FAIL")) {
+	if (is(st, "NODE_FAIL") || is(st, "PREEMPTED") || is(st, "BOOT_FAIL")) {
 		snprintf(msg, msglen, "Slurm ended the attempt: %s", st);
 		return SLURM_RETRY;
 	}

@@ -19,10 +19,10 @@
 #define SLURM_MEM_FLOOR_MB 256
 
 /* Files in the job dir (beside params.mp, in/, out/, error, log). */
-#define SLURM_SCRIPT   "slurm.sh"     /* the batch script */
-#define SLURM_OUTPUT   "slurm.out"    /* its stdout+stderr (--output) */
-#define SLURM_PROGRESS "progress"     /* the worker's stdout lines */
-#define SLURM_STATUS   "status"       /* "<exit status>\n", renamed in */
+#define SLURM_SCRIPT   "slurm.sh"  /* the batch script */
+#define SLURM_OUTPUT   "slurm.out" /* its stdout+stderr (--output) */
+#define SLURM_PROGRESS "progress"  /* the worker's stdout lines */
+#define SLURM_STATUS   "status"    /* "<exit status>\n", renamed in */
 
 struct slurm_submit {
 	const char *bin_dir;  /* "" = PATH */
@@ -32,7 +32,7 @@ struct slurm_submit {
 	uint64_t mem_bytes;   /* --mem, rounded up to MiB (floor above) */
 	int64_t time_limit_s; /* --time, rounded up to minutes; <= 0: none */
 	const char *partition, *account, *qos; /* "" or NULL: not passed */
-	const char *extra;    /* slurm_sbatch_args, whitespace-split */
+	const char *extra; /* slurm_sbatch_args, whitespace-split */
 };
 
 /* argv of the sbatch call (NULL-terminated) in argv[0..max), its strings
@@ -63,10 +63,10 @@ int slurm_parse_squeue(const char *line, struct slurm_row *r);
 
 /* What a Slurm job state is to neuroq. */
 enum slurm_phase {
-	SLURM_PENDING,  /* waits in Slurm: the reason is shown */
-	SLURM_RUNNING,  /* RUNNING, COMPLETING, ... */
-	SLURM_ENDED,    /* a final state: slurm_decide */
-	SLURM_UNKNOWN,  /* a state this version does not know: wait */
+	SLURM_PENDING, /* waits in Slurm: the reason is shown */
+	SLURM_RUNNING, /* RUNNING, COMPLETING, ... */
+	SLURM_ENDED,   /* a final state: slurm_decide */
+	SLURM_UNKNOWN, /* a state this version does not know: wait */
 };
 enum slurm_phase slurm_phase(const char *state);
 
@@ -96,8 +96,8 @@ struct slurm_end {
  * CANCELED; then the status file: 1..128 the worker's error file, > 128 a
  * signal (retry); no status and forgotten by slurmctld: retry; no status
  * yet: wait a few polls, then FAIL. */
-enum slurm_action slurm_decide(const struct slurm_end *e, int *code,
-                               char *msg, size_t msglen);
+enum slurm_action slurm_decide(const struct slurm_end *e, int *code, char *msg,
+                               size_t msglen);
 
 /* One line of `sinfo -h -N -O NodeList:N,Partition:N,Gres:N,GresUsed:N,
  * Memory:N,CPUsState:N,StateCompact:N` (fields separated by blanks). */

@@ -67,8 +67,11 @@ test_sbatch_argv(void **state)
 	/* a cpu job: no gres; a small estimate gets the floor; a short
 	 * limit gets no early warning (Slurm may send it a minute early);
 	 * PATH lookup without bin_dir; nothing optional */
-	struct slurm_submit c = {.bin_dir = "", .id = 7, .job_dir = "/s/7",
-	                         .mem_bytes = 1000, .time_limit_s = 60};
+	struct slurm_submit c = {.bin_dir = "",
+	                         .id = 7,
+	                         .job_dir = "/s/7",
+	                         .mem_bytes = 1000,
+	                         .time_limit_s = 60};
 	argc = slurm_sbatch_argv(&c, argv, 32, buf, sizeof(buf));
 	assert_int_equal(argc, 9);
 	assert_string_equal(argv[0], "sbatch");
@@ -189,13 +192,16 @@ test_decide(void **state)
 	assert_int_equal(decide("FAILED", 1, 3, 0, 1, &code, msg),
 	                 SLURM_CANCEL);
 	/* the time limit */
-	assert_int_equal(decide("TIMEOUT", 1, 3, 0, 0, &code, msg),
-	                 SLURM_FAIL);
+	assert_int_equal(decide("TIMEOUT", 1, 3, 0, 0, &code, msg), SLURM_FAIL);
 	assert_int_equal(code, NQ_ETIMEDOUT);
-	assert_string_equal(msg, "time limit of 600 s exceeded (Slurm TIMEOUT)");
+	assert_string_equal(msg,
+	                    "time limit of 600 s exceeded (Slurm TIMEOUT)");
 	/* ... also once slurmctld forgot it: the status says time_limit */
-	struct slurm_end w = {.state = NULL, .have_status = 1, .status = 3,
-	                      .warned = 1, .time_limit_s = 60};
+	struct slurm_end w = {.state = NULL,
+	                      .have_status = 1,
+	                      .status = 3,
+	                      .warned = 1,
+	                      .time_limit_s = 60};
 	assert_int_equal(slurm_decide(&w, &code, msg, sizeof(msg)), SLURM_FAIL);
 	assert_int_equal(code, NQ_ETIMEDOUT);
 	assert_int_equal(decide("OUT_OF_MEMORY", 0, 0, 0, 0, &code, msg),
@@ -283,8 +289,7 @@ test_parse_sinfo(void **state)
 	                 0);
 	assert_int_equal(n.gpus, 0);
 	assert_int_equal(slurm_parse_sinfo("sinfo: error: foo", &n), -1);
-	assert_int_equal(slurm_parse_sinfo("nq1 p g u x 1/1/0/2 idle", &n),
-	                 -1);
+	assert_int_equal(slurm_parse_sinfo("nq1 p g u x 1/1/0/2 idle", &n), -1);
 }
 
 /* ---- the batch script, run by /bin/sh ---------------------------- */
@@ -328,6 +333,8 @@ run_script(const char *code, int sig, int delay_ms)
 	fclose(f);
 	snprintf(path, sizeof(path), "%s/" SLURM_STATUS, tmpdir);
 	unlink(path);
+	snprintf(path, sizeof(path), "%s/" SLURM_PROGRESS, tmpdir);
+	unlink(path);
 	pid = fork();
 	assert_true(pid >= 0);
 	if (pid == 0) {
@@ -336,8 +343,18 @@ run_script(const char *code, int sig, int delay_ms)
 		_exit(127);
 	}
 	if (sig > 0) {
-		struct timespec ts = {delay_ms / 1000,
-		                      (long) (delay_ms % 1000) * 1000000L};
+		/* once the worker has started (its first line), then delay_ms:
+		 * however slow the machine, the signal reaches a running job */
+		struct timespec ts = {0, 10000000L};
+		char buf[64];
+		for (int i = 0; i < 1000; i++) {
+			read_file(SLURM_PROGRESS, buf, sizeof(buf));
+			if (strncmp(buf, "started", 7) == 0)
+				break;
+			nanosleep(&ts, NULL);
+		}
+		ts.tv_sec = delay_ms / 1000;
+		ts.tv_nsec = (long) (delay_ms % 1000) * 1000000L;
 		nanosleep(&ts, NULL);
 		kill(pid, sig);
 	}
@@ -367,18 +384,20 @@ test_script(void **state)
 	assert_string_equal(buf, "1\n");
 	/* SIGTERM to the batch shell (scancel --signal=TERM, the time
 	 * limit): passed on to the worker, whose exit is recorded */
-	assert_int_equal(run_script("trap 'exit 3' TERM; while :; do sleep "
-	                            "0.05; done",
-	                            SIGTERM, 300),
+	assert_int_equal(run_script("trap 'exit 3' TERM; echo started; "
+	                            "while :; do sleep 0.05; done",
+	                            SIGTERM, 50),
 	                 3);
 	read_file(SLURM_STATUS, buf, sizeof(buf));
 	assert_string_equal(buf, "3\n");
 	/* SIGUSR1 (--signal=B:USR1@60, the limit is near): the worker runs
 	 * on; if it then fails the status says time_limit */
-	assert_int_equal(run_script("sleep 0.5; exit 3", SIGUSR1, 100), 3);
+	assert_int_equal(
+	        run_script("echo started; sleep 0.5; exit 3", SIGUSR1, 50), 3);
 	read_file(SLURM_STATUS, buf, sizeof(buf));
 	assert_string_equal(buf, "3 time_limit\n");
-	assert_int_equal(run_script("sleep 0.5; exit 0", SIGUSR1, 100), 0);
+	assert_int_equal(
+	        run_script("echo started; sleep 0.5; exit 0", SIGUSR1, 50), 0);
 	read_file(SLURM_STATUS, buf, sizeof(buf));
 	assert_string_equal(buf, "0\n");
 	/* a worker killed by a signal: 128 + N */
@@ -388,9 +407,8 @@ test_script(void **state)
 	/* quoting: a dir or argument with a quote stays one word */
 	char *wargv[] = {"/bin/echo", "it's", NULL};
 	char script[4096];
-	assert_int_equal(slurm_script(wargv, "/a b/c'd", script,
-	                              sizeof(script)),
-	                 0);
+	assert_int_equal(
+	        slurm_script(wargv, "/a b/c'd", script, sizeof(script)), 0);
 	assert_non_null(strstr(script, "cd '/a b/c'\\''d' || exit 1\n"));
 	assert_non_null(strstr(script, "'/bin/echo' 'it'\\''s' >progress &"));
 	assert_int_equal(slurm_script(wargv, "/x", script, 64), -1);
