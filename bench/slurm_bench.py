@@ -10,8 +10,10 @@ slurmctld, two slurmd nodes, two fake GPUs each, all on the same cores).
    and locally (cpu_slots = the machine's cores), and the ratio.
 3. DRAIN tiny jobs (default 500) queued at once through Slurm; the daemon's
    RSS (/proc/PID/status VmRSS) sampled every second until all are DONE:
-   first (after the submissions), peak, last, and the least-squares slope
-   over the drain (kB per 100 jobs finished).
+   first (after the submissions), peak, last, the RSS when a fifth of the
+   jobs had finished and the change from there to the end (flat: the queue
+   shrinks, nothing grows with the jobs done), and the least-squares slope
+   over the whole drain (kB per 100 jobs finished).
 
 Needs root, Slurm and munge (deploy/install-deps.sh --ci), and a build:
 
@@ -148,15 +150,18 @@ def main():
         peak = max(s[1] for s in samples)
         last = samples[-1][1]
         slope = slope_kb_per_100(samples)
+        fifth = next(s[1] for s in samples if s[2] >= a.drain // 5)
         out["drain"] = {"n": a.drain, "submit_s": t_sub, "drain_s": t_all,
                         "jobs_s": a.drain / t_all, "rss_first_kb": first,
                         "rss_peak_kb": peak, "rss_last_kb": last,
-                        "rss_slope_kb_per_100_jobs": slope, "samples": samples,
+                        "rss_at_fifth_kb": fifth, "rss_slope_kb_per_100_jobs": slope,
+                        "samples": samples,
                         "squeue_calls": len(sl.calls("squeue")),
                         "sbatch_calls": len(sl.calls("sbatch"))}
         print(f"drain of {a.drain} jobs through Slurm: submitted in {t_sub:.1f} s, all DONE "
               f"after {t_all:.1f} s ({a.drain / t_all:.2f} jobs/s); daemon RSS first "
-              f"{first} kB, peak {peak} kB, last {last} kB, slope {slope:+.1f} kB per 100 jobs; "
+              f"{first} kB, peak {peak} kB, last {last} kB; {fifth} kB at a fifth done, "
+              f"{last - fifth:+d} kB from there to the end; slope {slope:+.1f} kB per 100 jobs; "
               f"{out['drain']['squeue_calls']} squeue and {out['drain']['sbatch_calls']} "
               f"sbatch calls in all")
         out["conditions"]["load_avg_end"] = os.getloadavg()

@@ -91,14 +91,14 @@ class SlurmCluster:
         return r
 
     def squeue(self):
-        """{slurm id: {state, reason, user, node, name, time_limit}} of every
-        job slurmctld still knows."""
-        out = self.run("squeue", "-h", "-t", "all", "-o", "%i|%T|%r|%u|%N|%j|%l").stdout
+        """{slurm id: {state, reason, user, node, name, time_limit, workdir}}
+        of every job slurmctld still knows (finished ones for MinJobAge)."""
+        out = self.run("squeue", "-h", "-t", "all", "-o", "%i|%T|%r|%u|%N|%j|%l|%Z").stdout
         jobs = {}
         for line in out.splitlines():
-            i, st, reason, user, node, name, tl = line.split("|")
+            i, st, reason, user, node, name, tl, wd = line.split("|", 7)
             jobs[i] = {"state": st, "reason": reason, "user": user, "node": node,
-                       "name": name, "time_limit": tl}
+                       "name": name, "time_limit": tl, "workdir": wd}
         return jobs
 
     def scontrol_job(self, slurm_id):
