@@ -376,7 +376,8 @@ sjob_submit(struct sjob *s, char *msg, size_t msglen)
 	struct daemon *d = x->d;
 	const struct config *c = d->cfg;
 	char jd[4096], path[4200], grant[32], attempt[16], buf[8192];
-	char *wargv[16], *argv[64];
+	char *wargv[16 + WORKER_OWNER_ARGC], *argv[64];
+	struct worker_owner *wo;
 	char *script = NULL;
 	struct slurm_submit sub;
 	int a = 0, fd, rc;
@@ -402,13 +403,25 @@ sjob_submit(struct sjob *s, char *msg, size_t msglen)
 	wargv[a++] = grant;
 	wargv[a++] = "--attempt";
 	wargv[a++] = attempt;
-	wargv[a] = NULL;
+	/* the same owner arguments as locally: on the node the worker
+	 * already is the owner (the drop is a no-op), but it then works in
+	 * the dir as ".", makes its files 0660/02770 for the daemon's group
+	 * and creates user paths with the owner's umask */
+	wo = calloc(1, sizeof(*wo));
 	script = malloc(16384);
-	if (script == NULL) {
+	if (wo == NULL || script == NULL) {
+		free(wo);
+		free(script);
 		snprintf(msg, msglen, "out of memory");
 		return NQ_ENOMEM;
 	}
-	if (slurm_script(wargv, jd, script, 16384) != 0) {
+	worker_owner_args(d, s->j.owner, spool_read_umask(jd), wo);
+	for (int i = 0; i < wo->argc; i++)
+		wargv[a++] = wo->argv[i];
+	wargv[a] = NULL;
+	rc = slurm_script(wargv, jd, script, 16384);
+	free(wo);
+	if (rc != 0) {
 		free(script);
 		snprintf(msg, msglen, "batch script too long");
 		return NQ_EINTERNAL;

@@ -364,10 +364,13 @@ def test_node_fail_requeues_and_finishes(slurm_cluster, slurm_daemon_factory):
         sid = slurm_id(d, c, job.id)
         wait_slurm(d, sid, ("RUNNING",), timeout=60)
         node = cl.squeue()[sid]["node"]
+        # frozen first: blocking the other node may take a scheduling
+        # interval (5 s), longer than this job runs on an idle machine
+        pids = freeze(d, c, job.id)
         others = [n for n in cl.nodes if n != node]
-        blockers = cl.block(others) if others else []
+        blockers = []
         try:
-            pids = freeze(d, c, job.id)
+            blockers = cl.block(others) if others else []
             cl.node_stop(node)
             deadline = time.monotonic() + 10
             while not gone(pids):  # SIGKILLed with the node
