@@ -387,7 +387,8 @@ sjob_submit(struct sjob *s, char *msg, size_t msglen)
 	/* the GPU's memory on the node decides (the worker reads it), but a
 	 * test device keeps its ledger grant */
 	snprintf(grant, sizeof(grant), "%" PRIu64,
-	         s->j.kind == SCHED_CUDA && strncmp(s->j.device, "fake:", 5)
+	         s->j.kind == SCHED_CUDA &&
+	                         strncmp(s->j.device, "fake:", 5) != 0
 	                 ? (uint64_t) 0
 	                 : s->j.grant);
 	snprintf(attempt, sizeof(attempt), "%d", s->j.attempt);

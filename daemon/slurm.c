@@ -450,8 +450,17 @@ slurm_parse_sinfo(const char *line, struct slurm_node *n)
 	n->mem_mb = strtoull(mem, &end, 10);
 	if (end == mem)
 		return -1;
-	if (sscanf(cpus, "%d/%d/%d/%d", &n->cpus_alloc, &n->cpus_idle,
-	           &n->cpus_other, &n->cpus_total) != 4)
-		return -1;
+	/* CPUsState: allocated/idle/other/total */
+	int *f[4] = {&n->cpus_alloc, &n->cpus_idle, &n->cpus_other,
+	             &n->cpus_total};
+	const char *c = cpus;
+	for (int i = 0; i < 4; i++) {
+		long v = strtol(c, &end, 10);
+		if (end == c || v < 0 || v > 1000000 ||
+		    *end != (i < 3 ? '/' : '\0'))
+			return -1;
+		*f[i] = (int) v;
+		c = end + 1;
+	}
 	return 0;
 }
