@@ -208,6 +208,12 @@ child_spawn(uv_loop_t *loop, const struct child_opts *o, struct child **out,
 	opt.stdio = io;
 	opt.stdio_count = 3;
 	opt.flags = o->new_session ? UV_PROCESS_DETACHED : 0;
+	if (o->set_ids) {
+		/* libuv: setgroups(0, NULL), setgid, setuid in the child */
+		opt.flags |= UV_PROCESS_SETUID | UV_PROCESS_SETGID;
+		opt.uid = (uv_uid_t) o->uid;
+		opt.gid = (uv_gid_t) o->gid;
+	}
 	rc = uv_spawn(loop, &c->proc, &opt);
 	/* uv_spawn leaves an initialised handle to close either way */
 	c->proc.data = c;

@@ -33,6 +33,9 @@ struct child_opts {
 	char **env;       /* NULL-terminated "K=V"; NULL: the daemon's */
 	const char *cwd;  /* NULL: the daemon's */
 	int new_session;  /* setsid(): a terminal's Ctrl-C does not reach it */
+	/* run as uid:gid (no supplementary groups); needs CAP_SETUID/GID */
+	int set_ids;
+	uint32_t uid, gid;
 	/* A line longer than max_line bytes comes as its first max_line bytes
 	 * with cut = 1; the rest up to the newline is dropped. 0: default. */
 	size_t max_line;

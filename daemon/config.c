@@ -68,6 +68,16 @@ const struct config_key config_keys[] = {
          BYTES, "100G"},
         {"http_listen", CONFIG_STR, F(http_listen), 0, 0, NULL, NULL},
         {"min_free_bytes", CONFIG_BYTES, F(min_free_bytes), BYTES, "64M"},
+        {"executor", CONFIG_STR, F(executor), 0, 0, NULL, "local"},
+        {"slurm_spool_dir", CONFIG_STR, F(slurm_spool_dir), 0, 0, NULL, NULL},
+        {"slurm_partition", CONFIG_STR, F(slurm_partition), 0, 0, NULL, NULL},
+        {"slurm_account", CONFIG_STR, F(slurm_account), 0, 0, NULL, NULL},
+        {"slurm_qos", CONFIG_STR, F(slurm_qos), 0, 0, NULL, NULL},
+        {"slurm_sbatch_args", CONFIG_STR, F(slurm_sbatch_args), 0, 0, NULL,
+         NULL},
+        {"slurm_poll_s", CONFIG_INT, F(slurm_poll_s), 1, 3600,
+         "seconds 1..3600", "5"},
+        {"slurm_bin_dir", CONFIG_STR, F(slurm_bin_dir), 0, 0, NULL, NULL},
 };
 const size_t config_nkeys = sizeof(config_keys) / sizeof(config_keys[0]);
 
@@ -505,7 +515,32 @@ config_finish(struct config *c, char *msg, size_t msglen)
 		         "max_message_bytes: must be 4096 .. 2147483647");
 		return NQ_EBADPARAM;
 	}
+	if (strcmp(c->executor, "local") != 0 && !config_is_slurm(c)) {
+		snprintf(msg, msglen,
+		         "executor: expected local or slurm, got '%s'",
+		         c->executor);
+		return NQ_EBADPARAM;
+	}
+	if (config_is_slurm(c) && c->slurm_spool_dir[0] != '/') {
+		snprintf(
+		        msg, msglen,
+		        "slurm_spool_dir: executor = slurm needs an absolute "
+		        "path on a filesystem shared with the cluster's nodes");
+		return NQ_EBADPARAM;
+	}
 	return 0;
+}
+
+int
+config_is_slurm(const struct config *c)
+{
+	return strcmp(c->executor, "slurm") == 0;
+}
+
+const char *
+config_spool_root(const struct config *c)
+{
+	return config_is_slurm(c) ? c->slurm_spool_dir : c->state_dir;
 }
 
 void

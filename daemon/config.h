@@ -41,7 +41,20 @@ struct config {
 	int tcp_unauthenticated;           /* tcp:// listening allowed */
 	char http_listen[256];             /* monitoring host:port; "" = off */
 	uint64_t min_free_bytes; /* state fs free space watermark; 0 = off */
+	/* where jobs run (executor.h): "local" or "slurm" */
+	char executor[16];
+	char slurm_spool_dir[CONFIG_PATH_MAX]; /* shared; required for slurm */
+	char slurm_partition[64], slurm_account[64], slurm_qos[64];
+	char slurm_sbatch_args[512]; /* extra sbatch options */
+	int slurm_poll_s;            /* one batched squeue per interval */
+	char slurm_bin_dir[CONFIG_PATH_MAX]; /* "" = PATH */
 };
+
+/* 1 when executor = slurm. */
+int config_is_slurm(const struct config *c);
+/* Where the job dirs live (<root>/jobs/<id>): slurm_spool_dir with the
+ * slurm executor, else state_dir. */
+const char *config_spool_root(const struct config *c);
 
 /*
  * The settings, one row each, in --print-config order: the defaults, the

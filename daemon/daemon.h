@@ -15,13 +15,15 @@
 
 struct access;
 struct config;
+struct executor_ops;
 struct metrics;
 struct net;
 struct probe;
 struct sched;
 struct store;
 struct worker;
-struct worker_end;
+struct executor_end;
+struct slurm_exec;
 
 struct daemon {
 	uv_loop_t *loop;
@@ -32,7 +34,9 @@ struct daemon {
 	struct net *net;
 	struct device_info devs[DEVICES_MAX];
 	size_t ndevs;
-	struct worker *workers;  /* running jobs (worker.c) */
+	const struct executor_ops *exec; /* where jobs run (executor.h) */
+	struct worker *workers;  /* running jobs (executor_local.c) */
+	struct slurm_exec *slurm; /* executor = slurm (executor_slurm.c) */
 	int draining;            /* no new submits, no new starts */
 	double started;          /* unix seconds */
 	struct probe *probe;     /* the background device probe (probe.c) */
@@ -44,9 +48,9 @@ struct daemon {
 	/* NEUROQ_TEST_SPOOL_DELAY_MS, read once at start (tests only): a
 	 * submit's staging work item sleeps this long after writing */
 	unsigned test_spool_delay_ms;
-	/* a full disk (worker.c): job ends the store has not taken yet, and
+	/* a full disk (executor.c): job ends the store has not taken yet, and
 	 * starts held; the retry timer writes / tries them every 2 s */
-	struct worker_end *ends;
+	struct executor_end *ends;
 	int starts_held;
 	uv_timer_t retry_timer;
 	int retry_init;

@@ -4,6 +4,7 @@
 #include "config.h"
 #include "daemon.h"
 #include "devices.h"
+#include "executor.h"
 #include "http.h"
 #include "job_type.h"
 #include "log.h"
@@ -17,7 +18,6 @@
 #include "server.h"
 #include "spool.h"
 #include "store.h"
-#include "worker.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -96,8 +96,8 @@ retention_pass(struct daemon *d)
 		for (size_t i = 0; i < e.n; i++) {
 			char jd[4096];
 
-			if (spool_job_dir(d->cfg->state_dir, e.ids[i], jd,
-			                  sizeof(jd)) != 0) {
+			if (spool_job_dir(config_spool_root(d->cfg), e.ids[i],
+			                  jd, sizeof(jd)) != 0) {
 				log_warn("retention: cannot remove id=%" PRId64
 				         " error=\"state dir path too long\"",
 				         e.ids[i]);
@@ -172,9 +172,9 @@ on_signal(uv_signal_t *h, int signum)
 		return;
 	}
 	log_notice("shutting down signal=%d running=%zu", signum,
-	           worker_count(d));
+	           executor_count(d));
 	d->draining = 1;
-	worker_drain(d, on_drained);
+	executor_drain(d, on_drained);
 }
 
 struct queued {
@@ -235,8 +235,8 @@ load_queue(struct daemon *d)
 			         "no device of this server can run it any more "
 			         "(device %s)",
 			         row->device_req);
-			if (spool_job_dir(d->cfg->state_dir, row->id, jd,
-			                  sizeof(jd)) == 0)
+			if (spool_job_dir(config_spool_root(d->cfg), row->id,
+			                  jd, sizeof(jd)) == 0)
 				spool_write_error(jd, rc, why);
 			store_mark_final(d->store, row->id, JOB_FAILED, rc,
 			                 why);
@@ -512,7 +512,15 @@ main(int argc, char **argv)
 			        cfg.state_dir, strerror(errno));
 		return 1;
 	}
-	spool_clean_staging(cfg.state_dir);
+	/* executor = slurm: the job dirs live on the shared spool */
+	if (config_is_slurm(&cfg) &&
+	    spool_init_shared(cfg.slurm_spool_dir) != 0) {
+		log_err("cannot create the slurm spool dir path=%s "
+		        "error=\"%s\"",
+		        cfg.slurm_spool_dir, strerror(errno));
+		return 1;
+	}
+	spool_clean_staging(config_spool_root(&cfg));
 	snprintf(path, sizeof(path), "%s/neuroq.db", cfg.state_dir);
 	/* a damaged database is never opened for writing: it would take
 	 * submits and lose them (or reuse ids) later */
@@ -539,7 +547,8 @@ main(int argc, char **argv)
 	/* ids never go backwards: a database that lost rows (restored,
 	 * rolled back, deleted) must not hand out an id whose dir exists */
 	{
-		int64_t top = spool_max_job_id(cfg.state_dir), last = 0;
+		int64_t top = spool_max_job_id(config_spool_root(&cfg));
+		int64_t last = 0;
 		if (store_max_id(d.store, &last) == 0 && top > last)
 			log_warn("job dirs have no rows (the store was "
 			         "restored, rolled back or lost?): their files "
@@ -575,8 +584,11 @@ main(int argc, char **argv)
 		goto out_store;
 	}
 	sched_set_auto_cpu_max_flops(d.sched, cfg.auto_cpu_max_flops);
-	if (devices_discover(&cfg, d.sched, d.devs, &d.ndevs, msg,
-	                     sizeof(msg)) != 0) {
+	if ((config_is_slurm(&cfg)
+	             ? executor_slurm_devices(&cfg, d.sched, d.devs, &d.ndevs,
+	                                      msg, sizeof(msg))
+	             : devices_discover(&cfg, d.sched, d.devs, &d.ndevs, msg,
+	                                sizeof(msg))) != 0) {
 		log_err("device discovery failed error=\"%s\"", msg);
 		exit_code = 1;
 		goto out_sched;
@@ -585,6 +597,13 @@ main(int argc, char **argv)
 	if (load_queue(&d) != 0) {
 		log_err("cannot load the queue error=\"%s\"",
 		        store_errmsg(d.store));
+		exit_code = 1;
+		goto out_sched;
+	}
+
+	if (executor_open(&d, msg, sizeof(msg)) != 0) {
+		log_err("cannot start the executor executor=%s error=\"%s\"",
+		        cfg.executor, msg);
 		exit_code = 1;
 		goto out_sched;
 	}
@@ -650,15 +669,15 @@ main(int argc, char **argv)
 
 	log_notice("neuroqd started version=%s state_dir=%s pid=%d",
 	           NEUROQ_VERSION, cfg.state_dir, (int) getpid());
-	worker_start_more(&d);
+	executor_start_more(&d);
 	uv_run(d.loop, UV_RUN_DEFAULT);
 
 	uv_close((uv_handle_t *) &sig_term, NULL);
 	uv_close((uv_handle_t *) &sig_int, NULL);
 	uv_close((uv_handle_t *) &sig_hup, NULL);
 	uv_close((uv_handle_t *) &retention_timer, NULL);
-	worker_close(&d);
 	probe_close(&d);
+	executor_close(&d);
 out_net:
 	http_close(http);
 	net_close(d.net);

@@ -5,6 +5,7 @@
 #include "config.h"
 #include "daemon.h"
 #include "events.h"
+#include "executor.h"
 #include "job_type.h"
 #include "metrics.h"
 #include "net.h"
@@ -14,7 +15,6 @@
 #include "request.h"
 #include "scheduler.h"
 #include "store.h"
-#include "worker.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -193,7 +193,7 @@ ops_devices(struct req *r)
 		}
 		list.u.list.items[i] = nq_val_map(m);
 		list.u.list.n = i + 1;
-		nr = worker_running_on(d, sd->name, run, 256);
+		nr = executor_running_on(d, sd->name, run, 256);
 		nvis = devices_visible(r, run, nr);
 		ids.u.list.items = calloc(nvis + 1, sizeof(struct nq_value));
 		if (ids.u.list.items == NULL) {
@@ -211,6 +211,8 @@ ops_devices(struct req *r)
 	if (rc == 0)
 		rc = nq_map_set(r->out, "devices", &list);
 	nq_value_free(&list);
+	if (rc == 0 && config_is_slurm(d->cfg))
+		rc = executor_slurm_describe(d, r->out);
 	return rc;
 }
 

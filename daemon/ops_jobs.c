@@ -6,6 +6,7 @@
 #include "config.h"
 #include "daemon.h"
 #include "events.h"
+#include "executor.h"
 #include "log.h"
 #include "net.h"
 #include "nq_error.h"
@@ -13,7 +14,6 @@
 #include "scheduler.h"
 #include "spool.h"
 #include "store.h"
-#include "worker.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -45,7 +45,7 @@ job_map(const struct daemon *d, const struct job_row *j, struct nq_map **out)
 	/* a full disk: the job ended, its row could not say so yet (worker.c
 	 * writes it when it can); answer with the end, not RUNNING */
 	if (j->state == JOB_RUNNING &&
-	    worker_pending_end(d, j->id, &st, &code, &emsg)) {
+	    executor_pending_end(d, j->id, &st, &code, &emsg)) {
 		ended = *j;
 		ended.state = (enum job_state) st;
 		ended.error_code = code;
@@ -65,7 +65,7 @@ job_map(const struct daemon *d, const struct job_row *j, struct nq_map **out)
 	    (rc = nq_map_set_float(m, "eta_s", events_eta_s(j))) ||
 	    (rc = nq_map_set_int(m, "time_limit_s",
 	                         j->state == JOB_RUNNING
-	                                 ? worker_time_limit_s(d, j->id)
+	                                 ? executor_time_limit_s(d, j->id)
 	                                 : 0)) ||
 	    (rc = nq_map_set_float(m, "submitted", us_to_s(j->submitted_us))) ||
 	    (rc = nq_map_set_float(m, "started", us_to_s(j->started_us))) ||
@@ -81,7 +81,9 @@ job_map(const struct daemon *d, const struct job_row *j, struct nq_map **out)
 	    (rc = nq_map_set_bool(m, "cancel_requested",
 	                          j->cancel_requested &&
 	                                  !job_state_final(j->state))) ||
-	    (rc = nq_map_set_bool(m, "purged", j->purged_us != 0))) {
+	    (rc = nq_map_set_bool(m, "purged", j->purged_us != 0)) ||
+	    (rc = nq_map_set_str(m, "pending_reason", j->pending_reason)) ||
+	    (rc = nq_map_set_str(m, "backend_job_id", j->backend_job_id))) {
 		nq_map_free(m);
 		return rc;
 	}
@@ -274,7 +276,8 @@ ops_cancel(struct req *r)
 		sched_dequeue(d->sched, id);
 		char jd[4096];
 		/* the spool records it too (neuroqd --recover reads it) */
-		if (spool_job_dir(d->cfg->state_dir, id, jd, sizeof(jd)) == 0)
+		if (spool_job_dir(config_spool_root(d->cfg), id, jd,
+		                  sizeof(jd)) == 0)
 			spool_write_error(jd, NQ_ECANCELED,
 			                  "canceled while queued");
 		rc = store_mark_final(d->store, id, JOB_CANCELED, NQ_ECANCELED,
@@ -288,7 +291,7 @@ ops_cancel(struct req *r)
 		events_publish_id(d, id);
 	} else if (row.state == JOB_RUNNING) {
 		store_set_cancel(d->store, id);
-		if (worker_cancel(d, id) != 0) {
+		if (executor_cancel(d, id) != 0) {
 			/* a row RUNNING without a worker cannot happen
 			 * after start-up recovery; end it anyway */
 			store_mark_final(d->store, id, JOB_CANCELED,
@@ -393,8 +396,8 @@ ops_result(struct req *r)
 		return req_fail(r, NQ_ESTATE,
 		                "job %" PRId64 " is %s, not DONE; no result",
 		                id, job_state_name(row.state));
-	if (spool_job_dir(r->d->cfg->state_dir, id, r->path, sizeof(r->path)) !=
-	    0)
+	if (spool_job_dir(config_spool_root(r->d->cfg), id, r->path,
+	                  sizeof(r->path)) != 0)
 		return NQ_EINTERNAL;
 	/* a DONE job's out/ no longer changes (only retention removes it):
 	 * read and encode it off the loop thread */
@@ -418,7 +421,8 @@ ops_logs(struct req *r)
 		return rc;
 	if (row.purged_us != 0)
 		return purged_fail(r, &row);
-	if (spool_job_dir(r->d->cfg->state_dir, id, jd, sizeof(jd)) != 0)
+	if (spool_job_dir(config_spool_root(r->d->cfg), id, jd, sizeof(jd)) !=
+	    0)
 		return NQ_EINTERNAL;
 	rc = spool_read_log(jd, OPS_LOG_MAX, &text);
 	if (rc != 0)

@@ -20,6 +20,7 @@
 #include "scheduler.h"
 #include "spool.h"
 #include "store.h"
+#include "executor.h"
 #include "worker.h"
 
 #include <errno.h>
@@ -320,7 +321,7 @@ submit_commit(struct req *r)
 		r->id = row.id;
 		return req_defer(r, submit_discard_work, submit_discarded);
 	}
-	rc = spool_commit(r->tmp, d->cfg->state_dir, row.id, r->msg, r->msglen);
+	rc = spool_commit(r->tmp, config_spool_root(d->cfg), row.id, r->msg, r->msglen);
 	if (rc != 0) {
 		spool_rm_rf(r->tmp);
 		store_mark_final(d->store, row.id, JOB_FAILED, rc, r->msg);
@@ -340,7 +341,7 @@ submit_commit(struct req *r)
 	         row.id, row.type, row.owner, row.device_req, row.priority,
 	         row.est_host_bytes, row.est_device_bytes);
 	events_publish(d, &row);
-	worker_start_more(d);
+	executor_start_more(d);
 	if ((rc = nq_map_set_int(r->out, "id", row.id)) != 0 ||
 	    (rc = nq_map_set_int(r->out, "time_limit_s", r->time_limit_s)) != 0)
 		return rc;
@@ -563,7 +564,7 @@ submit_checked(struct req *r, int rc)
 	 * frees) the request, submit_done uses the copies in r */
 	r->delay_ms = d->test_spool_delay_ms;
 	if ((size_t) snprintf(r->path, sizeof(r->path), "%s",
-	                      d->cfg->state_dir) >= sizeof(r->path))
+	                      config_spool_root(d->cfg)) >= sizeof(r->path))
 		return req_fail(r, NQ_EIO, "state dir path too long");
 	return req_defer(r, submit_stage_work, submit_done);
 }

@@ -11,6 +11,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <stdio.h>
@@ -33,6 +34,7 @@
 #define SPOOL_PRIVATE_MODE 0700  /* <state_dir>, <state_dir>/jobs */
 #define SPOOL_JOB_DIR_MODE 02770 /* jobs/<id> and its dirs (in/, ckpt/) */
 #define SPOOL_FILE_MODE    0640  /* params.mp, in/<name>.npy, out/, error */
+#define SPOOL_SHARED_MODE  0711  /* slurm_spool_dir, its jobs/ */
 
 static int spool_write_file(const char *path, const void *buf, size_t len);
 static int spool_read_file(const char *path, size_t max, char **out,
@@ -97,6 +99,43 @@ spool_init(const char *state_dir)
 	    chmod(jobs, SPOOL_PRIVATE_MODE) != 0)
 		return NQ_EIO;
 	return 0;
+}
+
+int
+spool_init_shared(const char *root)
+{
+	char jobs[4096];
+
+	if (spool_path(jobs, sizeof(jobs), root, "jobs", NULL) != 0) {
+		errno = ENAMETOOLONG;
+		return NQ_EIO;
+	}
+	if (spool_mkdir_p(jobs, SPOOL_SHARED_MODE) != 0 ||
+	    chmod(root, SPOOL_SHARED_MODE) != 0 ||
+	    chmod(jobs, SPOOL_SHARED_MODE) != 0)
+		return NQ_EIO;
+	return 0;
+}
+
+static uid_t spool_chown_uid;
+
+static int
+spool_chown_one(const char *path, const struct stat *st, int flag,
+                struct FTW *ftw)
+{
+	(void) flag;
+	(void) ftw;
+	if (st->st_uid == spool_chown_uid)
+		return 0;
+	/* never through a link: lchown */
+	return lchown(path, spool_chown_uid, (gid_t) -1) == 0 ? 0 : -1;
+}
+
+int
+spool_give_to_owner(const char *job_dir, uid_t uid)
+{
+	spool_chown_uid = uid;
+	return nftw(job_dir, spool_chown_one, 16, FTW_PHYS) == 0 ? 0 : NQ_EIO;
 }
 
 int

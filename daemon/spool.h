@@ -20,6 +20,15 @@ int spool_job_dir(const char *state_dir, int64_t id, char *buf, size_t n);
 /* <state_dir> and <state_dir>/jobs made when missing, and (new or not)
  * private to the service user (0700). 0 or NQ_EIO with errno. */
 int spool_init(const char *state_dir);
+/* executor = slurm: <root> and <root>/jobs made when missing, 0711 (the
+ * owners' Slurm jobs pass through to their own job dir, list nothing). 0
+ * or NQ_EIO with errno. */
+int spool_init_shared(const char *root);
+/* executor = slurm: the job dir and everything in it (never through a
+ * link) handed to uid, the group kept, before its sbatch: the job runs as
+ * its owner on a node and reads in/, writes out/ there. 0 or NQ_EIO with
+ * errno. */
+int spool_give_to_owner(const char *job_dir, uid_t uid);
 /* The owner's umask, kept with the job: <dir>/umask, written at staging,
  * read when its worker starts (SPOOL_UMASK_DEFAULT when none or bad). */
 #define SPOOL_UMASK_DEFAULT 022u

@@ -63,6 +63,11 @@ static const char *const migrations[] = {
         /* 2 -> 3: quotas; what the job's spool dir holds (rows from before
          * count 0 until they end) */
         "ALTER TABLE jobs ADD COLUMN spool_bytes INTEGER NOT NULL DEFAULT 0;",
+        /* 3 -> 4: executor = slurm (executor.h); the Slurm job id of the
+         * running attempt, and why Slurm keeps it pending */
+        "ALTER TABLE jobs ADD COLUMN backend_job_id TEXT NOT NULL DEFAULT '';"
+        "ALTER TABLE jobs ADD COLUMN pending_reason TEXT NOT NULL"
+        " DEFAULT '';",
 };
 #define STORE_SCHEMA_VERSION \
 	((int) (sizeof(migrations) / sizeof(migrations[0])))
@@ -71,7 +76,8 @@ static const char *const migrations[] = {
 	"id, type, state, owner, priority, device_req, device, attempts,"  \
 	" progress, stage, submitted_us, started_us, finished_us,"         \
 	" est_host_bytes, est_device_bytes, est_flops, error_code, error," \
-	" idem, cancel_requested, purged_us, spool_bytes"
+	" idem, cancel_requested, purged_us, spool_bytes, backend_job_id," \
+	" pending_reason"
 
 enum {
 	ST_BEGIN,
@@ -94,6 +100,8 @@ enum {
 	ST_SET_BYTES,
 	ST_USAGE,
 	ST_OTHERS,
+	ST_SET_BACKEND,
+	ST_SET_PENDING,
 	/* store_list: base + (state filter ? 1 : 0) + (owner filter ? 2 : 0)
 	 * + (oldest first ? 4 : 0) */
 	ST_LIST,
@@ -116,16 +124,18 @@ static const char *const fixed_sql[ST_LIST] = {
         [ST_GET] = "SELECT " COLS " FROM jobs WHERE id = ?1",
         [ST_STATE] = "SELECT state FROM jobs WHERE id = ?1",
         [ST_RUN] = "UPDATE jobs SET state = 1, device = ?2, started_us = ?3,"
-                   " finished_us = 0, attempts = attempts + 1"
+                   " finished_us = 0, attempts = attempts + 1,"
+                   " backend_job_id = '', pending_reason = ''"
                    " WHERE id = ?1 AND state = 0",
         /* DONE needs a run behind it; FAILED/CANCELED may end a queued
          * job (cancel before start, unrunnable after a restart). */
         [ST_FINAL] =
                 "UPDATE jobs SET state = ?2, error_code = ?3, error = ?4,"
-                " finished_us = ?5,"
+                " finished_us = ?5, pending_reason = '',"
                 " progress = CASE WHEN ?2 = 2 THEN 1.0 ELSE progress END"
                 " WHERE id = ?1 AND (state = 1 OR (state = 0 AND ?2 != 2))",
-        [ST_REQUEUE] = "UPDATE jobs SET state = 0, stage = ?2"
+        [ST_REQUEUE] = "UPDATE jobs SET state = 0, stage = ?2,"
+                       " backend_job_id = '', pending_reason = ''"
                        " WHERE id = ?1 AND state = 1",
         [ST_PROGRESS] = "UPDATE jobs SET progress = ?2,"
                         " stage = coalesce(?3, stage)"
@@ -136,16 +146,18 @@ static const char *const fixed_sql[ST_LIST] = {
                             " error = 'worker died ' || attempts ||"
                             " ' times (max_attempts ' || ?1 || ')',"
                             " finished_us = ?3"
-                            " WHERE state = 1 AND attempts >= ?1",
+                            " WHERE state = 1 AND attempts >= ?1"
+                            " AND backend_job_id = ''",
         [ST_RECOVER_REQUEUE] = "UPDATE jobs SET state = 0,"
                                " stage = 'requeued: daemon restarted'"
-                               " WHERE state = 1",
+                               " WHERE state = 1 AND backend_job_id = ''",
         /* the user asked for it to stop: never run it again */
         [ST_RECOVER_CANCEL] = "UPDATE jobs SET state = 4, error_code = ?1,"
                               " error = 'canceled (the daemon stopped"
                               " before the job did)', finished_us = ?2"
                               " WHERE state IN (0, 1)"
-                              " AND cancel_requested != 0",
+                              " AND cancel_requested != 0"
+                              " AND backend_job_id = ''",
         [ST_EXPIRED] = "SELECT " COLS " FROM jobs WHERE state IN (2, 3, 4)"
                        " AND purged_us = 0 AND finished_us > 0"
                        " AND finished_us < ?1 ORDER BY finished_us, id"
@@ -162,6 +174,10 @@ static const char *const fixed_sql[ST_LIST] = {
         [ST_OTHERS] = "SELECT coalesce(sum(state = 0), 0),"
                       " coalesce(sum(state = 1), 0)"
                       " FROM jobs WHERE state IN (0, 1) AND owner != ?1",
+        [ST_SET_BACKEND] = "UPDATE jobs SET backend_job_id = ?2"
+                           " WHERE id = ?1 AND state = 1",
+        [ST_SET_PENDING] = "UPDATE jobs SET pending_reason = ?2"
+                           " WHERE id = ?1 AND state = 1",
 };
 
 struct store {
@@ -371,6 +387,8 @@ read_row(sqlite3_stmt *q, struct job_row *r)
 	r->cancel_requested = sqlite3_column_int(q, 19);
 	r->purged_us = sqlite3_column_int64(q, 20);
 	r->spool_bytes = (uint64_t) sqlite3_column_int64(q, 21);
+	col_str(q, 22, r->backend_job_id, sizeof(r->backend_job_id));
+	col_str(q, 23, r->pending_reason, sizeof(r->pending_reason));
 }
 
 static int
@@ -859,6 +877,32 @@ store_set_progress(struct store *s, int64_t id, double progress,
 	if (stage != NULL)
 		bind_str(q, 3, stage, sizeof(r.stage));
 	return update_one(s, q, id, "progress");
+}
+
+int
+store_set_backend(struct store *s, int64_t id, const char *backend_job_id)
+{
+	struct job_row r;
+	sqlite3_stmt *q = stmt(s, ST_SET_BACKEND);
+
+	if (q == NULL)
+		return NQ_EIO;
+	sqlite3_bind_int64(q, 1, id);
+	bind_str(q, 2, backend_job_id, sizeof(r.backend_job_id));
+	return update_one(s, q, id, "backend id");
+}
+
+int
+store_set_pending_reason(struct store *s, int64_t id, const char *reason)
+{
+	struct job_row r;
+	sqlite3_stmt *q = stmt(s, ST_SET_PENDING);
+
+	if (q == NULL)
+		return NQ_EIO;
+	sqlite3_bind_int64(q, 1, id);
+	bind_str(q, 2, reason, sizeof(r.pending_reason));
+	return update_one(s, q, id, "pending reason");
 }
 
 int

@@ -46,6 +46,11 @@ struct job_row {
 	/* what its spool dir holds (quota.h): the submit's size, then the
 	 * dir's once the job ended */
 	uint64_t spool_bytes;
+	/* executor = slurm: the Slurm job id of the running attempt ("" for
+	 * the local executor, and before its sbatch returned), and Slurm's
+	 * reason while it keeps the job pending ("" when it runs) */
+	char backend_job_id[32];
+	char pending_reason[64];
 };
 
 struct store;
@@ -89,6 +94,11 @@ int store_requeue(struct store *s, int64_t id, const char *why);
 int store_set_progress(struct store *s, int64_t id, double progress,
                        const char *stage);
 int store_set_cancel(struct store *s, int64_t id);
+/* A RUNNING job's backend (Slurm) job id and pending reason; both are
+ * cleared when it starts again, is requeued (and the reason when it ends).
+ * 0, NQ_ESTATE (not RUNNING), NQ_ENOJOB, NQ_EIO. */
+int store_set_backend(struct store *s, int64_t id, const char *backend_job_id);
+int store_set_pending_reason(struct store *s, int64_t id, const char *reason);
 
 /* Iterate jobs matching a filter, newest first (limit 0 = all). The
  * callback returns nonzero to stop. */
@@ -104,7 +114,9 @@ int store_list(struct store *s, const struct store_filter *f,
 
 /* Start-up recovery: a QUEUED or RUNNING row whose cancel was requested
  * becomes CANCELED (ECANCELED); every other RUNNING row goes back to QUEUED,
- * or to FAILED ("worker died N times") once attempts >= max_attempts. Counts
+ * or to FAILED ("worker died N times") once attempts >= max_attempts. Rows
+ * with a backend_job_id are left alone: their Slurm job may still run, the
+ * slurm executor finds it again (executor_slurm.c). Counts
  * out (any may be NULL). */
 int store_recover(struct store *s, int max_attempts, int *requeued,
                   int *failed);

@@ -185,7 +185,7 @@ test_open_sets_wal_and_schema(void **state)
 	        sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &q, NULL),
 	        SQLITE_OK);
 	assert_int_equal(sqlite3_step(q), SQLITE_ROW);
-	assert_int_equal(sqlite3_column_int(q, 0), 3);
+	assert_int_equal(sqlite3_column_int(q, 0), 4);
 	sqlite3_finalize(q);
 	/* the idempotency index is unique and partial */
 	assert_int_equal(sqlite3_prepare_v2(db,
@@ -607,6 +607,68 @@ test_recover_cancel_requested(void **state)
 	assert_int_equal(state_of(f->s, other), JOB_QUEUED);
 	/* a final job cannot be started again */
 	assert_int_equal(store_mark_running(f->s, run, "cpu"), NQ_ESTATE);
+}
+
+/* executor = slurm (issue 11): a RUNNING job's Slurm id and pending reason;
+ * start-up recovery leaves jobs with a Slurm id to the executor (they may
+ * still run in Slurm), even past max_attempts or with a cancel asked. */
+static void
+test_backend_ids(void **state)
+{
+	struct fx *f = *state;
+	struct job_row r;
+	int64_t inslurm = put(f->s, 1, 0), canc = put(f->s, 1, 0),
+	        late = put(f->s, 1, 0), q = put(f->s, 1, 0);
+	int requeued = -1, failed = -1, canceled = -1;
+
+	/* only a RUNNING job has one */
+	assert_int_equal(store_set_backend(f->s, q, "5"), NQ_ESTATE);
+	assert_int_equal(store_set_pending_reason(f->s, q, "x"), NQ_ESTATE);
+	assert_int_equal(store_set_backend(f->s, 999, "5"), NQ_ENOJOB);
+	assert_int_equal(store_mark_running(f->s, inslurm, "cuda:0"), 0);
+	assert_int_equal(store_set_backend(f->s, inslurm, "1234"), 0);
+	assert_int_equal(store_set_pending_reason(f->s, inslurm, "Resources"),
+	                 0);
+	assert_int_equal(store_get_job(f->s, inslurm, &r), 0);
+	assert_string_equal(r.backend_job_id, "1234");
+	assert_string_equal(r.pending_reason, "Resources");
+	/* a cancel asked while the daemon was away */
+	assert_int_equal(store_mark_running(f->s, canc, "cpu"), 0);
+	assert_int_equal(store_set_backend(f->s, canc, "1235"), 0);
+	assert_int_equal(store_set_cancel(f->s, canc), 0);
+	/* its last attempt: still the executor's */
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(store_mark_running(f->s, late, "cpu"), 0);
+		if (i < 2)
+			assert_int_equal(store_requeue(f->s, late, "x"), 0);
+	}
+	assert_int_equal(store_set_backend(f->s, late, "1236"), 0);
+	assert_int_equal(store_recover2(f->s, 3, &requeued, &failed, &canceled),
+	                 0);
+	assert_int_equal(requeued + failed + canceled, 0);
+	assert_int_equal(state_of(f->s, inslurm), JOB_RUNNING);
+	assert_int_equal(state_of(f->s, canc), JOB_RUNNING);
+	assert_int_equal(state_of(f->s, late), JOB_RUNNING);
+	/* requeue and a new start clear both; the end clears the reason and
+	 * keeps the id (history) */
+	assert_int_equal(store_requeue(f->s, inslurm, "NODE_FAIL"), 0);
+	assert_int_equal(store_get_job(f->s, inslurm, &r), 0);
+	assert_string_equal(r.backend_job_id, "");
+	assert_string_equal(r.pending_reason, "");
+	assert_int_equal(store_mark_running(f->s, inslurm, "cuda:0"), 0);
+	assert_int_equal(store_set_backend(f->s, inslurm, "1300"), 0);
+	assert_int_equal(store_set_pending_reason(f->s, inslurm, "Priority"),
+	                 0);
+	assert_int_equal(store_mark_final(f->s, inslurm, JOB_DONE, 0, ""), 0);
+	assert_int_equal(store_get_job(f->s, inslurm, &r), 0);
+	assert_string_equal(r.backend_job_id, "1300");
+	assert_string_equal(r.pending_reason, "");
+	/* without an id, recovery works as before */
+	assert_int_equal(store_mark_running(f->s, q, "cpu"), 0);
+	assert_int_equal(store_recover2(f->s, 3, &requeued, &failed, &canceled),
+	                 0);
+	assert_int_equal(requeued, 1);
+	assert_int_equal(state_of(f->s, q), JOB_QUEUED);
 }
 
 /* Sets finished_us behind the store's back: fake clocks for retention. */
@@ -1390,6 +1452,8 @@ main(void)
 	        cmocka_unit_test_setup_teardown(test_long_error_truncated,
 	                                        setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_recover, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_backend_ids, setup,
+	                                        teardown),
 	        cmocka_unit_test_setup_teardown(test_recover_cancel_requested,
 	                                        setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_retention_selection, setup,

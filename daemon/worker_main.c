@@ -610,6 +610,16 @@ cmd_run(int argc, char **argv)
 		goto out;
 	}
 	kb_open = 1;
+	/* no grant (executor = slurm: Slurm picked this node's GPU): what the
+	 * GPU has free is what the job may size its chunks by */
+	if (grant == 0 && strncmp(device, "cuda", 4) == 0) {
+		size_t fre = 0, tot = 0;
+		if (kern_mem_info(&kb, &fre, &tot) == 0 && fre > 0) {
+			grant = fre / 10 * 9;
+			wlog(&p, "device memory free=%zu total=%zu grant=%llu",
+			     fre, tot, grant);
+		}
+	}
 	if (strncmp(device, "fake:", 5) == 0)
 		wlog(&p,
 		     "fake device: a test device, admitted as a GPU, run "

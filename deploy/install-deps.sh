@@ -16,9 +16,11 @@ APT_PKGS=(build-essential cmake pkg-config git help2man
           openssh-server openssh-client)  # tests/e2e/test_ssh.py: a real sshd on loopback
 # .ci/run: clang with its sanitizer runtimes and LLVM's OpenMP (the
 # ThreadSanitizer build, the fuzzer), clang-format, clang-tidy and
-# run-clang-tidy (deploy/lint.sh), shellcheck
+# run-clang-tidy (deploy/lint.sh), shellcheck; Slurm and munge (tests/slurm:
+# a loopback cluster, tests/slurm/cluster.sh)
 CI_PKGS=(clang libclang-rt-14-dev libomp-14-dev clang-format clang-tidy clang-tools
-         shellcheck)
+         shellcheck
+         slurmctld slurmd slurm-client munge)
 if [ "${1:-}" = --ci ]; then
 	APT_PKGS+=("${CI_PKGS[@]}")
 fi

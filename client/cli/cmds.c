@@ -206,6 +206,43 @@ cli_human_bytes(char *buf, size_t len, double b)
 	snprintf(buf, len, k ? "%.1f %s" : "%.0f %s", b, u[k]);
 }
 
+/* executor = slurm: the cluster's partitions (the devices reply's
+ * "slurm" entry) */
+static void
+print_slurm(const struct nq_value *sl)
+{
+	const struct nq_value *parts;
+
+	if (sl == NULL || sl->kind != NQ_MAP)
+		return;
+	parts = nq_map_get(sl->u.map, "partitions");
+	if (parts == NULL || parts->kind != NQ_LIST)
+		return;
+	printf("\n%-16s %5s %-10s %9s %9s %12s\n", "PARTITION", "NODES",
+	       "GPU_TYPE", "GPUS_USED", "CPUS_USED", "NODE_MEM_MAX");
+	for (size_t i = 0; i < parts->u.list.n; i++) {
+		const struct nq_value *p = &parts->u.list.items[i];
+		char mem[32], g[32], cpu[32];
+		if (p->kind != NQ_MAP)
+			continue;
+		cli_human_bytes(mem, sizeof(mem),
+		                cli_map_num(p->u.map, "node_mem_max", 0));
+		snprintf(g, sizeof(g), "%.0f/%.0f",
+		         cli_map_num(p->u.map, "gpus_used", 0),
+		         cli_map_num(p->u.map, "gpus", 0));
+		snprintf(cpu, sizeof(cpu), "%.0f/%.0f",
+		         cli_map_num(p->u.map, "cpus_used", 0),
+		         cli_map_num(p->u.map, "cpus", 0));
+		printf("%-16s %5.0f %-10s %9s %9s %12s\n",
+		       cli_map_str(p->u.map, "name", "?"),
+		       cli_map_num(p->u.map, "nodes", 0),
+		       cli_map_str(p->u.map, "gpu_type", "")[0]
+		               ? cli_map_str(p->u.map, "gpu_type", "")
+		               : "-",
+		       g, cpu, mem);
+	}
+}
+
 int
 cmd_devices(struct cli *c, int argc, char **argv)
 {
@@ -248,6 +285,7 @@ cmd_devices(struct cli *c, int argc, char **argv)
 				cli_json_print(stdout, run);
 			fputc('\n', stdout);
 		}
+		print_slurm(nq_map_get(rep.u.map, "slurm"));
 	}
 	nq_value_free(&rep);
 	return CLI_OK;
