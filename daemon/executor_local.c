@@ -273,9 +273,9 @@ worker_exit_cb(void *arg, int64_t status, int sig)
 {
 	struct worker *w = arg;
 	struct daemon *d = w->d;
-	char jd[4096], msg[1024] = "";
+	char jd[4096], msg[1024] = "", why[128] = "";
 	int code = 0;
-	enum job_state st;
+	enum job_state st = JOB_FAILED;
 
 	spool_job_dir(d->cfg->state_dir, w->id, jd, sizeof(jd));
 	sched_release(d->sched, w->id);
@@ -283,6 +283,12 @@ worker_exit_cb(void *arg, int64_t status, int sig)
 
 	if (status == 0 && sig == 0) {
 		st = JOB_DONE;
+	} else if (w->cancel && (status == 3 || sig != 0)) {
+		/* its owner asked: canceled, also when it then hung or ran
+		 * past its limit before the SIGTERM took */
+		st = JOB_CANCELED;
+		code = NQ_ECANCELED;
+		snprintf(msg, sizeof(msg), "canceled");
 	} else if (w->over_limit && sig != 0) {
 		/* not requeued: it would run past the limit again */
 		st = JOB_FAILED;
@@ -291,26 +297,9 @@ worker_exit_cb(void *arg, int64_t status, int sig)
 		         "time limit of %" PRId64 " s exceeded", w->limit_s);
 	} else if (w->hung && sig != 0) {
 		/* stopped or hung: another attempt, like a crash */
-		char why[128];
 		snprintf(why, sizeof(why),
 		         "worker stopped responding (no heartbeat for %d s)",
 		         d->cfg->heartbeat_timeout_s);
-		if (executor_retry(d, w->id, w->attempt, why, msg,
-		                   sizeof(msg))) {
-			log_warn("worker hung id=%" PRId64 " attempt=%d "
-			         "action=requeue",
-			         w->id, w->attempt);
-			goto done;
-		}
-		st = JOB_FAILED;
-		code = NQ_EFAILED;
-		/* the same verdict as the status == 3 branch below, which must
-		 * come after the drain test */
-		// NOLINTNEXTLINE(bugprone-branch-clone)
-	} else if (w->cancel && (status == 3 || sig != 0)) {
-		st = JOB_CANCELED;
-		code = NQ_ECANCELED;
-		snprintf(msg, sizeof(msg), "canceled");
 	} else if (w->draining && (status == 3 || sig != 0)) {
 		/* the daemon stops: the job starts over after the restart */
 		if (store_requeue(d->store, w->id, "daemon stopped") == 0)
@@ -325,18 +314,8 @@ worker_exit_cb(void *arg, int64_t status, int sig)
 	} else if (sig != 0) {
 		/* a crash (CUDA fault, OOM killer ...): another attempt
 		 * unless it keeps crashing */
-		char why[96];
 		snprintf(why, sizeof(why), "worker exited with signal %d (%s)",
 		         sig, strsignal(sig));
-		if (executor_retry(d, w->id, w->attempt, why, msg,
-		                   sizeof(msg))) {
-			log_warn("worker crashed id=%" PRId64 " signal=%d "
-			         "attempt=%d action=requeue",
-			         w->id, sig, w->attempt);
-			goto done;
-		}
-		st = JOB_FAILED;
-		code = NQ_EFAILED;
 	} else {
 		st = JOB_FAILED;
 		if (spool_read_error(jd, &code, msg, sizeof(msg)) == 0) {
@@ -354,6 +333,20 @@ worker_exit_cb(void *arg, int64_t status, int sig)
 		}
 		if (code == NQ_ECANCELED)
 			st = JOB_CANCELED;
+	}
+	if (why[0] != '\0') {
+		/* a hung or crashed worker: requeued, or FAILED once it has
+		 * had max_attempts */
+		if (executor_retry(d, w->id, w->attempt, why, msg,
+		                   sizeof(msg))) {
+			log_warn("worker %s id=%" PRId64 " signal=%d "
+			         "attempt=%d action=requeue",
+			         w->hung ? "hung" : "crashed", w->id, sig,
+			         w->attempt);
+			goto done;
+		}
+		st = JOB_FAILED;
+		code = NQ_EFAILED;
 	}
 	log_info("worker exited id=%" PRId64 " pid=%d exit=%" PRId64
 	         " signal=%d",

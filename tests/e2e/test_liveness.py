@@ -76,7 +76,7 @@ def test_stopped_worker_is_killed_and_job_requeued(daemon_factory):
     assert worker_pids(d.state) == []
     log = d.log_path.read_text()
     assert f"worker not responding id={a.id}" in log
-    assert f"worker hung id={a.id} attempt=1 action=requeue" in log
+    assert f"worker hung id={a.id} signal=9 attempt=1 action=requeue" in log
     c.close()
 
 
@@ -178,4 +178,32 @@ def test_default_limit_and_bad_values(shared_daemon):
         _submit(c, small, time_limit_s="60")
     assert "time_limit_s" in str(e.value)
     wait_state(c, rep["id"], ("DONE",), timeout=60)
+    c.close()
+
+
+def test_cancel_of_a_hung_worker_cancels(daemon_factory):
+    """A cancel asked while the worker is stopped: its SIGTERM cannot be
+    taken, the heartbeat check leaves the worker to the cancel's grace period
+    (SIGKILL after 10 s) — the job ends CANCELED, it is not requeued as a
+    hung worker's job would be to run again. (The exit callback also puts a
+    cancel before the hung/crash verdicts, for a cancel that arrives after
+    the heartbeat check's SIGKILL.)"""
+    d = daemon_factory(conf={"heartbeat_timeout_s": HB})
+    c = d.client()
+    a = c.submit("gsn", inputs={"data": make_data(*LONG_JOB, seed=3)})
+    wait_state(c, a.id, ("RUNNING",), timeout=30)
+    deadline = time.monotonic() + 10
+    while not (pids := worker_pids(d.state, a.id)):
+        assert time.monotonic() < deadline, "no worker process for the job"
+        time.sleep(0.02)
+    for p in pids:
+        os.kill(p, signal.SIGSTOP)  # never SIGCONT
+    c.cancel(a.id)
+    final = wait_all(c, [a.id], timeout=HB + 30)
+    assert final[a.id]["state"] == "CANCELED", final[a.id]
+    assert final[a.id]["attempts"] == 1
+    assert all(_gone(p) for p in pids)
+    time.sleep(1.5)  # a requeued job would be RUNNING again by now
+    assert c.status(a.id)["state"] == "CANCELED"
+    assert worker_pids(d.state) == []
     c.close()
