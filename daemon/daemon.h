@@ -35,15 +35,15 @@ struct daemon {
 	struct device_info devs[DEVICES_MAX];
 	size_t ndevs;
 	const struct executor_ops *exec; /* where jobs run (executor.h) */
-	struct worker *workers;  /* running jobs (executor_local.c) */
+	struct worker *workers;          /* running jobs (executor_local.c) */
 	struct slurm_exec *slurm; /* executor = slurm (executor_slurm.c) */
-	int draining;            /* no new submits, no new starts */
-	double started;          /* unix seconds */
-	struct probe *probe;     /* the background device probe (probe.c) */
-	struct metrics *metrics; /* process-lifetime counters (metrics.c) */
-	uint64_t probe_last_ms;  /* uv_now() when the last one started */
-	int inflight;            /* requests with a threadpool work item */
-	int stopping;            /* server_quiesce: no more work items */
+	int draining;             /* no new submits, no new starts */
+	double started;           /* unix seconds */
+	struct probe *probe;      /* the background device probe (probe.c) */
+	struct metrics *metrics;  /* process-lifetime counters (metrics.c) */
+	uint64_t probe_last_ms;   /* uv_now() when the last one started */
+	int inflight;             /* requests with a threadpool work item */
+	int stopping;             /* server_quiesce: no more work items */
 	void (*quiet)(struct daemon *d);
 	/* NEUROQ_TEST_SPOOL_DELAY_MS, read once at start (tests only): a
 	 * submit's staging work item sleeps this long after writing */

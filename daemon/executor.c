@@ -281,8 +281,8 @@ executor_retry_cb(uv_timer_t *t)
 }
 
 int
-executor_pending_end(const struct daemon *d, int64_t id, int *state,
-                     int *code, const char **msg)
+executor_pending_end(const struct daemon *d, int64_t id, int *state, int *code,
+                     const char **msg)
 {
 	for (const struct executor_end *e = d->ends; e != NULL; e = e->next) {
 		if (e->id == id) {
@@ -415,7 +415,8 @@ executor_start_more(struct daemon *d)
 			        "error=\"%s\"",
 			        sj.id, d->exec->name, msg);
 			sched_release(d->sched, sj.id);
-			executor_finish(d, sj.id, sd->name, JOB_FAILED, rc, msg);
+			executor_finish(d, sj.id, sd->name, JOB_FAILED, rc,
+			                msg);
 			continue;
 		}
 	}

@@ -89,7 +89,7 @@ struct net_config {
 	 * least NET_BUSY_MIN_BYTES that would pass it is refused on receipt
 	 * (net_req_busy) unless no other such request is held */
 	size_t max_upload_bytes;
-	int socket_mode;          /* ipc socket file permissions */
+	int socket_mode; /* ipc socket file permissions */
 	uint32_t tcp_owner_uid;
 	struct access *access; /* who is an administrator (outlives net) */
 };

@@ -9,6 +9,7 @@
 #include "devname.h"
 #include "diskspace.h"
 #include "events.h"
+#include "executor.h"
 #include "job_type.h"
 #include "liveness.h"
 #include "log.h"
@@ -20,7 +21,6 @@
 #include "scheduler.h"
 #include "spool.h"
 #include "store.h"
-#include "executor.h"
 #include "worker.h"
 
 #include <errno.h>
@@ -321,7 +321,8 @@ submit_commit(struct req *r)
 		r->id = row.id;
 		return req_defer(r, submit_discard_work, submit_discarded);
 	}
-	rc = spool_commit(r->tmp, config_spool_root(d->cfg), row.id, r->msg, r->msglen);
+	rc = spool_commit(r->tmp, config_spool_root(d->cfg), row.id, r->msg,
+	                  r->msglen);
 	if (rc != 0) {
 		spool_rm_rf(r->tmp);
 		store_mark_final(d->store, row.id, JOB_FAILED, rc, r->msg);

@@ -181,9 +181,9 @@ test_meta(void **state)
 	        "owner 99999999999\ntype gsn\n", /* not a uid */
 	        "owner 1000\ntype ../x\n",       /* not a word */
 	        "owner 1000x\ntype gsn\n",
-	        "owner 1000\ntype gsn\nidem 6\n",     /* odd hex */
-	        "owner 1000\ntype gsn\nidem 6g\n",    /* not hex */
-	        "owner 1000\ntype gsn\nidem 0061\n",  /* a NUL byte */
+	        "owner 1000\ntype gsn\nidem 6\n",    /* odd hex */
+	        "owner 1000\ntype gsn\nidem 6g\n",   /* not hex */
+	        "owner 1000\ntype gsn\nidem 0061\n", /* a NUL byte */
 	        "garbage",
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {

@@ -22,10 +22,10 @@
 #include "nq_clock.h"
 #include "nq_error.h"
 #include "nq_json.h"
+#include "nq_sysmem.h"
 #include "nq_value.h"
 #include "runas.h"
 #include "spool.h"
-#include "nq_sysmem.h"
 #include "userpath.h"
 
 #include <dirent.h>
@@ -832,7 +832,8 @@ cmd_describe(const char *type)
 
 	if (rc != 0) {
 		fprintf(stderr, "neuroq-worker: describe: %s\n",
-		        rc == NQ_EBADTYPE ? "unknown job type" : nq_strerror(rc));
+		        rc == NQ_EBADTYPE ? "unknown job type"
+		                          : nq_strerror(rc));
 		return rc == NQ_EBADTYPE ? EXIT_USAGE : 1;
 	}
 	nq_json_init_file(&w, stdout, 0);

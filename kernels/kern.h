@@ -245,10 +245,9 @@ struct kern_ops {
 	 * T − nt, 0 <= k < K, 0 <= win[2k] <= win[2k + 1] <= C, and that no
 	 * two spikes' footprints overlap: then the order does not matter
 	 * and every backend gives the same bits. */
-	int (*sub_spikes)(void *ctx, int64_t C, int64_t T, float *R,
-	                  int64_t nt, int64_t K, const float *W,
-	                  const int32_t *win, int64_t n, const int32_t *tk,
-	                  const float *a);
+	int (*sub_spikes)(void *ctx, int64_t C, int64_t T, float *R, int64_t nt,
+	                  int64_t K, const float *W, const int32_t *win,
+	                  int64_t n, const int32_t *tk, const float *a);
 	/* Snippets of n spikes on Y (C × T): for i < n, j < nc, k < nt,
 	 *   S[(nc i + j) nt + k] = Y[nbr[nc c + j] + C (t + k)]
 	 * with (t, c) = (tc[2i], tc[2i + 1]) (device int32: a window's
@@ -269,8 +268,7 @@ struct kern_ops {
 	 * Kb[t] = kid[i] (−1). mu, kid: device, ng each. */
 	int (*score_best)(void *ctx, int64_t ng, int64_t n, const float *S,
 	                  int64_t lds, const float *mu, double lam,
-	                  const int32_t *kid, float *G, float *A,
-	                  int32_t *Kb);
+	                  const int32_t *kid, float *G, float *A, int32_t *Kb);
 	/* Matching pursuit's acceptance: the candidates (g, t), g < ng,
 	 * t < n, with G[g ld + t] > th (float) that are the largest of every
 	 * (h, u) with h in nb[nb0[g] .. nb0[g + 1]) (device int32 CSR, nb0:
@@ -425,9 +423,9 @@ int kern_score_best(const struct kern_backend *kb, int64_t ng, int64_t n,
                     const int32_t *kid, float *G, float *A, int32_t *Kb);
 int kern_accept_peaks(const struct kern_backend *kb, int64_t ng, int64_t n,
                       int64_t ld, const float *G, const int32_t *Kb,
-                      const float *A, double th, int64_t w,
-                      const int32_t *nb0, const int32_t *nb, int64_t cap,
-                      int64_t *h_gt, int32_t *h_k, float *h_a, int64_t *cnt);
+                      const float *A, double th, int64_t w, const int32_t *nb0,
+                      const int32_t *nb, int64_t cap, int64_t *h_gt,
+                      int32_t *h_k, float *h_a, int64_t *cnt);
 
 /* The cpu backend's filter_car on host memory with the caller's scratch
  * (work: 3 C doubles, cwork: C floats), and its forward-backward filter

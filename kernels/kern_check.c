@@ -578,10 +578,10 @@ kern_score_best(const struct kern_backend *kb, int64_t ng, int64_t n,
 
 int
 kern_accept_peaks(const struct kern_backend *kb, int64_t ng, int64_t n,
-                  int64_t ld, const float *G, const int32_t *Kb,
-                  const float *A, double th, int64_t w, const int32_t *nb0,
-                  const int32_t *nb, int64_t cap, int64_t *h_gt, int32_t *h_k,
-                  float *h_a, int64_t *cnt)
+                  int64_t ld, const float *G, const int32_t *Kb, const float *A,
+                  double th, int64_t w, const int32_t *nb0, const int32_t *nb,
+                  int64_t cap, int64_t *h_gt, int32_t *h_k, float *h_a,
+                  int64_t *cnt)
 {
 	if (cnt == NULL)
 		return NQ_EBADPARAM;

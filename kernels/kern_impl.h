@@ -68,8 +68,7 @@ int kern_cpu_filter_car(void *ctx, int64_t C, int64_t T, float *X,
 int kern_cpu_peaks_above(void *ctx, int64_t C, int64_t T, const float *Y,
                          double th, int64_t lo, int64_t hi, int64_t w,
                          int64_t nc, const int32_t *nbr, int64_t cap,
-                         int64_t *h_t, int32_t *h_c, float *h_amp,
-                         int64_t *n);
+                         int64_t *h_t, int32_t *h_c, float *h_amp, int64_t *n);
 int kern_cpu_sub_spikes(void *ctx, int64_t C, int64_t T, float *R, int64_t nt,
                         int64_t K, const float *W, const int32_t *win,
                         int64_t n, const int32_t *tk, const float *a);

@@ -2304,9 +2304,15 @@ static void
 test_sos(double *sos)
 {
 	double W = tan(M_PI * 300.0 / 30000.0), D = W * W + W + 1;
-	double v[10] = {1 / (1 + W), -1 / (1 + W),        1,
-	                (W - 1) / (W + 1), 1 / D,          -2 / D,
-	                1 / D,             1,              (2 * W * W - 2) / D,
+	double v[10] = {1 / (1 + W),
+	                -1 / (1 + W),
+	                1,
+	                (W - 1) / (W + 1),
+	                1 / D,
+	                -2 / D,
+	                1 / D,
+	                1,
+	                (2 * W * W - 2) / D,
 	                (W * W - W + 1) / D};
 	memcpy(sos, v, sizeof(v));
 }
@@ -2354,8 +2360,8 @@ naive_filter_car(int64_t C, int64_t T, const float *X, const double *sos,
 	for (int64_t t = 0; t < T && car && C >= 3; t++) {
 		memcpy(col, out + t * C, sizeof(float) * (size_t) C);
 		qsort(col, (size_t) C, sizeof(float), cmp_f);
-		float med = C % 2 ? col[C / 2]
-		                  : (col[C / 2 - 1] + col[C / 2]) / 2;
+		float med =
+		        C % 2 ? col[C / 2] : (col[C / 2 - 1] + col[C / 2]) / 2;
 		for (int64_t c = 0; c < C; c++)
 			out[t * C + c] -= med;
 	}
@@ -2399,7 +2405,8 @@ test_filter_car(void **state)
 	for (size_t ci = 0; ci < sizeof(Cs) / sizeof(Cs[0]); ci++)
 		for (int kind = 0; kind < 2; kind++)
 			for (int car = 0; car < 2; car++) {
-				int64_t C = Cs[ci], T = 700, cnt = C * T, ndiff = 0;
+				int64_t C = Cs[ci], T = 700, cnt = C * T,
+				        ndiff = 0;
 				float *X = malloc(sizeof(float) * (size_t) cnt);
 				float *a = malloc(sizeof(float) * (size_t) cnt);
 				float *b = malloc(sizeof(float) * (size_t) cnt);
@@ -2410,10 +2417,13 @@ test_filter_car(void **state)
 					for (int64_t c = 0; c < C; c++)
 						X[t * C + c] =
 						        kind ? (float) floor(
-						                       4 * urand()) +
-						                       (float) (c % 3)
+						                       4 *
+						                       urand()) +
+						                        (float) (c %
+						                                 3)
 						             : (float) (3 * urand() +
-						                        com + 10 * c);
+						                        com +
+						                        10 * c);
 				}
 				run_filter_car(&g_dev, C, T, X, sos, car, a);
 				WANT(filter_car, C, T, X, sos, car, b);
@@ -2424,11 +2434,12 @@ test_filter_car(void **state)
 				}
 #ifdef KERN_TEST_CUDA
 				if (ndiff > 0)
-					printf("filter_car C=%lld kind=%d car=%d: "
+					printf("filter_car C=%lld kind=%d "
+					       "car=%d: "
 					       "%lld of %lld differ, max %g\n",
 					       (long long) C, kind, car,
-					       (long long) ndiff, (long long) cnt,
-					       err);
+					       (long long) ndiff,
+					       (long long) cnt, err);
 #endif
 				assert_true(err <= 1e-6 * (big > 0 ? big : 1));
 				free(X);
@@ -2474,9 +2485,8 @@ naive_peaks_above(int64_t C, int64_t T, const float *Y, double th, int64_t lo,
 			float v = Y[t * C + c];
 			int ok = v < (float) th;
 			for (int64_t u = t - w; u <= t + w && ok; u++)
-				for (int64_t j = 0; j < nc && ok && u >= 0 &&
-				                    u < T;
-				     j++) {
+				for (int64_t j = 0;
+				     j < nc && ok && u >= 0 && u < T; j++) {
 					int64_t cj = nbr[c * nc + j];
 					float x = Y[u * C + cj];
 					if (x < v || (x == v && u < t) ||
@@ -2523,14 +2533,18 @@ test_peaks_above(void **state)
 			int64_t c0 = (int64_t) ((urand() + 1) * 18) % C;
 			for (int64_t d = -3; d <= 3; d++)
 				Y[(t0 + d) * C + c0] -=
-				        (float) (8 * exp(-0.3 * (double) (d * d)));
+				        (float) (8 *
+				                 exp(-0.3 * (double) (d * d)));
 		}
 		for (int64_t c = 0; c < C; c++)
-			for (int64_t j = 0; j < nc; j++) /* c first, then near */
-				nbr[c * nc + j] = (int32_t) ((c + (j + 1) / 2 *
-				                                      (j % 2 ? 1 : -1) +
-				                              C) %
-				                             C);
+			for (int64_t j = 0; j < nc;
+			     j++) /* c first, then near */
+				nbr[c * nc + j] =
+				        (int32_t) ((c +
+				                    (j + 1) / 2 *
+				                            (j % 2 ? 1 : -1) +
+				                    C) %
+				                   C);
 		double th = kind ? -4.5 : -2.0;
 		uint64_t u0, d0, u1, d1;
 		assert_int_equal(KOP(&g_dev, traffic, &u0, &d0), 0);
@@ -2565,8 +2579,8 @@ test_peaks_above(void **state)
 	}
 	{
 		int64_t n = 7;
-		assert_int_equal(KOP(&g_dev, peaks_above, 4, 10, NULL, -1, 0, 11,
-		                     1, 1, NULL, 0, NULL, NULL, NULL, &n),
+		assert_int_equal(KOP(&g_dev, peaks_above, 4, 10, NULL, -1, 0,
+		                     11, 1, 1, NULL, 0, NULL, NULL, NULL, &n),
 		                 NQ_EBADPARAM);
 		assert_int_equal(n, 0);
 		assert_int_equal(KOP(&g_dev, peaks_above, 4, 10, NULL, -1, 5, 5,
@@ -2587,9 +2601,8 @@ run_sub_spikes(struct kern_backend *kb, int64_t C, int64_t T, float *R,
 	void *dtk = put_bytes(kb, tk, sizeof(int32_t) * 2 * (size_t) n);
 	void *da = put_bytes(kb, a, sizeof(float) * (size_t) n);
 
-	assert_int_equal(KOP(kb, sub_spikes, C, T, dR, nt, K, dW, dwin, n, dtk,
-	                     da),
-	                 0);
+	assert_int_equal(
+	        KOP(kb, sub_spikes, C, T, dR, nt, K, dW, dwin, n, dtk, da), 0);
 	assert_int_equal(KOP(kb, download, R, dR, rb), 0);
 	dfree(kb, dR);
 	dfree(kb, dW);
@@ -2610,8 +2623,9 @@ naive_sub_spikes(int64_t C, int64_t T, float *R, int64_t nt, int64_t K,
 		for (int64_t tau = 0; tau < nt; tau++)
 			for (int64_t c = win[2 * tk[2 * i + 1]];
 			     c < win[2 * tk[2 * i + 1] + 1]; c++) {
-				float p = a[i] * W[tk[2 * i + 1] * C * nt + c +
-				                   C * tau];
+				float p =
+				        a[i] *
+				        W[tk[2 * i + 1] * C * nt + c + C * tau];
 				R[(tk[2 * i] + tau) * C + c] -= p;
 			}
 }
@@ -2650,9 +2664,9 @@ test_sub_spikes(void **state)
 	assert_int_equal(KOP(&g_dev, sub_spikes, C, T, NULL, nt, K, NULL, NULL,
 	                     0, NULL, NULL),
 	                 0);
-	assert_int_equal(KOP(&g_dev, sub_spikes, C, T, R1, T + 1, K, W, win, 1,
-	                     tk, a),
-	                 NQ_EBADPARAM);
+	assert_int_equal(
+	        KOP(&g_dev, sub_spikes, C, T, R1, T + 1, K, W, win, 1, tk, a),
+	        NQ_EBADPARAM);
 	free(R1);
 	free(R2);
 	free(W);
@@ -2678,19 +2692,18 @@ test_snippets(void **state)
 		for (int64_t j = 0; j < nc; j++)
 			nbr[c * nc + j] = (int32_t) ((c + 3 * j) % C);
 	for (int64_t i = 0; i < n; i++) {
-		tc[2 * i] = i == 0 ? 0
-		            : i == 1
-		                    ? (int32_t) (T - nt)
-		                    : (int32_t) ((urand() + 1) / 2 *
-		                                 (double) (T - nt));
+		tc[2 * i] = i == 0   ? 0
+		            : i == 1 ? (int32_t) (T - nt)
+		                     : (int32_t) ((urand() + 1) / 2 *
+		                                  (double) (T - nt));
 		tc[2 * i + 1] = (int32_t) (i % C);
 	}
 	dY = put_bytes(&g_dev, Y, sizeof(float) * (size_t) (C * T));
 	dn = put_bytes(&g_dev, nbr, sizeof(int32_t) * (size_t) (C * nc));
 	dtc = put_bytes(&g_dev, tc, sizeof(tc));
 	dS = put_bytes(&g_dev, NULL, sizeof(float) * (size_t) (n * nc * nt));
-	assert_int_equal(KOP(&g_dev, snippets, C, T, dY, nc, dn, nt, n, dtc, dS),
-	                 0);
+	assert_int_equal(
+	        KOP(&g_dev, snippets, C, T, dY, nc, dn, nt, n, dtc, dS), 0);
 	assert_int_equal(KOP(&g_dev, download, S, dS,
 	                     sizeof(float) * (size_t) (n * nc * nt)),
 	                 0);
@@ -2700,9 +2713,9 @@ test_snippets(void **state)
 				assert_true(S[(i * nc + j) * nt + k] ==
 				            Y[(tc[2 * i] + k) * C +
 				              nbr[tc[2 * i + 1] * nc + j]]);
-	assert_int_equal(KOP(&g_dev, snippets, C, T, dY, nc, dn, T + 1, n, dtc,
-	                     dS),
-	                 NQ_EBADPARAM);
+	assert_int_equal(
+	        KOP(&g_dev, snippets, C, T, dY, nc, dn, T + 1, n, dtc, dS),
+	        NQ_EBADPARAM);
 	dfree(&g_dev, dY);
 	dfree(&g_dev, dn);
 	dfree(&g_dev, dtc);
@@ -2713,9 +2726,9 @@ test_snippets(void **state)
 }
 
 static void
-run_score_best(struct kern_backend *kb, int64_t ng, int64_t n,
-               const float *S, const float *mu, double lam,
-               const int32_t *kid, float *G, float *A, int32_t *Kb)
+run_score_best(struct kern_backend *kb, int64_t ng, int64_t n, const float *S,
+               const float *mu, double lam, const int32_t *kid, float *G,
+               float *A, int32_t *Kb)
 {
 	void *dS = put_bytes(kb, S, sizeof(float) * (size_t) (ng * n));
 	void *dmu = put_bytes(kb, mu, sizeof(float) * (size_t) ng);
@@ -2724,9 +2737,8 @@ run_score_best(struct kern_backend *kb, int64_t ng, int64_t n,
 	void *dA = put_bytes(kb, NULL, sizeof(float) * (size_t) n);
 	void *dK = put_bytes(kb, NULL, sizeof(int32_t) * (size_t) n);
 
-	assert_int_equal(KOP(kb, score_best, ng, n, dS, n, dmu, lam, dk, dG,
-	                     dA, dK),
-	                 0);
+	assert_int_equal(
+	        KOP(kb, score_best, ng, n, dS, n, dmu, lam, dk, dG, dA, dK), 0);
 	assert_int_equal(KOP(kb, download, G, dG, sizeof(float) * (size_t) n),
 	                 0);
 	assert_int_equal(KOP(kb, download, A, dA, sizeof(float) * (size_t) n),
@@ -2902,14 +2914,15 @@ test_accept_peaks(void **state)
 			double x = (double) (i % ld);
 			int64_t row = i / ld;
 			G[i] = kind ? (float) floor(5 * (urand() + 1))
-			            : (float) (40 * sin(x / 13.0 + (double) row) +
+			            : (float) (40 * sin(x / 13.0 +
+			                                (double) row) +
 			                       urand());
 			Kb[i] = (int32_t) (i % 17);
 			A[i] = (float) urand();
 		}
 		double th = kind ? 4.5 : 20;
-		int64_t c1 = run_accept_peaks(&g_dev, ng, n, ld, G, Kb, A, th, w,
-		                              nb0, nb, cap, gt1, k1, a1);
+		int64_t c1 = run_accept_peaks(&g_dev, ng, n, ld, G, Kb, A, th,
+		                              w, nb0, nb, cap, gt1, k1, a1);
 		int64_t c2 = WANT(accept_peaks, ng, n, ld, G, Kb, A, th, w, nb0,
 		                  nb, cap, gt2, k2, a2);
 		assert_int_equal(c1, c2);
@@ -2919,14 +2932,16 @@ test_accept_peaks(void **state)
 			assert_int_equal(k1[i], k2[i]);
 			assert_true(a1[i] == a2[i]);
 		}
-		assert_int_equal(run_accept_peaks(&g_dev, ng, n, ld, G, Kb, A, th,
-		                                  w, nb0, nb, 1, gt1, k1, a1),
+		assert_int_equal(run_accept_peaks(&g_dev, ng, n, ld, G, Kb, A,
+		                                  th, w, nb0, nb, 1, gt1, k1,
+		                                  a1),
 		                 c1);
 	}
 	{
 		int64_t cnt = 3;
 		assert_int_equal(KOP(&g_dev, accept_peaks, 1, 10, 5, G, Kb, A,
-		                     1.0, 2, nb0, nb, 0, NULL, NULL, NULL, &cnt),
+		                     1.0, 2, nb0, nb, 0, NULL, NULL, NULL,
+		                     &cnt),
 		                 NQ_EBADPARAM);
 		assert_int_equal(cnt, 0);
 	}

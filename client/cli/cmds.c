@@ -12,9 +12,9 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "nq_json.h"
 #include "nq_clock.h"
 #include "nq_error.h"
+#include "nq_json.h"
 #include "nq_npy.h"
 
 /* ---- small helpers */

@@ -98,11 +98,11 @@ static const struct {
 	const char *name;
 	int (*fn)(struct cli *, int, char **);
 } commands[] = {
-        {"devices", cmd_devices}, {"submit", cmd_submit},
-        {"status", cmd_status},   {"wait", cmd_wait},
-        {"result", cmd_result},   {"cancel", cmd_cancel},
-        {"list", cmd_list},       {"logs", cmd_logs},
-        {"version", cmd_version}, {"top", cmd_top},
+        {"devices", cmd_devices},   {"submit", cmd_submit},
+        {"status", cmd_status},     {"wait", cmd_wait},
+        {"result", cmd_result},     {"cancel", cmd_cancel},
+        {"list", cmd_list},         {"logs", cmd_logs},
+        {"version", cmd_version},   {"top", cmd_top},
         {"describe", cmd_describe},
 };
 

@@ -62,7 +62,7 @@ struct job_ctx {
 	 * chunks, is also the sample matrix the spectral level selection
 	 * reads; so a gsn job runs only where its whole estimate fits. */
 	uint64_t grant_bytes;
-	int attempt;          /* 1 on the first run */
+	int attempt; /* 1 on the first run */
 	/* Report progress in [0,1] and the current stage ("noise", "data",
 	 * "biconvex" …). Cheap; rate-limited by the worker. */
 	void (*progress)(struct job_ctx *ctx, double frac, const char *stage);

@@ -14,8 +14,8 @@
 #include <lapacke.h>
 #include <limits.h>
 #include <malloc.h>
-#include <pthread.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>

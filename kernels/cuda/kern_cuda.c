@@ -1165,7 +1165,8 @@ static int
 scratch_alloc(struct kern_cuda_ctx *c, size_t bytes, void **p)
 {
 	*p = NULL;
-	return cu_check("cudaMallocAsync", cudaMallocAsync(p, bytes, c->stream));
+	return cu_check("cudaMallocAsync",
+	                cudaMallocAsync(p, bytes, c->stream));
 }
 
 static void
@@ -1186,8 +1187,9 @@ cuda_filter_car(void *ctx, int64_t C, int64_t T, float *X, const double *h_sos,
 	if ((rc = use(c)) != 0 ||
 	    (rc = scratch_alloc(c, sizeof(float) * (size_t) (C + T), &scr)))
 		return rc;
-	rc = cu_check("kern_cuda_filter_car",
-	              kern_cuda_filter_car(C, T, X, h_sos, car, scr, c->stream));
+	rc = cu_check(
+	        "kern_cuda_filter_car",
+	        kern_cuda_filter_car(C, T, X, h_sos, car, scr, c->stream));
 	scratch_free(c, scr);
 	return rc;
 }

@@ -127,8 +127,8 @@ static const struct input_def gsn_inputs[] = {
                 "(float32 computes in float32), NaN = missing"},
 };
 
-#define PREC (PARAMS_DT(NQ_DT_F64) | PARAMS_DT(NQ_DT_F32))
-#define F64  PARAMS_DT(NQ_DT_F64)
+#define PREC  (PARAMS_DT(NQ_DT_F64) | PARAMS_DT(NQ_DT_F32))
+#define F64   PARAMS_DT(NQ_DT_F64)
 #define ASKED "named in returns"
 static const struct output_def gsn_outputs[] = {
         {"mnN", OUT_ARRAY, PREC, "1 N", NULL,
@@ -233,8 +233,8 @@ static int
 parse_levels(const struct nq_value *v, struct gsn_job_opts *jo, char *msg,
              size_t msglen)
 {
-	int64_t n = v->kind == NQ_LIST ? (int64_t) v->u.list.n
-	                               : v->u.arr.shape[0];
+	int64_t n =
+	        v->kind == NQ_LIST ? (int64_t) v->u.list.n : v->u.arr.shape[0];
 
 	jo->levels = malloc((size_t) n * sizeof(double));
 	if (jo->levels == NULL) {
@@ -246,12 +246,13 @@ parse_levels(const struct nq_value *v, struct gsn_job_opts *jo, char *msg,
 		        v->kind == NQ_LIST ? &v->u.list.items[i] : NULL;
 
 		if (e == NULL)
-			jo->levels[i] = v->u.arr.dtype == NQ_DT_F64
-			                        ? ((const double *) v->u.arr.data)[i]
-			                        : ((const float *) v->u.arr.data)[i];
+			jo->levels[i] =
+			        v->u.arr.dtype == NQ_DT_F64
+			                ? ((const double *) v->u.arr.data)[i]
+			                : ((const float *) v->u.arr.data)[i];
 		else
-			jo->levels[i] = e->kind == NQ_FLOAT ? e->u.f
-			                                    : (double) e->u.i;
+			jo->levels[i] =
+			        e->kind == NQ_FLOAT ? e->u.f : (double) e->u.i;
 	}
 	jo->o.levels = jo->levels;
 	jo->o.nlevels = (int) n;
@@ -319,8 +320,8 @@ parse(const struct nq_map *p, const struct nq_map *inputs,
 	jo->o.precision = (enum kern_dtype) choice_val(
 	        p, "precision", prec_v,
 	        (*a)->dtype == NQ_DT_F32 ? KERN_F32 : KERN_F64);
-	jo->o.nll = (enum gsn_nll) choice_val(p, "nll", nll_v,
-	                                      GSN_NLL_SPECTRAL);
+	jo->o.nll =
+	        (enum gsn_nll) choice_val(p, "nll", nll_v, GSN_NLL_SPECTRAL);
 	jo->o.biconvex = (enum gsn_biconvex) choice_val(p, "biconvex", bic_v,
 	                                                GSN_BICONVEX_LOOP);
 	return 0;

@@ -138,8 +138,8 @@ struct ss_config {
 	double drift_max_um;   /* largest shift searched (50) */
 	double drift_sigma_um; /* kriging kernel (20) */
 	double drift_smooth;   /* Gaussian smoothing over batches (1) */
-	int drift_blocks;      /* depth blocks, non-rigid (1 = rigid, default) */
-	const char *ckpt_dir;  /* NULL: no checkpoints */
+	int drift_blocks;     /* depth blocks, non-rigid (1 = rigid, default) */
+	const char *ckpt_dir; /* NULL: no checkpoints */
 };
 
 void ss_config_defaults(struct ss_config *c);
@@ -193,7 +193,7 @@ struct ss_result {
 	 * (ss_batch_device_bytes) */
 	uint64_t xfer_h2d, xfer_d2h, xfer_match_h2d, xfer_match_d2h;
 	uint64_t dev_batch_bytes;
-	struct ss_merge *merges;    /* ss_post's merges, in order */
+	struct ss_merge *merges; /* ss_post's merges, in order */
 	int n_merges;
 };
 

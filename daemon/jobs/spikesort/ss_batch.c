@@ -85,8 +85,7 @@ ss_batcher_drift(struct ss_batcher *bt, const float *shift, int nblk,
  * and uploaded once per batch): *dM and its bands. */
 static int
 batch_matrix(struct ss_batcher *bt, int64_t b, const void **dM,
-             const struct ss_band **band, int *nband, char *msg,
-             size_t msglen)
+             const struct ss_band **band, int *nband, char *msg, size_t msglen)
 {
 	int C = bt->C, rc;
 
@@ -141,8 +140,8 @@ batch_read(struct ss_batcher *bt, int64_t b, int64_t *core, char *msg,
 
 /* Host-memory backend: everything in place on X. */
 static int
-load_host(struct ss_batcher *bt, int64_t b, float **Y, int64_t *core,
-          char *msg, size_t msglen)
+load_host(struct ss_batcher *bt, int64_t b, float **Y, int64_t *core, char *msg,
+          size_t msglen)
 {
 	const struct ss_config *c = bt->cfg;
 	const struct ss_band *band;
@@ -213,8 +212,8 @@ ss_batcher_load_dev(struct ss_batcher *bt, int64_t b, const float **dY,
 	if ((rc = batch_matrix(bt, b, &dM, &band, &nband, msg, msglen)) != 0)
 		return rc;
 	if ((rc = ss_kbuf_ensure(kb, &bt->dY, yb)) ||
-	    (rc = ss_apply_banded_dev(kb, dM, bt->C, band, nband, dXc,
-	                              bt->dY.p, bt->Tb))) {
+	    (rc = ss_apply_banded_dev(kb, dM, bt->C, band, nband, dXc, bt->dY.p,
+	                              bt->Tb))) {
 		snprintf(msg, msglen, "whitening failed");
 		return rc;
 	}

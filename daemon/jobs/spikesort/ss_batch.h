@@ -85,8 +85,8 @@ int ss_batcher_put(struct ss_batcher *bt, const float *Y, const float **dY);
  * res's whole-run counters (xfer_h2d, xfer_d2h) increased by the traffic
  * since a mark: the features pass after ss_sort counts in them too. */
 void ss_traffic_mark(const struct kern_backend *kb, uint64_t *mark);
-void ss_traffic_add_since(const struct kern_backend *kb,
-                          const uint64_t *mark, struct ss_result *res);
+void ss_traffic_add_since(const struct kern_backend *kb, const uint64_t *mark,
+                          struct ss_result *res);
 /* Modelled device bytes of the batch path (the batcher's and the
  * matcher's buffers) for batches of NT samples on C channels with K
  * templates, on a device backend. */

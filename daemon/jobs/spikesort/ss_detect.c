@@ -85,8 +85,8 @@ find_peaks(const struct kern_backend *kb, int C, const float *Y, int64_t T,
 
 int
 ss_detect_batch(const struct ss_config *cfg, const struct kern_backend *kb,
-                const struct ss_probe *p, const float *Y, int64_t T,
-                int64_t lo, int64_t hi, int64_t t_abs0, int per_chan_cap,
+                const struct ss_probe *p, const float *Y, int64_t T, int64_t lo,
+                int64_t hi, int64_t t_abs0, int per_chan_cap,
                 int64_t *chan_count, struct ss_spikes *out)
 {
 	int C = p->n, nc = cfg->nc_feat < C ? cfg->nc_feat : C, nt = cfg->nt;
@@ -117,7 +117,8 @@ ss_detect_batch(const struct ss_config *cfg, const struct kern_backend *kb,
 		goto out;
 	/* strict minima over the space-time neighbourhood, ties to the
 	 * earlier sample then the lower channel, found where Y lies */
-	if ((rc = ss_kbuf_ensure(kb, &dnbr, sizeof(int32_t) * (size_t) C * nc)) ||
+	if ((rc = ss_kbuf_ensure(kb, &dnbr,
+	                         sizeof(int32_t) * (size_t) C * nc)) ||
 	    (rc = KOP(kb, upload, dnbr.p, nbr,
 	              sizeof(int32_t) * (size_t) C * nc)) ||
 	    (rc = find_peaks(kb, C, Y, T, -cfg->th_detect, lo, hi, w, nc,
@@ -143,10 +144,13 @@ ss_detect_batch(const struct ss_config *cfg, const struct kern_backend *kb,
 	if (nk == 0)
 		goto out;
 	/* their snippets on the nc nearest channels, gathered there too */
-	if ((rc = ss_kbuf_ensure(kb, &dtc, sizeof(int32_t) * 2 * (size_t) nk)) ||
+	if ((rc = ss_kbuf_ensure(kb, &dtc,
+	                         sizeof(int32_t) * 2 * (size_t) nk)) ||
 	    (rc = ss_kbuf_ensure(kb, &dS, sizeof(float) * wl * (size_t) nk)) ||
-	    (rc = KOP(kb, upload, dtc.p, tc, sizeof(int32_t) * 2 * (size_t) nk)) ||
-	    (rc = KOP(kb, snippets, C, T, Y, nc, dnbr.p, nt, nk, dtc.p, dS.p)) ||
+	    (rc = KOP(kb, upload, dtc.p, tc,
+	              sizeof(int32_t) * 2 * (size_t) nk)) ||
+	    (rc = KOP(kb, snippets, C, T, Y, nc, dnbr.p, nt, nk, dtc.p,
+	              dS.p)) ||
 	    (rc = KOP(kb, download, out->wave + wl * (size_t) first, dS.p,
 	              sizeof(float) * wl * (size_t) nk)))
 		goto out;

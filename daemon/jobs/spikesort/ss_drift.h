@@ -21,7 +21,7 @@ struct ss_drift_hist {
 	double y0, bin_um;
 	float *h;    /* nb × ndepth × SS_DRIFT_NAMP, batch-major */
 	float *hodd; /* the same of every other spike (the noise estimate) */
-	int *nbr; /* each channel's nbr_nc nearest (the snippets' order) */
+	int *nbr;    /* each channel's nbr_nc nearest (the snippets' order) */
 	int nbr_nc;
 };
 

@@ -35,15 +35,21 @@
  * the user should hear of), its default and range, and the outputs. The
  * defaults are ss_config_defaults()'s (ss_check_test.c compares them). */
 
-#define F(n, d, l, h, doc_)                                                \
-	{.name = (n), .type = PARAM_FLOAT, .has_def = 1, .def_num = (d),  \
-	 .lo = (l), .hi = (h), .doc = (doc_)}
-#define I(n, d, l, h, doc_)                                              \
-	{.name = (n), .type = PARAM_INT, .has_def = 1, .def_num = (d),  \
-	 .ilo = (l), .ihi = (h), .doc = (doc_)}
-#define B(n, d, doc_)                                                     \
-	{.name = (n), .type = PARAM_BOOL, .has_def = 1, .def_num = (d), \
-	 .doc = (doc_)}
+#define F(n, d, l, h, doc_)                                         \
+	{                                                           \
+		.name = (n), .type = PARAM_FLOAT, .has_def = 1,     \
+		.def_num = (d), .lo = (l), .hi = (h), .doc = (doc_) \
+	}
+#define I(n, d, l, h, doc_)                                                   \
+	{                                                                     \
+		.name = (n), .type = PARAM_INT, .has_def = 1, .def_num = (d), \
+		.ilo = (l), .ihi = (h), .doc = (doc_)                         \
+	}
+#define B(n, d, doc_)                                                          \
+	{                                                                      \
+		.name = (n), .type = PARAM_BOOL, .has_def = 1, .def_num = (d), \
+		.doc = (doc_)                                                  \
+	}
 static const struct param_def ss_params[] = {
         {.name = "recording",
          .type = PARAM_PATH,
@@ -76,8 +82,7 @@ static const struct param_def ss_params[] = {
         /* at least 4 templates (nt = 61) long: 244 */
         I("batch", 60000, 244, 10000000,
           "samples per batch (smaller under a small memory grant)"),
-        F("th_detect", 4, 1, 100,
-          "spike detection threshold (whitened σ)"),
+        F("th_detect", 4, 1, 100, "spike detection threshold (whitened σ)"),
         F("th_match", 6, 1, 100, "template matching threshold"),
         I("max_templates", 1024, 1, 10000, "most templates learned"),
         I("seed", 1, 0, INT64_MAX, "random seed: equal seeds, equal sorts"),
@@ -89,8 +94,7 @@ static const struct param_def ss_params[] = {
         I("learn_batches", 20, 1, 10000,
           "batches the templates are learned on"),
         I("learn_iters", 3, 0, 20, "template learning passes"),
-        I("min_spikes", 20, 1, 1000000,
-          "spikes a template needs to be kept"),
+        I("min_spikes", 20, 1, 1000000, "spikes a template needs to be kept"),
         F("merge_corr", 0.9, 0.5, 1,
           "template correlation above which two units may merge"),
         F("dup_ms", 0.25, 0, 5,
@@ -100,15 +104,13 @@ static const struct param_def ss_params[] = {
         F("good_ratio", 0.2, 0, 1,
           "merge check: refractory rate below this of the baseline"),
         F("split_dprime", 4, 1, 100, "d' above which a unit is split"),
-        I("max_peels", 50, 1, 1000,
-          "matching pursuit rounds per batch"),
+        I("max_peels", 50, 1, 1000, "matching pursuit rounds per batch"),
         B("drift", 1, "rigid drift correction"),
         F("drift_max_um", 50, 5, 1000, "largest drift searched (µm)"),
         I("drift_blocks", 1, 1, 32,
           "depth blocks of the drift registration (1 = rigid; more: "
           "non-rigid, one shift per block)"),
-        F("xdup_ms", 0.5, 0, 5,
-          "cross-unit duplicate window (ms); 0 = off"),
+        F("xdup_ms", 0.5, 0, 5, "cross-unit duplicate window (ms); 0 = off"),
         F("template_radius_um", 150, 0, 1e5,
           "channels within this of a template's peak (µm); 0 = all"),
         F("isi_threshold_ms", 1.5, 0.1, 10,
@@ -117,8 +119,7 @@ static const struct param_def ss_params[] = {
           "presence-ratio bin (s); 0 = duration / 20 within [10, 60]"),
         F("good_max_isi_ratio", 0.5, 0, 1e6,
           "good: isi_violations_ratio below this"),
-        F("good_min_presence", 0.9, 0, 1,
-          "good: presence_ratio at least this"),
+        F("good_min_presence", 0.9, 0, 1, "good: presence_ratio at least this"),
         F("good_max_amp_cutoff", 0.1, 0, 0.5,
           "good: amplitude_cutoff at most this"),
         F("good_min_snr", 2, 0, 1e6, "good: snr at least this"),
@@ -136,7 +137,10 @@ static const struct input_def ss_inputs[] = {
                 "channels), instead of recording"},
 };
 
-#define PER_UNIT(n, doc_) {(n), OUT_ARRAY, PARAMS_DT(NQ_DT_F32), "K", NULL, (doc_)}
+#define PER_UNIT(n, doc_)                                               \
+	{                                                               \
+		(n), OUT_ARRAY, PARAMS_DT(NQ_DT_F32), "K", NULL, (doc_) \
+	}
 static const struct output_def ss_outputs[] = {
         {"n_units", OUT_INT, 0, NULL, NULL, "units with spikes"},
         {"n_spikes", OUT_INT, 0, NULL, NULL, "spikes sorted"},
@@ -148,14 +152,12 @@ static const struct output_def ss_outputs[] = {
         {"output_dir", OUT_STR, 0, NULL, NULL, "where the phy folder is"},
         {"time_preprocess_s", OUT_FLOAT, 0, NULL, NULL,
          "seconds filtering and whitening"},
-        {"time_drift_s", OUT_FLOAT, 0, NULL, NULL,
-         "seconds estimating drift"},
+        {"time_drift_s", OUT_FLOAT, 0, NULL, NULL, "seconds estimating drift"},
         {"time_detect_s", OUT_FLOAT, 0, NULL, NULL,
          "seconds detecting and learning"},
         {"time_match_s", OUT_FLOAT, 0, NULL, NULL,
          "seconds in template matching"},
-        {"time_post_s", OUT_FLOAT, 0, NULL, NULL,
-         "seconds post-processing"},
+        {"time_post_s", OUT_FLOAT, 0, NULL, NULL, "seconds post-processing"},
         {"time_features_s", OUT_FLOAT, 0, NULL, NULL,
          "seconds in the features and quality pass"},
         {"device_bytes_per_batch", OUT_INT, 0, NULL, NULL,
@@ -205,8 +207,8 @@ static const struct output_def ss_outputs[] = {
         PER_UNIT("unit_snr", "signal-to-noise ratio (NaN: undefined)"),
         PER_UNIT("unit_amplitude_median",
                  "median spike amplitude (NaN: undefined)"),
-        {"median_firing_rate", OUT_FLOAT, 0, NULL,
-         "some unit has the metric", "median over the units"},
+        {"median_firing_rate", OUT_FLOAT, 0, NULL, "some unit has the metric",
+         "median over the units"},
         {"median_presence_ratio", OUT_FLOAT, 0, NULL,
          "some unit has the metric", "median over the units"},
         {"median_isi_violations_ratio", OUT_FLOAT, 0, NULL,

@@ -589,7 +589,8 @@ ss_matcher_new(const struct kern_backend *kb, const struct ss_templates *t,
 	    (rc = ss_kbuf_ensure(kb, &m->dWin, sizeof(int32_t) * 2 * k1)) ||
 	    (rc = ss_kbuf_ensure(kb, &m->dTK,
 	                         sizeof(int32_t) * 2 * (size_t) m->npk)) ||
-	    (rc = ss_kbuf_ensure(kb, &m->dA, sizeof(float) * (size_t) m->npk)) ||
+	    (rc = ss_kbuf_ensure(kb, &m->dA,
+	                         sizeof(float) * (size_t) m->npk)) ||
 	    (rc = ss_kbuf_ensure(kb, &m->dGb, sizeof(float) * g1 * Tmax)) ||
 	    (rc = ss_kbuf_ensure(kb, &m->dAb, sizeof(float) * g1 * Tmax)) ||
 	    (rc = ss_kbuf_ensure(kb, &m->dKb, sizeof(int32_t) * g1 * Tmax)) ||
@@ -694,8 +695,9 @@ score(struct ss_matcher *m, int g, int64_t a, int64_t b, int tid)
 	              n)) != 0)
 		return rc;
 	return KOP(kb, score_best, ng, n, dS, n, (float *) m->dMu.p + q->i0,
-	           m->lam, (int32_t *) m->dKid.p + q->i0, (float *) m->dGb.p + at,
-	           (float *) m->dAb.p + at, (int32_t *) m->dKb.p + at);
+	           m->lam, (int32_t *) m->dKid.p + q->i0,
+	           (float *) m->dGb.p + at, (float *) m->dAb.p + at,
+	           (int32_t *) m->dKb.p + at);
 }
 
 /* The next run of set flags at or after *a into [*a, *b), runs less than
@@ -825,8 +827,8 @@ match_dr(struct ss_matcher *m, const struct ss_config *cfg, int64_t T,
 		              sizeof(int32_t) * 2 * (size_t) np)) != 0 ||
 		    (rc = KOP(m->kb, upload, m->dA.p, m->ta,
 		              sizeof(float) * (size_t) np)) != 0 ||
-		    (rc = KOP(m->kb, sub_spikes, C, T, m->dR.p, nt, m->K,
-		              m->dW, m->dWin.p, np, m->dTK.p, m->dA.p)) != 0)
+		    (rc = KOP(m->kb, sub_spikes, C, T, m->dR.p, nt, m->K, m->dW,
+		              m->dWin.p, np, m->dTK.p, m->dA.p)) != 0)
 			return rc;
 		if ((rc = refresh_groups(m, T, Ts, 0)) != 0)
 			return rc;

@@ -175,9 +175,9 @@ main(int argc, char **argv)
 	if (rc != 0)
 		goto fail1;
 	/* cpu-dev: the cpu's ops on the device path (kern.h) */
-	if ((rc = strcmp(dev, "cpu-dev") == 0 ? kern_cpu_open_as_device(&kb)
-	                                      : kern_open_by_name(&kb, dev)) !=
-	    0) {
+	if ((rc = strcmp(dev, "cpu-dev") == 0
+	                  ? kern_cpu_open_as_device(&kb)
+	                  : kern_open_by_name(&kb, dev)) != 0) {
 		snprintf(msg, sizeof(msg), "cannot open device %s", dev);
 		goto fail2;
 	}

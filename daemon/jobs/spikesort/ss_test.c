@@ -1225,8 +1225,8 @@ test_match_local_windows(void **state)
 		float *R1 = malloc(sizeof(float) * (size_t) C * T);
 		assert_non_null(R1);
 		memcpy(R1, R0, sizeof(float) * (size_t) C * T);
-		assert_int_equal(ss_match_batch_dev(m, &cfg, R0, T, 0, T, 0, &o2),
-		                 0);
+		assert_int_equal(
+		        ss_match_batch_dev(m, &cfg, R0, T, 0, T, 0, &o2), 0);
 		assert_int_equal(o2.n, o.n);
 		for (int64_t i = 0; i < o.n; i++) {
 			assert_true(o2.t[i] == o.t[i] && o2.k[i] == o.k[i]);

@@ -272,8 +272,8 @@ ss_apply_banded(const struct kern_backend *kb, const void *dM, int C,
 
 int
 ss_apply_banded_dev(const struct kern_backend *kb, const void *dM, int C,
-                    const struct ss_band *b, int nb, const float *dX,
-                    float *dY, int64_t T)
+                    const struct ss_band *b, int nb, const float *dX, float *dY,
+                    int64_t T)
 {
 	int rc;
 
