@@ -306,6 +306,9 @@ worker_exit_cb(void *arg, int64_t status, int sig)
 			log_info("job requeued id=%" PRId64 " reason=drain",
 			         w->id);
 		goto done;
+		/* the same verdict as the cancel branch above, which must come
+		 * before the hung, limit and drain tests */
+		// NOLINTNEXTLINE(bugprone-branch-clone)
 	} else if (status == 3) {
 		/* SIGTERM from someone else (an admin): a cancel too */
 		st = JOB_CANCELED;

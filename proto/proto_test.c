@@ -295,6 +295,17 @@ test_roundtrip_all(void **state)
 	assert_int_equal(v.kind, NQ_NIL);
 }
 
+/* The bytes of s (no NUL) at p; how many. */
+static size_t
+put_str(uint8_t *p, const char *s)
+{
+	size_t n = 0;
+
+	for (; s[n] != '\0'; n++)
+		p[n] = (uint8_t) s[n];
+	return n;
+}
+
 /* nq_decode_inplace: big arrays borrow the buffer, 8-byte aligned, at every
  * misalignment of their payload and with the "data" key first or last;
  * small ones are copied; the tree equals nq_decode's. */
@@ -370,22 +381,18 @@ test_decode_inplace(void **state)
 		assert_non_null(buf);
 		p[k++] = 0x83;
 		p[k++] = 0xa4;
-		memcpy(p + k, "data", 4);
-		k += 4;
+		k += put_str(p + k, "data");
 		p[k++] = 0xc6;
 		for (int i = 3; i >= 0; i--)
 			p[k++] = (uint8_t) (nb >> (8 * i));
 		for (size_t i = 0; i < nb; i++)
 			p[k++] = (uint8_t) (i * 7);
 		p[k++] = 0xa5;
-		memcpy(p + k, "dtype", 5);
-		k += 5;
+		k += put_str(p + k, "dtype");
 		p[k++] = 0xa3;
-		memcpy(p + k, "|u1", 3);
-		k += 3;
+		k += put_str(p + k, "|u1");
 		p[k++] = 0xa5;
-		memcpy(p + k, "shape", 5);
-		k += 5;
+		k += put_str(p + k, "shape");
 		p[k++] = 0x91;
 		p[k++] = 0xce;
 		for (int i = 3; i >= 0; i--)

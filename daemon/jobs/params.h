@@ -34,10 +34,10 @@ enum param_type {
 struct param_def {
 	const char *name;
 	enum param_type type;
+	int has_def;                /* a constant default: def_num, def_str */
 	double lo, hi;              /* FLOAT, FLOATS' items */
 	int64_t ilo, ihi;           /* INT; FLOATS: how many items */
 	const char *const *choices; /* STR, STRS: NULL-terminated, or NULL */
-	int has_def;                /* a constant default: the fields below */
 	double def_num;             /* BOOL (0/1), INT, FLOAT */
 	const char *def_str;        /* STR, PATH; STRS: names split by ' ' */
 	/* no constant default: what decides the value ("the dtype of data",
