@@ -283,6 +283,9 @@ worker_exit_cb(void *arg, int64_t status, int sig)
 
 	if (status == 0 && sig == 0) {
 		st = JOB_DONE;
+		/* the same verdict as the status == 3 branch below, which must
+		 * come after the hung, limit and drain tests */
+		// NOLINTNEXTLINE(bugprone-branch-clone)
 	} else if (w->cancel && (status == 3 || sig != 0)) {
 		/* its owner asked: canceled, also when it then hung or ran
 		 * past its limit before the SIGTERM took */
@@ -306,9 +309,6 @@ worker_exit_cb(void *arg, int64_t status, int sig)
 			log_info("job requeued id=%" PRId64 " reason=drain",
 			         w->id);
 		goto done;
-		/* the same verdict as the cancel branch above, which must come
-		 * before the hung, limit and drain tests */
-		// NOLINTNEXTLINE(bugprone-branch-clone)
 	} else if (status == 3) {
 		/* SIGTERM from someone else (an admin): a cancel too */
 		st = JOB_CANCELED;
