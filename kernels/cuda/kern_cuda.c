@@ -1210,6 +1210,50 @@ peak_cmp(const void *x, const void *y)
 	return (p->c > q->c) - (p->c < q->c);
 }
 
+/* The tail of the list ops (peaks_above, accept_peaks): their kernel
+ * appended up to m (t, c, a) triples to the scratch buf in any order —
+ * the count (8 bytes), then m int64 t, m int32 c, m float a. The count
+ * comes back into *n and, when it fits cap, the list, in (t, c) order. */
+static int
+list_fetch(struct kern_cuda_ctx *c, const char *buf, size_t m, int64_t cap,
+           int64_t *h_t, int32_t *h_c, float *h_a, int64_t *n)
+{
+	unsigned long long cnt = 0;
+	struct peak *pk;
+	size_t k;
+	int rc;
+
+	rc = transfer(c, &cnt, buf, sizeof(cnt), cudaMemcpyDeviceToHost, 1);
+	if (rc != 0)
+		return rc;
+	if (cnt == 0 || cnt > (unsigned long long) cap) {
+		*n = (int64_t) cnt;
+		return 0;
+	}
+	k = (size_t) cnt;
+	if ((rc = transfer(c, h_t, buf + 8, 8 * k, cudaMemcpyDeviceToHost,
+	                   0)) != 0 ||
+	    (rc = transfer(c, h_c, buf + 8 + 8 * m, 4 * k,
+	                   cudaMemcpyDeviceToHost, 0)) != 0 ||
+	    (rc = transfer(c, h_a, buf + 8 + 12 * m, 4 * k,
+	                   cudaMemcpyDeviceToHost, 1)) != 0)
+		return rc;
+	pk = malloc(sizeof(*pk) * k);
+	if (pk == NULL)
+		return NQ_ENOMEM;
+	for (size_t i = 0; i < k; i++)
+		pk[i] = (struct peak){h_t[i], h_c[i], h_a[i]};
+	qsort(pk, k, sizeof(*pk), peak_cmp);
+	for (size_t i = 0; i < k; i++) {
+		h_t[i] = pk[i].t;
+		h_c[i] = pk[i].c;
+		h_a[i] = pk[i].a;
+	}
+	free(pk);
+	*n = (int64_t) cnt;
+	return 0;
+}
+
 /* Candidates appended on the device in any order; their count, and when
  * they fit the caller's arrays the list (16 bytes a peak), come back and
  * are put in (t, c) order here. */
@@ -1221,8 +1265,6 @@ cuda_peaks_above(void *ctx, int64_t C, int64_t T, const float *Y, double th,
 {
 	struct kern_cuda_ctx *c = ctx;
 	size_t m = cap > 0 ? (size_t) cap : 1;
-	unsigned long long cnt = 0;
-	struct peak *pk = NULL;
 	char *buf = NULL;
 	int64_t *ot;
 	int32_t *oc;
@@ -1240,35 +1282,7 @@ cuda_peaks_above(void *ctx, int64_t C, int64_t T, const float *Y, double th,
 	                                    cap, (unsigned long long *) buf, ot,
 	                                    oc, oa, c->stream));
 	if (rc == 0)
-		rc = transfer(c, &cnt, buf, sizeof(cnt), cudaMemcpyDeviceToHost,
-		              1);
-	if (rc == 0 && cnt > 0 && cnt <= (unsigned long long) cap) {
-		size_t k = (size_t) cnt;
-		if ((rc = transfer(c, h_t, ot, 8 * k, cudaMemcpyDeviceToHost,
-		                   0)) != 0 ||
-		    (rc = transfer(c, h_c, oc, 4 * k, cudaMemcpyDeviceToHost,
-		                   0)) != 0 ||
-		    (rc = transfer(c, h_amp, oa, 4 * k, cudaMemcpyDeviceToHost,
-		                   1)) != 0)
-			goto out;
-		pk = malloc(sizeof(*pk) * k);
-		if (pk == NULL) {
-			rc = NQ_ENOMEM;
-			goto out;
-		}
-		for (size_t i = 0; i < k; i++)
-			pk[i] = (struct peak){h_t[i], h_c[i], h_amp[i]};
-		qsort(pk, k, sizeof(*pk), peak_cmp);
-		for (size_t i = 0; i < k; i++) {
-			h_t[i] = pk[i].t;
-			h_c[i] = pk[i].c;
-			h_amp[i] = pk[i].a;
-		}
-	}
-	if (rc == 0)
-		*n = (int64_t) cnt;
-out:
-	free(pk);
+		rc = list_fetch(c, buf, m, cap, h_t, h_c, h_amp, n);
 	scratch_free(c, buf);
 	return rc;
 }
@@ -1309,8 +1323,6 @@ cuda_accept_peaks(void *ctx, int64_t ng, int64_t n, int64_t ld, const float *G,
 {
 	struct kern_cuda_ctx *c = ctx;
 	size_t m = cap > 0 ? (size_t) cap : 1;
-	unsigned long long k = 0;
-	struct peak *pk = NULL;
 	char *buf = NULL;
 	int64_t *ogt;
 	int32_t *ok;
@@ -1329,34 +1341,7 @@ cuda_accept_peaks(void *ctx, int64_t ng, int64_t n, int64_t ld, const float *G,
 	                                     (unsigned long long *) buf, ogt,
 	                                     ok, oa, c->stream));
 	if (rc == 0)
-		rc = transfer(c, &k, buf, sizeof(k), cudaMemcpyDeviceToHost, 1);
-	if (rc == 0 && k > 0 && k <= (unsigned long long) cap) {
-		size_t q = (size_t) k;
-		if ((rc = transfer(c, h_gt, ogt, 8 * q, cudaMemcpyDeviceToHost,
-		                   0)) != 0 ||
-		    (rc = transfer(c, h_k, ok, 4 * q, cudaMemcpyDeviceToHost,
-		                   0)) != 0 ||
-		    (rc = transfer(c, h_a, oa, 4 * q, cudaMemcpyDeviceToHost,
-		                   1)) != 0)
-			goto out;
-		pk = malloc(sizeof(*pk) * q);
-		if (pk == NULL) {
-			rc = NQ_ENOMEM;
-			goto out;
-		}
-		for (size_t i = 0; i < q; i++)
-			pk[i] = (struct peak){h_gt[i], h_k[i], h_a[i]};
-		qsort(pk, q, sizeof(*pk), peak_cmp);
-		for (size_t i = 0; i < q; i++) {
-			h_gt[i] = pk[i].t;
-			h_k[i] = pk[i].c;
-			h_a[i] = pk[i].a;
-		}
-	}
-	if (rc == 0)
-		*cnt = (int64_t) k;
-out:
-	free(pk);
+		rc = list_fetch(c, buf, m, cap, h_gt, h_k, h_a, cnt);
 	scratch_free(c, buf);
 	return rc;
 }
