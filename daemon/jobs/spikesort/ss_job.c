@@ -657,6 +657,31 @@ write_raw(int dirfd, unsigned mode, const char *dir, const struct nq_array *a,
 /* The quality metrics: per unit (unit_<metric>, NaN where undefined) and
  * their medians over the units (median_<metric>; absent when no unit
  * has the metric, e.g. presence_ratio on a recording under one bin). */
+/* a as out[name], or freed when the map cannot take it. */
+static int
+put_array(struct nq_map *out, const char *name, struct nq_array *a)
+{
+	int rc = nq_map_set_array(out, name, a);
+
+	if (rc != 0)
+		nq_array_fini(a);
+	return rc;
+}
+
+/* A copy of data (dtype dt, the given shape) as out[name]. */
+static int
+put_copy(struct nq_map *out, const char *name, enum nq_dtype dt, int ndim,
+         const int64_t *shape, const void *data)
+{
+	struct nq_array a;
+	int rc = nq_array_init(&a, dt, ndim, shape);
+
+	if (rc != 0)
+		return rc;
+	memcpy(a.data, data, a.nbytes);
+	return put_array(out, name, &a);
+}
+
 static int
 set_quality(struct nq_map *out, const struct ss_result *r)
 {
@@ -687,10 +712,8 @@ set_quality(struct nq_map *out, const struct ss_result *r)
 		for (int k = 0; k < r->K; k++)
 			((float *) a.data)[k] = (float) m[j].v[k];
 		snprintf(key, sizeof(key), "unit_%s", m[j].name);
-		if ((rc = nq_map_set_array(out, key, &a)) != 0) {
-			nq_array_fini(&a);
+		if ((rc = put_array(out, key, &a)) != 0)
 			return rc;
-		}
 	}
 	return 0;
 }
@@ -741,26 +764,20 @@ set_merges(struct nq_map *out, const struct ss_result *r)
 		((int32_t *) u.data)[(size_t) 2 * i] = r->merges[i].a;
 		((int32_t *) u.data)[(size_t) 2 * i + 1] = r->merges[i].b;
 	}
-	if ((rc = nq_map_set_array(out, "merge_units", &u)) != 0) {
-		nq_array_fini(&u);
+	if ((rc = put_array(out, "merge_units", &u)) != 0)
 		return rc;
-	}
 	if ((rc = nq_array_init(&s, NQ_DT_F32, 1, s1)) != 0)
 		return rc;
 	for (int i = 0; i < r->n_merges; i++)
 		((float *) s.data)[i] = r->merges[i].similarity;
-	if ((rc = nq_map_set_array(out, "merge_similarity", &s)) != 0) {
-		nq_array_fini(&s);
+	if ((rc = put_array(out, "merge_similarity", &s)) != 0)
 		return rc;
-	}
 	if ((rc = nq_array_init(&q, NQ_DT_F32, 1, s1)) != 0)
 		return rc;
 	for (int i = 0; i < r->n_merges; i++)
 		((float *) q.data)[i] = r->merges[i].ratio;
-	if ((rc = nq_map_set_array(out, "merge_ccg_ratio", &q)) != 0) {
-		nq_array_fini(&q);
+	if ((rc = put_array(out, "merge_ccg_ratio", &q)) != 0)
 		return rc;
-	}
 	return 0;
 }
 
@@ -768,7 +785,7 @@ static int
 set_outputs(struct nq_map *out, const struct ss_result *r, double fs,
             const char *dir)
 {
-	struct nq_array cnt, good, amp;
+	struct nq_array good;
 	int64_t shape[1] = {r->K};
 	int rc;
 
@@ -788,55 +805,31 @@ set_outputs(struct nq_map *out, const struct ss_result *r, double fs,
 		return rc;
 	if (r->drift_um != NULL) {
 		/* the depth shift per batch, for the user to plot */
-		struct nq_array dr;
-		struct nq_array by;
 		int64_t dshape[2] = {r->n_drift, r->n_drift_blocks};
 		int64_t bshape[1] = {r->n_drift_blocks};
-		if ((rc = nq_array_init(&dr, NQ_DT_F32, 2, dshape)) != 0)
+		if ((rc = put_copy(out, "drift_um", NQ_DT_F32, 2, dshape,
+		                   r->drift_um)) != 0 ||
+		    (rc = put_copy(out, "drift_block_um", NQ_DT_F32, 1, bshape,
+		                   r->drift_block_um)) != 0)
 			return rc;
-		memcpy(dr.data, r->drift_um,
-		       sizeof(float) * (size_t) r->n_drift *
-		               (size_t) r->n_drift_blocks);
-		if ((rc = nq_map_set_array(out, "drift_um", &dr)) != 0) {
-			nq_array_fini(&dr);
-			return rc;
-		}
-		if ((rc = nq_array_init(&by, NQ_DT_F32, 1, bshape)) != 0)
-			return rc;
-		memcpy(by.data, r->drift_block_um,
-		       sizeof(float) * (size_t) r->n_drift_blocks);
-		if ((rc = nq_map_set_array(out, "drift_block_um", &by)) != 0) {
-			nq_array_fini(&by);
-			return rc;
-		}
 		if ((rc = nq_map_set_float(out, "drift_batch_s",
 		                           (double) r->drift_batch / fs)))
 			return rc;
 	}
 	if ((rc = set_merges(out, r)) != 0)
 		return rc;
-	if ((rc = nq_array_init(&cnt, NQ_DT_I64, 1, shape)) != 0)
+	if ((rc = put_copy(out, "unit_spike_counts", NQ_DT_I64, 1, shape,
+	                   r->counts)) != 0)
 		return rc;
-	memcpy(cnt.data, r->counts, sizeof(int64_t) * (size_t) r->K);
-	if ((rc = nq_map_set_array(out, "unit_spike_counts", &cnt)) != 0) {
-		nq_array_fini(&cnt);
-		return rc;
-	}
 	if ((rc = nq_array_init(&good, NQ_DT_BOOL, 1, shape)) != 0)
 		return rc;
 	for (int k = 0; k < r->K; k++)
 		((uint8_t *) good.data)[k] = (uint8_t) (r->good[k] != 0);
-	if ((rc = nq_map_set_array(out, "unit_good", &good)) != 0) {
-		nq_array_fini(&good);
+	if ((rc = put_array(out, "unit_good", &good)) != 0)
 		return rc;
-	}
-	if ((rc = nq_array_init(&amp, NQ_DT_F32, 1, shape)) != 0)
+	if ((rc = put_copy(out, "unit_amplitude", NQ_DT_F32, 1, shape,
+	                   r->amp_mean)) != 0)
 		return rc;
-	memcpy(amp.data, r->amp_mean, sizeof(float) * (size_t) r->K);
-	if ((rc = nq_map_set_array(out, "unit_amplitude", &amp)) != 0) {
-		nq_array_fini(&amp);
-		return rc;
-	}
 	return r->quality ? set_quality(out, r) : 0;
 }
 
