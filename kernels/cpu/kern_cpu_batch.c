@@ -17,18 +17,13 @@
 
 #include "kern.h"
 #include "kern_impl.h"
+#include "nq_clones.h"
 #include "nq_error.h"
 
 /* The hot loops below run across channels, elementwise, in double; gcc
  * builds them for AVX-512, AVX2 and the x86-64 baseline and picks one at
- * load time (SS_CLONES). ISO C mode (-std=c11) keeps -ffp-contract=off, so no
+ * load time (NQ_CLONES). ISO C mode (-std=c11) keeps -ffp-contract=off, so no
  * version fuses a multiply-add and all give bit-identical results. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
-        defined(__STRICT_ANSI__)
-#define SS_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define SS_CLONES
-#endif
 /* Helpers of the cloned loops are inlined into each clone: a call from an
  * AVX-512 clone into baseline SSE code was measured 3x slower. */
 #define SS_INLINE static inline __attribute__((always_inline))
@@ -286,7 +281,7 @@ sections_init(const struct kern_sos *f, const float *x0, int C, float sub,
 
 /* Both sections over all channels at once, one sample after the other, so
  * the inner loop runs over contiguous channels. dir = +1 or -1. */
-SS_CLONES static void
+NQ_CLONES static void
 run_sections_batch(const struct kern_sos *f, float *X, int C, int64_t T,
                    int dir, double *st)
 {
@@ -311,7 +306,7 @@ filtfilt(const struct kern_sos *f, float *X, int C, int64_t T, double *work)
 }
 
 /* work[c] = Σ_t X[t C + c] (in double, sample order). */
-SS_CLONES static void
+NQ_CLONES static void
 channel_sums(const float *X, int C, int64_t T, double *work)
 {
 	memset(work, 0, sizeof(double) * (size_t) C);
@@ -323,7 +318,7 @@ channel_sums(const float *X, int C, int64_t T, double *work)
 /* Mean removal, median reference and the forward filter pass in one sweep
  * over the samples (each sample's channels stay in L1 for all three), then
  * the backward pass: two passes over the batch instead of five. */
-SS_CLONES static void
+NQ_CLONES static void
 preprocess_fused(const struct kern_sos *f, float *X, int C, int64_t T, int car,
                  const float *mean, double *st)
 {

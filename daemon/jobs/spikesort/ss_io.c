@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "nq_clones.h"
 #include "nq_error.h"
 #include "ss.h"
 #include "ss_json.h"
@@ -519,19 +520,12 @@ read_rows(struct ss_source *s, int64_t t0, int64_t n, const int16_t **out)
 	return 0;
 }
 
-/* The conversion loop is built for AVX-512, AVX2 and the baseline (int16
- * to float is exact, so all agree). */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
-        defined(__STRICT_ANSI__)
-#define SS_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define SS_CLONES
-#endif
-
+/* The conversion loop is built for AVX-512, AVX2 and the baseline
+ * (NQ_CLONES; int16 to float is exact, so all agree). */
 /* out rows (C floats each) = the probe's channels of n raw samples. row0 >=
  * 0: the channels are rows row0, row0 + 1, ... (a contiguous block, the
  * usual case), converted without an index per value. */
-SS_CLONES static void
+NQ_CLONES static void
 convert_rows(const int16_t *raw, int n_rows, int64_t n, const int *row,
              int row0, int C, float *out)
 {

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "nq_clones.h"
 #include "nq_error.h"
 #include "ss.h"
 
@@ -149,13 +150,6 @@ ss_band_blocks(const float *M, int C, int rows, struct ss_band *b)
 #define WR 16 /* rows per block: one AVX-512 vector */
 #define WT 64 /* samples per tile */
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
-        defined(__STRICT_ANSI__)
-#define SS_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define SS_CLONES
-#endif
-
 typedef float vrow __attribute__((vector_size(WR * sizeof(float))));
 
 struct hblock {
@@ -164,7 +158,7 @@ struct hblock {
 };
 
 /* Y (ldy) = the blocks' rows for samples [0, n) of X (C × n, ld C). */
-SS_CLONES static void
+NQ_CLONES static void
 host_band_tile(const struct hblock *bk, int nbk, int C, const float *X, int n,
                float *Y, int ldy)
 {

@@ -1,0 +1,19 @@
+/*
+ * nq_clones.h — NQ_CLONES, for the hot elementwise loops (spikesort's
+ * int16 conversion and whitening, the cpu backend's batch ops): gcc builds
+ * the function for AVX-512, AVX2 and the x86-64 baseline and picks one at
+ * load time. Only in ISO C mode (-std=c11), which keeps -ffp-contract=off:
+ * no version fuses a multiply-add, so every clone gives the same bits.
+ * Elsewhere (clang, other targets) it is empty.
+ */
+#ifndef NQ_CLONES_H
+#define NQ_CLONES_H
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
+        defined(__STRICT_ANSI__)
+#define NQ_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define NQ_CLONES
+#endif
+
+#endif
