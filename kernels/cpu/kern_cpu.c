@@ -433,6 +433,20 @@ out:
 	return rc;
 }
 
+/* LAPACK's norm ('F' Frobenius, 'M' largest |a_ij|) of the symmetric A
+ * (lower triangle), in double. */
+static double
+lansy(enum kern_dtype dt, char norm, int64_t n, const void *A, int64_t lda)
+{
+	if (dt == KERN_F64)
+		return LAPACKE_dlansy_work(LAPACK_COL_MAJOR, norm, 'L',
+		                           (lapack_int) n, A, (lapack_int) lda,
+		                           NULL);
+	return (double) LAPACKE_slansy_work(LAPACK_COL_MAJOR, norm, 'L',
+	                                    (lapack_int) n, A, (lapack_int) lda,
+	                                    NULL);
+}
+
 static int
 cpu_syevr_below(void *ctx, enum kern_dtype dt, int64_t n, void *A, int64_t lda,
                 double vu, int64_t max_k, void *W, void *Z, int64_t ldz,
@@ -444,13 +458,7 @@ cpu_syevr_below(void *ctx, enum kern_dtype dt, int64_t n, void *A, int64_t lda,
 	double nrm;
 	int rc;
 
-	nrm = dt == KERN_F64
-	              ? LAPACKE_dlansy_work(LAPACK_COL_MAJOR, 'F', 'L',
-	                                    (lapack_int) n, A, (lapack_int) lda,
-	                                    NULL)
-	              : (double) LAPACKE_slansy_work(LAPACK_COL_MAJOR, 'F', 'L',
-	                                             (lapack_int) n, A,
-	                                             (lapack_int) lda, NULL);
+	nrm = lansy(dt, 'F', n, A, lda);
 	if (!isfinite(nrm)) {
 		*info = 1; /* as syevd on a NaN/Inf matrix: no convergence */
 		return 0;
@@ -920,13 +928,7 @@ cpu_syev_side(void *ctx, enum kern_dtype dt, int64_t n, void *A, int64_t lda,
 	int rc;
 
 	(void) ctx;
-	nrm = dt == KERN_F64
-	              ? LAPACKE_dlansy_work(LAPACK_COL_MAJOR, 'M', 'L',
-	                                    (lapack_int) n, A, (lapack_int) lda,
-	                                    NULL)
-	              : (double) LAPACKE_slansy_work(LAPACK_COL_MAJOR, 'M', 'L',
-	                                             (lapack_int) n, A,
-	                                             (lapack_int) lda, NULL);
+	nrm = lansy(dt, 'M', n, A, lda);
 	if (!isfinite(nrm)) {
 		*info = 1; /* as syevd on a NaN/Inf matrix: no convergence */
 		return 0;
