@@ -226,6 +226,9 @@ child_spawn(uv_loop_t *loop, const struct child_opts *o, struct child **out,
 		child_close(c);
 		return NQ_EINTERNAL;
 	}
+	/* the timeout counts from now, not from the loop's cached time
+	 * (which can be older than the spawn by the whole spawn) */
+	uv_update_time(loop);
 	if (o->timeout_ms > 0)
 		uv_timer_start(&c->timer, child_timer_cb, o->timeout_ms, 0);
 	*out = c;
