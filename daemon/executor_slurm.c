@@ -546,14 +546,12 @@ static void
 sjob_tail(struct sjob *s)
 {
 	struct daemon *d = s->x->d;
-	char jd[4096], path[4200], buf[SLURM_PROGRESS_MAX + 1];
+	char jd[4096], buf[SLURM_PROGRESS_MAX + 1];
 	ssize_t n;
 	int fd;
 
 	job_dir(s->x, s->j.id, jd, sizeof(jd));
-	if (file_in(jd, SLURM_PROGRESS, path, sizeof(path)) != 0)
-		return;
-	fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+	fd = spool_open_in(jd, SLURM_PROGRESS, 0);
 	if (fd < 0)
 		return;
 	n = pread(fd, buf, SLURM_PROGRESS_MAX, (off_t) s->prog_off);
@@ -599,14 +597,12 @@ sjob_set_reason(struct sjob *s, const char *reason)
 static int
 read_status(const char *jd, int *status, int *warned)
 {
-	char path[4200], buf[64] = "";
+	char buf[64] = "";
 	ssize_t n;
 	int fd;
 
 	*warned = 0;
-	if (file_in(jd, SLURM_STATUS, path, sizeof(path)) != 0)
-		return 0;
-	fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+	fd = spool_open_in(jd, SLURM_STATUS, 0);
 	if (fd < 0)
 		return 0;
 	n = read(fd, buf, sizeof(buf) - 1);
@@ -628,17 +624,18 @@ read_status(const char *jd, int *status, int *warned)
 static void
 sjob_judge(struct sjob *s, const char *state)
 {
-	char jd[4096], path[4200], msg[1024];
+	char jd[4096], msg[1024];
 	struct slurm_end e;
-	struct stat st;
 	int code = 0;
 
 	job_dir(s->x, s->j.id, jd, sizeof(jd));
 	memset(&e, 0, sizeof(e));
 	e.state = state;
 	e.have_status = read_status(jd, &e.status, &e.warned);
-	e.have_out = file_in(jd, "out", path, sizeof(path)) == 0 &&
-	             lstat(path, &st) == 0 && S_ISDIR(st.st_mode);
+	int ofd = spool_open_in(jd, "out", 1);
+	e.have_out = ofd >= 0;
+	if (ofd >= 0)
+		close(ofd);
 	e.canceled = s->cancel;
 	e.waited = s->waited;
 	e.time_limit_s = s->limit_s;

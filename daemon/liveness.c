@@ -2,6 +2,7 @@
 #include "liveness.h"
 
 #include "nq_error.h"
+#include "spool.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -74,15 +75,12 @@ liveness_write(const char *dir, int64_t limit_s)
 int64_t
 liveness_read(const char *job_dir)
 {
-	char path[4096], buf[32], *end;
+	char buf[32], *end;
 	ssize_t n;
 	long long v;
 	int fd;
 
-	if (snprintf(path, sizeof(path), "%s/" LIVENESS_FILE, job_dir) >=
-	    (int) sizeof(path))
-		return 0;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	fd = spool_open_in(job_dir, LIVENESS_FILE, 0);
 	if (fd < 0)
 		return 0;
 	n = read(fd, buf, sizeof(buf) - 1);

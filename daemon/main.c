@@ -482,7 +482,8 @@ main(int argc, char **argv)
 	if (cl.recover) {
 		struct recover_counts rcn;
 		/* run while no neuroqd is: it moves the database */
-		return recover_state_dir(cfg.state_dir, stdout, &rcn);
+		return recover_state_dir(cfg.state_dir, config_spool_root(&cfg),
+		                         stdout, &rcn);
 	}
 	log_level_parse(cfg.log_level, &lv);
 	log_init(lv);

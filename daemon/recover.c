@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "nq_error.h"
 #include "quota.h"
@@ -45,12 +46,12 @@ recover_move_db(const char *state_dir, const char *db, FILE *out)
 }
 
 static int
-recover_aside(const char *state_dir, const char *jd, int64_t id,
-              const char *why, FILE *out)
+recover_aside(const char *root, const char *jd, int64_t id, const char *why,
+              FILE *out)
 {
 	char dir[4096], to[4200];
 
-	snprintf(dir, sizeof(dir), "%s/recovered-aside", state_dir);
+	snprintf(dir, sizeof(dir), "%s/recovered-aside", root);
 	if (mkdir(dir, 0700) != 0 && errno != EEXIST)
 		goto fail;
 	snprintf(to, sizeof(to), "%s/%" PRId64, dir, id);
@@ -71,7 +72,7 @@ recover_mtime_us(const char *jd, const char *name)
 	struct stat st;
 
 	snprintf(p, sizeof(p), "%s/%s", jd, name);
-	if (stat(p, &st) != 0)
+	if (lstat(p, &st) != 0)
 		return 0;
 	return (int64_t) st.st_mtim.tv_sec * 1000000 +
 	       st.st_mtim.tv_nsec / 1000;
@@ -79,25 +80,24 @@ recover_mtime_us(const char *jd, const char *name)
 
 /* One dir → a row. 0 restored, 1 set aside, -1 store error. */
 static int
-recover_one(struct store *s, const char *state_dir, int64_t id,
+recover_one(struct store *s, const char *root, int64_t id,
             struct recover_counts *c, FILE *out)
 {
 	char jd[4096], emsg[512];
 	struct spool_meta m;
 	struct job_row row;
 	struct nq_value params = {0};
-	struct stat st;
 	int code;
 
-	if (spool_job_dir(state_dir, id, jd, sizeof(jd)) != 0)
+	if (spool_job_dir(root, id, jd, sizeof(jd)) != 0)
 		return 1;
 	if (spool_read_meta(jd, &m) != 0)
-		return recover_aside(state_dir, jd, id,
-		                     "no readable `job` file", out) == 0
+		return recover_aside(root, jd, id, "no readable `job` file",
+		                     out) == 0
 		               ? 1
 		               : -1;
 	if (spool_read_params(jd, &params, emsg, sizeof(emsg)) != 0)
-		return recover_aside(state_dir, jd, id, "params.mp unreadable",
+		return recover_aside(root, jd, id, "params.mp unreadable",
 		                     out) == 0
 		               ? 1
 		               : -1;
@@ -114,9 +114,10 @@ recover_one(struct store *s, const char *state_dir, int64_t id,
 	row.est_flops = m.flops;
 	row.submitted_us = recover_mtime_us(jd, "params.mp");
 	{
-		char od[4200];
-		snprintf(od, sizeof(od), "%s/out", jd);
-		if (stat(od, &st) == 0 && S_ISDIR(st.st_mode)) {
+		/* under Slurm the owner owns the dir: out/ only as a dir */
+		int ofd = spool_open_in(jd, "out", 1);
+		if (ofd >= 0) {
+			close(ofd);
 			row.state = JOB_DONE;
 			row.finished_us = recover_mtime_us(jd, "out");
 		} else if (spool_read_error(jd, &code, emsg, sizeof(emsg)) ==
@@ -164,9 +165,9 @@ recover_cmp(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-/* The numeric dirs of jobs/, ascending; *n of them (malloc'd). */
+/* The numeric dirs of <root>/jobs, ascending; *n of them (malloc'd). */
 static int64_t *
-recover_list_ids(const char *state_dir, size_t *n)
+recover_list_ids(const char *root, size_t *n)
 {
 	char jobs[4096];
 	DIR *d;
@@ -175,7 +176,7 @@ recover_list_ids(const char *state_dir, size_t *n)
 	size_t cap = 0;
 
 	*n = 0;
-	snprintf(jobs, sizeof(jobs), "%s/jobs", state_dir);
+	snprintf(jobs, sizeof(jobs), "%s/jobs", root);
 	if ((d = opendir(jobs)) == NULL)
 		return NULL;
 	while ((e = readdir(d)) != NULL) {
@@ -204,7 +205,8 @@ recover_list_ids(const char *state_dir, size_t *n)
 }
 
 int
-recover_state_dir(const char *state_dir, FILE *out, struct recover_counts *c)
+recover_state_dir(const char *state_dir, const char *spool_root, FILE *out,
+                  struct recover_counts *c)
 {
 	char db[4096], msg[1024];
 	struct store *s = NULL;
@@ -242,7 +244,7 @@ recover_state_dir(const char *state_dir, FILE *out, struct recover_counts *c)
 		fprintf(out, "neuroqd: cannot open a new store: %s\n", msg);
 		return 1;
 	}
-	ids = recover_list_ids(state_dir, &n);
+	ids = recover_list_ids(spool_root, &n);
 	rc = 0;
 	for (size_t i = 0; i < n && rc == 0; i++) {
 		struct job_row row;
@@ -251,7 +253,7 @@ recover_state_dir(const char *state_dir, FILE *out, struct recover_counts *c)
 			c->kept++;
 			continue;
 		}
-		int r = recover_one(s, state_dir, ids[i], c, out);
+		int r = recover_one(s, spool_root, ids[i], c, out);
 		if (r < 0)
 			rc = 1;
 		else if (r > 0)

@@ -6,7 +6,7 @@
  * jobs/<id> with a readable `job` file and params.mp becomes a row of its
  * own id: out/ there → DONE, a valid `error` → FAILED (CANCELED for
  * ECANCELED) with its code and message, otherwise QUEUED again. What cannot
- * be read goes to <state_dir>/recovered-aside/<id>. The next id is then
+ * be read goes to <spool root>/recovered-aside/<id>. The next id is then
  * past every dir.
  */
 #ifndef RECOVER_H
@@ -21,8 +21,11 @@ struct recover_counts {
 	int damaged;                        /* 1: the database was moved */
 };
 
-/* 0 (a summary on out), or 1 with the reason on out. */
-int recover_state_dir(const char *state_dir, FILE *out,
+/* The job dirs are <spool_root>/jobs/<id> (the state dir, or under
+ * executor = slurm the shared slurm_spool_dir: config_spool_root), and
+ * what cannot be read goes to <spool_root>/recovered-aside/ (the same
+ * filesystem). 0 (a summary on out), or 1 with the reason on out. */
+int recover_state_dir(const char *state_dir, const char *spool_root, FILE *out,
                       struct recover_counts *c);
 
 #endif

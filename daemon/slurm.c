@@ -68,6 +68,11 @@ slurm_sbatch_argv(const struct slurm_submit *s, char **argv, size_t max,
 	arg_add(&b, "--output=%s/" SLURM_OUTPUT, s->job_dir, 0);
 	/* neuroq decides about another attempt (max_attempts), not Slurm */
 	arg_add(&b, "%s", "--no-requeue", 0);
+	/* one attempt of a job at a time in its job dir: a daemon killed
+	 * between sbatch's submit and reading its id requeues the job, and
+	 * the next attempt waits (reason Dependency) until that forgotten
+	 * one has ended, instead of running beside it */
+	arg_add(&b, "%s", "--dependency=singleton", 0);
 	if (s->gpus > 0)
 		arg_add(&b, "--gres=gpu:%" PRId64, NULL, s->gpus);
 	mb = (s->mem_bytes + (1u << 20) - 1) >> 20;

@@ -44,6 +44,7 @@ test_sbatch_argv(void **state)
 	        "--chdir=/shared/spool/jobs/42",
 	        "--output=/shared/spool/jobs/42/slurm.out",
 	        "--no-requeue",
+	        "--dependency=singleton",
 	        "--gres=gpu:1",
 	        "--mem=3073M",
 	        "--time=11",
@@ -73,14 +74,14 @@ test_sbatch_argv(void **state)
 	                         .mem_bytes = 1000,
 	                         .time_limit_s = 60};
 	argc = slurm_sbatch_argv(&c, argv, 32, buf, sizeof(buf));
-	assert_int_equal(argc, 9);
+	assert_int_equal(argc, 10);
 	assert_string_equal(argv[0], "sbatch");
-	assert_string_equal(argv[6], "--mem=256M");
-	assert_string_equal(argv[7], "--time=1");
-	assert_string_equal(argv[8], "/s/7/slurm.sh");
+	assert_string_equal(argv[7], "--mem=256M");
+	assert_string_equal(argv[8], "--time=1");
+	assert_string_equal(argv[9], "/s/7/slurm.sh");
 	/* no limit: no --time */
 	c.time_limit_s = 0;
-	assert_int_equal(slurm_sbatch_argv(&c, argv, 32, buf, sizeof(buf)), 8);
+	assert_int_equal(slurm_sbatch_argv(&c, argv, 32, buf, sizeof(buf)), 9);
 	/* too small a buffer or argv: refused, not cut */
 	assert_int_equal(slurm_sbatch_argv(&s, argv, 32, buf, 100), -1);
 	assert_int_equal(slurm_sbatch_argv(&s, argv, 5, buf, sizeof(buf)), -1);

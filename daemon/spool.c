@@ -37,8 +37,8 @@
 #define SPOOL_SHARED_MODE  0711  /* slurm_spool_dir, its jobs/ */
 
 static int spool_write_file(const char *path, const void *buf, size_t len);
-static int spool_read_file(const char *path, size_t max, char **out,
-                           size_t *outlen);
+static int spool_read_file(const char *dir, const char *name, size_t max,
+                           char **out, size_t *outlen);
 
 int
 spool_name_ok(const char *name)
@@ -135,7 +135,85 @@ int
 spool_give_to_owner(const char *job_dir, uid_t uid)
 {
 	spool_chown_uid = uid;
-	return nftw(job_dir, spool_chown_one, 16, FTW_PHYS) == 0 ? 0 : NQ_EIO;
+	/* depth first: a dir is handed over after what is in it, so the
+	 * owner cannot swap an entry for a link while the walk still has to
+	 * pass through it */
+	return nftw(job_dir, spool_chown_one, 16, FTW_PHYS | FTW_DEPTH) == 0
+	               ? 0
+	               : NQ_EIO;
+}
+
+/* strerror, with what spool_open_in's refusals mean */
+static const char *
+spool_strerror(int e)
+{
+	if (e == EPERM || e == ELOOP || e == ENOTDIR)
+		return "not a plain file in the job dir (a link, or a file "
+		       "linked elsewhere too)";
+	return strerror(e);
+}
+
+/* name in dfd as a plain file with one link, never through a link: the
+ * fd, or -1 with errno (ELOOP: a link; EPERM: not a plain file or linked
+ * elsewhere too). */
+static int
+spool_openat_file(int dfd, const char *name)
+{
+	struct stat st;
+	/* O_NONBLOCK: a fifo planted there does not hang the open */
+	int fd = openat(dfd, name,
+	                O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+
+	if (fd < 0)
+		return -1;
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_nlink != 1) {
+		close(fd);
+		errno = EPERM;
+		return -1;
+	}
+	return fd;
+}
+
+int
+spool_open_in(const char *dir, const char *rel, int want_dir)
+{
+	char part[256];
+	const char *p = rel;
+	int dfd, fd;
+
+	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return -1;
+	for (;;) {
+		const char *slash = strchr(p, '/');
+		size_t n = slash != NULL ? (size_t) (slash - p) : strlen(p);
+		if (n == 0 || n >= sizeof(part) || (n == 1 && p[0] == '.') ||
+		    (n == 2 && p[0] == '.' && p[1] == '.')) {
+			close(dfd);
+			errno = EINVAL;
+			return -1;
+		}
+		memcpy(part, p, n);
+		part[n] = '\0';
+		if (slash == NULL)
+			break;
+		fd = openat(dfd, part,
+		            O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		close(dfd);
+		if (fd < 0)
+			return -1;
+		dfd = fd;
+		p = slash + 1;
+	}
+	if (want_dir)
+		fd = openat(dfd, part,
+		            O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	else
+		fd = spool_openat_file(dfd, part);
+	int e = errno;
+	close(dfd);
+	errno = e;
+	return fd;
 }
 
 int
@@ -153,12 +231,11 @@ spool_write_umask(const char *dir, unsigned um)
 unsigned
 spool_read_umask(const char *job_dir)
 {
-	char path[4096], *buf = NULL, *end;
+	char *buf = NULL, *end;
 	size_t len;
 	unsigned long v;
 
-	if (spool_path(path, sizeof(path), job_dir, "umask", NULL) != 0 ||
-	    spool_read_file(path, 16, &buf, &len) != 0)
+	if (spool_read_file(job_dir, "umask", 16, &buf, &len) != 0)
 		return SPOOL_UMASK_DEFAULT;
 	v = strtoul(buf, &end, 8);
 	if (end == buf || (*end != '\n' && *end != '\0') || v > 0777)
@@ -191,40 +268,65 @@ spool_mkdir_p(const char *path, mode_t mode)
 	return 0;
 }
 
-int
-spool_rm_rf(const char *path)
+/* Empty the dir open as dfd (closed here), never leaving it: every entry
+ * by its name in dfd, a subdir entered only as a dir (O_NOFOLLOW), so an
+ * entry swapped for a link while we work is unlinked, not followed. The
+ * errno of the last failure, or 0. */
+static int
+spool_rm_in(int dfd, int depth)
 {
 	DIR *d;
 	struct dirent *e;
-	char sub[4096];
-	int err = 0; /* errno of the last failure */
+	int err = 0;
 
-	d = opendir(path);
+	if (depth > 64) {
+		close(dfd);
+		return ELOOP;
+	}
+	d = fdopendir(dfd);
 	if (d == NULL) {
-		if (errno == ENOENT)
-			return 0;
-		if (errno == ENOTDIR)
-			return unlink(path) == 0 ? 0 : NQ_EIO;
-		return NQ_EIO;
+		err = errno;
+		close(dfd);
+		return err;
 	}
 	while ((e = readdir(d)) != NULL) {
 		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
 			continue;
-		if (spool_path(sub, sizeof(sub), path, e->d_name, NULL) != 0) {
-			err = ENAMETOOLONG;
+		if (unlinkat(dirfd(d), e->d_name, 0) == 0 || errno == ENOENT)
+			continue;
+		int ue = errno;
+		int sub =
+		        openat(dirfd(d), e->d_name,
+		               O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (sub < 0) {
+			err = errno == ENOTDIR ? ue : errno;
 			continue;
 		}
-		struct stat st;
-		if (lstat(sub, &st) != 0)
-			continue;
-		if (S_ISDIR(st.st_mode)) {
-			if (spool_rm_rf(sub) != 0)
-				err = errno;
-		} else if (unlink(sub) != 0) {
+		int se = spool_rm_in(sub, depth + 1);
+		if (se != 0)
+			err = se;
+		if (unlinkat(dirfd(d), e->d_name, AT_REMOVEDIR) != 0 &&
+		    errno != ENOENT)
 			err = errno;
-		}
 	}
 	closedir(d);
+	return err;
+}
+
+int
+spool_rm_rf(const char *path)
+{
+	int fd, err;
+
+	fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0) {
+		if (errno == ENOENT)
+			return 0;
+		if (errno == ENOTDIR || errno == ELOOP)
+			return unlink(path) == 0 ? 0 : NQ_EIO;
+		return NQ_EIO;
+	}
+	err = spool_rm_in(fd, 0);
 	if (rmdir(path) != 0 && err == 0)
 		err = errno;
 	if (err != 0) {
@@ -262,7 +364,11 @@ spool_write_file(const char *path, const void *buf, size_t len)
 
 	if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int) sizeof(tmp))
 		return ENAMETOOLONG;
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
+	/* a new file, never through whatever is at tmp (a link planted by
+	 * the owner of a job dir under Slurm) */
+	if (unlink(tmp) != 0 && errno != ENOENT)
+		return errno;
+	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
 	          SPOOL_FILE_MODE);
 	if (fd < 0)
 		return errno;
@@ -296,17 +402,17 @@ fail : {
 }
 }
 
-/* Read a whole file of at most max bytes. */
+/* Read the whole of name in dir (spool_open_in: no link followed) of at
+ * most max bytes. 0 or an errno. */
 static int
-spool_read_file(const char *path, size_t max, char **out, size_t *outlen)
+spool_read_file(const char *dir, const char *name, size_t max, char **out,
+                size_t *outlen)
 {
-	/* "e": close-on-exec, since the daemon reads in its threadpool while
-	 * the loop thread may be forking a worker */
-	FILE *f = fopen(path, "rbe");
+	int fd = spool_open_in(dir, name, 0);
 	char *buf = NULL;
 	size_t len = 0, cap = 0;
 
-	if (f == NULL)
+	if (fd < 0)
 		return errno;
 	for (;;) {
 		if (len == cap) {
@@ -318,17 +424,25 @@ spool_read_file(const char *path, size_t max, char **out, size_t *outlen)
 			char *nb = realloc(buf, cap + 1);
 			if (nb == NULL) {
 				free(buf);
-				fclose(f);
+				close(fd);
 				return ENOMEM;
 			}
 			buf = nb;
 		}
-		size_t r = fread(buf + len, 1, cap - len, f);
-		len += r;
+		ssize_t r = read(fd, buf + len, cap - len);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			int e = errno;
+			free(buf);
+			close(fd);
+			return e;
+		}
+		len += (size_t) r;
 		if (r == 0)
 			break;
 	}
-	fclose(f);
+	close(fd);
 	if (len > max) {
 		free(buf);
 		return EFBIG;
@@ -548,13 +662,11 @@ spool_write_error(const char *job_dir, int code, const char *message)
 int
 spool_read_error(const char *job_dir, int *code, char *message, size_t msglen)
 {
-	char path[4096];
 	char *buf = NULL, *nl;
 	size_t len;
 	int c;
 
-	if (spool_path(path, sizeof(path), job_dir, "error", NULL) != 0 ||
-	    spool_read_file(path, 64 * 1024, &buf, &len) != 0)
+	if (spool_read_file(job_dir, "error", 64 * 1024, &buf, &len) != 0)
 		return NQ_EIO;
 	long v = strtol(buf, &nl, 10); /* the worker's code, 1..INT_MAX */
 	if (nl == buf || v <= 0 || v > INT_MAX) {
@@ -577,38 +689,32 @@ spool_read_error(const char *job_dir, int *code, char *message, size_t msglen)
 int
 spool_read_log(const char *job_dir, size_t max, char **text)
 {
-	char path[4096];
-	FILE *f;
-	long size;
+	struct stat st;
 	char *buf;
+	int fd;
 
 	*text = NULL;
-	if (spool_path(path, sizeof(path), job_dir, "log", NULL) != 0)
-		return NQ_EINTERNAL;
-	f = fopen(path, "rbe");
-	if (f == NULL) {
+	fd = spool_open_in(job_dir, "log", 0);
+	if (fd < 0 || fstat(fd, &st) != 0) {
+		if (fd >= 0)
+			close(fd);
 		*text = strdup("");
 		return *text == NULL ? NQ_ENOMEM : 0;
 	}
-	fseek(f, 0, SEEK_END);
-	size = ftell(f);
-	if (size < 0)
-		size = 0;
-	if ((size_t) size > max)
-		fseek(f, size - (long) max, SEEK_SET);
-	else
-		fseek(f, 0, SEEK_SET);
-	size_t want = (size_t) size > max ? max : (size_t) size;
+	size_t size = st.st_size > 0 ? (size_t) st.st_size : 0;
+	size_t want = size > max ? max : size;
 	buf = malloc(want + 1);
 	if (buf == NULL) {
-		fclose(f);
+		close(fd);
 		return NQ_ENOMEM;
 	}
-	size_t got = fread(buf, 1, want, f);
-	fclose(f);
+	ssize_t got = pread(fd, buf, want, (off_t) (size - want));
+	close(fd);
+	if (got < 0)
+		got = 0;
 	buf[got] = '\0';
 	/* the wire carries str: no NUL inside */
-	for (size_t i = 0; i < got; i++) {
+	for (ssize_t i = 0; i < got; i++) {
 		if (buf[i] == '\0')
 			buf[i] = ' ';
 	}
@@ -626,7 +732,7 @@ spool_read_params(const char *job_dir, struct nq_value *params, char *msg,
 	int e, rc;
 
 	spool_path(path, sizeof(path), job_dir, "params.mp", NULL);
-	e = spool_read_file(path, 1u << 30, &buf, &len);
+	e = spool_read_file(job_dir, "params.mp", 1u << 30, &buf, &len);
 	if (e != 0) {
 		snprintf(msg, msglen, "cannot read %s: %s", path, strerror(e));
 		return NQ_EIO;
@@ -652,20 +758,26 @@ spool_ends_with(const char *s, const char *suffix, size_t *stem)
 	return 1;
 }
 
-/* Load every <dir>/<name>.npy into m (only names in `names` when given). */
+/* Load every <job_dir>/<sub>/<name>.npy into m (spool_open_in: no link
+ * followed, no file linked elsewhere). */
 static int
-spool_load_npys(const char *dir, struct nq_map *m, char *msg, size_t msglen)
+spool_load_npys(const char *job_dir, const char *sub, struct nq_map *m,
+                char *msg, size_t msglen)
 {
-	DIR *d = opendir(dir);
+	int dfd = spool_open_in(job_dir, sub, 1);
+	DIR *d;
 	struct dirent *e;
 	char path[4096], name[80];
 	int rc = 0;
 
-	if (d == NULL) {
-		if (errno == ENOENT)
+	if (dfd < 0 || (d = fdopendir(dfd)) == NULL) {
+		int err = errno;
+		if (dfd >= 0)
+			close(dfd);
+		if (err == ENOENT)
 			return 0;
-		snprintf(msg, msglen, "cannot open %s: %s", dir,
-		         strerror(errno));
+		snprintf(msg, msglen, "cannot open %s/%s: %s", job_dir, sub,
+		         strerror(err));
 		return NQ_EIO;
 	}
 	while ((e = readdir(d)) != NULL) {
@@ -679,8 +791,15 @@ spool_load_npys(const char *dir, struct nq_map *m, char *msg, size_t msglen)
 			continue;
 		struct nq_array a;
 		memset(&a, 0, sizeof(a));
-		spool_path(path, sizeof(path), dir, e->d_name, NULL);
-		rc = nq_npy_read(path, &a, 0, msg, msglen);
+		spool_path(path, sizeof(path), job_dir, sub, e->d_name);
+		int fd = spool_openat_file(dirfd(d), e->d_name);
+		if (fd < 0) {
+			snprintf(msg, msglen, "cannot read %s: %s", path,
+			         spool_strerror(errno));
+			rc = NQ_EIO;
+			break;
+		}
+		rc = nq_npy_read_fd(fd, path, &a, 0, msg, msglen);
 		if (rc != 0)
 			break;
 		rc = nq_map_set_array(m, name, &a);
@@ -696,10 +815,7 @@ int
 spool_read_inputs(const char *job_dir, struct nq_map *inputs, char *msg,
                   size_t msglen)
 {
-	char dir[4096];
-
-	spool_path(dir, sizeof(dir), job_dir, "in", NULL);
-	return spool_load_npys(dir, inputs, msg, msglen);
+	return spool_load_npys(job_dir, "in", inputs, msg, msglen);
 }
 
 int
@@ -813,7 +929,7 @@ fail:
 }
 
 static int
-spool_read_scalars(const char *odir, struct nq_value *sv, char *msg,
+spool_read_scalars(const char *job_dir, struct nq_value *sv, char *msg,
                    size_t msglen)
 {
 	char path[4096];
@@ -821,15 +937,17 @@ spool_read_scalars(const char *odir, struct nq_value *sv, char *msg,
 	size_t len = 0;
 	int e, rc;
 
-	spool_path(path, sizeof(path), odir, "result.mp", NULL);
-	e = spool_read_file(path, SPOOL_MAX_RESULT_MP, &buf, &len);
+	spool_path(path, sizeof(path), job_dir, "out", "result.mp");
+	e = spool_read_file(job_dir, "out/result.mp", SPOOL_MAX_RESULT_MP, &buf,
+	                    &len);
 	if (e == ENOENT) {
 		sv->kind = NQ_MAP;
 		sv->u.map = nq_map_new();
 		return sv->u.map == NULL ? NQ_ENOMEM : 0;
 	}
 	if (e != 0) {
-		snprintf(msg, msglen, "cannot read %s: %s", path, strerror(e));
+		snprintf(msg, msglen, "cannot read %s: %s", path,
+		         spool_strerror(e));
 		return NQ_EIO;
 	}
 	rc = nq_decode(buf, len, sv, msg, msglen);
@@ -846,16 +964,15 @@ int
 spool_read_outputs(const char *job_dir, const struct nq_value *names,
                    struct nq_map *out, char *msg, size_t msglen)
 {
-	char odir[4096], path[4096];
+	char path[4096];
 	struct nq_value sv = {.kind = NQ_NIL};
 	int rc;
 
-	spool_path(odir, sizeof(odir), job_dir, "out", NULL);
-	rc = spool_read_scalars(odir, &sv, msg, msglen);
+	rc = spool_read_scalars(job_dir, &sv, msg, msglen);
 	if (rc != 0)
 		return rc;
 	if (names == NULL) {
-		rc = spool_load_npys(odir, out, msg, msglen);
+		rc = spool_load_npys(job_dir, "out", out, msg, msglen);
 		for (size_t i = 0; rc == 0 && i < sv.u.map->n; i++)
 			rc = nq_map_set(out, sv.u.map->keys[i],
 			                &sv.u.map->vals[i]);
@@ -887,15 +1004,22 @@ spool_read_outputs(const char *job_dir, const struct nq_value *names,
 			goto done;
 		}
 		char rel[128];
-		snprintf(rel, sizeof(rel), "%s.npy", name);
-		spool_path(path, sizeof(path), odir, rel, NULL);
-		if (access(path, F_OK) != 0) {
+		snprintf(rel, sizeof(rel), "out/%s.npy", name);
+		spool_path(path, sizeof(path), job_dir, rel, NULL);
+		int fd = spool_open_in(job_dir, rel, 0);
+		if (fd < 0 && errno == ENOENT) {
 			snprintf(msg, msglen, "names: no output named '%s'",
 			         name);
 			rc = NQ_EBADPARAM;
 			goto done;
 		}
-		rc = nq_npy_read(path, &a, 0, msg, msglen);
+		if (fd < 0) {
+			snprintf(msg, msglen, "cannot read %s: %s", path,
+			         spool_strerror(errno));
+			rc = NQ_EIO;
+			goto done;
+		}
+		rc = nq_npy_read_fd(fd, path, &a, 0, msg, msglen);
 		if (rc == 0)
 			rc = nq_map_set_array(out, name, &a);
 		nq_array_fini(&a);
@@ -984,14 +1108,13 @@ spool_meta_word(const char *v, char *out, size_t n)
 int
 spool_read_meta(const char *job_dir, struct spool_meta *m)
 {
-	char path[4096], *buf = NULL, *line, *save = NULL;
+	char *buf = NULL, *line, *save = NULL;
 	size_t len;
 	unsigned seen = 0;
 	int rc = 0;
 
 	memset(m, 0, sizeof(*m));
-	if (spool_path(path, sizeof(path), job_dir, "job", NULL) != 0 ||
-	    spool_read_file(path, 4096, &buf, &len) != 0)
+	if (spool_read_file(job_dir, "job", 4096, &buf, &len) != 0)
 		return NQ_EIO;
 	for (line = strtok_r(buf, "\n", &save); line != NULL && rc == 0;
 	     line = strtok_r(NULL, "\n", &save)) {
@@ -1145,7 +1268,8 @@ spool_verify_inputs(const char *job_dir, char *msg, size_t msglen)
 
 	if (spool_path(path, sizeof(path), job_dir, SPOOL_MANIFEST, NULL) != 0)
 		return NQ_EINTERNAL;
-	if ((e0 = spool_read_file(path, 16u << 20, &buf, &len)) != 0) {
+	if ((e0 = spool_read_file(job_dir, SPOOL_MANIFEST, 16u << 20, &buf,
+	                          &len)) != 0) {
 		if (e0 == ENOENT)
 			return 0; /* staged before manifests existed */
 		snprintf(msg, msglen, "cannot read %s: %s", path, strerror(e0));

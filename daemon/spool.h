@@ -71,9 +71,18 @@ int64_t spool_max_job_id(const char *state_dir);
  * message naming the damaged input. */
 int spool_verify_inputs(const char *job_dir, char *msg, size_t msglen);
 /* Files and dirs: 0, or NQ_EIO with errno left set to the cause (for the
- * caller's message: read it at once). rm_rf of a missing path is 0. */
+ * caller's message: read it at once). rm_rf of a missing path is 0; it
+ * works by dir fds and never follows a link, not even one swapped in while
+ * it runs. */
 int spool_mkdir_p(const char *path, mode_t mode);
 int spool_rm_rf(const char *path);
+/* rel (names joined by '/', no "." or "..") under dir, opened for reading
+ * without following a link anywhere below dir; a file must be a plain file
+ * with one link (want_dir: a dir). Under Slurm a job's owner owns its job
+ * dir: what they plant there never leads the daemon to another's file.
+ * Every read of a job dir goes through here. The fd, or -1 with errno
+ * (ELOOP/ENOTDIR: a link on the way, EPERM: not a plain file). */
+int spool_open_in(const char *dir, const char *rel, int want_dir);
 int spool_fsync_dir(const char *path);
 
 /* Submit, before the row exists: write params.mp and in/<name>.npy into a

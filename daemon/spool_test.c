@@ -1,7 +1,9 @@
 /*
  * spool_test.c — the spool's integrity pieces (issue 10): the inputs'
  * SHA-256 manifest and its check, the `job` file, the highest job dir, and
- * a commit that never replaces an existing job dir.
+ * a commit that never replaces an existing job dir; and every read of a job
+ * dir refusing what its owner (under Slurm) could plant there: links,
+ * hard links, fifos; writes and removal that never go through a link.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -10,13 +12,18 @@
 
 #include <cmocka.h>
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/types.h>
 #include <unistd.h>
 
+#include "liveness.h"
 #include "nq_error.h"
+#include "nq_npy.h"
+#include "nq_value.h"
 #include "spool.h"
 
 static char sd[64];
@@ -239,6 +246,186 @@ test_commit_never_replaces(void **state)
 	assert_int_equal(spool_max_job_id(sd), 152);
 }
 
+/* A job dir whose out/ holds one real output (x = [1, 2, 3]) and a
+ * "secret" job beside it with an output of 42s. */
+static void
+two_jobs(char *jd, char *other, size_t n)
+{
+	struct nq_array a;
+	int64_t shape[1] = {3};
+	char path[600];
+
+	snprintf(jd, n, "%s/jobs/1", sd);
+	snprintf(other, n, "%s/jobs/2", sd);
+	for (int k = 0; k < 2; k++) {
+		const char *d = k == 0 ? jd : other;
+		assert_int_equal(mkdir(d, 0700), 0);
+		snprintf(path, sizeof(path), "%s/out", d);
+		assert_int_equal(mkdir(path, 0700), 0);
+		assert_int_equal(nq_array_init(&a, NQ_DT_F64, 1, shape), 0);
+		for (int i = 0; i < 3; i++)
+			((double *) a.data)[i] = k == 0 ? i + 1 : 42;
+		snprintf(path, sizeof(path), "%s/out/%s.npy", d,
+		         k == 0 ? "x" : "secret");
+		assert_int_equal(nq_npy_write(path, &a), 0);
+		nq_array_fini(&a);
+		snprintf(path, sizeof(path), "%s/error", d);
+		FILE *f = fopen(path, "w");
+		assert_non_null(f);
+		fputs(k == 0 ? "8 EBADDATA\nmine\n" : "8 EBADDATA\nSECRET\n",
+		      f);
+		fclose(f);
+		snprintf(path, sizeof(path), "%s/log", d);
+		f = fopen(path, "w");
+		assert_non_null(f);
+		fputs(k == 0 ? "my log\n" : "SECRET log\n", f);
+		fclose(f);
+	}
+}
+
+static int
+read_all_outputs(const char *jd, char *msg, size_t n)
+{
+	struct nq_map *m = nq_map_new();
+	int rc;
+
+	assert_non_null(m);
+	rc = spool_read_outputs(jd, NULL, m, msg, n);
+	/* whatever came back must not be the other job's */
+	assert_null(nq_map_get(m, "secret"));
+	nq_map_free(m);
+	return rc;
+}
+
+/* The owner of a job dir links its out/ files (or out/ itself, or error,
+ * log, result.mp) to another job's: the daemon reads none of them. */
+static void
+test_reads_never_follow_links(void **state)
+{
+	char jd[512], other[512], path[700], target[700], msg[256];
+	struct nq_map *m;
+	int code = 0;
+	char *log = NULL;
+
+	(void) state;
+	two_jobs(jd, other, sizeof(jd));
+
+	/* as written: readable */
+	assert_int_equal(read_all_outputs(jd, msg, sizeof(msg)), 0);
+	assert_int_equal(spool_read_error(jd, &code, msg, sizeof(msg)), 0);
+	assert_string_equal(msg, "mine");
+	assert_int_equal(spool_read_log(jd, 1024, &log), 0);
+	assert_string_equal(log, "my log\n");
+	free(log);
+
+	/* a link to the other job's array, under a name of our own */
+	snprintf(path, sizeof(path), "%s/out/secret.npy", jd);
+	snprintf(target, sizeof(target), "%s/out/secret.npy", other);
+	assert_int_equal(symlink(target, path), 0);
+	assert_int_equal(read_all_outputs(jd, msg, sizeof(msg)), NQ_EIO);
+	assert_non_null(strstr(msg, "not a plain file"));
+	struct nq_value names = {.kind = NQ_LIST};
+	struct nq_value item = {.kind = NQ_STR};
+	item.u.str.s = "secret";
+	item.u.str.len = 6;
+	names.u.list.items = &item;
+	names.u.list.n = 1;
+	m = nq_map_new();
+	assert_int_equal(spool_read_outputs(jd, &names, m, msg, sizeof(msg)),
+	                 NQ_EIO);
+	assert_null(nq_map_get(m, "secret"));
+	nq_map_free(m);
+	assert_int_equal(unlink(path), 0);
+
+	/* a hard link (where the kernel lets the owner make one) */
+	assert_int_equal(link(target, path), 0);
+	assert_int_equal(read_all_outputs(jd, msg, sizeof(msg)), NQ_EIO);
+	assert_int_equal(unlink(path), 0);
+
+	/* a fifo: refused, and the daemon is not left waiting on it */
+	assert_int_equal(mkfifo(path, 0600), 0);
+	assert_int_equal(read_all_outputs(jd, msg, sizeof(msg)), NQ_EIO);
+	assert_int_equal(unlink(path), 0);
+
+	/* result.mp linked to another's */
+	snprintf(path, sizeof(path), "%s/out/result.mp", jd);
+	snprintf(target, sizeof(target), "%s/out/secret.npy", other);
+	assert_int_equal(symlink(target, path), 0);
+	assert_int_equal(read_all_outputs(jd, msg, sizeof(msg)), NQ_EIO);
+	assert_int_equal(unlink(path), 0);
+
+	/* out/ itself a link to the other's out/ */
+	snprintf(path, sizeof(path), "%s/out", jd);
+	snprintf(target, sizeof(target), "%s/out.mine", jd);
+	assert_int_equal(rename(path, target), 0);
+	snprintf(target, sizeof(target), "%s/out", other);
+	assert_int_equal(symlink(target, path), 0);
+	assert_int_equal(read_all_outputs(jd, msg, sizeof(msg)), NQ_EIO);
+
+	/* error and log linked to the other's */
+	snprintf(path, sizeof(path), "%s/error", jd);
+	snprintf(target, sizeof(target), "%s/error", other);
+	assert_int_equal(unlink(path), 0);
+	assert_int_equal(symlink(target, path), 0);
+	msg[0] = '\0';
+	assert_int_equal(spool_read_error(jd, &code, msg, sizeof(msg)), NQ_EIO);
+	assert_null(strstr(msg, "SECRET"));
+	snprintf(path, sizeof(path), "%s/log", jd);
+	snprintf(target, sizeof(target), "%s/log", other);
+	assert_int_equal(unlink(path), 0);
+	assert_int_equal(symlink(target, path), 0);
+	assert_int_equal(spool_read_log(jd, 1024, &log), 0);
+	assert_string_equal(log, "");
+	free(log);
+
+	/* the time limit file: a fifo does not hang the read */
+	snprintf(path, sizeof(path), "%s/time_limit", jd);
+	assert_int_equal(mkfifo(path, 0600), 0);
+	assert_int_equal(liveness_read(jd), 0);
+
+	/* no way out of the dir by name either */
+	assert_int_equal(spool_open_in(jd, "../2/error", 0), -1);
+	assert_int_equal(errno, EINVAL);
+}
+
+/* The daemon's writes into a job dir (error) never go through a link the
+ * owner put at the temp name, and rm -rf never leaves the dir. */
+static void
+test_writes_and_removal_stay_inside(void **state)
+{
+	char jd[512], other[512], path[700], target[700], buf[64] = "";
+	FILE *f;
+
+	(void) state;
+	two_jobs(jd, other, sizeof(jd));
+	snprintf(path, sizeof(path), "%s/error.tmp", jd);
+	snprintf(target, sizeof(target), "%s/error", other);
+	assert_int_equal(symlink(target, path), 0);
+	assert_int_equal(spool_write_error(jd, NQ_ECANCELED, "canceled"), 0);
+	f = fopen(target, "r");
+	assert_non_null(f);
+	assert_non_null(fgets(buf, sizeof(buf), f));
+	fclose(f);
+	assert_string_equal(buf, "8 EBADDATA\n");
+	int code = 0;
+	char msg[128];
+	assert_int_equal(spool_read_error(jd, &code, msg, sizeof(msg)), 0);
+	assert_int_equal(code, NQ_ECANCELED);
+
+	/* rm -rf of a job dir holding links to the other job and its dir */
+	snprintf(path, sizeof(path), "%s/out/away", jd);
+	snprintf(target, sizeof(target), "%s/out", other);
+	assert_int_equal(symlink(target, path), 0);
+	snprintf(path, sizeof(path), "%s/up", jd);
+	assert_int_equal(symlink(other, path), 0);
+	assert_int_equal(spool_rm_rf(jd), 0);
+	assert_int_equal(access(jd, F_OK), -1);
+	snprintf(path, sizeof(path), "%s/out/secret.npy", other);
+	assert_int_equal(access(path, F_OK), 0);
+	snprintf(path, sizeof(path), "%s/error", other);
+	assert_int_equal(access(path, F_OK), 0);
+}
+
 int
 main(void)
 {
@@ -247,6 +434,10 @@ main(void)
 	        cmocka_unit_test_setup_teardown(test_meta, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_commit_never_replaces,
 	                                        setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_reads_never_follow_links,
+	                                        setup, teardown),
+	        cmocka_unit_test_setup_teardown(
+	                test_writes_and_removal_stay_inside, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -43,7 +43,8 @@ for f in /usr/sbin/neuroqd /usr/bin/neuroq /usr/bin/neuroq-worker; do
 	[ -x "$f" ] || fail "$f missing"
 done
 for f in "$UNIT" /usr/share/man/man1/neuroq.1 /usr/share/man/man8/neuroqd.8 \
-	/usr/share/doc/neuroq/README.md /usr/share/doc/neuroq/examples/neuroqd.conf.example; do
+	/usr/share/doc/neuroq/README.md /usr/share/doc/neuroq/examples/neuroqd.conf.example \
+	/usr/share/doc/neuroq/examples/neuroqd-slurm.conf; do
 	[ -f "$f" ] || fail "$f missing"
 done
 getent passwd neuroq >/dev/null || fail "postinst made no user neuroq"

@@ -484,14 +484,7 @@ int
 nq_npy_read(const char *path, struct nq_array *a, size_t max_bytes, char *err,
             size_t errlen)
 {
-	unsigned char pre[12];
-	struct stat st;
-	struct nq_array t = {0};
-	char *dict = NULL;
-	size_t hlen, doff, isz;
-	uint64_t n = 1, need;
-	ssize_t r;
-	int fd, rc;
+	int fd;
 
 	memset(a, 0, sizeof(*a));
 	if (err != NULL && errlen > 0)
@@ -500,6 +493,25 @@ nq_npy_read(const char *path, struct nq_array *a, size_t max_bytes, char *err,
 	if (fd < 0)
 		return nq_npy_fail(err, errlen, NQ_EIO, "cannot open %s: %s",
 		                   path, strerror(errno));
+	return nq_npy_read_fd(fd, path, a, max_bytes, err, errlen);
+}
+
+int
+nq_npy_read_fd(int fd, const char *path, struct nq_array *a, size_t max_bytes,
+               char *err, size_t errlen)
+{
+	unsigned char pre[12];
+	struct stat st;
+	struct nq_array t = {0};
+	char *dict = NULL;
+	size_t hlen, doff, isz;
+	uint64_t n = 1, need;
+	ssize_t r;
+	int rc;
+
+	memset(a, 0, sizeof(*a));
+	if (err != NULL && errlen > 0)
+		err[0] = '\0';
 	if (fstat(fd, &st) != 0) {
 		rc = nq_npy_fail(err, errlen, NQ_EIO, "cannot stat %s: %s",
 		                 path, strerror(errno));

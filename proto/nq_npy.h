@@ -44,5 +44,9 @@ int nq_npy_writeat(int dirfd, const char *path, unsigned mode,
  * 0, NQ_EIO (cannot open/read), NQ_EBADARRAY (bad file), NQ_ENOMEM. */
 int nq_npy_read(const char *path, struct nq_array *a, size_t max_bytes,
                 char *err, size_t errlen);
+/* nq_npy_read from an open fd (closed, whatever the outcome); path only
+ * names it in messages. */
+int nq_npy_read_fd(int fd, const char *path, struct nq_array *a,
+                   size_t max_bytes, char *err, size_t errlen);
 
 #endif

@@ -40,6 +40,7 @@ Daemon = e2e.Daemon
 GSN_ARRAYS = e2e.GSN_ARRAYS
 GSN_SCALARS = e2e.GSN_SCALARS
 LONG_JOB = e2e.LONG_JOB
+NEUROQD = e2e.NEUROQD
 TERMINAL = e2e.TERMINAL
 WORKER = e2e.WORKER
 assert_gsn_sane = e2e.assert_gsn_sane

@@ -18,15 +18,18 @@ cluster.sh.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 import neuroq
-from slurmlib import (GSN_ARRAYS, GSN_SCALARS, LONG_JOB, POLL_S, TERMINAL, Daemon,
+from slurmlib import (GSN_ARRAYS, GSN_SCALARS, LONG_JOB, NEUROQD, POLL_S, TERMINAL, Daemon,
                       _state_dir, assert_gsn_sane, assert_same_result, make_data,
                       read_out_dir, unix_users, wait_all, wait_state)
 
@@ -239,6 +242,76 @@ def test_job_runs_as_its_owner(slurm_daemon):
         assert_gsn_sane(read_out_dir(out / "r"), data)
 
 
+def test_owner_cannot_reach_another_jobs_outputs(slurm_daemon):
+    """Under Slurm a job's owner owns its job dir on the shared spool. Links
+    planted there to another job's outputs (its arrays, result.mp, error,
+    log, or out/ itself) never lead `result`, `status` or `logs` to that
+    job's data: the daemon refuses the file, and says why."""
+    d = slurm_daemon
+    tmp_path = d.dir / "links"  # under the daemon's 0755 dir (pytest's is 0700)
+    tmp_path.mkdir(mode=0o755)
+    with unix_users(USER) as users:
+        pw = users[USER]
+        secret = make_data(30, 10, 3, seed=31)
+        mine = make_data(30, 10, 3, seed=32)
+        src = tmp_path / "in"
+        src.mkdir(mode=0o755)
+        np.save(src / "data.npy", mine)
+        os.chmod(src / "data.npy", 0o644)
+        with d.client() as c:
+            other = c.submit("gsn", inputs={"data": secret})
+            assert wait_state(c, other.id, TERMINAL, timeout=120)["state"] == "DONE"
+            theirs = c.result(other.id)
+        r = d.cli("submit", "gsn", "--data", src / "data.npy", user=USER)
+        assert r.returncode == 0, r.stderr
+        jid = int(r.stdout.strip())
+        r = d.cli("wait", jid, "--timeout", "120", user=USER)
+        assert r.stdout.strip() == "DONE", (r.stdout, r.stderr)
+        jd, od = d.job_dir(jid), d.job_dir(other.id)
+        assert os.stat(jd).st_uid == pw.pw_uid  # the owner's own dir
+
+        def as_owner(*cmd):
+            p = subprocess.run(["sh", "-c", *cmd], user=USER, capture_output=True,
+                               text=True, timeout=30)
+            assert p.returncode == 0, p.stderr
+
+        def result_as_owner():
+            out = tmp_path / f"res{time.monotonic_ns()}"
+            out.mkdir(mode=0o777)
+            os.chmod(out, 0o777)
+            return d.cli("result", jid, "--out", out / "r", user=USER), out / "r"
+
+        r, _ = result_as_owner()
+        assert r.returncode == 0, r.stderr
+        # one array, then result.mp, then out/ itself: each a link to theirs
+        as_owner(f"ln -sf {od}/out/cSb.npy {jd}/out/cSb.npy")
+        r, out = result_as_owner()
+        assert r.returncode != 0 and "not a plain file" in r.stderr, (r.stdout, r.stderr)
+        assert not (out / "cSb.npy").exists()
+        as_owner(f"rm {jd}/out/cSb.npy && ln -s {od}/out/result.mp {jd}/out/x.mp"
+                 f" && mv -f {jd}/out/x.mp {jd}/out/result.mp")
+        r, _ = result_as_owner()
+        assert r.returncode != 0 and "not a plain file" in r.stderr, (r.stdout, r.stderr)
+        as_owner(f"mv {jd}/out {jd}/out.mine && ln -s {od}/out {jd}/out")
+        r, out = result_as_owner()
+        assert r.returncode != 0, r.stdout
+        assert not out.exists() or not any(out.iterdir())
+        with d.client() as c:
+            with pytest.raises(neuroq.errors.NeuroqError):
+                c.result(jid)
+        # the log: a link reads as no log, never as theirs
+        as_owner(f"mv {jd}/log {jd}/log.mine && ln -s {od}/log {jd}/log")
+        r = d.cli("logs", jid, user=USER)
+        with open(od / "log") as f:
+            their_log = f.read()
+        assert their_log and their_log not in r.stdout
+        # their result is theirs, untouched; ours never equalled it
+        with d.client() as c:
+            again = c.result(other.id)
+        for k in ("cSb", "cNb"):
+            assert np.array_equal(again[k], theirs[k])
+
+
 # ---- cancel
 
 
@@ -345,6 +418,96 @@ def test_daemon_kill9_jobs_found_again(slurm_daemon):
         assert final[slow]["attempts"] == 1
         assert_gsn_sane(c.result(slow), slow_data)
     assert len(d.calls("sbatch", since=t0)) == 3, d.calls("sbatch", since=t0)
+
+
+def test_daemon_killed_during_sbatch_never_runs_two_attempts(slurm_daemon):
+    """kill -9 while sbatch runs: Slurm has the job, the daemon never
+    learned its id (an orphan). At the restart the job is submitted again;
+    that attempt waits (Dependency) while the orphan runs, so two attempts
+    never work in one job dir at once, and the job ends DONE."""
+    d = slurm_daemon
+    stall = d.dir / "stall-sbatch"
+    # the sbatch wrapper waits after the real sbatch while `stall` exists:
+    # the job is in Slurm, its id not yet read by the daemon
+    (d.slurm_bin / "sbatch").write_text(
+        "#!/bin/sh\n"
+        f"echo \"$(date +%s.%N) sbatch $*\" >>'{d.calls_log}'\n"
+        f"out=$(SLURM_CONF='{d.cluster.conf}' '{shutil.which('sbatch')}' \"$@\")\n"
+        "rc=$?\n"
+        f"while [ -e '{stall}' ]; do sleep 0.2; done\n"
+        "printf '%s\\n' \"$out\"\n"
+        "exit $rc\n")
+    stall.touch()
+    data = make_data(*LONG_JOB, seed=33)
+    t0 = time.time()
+    with d.client() as c:
+        jid = c.submit("gsn", inputs={"data": data}).id
+        orphan = slurm_id(d, c, jid)  # from squeue: the map has no id yet
+        assert not c.status(jid).get("backend_job_id")
+        pids = freeze(d, c, jid)  # the orphan keeps running
+    d.kill()
+    stall.unlink()
+    d.start()
+    try:
+        with d.client() as c:
+            deadline = time.monotonic() + 60
+            while (sid := str(c.status(jid).get("backend_job_id") or "")) in ("", orphan):
+                assert time.monotonic() < deadline, c.status(jid)
+                time.sleep(0.2)
+            # while the orphan runs, the new attempt waits for it
+            for _ in range(20):
+                q = d.cluster.squeue()
+                assert q[orphan]["state"] == "RUNNING", q
+                assert q[sid]["state"] == "PENDING", q
+                time.sleep(0.5)
+            assert q[sid]["reason"] == "Dependency", q[sid]
+            thaw(pids)
+            j = wait_state(c, jid, TERMINAL, timeout=180)
+            assert j["state"] == "DONE", j
+            assert_gsn_sane(c.result(jid), data)
+    finally:
+        thaw(pids)
+    assert len(d.calls("sbatch", since=t0)) == 2
+    # the orphan ended before the new attempt started
+    first, second = jobcomp(d, orphan), jobcomp(d, sid)
+    assert first.get("EndTime") and second.get("StartTime"), (first, second)
+    assert second["StartTime"] >= first["EndTime"], (first, second)
+
+
+def test_recover_rebuilds_rows_from_the_shared_spool(slurm_daemon):
+    """The database lost: `neuroqd --recover` (same config) finds the job
+    dirs in slurm_spool_dir, not in the state dir, and gives them their rows
+    back with their results; a dir nothing can be made of is set aside on
+    the spool's own filesystem."""
+    d = slurm_daemon
+    datas = [make_data(30, 10, 3, seed=40 + i) for i in range(2)]
+    with d.client() as c:
+        ids = [c.submit("gsn", inputs={"data": x}).id for x in datas]
+        final = wait_all(c, ids, timeout=120)
+        assert all(final[j]["state"] == "DONE" for j in ids), final
+        before = {j: c.result(j) for j in ids}
+    d.stop()
+    for p in d.state.glob("neuroq.db*"):
+        p.unlink()
+    junk = d.spool / "jobs" / "9999"
+    junk.mkdir()
+    (junk / "params.mp").write_bytes(b"\xc1garbage")
+    r = subprocess.run([str(NEUROQD), "--recover", "--state-dir", str(d.state),
+                        "--config", str(d.conf_path)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "done=2" in r.stdout and "set_aside=1" in r.stdout, r.stdout
+    assert (d.spool / "recovered-aside" / "9999" / "params.mp").exists()
+    d.start()
+    with d.client() as c:
+        for j, x in zip(ids, datas):
+            assert c.status(j)["state"] == "DONE"
+            res = c.result(j)
+            assert_gsn_sane(res, x)
+            assert_same_result(res, before[j], GSN_ARRAYS + GSN_SCALARS)
+        # ids go on past the dirs
+        nxt = c.submit("gsn", inputs={"data": datas[0]}).id
+        assert nxt > 9999
 
 
 # ---- a node dies
