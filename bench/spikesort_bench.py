@@ -5,6 +5,7 @@
                              [--duration S] [--duration-384 S] [--units-384 N]
                              [--duration-gengt S] [--with-ms5]
                              [--ms5-train S] [--ms5-timeout S]
+                             [--with-si spykingcircus2,tridesclous2] [--si-timeout S]
                              [--ks4-python PY] [--ks4-timeout S]
                              [--workdir DIR] [--keep] [--json]
     bench/spikesort_bench.py --build BUILD --memory 384ch:60,384ch:300
@@ -20,7 +21,10 @@ its phy folder is read back with spikeinterface.extractors.read_kilosort
 and scored with compare_sorter_to_ground_truth(delta_time=0.4).
 MountainSort 5 (scheme 2, after bandpass 300–6000 Hz + whitening, as its
 README; training_duration_sec = --ms5-train, default 60 s) sorts the same
-int16 file in a child process and is scored the same way. Wall time and
+int16 file in a child process and is scored the same way; so do
+SpikeInterface's own SpyKING CIRCUS 2 and Tridesclous 2 (--with-si, default
+parameters, on the raw int16 file + probe: they filter and whiten
+themselves). Wall time and
 peak RSS are per child process (os.wait4, which includes its children).
 
 Labels: each sorted unit is "well" (best agreement with a GT unit ≥ 0.8),
@@ -280,6 +284,44 @@ def run_ms5(d, rec_path, probe_path, n_ch, train_s, timeout):
     return {"ok": True, "wall_s": wall, "rss_mib": rss, "npz": out}
 
 
+def si_child(name, rec_path, probe_path, n_ch, out_npz):
+    """One of SpikeInterface's own sorters (spykingcircus2, tridesclous2)
+    with its default parameters, in its own process. The raw int16 file and
+    the probe as every sorter gets them; these sorters filter and whiten
+    themselves."""
+    import probeinterface as pi
+    import spikeinterface.core as si
+    import spikeinterface.sorters as ss
+    rec = si.read_binary(rec_path, sampling_frequency=FS, dtype="int16",
+                         num_channels=n_ch, gain_to_uV=UV_PER_BIT,
+                         offset_to_uV=0.0)
+    r2 = rec.set_probegroup(pi.read_probeinterface(probe_path))
+    rec = rec if r2 is None else r2
+    folder = os.path.join(os.path.dirname(out_npz), f"{name}_out")
+    shutil.rmtree(folder, ignore_errors=True)
+    sorting = ss.run_sorter(name, rec, folder=folder, verbose=False,
+                            remove_existing_folder=True)
+    si.NpzSortingExtractor.write_sorting(sorting, out_npz)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def run_si(d, name, rec_path, probe_path, n_ch, timeout):
+    out = os.path.join(d, f"{name}_sorting.npz")
+    if os.path.exists(out):
+        os.unlink(out)
+    cmd = [sys.executable, os.path.abspath(__file__), "--_si", name,
+           rec_path, probe_path, str(n_ch), out]
+    if timeout > 0:
+        cmd = ["timeout", str(int(timeout))] + cmd
+    log = os.path.join(d, f"{name}.log")
+    wall, rss, rc = wait_child(cmd, log)
+    if rc != 0:
+        tail = open(log).read()[-2000:]
+        return {"ok": False, "error": f"exit {rc}: {tail}", "wall_s": wall,
+                "rss_mib": rss}
+    return {"ok": True, "wall_s": wall, "rss_mib": rss, "npz": out}
+
+
 def score(gt_path, sorting):
     import spikeinterface.comparison as sc
     import spikeinterface.core as si
@@ -445,6 +487,14 @@ def bench(args):
                 row.update(score(gt_path, si.read_npz_sorting(ms["npz"])))
             rows.append(row)
             print(json.dumps(row), file=sys.stderr, flush=True)
+        for name in filter(None, args.with_si.split(",")):
+            r = run_si(d, name, rec_path, probe_path, nch, args.si_timeout)
+            row = {"recording": kind, "units": nu, "duration_s": dur,
+                   "sorter": name, **r}
+            if r["ok"]:
+                row.update(score(gt_path, si.read_npz_sorting(r["npz"])))
+            rows.append(row)
+            print(json.dumps(row), file=sys.stderr, flush=True)
         if not args.keep:
             os.unlink(rec_path)
             os.unlink(os.path.join(d, "done"))
@@ -535,6 +585,10 @@ def main():
     if len(sys.argv) > 1 and sys.argv[1] == "--_ks4":
         ks4_child(sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5])
         return
+    if len(sys.argv) > 1 and sys.argv[1] == "--_si":
+        si_child(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]),
+                 sys.argv[6])
+        return
     if len(sys.argv) > 1 and sys.argv[1] == "--_ms5":
         ms5_child(sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5],
                   float(sys.argv[6]))
@@ -555,6 +609,11 @@ def main():
                     help="a python with kilosort (4) installed: run it too")
     ap.add_argument("--ks4-timeout", type=float, default=0)
     ap.add_argument("--with-ms5", action="store_true")
+    ap.add_argument("--with-si", default="",
+                    help="SpikeInterface's own sorters to run too, e.g. "
+                    "spykingcircus2,tridesclous2 (need hdbscan)")
+    ap.add_argument("--si-timeout", type=float, default=0,
+                    help="give up on each of them after this many seconds")
     ap.add_argument("--ms5-train", type=float, default=60.0,
                     help="MS5 scheme 2 training_duration_sec")
     ap.add_argument("--ms5-timeout", type=float, default=0,
