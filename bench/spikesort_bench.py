@@ -245,16 +245,13 @@ def run_neuroq(build, d, rec_path, probe_path, n_ch, tag="neuroq",
 def ms5_child(rec_path, probe_path, n_ch, out_npz, train_s):
     """Runs in its own process (so its RSS and time are its own)."""
     import mountainsort5 as ms5
-    import probeinterface as pi
     import spikeinterface.core as si
     import spikeinterface.preprocessing as spre
     from mountainsort5.util import create_cached_recording
     rec = si.read_binary(rec_path, sampling_frequency=FS, dtype="int16",
                          num_channels=n_ch, gain_to_uV=UV_PER_BIT,
                          offset_to_uV=0.0)
-    # set_probegroup returns a new recording in older SI, None in newer
-    r2 = rec.set_probegroup(pi.read_probeinterface(probe_path))
-    rec = rec if r2 is None else r2
+    rec = with_probe(rec, probe_path, n_ch)
     rec_f = spre.bandpass_filter(rec, freq_min=300, freq_max=6000,
                                  dtype=np.float32)
     rec_w = spre.whiten(rec_f, dtype=np.float32)
@@ -284,19 +281,36 @@ def run_ms5(d, rec_path, probe_path, n_ch, train_s, timeout):
     return {"ok": True, "wall_s": wall, "rss_mib": rss, "npz": out}
 
 
+def with_probe(rec, probe_path, n_ch):
+    """rec with the probe of a probeinterface or chanMap JSON (gengt's) set,
+    for the SpikeInterface-run sorters."""
+    import probeinterface as pi
+    if "probes" in json.load(open(probe_path)):
+        pg = pi.read_probeinterface(probe_path)
+    else:
+        k = ks4_probe(probe_path, n_ch)
+        probe = pi.Probe(ndim=2)
+        probe.set_contacts(np.stack([k["xc"], k["yc"]], 1), shapes="circle",
+                           shape_params={"radius": 6})
+        probe.set_device_channel_indices(k["chanMap"])
+        pg = pi.ProbeGroup()
+        pg.add_probe(probe)
+    # set_probegroup returns a new recording in older SI, None in newer
+    r2 = rec.set_probegroup(pg)
+    return rec if r2 is None else r2
+
+
 def si_child(name, rec_path, probe_path, n_ch, out_npz):
     """One of SpikeInterface's own sorters (spykingcircus2, tridesclous2)
     with its default parameters, in its own process. The raw int16 file and
     the probe as every sorter gets them; these sorters filter and whiten
     themselves."""
-    import probeinterface as pi
     import spikeinterface.core as si
     import spikeinterface.sorters as ss
     rec = si.read_binary(rec_path, sampling_frequency=FS, dtype="int16",
                          num_channels=n_ch, gain_to_uV=UV_PER_BIT,
                          offset_to_uV=0.0)
-    r2 = rec.set_probegroup(pi.read_probeinterface(probe_path))
-    rec = rec if r2 is None else r2
+    rec = with_probe(rec, probe_path, n_ch)
     folder = os.path.join(os.path.dirname(out_npz), f"{name}_out")
     shutil.rmtree(folder, ignore_errors=True)
     sorting = ss.run_sorter(name, rec, folder=folder, verbose=False,
