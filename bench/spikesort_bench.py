@@ -1,12 +1,16 @@
 #!/usr/bin/env python3
 """neuroq's spikesort job against SpikeInterface ground truth (and MountainSort 5).
 
-    bench/spikesort_bench.py --build BUILD [--recordings 32ch,384ch,drift128,np2drift128,np2static128,lowsnr16,gengt32,gengt64]
+    bench/spikesort_bench.py --build BUILD [--recordings 32ch,384ch,drift128,np2drift128,np2static128,lowsnr16,smallbig32,gengt32,gengt64]
                              [--duration S] [--duration-384 S] [--units-384 N]
-                             [--duration-gengt S] [--with-ms5]
+                             [--duration-gengt S] [--duration-smallbig S]
+                             [--with-ms5]
                              [--ms5-train S] [--ms5-timeout S]
                              [--with-si spykingcircus2,tridesclous2] [--si-timeout S]
                              [--ks4-python PY] [--ks4-timeout S]
+                             [--seed KIND=SEED ...]
+                             [--nq-param K=V ...] [--ref-build BUILD]
+                             [--ref-param K=V ...]
                              [--workdir DIR] [--keep] [--json]
     bench/spikesort_bench.py --build BUILD --memory 384ch:60,384ch:300
 
@@ -33,6 +37,9 @@ table gives the share of well-sorted units labelled good and of
 false-positive units labelled mua, from the phy folder's KSLabel (neuroq's
 cluster_info.tsv carries the metrics too: --json has them per unit).
 --ks4-python runs Kilosort 4 (cpu) from another venv on the same file.
+--ref-build runs a second neuroq build (e.g. main's, with --ref-param
+instead of --nq-param) on the same recordings in the same run, as
+neuroq-ref, so a change is measured against what it changes.
 
 --memory RECS runs neuroq only (no scoring) on recordings of the given
 lengths (s), generated whole or (--block S) by repeating one generated
@@ -52,8 +59,10 @@ import numpy as np
 FS = 30000.0
 UV_PER_BIT = 0.195
 GT_SEED = {"32ch": 42, "384ch": 7, "drift128": 11, "np2drift128": 11,
-           "np2static128": 11, "lowsnr16": 5, "gengt32": 3,
-           "gengt64": 4}
+           "np2static128": 11, "lowsnr16": 5, "smallbig32": 17,
+           "gengt32": 3, "gengt64": 4}
+# kinds whose seed --seed changed (their folders are named with it)
+SEED_SET = set()
 # tests/spikesort/gen_gt.py's recordings (biphasic units, white noise + hum
 # + offsets, linear 20 µm probe): kind -> (channels, units)
 GENGT = {"gengt32": (32, 10), "gengt64": (64, 20)}
@@ -81,6 +90,8 @@ def make_recording(kind, duration, n_units):
         return drifting_recording(duration, n_units)
     elif kind in ("np2drift128", "np2static128"):
         return np2_recording(duration, n_units, kind == "np2drift128")
+    elif kind == "smallbig32":
+        return smallbig_recording(duration, n_units, GT_SEED[kind])
     elif kind == "lowsnr16":
         # 16 channels (SI's 2-column probe), units of 40–80 µV peak over
         # 5 µV noise (snr ~3–8): where units used to come out split
@@ -89,8 +100,18 @@ def make_recording(kind, duration, n_units):
             unit_params=dict(alpha=(40.0, 80.0)))
     else:
         raise SystemExit(f"unknown recording {kind!r} (32ch, 384ch, "
-                         "drift128, np2drift128, np2static128, lowsnr16)")
+                         "drift128, np2drift128, np2static128, lowsnr16, "
+                         "smallbig32)")
     return si.generate_ground_truth_recording(**kw)
+
+
+def smallbig_recording(duration, n_units, seed):
+    """A small unit beside two big ones in a dense 32-channel recording
+    (issue #16): tests/spikesort/gen_smallbig.py's generator."""
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(
+        __file__)), "..", "tests", "spikesort"))
+    from gen_smallbig import smallbig_recording as gen
+    return gen(duration, n_units, seed)
 
 
 def drifting_recording(duration, n_units):
@@ -181,6 +202,8 @@ def prepare(workdir, kind, duration, n_units, repeat=1):
     import spikeinterface.core as si
     tag = f"{kind}_{n_units}u_{duration:g}s" + (f"_x{repeat}" if repeat > 1
                                                 else "")
+    if kind in SEED_SET:
+        tag += f"_seed{GT_SEED[kind]}"
     d = os.path.join(workdir, tag)
     rec_path = os.path.join(d, "recording.bin")
     probe_path = os.path.join(d, "probe.json")
@@ -461,6 +484,8 @@ def bench(args):
             dur, nu, nch = args.duration_drift, args.units_drift, 128
         elif kind == "lowsnr16":
             dur, nu, nch = args.duration_drift, 6, 16
+        elif kind == "smallbig32":
+            dur, nu, nch = args.duration_smallbig, 20, 32
         elif kind in GENGT:
             dur, (nch, nu) = args.duration_gengt, GENGT[kind]
         else:
@@ -470,11 +495,16 @@ def bench(args):
         print(f"# {kind}: {nu} units, {dur:g} s in {d}", file=sys.stderr,
               flush=True)
         tag = "neuroq" + "".join(f"_{k}{v}" for k, v in args.nq.items())
-        if not args.no_neuroq:
-            nq = run_neuroq(args.build, d, rec_path, probe_path, nch, tag,
-                            args.nq)
+        builds = [] if args.no_neuroq else [(args.build, tag)]
+        if args.ref_build:
+            # the reference first, so the table reads old, new
+            builds.insert(0, (args.ref_build, "neuroq-ref"))
+        for build, btag in builds:
+            nq = run_neuroq(build, d, rec_path, probe_path, nch, btag,
+                            args.ref_nq if build == args.ref_build
+                            else args.nq)
             row = {"recording": kind, "units": nu, "duration_s": dur,
-                   "sorter": tag.replace("_", " "), **nq}
+                   "sorter": btag.replace("_", " "), **nq}
             if nq["ok"]:
                 sorting = se.read_kilosort(nq["phy"])
                 row.update(score(gt_path, sorting))
@@ -545,23 +575,24 @@ def memory(args):
 
 def table(rows):
     h = ("| recording | sorter | units ≥0.8 / GT | median acc / recall / "
-         "precision | sorted units | wall (s) | × real time | peak RSS "
-         "(MiB) | neuroq stages pre / detect / match / post / features (s) |")
-    out = [h, "|" + "---|" * 9]
+         "precision | sorted units | redundant / fp | wall (s) | "
+         "× real time | peak RSS (MiB) | neuroq stages pre / detect / match / post / features (s) |")
+    out = [h, "|" + "---|" * 10]
     for r in rows:
         rt = r["duration_s"] / r["wall_s"] if r.get("wall_s") else 0
         if not r.get("ok"):
             out.append(f"| {r['recording']} {r['duration_s']:g} s | "
                        f"{r['sorter']} | FAILED: "
-                       f"{r.get('error', '')[:200]} | | | "
+                       f"{r.get('error', '')[:200]} | | | | "
                        f"{r.get('wall_s', 0):.1f} | | | |")
             continue
         if "well" in r:
             sc = (f"{r['well']} / {r['n_gt']} | {r['median_accuracy']:.3f} "
                   f"/ {r['median_recall']:.3f} / "
-                  f"{r['median_precision']:.3f} | {r['n_sorted']}")
+                  f"{r['median_precision']:.3f} | {r['n_sorted']} | "
+                  f"{r['redundant']} / {r['false_positive']}")
         else:
-            sc = "– | – | –"
+            sc = "– | – | – | –"
         st = ""
         if "result" in r:
             x = r["result"]
@@ -595,6 +626,26 @@ def label_table(rows):
     return "\n".join(out)
 
 
+def parse_params(kvs):
+    """KEY=VALUE strings as a params map (numbers as numbers, true and
+    false as booleans)."""
+    out = {}
+    for kv in kvs:
+        k, v = kv.split("=", 1)
+        if v in ("true", "false"):
+            out[k] = v == "true"
+            continue
+        try:
+            v = int(v)
+        except ValueError:
+            try:
+                v = float(v)
+            except ValueError:
+                pass
+        out[k] = v
+    return out
+
+
 def main():
     if len(sys.argv) > 1 and sys.argv[1] == "--_ks4":
         ks4_child(sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5])
@@ -619,6 +670,9 @@ def main():
     ap.add_argument("--units-drift", type=int, default=40)
     ap.add_argument("--duration-gengt", type=float, default=120.0,
                     help="seconds of the gengt32 / gengt64 recordings")
+    ap.add_argument("--duration-smallbig", type=float, default=60.0,
+                    help="seconds of the smallbig32 recording (at 60 s "
+                    "its small unit is missed by the default sort)")
     ap.add_argument("--ks4-python", default=None,
                     help="a python with kilosort (4) installed: run it too")
     ap.add_argument("--ks4-timeout", type=float, default=0)
@@ -645,20 +699,27 @@ def main():
                     metavar="KEY=VALUE",
                     help="extra spikesort parameter (numbers as numbers)")
     ap.add_argument("--no-neuroq", action="store_true")
+    ap.add_argument("--seed", action="append", default=[],
+                    metavar="KIND=SEED",
+                    help="generate KIND with this seed instead of its own")
+    ap.add_argument("--ref-build", default=None,
+                    help="another build of neuroq (e.g. main's) run on the "
+                    "same recordings in the same run, as neuroq-ref")
+    ap.add_argument("--ref-param", action="append", default=[],
+                    metavar="KEY=VALUE",
+                    help="a spikesort parameter for --ref-build only "
+                    "(--nq-param is for --build only)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
-    args.nq = {}
-    for kv in args.nq_param:
-        k, v = kv.split("=", 1)
-        try:
-            v = int(v)
-        except ValueError:
-            try:
-                v = float(v)
-            except ValueError:
-                pass
-        args.nq[k] = v
+    args.nq = parse_params(args.nq_param)
+    args.ref_nq = parse_params(args.ref_param)
+    for ks in args.seed:
+        k, v = ks.split("=", 1)
+        GT_SEED[k] = int(v)
+        SEED_SET.add(k)
     args.build = os.path.abspath(args.build)
+    if args.ref_build:
+        args.ref_build = os.path.abspath(args.ref_build)
     os.makedirs(args.workdir, exist_ok=True)
     rows = memory(args) if args.memory else bench(args)
     if args.json:

@@ -99,6 +99,7 @@ struct ss_config {
 	int car;
 	int whiten_nrange; /* 32 */
 	int whiten_every;  /* use every k-th batch for the covariance (25) */
+	int whiten_noise;  /* its covariance: the noise's (ss_noise_mask) */
 	double th_detect;  /* threshold crossing, whitened σ units (4) */
 	double th_match;   /* matching threshold on the projection (6) */
 	double lam;        /* amplitude prior weight (Kilosort 2's lam, 10) */
@@ -209,6 +210,13 @@ int ss_sort(const struct ss_config *cfg, const struct kern_backend *kb,
 /* Local ZCA: M (C × C column-major) such that y = M x. cov is C × C. */
 int ss_whiten_from_cov(const struct kern_backend *kb, const double *cov,
                        const struct ss_probe *p, int nrange, float *M);
+/* Noise-only covariance (ss_noise.c): zero, in X (C × T, a sample's
+ * channels contiguous), each channel's samples within [t - before,
+ * t + after] of every sample t where it or one of its nm nearest channels
+ * lies beyond k σ (σ = that channel's MAD / 0.6745 in X); kept[c] += the
+ * samples of channel c left. 0 or NQ_ENOMEM. */
+int ss_noise_mask(const struct ss_probe *p, float *X, int64_t T, double k,
+                  int nm, int before, int after, int64_t *kept);
 /* A device buffer that grows on demand (kern alloc). */
 struct ss_kbuf {
 	void *p;

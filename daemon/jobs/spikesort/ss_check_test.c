@@ -132,6 +132,7 @@ test_table_defaults(void **st)
 	        "car",
 	        "hp_hz",
 	        "whiten_nrange",
+	        "whiten_noise",
 	        "learn_batches",
 	        "learn_iters",
 	        "min_spikes",
@@ -166,6 +167,7 @@ test_table_defaults(void **st)
 	want[i++] = c.car;
 	want[i++] = c.hp_hz;
 	want[i++] = c.whiten_nrange;
+	want[i++] = c.whiten_noise;
 	want[i++] = c.learn_batches;
 	want[i++] = c.learn_iters;
 	want[i++] = c.min_spikes;

@@ -91,6 +91,9 @@ static const struct param_def ss_params[] = {
           "high-pass cut-off (Hz), below sample_rate / 2.5"),
         I("whiten_nrange", 32, 1, 4096,
           "nearest channels of the local whitening"),
+        B("whiten_noise", 0,
+          "whitening from the noise alone (spikes masked out of its "
+          "covariance)"),
         I("learn_batches", 20, 1, 10000,
           "batches the templates are learned on"),
         I("learn_iters", 3, 0, 20, "template learning passes"),
@@ -272,6 +275,7 @@ fill_config(const struct nq_map *p, struct ss_jparams *jp)
 	c->car = params_bool(d, p, "car");
 	c->hp_hz = params_float(d, p, "hp_hz");
 	c->whiten_nrange = (int) params_int(d, p, "whiten_nrange");
+	c->whiten_noise = params_bool(d, p, "whiten_noise");
 	c->learn_batches = (int) params_int(d, p, "learn_batches");
 	c->learn_iters = (int) params_int(d, p, "learn_iters");
 	c->min_spikes = (int) params_int(d, p, "min_spikes");

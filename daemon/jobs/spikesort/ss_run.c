@@ -50,7 +50,8 @@ usage(void)
 	        "usage: ss-run --recording F --n-channels N [--sample-rate HZ]"
 	        " [--probe P] --out DIR [--ckpt DIR] [--batch N] [--seed S]"
 	        " [--device cpu|cuda:N|cpu-dev] [--th-detect X] [--th-match X]"
-	        " [--drift 0|1] [--drift-blocks N] [--isi-threshold-ms X] "
+	        " [--drift 0|1] [--drift-blocks N] [--whiten-noise 0|1]"
+	        " [--isi-threshold-ms X] "
 	        "[--presence-bin-s X]"
 	        " [--good-max-isi-ratio X] [--good-min-presence X]"
 	        " [--good-max-amp-cutoff X] [--good-min-snr X]\n");
@@ -130,6 +131,10 @@ main(int argc, char **argv)
 			if (arg_num(v, 1, 32, &x) != 0)
 				return usage();
 			cfg.drift_blocks = (int) x;
+		} else if (strcmp(k, "--whiten-noise") == 0) {
+			if (arg_num(v, 0, 1, &x) != 0)
+				return usage();
+			cfg.whiten_noise = x != 0;
 		} else if (strcmp(k, "--isi-threshold-ms") == 0) {
 			if (arg_num(v, 0, 1e6, &cfg.isi_ms) != 0)
 				return usage();

@@ -197,6 +197,47 @@ test_nearest(void **state)
 	ss_probe_free(&p);
 }
 
+/* ss_noise_mask: a spike's window is zeroed on its channel and on the
+ * channels whose nearest channels include it; the rest is left alone */
+static void
+test_noise_mask(void **state)
+{
+	struct ss_probe p;
+	enum { C = 10, T = 400 };
+	float *X = malloc(sizeof(float) * C * T);
+	int64_t kept[C] = {0};
+	(void) state;
+	assert_non_null(X);
+	ss_probe_linear(&p, C, 20);
+	/* |x| = 1 (σ = 1 / 0.6745, 5 σ = 7.4) but channel 9, dead */
+	for (int t = 0; t < T; t++)
+		for (int c = 0; c < C; c++)
+			X[c + C * t] =
+			        c == 9 ? 0 : ((t + c) % 2 ? 1.0f : -1.0f);
+	X[3 + C * 100] = -20;
+	X[6 + C * 300] = 7; /* under 5 σ: kept */
+	assert_int_equal(ss_noise_mask(&p, X, T, 5.0, 3, 5, 10, kept), 0);
+	for (int c = 0; c < C; c++) {
+		/* nearest 3 of c: c, c - 1, c + 1: 2, 3 and 4 see channel 3 */
+		int masked = c >= 2 && c <= 4;
+		assert_int_equal(kept[c], masked ? T - 16 : T);
+		for (int t = 0; t < T; t++) {
+			float want = c == 9 ? 0 : ((t + c) % 2 ? 1.0f : -1.0f);
+			if (c == 6 && t == 300)
+				want = 7;
+			if (masked && t >= 95 && t <= 110)
+				want = 0;
+			assert_float_equal(X[c + C * t], want, 0);
+		}
+	}
+	/* kept adds up over batches */
+	assert_int_equal(ss_noise_mask(&p, X, T, 5.0, 3, 5, 10, kept), 0);
+	assert_int_equal(kept[0], 2 * T);
+	assert_int_equal(kept[3], 2 * T - 16);
+	ss_probe_free(&p);
+	free(X);
+}
+
 static void
 test_source_reflect(void **state)
 {
@@ -1519,6 +1560,7 @@ main(void)
 	        cmocka_unit_test(test_probe_kilosort),
 	        cmocka_unit_test(test_probe_probeinterface),
 	        cmocka_unit_test(test_nearest),
+	        cmocka_unit_test(test_noise_mask),
 	        cmocka_unit_test(test_source_reflect),
 	        cmocka_unit_test(test_whiten_full),
 	        cmocka_unit_test(test_npy_bytes),

@@ -1,0 +1,90 @@
+"""A small unit beside two big ones (issue #16; gen_smallbig.py: a 122 µV
+unit 15–17 µm from units of 600 and 470 µV on a dense 32-channel probe,
+one minute). The whitening used to be estimated from every sample, so the
+big units' footprints dominated its covariance and it flattened the
+directions they span: the small unit, whose footprint is a mix of theirs,
+came out at about 6 whitened units where alone it had 39, at the matching
+threshold (th_match 6), and two thirds of its spikes were never matched
+(accuracy 0.35, no unit at 0.5). With the covariance of the noise alone
+(spikes' windows masked out, whiten_noise=true) it is found. The option is
+off by default: on SpikeInterface's plain 32-channel recordings it loses
+1-3 of 20 units (bench/README.md)."""
+import os
+import sys
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+from test_spikesort import run  # noqa: E402
+
+FS = 30000.0
+UV_PER_BIT = 0.195
+
+
+@pytest.fixture(scope="module")
+def smallbig(tmp_path_factory):
+    pytest.importorskip("spikeinterface.core")
+    pi = pytest.importorskip("probeinterface")
+    from gen_smallbig import smallbig_recording
+    d = tmp_path_factory.mktemp("smallbig")
+    rec, gt = smallbig_recording(60.0)
+    x = rec.get_traces()
+    np.clip(np.round(x / UV_PER_BIT), -32768, 32767).astype("<i2").tofile(
+        d / "rec.bin")
+    pi.write_probeinterface(d / "probe.json", rec.get_probe())
+    return d, gt
+
+
+def sort_and_score(d, gt, name, *extra):
+    from spikeinterface.comparison import compare_sorter_to_ground_truth
+    from spikeinterface.extractors import read_kilosort
+    out = d / name
+    res, log = run(d / "rec.bin", out, "--probe", d / "probe.json", *extra,
+                   n_ch=32, timeout=900)
+    so = read_kilosort(out, keep_good_only=False)
+    cmp = compare_sorter_to_ground_truth(gt, so, delta_time=0.4,
+                                         exhaustive_gt=True)
+    acc = cmp.get_performance()["accuracy"].values.astype(float)
+    return acc, cmp, out, log
+
+
+def whitened_amplitudes(cmp, out):
+    """Each true unit's best-matching sorted unit's mean template-fit
+    amplitude (cluster_Amplitude.tsv: whitened units)."""
+    import pandas as pd
+    t = pd.read_csv(out / "cluster_Amplitude.tsv", sep="\t")
+    amp = dict(zip(t["cluster_id"], t["Amplitude"]))
+    best = cmp.agreement_scores.idxmax(axis=1)
+    return np.array([amp[best[u]] for u in cmp.agreement_scores.index])
+
+
+def test_small_unit_found(smallbig):
+    d, gt = smallbig
+    acc, cmp, out, log = sort_and_score(d, gt, "phy", "--whiten-noise",
+                                        "1")
+    amp = whitened_amplitudes(cmp, out)
+    print(np.round(acc, 3), np.round(amp, 1))
+    assert "stage=whiten noise_only=1" in log
+    # the small unit (the last) is found, and every other unit with it
+    assert acc[-1] >= 0.8, acc
+    assert np.all(acc >= 0.8), acc
+    assert len(cmp.get_redundant_units()) == 0
+    assert len(cmp.get_false_positive_units()) <= 3
+    # in whitened units it is no longer far below the others (0.77 of
+    # their median)
+    assert amp[-1] >= 0.5 * np.median(amp[:-3]), amp
+
+
+def test_whitening_of_every_sample_shrinks_it(smallbig):
+    """The cause, with the whitening of every sample (the default): the
+    small unit's template is learned, but in whitened units it is a fifth
+    of the others' median (0.21), about th_match (6), so most of its
+    spikes are never matched (agreement 0.35 on main: missed)."""
+    d, gt = smallbig
+    acc, cmp, out, log = sort_and_score(d, gt, "phy_all")
+    amp = whitened_amplitudes(cmp, out)
+    print(np.round(acc, 3), np.round(amp, 1))
+    assert "noise_only" not in log
+    assert amp[-1] < 0.3 * np.median(amp[:-3]), amp
+    assert amp[-1] < 10, amp
