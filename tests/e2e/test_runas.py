@@ -165,7 +165,8 @@ def test_own_recording_sorts_as_owner(world):
     st = os.lstat(out / "spike_times.npy")
     assert stat.S_ISREG(st.st_mode)
     for f in ("spike_times.npy", "params.py", "cluster_group.tsv",
-              "pc_features.npy"):
+              "pc_features.npy", "template_features.npy",
+              "_phy_spikes_subset.waveforms.npy"):
         st = os.stat(out / f)
         assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (uid, 0o640), f
     # the spool: results readable and removable by the service group

@@ -94,5 +94,6 @@ def test_no_drift_sorts_as_drift_off(tmp_path):
                       n_ch=16)
     assert r_on["drift_min_um"] == r_on["drift_max_um"] == 0, r_on
     for f in ("spike_times.npy", "spike_clusters.npy", "templates.npy",
-              "amplitudes.npy", "pc_features.npy", "whitening_mat.npy"):
+              "amplitudes.npy", "pc_features.npy", "whitening_mat.npy",
+              "template_features.npy"):
         assert (on / f).read_bytes() == (off / f).read_bytes(), f

@@ -2,7 +2,10 @@
  * ss_feat.c — pc_features.npy / pc_feature_ind.npy for phy's feature view
  * (and users' scripts that read Kilosort's folder): each spike's filtered,
  * whitened snippet on the nc channels nearest its template's peak, projected
- * on npc temporal PCs of the final templates.
+ * on npc temporal PCs of the final templates; template_features.npy /
+ * template_feature_ind.npy for phy's template-feature view: the same
+ * snippet projected on the unit-norm templates most similar to its own;
+ * and phy's raw spike-waveform subset (ss_wave.c).
  *
  * A separate pass after post-processing, because only then are the spikes
  * final (merges and duplicate removal change them). It reads, filters and
@@ -21,10 +24,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "nq_clones.h"
 #include "nq_error.h"
 #include "nq_npy.h"
 #include "ss_batch.h"
 #include "ss_quality.h"
+#include "ss_wave.h"
 
 int
 ss_feat_temporal_pcs(const struct kern_backend *kb, const float *templates,
@@ -111,6 +116,89 @@ ss_feat_channels(const struct ss_probe *p, const float *templates, int K,
 	free(idx);
 }
 
+void
+ss_feat_neighbours(const float *similar, int K, int nn, int32_t *ind)
+{
+	for (int k = 0; k < K; k++) {
+		int32_t *o = ind + (size_t) k * nn;
+		const float *sk = similar + (size_t) k * K;
+		int m = 1;
+		o[0] = k;
+		if (nn < 2)
+			continue;
+		/* insertion into the nn − 1 best so far (nn is small) */
+		for (int j = 0; j < K; j++) {
+			int i;
+			if (j == k)
+				continue;
+			if (m == nn && !(sk[j] > sk[o[nn - 1]]))
+				continue;
+			i = m < nn ? m++ : nn - 1;
+			while (i > 1 && sk[j] > sk[o[i - 1]]) {
+				o[i] = o[i - 1];
+				i--;
+			}
+			o[i] = j;
+		}
+	}
+}
+
+/* Per template: the channel range [lo, hi) outside which it is 0, and
+ * 1 / its norm (0 for a template of zeros). */
+struct tf_tmpl {
+	int lo, hi;
+	double inv;
+};
+
+static void
+tf_templates(const float *templates, int K, int nt, int C, struct tf_tmpl *tt)
+{
+	for (int k = 0; k < K; k++) {
+		const float *T = templates + (size_t) k * nt * C;
+		double e = 0;
+		int lo = C, hi = 0;
+		for (int a = 0; a < nt; a++)
+			for (int c = 0; c < C; c++) {
+				double x = T[(size_t) a * C + c];
+				if (x == 0)
+					continue;
+				e += x * x;
+				lo = c < lo ? c : lo;
+				hi = c + 1 > hi ? c + 1 : hi;
+			}
+		tt[k].lo = lo < hi ? lo : 0;
+		tt[k].hi = hi;
+		tt[k].inv = e > 0 ? 1 / sqrt(e) : 0;
+	}
+}
+
+/* ⟨x, W_k⟩ / ‖W_k‖ for the window x (nt samples of C channels from y).
+ * Each sample's channel range is summed in 8 float lanes, in the same
+ * order in every clone (no fused multiply-add in ISO C mode), then the
+ * lanes in double. */
+NQ_CLONES static float
+tf_project(const float *y, const float *templates, int nt, int C,
+           const struct tf_tmpl *t, int k)
+{
+	const float *T = templates + (size_t) k * nt * C;
+	int lo = t[k].lo, hi = t[k].hi;
+	double acc = 0;
+
+	for (int a = 0; a < nt; a++) {
+		const float *ya = y + (size_t) a * C, *ta = T + (size_t) a * C;
+		float s[8] = {0};
+		int c = lo;
+		for (; c + 8 <= hi; c += 8)
+			for (int i = 0; i < 8; i++)
+				s[i] += ya[c + i] * ta[c + i];
+		for (int i = 0; c < hi; c++, i++)
+			s[i] += ya[c] * ta[c];
+		for (int i = 0; i < 8; i++)
+			acc += s[i];
+	}
+	return (float) (acc * t[k].inv);
+}
+
 /* Quality metrics' share of the pass: the filtered batch before whitening */
 struct feat_q {
 	const struct ss_result *res;
@@ -154,14 +242,17 @@ ss_feat_writeat(int dirfd, unsigned mode, const char *dir,
                 char *msg, size_t msglen)
 {
 	struct ss_batcher f = {0};
-	struct nq_npy_stream st = {.fd = -1};
+	struct nq_npy_stream st = {.fd = -1}, tst = {.fd = -1};
+	struct ss_wave wv = SS_WAVE_INIT;
 	struct nq_array ia = {0};
 	int C = p->n, nt = res->nt, npc = cfg->npc, K = res->K, rc;
 	int nc = C < SS_PC_CHANNELS ? C : SS_PC_CHANNELS;
-	int64_t ns = res->n_spikes, nb, s = 0, shape[3], fcap = 0;
+	int nn = K < SS_TF_TEMPLATES ? K : SS_TF_TEMPLATES;
+	int64_t ns = res->n_spikes, nb, s = 0, shape[3], fcap = 0, tcap = 0;
 	double *pcs = NULL, *snip = NULL;
-	float *feat = NULL;
-	int32_t *ind = NULL;
+	float *feat = NULL, *tfeat = NULL;
+	int32_t *ind = NULL, *tind = NULL;
+	struct tf_tmpl *tt = NULL;
 	char path[4200];
 	struct feat_q fq = {res, cfg, 0};
 
@@ -184,7 +275,9 @@ ss_feat_writeat(int dirfd, unsigned mode, const char *dir,
 	pcs = calloc((size_t) npc * nt, sizeof(double)); /* K = 0: none */
 	snip = malloc(sizeof(double) * (size_t) nc * nt);
 	ind = malloc(sizeof(int32_t) * (size_t) (K ? K : 1) * nc);
-	if (!pcs || !snip || !ind)
+	tind = malloc(sizeof(int32_t) * (size_t) (K ? K : 1) * (nn ? nn : 1));
+	tt = malloc(sizeof(struct tf_tmpl) * (size_t) (K ? K : 1));
+	if (!pcs || !snip || !ind || !tind || !tt)
 		goto out;
 	if ((rc = ss_batcher_whiten(&f, res->wmat)) != 0) {
 		snprintf(msg, msglen, "features: device memory");
@@ -210,6 +303,8 @@ ss_feat_writeat(int dirfd, unsigned mode, const char *dir,
 		goto out;
 	}
 	ss_feat_channels(p, res->templates, K, nt, nc, ind);
+	ss_feat_neighbours(res->similar, K, nn, tind);
+	tf_templates(res->templates, K, nt, C, tt);
 
 	snprintf(path, sizeof(path), "%s/pc_features.npy", dir);
 	shape[0] = ns;
@@ -218,6 +313,18 @@ ss_feat_writeat(int dirfd, unsigned mode, const char *dir,
 	if ((rc = nq_npy_stream_openat(&st, dirfd, "pc_features.npy", mode,
 	                               NQ_DT_F32, 3, shape)) != 0) {
 		snprintf(msg, msglen, "cannot write %s", path);
+		goto out;
+	}
+	snprintf(path, sizeof(path), "%s/template_features.npy", dir);
+	shape[1] = nn;
+	if ((rc = nq_npy_stream_openat(&tst, dirfd, "template_features.npy",
+	                               mode, NQ_DT_F32, 2, shape)) != 0) {
+		snprintf(msg, msglen, "cannot write %s", path);
+		goto out;
+	}
+	if ((rc = ss_wave_open(&wv, dirfd, mode, p, res)) != 0) {
+		snprintf(msg, msglen, "cannot write %s/_phy_spikes_subset.*",
+		         dir);
 		goto out;
 	}
 	for (int64_t b = 0; b < nb && s < ns; b++) {
@@ -235,10 +342,11 @@ ss_feat_writeat(int dirfd, unsigned mode, const char *dir,
 			         (long long) b);
 			goto out;
 		}
-		int64_t e = s, nbuf;
+		int64_t e = s, nbuf, nsp;
 		while (e < ns && res->times[e] < hi)
 			e++;
-		nbuf = (e - s) * npc * nc;
+		nsp = e - s;
+		nbuf = nsp * npc * nc;
 		if (nbuf > fcap) {
 			float *nf =
 			        realloc(feat, sizeof(float) * (size_t) nbuf);
@@ -248,6 +356,16 @@ ss_feat_writeat(int dirfd, unsigned mode, const char *dir,
 			}
 			feat = nf;
 			fcap = nbuf;
+		}
+		if (nsp * nn > tcap) {
+			float *nf = realloc(tfeat, sizeof(float) *
+			                                   (size_t) (nsp * nn));
+			if (nf == NULL) {
+				rc = NQ_ENOMEM;
+				goto out;
+			}
+			tfeat = nf;
+			tcap = nsp * nn;
 		}
 		for (int64_t s0 = s; s < e; s++) {
 			float *fs = feat + (size_t) (s - s0) * npc * nc;
@@ -280,11 +398,26 @@ ss_feat_writeat(int dirfd, unsigned mode, const char *dir,
 					// NOLINTNEXTLINE(clang-analyzer-core.NullDereference)
 					fs[(size_t) q * nc + j] = (float) acc;
 				}
+			for (int j = 0; j < nn; j++)
+				tfeat[(size_t) (s - s0) * nn + j] = tf_project(
+				        Y + (size_t) C * i0, res->templates, nt,
+				        C, tt, tind[(size_t) k * nn + j]);
+			if ((rc = ss_wave_take(&wv, src, p, s, res->times[s],
+			                       k)) != 0) {
+				snprintf(msg, msglen,
+				         "features: waveform subset failed");
+				goto out;
+			}
 		}
 		/* one write per batch, not per spike */
 		if ((rc = nq_npy_stream_put(&st, feat,
-		                            sizeof(float) * (size_t) nbuf))) {
-			snprintf(msg, msglen, "cannot write %s", path);
+		                            sizeof(float) * (size_t) nbuf)) ||
+		    (rc = nq_npy_stream_put(&tst, tfeat,
+		                            sizeof(float) *
+		                                    (size_t) (nsp * nn))) ||
+		    (rc = ss_wave_flush(&wv))) {
+			snprintf(msg, msglen, "cannot write the features in %s",
+			         dir);
 			goto out;
 		}
 		if (h && h->progress)
@@ -296,8 +429,10 @@ ss_feat_writeat(int dirfd, unsigned mode, const char *dir,
 		rc = NQ_EINTERNAL;
 		goto out;
 	}
-	if ((rc = nq_npy_stream_commit(&st)) != 0) {
-		snprintf(msg, msglen, "cannot write %s", path);
+	if ((rc = nq_npy_stream_commit(&st)) != 0 ||
+	    (rc = nq_npy_stream_commit(&tst)) != 0 ||
+	    (rc = ss_wave_commit(&wv)) != 0) {
+		snprintf(msg, msglen, "cannot write the features in %s", dir);
 		goto out;
 	}
 	snprintf(path, sizeof(path), "%s/pc_feature_ind.npy", dir);
@@ -312,14 +447,28 @@ ss_feat_writeat(int dirfd, unsigned mode, const char *dir,
 		snprintf(msg, msglen, "cannot write %s", path);
 		goto out;
 	}
+	snprintf(path, sizeof(path), "%s/template_feature_ind.npy", dir);
+	ia.shape[1] = nn;
+	ia.data = tind;
+	ia.nbytes = sizeof(int32_t) * (size_t) K * nn;
+	if ((rc = nq_npy_writeat(dirfd, "template_feature_ind.npy", mode,
+	                         &ia)) != 0) {
+		snprintf(msg, msglen, "cannot write %s", path);
+		goto out;
+	}
 	msg[0] = 0;
 	rc = 0;
 out:
 	nq_npy_stream_abort(&st);
+	nq_npy_stream_abort(&tst);
+	ss_wave_free(&wv);
 	ss_batcher_free(&f);
 	free(pcs);
 	free(snip);
 	free(feat);
+	free(tfeat);
 	free(ind);
+	free(tind);
+	free(tt);
 	return rc;
 }

@@ -15,6 +15,7 @@
 #include "nq_npy.h"
 #include "nq_test_rng.h"
 #include "ss_feat.h"
+#include "ss_wave.h"
 
 enum { C = 8, NT = 61, K = 2, NS = 40 };
 #define N_SAMPLES 12000
@@ -69,6 +70,8 @@ make(int16_t *rec, struct ss_result *res, float *templates)
 	static int64_t times[NS];
 	static int32_t templ[NS];
 	static float wmat[C * C];
+	/* template 1 is the less similar to template 0 than to itself */
+	static float similar[K * K] = {1, 0.3f, 0.3f, 1};
 
 	for (int64_t i = 0; i < (int64_t) N_SAMPLES * C; i++)
 		rec[i] = (int16_t) lround(40 * (unif() - 0.5) + 100);
@@ -113,6 +116,8 @@ make(int16_t *rec, struct ss_result *res, float *templates)
 	res->templ = templ;
 	res->templates = templates;
 	res->wmat = wmat;
+	res->wmat_inv = wmat;
+	res->similar = similar;
 }
 
 /* Every PC of templates that share one time course u: PC 1 is ±u/|u|. */
@@ -167,6 +172,110 @@ read_feat(float **f, int64_t *ns, int *nc, int32_t **ind)
 	assert_int_equal(b.shape[0], K);
 	assert_int_equal(b.shape[1], *nc);
 	*ind = b.data;
+}
+
+static void *
+read_npy(const char *name, enum nq_dtype dt, int ndim, int64_t d0, int64_t d1,
+         int64_t d2)
+{
+	char path[160];
+	struct nq_array a = {0};
+	int64_t d[3] = {d0, d1, d2};
+
+	snprintf(path, sizeof(path), "%s/%s", tmpdir, name);
+	assert_int_equal(nq_npy_read(path, &a, 0, NULL, 0), 0);
+	assert_int_equal(a.dtype, dt);
+	assert_int_equal(a.ndim, ndim);
+	for (int i = 0; i < ndim; i++)
+		assert_int_equal(a.shape[i], d[i]);
+	return a.data;
+}
+
+/*
+ * template_features.npy (n_spikes × K here, K < 32) holds each spike's
+ * projection on the unit-norm templates of template_feature_ind.npy (K × K:
+ * itself, then the other), computed here from the whole-recording
+ * preprocessing X (the spike's window starts at row off + t − 20); the own
+ * template's feature is the larger (the two share no peak channel), save
+ * where two spikes overlap.
+ */
+static void
+check_template_features(const struct ss_result *res, const float *templates,
+                        const float *X, int64_t off)
+{
+	float *tf = read_npy("template_features.npy", NQ_DT_F32, 2, NS, K, 0);
+	int32_t *ti =
+	        read_npy("template_feature_ind.npy", NQ_DT_I32, 2, K, K, 0);
+	double nrm[K] = {0};
+
+	assert_int_equal(ti[0], 0);
+	assert_int_equal(ti[1], 1);
+	assert_int_equal(ti[2], 1);
+	assert_int_equal(ti[3], 0);
+	for (int k = 0; k < K; k++)
+		for (int i = 0; i < NT * C; i++)
+			nrm[k] += (double) templates[(size_t) k * NT * C + i] *
+			          templates[(size_t) k * NT * C + i];
+	for (int s = 0; s < NS; s++) {
+		int k = res->templ[s];
+		for (int j = 0; j < K; j++) {
+			int u = ti[k * K + j];
+			double acc = 0, got = tf[s * K + j];
+			const float *x =
+			        X + (size_t) (off + res->times[s] - 20) * C;
+			const float *w = templates + (size_t) u * NT * C;
+			/* window and template: NT samples of C channels each */
+			for (int i = 0; i < NT * C; i++)
+				acc += (double) x[i] * w[i];
+			acc /= sqrt(nrm[u]);
+			assert_true(fabs(got - acc) <= 1e-4 * (1 + fabs(acc)));
+		}
+		/* spike 10 (template 0) lies 1 sample before spike 11's
+		 * bigger template 1: its window holds both */
+		assert_true(s == 10 || tf[s * K] > 2 * fabs(tf[s * K + 1]));
+		assert_true(tf[s * K] > 0);
+	}
+	free(tf);
+	free(ti);
+}
+
+/*
+ * _phy_spikes_subset.*: every spike here (20 per template, under
+ * SS_WAVE_PER_TEMPLATE), in order, with the raw int16 samples of rec from
+ * t − 30 on the SS_WAVE_CHANNELS channels nearest its template's peak (C
+ * = 8 of them, then -1 with zeros), as phylib's extract_waveforms cuts them.
+ */
+static void
+check_waveform_subset(const struct ss_result *res, const int16_t *rec)
+{
+	enum { W = SS_WAVE_CHANNELS };
+	int16_t *wf = read_npy("_phy_spikes_subset.waveforms.npy", NQ_DT_I16, 3,
+	                       NS, NT, W);
+	int64_t *ids = read_npy("_phy_spikes_subset.spikes.npy", NQ_DT_I64, 1,
+	                        NS, 0, 0);
+	int32_t *ch = read_npy("_phy_spikes_subset.channels.npy", NQ_DT_I32, 2,
+	                       NS, W, 0);
+
+	for (int s = 0; s < NS; s++) {
+		assert_int_equal(ids[s], s);
+		/* the peak channels of make(): 2 and 5 */
+		assert_int_equal(ch[s * W], res->templ[s] ? 5 : 2);
+		for (int j = 0; j < W; j++) {
+			assert_true(j < C ? ch[s * W + j] >= 0
+			                  : ch[s * W + j] == -1);
+			for (int a = 0; a < NT; a++) {
+				int64_t t = res->times[s] - NT / 2 + a;
+				int16_t want =
+				        j < C ? rec[t * C + ch[s * W + j]] : 0;
+				assert_int_equal(
+				        wf[((size_t) s * NT + a) * W + j],
+				        want);
+			}
+		}
+	}
+	free(wf);
+	free(ids);
+	free(ch);
 }
 
 /*
@@ -237,6 +346,9 @@ test_features_values(void **state)
 				            1e-4 * (1 + fabs(acc)));
 			}
 	}
+	check_template_features(&res, templates, X, cfg.fpad + cfg.pad);
+	check_waveform_subset(&res, rec);
+
 	/* PC 1 on the peak channel grows with the spike's amplitude (spikes
 	 * 0 and 4: template 0 at 1 and 2.2 times) */
 	assert_true(f1[0] < 0 && f1[(size_t) 4 * 3 * nc] < 1.8 * f1[0]);

@@ -1,6 +1,7 @@
 /* ss_phy_test.c — the phy writer never follows a symlink planted at a
  * temporary name (the old fixed "<name>.tmp") or at a final name, and its
- * files get exactly the mode asked for. */
+ * files get exactly the mode asked for; template and cluster ids come out
+ * without gaps (ss_order_ids), as phylib's load_model wants them. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,6 +11,7 @@
 
 #include "nq_error.h"
 #include "ss.h"
+#include "ss_order.h"
 
 #include <fcntl.h>
 #include <stdio.h>
@@ -116,11 +118,104 @@ test_planted_symlinks(void **st)
 	assert_int_equal(system(path), 0);
 }
 
+/* K = 4 templates: 0 alone, 1 without spikes, 3 merged into 2 (cluster
+ * 2 holds templates 2 and 3). Before: templates {0, 2, 3}, clusters {0, 2}
+ * (gaps at 1); after: templates {0, 1, 2}, clusters {0, 1}, template 1
+ * (no spikes) last, everything else moved along. */
+static void
+test_order_ids(void **st)
+{
+	enum { K = 4, NS = 5, NT = 2, C = 1 };
+	int32_t templ[NS] = {0, 2, 3, 2, 3}, clust[NS] = {0, 2, 2, 2, 2};
+	float templates[K * NT * C] = {0, 0, 10, 10, 20, 20, 30, 30};
+	float similar[K * K], contam[K] = {1, 0, 3, 0},
+	                      amp_mean[K] = {5, 0, 7, 0};
+	int good[K] = {1, 0, 1, 0};
+	int64_t counts[K] = {1, 0, 4, 0}, times[NS] = {1, 2, 3, 4, 5};
+	struct ss_merge mg = {.a = 2, .b = 3};
+	struct ss_result r = {.C = C, .nt = NT, .K = K, .n_spikes = NS};
+	const int newid[K] = {0, 3, 1, 2};
+
+	(void) st;
+	for (int a = 0; a < K; a++)
+		for (int b = 0; b < K; b++)
+			similar[a * K + b] = (float) (10 * a + b);
+	r.times = times;
+	r.templ = templ;
+	r.clust = clust;
+	r.templates = templates;
+	r.similar = similar;
+	/* the per-cluster arrays are replaced: heap copies */
+	r.good = malloc(sizeof(good));
+	r.contam = malloc(sizeof(contam));
+	r.amp_mean = malloc(sizeof(amp_mean));
+	r.counts = malloc(sizeof(counts));
+	assert_non_null(r.good);
+	assert_non_null(r.contam);
+	assert_non_null(r.amp_mean);
+	assert_non_null(r.counts);
+	memcpy(r.good, good, sizeof(good));
+	memcpy(r.contam, contam, sizeof(contam));
+	memcpy(r.amp_mean, amp_mean, sizeof(amp_mean));
+	memcpy(r.counts, counts, sizeof(counts));
+	r.merges = &mg;
+	r.n_merges = 1;
+	assert_int_equal(ss_order_ids(&r), 0);
+	{
+		const int32_t wt[NS] = {0, 1, 2, 1, 2},
+		              wc[NS] = {0, 1, 1, 1, 1};
+		assert_memory_equal(templ, wt, sizeof(wt));
+		assert_memory_equal(clust, wc, sizeof(wc));
+	}
+	for (int k = 0; k < K; k++) {
+		assert_true(templates[newid[k] * NT] == 10.0f * (float) k);
+		for (int b = 0; b < K; b++)
+			assert_true(similar[newid[k] * K + newid[b]] ==
+			            (float) (10 * k + b));
+	}
+	assert_int_equal(r.counts[0], 1);
+	assert_int_equal(r.counts[1], 4);
+	assert_int_equal(r.counts[2] + r.counts[3], 0);
+	assert_int_equal(r.good[1], 1);
+	assert_true(r.contam[1] == 3.0f && r.amp_mean[1] == 7.0f);
+	assert_true(r.contam[2] == 0 && r.amp_mean[3] == 0);
+	assert_int_equal(mg.a, 1);
+	assert_int_equal(mg.b, 2);
+
+	/* a cluster whose own template has no spikes (all in the template
+	 * merged into it) takes the id of that template, and nothing is
+	 * skipped: templates {1} and cluster {0} become 0 and 0 */
+	{
+		int32_t t2[2] = {1, 1}, c2[2] = {0, 0};
+		r.templ = t2;
+		r.clust = c2;
+		r.n_spikes = 2;
+		r.n_merges = 0;
+		memset(r.counts, 0, sizeof(counts));
+		r.counts[0] = 2;
+		assert_int_equal(ss_order_ids(&r), 0);
+		assert_int_equal(t2[0], 0);
+		assert_int_equal(c2[1], 0);
+		assert_int_equal(r.counts[0], 2);
+	}
+	/* a template id out of range is refused */
+	templ[0] = K;
+	r.templ = templ;
+	r.clust = clust;
+	r.n_spikes = NS;
+	assert_int_equal(ss_order_ids(&r), NQ_EINTERNAL);
+	free(r.good);
+	free(r.contam);
+	free(r.amp_mean);
+	free(r.counts);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 	        cmocka_unit_test(test_planted_symlinks),
+	        cmocka_unit_test(test_order_ids),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

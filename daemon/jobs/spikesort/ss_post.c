@@ -5,7 +5,9 @@
  * provisional refractory label: "good" when the autocorrelogram's rate
  * within refrac_ms is below good_ratio of its 10–50 ms baseline. The job
  * replaces it with the label from the quality metrics (ss_quality_finish,
- * after the features pass has measured SNR and amplitudes).
+ * after the features pass has measured SNR and amplitudes). Last, the
+ * template ids are renumbered so the spikes' templates and clusters have no
+ * gaps (ss_order.c).
  */
 #include <math.h>
 #include <stdlib.h>
@@ -13,6 +15,7 @@
 
 #include "nq_error.h"
 #include "ss.h"
+#include "ss_order.h"
 #include "ss_quality.h"
 
 void
@@ -557,7 +560,8 @@ ss_post(const struct ss_config *cfg, const struct ss_templates *tp,
 		free(start);
 		free(tt);
 	}
-	rc = 0;
+	/* ids without gaps, as phy expects (ss_order.h) */
+	rc = ss_order_ids(res);
 out:
 	free(ord);
 	free(last);

@@ -1439,12 +1439,14 @@ test_post_merge_splits(void **state)
 	assert_true(r.similar[1] >= 0.95 && r.similar[1] < 0.97);
 	assert_true(r.similar[2] >= 0.95 && r.similar[2] < 0.97);
 	assert_int_equal(r.n_units, 2);
+	/* ids without gaps (ss_order_ids): units 0 (templates 0 and 1) and
+	 * 1 (template 2, now id 1); the merged-away template 1 is now 2 */
 	assert_int_equal(r.counts[0], na);
-	assert_int_equal(r.counts[1], 0);
-	assert_int_equal(r.counts[2], nb);
+	assert_int_equal(r.counts[1], nb);
+	assert_int_equal(r.counts[2], 0);
 	assert_int_equal(r.n_merges, 1);
 	assert_int_equal(r.merges[0].a, 0);
-	assert_int_equal(r.merges[0].b, 1);
+	assert_int_equal(r.merges[0].b, 2);
 	assert_int_equal(r.merges[0].nc, 0);
 	assert_true(r.merges[0].expect > 3 && r.merges[0].expect < 5);
 	assert_false(r.merges[0].by_shape);
