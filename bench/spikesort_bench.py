@@ -29,7 +29,8 @@ int16 file in a child process and is scored the same way; so do
 SpikeInterface's own SpyKING CIRCUS 2 and Tridesclous 2 (--with-si, default
 parameters, on the raw int16 file + probe: they filter and whiten
 themselves). Wall time and
-peak RSS are per child process (os.wait4, which includes its children).
+peak RSS are per child process tree (VmRSS of the child and its descendants
+summed, sampled every 20 ms: see wait_child).
 
 Labels: each sorted unit is "well" (best agreement with a GT unit ≥ 0.8),
 "fp" (< 0.2: SpikeInterface's false-positive units) or "other"; the second
@@ -224,16 +225,47 @@ def prepare(workdir, kind, duration, n_units, repeat=1):
     return d, rec_path, probe_path, gt_path
 
 
+def tree_rss_kib(pid):
+    """Resident KiB of pid and all its descendants now (VmRSS; 0 when gone)."""
+    total, todo = 0, [pid]
+    while todo:
+        q = todo.pop()
+        try:
+            with open(f"/proc/{q}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+                        break
+            for t in os.listdir(f"/proc/{q}/task"):
+                with open(f"/proc/{q}/task/{t}/children") as f:
+                    todo.extend(int(c) for c in f.read().split())
+        except (OSError, ValueError):
+            pass
+    return total
+
+
 def wait_child(cmd, log_path, env=None):
-    """Run cmd; wall seconds, peak RSS (MiB) of that child and its exit."""
+    """Run cmd; wall seconds, peak RSS (MiB) of that child and its
+    descendants together, and its exit. The peak is sampled every 20 ms from
+    /proc (the sum of VmRSS over the process tree), not wait4's ru_maxrss:
+    a child forked from this (large) Python process inherits its parent's
+    high-water mark through the exec, so ru_maxrss reported the parent's
+    memory for any child smaller than it (1.5 GB for `sleep` after the parent
+    touched 1.5 GB)."""
     with open(log_path, "w") as log:
         t0 = time.time()
         p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
                              env=env)
-        _, status, ru = os.wait4(p.pid, 0)
+        peak = 0
+        while True:
+            pid, status, _ = os.wait4(p.pid, os.WNOHANG)
+            if pid:
+                break
+            peak = max(peak, tree_rss_kib(p.pid))
+            time.sleep(0.02)
         wall = time.time() - t0
     p.returncode = os.waitstatus_to_exitcode(status)
-    return wall, ru.ru_maxrss / 1024.0, p.returncode
+    return wall, peak / 1024.0, p.returncode
 
 
 def run_neuroq(build, d, rec_path, probe_path, n_ch, tag="neuroq",
