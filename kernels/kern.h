@@ -265,10 +265,13 @@ struct kern_ops {
 	 * else s > 0 ? s² : −inf, in float (each operation rounded, as
 	 * written: (x·x)·(1 / (1 + l)) − (l·mu)·mu); a row replaces the best
 	 * when its gain is larger: G[t] (−inf when none), A[t] = its s (0),
-	 * Kb[t] = kid[i] (−1). mu, kid: device, ng each. */
+	 * Kb[t] = kid[i] (−1). When th is not NULL, a row whose gain is not
+	 * larger than th[i] (its own threshold) is skipped. mu, th, kid:
+	 * device, ng each. */
 	int (*score_best)(void *ctx, int64_t ng, int64_t n, const float *S,
 	                  int64_t lds, const float *mu, double lam,
-	                  const int32_t *kid, float *G, float *A, int32_t *Kb);
+	                  const float *th, const int32_t *kid, float *G,
+	                  float *A, int32_t *Kb);
 	/* Matching pursuit's acceptance: the candidates (g, t), g < ng,
 	 * t < n, with G[g ld + t] > th (float) that are the largest of every
 	 * (h, u) with h in nb[nb0[g] .. nb0[g + 1]) (device int32 CSR, nb0:
@@ -420,7 +423,8 @@ int kern_snippets(const struct kern_backend *kb, int64_t C, int64_t T,
                   int64_t n, const int32_t *tc, float *S);
 int kern_score_best(const struct kern_backend *kb, int64_t ng, int64_t n,
                     const float *S, int64_t lds, const float *mu, double lam,
-                    const int32_t *kid, float *G, float *A, int32_t *Kb);
+                    const float *th, const int32_t *kid, float *G, float *A,
+                    int32_t *Kb);
 int kern_accept_peaks(const struct kern_backend *kb, int64_t ng, int64_t n,
                       int64_t ld, const float *G, const int32_t *Kb,
                       const float *A, double th, int64_t w, const int32_t *nb0,

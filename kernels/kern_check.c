@@ -564,7 +564,8 @@ kern_snippets(const struct kern_backend *kb, int64_t C, int64_t T,
 int
 kern_score_best(const struct kern_backend *kb, int64_t ng, int64_t n,
                 const float *S, int64_t lds, const float *mu, double lam,
-                const int32_t *kid, float *G, float *A, int32_t *Kb)
+                const float *th, const int32_t *kid, float *G, float *A,
+                int32_t *Kb)
 {
 	if (ng < 0 || n < 0 || isnan(lam))
 		return NQ_EBADPARAM;
@@ -573,7 +574,7 @@ kern_score_best(const struct kern_backend *kb, int64_t ng, int64_t n,
 	if (lds < n || ng > INT64_MAX / 4 / lds || S == NULL || mu == NULL ||
 	    kid == NULL || G == NULL || A == NULL || Kb == NULL)
 		return NQ_EBADPARAM;
-	return OP(kb, score_best, ng, n, S, lds, mu, lam, kid, G, A, Kb);
+	return OP(kb, score_best, ng, n, S, lds, mu, lam, th, kid, G, A, Kb);
 }
 
 int

@@ -77,7 +77,8 @@ int kern_cpu_snippets(void *ctx, int64_t C, int64_t T, const float *Y,
                       const int32_t *tc, float *S);
 int kern_cpu_score_best(void *ctx, int64_t ng, int64_t n, const float *S,
                         int64_t lds, const float *mu, double lam,
-                        const int32_t *kid, float *G, float *A, int32_t *Kb);
+                        const float *th, const int32_t *kid, float *G, float *A,
+                        int32_t *Kb);
 int kern_cpu_accept_peaks(void *ctx, int64_t ng, int64_t n, int64_t ld,
                           const float *G, const int32_t *Kb, const float *A,
                           double th, int64_t w, const int32_t *nb0,

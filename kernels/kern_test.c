@@ -2729,18 +2729,20 @@ test_snippets(void **state)
 
 static void
 run_score_best(struct kern_backend *kb, int64_t ng, int64_t n, const float *S,
-               const float *mu, double lam, const int32_t *kid, float *G,
-               float *A, int32_t *Kb)
+               const float *mu, double lam, const float *th, const int32_t *kid,
+               float *G, float *A, int32_t *Kb)
 {
 	void *dS = put_bytes(kb, S, sizeof(float) * (size_t) (ng * n));
 	void *dmu = put_bytes(kb, mu, sizeof(float) * (size_t) ng);
+	void *dth = th ? put_bytes(kb, th, sizeof(float) * (size_t) ng) : NULL;
 	void *dk = put_bytes(kb, kid, sizeof(int32_t) * (size_t) ng);
 	void *dG = put_bytes(kb, NULL, sizeof(float) * (size_t) n);
 	void *dA = put_bytes(kb, NULL, sizeof(float) * (size_t) n);
 	void *dK = put_bytes(kb, NULL, sizeof(int32_t) * (size_t) n);
 
-	assert_int_equal(
-	        KOP(kb, score_best, ng, n, dS, n, dmu, lam, dk, dG, dA, dK), 0);
+	assert_int_equal(KOP(kb, score_best, ng, n, dS, n, dmu, lam, dth, dk,
+	                     dG, dA, dK),
+	                 0);
 	assert_int_equal(KOP(kb, download, G, dG, sizeof(float) * (size_t) n),
 	                 0);
 	assert_int_equal(KOP(kb, download, A, dA, sizeof(float) * (size_t) n),
@@ -2749,6 +2751,8 @@ run_score_best(struct kern_backend *kb, int64_t ng, int64_t n, const float *S,
 	        KOP(kb, download, Kb, dK, sizeof(int32_t) * (size_t) n), 0);
 	dfree(kb, dS);
 	dfree(kb, dmu);
+	if (dth != NULL)
+		dfree(kb, dth);
 	dfree(kb, dk);
 	dfree(kb, dG);
 	dfree(kb, dA);
@@ -2758,8 +2762,8 @@ run_score_best(struct kern_backend *kb, int64_t ng, int64_t n, const float *S,
 #ifndef KERN_TEST_CUDA
 static void
 naive_score_best(int64_t ng, int64_t n, const float *S, const float *mu,
-                 double lam, const int32_t *kid, float *G, float *A,
-                 int32_t *Kb)
+                 double lam, const float *th, const int32_t *kid, float *G,
+                 float *A, int32_t *Kb)
 {
 	for (int64_t t = 0; t < n; t++) {
 		G[t] = -INFINITY;
@@ -2775,7 +2779,7 @@ naive_score_best(int64_t ng, int64_t n, const float *S, const float *mu,
 			} else {
 				v = s > 0 ? s * s : -INFINITY;
 			}
-			if (v > G[t]) {
+			if (v > G[t] && (th == NULL || v > th[i])) {
 				G[t] = v;
 				A[t] = s;
 				Kb[t] = kid[i];
@@ -2786,14 +2790,15 @@ naive_score_best(int64_t ng, int64_t n, const float *S, const float *mu,
 #endif
 
 /* score_best with and without the prior, rows with equal scores (the
- * first row keeps a tie), samples where every score is negative; equal
- * bit for bit. */
+ * first row keeps a tie), samples where every score is negative, and with
+ * per-row thresholds (a row at or under its own is skipped, so a smaller
+ * gain over its threshold wins); equal bit for bit. */
 static void
 test_score_best(void **state)
 {
 	int64_t ng = 6, n = 333;
 	float *S = malloc(sizeof(float) * (size_t) (ng * n)), mu[6];
-	float G1[333], G2[333], A1[333], A2[333];
+	float G1[333], G2[333], A1[333], A2[333], th[6];
 	int32_t kid[6], K1[333], K2[333];
 
 	(void) state;
@@ -2809,16 +2814,25 @@ test_score_best(void **state)
 		mu[i] = i % 3 == 0 ? 0 : (float) (3 + i);
 		kid[i] = (int32_t) (10 * i + 1);
 	}
-	for (int pass = 0; pass < 2; pass++) {
-		double lam = pass ? 10 : 0;
-		run_score_best(&g_dev, ng, n, S, mu, lam, kid, G1, A1, K1);
-		WANT(score_best, ng, n, S, mu, lam, kid, G2, A2, K2);
+	for (int64_t i = 0; i < ng; i++) /* row 2's own: above any gain */
+		th[i] = i == 2 ? 1e9f : (float) (4 * i);
+	for (int pass = 0; pass < 4; pass++) {
+		double lam = pass & 1 ? 10 : 0;
+		const float *t = pass & 2 ? th : NULL;
+		run_score_best(&g_dev, ng, n, S, mu, lam, t, kid, G1, A1, K1);
+		WANT(score_best, ng, n, S, mu, lam, t, kid, G2, A2, K2);
 		assert_memory_equal(G1, G2, sizeof(G1));
 		assert_memory_equal(A1, A2, sizeof(A1));
 		assert_memory_equal(K1, K2, sizeof(K1));
 		if (pass == 0) { /* no prior: no positive score, no best */
 			assert_int_equal(K1[11], -1);
 			assert_true(isinf(G1[11]) && G1[11] < 0);
+		}
+		for (int64_t u = 0; u < n; u++) {
+			if (pass >= 2) /* no row over 1e9 */
+				assert_true(K1[u] != kid[2]);
+			if (pass >= 2 && K1[u] >= 0)
+				assert_true(G1[u] > th[(K1[u] - 1) / 10]);
 		}
 	}
 	free(S);

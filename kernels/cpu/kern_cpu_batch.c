@@ -485,7 +485,7 @@ kern_cpu_snippets(void *ctx, int64_t C, int64_t T, const float *Y, int64_t nc,
 
 int
 kern_cpu_score_best(void *ctx, int64_t ng, int64_t n, const float *S,
-                    int64_t lds, const float *mu, double lam,
+                    int64_t lds, const float *mu, double lam, const float *th,
                     const int32_t *kid, float *G, float *A, int32_t *Kb)
 {
 	(void) ctx;
@@ -497,13 +497,14 @@ kern_cpu_score_best(void *ctx, int64_t ng, int64_t n, const float *S,
 	for (int64_t i = 0; i < ng; i++) {
 		const float *Si = S + lds * i;
 		int32_t k = kid[i];
+		float lo = th != NULL ? th[i] : -INFINITY;
 		if (mu[i] > 0 && lam > 0) {
 			float l = (float) lam, lm = l * mu[i], c0 = lm * mu[i];
 			float inv = 1 / (1 + l);
 			for (int64_t t = 0; t < n; t++) {
 				float x = Si[t] + lm;
 				float v = x > 0 ? x * x * inv - c0 : -INFINITY;
-				if (v > G[t]) {
+				if (v > G[t] && v > lo) {
 					G[t] = v;
 					A[t] = Si[t];
 					Kb[t] = k;
@@ -513,7 +514,7 @@ kern_cpu_score_best(void *ctx, int64_t ng, int64_t n, const float *S,
 			for (int64_t t = 0; t < n; t++) {
 				float x = Si[t];
 				float v = x > 0 ? x * x : -INFINITY;
-				if (v > G[t]) {
+				if (v > G[t] && v > lo) {
 					G[t] = v;
 					A[t] = x;
 					Kb[t] = k;

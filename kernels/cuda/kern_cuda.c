@@ -1302,13 +1302,13 @@ cuda_sub_spikes(void *ctx, int64_t C, int64_t T, float *R, int64_t nt,
 
 static int
 cuda_score_best(void *ctx, int64_t ng, int64_t n, const float *S, int64_t lds,
-                const float *mu, double lam, const int32_t *kid, float *G,
-                float *A, int32_t *Kb)
+                const float *mu, double lam, const float *th,
+                const int32_t *kid, float *G, float *A, int32_t *Kb)
 {
 	struct kern_cuda_ctx *c = ctx;
 
 	LAUNCH(c, "kern_cuda_score_best",
-	       kern_cuda_score_best(ng, n, S, lds, mu, lam, kid, G, A, Kb,
+	       kern_cuda_score_best(ng, n, S, lds, mu, lam, th, kid, G, A, Kb,
 	                            c->stream));
 }
 

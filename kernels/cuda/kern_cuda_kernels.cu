@@ -813,8 +813,8 @@ kern_cuda_snippets(int64_t C, const float *Y, int64_t nc, const int32_t *nbr,
 /* score_best: one thread per sample, rows in order (the cpu's loop). */
 static __global__ void
 k_score_best(int64_t ng, int64_t n, const float *S, int64_t lds,
-             const float *mu, double lam, const int32_t *kid, float *G,
-             float *A, int32_t *Kb)
+             const float *mu, double lam, const float *th,
+             const int32_t *kid, float *G, float *A, int32_t *Kb)
 {
 	GRID_LOOP(t, n)
 	{
@@ -834,7 +834,7 @@ k_score_best(int64_t ng, int64_t n, const float *S, int64_t lds,
 			} else {
 				v = s > 0 ? __fmul_rn(s, s) : -HUGE_VALF;
 			}
-			if (v > g) {
+			if (v > g && (th == NULL || v > th[i])) {
 				g = v;
 				a = s;
 				kb = kid[i];
@@ -848,11 +848,12 @@ k_score_best(int64_t ng, int64_t n, const float *S, int64_t lds,
 
 extern "C" cudaError_t
 kern_cuda_score_best(int64_t ng, int64_t n, const float *S, int64_t lds,
-                     const float *mu, double lam, const int32_t *kid, float *G,
-                     float *A, int32_t *Kb, cudaStream_t s)
+                     const float *mu, double lam, const float *th,
+                     const int32_t *kid, float *G, float *A, int32_t *Kb,
+                     cudaStream_t s)
 {
-	k_score_best<<<blocks_for(n), TPB, 0, s>>>(ng, n, S, lds, mu, lam, kid,
-	                                          G, A, Kb);
+	k_score_best<<<blocks_for(n), TPB, 0, s>>>(ng, n, S, lds, mu, lam, th,
+	                                          kid, G, A, Kb);
 	return cudaGetLastError();
 }
 

@@ -97,8 +97,8 @@ cudaError_t kern_cuda_snippets(int64_t C, const float *Y, int64_t nc,
 /* kern.h score_best; ng, n > 0. */
 cudaError_t kern_cuda_score_best(int64_t ng, int64_t n, const float *S,
                                  int64_t lds, const float *mu, double lam,
-                                 const int32_t *kid, float *G, float *A,
-                                 int32_t *Kb, cudaStream_t s);
+                                 const float *th, const int32_t *kid, float *G,
+                                 float *A, int32_t *Kb, cudaStream_t s);
 /* kern.h accept_peaks' winners in no particular order: *count (device),
  * the first cap of them in ogt, ok, oa (device). */
 cudaError_t kern_cuda_accept_peaks(int64_t ng, int64_t n, int64_t ld,

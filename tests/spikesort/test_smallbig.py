@@ -8,7 +8,9 @@ threshold (th_match 6), and two thirds of its spikes were never matched
 (accuracy 0.35, no unit at 0.5). With the covariance of the noise alone
 (spikes' windows masked out, whiten_noise=true) it is found. The option is
 off by default: on SpikeInterface's plain 32-channel recordings it loses
-1-3 of 20 units (bench/README.md)."""
+1-3 of 20 units (bench/README.md). The default sort finds it by th_own
+(ss_thresh.c): its score against the noise spreads by about 1, so at
+about 7 of its own noise it is matched from th_detect (4) of it."""
 import os
 import sys
 
@@ -77,14 +79,31 @@ def test_small_unit_found(smallbig):
 
 
 def test_whitening_of_every_sample_shrinks_it(smallbig):
-    """The cause, with the whitening of every sample (the default): the
+    """The cause, with the whitening of every sample (the default) and
+    th_match for every template (th_own=false, main's sort before it): the
     small unit's template is learned, but in whitened units it is a fifth
     of the others' median (0.21), about th_match (6), so most of its
-    spikes are never matched (agreement 0.35 on main: missed)."""
+    spikes are never matched (agreement 0.35: missed)."""
     d, gt = smallbig
-    acc, cmp, out, log = sort_and_score(d, gt, "phy_all")
+    acc, cmp, out, log = sort_and_score(d, gt, "phy_all", "--th-own", "0")
     amp = whitened_amplitudes(cmp, out)
     print(np.round(acc, 3), np.round(amp, 1))
     assert "noise_only" not in log
     assert amp[-1] < 0.3 * np.median(amp[:-3]), amp
     assert amp[-1] < 10, amp
+    assert acc[-1] < 0.5, acc
+
+
+def test_default_finds_small_unit(smallbig):
+    """The default sort (th_own: the small template matched from th_detect
+    of its own projection noise) finds the small unit (0.92) and every
+    other unit, with no more false-positive units than with th_match for
+    every template (1) and no redundant one."""
+    d, gt = smallbig
+    acc, cmp, out, log = sort_and_score(d, gt, "phy_default")
+    print(np.round(acc, 3))
+    assert "noise_only" not in log
+    assert acc[-1] >= 0.8, acc
+    assert np.all(acc >= 0.8), acc
+    assert len(cmp.get_redundant_units()) == 0
+    assert len(cmp.get_false_positive_units()) <= 1

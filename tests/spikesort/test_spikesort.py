@@ -151,13 +151,14 @@ def device_bytes_model(C, NT, K, pad=61, fpad=192, rank=3, nt=61):
     matrices; the matcher's residual, projections, one group's scores (<= K
     rows), U and V, the templates, their windows, a round's spike list, the
     groups' best gain/amplitude/template per sample, priors, ids and group
-    overlaps."""
+    overlaps, and (th_own, the default) the templates' own thresholds."""
     Tb = NT + 2 * pad
     Tf = Tb + 2 * fpad
     RK = rank * K
     return (4 * (C * Tf + C * Tb + 2 * C * C)
             + 4 * (C * Tb + RK * Tb + K * Tb + RK * (C + nt) + K * C * nt + 2 * K)
-            + 12 * K * (Tb // nt + 2) + 12 * K * Tb + 4 * (3 * K + 1 + K * K))
+            + 12 * K * (Tb // nt + 2) + 12 * K * Tb + 4 * (3 * K + 1 + K * K)
+            + 4 * K)
 
 
 def check_traffic(res):
@@ -181,8 +182,11 @@ def check_traffic(res):
     assert match_down >= 8 * nb + 16 * res["n_spikes"]
     assert match_up >= raw + 12 * res["n_spikes"]
     # spikes found in the pads and dropped, duplicates removed: a few times
-    # the kept ones at most, and no batch or score comes back
-    assert match_down <= 8 * nb * 60 + 16 * 4 * res["n_spikes"]
+    # the kept ones at most, and no batch comes back; scores only once, the
+    # first batch's (th_own, the default: each template's noise measured on
+    # the host, 4 K (Tb - 60) bytes)
+    assert match_down <= (8 * nb * 60 + 16 * 4 * res["n_spikes"]
+                          + 4 * K * (Tb - 60))
     # (+ the matcher's templates: U, V, windows, priors; W on a device)
     setup = 4 * 3 * K * (C + 61) + 4 * K * C * 61 + 64 * K + 4096
     assert match_up <= raw + setup + 12 * 4 * res["n_spikes"]

@@ -314,6 +314,11 @@ TYPES: Dict[str, Dict[str, Any]] = {'gsn': {'name': 'gsn',
                            'default': False,
                            'doc': 'whitening from the noise alone (spikes masked out of its '
                                   'covariance)'},
+                          {'name': 'th_own',
+                           'type': 'bool',
+                           'default': True,
+                           'doc': "each template's matching threshold in its own projection noise "
+                                  '(th_match the most)'},
                           {'name': 'learn_batches',
                            'type': 'int',
                            'default': 20,

@@ -100,6 +100,7 @@ struct ss_config {
 	int whiten_nrange; /* 32 */
 	int whiten_every;  /* use every k-th batch for the covariance (25) */
 	int whiten_noise;  /* its covariance: the noise's (ss_noise_mask) */
+	int th_own;        /* per-template th_match in its own noise */
 	double th_detect;  /* threshold crossing, whitened σ units (4) */
 	double th_match;   /* matching threshold on the projection (6) */
 	double lam;        /* amplitude prior weight (Kilosort 2's lam, 10) */
@@ -217,6 +218,8 @@ int ss_whiten_from_cov(const struct kern_backend *kb, const double *cov,
  * samples of channel c left. 0 or NQ_ENOMEM. */
 int ss_noise_mask(const struct ss_probe *p, float *X, int64_t T, double k,
                   int nm, int before, int after, int64_t *kept);
+/* The median of v[0..n) (n ≥ 1), reordering v (quickselect). */
+float ss_median_inplace(float *v, int64_t n);
 /* A device buffer that grows on demand (kern alloc). */
 struct ss_kbuf {
 	void *p;
@@ -306,6 +309,13 @@ void ss_template_chan_norms(const float *W, int K, int C, int nt, float *cn);
 double ss_template_corr_sparse(const float *A, const float *B, const float *ca,
                                const float *cb, int C, int nt, int maxlag,
                                double floor);
+/* th_own (ss_thresh.c): th2[k], template k's squared matching gain
+ * threshold from sig[k], the spread of its score against the noise, and
+ * mu[k], its typical amplitude (NULL: none): th_lo sig[k] when th_match
+ * sig[k] <= mu[k] < 2 th_match sig[k] and that is lower than th_match,
+ * else th_match. */
+void ss_match_thresholds(const float *sig, const float *mu, int K,
+                         double th_match, double th_lo, float *th2);
 /* Max normalised cross-correlation over lags |d| ≤ maxlag. */
 double ss_template_corr(const float *A, const float *B, int C, int nt,
                         int maxlag);

@@ -287,11 +287,13 @@ ss_batch_device_bytes(const struct ss_config *cfg, int C, int64_t NT, int K)
 	 * templates with their windows, a round's spike list (≤ one per nt
 	 * samples per template group: ≤ K groups), each group's best gain,
 	 * amplitude and template per sample, the templates' priors and ids
-	 * and the group overlaps (≤ K² entries) */
+	 * and the group overlaps (≤ K² entries); with th_own their own
+	 * thresholds */
 	return 4 * (c * Tf + c * Tb + 2 * c * c) +
 	       4 * (c * Tb + RK * Tb + k * Tb + RK * (c + nt) + k * c * nt +
 	            2 * k) +
-	       12 * k * (Tb / nt + 2) + 12 * k * Tb + 4 * (3 * k + 1 + k * k);
+	       12 * k * (Tb / nt + 2) + 12 * k * Tb + 4 * (3 * k + 1 + k * k) +
+	       (cfg->th_own ? 4 * k : 0);
 }
 
 void

@@ -133,6 +133,7 @@ test_table_defaults(void **st)
 	        "hp_hz",
 	        "whiten_nrange",
 	        "whiten_noise",
+	        "th_own",
 	        "learn_batches",
 	        "learn_iters",
 	        "min_spikes",
@@ -168,6 +169,7 @@ test_table_defaults(void **st)
 	want[i++] = c.hp_hz;
 	want[i++] = c.whiten_nrange;
 	want[i++] = c.whiten_noise;
+	want[i++] = c.th_own;
 	want[i++] = c.learn_batches;
 	want[i++] = c.learn_iters;
 	want[i++] = c.min_spikes;

@@ -94,6 +94,9 @@ static const struct param_def ss_params[] = {
         B("whiten_noise", 0,
           "whitening from the noise alone (spikes masked out of its "
           "covariance)"),
+        B("th_own", 1,
+          "each template's matching threshold in its own projection noise "
+          "(th_match the most)"),
         I("learn_batches", 20, 1, 10000,
           "batches the templates are learned on"),
         I("learn_iters", 3, 0, 20, "template learning passes"),
@@ -276,6 +279,7 @@ fill_config(const struct nq_map *p, struct ss_jparams *jp)
 	c->hp_hz = params_float(d, p, "hp_hz");
 	c->whiten_nrange = (int) params_int(d, p, "whiten_nrange");
 	c->whiten_noise = params_bool(d, p, "whiten_noise");
+	c->th_own = params_bool(d, p, "th_own");
 	c->learn_batches = (int) params_int(d, p, "learn_batches");
 	c->learn_iters = (int) params_int(d, p, "learn_iters");
 	c->min_spikes = (int) params_int(d, p, "min_spikes");

@@ -314,6 +314,11 @@ struct ss_matcher {
 	 * and its template; per template in matcher order its prior
 	 * amplitude (0: none) and id; the group overlaps (gnb0, gnb) */
 	struct ss_kbuf dGb, dAb, dKb, dMu, dKid, dNb0, dNb;
+	/* th_own: each template's squared gain threshold (matcher order,
+	 * on the device) once measured on the first batch, their least */
+	struct ss_kbuf dTh;
+	int th_set;
+	float th_min;
 	int32_t *pk_k; /* a round's accepted: template, amplitude */
 	float *pk_a;
 	double lam;
@@ -362,6 +367,7 @@ ss_matcher_free(struct ss_matcher *m)
 	ss_kbuf_free(m->kb, &m->dKid);
 	ss_kbuf_free(m->kb, &m->dNb0);
 	ss_kbuf_free(m->kb, &m->dNb);
+	ss_kbuf_free(m->kb, &m->dTh);
 	free(m->pk_k);
 	free(m->pk_a);
 	free(m->pdirty);
@@ -695,9 +701,9 @@ score(struct ss_matcher *m, int g, int64_t a, int64_t b, int tid)
 	              n)) != 0)
 		return rc;
 	return KOP(kb, score_best, ng, n, dS, n, (float *) m->dMu.p + q->i0,
-	           m->lam, (int32_t *) m->dKid.p + q->i0,
-	           (float *) m->dGb.p + at, (float *) m->dAb.p + at,
-	           (int32_t *) m->dKb.p + at);
+	           m->lam, m->th_set ? (float *) m->dTh.p + q->i0 : NULL,
+	           (int32_t *) m->dKid.p + q->i0, (float *) m->dGb.p + at,
+	           (float *) m->dAb.p + at, (int32_t *) m->dKb.p + at);
 }
 
 /* The next run of set flags at or after *a into [*a, *b), runs less than
@@ -768,6 +774,79 @@ refresh_groups(struct ss_matcher *m, int64_t T, int64_t Ts, int full)
 	return 0;
 }
 
+/* th_own: each template's projection noise on this batch — the robust
+ * spread (MAD / 0.6745) of its score over every start, which its own and
+ * its neighbours' spikes, a few percent of the starts, barely move — and
+ * from it its own gain threshold (ss_match_thresholds), uploaded; then
+ * each group's best template per start again (kern score_best) on the
+ * same scores, which skips templates under their own. Once per matcher:
+ * kern conv_rows on the projections refresh left, the scores downloaded
+ * one group at a time. */
+static int
+matcher_own_thresholds(struct ss_matcher *m, const struct ss_config *cfg,
+                       int64_t Ts)
+{
+	const struct kern_backend *kb = m->kb;
+	size_t k1 = m->K ? (size_t) m->K : 1, ts = (size_t) Ts;
+	size_t gm = (size_t) m->gmax, Tm = (size_t) m->Tmax;
+	float *S = malloc(sizeof(float) * gm * ts);
+	float *buf = malloc(sizeof(float) * ts);
+	float *sig = malloc(sizeof(float) * gm);
+	float *mu = malloc(sizeof(float) * gm);
+	float *th2 = malloc(sizeof(float) * k1);
+	int rc = NQ_ENOMEM;
+
+	if (!S || !buf || !sig || !mu || !th2)
+		goto out;
+	if ((rc = ss_kbuf_ensure(kb, &m->dTh, sizeof(float) * k1)) != 0)
+		goto out;
+	m->th_min = INFINITY;
+	for (int g = 0; g < m->ngrp; g++) {
+		const struct ss_mgroup *q = m->grp + g;
+		int ng = q->i1 - q->i0;
+		size_t at = Tm * (size_t) g;
+		float *dth = (float *) m->dTh.p + q->i0;
+		if ((rc = KOP(kb, conv_rows, KERN_F32, ng, m->R, Ts, m->nt,
+		              (float *) m->dP.p + Tm * m->R * q->i0, m->Tmax,
+		              (float *) m->dVt.p +
+		                      (size_t) m->nt * m->R * q->i0,
+		              m->dS.p, Ts)) != 0 ||
+		    (rc = KOP(kb, download, S, m->dS.p,
+		              sizeof(float) * (size_t) ng * ts)) != 0)
+			goto out;
+		for (int i = 0; i < ng; i++) {
+			const float *row = S + ts * (size_t) i;
+			int k = m->ord[q->i0 + i];
+			float med;
+			memcpy(buf, row, sizeof(float) * ts);
+			med = ss_median_inplace(buf, Ts);
+			for (int64_t t = 0; t < Ts; t++)
+				buf[t] = fabsf(row[t] - med);
+			sig[i] = ss_median_inplace(buf, Ts) / 0.6745f;
+			mu[i] = m->tp->mu ? m->tp->mu[k] : 0;
+		}
+		ss_match_thresholds(sig, m->tp->mu ? mu : NULL, ng,
+		                    cfg->th_match, cfg->th_detect, th2);
+		for (int i = 0; i < ng; i++)
+			m->th_min = th2[i] < m->th_min ? th2[i] : m->th_min;
+		if ((rc = KOP(kb, upload, dth, th2, sizeof(float) * ng)) != 0 ||
+		    (rc = KOP(kb, score_best, ng, Ts, m->dS.p, Ts,
+		              (float *) m->dMu.p + q->i0, m->lam, dth,
+		              (int32_t *) m->dKid.p + q->i0,
+		              (float *) m->dGb.p + at, (float *) m->dAb.p + at,
+		              (int32_t *) m->dKb.p + at)) != 0)
+			goto out;
+	}
+	m->th_set = 1;
+out:
+	free(S);
+	free(buf);
+	free(sig);
+	free(mu);
+	free(th2);
+	return rc;
+}
+
 /* Matching pursuit on the residual dR (samples [0, T) set): spikes
  * appended to out; acc (learning) reads the residual, which is
  * downloaded into Rh first on a device backend. */
@@ -784,6 +863,11 @@ match_dr(struct ss_matcher *m, const struct ss_config *cfg, int64_t T,
 	m->lam = cfg->lam;
 	if ((rc = refresh_groups(m, T, Ts, 1)) != 0)
 		return rc;
+	if (cfg->th_own && !m->th_set &&
+	    (rc = matcher_own_thresholds(m, cfg, Ts)) != 0)
+		return rc;
+	if (m->th_set) /* every candidate is over its own already */
+		th = m->th_min;
 	for (int round = 0; round < cfg->max_peels; round++) {
 		int64_t np = 0;
 		/* every candidate (also those held back last round by a

@@ -16,9 +16,8 @@
 #include "nq_error.h"
 #include "ss.h"
 
-/* The median of v[0..n) (n ≥ 1), reordering v (quickselect). */
-static float
-median_inplace(float *v, int64_t n)
+float
+ss_median_inplace(float *v, int64_t n)
 {
 	int64_t lo = 0, hi = n - 1, k = n / 2;
 
@@ -61,7 +60,7 @@ channel_windows(const float *X, int C, int64_t T, int c, double k, int before,
 
 	for (int64_t t = 0; t < T; t++)
 		buf[t] = fabsf(X[c + (size_t) C * t]);
-	thr = (float) (k * median_inplace(buf, T) / 0.6745);
+	thr = (float) (k * ss_median_inplace(buf, T) / 0.6745);
 	memset(dil, 0, (size_t) T);
 	if (!(thr > 0))
 		return; /* a dead channel: nothing to mask */

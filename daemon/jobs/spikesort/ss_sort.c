@@ -43,6 +43,9 @@ ss_config_defaults(struct ss_config *c)
 	/* off: it finds small units beside big ones, but loses 1-3 of 20
 	 * units on SpikeInterface's 32-channel recordings (README) */
 	c->whiten_noise = 0;
+	/* a small template matched from th_detect of its own noise: finds
+	 * a small unit beside big ones (README, ss_thresh.c) */
+	c->th_own = 1;
 	/* 6/8 lost 7-9σ units completely. SpikeInterface GT, 6/8 -> 4/6:
 	 * 32 ch 120 s 15 -> 16/20, 300 s 14 -> 16/20, 384 ch 60 s 47 -> 56/60,
 	 * median precision 1.0 throughout; costs 1.1-1.8x time and extra
@@ -203,6 +206,7 @@ config_key(const struct ss_config *c, const struct ss_probe *p, int64_t N,
 	              c->whiten_nrange,
 	              c->whiten_every,
 	              c->whiten_noise,
+	              c->th_own,
 	              c->th_detect,
 	              c->th_match,
 	              c->lam,

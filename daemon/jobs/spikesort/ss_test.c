@@ -22,6 +22,7 @@
 
 #include "nq_error.h"
 #include "nq_npy.h"
+#include "nq_test_rng.h"
 #include "nq_value.h"
 #include "ss.h"
 #include "ss_job.h"
@@ -420,6 +421,104 @@ test_match_overlap(void **state)
 	ss_matcher_free(m);
 	ss_match_out_free(&o);
 	ss_templates_free(&tp);
+	free(R);
+}
+
+/* th_own's thresholds: a template whose typical amplitude is at least
+ * th_match of its own noise but under twice that is matched from th_lo
+ * of its noise, never above th_match; big ones, those under th_match of
+ * their noise (noise), those without an amplitude and every template
+ * without amplitudes keep th_match */
+static void
+test_match_thresholds(void **state)
+{
+	float sig[6] = {1, 0.5f, 1, 2, 0.9f, 1};
+	float mu[6] = {7, 30, 0, 10, 10.7f, 5.9f}, th2[6];
+	(void) state;
+	ss_match_thresholds(sig, mu, 6, 6, 4, th2);
+	assert_float_equal(th2[0], 16, 1e-5);        /* 7 < 12: 4 × 1 */
+	assert_float_equal(th2[1], 36, 1e-5);        /* 30 ≥ 2 × 6 × 0.5 */
+	assert_float_equal(th2[2], 36, 1e-5);        /* no amplitude */
+	assert_float_equal(th2[3], 36, 1e-5);        /* 4 × 2 = 8 > th_match */
+	assert_float_equal(th2[4], 3.6 * 3.6, 1e-4); /* 10.7 < 10.8 */
+	assert_float_equal(th2[5], 36, 1e-5);        /* 5.9 < 6 × 1 */
+	ss_match_thresholds(sig, NULL, 6, 6, 4, th2);
+	for (int k = 0; k < 6; k++)
+		assert_float_equal(th2[k], 36, 1e-5);
+}
+
+/* A template of typical amplitude 6.5 in unit white noise (its score's
+ * spread against the noise: 1): at th_match 6 (with the amplitude prior a
+ * fit from about 6) a third of its spikes are not matched; with th_own
+ * (its noise measured on the batch, so its threshold 4; a fit from about
+ * 4.5) nearly all are, and the noise alone makes next to no spikes. */
+static void
+test_match_own_threshold(void **state)
+{
+	enum { C = 8, NT = 61, T = 100000, NS = 200, GAP = 490 };
+	struct nq_test_rng rng = NQ_TEST_RNG_INIT(1606);
+	struct ss_config cfg;
+	struct ss_templates tp = {0};
+	float *R0 = malloc(sizeof(float) * C * T);
+	float *R = malloc(sizeof(float) * C * T);
+	int found[2] = {0, 0}, other[2] = {0, 0};
+	double nrm = 0;
+	(void) state;
+	assert_non_null(R0);
+	assert_non_null(R);
+	ss_config_defaults(&cfg);
+	tp.K = 1;
+	tp.C = C;
+	tp.nt = NT;
+	tp.rank = 3;
+	tp.W = calloc((size_t) C * NT, sizeof(float));
+	tp.mu = malloc(sizeof(float));
+	assert_non_null(tp.W);
+	assert_non_null(tp.mu);
+	tp.mu[0] = 6.5f;
+	for (int a = 0; a < NT; a++)
+		for (int c = 0; c < C; c++) {
+			double tt = (a - 20) / 5.0;
+			double v = -exp(-tt * tt) * exp(-pow(c - 4, 2) / 4.0);
+			tp.W[c + C * a] = (float) v;
+			nrm += v * v;
+		}
+	for (int i = 0; i < C * NT; i++)
+		tp.W[i] /= (float) sqrt(nrm);
+	assert_int_equal(ss_templates_lowrank(&kb, &tp), 0);
+	for (int i = 0; i < C * T; i++)
+		R0[i] = (float) nq_test_rng_normal(&rng);
+	for (int s = 0; s < NS; s++) /* every GAP samples from 100 */
+		for (int j = 0; j < C * NT; j++)
+			R0[(size_t) C * (100 + GAP * s) + j] += 6.5f * tp.W[j];
+	for (int own = 0; own < 2; own++) {
+		struct ss_matcher *m;
+		struct ss_match_out o = {0};
+		cfg.th_own = own;
+		memcpy(R, R0, sizeof(float) * C * T);
+		assert_int_equal(ss_matcher_new(&kb, &tp, T, &m), 0);
+		assert_int_equal(
+		        ss_match_batch(m, &cfg, R, T, 0, T, 0, &o, NULL, NULL),
+		        0);
+		for (int64_t i = 0; i < o.n; i++) {
+			int64_t d = (o.t[i] - cfg.nt0min - 100) % GAP;
+			if (o.t[i] - cfg.nt0min >= 100 &&
+			    (d <= 2 || d >= GAP - 2))
+				found[own]++;
+			else
+				other[own]++;
+		}
+		ss_matcher_free(m);
+		ss_match_out_free(&o);
+	}
+	print_message("own threshold: found %d / %d (th_match: %d), "
+	              "others %d (%d)\n",
+	              found[1], NS, found[0], other[1], other[0]);
+	assert_true(found[0] < NS * 8 / 10);
+	assert_true(found[1] >= NS * 95 / 100);
+	assert_true(other[1] <= 5);
+	ss_templates_free(&tp);
+	free(R0);
 	free(R);
 }
 
@@ -1563,6 +1662,8 @@ main(void)
 	        cmocka_unit_test(test_probe_probeinterface),
 	        cmocka_unit_test(test_nearest),
 	        cmocka_unit_test(test_noise_mask),
+	        cmocka_unit_test(test_match_thresholds),
+	        cmocka_unit_test(test_match_own_threshold),
 	        cmocka_unit_test(test_source_reflect),
 	        cmocka_unit_test(test_whiten_full),
 	        cmocka_unit_test(test_npy_bytes),
