@@ -179,7 +179,7 @@ spectrum(int64_t n, int64_t k, double *d)
 	}
 }
 
-/* The fast path: k = 0, 1, 12 and n/20 negative eigenvalues. */
+/* The fast path: k = 1, 12 and n/20 negative eigenvalues; k = 0 gives up. */
 static void
 test_few_negative(void **state)
 {
@@ -198,6 +198,17 @@ test_few_negative(void **state)
 		              (long long) ks[c], r.done, (long long) r.st.m,
 		              (long long) r.st.k, r.st.checks, r.err,
 		              r.err_psd);
+		if (ks[c] == 0) {
+			/* PD (gsn_psd's not-PD test keeps it from here): the
+			 * lowest Ritz value after 4 blocks is 0.58, 5.8e-3 ×
+			 * the highest: given up at the edge probe, untouched,
+			 * without a check */
+			assert_false(r.done);
+			assert_true(r.untouched);
+			assert_int_equal(r.st.m, 32);
+			assert_int_equal(r.st.checks, 0);
+			continue;
+		}
 		assert_true(r.done);
 		assert_int_equal(r.st.k, ks[c]);
 		assert_int_equal(r.st.checks, 1);
