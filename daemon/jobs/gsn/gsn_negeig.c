@@ -559,14 +559,51 @@ rr_step(struct gsn_dev *g, struct gsn_negeig *ne, struct ne_run *r, void *tmp,
 	return 0;
 }
 
+/* One block of the iteration: AQ_j and H's row block, the edge probe
+ * (cold start, NE_EDGE_B blocks), a Rayleigh–Ritz step when due, room for
+ * the next block (ne_grow up to NE_MAXM columns), the next block. */
+static int
+one_block(struct gsn_dev *g, struct gsn_work *wk, struct ne_run *r, int cold,
+          int *stop, int *bad)
+{
+	struct gsn_negeig *ne = wk->ne;
+	int64_t n = ne->n, mfull, kfull;
+	double fro = 0;
+	int rc = expand(g, ne, r);
+
+	if (rc == 0 && cold && r->steps == NE_EDGE_B) {
+		rc = edge_probe(g, ne, r->m, stop);
+		if (rc != 0 || *stop)
+			return rc;
+	}
+	/* tol = NE_TOLC ε ‖A‖_F, first needed here */
+	if (rc == 0 && r->steps >= r->next_rr && r->tol == 0) {
+		rc = KOP(g->kb, sumsq, g->dt, n * n, r->M, &fro);
+		r->tol = NE_TOLC * (g->dt == KERN_F64 ? 0x1p-52 : 0x1p-23) *
+		         sqrt(fro);
+	}
+	if (rc == 0 && r->steps >= r->next_rr)
+		rc = rr_step(g, ne, r, wk->tmp, stop);
+	ne_dims(n, NE_MAXM, &mfull, &kfull);
+	if (rc == 0 && !*stop && r->m + ne->b > ne->mmax) {
+		if (ne->mmax >= mfull) {
+			*stop = 1;
+			return 0;
+		}
+		rc = ne_grow(g, wk, r->m);
+		ne = wk->ne;
+	}
+	if (rc == 0 && !*stop)
+		rc = next_block(g, ne, r->m, bad);
+	return rc;
+}
+
 int
 gsn_negeig_psd(struct gsn_dev *g, int64_t n, void *M, struct gsn_work *wk,
                struct gsn_negeig_stats *st, int *done)
 {
 	struct ne_run r = {.M = M, .gprev = INFINITY};
 	struct gsn_negeig *ne;
-	double fro = 0;
-	int64_t mfull, kfull;
 	int rc = 0, bad = 0, stop = 0, slot, cold;
 
 	*done = 0;
@@ -574,17 +611,16 @@ gsn_negeig_psd(struct gsn_dev *g, int64_t n, void *M, struct gsn_work *wk,
 	if (n < GSN_NEGEIG_MIN_N)
 		return 0;
 	if (wk->ne == NULL) {
-		rc = ne_alloc(g, n, NE_EDGE_B * NE_B, &wk->ne);
+		rc = ne_alloc(g, n, (int64_t) NE_EDGE_B * NE_B, &wk->ne);
 		if (rc != 0)
 			return rc;
 	}
 	ne = wk->ne;
-	ne_dims(n, NE_MAXM, &mfull, &kfull);
 	slot = wk->ne_slot < GSN_NEGEIG_SLOTS ? wk->ne_slot : -1;
 	ne->b = slot >= 0 && ne->pw[slot] > NE_B ? ne->pw[slot] : NE_B;
+	/* a warm start wider than the probe's room */
 	if (ne->b > ne->mmax)
-		rc = ne_grow(g, wk,
-		             0); /* a warm start wider than the probe's */
+		rc = ne_grow(g, wk, 0);
 	ne = wk->ne;
 	if (rc == 0)
 		rc = first_block(g, ne, slot, &bad);
@@ -593,33 +629,9 @@ gsn_negeig_psd(struct gsn_dev *g, int64_t n, void *M, struct gsn_work *wk,
 	r.next_rr = slot >= 0 && ne->pw[slot] > 0 ? 2 : 4;
 	if (slot >= 0)
 		ne->pw[slot] = 0; /* until this call succeeds */
-	while (rc == 0 && !bad && !stop) {
-		rc = expand(g, ne, &r);
-		if (rc == 0 && cold && r.steps == NE_EDGE_B) {
-			rc = edge_probe(g, ne, r.m, &stop);
-			if (stop)
-				break;
-		}
-		/* tol = NE_TOLC ε ‖A‖_F, first needed here */
-		if (rc == 0 && r.steps >= r.next_rr && r.tol == 0) {
-			rc = KOP(g->kb, sumsq, g->dt, n * n, M, &fro);
-			r.tol = NE_TOLC *
-			        (g->dt == KERN_F64 ? 0x1p-52 : 0x1p-23) *
-			        sqrt(fro);
-		}
-		if (rc == 0 && r.steps >= r.next_rr)
-			rc = rr_step(g, ne, &r, wk->tmp, &stop);
-		if (rc == 0 && !stop && r.m + ne->b > ne->mmax) {
-			if (ne->mmax < mfull) {
-				rc = ne_grow(g, wk, r.m);
-				ne = wk->ne;
-			} else {
-				stop = 1;
-			}
-		}
-		if (rc == 0 && !stop)
-			rc = next_block(g, ne, r.m, &bad);
-	}
+	while (rc == 0 && !bad && !stop)
+		rc = one_block(g, wk, &r, cold, &stop, &bad);
+	ne = wk->ne; /* ne_grow may have replaced it */
 	st->m = r.m;
 	st->checks = r.checks;
 	if (rc != 0 || !r.ok)
