@@ -259,8 +259,10 @@ gsn_estimate(int64_t n, int64_t c, int64_t t, const struct gsn_opts *o,
 	/* data: cN + D + c_tr + c_all */
 	dev_data = es * (nn + N * (2 * C) + 3 * nn) + dev_sel;
 	/* biconvex: cN cD S_old cSb cNb N_old tmp, the n × n/2 vectors of
-	 * the smaller side of a projection (+ 1/alpha) */
+	 * the smaller side of a projection, the Krylov basis of
+	 * gsn_negeig.c (+ 1/alpha) */
 	dev_bic = es * (8 * nn + nn / 2) + 8 * (nn + N);
+	dev_bic += gsn_negeig_bytes(n, es); /* the Krylov path's basis */
 	if ((o->returns & GSN_RET_EIG_SIGNAL) && es == 8)
 		dev_bic += 8 * nn; /* cSb's eigenvectors kept (gsn_psd.c) */
 	if (o->uneven == GSN_UNEVEN_MISSING) {

@@ -141,6 +141,8 @@ int gsn_balanced_means(const double *data, int64_t n, const struct gsn_valid *v,
 
 /* ---- gsn_psd.c: projection, biconvex, eigen returns (§2.7–2.9) */
 
+struct gsn_negeig;
+
 struct gsn_work {
 	void *tmp;  /* n×n */
 	void *w;    /* n */
@@ -155,6 +157,12 @@ struct gsn_work {
 	double *eig_vals;
 	double eig_shift;
 	int eig_want, eig_valid;
+	/* the Krylov path's buffers (gsn_negeig.c), made by its first use */
+	struct gsn_negeig *ne;
+	/* which warm start the next projection may use (gsn_negeig.c keeps
+	 * the eigenvectors of the last one of each slot): 0 cSb, 1 cNb, −1
+	 * none */
+	int ne_slot;
 };
 
 int gsn_work_init(struct gsn_dev *g, int64_t n, struct gsn_work *wk);
@@ -163,6 +171,27 @@ void gsn_work_fini(struct gsn_dev *g, struct gsn_work *wk);
 /* M ← P(M) in place (§2.7). */
 int gsn_psd(struct gsn_dev *g, int64_t n, void *M, struct gsn_work *wk,
             char *msg, size_t msglen);
+
+/* ---- gsn_negeig.c: P₊(M) from a few negative eigenpairs (block Lanczos) */
+
+#define GSN_NEGEIG_MIN_N 128
+#define GSN_NEGEIG_SLOTS 2
+
+struct gsn_negeig_stats {
+	int64_t m;  /* Krylov basis columns when it stopped */
+	int64_t k;  /* eigenpairs subtracted (when done) */
+	int checks; /* potrf checks of the result */
+};
+
+/* M ← M − X Θ Xᵀ over the eigenpairs with θ < −tol (then the caller adds
+ * the ridge), when it found them and M + X|Θ|Xᵀ + ridge·I factors: *done =
+ * 1; else *done = 0 and M is untouched (wk->tmp is clobbered either way).
+ * n < GSN_NEGEIG_MIN_N: *done = 0 at once. */
+int gsn_negeig_psd(struct gsn_dev *g, int64_t n, void *M, struct gsn_work *wk,
+                   struct gsn_negeig_stats *st, int *done);
+void gsn_negeig_free(struct gsn_dev *g, struct gsn_negeig **ne);
+/* Device bytes of its buffers at n (es bytes an element). */
+double gsn_negeig_bytes(int64_t n, double es);
 
 struct gsn_bicon {
 	const void *cN, *cD;   /* n×n device */

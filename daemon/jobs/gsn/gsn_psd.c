@@ -24,6 +24,8 @@ gsn_work_init(struct gsn_dev *g, int64_t n, struct gsn_work *wk)
 	wk->tmp = wk->w = wk->eig_vecs = wk->Z = NULL;
 	wk->eig_vals = NULL;
 	wk->eig_want = wk->eig_valid = 0;
+	wk->ne = NULL;
+	wk->ne_slot = -1;
 	wk->hw = malloc((size_t) n * sizeof(double));
 	if (wk->hw == NULL)
 		return NQ_ENOMEM;
@@ -42,6 +44,7 @@ gsn_work_fini(struct gsn_dev *g, struct gsn_work *wk)
 	gsn_dfree(g, &wk->w);
 	gsn_dfree(g, &wk->eig_vecs);
 	gsn_dfree(g, &wk->Z);
+	gsn_negeig_free(g, &wk->ne);
 	free(wk->hw);
 	free(wk->eig_vals);
 	wk->hw = NULL;
@@ -147,7 +150,12 @@ gsn_psd(struct gsn_dev *g, int64_t n, void *M, struct gsn_work *wk, char *msg,
 		return 0;
 	/* the eigen returns need the full decomposition */
 	if (!wk->eig_want) {
-		rc = psd_side(g, n, M, wk, &done);
+		struct gsn_negeig_stats st;
+
+		/* few negative eigenvalues: no reduction (gsn_negeig.c) */
+		rc = gsn_negeig_psd(g, n, M, wk, &st, &done);
+		if (rc == 0 && !done)
+			rc = psd_side(g, n, M, wk, &done);
 		if (rc == 0 && done)
 			rc = add_ridge(g, n, M, wk);
 		if (rc != 0)
@@ -299,8 +307,10 @@ gsn_biconvex(struct gsn_dev *g, int64_t n, const struct gsn_bicon *b,
 		/* keep the decomposition of cSb's projection (not cNb's) */
 		wk->eig_valid = 0;
 		wk->eig_want = wk->eig_vecs != NULL;
+		wk->ne_slot = 0;
 		rc = gsn_psd(g, n, cSb, wk, msg, msglen);
 		wk->eig_want = 0;
+		wk->ne_slot = 1;
 		if (rc != 0)
 			goto out;
 		rc = noise_arg(g, n, b, cSb, cNb);
@@ -309,6 +319,7 @@ gsn_biconvex(struct gsn_dev *g, int64_t n, const struct gsn_bicon *b,
 			goto out;
 		}
 		rc = gsn_psd(g, n, cNb, wk, msg, msglen);
+		wk->ne_slot = -1;
 		if (rc == 0)
 			rc = converged(g, n, S_old, cSb, nprev, cNb, &conv);
 		if (rc != 0)
