@@ -115,7 +115,9 @@ def test_template_features(sorted_folder, model):
     t = model.spike_samples.astype(np.int64)
     gap = np.minimum(np.diff(t, prepend=-10**9), np.diff(t, append=10**12))
     alone = gap >= T.shape[1]
-    assert alone.mean() > 0.7 and close[alone].all(), np.nonzero(~close & alone)
+    # (enough spikes stand alone for this to say something: 61 % with
+    # th_own, whose lower thresholds for small templates match more spikes)
+    assert alone.mean() > 0.5 and close[alone].all(), np.nonzero(~close & alone)
 
 
 def test_template_feature_view_inputs(model):
