@@ -632,10 +632,7 @@ sjob_judge(struct sjob *s, const char *state)
 	memset(&e, 0, sizeof(e));
 	e.state = state;
 	e.have_status = read_status(jd, &e.status, &e.warned);
-	int ofd = spool_open_in(jd, "out", 1);
-	e.have_out = ofd >= 0;
-	if (ofd >= 0)
-		close(ofd);
+	e.have_out = spool_dir_in(jd, "out");
 	e.canceled = s->cancel;
 	e.waited = s->waited;
 	e.time_limit_s = s->limit_s;

@@ -8,7 +8,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "nq_error.h"
 #include "quota.h"
@@ -115,9 +114,7 @@ recover_one(struct store *s, const char *root, int64_t id,
 	row.submitted_us = recover_mtime_us(jd, "params.mp");
 	{
 		/* under Slurm the owner owns the dir: out/ only as a dir */
-		int ofd = spool_open_in(jd, "out", 1);
-		if (ofd >= 0) {
-			close(ofd);
+		if (spool_dir_in(jd, "out")) {
 			row.state = JOB_DONE;
 			row.finished_us = recover_mtime_us(jd, "out");
 		} else if (spool_read_error(jd, &code, emsg, sizeof(emsg)) ==

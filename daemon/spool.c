@@ -174,6 +174,14 @@ spool_openat_file(int dfd, const char *name)
 	return fd;
 }
 
+/* name in dfd as a dir, never through a link: the fd, or -1 with errno. */
+static int
+spool_openat_dir(int dfd, const char *name)
+{
+	return openat(dfd, name,
+	              O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+}
+
 int
 spool_open_in(const char *dir, const char *rel, int want_dir)
 {
@@ -197,23 +205,30 @@ spool_open_in(const char *dir, const char *rel, int want_dir)
 		part[n] = '\0';
 		if (slash == NULL)
 			break;
-		fd = openat(dfd, part,
-		            O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		fd = spool_openat_dir(dfd, part);
 		close(dfd);
 		if (fd < 0)
 			return -1;
 		dfd = fd;
 		p = slash + 1;
 	}
-	if (want_dir)
-		fd = openat(dfd, part,
-		            O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	else
-		fd = spool_openat_file(dfd, part);
+	fd = want_dir ? spool_openat_dir(dfd, part)
+	              : spool_openat_file(dfd, part);
 	int e = errno;
 	close(dfd);
 	errno = e;
 	return fd;
+}
+
+int
+spool_dir_in(const char *dir, const char *rel)
+{
+	int fd = spool_open_in(dir, rel, 1);
+
+	if (fd < 0)
+		return 0;
+	close(fd);
+	return 1;
 }
 
 int
@@ -295,9 +310,7 @@ spool_rm_in(int dfd, int depth)
 		if (unlinkat(dirfd(d), e->d_name, 0) == 0 || errno == ENOENT)
 			continue;
 		int ue = errno;
-		int sub =
-		        openat(dirfd(d), e->d_name,
-		               O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		int sub = spool_openat_dir(dirfd(d), e->d_name);
 		if (sub < 0) {
 			err = errno == ENOTDIR ? ue : errno;
 			continue;

@@ -83,6 +83,9 @@ int spool_rm_rf(const char *path);
  * Every read of a job dir goes through here. The fd, or -1 with errno
  * (ELOOP/ENOTDIR: a link on the way, EPERM: not a plain file). */
 int spool_open_in(const char *dir, const char *rel, int want_dir);
+/* 1 when rel under dir is a dir (spool_open_in: no link followed), else 0:
+ * whether a job wrote its out/. */
+int spool_dir_in(const char *dir, const char *rel);
 int spool_fsync_dir(const char *path);
 
 /* Submit, before the row exists: write params.mp and in/<name>.npy into a

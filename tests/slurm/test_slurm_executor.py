@@ -208,22 +208,44 @@ def jobcomp(d, sid, timeout=30):
         time.sleep(0.2)
 
 
+def owner_dir(d, name):
+    """A dir for the owner's files, under the daemon's 0755 dir (pytest's
+    tmp_path is 0700: another user cannot enter it)."""
+    p = d.dir / name
+    p.mkdir(mode=0o755)
+    return p
+
+
+def submit_as(d, user, data, where):
+    """`neuroq submit gsn` as user, of data saved world-readable in where;
+    the job id."""
+    src = where / "in"
+    src.mkdir(mode=0o755)
+    np.save(src / "data.npy", data)
+    os.chmod(src / "data.npy", 0o644)
+    r = d.cli("submit", "gsn", "--data", src / "data.npy", user=user)
+    assert r.returncode == 0, r.stderr
+    return int(r.stdout.strip())
+
+
+def result_as(d, user, jid, where):
+    """`neuroq result --out` as user into a new dir under where: (the
+    CompletedProcess, the --out path)."""
+    out = where / f"res{time.monotonic_ns()}"
+    out.mkdir(mode=0o777)
+    os.chmod(out, 0o777)
+    return d.cli("result", jid, "--out", out / "r", user=user), out / "r"
+
+
 def test_job_runs_as_its_owner(slurm_daemon):
     """Slurm sees the submitting user (uid and primary group), not root:
     fair-share and accounting charge the real user."""
     d = slurm_daemon
-    tmp_path = d.dir / "owner"  # under the daemon's 0755 dir (pytest's is 0700)
-    tmp_path.mkdir(mode=0o755)
+    where = owner_dir(d, "owner")
     with unix_users(USER) as users:
         pw = users[USER]
         data = make_data(30, 10, 3, seed=12)
-        src = tmp_path / "in"
-        src.mkdir(mode=0o755)
-        np.save(src / "data.npy", data)
-        os.chmod(src / "data.npy", 0o644)
-        r = d.cli("submit", "gsn", "--data", src / "data.npy", user=USER)
-        assert r.returncode == 0, r.stderr
-        jid = int(r.stdout.strip())
+        jid = submit_as(d, USER, data, where)
         with d.client() as c:
             sid = slurm_id(d, c, jid)
             # the same commands as locally, as the owner
@@ -234,12 +256,9 @@ def test_job_runs_as_its_owner(slurm_daemon):
         comp = jobcomp(d, sid)
         assert comp.get("UserId") == f"{USER}({pw.pw_uid})", comp
         assert comp.get("GroupId") == f"{USER}({pw.pw_gid})", comp
-        out = tmp_path / "res"
-        out.mkdir(mode=0o777)
-        os.chmod(out, 0o777)
-        r = d.cli("result", jid, "--out", out / "r", user=USER)
+        r, out = result_as(d, USER, jid, where)
         assert r.returncode == 0, r.stderr
-        assert_gsn_sane(read_out_dir(out / "r"), data)
+        assert_gsn_sane(read_out_dir(out), data)
 
 
 def test_owner_cannot_reach_another_jobs_outputs(slurm_daemon):
@@ -248,23 +267,16 @@ def test_owner_cannot_reach_another_jobs_outputs(slurm_daemon):
     log, or out/ itself) never lead `result`, `status` or `logs` to that
     job's data: the daemon refuses the file, and says why."""
     d = slurm_daemon
-    tmp_path = d.dir / "links"  # under the daemon's 0755 dir (pytest's is 0700)
-    tmp_path.mkdir(mode=0o755)
+    where = owner_dir(d, "links")
     with unix_users(USER) as users:
         pw = users[USER]
         secret = make_data(30, 10, 3, seed=31)
         mine = make_data(30, 10, 3, seed=32)
-        src = tmp_path / "in"
-        src.mkdir(mode=0o755)
-        np.save(src / "data.npy", mine)
-        os.chmod(src / "data.npy", 0o644)
         with d.client() as c:
             other = c.submit("gsn", inputs={"data": secret})
             assert wait_state(c, other.id, TERMINAL, timeout=120)["state"] == "DONE"
             theirs = c.result(other.id)
-        r = d.cli("submit", "gsn", "--data", src / "data.npy", user=USER)
-        assert r.returncode == 0, r.stderr
-        jid = int(r.stdout.strip())
+        jid = submit_as(d, USER, mine, where)
         r = d.cli("wait", jid, "--timeout", "120", user=USER)
         assert r.stdout.strip() == "DONE", (r.stdout, r.stderr)
         jd, od = d.job_dir(jid), d.job_dir(other.id)
@@ -276,10 +288,7 @@ def test_owner_cannot_reach_another_jobs_outputs(slurm_daemon):
             assert p.returncode == 0, p.stderr
 
         def result_as_owner():
-            out = tmp_path / f"res{time.monotonic_ns()}"
-            out.mkdir(mode=0o777)
-            os.chmod(out, 0o777)
-            return d.cli("result", jid, "--out", out / "r", user=USER), out / "r"
+            return result_as(d, USER, jid, where)
 
         r, _ = result_as_owner()
         assert r.returncode == 0, r.stderr
