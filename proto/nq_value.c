@@ -258,6 +258,38 @@ nq_map_set_str(struct nq_map *m, const char *key, const char *s)
 }
 
 int
+nq_map_set_strs(struct nq_map *m, const char *key, const char *const *s,
+                size_t n)
+{
+	struct nq_value v = {.kind = NQ_LIST};
+	int rc = 0;
+
+	v.u.list.items = calloc(n ? n : 1, sizeof(struct nq_value));
+	if (v.u.list.items == NULL)
+		return NQ_ENOMEM;
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		struct nq_value *it = &v.u.list.items[i];
+
+		if (s[i] == NULL) {
+			rc = NQ_EINTERNAL;
+			break;
+		}
+		it->u.str.s = strdup(s[i]);
+		if (it->u.str.s == NULL) {
+			rc = NQ_ENOMEM;
+			break;
+		}
+		it->kind = NQ_STR;
+		it->u.str.len = strlen(s[i]);
+		v.u.list.n++;
+	}
+	if (rc == 0)
+		rc = nq_map_set(m, key, &v);
+	nq_value_free(&v);
+	return rc;
+}
+
+int
 nq_map_set_array(struct nq_map *m, const char *key, struct nq_array *a)
 {
 	struct nq_value v = {.kind = NQ_ARRAY};

@@ -132,6 +132,10 @@ int nq_map_set_float(struct nq_map *m, const char *key, double f);
 int nq_map_set_bool(struct nq_map *m, const char *key, int b);
 int nq_map_set_str(struct nq_map *m, const char *key, const char *s);
 int nq_map_set_nil(struct nq_map *m, const char *key);
+/* m[key] = a list of copies of the n strings s[0..n) (an empty list when
+ * n = 0). */
+int nq_map_set_strs(struct nq_map *m, const char *key, const char *const *s,
+                    size_t n);
 /* Moves the array into the map (a->data becomes NULL). */
 int nq_map_set_array(struct nq_map *m, const char *key, struct nq_array *a);
 /* Value constructors */

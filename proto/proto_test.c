@@ -942,12 +942,51 @@ test_dtypes(void **state)
 	assert_null(a.data);
 }
 
+/* nq_map_set_strs: a list of copies, the empty list, a NULL refused. */
+static void
+test_set_strs(void **state)
+{
+	const char *two[] = {"warning one", "bé"};
+	const char *bad[] = {"x", NULL};
+	struct nq_map *m = nq_map_new();
+	const struct nq_value *v;
+	char buf[8];
+
+	(void) state;
+	assert_non_null(m);
+	snprintf(buf, sizeof(buf), "copy");
+	{
+		const char *mine[] = {buf};
+		assert_int_equal(nq_map_set_strs(m, "one", mine, 1), 0);
+	}
+	buf[0] = 'X'; /* the map holds its own copy */
+	assert_int_equal(nq_map_set_strs(m, "two", two, 2), 0);
+	assert_int_equal(nq_map_set_strs(m, "none", NULL, 0), 0);
+	assert_int_equal(nq_map_set_strs(m, "bad", bad, 2), NQ_EINTERNAL);
+	assert_null(nq_map_get(m, "bad"));
+	v = nq_map_get(m, "one");
+	assert_non_null(v);
+	assert_int_equal(v->kind, NQ_LIST);
+	assert_int_equal(v->u.list.n, 1);
+	assert_string_equal(v->u.list.items[0].u.str.s, "copy");
+	v = nq_map_get(m, "two");
+	assert_int_equal(v->u.list.n, 2);
+	assert_int_equal(v->u.list.items[1].kind, NQ_STR);
+	assert_int_equal(v->u.list.items[1].u.str.len, 3);
+	assert_memory_equal(v->u.list.items[1].u.str.s, "bé", 3);
+	v = nq_map_get(m, "none");
+	assert_int_equal(v->kind, NQ_LIST);
+	assert_int_equal(v->u.list.n, 0);
+	nq_map_free(m);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 	        cmocka_unit_test(test_errors),
 	        cmocka_unit_test(test_roundtrip_all),
+	        cmocka_unit_test(test_set_strs),
 	        cmocka_unit_test(test_decode_inplace),
 	        cmocka_unit_test(test_int_encoding),
 	        cmocka_unit_test(test_decode_values),

@@ -101,33 +101,23 @@ set_words(struct nq_map *m, const char *key, const char *text, int ints)
 static int
 set_choices(struct nq_map *m, const char *key, const char *const *c)
 {
-	struct nq_value l = {.kind = NQ_LIST};
-	int rc = 0;
+	size_t n = 0;
 
-	for (size_t i = 0; rc == 0 && c[i] != NULL; i++)
-		rc = push_str(&l, c[i], strlen(c[i]));
-	if (rc != 0) {
-		nq_value_free(&l);
-		return rc;
-	}
-	return set_own(m, key, &l);
+	while (c[n] != NULL)
+		n++;
+	return nq_map_set_strs(m, key, c, n);
 }
 
 static int
 set_dtypes(struct nq_map *m, unsigned dtypes)
 {
-	struct nq_value l = {.kind = NQ_LIST};
-	int rc = 0;
+	const char *names[NQ_DT_COUNT];
+	size_t n = 0;
 
-	for (int k = 0; rc == 0 && k < NQ_DT_COUNT; k++)
+	for (int k = 0; k < NQ_DT_COUNT; k++)
 		if (dtypes & PARAMS_DT(k))
-			rc = push_str(&l, nq_dtype_str((enum nq_dtype) k),
-			              strlen(nq_dtype_str((enum nq_dtype) k)));
-	if (rc != 0) {
-		nq_value_free(&l);
-		return rc;
-	}
-	return set_own(m, "dtypes", &l);
+			names[n++] = nq_dtype_str((enum nq_dtype) k);
+	return nq_map_set_strs(m, "dtypes", names, n);
 }
 
 static int

@@ -112,6 +112,7 @@ def test_accuracy_and_scalars(gt32, sorted32):
     assert acc.mean() >= 0.9, acc
     assert res["n_units"] <= 13, "units shattered into pieces"
     assert res["n_good"] >= 8
+    assert res["warnings"] == []  # the inputs are right
 
 
 def test_phy_folder_points_at_recording(gt32, sorted32):
@@ -200,6 +201,31 @@ def test_probe_wider_than_recording(client, gt32):
     with pytest.raises(errors.BadParam, match="chanMap"):
         neuroq.spikesort(rec, str(rec) + ".probe.json", n_channels=16, sample_rate=FS,
                          client=client, progress=False)
+
+
+def test_channel_count_the_probe_and_data_contradict_warns(shared_daemon, client, gt16,
+                                                          tmp_path):
+    """A 16-channel file declared as 32 with its 16-row probe (issue 16's case:
+    half the rows unread), and declared as 8 without a probe (each column then
+    alternates between two channels): the job sorts, and says so in the
+    result's warnings, with warnings.warn and in the job log."""
+    rec, _, _ = gt16
+    with pytest.warns(UserWarning, match="reads 16 of the file's 32 channels"):
+        res = neuroq.spikesort(rec, str(rec) + ".probe.json", None, tmp_path / "as32",
+                               n_channels=32, sample_rate=FS, client=client,
+                               progress=False)
+    assert len(res["warnings"]) == 1
+    assert "channels 16-31 are not sorted" in res["warnings"][0]
+    assert "If the file has 16 channels, n_channels=32 reads it wrong" in res["warnings"][0]
+    job = neuroq.spikesort(rec, None, None, tmp_path / "as8", n_channels=8,
+                           sample_rate=FS, client=client, wait=False)
+    job.wait(progress=False)
+    res = job.result()
+    assert len(res["warnings"]) == 1, res["warnings"]
+    assert "n_channels=8 looks wrong" in res["warnings"][0]
+    assert "a file of 16 channels is read as 8" in res["warnings"][0]
+    log = client.logs(job.id)
+    assert "spikesort warning: n_channels=8 looks wrong" in log, log
 
 
 def test_too_short_is_bad_data(client, tmp_path):

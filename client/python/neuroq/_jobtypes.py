@@ -472,6 +472,12 @@ TYPES: Dict[str, Dict[str, Any]] = {'gsn': {'name': 'gsn',
                             'type': 'str',
                             'when': 'always',
                             'doc': 'where the phy folder is'},
+                           {'name': 'warnings',
+                            'type': '[str]',
+                            'when': 'always',
+                            'doc': 'what looked wrong in the inputs (the probe reads only some of '
+                                   "the file's channels; the data look like another channel "
+                                   'count); [] when nothing did'},
                            {'name': 'time_preprocess_s',
                             'type': 'float',
                             'when': 'always',

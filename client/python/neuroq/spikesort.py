@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import warnings
 from typing import Any, Literal, Mapping, TypeVar, Union, overload
 
 import numpy as np
@@ -179,7 +180,10 @@ def spikesort(recording_path: StrPath, probe: Any = None,
     Returns the job's result (``n_units``, ``n_spikes``, ``n_good``,
     ``n_templates``, ``duration_s``, ``output_dir``, ``time_*_s``, and the
     per-template arrays ``unit_spike_counts``, ``unit_good``,
-    ``unit_amplitude``), or, with ``wait=False``, the :class:`neuroq.Job`
+    ``unit_amplitude``; ``warnings``: what looked wrong in the inputs, each
+    also issued with ``warnings.warn``, e.g. a probe that reads only some of
+    the file's channels or data that look like another channel count), or,
+    with ``wait=False``, the :class:`neuroq.Job`
     (a temporary probe file then stays for the daemon to read).  A failed
     job raises the ``neuroq.errors`` class of its code (``BadParam`` for a
     missing file or a size that does not match n_channels, ``BadData`` for a
@@ -202,7 +206,10 @@ def spikesort(recording_path: StrPath, probe: Any = None,
         except (errors.TimedOut, errors.Unreachable, KeyboardInterrupt):
             tmp_probe = None  # the job may still run and need the probe
             raise
-        return job.result()
+        res = job.result()
+        for w in res.get("warnings") or ():
+            warnings.warn(str(w), UserWarning, stacklevel=2)
+        return res
     finally:
         if own and cl is not None and wait:
             cl.close()

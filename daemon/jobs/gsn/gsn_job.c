@@ -464,30 +464,13 @@ static const struct {
 static int
 put_warnings(struct nq_map *out, unsigned w)
 {
-	struct nq_value list = {.kind = NQ_LIST};
-	int rc;
+	const char *texts[NWARN];
+	size_t n = 0;
 
-	list.u.list.items = calloc(NWARN, sizeof(struct nq_value));
-	if (list.u.list.items == NULL)
-		return NQ_ENOMEM;
-	for (size_t i = 0; i < NWARN; i++) {
-		struct nq_value *it = &list.u.list.items[list.u.list.n];
-
-		if (!(w & warn_texts[i].bit))
-			continue;
-		it->kind = NQ_STR;
-		it->u.str.s = strdup(warn_texts[i].text);
-		if (it->u.str.s == NULL) {
-			it->kind = NQ_NIL;
-			nq_value_free(&list);
-			return NQ_ENOMEM;
-		}
-		it->u.str.len = strlen(it->u.str.s);
-		list.u.list.n++;
-	}
-	rc = nq_map_set(out, "warnings", &list);
-	nq_value_free(&list);
-	return rc;
+	for (size_t i = 0; i < NWARN; i++)
+		if (w & warn_texts[i].bit)
+			texts[n++] = warn_texts[i].text;
+	return nq_map_set_strs(out, "warnings", texts, n);
 }
 
 static const char *

@@ -29,6 +29,7 @@
 #include "ss_feat.h"
 #include "ss_job.h"
 #include "ss_quality.h"
+#include "ss_sanity.h"
 #include "userpath.h"
 
 /* ---- the table (params.h): every accepted key (anything else is a typo
@@ -156,6 +157,10 @@ static const struct output_def ss_outputs[] = {
          "templates (K, the length of the per-unit arrays)"},
         {"duration_s", OUT_FLOAT, 0, NULL, NULL, "recording length (s)"},
         {"output_dir", OUT_STR, 0, NULL, NULL, "where the phy folder is"},
+        {"warnings", OUT_STRS, 0, NULL, NULL,
+         "what looked wrong in the inputs (the probe reads only some of the "
+         "file's channels; the data look like another channel count); [] "
+         "when nothing did"},
         {"time_preprocess_s", OUT_FLOAT, 0, NULL, NULL,
          "seconds filtering and whitening"},
         {"time_drift_s", OUT_FLOAT, 0, NULL, NULL, "seconds estimating drift"},
@@ -842,6 +847,16 @@ set_outputs(struct nq_map *out, const struct ss_result *r, double fs,
 }
 
 static int
+set_warnings(struct nq_map *out, const struct ss_warnings *w)
+{
+	const char *texts[SS_WARN_MAX];
+
+	for (int i = 0; i < w->n; i++)
+		texts[i] = w->text[i];
+	return nq_map_set_strs(out, "warnings", texts, (size_t) w->n);
+}
+
+static int
 ss_run_job(struct job_ctx *ctx, const struct nq_map *params,
            const struct nq_map *inputs, struct nq_map *out, char *msg,
            size_t msglen)
@@ -850,6 +865,7 @@ ss_run_job(struct job_ctx *ctx, const struct nq_map *params,
 	struct ss_source src;
 	struct ss_probe p;
 	struct ss_result res;
+	struct ss_warnings warn = {0};
 	struct hook_part part_sort = {ctx, 0, SORT_PART};
 	struct hook_part part_feat = {ctx, SORT_PART, 1};
 	struct ss_hooks hooks = {&part_sort, h_progress, h_canceled, h_log};
@@ -900,6 +916,14 @@ ss_run_job(struct job_ctx *ctx, const struct nq_map *params,
 	if (ctx->log)
 		ctx->log(ctx, "spikesort channels=%d rows=%d batch=%lld out=%s",
 		         p.n, jp.n_rows, (long long) jp.cfg.batch, dir);
+	ss_sanity_probe(&p, jp.n_rows, &warn);
+	if ((rc = ss_sanity_layout(&src, jp.cfg.fs, jp.cfg.hp_hz, &warn)) !=
+	    0) {
+		snprintf(msg, msglen, "cannot read the recording");
+		goto out;
+	}
+	for (int i = 0; i < warn.n && ctx->log; i++)
+		ctx->log(ctx, "spikesort warning: %s", warn.text[i]);
 	rc = ss_sort(&jp.cfg, ctx->kb, &src, &p, &hooks, &res, msg, msglen);
 	if (rc != 0)
 		goto out;
@@ -942,6 +966,7 @@ ss_run_job(struct job_ctx *ctx, const struct nq_map *params,
 	}
 	if (rc == 0 &&
 	    ((rc = set_outputs(out, &res, jp.cfg.fs, dir)) != 0 ||
+	     (rc = set_warnings(out, &warn)) != 0 ||
 	     (rc = nq_map_set_float(out, "time_features_s", t_feat)) != 0))
 		snprintf(msg, msglen, "out of memory");
 	if (rc == 0 && ctx->progress)

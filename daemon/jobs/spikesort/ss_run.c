@@ -8,6 +8,10 @@
  *          [--isi-threshold-ms X] [--presence-bin-s X] [--good-max-isi-ratio X]
  *          [--good-min-presence X] [--good-max-amp-cutoff X] [--good-min-snr X]
  * Prints one JSON object with the result scalars.
+ *
+ *   ss-run --recording F.bin --n-channels N [--sample-rate HZ] [--probe P]
+ *          --sanity-only
+ * Prints only the input sanity warnings (ss_sanity.h) as {"warnings": [...]}.
  */
 #include <errno.h>
 #include <math.h>
@@ -20,10 +24,12 @@
 
 #include "nq_clock.h"
 #include "nq_error.h"
+#include "nq_json.h"
 #include "ss.h"
 #include "ss_batch.h"
 #include "ss_feat.h"
 #include "ss_quality.h"
+#include "ss_sanity.h"
 
 static void
 on_log(void *u, const char *line)
@@ -43,6 +49,38 @@ jnum(char *b, size_t n, double x)
 	return b;
 }
 
+/* --sanity-only: the warnings as one JSON object; 0, or 1 when the
+ * recording cannot be read. Takes src and p. */
+static int
+print_sanity(struct ss_source *src, struct ss_probe *p, int n_rows, double fs,
+             double hp_hz)
+{
+	struct ss_warnings w = {0};
+	struct nq_json js;
+	int rc;
+
+	ss_sanity_probe(p, n_rows, &w);
+	rc = ss_sanity_layout(src, fs, hp_hz, &w);
+	ss_probe_free(p);
+	ss_source_close(src);
+	if (rc != 0) {
+		fprintf(stderr, "ss-run: cannot read the recording\n");
+		return 1;
+	}
+	nq_json_init_file(&js, stdout, 0);
+	nq_json_obj_begin(&js);
+	nq_json_key(&js, "warnings");
+	nq_json_arr_begin(&js);
+	for (int i = 0; i < w.n; i++)
+		nq_json_str(&js, w.text[i], strlen(w.text[i]));
+	nq_json_arr_end(&js);
+	nq_json_obj_end(&js);
+	rc = nq_json_finish(&js);
+	nq_json_free(&js);
+	printf("\n");
+	return rc != 0;
+}
+
 static int
 usage(void)
 {
@@ -55,7 +93,9 @@ usage(void)
 	        " [--isi-threshold-ms X] "
 	        "[--presence-bin-s X]"
 	        " [--good-max-isi-ratio X] [--good-min-presence X]"
-	        " [--good-max-amp-cutoff X] [--good-min-snr X]\n");
+	        " [--good-max-amp-cutoff X] [--good-min-snr X]\n"
+	        "       ss-run --recording F --n-channels N [--sample-rate HZ]"
+	        " [--probe P] --sanity-only\n");
 	return 2;
 }
 
@@ -84,7 +124,7 @@ main(int argc, char **argv)
 	struct ss_result res;
 	struct ss_hooks hooks = {NULL, NULL, NULL, on_log};
 	char msg[512] = "";
-	int n_rows = 0, rc;
+	int n_rows = 0, rc, sanity_only = 0;
 	double fs = 0;
 	double a, b, f;
 
@@ -92,6 +132,10 @@ main(int argc, char **argv)
 	for (int i = 1; i < argc; i++) {
 		const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
 		double x = 0;
+		if (strcmp(k, "--sanity-only") == 0) { /* a flag */
+			sanity_only = 1;
+			continue;
+		}
 		if (v == NULL)
 			return usage();
 		i++;
@@ -161,7 +205,7 @@ main(int argc, char **argv)
 		} else
 			return usage();
 	}
-	if (rec == NULL || out == NULL)
+	if (rec == NULL || (out == NULL && !sanity_only))
 		return usage();
 	if (ss_meta_read(rec, &fs, &n_rows) == 0)
 		fprintf(stderr, "meta: fs=%g n_channels=%d\n", fs, n_rows);
@@ -184,6 +228,8 @@ main(int argc, char **argv)
 		rc = ss_probe_linear(&p, n_rows, 20);
 	if (rc != 0)
 		goto fail1;
+	if (sanity_only)
+		return print_sanity(&src, &p, n_rows, fs, cfg.hp_hz);
 	/* cpu-dev: the cpu's ops on the device path (kern.h) */
 	if ((rc = strcmp(dev, "cpu-dev") == 0
 	                  ? kern_cpu_open_as_device(&kb)
