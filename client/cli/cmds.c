@@ -623,6 +623,20 @@ write_result(struct cli *c, const char *dir, struct nq_map *outs)
 	return CLI_OK;
 }
 
+/* The job's "warnings" (gsn's, spikesort's input checks), one per line on
+ * stderr, so they are seen and not only filed in result.json. */
+static void
+print_warnings(const struct nq_map *outs)
+{
+	const struct nq_value *w = nq_map_get(outs, "warnings");
+
+	for (size_t i = 0; w && w->kind == NQ_LIST && i < w->u.list.n; i++)
+		if (w->u.list.items[i].kind == NQ_STR)
+			fprintf(stderr, "neuroq: warning: %.*s\n",
+			        (int) w->u.list.items[i].u.str.len,
+			        w->u.list.items[i].u.str.s);
+}
+
 int
 cmd_result(struct cli *c, int argc, char **argv)
 {
@@ -661,6 +675,8 @@ cmd_result(struct cli *c, int argc, char **argv)
 	rv = write_result(c, out, outs->u.map);
 	if (rv == CLI_OK && c->json)
 		print_json_line(outs);
+	if (rv == CLI_OK)
+		print_warnings(outs->u.map);
 	nq_value_free(&rep);
 	return rv;
 }

@@ -226,6 +226,9 @@ def test_channel_count_the_probe_and_data_contradict_warns(shared_daemon, client
     assert "a file of 16 channels is read as 8" in res["warnings"][0]
     log = client.logs(job.id)
     assert "spikesort warning: n_channels=8 looks wrong" in log, log
+    r = shared_daemon.cli("result", str(job.id), "--out", str(tmp_path / "res8"))
+    assert r.returncode == 0, r.stderr
+    assert "neuroq: warning: n_channels=8 looks wrong" in r.stderr, r.stderr
 
 
 def test_too_short_is_bad_data(client, tmp_path):
