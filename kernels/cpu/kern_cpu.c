@@ -640,62 +640,28 @@ cpu_sum_log_diag(void *ctx, enum kern_dtype dt, int64_t n, const void *A,
 
 /* Values are shifted by the first element before the two passes so that a
  * constant vector gives exactly zero deviations (hence NaN), and so that
- * a large common offset does not eat the precision. Each sum runs in
- * PEARSON_LANES interleaved partial sums (the compiler makes them one
- * vector: 2-4x fewer instructions on gsn's n² convergence tests). */
-#define PEARSON_LANES 4
-
+ * a large common offset does not eat the precision. */
 static int
 cpu_pearson(void *ctx, enum kern_dtype dt, int64_t count, const void *X,
             const void *Y, double *out)
 {
 	double mx = 0, my = 0, sxy = 0, sxx = 0, syy = 0;
-	int64_t cl = count - count % PEARSON_LANES;
 
 	DT_DISPATCH(dt, T, {
 		const T *x = X, *y = Y;
 		double x0 = (double) x[0], y0 = (double) y[0];
-		double ax[PEARSON_LANES] = {0}, ay[PEARSON_LANES] = {0};
-		double axy[PEARSON_LANES] = {0}, axx[PEARSON_LANES] = {0};
-		double ayy[PEARSON_LANES] = {0};
-		int64_t i;
-
-		for (i = 0; i < cl; i += PEARSON_LANES)
-			for (int l = 0; l < PEARSON_LANES; l++) {
-				ax[l] += (double) x[i + l] - x0;
-				ay[l] += (double) y[i + l] - y0;
-			}
-		for (; i < count; i++) {
-			ax[0] += (double) x[i] - x0;
-			ay[0] += (double) y[i] - y0;
-		}
-		for (int l = 0; l < PEARSON_LANES; l++) {
-			mx += ax[l];
-			my += ay[l];
+		for (int64_t i = 0; i < count; i++) {
+			mx += (double) x[i] - x0;
+			my += (double) y[i] - y0;
 		}
 		mx /= (double) count;
 		my /= (double) count;
-		for (i = 0; i < cl; i += PEARSON_LANES)
-			for (int l = 0; l < PEARSON_LANES; l++) {
-				double dx = ((double) x[i + l] - x0) - mx;
-				double dy = ((double) y[i + l] - y0) - my;
-
-				axy[l] += dx * dy;
-				axx[l] += dx * dx;
-				ayy[l] += dy * dy;
-			}
-		for (; i < count; i++) {
+		for (int64_t i = 0; i < count; i++) {
 			double dx = ((double) x[i] - x0) - mx;
 			double dy = ((double) y[i] - y0) - my;
-
-			axy[0] += dx * dy;
-			axx[0] += dx * dx;
-			ayy[0] += dy * dy;
-		}
-		for (int l = 0; l < PEARSON_LANES; l++) {
-			sxy += axy[l];
-			sxx += axx[l];
-			syy += ayy[l];
+			sxy += dx * dy;
+			sxx += dx * dx;
+			syy += dy * dy;
 		}
 	});
 	if (sxx == 0 || syy == 0)
