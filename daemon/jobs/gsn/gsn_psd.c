@@ -134,12 +134,32 @@ psd_side(struct gsn_dev *g, int64_t n, void *M, struct gsn_work *wk, int *done)
 	return rc;
 }
 
+/* The projection without the full syevd: the Lanczos path (gsn_negeig.c;
+ * prove: see there), then, unless proving or already tried (*tried), the
+ * one-reduction path; the ridge when done. */
+static int
+psd_fast(struct gsn_dev *g, int64_t n, void *M, struct gsn_work *wk, int prove,
+         int *tried, int *done)
+{
+	struct gsn_negeig_stats st;
+	int rc = 0;
+
+	*done = 0;
+	if (!*tried)
+		rc = gsn_negeig_psd(g, n, M, wk, prove, &st, done);
+	*tried = 1;
+	if (rc == 0 && !*done && !prove)
+		rc = psd_side(g, n, M, wk, done);
+	if (rc == 0 && *done)
+		rc = add_ridge(g, n, M, wk);
+	return rc;
+}
+
 int
 gsn_psd(struct gsn_dev *g, int64_t n, void *M, struct gsn_work *wk, char *msg,
         size_t msglen)
 {
 	int rc, np = 0, info = 0, done = 0, tried = 0;
-	struct gsn_negeig_stats st;
 	int64_t k = 0;
 
 	rc = KOP(g->kb, symmetrize, g->dt, n, M);
@@ -150,10 +170,7 @@ gsn_psd(struct gsn_dev *g, int64_t n, void *M, struct gsn_work *wk, char *msg,
 	 * what the not-PD test's Cholesky would find (on the active data's
 	 * noise argument it fails a third in, two thirds of an n³/3) */
 	if (!wk->eig_want && gsn_negeig_warm(wk)) {
-		tried = 1;
-		rc = gsn_negeig_psd(g, n, M, wk, 1, &st, &done);
-		if (rc == 0 && done)
-			rc = add_ridge(g, n, M, wk);
+		rc = psd_fast(g, n, M, wk, 1, &tried, &done);
 		if (rc != 0)
 			return fail(rc, "eigendecomposition/rebuild", msg,
 			            msglen);
@@ -165,16 +182,11 @@ gsn_psd(struct gsn_dev *g, int64_t n, void *M, struct gsn_work *wk, char *msg,
 		return fail(rc, "potrf", msg, msglen);
 	if (!np)
 		return 0;
-	/* the eigen returns need the full decomposition */
+	/* the eigen returns need the full decomposition; few negative
+	 * eigenvalues: no reduction (gsn_negeig.c), not twice (a try above
+	 * that gave up or proved nothing) */
 	if (!wk->eig_want) {
-		/* few negative eigenvalues: no reduction (gsn_negeig.c); not
-		 * twice (a try above that gave up or proved nothing) */
-		if (!tried)
-			rc = gsn_negeig_psd(g, n, M, wk, 0, &st, &done);
-		if (rc == 0 && !done)
-			rc = psd_side(g, n, M, wk, &done);
-		if (rc == 0 && done)
-			rc = add_ridge(g, n, M, wk);
+		rc = psd_fast(g, n, M, wk, 0, &tried, &done);
 		if (rc != 0)
 			return fail(rc, "eigendecomposition/rebuild", msg,
 			            msglen);
