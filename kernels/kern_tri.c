@@ -56,8 +56,9 @@ kern_tri_count(enum kern_dtype dt, int64_t n, const void *d, const void *e,
 	return 0;
 }
 
-/* MRRR (stemr, RANGE 'I'): the k pairs in O(n k), values ascending. 0 with
- * *ok = 0 when it did not deliver them (the caller then bisects). */
+/* MRRR (stemr, RANGE 'I'): the k pairs in O(n k), values ascending (w: n
+ * elements, stemr may fill more before it selects). 0 with *ok = 0 when it
+ * did not deliver them (the caller then bisects). */
 static int
 tri_mrrr(enum kern_dtype dt, int64_t n, const void *d, const void *e,
          int64_t il, int64_t iu, void *w, void *z, int64_t ldz, int *ok)
