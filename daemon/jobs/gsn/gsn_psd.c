@@ -300,7 +300,8 @@ converged(struct gsn_dev *g, int64_t n, const void *S_old, const void *cSb,
 		return rc;
 	}
 	rc = KOP(g->kb, pearson, g->dt, n * n, S_old, cSb, &rS);
-	if (rc == 0)
+	/* rN only decides when rS passes (an n² pass saved otherwise) */
+	if (rc == 0 && rS > GSN_CONVERGE_R)
 		rc = KOP(g->kb, pearson, g->dt, n * n, N_old, cNb, &rN);
 	/* NaN (a constant matrix) never converges */
 	*conv = rc == 0 && rS > GSN_CONVERGE_R && rN > GSN_CONVERGE_R;
