@@ -51,8 +51,10 @@
 int kern_tri_count(enum kern_dtype dt, int64_t n, const void *d, const void *e,
                    int64_t *nneg, int *info);
 /* The eigenpairs il..iu (1-based, ascending order, il <= iu) of T by
- * bisection and inverse iteration (stebz + stein, d and e unchanged): values
- * into w[0 .. iu − il], vectors into z's iu − il + 1 columns (host, ldz >= n).
+ * MRRR (stemr), else bisection and inverse iteration (stebz + stein) when
+ * stemr does not deliver them (d and e unchanged): values
+ * into w[0 .. iu − il] (w has n elements: stemr's scratch beyond), vectors
+ * into z's iu − il + 1 columns (host, ldz >= n).
  * *info > 0: no convergence. */
 int kern_tri_vecs(enum kern_dtype dt, int64_t n, const void *d, const void *e,
                   int64_t il, int64_t iu, void *w, void *z, int64_t ldz,

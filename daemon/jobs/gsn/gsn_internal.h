@@ -186,9 +186,14 @@ struct gsn_negeig_stats {
 /* M ← M − X Θ Xᵀ over the eigenpairs with θ < −tol (then the caller adds
  * the ridge), when it found them and M + X|Θ|Xᵀ + ridge·I factors: *done =
  * 1; else *done = 0 and M is untouched (wk->tmp is clobbered either way).
- * n < GSN_NEGEIG_MIN_N: *done = 0 at once. */
+ * n < GSN_NEGEIG_MIN_N: *done = 0 at once. prove = 1: M is not known to be
+ * indefinite; *done = 1 only when, besides, its lowest Ritz value lies
+ * below −(n+1)² tol, where no Cholesky factorization of M can succeed. */
 int gsn_negeig_psd(struct gsn_dev *g, int64_t n, void *M, struct gsn_work *wk,
-                   struct gsn_negeig_stats *st, int *done);
+                   int prove, struct gsn_negeig_stats *st, int *done);
+/* 1 when the projection slot wk->ne_slot holds the eigenvectors of its
+ * last call (it clipped: a warm start). */
+int gsn_negeig_warm(const struct gsn_work *wk);
 void gsn_negeig_free(struct gsn_dev *g, struct gsn_negeig **ne);
 /* Device bytes of its buffers at n (es bytes an element). */
 double gsn_negeig_bytes(int64_t n, double es);

@@ -33,6 +33,11 @@
  *    beyond the block size) fails it; the iteration then goes on, 4
  *    blocks at least before the next check, 3 checks at most.
  *
+ * Asked for a proof (prove = 1: gsn_psd tries a warm slot before its
+ * not-PD test), it also gives up at the first Rayleigh–Ritz step whose
+ * lowest Ritz value is not below −(n+1)² tol (proves_indefinite), and
+ * finishes only with one that is: such a matrix fails any Cholesky test.
+ *
  * It gives up (*done = 0, M untouched: the caller takes the exact path)
  * after 4 blocks from a cold start when the lowest Ritz value is still
  * above 0 and above 7e-4 × the highest (edge_probe: a fitted threshold),
@@ -481,8 +486,19 @@ struct ne_run {
 	double tol, gprev; /* gprev: the last Rayleigh–Ritz step's max
 	                    * residual / tol (inf: no θ < −tol) */
 	int64_t m, p, mchecked;
-	int steps, sprev, next_rr, checks, ok;
+	int steps, sprev, next_rr, checks, ok, prove;
 };
+
+/* θ_min ≥ λ_min(M) (a Rayleigh quotient); a Cholesky factorization that
+ * succeeds factors M + ΔA with ‖ΔA‖₂ ≤ (n+1) n ε ‖M‖₂ (Higham, Thm 10.5),
+ * so when θ_min < −(n+1)² tol = −2(n+1)² ε ‖M‖_F it must fail. */
+static int
+proves_indefinite(const struct gsn_negeig *ne, const struct ne_run *r)
+{
+	double n1 = (double) (ne->n + 1);
+
+	return r->p > 0 && ne->h[0] < -n1 * n1 * r->tol;
+}
 
 /* AV's next b columns = M Q_j, and H's row block of them: (AQ_j)ᵀ V. */
 static int
@@ -517,6 +533,10 @@ rr_step(struct gsn_dev *g, struct gsn_negeig *ne, struct ne_run *r, void *tmp,
 	*stop = 1;
 	if (rc != 0 || r->p > ne->kmax)
 		return rc;
+	/* asked for a proof: none at the first step, none later (a warm
+	 * start's block holds the last negative eigenvectors already) */
+	if (r->prove && !proves_indefinite(ne, r))
+		return 0;
 	for (int64_t i = 0; i < r->p; i++)
 		rmax = rs[i] > rmax ? rs[i] : rmax;
 	if (r->p >= 1)
@@ -599,10 +619,19 @@ one_block(struct gsn_dev *g, struct gsn_work *wk, struct ne_run *r, int cold,
 }
 
 int
-gsn_negeig_psd(struct gsn_dev *g, int64_t n, void *M, struct gsn_work *wk,
-               struct gsn_negeig_stats *st, int *done)
+gsn_negeig_warm(const struct gsn_work *wk)
 {
-	struct ne_run r = {.M = M, .gprev = INFINITY};
+	int slot = wk->ne_slot;
+
+	return wk->ne != NULL && slot >= 0 && slot < GSN_NEGEIG_SLOTS &&
+	       wk->ne->pw[slot] > 0;
+}
+
+int
+gsn_negeig_psd(struct gsn_dev *g, int64_t n, void *M, struct gsn_work *wk,
+               int prove, struct gsn_negeig_stats *st, int *done)
+{
+	struct ne_run r = {.M = M, .gprev = INFINITY, .prove = prove};
 	struct gsn_negeig *ne;
 	int rc = 0, bad = 0, stop = 0, slot, cold;
 
@@ -636,6 +665,8 @@ gsn_negeig_psd(struct gsn_dev *g, int64_t n, void *M, struct gsn_work *wk,
 	st->checks = r.checks;
 	if (rc != 0 || !r.ok)
 		return rc;
+	if (prove && !proves_indefinite(ne, &r))
+		return 0;
 	/* the checked matrix without the potrf: the same ops on M */
 	if (r.p > 0)
 		rc = KOP(g->kb, syrk, g->dt, KERN_N, n, r.p, 1.0, ne->X, n, 1.0,

@@ -132,7 +132,8 @@ run_case_on(struct gsn_dev *g, int64_t n, const double *d, uint64_t seed,
 	assert_int_equal(gsn_dalloc(g, n * n, &M), 0);
 
 	assert_int_equal(gsn_up(g, M, A, n * n), 0);
-	assert_int_equal(gsn_negeig_psd(g, n, M, &wk, &out->st, &out->done), 0);
+	assert_int_equal(gsn_negeig_psd(g, n, M, &wk, 0, &out->st, &out->done),
+	                 0);
 	assert_int_equal(gsn_down(g, H, M, n * n), 0);
 	out->err = out->done ? max_diff(n, H, P) / fro(n, A) : NAN;
 	out->untouched = !out->done &&
@@ -218,6 +219,99 @@ test_few_negative(void **state)
 		assert_true(r.err_psd < 1e-15);
 	}
 	free(d);
+}
+
+/* One prove = 1 call on A = Q diag(d) Qᵀ after a prove = 0 call on A0 =
+ * Q diag(d0) Qᵀ in the same slot (a warm start, as the biconvex loop's
+ * second pass): *done, the checks, and M (into H). */
+static void
+run_warm(int64_t n, const double *d0, const double *d, uint64_t seed, double *H,
+         double *A, struct run *out)
+{
+	double *Q = malloc(sizeof(double) * (size_t) (n * n));
+	struct gsn_work wk;
+	void *M = NULL;
+
+	assert_non_null(Q);
+	random_q(n, seed, Q);
+	assert_int_equal(gsn_work_init(&g64, n, &wk), 0);
+	assert_int_equal(gsn_dalloc(&g64, n * n, &M), 0);
+	wk.ne_slot = 0;
+	assert_false(gsn_negeig_warm(&wk));
+	rebuild(n, Q, d0, A);
+	assert_int_equal(gsn_up(&g64, M, A, n * n), 0);
+	assert_int_equal(
+	        gsn_negeig_psd(&g64, n, M, &wk, 0, &out->st, &out->done), 0);
+	assert_true(out->done);
+	assert_true(gsn_negeig_warm(&wk));
+	rebuild(n, Q, d, A);
+	assert_int_equal(gsn_up(&g64, M, A, n * n), 0);
+	assert_int_equal(
+	        gsn_negeig_psd(&g64, n, M, &wk, 1, &out->st, &out->done), 0);
+	assert_int_equal(gsn_down(&g64, H, M, n * n), 0);
+	out->untouched = !out->done &&
+	                 memcmp(H, A, sizeof(double) * (size_t) (n * n)) == 0;
+	gsn_dfree(&g64, &M);
+	gsn_work_fini(&g64, &wk);
+	free(Q);
+}
+
+/* prove = 1 (gsn_psd's warm try before its not-PD test): done only where
+ * a Ritz value lies below −(n+1)² tol; a PD matrix and one whose lowest
+ * eigenvalue is negative but within that margin (−1e-9, ‖A‖_F = 197: the
+ * margin is 1.4e-8) are left untouched, without a check, after the first
+ * Rayleigh–Ritz step (2 blocks). */
+static void
+test_warm_prove(void **state)
+{
+	const int64_t n = 400;
+	double *d0 = malloc(sizeof(double) * (size_t) n);
+	double *d = malloc(sizeof(double) * (size_t) n);
+	double *A = malloc(sizeof(double) * (size_t) (n * n));
+	double *H = malloc(sizeof(double) * (size_t) (n * n));
+	double *P = malloc(sizeof(double) * (size_t) (n * n));
+	struct run r;
+
+	(void) state;
+	assert_true(d0 && d && A && H && P);
+	spectrum(n, 6, d0);
+	/* clearly indefinite: the fast path's result, as from a cold start */
+	memcpy(d, d0, sizeof(double) * (size_t) n);
+	d[0] = -6.0;
+	run_warm(n, d0, d, 31, H, A, &r);
+	assert_true(r.done);
+	for (int64_t i = 0; i < n; i++)
+		d[i] = d[i] > 0 ? d[i] : 0.0;
+	{
+		double *Q = malloc(sizeof(double) * (size_t) (n * n));
+
+		assert_non_null(Q);
+		random_q(n, 31, Q);
+		rebuild(n, Q, d, P);
+		free(Q);
+	}
+	assert_true(max_diff(n, H, P) / fro(n, A) < 1e-15);
+	/* PD: nothing proved at the first Rayleigh–Ritz step */
+	spectrum(n, 0, d);
+	run_warm(n, d0, d, 32, H, A, &r);
+	assert_false(r.done);
+	assert_true(r.untouched);
+	assert_int_equal(r.st.checks, 0);
+	/* −1e-9: a pair to subtract (below −tol) but no proof */
+	spectrum(n, 0, d);
+	d[0] = -1e-9;
+	run_warm(n, d0, d, 33, H, A, &r);
+	print_message("warm, lowest -1e-9: ‖A‖_F %.1f, done %d m %lld\n",
+	              fro(n, A), r.done, (long long) r.st.m);
+	assert_false(r.done);
+	assert_true(r.untouched);
+	assert_int_equal(r.st.checks, 0);
+	assert_int_equal(r.st.m, 16);
+	free(d0);
+	free(d);
+	free(A);
+	free(H);
+	free(P);
 }
 
 /* Negative eigenvalues next to a cluster at zero: 6 in [−2, −1], 4 in
@@ -369,6 +463,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 	        cmocka_unit_test(test_few_negative),
 	        cmocka_unit_test(test_cluster_at_zero),
+	        cmocka_unit_test(test_warm_prove),
 	        cmocka_unit_test(test_must_fall_back),
 	        cmocka_unit_test(test_as_device),
 	        cmocka_unit_test(test_float32),
