@@ -147,15 +147,15 @@ def test_deterministic_and_resume(dataset, sorted_run):
 
 def device_bytes_model(C, NT, K, pad=61, fpad=192, rank=3, nt=61):
     """ss_batch_device_bytes (ss_batch.c), as documented in the README's
-    "On a device": the batcher's raw and whitened batch and two C x C
-    matrices; the matcher's residual, projections, one group's scores (<= K
+    "On a device": the batcher's raw and whitened batch and five C x C
+    matrices (the whitening, and a batch's four drift-resampled pieces'); the matcher's residual, projections, one group's scores (<= K
     rows), U and V, the templates, their windows, a round's spike list, the
     groups' best gain/amplitude/template per sample, priors, ids and group
     overlaps, and (th_own, the default) the templates' own thresholds."""
     Tb = NT + 2 * pad
     Tf = Tb + 2 * fpad
     RK = rank * K
-    return (4 * (C * Tf + C * Tb + 2 * C * C)
+    return (4 * (C * Tf + C * Tb + 5 * C * C)
             + 4 * (C * Tb + RK * Tb + K * Tb + RK * (C + nt) + K * C * nt + 2 * K)
             + 12 * K * (Tb // nt + 2) + 12 * K * Tb + 4 * (3 * K + 1 + K * K)
             + 4 * K)

@@ -139,8 +139,12 @@ struct ss_config {
 	double drift_bin_um;   /* depth histogram bin (5) */
 	double drift_max_um;   /* largest shift searched (50) */
 	double drift_sigma_um; /* kriging kernel (20) */
-	double drift_smooth;   /* Gaussian smoothing over batches (1) */
+	double drift_smooth;   /* Gaussian smoothing over batches of the
+	                        * estimate that decides which batches move
+	                        * (1; they move by the unsmoothed one) */
 	int drift_blocks;     /* depth blocks, non-rigid (1 = rigid, default) */
+	int drift_segs;       /* resampled pieces per batch, each at its time's
+	                       * shift (linear between batch centres; 4) */
 	const char *ckpt_dir; /* NULL: no checkpoints */
 };
 
@@ -162,6 +166,8 @@ struct ss_merge {
 	float similarity, ratio, expect;
 	int64_t nc;
 	int by_shape; /* similarity ≥ merge_corr_shape: timing not needed */
+	int by_drift; /* split by drift (ss_dsplit.h): its χ² and share range */
+	float drift_chi2, drift_range;
 };
 
 struct ss_result {

@@ -30,18 +30,21 @@ struct ss_batcher {
 	struct ss_kbuf dM, dx, dy;
 	struct ss_band *band;
 	int nband;
-	/* drift: per-batch shifts (µm, not owned; NULL: none) and the A·M of
-	 * batch am_batch */
+	/* drift: per-batch shifts (µm, not owned; NULL: none) and the M·A of
+	 * each of batch am_batch's nseg pieces (am_moved 0: none moved, M
+	 * for all) */
 	const float *shift; /* nb × nblk */
 	const float *blk_y; /* the blocks' centre depths */
-	int nblk;
-	double *shift_c; /* C: this batch's shift per channel */
+	int nblk, nseg;
+	double *shift_c; /* C: a piece's shift per channel */
+	float *seg_sh;   /* nblk: a piece's shift per block */
 	struct ss_krig krig;
-	float *A, *AM;
+	float *A, *AM; /* C × C, nseg × C × C */
 	int64_t am_batch;
+	int am_moved;
 	struct ss_kbuf dAM;
-	struct ss_band *aband;
-	int naband;
+	struct ss_band *aband; /* nseg × (C / 32 + 2) */
+	int *naband;           /* nseg */
 	/* on a device backend: the raw batch (C × Tfull) and the whitened
 	 * one (C × Tb), and the filter's sections (kern filter_car) */
 	struct ss_kbuf dX, dY;
@@ -62,8 +65,11 @@ int ss_batcher_init(struct ss_batcher *bt, const struct ss_config *cfg,
 int ss_batcher_whiten(struct ss_batcher *bt, const float *M);
 /* Resample every later batch b by its shifts shift[b nblk ..] µm at the
  * block depths blk_y (both kept by pointer; ss_drift_channel_shifts; all 0
- * leaves a batch as it is). 0, NQ_ENOMEM or NQ_EBADDATA (kriging matrix
- * singular: duplicate channel positions). */
+ * leaves a batch as it is). Each batch is resampled in cfg->drift_segs
+ * pieces of equal length, each at the shift of its centre's time, linear
+ * between the centres of batch b and its neighbour (held beyond the first
+ * and last), so a unit moving within a batch is followed. 0, NQ_ENOMEM or
+ * NQ_EBADDATA (kriging matrix singular: duplicate channel positions). */
 int ss_batcher_drift(struct ss_batcher *bt, const float *shift, int nblk,
                      const float *blk_y);
 /* Batch b: *Y points at its Tb = NT + 2 pad samples, core samples at

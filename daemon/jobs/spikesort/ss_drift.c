@@ -609,16 +609,17 @@ ss_drift_batch_matrix(const struct ss_krig *k, const struct ss_probe *p,
 	if (rc != 0)
 		return rc;
 	memset(W, 0, sizeof(float) * (size_t) C * C);
-	/* W[:, j] = Σ_m A[:, m] M[m, j] over the nonzeros of M's column */
+	/* resampled first, then whitened: W = M A, W[:, j] = Σ_m M[:, m]
+	 * A[m, j] over the nonzeros of A's column (see the header) */
 	for (int j = 0; j < C; j++) {
 		float *w = W + (size_t) C * j;
 		for (int m = 0; m < C; m++) {
-			float mj = M[m + (size_t) C * j];
-			const float *a = A + (size_t) C * m;
-			if (mj == 0)
+			float amj = A[m + (size_t) C * j];
+			const float *mm = M + (size_t) C * m;
+			if (amj == 0)
 				continue;
 			for (int i = 0; i < C; i++)
-				w[i] += a[i] * mj;
+				w[i] += mm[i] * amj;
 		}
 	}
 	return 0;

@@ -110,8 +110,15 @@ int ss_krig_matrix(const struct ss_krig *k, const struct ss_probe *p,
                    const double *shift_um, float *A);
 
 /*
- * The whitening matrix of batch b: W = A(shift) · M (both C × C column-
- * major and sparse), computed into W. A: C × C scratch. 0 or NQ_ENOMEM.
+ * The whitening matrix of batch b: W = M · A(shift) (both C × C column-
+ * major and sparse), computed into W: the filtered data are resampled at
+ * the moved positions, then whitened. Not A · M: the whitening sharpens a
+ * footprint (it flattens the noise's spatial correlation), and a sharp
+ * footprint does not survive interpolation from 15 µm rows — resampled
+ * after the whitening, a unit moved ±20 µm correlated 0.95–0.96 with itself
+ * unmoved on an NP2 layout (0.998–1.0 resampled first), enough for the
+ * sort to split it by the drift's phase (issue 16, np2drift128). A: C × C
+ * scratch. 0 or NQ_ENOMEM.
  */
 int ss_drift_batch_matrix(const struct ss_krig *k, const struct ss_probe *p,
                           const float *M, const double *shift_um, float *A,

@@ -15,6 +15,7 @@
 
 #include "nq_error.h"
 #include "ss.h"
+#include "ss_dsplit.h"
 #include "ss_order.h"
 #include "ss_quality.h"
 
@@ -248,6 +249,12 @@ poisson_cdf(int64_t k, double mu)
 	return sum;
 }
 
+/* how far below merge_corr a pair split by drift may be (ss_dsplit.h):
+ * on np2drift128 the pieces of a unit at the probe's end, or one left a
+ * few µm off by the correction, were 0.82–0.95 alike, and no two units
+ * above 0.80 */
+#define DSPLIT_SIM_DROP 0.05
+
 struct cand {
 	int a, b;
 	float s;
@@ -288,6 +295,19 @@ refractory_union(const struct ss_config *cfg, double s, double ratio, double p)
 	       p < (s >= 0.95 ? 0.05 : 0.01);
 }
 
+/* Is the union of trains a and b one unit split by drift
+ * (ss_dsplit_check), with no more refractory pairs (nc, chance expect)
+ * than good_ratio of chance plus one? */
+static int
+drift_union(const struct ss_config *cfg, const struct ss_result *res,
+            const int *grp, const int64_t *a, int64_t na, const int64_t *b,
+            int64_t nb, int64_t nc, double expect, double *chi2, double *range)
+{
+	return (double) nc <= cfg->good_ratio * expect + 1 &&
+	       ss_dsplit_check(a, na, b, nb, res->drift_batch, grp,
+	                       res->n_drift, chi2, range);
+}
+
 /* the sorted spike times of cluster root r: its templates' trains (tt from
  * tstart[k], each sorted) merged into out; returns their count */
 static int64_t
@@ -323,7 +343,11 @@ cluster_train(int K, int *par, int r, const int64_t *tt, const int64_t *tstart,
  * its 10–50 ms baseline), nc / expect < good_ratio, and chance would give
  * as few with probability P(X ≤ nc | expect) < 1 % (5 % from similarity
  * 0.95 on: the stronger the shape evidence, the less the timing must
- * add). Every merge is recorded in res->merges.
+ * add). Where drift was corrected, a pair down to merge_corr −
+ * DSPLIT_SIM_DROP is also one unit when it is split by the drift
+ * (ss_dsplit_check: complementary in the drift's position) and the union
+ * has no more refractory pairs than good_ratio of chance plus one. Every
+ * merge is recorded in res->merges.
  */
 static int
 merge_units(const struct ss_config *cfg, int K, const float *sim,
@@ -339,13 +363,23 @@ merge_units(const struct ss_config *cfg, int K, const float *sim,
 	int64_t *ta = malloc(sizeof(int64_t) * (size_t) (n + 1));
 	int64_t *tb = malloc(sizeof(int64_t) * (size_t) (n + 1));
 	int64_t *tmp = malloc(sizeof(int64_t) * (size_t) (n + 1));
+	int *grp = NULL, drifted = 0;
 	int nc_ = 0, rc = NQ_ENOMEM;
 
 	res->merges = NULL;
 	res->n_merges = 0;
 	if (!cd || !ta || !tb || !tmp)
 		goto out;
-	nc_ = candidates(K, sim, cfg->merge_corr, cd);
+	if (res->drift_um != NULL && res->drift_batch > 0 &&
+	    res->n_drift >= SS_DSPLIT_NG) {
+		grp = malloc(sizeof(int) * (size_t) res->n_drift);
+		if (grp == NULL)
+			goto out;
+		drifted = ss_dsplit_groups(res->drift_um, res->n_drift,
+		                           res->n_drift_blocks, grp);
+	}
+	nc_ = candidates(K, sim,
+	                 cfg->merge_corr - (drifted ? DSPLIT_SIM_DROP : 0), cd);
 	if (nc_ > 0) {
 		res->merges = calloc((size_t) nc_, sizeof(struct ss_merge));
 		if (res->merges == NULL)
@@ -354,8 +388,8 @@ merge_units(const struct ss_config *cfg, int K, const float *sim,
 	for (int i = 0; i < nc_; i++) {
 		int ra = find(par, cd[i].a), rb = find(par, cd[i].b);
 		int64_t na, nb, nc = 0;
-		double expect = 0, ratio = -1, p = 1;
-		int by_shape = cd[i].s >= cfg->merge_corr_shape;
+		double expect = 0, ratio = -1, p = 1, chi2 = 0, range = 0;
+		int by_shape = cd[i].s >= cfg->merge_corr_shape, by_drift = 0;
 		if (ra == rb)
 			continue;
 		na = cluster_train(K, par, ra, tt, tstart, ta, tmp);
@@ -365,12 +399,19 @@ merge_units(const struct ss_config *cfg, int K, const float *sim,
 			ratio = (double) nc / expect;
 			p = poisson_cdf(nc, expect);
 		}
-		if (!by_shape && !refractory_union(cfg, cd[i].s, ratio, p))
-			continue;
+		if (!by_shape && !(cd[i].s >= cfg->merge_corr &&
+		                   refractory_union(cfg, cd[i].s, ratio, p))) {
+			by_drift = drifted &&
+			           drift_union(cfg, res, grp, ta, na, tb, nb,
+			                       nc, expect, &chi2, &range);
+			if (!by_drift)
+				continue;
+		}
 		res->merges[res->n_merges++] = (struct ss_merge){
 		        ra < rb ? ra : rb, ra < rb ? rb : ra, cd[i].s,
 		        (float) ratio,     (float) expect,    nc,
-		        by_shape};
+		        by_shape,          by_drift,          (float) chi2,
+		        (float) range};
 		par[ra > rb ? ra : rb] = ra < rb ? ra : rb;
 	}
 	rc = 0;
@@ -379,6 +420,7 @@ out:
 	free(ta);
 	free(tb);
 	free(tmp);
+	free(grp);
 	return rc;
 }
 
