@@ -527,14 +527,15 @@ def bench(args):
         print(f"# {kind}: {nu} units, {dur:g} s in {d}", file=sys.stderr,
               flush=True)
         tag = "neuroq" + "".join(f"_{k}{v}" for k, v in args.nq.items())
-        builds = [] if args.no_neuroq else [(args.build, tag)]
+        # (build, tag, parameters): the reference may be the same build
+        # with other parameters (--ref-param), so each run carries its own
+        builds = [] if args.no_neuroq else [(args.build, tag, args.nq)]
         if args.ref_build:
             # the reference first, so the table reads old, new
-            builds.insert(0, (args.ref_build, "neuroq-ref"))
-        for build, btag in builds:
+            builds.insert(0, (args.ref_build, "neuroq-ref", args.ref_nq))
+        for build, btag, params in builds:
             nq = run_neuroq(build, d, rec_path, probe_path, nch, btag,
-                            args.ref_nq if build == args.ref_build
-                            else args.nq)
+                            params)
             row = {"recording": kind, "units": nu, "duration_s": dur,
                    "sorter": btag.replace("_", " "), **nq}
             if nq["ok"]:

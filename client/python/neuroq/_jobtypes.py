@@ -319,6 +319,18 @@ TYPES: Dict[str, Dict[str, Any]] = {'gsn': {'name': 'gsn',
                            'default': True,
                            'doc': "each template's matching threshold in its own projection noise "
                                   '(th_match the most)'},
+                          {'name': 'th_resid',
+                           'type': 'float',
+                           'default': 6,
+                           'min': 0,
+                           'max': 100,
+                           'doc': "second detection on a learning pass's residual: pooled "
+                                  'matched-filter score (σ); 0 = off'},
+                          {'name': 'prune_noise',
+                           'type': 'bool',
+                           'default': True,
+                           'doc': 'drop templates of noise at the threshold (amplitude cutoff ≥ '
+                                  '0.45 and ISI violations ratio ≥ good_max_isi_ratio)'},
                           {'name': 'learn_batches',
                            'type': 'int',
                            'default': 20,

@@ -102,6 +102,8 @@ struct ss_config {
 	int whiten_noise;  /* its covariance: the noise's (ss_noise_mask) */
 	int th_own;        /* per-template th_match in its own noise */
 	double th_detect;  /* threshold crossing, whitened σ units (4) */
+	double th_resid;   /* residual detection (ss_resid.c, 6; 0: off) */
+	int prune_noise;   /* noise templates dropped (ss_prune.c) */
 	double th_match;   /* matching threshold on the projection (6) */
 	double lam;        /* amplitude prior weight (Kilosort 2's lam, 10) */
 	int nc_feat;       /* channels for features (10) */
@@ -283,6 +285,32 @@ int ss_detect_batch(const struct ss_config *cfg, const struct kern_backend *kb,
                     const struct ss_probe *p, const float *Y, int64_t T,
                     int64_t lo, int64_t hi, int64_t t_abs0, int per_chan_cap,
                     int64_t *chan_count, struct ss_spikes *out);
+/* One more spike in s (grown as needed); *wave: its nc × nt snippet. */
+int ss_spikes_push(struct ss_spikes *s, int64_t t, int c, float **wave);
+/* Second detection on a learning pass's residual R (host, C × T): the
+ * temporal matched filter h (nh taps, trough at h0; ss_resid_filter) on
+ * every channel, in each channel's robust σ, pooled with its nearest
+ * channel as sqrt(z_c² + z_n²) (z_c > 0); local maxima over ±nt0min and
+ * the nc_feat nearest channels at or above th, troughs in [lo, hi), are
+ * pushed to out with their snippets of R, as ss_detect_batch's. */
+/* A peak within nt0min / 2 samples of one of the pass's nm spikes (mt:
+ * batch-relative trough, increasing; mc: its template's peak channel)
+ * whose peak channel has it among its nc_feat nearest is that spike's
+ * leftover and is skipped. */
+int ss_resid_detect(const struct ss_config *cfg, const struct ss_probe *p,
+                    const float *R, int64_t T, int64_t lo, int64_t hi,
+                    int64_t t_abs0, const float *h, int nh, int h0, double th,
+                    const int64_t *mt, const int *mc, int64_t nm,
+                    int per_chan_cap, int64_t *chan_count,
+                    struct ss_spikes *out);
+/* h (nh taps, trough at h0): the mean of the K templates' peak-channel
+ * waveforms (W: K × C × nt, column-major, trough at nt0min), each of unit
+ * norm, from nt0min − h0 on; unit norm. NQ_EBADPARAM when K is 0. */
+int ss_resid_filter(const float *W, int K, int C, int nt, int nt0min, int nh,
+                    int h0, float *h);
+/* The pooled score of one sample, squared: zc² + zn² when zc > 0, else
+ * 0 (compared with th² — the same peaks as the score, without a root). */
+float ss_resid_score2(float zc, float zn);
 /* Cluster the snippets into initial templates: W (K × C × nt, unit norm). */
 int ss_cluster(const struct ss_config *cfg, const struct kern_backend *kb,
                const struct ss_probe *p, const struct ss_spikes *sp, float **W,
@@ -355,6 +383,16 @@ int ss_match_batch(struct ss_matcher *m, const struct ss_config *cfg, float *R,
                    struct ss_match_out *out, double *acc, int64_t *cnt);
 
 /* Post-processing on the final spikes (sorted by time inside). */
+/* Noise at the threshold (ss_prune.c): amplitude cutoff ≥ 0.45 and ISI
+ * violations ratio ≥ good_isi (NaN: no). */
+int ss_prune_is_noise(double amp_cutoff, double isi_ratio, double good_isi);
+/* Each of the K templates' amplitude cutoff (cut) and ISI violations ratio
+ * (isi) over its spikes in sp (NaN: none, or too few); the spikes of those
+ * that are noise (dropped[k] = 1; *n_dropped of them) leave sp, the others
+ * keep their order. */
+int ss_prune_noise(const struct ss_config *cfg, int K, int64_t n_samples,
+                   struct ss_match_out *sp, int *dropped, double *cut,
+                   double *isi, int *n_dropped);
 int ss_post(const struct ss_config *cfg, const struct ss_templates *t,
             struct ss_match_out *sp, struct ss_result *res);
 

@@ -134,6 +134,8 @@ test_table_defaults(void **st)
 	        "whiten_nrange",
 	        "whiten_noise",
 	        "th_own",
+	        "th_resid",
+	        "prune_noise",
 	        "learn_batches",
 	        "learn_iters",
 	        "min_spikes",
@@ -170,6 +172,8 @@ test_table_defaults(void **st)
 	want[i++] = c.whiten_nrange;
 	want[i++] = c.whiten_noise;
 	want[i++] = c.th_own;
+	want[i++] = c.th_resid;
+	want[i++] = c.prune_noise;
 	want[i++] = c.learn_batches;
 	want[i++] = c.learn_iters;
 	want[i++] = c.min_spikes;

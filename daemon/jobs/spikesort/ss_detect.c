@@ -21,8 +21,8 @@ ss_spikes_free(struct ss_spikes *s)
 	memset(s, 0, sizeof(*s));
 }
 
-static int
-spikes_push(struct ss_spikes *s, int64_t t, int c, float **wave)
+int
+ss_spikes_push(struct ss_spikes *s, int64_t t, int c, float **wave)
 {
 	size_t wl = (size_t) s->nc * (size_t) s->nt;
 
@@ -134,7 +134,7 @@ ss_detect_batch(const struct ss_config *cfg, const struct kern_backend *kb,
 			continue;
 		chan_count[c]++;
 		float *wave;
-		if ((rc = spikes_push(out, t_abs0 + pt[i], c, &wave)) != 0)
+		if ((rc = ss_spikes_push(out, t_abs0 + pt[i], c, &wave)) != 0)
 			goto out;
 		tc[2 * nk] = (int32_t) (pt[i] - cfg->nt0min);
 		tc[2 * nk + 1] = c;

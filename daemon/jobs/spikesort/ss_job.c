@@ -98,6 +98,12 @@ static const struct param_def ss_params[] = {
         B("th_own", 1,
           "each template's matching threshold in its own projection noise "
           "(th_match the most)"),
+        F("th_resid", 6, 0, 100,
+          "second detection on a learning pass's residual: pooled "
+          "matched-filter score (σ); 0 = off"),
+        B("prune_noise", 1,
+          "drop templates of noise at the threshold (amplitude cutoff ≥ "
+          "0.45 and ISI violations ratio ≥ good_max_isi_ratio)"),
         I("learn_batches", 20, 1, 10000,
           "batches the templates are learned on"),
         I("learn_iters", 3, 0, 20, "template learning passes"),
@@ -285,6 +291,8 @@ fill_config(const struct nq_map *p, struct ss_jparams *jp)
 	c->whiten_nrange = (int) params_int(d, p, "whiten_nrange");
 	c->whiten_noise = params_bool(d, p, "whiten_noise");
 	c->th_own = params_bool(d, p, "th_own");
+	c->th_resid = params_float(d, p, "th_resid");
+	c->prune_noise = params_bool(d, p, "prune_noise");
 	c->learn_batches = (int) params_int(d, p, "learn_batches");
 	c->learn_iters = (int) params_int(d, p, "learn_iters");
 	c->min_spikes = (int) params_int(d, p, "min_spikes");

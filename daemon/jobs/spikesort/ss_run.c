@@ -89,7 +89,7 @@ usage(void)
 	        " [--probe P] --out DIR [--ckpt DIR] [--batch N] [--seed S]"
 	        " [--device cpu|cuda:N|cpu-dev] [--th-detect X] [--th-match X]"
 	        " [--drift 0|1] [--drift-blocks N] [--whiten-noise 0|1]"
-	        " [--th-own 0|1]"
+	        " [--th-own 0|1] [--th-resid S] [--prune-noise 0|1]"
 	        " [--isi-threshold-ms X] "
 	        "[--presence-bin-s X]"
 	        " [--good-max-isi-ratio X] [--good-min-presence X]"
@@ -184,6 +184,13 @@ main(int argc, char **argv)
 			if (arg_num(v, 0, 1, &x) != 0)
 				return usage();
 			cfg.th_own = x != 0;
+		} else if (strcmp(k, "--th-resid") == 0) {
+			if (arg_num(v, 0, 100, &cfg.th_resid) != 0)
+				return usage();
+		} else if (strcmp(k, "--prune-noise") == 0) {
+			if (arg_num(v, 0, 1, &x) != 0)
+				return usage();
+			cfg.prune_noise = x != 0;
 		} else if (strcmp(k, "--isi-threshold-ms") == 0) {
 			if (arg_num(v, 0, 1e6, &cfg.isi_ms) != 0)
 				return usage();

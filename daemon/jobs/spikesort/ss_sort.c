@@ -46,6 +46,11 @@ ss_config_defaults(struct ss_config *c)
 	/* a small template matched from th_detect of its own noise: finds
 	 * a small unit beside big ones (README, ss_thresh.c) */
 	c->th_own = 1;
+	/* a second detection on the residual of the next-to-last learning
+	 * pass (ss_resid.c): finds small units on big units' channels */
+	c->th_resid = 6;
+	/* templates of noise at the threshold lose their spikes */
+	c->prune_noise = 1;
 	/* 6/8 lost 7-9σ units completely. SpikeInterface GT, 6/8 -> 4/6:
 	 * 32 ch 120 s 15 -> 16/20, 300 s 14 -> 16/20, 384 ch 60 s 47 -> 56/60,
 	 * median precision 1.0 throughout; costs 1.1-1.8x time and extra
@@ -208,6 +213,8 @@ config_key(const struct ss_config *c, const struct ss_probe *p, int64_t N,
 	              c->whiten_every,
 	              c->whiten_noise,
 	              c->th_own,
+	              c->th_resid,
+	              c->prune_noise,
 	              c->th_detect,
 	              c->th_match,
 	              c->lam,
@@ -234,8 +241,8 @@ config_key(const struct ss_config *c, const struct ss_probe *p, int64_t N,
 	              (double) N,
 	              n_rows,
 	              p->n,
-	              7 /* format version (7: drift resampled before the
-	                 * whitening, in pieces of a batch) */};
+	              8 /* format version (8: residual detection; 7: drift
+	                 * resampled before the whitening, in pieces) */};
 	h = fnv(h, d, sizeof(d));
 	h = fnv(h, p->row, sizeof(int) * (size_t) p->n);
 	h = fnv(h, p->x, sizeof(float) * (size_t) p->n);
@@ -762,13 +769,172 @@ update_templates(struct run *r, struct ss_templates *tp, const double *acc,
 	return ss_templates_lowrank(r->kb, tp);
 }
 
+/* The residual filter's taps: 31, the trough 10 in (ss_resid.c) */
+#define RESID_NH 31
+#define RESID_H0 10
+
+/* Each template's peak channel (largest |W| at its trough); malloc'd. */
+static int *
+peak_chans(const struct ss_templates *tp)
+{
+	int *pk = malloc(sizeof(int) * (size_t) (tp->K + 1));
+	size_t L = (size_t) tp->C * tp->nt;
+
+	if (pk == NULL)
+		return NULL;
+	for (int k = 0; k < tp->K; k++) {
+		const float *w = tp->W + L * k;
+		float best = -1;
+		pk[k] = 0;
+		for (int c = 0; c < tp->C; c++) {
+			const float *wc = w + c;
+			float a = 0;
+			for (int t = 0; t < tp->nt; t++)
+				if (fabsf(wc[(size_t) t * tp->C]) > a)
+					a = fabsf(wc[(size_t) t * tp->C]);
+			if (a > best) {
+				best = a;
+				pk[k] = c;
+			}
+		}
+	}
+	return pk;
+}
+
+/* One batch's matched spikes, batch-relative and in time order, with
+ * their templates' peak channels. */
+struct resid_near {
+	int64_t n, cap;
+	int64_t *t, *ord;
+	int *c;
+};
+
+static int
+by_t(const void *x, const void *y, void *arg)
+{
+	const int64_t *t = arg;
+	int64_t i = *(const int64_t *) x, j = *(const int64_t *) y;
+	if (t[i] != t[j])
+		return t[i] < t[j] ? -1 : 1;
+	return i < j ? -1 : i > j;
+}
+
+static int
+resid_near_set(struct resid_near *rn, const struct ss_match_out *mo, int64_t n0,
+               const int *pk, int64_t t0)
+{
+	int64_t n = mo->n - n0;
+
+	if (n > rn->cap) {
+		int64_t *t = realloc(rn->t, sizeof(int64_t) * (size_t) n);
+		if (t != NULL)
+			rn->t = t;
+		int64_t *o = realloc(rn->ord, sizeof(int64_t) * (size_t) n);
+		if (o != NULL)
+			rn->ord = o;
+		int *c = realloc(rn->c, sizeof(int) * (size_t) n);
+		if (c != NULL)
+			rn->c = c;
+		if (t == NULL || o == NULL || c == NULL)
+			return NQ_ENOMEM;
+		rn->cap = n;
+	}
+	for (int64_t i = 0; i < n; i++)
+		rn->ord[i] = n0 + i;
+	qsort_r(rn->ord, (size_t) n, sizeof(int64_t), by_t, (void *) mo->t);
+	for (int64_t i = 0; i < n; i++) {
+		rn->t[i] = mo->t[rn->ord[i]] - t0;
+		rn->c[i] = pk[mo->k[rn->ord[i]]];
+	}
+	rn->n = n;
+	return 0;
+}
+
+/* The residual's spikes clustered into more templates, appended to tp
+ * (typical amplitude unknown: 0) for the next learning pass to refine or
+ * drop. */
+static int
+resid_add(struct run *r, struct ss_templates *tp, const struct ss_spikes *rsp)
+{
+	const struct ss_config *c = r->cfg;
+	size_t L = (size_t) r->C * c->nt;
+	float *W1 = NULL;
+	int K1 = 0, K = tp->K, rc;
+
+	int K2 = 0;
+	float *cn = NULL;
+
+	if ((rc = ss_cluster(c, r->kb, r->p, rsp, &W1, &K1)) != 0)
+		return rc;
+	/* a leftover of a learned unit (its shape, at merge_corr) is not
+	 * another unit: the next pass would drop it at some cost */
+	cn = malloc(sizeof(float) * (size_t) (K + K1 + 1) * r->C);
+	if (cn == NULL) {
+		free(W1);
+		return NQ_ENOMEM;
+	}
+	ss_template_chan_norms(tp->W, K, r->C, c->nt, cn);
+	ss_template_chan_norms(W1, K1, r->C, c->nt, cn + (size_t) K * r->C);
+	for (int j = 0; j < K1 && K + K2 < c->max_templates; j++) {
+		const float *cj = cn + (size_t) (K + j) * r->C;
+		int dup = 0;
+		for (int k = 0; k < K && !dup; k++)
+			dup = ss_template_corr_sparse(
+			              W1 + L * j, tp->W + L * k, cj,
+			              cn + (size_t) k * r->C, r->C, c->nt,
+			              c->nt0min / 2,
+			              c->merge_corr) >= c->merge_corr;
+		if (dup)
+			continue;
+		if (K2 != j)
+			memmove(W1 + L * K2, W1 + L * j, sizeof(float) * L);
+		K2++;
+	}
+	free(cn);
+	logf_(r,
+	      "stage=learn residual_spikes=%lld residual_clusters=%d "
+	      "residual_new=%d",
+	      (long long) rsp->n, K1, K2);
+	K1 = K2;
+	if (K1 == 0) {
+		free(W1);
+		return 0;
+	}
+	float *W = realloc(tp->W, sizeof(float) * L * (size_t) (K + K1));
+	if (W != NULL)
+		tp->W = W;
+	float *mu = realloc(tp->mu, sizeof(float) * (size_t) (K + K1));
+	if (mu != NULL)
+		tp->mu = mu;
+	if (W == NULL || mu == NULL) {
+		free(W1);
+		return NQ_ENOMEM;
+	}
+	memcpy(tp->W + L * (size_t) K, W1, sizeof(float) * L * (size_t) K1);
+	for (int k = K; k < K + K1; k++)
+		tp->mu[k] = 0;
+	tp->K = K + K1;
+	free(W1);
+	return ss_templates_lowrank(r->kb, tp);
+}
+
 static int
 stage_learn(struct run *r, struct ss_templates *tp, double *t_detect)
 {
 	const struct ss_config *c = r->cfg;
 	int C = r->C, nt = c->nt, rc, K0 = 0, nl;
-	struct ss_spikes sp = {0};
+	struct ss_spikes sp = {0}, rsp = {0};
 	int64_t *chan_count = calloc((size_t) C, sizeof(int64_t));
+	/* the pass whose residual is searched again (-1: none); not with
+	 * the noise's whitening, which does not flatten small units under
+	 * big ones but leaves their leftovers bigger (smallbig32: 14
+	 * false-positive units more) */
+	int rit = c->th_resid > 0 && !c->whiten_noise && c->learn_iters >= 2
+	                  ? c->learn_iters - 2
+	                  : -1;
+	float h[RESID_NH];
+	int *pk = NULL;             /* each template's peak channel */
+	struct resid_near rn = {0}; /* a batch's spikes, for resid_detect */
 	double *acc = NULL;
 	int64_t *cnt = NULL;
 	struct ss_matcher *m = NULL;
@@ -885,6 +1051,17 @@ stage_learn(struct run *r, struct ss_templates *tp, double *t_detect)
 		if ((rc = ss_matcher_new(r->kb, tp, r->Tb, &m)) != 0)
 			goto out;
 		mo.n = 0;
+		if (it == rit) {
+			if (ss_resid_filter(tp->W, tp->K, C, nt, c->nt0min,
+			                    RESID_NH, RESID_H0, h) != 0)
+				rit = -1;
+			memset(chan_count, 0, sizeof(int64_t) * (size_t) C);
+			free(pk);
+			if ((pk = peak_chans(tp)) == NULL) {
+				rc = NQ_ENOMEM;
+				goto out;
+			}
+		}
 		for (int i = 0; i < nl; i++) {
 			float *Y;
 			int64_t core, b = learn_batch(r, i, nl);
@@ -894,10 +1071,23 @@ stage_learn(struct run *r, struct ss_templates *tp, double *t_detect)
 			}
 			if ((rc = learn_load(r, i, nl, &Y, &core)) != 0)
 				goto out;
+			int64_t n0 = mo.n;
 			rc = ss_match_batch(m, c, Y, r->Tb, c->pad,
 			                    c->pad + core, b * r->NT - c->pad,
 			                    &mo, acc, cnt);
 			if (rc != 0)
+				goto out;
+			/* Y is the residual now; every other batch is
+			 * searched (half the cost, and a unit that fires at
+			 * 1 Hz still gives 20 spikes over 20 batches of 2 s) */
+			if (it == rit && i % 2 == 0 &&
+			    ((rc = resid_near_set(&rn, &mo, n0, pk,
+			                          b * r->NT - c->pad)) != 0 ||
+			     (rc = ss_resid_detect(
+			              c, r->p, Y, r->Tb, c->pad, c->pad + core,
+			              b * r->NT - c->pad, h, RESID_NH, RESID_H0,
+			              c->th_resid, rn.t, rn.c, rn.n,
+			              per_chan_cap, chan_count, &rsp)) != 0))
 				goto out;
 			progress(r,
 			         0.15 + 0.25 * (it * nl + i + 1) /
@@ -912,6 +1102,12 @@ stage_learn(struct run *r, struct ss_templates *tp, double *t_detect)
 			goto out;
 		logf_(r, "stage=learn iter=%d templates=%d->%d", it + 1, K1,
 		      tp->K);
+		if (it == rit) {
+			rc = resid_add(r, tp, &rsp);
+			ss_spikes_free(&rsp);
+			if (rc != 0)
+				goto out;
+		}
 	}
 	{
 		size_t L = (size_t) tp->K * C * nt;
@@ -941,12 +1137,48 @@ out:
 	r->cache = NULL;
 	r->ncache = 0;
 	ss_spikes_free(&sp);
+	ss_spikes_free(&rsp);
+	free(pk);
+	free(rn.t);
+	free(rn.c);
+	free(rn.ord);
 	ss_match_out_free(&mo);
 	ss_matcher_free(m);
 	free(chan_count);
 	free(acc);
 	free(cnt);
 	free(W0);
+	return rc;
+}
+
+/* Templates of noise at the threshold lose their spikes (ss_prune.c), one
+ * job-log line each. */
+static int
+stage_prune(struct run *r, int K, struct ss_match_out *all)
+{
+	int *drop = malloc(sizeof(int) * (size_t) (K + 1)), nd = 0, rc;
+	double *cut = malloc(sizeof(double) * (size_t) (K + 1));
+	double *isi = malloc(sizeof(double) * (size_t) (K + 1));
+	int64_t *n = calloc((size_t) K + 1, sizeof(int64_t));
+
+	if (drop == NULL || cut == NULL || isi == NULL || n == NULL) {
+		rc = NQ_ENOMEM;
+		goto out;
+	}
+	for (int64_t i = 0; i < all->n; i++)
+		n[all->k[i]]++;
+	rc = ss_prune_noise(r->cfg, K, r->N, all, drop, cut, isi, &nd);
+	for (int k = 0; rc == 0 && k < K; k++)
+		if (drop[k])
+			logf_(r,
+			      "stage=prune template=%d spikes=%lld "
+			      "amplitude_cutoff=%.3f isi_violations_ratio=%.2f",
+			      k, (long long) n[k], cut[k], isi[k]);
+out:
+	free(drop);
+	free(cut);
+	free(isi);
+	free(n);
 	return rc;
 }
 
@@ -1140,6 +1372,8 @@ ss_sort(const struct ss_config *cfg, const struct kern_backend *kb,
 	res->t_match = nq_mono_s() - t0 + (t0 - t1 - res->t_detect);
 	t0 = nq_mono_s();
 	progress(&r, 0.96, "post");
+	if (cfg->prune_noise && (rc = stage_prune(&r, tp.K, &all)) != 0)
+		goto out;
 	rc = ss_post(cfg, &tp, &all, res);
 	if (rc != 0)
 		goto out;
