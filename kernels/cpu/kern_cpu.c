@@ -24,6 +24,7 @@
 #include <sys/mman.h>
 
 #include "kern_impl.h"
+#include "nq_clones.h"
 #include "nq_error.h"
 
 /* Runs the statements with T bound to the element type of dt. */
@@ -829,53 +830,79 @@ out:
 	return rc;
 }
 
-#define CONV_CHUNK 1024
+/* One output row of conv_rows, y[t] = Σ_j Σ_tau W[tau + nt·j] · x_j[t + tau],
+ * summed in that order (j, then tau) for every t. A tile of NA 64-byte
+ * vectors of samples stays in registers across all group·nt taps: one load,
+ * one multiply and one add per tap and vector, where an axpy per tap over
+ * the row in memory also loads and stores y (np2static128: a third of a
+ * sort's samples). Eight vectors keep eight adds in flight on long rows; the
+ * matcher's short rescoring runs take tiles of four, then one. Every lane
+ * sums its own t in the same order and ISO C mode keeps -ffp-contract=off,
+ * so every clone and every tile size give the same bits (as the axpy loop
+ * this replaced did). */
+#define CONV_VBYTES 64
 
-/* One output row of conv_rows: contiguous axpys over time, which vectorise
- * (built for AVX2 and plain x86-64 alike, picked at load time). */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
-        !defined(__SANITIZE_ADDRESS__)
-__attribute__((target_clones("avx2", "default"), optimize("O3")))
-#endif
-static void
-conv_row_f32(float *restrict y, const float *X, int64_t ldx, const float *W,
-             int64_t group, int64_t n, int64_t nt)
-{
-	memset(y, 0, sizeof(float) * (size_t) n);
-	/* chunks of time keep y and the x window in L1 across the taps */
-	for (int64_t t0 = 0; t0 < n; t0 += CONV_CHUNK) {
-		int64_t t1 = t0 + CONV_CHUNK < n ? t0 + CONV_CHUNK : n;
-		for (int64_t j = 0; j < group; j++)
-			for (int64_t tau = 0; tau < nt; tau++) {
-				float w = W[tau + nt * j];
-				const float *restrict x = X + ldx * j + tau;
-				for (int64_t t = t0; t < t1; t++)
-					y[t] += w * x[t];
-			}
+/* conv_row_<T>: NAME, element type T; its vector type VT (CONV_VBYTES). */
+// clang-format off
+#define CONV_ROW_DEF(NAME, T, VT)                                              \
+	typedef T VT __attribute__((vector_size(CONV_VBYTES)));                \
+	/* the same at any address: unaligned loads and stores */              \
+	typedef T VT##_u __attribute__((vector_size(CONV_VBYTES),              \
+	                                aligned(sizeof(T)), may_alias));       \
+	enum { VT##_lanes = CONV_VBYTES / sizeof(T) };                         \
+	/* y[t0, t0 + na·lanes); na is a constant where this is inlined */     \
+	static inline __attribute__((always_inline)) void                      \
+	NAME##_tile(T *restrict y, const T *X, int64_t ldx, const T *W,        \
+	            int64_t group, int64_t nt, int64_t t0, int na)             \
+	{                                                                      \
+		VT a[8];                                                       \
+		_Pragma("GCC unroll 8")                                        \
+		for (int i = 0; i < na; i++) {                                 \
+			for (int l = 0; l < VT##_lanes; l++)                   \
+				a[i][l] = 0;                                   \
+		}                                                              \
+		for (int64_t j = 0; j < group; j++) {                          \
+			const T *x = X + ldx * j + t0;                         \
+			const T *w = W + nt * j;                               \
+			for (int64_t tau = 0; tau < nt; tau++) {               \
+				VT b;                                          \
+				for (int l = 0; l < VT##_lanes; l++)           \
+					b[l] = w[tau];                         \
+				_Pragma("GCC unroll 8")                        \
+				for (int i = 0; i < na; i++)                   \
+					a[i] += b * *(const VT##_u *)          \
+					        (x + tau + i * VT##_lanes);    \
+			}                                                      \
+		}                                                              \
+		_Pragma("GCC unroll 8")                                        \
+		for (int i = 0; i < na; i++)                                   \
+			*(VT##_u *) (y + t0 + i * VT##_lanes) = a[i];          \
+	}                                                                      \
+	NQ_CLONES static void                                                  \
+	NAME(T *restrict y, const T *X, int64_t ldx, const T *W,               \
+	     int64_t group, int64_t n, int64_t nt)                             \
+	{                                                                      \
+		int64_t t0 = 0;                                                \
+		for (; t0 + 8 * VT##_lanes <= n; t0 += 8 * VT##_lanes)         \
+			NAME##_tile(y, X, ldx, W, group, nt, t0, 8);           \
+		for (; t0 + 4 * VT##_lanes <= n; t0 += 4 * VT##_lanes)         \
+			NAME##_tile(y, X, ldx, W, group, nt, t0, 4);           \
+		for (; t0 + VT##_lanes <= n; t0 += VT##_lanes)                 \
+			NAME##_tile(y, X, ldx, W, group, nt, t0, 1);           \
+		/* the last few samples: an axpy per tap, the same order */    \
+		for (int64_t t = t0; t < n; t++)                               \
+			y[t] = 0;                                              \
+		for (int64_t j = 0; j < group; j++)                            \
+			for (int64_t tau = 0; tau < nt; tau++) {               \
+				const T w = W[tau + nt * j];                   \
+				for (int64_t t = t0; t < n; t++)               \
+					y[t] += w * X[ldx * j + tau + t];      \
+			}                                                      \
 	}
-}
+// clang-format on
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
-        !defined(__SANITIZE_ADDRESS__)
-__attribute__((target_clones("avx2", "default"), optimize("O3")))
-#endif
-static void
-conv_row_f64(double *restrict y, const double *X, int64_t ldx, const double *W,
-             int64_t group, int64_t n, int64_t nt)
-{
-	memset(y, 0, sizeof(double) * (size_t) n);
-	/* chunks of time keep y and the x window in L1 across the taps */
-	for (int64_t t0 = 0; t0 < n; t0 += CONV_CHUNK) {
-		int64_t t1 = t0 + CONV_CHUNK < n ? t0 + CONV_CHUNK : n;
-		for (int64_t j = 0; j < group; j++)
-			for (int64_t tau = 0; tau < nt; tau++) {
-				double w = W[tau + nt * j];
-				const double *restrict x = X + ldx * j + tau;
-				for (int64_t t = t0; t < t1; t++)
-					y[t] += w * x[t];
-			}
-	}
-}
+CONV_ROW_DEF(conv_row_f32, float, conv_vf)
+CONV_ROW_DEF(conv_row_f64, double, conv_vd)
 
 static int
 cpu_conv_rows(void *ctx, enum kern_dtype dt, int64_t ng, int64_t group,
