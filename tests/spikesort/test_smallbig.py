@@ -51,6 +51,13 @@ def sort_and_score(d, gt, name, *extra):
     return acc, cmp, out, log
 
 
+def labels(out):
+    """cluster_KSLabel.tsv: each sorted unit's good/mua label."""
+    import pandas as pd
+    t = pd.read_csv(out / "cluster_KSLabel.tsv", sep="\t")
+    return dict(zip(t["cluster_id"], t["KSLabel"]))
+
+
 def whitened_amplitudes(cmp, out):
     """Each true unit's best-matching sorted unit's mean template-fit
     amplitude (cluster_Amplitude.tsv: whitened units)."""
@@ -80,25 +87,29 @@ def test_small_unit_found(smallbig):
 
 def test_whitening_of_every_sample_shrinks_it(smallbig):
     """The cause, with the whitening of every sample (the default) and
-    th_match for every template (th_own=false, main's sort before it): the
-    small unit's template is learned, but in whitened units it is a fifth
-    of the others' median (0.21), about th_match (6), so most of its
-    spikes are never matched (agreement 0.35: missed)."""
+    th_match for every template (th_own=false): in whitened units the small
+    unit is the smallest of all, where alone it stands taller than their
+    median. Before the learning passes ramped min_spikes (ss_sort.c
+    learn_min_spikes) its template came out at a fifth of the others'
+    median (6.7, about th_match: agreement 0 without th_own); learned among
+    fewer leftover templates it is about half of it (17.5) and th_match
+    alone finds it too."""
     d, gt = smallbig
     acc, cmp, out, log = sort_and_score(d, gt, "phy_all", "--th-own", "0")
     amp = whitened_amplitudes(cmp, out)
     print(np.round(acc, 3), np.round(amp, 1))
     assert "noise_only" not in log
-    assert amp[-1] < 0.3 * np.median(amp[:-3]), amp
-    assert amp[-1] < 10, amp
-    assert acc[-1] < 0.5, acc
+    assert amp[-1] < np.min(amp[:-1]), amp
+    assert amp[-1] < 0.6 * np.median(amp[:-3]), amp
 
 
 def test_default_finds_small_unit(smallbig):
     """The default sort (th_own: the small template matched from th_detect
     of its own projection noise) finds the small unit (0.92) and every
-    other unit, with no more false-positive units than with th_match for
-    every template (1) and no redundant one."""
+    other unit, with no redundant one and one false-positive unit labelled
+    good (78 spikes of a big unit's footprint); a second one, 190 spikes
+    that violate the refractory period 8 times over (since the ramped
+    min_spikes of the learning passes), is labelled mua."""
     d, gt = smallbig
     acc, cmp, out, log = sort_and_score(d, gt, "phy_default")
     print(np.round(acc, 3))
@@ -106,4 +117,7 @@ def test_default_finds_small_unit(smallbig):
     assert acc[-1] >= 0.8, acc
     assert np.all(acc >= 0.8), acc
     assert len(cmp.get_redundant_units()) == 0
-    assert len(cmp.get_false_positive_units()) <= 1
+    fps = cmp.get_false_positive_units()
+    assert len(fps) <= 2
+    label = labels(out)
+    assert sum(label[u] == "good" for u in fps) <= 1, (fps, label)
