@@ -844,6 +844,8 @@ out:
 
 /* conv_row_<T>: NAME, element type T; its vector type VT (CONV_VBYTES). */
 // clang-format off
+/* T is a type: it cannot be parenthesised */
+// NOLINTBEGIN(bugprone-macro-parentheses)
 #define CONV_ROW_DEF(NAME, T, VT)                                              \
 	typedef T VT __attribute__((vector_size(CONV_VBYTES)));                \
 	/* the same at any address: unaligned loads and stores */              \
@@ -899,6 +901,7 @@ out:
 					y[t] += w * X[ldx * j + tau + t];      \
 			}                                                      \
 	}
+// NOLINTEND(bugprone-macro-parentheses)
 // clang-format on
 
 CONV_ROW_DEF(conv_row_f32, float, conv_vf)
