@@ -386,7 +386,10 @@ ss_cluster(const struct ss_config *cfg, const struct kern_backend *kb,
 	F = calloc((size_t) sp->n * D, sizeof(float)); /* (analyzer: all set) */
 	order = calloc((size_t) sp->n, sizeof(int));
 	side = malloc(sizeof(int) * (size_t) sp->n);
-	stack = malloc(sizeof(int) * (size_t) sp->n);
+	/* (start, len) pairs of disjoint ranges: split halves hold ≥ min_size
+	 * (≥ 5) spikes, so fewer than n ints, but the first pair needs 2 even
+	 * for one spike (the residual detection's can be one) */
+	stack = malloc(sizeof(int) * ((size_t) sp->n + 2));
 	nbr = malloc(sizeof(int) * (size_t) nc);
 	if (!F || !order || !side || !stack || !nbr)
 		goto out;
