@@ -925,7 +925,7 @@ resid_add(struct run *r, struct ss_templates *tp, const struct ss_spikes *rsp)
  * np2static128 147 -> 122 -> 105 templates through three passes where 51
  * remain, 147 -> 72 -> 57 with the ramp: 18 % less CPU time (np2drift128
  * 7 %), the same units >= 0.8 on the 8 recordings of bench/README.md and
- * 8 -> 5 false-positive units labelled good. A template that gains its
+ * 8 -> 6 false-positive units labelled good. A template that gains its
  * spikes late (the residual pass's, added after the next-to-last pass)
  * meets only min_spikes, once. */
 static int
