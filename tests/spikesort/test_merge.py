@@ -12,39 +12,27 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from test_spikesort import run  # noqa: E402
+from si_gt import sort_and_score, write_recording  # noqa: E402
 
 FS = 30000.0
-UV_PER_BIT = 0.195
 
 
 @pytest.fixture(scope="module")
 def low_snr(tmp_path_factory):
     si = pytest.importorskip("spikeinterface.core")
-    pi = pytest.importorskip("probeinterface")
+    pytest.importorskip("probeinterface")
     d = tmp_path_factory.mktemp("merge")
     rec, gt = si.generate_ground_truth_recording(
         durations=[60.0], sampling_frequency=FS, num_units=6, seed=5,
         num_channels=16,
         generate_templates_kwargs=dict(unit_params=dict(alpha=(40.0, 80.0))))
-    x = rec.get_traces()
-    np.clip(np.round(x / UV_PER_BIT), -32768, 32767).astype("<i2").tofile(
-        d / "rec.bin")
-    pi.write_probeinterface(d / "probe.json", rec.get_probe())
+    write_recording(d, rec)
     return d, gt
 
 
 def test_low_snr_splits_merged(low_snr):
-    from spikeinterface.comparison import compare_sorter_to_ground_truth
-    from spikeinterface.extractors import read_kilosort
     d, gt = low_snr
-    out = d / "phy"
-    res, log = run(d / "rec.bin", out, "--probe", d / "probe.json", n_ch=16,
-                   timeout=900)
-    so = read_kilosort(out, keep_good_only=False)
-    cmp = compare_sorter_to_ground_truth(gt, so, delta_time=0.4,
-                                         exhaustive_gt=True)
-    acc = cmp.get_performance()["accuracy"].values.astype(float)
+    acc, cmp, out, res, log = sort_and_score(d, gt, "phy", n_ch=16)
     merges = [ln for ln in log.splitlines() if "stage=post merge=" in ln]
     print(np.round(acc, 2), res["n_units"], merges)
     # before: 4 units ≥ 0.8 and one redundant (a unit in two pieces)

@@ -18,44 +18,28 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from test_spikesort import run  # noqa: E402
+from si_gt import sort_and_score, write_recording  # noqa: E402
 
 FS = 30000.0
-UV_PER_BIT = 0.195
 SMALL = 2  # the 115 µV unit (ground-truth index)
 
 
 @pytest.fixture(scope="module")
 def si32(tmp_path_factory):
     si = pytest.importorskip("spikeinterface.core")
-    pi = pytest.importorskip("probeinterface")
+    pytest.importorskip("probeinterface")
     d = tmp_path_factory.mktemp("si32")
     rec, gt = si.generate_ground_truth_recording(
         durations=[60.0], sampling_frequency=FS, num_units=20, seed=42,
         num_channels=32)
-    x = rec.get_traces()
-    np.clip(np.round(x / UV_PER_BIT), -32768, 32767).astype("<i2").tofile(
-        d / "rec.bin")
-    pi.write_probeinterface(d / "probe.json", rec.get_probe())
+    write_recording(d, rec)
     return d, gt
 
-
-def sort_and_score(d, gt, name, *extra):
-    from spikeinterface.comparison import compare_sorter_to_ground_truth
-    from spikeinterface.extractors import read_kilosort
-    out = d / name
-    res, log = run(d / "rec.bin", out, "--probe", d / "probe.json", *extra,
-                   n_ch=32, timeout=900)
-    so = read_kilosort(out, keep_good_only=False)
-    cmp = compare_sorter_to_ground_truth(gt, so, delta_time=0.4,
-                                         exhaustive_gt=True)
-    acc = cmp.get_performance()["accuracy"].values.astype(float)
-    return acc, cmp, log
 
 
 def test_resid_finds_small_unit(si32):
     d, gt = si32
-    acc, cmp, log = sort_and_score(d, gt, "phy")
+    acc, cmp, _, _, log = sort_and_score(d, gt, "phy")
     print(np.round(acc, 3))
     assert "residual_clusters=" in log
     assert acc[SMALL] >= 0.8, acc
@@ -68,7 +52,8 @@ def test_resid_finds_small_unit(si32):
 def test_without_resid_missed(si32):
     """th_resid=0: main's sort, which never learns a template for it."""
     d, gt = si32
-    acc, cmp, log = sort_and_score(d, gt, "phy_off", "--th-resid", "0")
+    acc, cmp, _, _, log = sort_and_score(d, gt, "phy_off", "--th-resid",
+                                         "0")
     print(np.round(acc, 3))
     assert "residual_clusters=" not in log
     assert acc[SMALL] < 0.5, acc

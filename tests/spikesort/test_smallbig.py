@@ -18,37 +18,19 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from test_spikesort import run  # noqa: E402
-
-FS = 30000.0
-UV_PER_BIT = 0.195
+from si_gt import sort_and_score, write_recording  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def smallbig(tmp_path_factory):
     pytest.importorskip("spikeinterface.core")
-    pi = pytest.importorskip("probeinterface")
+    pytest.importorskip("probeinterface")
     from gen_smallbig import smallbig_recording
     d = tmp_path_factory.mktemp("smallbig")
     rec, gt = smallbig_recording(60.0)
-    x = rec.get_traces()
-    np.clip(np.round(x / UV_PER_BIT), -32768, 32767).astype("<i2").tofile(
-        d / "rec.bin")
-    pi.write_probeinterface(d / "probe.json", rec.get_probe())
+    write_recording(d, rec)
     return d, gt
 
-
-def sort_and_score(d, gt, name, *extra):
-    from spikeinterface.comparison import compare_sorter_to_ground_truth
-    from spikeinterface.extractors import read_kilosort
-    out = d / name
-    res, log = run(d / "rec.bin", out, "--probe", d / "probe.json", *extra,
-                   n_ch=32, timeout=900)
-    so = read_kilosort(out, keep_good_only=False)
-    cmp = compare_sorter_to_ground_truth(gt, so, delta_time=0.4,
-                                         exhaustive_gt=True)
-    acc = cmp.get_performance()["accuracy"].values.astype(float)
-    return acc, cmp, out, log
 
 
 def labels(out):
@@ -70,7 +52,7 @@ def whitened_amplitudes(cmp, out):
 
 def test_small_unit_found(smallbig):
     d, gt = smallbig
-    acc, cmp, out, log = sort_and_score(d, gt, "phy", "--whiten-noise",
+    acc, cmp, out, _, log = sort_and_score(d, gt, "phy", "--whiten-noise",
                                         "1")
     amp = whitened_amplitudes(cmp, out)
     print(np.round(acc, 3), np.round(amp, 1))
@@ -95,7 +77,7 @@ def test_whitening_of_every_sample_shrinks_it(smallbig):
     fewer leftover templates it is about half of it (17.5) and th_match
     alone finds it too."""
     d, gt = smallbig
-    acc, cmp, out, log = sort_and_score(d, gt, "phy_all", "--th-own", "0")
+    acc, cmp, out, _, log = sort_and_score(d, gt, "phy_all", "--th-own", "0")
     amp = whitened_amplitudes(cmp, out)
     print(np.round(acc, 3), np.round(amp, 1))
     assert "noise_only" not in log
@@ -111,7 +93,7 @@ def test_default_finds_small_unit(smallbig):
     that violate the refractory period 8 times over (since the ramped
     min_spikes of the learning passes), is labelled mua."""
     d, gt = smallbig
-    acc, cmp, out, log = sort_and_score(d, gt, "phy_default")
+    acc, cmp, out, _, log = sort_and_score(d, gt, "phy_default")
     print(np.round(acc, 3))
     assert "noise_only" not in log
     assert acc[-1] >= 0.8, acc
