@@ -774,7 +774,8 @@ update_templates(struct run *r, struct ss_templates *tp, const double *acc,
 #define RESID_NH 31
 #define RESID_H0 10
 
-/* Each template's peak channel (largest |W| at its trough); malloc'd. */
+/* Each template's peak channel (largest |W| over its time course);
+ * malloc'd. */
 static int *
 peak_chans(const struct ss_templates *tp)
 {
