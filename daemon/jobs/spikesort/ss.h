@@ -37,6 +37,8 @@ int ss_probe_parse(struct ss_probe *p, const char *text, size_t len, int n_rows,
                    char *msg, size_t msglen);
 /* idx[0..k) = the k channels nearest channel c (c first), ties by index. */
 void ss_probe_nearest(const struct ss_probe *p, int c, int k, int *idx);
+/* Every channel's k nearest (ss_probe_nearest), C × k in nbr; NQ_ENOMEM. */
+int ss_probe_neighbours(const struct ss_probe *p, int k, int32_t *nbr);
 
 /* ---- SpikeGLX .meta beside a .bin: imSampRate, nSavedChans.
  * 0 when read (fields left at 0 when absent), 1 when there is no .meta. */

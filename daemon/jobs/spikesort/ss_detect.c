@@ -92,22 +92,16 @@ ss_detect_batch(const struct ss_config *cfg, const struct kern_backend *kb,
 	int C = p->n, nc = cfg->nc_feat < C ? cfg->nc_feat : C, nt = cfg->nt;
 	int w = cfg->nt0min, rc = NQ_ENOMEM;
 	int32_t *nbr = malloc(sizeof(int32_t) * (size_t) C * (size_t) nc);
-	int *nb = malloc(sizeof(int) * (size_t) nc);
 	int64_t *pt = NULL, np = 0, nk = 0, first = out->n;
 	int32_t *pc = NULL, *tc = NULL;
 	float *pa = NULL;
 	struct ss_kbuf dnbr = {0}, dtc = {0}, dS = {0};
 	size_t wl = (size_t) nc * (size_t) nt;
 
-	if (nbr == NULL || nb == NULL)
+	if (nbr == NULL || ss_probe_neighbours(p, nc, nbr) != 0)
 		goto out;
 	out->nc = nc;
 	out->nt = nt;
-	for (int c = 0; c < C; c++) {
-		ss_probe_nearest(p, c, nc, nb);
-		for (int j = 0; j < nc; j++)
-			nbr[(size_t) c * nc + j] = nb[j];
-	}
 	if (lo < w)
 		lo = w;
 	if (hi > T - (nt - cfg->nt0min))
@@ -159,7 +153,6 @@ out:
 	ss_kbuf_free(kb, &dtc);
 	ss_kbuf_free(kb, &dS);
 	free(nbr);
-	free(nb);
 	free(pt);
 	free(pc);
 	free(pa);

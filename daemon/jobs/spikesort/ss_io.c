@@ -387,6 +387,23 @@ ss_probe_nearest(const struct ss_probe *p, int c, int k, int *idx)
 }
 
 int
+ss_probe_neighbours(const struct ss_probe *p, int k, int32_t *nbr)
+{
+	/* zeroed: ss_probe_nearest fills min(k, n) of them */
+	int *nb = calloc((size_t) (k > 0 ? k : 1), sizeof(int));
+
+	if (nb == NULL)
+		return NQ_ENOMEM;
+	for (int c = 0; c < p->n; c++) {
+		ss_probe_nearest(p, c, k, nb);
+		for (int j = 0; j < k; j++)
+			nbr[(size_t) c * k + j] = nb[j];
+	}
+	free(nb);
+	return 0;
+}
+
+int
 ss_meta_read(const char *bin_path, double *fs, int *n_chan)
 {
 	char path[4096], line[1024];

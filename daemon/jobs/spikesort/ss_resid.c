@@ -165,18 +165,6 @@ is_peak(const struct scan *s, int64_t t, int c, float th)
 	return 1;
 }
 
-/* Each channel's nc nearest (nbr, C × nc) and its nearest other (nn). */
-static void
-neighbours(const struct ss_probe *p, int nc, int *nb, int32_t *nbr, int *nn)
-{
-	for (int c = 0; c < p->n; c++) {
-		ss_probe_nearest(p, c, nc, nb);
-		for (int j = 0; j < nc; j++)
-			nbr[(size_t) c * nc + j] = nb[j];
-		nn[c] = nc > 1 ? nb[1] : c;
-	}
-}
-
 /* Z (C × T) on [a, b) becomes the pooled score squared, row by row (row:
  * C). */
 static void
@@ -219,16 +207,18 @@ ss_resid_detect(const struct ss_config *cfg, const struct ss_probe *p,
 	int C = p->n, nc = cfg->nc_feat < C ? cfg->nc_feat : C, nt = cfg->nt;
 	int w = cfg->nt0min, rc = NQ_ENOMEM;
 	int32_t *nbr = malloc(sizeof(int32_t) * (size_t) C * (size_t) nc);
-	int *nb = malloc(sizeof(int) * (size_t) (nc > 2 ? nc : 2));
 	int *nn = malloc(sizeof(int) * (size_t) C);
 	float *Z = NULL, *row = malloc(sizeof(float) * (size_t) (C + 1));
 	struct scan sc;
 
-	if (nbr == NULL || nb == NULL || nn == NULL || row == NULL)
+	if (nbr == NULL || nn == NULL || row == NULL ||
+	    ss_probe_neighbours(p, nc, nbr) != 0)
 		goto out;
 	out->nc = nc;
 	out->nt = nt;
-	neighbours(p, nc, nb, nbr, nn);
+	/* each channel's nearest other (itself on a one-channel probe) */
+	for (int c = 0; c < C; c++)
+		nn[c] = nc > 1 ? nbr[(size_t) c * nc + 1] : c;
 	/* troughs in [lo, hi) whose window lies in the batch */
 	if (lo < cfg->nt0min)
 		lo = cfg->nt0min;
@@ -265,7 +255,6 @@ ss_resid_detect(const struct ss_config *cfg, const struct ss_probe *p,
 	rc = 0;
 out:
 	free(nbr);
-	free(nb);
 	free(nn);
 	free(Z);
 	free(row);
