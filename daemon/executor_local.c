@@ -77,7 +77,7 @@ worker_dirname(const char *path, char *out, size_t n)
 
 void
 worker_owner_args(const struct daemon *d, uint32_t owner, unsigned um,
-                  struct worker_owner *wo)
+                  int parent, struct worker_owner *wo)
 {
 	const struct config *c = d->cfg;
 	size_t nd = 0;
@@ -92,6 +92,11 @@ worker_owner_args(const struct daemon *d, uint32_t owner, unsigned um,
 	wo->argv[a++] = wo->gid;
 	wo->argv[a++] = "--umask";
 	wo->argv[a++] = wo->um;
+	if (parent > 0) {
+		snprintf(wo->parent, sizeof(wo->parent), "%d", parent);
+		wo->argv[a++] = "--parent";
+		wo->argv[a++] = wo->parent;
+	}
 	snprintf(wo->deny[nd++], sizeof(wo->deny[0]), "%s", c->state_dir);
 	/* executor = slurm: a submit's check runs here with the service's
 	 * group, which opens every job dir of the shared spool */
@@ -398,7 +403,8 @@ worker_spawn(struct daemon *d, struct worker *w, char *msg, size_t msglen)
 	args[a++] = "--attempt";
 	args[a++] = attempt;
 	/* as the job's owner, with the umask kept from its submit */
-	worker_owner_args(d, w->owner, spool_read_umask(jd), wo);
+	worker_owner_args(d, w->owner, spool_read_umask(jd), (int) getpid(),
+	                  wo);
 	for (int i = 0; i < wo->argc; i++)
 		args[a++] = wo->argv[i];
 	args[a] = NULL;

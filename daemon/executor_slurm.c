@@ -416,7 +416,7 @@ sjob_submit(struct sjob *s, char *msg, size_t msglen)
 		snprintf(msg, msglen, "out of memory");
 		return NQ_ENOMEM;
 	}
-	worker_owner_args(d, s->j.owner, spool_read_umask(jd), wo);
+	worker_owner_args(d, s->j.owner, spool_read_umask(jd), 0, wo);
 	for (int i = 0; i < wo->argc; i++)
 		wargv[a++] = wo->argv[i];
 	wargv[a] = NULL;

@@ -502,7 +502,7 @@ submit_check_start(struct req *r)
 	args[a++] = (char *) r->jt->name;
 	args[a++] = "--dir";
 	args[a++] = r->tmp;
-	worker_owner_args(d, r->uid, r->umask, wo);
+	worker_owner_args(d, r->uid, r->umask, (int) getpid(), wo);
 	for (int i = 0; i < wo->argc; i++)
 		args[a++] = wo->argv[i];
 	args[a] = NULL;

@@ -71,8 +71,10 @@ static const char usage[] =
         "prints 'ok <host_bytes> <device_bytes> <flops>' and exits 0, or\n"
         "'error <CODE> <message>' and exits 1.\n"
         "OWNER: --owner UID [--service-gid GID] [--umask 022] [--deny D]...\n"
+        "  [--parent PID]\n"
         "  run as UID (its groups, plus GID), files in user paths with that\n"
-        "  umask, no user path into a --deny directory.\n"
+        "  umask, no user path into a --deny directory; exit 1 at once, the\n"
+        "  job dir untouched, when PID (the daemon) is not the parent.\n"
         "probe: one line per device: 'name kind mem_total mem_free'.\n"
         "describe: the job types' tables (the describe op's reply, without "
         "a\n"
@@ -181,6 +183,7 @@ struct owner_opts {
 	size_t ndeny;
 	struct userpath_id ids[MAX_DENY];
 	size_t nids;
+	pid_t parent; /* --parent: the daemon; 0: the parent at the start */
 };
 
 static void
@@ -223,6 +226,16 @@ owner_opt(struct owner_opts *o, int opt, const char *arg)
 			o->umask = (mode_t) v;
 		}
 		return 1;
+	case 'P':
+		errno = 0;
+		v = strtoul(arg, &end, 10);
+		if (errno != 0 || *end != '\0' || arg[0] == '-' ||
+		    arg[0] == '\0' || v < 2 || v > 0x7fffffffUL) {
+			fprintf(stderr, "neuroq-worker: bad --parent\n");
+			return -1;
+		}
+		o->parent = (pid_t) v;
+		return 1;
 	case 'D':
 		if (o->ndeny == MAX_DENY) {
 			fprintf(stderr, "neuroq-worker: at most %d --deny\n",
@@ -235,6 +248,26 @@ owner_opt(struct owner_opts *o, int opt, const char *arg)
 	return 0;
 }
 
+/* Die with the daemon: an orphaned worker would hold a GPU that the
+ * restarted daemon hands to someone else, or run a job the restarted daemon
+ * runs again. PR_SET_PDEATHSIG acts only from the moment it is set, and a
+ * credential change clears it, so it is set (again) and the parent checked
+ * after: --parent names the daemon, which may have died between its fork
+ * and now (this process is an orphan then, perhaps one that was stopped
+ * and continued); without --parent (by hand, under slurm) the parent at
+ * the first call counts. 0, or NQ_ECANCELED with msg. */
+static int
+die_with_parent(struct owner_opts *o, char *msg, size_t msglen)
+{
+	if (o->parent == 0)
+		o->parent = getppid();
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	if (getppid() == o->parent)
+		return 0;
+	snprintf(msg, msglen, "the daemon (pid %d) is gone", (int) o->parent);
+	return NQ_ECANCELED;
+}
+
 /* The denied dirs as ids (as the service user), then become the owner;
  * the parent-death signal, which a credential change clears, again. */
 static int
@@ -245,16 +278,10 @@ owner_drop(struct owner_opts *o, char *msg, size_t msglen)
 	o->nids = userpath_deny_init(o->deny, o->ndeny, o->ids);
 	if (!o->set)
 		return 0;
-	pid_t parent = getppid();
 	rc = runas_owner(o->uid, o->service_gid, msg, msglen);
 	if (rc != 0)
 		return rc;
-	prctl(PR_SET_PDEATHSIG, SIGKILL);
-	if (getppid() != parent) {
-		snprintf(msg, msglen, "the daemon is gone");
-		return NQ_ECANCELED;
-	}
-	return 0;
+	return die_with_parent(o, msg, msglen);
 }
 
 /* Everything the owner made in the spool: files 0660, dirs 02770, so the
@@ -456,6 +483,7 @@ cmd_run(int argc, char **argv)
 	        {"service-gid", required_argument, NULL, 'G'},
 	        {"umask", required_argument, NULL, 'U'},
 	        {"deny", required_argument, NULL, 'D'},
+	        {"parent", required_argument, NULL, 'P'},
 	        {NULL, 0, NULL, 0},
 	};
 	const char *type = NULL, *dir = NULL, *device = NULL, *jdir;
@@ -516,12 +544,11 @@ cmd_run(int argc, char **argv)
 		return EXIT_USAGE;
 	}
 
-	/* die with the daemon: an orphaned worker would hold a GPU that the
-	 * restarted daemon hands to someone else */
-	pid_t parent = getppid();
-	prctl(PR_SET_PDEATHSIG, SIGKILL);
-	if (getppid() != parent)
-		return EXIT_FAILED; /* the parent died before prctl */
+	/* before anything touches the job dir */
+	if (die_with_parent(&own, msg, sizeof(msg)) != 0) {
+		fprintf(stderr, "neuroq-worker: %s\n", msg);
+		return EXIT_FAILED;
+	}
 	struct sigaction sa;
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_term;
@@ -722,6 +749,7 @@ cmd_check(int argc, char **argv)
 	        {"service-gid", required_argument, NULL, 'G'},
 	        {"umask", required_argument, NULL, 'U'},
 	        {"deny", required_argument, NULL, 'D'},
+	        {"parent", required_argument, NULL, 'P'},
 	        {NULL, 0, NULL, 0},
 	};
 	const char *type = NULL, *dir = NULL;
@@ -757,7 +785,8 @@ cmd_check(int argc, char **argv)
 		fputs(usage, stderr);
 		return EXIT_USAGE;
 	}
-	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	if (die_with_parent(&own, msg, sizeof(msg)) != 0)
+		return check_reply(NQ_ECANCELED, NULL, msg);
 	memset(&est, 0, sizeof(est));
 	jt = job_type_find(type);
 	if (jt == NULL) {

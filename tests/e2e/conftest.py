@@ -266,16 +266,22 @@ def wire_array(a):
 # ---- the worker, run by hand (the oracle for "the daemon changed nothing")
 
 
+def make_job_dir(jd, data, params=None):
+    """A job dir as the daemon stages it: params.mp, in/data.npy, out/, ckpt/."""
+    jd = Path(jd)
+    (jd / "in").mkdir(parents=True)
+    (jd / "out").mkdir()
+    (jd / "ckpt").mkdir()
+    (jd / "params.mp").write_bytes(msgpack.packb(params or {}, use_bin_type=True))
+    np.save(jd / "in" / "data.npy", np.ascontiguousarray(data, dtype="<f8"))
+    return jd
+
+
 def run_worker(data, params=None, job_type="gsn", timeout=300):
     """neuroq-worker run on a hand-made job dir; returns its outputs dict."""
     _need_binaries()
     with tempfile.TemporaryDirectory(prefix="nq-w-", dir="/tmp") as d:
-        jd = Path(d)
-        (jd / "in").mkdir()
-        (jd / "out").mkdir()
-        (jd / "ckpt").mkdir()
-        (jd / "params.mp").write_bytes(msgpack.packb(params or {}, use_bin_type=True))
-        np.save(jd / "in" / "data.npy", np.ascontiguousarray(data, dtype="<f8"))
+        jd = make_job_dir(d, data, params)
         r = subprocess.run([str(WORKER), "run", "--type", job_type, "--dir", str(jd),
                             "--device", "cpu"], capture_output=True, text=True,
                            timeout=timeout)

@@ -15,6 +15,7 @@ import signal
 import sqlite3
 import threading
 import time
+from pathlib import Path
 
 import neuroq
 from conftest import (GSN_ARRAYS, GSN_SCALARS, assert_same_result, make_data, run_worker,
@@ -27,6 +28,31 @@ SUBMIT_EVERY = 0.25  # s between submits
 # inputs the jobs cycle through: small ones and one that runs ~1 s, so
 # that kills find workers at work
 SHAPES = [(12, 20, 3), (20, 20, 3), (30, 15, 4), (8, 30, 3), (400, 40, 4)]
+
+
+def _workers_follow(state_dir):
+    """After a kill -9 of the daemon no worker of its state dir may run:
+    they die with it (PR_SET_PDEATHSIG). One the test stopped before it had
+    armed that signal (between its exec and its first lines) is left,
+    stopped; continued, it must find its daemon gone (--parent) and exit
+    without touching its job. Returns how many had to be continued."""
+    deadline = time.monotonic() + 10
+    while worker_pids(state_dir) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    left = worker_pids(state_dir)
+    for pid in left:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue  # gone meanwhile
+        # the state field follows the parenthesised name
+        assert stat[stat.rindex(")") + 2] in "tT", f"worker {pid} runs without its daemon"
+        os.kill(pid, signal.SIGCONT)
+    deadline = time.monotonic() + 10
+    while worker_pids(state_dir) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert worker_pids(state_dir) == []
+    return len(left)
 
 
 def _store_states(state_dir):
@@ -88,7 +114,8 @@ def test_chaos(daemon_factory):
     d = daemon_factory(cpu_slots=2, conf={"heartbeat_timeout_s": HB, "max_attempts": 5})
     sub = Submitter(d, datasets)
     sub.start()
-    counts = {"daemon_kill": 0, "worker_kill": 0, "worker_stop": 0, "damaged": 0}
+    counts = {"daemon_kill": 0, "worker_kill": 0, "worker_stop": 0, "damaged": 0,
+              "continued": 0}
     damaged = {}  # id -> state when damaged (0 = QUEUED, 1 = RUNNING)
     t_end = time.monotonic() + FAULT_S
     time.sleep(2.0)
@@ -104,15 +131,12 @@ def test_chaos(daemon_factory):
                     else signal.SIGSTOP)
             counts[fault] += 1
         else:
-            d.kill()  # kill -9: workers follow (PR_SET_PDEATHSIG)
+            d.kill()  # kill -9
             counts["daemon_kill"] += 1
+            counts["continued"] += _workers_follow(d.state)
             if fault == "damage":
                 # no process of this state dir runs now: a job the store
                 # has QUEUED or RUNNING gets a damaged input
-                deadline = time.monotonic() + 10
-                while worker_pids(d.state) and time.monotonic() < deadline:
-                    time.sleep(0.05)
-                assert worker_pids(d.state) == []
                 acked_ids = {j for j, _ in list(sub.acked.values())}
                 live = sorted(j for j, st in _store_states(d.state).items()
                               if st in (0, 1) and j in acked_ids and j not in damaged)
@@ -163,7 +187,9 @@ def test_chaos(daemon_factory):
     assert worker_pids(d.state) == []
     print(f"\nchaos: {len(ids)} jobs acknowledged ({sub.resends} resends) through "
           f"{counts['daemon_kill']} daemon kills (-9), {counts['worker_kill']} worker kills (-9), "
-          f"{counts['worker_stop']} worker SIGSTOPs, {counts['damaged']} damaged inputs in "
+          f"{counts['worker_stop']} worker SIGSTOPs ({counts['continued']} before the worker "
+          f"armed its parent-death signal: continued, it exited), "
+          f"{counts['damaged']} damaged inputs in "
           f"{FAULT_S:.0f} s: {done} DONE (all equal to a fault-free run; {requeued} jobs ran "
           f"more than once), {failed} FAILED (with a reason; of them with a damaged input: "
           f"{sum(final[j]['state'] == 'FAILED' for j in damaged)} of {len(damaged)}), "

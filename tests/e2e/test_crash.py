@@ -7,9 +7,10 @@ import time
 
 import numpy as np
 
-from conftest import (CLI, GSN_ARRAYS, GSN_SCALARS, LONG_JOB, assert_gsn_sane,
-                      assert_same_result, Frozen, make_data, run_worker, wait_all,
-                      worker_pids)
+from conftest import (CLI, GSN_ARRAYS, GSN_SCALARS, LONG_JOB, WORKER, assert_gsn_sane,
+                      assert_same_result, Frozen, make_data, make_job_dir, read_out_dir,
+                      run_worker,
+                      wait_all, worker_pids)
 
 
 def test_sigkill_and_restart(daemon):
@@ -53,6 +54,41 @@ def test_sigkill_and_restart(daemon):
             assert_gsn_sane(res, x)
     c.close()
     assert os.path.isdir(daemon.dir / "jobs")
+
+
+def test_worker_of_a_gone_daemon_exits(tmp_path):
+    """The daemon can die between forking a worker and the worker arming its
+    parent-death signal. The worker is an orphan then and must not run the
+    job, which the restarted daemon runs again: with --parent naming a pid
+    that is not its parent it exits 1 at once, the job dir untouched. The
+    same job dir with --parent = its real parent runs."""
+    x = make_data(10, 20, 3, seed=5)
+    other = subprocess.Popen(["sleep", "30"])  # alive, but not the worker's parent
+    try:
+        for sub in ("run", "check"):
+            jd = make_job_dir(tmp_path / sub, x)
+            before = sorted(p.relative_to(jd) for p in jd.rglob("*"))
+            extra = ["--device", "cpu"] if sub == "run" else []
+            r = subprocess.run([str(WORKER), sub, "--type", "gsn", "--dir", str(jd), *extra,
+                                "--parent", str(other.pid)],
+                               capture_output=True, text=True, timeout=60)
+            assert r.returncode == 1, (sub, r.returncode, r.stdout, r.stderr)
+            assert f"the daemon (pid {other.pid}) is gone" in r.stdout + r.stderr
+            assert sorted(p.relative_to(jd) for p in jd.rglob("*")) == before, sub
+    finally:
+        other.kill()
+        other.wait()
+    for bad in ("0", "1", "-5", "x", "99999999999"):
+        r = subprocess.run([str(WORKER), "run", "--type", "gsn", "--dir", str(jd),
+                            "--device", "cpu", "--parent", bad],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 2 and "bad --parent" in r.stderr, (bad, r)
+    jd = make_job_dir(tmp_path / "ok", x)
+    r = subprocess.run([str(WORKER), "run", "--type", "gsn", "--dir", str(jd), "--device",
+                        "cpu", "--parent", str(os.getpid())],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert_same_result(read_out_dir(jd / "out"), run_worker(x), names=GSN_ARRAYS + GSN_SCALARS)
 
 
 def test_cli_wait_survives_restart(daemon, tmp_path):
