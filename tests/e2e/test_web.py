@@ -147,11 +147,13 @@ def test_page_shows_running_and_queued_jobs(daemon_factory):
             assert secret not in text
         cpu = [v for v in a["devices"] if v["name"] == "cpu"][0]
         assert cpu["running"] == 1 and cpu["granted"] > 0
+        # canceled while held: the worker acts on it at its next check
+        # (the job takes about a second, so after a thaw it could end first)
+        c.cancel(long_id)
     finally:
         frozen.thaw()
 
     # the page follows: the long job canceled, the queued one done
-    c.cancel(long_id)
     final = wait_all(c, [long_id, queued_id])
     assert final[queued_id]["state"] == "DONE"
     time.sleep(1.1)

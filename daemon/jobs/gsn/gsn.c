@@ -555,11 +555,8 @@ gsn_run_ex(const struct kern_backend *kb, const double *data, int64_t n,
 			rc = fail(rc, "shrink", msg, msglen);
 			goto out;
 		}
-		if (gsn_stage_canceled(&stN)) {
-			rc = NQ_ECANCELED;
-			snprintf(msg, msglen, "canceled");
+		if ((rc = gsn_stage_canceled(&stN, msg, msglen)) != 0)
 			goto out;
-		}
 		t1 = nq_mono_s();
 		r->time_noise_s = t1 - t0;
 		t0 = t1;
@@ -597,11 +594,8 @@ gsn_run_ex(const struct kern_backend *kb, const double *data, int64_t n,
 	r->singularD = selD.rule;
 	r->all_singularN = selN.all_singular;
 	r->all_singularD = selD.all_singular;
-	if (gsn_stage_canceled(&stD)) {
-		rc = NQ_ECANCELED;
-		snprintf(msg, msglen, "canceled");
+	if ((rc = gsn_stage_canceled(&stD, msg, msglen)) != 0)
 		goto out;
-	}
 
 	/* cS = cD − cN/T (or − cN∘alpha), kept in S (the biconvex S_old) */
 	rc = gsn_dalloc(&g, n * n, &S);
@@ -650,6 +644,8 @@ gsn_run_ex(const struct kern_backend *kb, const double *data, int64_t n,
 	r->time_biconvex_s = t1 - t0;
 	t0 = t1;
 	gsn_stage_report(&stE, 0.0);
+	if ((rc = gsn_stage_canceled(&stE, msg, msglen)) != 0)
+		goto out;
 	if ((o->returns & GSN_RET_EIG_SIGNAL) && wk.eig_valid) {
 		/* cSb = V (D₊ + shift·I) Vᵀ: no second eigh; the vectors
 		 * land in r->eigvecs_signal's buffer first */
@@ -674,11 +670,8 @@ gsn_run_ex(const struct kern_backend *kb, const double *data, int64_t n,
 		gsn_stage_report(&stE, 0.5);
 	}
 	if (o->returns & GSN_RET_EIG_DIFFERENCE) {
-		if (gsn_stage_canceled(&stE)) {
-			rc = NQ_ECANCELED;
-			snprintf(msg, msglen, "canceled");
+		if ((rc = gsn_stage_canceled(&stE, msg, msglen)) != 0)
 			goto out;
-		}
 		/* §2.9/§2.10: cSb − cNb/mean(k_c) (missing: − cNb∘alpha) */
 		rc = sub_scaled(&g, n, cSb, cNb, n_diff, b.inv_alpha, wk.tmp,
 		                S);

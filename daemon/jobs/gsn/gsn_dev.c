@@ -2,6 +2,7 @@
  * gsn_dev.c — device buffers in the run's precision, host staging in
  * double, progress slices.
  */
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "gsn_internal.h"
@@ -149,9 +150,11 @@ gsn_substage(const struct gsn_stage *st, double a, double b)
 }
 
 int
-gsn_stage_canceled(const struct gsn_stage *st)
+gsn_stage_canceled(const struct gsn_stage *st, char *msg, size_t msglen)
 {
-	if (st == NULL || st->prog == NULL || st->prog->canceled == NULL)
+	if (st == NULL || st->prog == NULL || st->prog->canceled == NULL ||
+	    st->prog->canceled(st->prog->arg) == 0)
 		return 0;
-	return st->prog->canceled(st->prog->arg) != 0;
+	snprintf(msg, msglen, "canceled");
+	return NQ_ECANCELED;
 }

@@ -66,7 +66,9 @@ struct gsn_stage {
 void gsn_stage_report(const struct gsn_stage *st, double within);
 /* The part [a, b] (fractions of st) of a stage, same name. */
 struct gsn_stage gsn_substage(const struct gsn_stage *st, double a, double b);
-int gsn_stage_canceled(const struct gsn_stage *st);
+/* 0, or NQ_ECANCELED with msg "canceled" once the job is canceled. Checked
+ * between steps: a cancel waits for at most one eigendecomposition. */
+int gsn_stage_canceled(const struct gsn_stage *st, char *msg, size_t msglen);
 
 /* ---- gsn_nll.c: shrinkage selection (spec §2.3, §3.3, §4.5) */
 

@@ -206,11 +206,8 @@ gsn_missing_est(struct gsn_dev *g, const double *data, int64_t n, int64_t c,
 
 		if (k % 16 == 0) {
 			gsn_stage_report(stN, 0.5 * (double) k / (double) c);
-			if (gsn_stage_canceled(stN)) {
-				snprintf(msg, msglen, "canceled");
-				rc = NQ_ECANCELED;
+			if ((rc = gsn_stage_canceled(stN, msg, msglen)) != 0)
 				goto out;
-			}
 		}
 		for (int64_t i = 0; i < n; i++) {
 			int64_t nic = 0;

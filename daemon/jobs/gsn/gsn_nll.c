@@ -134,15 +134,6 @@ tri_fini(struct tri *t)
 	free(t->B);
 }
 
-static int
-canceled(const struct gsn_stage *st, char *msg, size_t msglen)
-{
-	if (!gsn_stage_canceled(st))
-		return 0;
-	snprintf(msg, msglen, "canceled");
-	return NQ_ECANCELED;
-}
-
 /* nll = eigh: R = U Λ Uᵀ (syevd); q_i = Σ_m (Uᵀ r_m)_i². W, s: device
  * n-vectors (work). */
 static int
@@ -163,7 +154,7 @@ curve_eigh(struct gsn_dev *g64, int64_t n, void *R, const void *H64, int64_t m,
 		         info);
 		return NQ_EDEVICE;
 	}
-	rc = canceled(st, msg, msglen);
+	rc = gsn_stage_canceled(st, msg, msglen);
 	if (rc != 0)
 		return rc;
 	rc = gsn_dalloc(g64, n * m, &P);
@@ -209,7 +200,7 @@ curve_tridiag(struct gsn_dev *g64, int64_t n, void *R, void *H64, int64_t m,
 		rc = gsn_down(g64, t->B, H64, n * m);
 	if (rc != 0)
 		return op_fail(rc, "tridiag_qt", msg, msglen);
-	rc = canceled(st, msg, msglen);
+	rc = gsn_stage_canceled(st, msg, msglen);
 	if (rc != 0)
 		return rc;
 	/* sterf destroys d and e: the host has its copies of both */
@@ -330,7 +321,7 @@ curve_gram(struct gsn_dev *g, struct gsn_dev *g64, int64_t n,
 		rc = NQ_EDEVICE;
 		goto out;
 	}
-	rc = canceled(st, msg, msglen);
+	rc = gsn_stage_canceled(st, msg, msglen);
 	if (rc != 0)
 		goto out;
 	/* u = Wᵀ (√s2 S'ᵀ h) for every held-out column */
@@ -583,11 +574,8 @@ select_cholesky(struct gsn_dev *g, int64_t n, const void *c, void *H, int64_t m,
 		int info = 0;
 
 		gsn_stage_report(st, (double) k / nlevels);
-		if (gsn_stage_canceled(st)) {
-			rc = NQ_ECANCELED;
-			snprintf(msg, msglen, "canceled");
+		if ((rc = gsn_stage_canceled(st, msg, msglen)) != 0)
 			goto out;
-		}
 		sel->nll[k] = NAN;
 		if (a == 1.0 && rank_def)
 			continue; /* rule already RANK */

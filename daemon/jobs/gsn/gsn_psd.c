@@ -324,11 +324,8 @@ gsn_biconvex(struct gsn_dev *g, int64_t n, const struct gsn_bicon *b,
 		const void *nprev = it == 0 ? b->cN : N_old;
 
 		gsn_stage_report(st, (double) it / 4.0);
-		if (gsn_stage_canceled(st)) {
-			snprintf(msg, msglen, "canceled");
-			rc = NQ_ECANCELED;
+		if ((rc = gsn_stage_canceled(st, msg, msglen)) != 0)
 			goto out;
-		}
 		rc = signal_arg(g, n, b, nprev, cSb, wk);
 		if (rc != 0) {
 			rc = fail(rc, "signal step", msg, msglen);
@@ -342,6 +339,9 @@ gsn_biconvex(struct gsn_dev *g, int64_t n, const struct gsn_bicon *b,
 		wk->eig_want = 0;
 		wk->ne_slot = 1;
 		if (rc != 0)
+			goto out;
+		/* a cancel waits for one projection at most */
+		if ((rc = gsn_stage_canceled(st, msg, msglen)) != 0)
 			goto out;
 		rc = noise_arg(g, n, b, cSb, cNb);
 		if (rc != 0) {

@@ -984,6 +984,9 @@ test_levels(void **state)
 
 struct pstate {
 	int calls, cancel_after;
+	/* or: canceled from the (skip + 1)-th check within this stage on */
+	const char *cancel_in;
+	int skip, asked;
 	double last;
 	char stages[8][16];
 	double first[8]; /* the fraction at each stage's first report */
@@ -1011,6 +1014,10 @@ pcancel(void *arg)
 {
 	struct pstate *p = arg;
 
+	if (p->cancel_in != NULL)
+		return p->nstages > 0 &&
+		       strcmp(p->stages[p->nstages - 1], p->cancel_in) == 0 &&
+		       p->asked++ >= p->skip;
 	return p->cancel_after >= 0 && p->calls >= p->cancel_after;
 }
 
@@ -1042,6 +1049,40 @@ test_progress_cancel(void **state)
 	        gsn_run(&kb, d, 6, 20, 3, &o, &prog, &r, msg, sizeof(msg)),
 	        NQ_ECANCELED);
 	assert_null(r.mnS);
+	free(d);
+}
+
+/* A cancel that comes once the biconvex pass has begun (after its first
+ * check) ends the job before its next projection, and one that comes with
+ * the eigen stage ends it before the eigen returns: it never waits for the
+ * rest of the job (a job canceled then used to finish DONE). */
+static void
+test_cancel_mid_biconvex(void **state)
+{
+	double *d = lowrank(40, 20, 3, 4, 0, 1.0, 21);
+	struct gsn_opts o = opts(GSN_RET_DEFAULT | GSN_RET_EIG_SIGNAL);
+	struct gsn_progress prog = {pfn, pcancel, NULL};
+	struct gsn_result r;
+	char msg[256];
+	static const struct {
+		const char *stage;
+		int skip;
+	} at[] = {{"biconvex", 1}, {"eigen", 0}};
+
+	(void) state;
+	for (size_t i = 0; i < sizeof(at) / sizeof(at[0]); i++) {
+		struct pstate ps = {.cancel_after = -1};
+		ps.cancel_in = at[i].stage;
+		ps.skip = at[i].skip;
+		prog.arg = &ps;
+		msg[0] = '\0';
+		assert_int_equal(gsn_run(&kb, d, 40, 20, 3, &o, &prog, &r, msg,
+		                         sizeof(msg)),
+		                 NQ_ECANCELED);
+		assert_string_equal(msg, "canceled");
+		assert_string_equal(ps.stages[ps.nstages - 1], at[i].stage);
+		assert_int_equal(ps.asked, at[i].skip + 1);
+	}
 	free(d);
 }
 
@@ -1432,6 +1473,7 @@ main(void)
 	        cmocka_unit_test(test_warnings),
 	        cmocka_unit_test(test_levels),
 	        cmocka_unit_test(test_progress_cancel),
+	        cmocka_unit_test(test_cancel_mid_biconvex),
 	        cmocka_unit_test(test_progress_weights),
 	        cmocka_unit_test(test_estimate),
 	        cmocka_unit_test(test_estimate_bounds_peak),
