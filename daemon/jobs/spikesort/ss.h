@@ -397,6 +397,12 @@ int ss_prune_noise(const struct ss_config *cfg, int K, int64_t n_samples,
                    double *isi, int *n_dropped);
 int ss_post(const struct ss_config *cfg, const struct ss_templates *t,
             struct ss_match_out *sp, struct ss_result *res);
+/* ss_post's within-unit duplicates: ord (sp->n) gets sp's spikes in time
+ * order (then template, then index), and keep[i] = 0 for a spike within
+ * dup_ms of its template's last kept spike, of which the larger amplitude
+ * stays (keep[i] = 1 for the rest). K: the number of templates. */
+int ss_post_dedup(const struct ss_config *cfg, int K,
+                  const struct ss_match_out *sp, int64_t *ord, uint8_t *keep);
 
 /* The cross-correlogram of two sorted trains: nc pairs within ±ref (lag
  * in samples, exclusive) and the count that independent trains would put

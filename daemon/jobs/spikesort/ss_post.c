@@ -425,6 +425,41 @@ out:
 }
 
 int
+ss_post_dedup(const struct ss_config *cfg, int K, const struct ss_match_out *sp,
+              int64_t *ord, uint8_t *keep)
+{
+	int64_t n = sp->n,
+	        dup = (int64_t) llround(cfg->dup_ms * 1e-3 * cfg->fs);
+	int64_t *last = malloc(sizeof(int64_t) * (size_t) (K > 0 ? K : 1));
+
+	if (last == NULL)
+		return NQ_ENOMEM;
+	for (int64_t i = 0; i < n; i++)
+		ord[i] = i;
+	qsort_r(ord, (size_t) n, sizeof(int64_t), by_time, (void *) sp);
+	for (int k = 0; k < K; k++)
+		last[k] = -1;
+	/* a spike within dup of the unit's last kept spike: keep the larger */
+	for (int64_t j = 0; j < n; j++) {
+		int64_t i = ord[j];
+		int k = sp->k[i];
+		keep[i] = 1;
+		if (last[k] >= 0 && sp->t[i] - sp->t[last[k]] <= dup) {
+			if (sp->a[i] > sp->a[last[k]]) {
+				keep[last[k]] = 0;
+				last[k] = i;
+			} else {
+				keep[i] = 0;
+			}
+			continue;
+		}
+		last[k] = i;
+	}
+	free(last);
+	return 0;
+}
+
+int
 ss_post(const struct ss_config *cfg, const struct ss_templates *tp,
         struct ss_match_out *sp, struct ss_result *res)
 {
@@ -434,7 +469,6 @@ ss_post(const struct ss_config *cfg, const struct ss_templates *tp,
 	int64_t *last = malloc(sizeof(int64_t) * (size_t) (K ? K : 1));
 	uint8_t *keep = malloc((size_t) (n ? n : 1));
 	int *par = malloc(sizeof(int) * (size_t) (K ? K : 1));
-	int64_t dup = (int64_t) llround(cfg->dup_ms * 1e-3 * cfg->fs);
 	int64_t ref = (int64_t) llround(cfg->refrac_ms * 1e-3 * cfg->fs);
 	int64_t b0 = (int64_t) llround(0.010 * cfg->fs);
 	int64_t b1 = (int64_t) llround(0.050 * cfg->fs);
@@ -457,27 +491,8 @@ ss_post(const struct ss_config *cfg, const struct ss_templates *tp,
 	if (K > 0)
 		memcpy(res->templates, tp->W,
 		       sizeof(float) * (size_t) K * C * nt);
-	for (int64_t i = 0; i < n; i++)
-		ord[i] = i;
-	qsort_r(ord, (size_t) n, sizeof(int64_t), by_time, sp);
-	for (int k = 0; k < K; k++)
-		last[k] = -1;
-	/* a spike within dup of the unit's last kept spike: keep the larger */
-	for (int64_t j = 0; j < n; j++) {
-		int64_t i = ord[j];
-		int k = sp->k[i];
-		keep[i] = 1;
-		if (last[k] >= 0 && sp->t[i] - sp->t[last[k]] <= dup) {
-			if (sp->a[i] > sp->a[last[k]]) {
-				keep[last[k]] = 0;
-				last[k] = i;
-			} else {
-				keep[i] = 0;
-			}
-			continue;
-		}
-		last[k] = i;
-	}
+	if (ss_post_dedup(cfg, K, sp, ord, keep) != 0)
+		goto out;
 	if (drop_echoes(cfg, tp, sp, ord, n, keep) != 0)
 		goto out;
 	for (int64_t j = 0; j < n; j++)

@@ -11,10 +11,10 @@
  * spikes), with thousands of spikes each on the drifting recording. Every
  * well-sorted unit there has an amplitude cutoff of at most 0.07. A
  * template with both (cutoff ≥ PRUNE_CUTOFF and ratio ≥ good_max_isi_ratio),
- * measured on its spikes less their duplicates within dup_ms (as ss_post
- * drops them next: a small template matched from a low th_own threshold
- * picks the same spike again beside itself), loses its spikes; the caller
- * logs each.
+ * measured on its spikes less their duplicates within dup_ms (ss_post_dedup,
+ * as ss_post drops them next: a small template matched from a low th_own
+ * threshold picks the same spike again beside itself), loses its spikes;
+ * the caller logs each.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -25,41 +25,6 @@
 #include "ss_quality.h"
 
 #define PRUNE_CUTOFF 0.45
-
-struct ta {
-	int64_t t;
-	float a;
-};
-
-static int
-by_t(const void *a, const void *b)
-{
-	int64_t x = ((const struct ta *) a)->t, y = ((const struct ta *) b)->t;
-	return x < y ? -1 : x > y;
-}
-
-/* v[0..n) sorted by time: its duplicates within dup samples dropped as
- * ss_post drops them (the larger amplitude kept), the rest split into
- * t and a; returns how many are left. */
-static int64_t
-dedup(const struct ta *v, int64_t n, int64_t dup, int64_t *t, float *a)
-{
-	int64_t m = 0;
-
-	for (int64_t i = 0; i < n; i++) {
-		if (m > 0 && v[i].t - t[m - 1] <= dup) {
-			if (v[i].a > a[m - 1]) {
-				t[m - 1] = v[i].t;
-				a[m - 1] = v[i].a;
-			}
-			continue;
-		}
-		t[m] = v[i].t;
-		a[m] = v[i].a;
-		m++;
-	}
-	return m;
-}
 
 int
 ss_prune_is_noise(double amp_cutoff, double isi_ratio, double good_isi)
@@ -73,40 +38,46 @@ ss_prune_noise(const struct ss_config *cfg, int K, int64_t n_samples,
                struct ss_match_out *sp, int *dropped, double *cut, double *isi,
                int *n_dropped)
 {
+	int64_t n = sp->n;
 	int64_t *st = calloc((size_t) K + 2, sizeof(int64_t));
 	int64_t *fill = calloc((size_t) K + 1, sizeof(int64_t));
-	struct ta *v = malloc(sizeof(struct ta) * (size_t) (sp->n + 1));
-	int64_t *tt = malloc(sizeof(int64_t) * (size_t) (sp->n + 1));
-	float *aa = malloc(sizeof(float) * (size_t) (sp->n + 1));
-	int64_t dup = (int64_t) llround(cfg->dup_ms * 1e-3 * cfg->fs);
-	double *work = malloc(sizeof(double) * (size_t) (sp->n + 1));
+	int64_t *ord = malloc(sizeof(int64_t) * (size_t) (n + 1));
+	uint8_t *keep = malloc((size_t) (n + 1));
+	int64_t *tt = malloc(sizeof(int64_t) * (size_t) (n + 1));
+	float *aa = malloc(sizeof(float) * (size_t) (n + 1));
+	double *work = malloc(sizeof(double) * (size_t) (n + 1));
 	double dur = (double) n_samples / cfg->fs;
 	int rc = NQ_ENOMEM, nd = 0;
 
 	*n_dropped = 0;
-	if (st == NULL || fill == NULL || v == NULL || tt == NULL ||
-	    aa == NULL || work == NULL)
+	if (st == NULL || fill == NULL || ord == NULL || keep == NULL ||
+	    tt == NULL || aa == NULL || work == NULL)
 		goto out;
-	for (int64_t i = 0; i < sp->n; i++)
-		st[sp->k[i] + 1]++;
+	/* each template's spikes less the duplicates ss_post drops next, in
+	 * time order */
+	if ((rc = ss_post_dedup(cfg, K, sp, ord, keep)) != 0)
+		goto out;
+	for (int64_t i = 0; i < n; i++)
+		st[sp->k[i] + 1] += keep[i];
 	for (int k = 0; k < K; k++)
 		st[k + 1] += st[k];
-	for (int64_t i = 0; i < sp->n; i++) {
+	for (int64_t j = 0; j < n; j++) {
+		int64_t i = ord[j];
+		if (!keep[i])
+			continue;
 		int k = sp->k[i];
-		int64_t j = st[k] + fill[k]++;
-		v[j].t = sp->t[i];
-		v[j].a = sp->a[i];
+		int64_t w = st[k] + fill[k]++;
+		tt[w] = sp->t[i];
+		aa[w] = sp->a[i];
 	}
 	for (int k = 0; k < K; k++) {
-		int64_t n = st[k + 1] - st[k], nv;
+		int64_t m = st[k + 1] - st[k], nv;
 		dropped[k] = 0;
 		cut[k] = isi[k] = NAN;
-		if (n == 0)
+		if (m == 0)
 			continue;
-		qsort(v + st[k], (size_t) n, sizeof(struct ta), by_t);
-		n = dedup(v + st[k], n, dup, tt + st[k], aa + st[k]);
-		cut[k] = ss_q_amplitude_cutoff(aa + st[k], n, 100, 3, 5, work);
-		isi[k] = ss_q_isi_violations(tt + st[k], n, dur,
+		cut[k] = ss_q_amplitude_cutoff(aa + st[k], m, 100, 3, 5, work);
+		isi[k] = ss_q_isi_violations(tt + st[k], m, dur,
 		                             cfg->isi_ms * 1e-3, 0, cfg->fs,
 		                             &nv);
 		dropped[k] = ss_prune_is_noise(cut[k], isi[k], cfg->good_isi);
@@ -114,7 +85,7 @@ ss_prune_noise(const struct ss_config *cfg, int K, int64_t n_samples,
 	}
 	if (nd > 0) {
 		int64_t w = 0;
-		for (int64_t i = 0; i < sp->n; i++) {
+		for (int64_t i = 0; i < n; i++) {
 			if (dropped[sp->k[i]])
 				continue;
 			sp->t[w] = sp->t[i];
@@ -129,7 +100,8 @@ ss_prune_noise(const struct ss_config *cfg, int K, int64_t n_samples,
 out:
 	free(st);
 	free(fill);
-	free(v);
+	free(ord);
+	free(keep);
 	free(tt);
 	free(aa);
 	free(work);
