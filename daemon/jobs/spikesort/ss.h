@@ -278,6 +278,10 @@ struct ss_spikes {
 };
 
 void ss_spikes_free(struct ss_spikes *s);
+/* [*lo, *hi) of a batch of T samples cut to the troughs whose window
+ * (nt0min before, nt − nt0min from the trough) lies in the batch. */
+void ss_trough_range(const struct ss_config *cfg, int64_t T, int64_t *lo,
+                     int64_t *hi);
 /* Threshold crossings that are minima over ±nt0min samples and the nc_feat
  * nearest channels; keeps troughs in [lo, hi) of the batch (batch-relative
  * sample index + t_abs0 = absolute). per_chan_cap bounds memory. Y is a

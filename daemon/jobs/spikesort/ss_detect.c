@@ -83,6 +83,16 @@ find_peaks(const struct kern_backend *kb, int C, const float *Y, int64_t T,
 	}
 }
 
+void
+ss_trough_range(const struct ss_config *cfg, int64_t T, int64_t *lo,
+                int64_t *hi)
+{
+	if (*lo < cfg->nt0min)
+		*lo = cfg->nt0min;
+	if (*hi > T - (cfg->nt - cfg->nt0min))
+		*hi = T - (cfg->nt - cfg->nt0min);
+}
+
 int
 ss_detect_batch(const struct ss_config *cfg, const struct kern_backend *kb,
                 const struct ss_probe *p, const float *Y, int64_t T, int64_t lo,
@@ -102,10 +112,7 @@ ss_detect_batch(const struct ss_config *cfg, const struct kern_backend *kb,
 		goto out;
 	out->nc = nc;
 	out->nt = nt;
-	if (lo < w)
-		lo = w;
-	if (hi > T - (nt - cfg->nt0min))
-		hi = T - (nt - cfg->nt0min);
+	ss_trough_range(cfg, T, &lo, &hi);
 	rc = 0;
 	if (lo >= hi || C == 0)
 		goto out;

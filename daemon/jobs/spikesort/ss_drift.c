@@ -74,16 +74,17 @@ ss_drift_hist_add(struct ss_drift_hist *d, int b, const struct ss_probe *p,
 		/* once per pass, not per batch: C searches over C channels */
 		free(d->nbr);
 		d->nbr_nc = nc;
-		d->nbr = malloc(sizeof(int) * (size_t) p->n * nc);
-		if (d->nbr == NULL)
+		d->nbr = malloc(sizeof(int32_t) * (size_t) p->n * nc);
+		if (d->nbr == NULL || ss_probe_neighbours(p, nc, d->nbr) != 0) {
+			free(d->nbr);
+			d->nbr = NULL;
 			return; /* this batch counts no spikes: no shift signal
 			         */
-		for (int c = 0; c < p->n; c++)
-			ss_probe_nearest(p, c, nc, d->nbr + (size_t) c * nc);
+		}
 	}
 	for (int64_t i = 0; i < sp->n; i++) {
 		const float *w = sp->wave + (size_t) i * nc * nt;
-		const int *nb = d->nbr + (size_t) sp->chan[i] * nc;
+		const int32_t *nb = d->nbr + (size_t) sp->chan[i] * nc;
 		double sw = 0, sy = 0, amp = -w[nt0min], yb;
 		int ba;
 		for (int j = 0; j < nc; j++) {

@@ -19,9 +19,9 @@ struct ss_drift_hist {
 	int nb;     /* batches */
 	int ndepth; /* depth bins of bin_um, from y0 */
 	double y0, bin_um;
-	float *h;    /* nb × ndepth × SS_DRIFT_NAMP, batch-major */
-	float *hodd; /* the same of every other spike (the noise estimate) */
-	int *nbr;    /* each channel's nbr_nc nearest (the snippets' order) */
+	float *h;     /* nb × ndepth × SS_DRIFT_NAMP, batch-major */
+	float *hodd;  /* the same of every other spike (the noise estimate) */
+	int32_t *nbr; /* each channel's nbr_nc nearest (the snippets' order) */
 	int nbr_nc;
 };
 

@@ -219,11 +219,7 @@ ss_resid_detect(const struct ss_config *cfg, const struct ss_probe *p,
 	/* each channel's nearest other (itself on a one-channel probe) */
 	for (int c = 0; c < C; c++)
 		nn[c] = nc > 1 ? nbr[(size_t) c * nc + 1] : c;
-	/* troughs in [lo, hi) whose window lies in the batch */
-	if (lo < cfg->nt0min)
-		lo = cfg->nt0min;
-	if (hi > T - (nt - cfg->nt0min))
-		hi = T - (nt - cfg->nt0min);
+	ss_trough_range(cfg, T, &lo, &hi);
 	/* the score where the filter fits, around [lo, hi) by w */
 	sc.a = lo - w > h0 ? lo - w : h0;
 	sc.b = hi + w < T - nh + h0 + 1 ? hi + w : T - nh + h0 + 1;
