@@ -83,9 +83,13 @@ filter_norm(const float *R, int C, int64_t a, int64_t b, int64_t lo, int64_t hi,
 {
 	int64_t ns = (hi - lo + SIG_STEP - 1) / SIG_STEP;
 	float *v = malloc(sizeof(float) * (size_t) (ns > 0 ? ns : 1));
+	float *inv = malloc(sizeof(float) * (size_t) (C > 0 ? C : 1));
 
-	if (v == NULL)
+	if (v == NULL || inv == NULL) {
+		free(v);
+		free(inv);
 		return NQ_ENOMEM;
+	}
 	for (int64_t t = a; t < b; t++) {
 		float *z = Z + (size_t) t * C;
 		memset(z, 0, sizeof(float) * (size_t) C);
@@ -101,11 +105,16 @@ filter_norm(const float *R, int C, int64_t a, int64_t b, int64_t lo, int64_t hi,
 		for (int64_t t = lo; t < hi; t += SIG_STEP)
 			v[n++] = fabsf(Z[(size_t) t * C + c]);
 		float sig = n > 0 ? ss_median_inplace(v, n) / 0.6745F : 0;
-		float inv = sig > 0 ? 1 / sig : 0;
-		for (int64_t t = a; t < b; t++)
-			Z[(size_t) t * C + c] *= inv;
+		inv[c] = sig > 0 ? 1 / sig : 0;
+	}
+	/* row by row: a channel's column is C floats apart */
+	for (int64_t t = a; t < b; t++) {
+		float *z = Z + (size_t) t * C;
+		for (int c = 0; c < C; c++)
+			z[c] *= inv[c];
 	}
 	free(v);
+	free(inv);
 	return 0;
 }
 
