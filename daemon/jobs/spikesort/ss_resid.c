@@ -76,13 +76,15 @@ ss_resid_filter(const float *W, int K, int C, int nt, int nt0min, int nh,
 }
 
 /* Z = each channel of R correlated with h (troughs give Z > 0), for t in
- * [a, b), then divided by the channel's robust σ over [lo, hi). */
+ * [a, b), then divided by the channel's robust σ over [lo, hi). Rows and
+ * channels are independent: threads share them, with the same sums. */
 static int
 filter_norm(const float *R, int C, int64_t a, int64_t b, int64_t lo, int64_t hi,
             const float *h, int nh, int h0, float *Z)
 {
 	int64_t ns = (hi - lo + SIG_STEP - 1) / SIG_STEP;
-	float *v = malloc(sizeof(float) * (size_t) (ns > 0 ? ns : 1));
+	float *v = malloc(sizeof(float) * (size_t) (ns > 0 ? ns : 1) *
+	                  (size_t) (C > 0 ? C : 1));
 	float *inv = malloc(sizeof(float) * (size_t) (C > 0 ? C : 1));
 
 	if (v == NULL || inv == NULL) {
@@ -90,6 +92,9 @@ filter_norm(const float *R, int C, int64_t a, int64_t b, int64_t lo, int64_t hi,
 		free(inv);
 		return NQ_ENOMEM;
 	}
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static)
+#endif
 	for (int64_t t = a; t < b; t++) {
 		float *z = Z + (size_t) t * C;
 		memset(z, 0, sizeof(float) * (size_t) C);
@@ -100,14 +105,21 @@ filter_norm(const float *R, int C, int64_t a, int64_t b, int64_t lo, int64_t hi,
 				z[c] += hv * x[c];
 		}
 	}
+#ifdef _OPENMP
+#pragma omp parallel for schedule(dynamic, 4)
+#endif
 	for (int c = 0; c < C; c++) {
+		float *vc = v + (size_t) c * (size_t) (ns > 0 ? ns : 1);
 		int64_t n = 0;
 		for (int64_t t = lo; t < hi; t += SIG_STEP)
-			v[n++] = fabsf(Z[(size_t) t * C + c]);
-		float sig = n > 0 ? ss_median_inplace(v, n) / 0.6745F : 0;
+			vc[n++] = fabsf(Z[(size_t) t * C + c]);
+		float sig = n > 0 ? ss_median_inplace(vc, n) / 0.6745F : 0;
 		inv[c] = sig > 0 ? 1 / sig : 0;
 	}
 	/* row by row: a channel's column is C floats apart */
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static)
+#endif
 	for (int64_t t = a; t < b; t++) {
 		float *z = Z + (size_t) t * C;
 		for (int c = 0; c < C; c++)
