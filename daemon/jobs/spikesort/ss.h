@@ -380,13 +380,16 @@ void ss_matcher_free(struct ss_matcher *m);
 int ss_match_batch_dev(struct ss_matcher *m, const struct ss_config *cfg,
                        const float *dY, int64_t T, int64_t lo, int64_t hi,
                        int64_t t_abs0, struct ss_match_out *out);
-/* Peel spikes off R (C × T, in place: R becomes the residual). Spikes whose
- * trough lies in [lo, hi) are appended to out (absolute times t_abs0 + i).
- * When acc != NULL (K × C × nt) and cnt (K), the clean waveform of each kept
- * spike (residual + its own template) is added for template learning. */
-int ss_match_batch(struct ss_matcher *m, const struct ss_config *cfg, float *R,
-                   int64_t T, int64_t lo, int64_t hi, int64_t t_abs0,
-                   struct ss_match_out *out, double *acc, int64_t *cnt);
+/* Peel spikes off Y (C × T, host); the residual goes to R (may be Y; NULL:
+ * not wanted, except with acc on a device backend, which fetches it there).
+ * Spikes whose trough lies in [lo, hi) are appended to out (absolute times
+ * t_abs0 + i). When acc != NULL (K × C × nt) and cnt (K), the clean
+ * waveform of each kept spike (residual + its own template) is added for
+ * template learning. */
+int ss_match_batch(struct ss_matcher *m, const struct ss_config *cfg,
+                   const float *Y, float *R, int64_t T, int64_t lo, int64_t hi,
+                   int64_t t_abs0, struct ss_match_out *out, double *acc,
+                   int64_t *cnt);
 
 /* Post-processing on the final spikes (sorted by time inside). */
 /* Noise at the threshold (ss_prune.c): amplitude cutoff ≥ 0.45 and ISI

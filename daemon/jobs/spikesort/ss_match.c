@@ -948,22 +948,28 @@ match_dr(struct ss_matcher *m, const struct ss_config *cfg, int64_t T,
 }
 
 int
-ss_match_batch(struct ss_matcher *m, const struct ss_config *cfg, float *R,
-               int64_t T, int64_t lo, int64_t hi, int64_t t_abs0,
-               struct ss_match_out *out, double *acc, int64_t *cnt)
+ss_match_batch(struct ss_matcher *m, const struct ss_config *cfg,
+               const float *Y, float *R, int64_t T, int64_t lo, int64_t hi,
+               int64_t t_abs0, struct ss_match_out *out, double *acc,
+               int64_t *cnt)
 {
 	size_t bytes = sizeof(float) * (size_t) m->C * (size_t) T;
 	int rc;
 
-	if (m->K == 0 || T - m->nt + 1 <= 0)
+	if (m->K == 0 || T - m->nt + 1 <= 0) {
+		/* nothing peeled: the residual is Y */
+		if (R != NULL && R != Y)
+			memcpy(R, Y, bytes);
 		return 0;
-	if (T > m->Tmax)
+	}
+	if (T > m->Tmax ||
+	    (R == NULL && acc != NULL && !kern_mem_is_host(m->kb)))
 		return NQ_EINTERNAL;
-	if ((rc = upload(m, R, 0, T)) != 0 ||
+	if ((rc = upload(m, Y, 0, T)) != 0 ||
 	    (rc = match_dr(m, cfg, T, lo, hi, t_abs0, out, acc, cnt, R)) != 0)
 		return rc;
 	/* R becomes the residual (already there when acc fetched it) */
-	if (acc != NULL && !kern_mem_is_host(m->kb))
+	if (R == NULL || (acc != NULL && !kern_mem_is_host(m->kb)))
 		return 0;
 	return KOP(m->kb, download, R, m->dR.p, bytes);
 }

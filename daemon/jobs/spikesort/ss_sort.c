@@ -185,6 +185,25 @@ learn_load(struct run *r, int i, int nl, float **Y, int64_t *core)
 	return 0;
 }
 
+/* Learning batch i for reading only: the cached copy itself when there is
+ * one (no copy), else learn_load's buffer. *work: the batch buffer, for
+ * what is made from it (the residual). */
+static int
+learn_view(struct run *r, int i, int nl, const float **Y, float **work,
+           int64_t *core)
+{
+	*work = r->bt.X + (size_t) r->C * r->cfg->fpad;
+	if (i < r->ncache && r->cache[i] != NULL) {
+		*Y = r->cache[i];
+		*core = r->cache_core[i];
+		return 0;
+	}
+	float *w;
+	int rc = learn_load(r, i, nl, &w, core);
+	*Y = w;
+	return rc;
+}
+
 static uint64_t
 fnv(uint64_t h, const void *p, size_t n)
 {
@@ -1083,28 +1102,33 @@ stage_learn(struct run *r, struct ss_templates *tp, double *t_detect)
 			}
 		}
 		for (int i = 0; i < nl; i++) {
-			float *Y;
+			const float *Y;
+			float *Rb;
 			int64_t core, b = learn_batch(r, i, nl);
 			if (canceled(r)) {
 				rc = NQ_ECANCELED;
 				goto out;
 			}
-			if ((rc = learn_load(r, i, nl, &Y, &core)) != 0)
+			if ((rc = learn_view(r, i, nl, &Y, &Rb, &core)) != 0)
 				goto out;
 			int64_t n0 = mo.n;
-			rc = ss_match_batch(m, c, Y, r->Tb, c->pad,
-			                    c->pad + core, b * r->NT - c->pad,
-			                    &mo, acc, cnt);
+			/* every other batch's residual is searched (half
+			 * the cost, and a unit that fires at 1 Hz still
+			 * gives 20 spikes over 20 batches of 2 s); the
+			 * others' is not needed on the host */
+			int search = it == rit && i % 2 == 0;
+			rc = ss_match_batch(
+			        m, c, Y,
+			        search || !kern_mem_is_host(r->kb) ? Rb : NULL,
+			        r->Tb, c->pad, c->pad + core,
+			        b * r->NT - c->pad, &mo, acc, cnt);
 			if (rc != 0)
 				goto out;
-			/* Y is the residual now; every other batch is
-			 * searched (half the cost, and a unit that fires at
-			 * 1 Hz still gives 20 spikes over 20 batches of 2 s) */
-			if (it == rit && i % 2 == 0 &&
+			if (search &&
 			    ((rc = resid_near_set(&rn, &mo, n0, pk,
 			                          b * r->NT - c->pad)) != 0 ||
 			     (rc = ss_resid_detect(
-			              c, r->p, Y, r->Tb, c->pad, c->pad + core,
+			              c, r->p, Rb, r->Tb, c->pad, c->pad + core,
 			              b * r->NT - c->pad, h, RESID_NH, RESID_H0,
 			              c->th_resid, rn.t, rn.c, rn.n,
 			              per_chan_cap, chan_count, &rsp)) != 0))

@@ -405,7 +405,8 @@ test_match_overlap(void **state)
 			        sa[i] * tp.W[(size_t) sk[i] * C * nt + j];
 	assert_int_equal(ss_matcher_new(&kb, &tp, T, &m), 0);
 	assert_int_equal(
-	        ss_match_batch(m, &cfg, R, T, 0, T, 1000, &o, NULL, NULL), 0);
+	        ss_match_batch(m, &cfg, R, R, T, 0, T, 1000, &o, NULL, NULL),
+	        0);
 	assert_int_equal(o.n, 3);
 	int found = 0;
 	for (int64_t i = 0; i < o.n; i++)
@@ -497,9 +498,9 @@ test_match_own_threshold(void **state)
 		cfg.th_own = own;
 		memcpy(R, R0, sizeof(float) * C * T);
 		assert_int_equal(ss_matcher_new(&kb, &tp, T, &m), 0);
-		assert_int_equal(
-		        ss_match_batch(m, &cfg, R, T, 0, T, 0, &o, NULL, NULL),
-		        0);
+		assert_int_equal(ss_match_batch(m, &cfg, R, R, T, 0, T, 0, &o,
+		                                NULL, NULL),
+		                 0);
 		for (int64_t i = 0; i < o.n; i++) {
 			int64_t d = (o.t[i] - cfg.nt0min - 100) % GAP;
 			if (o.t[i] - cfg.nt0min >= 100 &&
@@ -1355,8 +1356,8 @@ test_match_local_windows(void **state)
 	assert_non_null(R0);
 	memcpy(R0, R, sizeof(float) * (size_t) C * T);
 	assert_int_equal(ss_matcher_new(&kb, &tp, T, &m), 0);
-	assert_int_equal(ss_match_batch(m, &cfg, R, T, 0, T, 0, &o, NULL, NULL),
-	                 0);
+	assert_int_equal(
+	        ss_match_batch(m, &cfg, R, R, T, 0, T, 0, &o, NULL, NULL), 0);
 	assert_int_equal(o.n, 5);
 	/* the device path (residual kept in the matcher, batch untouched)
 	 * finds the same spikes, bit for bit */
@@ -1628,7 +1629,7 @@ test_match_threads(void **state)
 		R[v] = malloc(sizeof(float) * (size_t) C * T);
 		memcpy(R[v], R0, sizeof(float) * (size_t) C * T);
 		assert_int_equal(ss_matcher_new(&kb, &tp, T, &m), 0);
-		assert_int_equal(ss_match_batch(m, &cfg, R[v], T, 0, T, 0,
+		assert_int_equal(ss_match_batch(m, &cfg, R[v], R[v], T, 0, T, 0,
 		                                &o[v], NULL, NULL),
 		                 0);
 		ss_matcher_free(m);
