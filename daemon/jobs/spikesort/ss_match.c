@@ -294,6 +294,12 @@ struct ss_mgroup {
 	int i0, i1, c0, c1;
 };
 
+/* A run of samples [a, b) of group g to refresh. */
+struct ss_mpiece {
+	int g;
+	int64_t a, b;
+};
+
 struct ss_matcher {
 	const struct kern_backend *kb;
 	const struct ss_templates *tp;
@@ -303,9 +309,10 @@ struct ss_matcher {
 	int *wc0; /* channel window of each template */
 	int *wc1;
 	struct ss_mgroup *grp;
-	int ngrp, gmax;  /* groups, most templates in one group */
-	int nthr;        /* threads over groups (cpu backend only) */
-	int *gerr;       /* per group: status of its refresh */
+	int ngrp, gmax;         /* groups, most templates in one group */
+	int nthr;               /* threads over groups (cpu backend only) */
+	struct ss_mpiece *work; /* refresh_groups' pieces (nwork_cap) */
+	int64_t nwork_cap;
 	int *gnb0, *gnb; /* groups sharing channels with group g (g first) */
 	int *tg0, *tg;   /* groups sharing channels with template k's window */
 	struct ss_kbuf dU, dVt, dR, dP, dS;
@@ -359,7 +366,7 @@ ss_matcher_free(struct ss_matcher *m)
 	free(m->gnb);
 	free(m->tg0);
 	free(m->tg);
-	free(m->gerr);
+	free(m->work);
 	ss_kbuf_free(m->kb, &m->dGb);
 	ss_kbuf_free(m->kb, &m->dAb);
 	ss_kbuf_free(m->kb, &m->dKb);
@@ -571,7 +578,6 @@ ss_matcher_new(const struct kern_backend *kb, const struct ss_templates *t,
 	}
 #endif
 	gm *= (size_t) m->nthr;
-	m->gerr = malloc(sizeof(int) * g1);
 	m->pdirty = malloc(g1 * (size_t) Tmax);
 	m->sdirty = malloc(g1 * (size_t) Tmax);
 	/* a group's accepted spikes are ≥ nt apart */
@@ -581,8 +587,8 @@ ss_matcher_new(const struct kern_backend *kb, const struct ss_templates *t,
 	m->ta = malloc(sizeof(float) * (size_t) m->npk);
 	m->pk_k = malloc(sizeof(int32_t) * (size_t) m->npk);
 	m->pk_a = malloc(sizeof(float) * (size_t) m->npk);
-	if (!m->gerr || !m->pdirty || !m->sdirty || !m->peaks || !m->tk ||
-	    !m->ta || !m->pk_k || !m->pk_a)
+	if (!m->pdirty || !m->sdirty || !m->peaks || !m->tk || !m->ta ||
+	    !m->pk_k || !m->pk_a)
 		goto fail;
 	if ((rc = ss_kbuf_ensure(kb, &m->dU,
 	                         sizeof(float) * (size_t) m->C * rk)) ||
@@ -727,50 +733,92 @@ next_run(const uint8_t *f, int64_t n, int64_t gap, int64_t *a, int64_t *b)
 	return 1;
 }
 
-/* Projections and scores of group g: everywhere (full) or where flagged. */
+/* next_run, or the whole of [0, n) once when f is NULL. */
 static int
-refresh(struct ss_matcher *m, int g, int64_t T, int64_t Ts, int full, int tid)
+full_or_run(const uint8_t *f, int64_t n, int64_t gap, int64_t *a, int64_t *b)
 {
-	int64_t Tm = m->Tmax, nt = m->nt;
-	int rc;
+	if (f != NULL)
+		return next_run(f, n, gap, a, b);
+	if (*a >= n)
+		return 0;
+	*b = n;
+	return 1;
+}
 
-	if (full)
-		return (rc = project(m, g, 0, T)) != 0
-		               ? rc
-		               : score(m, g, 0, Ts, tid);
-	for (int64_t a = 0, b; next_run(m->pdirty + Tm * g, T, nt, &a, &b);
-	     a = b)
-		if ((rc = project(m, g, a, b)) != 0)
-			return rc;
-	for (int64_t a = 0, b; next_run(m->sdirty + Tm * g, Ts, nt, &a, &b);
-	     a = b)
-		if ((rc = score(m, g, a, b, tid)) != 0)
-			return rc;
+/* Group g's pieces into m->work from *n on: [0, end) (flags NULL) or its
+ * runs of flags (as next_run), each cut into pieces of at most
+ * REFRESH_PIECE samples. 0 or NQ_ENOMEM. */
+#define REFRESH_PIECE 8192
+static int
+add_pieces(struct ss_matcher *m, int g, const uint8_t *flags, int64_t end,
+           int64_t *n)
+{
+	for (int64_t a = 0, b; full_or_run(flags, end, m->nt, &a, &b); a = b)
+		for (int64_t p = a; p < b; p += REFRESH_PIECE) {
+			if (*n == m->nwork_cap) {
+				int64_t cap =
+				        m->nwork_cap ? 2 * m->nwork_cap : 256;
+				struct ss_mpiece *w = realloc(
+				        m->work, sizeof(*w) * (size_t) cap);
+				if (w == NULL)
+					return NQ_ENOMEM;
+				m->work = w;
+				m->nwork_cap = cap;
+			}
+			m->work[(*n)++] = (struct ss_mpiece){
+			        g, p,
+			        p + REFRESH_PIECE < b ? p + REFRESH_PIECE : b};
+		}
 	return 0;
 }
 
-/* Every group refreshed, in parallel on the host; each writes only its
- * own projections, scores and scratch, so the result does not depend on
- * the threads. The first failing group's status is returned. */
+/* Every group's projections, then every group's scores (which read nt − 1
+ * projections past their own starts), everywhere (full) or where flagged,
+ * in pieces shared out one at a time over the host's threads: a batch has
+ * a handful of groups of very different sizes, so whole groups kept one
+ * thread waiting for the biggest. Each piece writes only its own samples
+ * (scores: with its thread's scratch), and every sample is computed as in
+ * one piece, so the result does not depend on the threads. The status of
+ * the first failing piece is returned. */
 static int
 refresh_groups(struct ss_matcher *m, int64_t T, int64_t Ts, int full)
 {
-	int G = m->ngrp;
+	int64_t Tm = m->Tmax;
 
+	for (int phase = 0; phase < 2; phase++) {
+		const uint8_t *flags = phase == 0 ? m->pdirty : m->sdirty;
+		int64_t n = 0, bad = -1, end = phase == 0 ? T : Ts;
+		int err = 0;
+		for (int g = 0; g < m->ngrp && err == 0; g++)
+			err = add_pieces(m, g, full ? NULL : flags + Tm * g,
+			                 end, &n);
+		if (err != 0)
+			return err;
 #ifdef _OPENMP
 #pragma omp parallel for schedule(dynamic, 1) \
-        num_threads(m->nthr) if (m->nthr > 1 && G > 1)
+        num_threads(m->nthr) if (m->nthr > 1 && n > 1)
 #endif
-	for (int g = 0; g < G; g++) {
-		int tid = 0;
+		for (int64_t i = 0; i < n; i++) {
+			const struct ss_mpiece *w = m->work + i;
+			int tid = 0, rc;
 #ifdef _OPENMP
-		tid = omp_get_thread_num();
+			tid = omp_get_thread_num();
 #endif
-		m->gerr[g] = refresh(m, g, T, Ts, full, tid);
+			rc = phase == 0 ? project(m, w->g, w->a, w->b)
+			                : score(m, w->g, w->a, w->b, tid);
+			if (rc != 0) {
+#ifdef _OPENMP
+#pragma omp critical(refresh_err)
+#endif
+				if (bad < 0 || i < bad) {
+					bad = i;
+					err = rc;
+				}
+			}
+		}
+		if (err != 0)
+			return err;
 	}
-	for (int g = 0; g < G; g++)
-		if (m->gerr[g] != 0)
-			return m->gerr[g];
 	return 0;
 }
 
