@@ -7,6 +7,9 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #include "nq_clones.h"
 #include "nq_error.h"
@@ -216,7 +219,14 @@ host_apply_banded(const float *M, int C, float *X, int64_t T)
 	for (int i = 0; i < nbk; i++)
 		ncol += (size_t) (band[i].c1 - band[i].c0);
 	pack = aligned_alloc(sizeof(vrow), sizeof(vrow) * (ncol + 1));
-	Y = aligned_alloc(sizeof(vrow), sizeof(float) * (size_t) ldy * WT);
+	/* one tile of Y per thread: the tiles are independent */
+	int nth = 1;
+#ifdef _OPENMP
+	nth = omp_get_max_threads();
+	nth = nth < 1 ? 1 : nth > 64 ? 64 : nth;
+#endif
+	Y = aligned_alloc(sizeof(vrow),
+	                  sizeof(float) * (size_t) ldy * WT * (size_t) nth);
 	if (pack == NULL || Y == NULL)
 		goto out;
 	for (int i = 0; i < nbk; i++) {
@@ -229,12 +239,20 @@ host_apply_banded(const float *M, int C, float *X, int64_t T)
 			memcpy(&pack[off], col, sizeof(col));
 		}
 	}
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) \
+        num_threads(nth) if (nth > 1 && T >= 8 * WT)
+#endif
 	for (int64_t t0 = 0; t0 < T; t0 += WT) {
-		int n = T - t0 < WT ? (int) (T - t0) : WT;
+		int n = T - t0 < WT ? (int) (T - t0) : WT, tid = 0;
+#ifdef _OPENMP
+		tid = omp_get_thread_num();
+#endif
 		float *Xt = X + (size_t) t0 * C;
-		host_band_tile(bk, nbk, C, Xt, n, Y, ldy);
+		float *Yt = Y + (size_t) ldy * WT * (size_t) tid;
+		host_band_tile(bk, nbk, C, Xt, n, Yt, ldy);
 		for (int t = 0; t < n; t++)
-			memcpy(Xt + (size_t) t * C, Y + (size_t) t * ldy,
+			memcpy(Xt + (size_t) t * C, Yt + (size_t) t * ldy,
 			       sizeof(float) * (size_t) C);
 	}
 	rc = 0;
