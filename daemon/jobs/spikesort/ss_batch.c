@@ -243,7 +243,7 @@ load_host(struct ss_batcher *bt, int64_t b, float **Y, int64_t *core, char *msg,
 		snprintf(msg, msglen, "preprocessing failed");
 		return rc;
 	}
-	*Y = bt->X + (size_t) bt->C * c->fpad;
+	*Y = ss_batcher_work(bt);
 	if (bt->pre != NULL)
 		bt->pre(bt->pre_u, b, *Y, bt->Tb, *core);
 	if (bt->M == NULL)
@@ -279,7 +279,7 @@ ss_batcher_load_dev(struct ss_batcher *bt, int64_t b, const float **dY,
 	}
 	dXc = (const float *) bt->dX.p + C * c->fpad;
 	if (bt->pre != NULL) {
-		float *Y = bt->X + C * c->fpad;
+		float *Y = ss_batcher_work(bt);
 		if ((rc = KOP(kb, download, Y, dXc, yb)) != 0) {
 			snprintf(msg, msglen, "preprocessing failed");
 			return rc;
@@ -299,6 +299,12 @@ ss_batcher_load_dev(struct ss_batcher *bt, int64_t b, const float **dY,
 	return 0;
 }
 
+float *
+ss_batcher_work(const struct ss_batcher *bt)
+{
+	return bt->X + (size_t) bt->C * bt->cfg->fpad;
+}
+
 int
 ss_batcher_load(struct ss_batcher *bt, int64_t b, float **Y, int64_t *core,
                 char *msg, size_t msglen)
@@ -310,7 +316,7 @@ ss_batcher_load(struct ss_batcher *bt, int64_t b, float **Y, int64_t *core,
 		return load_host(bt, b, Y, core, msg, msglen);
 	if ((rc = ss_batcher_load_dev(bt, b, &dY, core, msg, msglen)) != 0)
 		return rc;
-	*Y = bt->X + (size_t) bt->C * bt->cfg->fpad;
+	*Y = ss_batcher_work(bt);
 	rc = KOP(bt->kb, download, *Y, dY,
 	         sizeof(float) * (size_t) bt->C * bt->Tb);
 	if (rc != 0)

@@ -72,6 +72,9 @@ int ss_batcher_whiten(struct ss_batcher *bt, const float *M);
  * NQ_EBADDATA (kriging matrix singular: duplicate channel positions). */
 int ss_batcher_drift(struct ss_batcher *bt, const float *shift, int nblk,
                      const float *blk_y);
+/* The host work buffer: a batch's Tb samples (C × Tb, after fpad), where
+ * ss_batcher_load puts them and callers make what they derive from them. */
+float *ss_batcher_work(const struct ss_batcher *bt);
 /* Batch b: *Y points at its Tb = NT + 2 pad samples, core samples at
  * [pad, pad + core). 0 or an nq_err code with msg. */
 int ss_batcher_load(struct ss_batcher *bt, int64_t b, float **Y, int64_t *core,

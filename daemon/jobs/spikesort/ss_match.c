@@ -310,7 +310,7 @@ struct ss_matcher {
 	int *wc1;
 	struct ss_mgroup *grp;
 	int ngrp, gmax;         /* groups, most templates in one group */
-	int nthr;               /* threads over groups (cpu backend only) */
+	int nthr;               /* threads over refresh pieces (cpu only) */
 	struct ss_mpiece *work; /* refresh_groups' pieces (nwork_cap) */
 	int64_t nwork_cap;
 	int *gnb0, *gnb; /* groups sharing channels with group g (g first) */

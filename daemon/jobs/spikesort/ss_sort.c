@@ -167,7 +167,7 @@ learn_load(struct run *r, int i, int nl, float **Y, int64_t *core)
 	int rc;
 
 	if (i < r->ncache && r->cache[i] != NULL) {
-		*Y = r->bt.X + (size_t) r->C * r->cfg->fpad;
+		*Y = ss_batcher_work(&r->bt);
 		memcpy(*Y, r->cache[i], bytes);
 		*core = r->cache_core[i];
 		return 0;
@@ -192,7 +192,7 @@ static int
 learn_view(struct run *r, int i, int nl, const float **Y, float **work,
            int64_t *core)
 {
-	*work = r->bt.X + (size_t) r->C * r->cfg->fpad;
+	*work = ss_batcher_work(&r->bt);
 	if (i < r->ncache && r->cache[i] != NULL) {
 		*Y = r->cache[i];
 		*core = r->cache_core[i];
