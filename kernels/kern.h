@@ -431,12 +431,12 @@ int kern_accept_peaks(const struct kern_backend *kb, int64_t ng, int64_t n,
                       const int32_t *nb, int64_t cap, int64_t *h_gt,
                       int32_t *h_k, float *h_a, int64_t *cnt);
 
-/* The cpu backend's filter_car on host memory with the caller's scratch
- * (work: 3 C doubles, cwork: C floats), and its forward-backward filter
- * alone (no mean or reference removed): for code that preprocesses
- * without a backend (spikesort's ss_preprocess and its tests). */
-void kern_host_filter_car(const double *h_sos, float *X, int C, int64_t T,
-                          int car, double *work, float *cwork);
+/* The cpu backend's filter_car on host memory (0, or NQ_ENOMEM for its
+ * scratch), and its forward-backward filter alone (no mean or reference
+ * removed; work: 3 C doubles): for code that preprocesses without a
+ * backend (spikesort's ss_preprocess and its tests). */
+int kern_host_filter_car(const double *h_sos, float *X, int C, int64_t T,
+                         int car);
 void kern_host_filtfilt(const double *h_sos, float *X, int C, int64_t T,
                         double *work);
 

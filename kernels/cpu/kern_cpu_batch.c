@@ -5,15 +5,19 @@
  * filter_car is the one implementation of the per-batch preprocessing:
  * channel means, median common reference, and a 3rd-order Butterworth
  * high-pass (a first- and a second-order section) run forward and backward
- * (zero phase), as Kilosort does before whitening. Moved here unchanged
- * from spikesort's ss_filter.c, which keeps the filter design and calls
- * kern_host_filter_car().
+ * (zero phase), as Kilosort does before whitening, over the host's
+ * OpenMP threads. Moved here from spikesort's ss_filter.c, which keeps the
+ * filter design and calls kern_host_filter_car().
  */
 #include <float.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #include "kern.h"
 #include "kern_impl.h"
@@ -305,65 +309,179 @@ filtfilt(const struct kern_sos *f, float *X, int C, int64_t T, double *work)
 	run_sections_batch(f, X, C, T, -1, work);
 }
 
-/* work[c] = Σ_t X[t C + c] (in double, sample order). */
+/* Channels [c0, c1): mean[c] = Σ_t X[t C + c] / T (summed in double, in
+ * sample order, into sum[c0, c1)). */
 NQ_CLONES static void
-channel_sums(const float *X, int C, int64_t T, double *work)
+channel_means(const float *X, int C, int64_t T, int c0, int c1, double *sum,
+              float *mean)
 {
-	memset(work, 0, sizeof(double) * (size_t) C);
-	for (int64_t t = 0; t < T; t++)
-		for (int c = 0; c < C; c++)
-			work[c] += X[(size_t) t * C + c];
+	int n = c1 - c0;
+
+	memset(sum + c0, 0, sizeof(double) * (size_t) n);
+	for (int64_t t = 0; t < T; t++) {
+		const float *x = X + (size_t) t * C + c0;
+		double *w = sum + c0;
+		for (int c = 0; c < n; c++)
+			w[c] += x[c];
+	}
+	for (int c = c0; c < c1; c++)
+		mean[c] = (float) (sum[c] / (double) T);
 }
 
-/* Mean removal, median reference and the forward filter pass in one sweep
- * over the samples (each sample's channels stay in L1 for all three), then
- * the backward pass: two passes over the batch instead of five. */
+/* Samples [t0, t1): med[t] = the median of X's row t less the channel
+ * means (row: C floats of scratch); X is not changed. median_near is
+ * exact whatever its guess, so the rows may be shared out in any way. */
 NQ_CLONES static void
-preprocess_fused(const struct kern_sos *f, float *X, int C, int64_t T, int car,
-                 const float *mean, double *st)
+row_medians(const float *X, int C, int64_t t0, int64_t t1, const float *mean,
+            float *med, float *row)
 {
-	double *z1 = st, *s1 = st + C, *s2 = st + (size_t) 2 * C;
 	float guess = 0, half = 0;
 
-	for (int64_t t = 0; t < T; t++) {
-		float *col = X + (size_t) t * C, med = 0;
-		if (t + PF_ROWS < T)
-			prefetch_row(col + (size_t) PF_ROWS * C, C);
+	for (int64_t t = t0; t < t1; t++) {
+		const float *x = X + (size_t) t * C;
+		if (t + PF_ROWS < t1)
+			prefetch_row(x + (size_t) PF_ROWS * C, C);
 		for (int c = 0; c < C; c++)
-			col[c] -= mean[c];
-		if (car) {
-			med = median_near(col, C, guess, &half);
-			guess = med;
-		}
-		if (t == 0)
-			sections_init(f, col, C, med, z1, s1, s2);
-		sections_step(f, col, C, med, z1, s1, s2);
+			row[c] = x[c] - mean[c];
+		med[t] = median_near(row, C, guess, &half);
+		guess = med[t];
 	}
-	run_sections_batch(f, X, C, T, -1, st);
 }
 
-static void
-filter_car(const struct kern_sos *f, float *X, int C, int64_t T, int car,
-           double *work, float *cwork)
+/* Channels [c0, c1) of every sample: mean and reference (med[t], or none
+ * when med is NULL) removed, in float, in the forward pass of the filter,
+ * then the backward pass; st: the sections' state (z1 | s1 | s2, 3 C
+ * doubles), of these channels only. Every channel is filtered on its own,
+ * so any split of the channels gives the same bits. */
+NQ_CLONES static void
+filter_channels(const struct kern_sos *f, float *X, int C, int64_t T, int c0,
+                int c1, const float *mean, const float *med, double *st)
 {
-	channel_sums(X, C, T, work);
-	for (int c = 0; c < C; c++)
-		cwork[c] = (float) (work[c] / (double) T);
-	preprocess_fused(f, X, C, T, car && C >= 3, cwork, work);
+	double *z1 = st + c0, *s1 = st + C + c0, *s2 = st + (size_t) 2 * C + c0;
+	int n = c1 - c0;
+
+	for (int64_t t = 0; t < T; t++) {
+		float *x = X + (size_t) t * C + c0, sub = med ? med[t] : 0;
+		if (t + PF_ROWS < T)
+			prefetch_row(x + (size_t) PF_ROWS * C, n);
+		for (int c = 0; c < n; c++)
+			x[c] -= mean[c0 + c];
+		if (t == 0)
+			sections_init(f, x, n, sub, z1, s1, s2);
+		sections_step(f, x, n, sub, z1, s1, s2);
+	}
+	sections_init(f, X + (size_t) (T - 1) * C + c0, n, 0, z1, s1, s2);
+	for (int64_t i = T - 1; i >= 0; i--) {
+		if (i - PF_ROWS >= 0)
+			prefetch_row(X + (size_t) (i - PF_ROWS) * C + c0, n);
+		sections_step(f, X + (size_t) i * C + c0, n, 0, z1, s1, s2);
+	}
 }
 
-void
-kern_host_filter_car(const double *h_sos, float *X, int C, int64_t T, int car,
-                     double *work, float *cwork)
+/* Threads for a C × T batch: the host's (OpenMP's), but one for batches
+ * too small to share (a team costs microseconds). */
+static int
+filter_threads(int C, int64_t T)
+{
+	int n = 1;
+
+#ifdef _OPENMP
+	n = omp_get_max_threads();
+	n = n < 1 ? 1 : n > 64 ? 64 : n;
+#endif
+	return (double) C * (double) T < 65536.0 ? 1 : n;
+}
+
+/* Channel range i of n of rows at X: about C / n channels, split where a
+ * cache line of the first row starts (a line across two threads' ranges
+ * would be written by both at every sample). */
+static int
+line_split(const float *X, int C, int i, int n)
+{
+	/* channels before X's first line boundary */
+	int lead = (int) ((64 - (uintptr_t) X % 64) % 64 / sizeof(float));
+	int64_t at = (int64_t) C * i / n - lead;
+
+	if (i <= 0)
+		return 0;
+	if (i >= n)
+		return C;
+	at = lead + 16 * ((at + 8) / 16);
+	return at < 0 ? 0 : at > C ? C : (int) at;
+}
+
+/* Channel means, then (car) each sample's median, then each channel's
+ * filter: three sweeps over the batch, the first and last shared out by
+ * channels, the medians (which need every channel of a sample) by
+ * samples, over the host's threads. Each thread sums, filters and ranks
+ * in its own cache lines (a state shared with a neighbour's channels in
+ * one line made two threads 4x slower than one). The same bits for any
+ * number of threads. NQ_ENOMEM when the scratch cannot be had. */
+static int
+filter_car(const struct kern_sos *f, float *X, int C, int64_t T, int car)
+{
+	int nth = filter_threads(C, T);
+	/* per thread: the sections' state (3 C doubles, the sums in its
+	 * first C), a row (C floats); whole cache lines */
+	size_t per = ((sizeof(double) * 3 + sizeof(float)) * (size_t) C + 63) /
+	             64 * 64;
+	char *scr = aligned_alloc(64, per * (size_t) nth);
+	float *mean = malloc(sizeof(float) * (size_t) C);
+	float *med = NULL;
+
+	car = car && C >= 3;
+	if (car)
+		med = malloc(sizeof(float) * (size_t) T);
+	if (scr == NULL || mean == NULL || (car && med == NULL)) {
+		free(scr);
+		free(mean);
+		free(med);
+		return NQ_ENOMEM;
+	}
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nth) if (nth > 1)
+#endif
+	{
+		int tid = 0, n = 1, c0, c1;
+#ifdef _OPENMP
+		tid = omp_get_thread_num();
+		n = omp_get_num_threads();
+#endif
+		double *st = (double *) (void *) (scr + per * (size_t) tid);
+		float *row = (float *) (void *) (st + (size_t) 3 * C);
+		c0 = line_split(X, C, tid, n);
+		c1 = line_split(X, C, tid + 1, n);
+		if (c1 > c0)
+			channel_means(X, C, T, c0, c1, st, mean);
+#ifdef _OPENMP
+#pragma omp barrier
+#endif
+		if (car) {
+			int64_t t0 = T * tid / n, t1 = T * (tid + 1) / n;
+			row_medians(X, C, t0, t1, mean, med, row);
+#ifdef _OPENMP
+#pragma omp barrier
+#endif
+		}
+		if (c1 > c0)
+			filter_channels(f, X, C, T, c0, c1, mean, med, st);
+	}
+	free(scr);
+	free(mean);
+	free(med);
+	return 0;
+}
+
+int
+kern_host_filter_car(const double *h_sos, float *X, int C, int64_t T, int car)
 {
 	struct kern_sos f;
 
 	if (C <= 0 || T <= 0)
-		return;
+		return 0;
 	sos_from(h_sos, &f);
-	filter_car(&f, X, C, T, car, work, cwork);
+	return filter_car(&f, X, C, T, car);
 }
-
 void
 kern_host_filtfilt(const double *h_sos, float *X, int C, int64_t T,
                    double *work)
@@ -380,19 +498,8 @@ int
 kern_cpu_filter_car(void *ctx, int64_t C, int64_t T, float *X,
                     const double *h_sos, int car)
 {
-	double *work = malloc(sizeof(double) * 3 * (size_t) C);
-	float *cwork = malloc(sizeof(float) * (size_t) C);
-
 	(void) ctx;
-	if (work == NULL || cwork == NULL) {
-		free(work);
-		free(cwork);
-		return NQ_ENOMEM;
-	}
-	kern_host_filter_car(h_sos, X, (int) C, T, car, work, cwork);
-	free(work);
-	free(cwork);
-	return 0;
+	return kern_host_filter_car(h_sos, X, (int) C, T, car);
 }
 
 /* Is (t, c) a strict minimum of its neighbourhood (kern.h peaks_above)? */

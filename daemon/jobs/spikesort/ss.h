@@ -85,9 +85,10 @@ void ss_filter_sos(const struct ss_filter *f, double *sos);
 void ss_filter_filtfilt_batch(const struct ss_filter *f, float *X, int C,
                               int64_t T, double *work);
 /* Per-channel mean removal, median common reference, high-pass, in place on
- * X (C × T). work: 3 C doubles; cwork: C floats. */
-void ss_preprocess(const struct ss_filter *f, float *X, int C, int64_t T,
-                   int car, double *work, float *cwork);
+ * X (C × T), on the host's threads: 0, or NQ_ENOMEM (X is then
+ * unchanged). */
+int ss_preprocess(const struct ss_filter *f, float *X, int C, int64_t T,
+                  int car);
 
 /* ---- configuration and results */
 struct ss_config {

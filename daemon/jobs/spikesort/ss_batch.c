@@ -34,7 +34,10 @@ ss_batcher_init(struct ss_batcher *bt, const struct ss_config *cfg,
 		return NQ_EBADPARAM;
 	}
 	ss_filter_sos(&bt->filt, bt->sos);
-	bt->X = malloc(sizeof(float) * (size_t) C * (size_t) bt->Tfull);
+	/* on a cache line: the host filter shares rows out by lines */
+	bt->X = aligned_alloc(
+	        64, (sizeof(float) * (size_t) C * (size_t) bt->Tfull + 63) /
+	                    64 * 64);
 	bt->band = malloc(sizeof(struct ss_band) * ((size_t) C / 32 + 2));
 	if (!bt->X || !bt->band) {
 		snprintf(msg, msglen, "out of memory");

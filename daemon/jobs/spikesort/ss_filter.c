@@ -64,12 +64,11 @@ ss_filter_filtfilt_batch(const struct ss_filter *f, float *X, int C, int64_t T,
 	kern_host_filtfilt(sos, X, C, T, work);
 }
 
-void
-ss_preprocess(const struct ss_filter *f, float *X, int C, int64_t T, int car,
-              double *work, float *cwork)
+int
+ss_preprocess(const struct ss_filter *f, float *X, int C, int64_t T, int car)
 {
 	double sos[10];
 
 	ss_filter_sos(f, sos);
-	kern_host_filter_car(sos, X, C, T, car, work, cwork);
+	return kern_host_filter_car(sos, X, C, T, car);
 }
