@@ -590,6 +590,34 @@ kern_cpu_snippets(void *ctx, int64_t C, int64_t T, const float *Y, int64_t nc,
 	return 0;
 }
 
+/* One template's row of scores into the best so far (kern.h score_best):
+ * with the prior (lm = λμ, c0 = λμ², inv = 1/(1 + λ)) or without. A
+ * compare and three blends per sample: vectorised in every clone. */
+NQ_CLONES static void
+best_of_row(const float *S, int64_t n, int prior, float lm, float c0,
+            float inv, float lo, int32_t k, float *G, float *A, int32_t *Kb)
+{
+	if (prior) {
+		for (int64_t t = 0; t < n; t++) {
+			float x = S[t] + lm;
+			float v = x > 0 ? x * x * inv - c0 : -INFINITY;
+			int up = v > G[t] && v > lo;
+			G[t] = up ? v : G[t];
+			A[t] = up ? S[t] : A[t];
+			Kb[t] = up ? k : Kb[t];
+		}
+	} else {
+		for (int64_t t = 0; t < n; t++) {
+			float x = S[t];
+			float v = x > 0 ? x * x : -INFINITY;
+			int up = v > G[t] && v > lo;
+			G[t] = up ? v : G[t];
+			A[t] = up ? x : A[t];
+			Kb[t] = up ? k : Kb[t];
+		}
+	}
+}
+
 int
 kern_cpu_score_best(void *ctx, int64_t ng, int64_t n, const float *S,
                     int64_t lds, const float *mu, double lam, const float *th,
@@ -602,32 +630,11 @@ kern_cpu_score_best(void *ctx, int64_t ng, int64_t n, const float *S,
 		Kb[t] = -1;
 	}
 	for (int64_t i = 0; i < ng; i++) {
-		const float *Si = S + lds * i;
-		int32_t k = kid[i];
 		float lo = th != NULL ? th[i] : -INFINITY;
-		if (mu[i] > 0 && lam > 0) {
-			float l = (float) lam, lm = l * mu[i], c0 = lm * mu[i];
-			float inv = 1 / (1 + l);
-			for (int64_t t = 0; t < n; t++) {
-				float x = Si[t] + lm;
-				float v = x > 0 ? x * x * inv - c0 : -INFINITY;
-				if (v > G[t] && v > lo) {
-					G[t] = v;
-					A[t] = Si[t];
-					Kb[t] = k;
-				}
-			}
-		} else {
-			for (int64_t t = 0; t < n; t++) {
-				float x = Si[t];
-				float v = x > 0 ? x * x : -INFINITY;
-				if (v > G[t] && v > lo) {
-					G[t] = v;
-					A[t] = x;
-					Kb[t] = k;
-				}
-			}
-		}
+		int prior = mu[i] > 0 && lam > 0;
+		float l = (float) lam, lm = prior ? l * mu[i] : 0;
+		best_of_row(S + lds * i, n, prior, lm, lm * mu[i], 1 / (1 + l),
+		            lo, kid[i], G, A, Kb);
 	}
 	return 0;
 }
