@@ -955,12 +955,14 @@ cpu_conv_rows(void *ctx, enum kern_dtype dt, int64_t ng, int64_t group,
 		if (dt == KERN_F32)
 			rc = conv_row_f32((float *) Y + ldy * g,
 			                  (const float *) X + ldx * group * g,
-			                  ldx, (const float *) W + nt * group * g,
+			                  ldx,
+			                  (const float *) W + nt * group * g,
 			                  group, n, nt);
 		else
 			rc = conv_row_f64((double *) Y + ldy * g,
 			                  (const double *) X + ldx * group * g,
-			                  ldx, (const double *) W + nt * group * g,
+			                  ldx,
+			                  (const double *) W + nt * group * g,
 			                  group, n, nt);
 	}
 	return rc;
