@@ -64,6 +64,18 @@ int kern_tri_vecs(enum kern_dtype dt, int64_t n, const void *d, const void *e,
  * downloaded for an op that writes host arrays (kern_cpu.c). */
 void kern_cpu_count_d2h(void *ctx, uint64_t bytes);
 
+/* ---- cpu/kern_cpu_skinny.c */
+/* gemm's C = α Aᵀ B (float, β = 0) for few columns and a short inner
+ * dimension (kern_cpu_skinny.c): kern_cpu_skinny_fits says when it
+ * applies (m ≥ 128, n ≤ KERN_CPU_SKINNY_N, k ≤ KERN_CPU_SKINNY_K); 0 or
+ * NQ_ENOMEM. */
+#define KERN_CPU_SKINNY_N 192
+#define KERN_CPU_SKINNY_K 192
+int kern_cpu_skinny_fits(int64_t m, int64_t n, int64_t k);
+int kern_cpu_sgemm_tn_skinny(int64_t m, int64_t n, int64_t k, float alpha,
+                             const float *A, int64_t lda, const float *B,
+                             int64_t ldb, float *C, int64_t ldc);
+
 /* ---- cpu/kern_cpu_batch.c: the cpu backend's batch-path ops (kern.h) */
 int kern_cpu_filter_car(void *ctx, int64_t C, int64_t T, float *X,
                         const double *h_sos, int car);

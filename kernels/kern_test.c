@@ -1160,9 +1160,13 @@ test_caps(void **state)
 static void
 test_gemm(void **state)
 {
-	static const int64_t sz[][3] = {{1, 1, 1},      {7, 5, 3}, {33, 17, 65},
-	                                {130, 70, 129}, {0, 5, 3}, {5, 0, 3},
-	                                {4, 6, 0}};
+	/* m ≥ 128 with n, k ≤ 192: the cpu backend's own Aᵀ B (float, β 0)
+	 * for its tiles of 32 and 16 rows, the tail rows, k off the 16-row
+	 * transposes, blocks of 256 rows, n off the 8-column blocks */
+	static const int64_t sz[][3] = {
+	        {1, 1, 1},     {7, 5, 3},    {33, 17, 65},   {130, 70, 129},
+	        {150, 36, 48}, {300, 9, 20}, {529, 192, 17}, {0, 5, 3},
+	        {5, 0, 3},     {4, 6, 0}};
 	FOR_DT(dt)
 	for (size_t s = 0; s < sizeof(sz) / sizeof(sz[0]); s++)
 		for (int t = 0; t < 4; t++)
