@@ -594,8 +594,8 @@ kern_cpu_snippets(void *ctx, int64_t C, int64_t T, const float *Y, int64_t nc,
  * with the prior (lm = λμ, c0 = λμ², inv = 1/(1 + λ)) or without. A
  * compare and three blends per sample: vectorised in every clone. */
 NQ_CLONES static void
-best_of_row(const float *S, int64_t n, int prior, float lm, float c0,
-            float inv, float lo, int32_t k, float *G, float *A, int32_t *Kb)
+best_of_row(const float *S, int64_t n, int prior, float lm, float c0, float inv,
+            float lo, int32_t k, float *G, float *A, int32_t *Kb)
 {
 	if (prior) {
 		for (int64_t t = 0; t < n; t++) {
