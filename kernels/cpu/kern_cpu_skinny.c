@@ -193,9 +193,9 @@ kern_cpu_sgemm_tn_skinny(int64_t m, int64_t n, int64_t k, float alpha,
 	 * after A's packed block */
 	int64_t nb = (n + SK_NJ - 1) / SK_NJ;
 	size_t na = (size_t) (k * (m < SK_MB ? m / SK_L + 1 : SK_MB / SK_L));
-	sk_v *At = aligned_alloc(
-	        sizeof(sk_v),
-	        sizeof(sk_v) * na + sizeof(float) * (size_t) (nb * SK_NJ * k));
+	/* B's blocks take whole vectors (aligned_alloc wants a multiple) */
+	size_t nbv = ((size_t) (nb * SK_NJ * k) + SK_L - 1) / SK_L;
+	sk_v *At = aligned_alloc(sizeof(sk_v), sizeof(sk_v) * (na + nbv));
 	float Ct[SK_L * KERN_CPU_SKINNY_N], *Bp;
 	int64_t i = 0, tail = m % SK_L;
 
