@@ -415,8 +415,9 @@ line_split(const float *X, int C, int i, int n)
  * channels, the medians (which need every channel of a sample) by
  * samples, over the host's threads. Each thread sums, filters and ranks
  * in its own cache lines (a state shared with a neighbour's channels in
- * one line made two threads 4x slower than one). The same bits for any
- * number of threads. NQ_ENOMEM when the scratch cannot be had. */
+ * one line made the filter sweep 4x slower on two threads than on one). The
+ * same bits for any number of threads. NQ_ENOMEM when the scratch cannot be
+ * had. */
 static int
 filter_car(const struct kern_sos *f, float *X, int C, int64_t T, int car)
 {
@@ -482,6 +483,7 @@ kern_host_filter_car(const double *h_sos, float *X, int C, int64_t T, int car)
 	sos_from(h_sos, &f);
 	return filter_car(&f, X, C, T, car);
 }
+
 void
 kern_host_filtfilt(const double *h_sos, float *X, int C, int64_t T,
                    double *work)
