@@ -2151,10 +2151,12 @@ static void
 test_conv_rows(void **state)
 {
 	/* ng, group, n, nt: a single tap, taps longer than the kernel's
-	 * shared chunk (256), rows longer than a block, ragged sizes */
+	 * shared chunk (256), rows longer than a block, ragged sizes, and
+	 * weights past the cpu kernel's 16 KiB of stack scratch */
 	static const int64_t cases[][4] = {{1, 1, 1, 1},    {3, 3, 700, 61},
 	                                   {5, 2, 33, 300}, {2, 1, 257, 1},
-	                                   {0, 3, 10, 5},   {4, 3, 0, 7}};
+	                                   {2, 4, 40, 600}, {0, 3, 10, 5},
+	                                   {4, 3, 0, 7}};
 	(void) state;
 	FOR_DT(dt)
 	for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
