@@ -1131,6 +1131,28 @@ ref_preprocess(const struct ss_filter *f, float *X, int C, int T, int car)
 	free(x);
 }
 
+/* got (ss_preprocess of in, C × T) against ref_preprocess of in: every
+ * value within 1e-6 of the largest; returns that largest. */
+static double
+assert_as_textbook(const struct ss_filter *f, const float *in, const float *got,
+                   int C, int T, int car)
+{
+	size_t n = (size_t) C * T;
+	float *R = malloc(sizeof(float) * n);
+	double big = 0, err = 0;
+
+	assert_non_null(R);
+	memcpy(R, in, sizeof(float) * n);
+	ref_preprocess(f, R, C, T, car);
+	for (size_t i = 0; i < n; i++) {
+		big = fmax(big, fabs(R[i]));
+		err = fmax(err, fabs(got[i] - R[i]));
+	}
+	assert_true(err <= 1e-6 * big);
+	free(R);
+	return big;
+}
+
 /* The fused, vectorised ss_preprocess (median by counting, mean/median/
  * forward pass in one sweep) equals the textbook one on data that
  * exercises the median's paths: noise around a drifting common signal,
@@ -1151,7 +1173,7 @@ test_preprocess_reference(void **state)
 			int C = Cs[ci], T = 400;
 			float *X = malloc(sizeof(float) * C * T);
 			float *R = malloc(sizeof(float) * C * T);
-			double com = 0, big = 0, err = 0;
+			double com = 0;
 			for (int t = 0; t < T; t++) {
 				com += unif(&s) - 0.5;
 				for (int c = 0; c < C; c++) {
@@ -1175,12 +1197,7 @@ test_preprocess_reference(void **state)
 				memcpy(Y, X, sizeof(float) * C * T);
 				assert_int_equal(
 				        ss_preprocess(&f, X, C, T, car), 0);
-				ref_preprocess(&f, Y, C, T, car);
-				for (int i = 0; i < C * T; i++) {
-					big = fmax(big, fabs(Y[i]));
-					err = fmax(err, fabs(X[i] - Y[i]));
-				}
-				assert_true(err <= 1e-6 * big);
+				assert_as_textbook(&f, Y, X, C, T, car);
 				free(Y);
 			}
 			free(X);
@@ -1206,10 +1223,9 @@ test_preprocess_threads(void **state)
 			int C = Cs[ci], T = 6000;
 			size_t n = (size_t) C * T;
 			float *X0 = malloc(sizeof(float) * n);
-			float *X[3], *R = malloc(sizeof(float) * n);
-			double com = 0, big = 0, err = 0;
+			float *X[3];
+			double com = 0;
 			assert_non_null(X0);
-			assert_non_null(R);
 			for (int t = 0; t < T; t++) {
 				com += unif(&s) - 0.5;
 				for (int c = 0; c < C; c++)
@@ -1232,18 +1248,11 @@ test_preprocess_threads(void **state)
 #endif
 			assert_memory_equal(X[0], X[1], sizeof(float) * n);
 			assert_memory_equal(X[0], X[2], sizeof(float) * n);
-			memcpy(R, X0, sizeof(float) * n);
-			ref_preprocess(&f, R, C, T, car);
-			for (size_t i = 0; i < n; i++) {
-				big = fmax(big, fabs(R[i]));
-				err = fmax(err, fabs(X[0][i] - R[i]));
-			}
-			assert_true(big > 1);
-			assert_true(err <= 1e-6 * big);
+			assert_true(assert_as_textbook(&f, X0, X[0], C, T,
+			                               car) > 1);
 			for (int v = 0; v < 3; v++)
 				free(X[v]);
 			free(X0);
-			free(R);
 		}
 }
 
