@@ -303,6 +303,9 @@ int kern_cpu_open(struct kern_backend *kb);
 int kern_cpu_open_as_device(struct kern_backend *kb);
 /* Threads of the cpu backend's BLAS (process-wide; n ≥ 1). */
 void kern_cpu_set_threads(int n);
+/* Threads for host-side parallel loops: OpenMP's (OMP_NUM_THREADS, or the
+ * cores), between 1 and cap; 1 in a build without OpenMP. */
+int kern_host_threads(int cap);
 /* Number of CUDA devices usable now; 0 when the cuda backend is not built
  * or no driver/device is present (never fails, never aborts). */
 int kern_cuda_device_count(void);

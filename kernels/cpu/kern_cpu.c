@@ -22,6 +22,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #include "kern_impl.h"
 #include "nq_clones.h"
@@ -1182,6 +1185,17 @@ kern_cpu_set_threads(int n)
 {
 	if (n >= 1)
 		openblas_set_num_threads(n);
+}
+
+int
+kern_host_threads(int cap)
+{
+	int n = 1;
+
+#ifdef _OPENMP
+	n = omp_get_max_threads();
+#endif
+	return n < 1 ? 1 : n > cap ? cap : n;
 }
 
 int

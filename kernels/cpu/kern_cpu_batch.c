@@ -383,13 +383,7 @@ filter_channels(const struct kern_sos *f, float *X, int C, int64_t T, int c0,
 static int
 filter_threads(int C, int64_t T)
 {
-	int n = 1;
-
-#ifdef _OPENMP
-	n = omp_get_max_threads();
-	n = n < 1 ? 1 : n > 64 ? 64 : n;
-#endif
-	return (double) C * (double) T < 65536.0 ? 1 : n;
+	return (double) C * (double) T < 65536.0 ? 1 : kern_host_threads(64);
 }
 
 /* Channel range i of n of rows at X: about C / n channels, split where a

@@ -570,13 +570,7 @@ ss_matcher_new(const struct kern_backend *kb, const struct ss_templates *t,
 	/* groups are independent (own projections, own scores), so a
 	 * backend whose ops may run on several threads at once (the host's)
 	 * refreshes them in parallel; a device backend keeps one stream */
-	m->nthr = 1;
-#ifdef _OPENMP
-	if (kern_ops_reentrant(kb)) {
-		int n = omp_get_max_threads();
-		m->nthr = n < 1 ? 1 : n > 16 ? 16 : n;
-	}
-#endif
+	m->nthr = kern_ops_reentrant(kb) ? kern_host_threads(16) : 1;
 	gm *= (size_t) m->nthr;
 	m->pdirty = malloc(g1 * (size_t) Tmax);
 	m->sdirty = malloc(g1 * (size_t) Tmax);

@@ -220,11 +220,7 @@ host_apply_banded(const float *M, int C, float *X, int64_t T)
 		ncol += (size_t) (band[i].c1 - band[i].c0);
 	pack = aligned_alloc(sizeof(vrow), sizeof(vrow) * (ncol + 1));
 	/* one tile of Y per thread: the tiles are independent */
-	int nth = 1;
-#ifdef _OPENMP
-	nth = omp_get_max_threads();
-	nth = nth < 1 ? 1 : nth > 64 ? 64 : nth;
-#endif
+	int nth = kern_host_threads(64);
 	Y = aligned_alloc(sizeof(vrow),
 	                  sizeof(float) * (size_t) ldy * WT * (size_t) nth);
 	if (pack == NULL || Y == NULL)
