@@ -869,7 +869,7 @@ out:
 	                                aligned(sizeof(T)), may_alias));       \
 	enum { VT##_lanes = CONV_VBYTES / sizeof(T) };                         \
 	/* y[t0, t0 + na·lanes); na is a constant where this is inlined */     \
-	static inline __attribute__((always_inline)) void                      \
+	NQ_CLONE_INLINE void                                                   \
 	NAME##_tile(T *restrict y, const T *X, int64_t ldx, const T *Q,        \
 	            int64_t group, int64_t nq, int64_t t0, int na)             \
 	{                                                                      \

@@ -28,9 +28,6 @@
  * builds them for AVX-512, AVX2 and the x86-64 baseline and picks one at
  * load time (NQ_CLONES). ISO C mode (-std=c11) keeps -ffp-contract=off, so no
  * version fuses a multiply-add and all give bit-identical results. */
-/* Helpers of the cloned loops are inlined into each clone: a call from an
- * AVX-512 clone into baseline SSE code was measured 3x slower. */
-#define SS_INLINE static inline __attribute__((always_inline))
 
 /* The two sections, normalised with a0 = 1 (kern.h filter_car's h_sos). */
 struct kern_sos {
@@ -48,7 +45,7 @@ sos_from(const double *h, struct kern_sos *f)
 }
 
 /* #{i : v[i] < x}: a compare and an add per value, vectorised. */
-SS_INLINE int
+NQ_CLONE_INLINE int
 count_below(const float *v, int n, float x)
 {
 	int c = 0;
@@ -59,7 +56,7 @@ count_below(const float *v, int n, float x)
 }
 
 /* The counts of v below a <= b <= c, in one pass. */
-SS_INLINE void
+NQ_CLONE_INLINE void
 count_below3(const float *v, int n, float a, float b, float c, int *ca, int *cb,
              int *cc)
 {
@@ -76,7 +73,7 @@ count_below3(const float *v, int n, float a, float b, float c, int *ca, int *cb,
 }
 
 /* Order-preserving integer key of a float (-0 as +0), and back. */
-SS_INLINE int32_t
+NQ_CLONE_INLINE int32_t
 fkey(float x)
 {
 	int32_t k;
@@ -86,7 +83,7 @@ fkey(float x)
 	return k ^ ((k >> 31) & 0x7fffffff);
 }
 
-SS_INLINE float
+NQ_CLONE_INLINE float
 funkey(int32_t k)
 {
 	float x;
@@ -98,7 +95,7 @@ funkey(int32_t k)
 
 /* Smallest and largest of the values in [lo, hi) (there must be some): an
  * integer min/max over keys, written with masks so that it vectorises. */
-SS_INLINE void
+NQ_CLONE_INLINE void
 min_max_in(const float *v, int n, float lo, float hi, float *mn, float *mx)
 {
 	int32_t a = INT32_MAX, b = INT32_MIN, klo = fkey(lo), khi = fkey(hi);
@@ -117,7 +114,7 @@ min_max_in(const float *v, int n, float lo, float hi, float *mn, float *mx)
 
 /* Largest value in [lo, mid) and smallest in [mid, hi) (both exist), in
  * one pass. */
-SS_INLINE void
+NQ_CLONE_INLINE void
 max_min_split(const float *v, int n, float lo, float mid, float hi,
               float *below, float *above)
 {
@@ -149,7 +146,7 @@ max_min_split(const float *v, int n, float lo, float mid, float hi,
  * on 384 channels of noise; a quickselect of the gathered window
  * mispredicted its way to 5x the time). *half: the window's half-width,
  * adapted from call to call. */
-SS_INLINE float
+NQ_CLONE_INLINE float
 median_near(const float *v, int n, float guess, float *half)
 {
 	int k2 = n / 2, k1 = n % 2 == 0 ? k2 - 1 : k2, bl, bm, bh, it;
@@ -241,7 +238,7 @@ median_near(const float *v, int n, float guess, float *half)
  * 93 MB batch (measured -15 % time on 384 channels). */
 #define PF_ROWS 8
 
-SS_INLINE void
+NQ_CLONE_INLINE void
 prefetch_row(const float *x, int C)
 {
 	for (int k = 0; k < C; k += 64 / (int) sizeof(float))
@@ -251,7 +248,7 @@ prefetch_row(const float *x, int C)
 /* One step of both sections for every channel: x (C floats) in, filtered
  * out, state st = z1 | s1 | s2 (3 C doubles). sub is subtracted from x
  * first (in float, as a separate reference pass would). */
-SS_INLINE void
+NQ_CLONE_INLINE void
 sections_step(const struct kern_sos *f, float *restrict x, int C, float sub,
               double *restrict z1, double *restrict s1, double *restrict s2)
 {
@@ -272,7 +269,7 @@ sections_step(const struct kern_sos *f, float *restrict x, int C, float sub,
 
 /* Steady state of a constant input x0 per channel (offsets give no
  * transient). */
-SS_INLINE void
+NQ_CLONE_INLINE void
 sections_init(const struct kern_sos *f, const float *x0, int C, float sub,
               double *z1, double *s1, double *s2)
 {

@@ -40,8 +40,6 @@ typedef float sk_v __attribute__((vector_size(SK_L * sizeof(float))));
 typedef float sk_vu __attribute__((vector_size(SK_L * sizeof(float)),
                                    aligned(sizeof(float)), may_alias));
 
-#define SK_INLINE static inline __attribute__((always_inline))
-
 int
 kern_cpu_skinny_fits(int64_t m, int64_t n, int64_t k)
 {
@@ -72,13 +70,13 @@ kern_cpu_skinny_fits(int64_t m, int64_t n, int64_t k)
 		v[i + (d)] = __builtin_shufflevector(x, y, HI); \
 	}
 
-SK_INLINE void
+NQ_CLONE_INLINE void
 transpose16(sk_v *v){SK_SWAP(8, SK_LO8, SK_HI8) SK_SWAP(4, SK_LO4, SK_HI4)
                              SK_SWAP(2, SK_LO2, SK_HI2)
                                      SK_SWAP(1, SK_LO1, SK_HI1)}
 
 /* At[c] (c < k): lane t = A[c + lda t], for SK_L columns of A. */
-SK_INLINE void pack16(const float *A, int64_t lda, int64_t k, sk_v *At)
+NQ_CLONE_INLINE void pack16(const float *A, int64_t lda, int64_t k, sk_v *At)
 {
 	int64_t c = 0;
 
@@ -100,7 +98,7 @@ SK_INLINE void pack16(const float *A, int64_t lda, int64_t k, sk_v *At)
 /* C[0 .. SK_L ns) × columns [0, nj) of the tile from At (ns blocks of k
  * vectors) and B's first nj columns; nj and ns are constants where this
  * is inlined. */
-SK_INLINE void
+NQ_CLONE_INLINE void
 tile(const sk_v *At, int64_t k, const float *Bp, float alpha, float *C,
      int64_t ldc, int nj, int ns)
 {
@@ -139,7 +137,7 @@ tile(const sk_v *At, int64_t k, const float *Bp, float alpha, float *C,
 }
 
 /* tile() for nj ≤ SK_NJ columns, nj made a constant. */
-SK_INLINE void
+NQ_CLONE_INLINE void
 cols(const sk_v *At, int64_t k, const float *Bp, float alpha, float *C,
      int64_t ldc, int nj, int ns)
 {
@@ -166,7 +164,7 @@ cols(const sk_v *At, int64_t k, const float *Bp, float alpha, float *C,
  * (mb / SK_L blocks of k vectors), then every column block of C swept over
  * the rows, so that C's columns (far apart: one page each) are written one
  * block at a time. */
-SK_INLINE void
+NQ_CLONE_INLINE void
 row_block(int64_t mb, int64_t n, int64_t k, float alpha, const float *A,
           int64_t lda, const float *Bp, float *C, int64_t ldc, sk_v *At)
 {
