@@ -130,22 +130,26 @@ class Lapack:
         return best
 
 
-def stage_flops(n, c, t, numiters, kpos):
+def stage_flops(n, c, t, numiters, kpos, alpha_n):
     """Flops each stage needs (leading terms; bench/README.md): noise, data, biconvex."""
     v = round(c / 5)
     n3 = float(n) ** 3
 
     def sel(r):  # spectral level choice: Gram of r samples when 2r <= N, else a reduction
         return 2.0 * n * r * r + 2.0 * r ** 3 if 2 * r <= n else 4.0 / 3.0 * n3
-    noise = float(n) ** 2 * ((c - v) * t + c * t) + sel((c - v) * t)
+    # noise: the training Gram, then the full one as it plus the held-out samples' Gram
+    noise = float(n) ** 2 * c * t + sel((c - v) * t)
     data = float(n) ** 2 * ((c - v) + c) + sel(c - v)
     passes = numiters + 1
-    # per pass: the noise projection's Cholesky test (N^3/3); the signal projection, when cS
+    # per pass: the noise projection's Cholesky test (N^3/3) when the noise covariance is
+    # not diagonal (alpha_n > 0; a diagonal one plus the signal step's correction is proved
+    # PD by diagonal dominance in one N^2 pass, gsn_psd.c); the signal projection, when cS
     # is not PD (kpos < N): one reduction, the vectors of the smaller side (2 N^2 k back-
     # transformation + N^2 k rebuild)
     k = min(kpos, n - kpos)
     sig = 4.0 / 3.0 * n3 + 3.0 * float(n) ** 2 * k if kpos < n else 0.0
-    return noise, data, passes * (n3 / 3.0 + sig)
+    chol = n3 / 3.0 if alpha_n > 0 else 0.0
+    return noise, data, passes * (chol + sig)
 
 
 def find_worker(args):
@@ -284,7 +288,8 @@ def main():
                 ev = np.linalg.eigvalsh(out["cSb"])
                 kpos = int((ev > 1e-9 * max(ev.max(), 1e-300)).sum())
                 row["kpos_cSb"] = kpos
-                row["flops"] = stage_flops(n, args.conds, args.trials, int(res.get("numiters") or 0), kpos)
+                row["flops"] = stage_flops(n, args.conds, args.trials, int(res.get("numiters") or 0), kpos,
+                                          float(res.get("shrinklevelN") or 0))
             want_ref = ref is not None and n <= args.ref_max_n
             if want_ref and last_ref is not None and \
                     last_ref[1] * (n / last_ref[0]) ** 3 > args.ref_budget:

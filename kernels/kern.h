@@ -122,6 +122,13 @@ struct kern_ops {
 	/* *out = sum_i log(A[i,i]) (double accumulation). */
 	int (*sum_log_diag)(void *ctx, enum kern_dtype dt, int64_t n,
 	                    const void *A, double *out);
+	/* Symmetric n×n A (every entry read): *out = min over i of
+	 * 1 − Σ_{j≠i} |A[i,j]| / sqrt(A[i,i] A[j,j]), Gershgorin's lower
+	 * bound on the lowest eigenvalue of D^{-1/2} A D^{-1/2} (D the
+	 * diagonal of A); −∞ when a diagonal entry is not > 0 or an entry
+	 * is NaN (float64 accumulation). */
+	int (*gersh_min)(void *ctx, enum kern_dtype dt, int64_t n,
+	                 const void *A, double *out);
 	/* *out = Pearson correlation of two vectors of count elements, float64
 	 * accumulation (two-pass: means first), clipped to [−1, 1] as numpy's
 	 * corrcoef. NaN when either is constant. */
@@ -384,6 +391,8 @@ int kern_sumsq(const struct kern_backend *kb, enum kern_dtype dt, int64_t count,
                const void *X, double *out);
 int kern_sum_log_diag(const struct kern_backend *kb, enum kern_dtype dt,
                       int64_t n, const void *A, double *out);
+int kern_gersh_min(const struct kern_backend *kb, enum kern_dtype dt, int64_t n,
+                   const void *A, double *out);
 int kern_pearson(const struct kern_backend *kb, enum kern_dtype dt,
                  int64_t count, const void *X, const void *Y, double *out);
 int kern_pair_cov_acc(const struct kern_backend *kb, enum kern_dtype dt,

@@ -418,6 +418,18 @@ kern_sum_log_diag(const struct kern_backend *kb, enum kern_dtype dt, int64_t n,
 }
 
 int
+kern_gersh_min(const struct kern_backend *kb, enum kern_dtype dt, int64_t n,
+               const void *A, double *out)
+{
+	if (out == NULL || !sq_ok(dt, n, A, A))
+		return NQ_EBADPARAM;
+	*out = -INFINITY;
+	if (n == 0)
+		return 0;
+	return OP(kb, gersh_min, dt, n, A, out);
+}
+
+int
 kern_pearson(const struct kern_backend *kb, enum kern_dtype dt, int64_t count,
              const void *X, const void *Y, double *out)
 {

@@ -32,7 +32,7 @@
  *  - host outputs are non-NULL and already hold the answer of a call that
  *    fails: *info = 0, syevr_below's and syev_side's *k = 0 (and
  *    syev_side's *side = −1), *out = 0 (sumsq,
- *    sum_log_diag) or NaN (pearson); alloc's *ptr = NULL with
+ *    sum_log_diag), NaN (pearson) or −∞ (gersh_min); alloc's *ptr = NULL with
  *    bytes <= PTRDIFF_MAX; free's ptr is not NULL.
  *
  * What is left to an op is what only it can know: the status of its own

@@ -374,6 +374,17 @@ run_sum_log_diag(struct kern_backend *kb, enum kern_dtype dt, int64_t n,
 }
 
 static void
+run_gersh_min(struct kern_backend *kb, enum kern_dtype dt, int64_t n,
+              const double *A, double *out)
+{
+	void *dA = put(kb, dt, A, n * n);
+
+	*out = 7;
+	assert_int_equal(KOP(kb, gersh_min, dt, n, dA, out), 0);
+	dfree(kb, dA);
+}
+
+static void
 run_pearson(struct kern_backend *kb, enum kern_dtype dt, int64_t count,
             const double *X, const double *Y, double *out)
 {
@@ -610,6 +621,22 @@ naive_sum_log_diag(enum kern_dtype dt, int64_t n, const double *A, double *out)
 	*out = 0;
 	for (int64_t i = 0; i < n; i++)
 		*out += log(A[i + i * n]);
+}
+
+static void
+naive_gersh_min(enum kern_dtype dt, int64_t n, const double *A, double *out)
+{
+	*out = n > 0 ? INFINITY : -INFINITY;
+	for (int64_t i = 0; i < n; i++) {
+		double r = 0, m;
+
+		for (int64_t j = 0; j < n; j++)
+			if (j != i)
+				r += fabs(A[i + j * n]) / sqrt(A[j + j * n]);
+		m = 1 - r / sqrt(A[i + i * n]);
+		*out = A[i + i * n] > 0 && !isnan(m) ? fmin(*out, m)
+		                                     : -INFINITY;
+	}
 }
 
 static void
@@ -1101,6 +1128,13 @@ test_bad_params_every_op(void **state)
 	out = 5;
 	assert_int_equal(KOP(kb, sum_log_diag, KERN_F64, 0, NULL, &out), 0);
 	assert_true(out == 0);
+	assert_int_equal(KOP(kb, gersh_min, KERN_F64, 2, A, NULL),
+	                 NQ_EBADPARAM);
+	assert_int_equal(KOP(kb, gersh_min, KERN_F64, 2, NULL, &out),
+	                 NQ_EBADPARAM);
+	out = 5;
+	assert_int_equal(KOP(kb, gersh_min, KERN_F64, 0, NULL, &out), 0);
+	assert_true(out == -INFINITY);
 	assert_int_equal(KOP(kb, pearson, KERN_F64, 4, A, B, NULL),
 	                 NQ_EBADPARAM);
 	assert_int_equal(KOP(kb, pearson, KERN_F64, 4, A, NULL, &out),
@@ -1987,6 +2021,59 @@ test_symmetrize(void **state)
 		free(A);
 		free(W);
 	}
+}
+
+/* gersh_min on symmetric matrices whose diagonal is f times the row's
+ * off-diagonal sum (margins near 1 − 1/f, of either sign), and the cases
+ * where it must prove nothing. */
+static void
+test_gersh_min(void **state)
+{
+	static const double fs[] = {0.25, 1.25, 4.0};
+	/* [[4, 1], [1, 1]]: H = [[1, ½], [½, 1]], λ_min = ½ exactly */
+	double two[4] = {4, 1, 1, 1}, got;
+
+	FOR_DT(dt)
+	for (size_t s = 0; s < sizeof(sq_sizes) / sizeof(sq_sizes[0]); s++)
+		for (size_t f = 0; f < sizeof(fs) / sizeof(fs[0]); f++) {
+			int64_t n = sq_sizes[s];
+			double *A = hrand(dt, n * n), want;
+
+			for (int64_t j = 0; j < n; j++)
+				for (int64_t i = 0; i < j; i++)
+					A[i + j * n] = A[j + i * n];
+			for (int64_t i = 0; i < n; i++) {
+				double r = 0;
+
+				for (int64_t j = 0; j < n; j++)
+					r += j != i ? fabs(A[i + j * n]) : 0;
+				A[i + i * n] = fs[f] * r + (r == 0);
+			}
+			run_gersh_min(&g_dev, dt, n, A, &got);
+			WANT(gersh_min, dt, n, A, &want);
+			if (n == 0)
+				assert_true(got == -INFINITY);
+			else
+				check_scalar("gersh_min", dt, got, want,
+				             tol(dt, TOL_ELEM));
+			if (n > 2 && f != 1)
+				assert_true((got > 0) == (fs[f] > 1));
+			free(A);
+		}
+	FOR_DT(dt)
+	{
+		run_gersh_min(&g_dev, dt, 2, two, &got);
+		assert_true(fabs(got - 0.5) < 1e-15);
+		two[3] = 0; /* a zero pivot: nothing proven */
+		run_gersh_min(&g_dev, dt, 2, two, &got);
+		assert_true(got == -INFINITY);
+		two[3] = 1;
+		two[1] = two[2] = NAN;
+		run_gersh_min(&g_dev, dt, 2, two, &got);
+		assert_true(got == -INFINITY);
+		two[1] = two[2] = 1;
+	}
+	(void) state;
 }
 
 static void
@@ -3046,6 +3133,7 @@ main(void)
 	        cmocka_unit_test(test_shrink_in_place),
 	        cmocka_unit_test(test_symmetrize),
 	        cmocka_unit_test(test_diag_ops),
+	        cmocka_unit_test(test_gersh_min),
 	        cmocka_unit_test(test_scale_rc),
 	        cmocka_unit_test(test_row_sumsq),
 	        cmocka_unit_test(test_sumsq),

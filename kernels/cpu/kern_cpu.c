@@ -646,6 +646,56 @@ cpu_sum_log_diag(void *ctx, enum kern_dtype dt, int64_t n, const void *A,
 	return 0;
 }
 
+/* Σ |a| s over [lo, hi) of one column, four chains (one pass over A is the
+ * whole cost: the sums only need to be good to far below the margins a
+ * caller compares with). */
+#define GERSH_SUM(a, s, lo, hi, out)                                      \
+	do {                                                              \
+		double g0 = 0, g1 = 0, g2 = 0, g3 = 0;                    \
+		int64_t g_i = (lo);                                       \
+		for (; g_i + 4 <= (hi); g_i += 4) {                       \
+			g0 += fabs((double) (a)[g_i]) * (s)[g_i];         \
+			g1 += fabs((double) (a)[g_i + 1]) * (s)[g_i + 1]; \
+			g2 += fabs((double) (a)[g_i + 2]) * (s)[g_i + 2]; \
+			g3 += fabs((double) (a)[g_i + 3]) * (s)[g_i + 3]; \
+		}                                                         \
+		for (; g_i < (hi); g_i++)                                 \
+			g0 += fabs((double) (a)[g_i]) * (s)[g_i];         \
+		(out) += (g0 + g1) + (g2 + g3);                           \
+	} while (0)
+
+static int
+cpu_gersh_min(void *ctx, enum kern_dtype dt, int64_t n, const void *A,
+              double *out)
+{
+	double *s = malloc((size_t) n * sizeof(double)), m = INFINITY;
+	int64_t pos = 0;
+
+	(void) ctx;
+	if (s == NULL)
+		return NQ_ENOMEM;
+	DT_DISPATCH(dt, T, {
+		const T *a = A;
+		/* s[0..pos) = 1/sqrt(diagonal) while it is > 0 (not NaN) */
+		for (; pos < n && (double) a[pos + pos * n] > 0; pos++)
+			s[pos] = 1.0 / sqrt((double) a[pos + pos * n]);
+		/* A symmetric: column j holds row j */
+		for (int64_t j = 0; pos == n && j < n; j++) {
+			const T *col = a + j * n;
+			double r = 0, mj;
+
+			GERSH_SUM(col, s, 0, j, r);
+			GERSH_SUM(col, s, j + 1, n, r);
+			mj = 1.0 - r * s[j];
+			m = mj == mj ? fmin(m, mj) : -INFINITY;
+		}
+	});
+	free(s);
+	*out = pos == n ? m : -INFINITY;
+	return 0;
+}
+#undef GERSH_SUM
+
 /* Values are shifted by the first element before the two passes so that a
  * constant vector gives exactly zero deviations (hence NaN), and so that
  * a large common offset does not eat the precision. */
@@ -1137,6 +1187,7 @@ static const struct kern_ops kern_cpu_ops = {
         .row_sumsq = cpu_row_sumsq,
         .sumsq = cpu_sumsq,
         .sum_log_diag = cpu_sum_log_diag,
+        .gersh_min = cpu_gersh_min,
         .pearson = cpu_pearson,
         .pair_cov_acc = cpu_pair_cov_acc,
         .div_pos = cpu_div_pos,

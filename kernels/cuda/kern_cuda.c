@@ -720,6 +720,23 @@ cuda_sum_log_diag(void *ctx, enum kern_dtype dt, int64_t n, const void *A,
 }
 
 static int
+cuda_gersh_min(void *ctx, enum kern_dtype dt, int64_t n, const void *A,
+               double *out)
+{
+	struct kern_cuda_ctx *c = ctx;
+	int rc;
+
+	rc = use(c);
+	if (rc == 0)
+		rc = cu_check("kern_cuda_gersh_min",
+		              kern_cuda_gersh_min(dt, n, A, c->d_part, c->d_res,
+		                                  c->stream));
+	if (rc == 0)
+		rc = fetch_res(c, out, 1);
+	return rc;
+}
+
+static int
 cuda_pearson(void *ctx, enum kern_dtype dt, int64_t count, const void *X,
              const void *Y, double *out)
 {
@@ -1371,6 +1388,7 @@ static const struct kern_ops kern_cuda_ops = {
         .row_sumsq = cuda_row_sumsq,
         .sumsq = cuda_sumsq,
         .sum_log_diag = cuda_sum_log_diag,
+        .gersh_min = cuda_gersh_min,
         .pearson = cuda_pearson,
         .pair_cov_acc = cuda_pair_cov_acc,
         .div_pos = cuda_div_pos,

@@ -118,6 +118,67 @@ k_part_logdiag(int64_t n, const T *a, double *part)
 		part[blockIdx.x] = acc;
 }
 
+/* gersh_min: thread j sums row j (coalesced across a warp: column-major,
+ * consecutive j), the cpu backend's margin 1 − s_j Σ_{i≠j} |a_ij| s_i with
+ * s = 1/sqrt(diag); a block's minimum in part[blockIdx.x], −∞ for a
+ * diagonal entry not > 0 or a NaN. */
+static __device__ double
+block_min(double v, double *sh)
+{
+	int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+
+	for (int o = 16; o > 0; o >>= 1)
+		v = fmin(v, __shfl_down_sync(0xffffffffu, v, o));
+	__syncthreads();
+	if (lane == 0)
+		sh[w] = v;
+	__syncthreads();
+	v = threadIdx.x < (blockDim.x >> 5) ? sh[lane] : INFINITY;
+	if (w == 0)
+		for (int o = 16; o > 0; o >>= 1)
+			v = fmin(v, __shfl_down_sync(0xffffffffu, v, o));
+	return v;
+}
+
+template <typename T>
+static __global__ void
+k_part_gersh(int64_t n, const T *a, double *part)
+{
+	__shared__ double sh[32];
+	double m = INFINITY;
+
+	GRID_LOOP(j, n)
+	{
+		double dj = (double) a[j + j * n], r = 0, mj;
+
+		for (int64_t i = 0; i < n; i++) {
+			double di = (double) a[i + i * n];
+
+			if (i != j)
+				r += fabs((double) a[j + i * n]) / sqrt(di);
+		}
+		mj = 1.0 - r / sqrt(dj);
+		/* NaN (from a diagonal ≤ 0 or a NaN entry) proves nothing */
+		m = dj > 0 && mj == mj ? fmin(m, mj) : -INFINITY;
+	}
+	m = block_min(m, sh);
+	if (threadIdx.x == 0)
+		part[blockIdx.x] = m;
+}
+
+static __global__ void
+k_final_min(const double *part, double *res)
+{
+	__shared__ double sh[32];
+	double m = INFINITY;
+
+	for (int b = threadIdx.x; b < RB; b += blockDim.x)
+		m = fmin(m, part[b]);
+	m = block_min(m, sh);
+	if (threadIdx.x == 0)
+		res[0] = m;
+}
+
 /* Pearson pass 1: sums of the values shifted by the first element. */
 template <typename T>
 static __global__ void
@@ -494,6 +555,20 @@ kern_cuda_sum_log_diag(enum kern_dtype dt, int64_t n, const void *A,
 	if (e != cudaSuccess)
 		return e;
 	k_final<<<1, TPB, 0, s>>>(part, 1, res, 1.0);
+	return cudaGetLastError();
+}
+
+extern "C" cudaError_t
+kern_cuda_gersh_min(enum kern_dtype dt, int64_t n, const void *A, double *part,
+                    double *res, cudaStream_t s)
+{
+	cudaError_t e = dispatch(dt, [&](auto t) {
+		using T = decltype(t);
+		k_part_gersh<T><<<RB, TPB, 0, s>>>(n, (const T *) A, part);
+	});
+	if (e != cudaSuccess)
+		return e;
+	k_final_min<<<1, TPB, 0, s>>>(part, res);
 	return cudaGetLastError();
 }
 

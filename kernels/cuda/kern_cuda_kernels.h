@@ -52,6 +52,9 @@ cudaError_t kern_cuda_sumsq(enum kern_dtype dt, int64_t count, const void *X,
 /* res[0] = sum of log(A[i,i]). */
 cudaError_t kern_cuda_sum_log_diag(enum kern_dtype dt, int64_t n, const void *A,
                                    double *part, double *res, cudaStream_t s);
+/* res[0] = kern.h gersh_min of the n×n A; n > 0. */
+cudaError_t kern_cuda_gersh_min(enum kern_dtype dt, int64_t n, const void *A,
+                                double *part, double *res, cudaStream_t s);
 /* res[0..2] = sxy, sxx, syy of the centred (two-pass) vectors; count > 0.
  * res[3..4] hold the means of the shifted values. */
 cudaError_t kern_cuda_pearson(enum kern_dtype dt, int64_t count, const void *X,

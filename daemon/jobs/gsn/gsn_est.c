@@ -110,7 +110,7 @@ gsn_noise_est(struct gsn_dev *g, const double *data, int64_t n,
 {
 	int64_t C = v->c, nv = gsn_holdout_count(C), *perm = NULL;
 	int64_t cols = 0, cols_tr = 0, nk_tr = 0, nk_all = 0, rank_cap = 0;
-	double *E = NULL, *w = NULL, *mean = NULL;
+	double *E = NULL, *w = NULL, *mean = NULL, s_tr, s_all;
 	void *dE = NULL, *dH = NULL, *dw = NULL, *c_tr = NULL;
 	struct gsn_samples sm;
 	struct gsn_stage sub;
@@ -203,15 +203,20 @@ gsn_noise_est(struct gsn_dev *g, const double *data, int64_t n,
 			goto out;
 		}
 	}
-	rc = KOP(g->kb, syrk, g->dt, KERN_N, n, cols_tr,
-	         is_even ? 1.0 / ((double) (v->t - 1) * (double) nk_tr)
-	                 : 1.0 / (double) nk_tr,
-	         dE, n, 0.0, c_tr, n);
+	s_tr = is_even ? 1.0 / ((double) (v->t - 1) * (double) nk_tr)
+	               : 1.0 / (double) nk_tr;
+	s_all = is_even ? 1.0 / ((double) (v->t - 1) * (double) nk_all)
+	                : 1.0 / (double) nk_all;
+	rc = KOP(g->kb, syrk, g->dt, KERN_N, n, cols_tr, s_tr, dE, n, 0.0, c_tr,
+	         n);
+	/* c_all = s_all (E_tr E_trᵀ + E_ho E_hoᵀ): the training Gram
+	 * rescaled plus the held-out columns' (n² · cols_tr flops saved) */
 	if (rc == 0 && want_full)
-		rc = KOP(g->kb, syrk, g->dt, KERN_N, n, cols,
-		         is_even ? 1.0 / ((double) (v->t - 1) * (double) nk_all)
-		                 : 1.0 / (double) nk_all,
-		         dE, n, 0.0, *c_all, n);
+		rc = gsn_dcopy(g, *c_all, c_tr, n * n);
+	if (rc == 0 && want_full && cols > cols_tr)
+		rc = KOP(g->kb, syrk, g->dt, KERN_N, n, cols - cols_tr, s_all,
+		         (char *) dE + (size_t) (n * cols_tr) * g->es, n,
+		         s_all / s_tr, *c_all, n);
 	if (rc != 0) {
 		rc = dev_fail(rc, "syrk", msg, msglen);
 		goto out;
@@ -220,8 +225,7 @@ gsn_noise_est(struct gsn_dev *g, const double *data, int64_t n,
 	sub = gsn_substage(st, 0.1, 1.0);
 	sm.S = dE;
 	sm.r = cols_tr;
-	sm.s2 = is_even ? 1.0 / ((double) (v->t - 1) * (double) nk_tr)
-	                : 1.0 / (double) nk_tr;
+	sm.s2 = s_tr;
 	rc = gsn_select_samples(g, n, c_tr, &sm, dH, cols - cols_tr, levels,
 	                        nlevels, rank_cap < n, mode, &sub, sel, msg,
 	                        msglen);

@@ -457,6 +457,97 @@ test_small_n(void **state)
 	free(d);
 }
 
+/* gsn_psd's proof by diagonal dominance (gsn_psd.c pd_by_dominance):
+ * H = (1 + ρ) I − ρ J with ρ = (1 − μ)/(n − 1) has Gershgorin margin μ,
+ * reached (λ_min(H) = μ, eigenvector 1). At μ just above the threshold
+ * 2 n γ_{n+1} the Cholesky test is skipped, M is returned bitwise, and
+ * LAPACK's Cholesky indeed succeeds; below it, and for a PD matrix that
+ * is not dominant, the test runs (one potrf); an indefinite one is
+ * projected as before. */
+static const struct kern_ops *real_ops;
+static int potrf_calls;
+
+static int
+count_potrf(void *ctx, enum kern_dtype dt, int64_t n, void *A, int64_t lda,
+            int *info)
+{
+	potrf_calls++;
+	return real_ops->potrf(ctx, dt, n, A, lda, info);
+}
+
+static void
+dominant_case(struct gsn_dev *g, int64_t n, const double *A, int want_potrf)
+{
+	double *H = malloc(sizeof(double) * (size_t) (n * n));
+	struct gsn_work wk;
+	void *M = NULL;
+	char msg[128];
+
+	assert_non_null(H);
+	assert_int_equal(gsn_work_init(g, n, &wk), 0);
+	assert_int_equal(gsn_dalloc(g, n * n, &M), 0);
+	assert_int_equal(gsn_up(g, M, A, n * n), 0);
+	potrf_calls = 0;
+	assert_int_equal(gsn_psd(g, n, M, &wk, msg, sizeof(msg)), 0);
+	assert_int_equal(gsn_down(g, H, M, n * n), 0);
+	assert_int_equal(potrf_calls, want_potrf);
+	assert_memory_equal(H, A, sizeof(double) * (size_t) (n * n));
+	gsn_dfree(g, &M);
+	gsn_work_fini(g, &wk);
+	free(H);
+}
+
+static void
+test_dominant_skips_cholesky(void **state)
+{
+	const int64_t n = 300;
+	double u = 0x1p-53, gam = (double) (n + 1) * u / (1 - (n + 1) * u);
+	double tau = 2 * (double) n * gam / (1 - gam);
+	double *A = malloc(sizeof(double) * (size_t) (n * n));
+	double *d = malloc(sizeof(double) * (size_t) n);
+	struct kern_ops ops = *kb.ops;
+	struct kern_backend ckb = kb;
+	struct gsn_dev g = {&ckb, KERN_F64, 8};
+	struct run r;
+
+	(void) state;
+	assert_true(A && d);
+	real_ops = kb.ops;
+	ops.potrf = count_potrf;
+	ckb.ops = &ops;
+	for (int pass = 0; pass < 2; pass++) {
+		double mu = pass == 0 ? 1.01 * tau : 0.5 * tau;
+		double rho = (1 - mu) / (double) (n - 1);
+		int info;
+
+		for (int64_t j = 0; j < n; j++)
+			for (int64_t i = 0; i < n; i++)
+				A[i + n * j] = i == j ? 1.0 : -rho;
+		dominant_case(&g, n, A, pass);
+		/* what the proof promises: LAPACK's Cholesky succeeds */
+		info = LAPACKE_dpotrf(LAPACK_COL_MAJOR, 'L', (int) n, A,
+		                      (int) n);
+		assert_int_equal(info, 0);
+	}
+	/* PD, eigenvalues 0.5 … 100 in a random basis: not dominant */
+	spectrum(n, 0, d);
+	{
+		double *Q = malloc(sizeof(double) * (size_t) (n * n));
+
+		assert_non_null(Q);
+		random_q(n, 61, Q);
+		rebuild(n, Q, d, A);
+		free(Q);
+	}
+	dominant_case(&g, n, A, 1);
+	/* indefinite: projected as before */
+	spectrum(n, 4, d);
+	run_case_on(&g, n, d, 62, &r);
+	assert_true(r.err_psd < 1e-14);
+	free(A);
+	free(d);
+}
+
 int
 main(void)
 {
@@ -468,6 +559,7 @@ main(void)
 	        cmocka_unit_test(test_as_device),
 	        cmocka_unit_test(test_float32),
 	        cmocka_unit_test(test_small_n),
+	        cmocka_unit_test(test_dominant_skips_cholesky),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
