@@ -607,9 +607,16 @@ gsn_run_ex(const struct kern_backend *kb, const double *data, int64_t n,
 		rc = gsn_down_matrix(&g, r->cN, cN, n);
 	if (rc == 0 && r->cS != NULL)
 		rc = gsn_down_matrix(&g, r->cS, S, n);
-	if (rc == 0)
+	/* host memory, float64: cSb and cNb are made in the result's own
+	 * buffers (exactly symmetric: column-major is C order), no download
+	 * copy, and the memory is touched once */
+	if (rc == 0 && kern_mem_is_host(kb) && g.dt == KERN_F64) {
+		cSb = r->cSb;
+		cNb = r->cNb;
+	}
+	if (rc == 0 && cSb == NULL)
 		rc = gsn_dalloc(&g, n * n, &cSb);
-	if (rc == 0)
+	if (rc == 0 && cNb == NULL)
 		rc = gsn_dalloc(&g, n * n, &cNb);
 	if (rc != 0) {
 		rc = fail(rc, "cS", msg, msglen);
@@ -632,9 +639,9 @@ gsn_run_ex(const struct kern_backend *kb, const double *data, int64_t n,
 	                  &r->numiters, msg, msglen);
 	if (rc != 0)
 		goto out;
-	if (r->cNb != NULL)
+	if (r->cNb != NULL && r->cNb != cNb)
 		rc = gsn_down_matrix(&g, r->cNb, cNb, n);
-	if (rc == 0 && r->cSb != NULL)
+	if (rc == 0 && r->cSb != NULL && r->cSb != cSb)
 		rc = gsn_down_matrix(&g, r->cSb, cSb, n);
 	if (rc != 0) {
 		rc = fail(rc, "download", msg, msglen);
@@ -699,8 +706,10 @@ out:
 	gsn_dfree(&g, &cN);
 	gsn_dfree(&g, &cD);
 	gsn_dfree(&g, &S);
-	gsn_dfree(&g, &cSb);
-	gsn_dfree(&g, &cNb);
+	if (cSb != r->cSb)
+		gsn_dfree(&g, &cSb);
+	if (cNb != r->cNb)
+		gsn_dfree(&g, &cNb);
 	gsn_dfree(&g, &mo.inv_alpha);
 	gsn_work_fini(&g, &wk);
 	gsn_valid_fini(&v);

@@ -1138,7 +1138,9 @@ test_estimate(void **state)
 	assert_true(f2 > 7 * f && f2 < 9 * f);
 }
 
-/* ---- device memory: the estimate bounds the real peak */
+/* ---- device memory: the estimate bounds the real peak, measured on the
+ * cpu backend behind a device's caps (on host memory cSb and cNb are made
+ * in the result's buffers, which a GPU cannot do) */
 
 #define MAXPTR 256
 static struct {
@@ -1182,14 +1184,17 @@ mt_free(void *ctx, void *p)
 static void
 peak_case(int64_t n, int64_t C, int64_t T)
 {
-	struct kern_ops ops = *kb.ops;
-	struct kern_backend tkb = kb;
+	struct kern_backend dkb, tkb;
+	struct kern_ops ops;
 	double *d = lowrank(n, C, T, 3, 0, 1.0, 21);
 	double *dm = lowrank(n, C, T, 3, 0, 1.0, 21);
 
+	assert_int_equal(kern_cpu_open_as_device(&dkb), 0);
+	ops = *dkb.ops;
+	tkb = dkb;
 	for (int64_t k = 0; k < n * C * T; k += 7)
 		dm[k] = NAN;
-	mt.real = kb.ops;
+	mt.real = dkb.ops;
 	ops.alloc = mt_alloc;
 	ops.free = mt_free;
 	tkb.ops = &ops;
@@ -1225,8 +1230,66 @@ peak_case(int64_t n, int64_t C, int64_t T)
 			        cfg, mt.peak, (unsigned long long) dv);
 		gsn_result_free(&r);
 	}
+	kern_close(&dkb);
 	free(d);
 	free(dm);
+}
+
+/* On host memory (the cpu backend) cSb and cNb are computed in the
+ * result's buffers, read as C order: the same bits as through a device's
+ * caps (download and transpose), and exactly symmetric. Data: white noise
+ * (nothing clipped), low-rank noise (the biconvex loop iterates, the
+ * Krylov path), N = 150 > 128 and N = 40 (the exact path); returns with
+ * and without the eigen ones. */
+static void
+test_results_in_place(void **state)
+{
+	struct kern_backend dkb;
+	struct {
+		int64_t n, c, t;
+		int rs, rn;
+		double ns;
+		unsigned ret;
+	} cs[] = {
+	        {150, 12, 4, 2, 0, 1.0, GSN_RET_DEFAULT},
+	        {150, 40, 4, 1, 5, 1.0, GSN_RET_DEFAULT},
+	        {40, 30, 4, 3, 5, 0.3,
+	         GSN_RET_DEFAULT | GSN_RET_EIG_SIGNAL | GSN_RET_EIG_DIFFERENCE},
+	};
+
+	(void) state;
+	assert_true(kern_mem_is_host(&kb));
+	assert_int_equal(kern_cpu_open_as_device(&dkb), 0);
+	assert_false(kern_mem_is_host(&dkb));
+	for (size_t i = 0; i < sizeof(cs) / sizeof(cs[0]); i++) {
+		int64_t n = cs[i].n;
+		double *d = lowrank(n, cs[i].c, cs[i].t, cs[i].rs, cs[i].rn,
+		                    cs[i].ns, 40 + i);
+		struct gsn_opts o = opts(cs[i].ret);
+		struct gsn_result rh, rd;
+		char msg[256];
+		size_t bytes = sizeof(double) * (size_t) (n * n);
+
+		assert_int_equal(gsn_run(&kb, d, n, cs[i].c, cs[i].t, &o, NULL,
+		                         &rh, msg, sizeof(msg)),
+		                 0);
+		assert_int_equal(gsn_run(&dkb, d, n, cs[i].c, cs[i].t, &o,
+		                         NULL, &rd, msg, sizeof(msg)),
+		                 0);
+		assert_memory_equal(rh.cSb, rd.cSb, bytes);
+		assert_memory_equal(rh.cNb, rd.cNb, bytes);
+		for (int64_t a = 0; a < n; a++)
+			for (int64_t b = 0; b < a; b++) {
+				assert_true(rh.cSb[a * n + b] == rh.cSb[b * n + a]);
+				assert_true(rh.cNb[a * n + b] == rh.cNb[b * n + a]);
+			}
+		if (i == 1)
+			assert_true(rh.numiters >= 1);
+		gsn_result_free(&rh);
+		gsn_result_free(&rd);
+		free(d);
+	}
+	kern_close(&dkb);
 }
 
 static void
@@ -1477,6 +1540,7 @@ main(void)
 	        cmocka_unit_test(test_progress_weights),
 	        cmocka_unit_test(test_estimate),
 	        cmocka_unit_test(test_estimate_bounds_peak),
+	        cmocka_unit_test(test_results_in_place),
 	        cmocka_unit_test(test_job),
 	};
 
