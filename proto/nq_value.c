@@ -66,14 +66,14 @@ nq_array_count(const struct nq_array *a)
 	return n;
 }
 
-int
-nq_array_init(struct nq_array *a, enum nq_dtype dt, int ndim,
-              const int64_t *shape)
+/* Checks dt and shape and gives the array's bytes. */
+static int
+array_bytes(enum nq_dtype dt, int ndim, const int64_t *shape, uint64_t *count,
+            size_t *bytes)
 {
 	size_t isz = nq_dtype_size(dt);
 	uint64_t n = 1;
 
-	memset(a, 0, sizeof(*a));
 	if (isz == 0 || ndim < 0 || ndim > NQ_MAXDIM ||
 	    (ndim > 0 && shape == NULL))
 		return NQ_EBADARRAY;
@@ -87,16 +87,59 @@ nq_array_init(struct nq_array *a, enum nq_dtype dt, int ndim,
 	}
 	if (n * isz > SIZE_MAX)
 		return NQ_EBADARRAY;
-	/* calloc(0) may give NULL; keep data non-NULL for every array. */
-	a->data = calloc(n ? n : 1, n ? isz : 1);
-	if (a->data == NULL)
-		return NQ_ENOMEM;
+	*count = n;
+	*bytes = (size_t) (n * isz);
+	return 0;
+}
+
+static void
+array_set(struct nq_array *a, enum nq_dtype dt, int ndim, const int64_t *shape,
+          void *data, size_t bytes)
+{
+	a->data = data;
 	a->dtype = dt;
 	a->ndim = ndim;
 	for (int i = 0; i < ndim; i++)
 		a->shape[i] = shape[i];
-	a->nbytes = (size_t) (n * isz);
+	a->nbytes = bytes;
+}
+
+int
+nq_array_init(struct nq_array *a, enum nq_dtype dt, int ndim,
+              const int64_t *shape)
+{
+	uint64_t n;
+	size_t bytes;
+	void *data;
+	int rc;
+
+	memset(a, 0, sizeof(*a));
+	rc = array_bytes(dt, ndim, shape, &n, &bytes);
+	if (rc != 0)
+		return rc;
+	/* calloc(0) may give NULL; keep data non-NULL for every array. */
+	data = calloc(n ? n : 1, n ? nq_dtype_size(dt) : 1);
+	if (data == NULL)
+		return NQ_ENOMEM;
+	array_set(a, dt, ndim, shape, data, bytes);
 	return 0;
+}
+
+int
+nq_array_adopt(struct nq_array *a, enum nq_dtype dt, int ndim,
+               const int64_t *shape, void *data)
+{
+	uint64_t n;
+	size_t bytes;
+	int rc;
+
+	memset(a, 0, sizeof(*a));
+	if (data == NULL)
+		return NQ_EBADARRAY;
+	rc = array_bytes(dt, ndim, shape, &n, &bytes);
+	if (rc == 0)
+		array_set(a, dt, ndim, shape, data, bytes);
+	return rc;
 }
 
 void

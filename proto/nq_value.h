@@ -99,6 +99,12 @@ int64_t nq_array_count(const struct nq_array *a);     /* prod(shape) */
 /* Allocate data for dtype/shape (zeroed). 0 or NQ_ENOMEM / NQ_EBADARRAY. */
 int nq_array_init(struct nq_array *a, enum nq_dtype dt, int ndim,
                   const int64_t *shape);
+/* An array over data (malloc'd, at least prod(shape) items of dt), which
+ * it owns from then on (nq_array_fini frees it): a result handed over
+ * without a copy. 0, or NQ_EBADARRAY (a bad shape or NULL data: data is
+ * still the caller's). */
+int nq_array_adopt(struct nq_array *a, enum nq_dtype dt, int ndim,
+                   const int64_t *shape, void *data);
 void nq_array_fini(struct nq_array *a);
 
 /* Decode one msgpack document of len bytes. On error returns an nq_err code

@@ -410,25 +410,29 @@ bridge_canceled(void *arg)
 	return pb->ctx->canceled != NULL && pb->ctx->canceled(pb->ctx);
 }
 
-/* Moves a host double array into out[key] in dtype dt with the shape. */
+/* Moves the host double array *h (malloc'd) into out[key] in dtype dt with
+ * the shape: float64 takes the block itself (*h = NULL after: an n×n result
+ * is neither copied nor touched again), float32 converts a copy. */
 static int
-put_array(struct nq_map *out, const char *key, const double *h,
-          enum nq_dtype dt, int ndim, const int64_t *shape)
+put_array(struct nq_map *out, const char *key, double **h, enum nq_dtype dt,
+          int ndim, const int64_t *shape)
 {
 	struct nq_array a;
 	int64_t cnt;
-	int rc = nq_array_init(&a, dt, ndim, shape);
+	int rc;
 
-	if (rc != 0)
-		return rc;
-	cnt = nq_array_count(&a);
-	for (int64_t i = 0; i < cnt; i++) {
-		if (dt == NQ_DT_F64)
-			((double *) a.data)[i] = h[i];
-		else
-			((float *) a.data)[i] = (float) h[i];
+	if (dt == NQ_DT_F64) {
+		rc = nq_array_adopt(&a, dt, ndim, shape, *h);
+		if (rc == 0)
+			*h = NULL;
+	} else {
+		rc = nq_array_init(&a, dt, ndim, shape);
+		cnt = rc == 0 ? nq_array_count(&a) : 0;
+		for (int64_t i = 0; i < cnt; i++)
+			((float *) a.data)[i] = (float) (*h)[i];
 	}
-	rc = nq_map_set_array(out, key, &a);
+	if (rc == 0)
+		rc = nq_map_set_array(out, key, &a);
 	nq_array_fini(&a);
 	return rc;
 }
@@ -484,21 +488,21 @@ rule_name(enum gsn_singular_rule r)
 /* The result into out. 0, or the first failure's nq_error code with msg
  * naming the output. */
 static int
-fill_output(const struct gsn_result *r, const struct gsn_job_opts *jo,
+fill_output(struct gsn_result *r, const struct gsn_job_opts *jo,
             struct nq_map *out, char *msg, size_t msglen)
 {
 	enum nq_dtype dt = jo->o.precision == KERN_F32 ? NQ_DT_F32 : NQ_DT_F64;
 	int64_t row[2] = {1, r->n}, vec[1] = {r->n}, mat[2] = {r->n, r->n};
 	int64_t lv[1] = {r->nlevels};
-	const double *mats[NRET] = {
-	        r->cN,
-	        r->cS,
-	        r->cNb,
-	        r->cSb,
-	        r->eigvecs_signal,
-	        r->eigvals_signal,
-	        r->eigvecs_difference,
-	        r->eigvals_difference,
+	double **mats[NRET] = {
+	        &r->cN,
+	        &r->cS,
+	        &r->cNb,
+	        &r->cSb,
+	        &r->eigvecs_signal,
+	        &r->eigvals_signal,
+	        &r->eigvecs_difference,
+	        &r->eigvals_difference,
 	};
 	const char *key = "shrinklevels";
 	double *levels = malloc((size_t) r->nlevels * sizeof(double));
@@ -513,14 +517,14 @@ fill_output(const struct gsn_result *r, const struct gsn_job_opts *jo,
 		goto fail;
 	}
 	gsn_levels(&jo->o, levels);
-	if ((rc = put_array(out, key = "mnN", r->mnN, dt, 2, row)) ||
-	    (rc = put_array(out, key = "mnS", r->mnS, dt, 2, row)) ||
-	    (rc = put_array(out, key = "ncsnr", r->ncsnr, dt, 1, vec)))
+	if ((rc = put_array(out, key = "mnN", &r->mnN, dt, 2, row)) ||
+	    (rc = put_array(out, key = "mnS", &r->mnS, dt, 2, row)) ||
+	    (rc = put_array(out, key = "ncsnr", &r->ncsnr, dt, 1, vec)))
 		goto fail;
 	for (size_t i = 0; i < NRET; i++) {
 		int is_vals = strncmp(ret_names[i].name, "eigvals", 7) == 0;
 
-		if (!(jo->want & (1u << i)) || mats[i] == NULL)
+		if (!(jo->want & (1u << i)) || *mats[i] == NULL)
 			continue;
 		key = ret_names[i].name;
 		rc = put_array(out, key, mats[i], dt, is_vals ? 1 : 2,
@@ -535,10 +539,10 @@ fill_output(const struct gsn_result *r, const struct gsn_job_opts *jo,
 	    (rc = nq_map_set_int(out, key = "numiters", r->numiters)) ||
 	    (rc = put_warnings(out, r->warnings)) ||
 	    /* diagnostics */
-	    (rc = put_array(out, key = "shrinklevels", levels, NQ_DT_F64, 1,
+	    (rc = put_array(out, key = "shrinklevels", &levels, NQ_DT_F64, 1,
 	                    lv)) ||
-	    (rc = put_array(out, key = "nllN", r->nllN, NQ_DT_F64, 1, lv)) ||
-	    (rc = put_array(out, key = "nllD", r->nllD, NQ_DT_F64, 1, lv)) ||
+	    (rc = put_array(out, key = "nllN", &r->nllN, NQ_DT_F64, 1, lv)) ||
+	    (rc = put_array(out, key = "nllD", &r->nllD, NQ_DT_F64, 1, lv)) ||
 	    (rc = nq_map_set_str(out, key = "singularN",
 	                         rule_name(r->singularN))) ||
 	    (rc = nq_map_set_str(out, key = "singularD",

@@ -1273,15 +1273,17 @@ test_results_in_place(void **state)
 		assert_int_equal(gsn_run(&kb, d, n, cs[i].c, cs[i].t, &o, NULL,
 		                         &rh, msg, sizeof(msg)),
 		                 0);
-		assert_int_equal(gsn_run(&dkb, d, n, cs[i].c, cs[i].t, &o,
-		                         NULL, &rd, msg, sizeof(msg)),
+		assert_int_equal(gsn_run(&dkb, d, n, cs[i].c, cs[i].t, &o, NULL,
+		                         &rd, msg, sizeof(msg)),
 		                 0);
 		assert_memory_equal(rh.cSb, rd.cSb, bytes);
 		assert_memory_equal(rh.cNb, rd.cNb, bytes);
 		for (int64_t a = 0; a < n; a++)
 			for (int64_t b = 0; b < a; b++) {
-				assert_true(rh.cSb[a * n + b] == rh.cSb[b * n + a]);
-				assert_true(rh.cNb[a * n + b] == rh.cNb[b * n + a]);
+				assert_true(rh.cSb[a * n + b] ==
+				            rh.cSb[b * n + a]);
+				assert_true(rh.cNb[a * n + b] ==
+				            rh.cNb[b * n + a]);
 			}
 		if (i == 1)
 			assert_true(rh.numiters >= 1);
