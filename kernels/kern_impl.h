@@ -76,6 +76,17 @@ int kern_cpu_sgemm_tn_skinny(int64_t m, int64_t n, int64_t k, float alpha,
                              const float *A, int64_t lda, const float *B,
                              int64_t ldb, float *C, int64_t ldc);
 
+/* ---- cpu/kern_cpu_tall.c */
+/* gemm's C = α Aᵀ B (float64, β = 0) for a long inner dimension and few
+ * columns (kern_cpu_tall.c): kern_cpu_tall_fits says when it applies
+ * (k ≥ KERN_CPU_TALL_K, n ≤ KERN_CPU_TALL_N); 0 or NQ_ENOMEM. */
+#define KERN_CPU_TALL_K 256
+#define KERN_CPU_TALL_N 32
+int kern_cpu_tall_fits(int64_t m, int64_t n, int64_t k);
+int kern_cpu_dgemm_tn_tall(int64_t m, int64_t n, int64_t k, double alpha,
+                           const double *A, int64_t lda, const double *B,
+                           int64_t ldb, double *C, int64_t ldc);
+
 /* ---- cpu/kern_cpu_batch.c: the cpu backend's batch-path ops (kern.h) */
 int kern_cpu_filter_car(void *ctx, int64_t C, int64_t T, float *X,
                         const double *h_sos, int car);

@@ -1196,11 +1196,15 @@ test_gemm(void **state)
 {
 	/* m ≥ 128 with n, k ≤ 192: the cpu backend's own Aᵀ B (float, β 0)
 	 * for its tiles of 32 and 16 rows, the tail rows, k off the 16-row
-	 * transposes, blocks of 256 rows, n off the 8-column blocks */
+	 * transposes, blocks of 256 rows, n off the 8-column blocks; k ≥ 256
+	 * with n ≤ 32: its own Aᵀ B (float64, β 0) for its tiles of 3
+	 * columns of A and the 1 or 2 left, n off and past 8-column blocks,
+	 * k off and on 8 rows */
 	static const int64_t sz[][3] = {
 	        {1, 1, 1},     {7, 5, 3},    {33, 17, 65},   {130, 70, 129},
 	        {150, 36, 48}, {300, 9, 20}, {529, 192, 17}, {0, 5, 3},
-	        {5, 0, 3},     {4, 6, 0}};
+	        {5, 0, 3},     {4, 6, 0},    {17, 8, 256},   {40, 21, 301},
+	        {3, 32, 1000}, {1, 1, 257}};
 	FOR_DT(dt)
 	for (size_t s = 0; s < sizeof(sz) / sizeof(sz[0]); s++)
 		for (int t = 0; t < 4; t++)

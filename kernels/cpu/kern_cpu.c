@@ -175,7 +175,11 @@ cpu_gemm(void *ctx, enum kern_dtype dt, enum kern_trans ta, enum kern_trans tb,
 	    kern_cpu_skinny_fits(m, n, k))
 		return kern_cpu_sgemm_tn_skinny(m, n, k, (float) alpha, A, lda,
 		                                B, ldb, C, ldc);
-	else if (dt == KERN_F64)
+	if (dt == KERN_F64 && ta == KERN_T && tb == KERN_N && beta == 0 &&
+	    kern_cpu_tall_fits(m, n, k))
+		return kern_cpu_dgemm_tn_tall(m, n, k, alpha, A, lda, B, ldb, C,
+		                              ldc);
+	if (dt == KERN_F64)
 		cblas_dgemm(CblasColMajor, cblas_trans(ta), cblas_trans(tb),
 		            (int) m, (int) n, (int) k, alpha, A, (int) lda, B,
 		            (int) ldb, beta, C, (int) ldc);

@@ -505,8 +505,10 @@ static int
 expand(struct gsn_dev *g, struct gsn_negeig *ne, struct ne_run *r)
 {
 	int64_t n = ne->n, b = ne->b;
+	/* Mᵀ Q_j: M is symmetric (gsn_psd made it so), and read by columns
+	 * a product with few columns streams it (kern_cpu_tall.c) */
 	int rc =
-	        KOP(g->kb, gemm, g->dt, KERN_N, KERN_N, n, b, n, 1.0, r->M, n,
+	        KOP(g->kb, gemm, g->dt, KERN_T, KERN_N, n, b, n, 1.0, r->M, n,
 	            col(g, ne->V, n, r->m), n, 0.0, col(g, ne->AV, n, r->m), n);
 
 	r->m += b;
