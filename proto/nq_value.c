@@ -118,7 +118,7 @@ nq_array_init(struct nq_array *a, enum nq_dtype dt, int ndim,
 	if (rc != 0)
 		return rc;
 	/* calloc(0) may give NULL; keep data non-NULL for every array. */
-	data = calloc(n ? n : 1, n ? nq_dtype_size(dt) : 1);
+	data = calloc(bytes ? bytes : 1, 1);
 	if (data == NULL)
 		return NQ_ENOMEM;
 	array_set(a, dt, ndim, shape, data, bytes);
