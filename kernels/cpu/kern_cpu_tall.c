@@ -41,12 +41,13 @@ kern_cpu_tall_fits(int64_t m, int64_t n, int64_t k)
 	return m >= 1 && k >= KERN_CPU_TALL_K && n >= 1 && n <= KERN_CPU_TALL_N;
 }
 
-/* The lanes of v summed in a fixed tree. */
+/* The lanes of *v summed in a fixed tree (a pointer: a vector argument
+ * would change the ABI where AVX-512 is not enabled). */
 NQ_CLONE_INLINE double
-hsum(tk_v v)
+hsum(const tk_v *v)
 {
-	return ((v[0] + v[4]) + (v[2] + v[6])) +
-	       ((v[1] + v[5]) + (v[3] + v[7]));
+	return (((*v)[0] + (*v)[4]) + ((*v)[2] + (*v)[6])) +
+	       (((*v)[1] + (*v)[5]) + ((*v)[3] + (*v)[7]));
 }
 
 /* C[i .. i+ni) × [q, q+nj) for ni columns of A (A points at the first) and
@@ -92,7 +93,7 @@ tile(const double *A, int64_t lda, const double *B, int64_t ldb, int64_t k8,
 	for (int s = 0; s < ni; s++)
 #pragma GCC unroll 8
 		for (int c = 0; c < nj; c++)
-			C[s + ldc * c] = alpha * hsum(acc[s][c]);
+			C[s + ldc * c] = alpha * hsum(&acc[s][c]);
 }
 
 /* tile() with ni (≤ TK_NI) and nj (≤ TK_NJ) made constants. */
