@@ -43,30 +43,60 @@ dispatch(enum kern_dtype dt, F launch)
 
 /* ---- block reductions (double, fixed order: deterministic) */
 
+/* v combined over the warp with op, in a fixed tree (lane 0 holds it). */
+template <typename Op>
 static __device__ double
-warp_sum(double v)
+warp_reduce(double v, Op op)
 {
 	for (int o = 16; o > 0; o >>= 1)
-		v += __shfl_down_sync(0xffffffffu, v, o);
+		v = op(v, __shfl_down_sync(0xffffffffu, v, o));
 	return v;
 }
 
-/* Sum over the block, valid in thread 0. blockDim.x is a multiple of 32;
- * sh has 32 doubles and may be reused by the next call. */
+/* v combined over the block with op (id: its identity), valid in thread 0.
+ * blockDim.x is a multiple of 32; sh has 32 doubles and may be reused by
+ * the next call. */
+template <typename Op>
 static __device__ double
-block_sum(double v, double *sh)
+block_reduce(double v, double *sh, Op op, double id)
 {
 	int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
 
-	v = warp_sum(v);
+	v = warp_reduce(v, op);
 	__syncthreads(); /* the previous call has read sh */
 	if (lane == 0)
 		sh[w] = v;
 	__syncthreads();
-	v = threadIdx.x < (blockDim.x >> 5) ? sh[lane] : 0.0;
+	v = threadIdx.x < (blockDim.x >> 5) ? sh[lane] : id;
 	if (w == 0)
-		v = warp_sum(v);
+		v = warp_reduce(v, op);
 	return v;
+}
+
+struct op_add {
+	__device__ double operator()(double x, double y) const
+	{
+		return x + y;
+	}
+};
+struct op_min {
+	__device__ double operator()(double x, double y) const
+	{
+		return fmin(x, y);
+	}
+};
+
+/* Sum / minimum over the block, valid in thread 0. */
+static __device__ double
+block_sum(double v, double *sh)
+{
+	return block_reduce(v, sh, op_add(), 0.0);
+}
+
+static __device__ double
+block_min(double v, double *sh)
+{
+	return block_reduce(v, sh, op_min(), INFINITY);
 }
 
 /* res[v] = (sum of part[v*RB .. v*RB+RB-1]) / div, for v < nvals. */
@@ -122,24 +152,6 @@ k_part_logdiag(int64_t n, const T *a, double *part)
  * consecutive j), the cpu backend's margin 1 − s_j Σ_{i≠j} |a_ij| s_i with
  * s = 1/sqrt(diag); a block's minimum in part[blockIdx.x], −∞ for a
  * diagonal entry not > 0 or a NaN. */
-static __device__ double
-block_min(double v, double *sh)
-{
-	int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
-
-	for (int o = 16; o > 0; o >>= 1)
-		v = fmin(v, __shfl_down_sync(0xffffffffu, v, o));
-	__syncthreads();
-	if (lane == 0)
-		sh[w] = v;
-	__syncthreads();
-	v = threadIdx.x < (blockDim.x >> 5) ? sh[lane] : INFINITY;
-	if (w == 0)
-		for (int o = 16; o > 0; o >>= 1)
-			v = fmin(v, __shfl_down_sync(0xffffffffu, v, o));
-	return v;
-}
-
 template <typename T>
 static __global__ void
 k_part_gersh(int64_t n, const T *a, double *part)
@@ -646,9 +658,9 @@ kern_cuda_conv_rows(enum kern_dtype dt, int64_t ng, int64_t group, int64_t n,
 	dim3 grid((unsigned) bx, (unsigned) (ng < 65535 ? ng : 65535));
 	return dispatch(dt, [&](auto t) {
 		using T = decltype(t);
-		k_conv_rows<T><<<grid, TPB, 0, s>>>(ng, group, n, nt,
-		                                    (const T *) X, ldx,
-		                                    (const T *) W, (T *) Y, ldy);
+		k_conv_rows<T>
+		        <<<grid, TPB, 0, s>>>(ng, group, n, nt, (const T *) X,
+		                              ldx, (const T *) W, (T *) Y, ldy);
 	});
 }
 
@@ -699,7 +711,8 @@ k_center_median(int64_t C, int64_t T, float *X, const float *mean, float *med,
 		for (int k = 2; k <= P; k <<= 1)
 			for (int j = k >> 1; j > 0; j >>= 1) {
 				__syncthreads();
-				for (int i = threadIdx.x; i < P; i += blockDim.x) {
+				for (int i = threadIdx.x; i < P;
+				     i += blockDim.x) {
 					int l = i ^ j;
 					if (l > i) {
 						float a = sv[i], b = sv[l];
@@ -773,8 +786,8 @@ kern_cuda_filter_car(int64_t C, int64_t T, float *X, const double *h_sos,
 		return cudaErrorInvalidValue;
 	k_chan_mean<<<blocks_for(C), TPB, 0, s>>>(C, T, X, mean);
 	k_center_median<<<(unsigned) (T < 65535 ? T : 65535), TPB,
-	                  sizeof(float) * (size_t) P, s>>>(
-	        C, T, X, mean, med, car && C >= 3, P);
+	                  sizeof(float) * (size_t) P, s>>>(C, T, X, mean, med,
+	                                                   car && C >= 3, P);
 	k_sections<<<blocks_for(C), TPB, 0, s>>>(C, T, X, med, f);
 	return cudaGetLastError();
 }
@@ -881,15 +894,15 @@ kern_cuda_snippets(int64_t C, const float *Y, int64_t nc, const int32_t *nbr,
                    cudaStream_t s)
 {
 	k_snippets<<<blocks_for(n * nc * nt), TPB, 0, s>>>(C, Y, nc, nbr, nt, n,
-	                                                  tc, S);
+	                                                   tc, S);
 	return cudaGetLastError();
 }
 
 /* score_best: one thread per sample, rows in order (the cpu's loop). */
 static __global__ void
 k_score_best(int64_t ng, int64_t n, const float *S, int64_t lds,
-             const float *mu, double lam, const float *th,
-             const int32_t *kid, float *G, float *A, int32_t *Kb)
+             const float *mu, double lam, const float *th, const int32_t *kid,
+             float *G, float *A, int32_t *Kb)
 {
 	GRID_LOOP(t, n)
 	{
@@ -928,7 +941,7 @@ kern_cuda_score_best(int64_t ng, int64_t n, const float *S, int64_t lds,
                      cudaStream_t s)
 {
 	k_score_best<<<blocks_for(n), TPB, 0, s>>>(ng, n, S, lds, mu, lam, th,
-	                                          kid, G, A, Kb);
+	                                           kid, G, A, Kb);
 	return cudaGetLastError();
 }
 
@@ -953,7 +966,8 @@ k_accept(int64_t ng, int64_t n, int64_t ld, const float *G, const int32_t *Kb,
 			const float *Gh = G + ld * h;
 			for (int64_t u = u0; u < u1; u++)
 				if (Gh[u] > v ||
-				    (Gh[u] == v && (h < g || (h == g && u < t)))) {
+				    (Gh[u] == v &&
+				     (h < g || (h == g && u < t)))) {
 					win = 0;
 					break;
 				}
@@ -981,7 +995,7 @@ kern_cuda_accept_peaks(int64_t ng, int64_t n, int64_t ld, const float *G,
 	if (e != cudaSuccess)
 		return e;
 	k_accept<<<blocks_for(ng * n), TPB, 0, s>>>(ng, n, ld, G, Kb, A,
-	                                           (float) th, w, nb0, nb, cap,
-	                                           count, ogt, ok, oa);
+	                                            (float) th, w, nb0, nb, cap,
+	                                            count, ogt, ok, oa);
 	return cudaGetLastError();
 }
