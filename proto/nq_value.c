@@ -68,8 +68,7 @@ nq_array_count(const struct nq_array *a)
 
 /* Checks dt and shape and gives the array's bytes. */
 static int
-array_bytes(enum nq_dtype dt, int ndim, const int64_t *shape, uint64_t *count,
-            size_t *bytes)
+array_bytes(enum nq_dtype dt, int ndim, const int64_t *shape, size_t *bytes)
 {
 	size_t isz = nq_dtype_size(dt);
 	uint64_t n = 1;
@@ -87,7 +86,6 @@ array_bytes(enum nq_dtype dt, int ndim, const int64_t *shape, uint64_t *count,
 	}
 	if (n * isz > SIZE_MAX)
 		return NQ_EBADARRAY;
-	*count = n;
 	*bytes = (size_t) (n * isz);
 	return 0;
 }
@@ -108,13 +106,12 @@ int
 nq_array_init(struct nq_array *a, enum nq_dtype dt, int ndim,
               const int64_t *shape)
 {
-	uint64_t n;
 	size_t bytes;
 	void *data;
 	int rc;
 
 	memset(a, 0, sizeof(*a));
-	rc = array_bytes(dt, ndim, shape, &n, &bytes);
+	rc = array_bytes(dt, ndim, shape, &bytes);
 	if (rc != 0)
 		return rc;
 	/* calloc(0) may give NULL; keep data non-NULL for every array. */
@@ -129,14 +126,13 @@ int
 nq_array_adopt(struct nq_array *a, enum nq_dtype dt, int ndim,
                const int64_t *shape, void *data)
 {
-	uint64_t n;
 	size_t bytes;
 	int rc;
 
 	memset(a, 0, sizeof(*a));
 	if (data == NULL)
 		return NQ_EBADARRAY;
-	rc = array_bytes(dt, ndim, shape, &n, &bytes);
+	rc = array_bytes(dt, ndim, shape, &bytes);
 	if (rc == 0)
 		array_set(a, dt, ndim, shape, data, bytes);
 	return rc;
