@@ -50,6 +50,24 @@ hsum(const tk_v *v)
 	       (((*v)[1] + (*v)[5]) + ((*v)[3] + (*v)[7]));
 }
 
+/* One step of tile(): av[s] the rows of A's column s, BV(c) those of B's
+ * column c, into acc. */
+#define TK_STEP(AV, BV)                                                       \
+	do {                                                                  \
+		tk_v av[TK_NI];                                               \
+		_Pragma("GCC unroll 3") for (int s = 0; s < ni; s++) av[s] =  \
+		        (AV);                                                 \
+		_Pragma("GCC unroll 8") for (int c = 0; c < nj; c++)          \
+		{                                                             \
+			tk_v bv = (BV);                                       \
+			_Pragma("GCC unroll 3") for (int s = 0; s < ni;       \
+			                             s++) for (int l = 0;     \
+			                                       l < TK_L; l++) \
+			        acc[s][c][l] = __builtin_fma(av[s][l], bv[l], \
+			                                     acc[s][c][l]);   \
+		}                                                             \
+	} while (0)
+
 /* C[i .. i+ni) × [q, q+nj) for ni columns of A (A points at the first) and
  * nj of B (B at column q); ni and nj are constants where this is inlined.
  * Rows [k8, k) of the inner dimension come zero-padded from Ar (ni
@@ -66,23 +84,6 @@ tile(const double *A, int64_t lda, const double *B, int64_t ldb, int64_t k8,
 #pragma GCC unroll 8
 		for (int c = 0; c < nj; c++)
 			acc[s][c] = (tk_v){0};
-			/* one step: av[s] the rows of A's column s, BV(c) those
-			 * of B's c */
-#define TK_STEP(AV, BV)                                                       \
-	do {                                                                  \
-		tk_v av[TK_NI];                                               \
-		_Pragma("GCC unroll 3") for (int s = 0; s < ni; s++) av[s] =  \
-		        (AV);                                                 \
-		_Pragma("GCC unroll 8") for (int c = 0; c < nj; c++)          \
-		{                                                             \
-			tk_v bv = (BV);                                       \
-			_Pragma("GCC unroll 3") for (int s = 0; s < ni;       \
-			                             s++) for (int l = 0;     \
-			                                       l < TK_L; l++) \
-			        acc[s][c][l] = __builtin_fma(av[s][l], bv[l], \
-			                                     acc[s][c][l]);   \
-		}                                                             \
-	} while (0)
 	for (int64_t j = 0; j < k8; j += TK_L)
 		TK_STEP(*(const tk_vu *) (A + j + lda * s),
 		        *(const tk_vu *) (B + j + ldb * c));
