@@ -1,11 +1,16 @@
 /*
- * nq_clones.h — NQ_CLONES, for the hot elementwise loops (spikesort's
- * int16 conversion and whitening, the cpu backend's batch ops): gcc builds
- * the function for AVX-512, AVX2 and the x86-64 baseline and picks one at
- * load time. Only in ISO C mode (-std=c11), which keeps -ffp-contract=off:
- * no version fuses a multiply-add on its own, and an explicit fma()/fmaf()
- * rounds once in every version (libm's in the baseline), so every clone
- * gives the same bits. Elsewhere (clang, other targets) it is empty.
+ * nq_clones.h — NQ_CLONES, for the hot loops (spikesort's int16 conversion,
+ * whitening and score convolution, the cpu backend's batch ops and its
+ * skinny and tall gemms): gcc builds the function for AVX-512, x86-64-v3
+ * (AVX2 with FMA) and the x86-64 baseline and picks one at load time.
+ * The middle clone names x86-64-v3, not "avx2": that target leaves FMA
+ * off, so its fma() was a call into libm per element (the tall gemm 25x
+ * slower on an AVX2 EPYC); tests/clones_fma.sh checks that no clone but
+ * the baseline calls it. Only in ISO C mode (-std=c11), which keeps
+ * -ffp-contract=off: no version fuses a multiply-add on its own, and an
+ * explicit fma()/fmaf() rounds once in every version (libm's in the
+ * baseline), so every clone gives the same bits. Elsewhere (clang, other
+ * targets) it is empty.
  *
  * NQ_CLONE_INLINE marks the helpers of a cloned function: inlined into each
  * clone, so they are built for its target too (a call from an AVX-512
@@ -16,7 +21,8 @@
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
         defined(__STRICT_ANSI__)
-#define NQ_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#define NQ_CLONES \
+	__attribute__((target_clones("avx512f", "arch=x86-64-v3", "default")))
 #else
 #define NQ_CLONES
 #endif
