@@ -78,8 +78,9 @@ int kern_cpu_sgemm_tn_skinny(int64_t m, int64_t n, int64_t k, float alpha,
 
 /* ---- cpu/kern_cpu_tall.c */
 /* gemm's C = α Aᵀ B (float64, β = 0) for a long inner dimension and few
- * columns (kern_cpu_tall.c): kern_cpu_tall_fits says when it applies
- * (k ≥ KERN_CPU_TALL_K, n ≤ KERN_CPU_TALL_N); 0 or NQ_ENOMEM. */
+ * columns (kern_cpu_tall.c): kern_cpu_tall_fits says when gemm takes it
+ * (k ≥ KERN_CPU_TALL_K, n ≤ KERN_CPU_TALL_N, OpenBLAS on one thread);
+ * kern_cpu_dgemm_tn_tall runs on any shape it fits; 0 or NQ_ENOMEM. */
 #define KERN_CPU_TALL_K 256
 #define KERN_CPU_TALL_N 32
 int kern_cpu_tall_fits(int64_t m, int64_t n, int64_t k);

@@ -26,9 +26,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cblas.h>
 #include <lapacke.h>
 
 #include "kern.h"
+#include "kern_impl.h"
 #include "nq_error.h"
 #include "nq_test_rng.h"
 
@@ -1197,9 +1199,8 @@ test_gemm(void **state)
 	/* m ≥ 128 with n, k ≤ 192: the cpu backend's own Aᵀ B (float, β 0)
 	 * for its tiles of 32 and 16 rows, the tail rows, k off the 16-row
 	 * transposes, blocks of 256 rows, n off the 8-column blocks; k ≥ 256
-	 * with n ≤ 32: its own Aᵀ B (float64, β 0) for its tiles of 3
-	 * columns of A and the 1 or 2 left, n off and past 8-column blocks,
-	 * k off and on 8 rows */
+	 * with n ≤ 32: its own Aᵀ B (float64, β 0) where OpenBLAS runs one
+	 * thread (test_gemm_tall runs it directly) */
 	static const int64_t sz[][3] = {
 	        {1, 1, 1},     {7, 5, 3},    {33, 17, 65},   {130, 70, 129},
 	        {150, 36, 48}, {300, 9, 20}, {529, 192, 17}, {0, 5, 3},
@@ -1236,6 +1237,54 @@ test_gemm(void **state)
 				free(W);
 			}
 }
+
+#ifndef KERN_TEST_CUDA
+/* The cpu backend's Aᵀ B for k ≥ 256, n ≤ 32 (kern_cpu_tall.c), called
+ * directly, whatever OpenBLAS's threads: its tiles of 3 columns of A and
+ * the 1 or 2 left, n off and past 8-column blocks, k off and on 8 rows.
+ * And gemm takes it only while OpenBLAS runs one thread. */
+static void
+test_gemm_tall(void **state)
+{
+	static const int64_t sz[][3] = {{17, 8, 256},
+	                                {40, 21, 301},
+	                                {3, 32, 1000},
+	                                {1, 1, 257},
+	                                {2, 9, 263}};
+	(void) state;
+	for (size_t s = 0; s < sizeof(sz) / sizeof(sz[0]); s++) {
+		int64_t m = sz[s][0], n = sz[s][1], k = sz[s][2];
+		int64_t lda = k + 2, ldb = k + 1, ldc = m + 3;
+		double *A = hrand(KERN_F64, lda * m);
+		double *B = hrand(KERN_F64, ldb * n);
+		double *C = hrand(KERN_F64, ldc * n);
+		double *W = hdup(C, ldc * n);
+
+		assert_int_equal(kern_cpu_dgemm_tn_tall(m, n, k, 1.3, A, lda, B,
+		                                        ldb, C, ldc),
+		                 0);
+		naive_gemm(KERN_F64, KERN_T, KERN_N, m, n, k, 1.3, A, lda, B,
+		           ldb, 0.0, W, ldc);
+		check_close("gemm_tall", KERN_F64, C, W, ldc * n,
+		            tol(KERN_F64, TOL_BLAS));
+		free(A);
+		free(B);
+		free(C);
+		free(W);
+	}
+
+	int threads = openblas_get_num_threads();
+
+	kern_cpu_set_threads(1);
+	assert_true(kern_cpu_tall_fits(40, 21, 301));
+	assert_false(kern_cpu_tall_fits(40, 33, 301));
+	assert_false(kern_cpu_tall_fits(40, 21, 255));
+	kern_cpu_set_threads(2);
+	if (openblas_get_num_threads() == 2)
+		assert_false(kern_cpu_tall_fits(40, 21, 301));
+	kern_cpu_set_threads(threads);
+}
+#endif
 
 static void
 test_syrk(void **state)
@@ -3123,6 +3172,9 @@ main(void)
 	        cmocka_unit_test(test_bad_params_every_op),
 	        cmocka_unit_test(test_caps),
 	        cmocka_unit_test(test_gemm),
+#ifndef KERN_TEST_CUDA
+	        cmocka_unit_test(test_gemm_tall),
+#endif
 	        cmocka_unit_test(test_syrk),
 	        cmocka_unit_test(test_potrf),
 	        cmocka_unit_test(test_potrf_not_pd),

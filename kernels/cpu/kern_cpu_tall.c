@@ -19,6 +19,7 @@
  * 25 % faster than OpenBLAS at n = 1000, 19 % slower at n = 2000, where
  * walking 2000 columns for each tile defeats the prefetcher.
  */
+#include <cblas.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,10 +36,16 @@ typedef double tk_v __attribute__((vector_size(TK_L * sizeof(double))));
 typedef double tk_vu __attribute__((vector_size(TK_L * sizeof(double)),
                                     aligned(sizeof(double)), may_alias));
 
+/* Only where OpenBLAS runs on one thread: this kernel does not divide
+ * its work, and OpenBLAS's threaded dgemm beat it on two (an AVX2 EPYC,
+ * the whole gsn job on the active data: 0.26 s against 0.33 at N = 1000,
+ * 1.38 against 1.58 at N = 2000). On OpenMP threads of its own it was 25x
+ * slower beside OpenBLAS's (bench/README.md). */
 int
 kern_cpu_tall_fits(int64_t m, int64_t n, int64_t k)
 {
-	return m >= 1 && k >= KERN_CPU_TALL_K && n >= 1 && n <= KERN_CPU_TALL_N;
+	return m >= 1 && k >= KERN_CPU_TALL_K && n >= 1 &&
+	       n <= KERN_CPU_TALL_N && openblas_get_num_threads() == 1;
 }
 
 /* The lanes of *v summed in a fixed tree (a pointer: a vector argument
