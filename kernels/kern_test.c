@@ -1199,13 +1199,17 @@ test_gemm(void **state)
 	/* m ≥ 128 with n, k ≤ 192: the cpu backend's own Aᵀ B (float, β 0)
 	 * for its tiles of 32 and 16 rows, the tail rows, k off the 16-row
 	 * transposes, blocks of 256 rows, n off the 8-column blocks; k ≥ 256
-	 * with n ≤ 32: its own Aᵀ B (float64, β 0) where OpenBLAS runs one
-	 * thread (test_gemm_tall runs it directly) */
+	 * with n ≤ 32: its own Aᵀ B (float64, β 0, OpenBLAS on one thread,
+	 * as here) for its tiles of 3 columns of A and the 1 or 2 left, n off
+	 * and past 8-column blocks, k off and on 8 rows */
 	static const int64_t sz[][3] = {
 	        {1, 1, 1},     {7, 5, 3},    {33, 17, 65},   {130, 70, 129},
 	        {150, 36, 48}, {300, 9, 20}, {529, 192, 17}, {0, 5, 3},
 	        {5, 0, 3},     {4, 6, 0},    {17, 8, 256},   {40, 21, 301},
-	        {3, 32, 1000}, {1, 1, 257}};
+	        {3, 32, 1000}, {1, 1, 257},  {2, 9, 263}};
+	int threads = openblas_get_num_threads();
+
+	kern_cpu_set_threads(1);
 	FOR_DT(dt)
 	for (size_t s = 0; s < sizeof(sz) / sizeof(sz[0]); s++)
 		for (int t = 0; t < 4; t++)
@@ -1236,45 +1240,19 @@ test_gemm(void **state)
 				free(C);
 				free(W);
 			}
+	kern_cpu_set_threads(threads);
 }
 
 #ifndef KERN_TEST_CUDA
-/* The cpu backend's Aᵀ B for k ≥ 256, n ≤ 32 (kern_cpu_tall.c), called
- * directly, whatever OpenBLAS's threads: its tiles of 3 columns of A and
- * the 1 or 2 left, n off and past 8-column blocks, k off and on 8 rows.
- * And gemm takes it only while OpenBLAS runs one thread. */
+/* gemm takes the cpu backend's tall kernel (kern_cpu_tall.c) for
+ * k ≥ 256, n ≤ 32 only while OpenBLAS runs one thread (test_gemm sets
+ * one, so its shapes reach the kernel). */
 static void
-test_gemm_tall(void **state)
+test_gemm_tall_route(void **state)
 {
-	static const int64_t sz[][3] = {{17, 8, 256},
-	                                {40, 21, 301},
-	                                {3, 32, 1000},
-	                                {1, 1, 257},
-	                                {2, 9, 263}};
-	(void) state;
-	for (size_t s = 0; s < sizeof(sz) / sizeof(sz[0]); s++) {
-		int64_t m = sz[s][0], n = sz[s][1], k = sz[s][2];
-		int64_t lda = k + 2, ldb = k + 1, ldc = m + 3;
-		double *A = hrand(KERN_F64, lda * m);
-		double *B = hrand(KERN_F64, ldb * n);
-		double *C = hrand(KERN_F64, ldc * n);
-		double *W = hdup(C, ldc * n);
-
-		assert_int_equal(kern_cpu_dgemm_tn_tall(m, n, k, 1.3, A, lda, B,
-		                                        ldb, C, ldc),
-		                 0);
-		naive_gemm(KERN_F64, KERN_T, KERN_N, m, n, k, 1.3, A, lda, B,
-		           ldb, 0.0, W, ldc);
-		check_close("gemm_tall", KERN_F64, C, W, ldc * n,
-		            tol(KERN_F64, TOL_BLAS));
-		free(A);
-		free(B);
-		free(C);
-		free(W);
-	}
-
 	int threads = openblas_get_num_threads();
 
+	(void) state;
 	kern_cpu_set_threads(1);
 	assert_true(kern_cpu_tall_fits(40, 21, 301));
 	assert_false(kern_cpu_tall_fits(40, 33, 301));
@@ -3173,7 +3151,7 @@ main(void)
 	        cmocka_unit_test(test_caps),
 	        cmocka_unit_test(test_gemm),
 #ifndef KERN_TEST_CUDA
-	        cmocka_unit_test(test_gemm_tall),
+	        cmocka_unit_test(test_gemm_tall_route),
 #endif
 	        cmocka_unit_test(test_syrk),
 	        cmocka_unit_test(test_potrf),
