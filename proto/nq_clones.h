@@ -29,4 +29,16 @@
 
 #define NQ_CLONE_INLINE static inline __attribute__((always_inline))
 
+/*
+ * NQ_LANES goes before a loop over the lanes of a vector (for (l = 0; l <
+ * lanes; l++) acc[l] = fma(a[l], b[l], acc[l])) in a cloned function: the
+ * vectorizer makes it one vector instruction. Without it -O3 (a Release
+ * build) unrolls such a loop completely first, and gcc 12 does not put
+ * the pieces together again: every fused multiply-add of the tall gemm,
+ * and those of the AVX-512 clones of the skinny gemm and the score
+ * convolution, became scalar (the tall gemm 4x slower; tests/clones_fma.sh
+ * on a Release build, .ci/run).
+ */
+#define NQ_LANES _Pragma("GCC unroll 1")
+
 #endif

@@ -1,8 +1,11 @@
 #!/bin/sh
-# tests/clones_fma.sh BINARY... — every NQ_CLONES clone built for a target
-# with FMA (all but the baseline) must fuse its fma() in hardware: a call
-# to libm's fma from such a clone costs a function call per element (the
-# tall gemm ran 25x slower when the AVX2 clone lacked FMA; nq_clones.h).
+# tests/clones_fma.sh BINARY... — every fused multiply-add of an NQ_CLONES
+# clone built for a target with FMA (all but the baseline) is a vector
+# instruction (proto/nq_clones.h):
+#  - no call to libm's fma/fmaf: a function call per element (the tall
+#    gemm ran 25x slower when the AVX2 clone lacked FMA);
+#  - no scalar vfmadd…sd/ss: its lane loops were not vectorized (what -O3
+#    made of them without NQ_LANES; .ci/run checks a Release build too).
 # Exits 77 (skipped) where the build has no clones (clang, non-x86).
 set -eu
 status=77
@@ -14,7 +17,12 @@ for bin in "$@"; do
 			if (clone) n++
 			next
 		}
-		clone && /call.*<fmaf?(@plt)?>/ { if (!(name in seen)) print name; seen[name] = 1; bad++ }
+		clone && /call.*<fmaf?(@plt)?>/ { why = "calls libm fma" }
+		clone && /vfn?m(add|sub)[0-9]*s[sd] / { why = "scalar fma" }
+		why != "" {
+			if (!((name, why) in seen)) print name ": " why
+			seen[name, why] = 1; bad++; why = ""
+		}
 		END { print "clones", n + 0, "bad", bad + 0 }')
 	echo "$out" | sed "s|^|$bin: |"
 	clones=$(echo "$out" | tail -1 | awk '{ print $2 }')

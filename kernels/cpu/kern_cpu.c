@@ -942,6 +942,7 @@ out:
 				_Pragma("GCC unroll 8")                        \
 				for (int i = 0; i < na; i++) {                 \
 					T b = x[m + i * VT##_lanes];           \
+					NQ_LANES                               \
 					for (int l = 0; l < VT##_lanes; l++)   \
 						a[i][l] = FMA(b, w[l],         \
 						              a[i][l]);        \

@@ -59,20 +59,20 @@ hsum(const tk_v *v)
 
 /* One step of tile(): av[s] the rows of A's column s, BV(c) those of B's
  * column c, into acc. */
-#define TK_STEP(AV, BV)                                                       \
-	do {                                                                  \
-		tk_v av[TK_NI];                                               \
-		_Pragma("GCC unroll 3") for (int s = 0; s < ni; s++) av[s] =  \
-		        (AV);                                                 \
-		_Pragma("GCC unroll 8") for (int c = 0; c < nj; c++)          \
-		{                                                             \
-			tk_v bv = (BV);                                       \
-			_Pragma("GCC unroll 3") for (int s = 0; s < ni;       \
-			                             s++) for (int l = 0;     \
-			                                       l < TK_L; l++) \
-			        acc[s][c][l] = __builtin_fma(av[s][l], bv[l], \
-			                                     acc[s][c][l]);   \
-		}                                                             \
+#define TK_STEP(AV, BV)                                                        \
+	do {                                                                   \
+		tk_v av[TK_NI];                                                \
+		_Pragma("GCC unroll 3") for (int s = 0; s < ni; s++) av[s] =   \
+		        (AV);                                                  \
+		_Pragma("GCC unroll 8") for (int c = 0; c < nj; c++)           \
+		{                                                              \
+			tk_v bv = (BV);                                        \
+			_Pragma("GCC unroll 3") for (int s = 0; s < ni; s++)   \
+			        NQ_LANES for (int l = 0; l < TK_L; l++)        \
+			                acc[s][c][l] =                         \
+			                        __builtin_fma(av[s][l], bv[l], \
+			                                      acc[s][c][l]);   \
+		}                                                              \
 	} while (0)
 
 /* C[i .. i+ni) × [q, q+nj) for ni columns of A (A points at the first) and
