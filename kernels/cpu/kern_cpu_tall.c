@@ -38,8 +38,8 @@ typedef double tk_vu __attribute__((vector_size(TK_L * sizeof(double)),
 
 /* Only where OpenBLAS runs on one thread: this kernel does not divide
  * its work, and OpenBLAS's threaded dgemm beat it on two (an AVX2 EPYC,
- * the whole gsn job on the active data: 0.26 s against 0.33 at N = 1000,
- * 1.38 against 1.58 at N = 2000). On OpenMP threads of its own it was 25x
+ * the whole gsn job on the active data at N = 2000: 1.18 s against 1.30;
+ * at N = 1000 within the noise). On OpenMP threads of its own it was 25x
  * slower beside OpenBLAS's (bench/README.md). */
 int
 kern_cpu_tall_fits(int64_t m, int64_t n, int64_t k)
