@@ -118,11 +118,12 @@ tile(const sk_v *At, int64_t k, const float *Bp, float alpha, float *C,
 		for (int j = 0; j < nj; j++) {
 			float b = Bp[SK_NJ * c + j];
 #pragma GCC unroll 2
-			for (int s = 0; s < ns; s++)
+			for (int s = 0; s < ns; s++) {
 				NQ_LANES
-			for (int l = 0; l < SK_L; l++)
-				acc[s][j][l] = __builtin_fmaf(a[s][l], b,
-				                              acc[s][j][l]);
+				for (int l = 0; l < SK_L; l++)
+					acc[s][j][l] = __builtin_fmaf(
+					        a[s][l], b, acc[s][j][l]);
+			}
 		}
 	}
 #pragma GCC unroll 2
